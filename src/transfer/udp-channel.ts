@@ -25,7 +25,17 @@ export interface UdpChannel {
   close(): Promise<void>;
 }
 
+export interface UdpBindOptions {
+  address?: string;
+  port?: number;
+  connect?: UdpEndpoint;
+}
+
 export interface UdpNetwork {
-  /** Binds a channel; port 0 (the default) picks a free port. */
-  bind(options?: { address?: string; port?: number }): Promise<UdpChannel>;
+  /**
+   * Binds a channel; port 0 (the default) picks a free port. With `connect`,
+   * the channel talks to that one peer, and implementations that can report
+   * "nothing listens there" (ICMP port unreachable) do so through onError.
+   */
+  bind(options?: UdpBindOptions): Promise<UdpChannel>;
 }

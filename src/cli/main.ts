@@ -1,0 +1,49 @@
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+import { MpotaError } from "../errors.ts";
+import { type CliIo, processIo } from "./io.ts";
+import { registerCommands } from "./commands.ts";
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Builds the `mpota` program. Exposed so tests run commands in-process. */
+export function buildProgram(io: CliIo = processIo): Command {
+  const program = new Command("mpota")
+    .description("Over-the-air firmware updates for MicroPython on ESP8266 (yaota8266)")
+    .version(packageVersion())
+    .option("--verbose", "print stack traces with errors")
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .exitOverride();
+  registerCommands(program, io);
+  for (const cmd of program.commands) {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  }
+  return program;
+}
+
+/** Runs the CLI; returns the process exit code. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; usage errors were already printed by commander.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const verbose = program.opts<{ verbose?: boolean }>().verbose === true || argv.includes("--verbose");
+    if (error instanceof MpotaError) {
+      io.err(`mpota: ${error.message}\n`);
+      if (verbose && error.stack) io.err(`${error.stack}\n`);
+      return error.exitCode;
+    }
+    io.err(`mpota: unexpected error: ${(error as Error)?.message ?? String(error)}\n`);
+    io.err(verbose ? `${(error as Error)?.stack}\n` : "Run again with --verbose for details, and please report it.\n");
+    return 70;
+  }
+}

@@ -1,0 +1,409 @@
+import { MpotaError } from "../errors.ts";
+import { decodeAck, type SignedPacket, withSeq } from "../protocol/datagram.ts";
+import { END_PACKET_COUNT } from "../protocol/image-packets.ts";
+import type { Clock, Timer } from "./clock.ts";
+import type { UdpChannel, UdpEndpoint } from "./udp-channel.ts";
+
+/** A push could not be completed. Subclasses say why and what to do. */
+export class PushError extends MpotaError {
+  override readonly exitCode: number = 10;
+}
+
+/** Nothing ever answered the first datagram. */
+export class DeviceSilentError extends PushError {
+  override readonly exitCode: number = 11;
+}
+
+/** The device answered, then stopped answering before the image was complete. */
+export class DeviceStoppedError extends PushError {
+  override readonly exitCode: number = 12;
+}
+
+/** What to send. */
+export interface PushSource {
+  /**
+   * Data packets (length > 0) in offset order, then the end packet (length 0),
+   * which is sent {@link END_PACKET_COUNT} times once every data packet is
+   * acknowledged. Read lazily: large images are never held whole.
+   */
+  packets: AsyncIterable<SignedPacket>;
+  /** Image size in bytes (for progress). */
+  totalBytes: number;
+}
+
+export interface PushTuning {
+  /** Largest number of datagrams in flight. The receiver buffers about 7 while busy. */
+  maxWindow: number;
+  /** Starting window. */
+  initialWindow: number;
+  /** Retransmission timeout bounds (ms); the timeout adapts between them unless fixed. */
+  minRtoMs: number;
+  maxRtoMs: number;
+  initialRtoMs: number;
+  /** Keep the timeout at initialRtoMs (the reference client's 0.3 s). */
+  fixedRto: boolean;
+  /** Resend interval for the first datagram while the device is not answering yet. */
+  firstRetryMs: number;
+  /** Gap between the end packets. */
+  endGapMs: number;
+}
+
+/** The reference client: one datagram in flight, fixed 0.3 s timeout, end packets 0.1 s apart. */
+export const COMPAT_TUNING: PushTuning = {
+  maxWindow: 1,
+  initialWindow: 1,
+  minRtoMs: 300,
+  maxRtoMs: 300,
+  initialRtoMs: 300,
+  fixedRto: true,
+  firstRetryMs: 300,
+  endGapMs: 100,
+};
+
+/** mpota's default: a small adaptive window, never more in flight than the receiver can queue. */
+export const DEFAULT_TUNING: PushTuning = {
+  maxWindow: 4,
+  initialWindow: 2,
+  minRtoMs: 40,
+  maxRtoMs: 1000,
+  initialRtoMs: 300,
+  fixedRto: false,
+  firstRetryMs: 250,
+  endGapMs: 100,
+};
+
+export interface PushOptions {
+  channel: UdpChannel;
+  device: UdpEndpoint;
+  clock: Clock;
+  source: PushSource;
+  tuning?: PushTuning;
+  /** Give up when the first datagram is unanswered this long (ms). The receiver listens 60 s after boot. */
+  waitMs?: number;
+  /** Give up when no progress is made this long mid-transfer (ms). Below the receiver's PKT_WAIT_MS (10 s). */
+  stallMs?: number;
+  onEvent?: (event: PushEvent) => void;
+}
+
+export interface PushStats {
+  /** Bytes of the image acknowledged. */
+  ackedBytes: number;
+  totalBytes: number;
+  /** Datagrams sent, retransmissions and end packets included. */
+  datagramsSent: number;
+  /** Data datagrams sent more than once. */
+  retransmits: number;
+  /** Timeouts that sent the sender back to the first unacknowledged datagram. */
+  timeouts: number;
+  /** Acknowledgements that matched nothing outstanding (late, duplicated or foreign). */
+  staleAcks: number;
+  elapsedMs: number;
+  /** Smoothed round trip (ms), including the device's processing. */
+  srttMs: number;
+}
+
+export type PushEvent =
+  | { type: "waiting"; attempt: number; elapsedMs: number; unreachable: boolean }
+  | { type: "started"; elapsedMs: number }
+  | ({ type: "progress" } & PushStats)
+  | { type: "finishing"; elapsedMs: number }
+  | ({ type: "done" } & PushStats);
+
+export type PushResult = PushStats;
+
+interface Sent {
+  index: number;
+  at: number;
+}
+
+const SILENT_CAUSES = (device: UdpEndpoint) =>
+  [
+    `  - the device is not in OTA mode (trigger it: ota.start() on the device, \`mpota update\` over MQTT, or the button within the GPIO window after reset);`,
+    `  - ${device.address} is not the device's address, or port ${device.port} is not its OTA port;`,
+    "  - the image is signed with a key whose modulus the bootloader was not built with: the receiver drops such packets without a reply (check with `mpota inspect yaota8266.bin --key priv.key`).",
+  ].join("\n");
+
+/**
+ * Sends an image to a yaota8266 receiver and resolves when every data
+ * datagram is acknowledged and the end packets are sent.
+ *
+ * The receiver accepts only the next expected offset, re-acknowledges the
+ * previous one, and drops everything else silently. So the sender keeps a
+ * small window in flight, treats an acknowledgement of datagram i as
+ * acknowledging everything before it, and on a timeout goes back to the first
+ * unacknowledged datagram (go-back-N). Every transmission carries a fresh
+ * sequence number, so each acknowledgement names the transmission it answers
+ * and round-trip samples are never ambiguous.
+ */
+export class PushSession {
+  private readonly tuning: PushTuning;
+  private readonly waitMs: number;
+  private readonly stallMs: number;
+  private readonly iterator: AsyncIterator<SignedPacket>;
+  /** Packets from index `base` on, not yet acknowledged. */
+  private readonly window: SignedPacket[] = [];
+  private base = 0;
+  private next = 0;
+  private sourceDone = false;
+  private endPacket: SignedPacket | undefined;
+  private filling: Promise<void> | undefined;
+  private seq = 0;
+  private readonly sent = new Map<number, Sent>();
+  private readonly sentOrder: number[] = [];
+  private cwnd: number;
+  private rto: number;
+  private srtt = 0;
+  private rttvar = 0;
+  private hasRtt = false;
+  private started = false;
+  private startAt = 0;
+  private lastProgressAt = 0;
+  private ackedBytes = 0;
+  private datagramsSent = 0;
+  private retransmits = 0;
+  private timeouts = 0;
+  private staleAcks = 0;
+  private firstAttempts = 0;
+  private unreachable = false;
+  private maxSentIndex = -1;
+  /** After a timeout: resend up to here whatever the window, since the receiver may be anywhere in it. */
+  private recoverThrough = -1;
+  private timer: Timer | undefined;
+  private settle: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private finished = false;
+  private lastProgressEventAt = -Infinity;
+
+  constructor(private readonly options: PushOptions) {
+    this.tuning = options.tuning ?? DEFAULT_TUNING;
+    this.waitMs = options.waitMs ?? 30_000;
+    this.stallMs = options.stallMs ?? 8_000;
+    this.iterator = options.source.packets[Symbol.asyncIterator]();
+    this.cwnd = this.tuning.initialWindow;
+    this.rto = this.tuning.initialRtoMs;
+  }
+
+  async run(): Promise<PushResult> {
+    const { channel, clock } = this.options;
+    this.startAt = clock.now();
+    const offMessage = channel.onMessage((data, from) => this.onMessage(data, from));
+    const offError = channel.onError((error) => {
+      if ((error as NodeJS.ErrnoException).code === "ECONNREFUSED") this.unreachable = true;
+    });
+    try {
+      await this.fill();
+      if (this.window.length === 0) throw new PushError("The image is empty: there is nothing to send.");
+      if (!this.sourceDone) await this.fill();
+      await new Promise<void>((resolve, reject) => {
+        this.settle = { resolve, reject };
+        this.pump();
+        this.armTimer(this.tuning.firstRetryMs);
+      });
+      this.emit({ type: "finishing", elapsedMs: clock.now() - this.startAt });
+      const end = this.endPacket;
+      if (!end) throw new PushError("The update source ended without an end packet; the device would not finish.");
+      for (let i = 0; i < END_PACKET_COUNT; i++) {
+        if (i > 0) await clock.sleep(this.tuning.endGapMs);
+        this.transmit(end, -1);
+      }
+      const result = this.stats();
+      this.emit({ type: "done", ...result });
+      return result;
+    } finally {
+      this.finished = true;
+      this.timer?.cancel();
+      offMessage();
+      offError();
+      await this.iterator.return?.();
+    }
+  }
+
+  private stats(): PushStats {
+    return {
+      ackedBytes: this.ackedBytes,
+      totalBytes: this.options.source.totalBytes,
+      datagramsSent: this.datagramsSent,
+      retransmits: this.retransmits,
+      timeouts: this.timeouts,
+      staleAcks: this.staleAcks,
+      elapsedMs: this.options.clock.now() - this.startAt,
+      srttMs: this.srtt,
+    };
+  }
+
+  private emit(event: PushEvent): void {
+    this.options.onEvent?.(event);
+  }
+
+  /** Reads packets from the source until the window can be filled. */
+  private fill(): Promise<void> {
+    if (this.filling) return this.filling;
+    const want = this.tuning.maxWindow;
+    if (this.sourceDone || this.window.length >= want) return Promise.resolve();
+    this.filling = (async () => {
+      try {
+        while (!this.sourceDone && this.window.length < want) {
+          const r = await this.iterator.next();
+          if (r.done) this.sourceDone = true;
+          else if (r.value.length === 0) {
+            this.endPacket = r.value;
+            this.sourceDone = true;
+          } else this.window.push(r.value);
+        }
+      } finally {
+        this.filling = undefined;
+      }
+    })();
+    return this.filling;
+  }
+
+  private transmit(packet: SignedPacket, index: number): void {
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    if (index >= 0) {
+      this.sent.set(this.seq, { index, at: this.options.clock.now() });
+      this.sentOrder.push(this.seq);
+      if (index <= this.maxSentIndex) this.retransmits++;
+      else this.maxSentIndex = index;
+    }
+    this.datagramsSent++;
+    this.options.channel.send(this.options.device, withSeq(this.seq, packet));
+  }
+
+  /** Sends what the window allows. Before the first acknowledgement only the first datagram goes out. */
+  private pump(): void {
+    const limit = this.started ? Math.max(1, Math.floor(this.cwnd)) : 1;
+    while (
+      (this.next < this.base + limit || this.next <= this.recoverThrough) &&
+      this.next - this.base < this.window.length
+    ) {
+      this.transmit(this.window[this.next - this.base] as SignedPacket, this.next);
+      this.next++;
+    }
+  }
+
+  private armTimer(ms: number): void {
+    this.timer?.cancel();
+    this.timer = this.options.clock.setTimer(ms, () => this.onTimeout());
+  }
+
+  private fail(error: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.timer?.cancel();
+    this.settle?.reject(error);
+  }
+
+  private onTimeout(): void {
+    if (this.finished) return;
+    const now = this.options.clock.now();
+    const { device } = this.options;
+    if (!this.started) {
+      if (now - this.startAt >= this.waitMs) {
+        const unreachable = this.unreachable
+          ? `\nThe host reported that nothing listens on UDP port ${device.port} (ICMP port unreachable): it is up but not in OTA mode, or it is another machine.`
+          : "";
+        this.fail(
+          new DeviceSilentError(
+            `No answer from ${device.address}:${device.port} after ${Math.round((now - this.startAt) / 1000)} s and ${this.firstAttempts + 1} tries.${unreachable}\nThe usual causes:\n${SILENT_CAUSES(device)}\nIf the device needs longer to enter OTA mode, raise --wait.`,
+          ),
+        );
+        return;
+      }
+      this.firstAttempts++;
+      this.emit({ type: "waiting", attempt: this.firstAttempts, elapsedMs: now - this.startAt, unreachable: this.unreachable });
+      this.next = this.base;
+      this.pump();
+      this.armTimer(this.tuning.firstRetryMs);
+      return;
+    }
+    if (now - this.lastProgressAt >= this.stallMs) {
+      const offset = this.window[0]?.offset ?? this.ackedBytes;
+      this.fail(
+        new DeviceStoppedError(
+          `${device.address}:${device.port} stopped answering at offset ${offset} of ${this.options.source.totalBytes} (no acknowledgement for ${Math.round((now - this.lastProgressAt) / 1000)} s). It may have rebooted, lost WiFi or power.\nDo not try to resume: after such a stall the yaota8266 receiver keeps a stale buffer and would write a shifted, corrupt image. Put the device into OTA mode again (reset it, or trigger OTA from MicroPython) and push the whole image again.`,
+        ),
+      );
+      return;
+    }
+    // Go back to the first unacknowledged datagram and shrink the window. The
+    // receiver may have taken datagrams whose acknowledgements were lost; it
+    // re-acknowledges only the last one it took and drops the others, so the
+    // whole outstanding range goes out again, whatever the new window.
+    this.timeouts++;
+    this.recoverThrough = this.maxSentIndex;
+    this.next = this.base;
+    this.cwnd = Math.max(1, this.cwnd / 2);
+    if (!this.tuning.fixedRto) this.rto = Math.min(this.rto * 2, this.tuning.maxRtoMs);
+    this.pump();
+    this.armTimer(this.rto);
+  }
+
+  private onMessage(data: Uint8Array, from: UdpEndpoint): void {
+    if (this.finished) return;
+    if (from.port !== this.options.device.port) return;
+    const ack = decodeAck(data);
+    if (!ack) return;
+    const sent = this.sent.get(ack.seq);
+    const packet = sent ? this.window[sent.index - this.base] : undefined;
+    if (!sent || !packet || sent.index < this.base || ack.offset !== packet.offset || ack.length !== packet.length) {
+      this.staleAcks++;
+      return;
+    }
+    const now = this.options.clock.now();
+    if (!this.started) {
+      this.started = true;
+      this.emit({ type: "started", elapsedMs: now - this.startAt });
+    }
+    this.sampleRtt(now - sent.at);
+    // An acknowledgement of datagram i means the receiver took everything before it too.
+    const newlyAcked = sent.index - this.base + 1;
+    for (let i = 0; i < newlyAcked; i++) this.ackedBytes += (this.window.shift() as SignedPacket).length;
+    this.base = sent.index + 1;
+    if (this.next < this.base) this.next = this.base;
+    while (this.sentOrder.length > 0) {
+      const oldest = this.sent.get(this.sentOrder[0] as number);
+      if (oldest && oldest.index >= this.base) break;
+      this.sent.delete(this.sentOrder.shift() as number);
+    }
+    this.lastProgressAt = now;
+    if (this.cwnd < this.tuning.maxWindow) this.cwnd = Math.min(this.tuning.maxWindow, this.cwnd + newlyAcked / this.cwnd);
+    if (now - this.lastProgressEventAt >= 100 || (this.sourceDone && this.window.length === 0)) {
+      this.lastProgressEventAt = now;
+      this.emit({ type: "progress", ...this.stats() });
+    }
+    if (this.sourceDone && this.window.length === 0) {
+      this.timer?.cancel();
+      this.settle?.resolve();
+      return;
+    }
+    this.armTimer(this.rto);
+    this.fill().then(
+      () => {
+        if (this.finished) return;
+        if (this.sourceDone && this.window.length === 0) {
+          this.timer?.cancel();
+          this.settle?.resolve();
+        } else this.pump();
+      },
+      (error: unknown) => this.fail(error as Error),
+    );
+    this.pump();
+  }
+
+  private sampleRtt(sample: number): void {
+    if (this.tuning.fixedRto) return;
+    if (!this.hasRtt) {
+      this.srtt = sample;
+      this.rttvar = sample / 2;
+      this.hasRtt = true;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample);
+      this.srtt = 0.875 * this.srtt + 0.125 * sample;
+    }
+    this.rto = Math.min(this.tuning.maxRtoMs, Math.max(this.tuning.minRtoMs, this.srtt + 4 * this.rttvar));
+  }
+}
+
+/** Pushes an image; see {@link PushSession}. */
+export function push(options: PushOptions): Promise<PushResult> {
+  return new PushSession(options).run();
+}

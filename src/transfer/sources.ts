@@ -1,0 +1,80 @@
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { FileError } from "../errors.ts";
+import { checkBlockSize, MAX_IMAGE_SIZE, signEndPacket, type SignedPacket } from "../protocol/datagram.ts";
+import { signImageStream } from "../protocol/image-packets.ts";
+import { OTA_MAGIC, OtaFileDecoder, type OtaFileSummary } from "../protocol/ota-file.ts";
+import type { SigningKey } from "../protocol/rsa-key.ts";
+import type { PushSource } from "./sender.ts";
+
+const CHUNK = 64 * 1024;
+
+async function fileSize(path: string, what: string): Promise<number> {
+  try {
+    const s = await stat(path);
+    if (!s.isFile()) throw new FileError(`${what} ${path} is not a regular file.`);
+    return s.size;
+  } catch (error) {
+    if (error instanceof FileError) throw error;
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new FileError(`${what} ${path} does not exist.`);
+    throw new FileError(`${what} ${path} cannot be read: ${(error as Error).message}`);
+  }
+}
+
+/** True when the file starts with the canned .ota magic. */
+export async function isOtaFile(path: string): Promise<boolean> {
+  const stream = createReadStream(path, { start: 0, end: OTA_MAGIC.length - 1 });
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).equals(Buffer.from(OTA_MAGIC));
+}
+
+/** Checks an image's size is one boot8266 can boot. */
+export function checkImageSize(size: number, path: string): void {
+  if (size === 0) throw new FileError(`${path} is empty: there is no firmware to send.`);
+  if (size > MAX_IMAGE_SIZE) {
+    throw new FileError(
+      `${path} is ${size} bytes; boot8266 refuses a main app larger than ${MAX_IMAGE_SIZE} bytes and would stay in OTA mode. Build a smaller firmware (fewer frozen modules).`,
+    );
+  }
+}
+
+async function* withEnd(data: AsyncIterable<SignedPacket>, key: SigningKey): AsyncGenerator<SignedPacket> {
+  yield* data;
+  yield signEndPacket(key);
+}
+
+/** A firmware image read from disk and signed on the fly, chunk by chunk. */
+export async function imageFileSource(path: string, key: SigningKey, block: number): Promise<PushSource> {
+  checkBlockSize(block);
+  const totalBytes = await fileSize(path, "Firmware");
+  checkImageSize(totalBytes, path);
+  return {
+    totalBytes,
+    packets: withEnd(signImageStream(createReadStream(path, { highWaterMark: CHUNK }), key, block), key),
+  };
+}
+
+/** Streams the whole .ota file through the decoder once: structure and checksum. */
+export async function verifyOtaFile(path: string): Promise<OtaFileSummary> {
+  await fileSize(path, ".ota file");
+  const decoder = new OtaFileDecoder(path);
+  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) decoder.push(chunk as Buffer);
+  return decoder.end();
+}
+
+/**
+ * A canned .ota file: verified whole first (nothing is sent from a damaged
+ * file), then streamed again record by record.
+ */
+export async function otaFileSource(path: string): Promise<PushSource & { summary: OtaFileSummary }> {
+  const summary = await verifyOtaFile(path);
+  async function* packets(): AsyncGenerator<SignedPacket> {
+    const decoder = new OtaFileDecoder(path);
+    for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) {
+      for (const record of decoder.push(chunk as Buffer)) yield record.packet;
+    }
+    decoder.end();
+  }
+  return { totalBytes: summary.imageSize, summary, packets: packets() };
+}

@@ -1,0 +1,192 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { EmulatedDevice } from "../../src/emulator/device.ts";
+import { withSeq } from "../../src/protocol/datagram.ts";
+import { signImage } from "../../src/protocol/image-packets.ts";
+import { encodeOtaFile } from "../../src/protocol/ota-file.ts";
+import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
+import { VirtualClock } from "../../src/transfer/clock.ts";
+import type { LinkProfile } from "../../src/transfer/impairment.ts";
+import { MemoryNetwork } from "../../src/transfer/memory-network.ts";
+import { seededRandom } from "../../src/transfer/random.ts";
+import {
+  COMPAT_TUNING,
+  DeviceSilentError,
+  DeviceStoppedError,
+  type PushEvent,
+  type PushSource,
+  push,
+} from "../../src/transfer/sender.ts";
+import { otaFileSource } from "../../src/transfer/sources.ts";
+import { readFixtureText } from "../support/fixtures.ts";
+import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+
+const key = parsePrivateKeyPem(readFixtureText("reference/priv-pkcs1.key"));
+const APP = 0x3c000;
+
+function memorySource(image: Uint8Array, block = 256): PushSource {
+  const packets = signImage(image, key, block);
+  return {
+    totalBytes: image.length,
+    packets: (async function* () {
+      yield* packets;
+    })(),
+  };
+}
+
+async function setup(options: { link?: LinkProfile | string; seed?: number } = {}) {
+  const clock = new VirtualClock();
+  const network = new MemoryNetwork(clock);
+  const device = new EmulatedDevice({
+    network,
+    address: "127.0.0.2",
+    clock,
+    key,
+    random: seededRandom(options.seed ?? 7),
+    ...(options.link ? { link: options.link } : {}),
+  });
+  // Empty flash: boot8266's MD5 check fails, so the device comes up in OTA mode.
+  await device.powerOn();
+  const channel = await network.bind({ address: "127.0.0.1" });
+  return { clock, network, device, channel };
+}
+
+function flashImage(device: EmulatedDevice, length: number): Uint8Array {
+  return device.flash.read(APP, length);
+}
+
+describe("push to the emulated receiver (virtual time)", () => {
+  test("a ~600 KiB MicroPython image lands byte-exact at MAIN_APP_OFFSET and boots", async () => {
+    const image = buildMicroPythonImage({ size: 600 * 1024, seed: 11 });
+    const { clock, device, channel } = await setup();
+    const events: PushEvent[] = [];
+    const result = await clock.run(
+      push({ channel, device: device.endpoint, clock, source: memorySource(image), onEvent: (e) => events.push(e) }),
+    );
+    assert.equal(result.ackedBytes, image.length);
+    await clock.run(device.waitForState("app"));
+    assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image));
+    assert.equal(device.app?.md5, imageIdentity(image));
+    assert.equal(device.app?.checked, true);
+    assert.equal(device.stats.queueOverflows, 0);
+    assert.ok(events.some((e) => e.type === "started"));
+    assert.equal(events.at(-1)?.type, "done");
+    // The end packet went out three times.
+    assert.equal(result.datagramsSent - Math.ceil(image.length / 256) - result.retransmits, 3);
+  });
+
+  const rough: LinkProfile = {
+    name: "rough",
+    inbound: { delayMs: 10, jitterMs: 25, loss: 0.08, duplicate: 0.05 },
+    outbound: { delayMs: 10, jitterMs: 25, loss: 0.08, duplicate: 0.05 },
+  };
+  for (const [mode, tuning] of [
+    ["default", undefined],
+    ["--compat", COMPAT_TUNING],
+  ] as const) {
+    test(`${mode}: survives loss, duplication and reordering with every byte in place`, async () => {
+      const image = buildMicroPythonImage({ size: 120 * 1024, seed: 12 });
+      const { clock, device, channel } = await setup({ link: rough, seed: 3 });
+      const result = await clock.run(
+        push({ channel, device: device.endpoint, clock, source: memorySource(image), ...(tuning ? { tuning } : {}) }),
+      );
+      await clock.run(device.waitForState("app"));
+      assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image));
+      assert.ok(result.retransmits > 0, "the rough link should have forced retransmissions");
+      const stats = device.linkStats;
+      assert.ok(stats && stats.inboundLost > 0 && stats.inboundDuplicated > 0 && stats.outboundLost > 0);
+      assert.equal(device.stats.queueOverflows, 0);
+    });
+  }
+
+  test("the poor link profile: image byte-exact and booted", async () => {
+    const image = buildMicroPythonImage({ size: 200 * 1024, seed: 13 });
+    const { clock, device, channel } = await setup({ link: "poor", seed: 5 });
+    await clock.run(push({ channel, device: device.endpoint, clock, source: memorySource(image) }));
+    await clock.run(device.waitForState("app"));
+    assert.equal(device.app?.md5, imageIdentity(image));
+  });
+
+  test("a canned .ota file streams from disk and lands byte-exact", async () => {
+    const image = buildMicroPythonImage({ size: 64 * 1024, seed: 14 });
+    const dir = mkdtempSync(join(tmpdir(), "mpota-sender-"));
+    const file = join(dir, "fw.ota");
+    writeFileSync(file, encodeOtaFile(signImage(image, key, 512).map((p, i) => withSeq(i + 1, p))));
+    const source = await otaFileSource(file);
+    assert.equal(source.summary.blockSize, 512);
+    const { clock, device, channel } = await setup();
+    await clock.run(push({ channel, device: device.endpoint, clock, source }));
+    await clock.run(device.waitForState("app"));
+    assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image));
+  });
+
+  test("nobody listening: gives up after the wait and explains the usual causes", async () => {
+    const clock = new VirtualClock();
+    const network = new MemoryNetwork(clock);
+    const channel = await network.bind();
+    const image = buildMicroPythonImage({ size: 40 * 1024 });
+    const started = clock.now();
+    await assert.rejects(
+      clock.run(
+        push({ channel, device: { address: "127.0.0.9", port: 8266 }, clock, source: memorySource(image), waitMs: 5000 }),
+      ),
+      (e: unknown) =>
+        e instanceof DeviceSilentError &&
+        /No answer from 127\.0\.0\.9:8266 after 5 s/.test(e.message) &&
+        /not in OTA mode/.test(e.message) &&
+        /modulus the bootloader was not built with/.test(e.message),
+    );
+    assert.ok(clock.now() - started <= 5500);
+  });
+
+  test("signed with another key: the device drops every packet, flash untouched, the client explains", async () => {
+    const stranger = generateKeyPair(512).key;
+    const image = buildMicroPythonImage({ size: 40 * 1024 });
+    const { clock, device, channel } = await setup();
+    const packets = signImage(image, stranger, 256);
+    const source: PushSource = {
+      totalBytes: image.length,
+      packets: (async function* () {
+        yield* packets;
+      })(),
+    };
+    await assert.rejects(
+      clock.run(push({ channel, device: device.endpoint, clock, source, waitMs: 12_000 })),
+      (e: unknown) => e instanceof DeviceSilentError && /key whose modulus/.test(e.message),
+    );
+    assert.ok(
+      device.stats.dropped["bad-sha1"] + device.stats.dropped["bad-signature"] > 0,
+      JSON.stringify(device.stats),
+    );
+    assert.equal(device.stats.acksSent, 0);
+    assert.ok(flashImage(device, 4096).every((b) => b === 0xff));
+  });
+
+  test("a device that stops answering mid-transfer ends in a bounded time with advice not to resume", async () => {
+    const image = buildMicroPythonImage({ size: 100 * 1024, seed: 15 });
+    const { clock, device, channel } = await setup();
+    let offAt = 0;
+    device.events.on("accepted", (e) => {
+      if (e.offset === 40 * 1024) {
+        offAt = clock.now();
+        device.powerOff();
+      }
+    });
+    let failedAt = 0;
+    await assert.rejects(
+      clock.run(
+        push({ channel, device: device.endpoint, clock, source: memorySource(image), stallMs: 8000 }).finally(() => {
+          failedAt = clock.now();
+        }),
+      ),
+      (e: unknown) =>
+        e instanceof DeviceStoppedError &&
+        /stopped answering at offset 40\d\d\d of 102400/.test(e.message) &&
+        /Do not try to resume/.test(e.message),
+    );
+    assert.ok(failedAt - offAt <= 9_000, `gave up ${failedAt - offAt} ms after the device went silent`);
+  });
+});

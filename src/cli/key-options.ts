@@ -18,7 +18,9 @@ export function readUserFile(path: string, what: string): Buffer {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
-      throw new FileError(`${what} ${path} does not exist. ${what === "Key file" ? "Create a key with `mpota keys new`, or pass --key FILE." : "Check the path."}`);
+      throw new FileError(
+        `${what} ${path} does not exist. ${what === "Key file" ? "Create a key with `mpota keys new`, or pass --key FILE." : "Check the path."}`,
+      );
     }
     if (code === "EISDIR") throw new FileError(`${what} ${path} is a directory, not a file.`);
     if (code === "EACCES") throw new FileError(`${what} ${path} cannot be read (permission denied).`);
@@ -51,8 +53,13 @@ export function loadPublicKey(options: PublicKeyOptions): PublicKeyInfo | undefi
 /** Parses integers given as decimal or 0x-hex on the command line. */
 export function parseIntegerOption(name: string): (value: string) => number {
   return (value: string) => {
-    const n = /^0x[0-9a-f]+$/i.test(value) ? Number.parseInt(value, 16) : /^\d+$/.test(value) ? Number(value) : Number.NaN;
-    if (!Number.isSafeInteger(n)) throw new UsageError(`${name} must be a whole number (decimal or 0x hex), not "${value}".`);
+    const n = /^0x[0-9a-f]+$/i.test(value)
+      ? Number.parseInt(value, 16)
+      : /^\d+$/.test(value)
+        ? Number(value)
+        : Number.NaN;
+    if (!Number.isSafeInteger(n))
+      throw new UsageError(`${name} must be a whole number (decimal or 0x hex), not "${value}".`);
     return n;
   };
 }
@@ -61,6 +68,7 @@ export function parseIntegerOption(name: string): (value: string) => number {
 export function parseFlashSize(value: string): number {
   const m = /^(\d+)\s*([kKmM]?)(i?[bB])?$/.exec(value.trim());
   if (!m) throw new UsageError(`Flash size "${value}" is not a size; use 512K, 1M, 2M, 4M, 8M or 16M.`);
-  const n = Number(m[1]) * (m[2]?.toLowerCase() === "k" ? 1024 : m[2]?.toLowerCase() === "m" ? 1024 * 1024 : 1);
+  const n =
+    Number(m[1]) * (m[2]?.toLowerCase() === "k" ? 1024 : m[2]?.toLowerCase() === "m" ? 1024 * 1024 : 1);
   return n;
 }

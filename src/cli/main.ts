@@ -1,11 +1,13 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { MpotaError } from "../errors.ts";
-import { type CliIo, processIo } from "./io.ts";
 import { registerCommands } from "./commands.ts";
+import { type CliIo, processIo } from "./io.ts";
 
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
   return pkg.version;
 }
 
@@ -43,7 +45,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       return error.exitCode;
     }
     io.err(`mpota: unexpected error: ${(error as Error)?.message ?? String(error)}\n`);
-    io.err(verbose ? `${(error as Error)?.stack}\n` : "Run again with --verbose for details, and please report it.\n");
+    io.err(
+      verbose
+        ? `${(error as Error)?.stack}\n`
+        : "Run again with --verbose for details, and please report it.\n",
+    );
     return 70;
   }
 }

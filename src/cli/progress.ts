@@ -48,7 +48,8 @@ export class PushProgress {
           this.bar = new cliProgress.SingleBar(
             {
               stream: this.io.stderr,
-              format: "{bar} {percentage}% | {done}/{all} KiB | {rate} KiB/s | {rexmit} rexmit | ETA {eta_formatted}",
+              format:
+                "{bar} {percentage}% | {done}/{all} KiB | {rate} KiB/s | {rexmit} rexmit | ETA {eta_formatted}",
               hideCursor: true,
               etaBuffer: 50,
             },

@@ -1,55 +1,140 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
-import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
+import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
+import type { SigningKey } from "../protocol/rsa-key.ts";
+import { probeBlockSize } from "../transfer/block-probe.ts";
 import { systemClock } from "../transfer/clock.ts";
 import { NodeUdpNetwork } from "../transfer/node-udp.ts";
-import { COMPAT_TUNING, DEFAULT_TUNING, type PushResult, push } from "../transfer/sender.ts";
-import { imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
+import {
+  COMPAT_TUNING,
+  DEFAULT_TUNING,
+  DeviceSilentError,
+  type PushResult,
+  type PushSource,
+  push,
+} from "../transfer/sender.ts";
+import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
+import type { UdpChannel, UdpEndpoint } from "../transfer/udp-channel.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 import { describeResult, PushProgress } from "./progress.ts";
+
+/** The block `--block auto` tries first. */
+export const AUTO_LARGE_BLOCK = 1024;
+
+export type BlockChoice = number | "auto";
+
+export function parseBlockOption(value: string): BlockChoice {
+  if (value === "auto") return "auto";
+  return checkBlockSize(parseIntegerOption("--block")(value));
+}
 
 interface PushCommandOptions {
   to: string;
   port: number;
   key?: string;
-  block?: number;
+  block?: BlockChoice;
   compat?: boolean;
   wait: number;
   json?: boolean;
 }
 
+async function chooseAutoBlock(
+  file: string,
+  key: SigningKey,
+  channel: UdpChannel,
+  device: UdpEndpoint,
+  waitMs: number,
+  io: CliIo,
+  json: boolean,
+): Promise<{ block: number; lastSeq: number }> {
+  const [large, fallback] = await Promise.all([
+    firstImagePacket(file, key, AUTO_LARGE_BLOCK),
+    firstImagePacket(file, key, DEFAULT_BLOCK_SIZE),
+  ]);
+  const probe = await probeBlockSize({ channel, device, clock: systemClock, large, fallback, waitMs });
+  if (probe.block === undefined) {
+    throw new DeviceSilentError(
+      `No answer from ${device.address}:${device.port} to ${probe.largeSent + probe.fallbackSent} probe datagrams in ${Math.round(waitMs / 1000)} s (neither ${AUTO_LARGE_BLOCK}- nor ${DEFAULT_BLOCK_SIZE}-byte blocks). Is the device in OTA mode at that address, and was its bootloader built with this key's modulus? Raise --wait if it needs longer to enter OTA mode.`,
+    );
+  }
+  const block = probe.block === AUTO_LARGE_BLOCK ? AUTO_LARGE_BLOCK : DEFAULT_BLOCK_SIZE;
+  if (json)
+    io.out(`${JSON.stringify({ type: "probe", block, target: `${device.address}:${device.port}` })}\n`);
+  else {
+    io.err(
+      block === AUTO_LARGE_BLOCK
+        ? `${AUTO_LARGE_BLOCK}-byte blocks get through: using them\n`
+        : `${AUTO_LARGE_BLOCK}-byte blocks do not get through this network: using ${DEFAULT_BLOCK_SIZE}\n`,
+    );
+  }
+  return { block, lastSeq: probe.lastSeq };
+}
+
 export async function pushCommand(file: string, options: PushCommandOptions, io: CliIo): Promise<PushResult> {
   const canned = await isOtaFile(file).catch(() => false);
-  let source: Awaited<ReturnType<typeof imageFileSource>>;
-  let what: string;
-  if (canned) {
-    if (options.block !== undefined) {
-      throw new UsageError(`${file} is a canned .ota file: its block size was fixed when it was signed. Drop --block.`);
-    }
-    const ota = await otaFileSource(file);
-    source = ota;
-    what = `${file} (canned, ${ota.summary.dataPackets} datagrams of up to ${ota.summary.blockSize} bytes, checksum OK)`;
-  } else {
-    const key = loadSigningKey(options.key ?? DEFAULT_KEY_FILE);
-    const block = options.block ?? DEFAULT_BLOCK_SIZE;
-    source = await imageFileSource(file, key, block);
-    what = `${file} (${source.totalBytes} bytes, signed on the fly with ${key.bits}-bit key, ${block}-byte blocks)`;
-  }
   const device = { address: options.to, port: options.port };
   const target = `${options.to}:${options.port}`;
+  const waitMs = options.wait * 1000;
+  let key: SigningKey | undefined;
+  let ota: Awaited<ReturnType<typeof otaFileSource>> | undefined;
+  if (canned) {
+    if (options.block !== undefined) {
+      throw new UsageError(
+        `${file} is a canned .ota file: its block size was fixed when it was signed. Drop --block.`,
+      );
+    }
+    ota = await otaFileSource(file);
+  } else {
+    key = loadSigningKey(options.key ?? DEFAULT_KEY_FILE);
+    // Fail on a bad image before touching the network.
+    await imageFileSource(file, key, typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE);
+  }
+  const channel = await new NodeUdpNetwork().bind({ connect: device });
   const mode = options.json ? "json" : io.interactive ? "bar" : "lines";
   const progress = new PushProgress(io, mode, target);
-  if (!options.json) io.err(`pushing ${what} to ${target}${options.compat ? " in --compat mode" : ""}\n`);
-  const channel = await new NodeUdpNetwork().bind({ connect: device });
   try {
+    let source: PushSource;
+    let firstSeq = 0;
+    if (ota) {
+      source = ota;
+      if (!options.json) {
+        io.err(
+          `pushing ${file} (canned: ${ota.summary.dataPackets} datagrams of up to ${ota.summary.blockSize} bytes, checksum OK) to ${target}\n`,
+        );
+      }
+    } else {
+      const signingKey = key as SigningKey;
+      let block = typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE;
+      if (options.block === "auto") {
+        if (!options.json) io.err(`probing ${target} for ${AUTO_LARGE_BLOCK}-byte blocks\n`);
+        const chosen = await chooseAutoBlock(
+          file,
+          signingKey,
+          channel,
+          device,
+          waitMs,
+          io,
+          options.json === true,
+        );
+        block = chosen.block;
+        firstSeq = chosen.lastSeq;
+      }
+      source = await imageFileSource(file, signingKey, block);
+      if (!options.json) {
+        io.err(
+          `pushing ${file} (${source.totalBytes} bytes, signed on the fly with a ${signingKey.bits}-bit key, ${block}-byte blocks) to ${target}${options.compat ? " in --compat mode" : ""}\n`,
+        );
+      }
+    }
     const result = await push({
       channel,
       device,
       clock: systemClock,
       source,
       tuning: options.compat ? COMPAT_TUNING : DEFAULT_TUNING,
-      waitMs: options.wait * 1000,
+      waitMs,
+      firstSeq,
       onEvent: progress.handle,
     });
     if (!options.json) {
@@ -73,20 +158,35 @@ export function registerPushCommand(program: Command, io: CliIo): void {
     .argument("<file>", "firmware-ota.bin, or a .ota file made by `mpota sign` or ota_client.py")
     .requiredOption("--to <host>", "the device's IP address or host name")
     .option("--port <port>", "the receiver's UDP port", parseIntegerOption("--port"), 8266)
-    .option("--key <file>", `private key for signing an image (default ${DEFAULT_KEY_FILE}); not needed for .ota files`)
-    .option("--block <bytes>", "data bytes per datagram: 256 (default), 512 or 1024", parseIntegerOption("--block"))
+    .option(
+      "--key <file>",
+      `private key for signing an image (default ${DEFAULT_KEY_FILE}); not needed for .ota files`,
+    )
+    .option(
+      "--block <bytes>",
+      `data bytes per datagram: 256 (default), 512, 1024, or auto (try ${AUTO_LARGE_BLOCK}, fall back to 256)`,
+      parseBlockOption,
+    )
     .option("--compat", "behave exactly like the reference client: one datagram in flight, 0.3 s timeout")
-    .option("--wait <seconds>", "how long to wait for the device to answer at all", parseIntegerOption("--wait"), 30)
+    .option(
+      "--wait <seconds>",
+      "how long to wait for the device to answer at all",
+      parseIntegerOption("--wait"),
+      30,
+    )
     .option("--json", "print machine-readable events, one JSON object per line")
     .addHelpText(
       "after",
       `
+Larger blocks are faster (fewer datagrams for the receiver to log), but some
+networks drop datagrams of 549 bytes or more; --block auto finds out.
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); the result to stdout.
 Exit codes: 0 sent, 10 push failed, 11 device never answered, 12 device stopped answering,
-3 file problem, 4 key problem, 5 damaged .ota file.`,
+2 usage, 3 file problem, 4 key problem, 5 damaged .ota file.`,
     )
     .action(async (file: string, options: PushCommandOptions) => {
-      if (options.port < 1 || options.port > 65535) throw new UsageError("--port must be between 1 and 65535.");
+      if (options.port < 1 || options.port > 65535)
+        throw new UsageError("--port must be between 1 and 65535.");
       await pushCommand(file, options, io);
     });
 }

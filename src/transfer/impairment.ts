@@ -12,6 +12,8 @@ export interface LinkDirection {
   loss: number;
   /** Probability that a datagram is delivered twice (the copy with its own jitter). */
   duplicate?: number;
+  /** Datagrams larger than this vanish, as on networks that drop datagrams of 549 bytes or more. */
+  maxDatagramBytes?: number;
 }
 
 export interface LinkProfile {
@@ -36,9 +38,19 @@ export const LINK_PROFILES: Record<"none" | "lan" | "busy" | "poor", LinkProfile
 
 export type LinkProfileName = keyof typeof LINK_PROFILES;
 
+/** The same profile on a network that drops datagrams larger than `bytes`. */
+export function withMaxDatagram(profile: LinkProfile, bytes: number): LinkProfile {
+  return {
+    name: `${profile.name}, max ${bytes} B`,
+    inbound: { ...profile.inbound, maxDatagramBytes: bytes },
+    outbound: { ...profile.outbound, maxDatagramBytes: bytes },
+  };
+}
+
 export function linkProfile(name: string): LinkProfile {
   const profile = (LINK_PROFILES as Record<string, LinkProfile>)[name];
-  if (!profile) throw new Error(`unknown link profile "${name}" (choose ${Object.keys(LINK_PROFILES).join(", ")})`);
+  if (!profile)
+    throw new Error(`unknown link profile "${name}" (choose ${Object.keys(LINK_PROFILES).join(", ")})`);
   return profile;
 }
 
@@ -48,6 +60,9 @@ export interface ImpairmentStats {
   outboundLost: number;
   inboundDuplicated: number;
   outboundDuplicated: number;
+  /** Datagrams dropped for exceeding maxDatagramBytes. */
+  inboundTooLarge: number;
+  outboundTooLarge: number;
 }
 
 /**
@@ -56,7 +71,14 @@ export interface ImpairmentStats {
  * in-memory network alike.
  */
 export class ImpairedChannel implements UdpChannel {
-  readonly stats: ImpairmentStats = { inboundLost: 0, outboundLost: 0, inboundDuplicated: 0, outboundDuplicated: 0 };
+  readonly stats: ImpairmentStats = {
+    inboundLost: 0,
+    outboundLost: 0,
+    inboundDuplicated: 0,
+    outboundDuplicated: 0,
+    inboundTooLarge: 0,
+    outboundTooLarge: 0,
+  };
   private readonly listeners = new Set<UdpListener>();
   private readonly detach: () => void;
 
@@ -67,7 +89,7 @@ export class ImpairedChannel implements UdpChannel {
     private readonly random: Random,
   ) {
     this.detach = inner.onMessage((data, from) => {
-      this.schedule(this.profile.inbound, "inbound", () => {
+      this.schedule(this.profile.inbound, "inbound", data.length, () => {
         for (const l of this.listeners) l(data, from);
       });
     });
@@ -79,7 +101,7 @@ export class ImpairedChannel implements UdpChannel {
 
   send(to: UdpEndpoint, data: Uint8Array): void {
     const copy = new Uint8Array(data);
-    this.schedule(this.profile.outbound, "outbound", () => this.inner.send(to, copy));
+    this.schedule(this.profile.outbound, "outbound", copy.length, () => this.inner.send(to, copy));
   }
 
   onMessage(listener: UdpListener): () => void {
@@ -96,7 +118,11 @@ export class ImpairedChannel implements UdpChannel {
     await this.inner.close();
   }
 
-  private schedule(d: LinkDirection, way: "inbound" | "outbound", deliver: () => void): void {
+  private schedule(d: LinkDirection, way: "inbound" | "outbound", size: number, deliver: () => void): void {
+    if (d.maxDatagramBytes !== undefined && size > d.maxDatagramBytes) {
+      this.stats[`${way}TooLarge`]++;
+      return;
+    }
     if (d.loss > 0 && this.random() < d.loss) {
       this.stats[`${way}Lost`]++;
       return;

@@ -5,7 +5,8 @@ import type { UdpBindOptions, UdpChannel, UdpEndpoint, UdpListener, UdpNetwork }
 /** Real UDP sockets (node:dgram). */
 export class NodeUdpNetwork implements UdpNetwork {
   async bind(options: UdpBindOptions = {}): Promise<UdpChannel> {
-    const address = options.address ?? (options.connect && isIPv6(options.connect.address) ? "::" : "0.0.0.0");
+    const address =
+      options.address ?? (options.connect && isIPv6(options.connect.address) ? "::" : "0.0.0.0");
     const socket = createSocket({ type: isIPv6(address) ? "udp6" : "udp4", reuseAddr: false });
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => reject(error);

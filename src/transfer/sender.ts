@@ -1,6 +1,7 @@
 import { MpotaError } from "../errors.ts";
-import { decodeAck, type SignedPacket, withSeq } from "../protocol/datagram.ts";
+import { decodeAck, SECTOR_SIZE, type SignedPacket, withSeq } from "../protocol/datagram.ts";
 import { END_PACKET_COUNT } from "../protocol/image-packets.ts";
+import { AckClock } from "./ack-clock.ts";
 import type { Clock, Timer } from "./clock.ts";
 import type { UdpChannel, UdpEndpoint } from "./udp-channel.ts";
 
@@ -46,6 +47,8 @@ export interface PushTuning {
   firstRetryMs: number;
   /** Gap between the end packets. */
   endGapMs: number;
+  /** Send interval as a fraction of the receiver's measured pace (below 1 keeps its queue from running dry). */
+  paceFactor: number;
 }
 
 /** The reference client: one datagram in flight, fixed 0.3 s timeout, end packets 0.1 s apart. */
@@ -58,11 +61,12 @@ export const COMPAT_TUNING: PushTuning = {
   fixedRto: true,
   firstRetryMs: 300,
   endGapMs: 100,
+  paceFactor: 0,
 };
 
 /** mpota's default: a small adaptive window, never more in flight than the receiver can queue. */
 export const DEFAULT_TUNING: PushTuning = {
-  maxWindow: 4,
+  maxWindow: 6,
   initialWindow: 2,
   minRtoMs: 40,
   maxRtoMs: 1000,
@@ -70,6 +74,7 @@ export const DEFAULT_TUNING: PushTuning = {
   fixedRto: false,
   firstRetryMs: 250,
   endGapMs: 100,
+  paceFactor: 0.9,
 };
 
 export interface PushOptions {
@@ -83,6 +88,8 @@ export interface PushOptions {
   /** Give up when no progress is made this long mid-transfer (ms). Below the receiver's PKT_WAIT_MS (10 s). */
   stallMs?: number;
   onEvent?: (event: PushEvent) => void;
+  /** Sequence numbers start above this (after a block-size probe on the same channel). */
+  firstSeq?: number;
 }
 
 export interface PushStats {
@@ -98,8 +105,8 @@ export interface PushStats {
   /** Acknowledgements that matched nothing outstanding (late, duplicated or foreign). */
   staleAcks: number;
   elapsedMs: number;
-  /** Smoothed round trip (ms), including the device's processing. */
-  srttMs: number;
+  /** The receiver's time per datagram as measured from its acknowledgements (ms). */
+  paceMs: number;
 }
 
 export type PushEvent =
@@ -150,11 +157,11 @@ export class PushSession {
   private seq = 0;
   private readonly sent = new Map<number, Sent>();
   private readonly sentOrder: number[] = [];
+  /** Latest transmission time of each outstanding datagram index. */
+  private readonly lastSentAt = new Map<number, number>();
   private cwnd: number;
-  private rto: number;
-  private srtt = 0;
-  private rttvar = 0;
-  private hasRtt = false;
+  private readonly ackClock: AckClock;
+  private lastAckAt: number | undefined;
   private started = false;
   private startAt = 0;
   private lastProgressAt = 0;
@@ -168,7 +175,10 @@ export class PushSession {
   private maxSentIndex = -1;
   /** After a timeout: resend up to here whatever the window, since the receiver may be anywhere in it. */
   private recoverThrough = -1;
+  private timeoutsInARow = 0;
   private timer: Timer | undefined;
+  private pumpTimer: Timer | undefined;
+  private nextSendAt = 0;
   private settle: { resolve: () => void; reject: (error: Error) => void } | undefined;
   private finished = false;
   private lastProgressEventAt = -Infinity;
@@ -179,7 +189,12 @@ export class PushSession {
     this.stallMs = options.stallMs ?? 8_000;
     this.iterator = options.source.packets[Symbol.asyncIterator]();
     this.cwnd = this.tuning.initialWindow;
-    this.rto = this.tuning.initialRtoMs;
+    this.seq = options.firstSeq ?? 0;
+    this.ackClock = new AckClock({
+      initialTimeoutMs: this.tuning.initialRtoMs,
+      minTimeoutMs: this.tuning.minRtoMs,
+      maxTimeoutMs: this.tuning.maxRtoMs,
+    });
   }
 
   async run(): Promise<PushResult> {
@@ -200,7 +215,8 @@ export class PushSession {
       });
       this.emit({ type: "finishing", elapsedMs: clock.now() - this.startAt });
       const end = this.endPacket;
-      if (!end) throw new PushError("The update source ended without an end packet; the device would not finish.");
+      if (!end)
+        throw new PushError("The update source ended without an end packet; the device would not finish.");
       for (let i = 0; i < END_PACKET_COUNT; i++) {
         if (i > 0) await clock.sleep(this.tuning.endGapMs);
         this.transmit(end, -1);
@@ -211,6 +227,7 @@ export class PushSession {
     } finally {
       this.finished = true;
       this.timer?.cancel();
+      this.pumpTimer?.cancel();
       offMessage();
       offError();
       await this.iterator.return?.();
@@ -226,7 +243,7 @@ export class PushSession {
       timeouts: this.timeouts,
       staleAcks: this.staleAcks,
       elapsedMs: this.options.clock.now() - this.startAt,
-      srttMs: this.srtt,
+      paceMs: this.ackClock.pace,
     };
   }
 
@@ -260,6 +277,7 @@ export class PushSession {
     this.seq = (this.seq + 1) >>> 0 || 1;
     if (index >= 0) {
       this.sent.set(this.seq, { index, at: this.options.clock.now() });
+      this.lastSentAt.set(index, this.options.clock.now());
       this.sentOrder.push(this.seq);
       if (index <= this.maxSentIndex) this.retransmits++;
       else this.maxSentIndex = index;
@@ -270,13 +288,30 @@ export class PushSession {
 
   /** Sends what the window allows. Before the first acknowledgement only the first datagram goes out. */
   private pump(): void {
+    if (this.finished) return;
     const limit = this.started ? Math.max(1, Math.floor(this.cwnd)) : 1;
+    const paced = this.started && !this.tuning.fixedRto;
+    const now = this.options.clock.now();
     while (
       (this.next < this.base + limit || this.next <= this.recoverThrough) &&
       this.next - this.base < this.window.length
     ) {
+      // Datagrams leave at the receiver's own pace: bursts gain nothing (it
+      // takes one at a time) and get reordered by jitter, and the receiver
+      // drops anything out of order.
+      if (paced && now < this.nextSendAt) {
+        if (!this.pumpTimer) {
+          this.pumpTimer = this.options.clock.setTimer(this.nextSendAt - now, () => {
+            this.pumpTimer = undefined;
+            this.pump();
+          });
+        }
+        return;
+      }
       this.transmit(this.window[this.next - this.base] as SignedPacket, this.next);
       this.next++;
+      if (paced)
+        this.nextSendAt = Math.max(now, this.nextSendAt) + this.ackClock.pace * this.tuning.paceFactor;
     }
   }
 
@@ -309,7 +344,12 @@ export class PushSession {
         return;
       }
       this.firstAttempts++;
-      this.emit({ type: "waiting", attempt: this.firstAttempts, elapsedMs: now - this.startAt, unreachable: this.unreachable });
+      this.emit({
+        type: "waiting",
+        attempt: this.firstAttempts,
+        elapsedMs: now - this.startAt,
+        unreachable: this.unreachable,
+      });
       this.next = this.base;
       this.pump();
       this.armTimer(this.tuning.firstRetryMs);
@@ -328,13 +368,20 @@ export class PushSession {
     // receiver may have taken datagrams whose acknowledgements were lost; it
     // re-acknowledges only the last one it took and drops the others, so the
     // whole outstanding range goes out again, whatever the new window.
+    // The first retry sends only what the halved window allows, since
+    // datagrams from before the loss may still wait in the receiver's small
+    // queue; a second timeout in a row resends the whole range.
     this.timeouts++;
-    this.recoverThrough = this.maxSentIndex;
-    this.next = this.base;
+    this.timeoutsInARow++;
     this.cwnd = Math.max(1, this.cwnd / 2);
-    if (!this.tuning.fixedRto) this.rto = Math.min(this.rto * 2, this.tuning.maxRtoMs);
+    this.recoverThrough =
+      this.timeoutsInARow > 1
+        ? this.maxSentIndex
+        : Math.min(this.maxSentIndex, this.base + Math.floor(this.cwnd) - 1);
+    this.next = this.base;
+    this.ackClock.timedOut();
     this.pump();
-    this.armTimer(this.rto);
+    this.armRetransmitTimer();
   }
 
   private onMessage(data: Uint8Array, from: UdpEndpoint): void {
@@ -344,7 +391,13 @@ export class PushSession {
     if (!ack) return;
     const sent = this.sent.get(ack.seq);
     const packet = sent ? this.window[sent.index - this.base] : undefined;
-    if (!sent || !packet || sent.index < this.base || ack.offset !== packet.offset || ack.length !== packet.length) {
+    if (
+      !sent ||
+      !packet ||
+      sent.index < this.base ||
+      ack.offset !== packet.offset ||
+      ack.length !== packet.length
+    ) {
       this.staleAcks++;
       return;
     }
@@ -353,10 +406,23 @@ export class PushSession {
       this.started = true;
       this.emit({ type: "started", elapsedMs: now - this.startAt });
     }
-    this.sampleRtt(now - sent.at);
+    if (!this.tuning.fixedRto) {
+      this.ackClock.observe({
+        now,
+        sentAt: sent.at,
+        previousAckAt: this.lastAckAt,
+        newlyAcked: sent.index - this.base + 1,
+        sectorEnd: (packet.offset + packet.length) % SECTOR_SIZE === 0,
+      });
+    }
+    this.lastAckAt = now;
+    this.timeoutsInARow = 0;
     // An acknowledgement of datagram i means the receiver took everything before it too.
     const newlyAcked = sent.index - this.base + 1;
-    for (let i = 0; i < newlyAcked; i++) this.ackedBytes += (this.window.shift() as SignedPacket).length;
+    for (let i = 0; i < newlyAcked; i++) {
+      this.ackedBytes += (this.window.shift() as SignedPacket).length;
+      this.lastSentAt.delete(this.base + i);
+    }
     this.base = sent.index + 1;
     if (this.next < this.base) this.next = this.base;
     while (this.sentOrder.length > 0) {
@@ -365,7 +431,8 @@ export class PushSession {
       this.sent.delete(this.sentOrder.shift() as number);
     }
     this.lastProgressAt = now;
-    if (this.cwnd < this.tuning.maxWindow) this.cwnd = Math.min(this.tuning.maxWindow, this.cwnd + newlyAcked / this.cwnd);
+    if (this.cwnd < this.tuning.maxWindow)
+      this.cwnd = Math.min(this.tuning.maxWindow, this.cwnd + newlyAcked / this.cwnd);
     if (now - this.lastProgressEventAt >= 100 || (this.sourceDone && this.window.length === 0)) {
       this.lastProgressEventAt = now;
       this.emit({ type: "progress", ...this.stats() });
@@ -375,31 +442,43 @@ export class PushSession {
       this.settle?.resolve();
       return;
     }
-    this.armTimer(this.rto);
     this.fill().then(
       () => {
         if (this.finished) return;
         if (this.sourceDone && this.window.length === 0) {
           this.timer?.cancel();
           this.settle?.resolve();
-        } else this.pump();
+        } else {
+          this.pump();
+          this.armRetransmitTimer();
+        }
       },
       (error: unknown) => this.fail(error as Error),
     );
     this.pump();
+    this.armRetransmitTimer();
   }
 
-  private sampleRtt(sample: number): void {
-    if (this.tuning.fixedRto) return;
-    if (!this.hasRtt) {
-      this.srtt = sample;
-      this.rttvar = sample / 2;
-      this.hasRtt = true;
-    } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample);
-      this.srtt = 0.875 * this.srtt + 0.125 * sample;
+  /** Arms the timer for the oldest unacknowledged datagram. */
+  private armRetransmitTimer(): void {
+    const now = this.options.clock.now();
+    if (this.tuning.fixedRto) {
+      this.armTimer(this.tuning.initialRtoMs);
+      return;
     }
-    this.rto = Math.min(this.tuning.maxRtoMs, Math.max(this.tuning.minRtoMs, this.srtt + 4 * this.rttvar));
+    const oldest = this.window[0];
+    const sentAt = this.lastSentAt.get(this.base);
+    if (!oldest || sentAt === undefined) {
+      this.armTimer(this.tuning.initialRtoMs);
+      return;
+    }
+    const at = this.ackClock.deadline({
+      now,
+      lastAckAt: this.lastAckAt,
+      sentAt,
+      sectorEnd: (oldest.offset + oldest.length) % SECTOR_SIZE === 0,
+    });
+    this.armTimer(at - now);
   }
 }
 

@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { FileError } from "../errors.ts";
-import { checkBlockSize, MAX_IMAGE_SIZE, signEndPacket, type SignedPacket } from "../protocol/datagram.ts";
+import { checkBlockSize, MAX_IMAGE_SIZE, type SignedPacket, signEndPacket } from "../protocol/datagram.ts";
 import { signImageStream } from "../protocol/image-packets.ts";
 import { OTA_MAGIC, OtaFileDecoder, type OtaFileSummary } from "../protocol/ota-file.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
@@ -16,7 +16,8 @@ async function fileSize(path: string, what: string): Promise<number> {
     return s.size;
   } catch (error) {
     if (error instanceof FileError) throw error;
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new FileError(`${what} ${path} does not exist.`);
+    if ((error as NodeJS.ErrnoException).code === "ENOENT")
+      throw new FileError(`${what} ${path} does not exist.`);
     throw new FileError(`${what} ${path} cannot be read: ${(error as Error).message}`);
   }
 }
@@ -53,6 +54,19 @@ export async function imageFileSource(path: string, key: SigningKey, block: numb
     totalBytes,
     packets: withEnd(signImageStream(createReadStream(path, { highWaterMark: CHUNK }), key, block), key),
   };
+}
+
+/** The first datagram of an image signed with `block`-byte blocks (for probing). */
+export async function firstImagePacket(path: string, key: SigningKey, block: number): Promise<SignedPacket> {
+  checkBlockSize(block);
+  for await (const packet of signImageStream(
+    createReadStream(path, { start: 0, end: block - 1 }),
+    key,
+    block,
+  )) {
+    return packet;
+  }
+  throw new FileError(`${path} is empty: there is no firmware to send.`);
 }
 
 /** Streams the whole .ota file through the decoder once: structure and checksum. */

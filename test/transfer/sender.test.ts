@@ -4,10 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { EmulatedDevice } from "../../src/emulator/device.ts";
-import { withSeq } from "../../src/protocol/datagram.ts";
+import { type SignedPacket, withSeq } from "../../src/protocol/datagram.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
 import { encodeOtaFile } from "../../src/protocol/ota-file.ts";
 import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
+import { probeBlockSize } from "../../src/transfer/block-probe.ts";
 import { VirtualClock } from "../../src/transfer/clock.ts";
 import type { LinkProfile } from "../../src/transfer/impairment.ts";
 import { MemoryNetwork } from "../../src/transfer/memory-network.ts";
@@ -64,7 +65,13 @@ describe("push to the emulated receiver (virtual time)", () => {
     const { clock, device, channel } = await setup();
     const events: PushEvent[] = [];
     const result = await clock.run(
-      push({ channel, device: device.endpoint, clock, source: memorySource(image), onEvent: (e) => events.push(e) }),
+      push({
+        channel,
+        device: device.endpoint,
+        clock,
+        source: memorySource(image),
+        onEvent: (e) => events.push(e),
+      }),
     );
     assert.equal(result.ackedBytes, image.length);
     await clock.run(device.waitForState("app"));
@@ -91,7 +98,13 @@ describe("push to the emulated receiver (virtual time)", () => {
       const image = buildMicroPythonImage({ size: 120 * 1024, seed: 12 });
       const { clock, device, channel } = await setup({ link: rough, seed: 3 });
       const result = await clock.run(
-        push({ channel, device: device.endpoint, clock, source: memorySource(image), ...(tuning ? { tuning } : {}) }),
+        push({
+          channel,
+          device: device.endpoint,
+          clock,
+          source: memorySource(image),
+          ...(tuning ? { tuning } : {}),
+        }),
       );
       await clock.run(device.waitForState("app"));
       assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image));
@@ -131,7 +144,13 @@ describe("push to the emulated receiver (virtual time)", () => {
     const started = clock.now();
     await assert.rejects(
       clock.run(
-        push({ channel, device: { address: "127.0.0.9", port: 8266 }, clock, source: memorySource(image), waitMs: 5000 }),
+        push({
+          channel,
+          device: { address: "127.0.0.9", port: 8266 },
+          clock,
+          source: memorySource(image),
+          waitMs: 5000,
+        }),
       ),
       (e: unknown) =>
         e instanceof DeviceSilentError &&
@@ -178,9 +197,11 @@ describe("push to the emulated receiver (virtual time)", () => {
     let failedAt = 0;
     await assert.rejects(
       clock.run(
-        push({ channel, device: device.endpoint, clock, source: memorySource(image), stallMs: 8000 }).finally(() => {
-          failedAt = clock.now();
-        }),
+        push({ channel, device: device.endpoint, clock, source: memorySource(image), stallMs: 8000 }).finally(
+          () => {
+            failedAt = clock.now();
+          },
+        ),
       ),
       (e: unknown) =>
         e instanceof DeviceStoppedError &&
@@ -188,5 +209,77 @@ describe("push to the emulated receiver (virtual time)", () => {
         /Do not try to resume/.test(e.message),
     );
     assert.ok(failedAt - offAt <= 9_000, `gave up ${failedAt - offAt} ms after the device went silent`);
+  });
+});
+
+describe("push under hostile links (virtual time)", () => {
+  const hostile: LinkProfile = {
+    name: "hostile",
+    inbound: { delayMs: 5, jitterMs: 40, loss: 0.15, duplicate: 0.1 },
+    outbound: { delayMs: 5, jitterMs: 40, loss: 0.15, duplicate: 0.1 },
+  };
+  test("every byte lands exactly once in place, 15 % loss, 10 % duplication, 40 ms jitter, 16 seeds x 2 modes", async () => {
+    const image = buildMicroPythonImage({ size: 36 * 1024, seed: 21 });
+    const sectors = Math.ceil(image.length / 4096);
+    for (let seed = 1; seed <= 16; seed++) {
+      for (const tuning of [undefined, COMPAT_TUNING]) {
+        const { clock, device, channel } = await setup({ link: hostile, seed });
+        await clock.run(
+          push({
+            channel,
+            device: device.endpoint,
+            clock,
+            source: memorySource(image),
+            ...(tuning ? { tuning } : {}),
+          }),
+        );
+        await clock.run(device.waitForState("app"));
+        const label = `seed ${seed} ${tuning ? "compat" : "default"}`;
+        assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image), label);
+        assert.equal(device.stats.sectorsWritten, sectors, `${label}: each sector written exactly once`);
+        assert.equal(device.stats.queueOverflows, 0, label);
+      }
+    }
+  });
+});
+
+describe("--block auto probe (virtual time)", () => {
+  async function probeOn(maxDatagramBytes: number | undefined) {
+    const image = buildMicroPythonImage({ size: 64 * 1024, seed: 31 });
+    const link: LinkProfile = {
+      name: "lan",
+      inbound: { delayMs: 2, jitterMs: 0.5, loss: 0, ...(maxDatagramBytes ? { maxDatagramBytes } : {}) },
+      outbound: { delayMs: 2, jitterMs: 0.5, loss: 0 },
+    };
+    const { clock, device, channel } = await setup({ link });
+    const large = signImage(image.subarray(0, 1024), key, 1024)[0] as SignedPacket;
+    const fallback = signImage(image.subarray(0, 256), key, 256)[0] as SignedPacket;
+    const probe = await clock.run(
+      probeBlockSize({ channel, device: device.endpoint, clock, large, fallback, waitMs: 20_000 }),
+    );
+    assert.ok(probe.block);
+    await clock.run(
+      push({
+        channel,
+        device: device.endpoint,
+        clock,
+        source: memorySource(image, probe.block),
+        firstSeq: probe.lastSeq,
+      }),
+    );
+    await clock.run(device.waitForState("app"));
+    assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image));
+    return probe;
+  }
+
+  test("uses 1024-byte blocks where the network carries them", async () => {
+    const probe = await probeOn(undefined);
+    assert.equal(probe.block, 1024);
+  });
+
+  test("falls back to 256 where datagrams over 548 bytes vanish, and the image still lands", async () => {
+    const probe = await probeOn(548);
+    assert.equal(probe.block, 256);
+    assert.ok(probe.largeSent >= 2);
   });
 });

@@ -1,0 +1,269 @@
+# mpota device agent, MQTT contract v1. Needs ota.py, mpota_config.py and
+# umqtt.simple; see README.md. Topics: <base>/<id>/state|status|cmd|ack.
+import gc
+import json
+import os
+import time
+
+import esp
+import machine
+import network
+import ota
+from binascii import hexlify
+from umqtt.simple import MQTTClient
+
+# machine.deepsleep() holds the time in microseconds in a u32: about 71.5 min.
+MAX_SLEEP = 4294
+# machine.reset_cause() 0..6 as the contract's wake names.
+WAKE = ("power", "wdt", "other", "wdt", "soft", "deepsleep", "hard")
+
+
+def firmware_id(offset=0x3C000):
+    # The MD5 trailer of the running image, as yaota8266 checks it at boot:
+    # a u32 size at offset+0x8ffc, then 16 bytes at offset+size. None if
+    # there is no plausible image (wrong MAIN_APP_OFFSET, erased flash).
+    try:
+        size = int.from_bytes(esp.flash_read(offset + 0x8FFC, 4), "little")
+        if size <= 0x9000 or size > 800000:
+            return None
+        at = offset + size
+        raw = esp.flash_read(at & ~3, 20)  # aligned read
+    except OSError:
+        return None
+    return hexlify(raw[at & 3 : (at & 3) + 16]).decode()
+
+
+class Agent:
+    def __init__(self, config=None, vbat=None):
+        if config is None:
+            import mpota_config as config
+        self.cfg = config
+        c = self._c
+        self.id = c("DEVICE_ID") or hexlify(machine.unique_id()).decode()
+        self.base = "%s/%s/" % (c("BASE_TOPIC", "mpota"), self.id)
+        s = c("SLEEP", 0)
+        if s > MAX_SLEEP:
+            print("mpota: SLEEP %d s is above the deep-sleep limit, using %d s" % (s, MAX_SLEEP))
+            s = MAX_SLEEP
+        self.sleep_s = s
+        self.app = c("MAIN_APP_OFFSET", 0x3C000)
+        self.vmin = c("MIN_VBAT", 0)
+        self.ka = c("KEEPALIVE", 60)
+        scale = c("VBAT_ADC_SCALE")
+        if vbat is None and scale:
+            adc = machine.ADC(0)
+
+            def vbat():
+                return adc.read() * scale
+
+        self.vbat = vbat
+        self.fw = firmware_id(self.app)
+        if self.fw is None:
+            print("mpota: no image at MAIN_APP_OFFSET 0x%x" % self.app)
+            self.fw = "0" * 32
+        cause = machine.reset_cause()
+        self.wake = WAKE[cause] if 0 <= cause < len(WAKE) else "other"
+        self.wlan = network.WLAN(network.STA_IF)
+        self.ip = None
+        self.mq = MQTTClient(
+            self.id, c("MQTT_HOST"), c("MQTT_PORT", 1883), c("MQTT_USER"), c("MQTT_PASSWORD"), self.ka
+        )
+        self.mq.set_callback(self._on)
+        self.mq.set_last_will(self.base + "status", "offline", True, 1)
+        self.up = False
+        self.cmd = None
+        self._ping = self._retry = time.ticks_ms()
+
+    def _c(self, name, default=None):
+        return getattr(self.cfg, name, default)
+
+    # --- for the user's main.py ---
+
+    def checkin(self):
+        # Reports state and status=online, then waits CMD_WAIT_MS for a
+        # retained command. An update command does not return: the device
+        # resets into OTA mode. True when online, False (printed) if not.
+        try:
+            self._online()
+            self._wait(self._c("CMD_WAIT_MS", 500))
+            self._act()
+        except Exception as e:
+            print("mpota: offline:", repr(e))
+            self._drop()
+        return self.up
+
+    def publish(self, sub, value, retain=False, qos=0):
+        # Publishes to <base>/<id>/<sub>; numbers, lists and dicts as JSON.
+        if not self.up:
+            return False
+        if not isinstance(value, (str, bytes)):
+            value = json.dumps(value)
+        try:
+            self.mq.publish(self.base + sub, value, retain, qos)
+            return True
+        except Exception as e:
+            print("mpota: publish failed:", repr(e))
+            self._drop()
+            return False
+
+    def sleep(self, seconds=None):
+        # Publishes status=sleeping, disconnects and deep-sleeps; the device
+        # wakes with a full boot (GPIO16 must be wired to RST).
+        s = self.sleep_s if seconds is None else min(seconds, MAX_SLEEP)
+        if s <= 0:
+            print("mpota: no SLEEP set, sleeping %d s" % MAX_SLEEP)
+            s = MAX_SLEEP
+        if self.up:
+            try:
+                self._pub("status", "sleeping", True)
+                self.mq.disconnect()
+            except Exception as e:
+                print("mpota:", repr(e))
+            self.up = False
+        machine.deepsleep(int(s * 1000))
+
+    def poll(self, ms=0):
+        # For an always-on loop: (re)connects, keeps the connection alive
+        # with pings, acts on commands. ms > 0 waits up to ms for a message.
+        # False while offline (retried every RETRY_MS).
+        try:
+            if not self.up:
+                if time.ticks_diff(time.ticks_ms(), self._retry) < 0:
+                    return False
+                self._online()
+            if ms:
+                self._wait(ms)
+            else:
+                self.mq.check_msg()
+            if self.ka and time.ticks_diff(time.ticks_ms(), self._ping) >= self.ka * 500:
+                self.mq.ping()
+                self._ping = time.ticks_ms()
+            self._act()
+            return True
+        except Exception as e:
+            print("mpota: connection lost:", repr(e))
+            self._drop()
+            self._retry = time.ticks_add(time.ticks_ms(), self._c("RETRY_MS", 5000))
+            return False
+
+    def loop_forever(self):
+        while True:
+            if not self.poll(1000):
+                time.sleep_ms(100)
+
+    # --- contract v1 ---
+
+    def _pub(self, sub, msg, retain=False):
+        self.mq.publish(self.base + sub, msg, retain, 1)
+
+    def _online(self):
+        w = self.wlan
+        if not w.isconnected():
+            ssid = self._c("WIFI_SSID")
+            if ssid:
+                w.active(True)
+                w.connect(ssid, self._c("WIFI_PASSWORD"))
+            t = time.ticks_ms()
+            while not w.isconnected():
+                if time.ticks_diff(time.ticks_ms(), t) > self._c("WIFI_TIMEOUT_MS", 15000):
+                    raise OSError("no WiFi")
+                time.sleep_ms(100)
+        self.ip = w.ifconfig()[0]
+        self.mq.connect()
+        self.up = True
+        self._ping = time.ticks_ms()
+        self.mq.subscribe(self.base + "cmd", 1)
+        self._pub("state", self._state(), True)
+        self._pub("status", "online", True)
+
+    def _state(self):
+        gc.collect()
+        s = {"v": 1, "fw": self.fw, "ip": self.ip, "wake": self.wake, "sleep": self.sleep_s}
+        s["flash"] = esp.flash_size()
+        s["mem"] = gc.mem_free()
+        try:
+            s["ver"] = os.uname().version
+            s["rssi"] = self.wlan.status("rssi")
+        except Exception:
+            pass
+        v = self._vbat()
+        if v is not None:
+            s["vbat"] = v
+        return json.dumps(s)
+
+    def _vbat(self):
+        if self.vbat:
+            try:
+                return round(self.vbat(), 2)
+            except Exception as e:
+                print("mpota: vbat:", repr(e))
+        return None
+
+    def _on(self, topic, msg):
+        self.cmd = msg
+
+    def _wait(self, ms):
+        # Waits up to ms for a command without busy looping (socket timeout).
+        end = time.ticks_add(time.ticks_ms(), ms)
+        s = self.mq.sock
+        try:
+            while self.cmd is None:
+                left = time.ticks_diff(end, time.ticks_ms())
+                if left <= 0:
+                    break
+                s.settimeout(left / 1000)
+                self.mq.wait_msg()
+        except OSError as e:
+            if e.args[0] != 110:  # ETIMEDOUT: the window is over
+                raise
+        s.setblocking(True)
+
+    def _act(self):
+        m = self.cmd
+        self.cmd = None
+        if not m:
+            return  # none, or the server cleared it (empty retained payload)
+        try:
+            c = json.loads(m)
+            job = c["job"]
+            fw = c["fw"]
+            size = c.get("size", 0)
+            ok = c["op"] == "ota" and isinstance(job, str) and isinstance(size, int)
+            ok = ok and isinstance(fw, str) and len(fw) == 32
+        except Exception:
+            ok = False
+        if not ok:
+            print("mpota: ignored malformed cmd", m[:80])
+            return
+        if fw.lower() == self.fw:
+            print("mpota: cmd", job, "is for the running firmware, ignored")
+            return
+        err = self._refuse(size)
+        if err:
+            self._pub("ack", json.dumps({"job": job, "ready": False, "error": err}))
+            return
+        self._pub("ack", json.dumps({"job": job, "ready": True, "ip": self.ip, "port": 8266}))
+        self._pub("status", "ota", True)
+        self.mq.disconnect()
+        self.up = False
+        gc.collect()
+        ota.start()
+
+    def _refuse(self, size):
+        v = self._vbat()
+        if self.vmin and v is not None and v < self.vmin:
+            return "battery low"
+        try:
+            room = esp.flash_user_start() - self.app
+        except AttributeError:
+            room = 800000
+        if size > room:
+            return "no room: %d > %d bytes" % (size, room)
+        return None
+
+    def _drop(self):
+        self.up = False
+        try:
+            self.mq.sock.close()
+        except Exception:
+            pass

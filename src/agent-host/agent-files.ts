@@ -1,0 +1,58 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { FileError } from "../errors.ts";
+
+/** The project's device/ folder: the agent a user copies to the board. */
+export const DEVICE_DIR = fileURLToPath(new URL("../../device/", import.meta.url));
+
+/** Agent files as they go on the board (path on the device -> path under device/). */
+export const AGENT_FILES = ["mpota_agent.py", "ota.py", "lib/umqtt/simple.py"] as const;
+
+/** The example main.py files under device/examples/. */
+export const EXAMPLE_MAINS = {
+  sleepy: "examples/sleepy_main.py",
+  alwaysOn: "examples/always_on_main.py",
+} as const;
+
+export function readDeviceFile(path: string, dir: string = DEVICE_DIR): string {
+  try {
+    return readFileSync(join(dir, path), "utf8");
+  } catch (error) {
+    throw new FileError(
+      `Cannot read the device agent file ${join(dir, path)} (${(error as Error).message}); the mpota package is incomplete: reinstall it.`,
+      { cause: error },
+    );
+  }
+}
+
+/** The unmodified agent files, keyed by their path on the device. */
+export function readAgentFiles(dir: string = DEVICE_DIR): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const path of AGENT_FILES) files[path] = readDeviceFile(path, dir);
+  return files;
+}
+
+export type PythonValue = string | number | boolean | null;
+
+/** A Python literal for a config value. */
+export function pythonLiteral(value: PythonValue): string {
+  if (value === null) return "None";
+  if (typeof value === "boolean") return value ? "True" : "False";
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new RangeError(`config value ${value} has no Python literal`);
+    return String(value);
+  }
+  return JSON.stringify(value);
+}
+
+/** mpota_config.py with these settings, one `NAME = literal` line each. */
+export function renderConfig(values: Record<string, PythonValue>): string {
+  const lines = ["# mpota_config.py written by the mpota agent host"];
+  for (const [name, value] of Object.entries(values)) {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+      throw new RangeError(`config name ${name} is not an UPPER_CASE identifier`);
+    lines.push(`${name} = ${pythonLiteral(value)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

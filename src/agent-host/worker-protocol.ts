@@ -1,0 +1,56 @@
+/**
+ * Messages between an {@link AgentDevice} (main thread) and its worker, which
+ * runs one MicroPython interpreter at a time. Byte strings travel as hex.
+ */
+
+/** Starts a fresh interpreter: one boot of the simulated device. */
+export interface BootRequest {
+  type: "boot";
+  resetCause: number;
+  /** RTC user memory carried over from the previous run, hex. */
+  rtc: string;
+  /** 4 bytes, hex. */
+  uniqueId: string;
+  flashSize: number;
+  flashUserStart: number;
+  wifi: { connected: boolean; ip: string; netmask: string; gateway: string; dns: string; rssi: number };
+  /** `os.uname().version` */
+  version: string;
+  /** Device filesystem: path (relative to /) -> source text. */
+  files: Record<string, string>;
+}
+
+export type RunOutcome =
+  /** `machine.reset()`; `rtc` is RTC memory at that moment (hex). */
+  | { kind: "reset"; rtc: string }
+  /** `machine.deepsleep(ms)`; `ms` null: no time given, sleeps until reset. */
+  | { kind: "deepsleep"; ms: number | null; rtc: string }
+  /** main.py returned (or sys.exit): the device sits at the REPL. */
+  | { kind: "exit"; rtc: string }
+  /** main.py raised: the traceback, as the REPL would print it. */
+  | { kind: "crash"; error: string; rtc: string };
+
+export type WorkerEvent =
+  | { type: "ready" }
+  | { type: "booted" }
+  | { type: "stdout"; line: string }
+  | { type: "ended"; outcome: RunOutcome };
+
+/** Synchronous calls the worker makes to the main thread (it blocks meanwhile). */
+export type HostCall =
+  | { op: "flash_read"; offset: number; length: number }
+  | { op: "adc"; channel: number }
+  | { op: "delay"; ms: number }
+  | { op: "resolve"; host: string }
+  | { op: "sock_new" }
+  | { op: "sock_connect"; id: number; host: string; port: number; timeoutMs: number }
+  | { op: "sock_write"; id: number; data: string }
+  | { op: "sock_read"; id: number; length: number; timeoutMs: number; once: boolean }
+  | { op: "sock_close"; id: number };
+
+/**
+ * Reply to a {@link HostCall}: `value` is what the Python side gets (hex
+ * string, number, null), `errno` an OSError to raise, `halt` stops the run
+ * (the device was powered off).
+ */
+export type HostReply = { value: string | number | null } | { errno: number } | { halt: true };

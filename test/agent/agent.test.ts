@@ -1,0 +1,378 @@
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { AgentDevice, type AgentDeviceOptions } from "../../src/agent-host/agent-device.ts";
+import { buildFlash } from "../../src/agent-host/flash-source.ts";
+import { MqttPacketType } from "../../src/agent-host/mqtt-packets.ts";
+import { ResetCause } from "../../src/agent-host/reset-cause.ts";
+import { VirtualClock } from "../../src/transfer/clock.ts";
+import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { TestBroker } from "./support.ts";
+
+// The device agent's own files (device/) under MicroPython 1.27 (wasm), against a real broker.
+
+const image = buildMicroPythonImage({ size: 48_000, seed: 7 });
+const fw = imageIdentity(image);
+const otherFw = imageIdentity(buildMicroPythonImage({ size: 52_000, seed: 8 }));
+
+let broker: TestBroker;
+const devices: AgentDevice[] = [];
+
+before(async () => {
+  broker = await TestBroker.start();
+});
+afterEach(async () => {
+  await Promise.all(devices.splice(0).map((d) => d.close()));
+});
+after(async () => {
+  await broker.close();
+});
+
+function device(options: Partial<AgentDeviceOptions> & { id: string }): AgentDevice {
+  const d = new AgentDevice({ broker: broker.url, flash: buildFlash(image), ...options });
+  devices.push(d);
+  return d;
+}
+
+const cmd = (job: string, target: string, size = 600_000) =>
+  JSON.stringify({ op: "ota", job, fw: target, size });
+const topics = (d: AgentDevice) => d.published.map((m) => `${m.topic.split("/")[2]}=${m.payload.toString()}`);
+
+describe("check-in at boot", () => {
+  test("state carries the MD5 trailer read from flash and the device's facts, then status online; both retained", async () => {
+    const d = device({
+      id: "boot-1",
+      vbat: 3.05,
+      wifi: { ip: "192.168.1.23", rssi: -55 },
+    });
+    await d.powerOn();
+    await broker.seen("mpota/boot-1/status", "online");
+
+    const state = JSON.parse(await broker.seen("mpota/boot-1/state"));
+    assert.deepEqual(
+      { ...state, mem: typeof state.mem },
+      {
+        v: 1,
+        fw,
+        ver: "v1.27.0 on 2025-12-10",
+        ip: "192.168.1.23",
+        flash: 1_048_576,
+        mem: "number",
+        rssi: -55,
+        wake: "power",
+        sleep: 0,
+        vbat: 3.05,
+      },
+    );
+    assert.ok(state.mem > 0);
+    // State comes before anything else, both retained at QoS 1.
+    const [first, second] = d.published;
+    assert.deepEqual([first?.topic, first?.retain, first?.qos], ["mpota/boot-1/state", true, 1]);
+    assert.deepEqual(
+      [second?.topic, second?.payload.toString(), second?.retain],
+      ["mpota/boot-1/status", "online", true],
+    );
+    assert.equal(await broker.retained("mpota/boot-1/status"), "online");
+    assert.equal(JSON.parse(await broker.retained("mpota/boot-1/state")).fw, fw);
+  });
+
+  test("without DEVICE_ID the id is the hex of machine.unique_id(); no vbat without a battery reader", async () => {
+    const d = new AgentDevice({
+      broker: broker.url,
+      flash: buildFlash(image),
+      uniqueId: Uint8Array.of(0xa1, 0xb2, 0xc3, 0xd4),
+    });
+    devices.push(d);
+    await d.powerOn();
+    const state = JSON.parse(await broker.seen("mpota/a1b2c3d4/state"));
+    assert.equal(state.fw, fw);
+    assert.equal("vbat" in state, false);
+  });
+
+  test("an unclean drop leaves the last will: status offline, retained", async () => {
+    const d = device({ id: "will-1" });
+    await d.powerOn();
+    await broker.seen("mpota/will-1/status", "online");
+    await d.powerOff();
+    await broker.seen("mpota/will-1/status", "offline");
+    assert.equal(await broker.retained("mpota/will-1/status"), "offline");
+  });
+});
+
+describe("update command", () => {
+  test("a retained cmd found at check-in: ack ready, status ota, clean disconnect, RTC magic, reset", async () => {
+    await broker.publish("mpota/ota-1/cmd", cmd("j-7f3a", otherFw), true);
+    const d = device({ id: "ota-1", sleepSeconds: 300, wifi: { ip: "192.168.1.40" } });
+    const ota = d.waitFor("ota");
+    await d.powerOn();
+    const { rtc } = await ota;
+
+    assert.equal(Buffer.from(rtc).toString(), "yaotaota");
+    assert.equal(d.phase, "ota");
+    assert.deepEqual(
+      d.published.map((m) => [m.topic, m.retain]),
+      [
+        ["mpota/ota-1/state", true],
+        ["mpota/ota-1/status", true],
+        ["mpota/ota-1/ack", false],
+        ["mpota/ota-1/status", true],
+      ],
+    );
+    assert.deepEqual(
+      d.published.filter((m) => m.topic.endsWith("/status")).map((m) => m.payload.toString()),
+      ["online", "ota"],
+    );
+    const ack = JSON.parse(d.published[2]?.payload.toString() ?? "");
+    assert.deepEqual(ack, { job: "j-7f3a", ready: true, ip: "192.168.1.40", port: 8266 });
+    assert.deepEqual(JSON.parse(await broker.seen("mpota/ota-1/ack")), ack);
+    // Clean disconnect: the broker keeps status=ota, no last will.
+    assert.equal(await broker.retained("mpota/ota-1/status"), "ota");
+    await broker.publish("mpota/ota-1/cmd", "", true);
+  });
+
+  test("an always-on device acts on a command as soon as it arrives", async () => {
+    const d = device({ id: "live-1" });
+    let disconnects = 0;
+    d.on("packet", (p) => {
+      if (p.type === MqttPacketType.DISCONNECT) disconnects++;
+    });
+    await d.powerOn();
+    await broker.seen("mpota/live-1/status", "online");
+    const ota = d.waitFor("ota");
+    await broker.publish("mpota/live-1/cmd", cmd("j-live", otherFw), true);
+    const { rtc } = await ota;
+    assert.equal(Buffer.from(rtc).toString(), "yaotaota");
+    assert.deepEqual(JSON.parse(await broker.seen("mpota/live-1/ack")), {
+      job: "j-live",
+      ready: true,
+      ip: "127.0.0.1",
+      port: 8266,
+    });
+    assert.deepEqual(topics(d).slice(-1), ["status=ota"]);
+    assert.equal(disconnects, 1);
+    await broker.publish("mpota/live-1/cmd", "", true);
+  });
+
+  test("a cmd naming the running firmware is ignored: no ack, the device goes on to sleep", async () => {
+    await broker.publish("mpota/same-1/cmd", cmd("j-same", fw), true);
+    const d = device({ id: "same-1", sleepSeconds: 60 });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 60_000 });
+    assert.equal(d.published.filter((m) => m.topic.endsWith("/ack")).length, 0);
+    assert.ok(d.output.some((l) => l.includes("j-same") && l.includes("running firmware")));
+    assert.deepEqual(topics(d).slice(-1), ["status=sleeping"]);
+    assert.equal(d.rtc.length, 0);
+    await broker.publish("mpota/same-1/cmd", "", true);
+  });
+
+  test("battery below MIN_VBAT: ack ready:false 'battery low', no reset", async () => {
+    await broker.publish("mpota/batt-1/cmd", cmd("j-batt", otherFw), true);
+    const d = device({ id: "batt-1", sleepSeconds: 60, vbat: 2.9, minVbat: 3.3 });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    await sleep;
+    assert.deepEqual(JSON.parse(await broker.seen("mpota/batt-1/ack")), {
+      job: "j-batt",
+      ready: false,
+      error: "battery low",
+    });
+    assert.equal(d.rtc.length, 0);
+    assert.equal(d.published.filter((m) => m.payload.toString() === "ota").length, 0);
+    await broker.publish("mpota/batt-1/cmd", "", true);
+  });
+
+  test("an image larger than the firmware area: ack ready:false with the sizes", async () => {
+    await broker.publish("mpota/room-1/cmd", cmd("j-room", otherFw, 700_000), true);
+    const d = device({ id: "room-1", sleepSeconds: 60 });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    await sleep;
+    // esp.flash_user_start() 0xd4000 - MAIN_APP_OFFSET 0x3c000 = 622592 bytes.
+    assert.deepEqual(JSON.parse(await broker.seen("mpota/room-1/ack")), {
+      job: "j-room",
+      ready: false,
+      error: "no room: 700000 > 622592 bytes",
+    });
+    await broker.publish("mpota/room-1/cmd", "", true);
+  });
+
+  test("malformed commands are ignored with a printed note; a good one still works after them", async () => {
+    const d = device({ id: "bad-1" });
+    await d.powerOn();
+    await broker.seen("mpota/bad-1/status", "online");
+    const bad = [
+      "not json{",
+      "[1, 2]",
+      '"ota"',
+      '{"op": "ota"}',
+      `{"op": "ota", "job": "j-x", "fw": "abc"}`,
+      `{"op": "reboot", "job": "j-x", "fw": "${otherFw}"}`,
+      `{"op": "ota", "job": 7, "fw": "${otherFw}"}`,
+      `{"op": "ota", "job": "j-x", "fw": "${otherFw}", "size": "big"}`,
+    ];
+    for (const payload of bad) {
+      const note = d.waitFor("stdout", (l) => l.includes("ignored malformed cmd"));
+      await broker.publish("mpota/bad-1/cmd", payload, false);
+      await note;
+    }
+    assert.equal(d.phase, "running");
+    const ota = d.waitFor("ota");
+    await broker.publish("mpota/bad-1/cmd", cmd("j-good", otherFw), false);
+    await ota;
+    assert.deepEqual(
+      d.published.filter((m) => m.topic.endsWith("/ack")).map((m) => JSON.parse(m.payload.toString()).job),
+      ["j-good"],
+    );
+  });
+
+  test("an empty retained cmd (cleared by the server) is no command", async () => {
+    await broker.publish("mpota/clear-1/cmd", "", true);
+    const d = device({ id: "clear-1", sleepSeconds: 30 });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 30_000 });
+    assert.equal(d.output.filter((l) => l.includes("cmd")).length, 0);
+  });
+});
+
+describe("deep sleep", () => {
+  test("a sleepy device publishes status sleeping and sleeps its period; the wake reports wake=deepsleep", async () => {
+    const clock = new VirtualClock();
+    const d = device({ id: "sleepy-1", sleepSeconds: 5, clock });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 5000 });
+    assert.equal(await broker.seen("mpota/sleepy-1/status", "sleeping"), "sleeping");
+    assert.equal(await broker.retained("mpota/sleepy-1/status"), "sleeping");
+    assert.equal(JSON.parse(d.published[0]?.payload.toString() ?? "").sleep, 5);
+    assert.deepEqual(
+      topics(d).filter((t) => !t.startsWith("state=")),
+      ["status=online", "adc=0", "status=sleeping"],
+    );
+
+    const woke = d.waitFor("booted");
+    const secondState = d.waitFor("published", (m) => m.topic === "mpota/sleepy-1/state" && d.boots === 2);
+    await clock.advance(4999);
+    assert.equal(d.boots, 1);
+    await clock.advance(1);
+    assert.deepEqual(await woke, { cause: ResetCause.DEEPSLEEP_RESET, count: 2 });
+    const state = JSON.parse((await secondState).payload.toString());
+    assert.equal(state.wake, "deepsleep");
+    await d.waitFor("deepsleep");
+  });
+
+  test("awakeMs keeps a sleepy device awake after check-in (machine.lightsleep) before it publishes", async () => {
+    const d = device({ id: "slow-1", sleepSeconds: 20, awakeMs: 200, autoWake: false });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 20_000 });
+    assert.deepEqual(
+      topics(d).filter((t) => !t.startsWith("state=")),
+      ["status=online", "adc=0", "status=sleeping"],
+    );
+    assert.deepEqual(d.output, []);
+  });
+
+  test("a sleep period beyond the ~71 min deep-sleep limit is clamped to 4294 s, with a note", async () => {
+    const d = device({ id: "long-1", sleepSeconds: 10_000, autoWake: false });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 4_294_000 });
+    assert.equal(JSON.parse(d.published[0]?.payload.toString() ?? "").sleep, 4294);
+    assert.ok(d.output.some((l) => l.includes("SLEEP 10000 s is above the deep-sleep limit")));
+  });
+
+  test("boot(DEEPSLEEP_RESET) chosen by the caller carries RTC memory and reports the wake", async () => {
+    const d = device({ id: "wake-1", sleepSeconds: 60, autoWake: false, rtc: Buffer.from("keep me") });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    await sleep;
+    assert.equal(d.phase, "sleeping");
+    const state = d.waitFor("published", (m) => m.topic === "mpota/wake-1/state");
+    await d.boot(ResetCause.DEEPSLEEP_RESET);
+    assert.equal(JSON.parse((await state).payload.toString()).wake, "deepsleep");
+    assert.equal(Buffer.from(d.rtc).toString(), "keep me");
+  });
+});
+
+describe("when the network fails", () => {
+  test("no broker: checkin() returns False with a note, and the sensor still goes back to sleep", async () => {
+    const d = device({ id: "nobroker-1", sleepSeconds: 60, broker: "mqtt://127.0.0.1:1" });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 60_000 });
+    assert.deepEqual(d.published, []);
+    assert.ok(
+      d.output.some((l) => l.startsWith("mpota: offline: OSError(104")),
+      d.output.join("\n"),
+    );
+  });
+
+  test("no WiFi: checkin() gives up after WIFI_TIMEOUT_MS, and the sensor still goes back to sleep", async () => {
+    const d = device({
+      id: "nowifi-1",
+      sleepSeconds: 60,
+      wifi: { connected: false },
+      config: { WIFI_TIMEOUT_MS: 200 },
+    });
+    const sleep = d.waitFor("deepsleep");
+    await d.powerOn();
+    await sleep;
+    assert.deepEqual(d.published, []);
+    assert.ok(d.output.includes("mpota: offline: OSError('no WiFi',)"), d.output.join("\n"));
+  });
+
+  test("an always-on device reconnects after an outage and reports its state again", async () => {
+    const d = device({ id: "outage-1", config: { RETRY_MS: 100 } });
+    await d.powerOn();
+    await broker.seen("mpota/outage-1/status", "online");
+    const back = d.waitFor(
+      "published",
+      (m) => m.topic === "mpota/outage-1/status" && m.payload.toString() === "online",
+    );
+    d.dropConnections();
+    await broker.seen("mpota/outage-1/status", "offline");
+    await back;
+    assert.deepEqual(await broker.seenCount("mpota/outage-1/status", 3), ["online", "offline", "online"]);
+    assert.equal(d.published.filter((m) => m.topic === "mpota/outage-1/state").length, 2);
+    assert.equal(d.boots, 1);
+    assert.ok(
+      d.output.some((l) => l.startsWith("mpota: connection lost: OSError(104")),
+      d.output.join("\n"),
+    );
+  });
+});
+
+describe("ota.start() and keepalive", () => {
+  test("ota.start() writes b'yaotaota' to RTC memory and resets; the caller decides what boots next", async () => {
+    const main = [
+      "import machine, ota",
+      "print('rtc', machine.RTC().memory())",
+      "if machine.reset_cause() == machine.PWRON_RESET:",
+      "    ota.start()",
+      "    print('never here')",
+    ].join("\n");
+    const d = device({ id: "repl-1", main });
+    const reset = d.waitFor("reset");
+    await d.powerOn();
+    assert.deepEqual(await reset, { rtc: Uint8Array.from(Buffer.from("yaotaota")), ota: true });
+    assert.equal(d.phase, "ota");
+    assert.deepEqual(d.output, ["rtc b''"]);
+    // Nothing boots by itself. The caller boots the app again, here with the
+    // RTC memory boot8266 leaves after consuming the magic.
+    d.rtc = Buffer.from("zaotaota");
+    const ended = d.waitFor("ended");
+    await d.boot(ResetCause.SOFT_RESET);
+    assert.deepEqual(await ended, { kind: "exit" });
+    assert.deepEqual(d.output, ["rtc b''", "rtc b'zaotaota'"]);
+    assert.equal(d.phase, "halted");
+  });
+
+  test("an always-on device pings the broker itself (umqtt.simple sends no pings)", async () => {
+    const d = device({ id: "ping-1", keepalive: 1 });
+    const ping = d.waitFor("packet", (p) => p.type === MqttPacketType.PINGREQ);
+    await d.powerOn();
+    await ping;
+    assert.equal(d.phase, "running");
+  });
+});

@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { before, describe, test } from "node:test";
+import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
+import { HOST_MODULES } from "../../src/agent-host/python-fakes.ts";
+
+// Every .py under device/ must compile under MicroPython 1.27 (the grammar
+// the boards run), and the agent must stay small: the sizes below are the
+// ones device/README.md documents.
+
+const MICROPYTHON_PACKAGE: string = "@micropython/micropython-webassembly-pyscript";
+
+interface MicroPython {
+  registerJsModule(name: string, module: object): void;
+  runPython(code: string): unknown;
+  FS: { mkdirTree(path: string): void; writeFile(path: string, data: string): void };
+}
+
+function pythonFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) return pythonFiles(path);
+      return name.endsWith(".py") ? [path] : [];
+    });
+}
+
+const files = pythonFiles(DEVICE_DIR).map((path) => ({
+  name: relative(DEVICE_DIR, path),
+  source: readFileSync(path, "utf8"),
+}));
+let mp: MicroPython;
+const printed: string[] = [];
+
+before(async () => {
+  const { loadMicroPython } = (await import(MICROPYTHON_PACKAGE)) as {
+    loadMicroPython: (options: object) => Promise<MicroPython>;
+  };
+  mp = await loadMicroPython({
+    stdout: (line: string) => printed.push(line),
+    stderr: (line: string) => printed.push(line),
+  });
+  mp.registerJsModule("_mpota_host", {});
+  for (const [path, text] of Object.entries({ ...HOST_MODULES, "mpota_config.py": "MQTT_HOST = 'h'\n" })) {
+    mp.FS.mkdirTree(`/${path.slice(0, path.lastIndexOf("/"))}`);
+    mp.FS.writeFile(`/${path}`, text);
+  }
+  for (const { name, source } of files) {
+    if (name.includes("/")) mp.FS.mkdirTree(`/${name.slice(0, name.lastIndexOf("/"))}`);
+    mp.FS.writeFile(`/${name}`, source);
+  }
+});
+
+/** Heap bytes a module keeps after import (bytecode and objects), as measured by gc.mem_alloc(). */
+function residentAfterImport(module: string): number {
+  printed.length = 0;
+  mp.runPython(
+    `import gc\ngc.collect()\n_a = gc.mem_alloc()\n__import__(${JSON.stringify(module)})\ngc.collect()\nprint(gc.mem_alloc() - _a)`,
+  );
+  return Number(printed.at(-1));
+}
+
+/** The rows of device/README.md's size table: file -> [source bytes, resident bytes]. */
+function documentedSizes(): Map<string, [number, number]> {
+  const readme = readFileSync(join(DEVICE_DIR, "README.md"), "utf8");
+  const rows = new Map<string, [number, number]>();
+  for (const m of readme.matchAll(/^\| `([\w/.]+\.py)` \| ([\d,]+) \| ([\d,]+) \|/gm)) {
+    rows.set(m[1] as string, [
+      Number((m[2] as string).replace(/,/g, "")),
+      Number((m[3] as string).replace(/,/g, "")),
+    ]);
+  }
+  return rows;
+}
+
+describe("device/ sources", () => {
+  test("every .py compiles under MicroPython 1.27", () => {
+    assert.ok(files.length >= 6, `found ${files.map((f) => f.name)}`);
+    for (const { name, source } of files) {
+      printed.length = 0;
+      mp.runPython(
+        `try:\n    compile(${JSON.stringify(source)}, ${JSON.stringify(name)}, "exec")\n    print("ok")\nexcept SyntaxError as e:\n    print("SyntaxError", e)`,
+      );
+      assert.deepEqual(printed, ["ok"], name);
+    }
+  });
+
+  test("no f-strings: % formatting keeps the ESP8266 heap calm", () => {
+    for (const { name, source } of files) {
+      assert.doesNotMatch(source, /(^|[^\w])f["']/m, name);
+    }
+  });
+
+  test("sizes: the agent's source and resident heap are as device/README.md documents", (t) => {
+    const measured = new Map<string, [number, number]>();
+    // What the port has built in (here: the host's fakes) is imported first; each
+    // module is then measured on top of the ones it imports.
+    mp.runPython("import gc, json, os, time, struct, binascii, machine, esp, network, socket");
+    for (const [name, module] of [
+      ["lib/umqtt/simple.py", "umqtt.simple"],
+      ["ota.py", "ota"],
+      ["mpota_agent.py", "mpota_agent"],
+    ] as const) {
+      const source = Buffer.byteLength(files.find((f) => f.name === name)?.source ?? "");
+      measured.set(name, [source, residentAfterImport(module)]);
+    }
+    for (const [name, [source, resident]] of measured) {
+      t.diagnostic(`${name}: ${source} bytes of source, ${resident} bytes of heap after import`);
+    }
+    const agent = measured.get("mpota_agent.py") as [number, number];
+    assert.ok(agent[0] < 10_000, "mpota_agent.py stays under 10 KB of source");
+    assert.ok(agent[1] < 8_192, "mpota_agent keeps under 8 KiB of heap after import");
+    // Heap figures move by a few bytes when other sources change (qstr pools), so allow 128.
+    const documented = documentedSizes();
+    assert.deepEqual([...documented.keys()].sort(), [...measured.keys()].sort());
+    for (const [name, [source, resident]] of measured) {
+      const [docSource, docResident] = documented.get(name) as [number, number];
+      assert.equal(docSource, source, `update the source size of ${name} in device/README.md`);
+      assert.ok(
+        Math.abs(docResident - resident) <= 128,
+        `update the heap size of ${name} in device/README.md`,
+      );
+    }
+  });
+});

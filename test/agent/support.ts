@@ -1,0 +1,106 @@
+import { once } from "node:events";
+import { type AddressInfo, createServer, type Server } from "node:net";
+import { Aedes } from "aedes";
+import mqtt, { type MqttClient } from "mqtt";
+
+export interface Received {
+  topic: string;
+  payload: string;
+  retain: boolean;
+}
+
+/** A real broker (Aedes) on a loopback port chosen by the OS, plus a subscriber that records everything. */
+export class TestBroker {
+  readonly received: Received[] = [];
+
+  private constructor(
+    private readonly aedes: Aedes,
+    private readonly server: Server,
+    readonly url: string,
+    private readonly watcher: MqttClient,
+  ) {
+    watcher.on("message", (topic, payload, packet) => {
+      this.received.push({ topic, payload: payload.toString(), retain: packet.retain });
+    });
+  }
+
+  static async start(): Promise<TestBroker> {
+    const aedes = await Aedes.createBroker();
+    const server = createServer(aedes.handle);
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const watcher = await mqtt.connectAsync(url, { clientId: "test-watcher" });
+    await watcher.subscribeAsync("mpota/#", { qos: 1 });
+    return new TestBroker(aedes, server, url, watcher);
+  }
+
+  /** What the watcher saw on `topic`, in order. */
+  on(topic: string): string[] {
+    return this.received.filter((m) => m.topic === topic).map((m) => m.payload);
+  }
+
+  /** Resolves when the watcher has seen `payload` (any, if undefined) on `topic`. */
+  async seen(topic: string, payload?: string, timeoutMs = 10_000): Promise<string> {
+    const match = (m: Received) => m.topic === topic && (payload === undefined || m.payload === payload);
+    const found = this.received.find(match);
+    if (found) return found.payload;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.watcher.off("message", listener);
+        reject(new Error(`no ${payload ?? "message"} on ${topic} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const listener = (t: string, p: Buffer) => {
+        if (!match({ topic: t, payload: p.toString(), retain: false })) return;
+        clearTimeout(timer);
+        this.watcher.off("message", listener);
+        resolve(p.toString());
+      };
+      this.watcher.on("message", listener);
+    });
+  }
+
+  /** Resolves once the watcher has seen `count` messages on `topic`. */
+  async seenCount(topic: string, count: number, timeoutMs = 10_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.on(topic).length < count) {
+      if (Date.now() > deadline)
+        throw new Error(`only ${this.on(topic).length} of ${count} messages on ${topic}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return this.on(topic);
+  }
+
+  /** The retained message on `topic`, as a new subscriber gets it. */
+  async retained(topic: string): Promise<string> {
+    const client = await mqtt.connectAsync(this.url);
+    try {
+      const got = new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no retained message on ${topic}`)), 5000);
+        client.on("message", (t, p, packet) => {
+          if (t === topic && packet.retain) {
+            clearTimeout(timer);
+            resolve(p.toString());
+          }
+        });
+      });
+      await client.subscribeAsync(topic, { qos: 1 });
+      return await got;
+    } finally {
+      await client.endAsync();
+    }
+  }
+
+  /** Publishes as the update server would (QoS 1). */
+  async publish(topic: string, payload: string, retain: boolean): Promise<void> {
+    const client = await mqtt.connectAsync(this.url);
+    await client.publishAsync(topic, payload, { qos: 1, retain });
+    await client.endAsync();
+  }
+
+  async close(): Promise<void> {
+    await this.watcher.endAsync(true);
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    this.server.close();
+  }
+}

@@ -25,7 +25,7 @@ import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-prot
 
 /** The simulated device cannot do what was asked (wrong phase, worker failure, nothing happened in time). */
 export class AgentHostError extends MpotaError {
-  override readonly exitCode: number = 6;
+  override readonly exitCode: number = 40;
 }
 
 export interface BrokerAddress {

@@ -181,7 +181,7 @@ export function registerPushCommand(program: Command, io: CliIo): void {
 Larger blocks are faster (fewer datagrams for the receiver to log), but some
 networks drop datagrams of 549 bytes or more; --block auto finds out.
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); the result to stdout.
-Exit codes: 0 sent, 10 push failed, 11 device never answered, 12 device stopped answering,
+Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped answering,
 2 usage, 3 file problem, 4 key problem, 5 damaged .ota file.`,
     )
     .action(async (file: string, options: PushCommandOptions) => {

@@ -58,7 +58,13 @@ export class AckClock {
     const prev = sample.previousAckAt;
     // A gap measures the receiver's pace only when the datagram was already
     // waiting at the receiver when the previous acknowledgement left it.
-    if (prev === undefined || sample.newlyAcked !== 1 || sample.sentAt + this.minRtt / 2 > prev) return;
+    if (prev === undefined || sample.newlyAcked !== 1 || sample.sentAt + this.minRtt / 2 > prev) {
+      // The receiver was idle: it answered within one round trip, so it is at
+      // least that fast. Without this, a sender pacing slower than the
+      // receiver would never find out.
+      if (!sample.sectorEnd && rtt < this.pace) this.pace += 0.125 * (rtt - this.pace);
+      return;
+    }
     const gap = sample.now - prev;
     const expected = this.pace + (sample.sectorEnd ? this.sectorExtra : 0);
     this.deviation += 0.25 * (Math.abs(gap - expected) - this.deviation);

@@ -7,17 +7,17 @@ import type { UdpChannel, UdpEndpoint } from "./udp-channel.ts";
 
 /** A push could not be completed. Subclasses say why and what to do. */
 export class PushError extends MpotaError {
-  override readonly exitCode: number = 10;
+  override readonly exitCode: number = 30;
 }
 
 /** Nothing ever answered the first datagram. */
 export class DeviceSilentError extends PushError {
-  override readonly exitCode: number = 11;
+  override readonly exitCode: number = 31;
 }
 
 /** The device answered, then stopped answering before the image was complete. */
 export class DeviceStoppedError extends PushError {
-  override readonly exitCode: number = 12;
+  override readonly exitCode: number = 32;
 }
 
 /** What to send. */

@@ -1,10 +1,11 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { FileError } from "../errors.ts";
-import { checkBlockSize, MAX_IMAGE_SIZE, type SignedPacket, signEndPacket } from "../protocol/datagram.ts";
+import { checkBlockSize, type SignedPacket, signEndPacket } from "../protocol/datagram.ts";
 import { signImageStream } from "../protocol/image-packets.ts";
 import { OTA_MAGIC, OtaFileDecoder, type OtaFileSummary } from "../protocol/ota-file.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
+import { checkImageSize } from "./image-size.ts";
 import type { PushSource } from "./sender.ts";
 
 const CHUNK = 64 * 1024;
@@ -28,16 +29,6 @@ export async function isOtaFile(path: string): Promise<boolean> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
   return Buffer.concat(chunks).equals(Buffer.from(OTA_MAGIC));
-}
-
-/** Checks an image's size is one boot8266 can boot. */
-export function checkImageSize(size: number, path: string): void {
-  if (size === 0) throw new FileError(`${path} is empty: there is no firmware to send.`);
-  if (size > MAX_IMAGE_SIZE) {
-    throw new FileError(
-      `${path} is ${size} bytes; boot8266 refuses a main app larger than ${MAX_IMAGE_SIZE} bytes and would stay in OTA mode. Build a smaller firmware (fewer frozen modules).`,
-    );
-  }
 }
 
 async function* withEnd(data: AsyncIterable<SignedPacket>, key: SigningKey): AsyncGenerator<SignedPacket> {

@@ -1,6 +1,9 @@
 import type { Command } from "commander";
+import { registerCheckCommand } from "./check.ts";
 import { registerConfigHCommand } from "./config-h.ts";
 import { registerEmulateCommand } from "./emulate.ts";
+import { registerFlashPlanCommand } from "./flash-plan.ts";
+import { registerInspectCommand } from "./inspect.ts";
 import type { CliIo } from "./io.ts";
 import { registerKeysCommand } from "./keys.ts";
 import { registerPushCommand } from "./push.ts";
@@ -13,4 +16,7 @@ export function registerCommands(program: Command, io: CliIo): void {
   registerSignCommand(program, io);
   registerPushCommand(program, io);
   registerEmulateCommand(program, io);
+  registerInspectCommand(program, io);
+  registerCheckCommand(program, io);
+  registerFlashPlanCommand(program, io);
 }

@@ -17,6 +17,7 @@ import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../
 import type { UdpChannel, UdpEndpoint } from "../transfer/udp-channel.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";
 import { describeResult, PushProgress } from "./progress.ts";
 
 /** The block `--block auto` tries first. */
@@ -29,7 +30,7 @@ export function parseBlockOption(value: string): BlockChoice {
   return checkBlockSize(parseIntegerOption("--block")(value));
 }
 
-interface PushCommandOptions {
+interface PushCommandOptions extends PreflightCliOptions {
   to: string;
   port: number;
   key?: string;
@@ -73,6 +74,7 @@ async function chooseAutoBlock(
 
 export async function pushCommand(file: string, options: PushCommandOptions, io: CliIo): Promise<PushResult> {
   const canned = await isOtaFile(file).catch(() => false);
+  const checkImage = () => preflightFile(file, options, io);
   const device = { address: options.to, port: options.port };
   const target = `${options.to}:${options.port}`;
   const waitMs = options.wait * 1000;
@@ -85,10 +87,12 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
       );
     }
     ota = await otaFileSource(file);
+    await checkImage();
   } else {
     key = loadSigningKey(options.key ?? DEFAULT_KEY_FILE);
     // Fail on a bad image before touching the network.
     await imageFileSource(file, key, typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE);
+    await checkImage();
   }
   const channel = await new NodeUdpNetwork().bind({ connect: device });
   const mode = options.json ? "json" : io.interactive ? "bar" : "lines";
@@ -150,7 +154,7 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
 }
 
 export function registerPushCommand(program: Command, io: CliIo): void {
-  program
+  const command = program
     .command("push")
     .description(
       "Send a firmware image (signed on the fly) or a canned .ota file to a device in OTA mode over UDP.",
@@ -175,14 +179,18 @@ export function registerPushCommand(program: Command, io: CliIo): void {
       30,
     )
     .option("--json", "print machine-readable events, one JSON object per line")
+    .option("--force", "push despite firmware-check refusals that can be overridden");
+  addPreflightOptions(command)
     .addHelpText(
       "after",
       `
 Larger blocks are faster (fewer datagrams for the receiver to log), but some
 networks drop datagrams of 549 bytes or more; --block auto finds out.
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); the result to stdout.
+Before anything is sent the firmware is checked (mpota check): an OTA build, an intact
+MD5 trailer, and room in the device's flash (--flash-size, default 1M).
 Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped answering,
-2 usage, 3 file problem, 4 key problem, 5 damaged .ota file.`,
+2 usage, 3 file problem, 4 key problem, 5 damaged .ota file, 10 firmware refused by the checks.`,
     )
     .action(async (file: string, options: PushCommandOptions) => {
       if (options.port < 1 || options.port > 65535)

@@ -9,6 +9,7 @@ import type { SigningKey } from "../protocol/rsa-key.ts";
 import { checkImageSize, MAX_IMAGE_FILE_SIZE } from "../transfer/image-size.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";
 import { checkOutputFree, withAtomicFile } from "./write-file.ts";
 
 /** What the preflight check gets to look at. `size` is undefined for pipes, whose size is not known up front. */
@@ -20,7 +21,7 @@ export interface FirmwareToSign {
 /** Checks an image's contents before it is signed (throws to refuse). */
 export type SignPreflight = (firmware: FirmwareToSign, io: CliIo) => Promise<void> | void;
 
-interface SignOptions {
+interface SignOptions extends PreflightCliOptions {
   key: string;
   block: number;
   output?: string;
@@ -130,8 +131,9 @@ async function sign(
   const force = options.force === true;
   checkOutputFree(output, { force, what: "Output file" });
 
-  // preflight: wired in by the integrator
-  await preflight?.({ path: firmware, size }, io);
+  if (preflight) await preflight({ path: firmware, size }, io);
+  else if (size === undefined) io.err("firmware checks skipped: the input is not a regular file\n");
+  else await preflightFile(firmware, options, io);
 
   const r = await signFirmwareFile(firmware, output, key, options.block, force);
   io.out(`Signed ${firmware} with a ${key.bits}-bit key:
@@ -152,15 +154,18 @@ function parseBlock(value: string): number {
  * the cheap checks (size, key) and before anything is written.
  */
 export function registerSignCommand(program: Command, io: CliIo, preflight?: SignPreflight): void {
-  program
+  const command = program
     .command("sign")
     .description("sign a firmware image into a canned .ota file (byte-identical to `ota_client.py sign`)")
     .argument("<firmware>", "the MicroPython OTA build, e.g. firmware-ota.bin")
     .option("--key <file>", "private key (PEM, PKCS#1 or PKCS#8)", DEFAULT_KEY_FILE)
     .option("--block <n>", "firmware bytes per datagram: 256, 512 or 1024", parseBlock, DEFAULT_BLOCK_SIZE)
     .option("-o, --output <file>", "where to write the .ota file (default: FIRMWARE.ota)")
-    .option("--force", "replace the output file if it exists")
-    .action(async (firmware: string, options: SignOptions) => {
-      await sign(io, firmware, options, preflight);
-    });
+    .option(
+      "--force",
+      "replace the output file if it exists, and sign despite refusals that can be overridden",
+    );
+  addPreflightOptions(command).action(async (firmware: string, options: SignOptions) => {
+    await sign(io, firmware, options, preflight);
+  });
 }

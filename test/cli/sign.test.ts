@@ -48,7 +48,7 @@ describe("mpota sign", () => {
   ] as const) {
     test(`writes FIRMWARE.ota byte-identical to ota_client.py sign (${form} key), and summarises it`, async () => {
       const dir = workDir();
-      const r = await runCli(["sign", join(dir, "firmware.bin"), "--key", keyFile]);
+      const r = await runCli(["sign", "--no-preflight", join(dir, "firmware.bin"), "--key", keyFile]);
       assert.equal(r.code, 0, r.stderr);
       const out = join(dir, "firmware.bin.ota");
       assert.deepEqual(readFileSync(out), Buffer.from(reference));
@@ -60,14 +60,14 @@ describe("mpota sign", () => {
       assert.ok(r.stdout.includes(`output     ${out} (1626 bytes)`), r.stdout);
       assert.ok(r.stdout.includes(`sha1       ${sha1}`), r.stdout);
       assert.match(r.stdout, /512-bit key/);
-      assert.equal(r.stderr, "");
+      assert.equal(r.stderr, "firmware checks skipped (--no-preflight)\n");
     });
   }
 
   test("resolves a relative FIRMWARE and the default ./priv.key against the current folder", async () => {
     const dir = workDir();
     copyFileSync(pkcs1, join(dir, "priv.key"));
-    const r = await runCli(["sign", "firmware.bin"], { cwd: dir });
+    const r = await runCli(["sign", "--no-preflight", "firmware.bin"], { cwd: dir });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(readFileSync(join(dir, "firmware.bin.ota")), Buffer.from(reference));
   });
@@ -76,13 +76,30 @@ describe("mpota sign", () => {
     const dir = workDir();
     const out = join(dir, "update.ota");
     writeFileSync(out, "older");
-    const refused = await runCli(["sign", join(dir, "firmware.bin"), "--key", pkcs8, "-o", out]);
+    const refused = await runCli([
+      "sign",
+      "--no-preflight",
+      join(dir, "firmware.bin"),
+      "--key",
+      pkcs8,
+      "-o",
+      out,
+    ]);
     assert.equal(refused.code, 3);
     assert.match(refused.stderr, /update\.ota already exists.*--force.*-o/s);
     assert.equal(readFileSync(out, "utf8"), "older");
     assert.deepEqual(listDir(dir), ["firmware.bin", "update.ota"]);
 
-    const forced = await runCli(["sign", join(dir, "firmware.bin"), "--key", pkcs8, "-o", out, "--force"]);
+    const forced = await runCli([
+      "sign",
+      "--no-preflight",
+      join(dir, "firmware.bin"),
+      "--key",
+      pkcs8,
+      "-o",
+      out,
+      "--force",
+    ]);
     assert.equal(forced.code, 0, forced.stderr);
     assert.deepEqual(readFileSync(out), Buffer.from(reference));
     assert.deepEqual(listDir(dir), ["firmware.bin", "update.ota"]);
@@ -96,6 +113,7 @@ describe("mpota sign", () => {
       writeFileSync(join(dir, "firmware-ota.bin"), image);
       const r = await runCli([
         "sign",
+        "--no-preflight",
         join(dir, "firmware-ota.bin"),
         "--key",
         pkcs8,
@@ -135,12 +153,12 @@ describe("mpota sign", () => {
     const dir = join(tmp.dir, "limit");
     mkdirSync(dir);
     writeFileSync(join(dir, "max.bin"), new Uint8Array(800_016).fill(0x5a));
-    const ok = await runCli(["sign", join(dir, "max.bin"), "--key", pkcs8]);
+    const ok = await runCli(["sign", "--no-preflight", join(dir, "max.bin"), "--key", pkcs8]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(decodeOtaFile(readFileSync(join(dir, "max.bin.ota"))).summary.imageSize, 800_016);
 
     writeFileSync(join(dir, "big.bin"), new Uint8Array(800_017));
-    const big = await runCli(["sign", join(dir, "big.bin"), "--key", pkcs8]);
+    const big = await runCli(["sign", "--no-preflight", join(dir, "big.bin"), "--key", pkcs8]);
     assert.equal(big.code, 3);
     assert.match(
       big.stderr,
@@ -260,7 +278,7 @@ describe("mpota sign", () => {
       const args = c.args(dir);
       const before = listDir(dir);
       const firmwareBefore = readFileSync(join(dir, "firmware.bin"));
-      const r = await runCli(["sign", ...args], { cwd: dir });
+      const r = await runCli(["sign", "--no-preflight", ...args], { cwd: dir });
       assert.equal(r.code, c.code, r.stderr);
       assert.match(r.stderr, c.message);
       assert.equal(r.stdout, "");
@@ -292,14 +310,16 @@ describe("mpota sign, as a real process", () => {
     const dir = join(tmp.dir, "codes");
     mkdirSync(dir);
     copyFileSync(fixturePath("reference/firmware.bin"), join(dir, "firmware.bin"));
-    const ok = await runCliProcess(["sign", "firmware.bin", "--key", pkcs1], { cwd: dir });
+    const ok = await runCliProcess(["sign", "--no-preflight", "firmware.bin", "--key", pkcs1], { cwd: dir });
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual(readFileSync(join(dir, "firmware.bin.ota")), Buffer.from(reference));
-    const noKey = await runCliProcess(["sign", "firmware.bin", "-o", "other.ota"], { cwd: dir });
+    const noKey = await runCliProcess(["sign", "--no-preflight", "firmware.bin", "-o", "other.ota"], {
+      cwd: dir,
+    });
     assert.equal(noKey.code, 3);
     assert.match(noKey.stderr, /^mpota: Key file .*priv\.key does not exist/);
     writeFileSync(join(dir, "empty.bin"), "");
-    const empty = await runCliProcess(["sign", "empty.bin", "--key", pkcs1], { cwd: dir });
+    const empty = await runCliProcess(["sign", "--no-preflight", "empty.bin", "--key", pkcs1], { cwd: dir });
     assert.equal(empty.code, 3);
     assert.deepEqual(listDir(dir), ["empty.bin", "firmware.bin", "firmware.bin.ota"]);
   });

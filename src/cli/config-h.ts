@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
+import { deviceFloorMs, ROM_BAUD_RATE } from "../emulator/timing.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_SETTINGS, renderConfigH, type YaotaSettings } from "../protocol/config-h.ts";
 import { SECTOR_SIZE } from "../protocol/datagram.ts";
@@ -77,6 +78,7 @@ async function configH(io: CliIo, options: ConfigHOptions): Promise<void> {
   const key = loadPublicKey({ key: resolve(options.key) });
   if (key === undefined) throw new Error("loadPublicKey returned nothing for --key");
   const text = renderConfigH(key, settings);
+  io.err(baudRateCost(settings.baudRate));
   if (options.output === undefined) {
     io.out(text);
     return;
@@ -86,6 +88,28 @@ async function configH(io: CliIo, options: ConfigHOptions): Promise<void> {
   io.out(
     `Wrote ${output} for a ${key.bits}-bit key, MAIN_APP_OFFSET ${hex(settings.mainAppOffset)}.\nCopy it to config.h at the root of the yaota8266 source tree, run make, and flash yaota8266.bin at 0x0.\n`,
   );
+}
+
+const UPDATE_BYTES = 600 * 1024;
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/**
+ * What a BAUD_RATE costs per update: the receiver logs about 119 bytes per
+ * datagram and waits for its UART, so the baud rate sets the floor of every
+ * update (from the emulator's timing model).
+ */
+export function baudRateCost(baudRate: number): string {
+  const floor = (baud: number, block: number) => deviceFloorMs(UPDATE_BYTES, block, { baudRate: baud });
+  const shown = baudRate === 0 ? `0 (the ROM's ${ROM_BAUD_RATE})` : String(baudRate);
+  const lines = [
+    `BAUD_RATE ${shown}: the receiver needs at least ${seconds(floor(baudRate, 256))} for a 600 KiB update with 256-byte blocks (${seconds(floor(baudRate, 1024))} with --block 1024), because it logs every datagram to the UART.`,
+  ];
+  if (baudRate !== 921600) {
+    lines.push(
+      `With --baud 921600 it would be ${seconds(floor(921600, 256))} (${seconds(floor(921600, 1024))}); make sure your serial adapter can read that speed if you watch the log.`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 /** `mpota config-h`. */

@@ -35,7 +35,7 @@ describe("mpota config-h", () => {
       assert.ok(lines.includes(line), `missing: ${line}`);
     }
     assert.ok(lines.filter((l) => l.startsWith("//")).length >= 10, "the settings are explained");
-    assert.equal(r.stderr, "");
+    assert.match(r.stderr, /^BAUD_RATE 115200: /);
   });
 
   test("takes a public key, and ./priv.key by default", async () => {
@@ -177,5 +177,18 @@ describe("mpota config-h", () => {
     const ok = await runCliProcess(["config-h", "--key", keyFile]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout, renderConfigH(referenceKey));
+  });
+});
+
+describe("mpota config-h: what BAUD_RATE costs", () => {
+  test("states the floor of a 600 KiB update for the chosen BAUD_RATE and for 921600", async () => {
+    const key = fixturePath("reference/priv-pkcs1.key");
+    const at115200 = await runCli(["config-h", "--key", key]);
+    assert.equal(at115200.code, 0, at115200.stderr);
+    assert.match(at115200.stderr, /BAUD_RATE 115200: the receiver needs at least 33\.3 s for a 600 KiB update/);
+    assert.match(at115200.stderr, /With --baud 921600 it would be 12\.7 s/);
+    const rom = await runCli(["config-h", "--key", key, "--baud", "0"]);
+    assert.match(rom.stderr, /BAUD_RATE 0 \(the ROM's 74880\): the receiver needs at least 46\.0 s/);
+    assert.doesNotMatch(at115200.stdout, /the receiver needs/);
   });
 });

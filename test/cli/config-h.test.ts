@@ -185,7 +185,10 @@ describe("mpota config-h: what BAUD_RATE costs", () => {
     const key = fixturePath("reference/priv-pkcs1.key");
     const at115200 = await runCli(["config-h", "--key", key]);
     assert.equal(at115200.code, 0, at115200.stderr);
-    assert.match(at115200.stderr, /BAUD_RATE 115200: the receiver needs at least 33\.3 s for a 600 KiB update/);
+    assert.match(
+      at115200.stderr,
+      /BAUD_RATE 115200: the receiver needs at least 33\.3 s for a 600 KiB update/,
+    );
     assert.match(at115200.stderr, /With --baud 921600 it would be 12\.7 s/);
     const rom = await runCli(["config-h", "--key", key, "--baud", "0"]);
     assert.match(rom.stderr, /BAUD_RATE 0 \(the ROM's 74880\): the receiver needs at least 46\.0 s/);

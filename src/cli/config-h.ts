@@ -117,7 +117,7 @@ export function registerConfigHCommand(program: Command, io: CliIo): void {
   const d = DEFAULT_SETTINGS;
   program
     .command("config-h")
-    .description("print or write a complete, commented config.h for building yaota8266 with your key")
+    .description("Print or write a complete, commented config.h for building yaota8266 with your key")
     .option("--key <file>", "private or public key (PEM)", DEFAULT_KEY_FILE)
     .option(
       "--app-offset <addr>",

@@ -92,12 +92,12 @@ function keysModulus(io: CliIo, options: { key: string; hex?: boolean }): void {
 
 /** `mpota keys new` and `mpota keys modulus`. */
 export function registerKeysCommand(program: Command, io: CliIo): void {
-  const keys = program.command("keys").description("create RSA keys and show their modulus");
+  const keys = program.command("keys").description("Create RSA keys with exponent 3 and show their modulus");
 
   keys
     .command("new")
     .description(
-      `create an RSA key pair with exponent 3: ${PRIVATE_KEY_NAME} (PKCS#1 PEM, mode 0600) and ${PUBLIC_KEY_NAME}`,
+      `Create an RSA key pair with exponent 3: ${PRIVATE_KEY_NAME} (PKCS#1 PEM, mode 0600) and ${PUBLIC_KEY_NAME}`,
     )
     .option("--dir <folder>", "where to write the keys (created if missing)", ".")
     .option(
@@ -113,7 +113,7 @@ export function registerKeysCommand(program: Command, io: CliIo): void {
 
   keys
     .command("modulus")
-    .description('print the modulus as the #define MODULUS "\\x.." line of yaota8266\'s config.h')
+    .description('Print the modulus as the #define MODULUS "\\x.." line of yaota8266\'s config.h')
     .option("--key <file>", "private or public key (PEM)", DEFAULT_KEY_FILE)
     .option("--hex", "print plain hex instead, as `mpota emulate --modulus` takes it")
     .action((options: { key: string; hex?: boolean }) => {

@@ -19,11 +19,17 @@ export function buildProgram(io: CliIo = processIo): Command {
     .option("--verbose", "print stack traces with errors")
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    // Root options only before the command: `mpota firmware add --version 1.2` is the firmware's version.
+    .enablePositionalOptions()
     .exitOverride();
   registerCommands(program, io);
-  for (const cmd of program.commands) {
+  const configure = (cmd: Command) => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-  }
+    if (!cmd.options.some((o) => o.long === "--verbose"))
+      cmd.option("--verbose", "print stack traces with errors");
+    for (const sub of cmd.commands) configure(sub);
+  };
+  for (const cmd of program.commands) configure(cmd);
   return program;
 }
 

@@ -156,7 +156,7 @@ function parseBlock(value: string): number {
 export function registerSignCommand(program: Command, io: CliIo, preflight?: SignPreflight): void {
   const command = program
     .command("sign")
-    .description("sign a firmware image into a canned .ota file (byte-identical to `ota_client.py sign`)")
+    .description("Sign a firmware image into a canned .ota file (byte-identical to `ota_client.py sign`)")
     .argument("<firmware>", "the MicroPython OTA build, e.g. firmware-ota.bin")
     .option("--key <file>", "private key (PEM, PKCS#1 or PKCS#8)", DEFAULT_KEY_FILE)
     .option("--block <n>", "firmware bytes per datagram: 256, 512 or 1024", parseBlock, DEFAULT_BLOCK_SIZE)

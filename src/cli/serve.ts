@@ -1,0 +1,227 @@
+import { existsSync } from "node:fs";
+import { type Command, Option } from "commander";
+import { pino } from "pino";
+import { UsageError } from "../errors.ts";
+import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
+import type { SigningKey } from "../protocol/rsa-key.ts";
+import { DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
+import { DEFAULT_MQTT_PORT } from "../server/embedded-broker.ts";
+import { DEFAULT_JOB_TIMINGS, DEFAULT_MAX_ATTEMPTS, type JobTimings } from "../server/job-timings.ts";
+import type { MqttConnection } from "../server/mqtt-link.ts";
+import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/network-policy.ts";
+import { type BrokerChoice, DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
+import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/topics.ts";
+import type { CliIo } from "./io.ts";
+import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+
+/** The broker options every command that talks MQTT shares (serve, and the commands that ask the server). */
+export interface MqttCliOptions {
+  mqtt?: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  mqttCa?: string;
+  mqttCert?: string;
+  mqttKey?: string;
+  mqttInsecure?: boolean;
+  base: string;
+}
+
+/** Adds --mqtt, credentials, TLS files and --base to a command. */
+export function addMqttOptions(command: Command, role: "server" | "client"): Command {
+  return command
+    .option(
+      "--mqtt <url>",
+      role === "server"
+        ? "use this broker instead of the embedded one (mqtt://host:1883, mqtts://host:8883)"
+        : `the broker the server uses (default ${DEFAULT_CLIENT_URL})`,
+    )
+    .option("--mqtt-username <name>", "user name for the broker")
+    .addOption(
+      new Option("--mqtt-password <password>", "password for the broker (or set MPOTA_MQTT_PASSWORD)").env(
+        "MPOTA_MQTT_PASSWORD",
+      ),
+    )
+    .option("--mqtt-ca <file>", "PEM file of the CA that signed the broker's TLS certificate")
+    .option("--mqtt-cert <file>", "PEM client certificate for TLS (with --mqtt-key)")
+    .option("--mqtt-key <file>", "PEM private key of the client certificate")
+    .option("--mqtt-insecure", "accept any TLS certificate from the broker (testing only)")
+    .option("--base <topic>", "base topic of devices and server", DEFAULT_BASE_TOPIC);
+}
+
+/** The broker connection the options describe. */
+export function mqttConnection(options: MqttCliOptions, url: string): MqttConnection {
+  return {
+    url,
+    ...(options.mqttUsername !== undefined ? { username: options.mqttUsername } : {}),
+    ...(options.mqttPassword !== undefined ? { password: options.mqttPassword } : {}),
+    ...(options.mqttCa !== undefined ? { caFile: options.mqttCa } : {}),
+    ...(options.mqttCert !== undefined ? { certFile: options.mqttCert } : {}),
+    ...(options.mqttKey !== undefined ? { keyFile: options.mqttKey } : {}),
+    ...(options.mqttInsecure ? { insecure: true } : {}),
+  };
+}
+
+export interface ServeOptions extends MqttCliOptions {
+  data: string;
+  mqttHost?: string;
+  mqttPort?: number;
+  key?: string;
+  allowNet?: string[];
+  block: number;
+  bootDelay?: number;
+  verifyTimeout?: number;
+  maxAttempts: number;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function loadServerKey(path: string | undefined, io: CliIo): { key: SigningKey | undefined; note: string } {
+  if (path === undefined && !existsSync(DEFAULT_KEY_FILE)) {
+    return {
+      key: undefined,
+      note: `no signing key (${DEFAULT_KEY_FILE} does not exist): devices are registered, but updates are refused until you restart with --key FILE (\`mpota keys new\` makes one)`,
+    };
+  }
+  const file = path ?? DEFAULT_KEY_FILE;
+  const key = loadSigningKey(file);
+  if (key.bits <= 512) {
+    io.err(
+      `Note: ${file} is a ${key.bits}-bit key: anyone who factors it can sign firmware for your devices.\n`,
+    );
+  }
+  return { key, note: `signing key ${file} (${key.bits}-bit)` };
+}
+
+/** Checks the options and turns them into what MpotaServer.start takes. */
+export function serverSettings(options: ServeOptions) {
+  if (options.mqtt !== undefined && (options.mqttPort !== undefined || options.mqttHost !== undefined)) {
+    throw new UsageError(
+      "--mqtt-port and --mqtt-host set up the embedded broker; with --mqtt URL the server uses that broker instead. Give one or the other.",
+    );
+  }
+  if (!LOG_LEVELS.includes(options.logLevel))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}.`);
+  if (options.mqttPort !== undefined && (options.mqttPort < 0 || options.mqttPort > 65535)) {
+    throw new UsageError("--mqtt-port must be between 0 and 65535.");
+  }
+  if (options.maxAttempts < 1 || options.maxAttempts > 100)
+    throw new UsageError("--max-attempts must be between 1 and 100.");
+  checkBlockSize(options.block);
+  checkBaseTopic(options.base);
+  const allowNetworks =
+    options.allowNet && options.allowNet.length > 0 ? options.allowNet : DEFAULT_ALLOWED_NETWORKS;
+  new NetworkPolicy(allowNetworks); // fails early on a bad CIDR
+  const broker: BrokerChoice =
+    options.mqtt !== undefined
+      ? { kind: "external", connection: mqttConnection(options, options.mqtt) }
+      : {
+          kind: "embedded",
+          host: options.mqttHost ?? "0.0.0.0",
+          port: options.mqttPort ?? DEFAULT_MQTT_PORT,
+        };
+  const timings: Partial<JobTimings> = {};
+  if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
+  if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
+  return { broker, allowNetworks, timings };
+}
+
+/**
+ * Runs the server until `stop` resolves (the CLI: SIGINT or SIGTERM).
+ * Logs (JSON lines, pino) go to stderr.
+ */
+export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promise<unknown>): Promise<void> {
+  const { broker, allowNetworks, timings } = serverSettings(options);
+  const { key, note } = loadServerKey(options.key, io);
+  const logger = pino({ level: options.logLevel }, io.stderr);
+  const server = await MpotaServer.start({
+    dataDir: options.data,
+    broker,
+    base: options.base,
+    ...(key ? { key } : {}),
+    allowNetworks,
+    timings,
+    maxAttempts: options.maxAttempts,
+    block: options.block,
+    logger,
+  });
+  io.err(
+    `mpota server running: broker ${server.brokerUrl}${broker.kind === "embedded" ? " (embedded)" : ""}, data ${options.data}, base topic ${server.topics.base}, pushes only to ${server.info.networks.join(", ")}; ${note}.\nWatch it with: mosquitto_sub -h ${new URL(server.brokerUrl).hostname} -p ${new URL(server.brokerUrl).port || 1883} -t '${server.topics.base}/#' -v\nStop with Ctrl-C.\n`,
+  );
+  try {
+    await stop;
+  } finally {
+    io.err("mpota server stopping...\n");
+    await server.stop();
+  }
+}
+
+/** Resolves at the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+export function registerServeCommand(program: Command, io: CliIo): void {
+  const command = program
+    .command("serve")
+    .description(
+      "Run the update server: device registry, firmware store and update jobs over MQTT (embedded broker by default).",
+    )
+    .option("--data <dir>", "where the database and firmware files live", DEFAULT_DATA_DIR)
+    .option("--mqtt-host <address>", "address the embedded broker listens on (default 0.0.0.0)")
+    .option(
+      "--mqtt-port <port>",
+      `port of the embedded broker (default ${DEFAULT_MQTT_PORT})`,
+      parseIntegerOption("--mqtt-port"),
+    );
+  addMqttOptions(command, "server")
+    .option("--key <file>", `private key the devices' yaota8266 was built for (default ${DEFAULT_KEY_FILE})`)
+    .option(
+      "--allow-net <cidr>",
+      `network the server may push to; repeat for more; \`private\` = ${DEFAULT_ALLOWED_NETWORKS.join(", ")} (the default)`,
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option(
+      "--block <bytes>",
+      "data bytes per datagram: 256, 512 or 1024",
+      parseIntegerOption("--block"),
+      DEFAULT_BLOCK_SIZE,
+    )
+    .option(
+      "--boot-delay <seconds>",
+      `wait after a device's ready ack before pushing (default ${DEFAULT_JOB_TIMINGS.bootDelayMs / 1000})`,
+      parseIntegerOption("--boot-delay"),
+    )
+    .option(
+      "--verify-timeout <seconds>",
+      `wait this long for a device's state after a push before pushing again (default ${DEFAULT_JOB_TIMINGS.verifyTimeoutMs / 1000})`,
+      parseIntegerOption("--verify-timeout"),
+    )
+    .option(
+      "--max-attempts <n>",
+      "tries per job before it fails",
+      parseIntegerOption("--max-attempts"),
+      DEFAULT_MAX_ATTEMPTS,
+    )
+    .option("--log-level <level>", `log detail: ${LOG_LEVELS.join(", ")}`, "info")
+    .addHelpText(
+      "after",
+      `
+Devices follow the MQTT contract in docs/mqtt.md (<base>/<id>/state, status, cmd, ack).
+Tools and people use <base>/bridge/request/<name> and <base>/bridge/response/<name>;
+job progress is retained on <base>/bridge/jobs/<job>.
+Exit codes: 0 stopped, 2 bad option, 4 key problem, 20 external broker unreachable,
+21 embedded broker cannot listen, 24/25 database unusable or newer than this mpota.`,
+    )
+    .action(async (options: ServeOptions) => {
+      await serveCommand(options, io, untilSignal());
+    });
+}

@@ -1,0 +1,100 @@
+import type { Command } from "commander";
+import { MpotaError } from "../errors.ts";
+import type { JobProgressMessage, JobView } from "../server/api.ts";
+import type { BridgeClient } from "../server/bridge-client.ts";
+import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
+import type { CliIo } from "./io.ts";
+import { progressText } from "./jobs.ts";
+
+/** `update --follow` saw the job end without success. */
+export class JobFailedError extends MpotaError {
+  override readonly exitCode: number = 28;
+}
+
+interface UpdateOptions extends BridgeCommandOptions {
+  follow?: boolean;
+}
+
+const FINAL = ["succeeded", "failed", "cancelled"];
+
+/** Prints the job's progress messages until it ends; resolves with the last one. */
+async function follow(
+  bridge: BridgeClient,
+  job: JobView,
+  io: CliIo,
+  json: boolean,
+): Promise<JobProgressMessage> {
+  let last = "";
+  let resolveEnd: (message: JobProgressMessage) => void = () => undefined;
+  const ended = new Promise<JobProgressMessage>((resolve) => {
+    resolveEnd = resolve;
+  });
+  const unsubscribe = await bridge.watchJob(job.id, (message) => {
+    if (json) io.out(`${JSON.stringify(message)}\n`);
+    else {
+      const line = `${message.state}${message.state === "pushing" ? ` ${progressText(message)}` : ""}${message.attempt > 1 ? ` (try ${message.attempt} of ${message.maxAttempts})` : ""}`;
+      // One line per state, and per 10 % while pushing.
+      const key = `${message.state}/${message.attempt}/${message.state === "pushing" ? Math.floor(message.percent / 10) : ""}`;
+      if (key !== last) io.err(`${job.id}: ${line}\n`);
+      last = key;
+    }
+    if (FINAL.includes(message.state)) resolveEnd(message);
+  });
+  try {
+    return await ended;
+  } finally {
+    await unsubscribe();
+  }
+}
+
+export async function updateCommand(
+  device: string,
+  firmware: string,
+  options: UpdateOptions,
+  io: CliIo,
+): Promise<JobView> {
+  return withBridge(options, async (bridge) => {
+    const job = await bridge.request("update", { device, firmware });
+    if (options.json && !options.follow) printJson(io, job);
+    if (!options.json) {
+      io.out(
+        `Job ${job.id}: update ${job.device} to ${job.firmware.name} ${job.firmware.version} (${job.firmware.id}).\n` +
+          "The command is retained on the broker: an awake device takes it now, a sleeping one at its next wake.\n" +
+          (options.follow
+            ? ""
+            : `Follow it with \`mpota jobs show ${job.id}\`, or watch ${options.base}/bridge/jobs/${job.id}.\n`),
+      );
+    }
+    if (!options.follow) return job;
+    const end = await follow(bridge, job, io, options.json === true);
+    if (end.state !== "succeeded") {
+      throw new JobFailedError(`Job ${job.id} ${end.state}${end.error ? `: ${end.error}` : "."}`);
+    }
+    if (!options.json) io.out(`${job.device} now runs ${job.firmware.name} ${job.firmware.version}.\n`);
+    return job;
+  });
+}
+
+export function registerUpdateCommand(program: Command, io: CliIo): void {
+  addBridgeOptions(
+    program
+      .command("update")
+      .description("Ask the running server to update a device to a firmware from its store (over MQTT).")
+      .argument("<device>", "device id, as `mpota devices` lists it")
+      .argument(
+        "<firmware>",
+        "firmware identity (or its first 6+ digits), name@version, or name (the newest)",
+      ),
+  )
+    .option("--follow", "wait and show progress until the job ends (exit 28 if it fails)")
+    .addHelpText(
+      "after",
+      `
+The server publishes a retained command for the device; the device acknowledges it,
+resets into OTA mode, the server pushes the image and waits for the device to report
+the new firmware. A sleeping device takes the command at its next wake: the job waits.`,
+    )
+    .action(async (device: string, firmware: string, options: UpdateOptions) => {
+      await updateCommand(device, firmware, options, io);
+    });
+}

@@ -1,0 +1,195 @@
+import { isIP } from "node:net";
+
+/**
+ * The device side of the MQTT contract, version 1 (docs/mqtt.md): payload
+ * types and the validation the server applies to everything a device sends.
+ * Devices in the field run agents built against v1 for years: this file
+ * only ever accepts more, never less.
+ */
+
+export const CONTRACT_VERSION = 1;
+
+/** `[A-Za-z0-9_-]{1,64}`, as the contract says. */
+export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * `<base>/bridge/...` is the server's own namespace, so a device called
+ * `bridge` would collide with it (`<base>/bridge/state` is the server's
+ * state). The server refuses that one id.
+ */
+export const RESERVED_DEVICE_IDS: ReadonlySet<string> = new Set(["bridge"]);
+
+/** Largest payloads the server reads from devices; anything larger is logged and ignored. */
+export const MAX_STATE_BYTES = 2048;
+export const MAX_STATUS_BYTES = 32;
+export const MAX_ACK_BYTES = 1024;
+
+export type DeviceStatus = "online" | "sleeping" | "ota" | "offline";
+export const DEVICE_STATUSES: readonly DeviceStatus[] = ["online", "sleeping", "ota", "offline"];
+
+export type WakeReason = "power" | "hard" | "soft" | "wdt" | "deepsleep" | "other";
+export const WAKE_REASONS: readonly WakeReason[] = ["power", "hard", "soft", "wdt", "deepsleep", "other"];
+
+/** `<base>/<id>/state`, validated. Optional fields that were present but invalid are left out. */
+export interface DeviceState {
+  v: 1;
+  /** MD5 trailer of the running image, 32 lower-case hex digits: the firmware identity. */
+  fw: string;
+  /** The address the device reports for itself. */
+  ip: string;
+  /** os.uname().version */
+  ver?: string;
+  flash?: number;
+  mem?: number;
+  rssi?: number;
+  wake?: WakeReason;
+  /** Seconds until the next wake; 0 or absent: always on. */
+  sleep?: number;
+  vbat?: number;
+}
+
+/** `<base>/<id>/cmd` (retained; an empty payload clears it). */
+export interface OtaCommand {
+  op: "ota";
+  job: string;
+  fw: string;
+  size: number;
+}
+
+/** `<base>/<id>/ack` */
+export type DeviceAck =
+  | { job: string; ready: true; ip?: string; port: number }
+  | { job: string; ready: false; error: string };
+
+/** The outcome of reading one device message: the value, or why it was refused. */
+export type Parsed<T> = { ok: true; value: T; warnings: string[] } | { ok: false; reason: string };
+
+export const OTA_DEFAULT_PORT = 8266;
+const FW_PATTERN = /^[0-9a-fA-F]{32}$/;
+const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function isDeviceId(id: string): boolean {
+  return DEVICE_ID_PATTERN.test(id) && !RESERVED_DEVICE_IDS.has(id);
+}
+
+/** Why an id is not a device id, or undefined when it is one. */
+export function deviceIdProblem(id: string): string | undefined {
+  if (RESERVED_DEVICE_IDS.has(id))
+    return `"${id}" is reserved for the server's own topics (<base>/${id}/...)`;
+  if (!DEVICE_ID_PATTERN.test(id)) {
+    return `"${shorten(id)}" is not a device id (1 to 64 of A-Z, a-z, 0-9, "_" and "-")`;
+  }
+  return undefined;
+}
+
+export function isFirmwareIdentity(value: unknown): value is string {
+  return typeof value === "string" && FW_PATTERN.test(value);
+}
+
+export function isJobId(value: unknown): value is string {
+  return typeof value === "string" && JOB_ID_PATTERN.test(value);
+}
+
+/** Cuts long untrusted text for log lines and messages. */
+export function shorten(text: string, max = 80): string {
+  const clean = Array.from(text, (c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? "?" : c)).join(
+    "",
+  );
+  return clean.length > max ? `${clean.slice(0, max)}...(${clean.length} chars)` : clean;
+}
+
+function parseJsonObject(payload: Uint8Array, max: number, what: string): Parsed<Record<string, unknown>> {
+  if (payload.length > max)
+    return { ok: false, reason: `${what} of ${payload.length} bytes is larger than ${max}` };
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(payload).toString("utf8"));
+  } catch (error) {
+    return { ok: false, reason: `${what} is not JSON (${(error as Error).message})` };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { ok: false, reason: `${what} is JSON but not an object` };
+  }
+  return { ok: true, value: value as Record<string, unknown>, warnings: [] };
+}
+
+function finite(value: unknown, min: number, max: number): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= min && value <= max;
+}
+
+/** Reads a state message. `v`, `fw` and `ip` must be valid; invalid optional fields are dropped with a warning. */
+export function parseState(payload: Uint8Array): Parsed<DeviceState> {
+  const json = parseJsonObject(payload, MAX_STATE_BYTES, "state");
+  if (!json.ok) return json;
+  const raw = json.value;
+  if (raw.v !== CONTRACT_VERSION) {
+    return {
+      ok: false,
+      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads version ${CONTRACT_VERSION}`,
+    };
+  }
+  if (!isFirmwareIdentity(raw.fw)) return { ok: false, reason: 'state has no valid "fw" (32 hex digits)' };
+  if (typeof raw.ip !== "string" || isIP(raw.ip) === 0) {
+    return { ok: false, reason: 'state has no valid "ip" (an IPv4 or IPv6 address)' };
+  }
+  const state: DeviceState = { v: 1, fw: raw.fw.toLowerCase(), ip: raw.ip };
+  const warnings: string[] = [];
+  const optional = <K extends keyof DeviceState>(key: K, valid: boolean, value: DeviceState[K]) => {
+    if (raw[key] === undefined || raw[key] === null) return;
+    if (valid) state[key] = value;
+    else warnings.push(`"${key}" ${shorten(JSON.stringify(raw[key]), 40)} ignored`);
+  };
+  optional("ver", typeof raw.ver === "string" && raw.ver.length <= 160, raw.ver as string);
+  optional("flash", Number.isSafeInteger(raw.flash) && finite(raw.flash, 0, 2 ** 31), raw.flash as number);
+  optional("mem", Number.isSafeInteger(raw.mem) && finite(raw.mem, 0, 2 ** 31), raw.mem as number);
+  optional("rssi", finite(raw.rssi, -200, 20), raw.rssi as number);
+  optional("wake", WAKE_REASONS.includes(raw.wake as WakeReason), raw.wake as WakeReason);
+  optional("sleep", finite(raw.sleep, 0, 366 * 24 * 3600), raw.sleep as number);
+  optional("vbat", finite(raw.vbat, 0, 60), raw.vbat as number);
+  return { ok: true, value: state, warnings };
+}
+
+/** Reads a status message (`online`, `sleeping`, `ota`, `offline`). */
+export function parseStatus(payload: Uint8Array): Parsed<DeviceStatus> {
+  if (payload.length > MAX_STATUS_BYTES) {
+    return { ok: false, reason: `status of ${payload.length} bytes is larger than ${MAX_STATUS_BYTES}` };
+  }
+  const text = Buffer.from(payload).toString("utf8").trim();
+  if (!DEVICE_STATUSES.includes(text as DeviceStatus)) {
+    return { ok: false, reason: `status "${shorten(text, 32)}" is not one of ${DEVICE_STATUSES.join(", ")}` };
+  }
+  return { ok: true, value: text as DeviceStatus, warnings: [] };
+}
+
+/** Reads an ack. A ready ack may leave out `ip` (the server then uses the state's) and `port` (8266). */
+export function parseAck(payload: Uint8Array): Parsed<DeviceAck> {
+  const json = parseJsonObject(payload, MAX_ACK_BYTES, "ack");
+  if (!json.ok) return json;
+  const raw = json.value;
+  if (!isJobId(raw.job)) return { ok: false, reason: 'ack has no valid "job"' };
+  if (raw.ready === false) {
+    const error =
+      typeof raw.error === "string" && raw.error.trim() !== ""
+        ? shorten(raw.error.trim(), 200)
+        : "no reason given";
+    return { ok: true, value: { job: raw.job, ready: false, error }, warnings: [] };
+  }
+  if (raw.ready !== true) return { ok: false, reason: 'ack has no boolean "ready"' };
+  let ip: string | undefined;
+  if (raw.ip !== undefined && raw.ip !== null) {
+    if (typeof raw.ip !== "string" || isIP(raw.ip) === 0)
+      return { ok: false, reason: 'ack has an invalid "ip"' };
+    ip = raw.ip;
+  }
+  let port = OTA_DEFAULT_PORT;
+  if (raw.port !== undefined && raw.port !== null) {
+    if (!Number.isInteger(raw.port) || !finite(raw.port, 1, 65535))
+      return { ok: false, reason: 'ack has an invalid "port"' };
+    port = raw.port as number;
+  }
+  return {
+    ok: true,
+    value: ip === undefined ? { job: raw.job, ready: true, port } : { job: raw.job, ready: true, ip, port },
+    warnings: [],
+  };
+}

@@ -1,0 +1,180 @@
+import { createHash } from "node:crypto";
+import type { IPublishPacket } from "mqtt";
+import type { Logger } from "pino";
+import type { Clock } from "../transfer/clock.ts";
+import {
+  type DeviceAck,
+  type DeviceState,
+  type DeviceStatus,
+  deviceIdProblem,
+  parseAck,
+  parseState,
+  parseStatus,
+  RESERVED_DEVICE_IDS,
+} from "./contract.ts";
+import { KeyedQueue } from "./keyed-queue.ts";
+import type { MqttLink } from "./mqtt-link.ts";
+import type { DeviceRecord, Storage } from "./storage/storage.ts";
+import type { Topics } from "./topics.ts";
+
+/** Who hears about device messages once they are stored (the job runner). */
+export interface DeviceListener {
+  handleState(device: DeviceRecord, state: DeviceState): Promise<void>;
+  handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void>;
+  handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void>;
+}
+
+export interface DeviceInboxOptions {
+  link: MqttLink;
+  topics: Topics;
+  storage: Storage;
+  listener: DeviceListener;
+  /** Wall clock. */
+  clock: Clock;
+  logger: Logger;
+  /** State history entries kept per device. */
+  historyLimit: number;
+}
+
+export const DEFAULT_HISTORY_LIMIT = 200;
+
+/**
+ * Reads what devices publish (`state`, `status`, `ack`), validates it, keeps
+ * the registry in storage up to date, and passes it on to the job runner,
+ * one device's messages in order. Bad input is logged and dropped: it never
+ * stops the server and never reaches storage.
+ *
+ * Retained messages the broker replays on (re)subscribing are recognised:
+ * a state or status equal to the stored one is not news, so an old retained
+ * state is never taken as a device's answer after a push.
+ */
+export class DeviceInbox {
+  private readonly queue = new KeyedQueue();
+  private readonly filters: string[];
+
+  constructor(private readonly o: DeviceInboxOptions) {
+    this.filters = [o.topics.allDevices("state"), o.topics.allDevices("status"), o.topics.allDevices("ack")];
+  }
+
+  async start(): Promise<void> {
+    for (const filter of this.filters)
+      await this.o.link.subscribe(filter, (t, p, packet) => this.onMessage(t, p, packet));
+  }
+
+  async stop(): Promise<void> {
+    for (const filter of this.filters) await this.o.link.unsubscribe(filter).catch(() => undefined);
+    await this.queue.idle();
+  }
+
+  /** Resolves when every message received so far has been handled (tests). */
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const parsed = this.o.topics.parseDevice(topic);
+    if (!parsed) return;
+    const { id, kind } = parsed;
+    // <base>/bridge/state is the server's own state message, not a device's.
+    if (RESERVED_DEVICE_IDS.has(id)) return;
+    const problem = deviceIdProblem(id);
+    if (problem) {
+      this.o.logger.warn(
+        { topic: topic.slice(0, 200), reason: problem },
+        "device message ignored: bad device id",
+      );
+      return;
+    }
+    const retained = packet.retain === true;
+    void this.queue
+      .run(id, async () => {
+        if (kind === "state") await this.onState(id, payload, retained);
+        else if (kind === "status") await this.onStatus(id, payload, retained);
+        else if (kind === "ack") await this.onAck(id, payload, retained);
+      })
+      .catch((error: unknown) =>
+        this.o.logger.error(
+          { device: id, kind, err: (error as Error).stack ?? String(error) },
+          "device message failed",
+        ),
+      );
+  }
+
+  private async onState(id: string, payload: Buffer, retained: boolean): Promise<void> {
+    if (payload.length === 0) return; // a cleared retained state
+    const parsed = parseState(payload);
+    if (!parsed.ok) {
+      this.o.logger.warn({ device: id, reason: parsed.reason }, "state ignored");
+      return;
+    }
+    if (parsed.warnings.length > 0)
+      this.o.logger.warn({ device: id, fields: parsed.warnings }, "state: invalid fields ignored");
+    const digest = createHash("sha1").update(payload).digest("hex");
+    const existing = await this.o.storage.devices.get(id);
+    if (retained && existing?.stateDigest === digest) {
+      this.o.logger.debug({ device: id }, "retained state already known");
+      return;
+    }
+    const state = parsed.value;
+    const now = this.o.clock.now();
+    const device = await this.o.storage.devices.recordState({
+      id,
+      state,
+      at: now,
+      digest,
+      nextWakeAt: state.sleep ? now + state.sleep * 1000 : null,
+      historyLimit: this.o.historyLimit,
+    });
+    this.o.logger.info(
+      { device: id, fw: state.fw, ip: state.ip, retained },
+      existing ? "state" : "new device",
+    );
+    await this.o.listener.handleState(device, state);
+  }
+
+  private async onStatus(id: string, payload: Buffer, retained: boolean): Promise<void> {
+    if (payload.length === 0) return;
+    const parsed = parseStatus(payload);
+    if (!parsed.ok) {
+      this.o.logger.warn({ device: id, reason: parsed.reason }, "status ignored");
+      return;
+    }
+    const status = parsed.value;
+    const existing = await this.o.storage.devices.get(id);
+    if (retained && existing?.status === status) return;
+    const now = this.o.clock.now();
+    const sleep = existing?.state?.sleep ?? 0;
+    const nextWakeAt =
+      status === "sleeping" && sleep > 0
+        ? now + sleep * 1000
+        : status === "offline"
+          ? null
+          : (existing?.nextWakeAt ?? null);
+    const device = await this.o.storage.devices.recordStatus({ id, status, at: now, nextWakeAt });
+    this.o.logger.info({ device: id, status, retained }, "status");
+    await this.o.listener.handleStatus(device, status);
+  }
+
+  private async onAck(id: string, payload: Buffer, retained: boolean): Promise<void> {
+    if (retained) {
+      // Acks are never retained by the contract: a retained one is stale and must not start a push.
+      this.o.logger.warn({ device: id }, "retained ack ignored");
+      return;
+    }
+    const parsed = parseAck(payload);
+    if (!parsed.ok) {
+      this.o.logger.warn({ device: id, reason: parsed.reason }, "ack ignored");
+      return;
+    }
+    const device = await this.o.storage.devices.get(id);
+    if (!device) {
+      this.o.logger.warn(
+        { device: id, job: parsed.value.job },
+        "ack ignored: device never reported its state",
+      );
+      return;
+    }
+    this.o.logger.info({ device: id, ...parsed.value }, "ack");
+    await this.o.listener.handleAck(device, parsed.value);
+  }
+}

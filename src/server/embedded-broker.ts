@@ -1,0 +1,86 @@
+import { createServer, type Server, type Socket } from "node:net";
+import { Aedes } from "aedes";
+import type { Logger } from "pino";
+import { MpotaError } from "../errors.ts";
+
+/** The embedded broker cannot listen where it was asked to. */
+export class BrokerListenError extends MpotaError {
+  override readonly exitCode: number = 21;
+}
+
+export const DEFAULT_MQTT_PORT = 1883;
+
+export interface EmbeddedBrokerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  logger: Logger;
+}
+
+/**
+ * An Aedes MQTT 3.1.1 broker on a TCP port, for a server that has no broker
+ * of its own to use. Retained messages live in memory: after a restart the
+ * server republishes what it needs (commands of active jobs).
+ */
+export class EmbeddedBroker {
+  private constructor(
+    private readonly broker: Aedes,
+    private readonly server: Server,
+    private readonly sockets: Set<Socket>,
+    readonly host: string,
+    readonly port: number,
+  ) {}
+
+  /** A URL clients on this machine can use. */
+  get url(): string {
+    const host = this.host === "0.0.0.0" || this.host === "::" ? "localhost" : this.host;
+    return `mqtt://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+  }
+
+  static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+    const host = options.host ?? "0.0.0.0";
+    const port = options.port ?? DEFAULT_MQTT_PORT;
+    const broker = await Aedes.createBroker();
+    broker.on("clientError", (client, error) => {
+      options.logger.debug({ client: client?.id, err: error.message }, "MQTT client error");
+    });
+    broker.on("connectionError", (client, error) => {
+      options.logger.debug({ client: client?.id, err: error.message }, "MQTT connection error");
+    });
+    const server = createServer(broker.handle);
+    const sockets = new Set<Socket>();
+    server.on("connection", (socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new BrokerListenError(
+        code === "EADDRINUSE"
+          ? `Port ${port} on ${host} is in use: another MQTT broker (Mosquitto?) or another \`mpota serve\` runs there. Use that broker with --mqtt mqtt://localhost:${port}, or give the embedded broker another port with --mqtt-port.`
+          : code === "EACCES"
+            ? `Not allowed to listen on port ${port} on ${host}. Pick a port above 1023 with --mqtt-port.`
+            : `The embedded MQTT broker cannot listen on ${host}:${port}: ${(error as Error).message}`,
+      );
+    }
+    const address = server.address();
+    const actualPort = typeof address === "object" && address ? address.port : port;
+    const result = new EmbeddedBroker(broker, server, sockets, host, actualPort);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,297 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import type { Logger } from "pino";
+import { FileError, MpotaError, UsageError } from "../errors.ts";
+
+/** The broker could not be reached or refused the connection. */
+export class BrokerConnectError extends MpotaError {
+  override readonly exitCode: number = 20;
+}
+
+/** How to reach a broker: the embedded one or an external one such as Mosquitto. */
+export interface MqttConnection {
+  /** mqtt://host:port, mqtts://host:port (TLS), ws:// or wss:// */
+  url: string;
+  username?: string;
+  password?: string;
+  /** PEM files for TLS: the CA that signed the broker's certificate, and a client certificate and key. */
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** Accept any broker certificate (testing only). */
+  insecure?: boolean;
+}
+
+export interface ConnectOptions {
+  clientId?: string;
+  /** Give up when the first connection is not up after this long. */
+  timeoutMs: number;
+  /** Reconnect after the first connection drops (servers); CLI clients do not. */
+  reconnect: boolean;
+  will?: { topic: string; payload: string; retain: boolean; qos: 0 | 1 };
+}
+
+/** Longest wait for the broker's acknowledgement of a publish. */
+export const PUBLISH_WAIT_MS = 5000;
+
+export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void | Promise<void>;
+
+const SUPPORTED_SCHEMES = ["mqtt:", "mqtts:", "tcp:", "tls:", "ssl:", "ws:", "wss:"];
+
+function readPem(path: string | undefined, what: string): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new FileError(`${what} ${path} cannot be read: ${(error as Error).message}.`);
+  }
+}
+
+/** MQTT.js options for a connection; reads the TLS files. */
+export function clientOptions(connection: MqttConnection, options: ConnectOptions): IClientOptions {
+  let url: URL;
+  try {
+    url = new URL(connection.url);
+  } catch {
+    throw new UsageError(
+      `"${connection.url}" is not a broker URL; use mqtt://host:port or mqtts://host:port.`,
+    );
+  }
+  if (!SUPPORTED_SCHEMES.includes(url.protocol)) {
+    throw new UsageError(
+      `"${connection.url}" is not a broker URL; use mqtt://host:port or mqtts://host:port.`,
+    );
+  }
+  const ca = readPem(connection.caFile, "The CA file (--mqtt-ca)");
+  const cert = readPem(connection.certFile, "The client certificate (--mqtt-cert)");
+  const key = readPem(connection.keyFile, "The client key (--mqtt-key)");
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--mqtt-cert and --mqtt-key go together: give both, or neither.");
+  }
+  const result: IClientOptions = {
+    clientId: options.clientId ?? `mpota-${randomBytes(5).toString("hex")}`,
+    protocolVersion: 4,
+    clean: true,
+    connectTimeout: options.timeoutMs,
+    reconnectPeriod: options.reconnect ? 2000 : 0,
+    keepalive: 30,
+    resubscribe: true,
+  };
+  const username = connection.username ?? (url.username ? decodeURIComponent(url.username) : undefined);
+  const password = connection.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
+  if (username !== undefined) result.username = username;
+  if (password !== undefined) result.password = password;
+  if (ca) result.ca = ca;
+  if (cert) result.cert = cert;
+  if (key) result.key = key;
+  if (connection.insecure) result.rejectUnauthorized = false;
+  if (options.will) result.will = options.will;
+  return result;
+}
+
+/** The URL without credentials, for messages and logs. */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return url;
+  }
+}
+
+/** A connection failure in words a user can act on. */
+export function describeConnectError(error: unknown, url: string): string {
+  const where = safeUrl(url);
+  const e = error as { code?: string | number; message?: string } | undefined;
+  const code = e?.code;
+  if (code === 4 || code === 134) {
+    return `The broker at ${where} refused the user name or password. Check --mqtt-username and --mqtt-password.`;
+  }
+  if (code === 5 || code === 135) {
+    return `The broker at ${where} did not authorize this client. Give credentials it accepts (--mqtt-username, --mqtt-password) or check its ACLs.`;
+  }
+  if (code === "ECONNREFUSED") return `Nothing accepts connections at ${where} (connection refused).`;
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN")
+    return `The broker host in ${where} cannot be resolved (${code}).`;
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH")
+    return `The broker at ${where} cannot be reached (${code}).`;
+  if (isTlsError(error)) {
+    return `The TLS connection to ${where} failed: ${e?.message}. Give the CA that signed the broker's certificate with --mqtt-ca (or --mqtt-insecure for a test broker).`;
+  }
+  return `Cannot connect to the broker at ${where}: ${(error as Error)?.message ?? String(error)}.`;
+}
+
+function isTlsError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL|HOSTNAME/.test(code);
+}
+
+/** Connects and resolves once the broker accepted the connection. */
+export function connectClient(connection: MqttConnection, options: ConnectOptions): Promise<MqttClient> {
+  const opts = clientOptions(connection, options);
+  return new Promise((resolve, reject) => {
+    const client = connect(connection.url, opts);
+    let lastError: unknown;
+    const timer = setTimeout(() => {
+      fail(
+        lastError === undefined
+          ? `The broker at ${safeUrl(connection.url)} did not answer within ${Math.round(options.timeoutMs / 1000)} s.`
+          : describeConnectError(lastError, connection.url),
+      );
+    }, options.timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      client.off("connect", onConnect);
+      client.off("error", onError);
+      client.off("close", onClose);
+    };
+    const fail = (message: string) => {
+      cleanup();
+      client.end(true);
+      reject(new BrokerConnectError(message));
+    };
+    const onConnect = () => {
+      cleanup();
+      resolve(client);
+    };
+    const onError = (error: Error) => {
+      lastError = error;
+      const code = (error as { code?: unknown }).code;
+      // Refusals by the broker and TLS failures do not get better by retrying.
+      if (typeof code === "number" || isTlsError(error) || !options.reconnect)
+        fail(describeConnectError(error, connection.url));
+    };
+    const onClose = () => {
+      if (!options.reconnect)
+        fail(describeConnectError(lastError ?? new Error("the connection closed"), connection.url));
+    };
+    client.on("connect", onConnect);
+    client.on("error", onError);
+    client.on("close", onClose);
+  });
+}
+
+/** True when `topic` matches the subscription `filter` (with `+` and `#`). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/**
+ * The server's one MQTT client, shared by its features: each feature
+ * subscribes with its own handler; a handler that throws is logged and the
+ * next message goes on.
+ */
+export class MqttLink {
+  private readonly handlers: Array<{ filter: string; handler: MessageHandler }> = [];
+  private closed = false;
+
+  constructor(
+    readonly client: MqttClient,
+    private readonly logger: Logger,
+  ) {
+    client.on("message", (topic, payload, packet) => this.dispatch(topic, payload, packet));
+    client.on("error", (error) => this.logger.warn({ err: error.message }, "MQTT error"));
+    client.on("offline", () => this.logger.warn("MQTT connection lost; reconnecting"));
+    client.on("reconnect", () => this.logger.debug("MQTT reconnecting"));
+    client.on("connect", () => this.logger.debug("MQTT connected"));
+  }
+
+  static async connect(
+    connection: MqttConnection,
+    options: ConnectOptions,
+    logger: Logger,
+  ): Promise<MqttLink> {
+    return new MqttLink(await connectClient(connection, options), logger);
+  }
+
+  async subscribe(filter: string, handler: MessageHandler): Promise<void> {
+    this.handlers.push({ filter, handler });
+    await this.client.subscribeAsync(filter, { qos: 1 });
+  }
+
+  async unsubscribe(filter: string): Promise<void> {
+    for (let i = this.handlers.length - 1; i >= 0; i--)
+      if (this.handlers[i]?.filter === filter) this.handlers.splice(i, 1);
+    if (!this.closed && this.client.connected) await this.client.unsubscribeAsync(filter);
+  }
+
+  /**
+   * Publishes; resolves when the broker acknowledged it, or after
+   * `PUBLISH_WAIT_MS` (or at once while disconnected): MQTT.js keeps the
+   * message and sends it when the connection is back, so a broker outage
+   * never stalls the server's work.
+   */
+  async publish(
+    topic: string,
+    payload: string | Uint8Array,
+    options: { retain?: boolean; qos?: 0 | 1 } = {},
+  ): Promise<void> {
+    if (this.closed) return;
+    const sent = this.client.publishAsync(topic, Buffer.from(payload), {
+      qos: options.qos ?? 1,
+      retain: options.retain ?? false,
+    });
+    sent.catch((error: unknown) =>
+      this.logger.warn({ topic, err: (error as Error).message }, "publish failed"),
+    );
+    if (!this.client.connected) {
+      this.logger.debug({ topic }, "broker not connected; message queued");
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      sent.then(
+        () => undefined,
+        () => undefined,
+      ),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, PUBLISH_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  publishJson(topic: string, value: unknown, options: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {
+    return this.publish(topic, JSON.stringify(value), options);
+  }
+
+  private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    for (const { filter, handler } of this.handlers) {
+      if (!topicMatches(filter, topic)) continue;
+      try {
+        const result = handler(topic, payload, packet);
+        if (result) result.catch((error: unknown) => this.handlerFailed(topic, error));
+      } catch (error) {
+        this.handlerFailed(topic, error);
+      }
+    }
+  }
+
+  private handlerFailed(topic: string, error: unknown): void {
+    this.logger.error(
+      { topic, err: error instanceof Error ? error.stack : String(error) },
+      "message handler failed",
+    );
+  }
+
+  /** Disconnects; pending publishes get `timeoutMs` to finish. */
+  async close(timeoutMs = 2000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.race([
+      this.client.endAsync(false),
+      new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
+    ]);
+    if (!this.client.disconnected) await this.client.endAsync(true);
+  }
+}

@@ -1,0 +1,259 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { type Logger, pino } from "pino";
+import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
+import type { SigningKey } from "../protocol/rsa-key.ts";
+import { type Clock, systemClock } from "../transfer/clock.ts";
+import { NodeUdpNetwork } from "../transfer/node-udp.ts";
+import type { PushTuning } from "../transfer/sender.ts";
+import type { UdpNetwork } from "../transfer/udp-channel.ts";
+import type { BridgeStateMessage, ServerInfo } from "./api.ts";
+import { Bridge } from "./bridge.ts";
+import { bridgeHandlers } from "./bridge-handlers.ts";
+import { DEFAULT_HISTORY_LIMIT, DeviceInbox } from "./device-inbox.ts";
+import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
+import { FirmwareLibrary } from "./firmware-library.ts";
+import { ImagePusher } from "./image-pusher.ts";
+import { JobRunner } from "./job-runner.ts";
+import {
+  DEFAULT_JOB_TIMINGS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_MAX_CONCURRENT_PUSHES,
+  type JobTimings,
+} from "./job-timings.ts";
+import { type MqttConnection, MqttLink, safeUrl } from "./mqtt-link.ts";
+import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./network-policy.ts";
+import { openSqliteStorage } from "./storage/sqlite-storage.ts";
+import type { Storage } from "./storage/storage.ts";
+import { DEFAULT_BASE_TOPIC, Topics } from "./topics.ts";
+import { wallClock } from "./wall-clock.ts";
+
+export const DEFAULT_DATA_DIR = "./.mpota";
+
+export type BrokerChoice =
+  /** Start an Aedes broker in this process (default: 0.0.0.0:1883). */
+  | { kind: "embedded"; host?: string; port?: number }
+  /** Use an existing broker (Mosquitto, ...). */
+  | { kind: "external"; connection: MqttConnection };
+
+export interface ServerOptions {
+  dataDir?: string;
+  broker?: BrokerChoice;
+  base?: string;
+  /** The key devices' yaota8266 was built for; without it the server runs but refuses updates. */
+  key?: SigningKey;
+  /** CIDRs the server may push to (default: private ranges and loopback). */
+  allowNetworks?: readonly string[];
+  timings?: Partial<JobTimings>;
+  maxAttempts?: number;
+  maxConcurrentPushes?: number;
+  /** Data bytes per datagram. */
+  block?: number;
+  pushTuning?: PushTuning;
+  /** Sender's stall limit (ms). */
+  stallMs?: number;
+  historyLimit?: number;
+  logger?: Logger;
+  /** UDP for pushes (default: real sockets). */
+  network?: UdpNetwork;
+  /** Wall clock for stored times and job timers. */
+  clock?: Clock;
+  /** Monotonic clock for the sender. */
+  pushClock?: Clock;
+  /** Storage to use instead of SQLite in dataDir (another backend). */
+  storage?: Storage;
+  /** This instance's name in job leases (default host:pid:random). */
+  instanceId?: string;
+}
+
+function packageVersion(): string {
+  try {
+    return (
+      JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
+    ).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * The update server's composition root: storage, broker connection and the
+ * features (device inbox, job runner, bridge API), each with start() and
+ * stop(). It holds no fleet state itself: everything is in storage, so
+ * another instance on the same storage and broker sees the same fleet.
+ */
+export class MpotaServer {
+  private stopped = false;
+
+  private constructor(
+    readonly storage: Storage,
+    readonly library: FirmwareLibrary,
+    readonly link: MqttLink,
+    readonly topics: Topics,
+    readonly runner: JobRunner,
+    readonly inbox: DeviceInbox,
+    private readonly bridge: Bridge,
+    private readonly broker: EmbeddedBroker | undefined,
+    /** The broker clients should use (credentials left out). */
+    readonly brokerUrl: string,
+    readonly info: ServerInfo,
+    private readonly logger: Logger,
+    private readonly ownsStorage: boolean,
+  ) {}
+
+  static async start(options: ServerOptions = {}): Promise<MpotaServer> {
+    const logger = options.logger ?? pino({ level: "info" });
+    const clock = options.clock ?? wallClock;
+    const topics = new Topics(options.base ?? DEFAULT_BASE_TOPIC);
+    const policy = new NetworkPolicy(options.allowNetworks ?? DEFAULT_ALLOWED_NETWORKS);
+    const dataDir = options.dataDir ?? DEFAULT_DATA_DIR;
+    const storage = options.storage ?? (await openSqliteStorage(dataDir));
+    const cleanup: Array<() => Promise<void>> = [];
+    if (!options.storage) cleanup.push(() => storage.close());
+    try {
+      const library = new FirmwareLibrary(storage, dataDir, () => clock.now());
+      const choice = options.broker ?? { kind: "embedded" };
+      let broker: EmbeddedBroker | undefined;
+      let connection: MqttConnection;
+      if (choice.kind === "embedded") {
+        broker = await EmbeddedBroker.start({
+          host: choice.host ?? "0.0.0.0",
+          port: choice.port ?? DEFAULT_MQTT_PORT,
+          logger,
+        });
+        const b = broker;
+        cleanup.push(() => b.close());
+        connection = { url: `mqtt://127.0.0.1:${broker.port}` };
+      } else {
+        connection = choice.connection;
+      }
+      const owner = options.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+      const offline: BridgeStateMessage = { state: "offline" };
+      const link = await MqttLink.connect(
+        connection,
+        {
+          clientId: `mpota-server-${randomBytes(4).toString("hex")}`,
+          timeoutMs: 10_000,
+          reconnect: true,
+          will: { topic: topics.bridgeState, payload: JSON.stringify(offline), retain: true, qos: 1 },
+        },
+        logger,
+      );
+      cleanup.push(() => link.close());
+      const pusher = options.key
+        ? new ImagePusher({
+            network: options.network ?? new NodeUdpNetwork(),
+            key: options.key,
+            block: options.block ?? DEFAULT_BLOCK_SIZE,
+            clock: options.pushClock ?? systemClock,
+            ...(options.pushTuning ? { tuning: options.pushTuning } : {}),
+            ...(options.stallMs !== undefined ? { stallMs: options.stallMs } : {}),
+          })
+        : undefined;
+      const runner = new JobRunner({
+        storage,
+        link,
+        topics,
+        library,
+        policy,
+        pusher,
+        clock,
+        logger: logger.child({ feature: "jobs" }),
+        owner,
+        timings: { ...DEFAULT_JOB_TIMINGS, ...options.timings },
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        maxConcurrentPushes: options.maxConcurrentPushes ?? DEFAULT_MAX_CONCURRENT_PUSHES,
+      });
+      const inbox = new DeviceInbox({
+        link,
+        topics,
+        storage,
+        listener: runner,
+        clock,
+        logger: logger.child({ feature: "devices" }),
+        historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
+      });
+      const info: ServerInfo = {
+        version: packageVersion(),
+        base: topics.base,
+        storage: storage.description,
+        networks: [...policy.networks],
+        keyBits: options.key?.bits ?? null,
+        startedAt: clock.now(),
+      };
+      const bridge = new Bridge({
+        link,
+        topics,
+        handlers: bridgeHandlers({ storage, library, runner, info: () => info }),
+        logger: logger.child({ feature: "bridge" }),
+      });
+      const brokerUrl = broker ? broker.url : safeUrl(connection.url);
+      const server = new MpotaServer(
+        storage,
+        library,
+        link,
+        topics,
+        runner,
+        inbox,
+        bridge,
+        broker,
+        brokerUrl,
+        info,
+        logger,
+        !options.storage,
+      );
+      await runner.start();
+      cleanup.push(() => runner.stop());
+      await inbox.start();
+      await bridge.start();
+      const online: BridgeStateMessage = { state: "online" };
+      await link.publishJson(topics.bridgeState, online, { retain: true });
+      // After a lost connection the broker has published our last will (offline), and may have lost retained messages.
+      link.client.on("connect", () => {
+        logger.info("MQTT connection back");
+        link.publishJson(topics.bridgeState, online, { retain: true }).catch(() => undefined);
+        runner
+          .republish()
+          .catch((error: unknown) => logger.warn({ err: (error as Error).message }, "republish failed"));
+      });
+      logger.info(
+        {
+          broker: brokerUrl,
+          embedded: broker !== undefined,
+          storage: storage.description,
+          base: topics.base,
+          networks: policy.networks,
+          key: options.key ? `${options.key.bits}-bit` : null,
+        },
+        "mpota server ready",
+      );
+      if (!options.key)
+        logger.warn(
+          "no signing key: devices are registered, but updates are refused until the server has --key",
+        );
+      return server;
+    } catch (error) {
+      for (const undo of cleanup.reverse()) await undo().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Stops features in reverse order; a push in flight is stopped and resumed by the next start. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.bridge.stop();
+    await this.inbox.stop();
+    await this.runner.stop();
+    const offline: BridgeStateMessage = { state: "offline" };
+    await Promise.race([
+      this.link.publishJson(this.topics.bridgeState, offline, { retain: true }),
+      new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+    ]).catch(() => undefined);
+    await this.link.close();
+    await this.broker?.close();
+    if (this.ownsStorage) await this.storage.close();
+    this.logger.info("mpota server stopped");
+  }
+}

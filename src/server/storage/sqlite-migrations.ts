@@ -1,0 +1,96 @@
+/**
+ * SQLite schema, as numbered migrations. The database's `user_version` holds
+ * the number of the last one applied. Never edit a released migration:
+ * append a new one.
+ */
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "devices, state history, firmware, jobs and job steps",
+    sql: `
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  state TEXT,
+  status TEXT,
+  status_at INTEGER,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  last_state_at INTEGER,
+  next_wake_at INTEGER,
+  state_digest TEXT
+) STRICT;
+
+CREATE TABLE device_states (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  device_id TEXT NOT NULL REFERENCES devices(id),
+  at INTEGER NOT NULL,
+  state TEXT NOT NULL
+) STRICT;
+CREATE INDEX device_states_by_device ON device_states(device_id, seq);
+
+CREATE TABLE firmware (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  notes TEXT,
+  added_at INTEGER NOT NULL,
+  micropython TEXT,
+  build TEXT,
+  checks TEXT NOT NULL,
+  UNIQUE (name, version)
+) STRICT;
+
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  firmware_id TEXT NOT NULL,
+  firmware_name TEXT NOT NULL,
+  firmware_version TEXT NOT NULL,
+  firmware_size INTEGER NOT NULL,
+  phase TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  retry_mode TEXT,
+  target_ip TEXT,
+  target_port INTEGER,
+  due_at INTEGER,
+  error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  acked_at INTEGER,
+  pushed_at INTEGER,
+  lease_owner TEXT,
+  lease_expires_at INTEGER,
+  progress_bytes INTEGER NOT NULL DEFAULT 0,
+  progress_total INTEGER NOT NULL DEFAULT 0,
+  progress_rate REAL NOT NULL DEFAULT 0,
+  progress_retransmits INTEGER NOT NULL DEFAULT 0,
+  active INTEGER GENERATED ALWAYS AS (phase NOT IN ('succeeded', 'failed', 'cancelled')) VIRTUAL
+) STRICT;
+CREATE UNIQUE INDEX jobs_one_active_per_device ON jobs(device_id) WHERE active;
+CREATE INDEX jobs_due ON jobs(due_at) WHERE active;
+CREATE INDEX jobs_by_device ON jobs(device_id, created_at);
+CREATE INDEX jobs_by_created ON jobs(created_at);
+
+CREATE TABLE job_steps (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL REFERENCES jobs(id),
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL,
+  data TEXT
+) STRICT;
+CREATE INDEX job_steps_by_job ON job_steps(job_id, seq);
+`,
+  },
+];
+
+export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS[SQLITE_MIGRATIONS.length - 1]?.version ?? 0;

@@ -1,0 +1,295 @@
+import { MpotaError } from "../../errors.ts";
+import type { DeviceState, DeviceStatus } from "../contract.ts";
+
+/**
+ * Everything the server keeps, behind one asynchronous interface. SQLite
+ * (sqlite-storage.ts) implements it today; a PostgreSQL implementation can
+ * sit behind the same interface, so nothing outside `storage/` knows which
+ * engine runs. Times are milliseconds since the epoch.
+ *
+ * Rules every implementation keeps:
+ * - each method is atomic: a crash leaves either the whole change or none;
+ * - a device has at most one active (non-terminal) job, enforced by the store;
+ * - jobs are changed only by the holder of their lease (`claim*`), so several
+ *   server instances can share one store.
+ */
+export interface Storage {
+  readonly devices: DeviceStore;
+  readonly firmware: FirmwareStore;
+  readonly jobs: JobStore;
+  /** A short description for logs ("SQLite /data/mpota.db"). */
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+/** The store cannot be used: damaged, locked, or written by a newer mpota. */
+export class StorageError extends MpotaError {
+  override readonly exitCode: number = 24;
+}
+
+/** The database was written by a newer mpota than this one. */
+export class SchemaTooNewError extends StorageError {
+  override readonly exitCode: number = 25;
+}
+
+/** A job change was attempted without holding the job's lease (another instance took it over). */
+export class LeaseLostError extends StorageError {}
+
+// ---- devices ------------------------------------------------------------
+
+export interface DeviceRecord {
+  id: string;
+  /** The last state the device reported (null before its first state). */
+  state: DeviceState | null;
+  status: DeviceStatus | null;
+  statusAt: number | null;
+  firstSeen: number;
+  lastSeen: number;
+  lastStateAt: number | null;
+  /** When the device is expected to wake next (sleepy devices), or null. */
+  nextWakeAt: number | null;
+  /** Digest of the raw payload of the last state, to recognise a retained replay of it. */
+  stateDigest: string | null;
+}
+
+export interface DeviceStateEntry {
+  deviceId: string;
+  at: number;
+  state: DeviceState;
+}
+
+export interface DeviceStore {
+  /** Stores a state (device row and history entry in one transaction); keeps the newest `historyLimit` entries. */
+  recordState(input: {
+    id: string;
+    state: DeviceState;
+    at: number;
+    digest: string;
+    nextWakeAt: number | null;
+    historyLimit: number;
+  }): Promise<DeviceRecord>;
+  recordStatus(input: {
+    id: string;
+    status: DeviceStatus;
+    at: number;
+    nextWakeAt: number | null;
+  }): Promise<DeviceRecord>;
+  get(id: string): Promise<DeviceRecord | undefined>;
+  list(): Promise<DeviceRecord[]>;
+  /** Newest first. */
+  history(id: string, limit: number): Promise<DeviceStateEntry[]>;
+}
+
+// ---- firmware -----------------------------------------------------------
+
+/** A check's verdict as stored with the firmware (from the preflight checks). */
+export interface StoredVerdict {
+  check: string;
+  level: "ok" | "warning" | "refusal";
+  forced: boolean;
+  message: string;
+}
+
+export interface FirmwareRecord {
+  /** The MD5 trailer as 32 lower-case hex digits: what devices report as `fw`. */
+  id: string;
+  name: string;
+  version: string;
+  size: number;
+  notes: string | null;
+  addedAt: number;
+  /** MicroPython version found in the image, if any. */
+  micropython: string | null;
+  /** "ota", "normal", "unknown" or null. */
+  build: string | null;
+  checks: StoredVerdict[];
+}
+
+export type FirmwareAddResult =
+  | { ok: true; record: FirmwareRecord }
+  | { ok: false; conflict: "identity" | "name-version"; existing: FirmwareRecord };
+
+export interface FirmwareStore {
+  /** Adds the metadata unless the identity or the name and version are taken. */
+  add(record: FirmwareRecord): Promise<FirmwareAddResult>;
+  get(id: string): Promise<FirmwareRecord | undefined>;
+  findByName(name: string, version?: string): Promise<FirmwareRecord[]>;
+  /** Newest first. */
+  list(): Promise<FirmwareRecord[]>;
+  remove(id: string): Promise<boolean>;
+}
+
+// ---- jobs ---------------------------------------------------------------
+
+/**
+ * Where a job is. Terminal: succeeded, failed, cancelled.
+ * - queued: created; the command is not published yet.
+ * - waiting: command published (retained); waiting for the device to take it.
+ * - ready: the device acknowledged and is resetting into OTA mode (boot delay).
+ * - pushing: the image is being sent.
+ * - verifying: sent; waiting for the device's next state.
+ * - recovering: a push broke off; waiting for the receiver to reset before pushing again.
+ * - retrying: an attempt failed; waiting (backoff) before the next one.
+ */
+export type JobPhase =
+  | "queued"
+  | "waiting"
+  | "ready"
+  | "pushing"
+  | "verifying"
+  | "recovering"
+  | "retrying"
+  | "succeeded"
+  | "failed"
+  | "cancelled";
+
+export const TERMINAL_PHASES: readonly JobPhase[] = ["succeeded", "failed", "cancelled"];
+export const ACTIVE_PHASES: readonly JobPhase[] = [
+  "queued",
+  "waiting",
+  "ready",
+  "pushing",
+  "verifying",
+  "recovering",
+  "retrying",
+];
+
+export function isTerminal(phase: JobPhase): boolean {
+  return TERMINAL_PHASES.includes(phase);
+}
+
+/** What the next attempt of a job in `retrying` does: wait for the device to take the command, or push again. */
+export type RetryMode = "command" | "push";
+
+export interface JobProgress {
+  bytes: number;
+  total: number;
+  /** Bytes per second of the last push. */
+  rate: number;
+  retransmits: number;
+}
+
+export interface JobRecord {
+  id: string;
+  deviceId: string;
+  firmwareId: string;
+  firmwareName: string;
+  firmwareVersion: string;
+  firmwareSize: number;
+  phase: JobPhase;
+  /** Tries so far: every push started (pushes again included) and every time the device declined. */
+  attempt: number;
+  maxAttempts: number;
+  retryMode: RetryMode | null;
+  /** The address the device reported in its ack (only ever that one). */
+  targetIp: string | null;
+  targetPort: number | null;
+  /** When the runner must look at the job next (null: only a device message moves it). */
+  dueAt: number | null;
+  /** Why the last attempt or the job failed, with what to do. */
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+  ackedAt: number | null;
+  pushedAt: number | null;
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  progress: JobProgress;
+}
+
+export interface NewJob {
+  id: string;
+  deviceId: string;
+  firmwareId: string;
+  firmwareName: string;
+  firmwareVersion: string;
+  firmwareSize: number;
+  maxAttempts: number;
+  createdAt: number;
+}
+
+/** The fields a job change may set. */
+export type JobPatch = Partial<
+  Pick<
+    JobRecord,
+    | "phase"
+    | "attempt"
+    | "retryMode"
+    | "targetIp"
+    | "targetPort"
+    | "dueAt"
+    | "error"
+    | "finishedAt"
+    | "ackedAt"
+    | "pushedAt"
+    | "progress"
+  >
+>;
+
+export interface JobStep {
+  seq: number;
+  jobId: string;
+  at: number;
+  /** A stable word: created, command, device-state, ack, declined, push-started, push-done, ... */
+  kind: string;
+  message: string;
+  data: Record<string, unknown> | null;
+}
+
+export type NewJobStep = Omit<JobStep, "seq" | "jobId">;
+
+export type JobCreateResult = { ok: true; job: JobRecord } | { ok: false; active: JobRecord };
+
+export interface JobListFilter {
+  deviceId?: string;
+  active?: boolean;
+  limit?: number;
+}
+
+export interface JobStore {
+  /** Creates a job (phase queued, due at once) unless the device has an active job. */
+  create(job: NewJob, step: NewJobStep): Promise<JobCreateResult>;
+  get(id: string): Promise<JobRecord | undefined>;
+  /** Newest first. */
+  list(filter?: JobListFilter): Promise<JobRecord[]>;
+  activeForDevice(deviceId: string): Promise<JobRecord | undefined>;
+  /** Oldest first. */
+  steps(jobId: string): Promise<JobStep[]>;
+  /** The earliest time `claimDue` may return a job (due and its lease free), or null when no job is due at all. */
+  nextDueAt(): Promise<number | null>;
+  /**
+   * Leases up to `limit` active jobs whose due time has come and whose lease
+   * is free or expired, oldest due first. `phases` restricts the phases.
+   */
+  claimDue(input: {
+    owner: string;
+    now: number;
+    leaseMs: number;
+    limit: number;
+    phases?: JobPhase[];
+  }): Promise<JobRecord[]>;
+  /** Leases one active job if its lease is free, expired, or already the owner's. */
+  claim(input: { id: string; owner: string; now: number; leaseMs: number }): Promise<JobRecord | undefined>;
+  /** Extends the owner's lease; false when the owner no longer holds it. */
+  renew(input: { id: string; owner: string; now: number; leaseMs: number }): Promise<boolean>;
+  /**
+   * Changes a job the owner holds and appends steps, in one transaction;
+   * `release` gives the lease up. Throws {@link LeaseLostError} when the
+   * owner does not hold the lease.
+   */
+  update(input: {
+    id: string;
+    owner: string;
+    now: number;
+    patch: JobPatch;
+    steps?: NewJobStep[];
+    release?: boolean;
+  }): Promise<JobRecord>;
+  /** Gives the lease up if the owner holds it. */
+  release(input: { id: string; owner: string }): Promise<void>;
+  /** Gives up every lease the owner holds (an instance shutting down); returns how many. */
+  releaseAll(owner: string): Promise<number>;
+  /** Appends an informational step; needs no lease (the step log is append-only). */
+  addStep(jobId: string, step: NewJobStep): Promise<void>;
+}

@@ -1,0 +1,59 @@
+import { RESET_REASON_NAMES } from "../emulator/boot.ts";
+import type { SimulatedEvent } from "./simulated-device.ts";
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+const str = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : "?");
+
+/**
+ * One line saying what happened to a simulated device, for people watching
+ * the simulator; undefined for events not worth a line.
+ */
+export function describeEvent(event: SimulatedEvent): string | undefined {
+  switch (event.type) {
+    case "power-on":
+      return "power on";
+    case "power-off":
+      return "power off";
+    case "boot": {
+      const reason = RESET_REASON_NAMES[event.resetReason] ?? `reset reason ${event.resetReason}`;
+      // "deep-sleep wake: the main app starts at once" already names the reason.
+      const message = event.message.startsWith(`${reason}: `)
+        ? event.message.slice(reason.length + 2)
+        : event.message;
+      return `boot8266 (${reason}): ${message} -> ${event.mode === "ota" ? "OTA receiver" : "app"}`;
+    }
+    case "app-start":
+      return undefined;
+    case "checkin": {
+      const s = event.state;
+      const sleep = typeof s.sleep === "number" && s.sleep > 0 ? `, sleeps ${s.sleep} s` : ", always on";
+      return `checked in: fw ${str(s.fw)}, ip ${str(s.ip)}, wake ${str(s.wake)}${sleep}`;
+    }
+    case "ack": {
+      const a = event.ack;
+      return a.ready === true
+        ? `update job ${str(a.job)} accepted: ready at ${str(a.ip)}:${str(a.port)}, resetting into OTA mode`
+        : `update job ${str(a.job)} refused: ${str(a.error)}`;
+    }
+    case "ota-listening":
+      return `OTA mode: receiver listening on ${event.endpoint.address}:${event.endpoint.port}`;
+    case "push-started":
+      return `receiving an update from ${event.from.address}:${event.from.port}`;
+    case "push-restarted":
+      return `receiver restarted its session after PKT_WAIT_MS of silence (${event.buffered} bytes left in its buffer: a push that starts over now is corrupted)`;
+    case "push-received":
+      return `update received: ${event.bytes} bytes, ${event.sectors} sectors written in ${seconds(event.ms)}; rebooting`;
+    case "firmware-changed":
+      return event.to === undefined
+        ? "the app in flash has no valid MD5 trailer"
+        : `new firmware running: ${event.to} (was ${event.from ?? "none"})`;
+    case "deepsleep":
+      return event.ms === null ? "deep sleep until reset" : `deep sleep for ${seconds(event.ms)}`;
+    case "output":
+      return event.line.trim() === "" ? undefined : `agent: ${event.line.trimEnd()}`;
+    case "halted":
+      return `halted: ${event.reason}`;
+    case "warning":
+      return `warning: ${event.message}`;
+  }
+}

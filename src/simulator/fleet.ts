@@ -1,0 +1,186 @@
+import type { BrokerAddress } from "../agent-host/agent-device.ts";
+import type { DeviceTiming } from "../emulator/timing.ts";
+import type { YaotaSettings } from "../protocol/config-h.ts";
+import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
+import { type Clock, systemClock } from "../transfer/clock.ts";
+import { NodeUdpNetwork } from "../transfer/node-udp.ts";
+import { seededRandom } from "../transfer/random.ts";
+import type { UdpNetwork } from "../transfer/udp-channel.ts";
+import {
+  SimulatedDevice,
+  type SimulatedDeviceOptions,
+  type SimulatedDeviceSummary,
+  type SimulatedEvent,
+  type SimulatedStatus,
+  SimulatorError,
+} from "./simulated-device.ts";
+
+/** Where the first device of a fleet listens by default (127.0.0.2 is `mpota emulate`'s default). */
+export const DEFAULT_FIRST_ADDRESS = "127.0.1.1";
+
+export interface FleetOptions {
+  /** How many devices. */
+  count: number;
+  broker: string | BrokerAddress;
+  key: PublicKeyInfo;
+  /** The image every device starts with at MAIN_APP_OFFSET. */
+  firmware: Uint8Array;
+  /** Seconds the sleepy devices sleep; 0 (default): every device is always on. */
+  sleepSeconds?: number;
+  /** Share of the devices that sleep when sleepSeconds > 0 (default 0.5), spread evenly over the fleet. */
+  sleepyShare?: number;
+  /** How long a sleepy device stays awake after check-in. */
+  awakeMs?: number;
+  /** Link profile of every device's UDP link. */
+  link?: string;
+  /** Device ids are `<idPrefix>-1`, `<idPrefix>-2`, ... */
+  idPrefix?: string;
+  baseTopic?: string;
+  /** The first device's address; the others follow (127.0.1.1, 127.0.1.2, ...). */
+  firstAddress?: string;
+  /** The receivers' UDP port (default 8266; the agent acks 8266). */
+  port?: number;
+  settings?: Partial<YaotaSettings>;
+  timing?: Partial<DeviceTiming>;
+  cmdWaitMs?: number;
+  /** Seed of the links' loss and jitter (each device gets its own stream). */
+  seed?: number;
+  /** Pause between powering on one device and the next, ms (so N interpreters do not start at once). */
+  staggerMs?: number;
+  network?: UdpNetwork;
+  clock?: Clock;
+  /** Every event of every device. */
+  onEvent?: (device: SimulatedDevice, event: SimulatedEvent & { atMs: number }) => void;
+  onStatus?: (device: SimulatedDevice, status: SimulatedStatus, previous: SimulatedStatus) => void;
+  /** More options per device (tests). */
+  device?: Partial<SimulatedDeviceOptions>;
+}
+
+function parseIpv4(address: string): number {
+  const parts = address.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new SimulatorError(`${address} is not an IPv4 address; give one such as ${DEFAULT_FIRST_ADDRESS}.`);
+  }
+  return parts.reduce((n, p) => n * 256 + Number(p), 0);
+}
+
+const formatIpv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+
+/**
+ * `count` consecutive loopback addresses from `first`, skipping host parts
+ * .0 and .255 (network and broadcast look-alikes some tools refuse).
+ */
+export function loopbackAddresses(count: number, first = DEFAULT_FIRST_ADDRESS): string[] {
+  let n = parseIpv4(first);
+  if (n >>> 24 !== 127) {
+    throw new SimulatorError(
+      `${first} is not a loopback address; simulated devices live in 127.0.0.0/8 (for example ${DEFAULT_FIRST_ADDRESS}).`,
+    );
+  }
+  const out: string[] = [];
+  while (out.length < count) {
+    const host = n & 255;
+    if (host !== 0 && host !== 255) out.push(formatIpv4(n));
+    n++;
+    if (n >>> 24 !== 127 || n === 0x7fffffff) {
+      throw new SimulatorError(
+        `${count} devices from ${first} run past the end of 127.0.0.0/8; start lower or simulate fewer.`,
+      );
+    }
+  }
+  return out;
+}
+
+/** Which devices sleep: `share` of them, spread evenly (share 0.5: every second one). */
+export function sleepyIndexes(count: number, share: number): Set<number> {
+  const out = new Set<number>();
+  const s = Math.max(0, Math.min(1, share));
+  for (let i = 0; i < count; i++) if (Math.floor((i + 1) * s) > Math.floor(i * s)) out.add(i);
+  return out;
+}
+
+/**
+ * N simulated devices, each on its own loopback address, all connected to
+ * one broker: some always on, some deep-sleeping `sleepSeconds`.
+ */
+export class Fleet {
+  readonly devices: SimulatedDevice[];
+  private readonly options: FleetOptions;
+  private readonly unsubscribe: Array<() => void> = [];
+  private started = false;
+  private stopping = false;
+
+  constructor(options: FleetOptions) {
+    if (!Number.isSafeInteger(options.count) || options.count < 1) {
+      throw new SimulatorError(`A fleet needs at least one device, not ${options.count}.`);
+    }
+    this.options = options;
+    const addresses = loopbackAddresses(options.count, options.firstAddress);
+    const sleepSeconds = options.sleepSeconds ?? 0;
+    const sleepy = sleepSeconds > 0 ? sleepyIndexes(options.count, options.sleepyShare ?? 0.5) : new Set();
+    const network = options.network ?? new NodeUdpNetwork();
+    const seed = options.seed ?? 1;
+    const prefix = options.idPrefix ?? "sim";
+    this.devices = addresses.map((address, i) => {
+      const device = new SimulatedDevice({
+        id: `${prefix}-${i + 1}`,
+        address,
+        broker: options.broker,
+        key: options.key,
+        firmware: options.firmware,
+        sleepSeconds: sleepy.has(i) ? sleepSeconds : 0,
+        network,
+        clock: options.clock ?? systemClock,
+        random: seededRandom(seed * 1009 + i),
+        ...(options.port !== undefined ? { port: options.port } : {}),
+        ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
+        ...(options.link !== undefined ? { link: options.link } : {}),
+        ...(options.baseTopic !== undefined ? { baseTopic: options.baseTopic } : {}),
+        ...(options.settings !== undefined ? { settings: options.settings } : {}),
+        ...(options.timing !== undefined ? { timing: options.timing } : {}),
+        ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
+        ...options.device,
+      });
+      const onEvent = options.onEvent;
+      if (onEvent) this.unsubscribe.push(device.events.on("event", (e) => onEvent(device, e)));
+      const onStatus = options.onStatus;
+      if (onStatus) {
+        this.unsubscribe.push(device.events.on("status", (e) => onStatus(device, e.status, e.previous)));
+      }
+      return device;
+    });
+  }
+
+  /** Powers the devices on one after the other. A device that cannot start stops the whole fleet. */
+  async start(): Promise<void> {
+    if (this.started) throw new SimulatorError("The fleet is already running.");
+    this.started = true;
+    const clock = this.options.clock ?? systemClock;
+    try {
+      for (const [i, device] of this.devices.entries()) {
+        if (i > 0 && (this.options.staggerMs ?? 0) > 0) await clock.sleep(this.options.staggerMs ?? 0);
+        if (this.stopping) return;
+        await device.start();
+      }
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  /** Powers every device off for good (the broker sees their last wills) and releases their ports. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.devices.map((d) => d.stop()));
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  summary(): SimulatedDeviceSummary[] {
+    return this.devices.map((d) => d.summary());
+  }
+
+  /** The device with this id. */
+  device(id: string): SimulatedDevice | undefined {
+    return this.devices.find((d) => d.id === id);
+  }
+}

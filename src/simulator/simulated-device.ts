@@ -1,0 +1,537 @@
+import { AgentDevice, type AgentDeviceOptions, type BrokerAddress } from "../agent-host/agent-device.ts";
+import type { PublishedMessage } from "../agent-host/mqtt-packets.ts";
+import { type BootReason, checkMainApp, ResetReason } from "../emulator/boot.ts";
+import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
+import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "../emulator/flash.ts";
+import { Listeners } from "../emulator/listeners.ts";
+import type { DeviceTiming } from "../emulator/timing.ts";
+import { MpotaError } from "../errors.ts";
+import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
+import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
+import { type Clock, systemClock, type Timer } from "../transfer/clock.ts";
+import type { LinkProfile } from "../transfer/impairment.ts";
+import { NodeUdpNetwork } from "../transfer/node-udp.ts";
+import { type Random, seededRandom } from "../transfer/random.ts";
+import type { UdpEndpoint, UdpNetwork } from "../transfer/udp-channel.ts";
+
+/** A simulated device cannot take its loopback address, or was used in a way its state does not allow. */
+export class SimulatorError extends MpotaError {
+  override readonly exitCode: number = 41;
+}
+
+/**
+ * What the simulated board is doing: `booting` (boot8266 deciding, or the
+ * app starting), `awake` (the agent runs), `sleeping` (deep sleep), `ota`
+ * (yaota8266's receiver listens), `halted` (main.py ended or crashed), `off`.
+ */
+export type SimulatedStatus = "off" | "booting" | "awake" | "sleeping" | "ota" | "halted";
+
+/** The contract's wake names, by ESP8266 reset reason. */
+export const WAKE_NAMES: Record<number, string> = {
+  0: "power",
+  1: "wdt",
+  2: "other",
+  3: "wdt",
+  4: "soft",
+  5: "deepsleep",
+  6: "hard",
+};
+
+/** One step of a simulated device's life, as the CLI logs it. */
+export type SimulatedEvent =
+  | { type: "power-on" }
+  | { type: "power-off" }
+  | { type: "boot"; mode: "app" | "ota"; reason: BootReason; message: string; resetReason: number }
+  | { type: "app-start"; fw: string | undefined; checked: boolean; wake: string }
+  | { type: "checkin"; state: Record<string, unknown> }
+  | { type: "ack"; ack: Record<string, unknown> }
+  | { type: "ota-listening"; endpoint: UdpEndpoint }
+  | { type: "push-started"; from: UdpEndpoint }
+  | { type: "push-restarted"; buffered: number }
+  | { type: "push-received"; bytes: number; sectors: number; ms: number }
+  | { type: "firmware-changed"; from: string | undefined; to: string | undefined }
+  | { type: "deepsleep"; ms: number | null }
+  | { type: "output"; line: string }
+  | { type: "halted"; reason: string }
+  | { type: "warning"; message: string };
+
+export interface SimulatedDeviceEvents {
+  event: SimulatedEvent & { atMs: number };
+  status: { status: SimulatedStatus; previous: SimulatedStatus; atMs: number };
+}
+
+export interface SimulatedDeviceOptions {
+  /** DEVICE_ID of the agent: the `<id>` in its topics. */
+  id: string;
+  /** The device's own address: the emulator binds it, the agent reports it as its IP. */
+  address: string;
+  /** The receiver's UDP port; the agent always acks 8266, so keep the default outside tests. */
+  port?: number;
+  broker: string | BrokerAddress;
+  /** The public key the bootloader was built with. */
+  key: PublicKeyInfo;
+  /** Written at MAIN_APP_OFFSET before the first power-on. */
+  firmware?: Uint8Array;
+  /** The device's flash (default a fresh 1 MiB memory flash). */
+  flash?: Flash;
+  /** Seconds between wakes; 0 (default) is an always-on device. */
+  sleepSeconds?: number;
+  /** How long a sleepy device stays awake after check-in, as if reading a slow sensor. */
+  awakeMs?: number;
+  /** Impairment of the device's UDP link: a profile name (lan, busy, poor, none) or a profile. */
+  link?: string | LinkProfile;
+  /** yaota8266's config.h settings (GPIO wait, IDLE_REBOOT_MS, MAIN_APP_OFFSET, ...). */
+  settings?: Partial<YaotaSettings>;
+  /** The emulator's timing model (tests use a fast one). */
+  timing?: Partial<DeviceTiming>;
+  baseTopic?: string;
+  /** CMD_WAIT_MS of the agent. */
+  cmdWaitMs?: number;
+  /** More AgentDevice options (battery, keepalive, config entries, ...). */
+  agent?: Partial<Omit<AgentDeviceOptions, "broker" | "flash" | "id" | "autoWake" | "autoRestart">>;
+  network?: UdpNetwork;
+  clock?: Clock;
+  random?: Random;
+  /** boot8266 and ota-server log lines. */
+  logger?: (entry: DeviceLogEntry) => void;
+}
+
+/** One line per device for tables and `--json`. */
+export interface SimulatedDeviceSummary {
+  id: string;
+  address: string;
+  port: number;
+  status: SimulatedStatus;
+  /** The identity (MD5 trailer) of the app that runs or ran last; null without a valid one. */
+  fw: string | null;
+  sleepSeconds: number;
+  link: string;
+  /** Resets of the chip, power-on included. */
+  boots: number;
+  /** Check-ins (state messages) published. */
+  checkins: number;
+  /** Times a different firmware booted after an update. */
+  updates: number;
+}
+
+function parseJson(payload: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(payload.toString("utf8"));
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function describeBindError(error: unknown, address: string, port: number): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "EADDRINUSE") {
+    return new SimulatorError(
+      `UDP port ${port} on ${address} is already in use (another simulator, emulator or receiver?). Stop it, or start the fleet at another address.`,
+      { cause: error },
+    );
+  }
+  if (code === "EADDRNOTAVAIL" || code === "EINVAL") {
+    return new SimulatorError(
+      `Address ${address} is not configured on this machine. Linux routes all of 127.0.0.0/8 to the loopback interface; on macOS add the alias first (\`sudo ifconfig lo0 alias ${address} up\`).`,
+      { cause: error },
+    );
+  }
+  if (code === "EACCES") {
+    return new SimulatorError(`Not allowed to bind ${address}:${port}.`, { cause: error });
+  }
+  return error;
+}
+
+/**
+ * One simulated ESP8266 with yaota8266: an {@link EmulatedDevice}
+ * (boot8266, the ota-server, flash, RTC memory, reset causes, its link) whose
+ * main app is an {@link AgentDevice} (the real MicroPython agent).
+ *
+ * The emulator owns flash and RTC memory. When boot8266 starts the app, the
+ * agent boots a fresh interpreter with the reset cause and the RTC memory;
+ * it reads its firmware identity from the emulator's flash and reports the
+ * emulator's address as its IP. When the agent resets (`machine.reset()`),
+ * its RTC memory goes back to the emulator, which resets softly, so boot8266
+ * sees the OTA magic and starts the receiver; after an update it checks the
+ * MD5 and boots the new app (or the receiver again). `machine.deepsleep(ms)`
+ * becomes a deep-sleep wake of the emulator after `ms`, which boots the app
+ * unchecked.
+ */
+export class SimulatedDevice {
+  readonly events = new Listeners<SimulatedDeviceEvents>();
+  readonly emulator: EmulatedDevice;
+  readonly agent: AgentDevice;
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  readonly sleepSeconds: number;
+  readonly link: string;
+
+  private readonly clock: Clock;
+  private readonly settings: YaotaSettings;
+  private readonly baseTopic: string;
+  private readonly ownsFlash: boolean;
+  private resetReason: number = ResetReason.powerOn;
+  private asleep = false;
+  private haltedWith: string | undefined;
+  private wakeTimer: Timer | undefined;
+  private currentStatus: SimulatedStatus = "off";
+  private runningFw: string | undefined;
+  private checkinCount = 0;
+  private updateCount = 0;
+  private closing = false;
+  private starting: Promise<void> | undefined;
+  private session: { startedAt: number; bytes: number; sectors: number; from?: UdpEndpoint } | undefined;
+
+  constructor(options: SimulatedDeviceOptions) {
+    this.id = options.id;
+    this.address = options.address;
+    this.port = options.port ?? OTA_PORT;
+    this.sleepSeconds = options.sleepSeconds ?? 0;
+    this.clock = options.clock ?? systemClock;
+    this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
+    this.baseTopic = options.baseTopic ?? "mpota";
+    this.link = typeof options.link === "string" ? options.link : (options.link?.name ?? "none");
+
+    this.ownsFlash = options.flash === undefined;
+    const flash = options.flash ?? new MemoryFlash();
+    if (options.firmware) writeImage(flash, this.settings.mainAppOffset, options.firmware);
+    this.runningFw = checkMainApp(flash, this.settings.mainAppOffset).md5;
+
+    this.emulator = new EmulatedDevice({
+      network: options.network ?? new NodeUdpNetwork(),
+      address: options.address,
+      port: this.port,
+      clock: this.clock,
+      random: options.random ?? seededRandom(1),
+      key: options.key,
+      settings: this.settings,
+      flash,
+      ...(options.link !== undefined ? { link: options.link } : {}),
+      ...(options.timing !== undefined ? { timing: options.timing } : {}),
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    });
+    this.agent = new AgentDevice({
+      ...options.agent,
+      broker: options.broker,
+      flash,
+      flashSize: flash.size,
+      id: options.id,
+      sleepSeconds: this.sleepSeconds,
+      baseTopic: this.baseTopic,
+      mainAppOffset: this.settings.mainAppOffset,
+      wifi: { ...options.agent?.wifi, ip: options.address },
+      clock: this.clock,
+      // The emulator decides what boots after a reset or a deep sleep.
+      autoWake: false,
+      autoRestart: false,
+      ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
+      ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
+    });
+    this.wire();
+  }
+
+  get status(): SimulatedStatus {
+    return this.currentStatus;
+  }
+
+  /** The identity of the app that runs or ran last (the MD5 trailer boot8266 saw). */
+  get fw(): string | undefined {
+    return this.runningFw;
+  }
+
+  /** Where the receiver listens in OTA mode. */
+  get endpoint(): UdpEndpoint {
+    return { address: this.address, port: this.port };
+  }
+
+  /** Binds the device's address and powers it on: boot8266 decides, then the agent runs. */
+  async start(): Promise<void> {
+    if (this.closing) throw new SimulatorError(`Simulated device ${this.id} was stopped; create a new one.`);
+    this.emit({ type: "power-on" });
+    this.starting = this.emulator.powerOn();
+    try {
+      await this.starting;
+    } catch (error) {
+      throw describeBindError(error, this.address, this.port);
+    } finally {
+      this.starting = undefined;
+    }
+    this.refresh();
+  }
+
+  /** Presses the reset pin (or resets softly): the agent stops wherever it is, RTC memory stays. */
+  async reset(cause: "hard" | "soft" = "hard"): Promise<void> {
+    await this.stopApp();
+    this.emulator.reset(cause);
+    this.refresh();
+  }
+
+  /** Cuts the power and powers on again: RTC memory is lost, flash stays. */
+  async powerCycle(): Promise<void> {
+    await this.stopApp();
+    this.emulator.powerOff();
+    this.emit({ type: "power-off" });
+    await this.start();
+  }
+
+  /** Resolves when the device next reaches `status` (at once if it is there); rejects after `timeoutMs`. */
+  waitForStatus(status: SimulatedStatus, timeoutMs = 30_000): Promise<void> {
+    if (this.currentStatus === status) return Promise.resolve();
+    const reached = (e: SimulatedDeviceEvents["status"]): e is SimulatedDeviceEvents["status"] =>
+      e.status === status;
+    return this.waitFor("status", reached, timeoutMs).then(() => undefined);
+  }
+
+  /** Resolves with the next event of `type` that matches `filter`; rejects after `timeoutMs`. */
+  waitForEvent<T extends SimulatedEvent["type"]>(
+    type: T,
+    filter: (event: Extract<SimulatedEvent, { type: T }>) => boolean = () => true,
+    timeoutMs = 30_000,
+  ): Promise<Extract<SimulatedEvent, { type: T }>> {
+    type Event = SimulatedDeviceEvents["event"];
+    type Wanted = Event & Extract<SimulatedEvent, { type: T }>;
+    const isWanted = (e: Event): e is Wanted => e.type === type && filter(e as Wanted);
+    return this.waitFor<"event", Wanted>("event", isWanted, timeoutMs);
+  }
+
+  summary(): SimulatedDeviceSummary {
+    return {
+      id: this.id,
+      address: this.address,
+      port: this.port,
+      status: this.currentStatus,
+      fw: this.runningFw ?? null,
+      sleepSeconds: this.sleepSeconds,
+      link: this.link,
+      boots: this.emulator.stats.boots,
+      checkins: this.checkinCount,
+      updates: this.updateCount,
+    };
+  }
+
+  /** Powers off for good and releases the worker and the UDP port. */
+  async stop(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.cancelWake();
+    // A power-on still binding its port finishes first, so the port is released below.
+    await this.starting?.catch(() => undefined);
+    await this.agent.close();
+    await this.emulator.close();
+    if (this.ownsFlash) this.emulator.flash.close();
+    this.setStatus("off");
+  }
+
+  // --- wiring -------------------------------------------------------------
+
+  private wire(): void {
+    const em = this.emulator.events;
+    em.on("reset", (e) => {
+      this.resetReason = e.resetReason;
+      this.asleep = false;
+      this.haltedWith = undefined;
+      this.session = undefined;
+      this.refresh();
+    });
+    em.on("boot", (e) => {
+      this.emit({
+        type: "boot",
+        mode: e.decision.mode,
+        reason: e.decision.reason,
+        message: e.decision.message,
+        resetReason: e.resetReason,
+      });
+    });
+    em.on("state", (e) => {
+      if (e.state === "ota") {
+        this.session = { startedAt: e.atMs, bytes: 0, sectors: 0 };
+        this.emit({ type: "ota-listening", endpoint: this.endpoint });
+      }
+      this.refresh();
+    });
+    em.on("ack", (e) => {
+      const s = this.session;
+      if (s && !s.from) {
+        s.from = e.to;
+        s.startedAt = e.atMs;
+        this.emit({ type: "push-started", from: e.to });
+      }
+    });
+    em.on("accepted", (e) => {
+      if (this.session) this.session.bytes = Math.max(this.session.bytes, e.offset + e.length);
+    });
+    em.on("sectorWritten", () => {
+      if (this.session) this.session.sectors++;
+    });
+    em.on("sessionRestart", (e) => this.emit({ type: "push-restarted", buffered: e.buffered }));
+    em.on("otaFinished", (e) => {
+      const s = this.session;
+      this.emit({
+        type: "push-received",
+        bytes: s?.bytes ?? 0,
+        sectors: s?.sectors ?? 0,
+        ms: s ? e.atMs - s.startedAt : 0,
+      });
+    });
+    em.on("appBoot", (app) => this.startApp(app));
+
+    const agent = this.agent;
+    agent.on("published", (m) => this.published(m));
+    agent.on("stdout", (line) => this.emit({ type: "output", line }));
+    agent.on("booted", () => this.refresh());
+    agent.on("reset", ({ rtc }) => {
+      // machine.reset(): a soft reset of the chip, RTC memory carried over.
+      if (this.closing || this.emulator.state === "off") return;
+      this.emulator.rtcMemory = rtc;
+      this.emulator.reset("soft");
+    });
+    agent.on("deepsleep", ({ ms }) => this.deepSleep(ms));
+    agent.on("ended", (end) => {
+      if (end.kind === "exit") this.halt("main.py ended; the board sits at the REPL");
+      else if (end.kind === "crash") this.halt(`the app crashed: ${end.error}`);
+    });
+    agent.on("failure", (error) => {
+      if (this.closing) return;
+      // A dead worker leaves the agent halted; a failed host call (answered EIO) does not stop it.
+      if (agent.phase === "halted") this.halt(`the simulated app failed: ${error.message}`);
+      else this.emit({ type: "warning", message: `the simulated app's host call failed: ${error.message}` });
+    });
+  }
+
+  private startApp(app: AppIdentity): void {
+    if (this.closing) return;
+    const previous = this.runningFw;
+    this.runningFw = app.md5;
+    const wake = WAKE_NAMES[this.resetReason] ?? "other";
+    this.emit({ type: "app-start", fw: app.md5, checked: app.checked, wake });
+    if (app.md5 !== previous) {
+      this.updateCount++;
+      this.emit({ type: "firmware-changed", from: previous, to: app.md5 });
+    }
+    if (this.agent.phase === "booting" || this.agent.phase === "running") {
+      this.halt("the app was still running when boot8266 started it again");
+      return;
+    }
+    this.agent.rtc = this.emulator.rtcMemory ?? new Uint8Array(0);
+    this.agent.boot(this.resetReason).then(
+      () => this.refresh(),
+      (error: unknown) => {
+        if (!this.closing) this.halt(`the app did not boot: ${(error as Error).message}`);
+      },
+    );
+  }
+
+  private deepSleep(ms: number | null): void {
+    if (this.closing || this.emulator.state === "off") return;
+    this.emulator.rtcMemory = this.agent.rtc;
+    this.asleep = true;
+    this.emit({ type: "deepsleep", ms });
+    this.refresh();
+    this.cancelWake();
+    if (ms === null) return; // sleeps until reset
+    this.wakeTimer = this.clock.setTimer(ms, () => {
+      this.wakeTimer = undefined;
+      if (this.closing || !this.asleep || this.emulator.state === "off") return;
+      // The RTC timer pulls RST (GPIO16 wired to it): a deep-sleep wake.
+      this.emulator.reset("deepsleep");
+    });
+  }
+
+  private published(message: PublishedMessage): void {
+    const prefix = `${this.baseTopic}/${this.id}/`;
+    if (!message.topic.startsWith(prefix)) return;
+    const sub = message.topic.slice(prefix.length);
+    if (sub === "state") {
+      this.checkinCount++;
+      this.emit({ type: "checkin", state: parseJson(message.payload) ?? {} });
+    } else if (sub === "ack") {
+      this.emit({ type: "ack", ack: parseJson(message.payload) ?? {} });
+    }
+  }
+
+  private halt(reason: string): void {
+    this.haltedWith = reason;
+    this.emit({ type: "halted", reason });
+    this.refresh();
+  }
+
+  private async stopApp(): Promise<void> {
+    this.cancelWake();
+    this.asleep = false;
+    if (this.agent.phase !== "off") await this.agent.powerOff();
+  }
+
+  private cancelWake(): void {
+    this.wakeTimer?.cancel();
+    this.wakeTimer = undefined;
+  }
+
+  private refresh(): void {
+    if (this.closing) return;
+    this.setStatus(this.derivedStatus());
+  }
+
+  private derivedStatus(): SimulatedStatus {
+    switch (this.emulator.state) {
+      case "off":
+        return "off";
+      case "booting":
+        return "booting";
+      case "ota":
+        return "ota";
+      case "app":
+        if (this.haltedWith !== undefined) return "halted";
+        if (this.asleep) return "sleeping";
+        return this.agent.phase === "running" ? "awake" : "booting";
+    }
+  }
+
+  private setStatus(status: SimulatedStatus): void {
+    const previous = this.currentStatus;
+    if (previous === status) return;
+    this.currentStatus = status;
+    this.events.emit("status", { status, previous, atMs: this.clock.now() });
+  }
+
+  private emit(event: SimulatedEvent): void {
+    this.events.emit("event", { ...event, atMs: this.clock.now() });
+  }
+
+  private waitFor<K extends keyof SimulatedDeviceEvents, R extends SimulatedDeviceEvents[K]>(
+    name: K,
+    filter: (payload: SimulatedDeviceEvents[K]) => payload is R,
+    timeoutMs: number,
+  ): Promise<R> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(
+          new SimulatorError(
+            `Simulated device ${this.id}: nothing matching on "${String(name)}" within ${timeoutMs} ms (status ${this.currentStatus}${this.haltedWith ? `: ${this.haltedWith}` : ""}).`,
+          ),
+        );
+      }, timeoutMs);
+      const off = this.events.on(name, (payload) => {
+        if (!filter(payload)) return;
+        clearTimeout(timer);
+        off();
+        resolve(payload);
+      });
+    });
+  }
+}
+
+/** Writes `image` at `offset` as esptool would: erase the sectors, then program. */
+function writeImage(flash: Flash, offset: number, image: Uint8Array): void {
+  if (offset % FLASH_SECTOR_SIZE !== 0 || offset + image.length > flash.size) {
+    throw new SimulatorError(
+      `A ${image.length}-byte firmware does not fit at 0x${offset.toString(16)} in a ${flash.size}-byte flash; use a smaller image or a larger flash.`,
+    );
+  }
+  const first = offset / FLASH_SECTOR_SIZE;
+  const last = Math.ceil((offset + image.length) / FLASH_SECTOR_SIZE);
+  for (let s = first; s < last; s++) flash.eraseSector(s);
+  flash.write(offset, image);
+}

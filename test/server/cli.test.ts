@@ -1,0 +1,376 @@
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Command, CommanderError } from "commander";
+import { registerDevicesCommand } from "../../src/cli/devices.ts";
+import { registerFirmwareCommand } from "../../src/cli/firmware.ts";
+import { MemoryIo } from "../../src/cli/io.ts";
+import { registerJobsCommand } from "../../src/cli/jobs.ts";
+import {
+  registerServeCommand,
+  type ServeOptions,
+  serveCommand,
+  serverSettings,
+} from "../../src/cli/serve.ts";
+import { registerUpdateCommand } from "../../src/cli/update.ts";
+import { MpotaError, UsageError } from "../../src/errors.ts";
+import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
+import { fixturePath } from "../support/fixtures.ts";
+import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { DeviceTwin } from "./support/device-twin.ts";
+import { LogCapture } from "./support/log-capture.ts";
+import { MqttDevice } from "./support/mqtt-device.ts";
+import { tempDir } from "./support/test-server.ts";
+import { eventually } from "./support/wait.ts";
+
+/** Runs `mpota ARGS` with this area's commands, as main() does: output captured, exit code per error class. */
+async function mpota(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const io = new MemoryIo();
+  const program = new Command("mpota").enablePositionalOptions().exitOverride();
+  program.configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  registerServeCommand(program, io);
+  registerFirmwareCommand(program, io);
+  registerUpdateCommand(program, io);
+  registerDevicesCommand(program, io);
+  registerJobsCommand(program, io);
+  const exitOverride = (cmd: Command) => {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+    for (const sub of cmd.commands) exitOverride(sub);
+  };
+  exitOverride(program);
+  try {
+    await program.parseAsync(["node", "mpota", ...args]);
+    return { code: 0, stdout: io.stdout, stderr: io.stderrText };
+  } catch (error) {
+    if (error instanceof CommanderError)
+      return { code: error.exitCode === 0 ? 0 : 2, stdout: io.stdout, stderr: io.stderrText };
+    if (error instanceof MpotaError) {
+      io.err(`mpota: ${error.message}\n`);
+      return { code: error.exitCode, stdout: io.stdout, stderr: io.stderrText };
+    }
+    throw error;
+  }
+}
+
+const serveDefaults = (data: string): ServeOptions => ({
+  data,
+  mqttHost: "127.0.0.1",
+  mqttPort: 0,
+  key: fixturePath("reference/priv-pkcs1.key"),
+  base: "mpota",
+  block: 256,
+  maxAttempts: 5,
+  logLevel: "warn",
+});
+
+describe("mpota serve and the commands that ask it", () => {
+  const t = tempDir();
+  const io = new MemoryIo();
+  let stop: () => void = () => undefined;
+  let serving: Promise<void>;
+  let url = "";
+  const v1 = buildMicroPythonImage({ size: 40000, seed: 31 });
+  const v2 = buildMicroPythonImage({ size: 42000, seed: 32 });
+  const file = join(t.dir, "firmware-ota.bin");
+  writeFileSync(file, v2);
+  const ask = (...args: string[]) => mpota([...args, "--mqtt", url]);
+
+  before(async () => {
+    serving = serveCommand(
+      serveDefaults(join(t.dir, "data")),
+      io,
+      new Promise<void>((resolve) => {
+        stop = resolve;
+      }),
+    );
+    const line = await eventually(
+      () => /broker (mqtt:\/\/\S+) \(embedded\)/.exec(io.stderrText)?.[1],
+      "server started",
+    );
+    url = line.replace(/,$/, "");
+  });
+  after(async () => {
+    stop();
+    await serving;
+    t.remove();
+  });
+
+  it("says where it runs, what it pushes to, and how to watch it", () => {
+    assert.match(
+      io.stderrText,
+      /^mpota server running: broker mqtt:\/\/127\.0\.0\.1:\d+ \(embedded\), data .*data, base topic mpota, pushes only to 10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 127\.0\.0\.0\/8; signing key .*priv-pkcs1\.key \(512-bit\)\.\nWatch it with: mosquitto_sub -h 127\.0\.0\.1 -p \d+ -t 'mpota\/#' -v\nStop with Ctrl-C\.\n/m,
+    );
+    assert.match(
+      io.stderrText,
+      /Note: .*priv-pkcs1\.key is a 512-bit key: anyone who factors it can sign firmware for your devices\./,
+    );
+  });
+
+  it("adds and lists firmware", async () => {
+    const added = await ask(
+      "firmware",
+      "add",
+      file,
+      "--name",
+      "sensor",
+      "--version",
+      "2.0",
+      "--notes",
+      "faster wake",
+    );
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal(
+      added.stdout,
+      `Added sensor 2.0: 42,000 bytes (41.0 KiB), identity ${imageIdentity(v2)}.\nUpdate a device with \`mpota update DEVICE sensor@2.0\`.\n`,
+    );
+    const list = await ask("firmware");
+    assert.equal(list.code, 0);
+    assert.match(list.stdout, /^NAME +VERSION +IDENTITY +SIZE +MICROPYTHON +DEVICES +ADDED +NOTES\n-+/);
+    assert.match(
+      list.stdout,
+      new RegExp(`\\nsensor +2\\.0 +${imageIdentity(v2)} +42000 +- +0 +\\d+ s ago +faster wake\\n$`),
+    );
+    const json = await ask("firmware", "list", "--json");
+    assert.deepEqual(
+      (JSON.parse(json.stdout) as Array<{ id: string }>).map((f) => f.id),
+      [imageIdentity(v2)],
+    );
+  });
+
+  it("refuses a file that is not an OTA build, with the checks' reasons", async () => {
+    const bad = join(t.dir, "firmware.bin");
+    writeFileSync(bad, buildMicroPythonImage({ size: 40000, seed: 33, ota: false }));
+    const r = await ask("firmware", "add", bad, "--name", "sensor", "--version", "2.1");
+    assert.equal(r.code, 22);
+    assert.match(
+      r.stderr,
+      /^mpota: firmware\.bin must not go to this device:\n- This is a normal MicroPython build, not an OTA build/,
+    );
+    const missing = await ask("firmware", "add", join(t.dir, "nope.bin"), "--name", "x", "--version", "1");
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /Firmware .*nope\.bin does not exist/);
+  });
+
+  it("lists devices as a table and as JSON", async () => {
+    const empty = await ask("devices");
+    assert.equal(
+      empty.stdout,
+      "No devices yet. A device appears when its agent publishes <base>/<id>/state (see docs/mqtt.md).\n",
+    );
+    const dev = await MqttDevice.connect(url, "porch");
+    await dev.state({ fw: imageIdentity(v1), ip: "192.168.1.40", rssi: -58, vbat: 3.1, sleep: 600 });
+    await dev.status("sleeping");
+    await eventually(async () => (await ask("devices")).stdout.includes("sleeping"), "porch listed");
+    const table = await ask("devices");
+    assert.match(table.stdout, /^DEVICE +STATUS +FIRMWARE +IP +RSSI +VBAT +LAST SEEN +JOB\n/);
+    assert.match(
+      table.stdout,
+      new RegExp(
+        `\\nporch +sleeping, wakes in (9|10) min +${imageIdentity(v1).slice(0, 8)} \\(unknown\\) +192\\.168\\.1\\.40 +-58 +3\\.10 +\\d+ s ago +-\\n$`,
+      ),
+    );
+    const json = JSON.parse((await ask("devices", "--json")).stdout) as Array<{ id: string; ip: string }>;
+    assert.deepEqual(
+      json.map((d) => [d.id, d.ip]),
+      [["porch", "192.168.1.40"]],
+    );
+    const show = await ask("devices", "show", "porch");
+    assert.match(show.stdout, /^Device porch\n {2}status {5}sleeping, wakes in/);
+    assert.match(show.stdout, /State history \(newest first\):/);
+    await dev.close();
+  });
+
+  it("starts an update, shows and cancels the job", async () => {
+    const r = await ask("update", "porch", "sensor@2.0");
+    assert.equal(r.code, 0, r.stderr);
+    const id = /^Job (j-[0-9a-f]+): update porch to sensor 2\.0/.exec(r.stdout)?.[1];
+    assert.ok(id, r.stdout);
+    assert.match(r.stdout, /a sleeping one at its next wake/);
+    const again = await ask("update", "porch", "sensor@2.0");
+    assert.equal(again.code, 22);
+    assert.match(
+      again.stderr,
+      new RegExp(
+        `^mpota: Device porch already has job ${id} \\((queued|waiting), to sensor 2\\.0\\)\\. Wait for it, or cancel it first: \`mpota jobs cancel ${id}\`\\.`,
+      ),
+    );
+    const jobs = await ask("jobs");
+    assert.match(
+      jobs.stdout,
+      new RegExp(
+        `^JOB +DEVICE +FIRMWARE +STATE +TRY +PROGRESS +UPDATED\\n-+.*\\n${id} +porch +sensor 2\\.0 +(queued|waiting) +0/5 +- +\\d+ s ago\\n$`,
+      ),
+    );
+    const show = await ask("jobs", "show", id);
+    assert.match(
+      show.stdout,
+      new RegExp(`^Job ${id}: porch to sensor 2\\.0 \\(${imageIdentity(v2)}, 42000 bytes\\)\\n`),
+    );
+    assert.match(show.stdout, /Steps:\n {2}\d\d:\d\d:\d\d\.\d{3} {2}created +Update of porch to sensor 2\.0/);
+    const cancelled = await ask("jobs", "cancel", id);
+    assert.equal(cancelled.stdout, `Job ${id} cancelled; the command for porch was withdrawn.\n`);
+    const gone = await ask("jobs", "cancel", id);
+    assert.equal(gone.code, 22);
+    assert.match(gone.stderr, /has already been cancelled/);
+  });
+
+  it("follows an update to its end", async () => {
+    const twin = new DeviceTwin({ url, id: "kitchen", image: v1 });
+    await twin.start();
+    try {
+      await eventually(async () => (await ask("devices")).stdout.includes("kitchen"), "kitchen listed");
+      const r = await ask("update", "kitchen", "sensor", "--follow");
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(
+        r.stdout,
+        /^Job j-[0-9a-f]+: update kitchen to sensor 2\.0 .*\n.*\nkitchen now runs sensor 2\.0\.\n$/,
+      );
+      assert.match(r.stderr, /^j-[0-9a-f]+: (queued|waiting)\n/);
+      assert.match(r.stderr, /: pushing \d+% of 41\.0 KiB/);
+      assert.match(r.stderr, /: succeeded\n$/);
+    } finally {
+      await twin.close();
+    }
+  });
+
+  it("answers bad requests with the server's reason and exit code 22", async () => {
+    const r = await ask("update", "nosuch", "sensor");
+    assert.equal(r.code, 22);
+    assert.match(r.stderr, /^mpota: No device "nosuch" has reported its state to this server\./);
+    const f = await ask("update", "porch", "nothing@9");
+    assert.match(f.stderr, /^mpota: No firmware "nothing" version "9" is in the store\./);
+  });
+});
+
+describe("the commands without a server", () => {
+  it("explain that nothing listens at the broker address", async () => {
+    const logs = new LogCapture("silent");
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: logs.logger });
+    const url = broker.url;
+    await broker.close();
+    const r = await mpota(["devices", "--mqtt", url]);
+    assert.equal(r.code, 20);
+    assert.equal(
+      r.stderr,
+      `mpota: Nothing accepts connections at ${url} (connection refused).\nNo mpota server can be reached through ${url}. Start it with \`mpota serve\` (or \`npm start\` in the mpota folder), or pass --mqtt URL for the broker your server uses.\n`,
+    );
+  });
+
+  it("explain that the broker runs but no server answers", async () => {
+    const logs = new LogCapture("silent");
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: logs.logger });
+    try {
+      const r = await mpota(["jobs", "--mqtt", broker.url, "--timeout", "0.3"]);
+      assert.equal(r.code, 23);
+      assert.match(
+        r.stderr,
+        /^mpota: No mpota server answered "jobs" within 0\.3 s on the broker at mqtt:\/\/127\.0\.0\.1:\d+ \(base topic "mpota"\)\./,
+      );
+    } finally {
+      await broker.close();
+    }
+  });
+});
+
+describe("mpota serve options", () => {
+  it("refuses --mqtt together with the embedded broker's options", () => {
+    assert.throws(
+      () => serverSettings({ ...serveDefaults("x"), mqtt: "mqtt://broker:1883" }),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        /--mqtt-port and --mqtt-host set up the embedded broker/.test(error.message),
+    );
+  });
+
+  it("refuses a bad network, log level, block size or base topic", () => {
+    assert.throws(
+      () => serverSettings({ ...serveDefaults("x"), allowNet: ["10.0.0.0/40"] }),
+      /is not a network/,
+    );
+    assert.throws(
+      () => serverSettings({ ...serveDefaults("x"), logLevel: "chatty" }),
+      /--log-level must be one of/,
+    );
+    assert.throws(() => serverSettings({ ...serveDefaults("x"), block: 300 }), MpotaError);
+    assert.throws(
+      () => serverSettings({ ...serveDefaults("x"), base: "mpota/#" }),
+      /cannot be the base topic/,
+    );
+  });
+
+  it("uses an external broker with credentials and TLS files", () => {
+    const { mqttHost: _h, mqttPort: _p, ...rest } = serveDefaults("x");
+    const settings = serverSettings({
+      ...rest,
+      mqtt: "mqtts://broker.lan:8883",
+      mqttUsername: "mpota",
+      mqttPassword: "pw",
+      mqttCa: "/etc/ca.pem",
+      allowNet: ["private", "100.64.0.0/10"],
+    });
+    assert.deepEqual(settings.broker, {
+      kind: "external",
+      connection: {
+        url: "mqtts://broker.lan:8883",
+        username: "mpota",
+        password: "pw",
+        caFile: "/etc/ca.pem",
+      },
+    });
+    assert.deepEqual(settings.allowNetworks, ["private", "100.64.0.0/10"]);
+  });
+
+  it("runs without a key when ./priv.key does not exist, and says updates are refused", async () => {
+    const t = tempDir();
+    const previous = process.cwd();
+    process.chdir(t.dir);
+    const io = new MemoryIo();
+    let stop: () => void = () => undefined;
+    try {
+      const { key: _k, ...options } = serveDefaults(join(t.dir, "data"));
+      const serving = serveCommand(options, io, new Promise<void>((resolve) => (stop = resolve)));
+      await eventually(() => io.stderrText.includes("mpota server running"), "started");
+      assert.match(
+        io.stderrText,
+        /no signing key \(\.\/priv\.key does not exist\): devices are registered, but updates are refused/,
+      );
+      stop();
+      await serving;
+    } finally {
+      process.chdir(previous);
+      t.remove();
+    }
+  });
+
+  it("reports a port that is in use, with what to do", async () => {
+    const logs = new LogCapture("silent");
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: logs.logger });
+    const t = tempDir();
+    try {
+      const r = await mpota([
+        "serve",
+        "--data",
+        join(t.dir, "data"),
+        "--mqtt-host",
+        "127.0.0.1",
+        "--mqtt-port",
+        String(broker.port),
+        "--key",
+        fixturePath("reference/priv-pkcs1.key"),
+        "--log-level",
+        "silent",
+      ]);
+      assert.equal(r.code, 21);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `mpota: Port ${broker.port} on 127\\.0\\.0\\.1 is in use: another MQTT broker \\(Mosquitto\\?\\) or another \`mpota serve\` runs there\\. Use that broker with --mqtt mqtt://localhost:${broker.port}, or give the embedded broker another port with --mqtt-port\\.`,
+        ),
+      );
+    } finally {
+      await broker.close();
+      t.remove();
+    }
+  });
+});

@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { SQLITE_SCHEMA_VERSION } from "../../src/server/storage/sqlite-migrations.ts";
+import { openSqliteStorage, SQLITE_FILE_NAME } from "../../src/server/storage/sqlite-storage.ts";
+import { SchemaTooNewError } from "../../src/server/storage/storage.ts";
+import { defineStorageSuite, state } from "./support/storage-suite.ts";
+import { tempDir } from "./support/test-server.ts";
+
+defineStorageSuite("SQLite", async () => {
+  const t = tempDir();
+  const storage = await openSqliteStorage(t.dir);
+  return {
+    storage,
+    dispose: async () => {
+      await storage.close();
+      t.remove();
+    },
+  };
+});
+
+describe("SQLite storage", () => {
+  it("creates the database in WAL mode at the current schema version, and reopens it", async () => {
+    const t = tempDir();
+    try {
+      const storage = await openSqliteStorage(join(t.dir, "nested", "data"));
+      await storage.devices.recordState({
+        id: "d",
+        state: state("c".repeat(32)),
+        at: 1,
+        digest: "x",
+        nextWakeAt: null,
+        historyLimit: 5,
+      });
+      await storage.close();
+      const db = new Database(join(t.dir, "nested", "data", SQLITE_FILE_NAME));
+      assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
+      assert.equal(db.pragma("user_version", { simple: true }), SQLITE_SCHEMA_VERSION);
+      db.close();
+      const again = await openSqliteStorage(join(t.dir, "nested", "data"));
+      assert.equal((await again.devices.get("d"))?.state?.fw, "c".repeat(32));
+      await again.close();
+    } finally {
+      t.remove();
+    }
+  });
+
+  it("refuses a database written by a newer mpota and leaves it alone", async () => {
+    const t = tempDir();
+    try {
+      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
+      db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
+      db.exec("CREATE TABLE future (x INTEGER)");
+      db.close();
+      await assert.rejects(openSqliteStorage(t.dir), (error: unknown) => {
+        assert.ok(error instanceof SchemaTooNewError);
+        assert.match(
+          error.message,
+          new RegExp(
+            `has schema version ${SQLITE_SCHEMA_VERSION + 1}, but this mpota knows only up to version ${SQLITE_SCHEMA_VERSION}`,
+          ),
+        );
+        assert.match(error.message, /Upgrade mpota, or start this one with another --data directory/);
+        return true;
+      });
+      const check = new Database(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(check.pragma("user_version", { simple: true }), SQLITE_SCHEMA_VERSION + 1);
+      assert.deepEqual(
+        (
+          check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{
+            name: string;
+          }>
+        ).map((r) => r.name),
+        ["future"],
+      );
+      check.close();
+    } finally {
+      t.remove();
+    }
+  });
+
+  it("keeps every record whole when the writing process is killed mid-write", async () => {
+    const t = tempDir();
+    try {
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", new URL("./support/storage-writer.ts", import.meta.url).pathname, t.dir],
+        {
+          stdio: ["ignore", "pipe", "inherit"],
+        },
+      );
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          if (chunk.toString().includes("writing")) resolve();
+        });
+        child.on("exit", (code) => reject(new Error(`writer exited early (${code})`)));
+      });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      child.kill("SIGKILL");
+      await new Promise((resolve) => child.on("close", resolve));
+
+      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(db.pragma("integrity_check", { simple: true }), "ok");
+      const devices = db.prepare("SELECT id, state, state_digest FROM devices").all() as Array<{
+        id: string;
+        state: string;
+        state_digest: string;
+      }>;
+      assert.equal(devices.length, 7);
+      for (const d of devices) {
+        // The device row and its newest history entry were written in one transaction: they agree.
+        const newest = db
+          .prepare("SELECT state FROM device_states WHERE device_id = ? ORDER BY seq DESC LIMIT 1")
+          .get(d.id) as {
+          state: string;
+        };
+        assert.equal(newest.state, d.state);
+        const parsed = JSON.parse(d.state) as { mem: number; fw: string };
+        assert.equal(d.state_digest, `d${parsed.mem}`);
+        assert.equal(parsed.fw, (parsed.mem % 16).toString(16).repeat(32));
+        const count = db.prepare("SELECT COUNT(*) AS n FROM device_states WHERE device_id = ?").get(d.id) as {
+          n: number;
+        };
+        assert.ok(count.n <= 5, `history of ${d.id} trimmed to 5, has ${count.n}`);
+      }
+      db.close();
+      const reopened = await openSqliteStorage(t.dir);
+      assert.equal((await reopened.devices.list()).length, 7);
+      await reopened.close();
+    } finally {
+      t.remove();
+    }
+  });
+});

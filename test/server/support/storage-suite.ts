@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { DeviceState } from "../../../src/server/contract.ts";
+import { LeaseLostError, type NewJob, type Storage } from "../../../src/server/storage/storage.ts";
+
+const FW_A = "a".repeat(32);
+const FW_B = "b".repeat(32);
+
+export const state = (fw: string, ip = "192.168.1.20", extra: Partial<DeviceState> = {}): DeviceState => ({
+  v: 1,
+  fw,
+  ip,
+  ...extra,
+});
+
+const newJob = (id: string, deviceId: string, createdAt = 1000): NewJob => ({
+  id,
+  deviceId,
+  firmwareId: FW_B,
+  firmwareName: "sensor",
+  firmwareVersion: "2.0",
+  firmwareSize: 70000,
+  maxAttempts: 3,
+  createdAt,
+});
+
+const step = (kind: string, at = 1000) => ({ at, kind, message: `${kind} happened`, data: null });
+
+/**
+ * The storage contract, run against any backend: `open` gives a fresh,
+ * empty store for each test group. SQLite runs it today; a PostgreSQL
+ * backend must pass the same suite.
+ */
+export function defineStorageSuite(
+  backend: string,
+  open: () => Promise<{ storage: Storage; dispose: () => Promise<void> }>,
+) {
+  describe(`storage contract: ${backend}`, () => {
+    let storage: Storage;
+    let dispose: () => Promise<void>;
+    before(async () => {
+      ({ storage, dispose } = await open());
+    });
+    after(async () => dispose());
+
+    it("records states with history, newest first, trimmed to the limit", async () => {
+      for (let i = 0; i < 5; i++) {
+        await storage.devices.recordState({
+          id: "dev1",
+          state: state(i < 4 ? FW_A : FW_B, "192.168.1.20", { rssi: -60 - i }),
+          at: 1000 + i,
+          digest: `d${i}`,
+          nextWakeAt: null,
+          historyLimit: 3,
+        });
+      }
+      const device = await storage.devices.get("dev1");
+      assert.equal(device?.state?.fw, FW_B);
+      assert.equal(device?.firstSeen, 1000);
+      assert.equal(device?.lastSeen, 1004);
+      assert.equal(device?.lastStateAt, 1004);
+      assert.equal(device?.stateDigest, "d4");
+      const history = await storage.devices.history("dev1", 10);
+      assert.deepEqual(
+        history.map((h) => [h.at, h.state.rssi]),
+        [
+          [1004, -64],
+          [1003, -63],
+          [1002, -62],
+        ],
+      );
+    });
+
+    it("records a status for a device that never sent a state", async () => {
+      const d = await storage.devices.recordStatus({
+        id: "dev2",
+        status: "sleeping",
+        at: 2000,
+        nextWakeAt: 5000,
+      });
+      assert.equal(d.state, null);
+      assert.equal(d.status, "sleeping");
+      assert.equal(d.nextWakeAt, 5000);
+      assert.deepEqual(
+        (await storage.devices.list()).map((x) => x.id),
+        ["dev1", "dev2"],
+      );
+      assert.equal(await storage.devices.get("nope"), undefined);
+    });
+
+    it("keeps firmware identities and name+version unique", async () => {
+      const record = {
+        id: FW_B,
+        name: "sensor",
+        version: "2.0",
+        size: 70000,
+        notes: "faster wake",
+        addedAt: 3000,
+        micropython: "1.19.1",
+        build: "ota",
+        checks: [{ check: "md5-trailer", level: "ok" as const, forced: false, message: "fine" }],
+      };
+      assert.deepEqual(await storage.firmware.add(record), { ok: true, record });
+      const again = await storage.firmware.add({ ...record, version: "2.1" });
+      assert.equal(again.ok, false);
+      if (!again.ok) assert.equal(again.conflict, "identity");
+      const sameName = await storage.firmware.add({ ...record, id: FW_A });
+      assert.equal(sameName.ok, false);
+      if (!sameName.ok) assert.equal(sameName.conflict, "name-version");
+      assert.deepEqual(await storage.firmware.get(FW_B), record);
+      assert.deepEqual(
+        (await storage.firmware.findByName("sensor")).map((f) => f.version),
+        ["2.0"],
+      );
+      assert.deepEqual(await storage.firmware.findByName("sensor", "9"), []);
+    });
+
+    it("allows one active job per device", async () => {
+      const first = await storage.jobs.create(newJob("j-1", "dev1"), step("created"));
+      assert.equal(first.ok, true);
+      if (first.ok) {
+        assert.equal(first.job.phase, "queued");
+        assert.equal(first.job.dueAt, 1000);
+        assert.equal(first.job.attempt, 0);
+      }
+      const second = await storage.jobs.create(newJob("j-2", "dev1"), step("created"));
+      assert.equal(second.ok, false);
+      if (!second.ok) assert.equal(second.active.id, "j-1");
+      assert.deepEqual(
+        (await storage.jobs.steps("j-2")).map((s) => s.kind),
+        [],
+      );
+      assert.equal((await storage.jobs.activeForDevice("dev1"))?.id, "j-1");
+    });
+
+    it("leases due jobs to one owner at a time", async () => {
+      const a = await storage.jobs.claimDue({ owner: "A", now: 1500, leaseMs: 1000, limit: 10 });
+      assert.deepEqual(
+        a.map((j) => [j.id, j.leaseOwner, j.leaseExpiresAt]),
+        [["j-1", "A", 2500]],
+      );
+      assert.deepEqual(await storage.jobs.claimDue({ owner: "B", now: 1600, leaseMs: 1000, limit: 10 }), []);
+      assert.equal(await storage.jobs.claim({ id: "j-1", owner: "B", now: 1600, leaseMs: 1000 }), undefined);
+      assert.equal(
+        (await storage.jobs.claim({ id: "j-1", owner: "A", now: 1600, leaseMs: 1000 }))?.leaseExpiresAt,
+        2600,
+      );
+      assert.equal(await storage.jobs.renew({ id: "j-1", owner: "B", now: 1700, leaseMs: 1000 }), false);
+      assert.equal(await storage.jobs.renew({ id: "j-1", owner: "A", now: 1700, leaseMs: 1000 }), true);
+      // B may not change it...
+      await assert.rejects(
+        storage.jobs.update({ id: "j-1", owner: "B", now: 1800, patch: { phase: "failed" } }),
+        LeaseLostError,
+      );
+      assert.equal((await storage.jobs.get("j-1"))?.phase, "queued");
+      // ...until A's lease has run out.
+      const taken = await storage.jobs.claimDue({ owner: "B", now: 2800, leaseMs: 1000, limit: 10 });
+      assert.deepEqual(
+        taken.map((j) => j.leaseOwner),
+        ["B"],
+      );
+      await assert.rejects(
+        storage.jobs.update({ id: "j-1", owner: "A", now: 2900, patch: { phase: "failed" } }),
+        LeaseLostError,
+      );
+    });
+
+    it("updates a job and appends its steps in one change, and releases it", async () => {
+      const updated = await storage.jobs.update({
+        id: "j-1",
+        owner: "B",
+        now: 3000,
+        patch: {
+          phase: "verifying",
+          attempt: 1,
+          retryMode: "push",
+          targetIp: "192.168.1.20",
+          targetPort: 8266,
+          dueAt: 9000,
+          pushedAt: 3000,
+          ackedAt: 2950,
+          error: null,
+          progress: { bytes: 70000, total: 70000, rate: 20000.5, retransmits: 4 },
+        },
+        steps: [step("push-started", 2960), step("push-done", 3000)],
+        release: true,
+      });
+      assert.equal(updated.phase, "verifying");
+      assert.equal(updated.updatedAt, 3000);
+      assert.equal(updated.leaseOwner, null);
+      assert.deepEqual(updated.progress, { bytes: 70000, total: 70000, rate: 20000.5, retransmits: 4 });
+      assert.equal(updated.targetIp, "192.168.1.20");
+      await storage.jobs.addStep("j-1", step("device-state", 3100));
+      assert.deepEqual(
+        (await storage.jobs.steps("j-1")).map((s) => [s.kind, s.at]),
+        [
+          ["created", 1000],
+          ["push-started", 2960],
+          ["push-done", 3000],
+          ["device-state", 3100],
+        ],
+      );
+      assert.equal(await storage.jobs.nextDueAt(), 9000);
+      assert.deepEqual(await storage.jobs.claimDue({ owner: "A", now: 8999, leaseMs: 1000, limit: 10 }), []);
+    });
+
+    it("frees the device for a new job once the job ends", async () => {
+      const claimed = await storage.jobs.claim({ id: "j-1", owner: "A", now: 9000, leaseMs: 1000 });
+      assert.ok(claimed);
+      await storage.jobs.update({
+        id: "j-1",
+        owner: "A",
+        now: 9100,
+        patch: { phase: "succeeded", finishedAt: 9100, dueAt: null },
+        release: true,
+      });
+      assert.equal(await storage.jobs.activeForDevice("dev1"), undefined);
+      assert.equal(await storage.jobs.claim({ id: "j-1", owner: "A", now: 9200, leaseMs: 1000 }), undefined);
+      const next = await storage.jobs.create(newJob("j-3", "dev1", 9300), step("created", 9300));
+      assert.equal(next.ok, true);
+      assert.deepEqual(
+        (await storage.jobs.list()).map((j) => j.id),
+        ["j-3", "j-1"],
+      );
+      assert.deepEqual(
+        (await storage.jobs.list({ active: false })).map((j) => j.id),
+        ["j-1"],
+      );
+      assert.deepEqual(
+        (await storage.jobs.list({ deviceId: "dev2" })).map((j) => j.id),
+        [],
+      );
+    });
+
+    it("gives up every lease of an owner at once", async () => {
+      await storage.jobs.claimDue({ owner: "C", now: 9400, leaseMs: 60_000, limit: 10 });
+      assert.equal((await storage.jobs.get("j-3"))?.leaseOwner, "C");
+      assert.equal(await storage.jobs.releaseAll("C"), 1);
+      assert.equal((await storage.jobs.get("j-3"))?.leaseOwner, null);
+    });
+  });
+}

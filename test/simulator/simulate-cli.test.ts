@@ -1,0 +1,253 @@
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Command, CommanderError } from "commander";
+import { MemoryIo } from "../../src/cli/io.ts";
+import { registerSimulateCommand, type SimulateDeps } from "../../src/cli/simulate.ts";
+import { MpotaError } from "../../src/errors.ts";
+import { checkMd5Trailer } from "../../src/firmware/micropython-image.ts";
+import { DEFAULT_SETTINGS, renderConfigH } from "../../src/protocol/config-h.ts";
+import { buildSyntheticFirmware, firmwareIdentity } from "../../src/simulator/synthetic-firmware.ts";
+import { TestBroker } from "../agent/support.ts";
+import { makeTempDir } from "../support/cli.ts";
+import { fixturePath } from "../support/fixtures.ts";
+import { addressPool, FAST, key, SHORT_GPIO, stateWhere } from "./support.ts";
+
+// `mpota simulate` through its own commander program (registered in src/cli/commands.ts by the lead).
+
+interface Run {
+  code: number;
+  io: MemoryIo;
+  error?: unknown;
+}
+
+/** Runs `mpota simulate ARGS` in-process as main() would: MpotaError -> its exit code. */
+async function simulate(args: string[], deps: SimulateDeps = {}, io = new MemoryIo()): Promise<Run> {
+  const program = new Command("mpota").exitOverride().configureOutput({
+    writeOut: (s) => io.out(s),
+    writeErr: (s) => io.err(s),
+  });
+  registerSimulateCommand(program, io, { timing: FAST, settings: SHORT_GPIO, ...deps });
+  for (const cmd of program.commands) {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  }
+  try {
+    await program.parseAsync(["node", "mpota", "simulate", ...args]);
+    return { code: 0, io };
+  } catch (error) {
+    if (error instanceof CommanderError) return { code: error.exitCode === 0 ? 0 : 2, io, error };
+    if (error instanceof MpotaError) {
+      io.err(`mpota: ${error.message}\n`);
+      return { code: error.exitCode, io, error };
+    }
+    throw error;
+  }
+}
+
+const keyFile = fixturePath("reference/priv-pkcs1.key");
+const nextAddress = addressPool();
+let broker: TestBroker;
+const tmp = makeTempDir("mpota-simulate-");
+
+before(async () => {
+  broker = await TestBroker.start();
+});
+after(async () => {
+  await broker.close();
+  tmp.remove();
+});
+
+async function untilOutput(io: MemoryIo, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(io.stdout)) {
+    if (Date.now() > deadline) throw new Error(`no ${pattern} in output:\n${io.stdout}${io.stderrText}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("mpota simulate", () => {
+  test("--devices 2: both power on, check in on the broker, and stop cleanly when aborted", async () => {
+    const first = nextAddress();
+    const second = nextAddress();
+    const stop = new AbortController();
+    const io = new MemoryIo();
+    const running = simulate(
+      [
+        "--devices",
+        "2",
+        "--mqtt",
+        broker.url,
+        "--key",
+        keyFile,
+        "--first-address",
+        first,
+        "--id-prefix",
+        "cli",
+        "--firmware-size",
+        "40000",
+        "--seed",
+        "3",
+        "--stagger-ms",
+        "0",
+      ],
+      { stop: stop.signal },
+      io,
+    );
+    const fw = firmwareIdentity(buildSyntheticFirmware({ size: 40_000, seed: 3 }));
+    const s1 = await stateWhere(broker, "cli-1", () => true);
+    const s2 = await stateWhere(broker, "cli-2", () => true);
+    assert.deepEqual([s1.fw, s1.ip, s1.wake], [fw, first, "power"]);
+    assert.deepEqual([s2.fw, s2.ip, s2.wake], [fw, second, "power"]);
+    await untilOutput(io, /cli-2\s+checked in/);
+
+    stop.abort();
+    const { code } = await running;
+    assert.equal(code, 0, io.stderrText);
+    const out = io.stdout;
+    assert.match(
+      out,
+      new RegExp(
+        `simulating 2 devices \\(2 always on, 0 sleeping 0 s\\) on ${first.replaceAll(".", "\\.")} to ${second.replaceAll(".", "\\.")}, broker ${broker.url}`,
+      ),
+    );
+    assert.match(out, /cli-1\s+power on/);
+    assert.match(out, /cli-1\s+boot8266 \(power on\): main app valid, 39984 bytes, MD5 [0-9a-f]{32} -> app/);
+    assert.match(
+      out,
+      new RegExp(`cli-1\\s+checked in: fw ${fw}, ip ${first.replaceAll(".", "\\.")}, wake power, always on`),
+    );
+    assert.match(out, /stopped; the devices are powered off:/);
+    assert.match(
+      out,
+      new RegExp(
+        `cli-2\\s+${second.replaceAll(".", "\\.")}\\s+off\\s+${fw}\\s+always on\\s+none\\s+1\\s+1\\s+0`,
+      ),
+    );
+    // The devices lost power: their last wills say offline.
+    await broker.seen("mpota/cli-1/status", "offline");
+    await broker.seen("mpota/cli-2/status", "offline");
+  });
+
+  test("SIGTERM ends it cleanly, with sleepy devices and --json", async () => {
+    const first = nextAddress();
+    nextAddress();
+    const io = new MemoryIo();
+    const running = simulate(
+      [
+        "--devices",
+        "2",
+        "--sleep",
+        "5",
+        "--mqtt",
+        broker.url,
+        "--modulus",
+        Buffer.from(key.modulus).toString("hex"),
+        "--first-address",
+        first,
+        "--id-prefix",
+        "sig",
+        "--firmware-size",
+        "40000",
+        "--stagger-ms",
+        "0",
+        "--json",
+      ],
+      {},
+      io,
+    );
+    await Promise.race([
+      stateWhere(broker, "sig-2", (s) => s.sleep === 5),
+      running.then((r) => assert.fail(`simulate ended early (${r.code}): ${r.io.stderrText}`)),
+    ]);
+    await untilOutput(io, /"device":"sig-2","type":"deepsleep","ms":5000/);
+    process.emit("SIGTERM");
+    const { code } = await running;
+    assert.equal(code, 0, io.stderrText);
+    const events = io.stdout
+      .trim()
+      .split("\n")
+      .map(
+        (l) => JSON.parse(l) as { type: string; device: string | null; devices?: Array<{ status: string }> },
+      );
+    assert.equal(events[0]?.type, "start");
+    assert.ok(events.some((e) => e.type === "signal"));
+    const last = events.at(-1);
+    assert.equal(last?.type, "stopped");
+    assert.deepEqual(
+      last?.devices?.map((d) => d.status),
+      ["off", "off"],
+    );
+    assert.equal(process.listenerCount("SIGTERM"), 0, "no signal handler left behind");
+  });
+
+  test("--config-h: the bootloaders take its modulus and settings (MAIN_APP_OFFSET here), and the agent reads its firmware there", async () => {
+    const first = nextAddress();
+    const configH = join(tmp.dir, "config.h");
+    writeFileSync(configH, renderConfigH(key, { ...DEFAULT_SETTINGS, mainAppOffset: 0x40000 }));
+    const stop = new AbortController();
+    const io = new MemoryIo();
+    const running = simulate(
+      ["--mqtt", broker.url, "--config-h", configH, "--first-address", first, "--id-prefix", "cfg"],
+      { stop: stop.signal },
+      io,
+    );
+    const state = await Promise.race([
+      stateWhere(broker, "cfg-1", () => true),
+      running.then((r) => assert.fail(`simulate ended early (${r.code}): ${r.io.stderrText}`)),
+    ]);
+    stop.abort();
+    assert.equal((await running).code, 0);
+    const image = buildSyntheticFirmware({ seed: 1, appOffset: 0x40000 });
+    assert.equal(state.fw, firmwareIdentity(image));
+    assert.match(io.stdout, /bootloader key 512-bit/);
+  });
+
+  test("no broker where --mqtt points: exit 42 with advice, nothing started", async () => {
+    const { code, io } = await simulate(["--mqtt", "mqtt://127.0.0.1:1", "--key", keyFile]);
+    assert.equal(code, 42);
+    assert.match(io.stderrText, /No MQTT broker answers at mqtt:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)/);
+    assert.match(io.stderrText, /`mpota serve` runs a broker on port 1883/);
+    assert.equal(io.stdout, "");
+  });
+
+  test("bad options are refused before anything starts", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["--devices", "0"], /--devices must be a whole number from 1 to 250/],
+      [["--sleep", "5000"], /--sleep 5000 is outside 0-4294 s/],
+      [["--sleepy-share", "1.5"], /--sleepy-share is a fraction from 0 to 1/],
+      [["--mqtt", "mqtts://broker:8883"], /plain MQTT over TCP.*not mqtts:/],
+      [["--id-prefix", "a/b"], /--id-prefix "a\/b" must be/],
+      [["--first-address", "10.0.0.1"], /not a loopback address/],
+      [["--key", join(tmp.dir, "missing.key")], /missing\.key does not exist/],
+    ];
+    for (const [args, message] of cases) {
+      const { code, io } = await simulate(["--mqtt", broker.url, "--key", keyFile, ...args]);
+      assert.notEqual(code, 0, args.join(" "));
+      assert.match(io.stderrText, message, args.join(" "));
+    }
+  });
+
+  test("--firmware must be an image boot8266 would start", async () => {
+    const bad = buildSyntheticFirmware({ size: 40_000, seed: 4 });
+    bad[0x9100] = (bad[0x9100] as number) ^ 1;
+    const path = join(tmp.dir, "bad.bin");
+    writeFileSync(path, bad);
+    const { code, io } = await simulate(["--mqtt", broker.url, "--key", keyFile, "--firmware", path]);
+    assert.equal(code, 2);
+    assert.match(io.stderrText, /bad\.bin is not an image boot8266 would start: The MD5 trailer/);
+  });
+
+  test("--write-firmware writes the synthetic image for --seed and exits; it refuses to overwrite", async () => {
+    const path = join(tmp.dir, "new.bin");
+    const r = await simulate(["--write-firmware", path, "--seed", "2", "--firmware-size", "65536"]);
+    assert.equal(r.code, 0, r.io.stderrText);
+    const written = new Uint8Array(readFileSync(path));
+    assert.deepEqual(written, buildSyntheticFirmware({ size: 65536, seed: 2 }));
+    assert.equal(checkMd5Trailer(written).status, "ok");
+    assert.match(r.io.stdout, new RegExp(`identity ${firmwareIdentity(written)}`));
+    const again = await simulate(["--write-firmware", path]);
+    assert.equal(again.code, 3);
+    assert.match(again.io.stderrText, /already exists/);
+  });
+});

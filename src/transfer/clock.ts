@@ -35,7 +35,9 @@ interface PendingTimer {
 /**
  * A clock that only moves when asked. `run(promise)` advances it from timer
  * to timer, letting promise chains settle between timers, until the promise
- * settles: async code written against {@link Clock} runs unchanged.
+ * settles: async code written against {@link Clock} runs unchanged. Real
+ * I/O (files, sockets) must not be pending meanwhile: the clock cannot see it
+ * and would jump past it.
  */
 export class VirtualClock implements Clock {
   private time = 0;

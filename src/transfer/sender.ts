@@ -107,6 +107,8 @@ export interface PushStats {
   elapsedMs: number;
   /** The receiver's time per datagram as measured from its acknowledgements (ms). */
   paceMs: number;
+  /** Datagrams the sender lets be in flight now (it halves on loss and grows back). */
+  window: number;
 }
 
 export type PushEvent =
@@ -244,6 +246,7 @@ export class PushSession {
       staleAcks: this.staleAcks,
       elapsedMs: this.options.clock.now() - this.startAt,
       paceMs: this.ackClock.pace,
+      window: Math.floor(this.cwnd),
     };
   }
 

@@ -3,10 +3,10 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { EmulatedDevice } from "../../src/emulator/device.ts";
-import type { DeviceTiming } from "../../src/emulator/timing.ts";
 import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
 import { NodeUdpNetwork } from "../../src/transfer/node-udp.ts";
 import { seededRandom } from "../../src/transfer/random.ts";
+import { FAST } from "../simulator/support.ts";
 import { makeTempDir, runCli, runCliProcess } from "../support/cli.ts";
 import { fixturePath, readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
@@ -14,14 +14,6 @@ import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 // The real CLI process pushes over real loopback UDP to an emulated device in
 // this process. The device runs a fast timing model (interop, not speed, is
 // what these tests check; `npm run bench` measures speed with the spec's model).
-const FAST: Partial<DeviceTiming> = {
-  baudRate: 4_000_000,
-  checkMs: 0.2,
-  sectorEraseMs: 4,
-  sectorProgramMs: 1,
-  otaBootMs: 200,
-  appBootMs: 50,
-};
 const APP = 0x3c000;
 const key = parsePrivateKeyPem(readFixtureText("reference/priv-pkcs1.key"));
 

@@ -10,9 +10,11 @@ import type { CliIo } from "./io.ts";
 import { registerJobsCommand } from "./jobs.ts";
 import { registerKeysCommand } from "./keys.ts";
 import { registerPushCommand } from "./push.ts";
+import { registerRolloutCommand } from "./rollout.ts";
 import { registerServeCommand } from "./serve.ts";
 import { registerSignCommand } from "./sign.ts";
 import { registerSimulateCommand } from "./simulate.ts";
+import { registerTokenCommand } from "./token.ts";
 import { registerUpdateCommand } from "./update.ts";
 
 /** Adds every mpota command to the program. One file per command. */
@@ -32,5 +34,7 @@ export function registerCommands(program: Command, io: CliIo): void {
   registerUpdateCommand(program, io);
   registerDevicesCommand(program, io);
   registerJobsCommand(program, io);
+  registerRolloutCommand(program, io);
   registerSimulateCommand(program, io);
+  registerTokenCommand(program, io);
 }

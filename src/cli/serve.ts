@@ -1,11 +1,15 @@
 import { existsSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { pino } from "pino";
+import { PinoPretty as pinoPretty } from "pino-pretty";
 import { UsageError } from "../errors.ts";
 import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
 import { DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
 import { DEFAULT_MQTT_PORT } from "../server/embedded-broker.ts";
+import { DEFAULT_HA_PREFIX } from "../server/homeassistant.ts";
+import { isLoopbackHost } from "../server/http/auth.ts";
+import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
 import { DEFAULT_JOB_TIMINGS, DEFAULT_MAX_ATTEMPTS, type JobTimings } from "../server/job-timings.ts";
 import type { MqttConnection } from "../server/mqtt-link.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/network-policy.ts";
@@ -72,6 +76,15 @@ export interface ServeOptions extends MqttCliOptions {
   verifyTimeout?: number;
   maxAttempts: number;
   logLevel: string;
+  logJson?: boolean;
+  httpPort?: number;
+  httpHost?: string;
+  /** Commander sets it (true unless --no-http); callers that leave it out get no HTTP server unless they give httpPort. */
+  http?: boolean;
+  /** false with --no-auth. */
+  auth?: boolean;
+  homeassistant?: boolean;
+  haPrefix?: string;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -93,6 +106,10 @@ function loadServerKey(path: string | undefined, io: CliIo): { key: SigningKey |
   return { key, note: `signing key ${file} (${key.bits}-bit)` };
 }
 
+function httpWanted(options: ServeOptions): boolean {
+  return options.http === true || (options.http === undefined && options.httpPort !== undefined);
+}
+
 /** Checks the options and turns them into what MpotaServer.start takes. */
 export function serverSettings(options: ServeOptions) {
   if (options.mqtt !== undefined && (options.mqttPort !== undefined || options.mqttHost !== undefined)) {
@@ -104,6 +121,18 @@ export function serverSettings(options: ServeOptions) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}.`);
   if (options.mqttPort !== undefined && (options.mqttPort < 0 || options.mqttPort > 65535)) {
     throw new UsageError("--mqtt-port must be between 0 and 65535.");
+  }
+  if (options.httpPort !== undefined && (options.httpPort < 0 || options.httpPort > 65535)) {
+    throw new UsageError("--http-port must be between 0 and 65535.");
+  }
+  if (
+    options.auth === false &&
+    httpWanted(options) &&
+    !isLoopbackHost(options.httpHost ?? DEFAULT_HTTP_HOST)
+  ) {
+    throw new UsageError(
+      "--no-auth is allowed only with --http-host 127.0.0.1 (or ::1, localhost): on any other address anyone on the network could push firmware to every device.",
+    );
   }
   if (options.maxAttempts < 1 || options.maxAttempts > 100)
     throw new UsageError("--max-attempts must be between 1 and 100.");
@@ -133,7 +162,18 @@ export function serverSettings(options: ServeOptions) {
 export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promise<unknown>): Promise<void> {
   const { broker, allowNetworks, timings } = serverSettings(options);
   const { key, note } = loadServerKey(options.key, io);
-  const logger = pino({ level: options.logLevel }, io.stderr);
+  // People at a terminal get readable lines; services and pipes get JSON lines.
+  const logger = pino(
+    { level: options.logLevel },
+    io.interactive && options.logJson !== true
+      ? pinoPretty({
+          destination: io.stderr,
+          sync: true,
+          translateTime: "SYS:HH:MM:ss.l",
+          ignore: "pid,hostname",
+        })
+      : io.stderr,
+  );
   const server = await MpotaServer.start({
     dataDir: options.data,
     broker,
@@ -144,7 +184,24 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     maxAttempts: options.maxAttempts,
     block: options.block,
     logger,
+    ...(httpWanted(options)
+      ? {
+          http: {
+            host: options.httpHost ?? DEFAULT_HTTP_HOST,
+            port: options.httpPort ?? DEFAULT_HTTP_PORT,
+            noAuth: options.auth === false,
+          },
+        }
+      : {}),
+    ...(options.homeassistant ? { homeAssistant: { prefix: options.haPrefix ?? DEFAULT_HA_PREFIX } } : {}),
   });
+  if (server.http?.newToken) {
+    io.err(
+      `Created the admin token for the dashboard and the HTTP API (shown once; it is in ${server.http.tokenPath}, mode 0600):\n  ${server.http.newToken}\n`,
+    );
+  }
+  if (server.http)
+    io.err(`Dashboard: ${server.http.url}${server.http.tokenPath ? "" : " (no login: --no-auth)"}\n`);
   io.err(
     `mpota server running: broker ${server.brokerUrl}${broker.kind === "embedded" ? " (embedded)" : ""}, data ${options.data}, base topic ${server.topics.base}, pushes only to ${server.info.networks.join(", ")}; ${note}.\nWatch it with: mosquitto_sub -h ${new URL(server.brokerUrl).hostname} -p ${new URL(server.brokerUrl).port || 1883} -t '${server.topics.base}/#' -v\nStop with Ctrl-C.\n`,
   );
@@ -212,6 +269,17 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       DEFAULT_MAX_ATTEMPTS,
     )
     .option("--log-level <level>", `log detail: ${LOG_LEVELS.join(", ")}`, "info")
+    .option("--log-json", "log JSON lines even on a terminal (they are the default when stderr is not one)")
+    .option(
+      "--http-port <port>",
+      `port of the dashboard and HTTP API (default ${DEFAULT_HTTP_PORT})`,
+      parseIntegerOption("--http-port"),
+    )
+    .option("--http-host <address>", `address the dashboard listens on (default ${DEFAULT_HTTP_HOST})`)
+    .option("--no-http", "do not serve the dashboard and HTTP API")
+    .option("--no-auth", "no admin token for the dashboard and API (only with --http-host 127.0.0.1)")
+    .option("--homeassistant", "publish Home Assistant MQTT discovery: one update entity per device")
+    .option("--ha-prefix <topic>", `Home Assistant's discovery prefix (default ${DEFAULT_HA_PREFIX})`)
     .addHelpText(
       "after",
       `

@@ -1,4 +1,5 @@
 import type { DeviceState, DeviceStatus } from "./contract.ts";
+import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "./rollouts/rollout-api.ts";
 import type { JobPhase, StoredVerdict } from "./storage/storage.ts";
 
 /**
@@ -124,8 +125,8 @@ export interface ServerInfo {
   startedAt: number;
 }
 
-/** Every request name with its request and response payloads. */
-export interface BridgeApi {
+/** Every request name with its request and response payloads (rollouts: src/server/rollouts/rollout-api.ts). */
+export interface BridgeApi extends RolloutBridgeApi {
   info: { request: Record<string, never>; response: ServerInfo };
   devices: { request: Record<string, never>; response: DeviceView[] };
   device: { request: { id: string; history?: number }; response: DeviceDetail };
@@ -166,6 +167,7 @@ export const BRIDGE_REQUEST_NAMES: readonly BridgeRequestName[] = [
   "jobs",
   "job",
   "job/cancel",
+  ...ROLLOUT_REQUEST_NAMES,
 ];
 
 /** The reply envelope, as Zigbee2MQTT's bridge replies. `data` is `{}` on error. */

@@ -4,6 +4,8 @@ import { shorten } from "./contract.ts";
 import type { FirmwareLibrary } from "./firmware-library.ts";
 import type { JobRunner } from "./job-runner.ts";
 import { RequestError } from "./request-error.ts";
+import type { RolloutEngine } from "./rollouts/rollout-engine.ts";
+import { rolloutHandlers } from "./rollouts/rollout-handlers.ts";
 import type { FirmwareRecord, JobRecord, Storage } from "./storage/storage.ts";
 import { deviceView, firmwareView, jobView, stepView } from "./views.ts";
 
@@ -11,6 +13,8 @@ export interface BridgeHandlerDeps {
   storage: Storage;
   library: FirmwareLibrary;
   runner: JobRunner;
+  /** The rollout engine; without it the rollout requests are refused. */
+  rollouts?: RolloutEngine;
   info: () => ServerInfo;
 }
 
@@ -164,5 +168,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     },
 
     "job/cancel": async (request) => jobView(await runner.cancel(stringField(request, "id", "the job id"))),
+
+    ...rolloutHandlers(deps.rollouts, storage),
   };
 }

@@ -4,6 +4,7 @@ import type { Clock, Timer } from "../transfer/clock.ts";
 import { DEFAULT_TUNING, type PushResult, type PushTuning, push } from "../transfer/sender.ts";
 import { imageFileSource } from "../transfer/sources.ts";
 import type { UdpEndpoint, UdpNetwork } from "../transfer/udp-channel.ts";
+import { SignedImageCache } from "./signed-image-cache.ts";
 
 /** A push was stopped because the server is shutting down. */
 export class PushAbortedError extends MpotaError {
@@ -22,6 +23,8 @@ export interface ImagePushInput {
   device: UdpEndpoint;
   /** The image file (already checked against its identity). */
   imagePath: string;
+  /** The image's bytes as checked, with its identity: pushed from the signed-datagram cache (no RSA work after the first push). */
+  image?: { id: string; bytes: Uint8Array };
   /** How long to resend the first datagram before giving up (the receiver listens 60 s after boot). */
   waitMs: number;
   onProgress?: (progress: PushProgress) => void;
@@ -38,6 +41,8 @@ export interface ImagePusherOptions {
   tuning?: PushTuning;
   /** No progress this long mid-transfer: the device stopped (below the receiver's 10 s PKT_WAIT). */
   stallMs?: number;
+  /** Signed datagrams per firmware (default: one of its own, for this key and block size). */
+  cache?: SignedImageCache;
 }
 
 /**
@@ -85,7 +90,12 @@ class StoppableClock implements Clock {
  * (src/transfer's sender, signed on the fly), over a UDP socket of its own.
  */
 export class ImagePusher {
-  constructor(private readonly options: ImagePusherOptions) {}
+  /** Each firmware's signed datagrams, shared by every push of it. */
+  readonly cache: SignedImageCache;
+
+  constructor(private readonly options: ImagePusherOptions) {
+    this.cache = options.cache ?? new SignedImageCache({ key: options.key, block: options.block });
+  }
 
   get keyBits(): number {
     return this.options.key.bits;
@@ -94,7 +104,9 @@ export class ImagePusher {
   async push(input: ImagePushInput): Promise<PushResult> {
     const { network, key, block } = this.options;
     if (input.signal?.aborted) throw new PushAbortedError("The push was cancelled before it started.");
-    const source = await imageFileSource(input.imagePath, key, block);
+    const source = input.image
+      ? this.cache.source(input.image.id, input.image.bytes)
+      : await imageFileSource(input.imagePath, key, block);
     const channel = await network.bind({ connect: input.device });
     const clock = new StoppableClock(this.options.clock);
     let onAbort: (() => void) | undefined;

@@ -86,8 +86,9 @@ export class JobPushes {
       await ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
       return;
     }
+    let bytes: Uint8Array;
     try {
-      await this.o.library.readImage(job.firmwareId);
+      bytes = await this.o.library.readImage(job.firmwareId);
     } catch (error) {
       if (!(error instanceof FirmwareIntegrityError)) throw error;
       await ledger.fail(job, error.message);
@@ -115,7 +116,7 @@ export class JobPushes {
     const abort = new AbortController();
     const push: RunningPush = { abort, done: Promise.resolve() };
     this.running.set(job.id, push);
-    push.done = this.run(started, pusher, imagePath, waitMs, abort).finally(() => {
+    push.done = this.run(started, pusher, { path: imagePath, bytes }, waitMs, abort).finally(() => {
       this.running.delete(job.id);
       this.o.onEnded();
     });
@@ -124,7 +125,7 @@ export class JobPushes {
   private async run(
     job: JobRecord,
     pusher: ImagePusher,
-    imagePath: string,
+    image: { path: string; bytes: Uint8Array },
     waitMs: number,
     abort: AbortController,
   ): Promise<void> {
@@ -153,7 +154,9 @@ export class JobPushes {
       );
       const result = await pusher.push({
         device,
-        imagePath,
+        imagePath: image.path,
+        // The bytes just checked against the identity: signed once per firmware, shared by every device's push.
+        image: { id: job.firmwareId, bytes: image.bytes },
         waitMs,
         signal: abort.signal,
         onProgress: (p) => {

@@ -54,6 +54,14 @@ export interface JobRunnerOptions {
   maxConcurrentPushes: number;
 }
 
+/** How a job is created: by hand (the defaults), or by a rollout with its own limit of tries. */
+export interface JobCreateOptions {
+  /** Tries before the job fails (default: the server's). */
+  maxAttempts?: number;
+  /** Who asked, for the job's first step ("rollout r-1a2b, group 2"). */
+  origin?: string;
+}
+
 /**
  * Carries out update jobs per the contract: publish the retained command,
  * push on a ready ack, verify by the next state, push again when the device
@@ -125,7 +133,7 @@ export class JobRunner {
   // ---- requests -------------------------------------------------------------
 
   /** Creates a job for a known device and a firmware in the store. */
-  async create(deviceId: string, firmwareRef: string): Promise<JobRecord> {
+  async create(deviceId: string, firmwareRef: string, options: JobCreateOptions = {}): Promise<JobRecord> {
     const problem = typeof deviceId === "string" ? deviceIdProblem(deviceId) : "no device id was given";
     if (problem) throw new RequestError(`Cannot update: ${problem}.`);
     if (!this.o.pusher) {
@@ -174,12 +182,12 @@ export class JobRunner {
         firmwareName: firmware.name,
         firmwareVersion: firmware.version,
         firmwareSize: firmware.size,
-        maxAttempts: this.o.maxAttempts,
+        maxAttempts: options.maxAttempts ?? this.o.maxAttempts,
         createdAt: this.now,
       },
       this.ledger.step(
         "created",
-        `Update of ${deviceId} to ${firmware.name} ${firmware.version} (${firmware.id}) requested.`,
+        `Update of ${deviceId} to ${firmware.name} ${firmware.version} (${firmware.id}) requested${options.origin ? ` by ${options.origin}` : ""}.`,
         {
           from: state.fw,
         },

@@ -14,6 +14,8 @@ import { bridgeHandlers } from "./bridge-handlers.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
+import { HomeAssistantFeature, type HomeAssistantOptions } from "./homeassistant.ts";
+import { HttpFeature, type HttpOptions } from "./http/http-feature.ts";
 import { ImagePusher } from "./image-pusher.ts";
 import { JobRunner } from "./job-runner.ts";
 import {
@@ -24,6 +26,8 @@ import {
 } from "./job-timings.ts";
 import { type MqttConnection, MqttLink, safeUrl } from "./mqtt-link.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./network-policy.ts";
+import { RolloutEngine } from "./rollouts/rollout-engine.ts";
+import type { SignedImageCache } from "./signed-image-cache.ts";
 import { openSqliteStorage } from "./storage/sqlite-storage.ts";
 import type { Storage } from "./storage/storage.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "./topics.ts";
@@ -65,6 +69,12 @@ export interface ServerOptions {
   storage?: Storage;
   /** This instance's name in job leases (default host:pid:random). */
   instanceId?: string;
+  /** Signed datagrams per firmware, for the same key and block (default: the pusher's own). */
+  signedImages?: SignedImageCache;
+  /** Serve the dashboard and the HTTP API (off unless given; `mpota serve` turns it on). */
+  http?: HttpOptions;
+  /** Home Assistant MQTT discovery (off unless given). */
+  homeAssistant?: HomeAssistantOptions;
 }
 
 function packageVersion(): string {
@@ -85,6 +95,11 @@ function packageVersion(): string {
  */
 export class MpotaServer {
   private stopped = false;
+  /** The dashboard and HTTP API, when started with `http`. */
+  http: HttpFeature | undefined;
+  homeAssistant: HomeAssistantFeature | undefined;
+  /** Staged rollouts (src/server/rollouts/), set once started. */
+  rollouts: RolloutEngine | undefined;
 
   private constructor(
     readonly storage: Storage,
@@ -149,6 +164,7 @@ export class MpotaServer {
             clock: options.pushClock ?? systemClock,
             ...(options.pushTuning ? { tuning: options.pushTuning } : {}),
             ...(options.stallMs !== undefined ? { stallMs: options.stallMs } : {}),
+            ...(options.signedImages ? { cache: options.signedImages } : {}),
           })
         : undefined;
       const runner = new JobRunner({
@@ -182,10 +198,29 @@ export class MpotaServer {
         keyBits: options.key?.bits ?? null,
         startedAt: clock.now(),
       };
+      const rollouts = new RolloutEngine({
+        storage,
+        library,
+        jobs: runner,
+        link,
+        topics,
+        clock,
+        logger: logger.child({ feature: "rollouts" }),
+        owner,
+        leaseMs: { ...DEFAULT_JOB_TIMINGS, ...options.timings }.leaseMs,
+        pollMs: { ...DEFAULT_JOB_TIMINGS, ...options.timings }.pollMs,
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        ...(options.key
+          ? {}
+          : {
+              refusal:
+                "This server has no signing key, so it cannot push updates. Start it with --key FILE (the private key your devices' yaota8266 was built for).",
+            }),
+      });
       const bridge = new Bridge({
         link,
         topics,
-        handlers: bridgeHandlers({ storage, library, runner, info: () => info }),
+        handlers: bridgeHandlers({ storage, library, runner, rollouts, info: () => info }),
         logger: logger.child({ feature: "bridge" }),
       });
       const brokerUrl = broker ? broker.url : safeUrl(connection.url);
@@ -205,8 +240,47 @@ export class MpotaServer {
       );
       await runner.start();
       cleanup.push(() => runner.stop());
+      await rollouts.start();
+      cleanup.push(() => rollouts.stop());
+      server.rollouts = rollouts;
       await inbox.start();
       await bridge.start();
+      if (options.http) {
+        const http = new HttpFeature(
+          {
+            storage,
+            library,
+            runner,
+            link,
+            topics,
+            inbox,
+            info: () => info,
+            dataDir,
+            logger: logger.child({ feature: "http" }),
+          },
+          options.http,
+        );
+        await http.start();
+        cleanup.push(() => http.stop());
+        server.http = http;
+      }
+      if (options.homeAssistant) {
+        const ha = new HomeAssistantFeature(
+          {
+            link,
+            topics,
+            storage,
+            inbox,
+            handlers: bridgeHandlers({ storage, library, runner, info: () => info }),
+            version: info.version,
+            logger: logger.child({ feature: "homeassistant" }),
+          },
+          options.homeAssistant,
+        );
+        await ha.start();
+        cleanup.push(() => ha.stop());
+        server.homeAssistant = ha;
+      }
       const online: BridgeStateMessage = { state: "online" };
       await link.publishJson(topics.bridgeState, online, { retain: true });
       // After a lost connection the broker has published our last will (offline), and may have lost retained messages.
@@ -214,6 +288,9 @@ export class MpotaServer {
         logger.info("MQTT connection back");
         link.publishJson(topics.bridgeState, online, { retain: true }).catch(() => undefined);
         runner
+          .republish()
+          .catch((error: unknown) => logger.warn({ err: (error as Error).message }, "republish failed"));
+        rollouts
           .republish()
           .catch((error: unknown) => logger.warn({ err: (error as Error).message }, "republish failed"));
       });
@@ -243,7 +320,10 @@ export class MpotaServer {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.homeAssistant?.stop();
+    await this.http?.stop();
     await this.bridge.stop();
+    await this.rollouts?.stop();
     await this.inbox.stop();
     await this.runner.stop();
     const offline: BridgeStateMessage = { state: "offline" };

@@ -7,6 +7,7 @@ import type {
   JobProgressMessage,
 } from "./api.ts";
 import type { DeviceAck, DeviceState, DeviceStatus, OtaCommand } from "./contract.ts";
+import type { RolloutProgressMessage } from "./rollouts/rollout-api.ts";
 
 export const DEFAULT_BASE_TOPIC = "mpota";
 
@@ -35,6 +36,7 @@ export interface TopicMap {
     payload: BridgeEnvelope<BridgeApi[BridgeRequestName]["response"]>;
   };
   "<base>/bridge/jobs/<job>": { from: "server"; retained: true; payload: JobProgressMessage };
+  "<base>/bridge/rollouts/<rollout>": { from: "server"; retained: true; payload: RolloutProgressMessage };
 }
 
 export type DeviceTopicKind = "state" | "status" | "cmd" | "ack";
@@ -107,5 +109,13 @@ export class Topics {
 
   get allJobProgress(): string {
     return `${this.base}/bridge/jobs/+`;
+  }
+
+  rolloutProgress(rolloutId: string): string {
+    return `${this.base}/bridge/rollouts/${rolloutId}`;
+  }
+
+  get allRolloutProgress(): string {
+    return `${this.base}/bridge/rollouts/+`;
   }
 }

@@ -91,6 +91,73 @@ CREATE TABLE job_steps (
 CREATE INDEX job_steps_by_job ON job_steps(job_id, seq);
 `,
   },
+  {
+    version: 2,
+    description: "device tags, rollouts, their devices and events",
+    sql: `
+CREATE TABLE device_tags (
+  device_id TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  PRIMARY KEY (device_id, tag)
+) STRICT;
+CREATE INDEX device_tags_by_tag ON device_tags(tag, device_id);
+
+CREATE TABLE rollouts (
+  id TEXT PRIMARY KEY,
+  name TEXT,
+  firmware_id TEXT NOT NULL,
+  firmware_name TEXT NOT NULL,
+  firmware_version TEXT NOT NULL,
+  firmware_size INTEGER NOT NULL,
+  selector TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  gates TEXT NOT NULL,
+  policy TEXT NOT NULL,
+  state TEXT NOT NULL,
+  pause_kind TEXT,
+  reason TEXT,
+  current_group INTEGER NOT NULL,
+  start_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  lease_owner TEXT,
+  lease_expires_at INTEGER,
+  active INTEGER GENERATED ALWAYS AS (state IN ('scheduled', 'running', 'paused')) VIRTUAL
+) STRICT;
+CREATE INDEX rollouts_by_created ON rollouts(created_at);
+
+CREATE TABLE rollout_devices (
+  rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+  device_id TEXT NOT NULL,
+  group_index INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  job_id TEXT,
+  from_fw TEXT,
+  sleepy INTEGER NOT NULL DEFAULT 0,
+  turn_at INTEGER,
+  deadline_at INTEGER,
+  finished_at INTEGER,
+  reason TEXT,
+  PRIMARY KEY (rollout_id, device_id)
+) STRICT;
+CREATE INDEX rollout_devices_by_device ON rollout_devices(device_id);
+CREATE INDEX rollout_devices_in_order ON rollout_devices(rollout_id, position);
+CREATE INDEX rollout_devices_in_flight ON rollout_devices(rollout_id) WHERE state IN ('scheduled', 'overdue');
+
+CREATE TABLE rollout_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL,
+  data TEXT
+) STRICT;
+CREATE INDEX rollout_events_by_rollout ON rollout_events(rollout_id, seq);
+`,
+  },
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS[SQLITE_MIGRATIONS.length - 1]?.version ?? 0;

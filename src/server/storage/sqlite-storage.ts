@@ -2,7 +2,9 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceState, DeviceStatus } from "../contract.ts";
+import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "./sqlite-migrations.ts";
+import { SqliteDeviceTagStore, SqliteRolloutStore } from "./sqlite-rollout-store.ts";
 import {
   type DeviceRecord,
   type DeviceStateEntry,
@@ -93,6 +95,8 @@ class SqliteStorage implements Storage {
   readonly devices: DeviceStore;
   readonly firmware: FirmwareStore;
   readonly jobs: JobStore;
+  readonly tags: DeviceTagStore;
+  readonly rollouts: RolloutStore;
   readonly description: string;
   private closed = false;
 
@@ -104,6 +108,8 @@ class SqliteStorage implements Storage {
     this.devices = new SqliteDeviceStore(db);
     this.firmware = new SqliteFirmwareStore(db);
     this.jobs = new SqliteJobStore(db);
+    this.tags = new SqliteDeviceTagStore(db);
+    this.rollouts = new SqliteRolloutStore(db);
   }
 
   async close(): Promise<void> {

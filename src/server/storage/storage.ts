@@ -1,5 +1,6 @@
 import { MpotaError } from "../../errors.ts";
 import type { DeviceState, DeviceStatus } from "../contract.ts";
+import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 
 /**
  * Everything the server keeps, behind one asynchronous interface. SQLite
@@ -17,6 +18,9 @@ export interface Storage {
   readonly devices: DeviceStore;
   readonly firmware: FirmwareStore;
   readonly jobs: JobStore;
+  /** Device tags (what rollouts select by) and rollouts: see rollout-store.ts. */
+  readonly tags: DeviceTagStore;
+  readonly rollouts: RolloutStore;
   /** A short description for logs ("SQLite /data/mpota.db"). */
   readonly description: string;
   close(): Promise<void>;

@@ -1,0 +1,363 @@
+// npm run bench:fleet: one server (embedded broker, SQLite) in a process of
+// its own, a simulated fleet (each device an emulated yaota8266 with the
+// spec's timing model and the `lan` link on its own loopback address, a mix of
+// always-on and sleepy), one rollout of a 128 KiB firmware across all of
+// them. Then a registry row: many devices reporting state over MQTT only.
+// Results: bench/results/fleet-<devices>.json and .svg.
+//
+// Options: --devices N (default 200; the issue's full run is 1000)
+//          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
+//          --registry N (10000; 0 skips the row)  --image-kib K (128)
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { connectAsync, type MqttClient } from "mqtt";
+import { DEFAULT_TIMING, deviceFloorMs } from "../src/emulator/timing.ts";
+import { DEFAULT_SETTINGS } from "../src/protocol/config-h.ts";
+import { generateKeyPair } from "../src/protocol/rsa-key.ts";
+import { BridgeClient } from "../src/server/bridge-client.ts";
+import { DEFAULT_JOB_TIMINGS } from "../src/server/job-timings.ts";
+import type { RolloutDetail } from "../src/server/rollouts/rollout-api.ts";
+import { loopbackAddresses, sleepyIndexes } from "../src/simulator/fleet.ts";
+import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synthetic-firmware.ts";
+import { NodeUdpNetwork } from "../src/transfer/node-udp.ts";
+import { seededRandom } from "../src/transfer/random.ts";
+import { BenchDevice } from "./fleet-device.ts";
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isFinite(value) || value < 0) {
+    console.error(`--${name} needs a number, not ${process.argv[i + 1]}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const DEVICES = Math.max(1, Math.floor(option("devices", 200)));
+const CONCURRENCY = Math.max(1, Math.floor(option("concurrency", 50)));
+const SLEEPY_SHARE = option("sleepy-share", 0.2);
+const SLEEP_S = option("sleep", 20);
+const REGISTRY = Math.floor(option("registry", 10_000));
+const IMAGE_BYTES = Math.floor(option("image-kib", 128) * 1024);
+const BLOCK = 256;
+
+interface ServerProcess {
+  url: string;
+  stats(): Promise<{ cpuSeconds: number; rssBytes: number; maxRssBytes: number }>;
+  stop(): Promise<void>;
+}
+
+async function startServer(dataDir: string, keyFile: string): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      new URL("./fleet-server.ts", import.meta.url).pathname,
+      dataDir,
+      keyFile,
+      String(CONCURRENCY),
+    ],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const waiting: Array<(value: Record<string, unknown>) => void> = [];
+  lines.on("line", (line) => waiting.shift()?.(JSON.parse(line)));
+  const next = () => new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
+  const ready = await Promise.race([
+    next(),
+    new Promise<never>((_, reject) =>
+      child.once("exit", (code) => reject(new Error(`server exited (${code})`))),
+    ),
+  ]);
+  return {
+    url: ready.url as string,
+    async stats() {
+      const reply = next();
+      child.stdin?.write("stats\n");
+      return (await reply) as { cpuSeconds: number; rssBytes: number; maxRssBytes: number };
+    },
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.stdin?.write("stop\n");
+      await exited;
+    },
+  };
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number);
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
+
+async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPair>["key"]) {
+  const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-bench-"));
+  const server = await startServer(dir, keyFile);
+  const bridge = await BridgeClient.connect({ connection: { url: server.url }, timeoutMs: 60_000 });
+  const v1 = buildSyntheticFirmware({ size: IMAGE_BYTES, seed: 1 });
+  const v2 = buildSyntheticFirmware({ size: IMAGE_BYTES, seed: 2 });
+  const fw1 = firmwareIdentity(v1) as string;
+  const fw2 = firmwareIdentity(v2) as string;
+  await bridge.request("firmware/add", {
+    image: Buffer.from(v1).toString("base64"),
+    name: "sensor",
+    version: "1.0",
+  });
+  await bridge.request("firmware/add", {
+    image: Buffer.from(v2).toString("base64"),
+    name: "sensor",
+    version: "2.0",
+  });
+
+  const network = new NodeUdpNetwork();
+  const addresses = loopbackAddresses(DEVICES, "127.0.100.1");
+  const sleepy = SLEEP_S > 0 ? sleepyIndexes(DEVICES, SLEEPY_SHARE) : new Set<number>();
+  // Firmware changes to the new image per device (a sleepy device boots it again at every wake: not a change).
+  const updates = new Map<string, number>();
+  const running = new Map<string, string | undefined>();
+  const devices = addresses.map(
+    (address, i) =>
+      new BenchDevice({
+        id: `fleet-${i + 1}`,
+        address,
+        url: server.url,
+        key,
+        image: v1,
+        network,
+        random: seededRandom(1009 + i),
+        sleepSeconds: sleepy.has(i) ? SLEEP_S : 0,
+        onBoot: (fw) => {
+          const id = `fleet-${i + 1}`;
+          if (fw === fw2 && running.get(id) !== fw2) updates.set(id, (updates.get(id) ?? 0) + 1);
+          if (fw !== undefined) running.set(id, fw);
+        },
+      }),
+  );
+  console.log(`Starting ${DEVICES} devices (${sleepy.size} sleepy, ${SLEEP_S} s) ...`);
+  for (let i = 0; i < devices.length; i += 50)
+    await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
+  const known = Date.now();
+  for (;;) {
+    const list = await bridge.request("devices", {});
+    if (list.filter((d) => d.fw === fw1).length === DEVICES) break;
+    if (Date.now() - known > 120_000) throw new Error(`only ${list.length} of ${DEVICES} devices checked in`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const before = await server.stats();
+  const started = Date.now();
+  const created = await bridge.request("rollout/create", {
+    firmware: "sensor@2.0",
+    line: "sensor",
+    groups: "1,10%,rest",
+    successThreshold: 95,
+    errorThreshold: 10,
+    concurrency: CONCURRENCY,
+  });
+  console.log(
+    `Rollout ${created.id}: ${DEVICES} devices, groups ${created.groups.map((g) => g.size).join(" + ")}, concurrency ${CONCURRENCY}`,
+  );
+  const curve: Array<{ s: number; done: number }> = [];
+  let end: RolloutDetail;
+  let peakRss = 0;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const r = await bridge.request("rollout/show", { id: created.id, events: 0 });
+    peakRss = Math.max(peakRss, (await server.stats()).rssBytes);
+    curve.push({ s: (Date.now() - started) / 1000, done: r.counts.done });
+    const line = `${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  group ${r.currentGroup + 1}/${r.groups.length}  done ${r.counts.done}  pushing ${r.counts.pushing}  verifying ${r.counts.verifying}  failed ${r.counts.failed}`;
+    if (process.stdout.isTTY) process.stdout.write(`\r  ${line}   `);
+    else if (curve.length % 5 === 1) console.log(`  ${line}`);
+    if (r.state !== "running") {
+      end = r;
+      break;
+    }
+  }
+  if (process.stdout.isTTY) process.stdout.write("\n");
+  const after = await server.stats();
+  const jobs = await bridge.request("jobs", { limit: DEVICES * 2 });
+  const turnToVerified = end.devices
+    .filter((d) => d.status === "done" && d.turnAt !== null && d.finishedAt !== null)
+    .map((d) => ((d.finishedAt as number) - (d.turnAt as number)) / 1000)
+    .sort((a, b) => a - b);
+  const lastDone = Math.max(...end.devices.map((d) => d.finishedAt ?? 0));
+  const minutes = (lastDone - (end.startedAt ?? started)) / 60_000;
+  const floorMs =
+    DEFAULT_JOB_TIMINGS.bootDelayMs +
+    deviceFloorMs(IMAGE_BYTES, BLOCK) +
+    DEFAULT_SETTINGS.gpioWaitMs +
+    DEFAULT_TIMING.appBootMs;
+  const row = {
+    devices: DEVICES,
+    sleepy: sleepy.size,
+    sleepSeconds: SLEEP_S,
+    concurrency: CONCURRENCY,
+    imageBytes: IMAGE_BYTES,
+    state: end.state,
+    reason: end.reason,
+    verified: end.counts.done,
+    failed: end.counts.failed + end.counts.overdue,
+    devicesPerMinute: end.counts.done / minutes,
+    turnToVerifiedSeconds: {
+      p50: quantile(turnToVerified, 0.5),
+      p95: quantile(turnToVerified, 0.95),
+      max: turnToVerified.at(-1) ?? 0,
+    },
+    pushesRetried: jobs.reduce((sum, j) => sum + Math.max(0, j.attempt - 1), 0),
+    retransmits: jobs.reduce((sum, j) => sum + j.retransmits, 0),
+    devicesUpdatedTwice: [...updates.values()].filter((n) => n > 1).length,
+    serverCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    serverPeakRssMB: mb(Math.max(peakRss, after.maxRssBytes)),
+    perDeviceFloorSeconds: floorMs / 1000,
+    deviceModelBoundPerMinute: (CONCURRENCY * 60_000) / floorMs,
+    curve,
+  };
+  await bridge.close();
+  for (let i = 0; i < devices.length; i += 100)
+    await Promise.all(devices.slice(i, i + 100).map((d) => d.close()));
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+  return row;
+}
+
+async function registryRow(keyFile: string) {
+  const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-registry-"));
+  const server = await startServer(dir, keyFile);
+  const bridge = await BridgeClient.connect({ connection: { url: server.url }, timeoutMs: 60_000 });
+  const idle = await server.stats();
+  const clients: MqttClient[] = [];
+  const state = (i: number, n: number) =>
+    JSON.stringify({ v: 1, fw: "ab".repeat(16), ip: `10.1.${i >> 8}.${i & 255}`, sleep: 300, mem: n });
+  const started = Date.now();
+  console.log(`Connecting ${REGISTRY} devices that report their state ...`);
+  for (let i = 0; i < REGISTRY; i += 250) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(250, REGISTRY - i) }, async (_, k) => {
+        const id = `reg-${i + k}`;
+        const client = await connectAsync(server.url, {
+          clientId: `bench-${id}`,
+          reconnectPeriod: 0,
+          connectTimeout: 60_000,
+          will: { topic: `mpota/${id}/status`, payload: Buffer.from("offline"), retain: true, qos: 1 },
+        });
+        await client.publishAsync(`mpota/${id}/state`, state(i + k, 0), { qos: 1, retain: true });
+        return client;
+      }),
+    );
+    clients.push(...batch);
+  }
+  for (;;) {
+    const n = (await bridge.request("devices", {})).length;
+    if (n >= REGISTRY) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const registered = (Date.now() - started) / 1000;
+  // Every device reports again, spread over 10 s, while requests measure how quickly the server answers.
+  const latencies: number[] = [];
+  const reports = clients.map(
+    (client, i) =>
+      new Promise<void>((resolve) =>
+        setTimeout(
+          () => {
+            client.publishAsync(`mpota/reg-${i}/state`, state(i, 1), { qos: 1, retain: true }).then(
+              () => resolve(),
+              () => resolve(),
+            );
+          },
+          (i * 10_000) / clients.length,
+        ),
+      ),
+  );
+  const probeUntil = Date.now() + 10_000;
+  while (Date.now() < probeUntil) {
+    const t0 = performance.now();
+    await bridge.request("info", {});
+    latencies.push(performance.now() - t0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await Promise.all(reports);
+  const loaded = await server.stats();
+  latencies.sort((a, b) => a - b);
+  const row = {
+    devices: REGISTRY,
+    secondsToRegister: registered,
+    serverRssMB: mb(loaded.rssBytes),
+    serverPeakRssMB: mb(loaded.maxRssBytes),
+    serverIdleRssMB: mb(idle.rssBytes),
+    serverCpuSeconds: loaded.cpuSeconds - idle.cpuSeconds,
+    requestLatencyMs: {
+      p50: quantile(latencies, 0.5),
+      p95: quantile(latencies, 0.95),
+      max: latencies.at(-1) ?? 0,
+    },
+  };
+  await bridge.close();
+  for (let i = 0; i < clients.length; i += 500) {
+    await Promise.all(clients.slice(i, i + 500).map((c) => c.endAsync().catch(() => undefined)));
+  }
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+  return row;
+}
+
+function chart(row: Awaited<ReturnType<typeof rolloutRow>>): string {
+  const w = 640;
+  const h = 320;
+  const pad = 48;
+  const maxS = Math.max(1, ...row.curve.map((p) => p.s));
+  const x = (s: number) => pad + ((w - 2 * pad) * s) / maxS;
+  const y = (n: number) => h - pad - ((h - 2 * pad) * n) / Math.max(1, row.devices);
+  const path = row.curve
+    .map((p, i) => `${i === 0 ? "M" : "L"}${x(p.s).toFixed(1)},${y(p.done).toFixed(1)}`)
+    .join(" ");
+  const boundEnd = Math.min(maxS, (row.devices / row.deviceModelBoundPerMinute) * 60);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">
+<rect width="${w}" height="${h}" fill="white"/>
+<text x="${pad}" y="20">Rollout of ${Math.round(row.imageBytes / 1024)} KiB to ${row.devices} simulated devices (${row.sleepy} sleepy), concurrency ${row.concurrency}</text>
+<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="black"/>
+<line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="black"/>
+<text x="${w / 2}" y="${h - 12}" text-anchor="middle">seconds since the rollout started (${maxS.toFixed(0)} s)</text>
+<text x="12" y="${h / 2}" transform="rotate(-90 12 ${h / 2})" text-anchor="middle">devices verified (of ${row.devices})</text>
+<path d="M${x(0)},${y(0)} L${x(boundEnd).toFixed(1)},${y((boundEnd / 60) * row.deviceModelBoundPerMinute).toFixed(1)}" stroke="#999" stroke-dasharray="4 4" fill="none"/>
+<text x="${x(boundEnd) - 4}" y="${y((boundEnd / 60) * row.deviceModelBoundPerMinute) - 6}" text-anchor="end" fill="#666">device-model bound ${row.deviceModelBoundPerMinute.toFixed(0)}/min</text>
+<path d="${path}" stroke="#1565c0" stroke-width="2" fill="none"/>
+<text x="${w - pad}" y="${pad}" text-anchor="end" fill="#1565c0">${row.devicesPerMinute.toFixed(0)} devices/min, p95 turn→verified ${row.turnToVerifiedSeconds.p95.toFixed(0)} s</text>
+</svg>
+`;
+}
+
+const keyDir = mkdtempSync(join(tmpdir(), "mpota-fleet-key-"));
+const keyFile = join(keyDir, "priv.key");
+const pair = generateKeyPair(2048);
+writeFileSync(keyFile, pair.privatePem, { mode: 0o600 });
+try {
+  const rollout = await rolloutRow(keyFile, pair.key);
+  console.log(
+    `Rollout: ${rollout.state}, ${rollout.verified} verified, ${rollout.failed} failed; ${rollout.devicesPerMinute.toFixed(1)} devices/min ` +
+      `(device-model bound ${rollout.deviceModelBoundPerMinute.toFixed(0)}/min = ${CONCURRENCY} x 60 / ${rollout.perDeviceFloorSeconds.toFixed(1)} s; ` +
+      `${((rollout.devicesPerMinute / rollout.deviceModelBoundPerMinute) * 100).toFixed(0)} % of it)\n` +
+      `  turn to verified: p50 ${rollout.turnToVerifiedSeconds.p50.toFixed(1)} s, p95 ${rollout.turnToVerifiedSeconds.p95.toFixed(1)} s, max ${rollout.turnToVerifiedSeconds.max.toFixed(1)} s\n` +
+      `  pushes retried ${rollout.pushesRetried}, retransmits ${rollout.retransmits}, devices updated twice ${rollout.devicesUpdatedTwice}\n` +
+      `  server: ${rollout.serverCpuSeconds.toFixed(1)} CPU s during the rollout, peak RSS ${rollout.serverPeakRssMB} MB`,
+  );
+  const registry = REGISTRY > 0 ? await registryRow(keyFile) : null;
+  if (registry) {
+    console.log(
+      `Registry: ${registry.devices} devices registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB); ` +
+        `request latency while they all report: p50 ${registry.requestLatencyMs.p50.toFixed(1)} ms, p95 ${registry.requestLatencyMs.p95.toFixed(1)} ms`,
+    );
+  }
+  const out = new URL("./results/", import.meta.url).pathname;
+  mkdirSync(out, { recursive: true });
+  writeFileSync(
+    join(out, `fleet-${DEVICES}.json`),
+    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, rollout, registry }, null, 2)}\n`,
+  );
+  writeFileSync(join(out, `fleet-${DEVICES}.svg`), chart(rollout));
+  console.log(`Figures: bench/results/fleet-${DEVICES}.json, bench/results/fleet-${DEVICES}.svg`);
+} finally {
+  rmSync(keyDir, { recursive: true, force: true });
+}
+process.exit(0);

@@ -1,0 +1,58 @@
+// The dashboard's only way to the server: JSON over /api/v1/ and one event stream.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error ?? `The server answered ${status}.`);
+    this.status = status;
+    this.body = body ?? {};
+  }
+}
+
+/** One API request. State-changing requests carry the header a cross-site form cannot send. */
+export async function api(method, path, options = {}) {
+  const headers = { "x-mpota-request": "1", ...(options.headers ?? {}) };
+  let body = options.body;
+  if (options.json !== undefined) {
+    headers["content-type"] = "application/json";
+    body = JSON.stringify(options.json);
+  }
+  const response = await fetch(`/api/v1${path}`, { method, headers, body, credentials: "same-origin" });
+  const text = await response.text();
+  let value;
+  try {
+    value = text ? JSON.parse(text) : {};
+  } catch {
+    value = { error: text };
+  }
+  if (!response.ok) throw new ApiError(response.status, value);
+  return value;
+}
+
+/**
+ * One EventSource per page for everything live; named events are handed to
+ * the listeners. The browser reconnects by itself and sends Last-Event-ID,
+ * so the server replays what was missed (or sends `reset`).
+ */
+export class LiveEvents {
+  constructor(onEvent, onState) {
+    this.source = new EventSource("/api/v1/events");
+    for (const name of ["device", "job", "firmware", "reset"]) {
+      this.source.addEventListener(name, (event) => {
+        let data;
+        try {
+          data = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        onEvent(name, data);
+      });
+    }
+    this.source.onopen = () => onState("live");
+    this.source.onerror = () =>
+      onState(this.source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  }
+
+  close() {
+    this.source.close();
+  }
+}

@@ -1,0 +1,223 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import { MpotaError, UsageError } from "../../errors.ts";
+import type { ServerInfo } from "../api.ts";
+import { bridgeHandlers } from "../bridge-handlers.ts";
+import type { DeviceInbox } from "../device-inbox.ts";
+import type { FirmwareLibrary } from "../firmware-library.ts";
+import type { JobRunner } from "../job-runner.ts";
+import type { MqttLink } from "../mqtt-link.ts";
+import type { Storage } from "../storage/storage.ts";
+import type { Topics } from "../topics.ts";
+import { AdminToken, ensureAdminToken } from "./admin-token.ts";
+import { routeApi, sendJson } from "./api-routes.ts";
+import { Authenticator, isLoopbackHost } from "./auth.ts";
+import { EventStream, type EventStreamOptions } from "./event-stream.ts";
+import { FleetEvents } from "./fleet-events.ts";
+import { HttpError } from "./http-error.ts";
+import { LineUpdates } from "./line-update.ts";
+import { DEFAULT_LOGIN_LIMITS, LoginLimiter, type LoginLimits } from "./login-limiter.ts";
+import { StaticFiles } from "./static-files.ts";
+
+export const DEFAULT_HTTP_PORT = 8080;
+export const DEFAULT_HTTP_HOST = "0.0.0.0";
+
+/** The HTTP server cannot listen on its address and port. */
+export class HttpListenError extends MpotaError {
+  override readonly exitCode: number = 29;
+}
+
+export interface HttpOptions {
+  host?: string;
+  port?: number;
+  /** Turn authentication off: allowed only when `host` is a loopback address. */
+  noAuth?: boolean;
+  stream?: EventStreamOptions;
+  loginLimits?: LoginLimits;
+}
+
+export interface HttpFeatureDeps {
+  storage: Storage;
+  library: FirmwareLibrary;
+  runner: JobRunner;
+  link: MqttLink;
+  topics: Topics;
+  inbox: DeviceInbox;
+  info: () => ServerInfo;
+  dataDir: string;
+  logger: Logger;
+}
+
+/**
+ * The dashboard and the JSON API (`/api/v1/`), with one event stream per
+ * page. Every answer comes from the same handlers as the MQTT bridge, so
+ * the dashboard, the CLI's `--json` and MQTT clients show the same numbers.
+ */
+export class HttpFeature {
+  readonly stream: EventStream;
+  /** Set when the admin token file was created by this start (print it once). */
+  readonly newToken: string | undefined;
+  readonly tokenPath: string | undefined;
+  private readonly server: Server;
+  private readonly events: FleetEvents;
+  private readonly lines: LineUpdates;
+  private readonly files: StaticFiles;
+  private readonly auth: Authenticator;
+  private readonly host: string;
+  private readonly port: number;
+
+  constructor(
+    private readonly deps: HttpFeatureDeps,
+    options: HttpOptions = {},
+  ) {
+    this.host = options.host ?? DEFAULT_HTTP_HOST;
+    this.port = options.port ?? DEFAULT_HTTP_PORT;
+    if (options.noAuth && !isLoopbackHost(this.host)) {
+      throw new UsageError(
+        `--no-auth is allowed only when the HTTP server listens on loopback (127.0.0.1, ::1 or localhost), not on ${this.host}: anyone on the network could push firmware to every device. Add --http-host 127.0.0.1, or keep the token.`,
+      );
+    }
+    let token: AdminToken | undefined;
+    if (!options.noAuth) {
+      const ensured = ensureAdminToken(deps.dataDir);
+      this.newToken = ensured.created ? ensured.token : undefined;
+      this.tokenPath = ensured.path;
+      token = new AdminToken(ensured.path);
+    }
+    this.auth = new Authenticator(token, new LoginLimiter(options.loginLimits ?? DEFAULT_LOGIN_LIMITS));
+    const handlers = bridgeHandlers({
+      storage: deps.storage,
+      library: deps.library,
+      runner: deps.runner,
+      info: deps.info,
+    });
+    this.stream = new EventStream(options.stream);
+    this.lines = new LineUpdates({
+      storage: deps.storage,
+      library: deps.library,
+      handlers,
+      logger: deps.logger,
+    });
+    this.events = new FleetEvents({
+      link: deps.link,
+      topics: deps.topics,
+      storage: deps.storage,
+      inbox: deps.inbox,
+      stream: this.stream,
+      logger: deps.logger,
+      onJob: (message) => this.lines.onJob(message),
+    });
+    this.files = new StaticFiles();
+    const ctx = {
+      handlers,
+      storage: deps.storage,
+      auth: this.auth,
+      stream: this.stream,
+      lines: this.lines,
+      secure: (request: IncomingMessage) => request.headers["x-forwarded-proto"] === "https",
+    };
+    this.server = createServer((request, response) => {
+      this.handle(ctx, request, response).catch((error: unknown) => this.fail(request, response, error));
+    });
+    this.server.headersTimeout = 20_000;
+    this.server.requestTimeout = 120_000;
+  }
+
+  async start(): Promise<void> {
+    await this.events.start();
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException) => {
+        reject(
+          new HttpListenError(
+            `The dashboard cannot listen on ${this.host}:${this.port}: ${error.code === "EADDRINUSE" ? "the port is in use (another mpota serve?)" : error.message}. Pick another with --http-port.`,
+          ),
+        );
+      };
+      this.server.once("error", onError);
+      this.server.listen(this.port, this.host, () => {
+        this.server.off("error", onError);
+        resolve();
+      });
+    });
+    this.deps.logger.info(
+      { url: this.url, auth: this.auth.open ? "none" : "token" },
+      "dashboard and HTTP API ready",
+    );
+  }
+
+  /** http://host:port/ as a browser on this machine reaches it. */
+  get url(): string {
+    const address = this.server.address() as AddressInfo | null;
+    const host = this.host === "0.0.0.0" || this.host === "::" ? "127.0.0.1" : this.host;
+    const shown = host.includes(":") ? `[${host}]` : host;
+    return `http://${shown}:${address?.port ?? this.port}/`;
+  }
+
+  async stop(): Promise<void> {
+    this.lines.stop();
+    this.stream.close();
+    await this.events.stop();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(
+    ctx: Parameters<typeof routeApi>[0],
+    request: IncomingMessage,
+    response: ServerResponse,
+  ): Promise<void> {
+    const url = new URL(request.url ?? "/", "http://mpota.invalid");
+    if (url.pathname.startsWith("/api/")) {
+      if (!url.pathname.startsWith("/api/v1/") || !(await routeApi(ctx, request, response, url))) {
+        request.resume();
+        throw new HttpError(
+          404,
+          `There is no API at ${url.pathname.slice(0, 200)}. The API lives under /api/v1/ (see docs/dashboard.md).`,
+        );
+      }
+      return;
+    }
+    const method = request.method ?? "GET";
+    if ((method === "GET" || method === "HEAD") && this.files.has(url.pathname)) {
+      await this.files.serve(url.pathname, response, method === "HEAD");
+      return;
+    }
+    request.resume();
+    throw new HttpError(404, `Nothing at ${url.pathname.slice(0, 200)}. The dashboard is at /.`);
+  }
+
+  private fail(request: IncomingMessage, response: ServerResponse, error: unknown): void {
+    let status = 500;
+    let body: Record<string, unknown>;
+    let headers: Record<string, string> = {};
+    if (error instanceof HttpError) {
+      status = error.status;
+      body = { error: error.message, ...error.extra };
+      headers = error.headers;
+    } else if (error instanceof MpotaError) {
+      status = 400;
+      body = { error: error.message };
+    } else {
+      this.deps.logger.error(
+        { url: request.url?.slice(0, 200), err: (error as Error)?.stack ?? String(error) },
+        "HTTP request failed",
+      );
+      body = {
+        error: `The server failed on this request: ${(error as Error)?.message ?? String(error)}. See the server's log; please report it.`,
+      };
+    }
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    if (status >= 400 && status < 500 && status !== 404)
+      this.deps.logger.info(
+        { url: request.url?.slice(0, 200), status, reason: String(body.error).split("\n")[0] },
+        "HTTP request refused",
+      );
+    sendJson(response, status, { ...body, status }, headers);
+  }
+}

@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
+import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
+import { FAST_TIMINGS, tempDir, testKey } from "../server/support/test-server.ts";
+import { eventually } from "../server/support/wait.ts";
+import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
+import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+
+// A user in real headless Chromium against the real server (embedded Aedes,
+// SQLite) and simulated devices running the real MicroPython agent. Every
+// assertion is on what the page shows.
+const CHROMIUM = "/usr/bin/chromium";
+const SKIP = existsSync(CHROMIUM)
+  ? false
+  : `Chromium is not installed (${CHROMIUM} missing): install it with \`apt-get install -y chromium\` (.ci/run does).`;
+const DOCS = join(import.meta.dirname, "../../docs");
+
+const V1 = buildMicroPythonImage({ size: 48 * 1024, seed: 81 });
+const V2 = buildMicroPythonImage({ size: 52 * 1024, seed: 82 });
+const NORMAL = buildMicroPythonImage({ size: 48 * 1024, seed: 83, ota: false });
+
+describe("dashboard in headless Chromium", { skip: SKIP }, () => {
+  const data = tempDir("mpota-dashboard-");
+  const files = tempDir("mpota-dashboard-files-");
+  const nextAddress = addressPool();
+  const devices: SimulatedDevice[] = [];
+  let s: HttpTestServer;
+  let browser: Browser;
+  let page: Page;
+
+  before(async () => {
+    s = await startHttpServer(
+      data.dir,
+      {},
+      { timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 8000 }, maxAttempts: 2 },
+    );
+    const v1 = await call(s, "POST", "/api/v1/firmware?name=sensor&version=1.0&notes=First%20release", {
+      body: V1,
+      headers: { "content-type": "application/octet-stream" },
+    });
+    assert.equal(v1.status, 201, JSON.stringify(v1.body));
+    const make = (id: string, sleepSeconds: number, agent = {}) => {
+      const d = new SimulatedDevice({
+        id,
+        address: nextAddress(),
+        broker: s.url,
+        key: testKey,
+        firmware: V1,
+        sleepSeconds,
+        timing: FAST,
+        settings: SHORT_GPIO,
+        agent: { vbat: 3.1, ...agent },
+      });
+      devices.push(d);
+      return d.start();
+    };
+    await Promise.all([make("hall", 0), make("garden", 6), make("cellar", 0, { vbat: 2.9, minVbat: 3.3 })]);
+    await eventually(
+      async () => (await call(s, "GET", "/api/v1/devices")).body.length === 3,
+      "three devices registered",
+      30_000,
+    );
+    writeFileSync(join(files.dir, "firmware.bin"), NORMAL);
+    writeFileSync(join(files.dir, "firmware-ota.bin"), V2);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-gpu",
+        "--no-first-run",
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  });
+  after(async () => {
+    await browser?.close();
+    await Promise.all(devices.map((d) => d.stop()));
+    await s?.stop();
+    data.remove();
+    files.remove();
+  });
+
+  // The screenshots in docs/ are rewritten only when asked: MPOTA_SCREENSHOTS=1 node scripts/run-tests.mjs test/dashboard
+  const shot = async (name: string) => {
+    if (!process.env.MPOTA_SCREENSHOTS) return;
+    mkdirSync(DOCS, { recursive: true });
+    await page.screenshot({ path: join(DOCS, name), fullPage: true });
+  };
+
+  test("log in: a wrong token is refused, the right one shows the fleet", async () => {
+    await page.goto(s.base);
+    await page.getByLabel("Admin token").fill("not-the-token");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.getByText("That is not the admin token").waitFor();
+    await page.getByLabel("Admin token").fill(s.token);
+    await page.getByRole("button", { name: "Log in" }).click();
+    const rows = page.locator("table.devices tbody tr");
+    await eventually(async () => (await rows.count()) === 3, "three rows");
+    const hall = page.locator('tr[data-device="hall"]');
+    assert.match((await hall.textContent()) ?? "", /online/);
+    assert.match((await hall.textContent()) ?? "", /sensor 1\.0/);
+    assert.match((await hall.textContent()) ?? "", /3\.10 V/);
+    await page
+      .locator('tr[data-device="garden"]')
+      .getByText(/sleeping, next wake in \d+ s/)
+      .waitFor({ timeout: 15_000 });
+    await page.getByLabel("Filter devices").fill("gard");
+    await eventually(async () => (await rows.count()) === 1, "filtered to one row");
+    await page.getByLabel("Filter devices").fill("");
+  });
+
+  test("upload: a normal build is refused with the reason; the OTA build is added", async () => {
+    await page.goto(`${s.base}/#/firmware`);
+    await page.locator('input[type="file"]').setInputFiles(join(files.dir, "firmware.bin"));
+    await page.getByLabel("Name").fill("sensor");
+    await page.getByLabel("Version").fill("2.0");
+    await page.getByRole("button", { name: "Check and add" }).click();
+    const refused = page.locator(".result.refused");
+    await refused.waitFor();
+    assert.match((await refused.textContent()) ?? "", /Refused; nothing was stored/);
+    assert.match((await refused.textContent()) ?? "", /normal MicroPython build, not an OTA build/);
+    await shot("dashboard-upload-refused.png");
+    await page.locator('input[type="file"]').setInputFiles(join(files.dir, "firmware-ota.bin"));
+    await page.getByLabel("Release notes").fill("Faster wake-up.");
+    await page.getByRole("button", { name: "Check and add" }).click();
+    await page.getByText(`Added sensor 2.0 (${imageIdentity(V2)})`).waitFor();
+    await page.locator(`tr[data-firmware="${imageIdentity(V2)}"]`).waitFor();
+    await shot("dashboard-firmware.png");
+    await page.goto(`${s.base}/#/devices`);
+    await page.locator('tr[data-device="hall"]').getByText("2.0 available").waitFor();
+    await shot("dashboard-devices.png");
+  });
+
+  test("update an always-on device: the progress bar reaches done and the device shows the new firmware", async () => {
+    await page.goto(`${s.base}/#/device/hall`);
+    await page.getByRole("button", { name: "Update hall" }).click();
+    const job = page.locator(".jobs .job").first();
+    await job.locator(".job-state", { hasText: "done" }).waitFor({ timeout: 45_000 });
+    assert.equal(await job.locator(".bar-text").textContent(), "100%");
+    await page.locator(".facts").getByText("sensor 2.0").waitFor({ timeout: 15_000 });
+    await page
+      .locator(".timeline")
+      .getByText(/Device reports sensor 2\.0 .*: updated\./)
+      .waitFor({ timeout: 15_000 });
+    await shot("dashboard-device.png");
+  });
+
+  test("a sleepy device is scheduled, waits for its wake, then is done", async () => {
+    await page.goto(`${s.base}/#/device/garden`);
+    await page.locator(".device-status", { hasText: /sleeping, next wake in/ }).waitFor({ timeout: 20_000 });
+    await page.getByRole("button", { name: "Update garden" }).click();
+    await page.getByText("scheduled, waiting for wake").first().waitFor();
+    const job = page.locator(".jobs .job").first();
+    await job.locator(".job-state", { hasText: "done" }).waitFor({ timeout: 45_000 });
+    await page.locator(".facts").getByText("sensor 2.0").waitFor({ timeout: 15_000 });
+  });
+
+  test("a failed job shows its reason", async () => {
+    await page.goto(`${s.base}/#/device/cellar`);
+    await page.getByRole("button", { name: "Update cellar" }).click();
+    const job = page.locator(".jobs .job").first();
+    await job.locator(".job-state", { hasText: "failed" }).waitFor({ timeout: 30_000 });
+    assert.match((await job.locator(".job-error").textContent()) ?? "", /battery low/);
+    await shot("dashboard-failed-job.png");
+  });
+});

@@ -148,11 +148,9 @@ describe("rollouts end to end (emulated devices, real server)", () => {
     assert.ok(s1);
     assert.equal(s1.group, 1);
     assert.equal(s1.sleepy, true);
-    assert.equal(
-      (s1.deadlineAt ?? 0) - (s1.turnAt ?? 0),
-      10_000 + 1500,
-      "its sleep period on top of the timeout",
-    );
+    // Its sleep period on top of the timeout (times are whole milliseconds, so allow rounding).
+    const budget = (s1.deadlineAt ?? 0) - (s1.turnAt ?? 0);
+    assert.ok(Math.abs(budget - (10_000 + 1500)) <= 5, `budget ${budget} ms`);
     const job = await rig.bridge.request("job", { id: s1.job as string });
     const kinds = job.steps.map((s) => s.kind);
     assert.ok(kinds.indexOf("device-state") < kinds.indexOf("ack"), `woke, then took the command: ${kinds}`);

@@ -66,7 +66,7 @@ test("a 4 MiB image streams through the sender: memory stays flat while it is pu
     assert.ok(samples > 20, `only ${samples} samples`);
     assert.deepEqual(Buffer.from(device.flash.read(0x3c000, SIZE)), Buffer.from(image));
     // The image is never held whole by the sender: growth stays far below its 4 MiB.
-    assert.ok(peak < 1024 * 1024, `memory grew by ${(peak / 1024).toFixed(0)} KiB during the push`);
+    assert.ok(peak < 2 * 1024 * 1024, `memory grew by ${(peak / 1024).toFixed(0)} KiB during the push`);
   } finally {
     await device.close();
   }

@@ -39,6 +39,12 @@ export function printJson(io: CliIo, value: unknown): void {
   io.out(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** Prints a server answer: as JSON with --json, else as the text people read. */
+export function printAnswer<T>(io: CliIo, json: boolean | undefined, value: T, text: () => string): void {
+  if (json) printJson(io, value);
+  else io.out(text());
+}
+
 /** "12 s ago", "4 min ago", "in 3 h", or a date for anything older than a week. */
 export function relativeTime(at: number | null, now = Date.now()): string {
   if (at === null) return "-";
@@ -135,8 +141,7 @@ export function registerDevicesCommand(program: Command, io: CliIo): void {
     devices.command("list", { isDefault: true }).description("list the devices (the default)"),
   ).action(async (options: BridgeCommandOptions) => {
     const list = await withBridge(options, (bridge) => bridge.request("devices", {}));
-    if (options.json) printJson(io, list);
-    else io.out(devicesTable(list));
+    printAnswer(io, options.json, list, () => devicesTable(list));
   });
   addBridgeOptions(
     devices
@@ -145,7 +150,6 @@ export function registerDevicesCommand(program: Command, io: CliIo): void {
       .argument("<id>", "device id"),
   ).action(async (id: string, options: BridgeCommandOptions) => {
     const device = await withBridge(options, (bridge) => bridge.request("device", { id }));
-    if (options.json) printJson(io, device);
-    else io.out(deviceText(device));
+    printAnswer(io, options.json, device, () => deviceText(device));
   });
 }

@@ -8,6 +8,7 @@ import type { StoredVerdict } from "../server/storage/storage.ts";
 import {
   addBridgeOptions,
   type BridgeCommandOptions,
+  printAnswer,
   printJson,
   relativeTime,
   withBridge,
@@ -106,8 +107,7 @@ export function registerFirmwareCommand(program: Command, io: CliIo): void {
     firmware.command("list", { isDefault: true }).description("list the store (the default)"),
   ).action(async (options: BridgeCommandOptions) => {
     const list = await withBridge(options, (bridge) => bridge.request("firmware/list", {}));
-    if (options.json) printJson(io, list);
-    else io.out(firmwareTable(list));
+    printAnswer(io, options.json, list, () => firmwareTable(list));
   });
   addBridgeOptions(
     firmware
@@ -116,7 +116,11 @@ export function registerFirmwareCommand(program: Command, io: CliIo): void {
       .argument("<firmware>", "identity (or its first 6+ digits), name@version, or name"),
   ).action(async (ref: string, options: BridgeCommandOptions) => {
     const removed = await withBridge(options, (bridge) => bridge.request("firmware/remove", { id: ref }));
-    if (options.json) printJson(io, removed);
-    else io.out(`Removed ${removed.name} ${removed.version} (${removed.id}).\n`);
+    printAnswer(
+      io,
+      options.json,
+      removed,
+      () => `Removed ${removed.name} ${removed.version} (${removed.id}).\n`,
+    );
   });
 }

@@ -4,6 +4,7 @@ import type { JobDetail, JobView } from "../server/api.ts";
 import {
   addBridgeOptions,
   type BridgeCommandOptions,
+  printAnswer,
   printJson,
   relativeTime,
   withBridge,
@@ -78,15 +79,13 @@ export function registerJobsCommand(program: Command, io: CliIo): void {
           ...(Number.isInteger(options.limit) && options.limit > 0 ? { limit: options.limit } : {}),
         }),
       );
-      if (options.json) printJson(io, list);
-      else io.out(jobsTable(list));
+      printAnswer(io, options.json, list, () => jobsTable(list));
     });
   addBridgeOptions(
     jobs.command("show").description("one job with every step").argument("<job>", "job id"),
   ).action(async (id: string, options: BridgeCommandOptions) => {
     const job = await withBridge(options, (bridge) => bridge.request("job", { id }));
-    if (options.json) printJson(io, job);
-    else io.out(jobText(job));
+    printAnswer(io, options.json, job, () => jobText(job));
   });
   addBridgeOptions(
     jobs

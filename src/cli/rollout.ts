@@ -13,6 +13,7 @@ import { DEFAULT_GROUPS, parseGroupSize } from "../server/rollouts/rollout-reque
 import {
   addBridgeOptions,
   type BridgeCommandOptions,
+  printAnswer,
   printJson,
   relativeTime,
   withBridge,
@@ -396,8 +397,7 @@ as done. Examples:
       const list = await withBridge(options, (bridge) =>
         bridge.request("rollout/list", { ...(options.active ? { active: true } : {}), limit: options.limit }),
       );
-      if (options.json) printJson(io, list);
-      else io.out(rolloutsTable(list));
+      printAnswer(io, options.json, list, () => rolloutsTable(list));
     });
 
   addBridgeOptions(
@@ -411,8 +411,7 @@ as done. Examples:
       const r = await withBridge(options, (bridge) =>
         bridge.request("rollout/show", { id, events: options.events }),
       );
-      if (options.json) printJson(io, r);
-      else io.out(rolloutText(r));
+      printAnswer(io, options.json, r, () => rolloutText(r));
     });
 
   addBridgeOptions(
@@ -428,11 +427,13 @@ as done. Examples:
       const r = await withBridge(options, (bridge) =>
         bridge.request("rollout/pause", { id, ...(options.reason ? { reason: options.reason } : {}) }),
       );
-      if (options.json) printJson(io, r);
-      else
-        io.out(
+      printAnswer(
+        io,
+        options.json,
+        r,
+        () =>
           `Rollout ${r.id} paused: ${countsText(r.counts)}. Resume with \`mpota rollout resume ${r.id}\`.\n`,
-        );
+      );
     });
 
   addBridgeOptions(
@@ -444,8 +445,12 @@ as done. Examples:
       .argument("<rollout>", "rollout id or name"),
   ).action(async (id: string, options: BridgeCommandOptions) => {
     const r = await withBridge(options, (bridge) => bridge.request("rollout/resume", { id }));
-    if (options.json) printJson(io, r);
-    else io.out(`Rollout ${r.id} ${stateText(r, Date.now())}: ${countsText(r.counts)}.\n`);
+    printAnswer(
+      io,
+      options.json,
+      r,
+      () => `Rollout ${r.id} ${stateText(r, Date.now())}: ${countsText(r.counts)}.\n`,
+    );
   });
 
   addBridgeOptions(
@@ -459,8 +464,7 @@ as done. Examples:
       const r = await withBridge(options, (bridge) =>
         bridge.request("rollout/abort", { id, ...(options.reason ? { reason: options.reason } : {}) }),
       );
-      if (options.json) printJson(io, r);
-      else io.out(`Rollout ${r.id} aborted: ${countsText(r.counts)}.\n`);
+      printAnswer(io, options.json, r, () => `Rollout ${r.id} aborted: ${countsText(r.counts)}.\n`);
     });
 
   addBridgeOptions(
@@ -477,7 +481,11 @@ as done. Examples:
       const r = await withBridge(options, (bridge) =>
         bridge.request("device/tags", { id: device, ...(set ? { tags: options.clear ? [] : tags } : {}) }),
       );
-      if (options.json) printJson(io, r);
-      else io.out(`${r.id}: ${r.tags.length > 0 ? r.tags.join(", ") : "no tags"}\n`);
+      printAnswer(
+        io,
+        options.json,
+        r,
+        () => `${r.id}: ${r.tags.length > 0 ? r.tags.join(", ") : "no tags"}\n`,
+      );
     });
 }

@@ -8,12 +8,17 @@
 // Options: --devices N (default 200; the issue's full run is 1000)
 //          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
 //          --registry N (10000; 0 skips the row)  --image-kib K (128)
+//          --setups sqlite,pg1,pg2,pg3 (the rollout rows: one server on SQLite with its
+//          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
+//          (--devices 0 skips the rollout rows)
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { connectAsync, type MqttClient } from "mqtt";
+import pg from "pg";
 import { DEFAULT_TIMING, deviceFloorMs } from "../src/emulator/timing.ts";
 import { DEFAULT_SETTINGS } from "../src/protocol/config-h.ts";
 import { generateKeyPair } from "../src/protocol/rsa-key.ts";
@@ -24,6 +29,7 @@ import { loopbackAddresses, sleepyIndexes } from "../src/simulator/fleet.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synthetic-firmware.ts";
 import { NodeUdpNetwork } from "../src/transfer/node-udp.ts";
 import { seededRandom } from "../src/transfer/random.ts";
+import { startPostgresCluster, TEST_PASSWORD, TEST_ROLE } from "../test/support/postgres.ts";
 import { BenchDevice } from "./fleet-device.ts";
 
 function option(name: string, fallback: number): number {
@@ -37,30 +43,48 @@ function option(name: string, fallback: number): number {
   return value;
 }
 
-const DEVICES = Math.max(1, Math.floor(option("devices", 200)));
+const DEVICES = Math.floor(option("devices", 200));
 const CONCURRENCY = Math.max(1, Math.floor(option("concurrency", 50)));
 const SLEEPY_SHARE = option("sleepy-share", 0.2);
 const SLEEP_S = option("sleep", 20);
 const REGISTRY = Math.floor(option("registry", 10_000));
 const IMAGE_BYTES = Math.floor(option("image-kib", 128) * 1024);
 const BLOCK = 256;
+/** Rollout rows: "sqlite" (one server, embedded broker), "pg1", "pg2", "pg3" (instances on PostgreSQL + Mosquitto). */
+const SETUPS = (() => {
+  const i = process.argv.indexOf("--setups");
+  const list = (i < 0 ? "sqlite,pg1,pg2,pg3" : (process.argv[i + 1] ?? "")).split(",").filter(Boolean);
+  for (const setup of list) {
+    if (!/^(sqlite|pg[1-9])$/.test(setup)) {
+      console.error(`--setups takes sqlite, pg1, pg2, pg3 ... separated by commas, not "${setup}"`);
+      process.exit(2);
+    }
+  }
+  return list;
+})();
 
 interface ServerProcess {
   url: string;
+  /** The dashboard and API (no auth, loopback). */
+  http: string;
   stats(): Promise<{ cpuSeconds: number; rssBytes: number; maxRssBytes: number }>;
   stop(): Promise<void>;
 }
 
-async function startServer(dataDir: string, keyFile: string): Promise<ServerProcess> {
+async function startServer(config: {
+  dataDir: string;
+  keyFile: string;
+  db?: string;
+  mqtt?: string;
+  id?: string;
+}): Promise<ServerProcess> {
   const child: ChildProcess = spawn(
     process.execPath,
     [
       "--import",
       "tsx",
       new URL("./fleet-server.ts", import.meta.url).pathname,
-      dataDir,
-      keyFile,
-      String(CONCURRENCY),
+      JSON.stringify({ ...config, maxPushes: CONCURRENCY }),
     ],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
@@ -76,6 +100,7 @@ async function startServer(dataDir: string, keyFile: string): Promise<ServerProc
   ]);
   return {
     url: ready.url as string,
+    http: (ready.http as string).replace(/\/$/, ""),
     async stats() {
       const reply = next();
       child.stdin?.write("stats\n");
@@ -89,14 +114,148 @@ async function startServer(dataDir: string, keyFile: string): Promise<ServerProc
   };
 }
 
+/** Where the rollout row runs: one server on SQLite, or N instances on PostgreSQL and Mosquitto. */
+interface Deployment {
+  label: string;
+  /** The broker devices and the bridge client use. */
+  url: string;
+  servers: ServerProcess[];
+  stop(): Promise<void>;
+}
+
+async function sqliteDeployment(keyFile: string): Promise<Deployment> {
+  const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-bench-"));
+  const server = await startServer({ dataDir: dir, keyFile });
+  return {
+    label: "SQLite, embedded broker, 1 instance",
+    url: server.url,
+    servers: [server],
+    async stop() {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let cluster: Awaited<ReturnType<typeof startPostgresCluster>> | undefined;
+
+async function postgresDeployment(keyFile: string, instances: number): Promise<Deployment> {
+  cluster ??= await startPostgresCluster();
+  const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-bench-pg-"));
+  const name = `bench_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: cluster.adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name} OWNER ${TEST_ROLE}`);
+  await admin.end();
+  const db = new URL(cluster.adminUrl);
+  db.username = TEST_ROLE;
+  db.password = TEST_PASSWORD;
+  db.pathname = `/${name}`;
+  const broker = await startMosquitto(dir);
+  const servers: ServerProcess[] = [];
+  for (let i = 1; i <= instances; i++) {
+    servers.push(
+      await startServer({
+        dataDir: join(dir, `i${i}`),
+        keyFile,
+        db: db.toString(),
+        mqtt: broker.url,
+        id: `i${i}`,
+      }),
+    );
+  }
+  return {
+    label: `PostgreSQL, Mosquitto, ${instances} instance${instances > 1 ? "s" : ""}`,
+    url: broker.url,
+    servers,
+    async stop() {
+      for (const server of servers) await server.stop();
+      await broker.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Mosquitto on a free loopback port (anonymous, no persistence). */
+async function startMosquitto(dir: string) {
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+  const config = join(dir, "mosquitto.conf");
+  writeFileSync(
+    config,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n`,
+  );
+  const child = spawn("/usr/sbin/mosquitto", ["-c", config], { stdio: "ignore" });
+  const url = `mqtt://127.0.0.1:${port}`;
+  for (let tries = 0; ; tries++) {
+    try {
+      const probe = await connectAsync(url, { reconnectPeriod: 0, connectTimeout: 1000 });
+      await probe.endAsync();
+      break;
+    } catch (error) {
+      if (tries > 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return {
+    url,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.once("exit", resolve));
+    },
+  };
+}
+
+/** The dashboard's event stream (/api/v1/events), calling `onDevice` with the id of every device event. */
+async function openEventStream(base: string) {
+  const controller = new AbortController();
+  const response = await fetch(`${base}/api/v1/events`, { signal: controller.signal });
+  if (!response.ok || !response.body) throw new Error(`event stream: HTTP ${response.status}`);
+  const stream: { onDevice: (id: string) => void; close: () => void } = {
+    onDevice: () => undefined,
+    close: () => controller.abort(),
+  };
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let event = "";
+  (async () => {
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let newline = buffer.indexOf("\n");
+      while (newline >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ") && event === "device") {
+          stream.onDevice((JSON.parse(line.slice(6)) as { id: string }).id);
+        } else if (line === "") event = "";
+        newline = buffer.indexOf("\n");
+      }
+    }
+  })().catch(() => undefined);
+  return stream;
+}
+
 const quantile = (sorted: number[], q: number) =>
   sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number);
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
 
-async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPair>["key"]) {
-  const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-bench-"));
-  const server = await startServer(dir, keyFile);
-  const bridge = await BridgeClient.connect({ connection: { url: server.url }, timeoutMs: 60_000 });
+async function stats(deployment: Deployment) {
+  const each = await Promise.all(deployment.servers.map((s) => s.stats()));
+  return {
+    cpuSeconds: each.reduce((sum, e) => sum + e.cpuSeconds, 0),
+    rssBytes: Math.max(...each.map((e) => e.rssBytes)),
+    maxRssBytes: Math.max(...each.map((e) => e.maxRssBytes)),
+  };
+}
+
+async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generateKeyPair>["key"]) {
+  console.log(`\n== ${deployment.label}`);
+  const bridge = await BridgeClient.connect({ connection: { url: deployment.url }, timeoutMs: 60_000 });
   const v1 = buildSyntheticFirmware({ size: IMAGE_BYTES, seed: 1 });
   const v2 = buildSyntheticFirmware({ size: IMAGE_BYTES, seed: 2 });
   const fw1 = firmwareIdentity(v1) as string;
@@ -123,7 +282,7 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
       new BenchDevice({
         id: `fleet-${i + 1}`,
         address,
-        url: server.url,
+        url: deployment.url,
         key,
         image: v1,
         network,
@@ -146,7 +305,7 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
     if (Date.now() - known > 120_000) throw new Error(`only ${list.length} of ${DEVICES} devices checked in`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  const before = await server.stats();
+  const before = await stats(deployment);
   const started = Date.now();
   const created = await bridge.request("rollout/create", {
     firmware: "sensor@2.0",
@@ -165,7 +324,7 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const r = await bridge.request("rollout/show", { id: created.id, events: 0 });
-    peakRss = Math.max(peakRss, (await server.stats()).rssBytes);
+    peakRss = Math.max(peakRss, (await stats(deployment)).rssBytes);
     curve.push({ s: (Date.now() - started) / 1000, done: r.counts.done });
     const line = `${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  group ${r.currentGroup + 1}/${r.groups.length}  done ${r.counts.done}  pushing ${r.counts.pushing}  verifying ${r.counts.verifying}  failed ${r.counts.failed}`;
     if (process.stdout.isTTY) process.stdout.write(`\r  ${line}   `);
@@ -176,7 +335,7 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
     }
   }
   if (process.stdout.isTTY) process.stdout.write("\n");
-  const after = await server.stats();
+  const after = await stats(deployment);
   const jobs = await bridge.request("jobs", { limit: DEVICES * 2 });
   const turnToVerified = end.devices
     .filter((d) => d.status === "done" && d.turnAt !== null && d.finishedAt !== null)
@@ -190,6 +349,8 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
     DEFAULT_SETTINGS.gpioWaitMs +
     DEFAULT_TIMING.appBootMs;
   const row = {
+    deployment: deployment.label,
+    instances: deployment.servers.length,
     devices: DEVICES,
     sleepy: sleepy.size,
     sleepSeconds: SLEEP_S,
@@ -208,7 +369,9 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
     pushesRetried: jobs.reduce((sum, j) => sum + Math.max(0, j.attempt - 1), 0),
     retransmits: jobs.reduce((sum, j) => sum + j.retransmits, 0),
     devicesUpdatedTwice: [...updates.values()].filter((n) => n > 1).length,
+    /** All instances together. */
     serverCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    /** The largest instance. */
     serverPeakRssMB: mb(Math.max(peakRss, after.maxRssBytes)),
     perDeviceFloorSeconds: floorMs / 1000,
     deviceModelBoundPerMinute: (CONCURRENCY * 60_000) / floorMs,
@@ -217,14 +380,13 @@ async function rolloutRow(keyFile: string, key: ReturnType<typeof generateKeyPai
   await bridge.close();
   for (let i = 0; i < devices.length; i += 100)
     await Promise.all(devices.slice(i, i + 100).map((d) => d.close()));
-  await server.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await deployment.stop();
   return row;
 }
 
 async function registryRow(keyFile: string) {
   const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-registry-"));
-  const server = await startServer(dir, keyFile);
+  const server = await startServer({ dataDir: dir, keyFile });
   const bridge = await BridgeClient.connect({ connection: { url: server.url }, timeoutMs: 60_000 });
   const idle = await server.stats();
   const clients: MqttClient[] = [];
@@ -254,13 +416,26 @@ async function registryRow(keyFile: string) {
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   const registered = (Date.now() - started) / 1000;
-  // Every device reports again, spread over 10 s, while requests measure how quickly the server answers.
+  // Every device reports again, spread over 10 s. Message latency: from a
+  // device's publish to the dashboard's event stream carrying its device
+  // (the server stored it and told the page); the bridge round trip is
+  // measured at the same time.
+  const events = await openEventStream(server.http);
+  const publishedAt = new Map<string, number>();
+  const messageLatencies: number[] = [];
+  events.onDevice = (id) => {
+    const at = publishedAt.get(id);
+    if (at === undefined) return;
+    publishedAt.delete(id);
+    messageLatencies.push(performance.now() - at);
+  };
   const latencies: number[] = [];
   const reports = clients.map(
     (client, i) =>
       new Promise<void>((resolve) =>
         setTimeout(
           () => {
+            publishedAt.set(`reg-${i}`, performance.now());
             client.publishAsync(`mpota/reg-${i}/state`, state(i, 1), { qos: 1, retain: true }).then(
               () => resolve(),
               () => resolve(),
@@ -278,8 +453,12 @@ async function registryRow(keyFile: string) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   await Promise.all(reports);
+  const drainUntil = Date.now() + 10_000;
+  while (publishedAt.size > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 100));
+  events.close();
   const loaded = await server.stats();
   latencies.sort((a, b) => a - b);
+  messageLatencies.sort((a, b) => a - b);
   const row = {
     devices: REGISTRY,
     secondsToRegister: registered,
@@ -287,6 +466,12 @@ async function registryRow(keyFile: string) {
     serverPeakRssMB: mb(loaded.maxRssBytes),
     serverIdleRssMB: mb(idle.rssBytes),
     serverCpuSeconds: loaded.cpuSeconds - idle.cpuSeconds,
+    messageLatencyMs: {
+      seen: messageLatencies.length,
+      p50: quantile(messageLatencies, 0.5),
+      p95: quantile(messageLatencies, 0.95),
+      max: messageLatencies.at(-1) ?? 0,
+    },
     requestLatencyMs: {
       p50: quantile(latencies, 0.5),
       p95: quantile(latencies, 0.95),
@@ -333,31 +518,44 @@ const keyFile = join(keyDir, "priv.key");
 const pair = generateKeyPair(2048);
 writeFileSync(keyFile, pair.privatePem, { mode: 0o600 });
 try {
-  const rollout = await rolloutRow(keyFile, pair.key);
-  console.log(
-    `Rollout: ${rollout.state}, ${rollout.verified} verified, ${rollout.failed} failed; ${rollout.devicesPerMinute.toFixed(1)} devices/min ` +
-      `(device-model bound ${rollout.deviceModelBoundPerMinute.toFixed(0)}/min = ${CONCURRENCY} x 60 / ${rollout.perDeviceFloorSeconds.toFixed(1)} s; ` +
-      `${((rollout.devicesPerMinute / rollout.deviceModelBoundPerMinute) * 100).toFixed(0)} % of it)\n` +
-      `  turn to verified: p50 ${rollout.turnToVerifiedSeconds.p50.toFixed(1)} s, p95 ${rollout.turnToVerifiedSeconds.p95.toFixed(1)} s, max ${rollout.turnToVerifiedSeconds.max.toFixed(1)} s\n` +
-      `  pushes retried ${rollout.pushesRetried}, retransmits ${rollout.retransmits}, devices updated twice ${rollout.devicesUpdatedTwice}\n` +
-      `  server: ${rollout.serverCpuSeconds.toFixed(1)} CPU s during the rollout, peak RSS ${rollout.serverPeakRssMB} MB`,
-  );
+  const rows = [];
+  for (const setup of DEVICES > 0 ? SETUPS : []) {
+    const deployment =
+      setup === "sqlite"
+        ? await sqliteDeployment(keyFile)
+        : await postgresDeployment(keyFile, Number(setup.slice(2)));
+    const rollout = await rolloutRow(deployment, pair.key);
+    rows.push(rollout);
+    console.log(
+      `Rollout (${rollout.deployment}): ${rollout.state}, ${rollout.verified} verified, ${rollout.failed} failed; ${rollout.devicesPerMinute.toFixed(1)} devices/min ` +
+        `(device-model bound ${rollout.deviceModelBoundPerMinute.toFixed(0)}/min = ${CONCURRENCY} x 60 / ${rollout.perDeviceFloorSeconds.toFixed(1)} s; ` +
+        `${((rollout.devicesPerMinute / rollout.deviceModelBoundPerMinute) * 100).toFixed(0)} % of it)\n` +
+        `  turn to verified: p50 ${rollout.turnToVerifiedSeconds.p50.toFixed(1)} s, p95 ${rollout.turnToVerifiedSeconds.p95.toFixed(1)} s, max ${rollout.turnToVerifiedSeconds.max.toFixed(1)} s\n` +
+        `  pushes retried ${rollout.pushesRetried}, retransmits ${rollout.retransmits}, devices updated twice ${rollout.devicesUpdatedTwice}\n` +
+        `  servers: ${rollout.serverCpuSeconds.toFixed(1)} CPU s during the rollout (all instances), peak RSS ${rollout.serverPeakRssMB} MB (largest instance)`,
+    );
+  }
+  const rollout = rows[0] ?? null;
   const registry = REGISTRY > 0 ? await registryRow(keyFile) : null;
   if (registry) {
+    const m = registry.messageLatencyMs;
     console.log(
-      `Registry: ${registry.devices} devices registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB); ` +
-        `request latency while they all report: p50 ${registry.requestLatencyMs.p50.toFixed(1)} ms, p95 ${registry.requestLatencyMs.p95.toFixed(1)} ms`,
+      `Registry: ${registry.devices} devices registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB)\n` +
+        `  while they all report again over 10 s: state message to dashboard event p50 ${m.p50.toFixed(0)} ms, p95 ${m.p95.toFixed(0)} ms, max ${m.max.toFixed(0)} ms (${m.seen} of ${registry.devices} seen); ` +
+        `bridge request p50 ${registry.requestLatencyMs.p50.toFixed(1)} ms, p95 ${registry.requestLatencyMs.p95.toFixed(1)} ms`,
     );
   }
   const out = new URL("./results/", import.meta.url).pathname;
   mkdirSync(out, { recursive: true });
+  const name = rollout ? `fleet-${DEVICES}` : `registry-${REGISTRY}`;
   writeFileSync(
-    join(out, `fleet-${DEVICES}.json`),
-    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, rollout, registry }, null, 2)}\n`,
+    join(out, `${name}.json`),
+    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, rollouts: rows, registry }, null, 2)}\n`,
   );
-  writeFileSync(join(out, `fleet-${DEVICES}.svg`), chart(rollout));
-  console.log(`Figures: bench/results/fleet-${DEVICES}.json, bench/results/fleet-${DEVICES}.svg`);
+  if (rollout) writeFileSync(join(out, `${name}.svg`), chart(rollout));
+  console.log(`Figures: bench/results/${name}.json${rollout ? `, bench/results/${name}.svg` : ""}`);
 } finally {
   rmSync(keyDir, { recursive: true, force: true });
+  cluster?.stop();
 }
 process.exit(0);

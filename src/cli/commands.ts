@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { registerCheckCommand } from "./check.ts";
 import { registerConfigHCommand } from "./config-h.ts";
+import { registerDbCommand } from "./db.ts";
 import { registerDevicesCommand } from "./devices.ts";
 import { registerEmulateCommand } from "./emulate.ts";
 import { registerFirmwareCommand } from "./firmware.ts";
@@ -14,6 +15,7 @@ import { registerRolloutCommand } from "./rollout.ts";
 import { registerServeCommand } from "./serve.ts";
 import { registerSignCommand } from "./sign.ts";
 import { registerSimulateCommand } from "./simulate.ts";
+import { registerStatusCommand } from "./status.ts";
 import { registerTokenCommand } from "./token.ts";
 import { registerUpdateCommand } from "./update.ts";
 
@@ -37,4 +39,6 @@ export function registerCommands(program: Command, io: CliIo): void {
   registerRolloutCommand(program, io);
   registerSimulateCommand(program, io);
   registerTokenCommand(program, io);
+  registerDbCommand(program, io);
+  registerStatusCommand(program, io);
 }

@@ -10,11 +10,18 @@ import { DEFAULT_MQTT_PORT } from "../server/embedded-broker.ts";
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant.ts";
 import { isLoopbackHost } from "../server/http/auth.ts";
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
-import { DEFAULT_JOB_TIMINGS, DEFAULT_MAX_ATTEMPTS, type JobTimings } from "../server/job-timings.ts";
+import {
+  DEFAULT_JOB_TIMINGS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_MAX_CONCURRENT_PUSHES,
+  type JobTimings,
+  MAX_CONCURRENT_PUSHES as MAX_PUSHES,
+} from "../server/job-timings.ts";
 import type { MqttConnection } from "../server/mqtt-link.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/network-policy.ts";
 import { type BrokerChoice, DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
 import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/topics.ts";
+import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 
@@ -67,6 +74,13 @@ export function mqttConnection(options: MqttCliOptions, url: string): MqttConnec
 
 export interface ServeOptions extends MqttCliOptions {
   data: string;
+  /** PostgreSQL URL (--db, MPOTA_DB); unset: SQLite in `data`. */
+  db?: string;
+  /** Seconds to wait at start for an unreachable database. */
+  dbWait?: number;
+  /** --shared-group NAME, or false for --no-shared-group. */
+  sharedGroup?: string | false;
+  firmwareDir?: string;
   mqttHost?: string;
   mqttPort?: number;
   key?: string;
@@ -74,7 +88,9 @@ export interface ServeOptions extends MqttCliOptions {
   block: number;
   bootDelay?: number;
   verifyTimeout?: number;
+  ackTimeout?: number;
   maxAttempts: number;
+  maxPushes: number;
   logLevel: string;
   logJson?: boolean;
   httpPort?: number;
@@ -85,6 +101,8 @@ export interface ServeOptions extends MqttCliOptions {
   auth?: boolean;
   homeassistant?: boolean;
   haPrefix?: string;
+  /** Where people reach the dashboard (links in Home Assistant). */
+  publicUrl?: string;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -136,6 +154,10 @@ export function serverSettings(options: ServeOptions) {
   }
   if (options.maxAttempts < 1 || options.maxAttempts > 100)
     throw new UsageError("--max-attempts must be between 1 and 100.");
+  if (options.maxPushes < 1 || options.maxPushes > MAX_PUSHES)
+    throw new UsageError(
+      `--max-pushes must be between 1 and ${MAX_PUSHES}: each push keeps a UDP socket and a device's receiver busy, and they share one WiFi.`,
+    );
   checkBlockSize(options.block);
   checkBaseTopic(options.base);
   const allowNetworks =
@@ -149,10 +171,39 @@ export function serverSettings(options: ServeOptions) {
           host: options.mqttHost ?? "0.0.0.0",
           port: options.mqttPort ?? DEFAULT_MQTT_PORT,
         };
+  const sharedGroup = sharedGroupOf(options);
+  if (sharedGroup !== undefined && broker.kind === "embedded") {
+    throw new UsageError(
+      "--shared-group needs an external MQTT 5 broker (--mqtt URL, e.g. Mosquitto 2 or EMQX): the embedded broker serves one server only.",
+    );
+  }
   const timings: Partial<JobTimings> = {};
   if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
   if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
-  return { broker, allowNetworks, timings };
+  if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
+  return { broker, allowNetworks, timings, sharedGroup };
+}
+
+const GROUP_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** The shared-subscription group used when several servers share a PostgreSQL database and a broker. */
+export const DEFAULT_SHARED_GROUP = "mpota";
+
+/**
+ * The instances' shared-subscription group: as given, none with
+ * --no-shared-group, and by default "mpota" when the server runs on
+ * PostgreSQL with an external broker (the set-up several instances share).
+ */
+function sharedGroupOf(options: ServeOptions): string | undefined {
+  if (options.sharedGroup === false) return undefined;
+  if (typeof options.sharedGroup === "string") {
+    if (!GROUP_PATTERN.test(options.sharedGroup)) {
+      throw new UsageError(
+        `"${options.sharedGroup}" cannot be a shared-subscription group: use 1 to 64 letters, digits, "_" or "-".`,
+      );
+    }
+    return options.sharedGroup;
+  }
+  return options.db && options.mqtt !== undefined ? DEFAULT_SHARED_GROUP : undefined;
 }
 
 /**
@@ -160,7 +211,7 @@ export function serverSettings(options: ServeOptions) {
  * Logs (JSON lines, pino) go to stderr.
  */
 export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promise<unknown>): Promise<void> {
-  const { broker, allowNetworks, timings } = serverSettings(options);
+  const { broker, allowNetworks, timings, sharedGroup } = serverSettings(options);
   const { key, note } = loadServerKey(options.key, io);
   // People at a terminal get readable lines; services and pipes get JSON lines.
   const logger = pino(
@@ -176,12 +227,17 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
   );
   const server = await MpotaServer.start({
     dataDir: options.data,
+    ...(options.db ? { db: options.db } : {}),
+    ...(options.dbWait !== undefined ? { dbWaitMs: options.dbWait * 1000 } : {}),
+    ...(sharedGroup !== undefined ? { sharedGroup } : {}),
+    ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
     broker,
     base: options.base,
     ...(key ? { key } : {}),
     allowNetworks,
     timings,
     maxAttempts: options.maxAttempts,
+    maxConcurrentPushes: options.maxPushes,
     block: options.block,
     logger,
     ...(httpWanted(options)
@@ -193,7 +249,14 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
           },
         }
       : {}),
-    ...(options.homeassistant ? { homeAssistant: { prefix: options.haPrefix ?? DEFAULT_HA_PREFIX } } : {}),
+    ...(options.homeassistant
+      ? {
+          homeAssistant: {
+            prefix: options.haPrefix ?? DEFAULT_HA_PREFIX,
+            ...(options.publicUrl !== undefined ? { dashboardUrl: options.publicUrl } : {}),
+          },
+        }
+      : {}),
   });
   if (server.http?.newToken) {
     io.err(
@@ -233,6 +296,8 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       "Run the update server: device registry, firmware store and update jobs over MQTT (embedded broker by default).",
     )
     .option("--data <dir>", "where the database and firmware files live", DEFAULT_DATA_DIR)
+    .addOption(dbOption())
+    .addOption(dbWaitOption())
     .option("--mqtt-host <address>", "address the embedded broker listens on (default 0.0.0.0)")
     .option(
       "--mqtt-port <port>",
@@ -263,10 +328,30 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       parseIntegerOption("--verify-timeout"),
     )
     .option(
+      "--ack-timeout <seconds>",
+      "send the command again when a device has not taken it after this long (default: wait for ever, as sleepers need; with several instances, a message to an instance that dies is lost, so set it above the longest sleep)",
+      parseIntegerOption("--ack-timeout"),
+    )
+    .option(
       "--max-attempts <n>",
       "tries per job before it fails",
       parseIntegerOption("--max-attempts"),
       DEFAULT_MAX_ATTEMPTS,
+    )
+    .option(
+      "--max-pushes <n>",
+      "pushes this server sends at once, all jobs and rollouts together (a rollout's own limit applies within it)",
+      parseIntegerOption("--max-pushes"),
+      DEFAULT_MAX_CONCURRENT_PUSHES,
+    )
+    .option(
+      "--shared-group <name>",
+      `MQTT 5 shared-subscription group of the servers sharing one database and broker (default ${DEFAULT_SHARED_GROUP} with --db and --mqtt)`,
+    )
+    .option("--no-shared-group", "plain subscriptions even with --db and --mqtt (one server only)")
+    .option(
+      "--firmware-dir <dir>",
+      "firmware images in this directory (shared by every server on one database) instead of <data>/firmware, or the database with PostgreSQL",
     )
     .option("--log-level <level>", `log detail: ${LOG_LEVELS.join(", ")}`, "info")
     .option("--log-json", "log JSON lines even on a terminal (they are the default when stderr is not one)")
@@ -279,6 +364,10 @@ export function registerServeCommand(program: Command, io: CliIo): void {
     .option("--no-http", "do not serve the dashboard and HTTP API")
     .option("--no-auth", "no admin token for the dashboard and API (only with --http-host 127.0.0.1)")
     .option("--homeassistant", "publish Home Assistant MQTT discovery: one update entity per device")
+    .option(
+      "--public-url <url>",
+      "the dashboard's address as people reach it (http://pi.local:8080/): Home Assistant's release links point there",
+    )
     .option("--ha-prefix <topic>", `Home Assistant's discovery prefix (default ${DEFAULT_HA_PREFIX})`)
     .addHelpText(
       "after",
@@ -286,8 +375,11 @@ export function registerServeCommand(program: Command, io: CliIo): void {
 Devices follow the MQTT contract in docs/mqtt.md (<base>/<id>/state, status, cmd, ack).
 Tools and people use <base>/bridge/request/<name> and <base>/bridge/response/<name>;
 job progress is retained on <base>/bridge/jobs/<job>.
+State lives in SQLite (<data>/mpota.db) unless --db or MPOTA_DB names a PostgreSQL database
+(postgres://USER:PASSWORD@HOST:5432/DATABASE), which several servers can share; migrations run
+at start (\`mpota db status|migrate\`), and an unreachable database is waited for (--db-wait).
 Exit codes: 0 stopped, 2 bad option, 4 key problem, 20 external broker unreachable,
-21 embedded broker cannot listen, 24/25 database unusable or newer than this mpota.`,
+21 embedded broker cannot listen, 24/25 database unusable (or unreachable) or newer than this mpota.`,
     )
     .action(async (options: ServeOptions) => {
       await serveCommand(options, io, untilSignal());

@@ -36,7 +36,7 @@ export async function api(method, path, options = {}) {
 export class LiveEvents {
   constructor(onEvent, onState) {
     this.source = new EventSource("/api/v1/events");
-    for (const name of ["device", "job", "firmware", "reset"]) {
+    for (const name of ["device", "job", "firmware", "rollout", "reset"]) {
       this.source.addEventListener(name, (event) => {
         let data;
         try {

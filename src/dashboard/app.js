@@ -3,6 +3,7 @@ import { h, render } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, api, LiveEvents } from "./api.js";
 import { ago, bytes, duration, rate, shortId, time } from "./format.js";
+import { RolloutPage, RolloutsPage, rolloutFeed } from "./rollouts.js";
 
 const html = htm.bind(h);
 
@@ -409,8 +410,15 @@ function Upload({ onAdded }) {
   </form>`;
 }
 
-function FirmwarePage({ firmware, devices, onChanged, onLine }) {
+function FirmwarePage({ firmware, devices, onChanged, onLine, selected }) {
   const [error, setError] = useState(null);
+  // #/firmware/<identity> (Home Assistant's release link) marks that firmware's row.
+  useEffect(() => {
+    if (selected)
+      document
+        .querySelector(`tr[data-firmware="${CSS.escape(selected)}"]`)
+        ?.scrollIntoView({ block: "center" });
+  }, [selected, firmware.length]);
   const [concurrency, setConcurrency] = useState(2);
   const [lineResult, setLineResult] = useState(null);
   const newest = newestByName(firmware);
@@ -438,13 +446,13 @@ function FirmwarePage({ firmware, devices, onChanged, onLine }) {
     <${Upload} onAdded=${onChanged} />
     <h2>Store</h2>
     <${ErrorText} error=${error} />
-    ${lineResult ? html`<div class="result ok" role="status">Updating ${lineResult.firmware.name} to ${lineResult.firmware.version}: ${lineResult.started.length} started, ${lineResult.queued.length} queued, ${lineResult.skipped.length} skipped.</div>` : null}
+    ${lineResult ? html`<div class="result ok" role="status">Updating ${lineResult.firmware.name} to ${lineResult.firmware.version} as rollout ${lineResult.rollout.id}: ${lineResult.rollout.counts.total} devices, ${lineResult.rollout.counts.done} already on it, at most ${lineResult.concurrency} at a time.</div>` : null}
     <label class="concurrency">At most <input type="number" min="1" max="20" value=${concurrency} onInput=${(e) => setConcurrency(Number(e.target.value))} /> devices at a time</label>
     <table class="firmware">
       <thead><tr><th>Name</th><th>Version</th><th>Identity</th><th>Size</th><th>Build</th><th>Devices</th><th>Notes</th><th>Added</th><th></th></tr></thead>
       <tbody>
         ${firmware.map(
-          (f) => html`<tr data-firmware=${f.id}>
+          (f) => html`<tr data-firmware=${f.id} class=${f.id === selected ? "selected" : ""}>
             <td>${f.name}</td><td>${f.version}</td><td><code title=${f.id}>${shortId(f.id)}</code></td><td>${bytes(f.size)}</td>
             <td>${f.build ?? "–"} ${f.micropython ?? ""}</td><td>${f.devices}</td><td class="notes">${f.notes ?? ""}</td><td>${time(f.addedAt)}</td>
             <td>
@@ -526,6 +534,7 @@ function Shell({ onLogout }) {
       else if (name === "firmware") {
         Promise.all([loadFirmware(), loadDevices()]).catch(setError);
       } else if (name === "reset") reload();
+      rolloutFeed(name, data);
     }, setLive);
     return () => events.current?.close();
   }, []);
@@ -565,8 +574,10 @@ function Shell({ onLogout }) {
   let body;
   if (page === "device" && arg) body = html`<${DevicePage} id=${arg} ...${props} />`;
   else if (page === "firmware")
-    body = html`<${FirmwarePage} firmware=${firmware} devices=${devices} onChanged=${() => reload()} onLine=${onLine} />`;
+    body = html`<${FirmwarePage} firmware=${firmware} devices=${devices} onChanged=${() => reload()} onLine=${onLine} selected=${arg} />`;
   else if (page === "jobs") body = html`<${JobsPage} devices=${devices} jobs=${jobs} onCancel=${onCancel} />`;
+  else if (page === "rollouts") body = html`<${RolloutsPage} firmware=${firmware} devices=${devices} />`;
+  else if (page === "rollout" && arg) body = html`<${RolloutPage} id=${arg} />`;
   else body = html`<${DevicesPage} ...${props} />`;
   return html`<div class="shell">
     <header>
@@ -575,6 +586,7 @@ function Shell({ onLogout }) {
         <a href="#/devices" class=${page === "devices" || !page ? "active" : ""}>Devices</a>
         <a href="#/firmware" class=${page === "firmware" ? "active" : ""}>Firmware</a>
         <a href="#/jobs" class=${page === "jobs" ? "active" : ""}>Jobs</a>
+        <a href="#/rollouts" class=${page === "rollouts" || page === "rollout" ? "active" : ""}>Rollouts</a>
       </nav>
       <span class=${`live live-${live}`} title="The event stream">${live}</span>
       <button class="small" onClick=${logout}>Log out</button>

@@ -1,4 +1,5 @@
 import type { DeviceState, DeviceStatus } from "./contract.ts";
+import type { StatusView } from "./instances.ts";
 import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "./rollouts/rollout-api.ts";
 import type { JobPhase, StoredVerdict } from "./storage/storage.ts";
 
@@ -152,6 +153,8 @@ export interface BridgeApi extends RolloutBridgeApi {
   jobs: { request: { device?: string; active?: boolean; limit?: number }; response: JobView[] };
   job: { request: { id: string }; response: JobDetail };
   "job/cancel": { request: { id: string }; response: JobView };
+  /** The server instances sharing the storage, their leases and load. */
+  status: { request: Record<string, never>; response: StatusView };
 }
 
 export type BridgeRequestName = keyof BridgeApi;
@@ -167,6 +170,7 @@ export const BRIDGE_REQUEST_NAMES: readonly BridgeRequestName[] = [
   "jobs",
   "job",
   "job/cancel",
+  "status",
   ...ROLLOUT_REQUEST_NAMES,
 ];
 

@@ -2,6 +2,7 @@ import type { ServerInfo } from "./api.ts";
 import type { BridgeHandlers } from "./bridge.ts";
 import { shorten } from "./contract.ts";
 import type { FirmwareLibrary } from "./firmware-library.ts";
+import type { StatusView } from "./instances.ts";
 import type { JobRunner } from "./job-runner.ts";
 import { RequestError } from "./request-error.ts";
 import type { RolloutEngine } from "./rollouts/rollout-engine.ts";
@@ -16,6 +17,8 @@ export interface BridgeHandlerDeps {
   /** The rollout engine; without it the rollout requests are refused. */
   rollouts?: RolloutEngine;
   info: () => ServerInfo;
+  /** The instances sharing the storage (`mpota status`). */
+  status?: () => Promise<StatusView>;
 }
 
 function stringField(request: Record<string, unknown>, key: string, what: string): string {
@@ -168,6 +171,11 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     },
 
     "job/cancel": async (request) => jobView(await runner.cancel(stringField(request, "id", "the job id"))),
+
+    status: async () => {
+      if (!deps.status) throw new RequestError("This server does not report its instances.");
+      return deps.status();
+    },
 
     ...rolloutHandlers(deps.rollouts, storage),
   };

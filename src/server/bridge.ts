@@ -36,8 +36,11 @@ export class Bridge {
   constructor(private readonly o: BridgeOptions) {}
 
   async start(): Promise<void> {
-    await this.o.link.subscribe(this.o.topics.allBridgeRequests, (topic, payload, packet) =>
-      this.onRequest(topic, payload, packet),
+    // Shared among the server instances: each request is answered once.
+    await this.o.link.subscribe(
+      this.o.topics.allBridgeRequests,
+      (topic, payload, packet) => this.onRequest(topic, payload, packet),
+      { shared: true },
     );
   }
 

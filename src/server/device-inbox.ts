@@ -58,7 +58,7 @@ export class DeviceInbox {
 
   async start(): Promise<void> {
     for (const filter of this.filters)
-      await this.o.link.subscribe(filter, (t, p, packet) => this.onMessage(t, p, packet));
+      await this.o.link.subscribe(filter, (t, p, packet) => this.onMessage(t, p, packet), { shared: true });
   }
 
   async stop(): Promise<void> {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { access, mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { MpotaError } from "../errors.ts";
 import { checkMd5Trailer } from "../firmware/micropython-image.ts";
@@ -11,16 +11,17 @@ export class FirmwareIntegrityError extends MpotaError {
 }
 
 /**
- * Firmware images as files named by their identity (`<md5>.bin`) in
- * `<dataDir>/firmware/`. Writes go to a temporary file, are synced, then
+ * Firmware images as files named by their identity (`<md5>.bin`) in one
+ * directory (`<dataDir>/firmware/`, or `--firmware-dir`). Writes go to a temporary file, are synced, then
  * renamed into place, so a crash never leaves a half-written image under a
  * real name. Every read checks the bytes against the name.
  */
 export class FirmwareFiles {
   readonly dir: string;
 
-  constructor(dataDir: string) {
-    this.dir = join(resolve(dataDir), "firmware");
+  /** `dir` holds the images themselves (by default `<dataDir>/firmware`). */
+  constructor(dir: string) {
+    this.dir = resolve(dir);
   }
 
   pathOf(identity: string): string {
@@ -64,6 +65,30 @@ export class FirmwareFiles {
     }
     this.verify(identity, bytes, `The image file ${path}`);
     return bytes;
+  }
+
+  async has(identity: string): Promise<boolean> {
+    try {
+      await access(this.pathOf(identity));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The directory's id (created on first use, in `.mpota-store-id`): servers
+   * sharing a database compare it to know they share the directory.
+   */
+  async storeId(): Promise<string> {
+    await mkdir(this.dir, { recursive: true });
+    const path = join(this.dir, ".mpota-store-id");
+    try {
+      await writeFile(path, `${randomBytes(8).toString("hex")}\n`, { flag: "wx", mode: 0o644 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    return (await readFile(path, "utf8")).trim();
   }
 
   async remove(identity: string): Promise<void> {

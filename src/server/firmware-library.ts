@@ -1,7 +1,18 @@
+import { join } from "node:path";
 import { DEFAULT_FLASH_SIZE_FOR_CHECKS, firmwareChecks } from "./firmware-checks.ts";
-import { FirmwareFiles } from "./firmware-files.ts";
+import { FirmwareFiles, FirmwareIntegrityError } from "./firmware-files.ts";
 import { RequestError } from "./request-error.ts";
-import type { FirmwareRecord, Storage, StoredVerdict } from "./storage/storage.ts";
+import { rolloutsTargeting, targetOfRolloutsText } from "./rollouts/rollout-membership.ts";
+import {
+  type FirmwareRecord,
+  type ImageStore,
+  type Storage,
+  StorageError,
+  type StoredVerdict,
+} from "./storage/storage.ts";
+
+/** This server keeps firmware images elsewhere than the others on the same database (exit code 24). */
+export class FirmwareStoreMismatchError extends StorageError {}
 
 export const FIRMWARE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 export const FIRMWARE_VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$/;
@@ -31,14 +42,42 @@ export interface AddFirmwareResult {
  * instances can use the same storage and directory.
  */
 export class FirmwareLibrary {
+  /** The image files: the store itself, or a local cache of the database's images. */
   readonly files: FirmwareFiles;
+  /** Images in the database (shared storage without --firmware-dir), else null. */
+  private readonly images: ImageStore | null;
 
   constructor(
     private readonly storage: Storage,
     dataDir: string,
     private readonly now: () => number,
+    options: { firmwareDir?: string } = {},
   ) {
-    this.files = new FirmwareFiles(dataDir);
+    this.files = new FirmwareFiles(options.firmwareDir ?? join(dataDir, "firmware"));
+    this.images = options.firmwareDir === undefined ? storage.images : null;
+  }
+
+  /** Where the images live, in words (logs, errors). */
+  get where(): string {
+    return this.images ? "in the database" : `in ${this.files.dir}`;
+  }
+
+  /**
+   * With storage that several servers share, checks that this server keeps
+   * images where the others do: all in the database, or all in one shared
+   * directory (recognised by the id file it holds). The first server to
+   * start decides; a server started otherwise is refused with the reason.
+   */
+  async checkShared(): Promise<void> {
+    if (this.storage.images === null) return;
+    const mine = this.images ? "database" : `directory:${await this.files.storeId()}`;
+    const agreed = await this.storage.settings.putIfAbsent("firmware-store", mine);
+    if (agreed === mine) return;
+    const theirs =
+      agreed === "database" ? "in the database (no --firmware-dir)" : "in a directory with another id";
+    throw new FirmwareStoreMismatchError(
+      `The servers on this database keep firmware images ${theirs}, but this one was started to keep them ${this.where}${this.images ? "" : ` (id ${mine.slice("directory:".length)})`}. Give every server the same --firmware-dir, a directory they all mount, or none of them one (images in the database).`,
+    );
   }
 
   /** Runs the checks, stores the image file, then the metadata. Nothing is stored when a check refuses. */
@@ -73,6 +112,7 @@ export class FirmwareLibrary {
       );
     }
     await this.files.write(checked.identity, checked.image);
+    await this.images?.put(checked.identity, checked.image);
     const record: FirmwareRecord = {
       id: checked.identity,
       name,
@@ -87,7 +127,10 @@ export class FirmwareLibrary {
     const result = await this.storage.firmware.add(record);
     if (!result.ok) {
       // The file is named by identity: it belongs to the existing record when the identity is the same.
-      if (result.conflict === "name-version") await this.files.remove(checked.identity);
+      if (result.conflict === "name-version") {
+        await this.files.remove(checked.identity);
+        await this.images?.remove(checked.identity);
+      }
       throw new RequestError(
         result.conflict === "identity"
           ? `This image is already in the store as ${result.existing.name} ${result.existing.version} (identity ${result.existing.id}).`
@@ -136,9 +179,13 @@ export class FirmwareLibrary {
     return this.storage.firmware.list();
   }
 
-  /** Removes metadata and file, unless an active job still needs the image. */
+  /** Removes metadata and file, unless an active rollout or job still needs the image. */
   async remove(ref: string): Promise<FirmwareRecord> {
     const record = await this.resolve(ref);
+    const rollouts = await rolloutsTargeting(this.storage, record.id);
+    if (rollouts.length > 0) {
+      throw new RequestError(targetOfRolloutsText(`${record.name} ${record.version}`, rollouts));
+    }
     const users = (await this.storage.jobs.list({ active: true })).filter((j) => j.firmwareId === record.id);
     if (users.length > 0) {
       throw new RequestError(
@@ -147,11 +194,26 @@ export class FirmwareLibrary {
     }
     await this.storage.firmware.remove(record.id);
     await this.files.remove(record.id);
+    await this.images?.remove(record.id);
     return record;
   }
 
-  /** The image bytes, checked against the identity (throws FirmwareIntegrityError). */
-  readImage(id: string): Promise<Uint8Array> {
+  /**
+   * The image bytes, checked against the identity (throws
+   * FirmwareIntegrityError). With images in the database, a missing local
+   * copy is fetched, checked and cached, so `files.pathOf(id)` is there
+   * after this resolves.
+   */
+  async readImage(id: string): Promise<Uint8Array> {
+    if (this.images && !(await this.files.has(id))) {
+      const bytes = await this.images.get(id);
+      if (bytes === undefined) {
+        throw new FirmwareIntegrityError(
+          `The image of firmware ${id} is not in the database. Add the firmware again (\`mpota firmware add\`).`,
+        );
+      }
+      await this.files.write(id, bytes); // checks the bytes against the identity
+    }
     return this.files.read(id);
   }
 }

@@ -1,9 +1,11 @@
 import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
+import { UsageError } from "../errors.ts";
 import type { JobProgressMessage } from "./api.ts";
 import type { BridgeHandlers } from "./bridge.ts";
 import { deviceIdProblem, RESERVED_DEVICE_IDS } from "./contract.ts";
 import type { DeviceInbox } from "./device-inbox.ts";
+import { KeyedQueue } from "./keyed-queue.ts";
 import type { MqttLink } from "./mqtt-link.ts";
 import type { DeviceRecord, FirmwareRecord, Storage } from "./storage/storage.ts";
 import type { Topics } from "./topics.ts";
@@ -33,19 +35,40 @@ export interface HaUpdateConfig {
   origin: { name: string; sw_version: string };
 }
 
-/** A state message: only keys Home Assistant's update schema knows, never null in a string key. */
+/**
+ * A state message: only keys of Home Assistant's JSON update schema
+ * (`MQTT_JSON_UPDATE_SCHEMA`: strings never null, `release_url` an http(s)
+ * URL, `update_percentage` 0-100 or null), since one bad key makes it drop
+ * the whole message. Optional keys are left out, never sent as null.
+ */
 export interface HaUpdateState {
   installed_version: string;
   latest_version: string;
   title: string;
   release_summary?: string;
+  release_url?: string;
+  /**
+   * True from the moment a job exists until it ends, also while it waits for
+   * a sleeping device to wake (Home Assistant has no "scheduled" state; the
+   * entity shows an install in progress without a percentage, and its
+   * install button stays off so the job is not asked for twice).
+   */
   in_progress: boolean;
+  /** 0-100 once the device is in OTA mode (pushing, verifying); null while the job waits and when there is none. */
   update_percentage: number | null;
 }
 
 export interface HomeAssistantOptions {
   /** Discovery prefix (default homeassistant). */
   prefix?: string;
+  /**
+   * The dashboard's address as people on the network open it
+   * (http://mpota.local:8080/). With it the state carries `release_url`:
+   * the firmware's page (with its release notes) or the device's page.
+   * Without it `release_url` is left out: the server cannot tell which of
+   * its addresses Home Assistant's users reach.
+   */
+  dashboardUrl?: string;
 }
 
 export interface HomeAssistantDeps {
@@ -60,6 +83,24 @@ export interface HomeAssistantDeps {
 
 const ACTIVE_PUSH = new Set(["ready", "pushing", "verifying", "recovering"]);
 
+/** The dashboard URL as given, with one trailing slash; a UsageError when it is not an http(s) URL. */
+export function dashboardBase(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = new URL("invalid:");
+  }
+  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.host === "") {
+    throw new UsageError(
+      `The dashboard URL for Home Assistant's release links must be an http:// or https:// address with a host (such as http://mpota.local:8080/), not "${url.slice(0, 100)}".`,
+    );
+  }
+  parsed.hash = "";
+  parsed.search = "";
+  return parsed.href.endsWith("/") ? parsed.href : `${parsed.href}/`;
+}
+
 /**
  * Home Assistant MQTT discovery: one `update` entity per device. Its state
  * says which firmware the device runs and the newest of that line in the
@@ -68,17 +109,36 @@ const ACTIVE_PUSH = new Set(["ready", "pushing", "verifying", "recovering"]);
  * Availability follows the server (`<base>/bridge/state`), not the device,
  * so a sleeping device stays available. Clearing a device's retained state
  * (decommissioning it) removes its entity.
+ *
+ * A device's messages are published one after another (a slow read can
+ * never publish an older state over a newer one), a config or state equal
+ * to the last one sent is not sent again (during a push the state changes
+ * with the percentage only), and everything is sent again when Home
+ * Assistant announces itself (`<prefix>/status` online) or the broker
+ * connection comes back.
  */
 export class HomeAssistantFeature {
   readonly prefix: string;
+  readonly dashboardUrl: string | undefined;
   private readonly filters: string[];
   private stopped = false;
+  private readonly queue = new KeyedQueue();
+  /** Devices with a refresh queued that has not started yet (one is enough: it reads the newest records). */
+  private readonly queued = new Set<string>();
+  /** The config and state last published per device. */
+  private readonly sent = new Map<string, { config: string; state: string }>();
+  /** Devices whose entity was removed; published again only when they report a state again. */
+  private readonly removed = new Set<string>();
+  private readonly onReconnect = () => {
+    if (!this.stopped) void this.publishAll().catch((e: unknown) => this.warn(e));
+  };
 
   constructor(
     private readonly d: HomeAssistantDeps,
     options: HomeAssistantOptions = {},
   ) {
     this.prefix = options.prefix ?? DEFAULT_HA_PREFIX;
+    this.dashboardUrl = options.dashboardUrl === undefined ? undefined : dashboardBase(options.dashboardUrl);
     const t = d.topics;
     this.filters = [
       t.allDevices("state"),
@@ -104,24 +164,38 @@ export class HomeAssistantFeature {
   async start(): Promise<void> {
     for (const filter of this.filters)
       await this.d.link.subscribe(filter, (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    this.d.link.client.on("connect", this.onReconnect);
     await this.publishAll();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.d.link.client.off("connect", this.onReconnect);
     for (const filter of this.filters) await this.d.link.unsubscribe(filter).catch(() => undefined);
+    await this.queue.idle();
   }
 
-  /** Publishes every known device's config and state (at start, and when Home Assistant comes online). */
+  /**
+   * Publishes every known device's config and state, also those equal to
+   * what was sent before (at start, when Home Assistant comes online, after
+   * a reconnect): Home Assistant may have lost them.
+   */
   async publishAll(): Promise<void> {
-    for (const device of await this.d.storage.devices.list()) await this.publishDevice(device.id);
+    const devices = await this.d.storage.devices.list();
+    await Promise.all(
+      devices.map((device) => this.queue.run(device.id, () => this.publishDevice(device.id, true))),
+    );
   }
 
   /** Removes a device's entity (empty retained config and state). */
   async removeDevice(id: string): Promise<void> {
-    await this.d.link.publish(this.configTopic(id), "", { retain: true });
-    await this.d.link.publish(this.stateTopic(id), "", { retain: true });
-    this.d.logger.info({ device: id }, "Home Assistant entity removed");
+    await this.queue.run(id, async () => {
+      this.removed.add(id);
+      this.sent.delete(id);
+      await this.d.link.publish(this.configTopic(id), "", { retain: true });
+      await this.d.link.publish(this.stateTopic(id), "", { retain: true });
+      this.d.logger.info({ device: id }, "Home Assistant entity removed");
+    });
   }
 
   config(device: DeviceRecord): HaUpdateConfig {
@@ -172,6 +246,10 @@ export class HomeAssistantFeature {
     };
     const notes = latest?.notes ?? running?.notes;
     if (notes) state.release_summary = summary(notes);
+    if (this.dashboardUrl) {
+      const page = latest ? `firmware/${latest.id}` : `device/${encodeURIComponent(device.id)}`;
+      state.release_url = `${this.dashboardUrl}#/${page}`;
+    }
     return state;
   }
 
@@ -179,14 +257,19 @@ export class HomeAssistantFeature {
     return (await this.d.storage.firmware.findByName(running.name))[0];
   }
 
-  private async publishDevice(id: string): Promise<void> {
-    if (this.stopped) return;
+  /** Publishes a device's config and state (only what changed, unless `all`); run in the device's queue. */
+  private async publishDevice(id: string, all = false): Promise<void> {
+    if (this.stopped || this.removed.has(id)) return;
     const device = await this.d.storage.devices.get(id);
     if (!device?.state) return;
-    const state = await this.state(device);
-    if (!state) return;
-    await this.d.link.publishJson(this.configTopic(id), this.config(device), { retain: true });
-    await this.d.link.publishJson(this.stateTopic(id), state, { retain: true });
+    const value = await this.state(device);
+    if (!value) return;
+    const config = JSON.stringify(this.config(device));
+    const state = JSON.stringify(value);
+    const last = all ? undefined : this.sent.get(id);
+    this.sent.set(id, { config, state });
+    if (last?.config !== config) await this.d.link.publish(this.configTopic(id), config, { retain: true });
+    if (last?.state !== state) await this.d.link.publish(this.stateTopic(id), state, { retain: true });
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -208,7 +291,7 @@ export class HomeAssistantFeature {
       } catch {
         return;
       }
-      if (typeof message.device === "string") void this.refresh(message.device);
+      if (typeof message.device === "string") this.refresh(message.device);
       return;
     }
     const parsed = t.parseDevice(topic);
@@ -218,16 +301,23 @@ export class HomeAssistantFeature {
       void this.removeDevice(parsed.id).catch((e: unknown) => this.warn(e));
       return;
     }
-    if (payload.length > 0) void this.refresh(parsed.id);
+    if (payload.length === 0) return;
+    // A device that reports a state again is back in service.
+    if (parsed.kind === "state") this.removed.delete(parsed.id);
+    this.refresh(parsed.id);
   }
 
-  private async refresh(id: string): Promise<void> {
-    try {
-      await this.d.inbox.idle();
-      await this.publishDevice(id);
-    } catch (error) {
-      this.warn(error);
-    }
+  /** Publishes a device's entity soon, after the messages before it are stored; at most one waits per device. */
+  private refresh(id: string): void {
+    if (this.stopped || this.queued.has(id)) return;
+    this.queued.add(id);
+    this.queue
+      .run(id, async () => {
+        this.queued.delete(id);
+        await this.d.inbox.idle();
+        await this.publishDevice(id);
+      })
+      .catch((error: unknown) => this.warn(error));
   }
 
   /** Home Assistant pressed install: update the device to the newest firmware of its line. */
@@ -260,7 +350,7 @@ export class HomeAssistantFeature {
     } catch (error) {
       this.d.logger.warn({ device: id, err: (error as Error).message }, "Home Assistant install refused");
     }
-    await this.publishDevice(id);
+    this.refresh(id);
   }
 
   private warn(error: unknown): void {

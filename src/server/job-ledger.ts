@@ -29,6 +29,11 @@ export interface JobLedgerOptions {
 export class JobLedger {
   constructor(private readonly o: JobLedgerOptions) {}
 
+  /** Whether the job's log has a step of this kind. */
+  async hasStep(id: string, kind: string): Promise<boolean> {
+    return (await this.o.storage.jobs.steps(id)).some((step) => step.kind === kind);
+  }
+
   get now(): number {
     return this.o.clock.now();
   }

@@ -49,6 +49,11 @@ export class JobPushes {
     return this.running.has(jobId);
   }
 
+  /** Pushes being sent now. */
+  get count(): number {
+    return this.running.size;
+  }
+
   get full(): boolean {
     return this.running.size >= this.o.maxConcurrent;
   }
@@ -105,10 +110,11 @@ export class JobPushes {
       steps: [
         ledger.step(
           "push-started",
-          `${message} Try ${job.attempt + 1} of ${job.maxAttempts}, to ${ip}:${port}.`,
+          `${message} Try ${job.attempt + 1} of ${job.maxAttempts}, to ${ip}:${port}, by ${ledger.owner}.`,
           {
             ip,
             port,
+            instance: ledger.owner,
           },
         ),
       ],
@@ -133,18 +139,31 @@ export class JobPushes {
     const device = { address: job.targetIp as string, port: job.targetPort as number };
     let lastPublish = 0;
     let live: PushProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
+    // The lease must be proven while pushing: when it cannot be renewed (lost to another
+    // instance, or the database is unreachable) the push stops before the lease can run out,
+    // so two instances never send to one receiver.
+    let leaseValidUntil = Date.now() + timings.leaseMs;
     const renew = setInterval(
       () => {
+        if (Date.now() > leaseValidUntil - timings.leaseMs / 6 && !abort.signal.aborted) {
+          logger.error({ job: job.id }, "lease on a job could not be renewed in time; stopping the push");
+          abort.abort();
+          return;
+        }
+        const asked = Date.now();
         ledger.renew(job.id).then(
           (held) => {
-            if (held) return;
+            if (held) {
+              leaseValidUntil = asked + timings.leaseMs;
+              return;
+            }
             logger.error({ job: job.id }, "lease on a job lost during its push; stopping the push");
             abort.abort();
           },
           () => undefined,
         );
       },
-      Math.max(50, Math.floor(timings.leaseMs / 3)),
+      Math.max(50, Math.floor(timings.leaseMs / 6)),
     );
     let outcome: Outcome;
     try {
@@ -246,6 +265,19 @@ export class JobPushes {
       const reason = silentDevice
         ? silentAfterPushMessage(job, where)
         : neverAnsweredMessage(job, where, timings.firstAnswerMs);
+      // A push of this job was cut off earlier (its instance died or lost its lease): part of
+      // the app may be overwritten, and boot8266 then keeps the device in OTA mode, where it
+      // never takes a command; and a receiver that keeps getting datagrams never resets its
+      // stale buffer. So wait for the receiver's reset again and push again, while tries last.
+      if (!silentDevice && job.attempt < job.maxAttempts && (await ledger.hasStep(job.id, "interrupted"))) {
+        const text = `${reason} An earlier push was cut off, so it may be waiting in OTA mode with a stale buffer: pushing again after the receiver resets.`;
+        await ledger.update(job, {
+          patch: { phase: "recovering", dueAt: ledger.now + timings.receiverResetMs, progress, error: text },
+          steps: [ledger.step("push-failed", text, { bytes: live.bytes })],
+        });
+        await ledger.release(job.id);
+        return;
+      }
       await ledger.attemptFailed(
         { ...job, progress },
         reason,

@@ -26,6 +26,7 @@ import { KeyedQueue } from "./keyed-queue.ts";
 import type { MqttLink } from "./mqtt-link.ts";
 import type { NetworkPolicy } from "./network-policy.ts";
 import { RequestError } from "./request-error.ts";
+import { heldByRolloutText, rolloutHolding } from "./rollouts/rollout-membership.ts";
 import {
   type DeviceRecord,
   isTerminal,
@@ -54,12 +55,17 @@ export interface JobRunnerOptions {
   maxConcurrentPushes: number;
 }
 
+/** Pause between tries to take a job's lease that is held elsewhere. */
+const LEASE_RETRY_MS = 25;
+
 /** How a job is created: by hand (the defaults), or by a rollout with its own limit of tries. */
 export interface JobCreateOptions {
   /** Tries before the job fails (default: the server's). */
   maxAttempts?: number;
   /** Who asked, for the job's first step ("rollout r-1a2b, group 2"). */
   origin?: string;
+  /** The rollout creating the job; without it, a device an active rollout still holds is refused. */
+  rollout?: string;
 }
 
 /**
@@ -130,6 +136,11 @@ export class JobRunner {
     await this.o.storage.jobs.releaseAll(this.o.owner);
   }
 
+  /** Pushes this instance is sending now. */
+  get activePushes(): number {
+    return this.pushes.count;
+  }
+
   // ---- requests -------------------------------------------------------------
 
   /** Creates a job for a known device and a firmware in the store. */
@@ -148,6 +159,10 @@ export class JobRunner {
       );
     }
     const firmware = await this.o.library.resolve(firmwareRef);
+    if (options.rollout === undefined) {
+      const hold = await rolloutHolding(this.o.storage, deviceId);
+      if (hold) throw new RequestError(heldByRolloutText(deviceId, hold));
+    }
     const state = device.state;
     if (state.fw === firmware.id) {
       throw new RequestError(
@@ -257,28 +272,37 @@ export class JobRunner {
         );
         return;
       }
-      await this.withLease(current.id, async (job) => {
-        if (state.fw === job.firmwareId) {
-          await this.ledger.succeedIfReported(job);
-        } else if (job.phase === "verifying" || job.phase === "recovering") {
-          await this.ledger.attemptFailed(
-            job,
-            wrongFirmwareMessage(job, state.fw),
-            "command",
-            "wrong-firmware",
-            {
+      await this.withLease(
+        current.id,
+        async (job) => {
+          if (state.fw === job.firmwareId) {
+            await this.ledger.succeedIfReported(job);
+          } else if (job.phase === "verifying" || job.phase === "recovering") {
+            await this.ledger.attemptFailed(
+              job,
+              wrongFirmwareMessage(job, state.fw),
+              "command",
+              "wrong-firmware",
+              {
+                fw: state.fw,
+              },
+            );
+          } else {
+            const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";
+            await this.ledger.note(job.id, "device-state", `Device woke running ${state.fw}${next}.`, {
               fw: state.fw,
-            },
-          );
-        } else {
-          const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";
-          await this.ledger.note(job.id, "device-state", `Device woke running ${state.fw}${next}.`, {
-            fw: state.fw,
-            ip: state.ip,
-          });
-        }
-      });
+              ip: state.ip,
+            });
+          }
+        },
+        this.messageLeaseWaitMs,
+      );
     });
+  }
+
+  /** How long a device message waits for a job's lease held elsewhere. */
+  private get messageLeaseWaitMs(): number {
+    return Math.min(this.o.timings.leaseMs, 5000);
   }
 
   async handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void> {
@@ -299,17 +323,21 @@ export class JobRunner {
       return;
     }
     await this.queue.run(active.id, () =>
-      this.withLease(active.id, async (job) => {
-        if (job.phase !== "waiting" && job.phase !== "retrying") {
-          this.o.logger.info(
-            { job: job.id, phase: job.phase },
-            "ack ignored: the job is not waiting for one",
-          );
-          return;
-        }
-        if (ack.ready) await this.accept(job, device, ack);
-        else await this.declined(job, ack.error);
-      }),
+      this.withLease(
+        active.id,
+        async (job) => {
+          if (job.phase !== "waiting" && job.phase !== "retrying") {
+            this.o.logger.info(
+              { job: job.id, phase: job.phase },
+              "ack ignored: the job is not waiting for one",
+            );
+            return;
+          }
+          if (ack.ready) await this.accept(job, device, ack);
+          else await this.declined(job, ack.error);
+        },
+        this.messageLeaseWaitMs,
+      ),
     );
   }
 
@@ -437,12 +465,15 @@ export class JobRunner {
           return;
         case "pushing":
           // The lease ran out mid-push: this or another instance stopped while pushing.
+          // The push may have ended just before: the device then already reports the new firmware.
+          if (await this.ledger.succeedIfReported(job)) return;
           await this.ledger.update(job, {
             patch: { phase: "recovering", dueAt: this.now + timings.receiverResetMs },
             steps: [this.ledger.step("interrupted", interruptedMessage(timings.receiverResetMs))],
           });
           return;
         case "recovering":
+          if (await this.ledger.succeedIfReported(job)) return;
           await this.pushes.start(
             job,
             timings.repushAnswerMs,
@@ -486,9 +517,20 @@ export class JobRunner {
   }
 
   /** Runs `fn` holding the job's lease; gives the lease up afterwards unless a push started. */
-  private async withLease(id: string, fn: (job: JobRecord) => Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` holding the job's lease. With `waitMs` (device messages), a
+   * lease held elsewhere is waited for: it is held for a step, milliseconds,
+   * by another instance or a due check, and a device's ack must not be lost
+   * to that moment.
+   */
+  private async withLease(id: string, fn: (job: JobRecord) => Promise<void>, waitMs = 0): Promise<void> {
     if (this.pushes.has(id)) return;
-    const job = await this.ledger.claim(id);
+    let job = await this.ledger.claim(id);
+    for (const until = Date.now() + waitMs; !job && Date.now() < until && !this.stopped; ) {
+      await new Promise((resolve) => setTimeout(resolve, LEASE_RETRY_MS));
+      if (this.pushes.has(id)) return;
+      job = await this.ledger.claim(id);
+    }
     if (!job) {
       this.o.logger.debug({ job: id }, "job is leased elsewhere; leaving it");
       return;

@@ -42,3 +42,5 @@ export const DEFAULT_JOB_TIMINGS: JobTimings = {
 
 export const DEFAULT_MAX_ATTEMPTS = 5;
 export const DEFAULT_MAX_CONCURRENT_PUSHES = 8;
+/** The most pushes one server sends at once (`serve --max-pushes`). */
+export const MAX_CONCURRENT_PUSHES = 256;

@@ -30,6 +30,8 @@ export interface ConnectOptions {
   /** Reconnect after the first connection drops (servers); CLI clients do not. */
   reconnect: boolean;
   will?: { topic: string; payload: string; retain: boolean; qos: 0 | 1 };
+  /** MQTT 5 (needed for shared subscriptions); 3.1.1 by default, which every broker speaks. */
+  mqtt5?: boolean;
 }
 
 /** Longest wait for the broker's acknowledgement of a publish. */
@@ -71,7 +73,7 @@ export function clientOptions(connection: MqttConnection, options: ConnectOption
   }
   const result: IClientOptions = {
     clientId: options.clientId ?? `mpota-${randomBytes(5).toString("hex")}`,
-    protocolVersion: 4,
+    protocolVersion: options.mqtt5 ? 5 : 4,
     clean: true,
     connectTimeout: options.timeoutMs,
     reconnectPeriod: options.reconnect ? 2000 : 0,
@@ -186,19 +188,45 @@ export function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
+/** A subscription of the link: one filter on the broker, any number of handlers. */
+interface Subscription {
+  /** What the broker gets: the filter, or `$share/<group>/<filter>`. */
+  brokerFilter: string;
+  /** The filter topics are matched against. */
+  filter: string;
+  /** MQTT 5 subscription identifier: tells which subscription a message came through. */
+  id: number;
+  handlers: MessageHandler[];
+}
+
 /**
  * The server's one MQTT client, shared by its features: each feature
  * subscribes with its own handler; a handler that throws is logged and the
  * next message goes on.
+ *
+ * With `sharedGroup` (MQTT 5), subscriptions made with `shared: true` go to
+ * `$share/<group>/<filter>`: the broker hands each message to one instance
+ * of the group. The other subscriptions still get every message. A message
+ * goes only to the handlers of the subscription it came through (MQTT 5
+ * subscription identifiers), so a topic covered by a shared and a plain
+ * subscription is not handled twice.
  */
 export class MqttLink {
-  private readonly handlers: Array<{ filter: string; handler: MessageHandler }> = [];
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly byId = new Map<number, Subscription>();
+  private nextId = 1;
   private closed = false;
+  private readonly mqtt5: boolean;
 
   constructor(
     readonly client: MqttClient,
     private readonly logger: Logger,
+    /** The shared-subscription group of the server instances (MQTT 5 only). */
+    readonly sharedGroup?: string,
   ) {
+    this.mqtt5 = client.options.protocolVersion === 5;
+    if (sharedGroup !== undefined && !this.mqtt5)
+      throw new UsageError("Shared subscriptions need an MQTT 5 connection.");
     client.on("message", (topic, payload, packet) => this.dispatch(topic, payload, packet));
     client.on("error", (error) => this.logger.warn({ err: error.message }, "MQTT error"));
     client.on("offline", () => this.logger.warn("MQTT connection lost; reconnecting"));
@@ -208,21 +236,48 @@ export class MqttLink {
 
   static async connect(
     connection: MqttConnection,
-    options: ConnectOptions,
+    options: ConnectOptions & { sharedGroup?: string },
     logger: Logger,
   ): Promise<MqttLink> {
-    return new MqttLink(await connectClient(connection, options), logger);
+    const mqtt5 = options.mqtt5 ?? options.sharedGroup !== undefined;
+    return new MqttLink(await connectClient(connection, { ...options, mqtt5 }), logger, options.sharedGroup);
   }
 
-  async subscribe(filter: string, handler: MessageHandler): Promise<void> {
-    this.handlers.push({ filter, handler });
-    await this.client.subscribeAsync(filter, { qos: 1 });
+  /**
+   * Subscribes `handler` to `filter`. `shared`: one instance of the group
+   * gets each message (device messages and requests, which must be handled
+   * once); without a group it is a plain subscription.
+   */
+  async subscribe(
+    filter: string,
+    handler: MessageHandler,
+    options: { shared?: boolean } = {},
+  ): Promise<void> {
+    const brokerFilter =
+      options.shared && this.sharedGroup !== undefined ? `$share/${this.sharedGroup}/${filter}` : filter;
+    const existing = this.subscriptions.get(brokerFilter);
+    if (existing) {
+      existing.handlers.push(handler);
+      return;
+    }
+    const subscription: Subscription = { brokerFilter, filter, id: this.nextId++, handlers: [handler] };
+    this.subscriptions.set(brokerFilter, subscription);
+    this.byId.set(subscription.id, subscription);
+    await this.client.subscribeAsync(brokerFilter, {
+      qos: 1,
+      ...(this.mqtt5 ? { properties: { subscriptionIdentifier: subscription.id } } : {}),
+    });
   }
 
+  /** Drops every handler of `filter` (shared or not); unsubscribes at the broker. */
   async unsubscribe(filter: string): Promise<void> {
-    for (let i = this.handlers.length - 1; i >= 0; i--)
-      if (this.handlers[i]?.filter === filter) this.handlers.splice(i, 1);
-    if (!this.closed && this.client.connected) await this.client.unsubscribeAsync(filter);
+    for (const subscription of [...this.subscriptions.values()]) {
+      if (subscription.filter !== filter) continue;
+      this.subscriptions.delete(subscription.brokerFilter);
+      this.byId.delete(subscription.id);
+      if (!this.closed && this.client.connected)
+        await this.client.unsubscribeAsync(subscription.brokerFilter);
+    }
   }
 
   /**
@@ -266,13 +321,19 @@ export class MqttLink {
   }
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    for (const { filter, handler } of this.handlers) {
-      if (!topicMatches(filter, topic)) continue;
-      try {
-        const result = handler(topic, payload, packet);
-        if (result) result.catch((error: unknown) => this.handlerFailed(topic, error));
-      } catch (error) {
-        this.handlerFailed(topic, error);
+    const ids = packet.properties?.subscriptionIdentifier;
+    const through =
+      ids === undefined
+        ? [...this.subscriptions.values()].filter((s) => topicMatches(s.filter, topic))
+        : (Array.isArray(ids) ? ids : [ids]).flatMap((id) => this.byId.get(id) ?? []);
+    for (const subscription of through) {
+      for (const handler of subscription.handlers) {
+        try {
+          const result = handler(topic, payload, packet);
+          if (result) result.catch((error: unknown) => this.handlerFailed(topic, error));
+        } catch (error) {
+          this.handlerFailed(topic, error);
+        }
       }
     }
   }

@@ -17,6 +17,7 @@ import { FirmwareLibrary } from "./firmware-library.ts";
 import { HomeAssistantFeature, type HomeAssistantOptions } from "./homeassistant.ts";
 import { HttpFeature, type HttpOptions } from "./http/http-feature.ts";
 import { ImagePusher } from "./image-pusher.ts";
+import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./instances.ts";
 import { JobRunner } from "./job-runner.ts";
 import {
   DEFAULT_JOB_TIMINGS,
@@ -28,7 +29,7 @@ import { type MqttConnection, MqttLink, safeUrl } from "./mqtt-link.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./network-policy.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import type { SignedImageCache } from "./signed-image-cache.ts";
-import { openSqliteStorage } from "./storage/sqlite-storage.ts";
+import { openStorage } from "./storage/open-storage.ts";
 import type { Storage } from "./storage/storage.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "./topics.ts";
 import { wallClock } from "./wall-clock.ts";
@@ -67,8 +68,25 @@ export interface ServerOptions {
   pushClock?: Clock;
   /** Storage to use instead of SQLite in dataDir (another backend). */
   storage?: Storage;
+  /** PostgreSQL URL (postgres://...) for the storage; unset: SQLite in dataDir. Ignored with `storage`. */
+  db?: string;
+  /** How long to wait at start for an unreachable database (default 10 s). */
+  dbWaitMs?: number;
   /** This instance's name in job leases (default host:pid:random). */
   instanceId?: string;
+  /**
+   * MQTT 5 shared-subscription group of the server instances that share one
+   * database and one broker: each device message and request is handled by
+   * one of them. Unset: a single server (plain subscriptions, MQTT 3.1.1).
+   */
+  sharedGroup?: string;
+  /** How often this instance writes its heartbeat to storage (default 5 s). */
+  heartbeatMs?: number;
+  /**
+   * Firmware images in this directory instead of `<dataDir>/firmware` (or,
+   * on PostgreSQL, the database): one directory every instance mounts.
+   */
+  firmwareDir?: string;
   /** Signed datagrams per firmware, for the same key and block (default: the pusher's own). */
   signedImages?: SignedImageCache;
   /** Serve the dashboard and the HTTP API (off unless given; `mpota serve` turns it on). */
@@ -94,7 +112,9 @@ function packageVersion(): string {
  * another instance on the same storage and broker sees the same fleet.
  */
 export class MpotaServer {
-  private stopped = false;
+  stopped = false;
+  /** This instance's heartbeat in storage, set once started. */
+  heartbeat: InstanceHeartbeat | undefined;
   /** The dashboard and HTTP API, when started with `http`. */
   http: HttpFeature | undefined;
   homeAssistant: HomeAssistantFeature | undefined;
@@ -123,11 +143,20 @@ export class MpotaServer {
     const topics = new Topics(options.base ?? DEFAULT_BASE_TOPIC);
     const policy = new NetworkPolicy(options.allowNetworks ?? DEFAULT_ALLOWED_NETWORKS);
     const dataDir = options.dataDir ?? DEFAULT_DATA_DIR;
-    const storage = options.storage ?? (await openSqliteStorage(dataDir));
+    const storage =
+      options.storage ??
+      (await openStorage({
+        db: options.db,
+        dataDir,
+        ...(options.dbWaitMs !== undefined ? { startRetryMs: options.dbWaitMs } : {}),
+      }));
     const cleanup: Array<() => Promise<void>> = [];
     if (!options.storage) cleanup.push(() => storage.close());
     try {
-      const library = new FirmwareLibrary(storage, dataDir, () => clock.now());
+      const library = new FirmwareLibrary(storage, dataDir, () => clock.now(), {
+        ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
+      });
+      await library.checkShared();
       const choice = options.broker ?? { kind: "embedded" };
       let broker: EmbeddedBroker | undefined;
       let connection: MqttConnection;
@@ -152,6 +181,7 @@ export class MpotaServer {
           timeoutMs: 10_000,
           reconnect: true,
           will: { topic: topics.bridgeState, payload: JSON.stringify(offline), retain: true, qos: 1 },
+          ...(options.sharedGroup !== undefined ? { sharedGroup: options.sharedGroup } : {}),
         },
         logger,
       );
@@ -217,10 +247,12 @@ export class MpotaServer {
                 "This server has no signing key, so it cannot push updates. Start it with --key FILE (the private key your devices' yaota8266 was built for).",
             }),
       });
+      const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+      const status = () => statusView(storage, owner, heartbeatMs, clock.now());
       const bridge = new Bridge({
         link,
         topics,
-        handlers: bridgeHandlers({ storage, library, runner, rollouts, info: () => info }),
+        handlers: bridgeHandlers({ storage, library, runner, rollouts, info: () => info, status }),
         logger: logger.child({ feature: "bridge" }),
       });
       const brokerUrl = broker ? broker.url : safeUrl(connection.url);
@@ -251,6 +283,7 @@ export class MpotaServer {
             storage,
             library,
             runner,
+            rollouts,
             link,
             topics,
             inbox,
@@ -281,8 +314,29 @@ export class MpotaServer {
         cleanup.push(() => ha.stop());
         server.homeAssistant = ha;
       }
+      const heartbeat = new InstanceHeartbeat({
+        storage,
+        id: owner,
+        version: info.version,
+        clock,
+        logger: logger.child({ feature: "instances" }),
+        intervalMs: heartbeatMs,
+        http: () => server.http?.url ?? null,
+        pushes: () => runner.activePushes,
+      });
+      await heartbeat.start();
+      cleanup.push(() => heartbeat.stop());
+      server.heartbeat = heartbeat;
       const online: BridgeStateMessage = { state: "online" };
       await link.publishJson(topics.bridgeState, online, { retain: true });
+      if (options.sharedGroup !== undefined) {
+        // Several instances share the bridge: when one of them goes (its last will
+        // says "offline"), the others that are still here say "online" again.
+        await link.subscribe(topics.bridgeState, (_topic, payload) => {
+          if (server.stopped || payload.toString() === JSON.stringify(online)) return;
+          link.publishJson(topics.bridgeState, online, { retain: true }).catch(() => undefined);
+        });
+      }
       // After a lost connection the broker has published our last will (offline), and may have lost retained messages.
       link.client.on("connect", () => {
         logger.info("MQTT connection back");
@@ -326,6 +380,7 @@ export class MpotaServer {
     await this.rollouts?.stop();
     await this.inbox.stop();
     await this.runner.stop();
+    await this.heartbeat?.stop();
     const offline: BridgeStateMessage = { state: "offline" };
     await Promise.race([
       this.link.publishJson(this.topics.bridgeState, offline, { retain: true }),

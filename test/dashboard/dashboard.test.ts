@@ -1,27 +1,25 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
 import { FAST_TIMINGS, tempDir, testKey } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { launchChromium, type PageGlobals, SKIP, screenshot } from "./support.ts";
 
 // A user in real headless Chromium against the real server (embedded Aedes,
 // SQLite) and simulated devices running the real MicroPython agent. Every
 // assertion is on what the page shows.
-const CHROMIUM = "/usr/bin/chromium";
-const SKIP = existsSync(CHROMIUM)
-  ? false
-  : `Chromium is not installed (${CHROMIUM} missing): install it with \`apt-get install -y chromium\` (.ci/run does).`;
-const DOCS = join(import.meta.dirname, "../../docs");
 
 const V1 = buildMicroPythonImage({ size: 48 * 1024, seed: 81 });
 const V2 = buildMicroPythonImage({ size: 52 * 1024, seed: 82 });
 const NORMAL = buildMicroPythonImage({ size: 48 * 1024, seed: 83, ota: false });
+const LAMP = buildMicroPythonImage({ size: 40 * 1024, seed: 84 });
+const LAMP_NORMAL = buildMicroPythonImage({ size: 40 * 1024, seed: 85, ota: false });
 
 describe("dashboard in headless Chromium", { skip: SKIP }, () => {
   const data = tempDir("mpota-dashboard-");
@@ -66,17 +64,7 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
     );
     writeFileSync(join(files.dir, "firmware.bin"), NORMAL);
     writeFileSync(join(files.dir, "firmware-ota.bin"), V2);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-gpu",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   });
   after(async () => {
@@ -87,12 +75,7 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
     files.remove();
   });
 
-  // The screenshots in docs/ are rewritten only when asked: MPOTA_SCREENSHOTS=1 node scripts/run-tests.mjs test/dashboard
-  const shot = async (name: string) => {
-    if (!process.env.MPOTA_SCREENSHOTS) return;
-    mkdirSync(DOCS, { recursive: true });
-    await page.screenshot({ path: join(DOCS, name), fullPage: true });
-  };
+  const shot = (name: string) => screenshot(page, name);
 
   test("log in: a wrong token is refused, the right one shows the fleet", async () => {
     await page.goto(s.base);
@@ -169,5 +152,54 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
     await job.locator(".job-state", { hasText: "failed" }).waitFor({ timeout: 30_000 });
     assert.match((await job.locator(".job-error").textContent()) ?? "", /battery low/);
     await shot("dashboard-failed-job.png");
+  });
+  /** Drags `bytes` as a file named `name` over the drop zone and drops it, as a file manager would. */
+  const drop = async (name: string, bytes: Uint8Array) => {
+    const zone = page.locator(".dropzone");
+    const transfer = await page.evaluateHandle(
+      ({ name, base64 }) => {
+        const { atob, DataTransfer, File } = globalThis as unknown as PageGlobals;
+        const raw = atob(base64);
+        const data = new Uint8Array(raw.length);
+        for (let i = 0; i < raw.length; i++) data[i] = raw.charCodeAt(i);
+        const t = new DataTransfer();
+        t.items.add(new File([data], name, { type: "application/octet-stream" }));
+        return t;
+      },
+      { name, base64: Buffer.from(bytes).toString("base64") },
+    );
+    await zone.dispatchEvent("dragenter", { dataTransfer: transfer });
+    await zone.dispatchEvent("dragover", { dataTransfer: transfer });
+    await page.locator(".dropzone.over").waitFor();
+    await zone.dispatchEvent("drop", { dataTransfer: transfer });
+    await page.locator(".dropzone:not(.over) .chosen", { hasText: name }).waitFor();
+  };
+
+  test("drag and drop: a dropped normal build is refused with its reason, a dropped OTA build is stored", async () => {
+    await page.goto(`${s.base}/#/firmware`);
+    const before = (await call(s, "GET", "/api/v1/firmware")).body.length;
+    await drop("lamp-normal.bin", LAMP_NORMAL);
+    assert.match((await page.locator(".dropzone").textContent()) ?? "", /lamp-normal\.bin \(40\.0 KiB\)/);
+    await page.getByLabel("Name").fill("lamp");
+    await page.getByLabel("Version").fill("1.0");
+    await page.getByRole("button", { name: "Check and add" }).click();
+    const refused = page.locator(".result.refused");
+    await refused.waitFor();
+    assert.match((await refused.textContent()) ?? "", /Refused; nothing was stored/);
+    assert.match((await refused.textContent()) ?? "", /normal MicroPython build, not an OTA build/);
+    assert.equal((await call(s, "GET", "/api/v1/firmware")).body.length, before, "nothing stored");
+
+    await drop("lamp-ota.bin", LAMP);
+    await page.getByLabel("Release notes").fill("Dims at night.");
+    await page.getByRole("button", { name: "Check and add" }).click();
+    await page.getByText(`Added lamp 1.0 (${imageIdentity(LAMP)})`).waitFor();
+    const row = page.locator(`tr[data-firmware="${imageIdentity(LAMP)}"]`);
+    await row.waitFor();
+    assert.match((await row.textContent()) ?? "", /lamp1\.0.*40\.0 KiB.*Dims at night\./);
+
+    // Home Assistant's release link opens the store with this firmware marked.
+    await page.goto(`${s.base}/#/firmware/${imageIdentity(LAMP)}`);
+    await page.locator(`tr.selected[data-firmware="${imageIdentity(LAMP)}"]`).waitFor();
+    assert.equal(await page.locator("table.firmware tr.selected").count(), 1);
   });
 });

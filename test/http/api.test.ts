@@ -240,7 +240,7 @@ describe("HTTP API", () => {
       json: { firmware: "sensor", concurrency: 1 },
     });
     assert.equal(line.status, 400);
-    assert.match(line.body.error, /No firmware named "sensor"|nothing to update/);
+    assert.match(line.body.error, /No firmware named "sensor"|No device runs a firmware of the line/);
     const bad = await call(s, "POST", "/api/v1/update/line", {
       json: { firmware: "sensor@2.0", concurrency: 0 },
     });

@@ -68,7 +68,8 @@ describe("rollout controls end to end", () => {
       firmware: "sensor@2.0",
       devices: ["b1", "s1", "s2"],
       groups: "rest",
-      concurrency: 1,
+      // Room for all three: the sleepers get their commands (and hold their slots) at once.
+      concurrency: 3,
     });
     await eventually(
       async () => (await rig?.show(created.id))?.devices.find((d) => d.device === "b1")?.status === "pushing",

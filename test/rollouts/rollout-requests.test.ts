@@ -116,6 +116,16 @@ describe("rollout requests over the bridge", () => {
     assert.equal(progress[0]?.counts.total, 3);
     await watcher.close();
 
+    // A device the rollout holds is not updated by hand, and its firmware is not removed under it.
+    await assert.rejects(bridge.request("update", { device: "k2", firmware: "sensor@1.0" }), {
+      message:
+        `Device k2 is in rollout ${first.id} ("garden beds") (running; the device is scheduled there), which updates it ` +
+        `to sensor 2.0. Let the rollout do it, or abort the rollout first (\`mpota rollout abort ${first.id}\`).`,
+    });
+    await assert.rejects(bridge.request("firmware/remove", { id: "sensor@2.0" }), {
+      message: `sensor 2.0 is the target of active rollout ${first.id} ("garden beds"). Let it finish or abort it first (\`mpota rollout abort ${first.id}\`).`,
+    });
+    assert.equal((await bridge.request("firmware/list", {})).length, 2, "nothing removed");
     await assert.rejects(
       bridge.request("rollout/create", { firmware: "sensor@2.0", devices: ["k3", "k2", "k1"] }),
       {

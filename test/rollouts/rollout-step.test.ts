@@ -226,9 +226,9 @@ describe("a rollout's step", () => {
     assert.deepEqual(statesOf(later), { slow: "done" });
   });
 
-  it("sleepy devices get their sleep period on top of the timeout, and do not take a push slot while they sleep", () => {
+  it("sleepy devices get their sleep period on top of the timeout, and hold a slot from their command on", () => {
     const r = rollout([group(5)], {
-      policy: { maxAttempts: 3, timeoutMs: 60_000, concurrency: 1, allowDowngrade: false, onError: "pause" },
+      policy: { maxAttempts: 3, timeoutMs: 60_000, concurrency: 2, allowDowngrade: false, onError: "pause" },
     });
     const result = step(r, [
       device("awake1", 0),
@@ -242,21 +242,23 @@ describe("a rollout's step", () => {
       [
         ["awake1", false, now + 60_000],
         ["sleepy1", true, now + 60_000 + 3_600_000],
-        ["sleepy2", true, now + 60_000 + 600_000],
       ],
     );
-    // A sleepy device that woke and is being pushed holds a slot; one waiting for its wake does not.
-    const busy = step(r, [
-      device("sleepy1", 0, "scheduled", { phase: "pushing", sleepy: true, sleep: 3600 }),
-      device("awake2", 0),
-    ]);
-    assert.deepEqual(busy.start, []);
+    // Two sleepers waiting for their wake fill a limit of 2: they may wake together and both need a push.
     const asleep = step(r, [
       device("sleepy1", 0, "scheduled", { phase: "waiting", sleepy: true, sleep: 3600 }),
+      device("sleepy2", 0, "scheduled", { phase: "waiting", sleepy: true, sleep: 600 }),
+      device("awake2", 0),
+    ]);
+    assert.deepEqual(asleep.start, []);
+    // When one of them is done, its slot goes to the next device.
+    const freed = step(r, [
+      device("sleepy1", 0, "scheduled", { phase: "pushing", sleepy: true, sleep: 3600 }),
+      device("sleepy2", 0, "scheduled", { phase: "succeeded", fw: FW_NEW, sleepy: true, sleep: 600 }),
       device("awake2", 0),
     ]);
     assert.deepEqual(
-      asleep.start.map((s) => s.deviceId),
+      freed.start.map((s) => s.deviceId),
       ["awake2"],
     );
   });

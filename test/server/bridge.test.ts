@@ -147,7 +147,8 @@ describe("bridge request/response topics", () => {
     assert.equal(info.base, "mpota");
     assert.equal(info.keyBits, 512);
     assert.deepEqual(info.networks, ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8"]);
-    assert.match(info.storage, /^SQLite .*mpota\.db$/);
+    assert.equal(info.storage, s.server.storage.description);
+    assert.match(info.storage, /^(SQLite .*mpota\.db|PostgreSQL .*)$/);
   });
 
   it("adds, lists and removes firmware", async () => {

@@ -61,6 +61,7 @@ const serveDefaults = (data: string): ServeOptions => ({
   base: "mpota",
   block: 256,
   maxAttempts: 5,
+  maxPushes: 8,
   logLevel: "warn",
 });
 
@@ -293,6 +294,10 @@ describe("mpota serve options", () => {
       /--log-level must be one of/,
     );
     assert.throws(() => serverSettings({ ...serveDefaults("x"), block: 300 }), MpotaError);
+    assert.throws(
+      () => serverSettings({ ...serveDefaults("x"), maxPushes: 0 }),
+      /--max-pushes must be between 1 and 256/,
+    );
     assert.throws(
       () => serverSettings({ ...serveDefaults("x"), base: "mpota/#" }),
       /cannot be the base topic/,

@@ -10,11 +10,12 @@ import type { EventStream } from "./event-stream.ts";
 import { HttpError } from "./http-error.ts";
 import { DEFAULT_LINE_CONCURRENCY, type LineUpdates } from "./line-update.ts";
 import { readJsonBody, readUpload } from "./request-body.ts";
+import { type RolloutRouteContext, routeRollouts } from "./rollout-routes.ts";
 
 /** Largest firmware upload: the same bytes the MQTT bridge takes as base64 in firmware/add. */
 export const MAX_UPLOAD_BYTES = Math.floor((MAX_FIRMWARE_REQUEST_BYTES * 3) / 4);
 
-export interface ApiContext {
+export interface ApiContext extends RolloutRouteContext {
   handlers: BridgeHandlers;
   storage: Storage;
   auth: Authenticator;
@@ -41,13 +42,13 @@ export function sendJson(
   response.end(body);
 }
 
-function queryInteger(query: URLSearchParams, key: string): number | string | undefined {
+export function queryInteger(query: URLSearchParams, key: string): number | string | undefined {
   const text = query.get(key);
   if (text === null || text === "") return undefined;
   return /^-?\d+$/.test(text) ? Number(text) : text;
 }
 
-function queryBoolean(query: URLSearchParams, key: string): boolean | string | undefined {
+export function queryBoolean(query: URLSearchParams, key: string): boolean | string | undefined {
   const text = query.get(key);
   if (text === null || text === "") return undefined;
   if (["true", "1", "yes"].includes(text)) return true;
@@ -132,6 +133,8 @@ export async function routeApi(
     sendJson(response, 200, { authenticated: false });
     return true;
   }
+
+  if (parts[0] === "rollouts") return routeRollouts(ctx, request, response, parts, q);
 
   const known = [
     "GET /info",

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 /** The named events of `/api/v1/events`. */
-export type StreamEventName = "device" | "job" | "firmware" | "reset";
+export type StreamEventName = "device" | "job" | "firmware" | "rollout" | "reset";
 
 export interface StreamEvent {
   id: string;

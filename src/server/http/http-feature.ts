@@ -8,6 +8,7 @@ import type { DeviceInbox } from "../device-inbox.ts";
 import type { FirmwareLibrary } from "../firmware-library.ts";
 import type { JobRunner } from "../job-runner.ts";
 import type { MqttLink } from "../mqtt-link.ts";
+import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { Topics } from "../topics.ts";
 import { AdminToken, ensureAdminToken } from "./admin-token.ts";
@@ -18,6 +19,7 @@ import { FleetEvents } from "./fleet-events.ts";
 import { HttpError } from "./http-error.ts";
 import { LineUpdates } from "./line-update.ts";
 import { DEFAULT_LOGIN_LIMITS, LoginLimiter, type LoginLimits } from "./login-limiter.ts";
+import { RolloutEvents } from "./rollout-events.ts";
 import { StaticFiles } from "./static-files.ts";
 
 export const DEFAULT_HTTP_PORT = 8080;
@@ -41,6 +43,8 @@ export interface HttpFeatureDeps {
   storage: Storage;
   library: FirmwareLibrary;
   runner: JobRunner;
+  /** Staged rollouts ("update all on a line" runs as one). */
+  rollouts: RolloutEngine;
   link: MqttLink;
   topics: Topics;
   inbox: DeviceInbox;
@@ -61,6 +65,8 @@ export class HttpFeature {
   readonly tokenPath: string | undefined;
   private readonly server: Server;
   private readonly events: FleetEvents;
+  /** Sends `rollout` events on the stream. */
+  readonly rolloutEvents: RolloutEvents;
   private readonly lines: LineUpdates;
   private readonly files: StaticFiles;
   private readonly auth: Authenticator;
@@ -90,15 +96,11 @@ export class HttpFeature {
       storage: deps.storage,
       library: deps.library,
       runner: deps.runner,
+      rollouts: deps.rollouts,
       info: deps.info,
     });
     this.stream = new EventStream(options.stream);
-    this.lines = new LineUpdates({
-      storage: deps.storage,
-      library: deps.library,
-      handlers,
-      logger: deps.logger,
-    });
+    this.lines = new LineUpdates({ library: deps.library, rollouts: deps.rollouts });
     this.events = new FleetEvents({
       link: deps.link,
       topics: deps.topics,
@@ -106,7 +108,14 @@ export class HttpFeature {
       inbox: deps.inbox,
       stream: this.stream,
       logger: deps.logger,
-      onJob: (message) => this.lines.onJob(message),
+      onJob: () => this.rolloutEvents.jobChanged(),
+    });
+    this.rolloutEvents = new RolloutEvents({
+      link: deps.link,
+      topics: deps.topics,
+      storage: deps.storage,
+      stream: this.stream,
+      logger: deps.logger,
     });
     this.files = new StaticFiles();
     const ctx = {
@@ -115,6 +124,8 @@ export class HttpFeature {
       auth: this.auth,
       stream: this.stream,
       lines: this.lines,
+      rollouts: deps.rollouts,
+      rolloutChanged: (id: string) => this.rolloutEvents.changed(id),
       secure: (request: IncomingMessage) => request.headers["x-forwarded-proto"] === "https",
     };
     this.server = createServer((request, response) => {
@@ -126,6 +137,7 @@ export class HttpFeature {
 
   async start(): Promise<void> {
     await this.events.start();
+    await this.rolloutEvents.start();
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
         reject(
@@ -155,9 +167,9 @@ export class HttpFeature {
   }
 
   async stop(): Promise<void> {
-    this.lines.stop();
     this.stream.close();
     await this.events.stop();
+    await this.rolloutEvents.stop();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

@@ -472,7 +472,7 @@ export class RolloutEngine {
         deviceId: s.deviceId,
         state: "scheduled" as const,
         jobId: job.id,
-        turnAt: now,
+        turnAt: s.turnAt,
         deadlineAt: s.deadlineAt,
         sleepy: s.sleepy,
         fromFw: s.fromFw,
@@ -505,6 +505,7 @@ export class RolloutEngine {
       const job = await this.o.jobs.create(s.deviceId, r.firmwareId, {
         maxAttempts: r.policy.maxAttempts,
         origin: `rollout ${r.id}, ${groupName(r, group).toLowerCase()}`,
+        rollout: r.id,
       });
       return scheduled(
         job,

@@ -31,6 +31,8 @@ export interface DeviceStart {
   group: number;
   sleepy: boolean;
   fromFw: string;
+  /** When its turn came (the step's time: its deadline counts from it). */
+  turnAt: number;
   deadlineAt: number;
 }
 
@@ -385,14 +387,12 @@ export function planStep(input: StepInput): StepResult {
   // 5. Running: the devices whose turn has come, within the concurrency limit.
   if (state === "running") {
     const target = { id: r.firmwareId, name: r.firmwareName, version: r.firmwareVersion };
+    // A device holds a slot from its job's creation to its end. That includes a
+    // sleeper waiting for its wake: its command is retained, so it may wake and
+    // need a push at any moment, together with others; counting it keeps the
+    // limit a hard bound on pushes at once.
     let inFlight = 0;
-    for (const d of work.values()) {
-      if (
-        (d.state === "scheduled" || d.state === "overdue") &&
-        (!d.sleepy || (d.job !== null && PUSH_PHASES.includes(d.job.phase)))
-      )
-        inFlight++;
-    }
+    for (const d of work.values()) if (d.state === "scheduled" || d.state === "overdue") inFlight++;
     let slots = r.policy.concurrency - inFlight;
     for (const d of input.devices) {
       const w = work.get(d.deviceId);
@@ -426,15 +426,14 @@ export function planStep(input: StepInput): StepResult {
         continue;
       }
       const sleepy = dev.sleep > 0;
-      if (!sleepy) {
-        if (slots <= 0) continue;
-        slots--;
-      }
+      if (slots <= 0) continue;
+      slots--;
       result.start.push({
         deviceId: d.deviceId,
         group: d.group,
         sleepy,
         fromFw: dev.fw,
+        turnAt: now,
         deadlineAt: now + r.policy.timeoutMs + (sleepy ? dev.sleep * 1000 : 0),
       });
     }

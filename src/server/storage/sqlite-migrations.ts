@@ -158,6 +158,27 @@ CREATE TABLE rollout_events (
 CREATE INDEX rollout_events_by_rollout ON rollout_events(rollout_id, seq);
 `,
   },
+  {
+    version: 3,
+    description: "server instances and shared settings",
+    sql: `
+CREATE TABLE instances (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  version TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  http TEXT,
+  load TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+`,
+  },
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS[SQLITE_MIGRATIONS.length - 1]?.version ?? 0;

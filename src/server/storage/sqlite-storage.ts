@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceState, DeviceStatus } from "../contract.ts";
@@ -12,6 +12,9 @@ import {
   type FirmwareAddResult,
   type FirmwareRecord,
   type FirmwareStore,
+  type ImageStore,
+  type InstanceRecord,
+  type InstanceStore,
   type JobCreateResult,
   type JobListFilter,
   type JobPatch,
@@ -23,6 +26,7 @@ import {
   type NewJob,
   type NewJobStep,
   SchemaTooNewError,
+  type SettingStore,
   type Storage,
   StorageError,
 } from "./storage.ts";
@@ -68,6 +72,34 @@ export async function openSqliteStorage(dataDir: string): Promise<Storage> {
   return new SqliteStorage(db, path);
 }
 
+/**
+ * The schema version of `<dataDir>/mpota.db` without creating or changing
+ * anything (0 when there is no database yet), and the file's path.
+ */
+export function sqliteSchemaVersion(dataDir: string): { path: string; version: number } {
+  const path = join(resolve(dataDir), SQLITE_FILE_NAME);
+  if (!existsSync(path)) return { path, version: 0 };
+  let db: Db;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw new StorageError(
+      `Cannot open the database ${path}: ${(error as Error).message}. Check the --data directory.`,
+      { cause: error },
+    );
+  }
+  try {
+    return { path, version: db.pragma("user_version", { simple: true }) as number };
+  } catch (error) {
+    throw new StorageError(
+      `Cannot read the database ${path}: ${(error as Error).message}. If the file is damaged, move it away and start again.`,
+      { cause: error },
+    );
+  } finally {
+    db.close();
+  }
+}
+
 function migrate(db: Db, path: string): void {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current > SQLITE_SCHEMA_VERSION) {
@@ -97,6 +129,10 @@ class SqliteStorage implements Storage {
   readonly jobs: JobStore;
   readonly tags: DeviceTagStore;
   readonly rollouts: RolloutStore;
+  readonly instances: InstanceStore;
+  readonly settings: SettingStore;
+  /** Images stay in the data directory's files: one machine, one directory. */
+  readonly images: ImageStore | null = null;
   readonly description: string;
   private closed = false;
 
@@ -110,6 +146,8 @@ class SqliteStorage implements Storage {
     this.jobs = new SqliteJobStore(db);
     this.tags = new SqliteDeviceTagStore(db);
     this.rollouts = new SqliteRolloutStore(db);
+    this.instances = new SqliteInstanceStore(db);
+    this.settings = new SqliteSettingStore(db);
   }
 
   async close(): Promise<void> {
@@ -501,5 +539,69 @@ class SqliteJobStore implements JobStore {
 
   async addStep(jobId: string, step: NewJobStep): Promise<void> {
     this.appendStep(jobId, step);
+  }
+}
+
+// ---- instances and settings ---------------------------------------------
+
+function instanceFromRow(row: Row): InstanceRecord {
+  return {
+    id: row.id as string,
+    host: row.host as string,
+    pid: row.pid as number,
+    version: row.version as string,
+    startedAt: row.started_at as number,
+    heartbeatAt: row.heartbeat_at as number,
+    http: row.http as string | null,
+    load: JSON.parse(row.load as string),
+  };
+}
+
+class SqliteInstanceStore implements InstanceStore {
+  constructor(private readonly db: Db) {}
+
+  async heartbeat(record: InstanceRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO instances (id, host, pid, version, started_at, heartbeat_at, http, load)
+         VALUES (@id, @host, @pid, @version, @startedAt, @heartbeatAt, @http, @load)
+         ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, version = excluded.version,
+           started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, http = excluded.http,
+           load = excluded.load`,
+      )
+      .run({ ...record, load: JSON.stringify(record.load) });
+  }
+
+  async list(): Promise<InstanceRecord[]> {
+    return (this.db.prepare("SELECT * FROM instances ORDER BY started_at, id").all() as Row[]).map(
+      instanceFromRow,
+    );
+  }
+
+  async remove(id: string): Promise<void> {
+    this.db.prepare("DELETE FROM instances WHERE id = ?").run(id);
+  }
+
+  async prune(before: number): Promise<number> {
+    return this.db.prepare("DELETE FROM instances WHERE heartbeat_at < ?").run(before).changes;
+  }
+}
+
+class SqliteSettingStore implements SettingStore {
+  constructor(private readonly db: Db) {}
+
+  async get(key: string): Promise<string | undefined> {
+    const row = this.db.prepare("SELECT value FROM settings WHERE key = ?").get(key) as Row | undefined;
+    return row?.value as string | undefined;
+  }
+
+  async putIfAbsent(key: string, value: string): Promise<string> {
+    const row = this.db
+      .prepare(
+        `INSERT INTO settings (key, value) VALUES (?, ?)
+         ON CONFLICT (key) DO UPDATE SET value = settings.value RETURNING value`,
+      )
+      .get(key, value) as Row;
+    return row.value as string;
   }
 }

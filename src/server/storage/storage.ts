@@ -21,6 +21,16 @@ export interface Storage {
   /** Device tags (what rollouts select by) and rollouts: see rollout-store.ts. */
   readonly tags: DeviceTagStore;
   readonly rollouts: RolloutStore;
+  /** Server instances sharing this store, with their heartbeats (`mpota status`). */
+  readonly instances: InstanceStore;
+  /** Small facts the instances must agree on (the firmware directory's id, ...). */
+  readonly settings: SettingStore;
+  /**
+   * Firmware image bytes kept in the database, for backends that several
+   * machines share (PostgreSQL); null when images live only in a directory
+   * (SQLite: the data directory is on the one machine).
+   */
+  readonly images: ImageStore | null;
   /** A short description for logs ("SQLite /data/mpota.db"). */
   readonly description: string;
   close(): Promise<void>;
@@ -296,4 +306,51 @@ export interface JobStore {
   releaseAll(owner: string): Promise<number>;
   /** Appends an informational step; needs no lease (the step log is append-only). */
   addStep(jobId: string, step: NewJobStep): Promise<void>;
+}
+
+// ---- instances, settings, images ---------------------------------------
+
+export interface InstanceLoad {
+  /** Pushes this instance is sending now. */
+  pushes: number;
+  /** Jobs whose lease it holds. */
+  jobs: number;
+  /** Rollouts whose lease it holds. */
+  rollouts: number;
+}
+
+export interface InstanceRecord {
+  /** The instance's lease owner name (host:pid:random). */
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  startedAt: number;
+  heartbeatAt: number;
+  /** Where its HTTP API listens, or null. */
+  http: string | null;
+  load: InstanceLoad;
+}
+
+export interface InstanceStore {
+  /** Inserts or replaces the instance's row. */
+  heartbeat(record: InstanceRecord): Promise<void>;
+  /** Oldest started first. */
+  list(): Promise<InstanceRecord[]>;
+  remove(id: string): Promise<void>;
+  /** Removes instances whose last heartbeat is older than `before`; returns how many. */
+  prune(before: number): Promise<number>;
+}
+
+export interface SettingStore {
+  get(key: string): Promise<string | undefined>;
+  /** Stores `value` unless the key has one already; returns the stored value (the existing one, if any). */
+  putIfAbsent(key: string, value: string): Promise<string>;
+}
+
+export interface ImageStore {
+  /** Stores the bytes under the identity (no-op when present). */
+  put(id: string, bytes: Uint8Array): Promise<void>;
+  get(id: string): Promise<Uint8Array | undefined>;
+  remove(id: string): Promise<void>;
 }

@@ -40,7 +40,7 @@ export class MqttDevice {
       ...options,
       clientId: `dev-${id}-${Math.random().toString(16).slice(2, 8)}`,
       clean: true,
-      reconnectPeriod: 0,
+      reconnectPeriod: options.reconnectPeriod ?? 0,
       will: { topic: `${base}/${id}/status`, payload: Buffer.from("offline"), retain: true, qos: 1 },
     });
     const device = new MqttDevice(client, id, base);

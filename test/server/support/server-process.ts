@@ -2,11 +2,14 @@
 // node --import tsx server-process.ts DATA_DIR CONNECTION_JSON TIMINGS_JSON
 import { MpotaServer } from "../../../src/server/server.ts";
 import { LogCapture } from "./log-capture.ts";
-import { FAST_TIMINGS, testKey } from "./test-server.ts";
+import { FAST_TIMINGS, testDatabase, testKey } from "./test-server.ts";
 
 const [dataDir, connection, timings] = process.argv.slice(2) as [string, string, string];
+// MPOTA_TEST_BACKEND=postgres: the same database a test server on dataDir uses.
+const db = await testDatabase(dataDir);
 await MpotaServer.start({
   dataDir,
+  ...(db !== undefined ? { db } : {}),
   broker: { kind: "external", connection: JSON.parse(connection) },
   key: testKey,
   logger: new LogCapture("silent").logger,

@@ -28,14 +28,16 @@ const step = (kind: string, at = 1000) => ({ at, kind, message: `${kind} happene
 
 /**
  * The storage contract, run against any backend: `open` gives a fresh,
- * empty store for each test group. SQLite runs it today; a PostgreSQL
- * backend must pass the same suite.
+ * empty store for each test group. SQLite and PostgreSQL both pass it;
+ * `imagesInDatabase` says whether the backend keeps image bytes (PostgreSQL)
+ * or leaves them to the data directory (SQLite: `images` is null).
  */
 export function defineStorageSuite(
   backend: string,
   open: () => Promise<{ storage: Storage; dispose: () => Promise<void> }>,
+  features: { imagesInDatabase: boolean; skip?: string } = { imagesInDatabase: false },
 ) {
-  describe(`storage contract: ${backend}`, () => {
+  describe(`storage contract: ${backend}`, features.skip ? { skip: features.skip } : {}, () => {
     let storage: Storage;
     let dispose: () => Promise<void>;
     before(async () => {
@@ -238,5 +240,150 @@ export function defineStorageSuite(
       assert.equal(await storage.jobs.releaseAll("C"), 1);
       assert.equal((await storage.jobs.get("j-3"))?.leaseOwner, null);
     });
+
+    it("claims due jobs oldest due first, up to the limit, only in the phases asked for", async () => {
+      for (const [id, device, due] of [
+        ["j-10", "dev10", 20_300],
+        ["j-11", "dev11", 20_100],
+        ["j-12", "dev12", 20_200],
+      ] as const) {
+        await storage.jobs.create(newJob(id, device, due), step("created", due));
+      }
+      // j-3 (due 9300) is the oldest; move it out of "queued" for the phase filter.
+      await storage.jobs.claim({ id: "j-3", owner: "D", now: 20_000, leaseMs: 10 });
+      await storage.jobs.update({
+        id: "j-3",
+        owner: "D",
+        now: 20_000,
+        patch: { phase: "waiting" },
+        release: true,
+      });
+      const two = await storage.jobs.claimDue({ owner: "D", now: 30_000, leaseMs: 1000, limit: 2 });
+      assert.deepEqual(
+        two.map((j) => j.id),
+        ["j-3", "j-11"],
+      );
+      const queued = await storage.jobs.claimDue({
+        owner: "E",
+        now: 30_000,
+        leaseMs: 1000,
+        limit: 10,
+        phases: ["queued"],
+      });
+      assert.deepEqual(
+        queued.map((j) => j.id),
+        ["j-12", "j-10"],
+      );
+      assert.deepEqual(
+        (await storage.jobs.list({ active: true, limit: 2 })).map((j) => j.id),
+        ["j-10", "j-12"],
+      );
+      assert.equal(await storage.jobs.releaseAll("D"), 2);
+      assert.equal(await storage.jobs.releaseAll("E"), 2);
+    });
+
+    it("lists firmware newest first, in insertion order within one millisecond", async () => {
+      const base = {
+        name: "lamp",
+        size: 1000,
+        notes: null,
+        addedAt: 50_000,
+        micropython: null,
+        build: null,
+        checks: [],
+      };
+      for (const [id, version] of [
+        ["c".repeat(32), "1"],
+        ["d".repeat(32), "2"],
+        ["e".repeat(32), "3"],
+      ] as const) {
+        assert.equal((await storage.firmware.add({ ...base, id, version })).ok, true);
+      }
+      assert.deepEqual(
+        (await storage.firmware.findByName("lamp")).map((f) => f.version),
+        ["3", "2", "1"],
+      );
+      assert.deepEqual(
+        (await storage.firmware.list()).map((f) => f.name),
+        ["lamp", "lamp", "lamp", "sensor"],
+      );
+      assert.equal(await storage.firmware.remove("d".repeat(32)), true);
+      assert.equal(await storage.firmware.remove("d".repeat(32)), false);
+      assert.deepEqual(
+        (await storage.firmware.findByName("lamp")).map((f) => f.version),
+        ["3", "1"],
+      );
+    });
+
+    it("sorts device ids bytewise, upper case first", async () => {
+      for (const id of ["b-2", "B-1", "a-3"]) {
+        await storage.devices.recordStatus({ id, status: "online", at: 60_000, nextWakeAt: null });
+      }
+      assert.deepEqual(
+        (await storage.devices.list()).map((d) => d.id),
+        ["B-1", "a-3", "b-2", "dev1", "dev2"],
+      );
+    });
+
+    it("keeps a heartbeat row per instance, oldest started first, and prunes silent ones", async () => {
+      const instance = (id: string, startedAt: number, heartbeatAt: number) => ({
+        id,
+        host: "host-a",
+        pid: 4242,
+        version: "0.1.0",
+        startedAt,
+        heartbeatAt,
+        http: null,
+        load: { pushes: 0, jobs: 0, rollouts: 0 },
+      });
+      assert.deepEqual(await storage.instances.list(), []);
+      await storage.instances.heartbeat(instance("host-a:2:x", 2000, 2000));
+      await storage.instances.heartbeat(instance("host-a:1:y", 1000, 1000));
+      const busy = {
+        ...instance("host-a:2:x", 2000, 5000),
+        http: "http://10.0.0.2:8080",
+        load: { pushes: 2, jobs: 3, rollouts: 1 },
+      };
+      await storage.instances.heartbeat(busy);
+      assert.deepEqual(await storage.instances.list(), [instance("host-a:1:y", 1000, 1000), busy]);
+      assert.equal(await storage.instances.prune(4000), 1);
+      assert.deepEqual(await storage.instances.list(), [busy]);
+      await storage.instances.remove("host-a:2:x");
+      await storage.instances.remove("nobody");
+      assert.deepEqual(await storage.instances.list(), []);
+    });
+
+    it("stores a setting once: the first value wins", async () => {
+      assert.equal(await storage.settings.get("firmware-dir-id"), undefined);
+      assert.equal(await storage.settings.putIfAbsent("firmware-dir-id", "first"), "first");
+      assert.equal(await storage.settings.putIfAbsent("firmware-dir-id", "second"), "first");
+      assert.equal(await storage.settings.get("firmware-dir-id"), "first");
+      assert.equal(await storage.settings.putIfAbsent("other", ""), "");
+    });
+
+    if (features.imagesInDatabase) {
+      it("keeps firmware image bytes in the database, once per identity", async () => {
+        const images = storage.images;
+        assert.ok(images, "this backend keeps images in the database");
+        const bytes = new Uint8Array(70_000).map((_, i) => (i * 7 + 3) & 0xff);
+        assert.equal(await images.get(FW_B), undefined);
+        await images.put(FW_B, bytes);
+        await images.put(FW_B, new Uint8Array([1, 2, 3]));
+        const back = await images.get(FW_B);
+        assert.ok(back instanceof Uint8Array);
+        assert.deepEqual(Buffer.from(back as Uint8Array), Buffer.from(bytes));
+        // A view into a bigger buffer stores only its own bytes.
+        const big = new Uint8Array(100).map((_, i) => i);
+        await images.put(FW_A, big.subarray(10, 20));
+        assert.deepEqual([...((await images.get(FW_A)) ?? [])], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+        await images.remove(FW_B);
+        await images.remove(FW_B);
+        assert.equal(await images.get(FW_B), undefined);
+      });
+    } else {
+      it("leaves firmware images to the data directory", () => {
+        assert.equal(storage.images, null);
+      });
+    }
   });
 }

@@ -5,6 +5,7 @@ import { parsePrivateKeyPem, type SigningKey } from "../../../src/protocol/rsa-k
 import type { JobTimings } from "../../../src/server/job-timings.ts";
 import { MpotaServer, type ServerOptions } from "../../../src/server/server.ts";
 import { readFixtureText } from "../../support/fixtures.ts";
+import { databaseForDataDir, postgresTestBackend } from "../../support/postgres.ts";
 import { LogCapture } from "./log-capture.ts";
 
 /** The reference 512-bit key (exponent 3) of test/fixtures/reference. */
@@ -42,14 +43,29 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** A server with its embedded broker on a free loopback port, SQLite in `dataDir`, fast timings and the test key. */
+/**
+ * The database URL a server on `dataDir` uses in this test run: undefined
+ * (SQLite in dataDir) normally; with MPOTA_TEST_BACKEND=postgres a PostgreSQL
+ * database of its own, the same one each time for the same directory.
+ */
+export async function testDatabase(dataDir: string): Promise<string | undefined> {
+  return postgresTestBackend() ? databaseForDataDir(dataDir) : undefined;
+}
+
+/**
+ * A server with its embedded broker on a free loopback port, fast timings and
+ * the test key; its state in SQLite in `dataDir`, or (MPOTA_TEST_BACKEND=postgres)
+ * in the PostgreSQL database that stands for `dataDir`.
+ */
 export async function startTestServer(
   dataDir: string,
   options: Partial<ServerOptions> & { logs?: LogCapture } = {},
 ): Promise<TestServer> {
   const logs = options.logs ?? new LogCapture();
+  const db = options.storage === undefined ? await testDatabase(dataDir) : undefined;
   const server = await MpotaServer.start({
     dataDir,
+    ...(db !== undefined ? { db } : {}),
     broker: { kind: "embedded", host: "127.0.0.1", port: 0 },
     key: testKey,
     logger: logs.logger,

@@ -1,0 +1,146 @@
+import type { IPublishPacket } from "mqtt";
+import type { Logger } from "pino";
+import type { MqttLink } from "../mqtt-link.ts";
+import type { RolloutView } from "../rollouts/rollout-api.ts";
+import { rolloutView } from "../rollouts/rollout-views.ts";
+import type { Storage } from "../storage/storage.ts";
+import type { Topics } from "../topics.ts";
+import type { EventStream } from "./event-stream.ts";
+
+export interface RolloutEventsOptions {
+  link: MqttLink;
+  topics: Topics;
+  storage: Storage;
+  stream: EventStream;
+  logger: Logger;
+  /** Changes within this window are looked at once (default 200 ms). */
+  coalesceMs?: number;
+}
+
+const ENDED = new Set(["completed", "aborted"]);
+
+/** Devices whose outcome may still change: an ended rollout is watched until it has none. */
+function open(view: RolloutView): number {
+  const c = view.counts;
+  return c.pending + c.scheduled + c.pushing + c.verifying + c.overdue;
+}
+
+/**
+ * Sends `rollout` events on the page's one stream: the rollout's view, as
+ * `GET /api/v1/rollouts` and `mpota rollout show --json` show it (the same
+ * function of storage, src/server/rollouts/rollout-views.ts), whenever it
+ * changed. What says a rollout may have changed: its retained progress
+ * topic (the engine publishes it after each step), a bridge reply to a
+ * rollout request (the CLI's pause, resume, abort), an HTTP request, and
+ * any job progress (a job going from pushing to verifying moves a device
+ * between a rollout's columns without a step of the engine).
+ *
+ * Memory stays flat: one pending set of rollout ids, and the last view sent
+ * of each rollout still being watched (the active ones, and ended ones with
+ * devices still being updated); a view is sent only when it differs.
+ */
+export class RolloutEvents {
+  private readonly pending = new Set<string>();
+  private readonly lastSent = new Map<string, string>();
+  private scanActive = false;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private stopped = false;
+  private readonly filters: string[];
+
+  constructor(private readonly o: RolloutEventsOptions) {
+    const t = o.topics;
+    this.filters = [t.allRolloutProgress, `${t.base}/bridge/response/rollout/+`];
+  }
+
+  /** Rollouts whose last sent view is kept (active ones, and ended ones with devices still open). */
+  get watched(): number {
+    return this.lastSent.size;
+  }
+
+  async start(): Promise<void> {
+    for (const filter of this.filters)
+      await this.o.link.subscribe(filter, (topic, payload, packet) => this.onMessage(topic, payload, packet));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const filter of this.filters) await this.o.link.unsubscribe(filter).catch(() => undefined);
+    await this.flushing;
+  }
+
+  /** A rollout changed (or may have): its view is sent soon if it differs from the last one sent. */
+  changed(id: string): void {
+    if (this.stopped) return;
+    if (this.pending.size < 1024) this.pending.add(id);
+    else this.scanActive = true;
+    this.schedule();
+  }
+
+  /** A job moved: every watched rollout is looked at soon. */
+  jobChanged(): void {
+    if (this.stopped) return;
+    this.scanActive = true;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer === undefined && this.flushing === undefined)
+      this.timer = setTimeout(() => this.startFlush(), this.o.coalesceMs ?? 200);
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    // Retained progress replayed at subscription is history, not news.
+    if (packet.retain || payload.length === 0) return;
+    const t = this.o.topics;
+    const progress = `${t.base}/bridge/rollouts/`;
+    if (topic.startsWith(progress)) {
+      this.changed(topic.slice(progress.length));
+      return;
+    }
+    try {
+      const reply = JSON.parse(payload.toString("utf8")) as { status?: string; data?: { id?: unknown } };
+      if (reply.status === "ok" && typeof reply.data?.id === "string") this.changed(reply.data.id);
+    } catch {
+      // not JSON: not a reply of this server
+    }
+  }
+
+  private startFlush(): void {
+    this.timer = undefined;
+    this.flushing = this.flush()
+      .catch((error: unknown) =>
+        this.o.logger.warn({ err: (error as Error).message }, "rollout event not sent"),
+      )
+      .finally(() => {
+        this.flushing = undefined;
+        if (!this.stopped && (this.pending.size > 0 || this.scanActive)) this.schedule();
+      });
+  }
+
+  private async flush(): Promise<void> {
+    const ids = new Set(this.pending);
+    this.pending.clear();
+    if (this.scanActive) {
+      this.scanActive = false;
+      for (const id of this.lastSent.keys()) ids.add(id);
+      for (const r of await this.o.storage.rollouts.list({ active: true })) ids.add(r.id);
+    }
+    const rollouts = this.o.storage.rollouts;
+    for (const id of ids) {
+      if (this.stopped) return;
+      const r = await rollouts.get(id);
+      if (!r) {
+        this.lastSent.delete(id);
+        continue;
+      }
+      const view = rolloutView(r, await rollouts.snapshot(id));
+      const text = JSON.stringify(view);
+      if (this.lastSent.get(id) !== text) this.o.stream.publish("rollout", view);
+      if (ENDED.has(view.state) && open(view) === 0) this.lastSent.delete(id);
+      else this.lastSent.set(id, text);
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import { hostname } from "node:os";
+import type { Logger } from "pino";
+import type { Clock } from "../transfer/clock.ts";
+import type { InstanceRecord, Storage } from "./storage/storage.ts";
+
+/** How often an instance writes its heartbeat. */
+export const DEFAULT_HEARTBEAT_MS = 5000;
+/** An instance is shown as gone after this many heartbeats missed. */
+export const MISSED_HEARTBEATS = 3;
+/** Rows of instances gone this long are deleted. */
+const PRUNE_AFTER_MS = 24 * 3600 * 1000;
+
+export interface InstanceView extends InstanceRecord {
+  alive: boolean;
+  /** Leases it holds now, from the job and rollout tables (not its own word). */
+  leases: { jobs: string[]; rollouts: string[] };
+}
+
+export interface StatusView {
+  storage: string;
+  /** This answer's instance. */
+  answeredBy: string;
+  heartbeatMs: number;
+  instances: InstanceView[];
+  /** Leases held by no live instance: they are taken over when they expire. */
+  orphanLeases: { jobs: string[]; rollouts: string[] };
+}
+
+/**
+ * Each server instance writes a heartbeat row (who, where, its load) to the
+ * shared storage, so `mpota status` on any instance shows them all.
+ */
+export class InstanceHeartbeat {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly startedAt: number;
+
+  constructor(
+    private readonly o: {
+      storage: Storage;
+      id: string;
+      version: string;
+      clock: Clock;
+      logger: Logger;
+      intervalMs: number;
+      http: () => string | null;
+      pushes: () => number;
+    },
+  ) {
+    this.startedAt = o.clock.now();
+  }
+
+  async start(): Promise<void> {
+    await this.beat();
+    this.timer = setInterval(() => {
+      this.beat().catch((error: unknown) =>
+        this.o.logger.warn({ err: (error as Error).message }, "heartbeat not stored"),
+      );
+    }, this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.o.storage.instances.remove(this.o.id).catch(() => undefined);
+  }
+
+  private async beat(): Promise<void> {
+    const now = this.o.clock.now();
+    const { jobs, rollouts } = await leasesByOwner(this.o.storage, now);
+    await this.o.storage.instances.heartbeat({
+      id: this.o.id,
+      host: hostname(),
+      pid: process.pid,
+      version: this.o.version,
+      startedAt: this.startedAt,
+      heartbeatAt: now,
+      http: this.o.http(),
+      load: {
+        pushes: this.o.pushes(),
+        jobs: jobs.get(this.o.id)?.length ?? 0,
+        rollouts: rollouts.get(this.o.id)?.length ?? 0,
+      },
+    });
+    await this.o.storage.instances.prune(now - PRUNE_AFTER_MS);
+  }
+}
+
+async function leasesByOwner(storage: Storage, now: number) {
+  const jobs = new Map<string, string[]>();
+  const rollouts = new Map<string, string[]>();
+  for (const job of await storage.jobs.list({ active: true, limit: 100_000 })) {
+    if (job.leaseOwner === null || (job.leaseExpiresAt ?? 0) <= now) continue;
+    jobs.set(job.leaseOwner, [...(jobs.get(job.leaseOwner) ?? []), job.id]);
+  }
+  for (const rollout of await storage.rollouts.list({ limit: 1000 })) {
+    if (rollout.leaseOwner === null || (rollout.leaseExpiresAt ?? 0) <= now) continue;
+    rollouts.set(rollout.leaseOwner, [...(rollouts.get(rollout.leaseOwner) ?? []), rollout.id]);
+  }
+  return { jobs, rollouts };
+}
+
+/** The instances sharing the storage, with the leases each holds. */
+export async function statusView(
+  storage: Storage,
+  self: string,
+  heartbeatMs: number,
+  now: number,
+): Promise<StatusView> {
+  const { jobs, rollouts } = await leasesByOwner(storage, now);
+  const instances = (await storage.instances.list()).map((record) => ({
+    ...record,
+    alive: record.heartbeatAt > now - MISSED_HEARTBEATS * heartbeatMs,
+    leases: { jobs: jobs.get(record.id) ?? [], rollouts: rollouts.get(record.id) ?? [] },
+  }));
+  const live = new Set(instances.filter((i) => i.alive).map((i) => i.id));
+  const orphanLeases = {
+    jobs: [...jobs].flatMap(([owner, ids]) => (live.has(owner) ? [] : ids)),
+    rollouts: [...rollouts].flatMap(([owner, ids]) => (live.has(owner) ? [] : ids)),
+  };
+  return { storage: storage.description, answeredBy: self, heartbeatMs, instances, orphanLeases };
+}

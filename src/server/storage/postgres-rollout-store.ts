@@ -1,0 +1,424 @@
+import type { PostgresDb, Sql } from "./postgres-connection.ts";
+import type {
+  DeviceTagStore,
+  NewRollout,
+  NewRolloutDevice,
+  NewRolloutEvent,
+  PauseKind,
+  RolloutCreateResult,
+  RolloutDevicePatch,
+  RolloutDeviceRecord,
+  RolloutDeviceSnapshot,
+  RolloutDeviceState,
+  RolloutEvent,
+  RolloutPatch,
+  RolloutRecord,
+  RolloutState,
+  RolloutStore,
+} from "./rollout-store.ts";
+import { type JobPhase, LeaseLostError, StorageError } from "./storage.ts";
+
+type Db = PostgresDb;
+type Row = Record<string, unknown>;
+
+/** Advisory lock held while a rollout is created: two instances cannot both take one device. */
+const ROLLOUT_CREATE_LOCK = "7885925493162996335"; // "mpota-ro" as a big-endian int64
+
+// ---- device tags ----------------------------------------------------------
+
+export class PostgresDeviceTagStore implements DeviceTagStore {
+  constructor(private readonly db: Db) {}
+
+  async set(deviceId: string, tags: readonly string[]): Promise<string[]> {
+    return this.db.tx("setting device tags", async (sql) => {
+      await sql.run("DELETE FROM device_tags WHERE device_id = $1", [deviceId]);
+      if (tags.length > 0) {
+        await sql.run(
+          `INSERT INTO device_tags (device_id, tag) SELECT $1, t FROM unnest($2::text[]) AS t
+           ON CONFLICT DO NOTHING`,
+          [deviceId, [...tags]],
+        );
+      }
+      return (
+        await sql.rows("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag", [deviceId])
+      ).map((r) => r.tag as string);
+    });
+  }
+
+  async get(deviceId: string): Promise<string[]> {
+    return (
+      await this.db.sql("reading device tags", (sql) =>
+        sql.rows("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag", [deviceId]),
+      )
+    ).map((r) => r.tag as string);
+  }
+
+  async devicesWith(tag: string): Promise<string[]> {
+    return (
+      await this.db.sql("finding devices by tag", (sql) =>
+        sql.rows("SELECT device_id FROM device_tags WHERE tag = $1 ORDER BY device_id", [tag]),
+      )
+    ).map((r) => r.device_id as string);
+  }
+
+  async all(): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    const rows = await this.db.sql("reading device tags", (sql) =>
+      sql.rows("SELECT device_id, tag FROM device_tags ORDER BY device_id, tag"),
+    );
+    for (const r of rows) {
+      const id = r.device_id as string;
+      const list = out.get(id) ?? [];
+      list.push(r.tag as string);
+      out.set(id, list);
+    }
+    return out;
+  }
+}
+
+// ---- rollouts -------------------------------------------------------------
+
+function rolloutFromRow(row: Row): RolloutRecord {
+  return {
+    id: row.id as string,
+    name: row.name as string | null,
+    firmwareId: row.firmware_id as string,
+    firmwareName: row.firmware_name as string,
+    firmwareVersion: row.firmware_version as string,
+    firmwareSize: row.firmware_size as number,
+    selector: JSON.parse(row.selector as string),
+    groups: JSON.parse(row.groups as string),
+    gates: JSON.parse(row.gates as string),
+    policy: JSON.parse(row.policy as string),
+    state: row.state as RolloutState,
+    pauseKind: row.pause_kind as PauseKind | null,
+    reason: row.reason as string | null,
+    currentGroup: row.current_group as number,
+    startAt: row.start_at as number,
+    createdAt: row.created_at as number,
+    updatedAt: row.updated_at as number,
+    startedAt: row.started_at as number | null,
+    finishedAt: row.finished_at as number | null,
+    leaseOwner: row.lease_owner as string | null,
+    leaseExpiresAt: row.lease_expires_at as number | null,
+  };
+}
+
+function rolloutDeviceFromRow(row: Row): RolloutDeviceRecord {
+  return {
+    rolloutId: row.rollout_id as string,
+    deviceId: row.device_id as string,
+    group: row.group_index as number,
+    position: row.position as number,
+    state: row.state as RolloutDeviceState,
+    jobId: row.job_id as string | null,
+    fromFw: row.from_fw as string | null,
+    sleepy: row.sleepy === true,
+    turnAt: row.turn_at as number | null,
+    deadlineAt: row.deadline_at as number | null,
+    finishedAt: row.finished_at as number | null,
+    reason: row.reason as string | null,
+  };
+}
+
+function snapshotFromRow(row: Row): RolloutDeviceSnapshot {
+  return {
+    ...rolloutDeviceFromRow(row),
+    job:
+      row.job_phase === null || row.job_phase === undefined
+        ? null
+        : {
+            phase: row.job_phase as JobPhase,
+            error: row.job_error as string | null,
+            finishedAt: row.job_finished_at as number | null,
+            firmwareId: row.job_firmware_id as string,
+          },
+    device:
+      row.device_last_seen === null || row.device_last_seen === undefined
+        ? null
+        : {
+            fw: (row.device_fw as string | null) ?? null,
+            sleep: typeof row.device_sleep === "number" ? row.device_sleep : 0,
+            lastSeen: row.device_last_seen as number,
+          },
+  };
+}
+
+function eventFromRow(row: Row): RolloutEvent {
+  return {
+    seq: row.seq as number,
+    rolloutId: row.rollout_id as string,
+    at: row.at as number,
+    kind: row.kind as string,
+    message: row.message as string,
+    data: row.data === null ? null : JSON.parse(row.data as string),
+  };
+}
+
+/** Column and encoding of each patchable rollout field. */
+const ROLLOUT_COLUMNS: Record<keyof RolloutPatch, [string, (v: never) => unknown]> = {
+  state: ["state", (v) => v],
+  pauseKind: ["pause_kind", (v) => v],
+  reason: ["reason", (v) => v],
+  currentGroup: ["current_group", (v) => v],
+  gates: ["gates", (v) => JSON.stringify(v)],
+  startedAt: ["started_at", (v) => v],
+  finishedAt: ["finished_at", (v) => v],
+};
+
+const DEVICE_COLUMNS: Record<
+  Exclude<keyof RolloutDevicePatch, "deviceId">,
+  [string, (v: never) => unknown]
+> = {
+  state: ["state", (v) => v],
+  jobId: ["job_id", (v) => v],
+  fromFw: ["from_fw", (v) => v],
+  sleepy: ["sleepy", (v: boolean) => v],
+  turnAt: ["turn_at", (v) => v],
+  deadlineAt: ["deadline_at", (v) => v],
+  finishedAt: ["finished_at", (v) => v],
+  reason: ["reason", (v) => v],
+};
+
+/** `column = $n` for each field the patch sets, its values appended to `params`. */
+function setClause(
+  columns: Record<string, [string, (v: never) => unknown]>,
+  patch: Record<string, unknown>,
+  params: unknown[],
+): string[] {
+  const sets: string[] = [];
+  for (const [key, [column, encode]] of Object.entries(columns)) {
+    const value = patch[key];
+    if (value === undefined) continue;
+    params.push(value === null ? null : encode(value as never));
+    sets.push(`${column} = $${params.length}`);
+  }
+  return sets;
+}
+
+async function appendEvent(sql: Sql, rolloutId: string, event: NewRolloutEvent): Promise<void> {
+  await sql.run(
+    "INSERT INTO rollout_events (rollout_id, at, kind, message, data) VALUES ($1, $2, $3, $4, $5)",
+    [rolloutId, event.at, event.kind, event.message, event.data === null ? null : JSON.stringify(event.data)],
+  );
+}
+
+async function patchRollout(sql: Sql, id: string, now: number, patch: RolloutPatch): Promise<RolloutRecord> {
+  const params: unknown[] = [id, now];
+  const sets = ["updated_at = $2", ...setClause(ROLLOUT_COLUMNS, patch, params)];
+  return rolloutFromRow(
+    (await sql.one(`UPDATE rollouts SET ${sets.join(", ")} WHERE id = $1 RETURNING *`, params)) as Row,
+  );
+}
+
+async function patchDevices(
+  sql: Sql,
+  rolloutId: string,
+  patches: readonly RolloutDevicePatch[],
+): Promise<void> {
+  for (const patch of patches) {
+    const params: unknown[] = [rolloutId, patch.deviceId];
+    const sets = setClause(DEVICE_COLUMNS, patch, params);
+    if (sets.length === 0) continue;
+    await sql.run(
+      `UPDATE rollout_devices SET ${sets.join(", ")} WHERE rollout_id = $1 AND device_id = $2`,
+      params,
+    );
+  }
+}
+
+export class PostgresRolloutStore implements RolloutStore {
+  constructor(private readonly db: Db) {}
+
+  async create(
+    rollout: NewRollout,
+    devices: NewRolloutDevice[],
+    event: NewRolloutEvent,
+  ): Promise<RolloutCreateResult> {
+    return this.db.tx("creating a rollout", async (sql) => {
+      // Rollout creations take turns, so the conflict check below sees every
+      // rollout created before this one commits.
+      await sql.run(`SELECT pg_advisory_xact_lock(${ROLLOUT_CREATE_LOCK})`);
+      const taken = await sql.rows(
+        `SELECT rd.device_id, r.id AS rollout_id, r.name AS rollout_name
+         FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+         WHERE r.active AND rd.device_id = ANY($1::text[])
+         ORDER BY rd.device_id`,
+        [devices.map((d) => d.deviceId)],
+      );
+      if (taken.length > 0) {
+        return {
+          ok: false,
+          conflicts: taken.map((r) => ({
+            deviceId: r.device_id as string,
+            rolloutId: r.rollout_id as string,
+            rolloutName: r.rollout_name as string | null,
+          })),
+        };
+      }
+      const row = (await sql.one(
+        `INSERT INTO rollouts (id, name, firmware_id, firmware_name, firmware_version, firmware_size, selector,
+           groups, gates, policy, state, current_group, start_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+         RETURNING *`,
+        [
+          rollout.id,
+          rollout.name,
+          rollout.firmwareId,
+          rollout.firmwareName,
+          rollout.firmwareVersion,
+          rollout.firmwareSize,
+          JSON.stringify(rollout.selector),
+          JSON.stringify(rollout.groups),
+          JSON.stringify(rollout.gates),
+          JSON.stringify(rollout.policy),
+          rollout.state,
+          rollout.currentGroup,
+          rollout.startAt,
+          rollout.createdAt,
+        ],
+      )) as Row;
+      if (devices.length > 0) {
+        await sql.run(
+          `INSERT INTO rollout_devices (rollout_id, device_id, group_index, position, state, from_fw, finished_at, reason)
+           SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::text[])`,
+          [
+            rollout.id,
+            devices.map((d) => d.deviceId),
+            devices.map((d) => d.group),
+            devices.map((d) => d.position),
+            devices.map((d) => d.state),
+            devices.map((d) => d.fromFw),
+            devices.map((d) => d.finishedAt),
+            devices.map((d) => d.reason),
+          ],
+        );
+      }
+      await appendEvent(sql, rollout.id, event);
+      return { ok: true, rollout: rolloutFromRow(row) };
+    });
+  }
+
+  async get(id: string): Promise<RolloutRecord | undefined> {
+    const row = await this.db.sql("reading a rollout", (sql) =>
+      sql.one("SELECT * FROM rollouts WHERE id = $1", [id]),
+    );
+    return row && rolloutFromRow(row);
+  }
+
+  async list(filter: { active?: boolean; limit?: number } = {}): Promise<RolloutRecord[]> {
+    const where = filter.active === undefined ? "" : filter.active ? "WHERE active" : "WHERE NOT active";
+    return (
+      await this.db.sql("listing rollouts", (sql) =>
+        sql.rows(`SELECT * FROM rollouts ${where} ORDER BY created_at DESC, ord DESC LIMIT $1`, [
+          filter.limit ?? null,
+        ]),
+      )
+    ).map(rolloutFromRow);
+  }
+
+  async snapshot(id: string): Promise<RolloutDeviceSnapshot[]> {
+    const rows = await this.db.sql("reading a rollout's devices", (sql) =>
+      sql.rows(
+        `SELECT rd.*, j.phase AS job_phase, j.error AS job_error, j.finished_at AS job_finished_at,
+           j.firmware_id AS job_firmware_id, d.state::json ->> 'fw' AS device_fw,
+           CASE WHEN json_typeof(d.state::json -> 'sleep') = 'number'
+             THEN (d.state::json ->> 'sleep')::double precision END AS device_sleep,
+           d.last_seen AS device_last_seen
+         FROM rollout_devices rd
+         LEFT JOIN jobs j ON j.id = rd.job_id
+         LEFT JOIN devices d ON d.id = rd.device_id
+         WHERE rd.rollout_id = $1 ORDER BY rd.position`,
+        [id],
+      ),
+    );
+    return rows.map(snapshotFromRow);
+  }
+
+  async events(id: string, limit: number): Promise<RolloutEvent[]> {
+    return (
+      await this.db.sql("reading rollout events", (sql) =>
+        sql.rows("SELECT * FROM rollout_events WHERE rollout_id = $1 ORDER BY seq DESC LIMIT $2", [
+          id,
+          limit,
+        ]),
+      )
+    ).map(eventFromRow);
+  }
+
+  async claimOpen(input: Parameters<RolloutStore["claimOpen"]>[0]): Promise<RolloutRecord[]> {
+    const rows = await this.db.tx("claiming rollouts", (sql) =>
+      sql.rows(
+        `UPDATE rollouts SET lease_owner = $1, lease_expires_at = $2
+         WHERE id IN (
+           SELECT r.id FROM rollouts r
+           WHERE (r.active OR EXISTS (SELECT 1 FROM rollout_devices rd
+                   WHERE rd.rollout_id = r.id AND rd.state IN ('scheduled', 'overdue')))
+             AND (r.lease_owner IS NULL OR r.lease_owner = $1 OR r.lease_expires_at <= $3)
+           ORDER BY r.created_at LIMIT $4
+           FOR NO KEY UPDATE OF r SKIP LOCKED)
+         AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at <= $3)
+         RETURNING *`,
+        [input.owner, input.now + input.leaseMs, input.now, input.limit],
+      ),
+    );
+    return rows.map(rolloutFromRow).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async claim(input: Parameters<RolloutStore["claim"]>[0]): Promise<RolloutRecord | undefined> {
+    const row = await this.db.sql("claiming a rollout", (sql) =>
+      sql.one(
+        `UPDATE rollouts SET lease_owner = $2, lease_expires_at = $4
+         WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at <= $3)
+         RETURNING *`,
+        [input.id, input.owner, input.now, input.now + input.leaseMs],
+      ),
+    );
+    return row && rolloutFromRow(row);
+  }
+
+  async update(input: Parameters<RolloutStore["update"]>[0]): Promise<RolloutRecord | undefined> {
+    return this.db.tx("changing a rollout", async (sql) => {
+      const current = await sql.one(
+        "SELECT state, lease_owner FROM rollouts WHERE id = $1 FOR NO KEY UPDATE",
+        [input.id],
+      );
+      if (!current) throw new StorageError(`Rollout ${input.id} does not exist.`);
+      if (current.lease_owner !== input.owner) {
+        throw new LeaseLostError(
+          `Rollout ${input.id} is held by ${current.lease_owner ?? "nobody"}, not ${input.owner}; the change was not made.`,
+        );
+      }
+      if (input.expectState !== undefined && current.state !== input.expectState) return undefined;
+      await patchDevices(sql, input.id, input.devices ?? []);
+      for (const event of input.events ?? []) await appendEvent(sql, input.id, event);
+      return patchRollout(sql, input.id, input.now, input.patch);
+    });
+  }
+
+  async transition(input: Parameters<RolloutStore["transition"]>[0]): Promise<RolloutRecord | undefined> {
+    return this.db.tx("changing a rollout's state", async (sql) => {
+      const current = await sql.one("SELECT state FROM rollouts WHERE id = $1 FOR NO KEY UPDATE", [input.id]);
+      if (!current || !input.from.includes(current.state as RolloutState)) return undefined;
+      await appendEvent(sql, input.id, input.event);
+      return patchRollout(sql, input.id, input.now, input.patch);
+    });
+  }
+
+  async release(input: { id: string; owner: string }): Promise<void> {
+    await this.db.sql("releasing a rollout lease", (sql) =>
+      sql.run(
+        "UPDATE rollouts SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
+        [input.id, input.owner],
+      ),
+    );
+  }
+
+  async releaseAll(owner: string): Promise<number> {
+    return this.db.sql("releasing rollout leases", (sql) =>
+      sql.run("UPDATE rollouts SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", [
+        owner,
+      ]),
+    );
+  }
+}

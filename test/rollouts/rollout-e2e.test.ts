@@ -132,6 +132,8 @@ describe("rollouts end to end (emulated devices, real server)", () => {
     rig = await Rig.start();
     await rig.devices(["a1", "a2"]);
     const [sleepy] = await rig.devices(["s1"], { sleepMs: 1500, windowMs: 200 });
+    // Right after a wake, so the rollout's command is there before the next one.
+    await sleepy?.emulator.waitForState("app");
     await eventually(
       async () => (await rig?.bridge.request("device", { id: "s1" }))?.status === "sleeping",
       "s1 asleep",

@@ -214,7 +214,9 @@ export async function pushesByInstance(
           overlaps.push(`${job.device}: ${instance} started while ${pushing} was pushing`);
         pushing = instance;
         edges.push([step.at, 1]);
-      } else if (["push-done", "push-failed", "interrupted"].includes(step.kind)) {
+      } else if (
+        ["push-done", "push-failed", "interrupted", "succeeded", "failed", "cancelled"].includes(step.kind)
+      ) {
         // "interrupted": the lease of a push ran out (its instance died) and another instance took the job over.
         if (pushing !== undefined) edges.push([step.at, -1]);
         pushing = undefined;

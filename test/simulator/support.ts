@@ -27,13 +27,16 @@ export const SHORT_GPIO: Partial<YaotaSettings> = { gpioWaitMs: 100 };
 
 /**
  * Loopback addresses for this file's devices: a third octet picked at random
- * in 127.0.200-249.x, so test files running side by side do not collide on
+ * in a random 127.x.y.0/24, so test files running side by side do not collide on
  * port 8266 (the port the agent acks).
  */
 export function addressPool(): () => string {
-  const octet = 200 + Math.floor(Math.random() * 50);
+  // A random /24 out of about 38,000 in 127.0.0.0/8 (not 127.0.x.x, which other tools use), so
+  // test files running at the same time (and the PostgreSQL pass) do not pick the same addresses.
+  const second = 100 + Math.floor(Math.random() * 150);
+  const third = Math.floor(Math.random() * 256);
   let host = 1;
-  return () => `127.0.${octet}.${host++}`;
+  return () => `127.${second}.${third}.${host++}`;
 }
 
 export function memorySource(image: Uint8Array, block = 256): PushSource {

@@ -338,6 +338,7 @@ describe("several server instances while the database restarts", { skip, timeout
           dataDir: join(t.dir, `d-${n}`),
           db,
           connection: broker.connection,
+          timings: TIMINGS,
         }),
       );
     }

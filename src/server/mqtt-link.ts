@@ -112,6 +112,9 @@ export function describeConnectError(error: unknown, url: string): string {
   if (code === 4 || code === 134) {
     return `The broker at ${where} refused the user name or password. Check --mqtt-username and --mqtt-password.`;
   }
+  if (code === 1 || code === 132) {
+    return `The broker at ${where} does not accept this MQTT version. Servers sharing one database connect with MQTT 5 for shared subscriptions: use a broker that speaks it (Mosquitto 2, EMQX, VerneMQ, HiveMQ), or run one server with --no-shared-group.`;
+  }
   if (code === 5 || code === 135) {
     return `The broker at ${where} did not authorize this client. Give credentials it accepts (--mqtt-username, --mqtt-password) or check its ACLs.`;
   }

@@ -12,11 +12,10 @@
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { connectAsync, type MqttClient } from "mqtt";
 import pg from "pg";
 import { DEFAULT_TIMING, deviceFloorMs } from "../src/emulator/timing.ts";
@@ -71,44 +70,87 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/** A free TCP port on loopback. */
+function freePort(): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+/** CPU seconds, RSS and peak RSS of a process, from Linux's /proc. */
+function processStats(pid: number): { cpuSeconds: number; rssBytes: number; maxRssBytes: number } {
+  // utime and stime are fields 14 and 15, counted after the ")" that ends the command name.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+  return { cpuSeconds: ticks / CLOCK_TICKS, rssBytes: kib("VmRSS") * 1024, maxRssBytes: kib("VmHWM") * 1024 };
+}
+/** USER_HZ: 100 on every Linux this runs on. */
+const CLOCK_TICKS = 100;
+
+/**
+ * One `mpota serve` exactly as a user runs it (bin/mpota.js, the built
+ * code, no TypeScript loader), measured from outside through /proc.
+ */
 async function startServer(config: {
   dataDir: string;
   keyFile: string;
   db?: string;
   mqtt?: string;
-  id?: string;
 }): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      new URL("./fleet-server.ts", import.meta.url).pathname,
-      JSON.stringify({ ...config, maxPushes: CONCURRENCY }),
-    ],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  );
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  const waiting: Array<(value: Record<string, unknown>) => void> = [];
-  lines.on("line", (line) => waiting.shift()?.(JSON.parse(line)));
-  const next = () => new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
-  const ready = await Promise.race([
-    next(),
-    new Promise<never>((_, reject) =>
-      child.once("exit", (code) => reject(new Error(`server exited (${code})`))),
-    ),
-  ]);
+  const httpPort = await freePort();
+  const mqttPort = config.mqtt ? 0 : await freePort();
+  const args = [
+    new URL("../bin/mpota.js", import.meta.url).pathname,
+    "serve",
+    "--data",
+    config.dataDir,
+    "--key",
+    config.keyFile,
+    "--max-pushes",
+    String(CONCURRENCY),
+    "--http-host",
+    "127.0.0.1",
+    "--http-port",
+    String(httpPort),
+    "--no-auth",
+    "--log-level",
+    "warn",
+    ...(config.db ? ["--db", config.db] : []),
+    ...(config.mqtt
+      ? ["--mqtt", config.mqtt]
+      : ["--mqtt-host", "127.0.0.1", "--mqtt-port", String(mqttPort)]),
+  ];
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const url = config.mqtt ?? `mqtt://127.0.0.1:${mqttPort}`;
+  const http = `http://127.0.0.1:${httpPort}`;
+  // Ready when the dashboard answers (it starts after storage and the broker).
+  for (let tries = 0; ; tries++) {
+    const early = await Promise.race([
+      exited,
+      new Promise((resolve) => setTimeout(() => resolve("wait"), 200)),
+    ]);
+    if (early !== "wait") throw new Error(`mpota serve exited (${early}) before it was ready`);
+    const up = await fetch(`${http}/api/v1/info`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (tries > 300) throw new Error("mpota serve did not start within 60 s");
+  }
+  const pid = child.pid as number;
   return {
-    url: ready.url as string,
-    http: (ready.http as string).replace(/\/$/, ""),
-    async stats() {
-      const reply = next();
-      child.stdin?.write("stats\n");
-      return (await reply) as { cpuSeconds: number; rssBytes: number; maxRssBytes: number };
-    },
+    url,
+    http,
+    stats: async () => processStats(pid),
     async stop() {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.stdin?.write("stop\n");
+      child.kill("SIGTERM");
       await exited;
     },
   };
@@ -160,7 +202,6 @@ async function postgresDeployment(keyFile: string, instances: number): Promise<D
         keyFile,
         db: db.toString(),
         mqtt: broker.url,
-        id: `i${i}`,
       }),
     );
   }
@@ -178,12 +219,7 @@ async function postgresDeployment(keyFile: string, instances: number): Promise<D
 
 /** Mosquitto on a free loopback port (anonymous, no persistence). */
 async function startMosquitto(dir: string) {
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
+  const port = await freePort();
   const config = join(dir, "mosquitto.conf");
   writeFileSync(
     config,

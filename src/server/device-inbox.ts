@@ -14,7 +14,7 @@ import {
 } from "./contract.ts";
 import { KeyedQueue } from "./keyed-queue.ts";
 import type { MqttLink } from "./mqtt-link.ts";
-import type { DeviceRecord, Storage } from "./storage/storage.ts";
+import { type DeviceRecord, type Storage, StorageUnavailableError } from "./storage/storage.ts";
 import type { Topics } from "./topics.ts";
 
 /** Who hears about device messages once they are stored (the job runner). */
@@ -34,9 +34,19 @@ export interface DeviceInboxOptions {
   logger: Logger;
   /** State history entries kept per device. */
   historyLimit: number;
+  /** How long a message is tried again while the database is unreachable (`UNAVAILABLE_RETRY_MS`). */
+  unavailableRetryMs?: number;
 }
 
 export const DEFAULT_HISTORY_LIMIT = 200;
+
+/**
+ * How long a device message is tried again while the database cannot be
+ * reached (a PostgreSQL restart or failover), and the pauses between tries.
+ * The device's later messages wait behind it, so their order holds.
+ */
+export const UNAVAILABLE_RETRY_MS = 120_000;
+const UNAVAILABLE_PAUSE_MS = [250, 500, 1000, 2000, 5000];
 
 /**
  * Reads what devices publish (`state`, `status`, `ack`), validates it, keeps
@@ -51,6 +61,7 @@ export const DEFAULT_HISTORY_LIMIT = 200;
 export class DeviceInbox {
   private readonly queue = new KeyedQueue();
   private readonly filters: string[];
+  private stopped = false;
 
   constructor(private readonly o: DeviceInboxOptions) {
     this.filters = [o.topics.allDevices("state"), o.topics.allDevices("status"), o.topics.allDevices("ack")];
@@ -62,6 +73,7 @@ export class DeviceInbox {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const filter of this.filters) await this.o.link.unsubscribe(filter).catch(() => undefined);
     await this.queue.idle();
   }
@@ -87,11 +99,13 @@ export class DeviceInbox {
     }
     const retained = packet.retain === true;
     void this.queue
-      .run(id, async () => {
-        if (kind === "state") await this.onState(id, payload, retained);
-        else if (kind === "status") await this.onStatus(id, payload, retained);
-        else if (kind === "ack") await this.onAck(id, payload, retained);
-      })
+      .run(id, () =>
+        this.whileUnavailable(id, kind, async () => {
+          if (kind === "state") await this.onState(id, payload, retained);
+          else if (kind === "status") await this.onStatus(id, payload, retained);
+          else if (kind === "ack") await this.onAck(id, payload, retained);
+        }),
+      )
       .catch((error: unknown) =>
         this.o.logger.error(
           { device: id, kind, err: (error as Error).stack ?? String(error) },
@@ -100,12 +114,66 @@ export class DeviceInbox {
       );
   }
 
+  /**
+   * Runs `handle`, and again while the database cannot be reached, for up to
+   * `UNAVAILABLE_RETRY_MS`: a message the broker handed to this instance
+   * exists nowhere else (a shared subscription gives it to one instance
+   * only), so dropping it on a database restart would lose a device's answer.
+   */
+  private async whileUnavailable(id: string, kind: string, handle: () => Promise<void>): Promise<void> {
+    const giveUpAt = Date.now() + (this.o.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await handle();
+        return;
+      } catch (error) {
+        if (!(error instanceof StorageUnavailableError) || Date.now() >= giveUpAt || this.stopped) {
+          if (attempt > 0)
+            this.o.logger.error({ device: id, kind }, "database still unreachable; message dropped");
+          throw error;
+        }
+        const pause = UNAVAILABLE_PAUSE_MS[Math.min(attempt, UNAVAILABLE_PAUSE_MS.length - 1)] as number;
+        if (attempt === 0)
+          this.o.logger.warn(
+            { device: id, kind, err: error.message },
+            "database unreachable; keeping the message and trying again",
+          );
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  /**
+   * Reads the device's retained state from the broker and stores it when it
+   * is news; true when it was. An instance that takes over a job calls this
+   * before pushing again: the state that answered the push may have gone to
+   * an instance that died, or arrived while the database was down, and a
+   * shared subscription never replays it. The job runner then sees the
+   * device's last word in storage. Does not call the listener (the caller
+   * holds the job).
+   */
+  async refreshState(id: string): Promise<boolean> {
+    const payload = await this.o.link.readRetained(this.o.topics.device(id, "state"));
+    if (!payload) return false;
+    return (await this.storeState(id, payload, true)) !== null;
+  }
+
   private async onState(id: string, payload: Buffer, retained: boolean): Promise<void> {
-    if (payload.length === 0) return; // a cleared retained state
+    const stored = await this.storeState(id, payload, retained);
+    if (stored) await this.o.listener.handleState(stored.device, stored.state);
+  }
+
+  /** Validates and stores a state; null when it is invalid or already known. */
+  private async storeState(
+    id: string,
+    payload: Buffer,
+    retained: boolean,
+  ): Promise<{ device: DeviceRecord; state: DeviceState } | null> {
+    if (payload.length === 0) return null; // a cleared retained state
     const parsed = parseState(payload);
     if (!parsed.ok) {
       this.o.logger.warn({ device: id, reason: parsed.reason }, "state ignored");
-      return;
+      return null;
     }
     if (parsed.warnings.length > 0)
       this.o.logger.warn({ device: id, fields: parsed.warnings }, "state: invalid fields ignored");
@@ -113,7 +181,7 @@ export class DeviceInbox {
     const existing = await this.o.storage.devices.get(id);
     if (retained && existing?.stateDigest === digest) {
       this.o.logger.debug({ device: id }, "retained state already known");
-      return;
+      return null;
     }
     const state = parsed.value;
     const now = this.o.clock.now();
@@ -129,7 +197,7 @@ export class DeviceInbox {
       { device: id, fw: state.fw, ip: state.ip, retained },
       existing ? "state" : "new device",
     );
-    await this.o.listener.handleState(device, state);
+    return { device, state };
   }
 
   private async onStatus(id: string, payload: Buffer, retained: boolean): Promise<void> {

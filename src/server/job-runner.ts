@@ -34,6 +34,7 @@ import {
   type JobRecord,
   LeaseLostError,
   type Storage,
+  StorageError,
 } from "./storage/storage.ts";
 import type { Topics } from "./topics.ts";
 
@@ -53,6 +54,13 @@ export interface JobRunnerOptions {
   timings: JobTimings;
   maxAttempts: number;
   maxConcurrentPushes: number;
+  /**
+   * Reads a device's retained state from the broker into storage (the
+   * inbox's `refreshState`); called before a device is pushed again, so a
+   * state no instance stored (it went to an instance that died, or came
+   * while the database was down) is not missed.
+   */
+  refreshState?: (deviceId: string) => Promise<boolean>;
 }
 
 /** Pause between tries to take a job's lease that is held elsewhere. */
@@ -440,6 +448,29 @@ export class JobRunner {
     this.ledger.release(jobId).catch(() => undefined);
   }
 
+  /**
+   * Before pushing a device again: ends the job as succeeded when the device
+   * already reports the target, in storage or in its retained state on the
+   * broker.
+   */
+  private async reportsTarget(job: JobRecord): Promise<boolean> {
+    if (await this.ledger.succeedIfReported(job)) return true;
+    if (!this.o.refreshState) return false;
+    try {
+      await this.o.refreshState(job.deviceId);
+    } catch (error) {
+      // The database is away: the job stays as it is and is tried again on a later poll.
+      if (error instanceof StorageError) throw error;
+      this.o.logger.warn(
+        { job: job.id, device: job.deviceId, err: (error as Error).message },
+        "could not read the device's retained state",
+      );
+      return false;
+    }
+    // Checked again even when the refresh found nothing new: the inbox may have stored it meanwhile.
+    return this.ledger.succeedIfReported(job);
+  }
+
   /** Moves a job whose due time has come. Runs in the job's queue. */
   private async advance(jobId: string): Promise<void> {
     if (this.stopped) return;
@@ -466,14 +497,14 @@ export class JobRunner {
         case "pushing":
           // The lease ran out mid-push: this or another instance stopped while pushing.
           // The push may have ended just before: the device then already reports the new firmware.
-          if (await this.ledger.succeedIfReported(job)) return;
+          if (await this.reportsTarget(job)) return;
           await this.ledger.update(job, {
             patch: { phase: "recovering", dueAt: this.now + timings.receiverResetMs },
             steps: [this.ledger.step("interrupted", interruptedMessage(timings.receiverResetMs))],
           });
           return;
         case "recovering":
-          if (await this.ledger.succeedIfReported(job)) return;
+          if (await this.reportsTarget(job)) return;
           await this.pushes.start(
             job,
             timings.repushAnswerMs,
@@ -481,7 +512,7 @@ export class JobRunner {
           );
           return;
         case "verifying":
-          if (await this.ledger.succeedIfReported(job)) return;
+          if (await this.reportsTarget(job)) return;
           if (job.attempt >= job.maxAttempts) {
             await this.ledger.fail(job, silentAfterPushMessage(job, targetText(job)));
             return;

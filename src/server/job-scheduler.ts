@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Clock, Timer } from "../transfer/clock.ts";
+import { StorageUnavailableError } from "./storage/storage.ts";
 
 export interface DueSchedulerOptions {
   clock: Clock;
@@ -21,6 +22,8 @@ export class DueScheduler {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = true;
+  /** Set while the database cannot be reached: the outage is logged once, not on every look. */
+  private unreachableSince: number | undefined;
 
   constructor(private readonly o: DueSchedulerOptions) {}
 
@@ -60,9 +63,26 @@ export class DueScheduler {
     this.running = this.o
       .runDue()
       .then(
-        (sleepMs) => this.kick(Math.min(this.o.pollMs, sleepMs)),
+        (sleepMs) => {
+          if (this.unreachableSince !== undefined) {
+            const seconds = (this.o.clock.now() - this.unreachableSince) / 1000;
+            this.o.logger.warn({ seconds: Math.round(seconds * 10) / 10 }, "database reachable again");
+            this.unreachableSince = undefined;
+          }
+          this.kick(Math.min(this.o.pollMs, sleepMs));
+        },
         (error: unknown) => {
-          this.o.logger.error({ err: (error as Error).stack ?? String(error) }, "job scheduler failed");
+          if (error instanceof StorageUnavailableError) {
+            if (this.unreachableSince === undefined) {
+              this.unreachableSince = this.o.clock.now();
+              this.o.logger.error(
+                { err: error.message },
+                "database unreachable; due work waits until it is back",
+              );
+            }
+          } else {
+            this.o.logger.error({ err: (error as Error).stack ?? String(error) }, "job scheduler failed");
+          }
           this.kick(this.o.pollMs);
         },
       )

@@ -219,6 +219,8 @@ export class MqttLink {
   private readonly byId = new Map<number, Subscription>();
   private nextId = 1;
   private closed = false;
+  /** Topics readRetained is reading, with how many reads (MQTT 3.1.1 cannot tell subscriptions apart). */
+  private readonly reading = new Map<string, number>();
   private readonly mqtt5: boolean;
 
   constructor(
@@ -270,6 +272,56 @@ export class MqttLink {
       qos: 1,
       ...(this.mqtt5 ? { properties: { subscriptionIdentifier: subscription.id } } : {}),
     });
+  }
+
+  /**
+   * The message retained on `topic`, or null when there is none (or the
+   * broker is not connected). Shared subscriptions never get retained
+   * messages, so an instance reads one this way when it must know what a
+   * device said last: a plain subscription of its own, dropped again after
+   * the broker's answer (retained messages follow the SUBACK) or `waitMs`.
+   * The message reaches no other handler of the link.
+   */
+  async readRetained(topic: string, waitMs = 1000): Promise<Buffer | null> {
+    if (this.closed || !this.client.connected || /[+#]/.test(topic)) return null;
+    // A topic the link already holds a plain subscription on must keep it.
+    const keep = this.subscriptions.has(topic);
+    let found: Buffer | null = null;
+    let arrived: () => void = () => undefined;
+    const arrival = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const id = this.nextId++;
+    const listener = (t: string, payload: Buffer, packet: IPublishPacket) => {
+      if (t !== topic || packet.retain !== true) return;
+      const ids = packet.properties?.subscriptionIdentifier;
+      if (ids !== undefined && !(Array.isArray(ids) ? ids : [ids]).includes(id)) return;
+      found = payload;
+      arrived();
+    };
+    this.client.on("message", listener);
+    this.reading.set(topic, (this.reading.get(topic) ?? 0) + 1);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await this.client.subscribeAsync(topic, {
+        qos: 1,
+        ...(this.mqtt5 ? { properties: { subscriptionIdentifier: id } } : {}),
+      });
+      await Promise.race([
+        arrival,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, waitMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.client.off("message", listener);
+      const left = (this.reading.get(topic) ?? 1) - 1;
+      if (left > 0) this.reading.set(topic, left);
+      else this.reading.delete(topic);
+      if (!keep && this.client.connected) await this.client.unsubscribeAsync(topic).catch(() => undefined);
+    }
+    return found;
   }
 
   /** Drops every handler of `filter` (shared or not); unsubscribes at the broker. */
@@ -325,6 +377,8 @@ export class MqttLink {
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
     const ids = packet.properties?.subscriptionIdentifier;
+    // Without subscription identifiers, a retained message on a topic being read is readRetained's.
+    if (ids === undefined && packet.retain && this.reading.has(topic)) return;
     const through =
       ids === undefined
         ? [...this.subscriptions.values()].filter((s) => topicMatches(s.filter, topic))

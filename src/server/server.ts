@@ -11,7 +11,7 @@ import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import type { BridgeStateMessage, ServerInfo } from "./api.ts";
 import { Bridge } from "./bridge.ts";
 import { bridgeHandlers } from "./bridge-handlers.ts";
-import { DEFAULT_HISTORY_LIMIT, DeviceInbox } from "./device-inbox.ts";
+import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
 import { HomeAssistantFeature, type HomeAssistantOptions } from "./homeassistant.ts";
@@ -59,6 +59,8 @@ export interface ServerOptions {
   /** Sender's stall limit (ms). */
   stallMs?: number;
   historyLimit?: number;
+  /** How long a device message is tried again while the database is unreachable (default 120 s). */
+  unavailableRetryMs?: number;
   logger?: Logger;
   /** UDP for pushes (default: real sockets). */
   network?: UdpNetwork;
@@ -197,7 +199,7 @@ export class MpotaServer {
             ...(options.signedImages ? { cache: options.signedImages } : {}),
           })
         : undefined;
-      const runner = new JobRunner({
+      const runner: JobRunner = new JobRunner({
         storage,
         link,
         topics,
@@ -210,6 +212,7 @@ export class MpotaServer {
         timings: { ...DEFAULT_JOB_TIMINGS, ...options.timings },
         maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         maxConcurrentPushes: options.maxConcurrentPushes ?? DEFAULT_MAX_CONCURRENT_PUSHES,
+        refreshState: (deviceId): Promise<boolean> => inbox.refreshState(deviceId),
       });
       const inbox = new DeviceInbox({
         link,
@@ -219,6 +222,7 @@ export class MpotaServer {
         clock,
         logger: logger.child({ feature: "devices" }),
         historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
+        unavailableRetryMs: options.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS,
       });
       const info: ServerInfo = {
         version: packageVersion(),

@@ -126,13 +126,10 @@ describe("several server instances on PostgreSQL and Mosquitto", { skip, timeout
     t.remove();
   });
 
-  // todo: fails about one run in four. A device that finished its push just as its instance was
-  // killed reported its new firmware to that instance (a shared subscription gives each message
-  // to one member): the report is lost, and the others push to an app that never answers. Fix:
-  // on taking a job over, read the device's retained state from the broker before pushing again.
-  it("three instances share a 100-device rollout; one killed with SIGKILL, its jobs are taken over", {
-    todo: "a device state delivered to the killed instance is lost (open work for issue 9)",
-  }, async () => {
+  // A device that finished its push just as its instance was killed reported its new firmware to
+  // that instance only (a shared subscription gives each message to one member); the instance that
+  // takes the job over reads the device's retained state before pushing again.
+  it("three instances share a 100-device rollout; one killed with SIGKILL, its jobs are taken over", async () => {
     const db = await freshDatabase("scale");
     const [a, b, c] = (await startInstances(db, 3, "i")) as [Instance, Instance, Instance];
     await addFirmware(bridge);
@@ -326,12 +323,8 @@ describe("several server instances while the database restarts", { skip, timeout
     t.remove();
   });
 
-  // todo: fails about one run in three. A device whose push was cut off by the outage never
-  // answers again; likely cause: its state (new firmware) arrived while the database was down and
-  // was dropped, so the server keeps pushing to a device that runs its app. See the closing note.
-  it("instances reconnect after the database restarts; nothing is lost or done twice", {
-    todo: "a device state received while the database is down is lost (open work for issue 9)",
-  }, async () => {
+  // A device state that arrives during the outage is kept and tried again (test/scaling/lost-state).
+  it("instances reconnect after the database restarts; nothing is lost or done twice", async () => {
     const admin = new URL(cluster.adminUrl);
     const pg = await import("pg");
     const client = new pg.default.Client({ connectionString: cluster.adminUrl });

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { MpotaError } from "../../errors.ts";
-import { StorageError } from "./storage.ts";
+import { StorageError, StorageUnavailableError } from "./storage.ts";
 
 /**
  * The PostgreSQL connection pool behind postgres-storage.ts: URL checks,
@@ -133,7 +133,7 @@ export function connectError(error: unknown, target: PostgresTarget, triedMs: nu
 export function operationError(error: unknown, target: PostgresTarget, operation: string): Error {
   if (error instanceof MpotaError) return error;
   if (errorKind(error) === "unreachable") {
-    return new StorageError(
+    return new StorageUnavailableError(
       `Lost the connection to PostgreSQL ${target.label} while ${operation} (${causeText(error)}): the operation failed (a change is stored whole or not at all). mpota connects again by itself for the next operation; if this goes on, check that the database server runs.`,
       { cause: error },
     );

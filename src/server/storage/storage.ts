@@ -46,6 +46,13 @@ export class SchemaTooNewError extends StorageError {
   override readonly exitCode: number = 25;
 }
 
+/**
+ * The database could not be reached for one operation (it restarts, or the
+ * network is down). Nothing of the operation was stored; the same operation
+ * may succeed a moment later.
+ */
+export class StorageUnavailableError extends StorageError {}
+
 /** A job change was attempted without holding the job's lease (another instance took it over). */
 export class LeaseLostError extends StorageError {}
 

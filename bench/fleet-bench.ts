@@ -5,7 +5,7 @@
 // them. Then a registry row: many devices reporting state over MQTT only.
 // Results: bench/results/fleet-<devices>.json and .svg.
 //
-// Options: --devices N (default 200; the issue's full run is 1000)
+// Options: --devices N (1000)
 //          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
 //          --registry N (10000; 0 skips the row)  --image-kib K (128)
 //          --setups sqlite,pg1,pg2,pg3 (the rollout rows: one server on SQLite with its
@@ -42,7 +42,7 @@ function option(name: string, fallback: number): number {
   return value;
 }
 
-const DEVICES = Math.floor(option("devices", 200));
+const DEVICES = Math.floor(option("devices", 1000));
 const CONCURRENCY = Math.max(1, Math.floor(option("concurrency", 50)));
 const SLEEPY_SHARE = option("sleepy-share", 0.2);
 const SLEEP_S = option("sleep", 20);
@@ -105,8 +105,14 @@ async function startServer(config: {
 }): Promise<ServerProcess> {
   const httpPort = await freePort();
   const mqttPort = config.mqtt ? 0 : await freePort();
+  const bin = new URL("../bin/mpota.js", import.meta.url).pathname;
+  // The node flags of the bin's first line, as when it runs as the `mpota` command.
+  const nodeFlags = (readFileSync(bin, "utf8").split("\n")[0] ?? "")
+    .split(/\s+/)
+    .filter((a) => a.startsWith("--"));
   const args = [
-    new URL("../bin/mpota.js", import.meta.url).pathname,
+    ...nodeFlags,
+    bin,
     "serve",
     "--data",
     config.dataDir,

@@ -2,7 +2,7 @@
 // needed, then runs `mpota serve` with its embedded broker and database.
 // Extra arguments go to `mpota serve`: npm start -- --data ./state
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -28,4 +28,9 @@ const newest = (dir) =>
   );
 const built = `${root}dist/cli/main.js`;
 if (!existsSync(built) || statSync(built).mtimeMs < newest(`${root}src`)) run("npm", ["run", "build"]);
-run(process.execPath, [`${root}bin/mpota.js`, "serve", ...process.argv.slice(2)]);
+// The node flags of bin/mpota.js's first line, as when it runs as a command.
+const bin = `${root}bin/mpota.js`;
+const nodeFlags = (readFileSync(bin, "utf8").split("\n")[0] ?? "")
+  .split(/\s+/)
+  .filter((a) => a.startsWith("--"));
+run(process.execPath, [...nodeFlags, bin, "serve", ...process.argv.slice(2)]);

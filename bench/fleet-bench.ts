@@ -7,7 +7,8 @@
 //
 // Options: --devices N (1000)
 //          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
-//          --registry N (10000; 0 skips the row)  --image-kib K (128)
+//          --registry N (10000; 0 skips the row)  --rounds N (3: rounds of reports)
+//          --image-kib K (128)
 //          --setups sqlite,pg1,pg2,pg3 (the rollout rows: one server on SQLite with its
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
@@ -47,6 +48,8 @@ const CONCURRENCY = Math.max(1, Math.floor(option("concurrency", 50)));
 const SLEEPY_SHARE = option("sleepy-share", 0.2);
 const SLEEP_S = option("sleep", 20);
 const REGISTRY = Math.floor(option("registry", 10_000));
+/** Rounds of every registry device reporting again (10 s each). */
+const REPORT_ROUNDS = Math.max(1, Math.floor(option("rounds", 3)));
 const IMAGE_BYTES = Math.floor(option("image-kib", 128) * 1024);
 const BLOCK = 256;
 /** Rollout rows: "sqlite" (one server, embedded broker), "pg1", "pg2", "pg3" (instances on PostgreSQL + Mosquitto). */
@@ -458,10 +461,11 @@ async function registryRow(keyFile: string) {
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   const registered = (Date.now() - started) / 1000;
-  // Every device reports again, spread over 10 s. Message latency: from a
-  // device's publish to the dashboard's event stream carrying its device
-  // (the server stored it and told the page); the bridge round trip is
-  // measured at the same time.
+  // Every device reports again, spread over 10 s, in REPORT_ROUNDS rounds.
+  // Message latency: from a device's publish to the dashboard's event stream
+  // carrying its device (the server stored it and told the page); the bridge
+  // round trip is measured at the same time. The server's RSS after each
+  // round shows whether anything grows with the messages.
   const events = await openEventStream(server.http);
   const publishedAt = new Map<string, number>();
   const messageLatencies: number[] = [];
@@ -472,31 +476,37 @@ async function registryRow(keyFile: string) {
     messageLatencies.push(performance.now() - at);
   };
   const latencies: number[] = [];
-  const reports = clients.map(
-    (client, i) =>
-      new Promise<void>((resolve) =>
-        setTimeout(
-          () => {
-            publishedAt.set(`reg-${i}`, performance.now());
-            client.publishAsync(`mpota/reg-${i}/state`, state(i, 1), { qos: 1, retain: true }).then(
-              () => resolve(),
-              () => resolve(),
-            );
-          },
-          (i * 10_000) / clients.length,
+  const rssAfterRoundMB: number[] = [];
+  for (let round = 1; round <= REPORT_ROUNDS; round++) {
+    const reports = clients.map(
+      (client, i) =>
+        new Promise<void>((resolve) =>
+          setTimeout(
+            () => {
+              publishedAt.set(`reg-${i}`, performance.now());
+              client.publishAsync(`mpota/reg-${i}/state`, state(i, round), { qos: 1, retain: true }).then(
+                () => resolve(),
+                () => resolve(),
+              );
+            },
+            (i * 10_000) / clients.length,
+          ),
         ),
-      ),
-  );
-  const probeUntil = Date.now() + 10_000;
-  while (Date.now() < probeUntil) {
-    const t0 = performance.now();
-    await bridge.request("info", {});
-    latencies.push(performance.now() - t0);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    );
+    const probeUntil = Date.now() + 10_000;
+    while (Date.now() < probeUntil) {
+      const t0 = performance.now();
+      await bridge.request("info", {});
+      latencies.push(performance.now() - t0);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await Promise.all(reports);
+    const drainUntil = Date.now() + 10_000;
+    while (publishedAt.size > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 100));
+    publishedAt.clear();
+    rssAfterRoundMB.push(mb((await server.stats()).rssBytes));
+    console.log(`  round ${round} of ${REPORT_ROUNDS}: server RSS ${rssAfterRoundMB.at(-1)} MB`);
   }
-  await Promise.all(reports);
-  const drainUntil = Date.now() + 10_000;
-  while (publishedAt.size > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 100));
   events.close();
   const loaded = await server.stats();
   latencies.sort((a, b) => a - b);
@@ -507,6 +517,8 @@ async function registryRow(keyFile: string) {
     serverRssMB: mb(loaded.rssBytes),
     serverPeakRssMB: mb(loaded.maxRssBytes),
     serverIdleRssMB: mb(idle.rssBytes),
+    reportRounds: REPORT_ROUNDS,
+    rssAfterRoundMB,
     serverCpuSeconds: loaded.cpuSeconds - idle.cpuSeconds,
     messageLatencyMs: {
       seen: messageLatencies.length,
@@ -582,8 +594,8 @@ try {
   if (registry) {
     const m = registry.messageLatencyMs;
     console.log(
-      `Registry: ${registry.devices} devices registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB)\n` +
-        `  while they all report again over 10 s: state message to dashboard event p50 ${m.p50.toFixed(0)} ms, p95 ${m.p95.toFixed(0)} ms, max ${m.max.toFixed(0)} ms (${m.seen} of ${registry.devices} seen); ` +
+      `Registry: ${registry.devices} devices registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB; after each round ${registry.rssAfterRoundMB.join(", ")} MB)\n` +
+        `  while they all report again over 10 s (${registry.reportRounds} rounds): state message to dashboard event p50 ${m.p50.toFixed(0)} ms, p95 ${m.p95.toFixed(0)} ms, max ${m.max.toFixed(0)} ms (${m.seen} of ${registry.devices * registry.reportRounds} seen); ` +
         `bridge request p50 ${registry.requestLatencyMs.p50.toFixed(1)} ms, p95 ${registry.requestLatencyMs.p95.toFixed(1)} ms`,
     );
   }

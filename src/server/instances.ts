@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Clock } from "../transfer/clock.ts";
-import type { InstanceRecord, Storage } from "./storage/storage.ts";
+import type { HeldLease, InstanceRecord, Storage } from "./storage/storage.ts";
 
 /** How often an instance writes its heartbeat. */
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -85,18 +85,21 @@ export class InstanceHeartbeat {
   }
 }
 
+/** Held leases by owner; only leases are read, never the jobs (a rollout may have thousands). */
 async function leasesByOwner(storage: Storage, now: number) {
-  const jobs = new Map<string, string[]>();
-  const rollouts = new Map<string, string[]>();
-  for (const job of await storage.jobs.list({ active: true, limit: 100_000 })) {
-    if (job.leaseOwner === null || (job.leaseExpiresAt ?? 0) <= now) continue;
-    jobs.set(job.leaseOwner, [...(jobs.get(job.leaseOwner) ?? []), job.id]);
-  }
-  for (const rollout of await storage.rollouts.list({ limit: 1000 })) {
-    if (rollout.leaseOwner === null || (rollout.leaseExpiresAt ?? 0) <= now) continue;
-    rollouts.set(rollout.leaseOwner, [...(rollouts.get(rollout.leaseOwner) ?? []), rollout.id]);
-  }
-  return { jobs, rollouts };
+  const byOwner = (leases: HeldLease[]) => {
+    const out = new Map<string, string[]>();
+    for (const { id, owner } of leases) {
+      const ids = out.get(owner);
+      if (ids) ids.push(id);
+      else out.set(owner, [id]);
+    }
+    return out;
+  };
+  return {
+    jobs: byOwner(await storage.jobs.leases(now)),
+    rollouts: byOwner(await storage.rollouts.leases(now)),
+  };
 }
 
 /** The instances sharing the storage, with the leases each holds. */

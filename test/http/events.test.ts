@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { EventStream } from "../../src/server/http/event-stream.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
@@ -122,5 +125,34 @@ describe("the event stream", () => {
     await eventually(() => stream.clientCount === 0, "no clients after close");
     for (let i = 0; i < 1000; i++) stream.publish("job", { job: "j-c", n: i });
     assert.equal(stream.bufferedEvents, 20);
+  });
+
+  test("a client gone before its stream opens is not kept", async () => {
+    const stream = new EventStream({ heartbeatMs: 60_000 });
+    // The handler opens the stream only once the client has hung up (as after a slow auth check).
+    let opened: () => void = () => undefined;
+    const openedLate = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const server = createServer((request, response) => {
+      request.socket.once("close", () =>
+        setTimeout(() => {
+          stream.open(request, response);
+          opened();
+        }, 50),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const controller = new AbortController();
+    const asked = fetch(`http://127.0.0.1:${port}/`, { signal: controller.signal }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    controller.abort();
+    await asked;
+    await openedLate;
+    assert.equal(stream.clientCount, 0);
+    stream.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
   });
 });

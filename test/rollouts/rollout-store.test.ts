@@ -123,6 +123,8 @@ function describeRollouts(backend: (typeof backends)[number]): void {
         await storage.rollouts.claimOpen({ owner: "B", now: 2500, leaseMs: 1000, limit: 10 }),
         [],
       );
+      assert.deepEqual(await storage.rollouts.leases(2500), [{ id: "r-1", owner: "A" }]);
+      assert.deepEqual(await storage.rollouts.leases(3000), [], "an expired lease is not held");
       await assert.rejects(
         storage.rollouts.update({ id: "r-1", owner: "B", now: 2500, patch: { state: "running" } }),
         LeaseLostError,

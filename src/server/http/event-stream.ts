@@ -80,6 +80,11 @@ export class EventStream {
       if (missed === undefined) response.write(format({ id: this.lastId(), name: "reset", data: "{}" }));
       else for (const event of missed) response.write(format(event));
     }
+    // A client that went away before its stream opened has no close event left to come.
+    if (request.destroyed || response.destroyed || response.socket?.destroyed !== false) {
+      response.destroy();
+      return;
+    }
     this.clients.add(response);
     while (this.clients.size > this.maxClients) {
       const oldest = this.clients.values().next().value;

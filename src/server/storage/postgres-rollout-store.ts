@@ -16,7 +16,7 @@ import type {
   RolloutState,
   RolloutStore,
 } from "./rollout-store.ts";
-import { type JobPhase, LeaseLostError, StorageError } from "./storage.ts";
+import { type HeldLease, type JobPhase, LeaseLostError, StorageError } from "./storage.ts";
 
 type Db = PostgresDb;
 type Row = Record<string, unknown>;
@@ -419,6 +419,15 @@ export class PostgresRolloutStore implements RolloutStore {
       sql.run("UPDATE rollouts SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", [
         owner,
       ]),
+    );
+  }
+
+  async leases(now: number): Promise<HeldLease[]> {
+    return this.db.sql("reading rollout leases", (sql) =>
+      sql.rows<HeldLease>(
+        "SELECT id, lease_owner AS owner FROM rollouts WHERE lease_owner IS NOT NULL AND lease_expires_at > $1 ORDER BY created_at, id",
+        [now],
+      ),
     );
   }
 }

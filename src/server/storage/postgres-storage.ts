@@ -11,6 +11,7 @@ import {
   type FirmwareAddResult,
   type FirmwareRecord,
   type FirmwareStore,
+  type HeldLease,
   type ImageStore,
   type InstanceRecord,
   type InstanceStore,
@@ -569,6 +570,15 @@ class PostgresJobStore implements JobStore {
   async releaseAll(owner: string): Promise<number> {
     return this.db.sql("releasing job leases", (sql) =>
       sql.run("UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", [owner]),
+    );
+  }
+
+  async leases(now: number): Promise<HeldLease[]> {
+    return this.db.sql("reading job leases", (sql) =>
+      sql.rows<HeldLease>(
+        "SELECT id, lease_owner AS owner FROM jobs WHERE lease_owner IS NOT NULL AND lease_expires_at > $1 ORDER BY created_at, id",
+        [now],
+      ),
     );
   }
 

@@ -1,4 +1,4 @@
-import type { JobPhase } from "./storage.ts";
+import type { HeldLease, JobPhase } from "./storage.ts";
 
 /**
  * What the server keeps about rollouts and device tags, as part of the
@@ -250,4 +250,6 @@ export interface RolloutStore {
   }): Promise<RolloutRecord | undefined>;
   release(input: { id: string; owner: string }): Promise<void>;
   releaseAll(owner: string): Promise<number>;
+  /** The leases held at `now` (not expired). */
+  leases(now: number): Promise<HeldLease[]>;
 }

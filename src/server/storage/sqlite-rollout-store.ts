@@ -17,7 +17,7 @@ import type {
   RolloutState,
   RolloutStore,
 } from "./rollout-store.ts";
-import { type JobPhase, LeaseLostError, StorageError } from "./storage.ts";
+import { type HeldLease, type JobPhase, LeaseLostError, StorageError } from "./storage.ts";
 
 type Db = Database.Database;
 type Row = Record<string, unknown>;
@@ -409,5 +409,13 @@ export class SqliteRolloutStore implements RolloutStore {
     return this.db
       .prepare("UPDATE rollouts SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?")
       .run(owner).changes;
+  }
+
+  async leases(now: number): Promise<HeldLease[]> {
+    return this.db
+      .prepare(
+        "SELECT id, lease_owner AS owner FROM rollouts WHERE lease_owner IS NOT NULL AND lease_expires_at > ? ORDER BY created_at, id",
+      )
+      .all(now) as HeldLease[];
   }
 }

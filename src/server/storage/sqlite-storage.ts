@@ -12,6 +12,7 @@ import {
   type FirmwareAddResult,
   type FirmwareRecord,
   type FirmwareStore,
+  type HeldLease,
   type ImageStore,
   type InstanceRecord,
   type InstanceStore,
@@ -535,6 +536,14 @@ class SqliteJobStore implements JobStore {
     return this.db
       .prepare("UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?")
       .run(owner).changes;
+  }
+
+  async leases(now: number): Promise<HeldLease[]> {
+    return this.db
+      .prepare(
+        "SELECT id, lease_owner AS owner FROM jobs WHERE lease_owner IS NOT NULL AND lease_expires_at > ? ORDER BY created_at, id",
+      )
+      .all(now) as HeldLease[];
   }
 
   async addStep(jobId: string, step: NewJobStep): Promise<void> {

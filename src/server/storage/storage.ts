@@ -311,8 +311,16 @@ export interface JobStore {
   release(input: { id: string; owner: string }): Promise<void>;
   /** Gives up every lease the owner holds (an instance shutting down); returns how many. */
   releaseAll(owner: string): Promise<number>;
+  /** The leases held at `now` (not expired), oldest job first: few, whatever the number of jobs. */
+  leases(now: number): Promise<HeldLease[]>;
   /** Appends an informational step; needs no lease (the step log is append-only). */
   addStep(jobId: string, step: NewJobStep): Promise<void>;
+}
+
+/** A job's or rollout's lease: who holds it. */
+export interface HeldLease {
+  id: string;
+  owner: string;
 }
 
 // ---- instances, settings, images ---------------------------------------

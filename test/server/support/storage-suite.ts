@@ -278,8 +278,17 @@ export function defineStorageSuite(
         (await storage.jobs.list({ active: true, limit: 2 })).map((j) => j.id),
         ["j-10", "j-12"],
       );
+      // Leases held: D's expire at 31_000, E's too; nothing else is leased.
+      assert.deepEqual((await storage.jobs.leases(30_500)).map((l) => `${l.id}:${l.owner}`).sort(), [
+        "j-10:E",
+        "j-11:D",
+        "j-12:E",
+        "j-3:D",
+      ]);
+      assert.deepEqual(await storage.jobs.leases(31_000), [], "expired leases are not held");
       assert.equal(await storage.jobs.releaseAll("D"), 2);
       assert.equal(await storage.jobs.releaseAll("E"), 2);
+      assert.deepEqual(await storage.jobs.leases(30_500), []);
     });
 
     it("lists firmware newest first, in insertion order within one millisecond", async () => {

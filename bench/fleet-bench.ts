@@ -13,7 +13,7 @@
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -93,6 +93,25 @@ function processStats(pid: number): { cpuSeconds: number; rssBytes: number; maxR
   const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
   return { cpuSeconds: ticks / CLOCK_TICKS, rssBytes: kib("VmRSS") * 1024, maxRssBytes: kib("VmHWM") * 1024 };
 }
+/** CPU seconds of a process with its reaped children (PostgreSQL's backends that ended) and live children. */
+function treeCpuSeconds(pid: number): number {
+  const fieldsOf = (p: number) => {
+    const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  };
+  const own = fieldsOf(pid);
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = fieldsOf(Number(entry));
+      if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return ticks / CLOCK_TICKS;
+}
 /** USER_HZ: 100 on every Linux this runs on. */
 const CLOCK_TICKS = 100;
 
@@ -171,6 +190,8 @@ interface Deployment {
   /** The broker devices and the bridge client use. */
   url: string;
   servers: ServerProcess[];
+  /** CPU seconds so far of the shared parts (PostgreSQL and Mosquitto), when the set-up has them. */
+  sharedCpuSeconds?: () => number;
   stop(): Promise<void>;
 }
 
@@ -214,10 +235,12 @@ async function postgresDeployment(keyFile: string, instances: number): Promise<D
       }),
     );
   }
+  const postmaster = Number(readFileSync(join(cluster.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
   return {
     label: `PostgreSQL, Mosquitto, ${instances} instance${instances > 1 ? "s" : ""}`,
     url: broker.url,
     servers,
+    sharedCpuSeconds: () => treeCpuSeconds(postmaster) + treeCpuSeconds(broker.pid),
     async stop() {
       for (const server of servers) await server.stop();
       await broker.stop();
@@ -248,6 +271,7 @@ async function startMosquitto(dir: string) {
   }
   return {
     url,
+    pid: child.pid as number,
     async stop() {
       child.kill("SIGTERM");
       await new Promise((resolve) => child.once("exit", resolve));
@@ -295,6 +319,7 @@ async function stats(deployment: Deployment) {
     cpuSeconds: each.reduce((sum, e) => sum + e.cpuSeconds, 0),
     rssBytes: Math.max(...each.map((e) => e.rssBytes)),
     maxRssBytes: Math.max(...each.map((e) => e.maxRssBytes)),
+    maxRssEachBytes: each.map((e) => e.maxRssBytes),
   };
 }
 
@@ -351,6 +376,7 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   const before = await stats(deployment);
+  const sharedBefore = deployment.sharedCpuSeconds?.() ?? 0;
   const started = Date.now();
   const created = await bridge.request("rollout/create", {
     firmware: "sensor@2.0",
@@ -381,6 +407,7 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
   }
   if (process.stdout.isTTY) process.stdout.write("\n");
   const after = await stats(deployment);
+  const sharedCpuSeconds = deployment.sharedCpuSeconds ? deployment.sharedCpuSeconds() - sharedBefore : null;
   const jobs = await bridge.request("jobs", { limit: DEVICES * 2 });
   const turnToVerified = end.devices
     .filter((d) => d.status === "done" && d.turnAt !== null && d.finishedAt !== null)
@@ -416,8 +443,12 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
     devicesUpdatedTwice: [...updates.values()].filter((n) => n > 1).length,
     /** All instances together. */
     serverCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    /** PostgreSQL and Mosquitto (null: the embedded broker and SQLite run inside the server). */
+    sharedCpuSeconds,
     /** The largest instance. */
     serverPeakRssMB: mb(Math.max(peakRss, after.maxRssBytes)),
+    /** Each instance's peak. */
+    serverPeakRssMBEach: after.maxRssEachBytes.map(mb),
     perDeviceFloorSeconds: floorMs / 1000,
     deviceModelBoundPerMinute: (CONCURRENCY * 60_000) / floorMs,
     curve,
@@ -586,7 +617,7 @@ try {
         `${((rollout.devicesPerMinute / rollout.deviceModelBoundPerMinute) * 100).toFixed(0)} % of it)\n` +
         `  turn to verified: p50 ${rollout.turnToVerifiedSeconds.p50.toFixed(1)} s, p95 ${rollout.turnToVerifiedSeconds.p95.toFixed(1)} s, max ${rollout.turnToVerifiedSeconds.max.toFixed(1)} s\n` +
         `  pushes retried ${rollout.pushesRetried}, retransmits ${rollout.retransmits}, devices updated twice ${rollout.devicesUpdatedTwice}\n` +
-        `  servers: ${rollout.serverCpuSeconds.toFixed(1)} CPU s during the rollout (all instances), peak RSS ${rollout.serverPeakRssMB} MB (largest instance)`,
+        `  servers: ${rollout.serverCpuSeconds.toFixed(1)} CPU s during the rollout (all instances${rollout.sharedCpuSeconds === null ? "" : `; PostgreSQL and Mosquitto ${rollout.sharedCpuSeconds.toFixed(1)} more`}), peak RSS ${rollout.serverPeakRssMBEach.join(" / ")} MB (per instance)`,
     );
   }
   const rollout = rows[0] ?? null;

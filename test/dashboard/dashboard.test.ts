@@ -137,7 +137,11 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
 
   test("a sleepy device is scheduled, waits for its wake, then is done", async () => {
     await page.goto(`${s.base}/#/device/garden`);
-    await page.locator(".device-status", { hasText: /sleeping, next wake in/ }).waitFor({ timeout: 20_000 });
+    // Click just after it fell asleep (6 s sleeps): a click while it is awake, or about to wake,
+    // sends the command at once and "scheduled, waiting for wake" is never shown.
+    await page
+      .locator(".device-status", { hasText: /sleeping, next wake in [4-6] s/ })
+      .waitFor({ timeout: 30_000 });
     await page.getByRole("button", { name: "Update garden" }).click();
     await page.getByText("scheduled, waiting for wake").first().waitFor();
     const job = page.locator(".jobs .job").first();

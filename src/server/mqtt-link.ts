@@ -233,7 +233,10 @@ export class MqttLink {
     if (sharedGroup !== undefined && !this.mqtt5)
       throw new UsageError("Shared subscriptions need an MQTT 5 connection.");
     client.on("message", (topic, payload, packet) => this.dispatch(topic, payload, packet));
-    client.on("error", (error) => this.logger.warn({ err: error.message }, "MQTT error"));
+    client.on("error", (error) => {
+      // Writes that race the link's own close ("write after end") are not news.
+      if (!this.closed) this.logger.warn({ err: error.message }, "MQTT error");
+    });
     client.on("offline", () => this.logger.warn("MQTT connection lost; reconnecting"));
     client.on("reconnect", () => this.logger.debug("MQTT reconnecting"));
     client.on("connect", () => this.logger.debug("MQTT connected"));

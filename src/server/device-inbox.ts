@@ -127,8 +127,9 @@ export class DeviceInbox {
         await handle();
         return;
       } catch (error) {
-        if (!(error instanceof StorageUnavailableError) || Date.now() >= giveUpAt || this.stopped) {
-          if (attempt > 0)
+        const unavailable = error instanceof StorageUnavailableError;
+        if (!unavailable || Date.now() >= giveUpAt || this.stopped) {
+          if (unavailable && attempt > 0)
             this.o.logger.error({ device: id, kind }, "database still unreachable; message dropped");
           throw error;
         }

@@ -18,7 +18,6 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectAsync, type MqttClient } from "mqtt";
-import pg from "pg";
 import { DEFAULT_TIMING, deviceFloorMs } from "../src/emulator/timing.ts";
 import { DEFAULT_SETTINGS } from "../src/protocol/config-h.ts";
 import { generateKeyPair } from "../src/protocol/rsa-key.ts";
@@ -29,7 +28,7 @@ import { loopbackAddresses, sleepyIndexes } from "../src/simulator/fleet.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synthetic-firmware.ts";
 import { NodeUdpNetwork } from "../src/transfer/node-udp.ts";
 import { seededRandom } from "../src/transfer/random.ts";
-import { startPostgresCluster, TEST_PASSWORD, TEST_ROLE } from "../test/support/postgres.ts";
+import { freshDatabase, startPostgresCluster } from "../test/support/postgres.ts";
 import { BenchDevice } from "./fleet-device.ts";
 
 function option(name: string, fallback: number): number {
@@ -214,15 +213,7 @@ let cluster: Awaited<ReturnType<typeof startPostgresCluster>> | undefined;
 async function postgresDeployment(keyFile: string, instances: number): Promise<Deployment> {
   cluster ??= await startPostgresCluster();
   const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-bench-pg-"));
-  const name = `bench_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: cluster.adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name} OWNER ${TEST_ROLE}`);
-  await admin.end();
-  const db = new URL(cluster.adminUrl);
-  db.username = TEST_ROLE;
-  db.password = TEST_PASSWORD;
-  db.pathname = `/${name}`;
+  const db = await freshDatabase("bench", cluster.adminUrl);
   const broker = await startMosquitto(dir);
   const servers: ServerProcess[] = [];
   for (let i = 1; i <= instances; i++) {
@@ -230,7 +221,7 @@ async function postgresDeployment(keyFile: string, instances: number): Promise<D
       await startServer({
         dataDir: join(dir, `i${i}`),
         keyFile,
-        db: db.toString(),
+        db,
         mqtt: broker.url,
       }),
     );

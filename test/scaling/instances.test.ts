@@ -325,16 +325,7 @@ describe("several server instances while the database restarts", { skip, timeout
 
   // A device state that arrives during the outage is kept and tried again (test/scaling/lost-state).
   it("instances reconnect after the database restarts; nothing is lost or done twice", async () => {
-    const admin = new URL(cluster.adminUrl);
-    const pg = await import("pg");
-    const client = new pg.default.Client({ connectionString: cluster.adminUrl });
-    await client.connect();
-    await client.query("CREATE DATABASE restart_test OWNER mpota");
-    await client.end();
-    admin.username = "mpota";
-    admin.password = "mpota-test-secret";
-    admin.pathname = "/restart_test";
-    const db = admin.toString();
+    const db = await freshDatabase("restart_test", cluster.adminUrl);
     for (const n of [1, 2]) {
       instances.push(
         await Instance.start({

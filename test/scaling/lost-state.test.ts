@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
 import { after, before, describe, it } from "node:test";
-import pg from "pg";
 import { BridgeClient } from "../../src/server/bridge-client.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
 import { MOSQUITTO_SKIP, startMosquitto, type TestBroker } from "../server/support/brokers.ts";
@@ -10,7 +9,12 @@ import { LogCapture } from "../server/support/log-capture.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { startTestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
-import { type PostgresCluster, skipWithoutPostgres, startPostgresCluster } from "../support/postgres.ts";
+import {
+  freshDatabase,
+  type PostgresCluster,
+  skipWithoutPostgres,
+  startPostgresCluster,
+} from "../support/postgres.ts";
 
 const skip = skipWithoutPostgres().skip ?? MOSQUITTO_SKIP;
 
@@ -27,7 +31,6 @@ describe("a device's state that arrives while the database is down", { skip, tim
   let broker: TestBroker;
   let silent: Socket;
   let received = 0;
-  let databases = 0;
 
   before(async () => {
     cluster = await startPostgresCluster();
@@ -43,24 +46,11 @@ describe("a device's state that arrives while the database is down", { skip, tim
     t.remove();
   });
 
-  async function database(): Promise<string> {
-    const name = `lost_state_${++databases}`;
-    const client = new pg.Client({ connectionString: cluster.adminUrl });
-    await client.connect();
-    await client.query(`CREATE DATABASE ${name} OWNER mpota`);
-    await client.end();
-    const url = new URL(cluster.adminUrl);
-    url.username = "mpota";
-    url.password = "mpota-test-secret";
-    url.pathname = `/${name}`;
-    return url.toString();
-  }
-
   /** Runs the story with `options` for the server; returns the job's end and the server's logs. */
   async function story(device: string, options: Partial<ServerOptions>) {
     const logs = new LogCapture();
     const s = await startTestServer(`${t.dir}/${device}`, {
-      db: await database(),
+      db: await freshDatabase("lost_state", cluster.adminUrl),
       broker: { kind: "external", connection: broker.connection },
       sharedGroup: "mpota",
       timings: { firstAnswerMs: 60_000, leaseMs: 1500 },

@@ -254,8 +254,8 @@ function urlFor(admin: string, database: string, role = TEST_ROLE, password = TE
   return url.toString();
 }
 
-async function createDatabase(name: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: await adminUrl() });
+async function createDatabase(name: string, on?: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: on ?? (await adminUrl()) });
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} OWNER ${TEST_ROLE}`);
@@ -267,11 +267,14 @@ async function createDatabase(name: string): Promise<void> {
   }
 }
 
-/** A new, empty database owned by the test role; returns its URL (with the role's password). */
-export async function freshDatabase(prefix = "t"): Promise<string> {
+/**
+ * A new, empty database owned by the test role, on the run's cluster or on
+ * the cluster of admin URL `on`; returns its URL (with the role's password).
+ */
+export async function freshDatabase(prefix = "t", on?: string): Promise<string> {
   const name = `${prefix}_${randomBytes(8).toString("hex")}`;
-  await createDatabase(name);
-  return urlFor(await adminUrl(), name);
+  await createDatabase(name, on);
+  return urlFor(on ?? (await adminUrl()), name);
 }
 
 /**

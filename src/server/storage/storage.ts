@@ -25,6 +25,10 @@ export interface Storage {
   readonly instances: InstanceStore;
   /** Small facts the instances must agree on (the firmware directory's id, ...). */
   readonly settings: SettingStore;
+  /** Device credentials (salted hashes), command counters and the unsigned-command allowance. */
+  readonly credentials: CredentialStore;
+  /** Who changed what, for `mpota audit` and the dashboard. */
+  readonly audit: AuditStore;
   /**
    * Firmware image bytes kept in the database, for backends that several
    * machines share (PostgreSQL); null when images live only in a directory
@@ -368,4 +372,66 @@ export interface ImageStore {
   put(id: string, bytes: Uint8Array): Promise<void>;
   get(id: string): Promise<Uint8Array | undefined>;
   remove(id: string): Promise<void>;
+}
+
+// ---- credentials and audit ----------------------------------------------
+
+/** A provisioned device: its credential's stored hash and what the server keeps for its signed commands. */
+export interface CredentialRecord {
+  deviceId: string;
+  /** Salted hash of the device's secret (credentials.ts format). */
+  hash: string;
+  createdAt: number;
+  /** When the secret was last replaced (null: never). */
+  rotatedAt: number | null;
+  /** The last command counter the server issued to this device (0: none yet). */
+  commandSeq: number;
+  /** The owner allows commands without a signature for this device (an agent that cannot verify them). */
+  allowUnsigned: boolean;
+}
+
+/** The device already has a credential: nothing was changed. */
+export class CredentialExistsError extends StorageError {
+  override readonly exitCode: number = 44;
+}
+
+export interface CredentialStore {
+  /** Stores a new device credential; throws {@link CredentialExistsError} when the device has one. */
+  add(input: { deviceId: string; hash: string; at: number }): Promise<CredentialRecord>;
+  get(deviceId: string): Promise<CredentialRecord | undefined>;
+  list(): Promise<CredentialRecord[]>;
+  /** Replaces the hash of an existing credential; false when the device has none. */
+  replace(input: { deviceId: string; hash: string; at: number }): Promise<boolean>;
+  /** Removes the credential; false when there was none. */
+  remove(deviceId: string): Promise<boolean>;
+  /**
+   * Issues the device's next command counter atomically: max(stored, atLeast) + 1, stored and
+   * returned; undefined when the device has no credential.
+   */
+  nextCommandSeq(deviceId: string, atLeast: number): Promise<number | undefined>;
+  /** Sets the unsigned-command allowance; false when the device has no credential. */
+  setAllowUnsigned(deviceId: string, allow: boolean): Promise<boolean>;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: number;
+  /** Who asked: "mqtt mpota-admin (client cli-1a2b, 127.0.0.1)", "http token (127.0.0.1)", ... */
+  actor: string;
+  /** What was done: "update", "firmware/add", "devices/add", "rollout/create", ... */
+  action: string;
+  /** What it was done to: a device id, a firmware ref, a rollout id; null when none. */
+  target: string | null;
+  /** Small JSON-able details (no secrets). */
+  detail: Record<string, unknown> | null;
+  /** "ok" or "refused". */
+  outcome: "ok" | "refused";
+}
+
+export interface AuditStore {
+  record(entry: Omit<AuditEntry, "id">): Promise<void>;
+  /** Newest first; at most `limit` entries, older than `before` (an id) when given. */
+  list(filter: { limit: number; before?: number }): Promise<AuditEntry[]>;
+  /** Keeps the newest `keep` entries; returns how many were removed. */
+  prune(keep: number): Promise<number>;
 }

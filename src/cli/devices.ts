@@ -1,20 +1,57 @@
 import type { Command } from "commander";
 import { formatTable } from "../firmware/format.ts";
 import type { DeviceDetail, DeviceView } from "../server/api.ts";
+import type { ProvisionedDevice } from "../server/provisioning.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { Option } from "commander";
 import { BridgeClient, DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
+import { ADMIN_USERNAME } from "../server/broker-access.ts";
+import { adminTokenPath } from "../server/http/admin-token.ts";
+import { BrokerConnectError } from "../server/mqtt-link.ts";
+import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import type { CliIo } from "./io.ts";
+import { parseIntegerOption } from "./key-options.ts";
+import { checkOutputFree, writeFileAtomic } from "./write-file.ts";
 import { addMqttOptions, type MqttCliOptions, mqttConnection } from "./serve.ts";
 
 export interface BridgeCommandOptions extends MqttCliOptions {
   json?: boolean;
   timeout: number;
+  /** The server's data directory, where the admin token is (the CLI's MQTT password). */
+  data: string;
 }
 
 /** Adds the options of a command that asks the running server (broker, base topic, --timeout, --json). */
 export function addBridgeOptions(command: Command): Command {
   return addMqttOptions(command, "client")
     .option("--timeout <seconds>", "how long to wait for the server's answer", (v: string) => Number(v), 5)
-    .option("--json", "print the server's answer as JSON");
+    .option("--json", "print the server's answer as JSON")
+    .addOption(
+      new Option(
+        "--data <dir>",
+        "the server's data directory: the CLI logs in to the broker as mpota-admin with the admin token there, unless --mqtt-username/--mqtt-password are given",
+      )
+        .env("MPOTA_DATA")
+        .default(DEFAULT_DATA_DIR),
+    );
+}
+
+/**
+ * The broker options with the admin credential filled in: without
+ * --mqtt-username and --mqtt-password, the CLI logs in as mpota-admin with
+ * the token in the server's data directory (as `mpota token` finds it).
+ */
+export function withAdminCredential(options: BridgeCommandOptions): { options: BridgeCommandOptions; tokenFile?: string } {
+  if (options.mqttUsername !== undefined || options.mqttPassword !== undefined) return { options };
+  const path = adminTokenPath(options.data ?? DEFAULT_DATA_DIR);
+  if (!existsSync(path)) return { options, tokenFile: path };
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").trim();
+  } catch {
+    return { options, tokenFile: path };
+  }
+  return { options: { ...options, mqttUsername: ADMIN_USERNAME, mqttPassword: token }, tokenFile: path };
 }
 
 /** Connects to the server's bridge, runs `fn`, and disconnects. */
@@ -23,11 +60,26 @@ export async function withBridge<T>(
   fn: (bridge: BridgeClient) => Promise<T>,
 ): Promise<T> {
   const timeoutMs = Number.isFinite(options.timeout) && options.timeout > 0 ? options.timeout * 1000 : 5000;
-  const bridge = await BridgeClient.connect({
-    connection: mqttConnection(options, options.mqtt ?? DEFAULT_CLIENT_URL),
-    base: options.base,
-    timeoutMs,
-  });
+  const { options: withCredential, tokenFile } = withAdminCredential(options);
+  let bridge: BridgeClient;
+  try {
+    bridge = await BridgeClient.connect({
+      connection: mqttConnection(withCredential, options.mqtt ?? DEFAULT_CLIENT_URL),
+      base: options.base,
+      timeoutMs,
+    });
+  } catch (error) {
+    if (error instanceof BrokerConnectError && /refused the user name|did not authorize/.test(error.message)) {
+      const how =
+        withCredential.mqttUsername === ADMIN_USERNAME && tokenFile
+          ? `The CLI logged in as ${ADMIN_USERNAME} with the admin token from ${tokenFile}, and the broker refused it: that is not the token of the server on this broker (another data directory, or the token was rotated). Pass the server's data directory with --data DIR (or MPOTA_DATA).`
+          : tokenFile
+            ? `The CLI found no admin token at ${tokenFile}. Run it where \`mpota serve\` keeps its data, pass --data DIR (or MPOTA_DATA), or give --mqtt-username ${ADMIN_USERNAME} --mqtt-password TOKEN.`
+            : "Check --mqtt-username and --mqtt-password.";
+      throw new BrokerConnectError(`${error.message}\n${how}`);
+    }
+    throw error;
+  }
   try {
     return await fn(bridge);
   } finally {
@@ -151,5 +203,101 @@ export function registerDevicesCommand(program: Command, io: CliIo): void {
   ).action(async (id: string, options: BridgeCommandOptions) => {
     const device = await withBridge(options, (bridge) => bridge.request("device", { id }));
     printAnswer(io, options.json, device, () => deviceText(device));
+  });
+  registerProvisioningCommands(devices, io);
+}
+
+interface ProvisionOptions extends BridgeCommandOptions {
+  output?: string;
+  force?: boolean;
+  host?: string;
+  port?: number;
+}
+
+/** Writes the device's mpota_config.py (mode 0600: it holds the credential) and says what to do with it. */
+async function writeDeviceConfig(
+  io: CliIo,
+  options: ProvisionOptions,
+  device: ProvisionedDevice,
+  verb: string,
+): Promise<void> {
+  if (options.json) {
+    printJson(io, device);
+    return;
+  }
+  const target = options.output ?? `${device.device}.mpota_config.py`;
+  await writeFileAtomic(target, device.config, { mode: 0o600, force: true });
+  io.out(
+    `${verb} ${device.device}: MQTT user ${device.username}, broker ${device.broker.host}:${device.broker.port}, command keys ${device.commandKeys.join(", ") || "(none)"}.\n` +
+      `Wrote ${target} (mode 0600: it holds the device's secret, which the server keeps only as a salted hash).\n` +
+      `Copy it to the board as mpota_config.py:\n  mpremote cp ${target} :mpota_config.py\n`,
+  );
+}
+
+function provisionOptions(command: Command): Command {
+  return addBridgeOptions(command)
+    .option("-o, --output <file>", "where to write the device's mpota_config.py (default <id>.mpota_config.py)")
+    .option("--force", "replace an existing output file")
+    .option("--host <host>", "the broker's address as the device reaches it (default: the server's LAN address)")
+    .option("--port <port>", "the broker's port as the device reaches it", parseIntegerOption("--port"));
+}
+
+function provisionRequest(id: string, options: ProvisionOptions): { id: string; host?: string; port?: number } {
+  return {
+    id,
+    ...(options.host !== undefined ? { host: options.host } : {}),
+    ...(options.port !== undefined ? { port: options.port } : {}),
+  };
+}
+
+/** `mpota devices add|rotate|revoke|allow-unsigned`: device credentials. */
+export function registerProvisioningCommands(devices: Command, io: CliIo): void {
+  provisionOptions(
+    devices
+      .command("add")
+      .description(
+        "provision a device: a credential of its own for the broker (only its salted hash is stored) and a ready mpota_config.py",
+      )
+      .argument("<id>", "device id ([A-Za-z0-9_-]{1,64})"),
+  ).action(async (id: string, options: ProvisionOptions) => {
+    const target = options.output ?? `${id}.mpota_config.py`;
+    if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
+    const device = await withBridge(options, (bridge) => bridge.request("devices/add", provisionRequest(id, options)));
+    await writeDeviceConfig(io, options, device, "Provisioned");
+  });
+  provisionOptions(
+    devices
+      .command("rotate")
+      .description("give a provisioned device a new credential; the old one stops working at its next connection")
+      .argument("<id>", "device id"),
+  ).action(async (id: string, options: ProvisionOptions) => {
+    const target = options.output ?? `${id}.mpota_config.py`;
+    if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
+    const device = await withBridge(options, (bridge) => bridge.request("devices/rotate", provisionRequest(id, options)));
+    await writeDeviceConfig(io, options, device, "New credential for");
+  });
+  addBridgeOptions(
+    devices.command("revoke").description("remove a device's credential: it can no longer connect").argument("<id>", "device id"),
+  ).action(async (id: string, options: BridgeCommandOptions) => {
+    const done = await withBridge(options, (bridge) => bridge.request("devices/revoke", { id }));
+    printAnswer(io, options.json, done, () => `Revoked the credential of ${done.device}.\n`);
+  });
+  addBridgeOptions(
+    devices
+      .command("allow-unsigned")
+      .description(
+        "let the server send commands to a device whose agent cannot verify signed commands (an old agent); --off takes it back",
+      )
+      .argument("<id>", "device id")
+      .option("--off", "no longer allow it"),
+  ).action(async (id: string, options: BridgeCommandOptions & { off?: boolean }) => {
+    const view = await withBridge(options, (bridge) =>
+      bridge.request("devices/allow-unsigned", { id, allow: options.off !== true }),
+    );
+    printAnswer(io, options.json, view, () =>
+      view.allowUnsigned
+        ? `Commands to ${view.device} may go unsigned: anyone who can publish on its cmd topic can send it into OTA mode. Update its agent and take this back with --off.\n`
+        : `Commands to ${view.device} must be signed again.\n`,
+    );
   });
 }

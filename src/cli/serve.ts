@@ -258,15 +258,18 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
         }
       : {}),
   });
-  if (server.http?.newToken) {
+  if (server.newAdminToken) {
     io.err(
-      `Created the admin token for the dashboard and the HTTP API (shown once; it is in ${server.http.tokenPath}, mode 0600):\n  ${server.http.newToken}\n`,
+      `Created the admin token (shown once; it is in ${server.adminTokenPath}, mode 0600). It logs in to the dashboard and the HTTP API, and is the password of the MQTT user mpota-admin; the mpota CLI on this machine finds it by itself:\n  ${server.newAdminToken}\n`,
     );
   }
   if (server.http)
     io.err(`Dashboard: ${server.http.url}${server.http.tokenPath ? "" : " (no login: --no-auth)"}\n`);
+  const brokerUrl = new URL(server.brokerUrl);
+  const embedded = broker.kind === "embedded";
+  const credentials = embedded ? ` -u mpota-admin -P "$(cat ${server.adminTokenPath})"` : "";
   io.err(
-    `mpota server running: broker ${server.brokerUrl}${broker.kind === "embedded" ? " (embedded)" : ""}, data ${options.data}, base topic ${server.topics.base}, pushes only to ${server.info.networks.join(", ")}; ${note}.\nWatch it with: mosquitto_sub -h ${new URL(server.brokerUrl).hostname} -p ${new URL(server.brokerUrl).port || 1883} -t '${server.topics.base}/#' -v\nStop with Ctrl-C.\n`,
+    `mpota server running: broker ${server.brokerUrl}${embedded ? " (embedded; clients need credentials: devices their own from \`mpota devices add\`, tools the admin token)" : ""}, data ${options.data}, base topic ${server.topics.base}, pushes only to ${server.info.networks.join(", ")}; ${note}.\nWatch it with: mosquitto_sub -h ${brokerUrl.hostname} -p ${brokerUrl.port || 1883}${credentials} -t '${server.topics.base}/#' -v\nStop with Ctrl-C.\n`,
   );
   try {
     await stop;

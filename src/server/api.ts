@@ -1,7 +1,8 @@
 import type { DeviceState, DeviceStatus } from "./contract.ts";
 import type { StatusView } from "./instances.ts";
+import type { CredentialView, ProvisionedDevice } from "./provisioning.ts";
 import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "./rollouts/rollout-api.ts";
-import type { JobPhase, StoredVerdict } from "./storage/storage.ts";
+import type { AuditEntry, JobPhase, StoredVerdict } from "./storage/storage.ts";
 
 /**
  * The server's API for people and tools: request and response payloads of
@@ -155,6 +156,17 @@ export interface BridgeApi extends RolloutBridgeApi {
   "job/cancel": { request: { id: string }; response: JobView };
   /** The server instances sharing the storage, their leases and load. */
   status: { request: Record<string, never>; response: StatusView };
+  /** A credential for a new device and its mpota_config.py (the secret is in the answer only). */
+  "devices/add": { request: { id: string; host?: string; port?: number }; response: ProvisionedDevice };
+  /** A new credential for a provisioned device; the old one stops working. */
+  "devices/rotate": { request: { id: string; host?: string; port?: number }; response: ProvisionedDevice };
+  /** Removes a device's credential: it can no longer connect. */
+  "devices/revoke": { request: { id: string }; response: { device: string } };
+  /** Allows (or no longer) commands without a signature for a device whose agent cannot verify them. */
+  "devices/allow-unsigned": { request: { id: string; allow: boolean }; response: CredentialView };
+  "devices/credentials": { request: Record<string, never>; response: CredentialView[] };
+  /** Who changed what, newest first. */
+  audit: { request: { limit?: number; before?: number }; response: AuditEntry[] };
 }
 
 export type BridgeRequestName = keyof BridgeApi;
@@ -171,6 +183,12 @@ export const BRIDGE_REQUEST_NAMES: readonly BridgeRequestName[] = [
   "job",
   "job/cancel",
   "status",
+  "devices/add",
+  "devices/rotate",
+  "devices/revoke",
+  "devices/allow-unsigned",
+  "devices/credentials",
+  "audit",
   ...ROLLOUT_REQUEST_NAMES,
 ];
 

@@ -4,6 +4,7 @@ import { shorten } from "./contract.ts";
 import type { FirmwareLibrary } from "./firmware-library.ts";
 import type { StatusView } from "./instances.ts";
 import type { JobRunner } from "./job-runner.ts";
+import { type ProvisioningDeps, provisioningHandlers } from "./provisioning.ts";
 import { RequestError } from "./request-error.ts";
 import type { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import { rolloutHandlers } from "./rollouts/rollout-handlers.ts";
@@ -19,7 +20,13 @@ export interface BridgeHandlerDeps {
   info: () => ServerInfo;
   /** The instances sharing the storage (`mpota status`). */
   status?: () => Promise<StatusView>;
+  /** Device credentials and the audit list; without it those requests are refused. */
+  provisioning?: ProvisioningDeps;
 }
+
+const NO_PROVISIONING = async (): Promise<never> => {
+  throw new RequestError("This part of the server does not provision devices; ask the server's bridge or HTTP API.");
+};
 
 function stringField(request: Record<string, unknown>, key: string, what: string): string {
   const value = request[key];
@@ -178,5 +185,15 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     },
 
     ...rolloutHandlers(deps.rollouts, storage),
+    ...(deps.provisioning
+      ? provisioningHandlers(deps.provisioning)
+      : {
+          "devices/add": NO_PROVISIONING,
+          "devices/rotate": NO_PROVISIONING,
+          "devices/revoke": NO_PROVISIONING,
+          "devices/allow-unsigned": NO_PROVISIONING,
+          "devices/credentials": NO_PROVISIONING,
+          audit: NO_PROVISIONING,
+        }),
   };
 }

@@ -2,8 +2,11 @@ import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import { MpotaError } from "../errors.ts";
 import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeEnvelope, type BridgeRequestName } from "./api.ts";
+import { recordAudit } from "./audit.ts";
+import { CALLER_FIELD } from "./broker-access.ts";
 import { shorten } from "./contract.ts";
 import type { MqttLink } from "./mqtt-link.ts";
+import type { AuditStore } from "./storage/storage.ts";
 import type { Topics } from "./topics.ts";
 
 /** A handler per request name: takes the request (unvalidated JSON object), returns the response data. */
@@ -24,6 +27,15 @@ export interface BridgeOptions {
   topics: Topics;
   handlers: BridgeHandlers;
   logger: Logger;
+  /** Where requests that change something are recorded with who asked. */
+  audit: AuditStore;
+  now: () => number;
+  /**
+   * True when the broker is the embedded one, which writes who sent each
+   * request into it (`$caller`); on another broker the sender is whoever the
+   * broker's ACL lets publish requests, and a `$caller` field is ignored.
+   */
+  trustCaller: boolean;
 }
 
 /**
@@ -97,6 +109,13 @@ export class Bridge {
       }
       request = value as Record<string, unknown>;
     }
+    const caller = request[CALLER_FIELD];
+    delete request[CALLER_FIELD];
+    const actor = this.o.trustCaller
+      ? typeof caller === "string"
+        ? caller
+        : "mqtt (sender unknown)"
+      : "mqtt client of the external broker (as its ACL allows)";
     const transaction =
       typeof request.transaction === "string" || typeof request.transaction === "number"
         ? request.transaction
@@ -111,10 +130,14 @@ export class Bridge {
       });
       return;
     }
+    const audit = (outcome: "ok" | "refused", reason?: string) =>
+      recordAudit(this.o.audit, log, { at: this.o.now(), actor, action: name, request, outcome, reason });
     try {
       const data = await handler(request);
+      await audit("ok");
       await this.reply(name, transaction, { status: "ok", data });
     } catch (error) {
+      await audit("refused", (error as Error)?.message);
       if (error instanceof MpotaError) {
         log.info({ request: name, reason: error.message.split("\n")[0] }, "request refused");
         await this.reply(name, transaction, { status: "error", data: {}, error: error.message });

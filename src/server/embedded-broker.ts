@@ -1,7 +1,8 @@
 import { createServer, type Server, type Socket } from "node:net";
-import { Aedes } from "aedes";
+import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "pino";
 import { MpotaError } from "../errors.ts";
+import type { BrokerAccess, Principal } from "./broker-access.ts";
 
 /** The embedded broker cannot listen where it was asked to. */
 export class BrokerListenError extends MpotaError {
@@ -15,6 +16,69 @@ export interface EmbeddedBrokerOptions {
   /** 0 picks a free port. */
   port?: number;
   logger: Logger;
+  /**
+   * Who may connect and what each may do. Without it the broker is open to
+   * anyone (only for tests of other brokers' behaviour; `mpota serve` always sets it).
+   */
+  access?: BrokerAccess;
+}
+
+/** Aedes hooks that enforce `access`: authentication, and publish and subscribe rights per principal. */
+function accessHooks(access: BrokerAccess, logger: Logger) {
+  const principals = new WeakMap<Client, Principal>();
+  return {
+    authenticate(
+      client: Client,
+      username: Readonly<string | undefined>,
+      password: Readonly<Buffer | undefined>,
+      done: (error: AuthenticateError | null, success: boolean | null) => void,
+    ): void {
+      const address = (client.conn as Socket).remoteAddress ?? "unknown";
+      access.authenticate(client.id, username, password, address).then(
+        (result) => {
+          if ("reason" in result) {
+            const error = new Error(result.reason) as AuthenticateError;
+            error.returnCode = result.returnCode;
+            done(error, false);
+            return;
+          }
+          principals.set(client, result);
+          done(null, true);
+        },
+        (error: unknown) => {
+          // The credential store cannot be read (database down): refuse for now, the client retries.
+          logger.warn({ client: client.id, err: (error as Error).message }, "MQTT client refused: credentials unreadable");
+          const refusal = new Error("server unavailable") as AuthenticateError;
+          refusal.returnCode = 3;
+          done(refusal, false);
+        },
+      );
+    },
+    authorizePublish(client: Client | null, packet: { topic: string; payload: Buffer | string }, callback: (error?: Error | null) => void): void {
+      if (client === null) return callback(null); // the broker's own messages
+      const principal = principals.get(client);
+      if (!principal || !access.mayPublish(principal, packet.topic)) {
+        logger.debug({ client: client.id, topic: packet.topic.slice(0, 200) }, "MQTT publish refused");
+        return callback(new Error(`not allowed to publish to ${packet.topic.slice(0, 200)}`));
+      }
+      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+      const stamped = access.stampCaller(principal, packet.topic, payload);
+      if (stamped) packet.payload = stamped;
+      callback(null);
+    },
+    authorizeSubscribe(
+      client: Client,
+      subscription: { topic: string; qos: number },
+      callback: (error: Error | null, subscription?: { topic: string; qos: number } | null) => void,
+    ): void {
+      const principal = principals.get(client);
+      if (!principal || !access.maySubscribe(principal, subscription.topic)) {
+        logger.debug({ client: client.id, topic: subscription.topic.slice(0, 200) }, "MQTT subscription refused");
+        return callback(null, null); // granted QoS 128: refused
+      }
+      callback(null, subscription);
+    },
+  };
 }
 
 /**
@@ -40,7 +104,9 @@ export class EmbeddedBroker {
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const host = options.host ?? "0.0.0.0";
     const port = options.port ?? DEFAULT_MQTT_PORT;
-    const broker = await Aedes.createBroker();
+    const broker = await Aedes.createBroker(
+      options.access ? (accessHooks(options.access, options.logger) as Parameters<typeof Aedes.createBroker>[0]) : {},
+    );
     broker.on("clientError", (client, error) => {
       options.logger.debug({ client: client?.id, err: error.message }, "MQTT client error");
     });

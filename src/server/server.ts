@@ -9,12 +9,15 @@ import { NodeUdpNetwork } from "../transfer/node-udp.ts";
 import type { PushTuning } from "../transfer/sender.ts";
 import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import type { BridgeStateMessage, ServerInfo } from "./api.ts";
+import { auditedHandlers } from "./audit.ts";
 import { Bridge } from "./bridge.ts";
+import { BrokerAccess, SERVER_USERNAME } from "./broker-access.ts";
 import { bridgeHandlers } from "./bridge-handlers.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
-import { HomeAssistantFeature, type HomeAssistantOptions } from "./homeassistant.ts";
+import { DEFAULT_HA_PREFIX, HomeAssistantFeature, type HomeAssistantOptions } from "./homeassistant.ts";
+import { AdminToken, ensureAdminToken } from "./http/admin-token.ts";
 import { HttpFeature, type HttpOptions } from "./http/http-feature.ts";
 import { ImagePusher } from "./image-pusher.ts";
 import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./instances.ts";
@@ -29,6 +32,7 @@ import { type MqttConnection, MqttLink, safeUrl } from "./mqtt-link.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./network-policy.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import type { SignedImageCache } from "./signed-image-cache.ts";
+import { lanAddress, type ProvisioningDeps } from "./provisioning.ts";
 import { openStorage } from "./storage/open-storage.ts";
 import type { Storage } from "./storage/storage.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "./topics.ts";
@@ -122,6 +126,10 @@ export class MpotaServer {
   homeAssistant: HomeAssistantFeature | undefined;
   /** Staged rollouts (src/server/rollouts/), set once started. */
   rollouts: RolloutEngine | undefined;
+  /** The admin token when this start created it (shown once), else undefined. */
+  newAdminToken: string | undefined;
+  /** Where the admin token is: the password of the MQTT user mpota-admin and the HTTP API's token. */
+  adminTokenPath = "";
 
   private constructor(
     readonly storage: Storage,
@@ -160,17 +168,30 @@ export class MpotaServer {
       });
       await library.checkShared();
       const choice = options.broker ?? { kind: "embedded" };
+      // The admin token: the HTTP API's token and the password of the MQTT user mpota-admin.
+      const ensured = ensureAdminToken(dataDir);
       let broker: EmbeddedBroker | undefined;
       let connection: MqttConnection;
       if (choice.kind === "embedded") {
+        const serverSecret = randomBytes(24).toString("base64url");
+        const adminToken = new AdminToken(ensured.path);
+        const access = new BrokerAccess({
+          topics,
+          haPrefix: options.homeAssistant?.prefix ?? DEFAULT_HA_PREFIX,
+          serverSecret,
+          adminTokenMatches: (candidate) => adminToken.matches(candidate),
+          credential: (id) => storage.credentials.get(id),
+          logger: logger.child({ feature: "broker" }),
+        });
         broker = await EmbeddedBroker.start({
           host: choice.host ?? "0.0.0.0",
           port: choice.port ?? DEFAULT_MQTT_PORT,
           logger,
+          access,
         });
         const b = broker;
         cleanup.push(() => b.close());
-        connection = { url: `mqtt://127.0.0.1:${broker.port}` };
+        connection = { url: `mqtt://127.0.0.1:${broker.port}`, username: SERVER_USERNAME, password: serverSecret };
       } else {
         connection = choice.connection;
       }
@@ -251,13 +272,34 @@ export class MpotaServer {
                 "This server has no signing key, so it cannot push updates. Start it with --key FILE (the private key your devices' yaota8266 was built for).",
             }),
       });
+      const embeddedHost = choice.kind === "embedded" ? (choice.host ?? "0.0.0.0") : undefined;
+      const deviceBroker =
+        broker !== undefined
+          ? {
+              host: embeddedHost === "0.0.0.0" || embeddedHost === "::" ? lanAddress() : (embeddedHost as string),
+              port: broker.port,
+            }
+          : (() => {
+              const u = new URL(connection.url);
+              return { host: u.hostname, port: Number(u.port) || (u.protocol === "mqtts:" ? 8883 : 1883) };
+            })();
+      const provisioning: ProvisioningDeps = {
+        storage,
+        base: topics.base,
+        commandKeys: () => [],  // MERGE: command key from the agent branch
+        broker: () => deviceBroker,
+        now: () => clock.now(),
+      };
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
       const status = () => statusView(storage, owner, heartbeatMs, clock.now());
       const bridge = new Bridge({
         link,
         topics,
-        handlers: bridgeHandlers({ storage, library, runner, rollouts, info: () => info, status }),
+        handlers: bridgeHandlers({ storage, library, runner, rollouts, info: () => info, status, provisioning }),
         logger: logger.child({ feature: "bridge" }),
+        audit: storage.audit,
+        now: () => clock.now(),
+        trustCaller: broker !== undefined,
       });
       const brokerUrl = broker ? broker.url : safeUrl(connection.url);
       const server = new MpotaServer(
@@ -274,6 +316,8 @@ export class MpotaServer {
         logger,
         !options.storage,
       );
+      server.newAdminToken = ensured.created ? ensured.token : undefined;
+      server.adminTokenPath = ensured.path;
       await runner.start();
       cleanup.push(() => runner.stop());
       await rollouts.start();
@@ -292,6 +336,7 @@ export class MpotaServer {
             topics,
             inbox,
             info: () => info,
+            provisioning,
             dataDir,
             logger: logger.child({ feature: "http" }),
           },
@@ -308,7 +353,12 @@ export class MpotaServer {
             topics,
             storage,
             inbox,
-            handlers: bridgeHandlers({ storage, library, runner, info: () => info }),
+            handlers: auditedHandlers(bridgeHandlers({ storage, library, runner, info: () => info }), {
+              audit: storage.audit,
+              logger,
+              now: () => clock.now(),
+              actor: () => "home assistant install (mqtt)",
+            }),
             version: info.version,
             logger: logger.child({ feature: "homeassistant" }),
           },

@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
 import { preflight } from "../../firmware/preflight.ts";
+import { auditedHandlers, recordAudit } from "../audit.ts";
 import type { BridgeHandlers } from "../bridge.ts";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../bridge.ts";
 import { DEFAULT_FLASH_SIZE_FOR_CHECKS } from "../firmware-checks.ts";
@@ -23,6 +25,20 @@ export interface ApiContext extends RolloutRouteContext {
   lines: LineUpdates;
   /** Cookies get `Secure` when the server is reached over TLS (behind a proxy that says so). */
   secure: (request: IncomingMessage) => boolean;
+  logger: Logger;
+  now: () => number;
+}
+
+/** Who made an HTTP request, in words for the audit list (after authentication passed). */
+function httpActor(ctx: ApiContext, request: IncomingMessage): string {
+  let via: string;
+  try {
+    via = ctx.auth.authenticate(request).via;
+  } catch {
+    via = "unauthenticated";
+  }
+  const how = via === "token" ? "token" : via === "session" ? "dashboard session" : "no login (--no-auth)";
+  return `http ${how} (${request.socket.remoteAddress ?? "unknown"})`;
 }
 
 export function sendJson(
@@ -105,7 +121,8 @@ export async function routeApi(
   const path = url.pathname.replace(/\/+$/, "");
   const parts = path.split("/").slice(3).map(segment); // after "", "api", "v1"
   const q = url.searchParams;
-  const h = ctx.handlers;
+  const actor = () => httpActor(ctx, request);
+  const h = auditedHandlers(ctx.handlers, { audit: ctx.storage.audit, logger: ctx.logger, now: ctx.now, actor });
   const route = `${method} /${parts.map((p, i) => (i % 2 === 1 && ["devices", "firmware", "jobs"].includes(parts[i - 1] as string) ? ":id" : p)).join("/")}`;
 
   // Without credentials: the session check, login and logout.
@@ -134,7 +151,7 @@ export async function routeApi(
     return true;
   }
 
-  if (parts[0] === "rollouts") return routeRollouts(ctx, request, response, parts, q);
+  if (parts[0] === "rollouts") return routeRollouts({ ...ctx, handlers: h }, request, response, parts, q);
 
   const known = [
     "GET /info",
@@ -149,6 +166,9 @@ export async function routeApi(
     "GET /jobs/:id",
     "POST /jobs/:id/cancel",
     "GET /events",
+    "GET /audit",
+    "POST /devices",
+    "GET /credentials",
   ];
   if (!known.includes(route)) {
     const paths = new Set(known.map((k) => k.split(" ")[1]));
@@ -241,6 +261,26 @@ export async function routeApi(
       sendJson(response, 200, removed);
       return true;
     }
+    case "GET /audit": {
+      sendJson(
+        response,
+        200,
+        await h.audit({
+          ...(q.get("limit") ? { limit: queryInteger(q, "limit") } : {}),
+          ...(q.get("before") ? { before: queryInteger(q, "before") } : {}),
+        }),
+      );
+      return true;
+    }
+    case "GET /credentials": {
+      sendJson(response, 200, await h["devices/credentials"]({}));
+      return true;
+    }
+    case "POST /devices": {
+      const body = await readJsonBody(request);
+      sendJson(response, 201, await h["devices/add"](body));
+      return true;
+    }
     case "POST /update": {
       const body = await readJsonBody(request);
       sendJson(response, 201, await h.update(body));
@@ -254,7 +294,16 @@ export async function routeApi(
           'The request needs "firmware": the target firmware (identity, name@version, or name for the newest).',
         );
       const concurrency = body.concurrency === undefined ? DEFAULT_LINE_CONCURRENCY : body.concurrency;
-      sendJson(response, 201, await ctx.lines.start(body.firmware, concurrency as number));
+      const entry = { at: ctx.now(), actor: actor(), action: "line/update", request: body };
+      let started: unknown;
+      try {
+        started = await ctx.lines.start(body.firmware, concurrency as number);
+      } catch (error) {
+        await recordAudit(ctx.storage.audit, ctx.logger, { ...entry, outcome: "refused", reason: (error as Error)?.message });
+        throw error;
+      }
+      await recordAudit(ctx.storage.audit, ctx.logger, { ...entry, outcome: "ok" });
+      sendJson(response, 201, started);
       return true;
     }
     case "GET /jobs": {

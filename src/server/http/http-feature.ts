@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { MpotaError, UsageError } from "../../errors.ts";
 import type { ServerInfo } from "../api.ts";
 import { bridgeHandlers } from "../bridge-handlers.ts";
+import type { ProvisioningDeps } from "../provisioning.ts";
 import type { DeviceInbox } from "../device-inbox.ts";
 import type { FirmwareLibrary } from "../firmware-library.ts";
 import type { JobRunner } from "../job-runner.ts";
@@ -49,6 +50,8 @@ export interface HttpFeatureDeps {
   topics: Topics;
   inbox: DeviceInbox;
   info: () => ServerInfo;
+  /** Device credentials and the audit list (GET /api/v1/audit, POST /api/v1/devices). */
+  provisioning?: ProvisioningDeps;
   dataDir: string;
   logger: Logger;
 }
@@ -98,6 +101,7 @@ export class HttpFeature {
       runner: deps.runner,
       rollouts: deps.rollouts,
       info: deps.info,
+      ...(deps.provisioning ? { provisioning: deps.provisioning } : {}),
     });
     this.stream = new EventStream(options.stream);
     this.lines = new LineUpdates({ library: deps.library, rollouts: deps.rollouts });
@@ -127,6 +131,8 @@ export class HttpFeature {
       rollouts: deps.rollouts,
       rolloutChanged: (id: string) => this.rolloutEvents.changed(id),
       secure: (request: IncomingMessage) => request.headers["x-forwarded-proto"] === "https",
+      logger: deps.logger,
+      now: () => Date.now(),
     };
     this.server = createServer((request, response) => {
       this.handle(ctx, request, response).catch((error: unknown) => this.fail(request, response, error));

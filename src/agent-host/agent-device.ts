@@ -131,7 +131,7 @@ const DEFAULT_WIFI: WifiOptions = {
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
-function parseBroker(broker: string | BrokerAddress): BrokerAddress {
+export function parseBroker(broker: string | BrokerAddress): BrokerAddress {
   if (typeof broker !== "string") return broker;
   let url: URL;
   try {

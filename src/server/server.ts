@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { type Logger, pino } from "pino";
 import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
+import type { PythonValue } from "../agent-host/agent-files.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
 import { type Clock, systemClock } from "../transfer/clock.ts";
 import { NodeUdpNetwork } from "../transfer/node-udp.ts";
@@ -131,6 +132,11 @@ export class MpotaServer {
   /** Where the admin token is: the password of the MQTT user mpota-admin and the HTTP API's token. */
   adminTokenPath = "";
 
+  /** The mpota_config.py settings every provisioned device gets from this server (its command keys). */
+  agentSettings(): Record<string, PythonValue> {
+    return {}; // MERGE: CMD_KEYS
+  }
+
   private constructor(
     readonly storage: Storage,
     readonly library: FirmwareLibrary,
@@ -142,6 +148,8 @@ export class MpotaServer {
     private readonly broker: EmbeddedBroker | undefined,
     /** The broker clients should use (credentials left out). */
     readonly brokerUrl: string,
+    /** How this server itself connects to its broker (with its credential: keep it in the process). */
+    readonly connection: MqttConnection,
     readonly info: ServerInfo,
     private readonly logger: Logger,
     private readonly ownsStorage: boolean,
@@ -312,6 +320,7 @@ export class MpotaServer {
         bridge,
         broker,
         brokerUrl,
+        connection,
         info,
         logger,
         !options.storage,

@@ -1,4 +1,5 @@
-import type { BrokerAddress } from "../agent-host/agent-device.ts";
+import { type BrokerAddress, parseBroker } from "../agent-host/agent-device.ts";
+import type { PythonValue } from "../agent-host/agent-files.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import type { YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
@@ -54,6 +55,18 @@ export interface FleetOptions {
   onStatus?: (device: SimulatedDevice, status: SimulatedStatus, previous: SimulatedStatus) => void;
   /** More options per device (tests). */
   device?: Partial<SimulatedDeviceOptions>;
+  /**
+   * Each device's own broker credential and more mpota_config.py settings
+   * (its command keys), as provisioning gave them; undefined: the fleet's broker as it is.
+   */
+  access?: (id: string) => DeviceAccess | undefined;
+}
+
+/** What a provisioned device knows: its MQTT login and the settings that came with it. */
+export interface DeviceAccess {
+  username: string;
+  password: string;
+  config?: Record<string, PythonValue>;
 }
 
 function parseIpv4(address: string): number {
@@ -122,10 +135,17 @@ export class Fleet {
     const seed = options.seed ?? 1;
     const prefix = options.idPrefix ?? "sim";
     this.devices = addresses.map((address, i) => {
+      const id = `${prefix}-${i + 1}`;
+      const access = options.access?.(id);
+      const agent = access?.config
+        ? { agent: { ...options.device?.agent, config: { ...options.device?.agent?.config, ...access.config } } }
+        : {};
       const device = new SimulatedDevice({
-        id: `${prefix}-${i + 1}`,
+        id,
         address,
-        broker: options.broker,
+        broker: access
+          ? { ...parseBroker(options.broker), username: access.username, password: access.password }
+          : options.broker,
         key: options.key,
         firmware: options.firmware,
         sleepSeconds: sleepy.has(i) ? sleepSeconds : 0,
@@ -140,6 +160,7 @@ export class Fleet {
         ...(options.timing !== undefined ? { timing: options.timing } : {}),
         ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
         ...options.device,
+        ...agent,
       });
       const onEvent = options.onEvent;
       if (onEvent) this.unsubscribe.push(device.events.on("event", (e) => onEvent(device, e)));

@@ -124,7 +124,7 @@ describe("bridge request/response topics", () => {
       raw.once("message", (_t, p) => resolve(JSON.parse(p.toString()) as Record<string, unknown>));
     });
     const second = await startTestServer(t2.dir, {
-      broker: { kind: "external", connection: { url: s.url } },
+      broker: { kind: "external", connection: s.server.connection },
     });
     try {
       const reply = await replayed;

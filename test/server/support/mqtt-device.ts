@@ -1,5 +1,6 @@
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import type { DeviceState, OtaCommand } from "../../../src/server/contract.ts";
+import { deviceLogin } from "./device-logins.ts";
 
 /**
  * A device as the server sees it over MQTT: an MQTT.js client publishing
@@ -36,9 +37,12 @@ export class MqttDevice {
     base = "mpota",
     options: IClientOptions = {},
   ): Promise<MqttDevice> {
+    // On a test server's embedded broker the device logs in with its own credential and its id as client id.
+    const login = options.username === undefined ? await deviceLogin(url, id) : undefined;
     const client = await connectAsync(url, {
       ...options,
-      clientId: `dev-${id}-${Math.random().toString(16).slice(2, 8)}`,
+      ...(login ? { username: login.username, password: login.password } : {}),
+      clientId: login ? id : `dev-${id}-${Math.random().toString(16).slice(2, 8)}`,
       clean: true,
       reconnectPeriod: options.reconnectPeriod ?? 0,
       will: { topic: `${base}/${id}/status`, payload: Buffer.from("offline"), retain: true, qos: 1 },

@@ -1,9 +1,13 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePrivateKeyPem, type SigningKey } from "../../../src/protocol/rsa-key.ts";
 import type { JobTimings } from "../../../src/server/job-timings.ts";
+import { ADMIN_USERNAME } from "../../../src/server/broker-access.ts";
+import { hashSecret, newSecret } from "../../../src/server/credentials.ts";
 import { MpotaServer, type ServerOptions } from "../../../src/server/server.ts";
+import type { DeviceAccess } from "../../../src/simulator/fleet.ts";
+import { registerProvisioner } from "./device-logins.ts";
 import { readFixtureText } from "../../support/fixtures.ts";
 import { databaseForDataDir, postgresTestBackend } from "../../support/postgres.ts";
 import { LogCapture } from "./log-capture.ts";
@@ -36,8 +40,18 @@ export function tempDir(prefix = "mpota-server-"): { dir: string; remove: () => 
 
 export interface TestServer {
   server: MpotaServer;
-  /** mqtt://127.0.0.1:<port> of the embedded broker (or the external one). */
+  /**
+   * mqtt://mpota-admin:<token>@127.0.0.1:<port> of the embedded broker: a
+   * client connecting with it is an admin (CLI, scripts); devices use
+   * {@link TestServer.provision}. For an external broker: its URL as given.
+   */
   url: string;
+  /** The broker's URL without credentials. */
+  brokerUrl: string;
+  /** The admin token (the HTTP API's token and mpota-admin's MQTT password). */
+  adminToken: string;
+  /** Provisions device `id` (once per data directory) and returns its login and agent settings. */
+  provision(id: string): Promise<DeviceAccess>;
   logs: LogCapture;
   dataDir: string;
   stop(): Promise<void>;
@@ -72,6 +86,47 @@ export async function startTestServer(
     ...options,
     timings: { ...FAST_TIMINGS, ...options.timings },
   });
-  const url = server.brokerUrl;
-  return { server, url, logs, dataDir, stop: () => server.stop() };
+  const adminToken = readFileSync(server.adminTokenPath, "utf8").trim();
+  const brokerUrl = server.brokerUrl;
+  const embedded = (options.broker ?? { kind: "embedded" }).kind === "embedded";
+  const url = embedded ? withCredentials(brokerUrl, ADMIN_USERNAME, adminToken) : brokerUrl;
+  const provision = (id: string) => provisionTestDevice(server, dataDir, id);
+  const unregister = embedded ? registerProvisioner(brokerUrl, provision) : () => undefined;
+  return {
+    server,
+    url,
+    brokerUrl,
+    adminToken,
+    provision,
+    logs,
+    dataDir,
+    stop: async () => {
+      unregister();
+      await server.stop();
+    },
+  };
+}
+
+export function withCredentials(url: string, username: string, password: string): string {
+  const u = new URL(url);
+  u.username = encodeURIComponent(username);
+  u.password = encodeURIComponent(password);
+  return u.toString().replace(/\/$/, "");
+}
+
+/** Secrets of the devices the tests provisioned, by data directory and id (the store keeps only hashes). */
+const secrets = new Map<string, string>();
+
+/** Provisions `id` on `server` as `mpota devices add` does (reusing the secret across restarts on one data directory). */
+export async function provisionTestDevice(server: MpotaServer, dataDir: string, id: string): Promise<DeviceAccess> {
+  const key = `${dataDir}\u0000${id}`;
+  let secret = secrets.get(key);
+  const stored = await server.storage.credentials.get(id);
+  if (secret === undefined || stored === undefined) {
+    secret = newSecret();
+    if (stored) await server.storage.credentials.replace({ deviceId: id, hash: hashSecret(secret), at: Date.now() });
+    else await server.storage.credentials.add({ deviceId: id, hash: hashSecret(secret), at: Date.now() });
+    secrets.set(key, secret);
+  }
+  return { username: id, password: secret, config: server.agentSettings() };
 }

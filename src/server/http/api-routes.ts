@@ -254,7 +254,10 @@ export async function routeApi(
           'The request needs "firmware": the target firmware (identity, name@version, or name for the newest).',
         );
       const concurrency = body.concurrency === undefined ? DEFAULT_LINE_CONCURRENCY : body.concurrency;
-      sendJson(response, 201, await ctx.lines.start(body.firmware, concurrency as number));
+      const allowDowngrade = body.allowDowngrade ?? false;
+      if (typeof allowDowngrade !== "boolean")
+        throw new HttpError(400, '"allowDowngrade" must be true or false.');
+      sendJson(response, 201, await ctx.lines.start(body.firmware, concurrency as number, allowDowngrade));
       return true;
     }
     case "GET /jobs": {

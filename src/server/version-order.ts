@@ -13,8 +13,8 @@
  * 4. Parts are compared in turn: two numbers as numbers of any length
  *    (`1.10` after `1.9`); a number ranks above letters in the same place
  *    (`1.0.1` after `1.0.beta`); letters by character code, ignoring case.
- *    A missing part counts as 0 beside a number (`1.0` = `1.0.0`) and ranks
- *    lowest beside letters (`1.0` before `1.0.a`).
+ *    A missing part counts as 0: `1.0` = `1.0.0`, and `1.0` after `1.0.a`
+ *    and `1.4b2` (as `1.0.0` is after `1.0.a`: the order stays transitive).
  * 5. Equal releases: the one without a tag ranks above any tag of it
  *    (`2.0` after `2.0-rc1`); two tags compare as in 4 (`rc2` before `rc10`).
  *
@@ -47,15 +47,13 @@ function parts(text: string): string[] {
   return text.toLowerCase().match(/\d+|[a-z]+/g) ?? [];
 }
 
-const isNumber = (part: string | undefined) => part !== undefined && /^\d/.test(part);
+const isNumber = (part: string) => /^\d/.test(part);
 
 function compareParts(a: string[], b: string[]): number {
   const n = Math.max(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    const x = a[i] ?? (isNumber(b[i]) ? "0" : undefined);
-    const y = b[i] ?? (isNumber(a[i]) ? "0" : undefined);
-    if (x === undefined) return -1;
-    if (y === undefined) return 1;
+    const x = a[i] ?? "0";
+    const y = b[i] ?? "0";
     const xn = isNumber(x);
     const yn = isNumber(y);
     if (xn !== yn) return xn ? 1 : -1;

@@ -321,7 +321,7 @@ function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
             </select>
             <button disabled=${!chosen} onClick=${update}>Update ${id}</button>
           </div>
-          <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (install it even if the device runs a newer version)</label>`
+          <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (even if the device runs something newer)</label>`
     }
     <h3>Jobs</h3>
     ${detail.jobs.length === 0 ? html`<p class="empty">No update jobs yet.</p>` : null}
@@ -467,7 +467,7 @@ function FirmwarePage({ firmware, devices, onChanged, onLine, selected }) {
     <${ErrorText} error=${error} />
     ${lineResult ? html`<div class="result ok" role="status">Updating ${lineResult.firmware.name} to ${lineResult.firmware.version} as rollout ${lineResult.rollout.id}: ${lineResult.rollout.counts.total} devices, ${lineResult.rollout.counts.done} already on it, at most ${lineResult.concurrency} at a time.</div>` : null}
     <label class="concurrency">At most <input type="number" min="1" max="20" value=${concurrency} onInput=${(e) => setConcurrency(Number(e.target.value))} /> devices at a time</label>
-    <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (update all: also devices that run a newer version)</label>
+    <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (also on devices that run something newer)</label>
     <table class="firmware">
       <thead><tr><th>Name</th><th>Version</th><th>Identity</th><th>Size</th><th>Build</th><th>Devices</th><th>Notes</th><th>Added</th><th></th></tr></thead>
       <tbody>

@@ -83,10 +83,18 @@ describe("downgrades need a word, on every path that updates a device", () => {
   };
   /** The job ends, and the device booted `image` (the older firmware). */
   const endsOn = async (job: JobView, image: Uint8Array) => {
-    const end = await eventually(async () => {
-      const j: JobDetail = (await call(s, "GET", `/api/v1/jobs/${job.id}`)).body;
-      return ["succeeded", "failed", "cancelled"].includes(j.state) && j;
-    }, `job ${job.id} ends`);
+    let last = "";
+    const end = await eventually(
+      async () => {
+        const j: JobDetail = (await call(s, "GET", `/api/v1/jobs/${job.id}`)).body;
+        last = `${j.state}: ${j.steps.map((step) => step.kind).join(", ")}`;
+        return ["succeeded", "failed", "cancelled"].includes(j.state) && j;
+      },
+      `job ${job.id} ends`,
+      30_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; it is ${last}`);
+    });
     assert.equal(end.state, "succeeded", end.error ?? "");
     assert.equal(twin(job.device).boots.at(-1), imageIdentity(image));
     return end;

@@ -358,7 +358,7 @@ export class HomeAssistantFeature {
         "update started from Home Assistant",
       );
     } catch (error) {
-      // A downgrade among them: Home Assistant has no way to say allowDowngrade; its entity shows the refusal.
+      // Among the refusals, a downgrade: Home Assistant has no way to say allowDowngrade (its entity shows why).
       this.d.logger.warn({ device: id, err: (error as Error).message }, "Home Assistant install refused");
     }
     this.refresh(id);

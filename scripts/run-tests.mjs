@@ -12,7 +12,14 @@ import { join } from "node:path";
 import { tsImport } from "tsx/esm/api";
 
 /** The server test suite: run once per storage backend. */
-const SERVER_DIRS = ["test/server/", "test/http/", "test/rollouts/", "test/e2e/", "test/dashboard/"];
+const SERVER_DIRS = [
+  "test/server/",
+  "test/http/",
+  "test/rollouts/",
+  "test/e2e/",
+  "test/dashboard/",
+  "test/attacks/",
+];
 /** Directories whose tests need a PostgreSQL cluster in the first (SQLite) run too. */
 const POSTGRES_DIRS = [...SERVER_DIRS, "test/storage/", "test/scaling/"];
 

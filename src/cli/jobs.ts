@@ -48,6 +48,7 @@ export function jobText(j: JobDetail, now = Date.now()): string {
     `  address    ${j.target ?? "- (the device reports it when it takes the command)"}`,
     `  created    ${relativeTime(j.createdAt, now)}${j.finishedAt === null ? "" : `, finished ${relativeTime(j.finishedAt, now)}`}`,
   ];
+  if (j.allowDowngrade) lines.push("  downgrade  allowed on request (--allow-downgrade)");
   if (j.error) lines.push(`  ${j.state === "failed" ? "reason" : "last error"}  ${j.error}`);
   lines.push("", "Steps:");
   for (const s of j.steps)

@@ -13,6 +13,7 @@ export class JobFailedError extends MpotaError {
 
 interface UpdateOptions extends BridgeCommandOptions {
   follow?: boolean;
+  allowDowngrade?: boolean;
 }
 
 const FINAL = ["succeeded", "failed", "cancelled"];
@@ -54,7 +55,11 @@ export async function updateCommand(
   io: CliIo,
 ): Promise<JobView> {
   return withBridge(options, async (bridge) => {
-    const job = await bridge.request("update", { device, firmware });
+    const job = await bridge.request("update", {
+      device,
+      firmware,
+      ...(options.allowDowngrade ? { allowDowngrade: true } : {}),
+    });
     if (options.json && !options.follow) printJson(io, job);
     if (!options.json) {
       io.out(
@@ -87,12 +92,21 @@ export function registerUpdateCommand(program: Command, io: CliIo): void {
       ),
   )
     .option("--follow", "wait and show progress until the job ends (exit 28 if it fails)")
+    .option(
+      "--allow-downgrade",
+      "install the firmware even if it is older than the one the device runs (refused otherwise)",
+    )
     .addHelpText(
       "after",
       `
 The server publishes a retained command for the device; the device acknowledges it,
 resets into OTA mode, the server pushes the image and waits for the device to report
-the new firmware. A sleeping device takes the command at its next wake: the job waits.`,
+the new firmware. A sleeping device takes the command at its next wake: the job waits.
+
+A firmware older than the one the device runs (same name, lower version) is refused
+unless --allow-downgrade is given. A device running firmware the store does not know
+cannot be compared: the update goes ahead, and a device with a v2 agent still refuses
+a version older than the highest it has accepted.`,
     )
     .action(async (device: string, firmware: string, options: UpdateOptions) => {
       await updateCommand(device, firmware, options, io);

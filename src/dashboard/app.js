@@ -45,6 +45,11 @@ function newestByName(firmware) {
   return out;
 }
 
+/** The question asked before a request that may install an older firmware. */
+function downgradeQuestion(what) {
+  return `Allow a downgrade? This installs ${what} even where it is older than the firmware the device runs, which can bring back bugs and security holes a newer version fixed.`;
+}
+
 function statusText(device, now) {
   switch (device.status) {
     case "online":
@@ -269,6 +274,7 @@ function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
   const [detail, setDetail] = useState(null);
   const [error, setError] = useState(null);
   const [target, setTarget] = useState("");
+  const [allowDowngrade, setAllowDowngrade] = useState(false);
   const [open, setOpen] = useState(null);
   const live = devices.get(id);
   const liveJob = live?.job ? jobs.get(live.job.id) : undefined;
@@ -285,6 +291,14 @@ function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
   const choices = firmware.filter((f) => f.id !== d.fw);
   const chosen = target || (choices.find((f) => f.name === d.firmware?.name) ?? choices[0])?.id || "";
   const versionKey = `${liveJob?.state}:${liveJob?.attempt}`;
+  const update = async () => {
+    if (allowDowngrade) {
+      const f = firmware.find((x) => x.id === chosen);
+      const what = f ? `${f.name} ${f.version}` : chosen;
+      if (!confirm(downgradeQuestion(`${what} on ${id}`))) return;
+    }
+    if (await onUpdate(id, chosen, allowDowngrade)) setAllowDowngrade(false);
+  };
   return html`<section class="device-page">
     <h2>${id}</h2>
     <dl class="facts">
@@ -305,8 +319,9 @@ function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
             <select aria-label="Firmware to install" value=${chosen} onChange=${(e) => setTarget(e.target.value)}>
               ${choices.map((f) => html`<option value=${f.id}>${f.name} ${f.version}</option>`)}
             </select>
-            <button disabled=${!chosen} onClick=${() => onUpdate(id, chosen)}>Update ${id}</button>
-          </div>`
+            <button disabled=${!chosen} onClick=${update}>Update ${id}</button>
+          </div>
+          <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (even if the device runs something newer)</label>`
     }
     <h3>Jobs</h3>
     ${detail.jobs.length === 0 ? html`<p class="empty">No update jobs yet.</p>` : null}
@@ -420,6 +435,7 @@ function FirmwarePage({ firmware, devices, onChanged, onLine, selected }) {
         ?.scrollIntoView({ block: "center" });
   }, [selected, firmware.length]);
   const [concurrency, setConcurrency] = useState(2);
+  const [allowDowngrade, setAllowDowngrade] = useState(false);
   const [lineResult, setLineResult] = useState(null);
   const newest = newestByName(firmware);
   const remove = async (f) => {
@@ -433,8 +449,11 @@ function FirmwarePage({ firmware, devices, onChanged, onLine, selected }) {
   };
   const line = async (f) => {
     setError(null);
+    if (allowDowngrade && !confirm(downgradeQuestion(`${f.name} ${f.version} on every device of the line`)))
+      return;
     try {
-      setLineResult(await onLine(f.id, concurrency));
+      setLineResult(await onLine(f.id, concurrency, allowDowngrade));
+      setAllowDowngrade(false);
     } catch (e) {
       setError(e);
     }
@@ -448,6 +467,7 @@ function FirmwarePage({ firmware, devices, onChanged, onLine, selected }) {
     <${ErrorText} error=${error} />
     ${lineResult ? html`<div class="result ok" role="status">Updating ${lineResult.firmware.name} to ${lineResult.firmware.version} as rollout ${lineResult.rollout.id}: ${lineResult.rollout.counts.total} devices, ${lineResult.rollout.counts.done} already on it, at most ${lineResult.concurrency} at a time.</div>` : null}
     <label class="concurrency">At most <input type="number" min="1" max="20" value=${concurrency} onInput=${(e) => setConcurrency(Number(e.target.value))} /> devices at a time</label>
+    <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (also on devices that run something newer)</label>
     <table class="firmware">
       <thead><tr><th>Name</th><th>Version</th><th>Identity</th><th>Size</th><th>Build</th><th>Devices</th><th>Notes</th><th>Added</th><th></th></tr></thead>
       <tbody>
@@ -548,21 +568,30 @@ function Shell({ onLogout }) {
       throw e;
     }
   };
-  const onUpdate = (device, fw) =>
+  /** Resolves true when the job was created; a refusal shows in the page's error line. */
+  const onUpdate = (device, fw, allowDowngrade = false) =>
     act(async () => {
-      const job = await api("POST", "/update", { json: { device, firmware: fw } });
+      const job = await api("POST", "/update", {
+        json: { device, firmware: fw, ...(allowDowngrade ? { allowDowngrade: true } : {}) },
+      });
       setJobs((m) => new Map(m).set(job.id, job));
       setDevices((m) => {
         const d = m.get(device);
         return d ? new Map(m).set(device, { ...d, job: { id: job.id, state: job.state } }) : m;
       });
-    }).catch(() => undefined);
+    }).then(
+      () => true,
+      () => false,
+    );
   const onCancel = (id) =>
     act(async () => {
       const job = await api("POST", `/jobs/${encodeURIComponent(id)}/cancel`);
       setJobs((m) => new Map(m).set(job.id, job));
     }).catch(() => undefined);
-  const onLine = (fw, concurrency) => api("POST", "/update/line", { json: { firmware: fw, concurrency } });
+  const onLine = (fw, concurrency, allowDowngrade) =>
+    api("POST", "/update/line", {
+      json: { firmware: fw, concurrency, ...(allowDowngrade ? { allowDowngrade: true } : {}) },
+    });
   const logout = async () => {
     await api("POST", "/logout").catch(() => undefined);
     events.current?.close();

@@ -91,6 +91,8 @@ export interface JobStepView {
 }
 
 export interface JobDetail extends JobView {
+  /** The job was asked for with `allowDowngrade` (it may install a firmware older than the device runs). */
+  allowDowngrade: boolean;
   steps: JobStepView[];
 }
 
@@ -150,7 +152,19 @@ export interface BridgeApi extends RolloutBridgeApi {
     response: { firmware: FirmwareView; verdicts: StoredVerdict[] };
   };
   "firmware/remove": { request: { id: string }; response: FirmwareView };
-  update: { request: { device: string; firmware: string }; response: JobView };
+  update: {
+    request: {
+      device: string;
+      firmware: string;
+      /**
+       * Install the firmware even when it is older than the one the device
+       * runs (same line, by mpota's version order); without it such an
+       * update is refused, the same as rollouts and line updates.
+       */
+      allowDowngrade?: boolean;
+    };
+    response: JobView;
+  };
   jobs: { request: { device?: string; active?: boolean; limit?: number }; response: JobView[] };
   job: { request: { id: string }; response: JobDetail };
   "job/cancel": { request: { id: string }; response: JobView };

@@ -1,6 +1,7 @@
 import type { ServerInfo } from "./api.ts";
 import type { BridgeHandlers } from "./bridge.ts";
 import { shorten } from "./contract.ts";
+import { jobAllowsDowngrade } from "./downgrade-policy.ts";
 import type { FirmwareLibrary } from "./firmware-library.ts";
 import type { StatusView } from "./instances.ts";
 import type { JobRunner } from "./job-runner.ts";
@@ -151,10 +152,10 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     },
 
     update: async (request) => {
-      const job = await runner.create(
-        stringField(request, "device", "the device id"),
-        stringField(request, "firmware", "the firmware's identity, name@version or name"),
-      );
+      const device = stringField(request, "device", "the device id");
+      const firmware = stringField(request, "firmware", "the firmware's identity, name@version or name");
+      const allowDowngrade = optionalBoolean(request, "allowDowngrade");
+      const job = await runner.create(device, firmware, allowDowngrade ? { allowDowngrade } : {});
       return jobView(job);
     },
 
@@ -174,7 +175,8 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       const id = stringField(request, "id", "the job id");
       const job = await storage.jobs.get(id);
       if (!job) throw new RequestError(`There is no job "${shorten(id)}". \`mpota jobs\` lists them.`);
-      return { ...jobView(job), steps: (await storage.jobs.steps(id)).map(stepView) };
+      const steps = await storage.jobs.steps(id);
+      return { ...jobView(job), allowDowngrade: jobAllowsDowngrade(steps), steps: steps.map(stepView) };
     },
 
     "job/cancel": async (request) => jobView(await runner.cancel(stringField(request, "id", "the job id"))),

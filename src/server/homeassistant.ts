@@ -5,6 +5,7 @@ import type { JobProgressMessage } from "./api.ts";
 import type { BridgeHandlers } from "./bridge.ts";
 import { deviceIdProblem, RESERVED_DEVICE_IDS } from "./contract.ts";
 import type { DeviceInbox } from "./device-inbox.ts";
+import { updateRefusalText, versionVerdict } from "./downgrade-policy.ts";
 import { KeyedQueue } from "./keyed-queue.ts";
 import type { MqttLink } from "./mqtt-link.ts";
 import type { DeviceRecord, FirmwareRecord, Storage } from "./storage/storage.ts";
@@ -106,6 +107,9 @@ export function dashboardBase(url: string): string {
  * says which firmware the device runs and the newest of that line in the
  * store; pressing install in Home Assistant publishes `payload_install` on
  * the command topic, which starts an update job as `mpota update` does.
+ * Home Assistant cannot allow a downgrade: when the newest firmware of the
+ * line is older than the one the device runs, install is refused (logged)
+ * and the entity's release summary gives the refusal.
  * Availability follows the server (`<base>/bridge/state`), not the device,
  * so a sleeping device stays available. Clearing a device's retained state
  * (decommissioning it) removes its entity.
@@ -244,7 +248,13 @@ export class HomeAssistantFeature {
       in_progress: job !== undefined,
       update_percentage: job && ACTIVE_PUSH.has(job.phase) ? jobPercent(job) : null,
     };
-    const notes = latest?.notes ?? running?.notes;
+    const verdict = running && latest ? versionVerdict(fw, running, latest) : undefined;
+    // The newest firmware of the line in the store is older than the one the device runs: installing
+    // it is refused (Home Assistant cannot allow a downgrade), and the entity says so in the same words.
+    const notes =
+      verdict?.kind === "downgrade" && latest
+        ? updateRefusalText(device.id, verdict.from, latest)
+        : (latest?.notes ?? running?.notes);
     if (notes) state.release_summary = summary(notes);
     if (this.dashboardUrl) {
       const page = latest ? `firmware/${latest.id}` : `device/${encodeURIComponent(device.id)}`;
@@ -348,6 +358,7 @@ export class HomeAssistantFeature {
         "update started from Home Assistant",
       );
     } catch (error) {
+      // Among the refusals, a downgrade: Home Assistant has no way to say allowDowngrade (its entity shows why).
       this.d.logger.warn({ device: id, err: (error as Error).message }, "Home Assistant install refused");
     }
     this.refresh(id);

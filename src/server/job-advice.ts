@@ -24,6 +24,9 @@ export function declinedMessage(job: JobRecord, reason: string): string {
 }
 
 export function declinedPermanentlyMessage(job: JobRecord, reason: string): string {
+  if (/downgrade/i.test(reason)) {
+    return `Device ${job.deviceId} declined the update: "${reason}". Its agent refuses a version older than the highest it has accepted unless the command allows a downgrade: if installing ${job.firmwareName} ${job.firmwareVersion} is what you want, run \`mpota update ${job.deviceId} ${job.firmwareName}@${job.firmwareVersion} --allow-downgrade\`.`;
+  }
   return `Device ${job.deviceId} declined the update: "${reason}". Trying again will not change that: fix the cause on the device, or pick a firmware that suits it.`;
 }
 

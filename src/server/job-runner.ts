@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { checkFlashSize } from "../firmware/flash-layout.ts";
 import type { Clock } from "../transfer/clock.ts";
 import { type DeviceAck, type DeviceState, type DeviceStatus, deviceIdProblem } from "./contract.ts";
+import { DowngradeRefusedError, updateRefusalText, versionNote, versionVerdict } from "./downgrade-policy.ts";
 import { firmwareChecks } from "./firmware-checks.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";
 import type { FirmwareLibrary } from "./firmware-library.ts";
@@ -74,6 +75,12 @@ export interface JobCreateOptions {
   origin?: string;
   /** The rollout creating the job; without it, a device an active rollout still holds is refused. */
   rollout?: string;
+  /**
+   * Go ahead when the firmware is older than the one the device runs
+   * (default: refuse, DowngradeRefusedError). Recorded in the job's first
+   * step, for the signed command's `down`.
+   */
+  allowDowngrade?: boolean;
 }
 
 /**
@@ -177,6 +184,12 @@ export class JobRunner {
         `Device ${deviceId} already runs ${firmware.name} ${firmware.version} (${firmware.id}); nothing to do.`,
       );
     }
+    const running = await this.o.storage.firmware.get(state.fw);
+    const verdict = versionVerdict(state.fw, running, firmware);
+    const allowDowngrade = options.allowDowngrade === true;
+    if (verdict.kind === "downgrade" && !allowDowngrade) {
+      throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));
+    }
     const refusal = this.o.policy.refusal(state.ip);
     if (refusal) {
       throw new RequestError(
@@ -197,6 +210,7 @@ export class JobRunner {
       });
     }
     const id = `j-${randomBytes(5).toString("hex")}`;
+    const note = versionNote(state.fw, verdict, firmware, allowDowngrade);
     const result = await this.o.storage.jobs.create(
       {
         id,
@@ -210,9 +224,11 @@ export class JobRunner {
       },
       this.ledger.step(
         "created",
-        `Update of ${deviceId} to ${firmware.name} ${firmware.version} (${firmware.id}) requested${options.origin ? ` by ${options.origin}` : ""}.`,
+        `Update of ${deviceId} to ${firmware.name} ${firmware.version} (${firmware.id}) requested${options.origin ? ` by ${options.origin}` : ""}.${note ? ` ${note}` : ""}`,
         {
           from: state.fw,
+          ...(allowDowngrade ? { allowDowngrade: true } : {}),
+          ...(verdict.kind === "downgrade" ? { downgradeFrom: verdict.from } : {}),
         },
       ),
     );

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { RequestError } from "../../src/server/request-error.ts";
 import { planGroups, planRollout } from "../../src/server/rollouts/rollout-plan.ts";
 import { parseGroupList, parseRolloutRequest } from "../../src/server/rollouts/rollout-request.ts";
-import { compareVersions } from "../../src/server/rollouts/version-order.ts";
+import { compareVersions } from "../../src/server/version-order.ts";
 
 const FW_OLD = "a".repeat(32);
 const FW_NEW = "b".repeat(32);

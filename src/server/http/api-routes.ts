@@ -294,12 +294,19 @@ export async function routeApi(
           'The request needs "firmware": the target firmware (identity, name@version, or name for the newest).',
         );
       const concurrency = body.concurrency === undefined ? DEFAULT_LINE_CONCURRENCY : body.concurrency;
+      const allowDowngrade = body.allowDowngrade ?? false;
+      if (typeof allowDowngrade !== "boolean")
+        throw new HttpError(400, '"allowDowngrade" must be true or false.');
       const entry = { at: ctx.now(), actor: actor(), action: "line/update", request: body };
       let started: unknown;
       try {
-        started = await ctx.lines.start(body.firmware, concurrency as number);
+        started = await ctx.lines.start(body.firmware, concurrency as number, allowDowngrade);
       } catch (error) {
-        await recordAudit(ctx.storage.audit, ctx.logger, { ...entry, outcome: "refused", reason: (error as Error)?.message });
+        await recordAudit(ctx.storage.audit, ctx.logger, {
+          ...entry,
+          outcome: "refused",
+          reason: (error as Error)?.message,
+        });
         throw error;
       }
       await recordAudit(ctx.storage.audit, ctx.logger, { ...entry, outcome: "ok" });

@@ -18,12 +18,18 @@ export interface LineUpdateResult {
  * every device running a firmware of that name, at most `concurrency` at a
  * time. Being a rollout, it is stored (a restart resumes it), it holds its
  * limit across server instances, skips devices already on the target,
- * refuses downgrades, and pauses when too many devices fail.
+ * refuses downgrades (unless `allowDowngrade`), and pauses when too many
+ * devices fail.
  */
 export class LineUpdates {
   constructor(private readonly o: { library: FirmwareLibrary; rollouts: RolloutEngine }) {}
 
-  async start(firmwareRef: string, concurrency = DEFAULT_LINE_CONCURRENCY): Promise<LineUpdateResult> {
+  /** `allowDowngrade`: also install it on devices of the line that run a newer version. */
+  async start(
+    firmwareRef: string,
+    concurrency = DEFAULT_LINE_CONCURRENCY,
+    allowDowngrade = false,
+  ): Promise<LineUpdateResult> {
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_LINE_CONCURRENCY) {
       throw new RequestError(`"concurrency" must be a whole number from 1 to ${MAX_LINE_CONCURRENCY}.`);
     }
@@ -33,6 +39,7 @@ export class LineUpdates {
       line: target.name,
       groups: "rest",
       concurrency,
+      ...(allowDowngrade ? { allowDowngrade } : {}),
       name: `update ${target.name} to ${target.version}`,
     });
     return { firmware: { id: target.id, name: target.name, version: target.version }, concurrency, rollout };

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../transfer/clock.ts";
 import { shorten } from "../contract.ts";
+import type { FirmwareName } from "../downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../firmware-files.ts";
 import type { FirmwareLibrary } from "../firmware-library.ts";
 import type { JobCreateOptions } from "../job-runner.ts";
@@ -19,7 +20,7 @@ import type {
 import { type JobRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
 import type { Topics } from "../topics.ts";
 import type { RolloutDetail, RolloutView } from "./rollout-api.ts";
-import { type Candidate, type FirmwareName, planRollout } from "./rollout-plan.ts";
+import { type Candidate, planRollout } from "./rollout-plan.ts";
 import { parseRolloutRequest } from "./rollout-request.ts";
 import { type DeviceStart, groupName, planStep, waiveFailures } from "./rollout-step.ts";
 import { rolloutDetail, rolloutView } from "./rollout-views.ts";
@@ -506,6 +507,7 @@ export class RolloutEngine {
         maxAttempts: r.policy.maxAttempts,
         origin: `rollout ${r.id}, ${groupName(r, group).toLowerCase()}`,
         rollout: r.id,
+        allowDowngrade: r.policy.allowDowngrade,
       });
       return scheduled(
         job,

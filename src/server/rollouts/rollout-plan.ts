@@ -1,16 +1,14 @@
+import {
+  type Downgrade,
+  DowngradeRefusedError,
+  downgradeRefusalText,
+  type FirmwareName,
+  type TargetFirmware,
+  versionVerdict,
+} from "../downgrade-policy.ts";
 import { RequestError } from "../request-error.ts";
 import type { NewRolloutDevice, RolloutGroupPlan } from "../storage/rollout-store.ts";
 import { DEFAULT_MIN_EXECUTED, type GroupInput, type RolloutInput } from "./rollout-request.ts";
-import { compareVersions } from "./version-order.ts";
-
-export interface FirmwareName {
-  name: string;
-  version: string;
-}
-
-export interface TargetFirmware extends FirmwareName {
-  id: string;
-}
 
 /** A selected device as the plan sees it: its running firmware and sleep period. */
 export interface Candidate {
@@ -18,34 +16,6 @@ export interface Candidate {
   fw: string;
   /** Seconds between wakes; 0: always on. */
   sleep: number;
-}
-
-export type VersionVerdict =
-  | { kind: "update" }
-  | { kind: "already" }
-  | { kind: "downgrade"; from: FirmwareName };
-
-/**
- * What the version policy says about updating a device running `fw` to
- * `target`: nothing to do (already there), a downgrade (it runs a newer
- * version of the same line), or an update. A firmware the store does not
- * know, or of another line, cannot be ordered and counts as an update.
- */
-export function versionVerdict(
-  fw: string,
-  target: TargetFirmware,
-  firmware: ReadonlyMap<string, FirmwareName>,
-): VersionVerdict {
-  if (fw === target.id) return { kind: "already" };
-  const running = firmware.get(fw);
-  if (running && running.name === target.name && compareVersions(running.version, target.version) > 0) {
-    return { kind: "downgrade", from: running };
-  }
-  return { kind: "update" };
-}
-
-export function downgradeText(deviceId: string, from: FirmwareName, target: TargetFirmware): string {
-  return `${deviceId} runs ${from.name} ${from.version}, newer than ${target.version}`;
 }
 
 function sizeSpec(group: GroupInput): string {
@@ -115,20 +85,23 @@ export function planRollout(
 ): RolloutPlan {
   const update: Candidate[] = [];
   const already: Candidate[] = [];
-  const downgrades: string[] = [];
+  const downgrades: Downgrade[] = [];
   for (const c of candidates) {
-    const verdict = versionVerdict(c.fw, target, firmware);
+    const verdict = versionVerdict(c.fw, firmware.get(c.fw), target);
     if (verdict.kind === "already") already.push(c);
     else {
-      if (verdict.kind === "downgrade") downgrades.push(downgradeText(c.id, verdict.from, target));
+      if (verdict.kind === "downgrade") downgrades.push({ deviceId: c.id, from: verdict.from });
       update.push(c);
     }
   }
   if (downgrades.length > 0 && !input.allowDowngrade) {
-    const shown = downgrades.slice(0, 5).join("; ");
-    const more = downgrades.length > 5 ? `; and ${downgrades.length - 5} more` : "";
-    throw new RequestError(
-      `Refusing to roll out ${target.name} ${target.version}: it would downgrade ${downgrades.length} device${downgrades.length > 1 ? "s" : ""} (${shown}${more}). If that is what you want, pass --allow-downgrade (allowDowngrade: true), or leave ${downgrades.length > 1 ? "these devices" : "this device"} out.`,
+    throw new DowngradeRefusedError(
+      downgradeRefusalText(
+        `roll out ${target.name} ${target.version}`,
+        target,
+        downgrades,
+        `leave ${downgrades.length > 1 ? "these devices" : "this device"} out`,
+      ),
     );
   }
   if (update.length === 0) {

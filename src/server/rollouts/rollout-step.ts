@@ -1,3 +1,4 @@
+import { downgradeText, type FirmwareName, versionVerdict } from "../downgrade-policy.ts";
 import { secondsText } from "../job-advice.ts";
 import type {
   NewRolloutEvent,
@@ -10,7 +11,6 @@ import type {
   RolloutState,
 } from "../storage/rollout-store.ts";
 import type { JobPhase } from "../storage/storage.ts";
-import { downgradeText, type FirmwareName, versionVerdict } from "./rollout-plan.ts";
 
 /** Job phases in which the device has not taken the command yet: the job can still be cancelled. */
 export const CANCELLABLE_PHASES: readonly JobPhase[] = ["queued", "waiting", "retrying"];
@@ -404,7 +404,7 @@ export function planStep(input: StepInput): StepResult {
         result.events.push(event("device-failed", `${d.deviceId} failed: ${reason}`, { device: d.deviceId }));
         continue;
       }
-      const verdict = versionVerdict(dev.fw, target, input.firmware);
+      const verdict = versionVerdict(dev.fw, input.firmware.get(dev.fw), target);
       if (verdict.kind === "already") {
         setDevice(d.deviceId, {
           state: "done",

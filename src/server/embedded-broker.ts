@@ -1,7 +1,8 @@
-import { createServer, type Server, type Socket } from "node:net";
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { Aedes } from "aedes";
 import type { Logger } from "pino";
 import { MpotaError } from "../errors.ts";
+import { TlsListener, type TlsListenOptions } from "./broker-tls-listener.ts";
 
 /** The embedded broker cannot listen where it was asked to. */
 export class BrokerListenError extends MpotaError {
@@ -15,6 +16,8 @@ export interface EmbeddedBrokerOptions {
   /** 0 picks a free port. */
   port?: number;
   logger: Logger;
+  /** A TLS (mqtts) listener beside the plain one, with this certificate and key. */
+  tls?: TlsListenOptions;
 }
 
 /**
@@ -23,6 +26,9 @@ export interface EmbeddedBrokerOptions {
  * server republishes what it needs (commands of active jobs).
  */
 export class EmbeddedBroker {
+  /** The TLS listener, when started with `tls`. */
+  tls: TlsListener | undefined;
+
   private constructor(
     private readonly broker: Aedes,
     private readonly server: Server,
@@ -35,6 +41,18 @@ export class EmbeddedBroker {
   get url(): string {
     const host = this.host === "0.0.0.0" || this.host === "::" ? "localhost" : this.host;
     return `mqtt://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+  }
+
+  /** Where the plain listener really listens (for "localhost": the address the name resolved to). */
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** The plain listener's URL for a client in this process (the server itself). */
+  get localUrl(): string {
+    const host = this.address.address;
+    const shown = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+    return `mqtt://${shown.includes(":") ? `[${shown}]` : shown}:${this.port}`;
   }
 
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
@@ -75,6 +93,21 @@ export class EmbeddedBroker {
     const address = server.address();
     const actualPort = typeof address === "object" && address ? address.port : port;
     const result = new EmbeddedBroker(broker, server, sockets, host, actualPort);
+    if (options.tls) {
+      try {
+        result.tls = await TlsListener.start(broker.handle, options.tls, options.logger);
+      } catch (error) {
+        await result.close();
+        throw error;
+      }
+    }
+    options.logger.info(
+      {
+        mqtt: `${result.address.address}:${result.port}`,
+        ...(result.tls ? { mqtts: `${result.tls.address.address}:${result.tls.port}` } : {}),
+      },
+      "embedded MQTT broker listening",
+    );
     return result;
   }
 
@@ -82,5 +115,6 @@ export class EmbeddedBroker {
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.tls?.close();
   }
 }

@@ -11,6 +11,7 @@ import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import type { BridgeStateMessage, ServerInfo } from "./api.ts";
 import { Bridge } from "./bridge.ts";
 import { bridgeHandlers } from "./bridge-handlers.ts";
+import type { TlsListenOptions } from "./broker-tls-listener.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
@@ -37,8 +38,8 @@ import { wallClock } from "./wall-clock.ts";
 export const DEFAULT_DATA_DIR = "./.mpota";
 
 export type BrokerChoice =
-  /** Start an Aedes broker in this process (default: 0.0.0.0:1883). */
-  | { kind: "embedded"; host?: string; port?: number }
+  /** Start an Aedes broker in this process (default: 0.0.0.0:1883), with `tls` also mqtts (default 0.0.0.0:8883). */
+  | { kind: "embedded"; host?: string; port?: number; tls?: TlsListenOptions }
   /** Use an existing broker (Mosquitto, ...). */
   | { kind: "external"; connection: MqttConnection };
 
@@ -139,6 +140,11 @@ export class MpotaServer {
     private readonly ownsStorage: boolean,
   ) {}
 
+  /** The embedded broker (its listeners' addresses), unless the server uses an external one. */
+  get embeddedBroker(): EmbeddedBroker | undefined {
+    return this.broker;
+  }
+
   static async start(options: ServerOptions = {}): Promise<MpotaServer> {
     const logger = options.logger ?? pino({ level: "info" });
     const clock = options.clock ?? wallClock;
@@ -167,10 +173,11 @@ export class MpotaServer {
           host: choice.host ?? "0.0.0.0",
           port: choice.port ?? DEFAULT_MQTT_PORT,
           logger,
+          ...(choice.tls ? { tls: choice.tls } : {}),
         });
         const b = broker;
         cleanup.push(() => b.close());
-        connection = { url: `mqtt://127.0.0.1:${broker.port}` };
+        connection = { url: broker.localUrl };
       } else {
         connection = choice.connection;
       }

@@ -23,7 +23,13 @@ import { RolloutEvents } from "./rollout-events.ts";
 import { StaticFiles } from "./static-files.ts";
 
 export const DEFAULT_HTTP_PORT = 8080;
-export const DEFAULT_HTTP_HOST = "0.0.0.0";
+/**
+ * Loopback by default: the admin token (login) and the session cookie cross
+ * the network in clear over plain HTTP, and they can push firmware to every
+ * device. `--http-host 0.0.0.0` opens the dashboard to the network on purpose
+ * (docs/security-tls.md says how to keep the token safe then).
+ */
+export const DEFAULT_HTTP_HOST = "127.0.0.1";
 
 /** The HTTP server cannot listen on its address and port. */
 export class HttpListenError extends MpotaError {
@@ -153,9 +159,18 @@ export class HttpFeature {
       });
     });
     this.deps.logger.info(
-      { url: this.url, auth: this.auth.open ? "none" : "token" },
+      {
+        url: this.url,
+        listening: `${this.address.address}:${this.address.port}`,
+        auth: this.auth.open ? "none" : "token",
+      },
       "dashboard and HTTP API ready",
     );
+  }
+
+  /** Where it really listens (for "localhost": the address the name resolved to). */
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
   }
 
   /** http://host:port/ as a browser on this machine reaches it. */

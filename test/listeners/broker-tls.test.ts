@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { connect as netConnect } from "node:net";
 import { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import type { TLSSocket } from "node:tls";
 import { MAX_SEND_FRAGMENT } from "../../src/server/broker-tls-listener.ts";
 import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
 import { LogCapture } from "../server/support/log-capture.ts";
@@ -101,7 +102,7 @@ describe("the embedded broker's TLS listener", () => {
         ciphers: suite,
       });
       try {
-        const socket = client.stream as unknown as import("node:tls").TLSSocket;
+        const socket = client.stream as unknown as TLSSocket;
         assert.equal(socket.getCipher().name, suite);
         assert.equal(socket.getProtocol(), "TLSv1.2");
       } finally {
@@ -138,7 +139,7 @@ describe("the embedded broker's TLS listener", () => {
       maxVersion: "TLSv1.2",
       ciphers: "AES128-SHA",
       socket: tap,
-    } as never);
+    });
     const plain = await connectTestClient(mqtt);
     try {
       const big = Buffer.alloc(12_000, "x");

@@ -1,13 +1,17 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ConnectionOptions } from "node:tls";
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
+
+/** MQTT.js options, and the TLS ones it hands to tls.connect (an ESP8266's protocol and ciphers, a socket to watch). */
+export type TestClientOptions = IClientOptions & Pick<ConnectionOptions, "maxVersion" | "ciphers" | "socket">;
 
 /**
  * The options every MQTT client in these tests connects with. When the
  * embedded broker asks for credentials (issue 14), they go here, once.
  */
-export function testClientOptions(extra: IClientOptions = {}): IClientOptions {
+export function testClientOptions(extra: TestClientOptions = {}): IClientOptions {
   return {
     protocolVersion: 4,
     clean: true,
@@ -18,7 +22,7 @@ export function testClientOptions(extra: IClientOptions = {}): IClientOptions {
 }
 
 /** Connects with testClientOptions; rejects with the error the connection failed with. */
-export function connectTestClient(url: string, extra: IClientOptions = {}): Promise<MqttClient> {
+export function connectTestClient(url: string, extra: TestClientOptions = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = connect(url, testClientOptions(extra));
     const fail = (error: Error) => {

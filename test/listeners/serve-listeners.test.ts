@@ -184,6 +184,40 @@ describe("mpota serve's listeners, as a user sees them", () => {
     }
   });
 
+  it("on one LAN address: listens there only, and the server reaches its broker there", {
+    skip: lan === undefined ? "this machine has no LAN address" : false,
+  }, async () => {
+    const t = makeTempDir("mpota-serve-tls-");
+    const io = new MemoryIo();
+    let stop: () => void = () => undefined;
+    try {
+      const serving = serveCommand(
+        {
+          data: join(t.dir, "data"),
+          mqttHost: lan,
+          mqttPort: 0,
+          base: "mpota",
+          block: 256,
+          maxAttempts: 5,
+          maxPushes: 8,
+          logLevel: "silent",
+        },
+        io,
+        new Promise<void>((resolve) => (stop = resolve)),
+      );
+      await eventually(() => io.stderrText.includes("Stop with Ctrl-C."), "banner");
+      const plain = banner(io.stderrText, /^MQTT broker: (\S+) \(listens on (?:\S+) port (\d+)\)$/m);
+      assert.deepEqual(plain.urls, [`mqtt://${lan}:${plain.port}`]);
+      assert.doesNotMatch(io.stderrText, /^Note:/m);
+      (await connectTestClient(plain.urls[0] ?? "")).end(true);
+      await assert.rejects(connectTestClient(`mqtt://127.0.0.1:${plain.port}`), /ECONNREFUSED/);
+      stop();
+      await serving;
+    } finally {
+      t.remove();
+    }
+  });
+
   it("serves a certificate of the user's own, and says when an ESP8266 cannot use it", async () => {
     const t = makeTempDir("mpota-serve-tls-");
     const ca = makeCa(t.dir, "home-ca");

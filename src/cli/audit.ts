@@ -7,7 +7,8 @@ import { parseIntegerOption } from "./key-options.ts";
 
 /** The audit list as a table, newest first. */
 export function auditTable(entries: AuditEntry[]): string {
-  if (entries.length === 0) return "Nothing recorded yet: every change made through the bridge or the HTTP API appears here.\n";
+  if (entries.length === 0)
+    return "Nothing recorded yet: every change made through the bridge or the HTTP API appears here.\n";
   const rows = [
     ["id", "when", "who", "action", "target", "outcome"],
     ...entries.map((e) => [
@@ -26,12 +27,17 @@ export function registerAuditCommand(program: Command, io: CliIo): void {
   addBridgeOptions(
     program
       .command("audit")
-      .description("who changed what: every update, firmware, rollout and credential change, with who asked (newest first)")
+      .description(
+        "who changed what: every update, firmware, rollout and credential change, with who asked (newest first)",
+      )
       .option("--limit <n>", "how many entries (1-1000)", parseIntegerOption("--limit"), 50)
       .option("--before <id>", "entries older than this id (to page back)", parseIntegerOption("--before")),
   ).action(async (options: BridgeCommandOptions & { limit: number; before?: number }) => {
     const entries = await withBridge(options, (bridge) =>
-      bridge.request("audit", { limit: options.limit, ...(options.before !== undefined ? { before: options.before } : {}) }),
+      bridge.request("audit", {
+        limit: options.limit,
+        ...(options.before !== undefined ? { before: options.before } : {}),
+      }),
     );
     printAnswer(io, options.json, entries, () => auditTable(entries));
   });

@@ -1,18 +1,18 @@
+import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
 import type { DeviceDetail, DeviceView } from "../server/api.ts";
-import type { ProvisionedDevice } from "../server/provisioning.ts";
-import { existsSync, readFileSync } from "node:fs";
-import { Option } from "commander";
 import { BridgeClient, DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
 import { ADMIN_USERNAME } from "../server/broker-access.ts";
 import { adminTokenPath } from "../server/http/admin-token.ts";
 import { BrokerConnectError } from "../server/mqtt-link.ts";
+import type { ProvisionedDevice } from "../server/provisioning.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import type { CliIo } from "./io.ts";
 import { parseIntegerOption } from "./key-options.ts";
-import { checkOutputFree, writeFileAtomic } from "./write-file.ts";
 import { addMqttOptions, type MqttCliOptions, mqttConnection } from "./serve.ts";
+import { checkOutputFree, writeFileAtomic } from "./write-file.ts";
 
 export interface BridgeCommandOptions extends MqttCliOptions {
   json?: boolean;
@@ -41,7 +41,10 @@ export function addBridgeOptions(command: Command): Command {
  * --mqtt-username and --mqtt-password, the CLI logs in as mpota-admin with
  * the token in the server's data directory (as `mpota token` finds it).
  */
-export function withAdminCredential(options: BridgeCommandOptions): { options: BridgeCommandOptions; tokenFile?: string } {
+export function withAdminCredential(options: BridgeCommandOptions): {
+  options: BridgeCommandOptions;
+  tokenFile?: string;
+} {
   if (options.mqttUsername !== undefined || options.mqttPassword !== undefined) return { options };
   const path = adminTokenPath(options.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path)) return { options, tokenFile: path };
@@ -69,7 +72,10 @@ export async function withBridge<T>(
       timeoutMs,
     });
   } catch (error) {
-    if (error instanceof BrokerConnectError && /refused the user name|did not authorize/.test(error.message)) {
+    if (
+      error instanceof BrokerConnectError &&
+      /refused the user name|did not authorize/.test(error.message)
+    ) {
       const how =
         withCredential.mqttUsername === ADMIN_USERNAME && tokenFile
           ? `The CLI logged in as ${ADMIN_USERNAME} with the admin token from ${tokenFile}, and the broker refused it: that is not the token of the server on this broker (another data directory, or the token was rotated). Pass the server's data directory with --data DIR (or MPOTA_DATA).`
@@ -236,13 +242,22 @@ async function writeDeviceConfig(
 
 function provisionOptions(command: Command): Command {
   return addBridgeOptions(command)
-    .option("-o, --output <file>", "where to write the device's mpota_config.py (default <id>.mpota_config.py)")
+    .option(
+      "-o, --output <file>",
+      "where to write the device's mpota_config.py (default <id>.mpota_config.py)",
+    )
     .option("--force", "replace an existing output file")
-    .option("--host <host>", "the broker's address as the device reaches it (default: the server's LAN address)")
+    .option(
+      "--host <host>",
+      "the broker's address as the device reaches it (default: the server's LAN address)",
+    )
     .option("--port <port>", "the broker's port as the device reaches it", parseIntegerOption("--port"));
 }
 
-function provisionRequest(id: string, options: ProvisionOptions): { id: string; host?: string; port?: number } {
+function provisionRequest(
+  id: string,
+  options: ProvisionOptions,
+): { id: string; host?: string; port?: number } {
   return {
     id,
     ...(options.host !== undefined ? { host: options.host } : {}),
@@ -262,22 +277,31 @@ export function registerProvisioningCommands(devices: Command, io: CliIo): void 
   ).action(async (id: string, options: ProvisionOptions) => {
     const target = options.output ?? `${id}.mpota_config.py`;
     if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
-    const device = await withBridge(options, (bridge) => bridge.request("devices/add", provisionRequest(id, options)));
+    const device = await withBridge(options, (bridge) =>
+      bridge.request("devices/add", provisionRequest(id, options)),
+    );
     await writeDeviceConfig(io, options, device, "Provisioned");
   });
   provisionOptions(
     devices
       .command("rotate")
-      .description("give a provisioned device a new credential; the old one stops working at its next connection")
+      .description(
+        "give a provisioned device a new credential; the old one stops working at its next connection",
+      )
       .argument("<id>", "device id"),
   ).action(async (id: string, options: ProvisionOptions) => {
     const target = options.output ?? `${id}.mpota_config.py`;
     if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
-    const device = await withBridge(options, (bridge) => bridge.request("devices/rotate", provisionRequest(id, options)));
+    const device = await withBridge(options, (bridge) =>
+      bridge.request("devices/rotate", provisionRequest(id, options)),
+    );
     await writeDeviceConfig(io, options, device, "New credential for");
   });
   addBridgeOptions(
-    devices.command("revoke").description("remove a device's credential: it can no longer connect").argument("<id>", "device id"),
+    devices
+      .command("revoke")
+      .description("remove a device's credential: it can no longer connect")
+      .argument("<id>", "device id"),
   ).action(async (id: string, options: BridgeCommandOptions) => {
     const done = await withBridge(options, (bridge) => bridge.request("devices/revoke", { id }));
     printAnswer(io, options.json, done, () => `Revoked the credential of ${done.device}.\n`);

@@ -6,6 +6,8 @@ import { UsageError } from "../errors.ts";
 import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
 import { DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
+import { loadBrokerTls, selfSignedBrokerTls } from "../server/broker-tls.ts";
+import { DEFAULT_MQTTS_PORT } from "../server/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/embedded-broker.ts";
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant.ts";
 import { isLoopbackHost } from "../server/http/auth.ts";
@@ -24,6 +26,7 @@ import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/topics.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { listenerLines, type ServedCertificate } from "./serve-banner.ts";
 
 /** The broker options every command that talks MQTT shares (serve, and the commands that ask the server). */
 export interface MqttCliOptions {
@@ -83,6 +86,12 @@ export interface ServeOptions extends MqttCliOptions {
   firmwareDir?: string;
   mqttHost?: string;
   mqttPort?: number;
+  /** The embedded broker's TLS listener: a certificate and key, or a self-signed pair kept in `data`. */
+  mqttTlsCert?: string;
+  mqttTlsKey?: string;
+  mqttTlsSelfSigned?: boolean;
+  mqttsHost?: string;
+  mqttsPort?: number;
   key?: string;
   allowNet?: string[];
   block: number;
@@ -124,6 +133,53 @@ function loadServerKey(path: string | undefined, io: CliIo): { key: SigningKey |
   return { key, note: `signing key ${file} (${key.bits}-bit)` };
 }
 
+/** What the embedded broker's TLS listener is to serve, as the options ask. */
+export interface BrokerTlsRequest {
+  source: { kind: "files"; certFile: string; keyFile: string } | { kind: "self-signed" };
+  host: string;
+  port: number;
+}
+
+function brokerTlsRequest(options: ServeOptions): BrokerTlsRequest | undefined {
+  const files = options.mqttTlsCert !== undefined || options.mqttTlsKey !== undefined;
+  const anyTls = files || options.mqttTlsSelfSigned === true;
+  if (
+    options.mqtt !== undefined &&
+    (anyTls || options.mqttsHost !== undefined || options.mqttsPort !== undefined)
+  ) {
+    throw new UsageError(
+      "--mqtt-tls-cert, --mqtt-tls-key, --mqtt-tls-self-signed, --mqtts-host and --mqtts-port set up TLS on the embedded broker; with --mqtt URL the server uses that broker instead (set TLS up there, and connect to it with mqtts:// and --mqtt-ca).",
+    );
+  }
+  if (files && options.mqttTlsSelfSigned) {
+    throw new UsageError(
+      "Give either --mqtt-tls-cert and --mqtt-tls-key (your own certificate) or --mqtt-tls-self-signed (one mpota makes), not both.",
+    );
+  }
+  if (files && (options.mqttTlsCert === undefined || options.mqttTlsKey === undefined)) {
+    throw new UsageError("--mqtt-tls-cert and --mqtt-tls-key go together: give both, or neither.");
+  }
+  if (!anyTls) {
+    if (options.mqttsHost !== undefined || options.mqttsPort !== undefined) {
+      throw new UsageError(
+        "--mqtts-host and --mqtts-port set up the embedded broker's TLS listener: turn it on with --mqtt-tls-cert FILE --mqtt-tls-key FILE, or --mqtt-tls-self-signed.",
+      );
+    }
+    return undefined;
+  }
+  if (options.mqttsPort !== undefined && (options.mqttsPort < 0 || options.mqttsPort > 65535)) {
+    throw new UsageError("--mqtts-port must be between 0 and 65535.");
+  }
+  return {
+    source:
+      options.mqttTlsCert !== undefined && options.mqttTlsKey !== undefined
+        ? { kind: "files", certFile: options.mqttTlsCert, keyFile: options.mqttTlsKey }
+        : { kind: "self-signed" },
+    host: options.mqttsHost ?? "0.0.0.0",
+    port: options.mqttsPort ?? DEFAULT_MQTTS_PORT,
+  };
+}
+
 function httpWanted(options: ServeOptions): boolean {
   return options.http === true || (options.http === undefined && options.httpPort !== undefined);
 }
@@ -135,6 +191,7 @@ export function serverSettings(options: ServeOptions) {
       "--mqtt-port and --mqtt-host set up the embedded broker; with --mqtt URL the server uses that broker instead. Give one or the other.",
     );
   }
+  const brokerTls = brokerTlsRequest(options);
   if (!LOG_LEVELS.includes(options.logLevel))
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}.`);
   if (options.mqttPort !== undefined && (options.mqttPort < 0 || options.mqttPort > 65535)) {
@@ -181,7 +238,7 @@ export function serverSettings(options: ServeOptions) {
   if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
   if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
   if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
-  return { broker, allowNetworks, timings, sharedGroup };
+  return { broker, allowNetworks, timings, sharedGroup, brokerTls };
 }
 
 const GROUP_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -211,8 +268,21 @@ function sharedGroupOf(options: ServeOptions): string | undefined {
  * Logs (JSON lines, pino) go to stderr.
  */
 export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promise<unknown>): Promise<void> {
-  const { broker, allowNetworks, timings, sharedGroup } = serverSettings(options);
+  const settings = serverSettings(options);
+  const { allowNetworks, timings, sharedGroup, brokerTls } = settings;
   const { key, note } = loadServerKey(options.key, io);
+  let certificate: ServedCertificate | undefined;
+  let broker = settings.broker;
+  if (brokerTls && broker.kind === "embedded") {
+    certificate =
+      brokerTls.source.kind === "files"
+        ? loadBrokerTls(brokerTls.source.certFile, brokerTls.source.keyFile)
+        : selfSignedBrokerTls(options.data);
+    broker = {
+      ...broker,
+      tls: { host: brokerTls.host, port: brokerTls.port, cert: certificate.cert, key: certificate.key },
+    };
+  }
   // People at a terminal get readable lines; services and pipes get JSON lines.
   const logger = pino(
     { level: options.logLevel },
@@ -263,13 +333,12 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
       `Created the admin token (shown once; it is in ${server.adminTokenPath}, mode 0600). It logs in to the dashboard and the HTTP API, and is the password of the MQTT user mpota-admin; the mpota CLI on this machine finds it by itself:\n  ${server.newAdminToken}\n`,
     );
   }
-  if (server.http)
-    io.err(`Dashboard: ${server.http.url}${server.http.tokenPath ? "" : " (no login: --no-auth)"}\n`);
+  io.err(listenerLines(server, certificate));
   const brokerUrl = new URL(server.brokerUrl);
   const embedded = broker.kind === "embedded";
   const credentials = embedded ? ` -u mpota-admin -P "$(cat ${server.adminTokenPath})"` : "";
   io.err(
-    `mpota server running: broker ${server.brokerUrl}${embedded ? " (embedded; clients need credentials: devices their own from \`mpota devices add\`, tools the admin token)" : ""}, data ${options.data}, base topic ${server.topics.base}, pushes only to ${server.info.networks.join(", ")}; ${note}.\nWatch it with: mosquitto_sub -h ${brokerUrl.hostname} -p ${brokerUrl.port || 1883}${credentials} -t '${server.topics.base}/#' -v\nStop with Ctrl-C.\n`,
+    `mpota server running: broker ${server.brokerUrl}${embedded ? " (embedded; clients need credentials: devices their own from `mpota devices add`, tools the admin token)" : ""}, data ${options.data}, base topic ${server.topics.base}, pushes only to ${server.info.networks.join(", ")}; ${note}.\nWatch it with: mosquitto_sub -h ${brokerUrl.hostname} -p ${brokerUrl.port || 1883}${credentials} -t '${server.topics.base}/#' -v\nStop with Ctrl-C.\n`,
   );
   try {
     await stop;
@@ -301,11 +370,29 @@ export function registerServeCommand(program: Command, io: CliIo): void {
     .option("--data <dir>", "where the database and firmware files live", DEFAULT_DATA_DIR)
     .addOption(dbOption())
     .addOption(dbWaitOption())
-    .option("--mqtt-host <address>", "address the embedded broker listens on (default 0.0.0.0)")
+    .option(
+      "--mqtt-host <address>",
+      "address the embedded broker listens on (default 0.0.0.0: every address, so devices on the network reach it; 127.0.0.1 keeps plain MQTT to this machine when devices use TLS)",
+    )
     .option(
       "--mqtt-port <port>",
       `port of the embedded broker (default ${DEFAULT_MQTT_PORT})`,
       parseIntegerOption("--mqtt-port"),
+    )
+    .option(
+      "--mqtt-tls-cert <file>",
+      "PEM certificate (and its chain) for the embedded broker's TLS listener (mqtts)",
+    )
+    .option("--mqtt-tls-key <file>", "PEM private key of --mqtt-tls-cert (unencrypted; keep it mode 0600)")
+    .option(
+      "--mqtt-tls-self-signed",
+      "TLS listener with a self-signed certificate for this machine's names and addresses, made once and kept in <data>/broker-cert.pem and broker-key.pem (needs openssl)",
+    )
+    .option("--mqtts-host <address>", "address the TLS listener listens on (default 0.0.0.0)")
+    .option(
+      "--mqtts-port <port>",
+      `port of the TLS listener (default ${DEFAULT_MQTTS_PORT}); the plain listener stays on too (see --mqtt-host)`,
+      parseIntegerOption("--mqtts-port"),
     );
   addMqttOptions(command, "server")
     .option("--key <file>", `private key the devices' yaota8266 was built for (default ${DEFAULT_KEY_FILE})`)
@@ -363,7 +450,10 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       `port of the dashboard and HTTP API (default ${DEFAULT_HTTP_PORT})`,
       parseIntegerOption("--http-port"),
     )
-    .option("--http-host <address>", `address the dashboard listens on (default ${DEFAULT_HTTP_HOST})`)
+    .option(
+      "--http-host <address>",
+      `address the dashboard listens on (default ${DEFAULT_HTTP_HOST}: this machine only; 0.0.0.0 opens it to the network, where the admin token crosses it unencrypted)`,
+    )
     .option("--no-http", "do not serve the dashboard and HTTP API")
     .option("--no-auth", "no admin token for the dashboard and API (only with --http-host 127.0.0.1)")
     .option("--homeassistant", "publish Home Assistant MQTT discovery: one update entity per device")
@@ -381,8 +471,8 @@ job progress is retained on <base>/bridge/jobs/<job>.
 State lives in SQLite (<data>/mpota.db) unless --db or MPOTA_DB names a PostgreSQL database
 (postgres://USER:PASSWORD@HOST:5432/DATABASE), which several servers can share; migrations run
 at start (\`mpota db status|migrate\`), and an unreachable database is waited for (--db-wait).
-Exit codes: 0 stopped, 2 bad option, 4 key problem, 20 external broker unreachable,
-21 embedded broker cannot listen, 24/25 database unusable (or unreachable) or newer than this mpota.`,
+Exit codes: 0 stopped, 2 bad option, 3 unreadable file, 4 key problem, 20 external broker unreachable,
+21 embedded broker cannot listen (port taken, TLS certificate or key unusable), 24/25 database unusable (or unreachable) or newer than this mpota.`,
     )
     .action(async (options: ServeOptions) => {
       await serveCommand(options, io, untilSignal());

@@ -88,10 +88,9 @@ export async function recordAudit(store: AuditStore, logger: Logger, input: Audi
  * `actor()` as who asked: for the HTTP API, whose routes call the bridge's
  * handlers directly.
  */
-export function auditedHandlers<H extends Record<string, (request: Record<string, unknown>) => Promise<unknown>>>(
-  handlers: H,
-  o: { audit: AuditStore; logger: Logger; now: () => number; actor: () => string },
-): H {
+export function auditedHandlers<
+  H extends Record<string, (request: Record<string, unknown>) => Promise<unknown>>,
+>(handlers: H, o: { audit: AuditStore; logger: Logger; now: () => number; actor: () => string }): H {
   const wrapped: Record<string, (request: Record<string, unknown>) => Promise<unknown>> = {};
   for (const [action, handler] of Object.entries(handlers)) {
     if (!AUDITED_ACTIONS.has(action)) {
@@ -105,7 +104,11 @@ export function auditedHandlers<H extends Record<string, (request: Record<string
         await recordAudit(o.audit, o.logger, { ...entry, outcome: "ok" });
         return result;
       } catch (error) {
-        await recordAudit(o.audit, o.logger, { ...entry, outcome: "refused", reason: (error as Error)?.message });
+        await recordAudit(o.audit, o.logger, {
+          ...entry,
+          outcome: "refused",
+          reason: (error as Error)?.message,
+        });
         throw error;
       }
     };

@@ -26,7 +26,9 @@ export interface BridgeHandlerDeps {
 }
 
 const NO_PROVISIONING = async (): Promise<never> => {
-  throw new RequestError("This part of the server does not provision devices; ask the server's bridge or HTTP API.");
+  throw new RequestError(
+    "This part of the server does not provision devices; ask the server's bridge or HTTP API.",
+  );
 };
 
 function stringField(request: Record<string, unknown>, key: string, what: string): string {

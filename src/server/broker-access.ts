@@ -49,8 +49,13 @@ function pbkdf2Verify(secret: string, stored: string): Promise<boolean> {
   const [, , iterations, salt, hash] = stored.split("$") as [string, string, string, string, string];
   const expected = Buffer.from(hash, "base64");
   return new Promise((resolve) => {
-    pbkdf2(secret, Buffer.from(salt, "base64"), Number(iterations), expected.length, "sha512", (error, actual) =>
-      resolve(!error && timingSafeEqual(actual, expected)),
+    pbkdf2(
+      secret,
+      Buffer.from(salt, "base64"),
+      Number(iterations),
+      expected.length,
+      "sha512",
+      (error, actual) => resolve(!error && timingSafeEqual(actual, expected)),
     );
   });
 }
@@ -118,7 +123,10 @@ export class BrokerAccess {
     }
     const record = await this.o.credential(username);
     if (!record || !isStoredHash(record.hash)) {
-      return { returnCode: 4, reason: `device "${username}" is not provisioned (mpota devices add ${username})` };
+      return {
+        returnCode: 4,
+        reason: `device "${username}" is not provisioned (mpota devices add ${username})`,
+      };
     }
     if (!(await pbkdf2Verify(password, record.hash))) {
       return { returnCode: 4, reason: `wrong credential for device "${username}"` };

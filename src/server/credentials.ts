@@ -37,7 +37,13 @@ export function verifySecret(secret: string, stored: string): boolean {
   if (iterations < 1 || iterations > 1_000_000) return false;
   const expected = Buffer.from(m[3] as string, "base64");
   if (expected.length < 32) return false;
-  const actual = pbkdf2Sync(secret, Buffer.from(m[2] as string, "base64"), iterations, expected.length, "sha512");
+  const actual = pbkdf2Sync(
+    secret,
+    Buffer.from(m[2] as string, "base64"),
+    iterations,
+    expected.length,
+    "sha512",
+  );
   return timingSafeEqual(actual, expected);
 }
 

@@ -1,8 +1,9 @@
-import { createServer, type Server, type Socket } from "node:net";
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "pino";
 import { MpotaError } from "../errors.ts";
 import type { BrokerAccess, Principal } from "./broker-access.ts";
+import { TlsListener, type TlsListenOptions } from "./broker-tls-listener.ts";
 
 /** The embedded broker cannot listen where it was asked to. */
 export class BrokerListenError extends MpotaError {
@@ -16,6 +17,8 @@ export interface EmbeddedBrokerOptions {
   /** 0 picks a free port. */
   port?: number;
   logger: Logger;
+  /** A TLS (mqtts) listener beside the plain one, with this certificate and key. */
+  tls?: TlsListenOptions;
   /**
    * Who may connect and what each may do. Without it the broker is open to
    * anyone (only for tests of other brokers' behaviour; `mpota serve` always sets it).
@@ -47,19 +50,30 @@ function accessHooks(access: BrokerAccess, logger: Logger) {
         },
         (error: unknown) => {
           // The credential store cannot be read (database down): refuse for now, the client retries.
-          logger.warn({ client: client.id, err: (error as Error).message }, "MQTT client refused: credentials unreadable");
+          logger.warn(
+            { client: client.id, err: (error as Error).message },
+            "MQTT client refused: credentials unreadable",
+          );
           const refusal = new Error("server unavailable") as AuthenticateError;
           refusal.returnCode = 3;
           done(refusal, false);
         },
       );
     },
-    authorizePublish(client: Client | null, packet: { topic: string; payload: Buffer | string }, callback: (error?: Error | null) => void): void {
-      if (client === null) return callback(null); // the broker's own messages
+    authorizePublish(
+      client: Client | null,
+      packet: { topic: string; payload: Buffer | string },
+      callback: (error?: Error | null) => void,
+    ): void {
+      if (client === null) {
+        callback(null); // the broker's own messages
+        return;
+      }
       const principal = principals.get(client);
       if (!principal || !access.mayPublish(principal, packet.topic)) {
         logger.debug({ client: client.id, topic: packet.topic.slice(0, 200) }, "MQTT publish refused");
-        return callback(new Error(`not allowed to publish to ${packet.topic.slice(0, 200)}`));
+        callback(new Error(`not allowed to publish to ${packet.topic.slice(0, 200)}`));
+        return;
       }
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
       const stamped = access.stampCaller(principal, packet.topic, payload);
@@ -73,8 +87,12 @@ function accessHooks(access: BrokerAccess, logger: Logger) {
     ): void {
       const principal = principals.get(client);
       if (!principal || !access.maySubscribe(principal, subscription.topic)) {
-        logger.debug({ client: client.id, topic: subscription.topic.slice(0, 200) }, "MQTT subscription refused");
-        return callback(null, null); // granted QoS 128: refused
+        logger.debug(
+          { client: client.id, topic: subscription.topic.slice(0, 200) },
+          "MQTT subscription refused",
+        );
+        callback(null, null); // granted QoS 128: refused
+        return;
       }
       callback(null, subscription);
     },
@@ -87,6 +105,9 @@ function accessHooks(access: BrokerAccess, logger: Logger) {
  * server republishes what it needs (commands of active jobs).
  */
 export class EmbeddedBroker {
+  /** The TLS listener, when started with `tls`. */
+  tls: TlsListener | undefined;
+
   private constructor(
     private readonly broker: Aedes,
     private readonly server: Server,
@@ -101,11 +122,25 @@ export class EmbeddedBroker {
     return `mqtt://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
   }
 
+  /** Where the plain listener really listens (for "localhost": the address the name resolved to). */
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** The plain listener's URL for a client in this process (the server itself). */
+  get localUrl(): string {
+    const host = this.address.address;
+    const shown = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+    return `mqtt://${shown.includes(":") ? `[${shown}]` : shown}:${this.port}`;
+  }
+
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const host = options.host ?? "0.0.0.0";
     const port = options.port ?? DEFAULT_MQTT_PORT;
     const broker = await Aedes.createBroker(
-      options.access ? (accessHooks(options.access, options.logger) as Parameters<typeof Aedes.createBroker>[0]) : {},
+      options.access
+        ? (accessHooks(options.access, options.logger) as Parameters<typeof Aedes.createBroker>[0])
+        : {},
     );
     broker.on("clientError", (client, error) => {
       options.logger.debug({ client: client?.id, err: error.message }, "MQTT client error");
@@ -141,6 +176,21 @@ export class EmbeddedBroker {
     const address = server.address();
     const actualPort = typeof address === "object" && address ? address.port : port;
     const result = new EmbeddedBroker(broker, server, sockets, host, actualPort);
+    if (options.tls) {
+      try {
+        result.tls = await TlsListener.start(broker.handle, options.tls, options.logger);
+      } catch (error) {
+        await result.close();
+        throw error;
+      }
+    }
+    options.logger.info(
+      {
+        mqtt: `${result.address.address}:${result.port}`,
+        ...(result.tls ? { mqtts: `${result.tls.address.address}:${result.tls.port}` } : {}),
+      },
+      "embedded MQTT broker listening",
+    );
     return result;
   }
 
@@ -148,5 +198,6 @@ export class EmbeddedBroker {
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.tls?.close();
   }
 }

@@ -4,7 +4,12 @@ import { PRINCIPAL_NAMES } from "./broker-access.ts";
 import { deviceIdProblem, shorten } from "./contract.ts";
 import { hashSecret, newSecret } from "./credentials.ts";
 import { RequestError } from "./request-error.ts";
-import { type AuditEntry, type CredentialRecord, CredentialExistsError, type Storage } from "./storage/storage.ts";
+import {
+  type AuditEntry,
+  CredentialExistsError,
+  type CredentialRecord,
+  type Storage,
+} from "./storage/storage.ts";
 
 /** What `devices/add` and `devices/rotate` answer: the secret is shown this once and never stored. */
 export interface ProvisionedDevice {
@@ -56,11 +61,16 @@ function pythonString(value: string): string {
  * line of the template is replaced, a name the template lacks is appended,
  * and every comment stays, so the file explains itself on the board.
  */
-export function agentConfig(values: Record<string, string>, template = readFileSync(CONFIG_TEMPLATE, "utf8")): string {
+export function agentConfig(
+  values: Record<string, string>,
+  template = readFileSync(CONFIG_TEMPLATE, "utf8"),
+): string {
   let text = template;
   for (const [name, literal] of Object.entries(values)) {
     const line = new RegExp(`^${name} = .*$`, "m");
-    text = line.test(text) ? text.replace(line, () => `${name} = ${literal}`) : `${text.trimEnd()}\n${name} = ${literal}\n`;
+    text = line.test(text)
+      ? text.replace(line, () => `${name} = ${literal}`)
+      : `${text.trimEnd()}\n${name} = ${literal}\n`;
   }
   return `# Written by \`mpota devices add\`: this device's credential is in it; keep it private.\n${text}`;
 }
@@ -78,12 +88,17 @@ function credentialView(record: CredentialRecord): CredentialView {
 function checkedId(request: Record<string, unknown>): string {
   const id = request.id;
   if (typeof id !== "string" || id === "") throw new RequestError('The request needs "id": the device id.');
-  const problem = deviceIdProblem(id) ?? (PRINCIPAL_NAMES.has(id) ? `"${id}" is the user name of the server or of the admin` : undefined);
+  const problem =
+    deviceIdProblem(id) ??
+    (PRINCIPAL_NAMES.has(id) ? `"${id}" is the user name of the server or of the admin` : undefined);
   if (problem) throw new RequestError(`Cannot provision: ${problem}.`);
   return id;
 }
 
-function brokerFor(request: Record<string, unknown>, fallback: { host: string; port: number }): { host: string; port: number } {
+function brokerFor(
+  request: Record<string, unknown>,
+  fallback: { host: string; port: number },
+): { host: string; port: number } {
   const host = request.host ?? fallback.host;
   const port = request.port ?? fallback.port;
   if (typeof host !== "string" || !/^[A-Za-z0-9.:_-]{1,253}$/.test(host))
@@ -113,7 +128,9 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
   const requireCredential = async (id: string): Promise<CredentialRecord> => {
     const record = await deps.storage.credentials.get(id);
     if (!record)
-      throw new RequestError(`Device "${shorten(id)}" has no credential. Provision it with \`mpota devices add ${shorten(id)}\`.`);
+      throw new RequestError(
+        `Device "${shorten(id)}" has no credential. Provision it with \`mpota devices add ${shorten(id)}\`.`,
+      );
     return record;
   };
 
@@ -136,8 +153,12 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
     "devices/rotate": async (request: Record<string, unknown>): Promise<ProvisionedDevice> => {
       const id = checkedId(request);
       const secret = newSecret();
-      if (!(await deps.storage.credentials.replace({ deviceId: id, hash: hashSecret(secret), at: deps.now() })))
-        throw new RequestError(`Device "${id}" has no credential to replace. Provision it with \`mpota devices add ${id}\`.`);
+      if (
+        !(await deps.storage.credentials.replace({ deviceId: id, hash: hashSecret(secret), at: deps.now() }))
+      )
+        throw new RequestError(
+          `Device "${id}" has no credential to replace. Provision it with \`mpota devices add ${id}\`.`,
+        );
       return issue(id, secret, request);
     },
 
@@ -166,7 +187,10 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
         throw new RequestError('"limit" must be a whole number from 1 to 1000.');
       if (before !== undefined && (!Number.isInteger(before) || (before as number) < 1))
         throw new RequestError('"before" must be an entry id.');
-      return deps.storage.audit.list({ limit: limit as number, ...(before !== undefined ? { before: before as number } : {}) });
+      return deps.storage.audit.list({
+        limit: limit as number,
+        ...(before !== undefined ? { before: before as number } : {}),
+      });
     },
   };
 }

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { type Logger, pino } from "pino";
-import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { PythonValue } from "../agent-host/agent-files.ts";
+import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
 import { type Clock, systemClock } from "../transfer/clock.ts";
 import { NodeUdpNetwork } from "../transfer/node-udp.ts";
@@ -12,8 +12,9 @@ import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import type { BridgeStateMessage, ServerInfo } from "./api.ts";
 import { auditedHandlers } from "./audit.ts";
 import { Bridge } from "./bridge.ts";
-import { BrokerAccess, SERVER_USERNAME } from "./broker-access.ts";
 import { bridgeHandlers } from "./bridge-handlers.ts";
+import { BrokerAccess, SERVER_USERNAME } from "./broker-access.ts";
+import type { TlsListenOptions } from "./broker-tls-listener.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
@@ -31,9 +32,9 @@ import {
 } from "./job-timings.ts";
 import { type MqttConnection, MqttLink, safeUrl } from "./mqtt-link.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./network-policy.ts";
+import { lanAddress, type ProvisioningDeps } from "./provisioning.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import type { SignedImageCache } from "./signed-image-cache.ts";
-import { lanAddress, type ProvisioningDeps } from "./provisioning.ts";
 import { openStorage } from "./storage/open-storage.ts";
 import type { Storage } from "./storage/storage.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "./topics.ts";
@@ -42,8 +43,8 @@ import { wallClock } from "./wall-clock.ts";
 export const DEFAULT_DATA_DIR = "./.mpota";
 
 export type BrokerChoice =
-  /** Start an Aedes broker in this process (default: 0.0.0.0:1883). */
-  | { kind: "embedded"; host?: string; port?: number }
+  /** Start an Aedes broker in this process (default: 0.0.0.0:1883), with `tls` also mqtts (default 0.0.0.0:8883). */
+  | { kind: "embedded"; host?: string; port?: number; tls?: TlsListenOptions }
   /** Use an existing broker (Mosquitto, ...). */
   | { kind: "external"; connection: MqttConnection };
 
@@ -155,6 +156,11 @@ export class MpotaServer {
     private readonly ownsStorage: boolean,
   ) {}
 
+  /** The embedded broker (its listeners' addresses), unless the server uses an external one. */
+  get embeddedBroker(): EmbeddedBroker | undefined {
+    return this.broker;
+  }
+
   static async start(options: ServerOptions = {}): Promise<MpotaServer> {
     const logger = options.logger ?? pino({ level: "info" });
     const clock = options.clock ?? wallClock;
@@ -196,10 +202,11 @@ export class MpotaServer {
           port: choice.port ?? DEFAULT_MQTT_PORT,
           logger,
           access,
+          ...(choice.tls ? { tls: choice.tls } : {}),
         });
         const b = broker;
         cleanup.push(() => b.close());
-        connection = { url: `mqtt://127.0.0.1:${broker.port}`, username: SERVER_USERNAME, password: serverSecret };
+        connection = { url: broker.localUrl, username: SERVER_USERNAME, password: serverSecret };
       } else {
         connection = choice.connection;
       }
@@ -284,7 +291,8 @@ export class MpotaServer {
       const deviceBroker =
         broker !== undefined
           ? {
-              host: embeddedHost === "0.0.0.0" || embeddedHost === "::" ? lanAddress() : (embeddedHost as string),
+              host:
+                embeddedHost === "0.0.0.0" || embeddedHost === "::" ? lanAddress() : (embeddedHost as string),
               port: broker.port,
             }
           : (() => {
@@ -294,7 +302,7 @@ export class MpotaServer {
       const provisioning: ProvisioningDeps = {
         storage,
         base: topics.base,
-        commandKeys: () => [],  // MERGE: command key from the agent branch
+        commandKeys: () => [], // MERGE: command key from the agent branch
         broker: () => deviceBroker,
         now: () => clock.now(),
       };
@@ -303,7 +311,15 @@ export class MpotaServer {
       const bridge = new Bridge({
         link,
         topics,
-        handlers: bridgeHandlers({ storage, library, runner, rollouts, info: () => info, status, provisioning }),
+        handlers: bridgeHandlers({
+          storage,
+          library,
+          runner,
+          rollouts,
+          info: () => info,
+          status,
+          provisioning,
+        }),
         logger: logger.child({ feature: "bridge" }),
         audit: storage.audit,
         now: () => clock.now(),

@@ -138,7 +138,12 @@ export class Fleet {
       const id = `${prefix}-${i + 1}`;
       const access = options.access?.(id);
       const agent = access?.config
-        ? { agent: { ...options.device?.agent, config: { ...options.device?.agent?.config, ...access.config } } }
+        ? {
+            agent: {
+              ...options.device?.agent,
+              config: { ...options.device?.agent?.config, ...access.config },
+            },
+          }
         : {};
       const device = new SimulatedDevice({
         id,

@@ -41,6 +41,8 @@ export interface CliProcess {
   done: Promise<CliResult & { signal: NodeJS.Signals | null }>;
   /** Resolves with the output so far once stdout or stderr contains `text`. */
   waitForOutput(text: string): Promise<void>;
+  /** What the process printed so far. */
+  output(): { stdout: string; stderr: string };
   kill(signal: NodeJS.Signals): void;
 }
 
@@ -80,6 +82,7 @@ export function startCliProcess(args: string[], options: CliRunOptions = {}): Cl
         check();
         void done.then(() => reject(new Error(`process ended without printing "${text}"`)), reject);
       }),
+    output: () => ({ stdout, stderr }),
     kill: (signal) => child.kill(signal),
   };
 }

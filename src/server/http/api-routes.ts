@@ -122,7 +122,12 @@ export async function routeApi(
   const parts = path.split("/").slice(3).map(segment); // after "", "api", "v1"
   const q = url.searchParams;
   const actor = () => httpActor(ctx, request);
-  const h = auditedHandlers(ctx.handlers, { audit: ctx.storage.audit, logger: ctx.logger, now: ctx.now, actor });
+  const h = auditedHandlers(ctx.handlers, {
+    audit: ctx.storage.audit,
+    logger: ctx.logger,
+    now: ctx.now,
+    actor,
+  });
   const route = `${method} /${parts.map((p, i) => (i % 2 === 1 && ["devices", "firmware", "jobs"].includes(parts[i - 1] as string) ? ":id" : p)).join("/")}`;
 
   // Without credentials: the session check, login and logout.

@@ -4,11 +4,11 @@ import type { Logger } from "pino";
 import { MpotaError, UsageError } from "../../errors.ts";
 import type { ServerInfo } from "../api.ts";
 import { bridgeHandlers } from "../bridge-handlers.ts";
-import type { ProvisioningDeps } from "../provisioning.ts";
 import type { DeviceInbox } from "../device-inbox.ts";
 import type { FirmwareLibrary } from "../firmware-library.ts";
 import type { JobRunner } from "../job-runner.ts";
 import type { MqttLink } from "../mqtt-link.ts";
+import type { ProvisioningDeps } from "../provisioning.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { Topics } from "../topics.ts";
@@ -24,7 +24,13 @@ import { RolloutEvents } from "./rollout-events.ts";
 import { StaticFiles } from "./static-files.ts";
 
 export const DEFAULT_HTTP_PORT = 8080;
-export const DEFAULT_HTTP_HOST = "0.0.0.0";
+/**
+ * Loopback by default: the admin token (login) and the session cookie cross
+ * the network in clear over plain HTTP, and they can push firmware to every
+ * device. `--http-host 0.0.0.0` opens the dashboard to the network on purpose
+ * (docs/security-tls.md says how to keep the token safe then).
+ */
+export const DEFAULT_HTTP_HOST = "127.0.0.1";
 
 /** The HTTP server cannot listen on its address and port. */
 export class HttpListenError extends MpotaError {
@@ -159,9 +165,18 @@ export class HttpFeature {
       });
     });
     this.deps.logger.info(
-      { url: this.url, auth: this.auth.open ? "none" : "token" },
+      {
+        url: this.url,
+        listening: `${this.address.address}:${this.address.port}`,
+        auth: this.auth.open ? "none" : "token",
+      },
       "dashboard and HTTP API ready",
     );
+  }
+
+  /** Where it really listens (for "localhost": the address the name resolved to). */
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
   }
 
   /** http://host:port/ as a browser on this machine reaches it. */

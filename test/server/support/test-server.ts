@@ -2,14 +2,14 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePrivateKeyPem, type SigningKey } from "../../../src/protocol/rsa-key.ts";
-import type { JobTimings } from "../../../src/server/job-timings.ts";
 import { ADMIN_USERNAME } from "../../../src/server/broker-access.ts";
 import { hashSecret, newSecret } from "../../../src/server/credentials.ts";
+import type { JobTimings } from "../../../src/server/job-timings.ts";
 import { MpotaServer, type ServerOptions } from "../../../src/server/server.ts";
 import type { DeviceAccess } from "../../../src/simulator/fleet.ts";
-import { registerProvisioner } from "./device-logins.ts";
 import { readFixtureText } from "../../support/fixtures.ts";
 import { databaseForDataDir, postgresTestBackend } from "../../support/postgres.ts";
+import { registerProvisioner } from "./device-logins.ts";
 import { LogCapture } from "./log-capture.ts";
 
 /** The reference 512-bit key (exponent 3) of test/fixtures/reference. */
@@ -118,13 +118,18 @@ export function withCredentials(url: string, username: string, password: string)
 const secrets = new Map<string, string>();
 
 /** Provisions `id` on `server` as `mpota devices add` does (reusing the secret across restarts on one data directory). */
-export async function provisionTestDevice(server: MpotaServer, dataDir: string, id: string): Promise<DeviceAccess> {
+export async function provisionTestDevice(
+  server: MpotaServer,
+  dataDir: string,
+  id: string,
+): Promise<DeviceAccess> {
   const key = `${dataDir}\u0000${id}`;
   let secret = secrets.get(key);
   const stored = await server.storage.credentials.get(id);
   if (secret === undefined || stored === undefined) {
     secret = newSecret();
-    if (stored) await server.storage.credentials.replace({ deviceId: id, hash: hashSecret(secret), at: Date.now() });
+    if (stored)
+      await server.storage.credentials.replace({ deviceId: id, hash: hashSecret(secret), at: Date.now() });
     else await server.storage.credentials.add({ deviceId: id, hash: hashSecret(secret), at: Date.now() });
     secrets.set(key, secret);
   }

@@ -146,7 +146,7 @@ export class BrokerAccess {
   }
 
   private logRefusal(clientId: string, username: string | undefined, address: string, reason: string): void {
-    const key = `${clientId}\u0000${address}`;
+    const key = `${clientId}\u0000${address}\u0000${reason}`;
     const first = !this.logged.has(key);
     if (first) {
       if (this.logged.size >= LOGGED_REFUSALS) this.logged.clear();

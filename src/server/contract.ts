@@ -7,7 +7,9 @@ import { isIP } from "node:net";
  * only ever accepts more, never less.
  */
 
-export const CONTRACT_VERSION = 1;
+export const CONTRACT_VERSION = 2;
+/** The contract versions this server reads: agents of version 1 stay in the field for years. */
+export const CONTRACT_VERSIONS: readonly number[] = [1, 2];
 
 /** `[A-Za-z0-9_-]{1,64}`, as the contract says. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -32,7 +34,12 @@ export const WAKE_REASONS: readonly WakeReason[] = ["power", "hard", "soft", "wd
 
 /** `<base>/<id>/state`, validated. Optional fields that were present but invalid are left out. */
 export interface DeviceState {
-  v: 1;
+  /** 1: an agent that cannot verify signed commands; 2: one that verifies them. */
+  v: 1 | 2;
+  /** v2: the highest command counter the device accepted. */
+  seq?: number;
+  /** v2: the ids of the command keys the device trusts. */
+  keys?: string[];
   /** MD5 trailer of the running image, 32 lower-case hex digits: the firmware identity. */
   fw: string;
   /** The address the device reports for itself. */
@@ -122,17 +129,17 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
   const json = parseJsonObject(payload, MAX_STATE_BYTES, "state");
   if (!json.ok) return json;
   const raw = json.value;
-  if (raw.v !== CONTRACT_VERSION) {
+  if (!CONTRACT_VERSIONS.includes(raw.v as number)) {
     return {
       ok: false,
-      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads version ${CONTRACT_VERSION}`,
+      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads versions ${CONTRACT_VERSIONS.join(" and ")}`,
     };
   }
   if (!isFirmwareIdentity(raw.fw)) return { ok: false, reason: 'state has no valid "fw" (32 hex digits)' };
   if (typeof raw.ip !== "string" || isIP(raw.ip) === 0) {
     return { ok: false, reason: 'state has no valid "ip" (an IPv4 or IPv6 address)' };
   }
-  const state: DeviceState = { v: 1, fw: raw.fw.toLowerCase(), ip: raw.ip };
+  const state: DeviceState = { v: raw.v as 1 | 2, fw: raw.fw.toLowerCase(), ip: raw.ip };
   const warnings: string[] = [];
   const optional = <K extends keyof DeviceState>(key: K, valid: boolean, value: DeviceState[K]) => {
     if (raw[key] === undefined || raw[key] === null) return;
@@ -146,6 +153,16 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
   optional("wake", WAKE_REASONS.includes(raw.wake as WakeReason), raw.wake as WakeReason);
   optional("sleep", finite(raw.sleep, 0, 366 * 24 * 3600), raw.sleep as number);
   optional("vbat", finite(raw.vbat, 0, 60), raw.vbat as number);
+  if (state.v === 2) {
+    optional("seq", Number.isSafeInteger(raw.seq) && (raw.seq as number) >= 0, raw.seq as number);
+    optional(
+      "keys",
+      Array.isArray(raw.keys) &&
+        raw.keys.length <= 3 &&
+        raw.keys.every((k) => typeof k === "string" && /^[0-9a-f]{8}$/.test(k)),
+      raw.keys as string[],
+    );
+  }
   return { ok: true, value: state, warnings };
 }
 

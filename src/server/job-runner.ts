@@ -83,6 +83,11 @@ export interface JobCreateOptions {
   allowDowngrade?: boolean;
 }
 
+/** Why a device whose agent cannot verify signed commands gets none, and the two ways out. */
+export function unsignedRefusalText(deviceId: string): string {
+  return `Device ${deviceId} runs an agent of MQTT contract version 1, which cannot verify signed commands: anyone who can publish on its command topic could send it into OTA mode. Update its agent (device/ of mpota, with the CMD_KEYS that \`mpota devices add\` writes), or allow unsigned commands for it with \`mpota devices allow-unsigned ${deviceId}\`.`;
+}
+
 /**
  * Carries out update jobs per the contract: publish the retained command,
  * push on a ready ack, verify by the next state, push again when the device
@@ -172,6 +177,10 @@ export class JobRunner {
       throw new RequestError(
         `No device "${deviceId}" has reported its state to this server. Check the id (\`mpota devices\` lists the known ones) and that the device runs the mpota agent with base topic "${this.o.topics.base}".`,
       );
+    }
+    if (device.state.v < 2) {
+      const credential = await this.o.storage.credentials.get(deviceId);
+      if (!credential?.allowUnsigned) throw new RequestError(unsignedRefusalText(deviceId));
     }
     const firmware = await this.o.library.resolve(firmwareRef);
     if (options.rollout === undefined) {

@@ -61,7 +61,7 @@ export class MqttDevice {
   }
 
   state(state: Partial<DeviceState> & { fw: string; ip: string }): Promise<void> {
-    return this.publish("state", JSON.stringify({ v: 1, ...state }));
+    return this.publish("state", JSON.stringify({ v: 2, ...state }));
   }
 
   status(status: string): Promise<void> {

@@ -33,11 +33,12 @@ export function readAgentFiles(dir: string = DEVICE_DIR): Record<string, string>
   return files;
 }
 
-export type PythonValue = string | number | boolean | null;
+export type PythonValue = string | number | boolean | null | readonly string[];
 
-/** A Python literal for a config value. */
+/** A Python literal for a config value (a list of strings as a tuple). */
 export function pythonLiteral(value: PythonValue): string {
   if (value === null) return "None";
+  if (Array.isArray(value)) return `(${value.map((v) => `${JSON.stringify(v)},`).join(" ")})`;
   if (typeof value === "boolean") return value ? "True" : "False";
   if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new RangeError(`config value ${value} has no Python literal`);

@@ -7,8 +7,11 @@ import { formatTable } from "../firmware/format.ts";
 import { checkMd5Trailer } from "../firmware/micropython-image.ts";
 import { DEFAULT_SETTINGS, parseConfigH, type YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
+import type { ProvisionedDevice } from "../server/provisioning.ts";
+import { RequestError } from "../server/request-error.ts";
+import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import { describeEvent } from "../simulator/event-text.ts";
-import { DEFAULT_FIRST_ADDRESS, Fleet } from "../simulator/fleet.ts";
+import { DEFAULT_FIRST_ADDRESS, type DeviceAccess, Fleet } from "../simulator/fleet.ts";
 import type { SimulatedDevice, SimulatedEvent } from "../simulator/simulated-device.ts";
 import {
   buildSyntheticFirmware,
@@ -17,6 +20,7 @@ import {
 } from "../simulator/synthetic-firmware.ts";
 import { LINK_PROFILES } from "../transfer/impairment.ts";
 import type { UdpNetwork } from "../transfer/udp-channel.ts";
+import { withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadPublicKey, parseIntegerOption, readUserFile } from "./key-options.ts";
 import { writeFileAtomic } from "./write-file.ts";
@@ -51,6 +55,10 @@ export interface SimulateCommandOptions {
   firstAddress: string;
   staggerMs: number;
   json?: boolean;
+  /** The server's data directory (its admin token provisions the devices). */
+  data: string;
+  /** false (--no-provision): the devices log in with --mqtt-username/--mqtt-password, or none. */
+  provision: boolean;
 }
 
 /** What the command runs against; tests replace the stop signal and may speed the devices up. */
@@ -61,6 +69,8 @@ export interface SimulateDeps {
   timing?: Partial<DeviceTiming>;
   /** Settings over the ones from config.h / the defaults. */
   settings?: Partial<YaotaSettings>;
+  /** The admin's broker login for provisioning, instead of the token in --data (tests). */
+  admin?: { mqttUsername: string; mqttPassword: string };
 }
 
 function parseNumberOption(name: string): (value: string) => number {
@@ -231,6 +241,8 @@ export async function simulateCommand(
   const { key, settings } = keyAndSettings(options);
   const { image, source } = initialFirmware(options, settings.mainAppOffset);
   await probeBroker(broker, options.mqtt);
+  const access =
+    options.provision && options.mqttUsername === undefined ? await provisionFleet(options, deps) : undefined;
 
   const json = options.json === true;
   const print = (device: SimulatedDevice | undefined, event: Record<string, unknown>, text?: string) => {
@@ -258,6 +270,7 @@ export async function simulateCommand(
     settings: { ...settings, ...deps.settings },
     ...(deps.timing ? { timing: deps.timing } : {}),
     ...(deps.network ? { network: deps.network } : {}),
+    ...(access ? { access: (id: string) => access.get(id) } : {}),
     onEvent: (device, event: SimulatedEvent & { atMs: number }) => {
       const { atMs: _, ...rest } = event;
       print(device, { ...rest }, describeEvent(event));
@@ -293,6 +306,44 @@ export async function simulateCommand(
     if (json) print(undefined, { type: "stopped", devices: fleet.summary() });
     else io.out(`${clockTime()}  stopped; the devices are powered off:\n${summaryTable(fleet)}`);
   }
+}
+
+/**
+ * Gives every simulated device a credential of its own from the server (as
+ * \`mpota devices add\` does for a real one), logging in as mpota-admin with
+ * the admin token of --data; a device provisioned before gets a new secret.
+ */
+async function provisionFleet(
+  options: SimulateCommandOptions,
+  deps: SimulateDeps,
+): Promise<Map<string, DeviceAccess>> {
+  const ids = Array.from({ length: options.devices }, (_, i) => `${options.idPrefix}-${i + 1}`);
+  const url = new URL(options.mqtt);
+  url.username = "";
+  url.password = "";
+  const access = new Map<string, DeviceAccess>();
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port ? Number(url.port) : 1883;
+  await withBridge(
+    { mqtt: url.toString(), base: options.base, timeout: 10, data: options.data, ...deps.admin },
+    async (bridge) => {
+      for (const id of ids) {
+        let device: ProvisionedDevice;
+        try {
+          device = await bridge.request("devices/add", { id, host, port });
+        } catch (error) {
+          if (!(error instanceof RequestError) || !/already provisioned/.test(error.message)) throw error;
+          device = await bridge.request("devices/rotate", { id, host, port });
+        }
+        access.set(id, {
+          username: device.username,
+          password: device.secret,
+          config: { CMD_KEYS: device.commandKeyModuli },
+        });
+      }
+    },
+  );
+  return access;
 }
 
 function stopSignal(deps: SimulateDeps, cleanups: Array<() => void>, onSignal: () => void): Promise<void> {
@@ -348,7 +399,22 @@ export function registerSimulateCommand(program: Command, io: CliIo, deps: Simul
         .default("none"),
     )
     .option("--mqtt <url>", "the broker the devices connect to", DEFAULT_SIMULATOR_BROKER)
-    .option("--mqtt-username <name>", "user name for the broker")
+    .addOption(
+      new Option(
+        "--data <dir>",
+        "the server's data directory: its admin token provisions each device with a credential of its own (as `mpota devices add` does)",
+      )
+        .env("MPOTA_DATA")
+        .default(DEFAULT_DATA_DIR),
+    )
+    .option(
+      "--no-provision",
+      "do not provision the devices; they log in with --mqtt-username/--mqtt-password, if given",
+    )
+    .option(
+      "--mqtt-username <name>",
+      "one user name for every device (a broker mpota does not run; implies --no-provision)",
+    )
     .addOption(
       new Option("--mqtt-password <password>", "password for the broker (or set MPOTA_MQTT_PASSWORD)").env(
         "MPOTA_MQTT_PASSWORD",

@@ -22,6 +22,8 @@ export interface ProvisionedDevice {
   broker: { host: string; port: number };
   /** Key ids of the command keys written into the config. */
   commandKeys: string[];
+  /** The same keys' moduli (hex), as CMD_KEYS holds them. */
+  commandKeyModuli: string[];
 }
 
 export interface CredentialView {
@@ -122,7 +124,15 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
       BASE_TOPIC: pythonString(deps.base),
       CMD_KEYS: `(${keys.map((k) => `${pythonString(k.modulusHex)},`).join(" ")})`,
     });
-    return { device: id, username: id, secret, config, broker, commandKeys: keys.map((k) => k.kid) };
+    return {
+      device: id,
+      username: id,
+      secret,
+      config,
+      broker,
+      commandKeys: keys.map((k) => k.kid),
+      commandKeyModuli: keys.map((k) => k.modulusHex),
+    };
   };
 
   const requireCredential = async (id: string): Promise<CredentialRecord> => {

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { registerBrokerConfigCommand } from "./broker-config.ts";
 import { registerCheckCommand } from "./check.ts";
 import { registerConfigHCommand } from "./config-h.ts";
 import { registerDbCommand } from "./db.ts";
@@ -41,4 +42,5 @@ export function registerCommands(program: Command, io: CliIo): void {
   registerTokenCommand(program, io);
   registerDbCommand(program, io);
   registerStatusCommand(program, io);
+  registerBrokerConfigCommand(program, io);
 }

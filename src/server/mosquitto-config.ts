@@ -61,15 +61,15 @@ export interface MosquittoConfigInput {
   admin: MosquittoUser;
   devices: ReadonlyArray<{ id: string; hash: string }>;
   /** Where the files will be, as Mosquitto should open them (absolute paths). */
-  paths: { devicePasswords: string; adminPasswords: string; acl: string };
-  listeners: { device: MosquittoListener; admin: MosquittoListener };
+  paths: { devicePasswords: string; serverPasswords: string; acl: string };
+  listeners: { device: MosquittoListener; server: MosquittoListener };
 }
 
 export interface MosquittoFiles {
   /** `password_file` of the devices' listener: one line per device. */
   devicePasswords: string;
   /** `password_file` of the server's and tools' listener: mpota-server and mpota-admin. */
-  adminPasswords: string;
+  serverPasswords: string;
   /** `acl_file` of both listeners. */
   acl: string;
   /** The mosquitto.conf lines: per-listener settings, both listeners. */
@@ -97,7 +97,11 @@ function checkHash(hash: string, who: string): void {
   }
 }
 
-function checkInput(input: MosquittoConfigInput): void {
+/** The settings' part of the input, checked before any credential is read. */
+export type MosquittoSettings = Pick<MosquittoConfigInput, "base" | "haPrefix" | "paths" | "listeners">;
+
+/** Throws a UsageError for settings Mosquitto or the ACL cannot take. */
+export function checkMosquittoSettings(input: MosquittoSettings): void {
   checkBaseTopic(input.base);
   checkPrefix(input.haPrefix, "Home Assistant prefix (--ha-prefix)");
   if (input.haPrefix === input.base || input.haPrefix.startsWith(`${input.base}/`)) {
@@ -105,6 +109,31 @@ function checkInput(input: MosquittoConfigInput): void {
       `The Home Assistant prefix ${input.haPrefix} lies inside the base topic ${input.base}: tools may publish ${input.haPrefix}/status, which could then be a device's topic. Use a prefix outside ${input.base}/ (Home Assistant's default is homeassistant).`,
     );
   }
+  for (const [name, path] of Object.entries(input.paths)) {
+    if (/\s/.test(path) || path === "") {
+      throw new UsageError(
+        `Mosquitto cannot read a file name with spaces in its configuration (${name}: "${path}"): choose an --out folder without spaces.`,
+      );
+    }
+  }
+  for (const [name, l] of Object.entries(input.listeners)) {
+    if (!Number.isInteger(l.port) || l.port < 1 || l.port > 65535) {
+      throw new UsageError(`The ${name} listener's port must be between 1 and 65535.`);
+    }
+    if (l.host !== undefined && !/^[A-Za-z0-9.:_-]+$/.test(l.host)) {
+      throw new UsageError(`"${l.host}" is not an address the ${name} listener can bind.`);
+    }
+  }
+  const { device, server } = input.listeners;
+  if (device.port === server.port) {
+    throw new UsageError(
+      `The devices' listener and the server's and tools' listener need two different ports (both are ${device.port}).`,
+    );
+  }
+}
+
+function checkInput(input: MosquittoConfigInput): void {
+  checkMosquittoSettings(input);
   if (input.server.username !== SERVER_USERNAME || input.admin.username !== ADMIN_USERNAME) {
     throw new UsageError(`The server's user must be ${SERVER_USERNAME} and the admin's ${ADMIN_USERNAME}.`);
   }
@@ -125,27 +154,6 @@ function checkInput(input: MosquittoConfigInput): void {
     if (seen.has(d.id)) throw new BrokerConfigError(`The device ${d.id} appears twice in the registry.`);
     seen.add(d.id);
     checkHash(d.hash, `the device ${d.id}`);
-  }
-  for (const [name, path] of Object.entries(input.paths)) {
-    if (/\s/.test(path) || path === "") {
-      throw new UsageError(
-        `Mosquitto cannot read a file name with spaces in its configuration (${name}: "${path}"): choose an --out folder without spaces.`,
-      );
-    }
-  }
-  for (const [name, l] of Object.entries(input.listeners)) {
-    if (!Number.isInteger(l.port) || l.port < 1 || l.port > 65535) {
-      throw new UsageError(`The ${name} listener's port must be between 1 and 65535.`);
-    }
-    if (l.host !== undefined && !/^[A-Za-z0-9.:_-]+$/.test(l.host)) {
-      throw new UsageError(`"${l.host}" is not an address the ${name} listener can bind.`);
-    }
-  }
-  const { device, admin } = input.listeners;
-  if (device.port === admin.port) {
-    throw new UsageError(
-      `The devices' listener and the server's and tools' listener need two different ports (both are ${device.port}).`,
-    );
   }
 }
 
@@ -221,9 +229,9 @@ function confFile(input: MosquittoConfigInput): string {
     "",
     `# The mpota server (${SERVER_USERNAME}) and the CLI and tools (${ADMIN_USERNAME}): any client id, so`,
     "# several servers and tools can be connected at once. Devices cannot log in here.",
-    listenerLine(listeners.admin),
+    listenerLine(listeners.server),
     "allow_anonymous false",
-    `password_file ${paths.adminPasswords}`,
+    `password_file ${paths.serverPasswords}`,
     `acl_file ${paths.acl}`,
   ];
   return `${lines.join("\n")}\n`;
@@ -238,7 +246,10 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
       `the devices (${devices.length}), for the devices' listener`,
       devices.map((d) => ({ username: d.id, hash: d.hash })),
     ),
-    adminPasswords: passwordFile("the server and the tools, for their listener", [input.server, input.admin]),
+    serverPasswords: passwordFile("the server and the tools, for their listener", [
+      input.server,
+      input.admin,
+    ]),
     acl: aclFile(input, devices),
     conf: confFile(input),
   };

@@ -84,14 +84,18 @@ function connectAs(
   options: IClientOptions = {},
 ): Promise<MqttClient> {
   if (who === "server") {
-    return connect(broker.adminUrl, {
+    return connect(broker.serverUrl, {
       username: SERVER_USERNAME,
       password: broker.serverPassword,
       ...options,
     });
   }
   if (who === "admin") {
-    return connect(broker.adminUrl, { username: ADMIN_USERNAME, password: broker.adminPassword, ...options });
+    return connect(broker.serverUrl, {
+      username: ADMIN_USERNAME,
+      password: broker.adminPassword,
+      ...options,
+    });
   }
   return connect(broker.deviceUrl, { username: who.id, password: who.secret, clientId: who.id, ...options });
 }
@@ -142,15 +146,15 @@ describe("Mosquitto with the generated files: who may do what", { skip: MOSQUITT
   it("refuses anonymous clients, wrong passwords and credentials on the wrong listener", async () => {
     const notAuthorized = { code: 5, message: "Connection refused: Not authorized" };
     assert.deepEqual(await refusal(broker.deviceUrl, {}), notAuthorized);
-    assert.deepEqual(await refusal(broker.adminUrl, {}), notAuthorized);
+    assert.deepEqual(await refusal(broker.serverUrl, {}), notAuthorized);
     assert.deepEqual(await refusal(broker.deviceUrl, { username: A.id, password: B.secret }), notAuthorized);
     assert.deepEqual(await refusal(broker.deviceUrl, { username: A.id, password: "" }), notAuthorized);
     assert.deepEqual(
-      await refusal(broker.adminUrl, { username: ADMIN_USERNAME, password: `${broker.adminPassword}x` }),
+      await refusal(broker.serverUrl, { username: ADMIN_USERNAME, password: `${broker.adminPassword}x` }),
       notAuthorized,
     );
     // Each listener knows only its own principals.
-    assert.deepEqual(await refusal(broker.adminUrl, { username: A.id, password: A.secret }), notAuthorized);
+    assert.deepEqual(await refusal(broker.serverUrl, { username: A.id, password: A.secret }), notAuthorized);
     assert.deepEqual(
       await refusal(broker.deviceUrl, { username: ADMIN_USERNAME, password: broker.adminPassword }),
       notAuthorized,

@@ -229,7 +229,7 @@ export interface MpotaMosquitto {
   /** mqtt://127.0.0.1:<port> of the devices' listener and of the server's and tools' listener. */
   deviceUrl: string;
   ports: [number, number];
-  adminUrl: string;
+  serverUrl: string;
   serverPassword: string;
   adminPassword: string;
   /** Writes the files again for these devices (then `reload()` makes Mosquitto read them). */
@@ -260,7 +260,7 @@ export async function startMpotaMosquitto(options: {
   const admin = { username: ADMIN_USERNAME, hash: hashSecret(adminPassword) };
   const paths = {
     devicePasswords: join(t.dir, "mpota-devices.passwd"),
-    adminPasswords: join(t.dir, "mpota-admin.passwd"),
+    serverPasswords: join(t.dir, "mpota-server.passwd"),
     acl: join(t.dir, "mpota.acl"),
   };
   let ports: number[] = [];
@@ -274,11 +274,11 @@ export async function startMpotaMosquitto(options: {
       paths,
       listeners: {
         device: { port: ports[0] as number, host: "127.0.0.1" },
-        admin: { port: ports[1] as number, host: "127.0.0.1" },
+        server: { port: ports[1] as number, host: "127.0.0.1" },
       },
     });
     writeFileSync(paths.devicePasswords, files.devicePasswords, { mode: 0o640 });
-    writeFileSync(paths.adminPasswords, files.adminPasswords, { mode: 0o640 });
+    writeFileSync(paths.serverPasswords, files.serverPasswords, { mode: 0o640 });
     writeFileSync(paths.acl, files.acl, { mode: 0o640 });
     return files.conf;
   };
@@ -290,7 +290,7 @@ export async function startMpotaMosquitto(options: {
     return {
       deviceUrl: `mqtt://127.0.0.1:${broker.ports[0]}`,
       ports: [broker.ports[0] as number, broker.ports[1] as number],
-      adminUrl: `mqtt://127.0.0.1:${broker.ports[1]}`,
+      serverUrl: `mqtt://127.0.0.1:${broker.ports[1]}`,
       serverPassword,
       adminPassword,
       rewrite: (devices) => {

@@ -235,7 +235,7 @@ describe("the rollout migration", () => {
       }
       const check = new Database(join(t.dir, SQLITE_FILE_NAME));
       assert.equal(check.pragma("user_version", { simple: true }), SQLITE_SCHEMA_VERSION);
-      assert.equal(SQLITE_SCHEMA_VERSION, 3);
+      assert.equal(SQLITE_SCHEMA_VERSION, 4);
       check.close();
     } finally {
       t.remove();

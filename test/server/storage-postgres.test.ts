@@ -9,7 +9,7 @@ import {
 } from "../../src/server/storage/postgres-migrations.ts";
 import { openPostgresStorage } from "../../src/server/storage/postgres-storage.ts";
 import type { NewJob, Storage } from "../../src/server/storage/storage.ts";
-import { SchemaTooNewError, StorageError } from "../../src/server/storage/storage.ts";
+import { CredentialExistsError, SchemaTooNewError, StorageError } from "../../src/server/storage/storage.ts";
 import { runCli } from "../support/cli.ts";
 import { fixturePath } from "../support/fixtures.ts";
 import {
@@ -99,7 +99,7 @@ describe("PostgreSQL storage", skip, () => {
       rows,
       POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, description: m.description })),
     );
-    assert.equal(POSTGRES_SCHEMA_VERSION, 3);
+    assert.equal(POSTGRES_SCHEMA_VERSION, 4);
   });
 
   it("migrates once when several instances start together", async () => {
@@ -248,6 +248,119 @@ describe("PostgreSQL storage", skip, () => {
       await a.close();
       await b.close();
     }
+  });
+
+  it("never issues one command counter twice, whatever instance asks, all at once", async () => {
+    const url = await freshDatabase();
+    const a = await openPostgresStorage(url, { poolSize: 5 });
+    const b = await openPostgresStorage(url, { poolSize: 5 });
+    try {
+      await a.credentials.add({ deviceId: "sim-1", hash: "$7$1000$c2FsdA==$aGFzaA==", at: 1 });
+      await a.credentials.add({ deviceId: "sim-2", hash: "$7$1000$c2FsdA==$aGFzaA==", at: 1 });
+      const calls = 200;
+      const issued = await Promise.all(
+        Array.from({ length: calls }, (_, i) => (i % 2 === 0 ? a : b).credentials.nextCommandSeq("sim-1", 0)),
+      );
+      assert.deepEqual(
+        [...issued].sort((x, y) => (x ?? 0) - (y ?? 0)),
+        Array.from({ length: calls }, (_, i) => i + 1),
+        "every number from 1 to 200 exactly once",
+      );
+      // With device reports mixed in: still distinct, each above its own floor and every earlier one.
+      const floors = Array.from({ length: 60 }, (_, i) => (i % 3 === 0 ? 1000 + i : 0));
+      const mixed = await Promise.all(
+        floors.map((floor, i) => (i % 2 === 0 ? b : a).credentials.nextCommandSeq("sim-1", floor)),
+      );
+      assert.equal(new Set(mixed).size, mixed.length, `distinct: ${mixed.join(", ")}`);
+      mixed.forEach((seq, i) => {
+        assert.ok((seq ?? 0) > Math.max(calls, floors[i] ?? 0), `${seq} above its floor ${floors[i]}`);
+      });
+      const highest = Math.max(...(mixed as number[]));
+      assert.equal((await b.credentials.get("sim-1"))?.commandSeq, highest);
+      assert.equal(
+        (await a.credentials.get("sim-2"))?.commandSeq,
+        0,
+        "another device's counter is untouched",
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("lets only one of several instances provision a device at the same time, and keeps its hash", async () => {
+    const url = await freshDatabase();
+    const a = await openPostgresStorage(url);
+    const b = await openPostgresStorage(url);
+    try {
+      for (let round = 0; round < 10; round++) {
+        const deviceId = `race-${round}`;
+        const hashes = [0, 1, 2, 3].map(
+          (i) => `$7$1000$c2FsdA==$${Buffer.from(`h${round}-${i}`).toString("base64")}`,
+        );
+        const results = await Promise.allSettled(
+          [a, b, a, b].map((s, i) =>
+            s.credentials.add({ deviceId, hash: hashes[i] as string, at: 1000 + i }),
+          ),
+        );
+        const winners = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+        assert.equal(winners.length, 1, `round ${round}: one add wins`);
+        for (const r of results) {
+          if (r.status === "rejected") assert.ok(r.reason instanceof CredentialExistsError, String(r.reason));
+        }
+        const stored = await a.credentials.get(deviceId);
+        assert.deepEqual(stored, winners[0], "the winner's credential is stored, not overwritten");
+      }
+      assert.equal((await b.credentials.list()).length, 10);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("upgrades a version-3 database in place: its data is kept, credentials and audit start empty", async () => {
+    const url = await freshDatabase();
+    const old = await openPostgresStorage(url, {
+      migrations: POSTGRES_MIGRATIONS.filter((m) => m.version <= 3),
+    });
+    await old.devices.recordState({
+      id: "old",
+      state: { v: 1, fw: "a".repeat(32), ip: "10.0.0.9" },
+      at: 1,
+      digest: "x",
+      nextWakeAt: null,
+      historyLimit: 5,
+    });
+    await old.settings.putIfAbsent("firmware-dir-id", "kept");
+    await old.images?.put("a".repeat(32), new Uint8Array([1, 2, 3]));
+    await old.close();
+    assert.deepEqual(
+      (await tables(url)).filter((t) => t === "audit" || t === "device_credentials"),
+      [],
+      "the old schema has no trust tables",
+    );
+
+    const storage = await openPostgresStorage(url);
+    try {
+      assert.equal((await storage.devices.get("old"))?.state?.ip, "10.0.0.9");
+      assert.equal(await storage.settings.get("firmware-dir-id"), "kept");
+      assert.deepEqual([...((await storage.images?.get("a".repeat(32))) ?? [])], [1, 2, 3]);
+      assert.deepEqual(await storage.credentials.list(), []);
+      assert.deepEqual(await storage.audit.list({ limit: 10 }), []);
+      await storage.credentials.add({ deviceId: "old", hash: "$7$1000$c2FsdA==$aGFzaA==", at: 5 });
+      assert.equal(await storage.credentials.nextCommandSeq("old", 7), 8);
+    } finally {
+      await storage.close();
+    }
+    const rows = await adminQuery<{ version: number }>(
+      "SELECT version FROM schema_migrations ORDER BY version",
+      [],
+      dbName(url),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      [1, 2, 3, 4],
+    );
   });
 
   it("refuses a database written by a newer mpota and leaves it alone", async () => {
@@ -555,7 +668,7 @@ describe("mpota db", skip, () => {
     assert.match(
       before.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n$`,
+        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n$`,
       ),
     );
     assert.ok(!before.stdout.includes(TEST_PASSWORD));
@@ -565,7 +678,7 @@ describe("mpota db", skip, () => {
     assert.match(
       migrated.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nSchema version 3: up to date\\.\n$`,
+        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nSchema version 4: up to date\\.\n$`,
       ),
     );
 
@@ -582,7 +695,7 @@ describe("mpota db", skip, () => {
 
     const again = await runCli(["db", "migrate", "--db", url]);
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, /\nNothing to do: schema version 3 is current\.\n$/);
+    assert.match(again.stdout, /\nNothing to do: schema version 4 is current\.\n$/);
   });
 
   it("fails with exit code 24 and what to check when the login is refused (real process)", async () => {
@@ -610,7 +723,7 @@ describe("mpota db", skip, () => {
     assert.equal(JSON.parse(status.stdout).state, "too-new");
     const migrate = await runCli(["db", "migrate", "--db", url]);
     assert.equal(migrate.code, 25);
-    assert.match(migrate.stderr, /has schema version 5, but this mpota knows only up to version 3/);
+    assert.match(migrate.stderr, /has schema version 6, but this mpota knows only up to version 4/);
   });
 
   it("works on SQLite in --data, and refuses a --db that is not PostgreSQL", async () => {
@@ -623,14 +736,14 @@ describe("mpota db", skip, () => {
       assert.equal(parsed.schemaVersion, 0);
       assert.deepEqual(
         parsed.pending.map((m: { version: number }) => m.version),
-        [1, 2, 3],
+        [1, 2, 3, 4],
       );
       const migrated = await runCli(["db", "migrate", "--data", t.dir]);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.match(migrated.stdout, /^Database: SQLite .*mpota\.db\nApplied migration 1: /);
       assert.match(
         migrated.stdout,
-        /Applied migration 3: server instances and shared settings\nSchema version 3: up to date\.\n$/,
+        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nSchema version 4: up to date\.\n$/,
       );
       const bad = await runCli(["db", "status", "--db", "mysql://root:hunter2@db/mpota"]);
       assert.equal(bad.code, 2);

@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { SQLITE_SCHEMA_VERSION } from "../../src/server/storage/sqlite-migrations.ts";
+import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "../../src/server/storage/sqlite-migrations.ts";
 import { openSqliteStorage, SQLITE_FILE_NAME } from "../../src/server/storage/sqlite-storage.ts";
 import { SchemaTooNewError } from "../../src/server/storage/storage.ts";
 import { defineStorageSuite, state } from "./support/storage-suite.ts";
@@ -42,6 +42,40 @@ describe("SQLite storage", () => {
       const again = await openSqliteStorage(join(t.dir, "nested", "data"));
       assert.equal((await again.devices.get("d"))?.state?.fw, "c".repeat(32));
       await again.close();
+    } finally {
+      t.remove();
+    }
+  });
+
+  it("upgrades a version-3 database in place: its data is kept, credentials and audit start empty", async () => {
+    const t = tempDir();
+    try {
+      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
+      for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 3)) db.exec(m.sql);
+      db.pragma("user_version = 3");
+      db.prepare("INSERT INTO devices (id, first_seen, last_seen, state) VALUES ('old', 1, 2, ?)").run(
+        JSON.stringify({ v: 1, fw: "a".repeat(32), ip: "10.0.0.9" }),
+      );
+      db.prepare("INSERT INTO settings (key, value) VALUES ('firmware-dir-id', 'kept')").run();
+      db.prepare("INSERT INTO device_tags (device_id, tag) VALUES ('old', 'garden')").run();
+      db.close();
+
+      const storage = await openSqliteStorage(t.dir);
+      try {
+        assert.equal((await storage.devices.get("old"))?.state?.ip, "10.0.0.9");
+        assert.equal(await storage.settings.get("firmware-dir-id"), "kept");
+        assert.deepEqual(await storage.tags.get("old"), ["garden"]);
+        assert.deepEqual(await storage.credentials.list(), []);
+        assert.deepEqual(await storage.audit.list({ limit: 10 }), []);
+        await storage.credentials.add({ deviceId: "old", hash: "$7$1000$c2FsdA==$aGFzaA==", at: 5 });
+        assert.equal(await storage.credentials.nextCommandSeq("old", 7), 8);
+      } finally {
+        await storage.close();
+      }
+      const check = new Database(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(check.pragma("user_version", { simple: true }), 4);
+      assert.equal(SQLITE_SCHEMA_VERSION, 4);
+      check.close();
     } finally {
       t.remove();
     }

@@ -192,6 +192,32 @@ CREATE TABLE firmware_images (
 );
 `,
   },
+  {
+    version: 4,
+    description: "device credentials and the audit log",
+    // The audit log is listed newest first by id: its primary key index,
+    // scanned backwards, gives that order (no second index needed).
+    sql: `
+CREATE TABLE device_credentials (
+  device_id TEXT COLLATE "C" PRIMARY KEY,
+  hash TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  rotated_at BIGINT,
+  command_seq BIGINT NOT NULL DEFAULT 0 CHECK (command_seq >= 0),
+  allow_unsigned BOOLEAN NOT NULL DEFAULT FALSE
+);
+
+CREATE TABLE audit (
+  id BIGSERIAL PRIMARY KEY,
+  at BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  detail TEXT,
+  outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused'))
+);
+`,
+  },
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.length - 1]?.version ?? 0;

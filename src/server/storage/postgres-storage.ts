@@ -1,10 +1,13 @@
 import type { DeviceState, DeviceStatus } from "../contract.ts";
 import { PostgresDb, type PostgresPoolOptions, type Sql } from "./postgres-connection.ts";
+import { PostgresAuditStore, PostgresCredentialStore } from "./postgres-credential-store.ts";
 import { migratePostgres, POSTGRES_MIGRATIONS, postgresSchemaVersion } from "./postgres-migrations.ts";
 import { PostgresDeviceTagStore, PostgresRolloutStore } from "./postgres-rollout-store.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 import type { Migration } from "./sqlite-migrations.ts";
 import {
+  type AuditStore,
+  type CredentialStore,
   type DeviceRecord,
   type DeviceStateEntry,
   type DeviceStore,
@@ -127,6 +130,8 @@ class PostgresStorage implements Storage {
   readonly rollouts: RolloutStore;
   readonly instances: InstanceStore;
   readonly settings: SettingStore;
+  readonly credentials: CredentialStore;
+  readonly audit: AuditStore;
   readonly images: ImageStore;
   readonly description: string;
 
@@ -139,6 +144,8 @@ class PostgresStorage implements Storage {
     this.rollouts = new PostgresRolloutStore(db);
     this.instances = new PostgresInstanceStore(db);
     this.settings = new PostgresSettingStore(db);
+    this.credentials = new PostgresCredentialStore(db);
+    this.audit = new PostgresAuditStore(db);
     this.images = new PostgresImageStore(db);
   }
 

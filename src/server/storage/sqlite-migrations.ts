@@ -179,6 +179,32 @@ CREATE TABLE settings (
 ) STRICT;
 `,
   },
+  {
+    version: 4,
+    description: "device credentials and the audit log",
+    // The audit log is listed newest first by id: the rowid's own b-tree,
+    // read backwards, is that order (no second index needed).
+    sql: `
+CREATE TABLE device_credentials (
+  device_id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  rotated_at INTEGER,
+  command_seq INTEGER NOT NULL DEFAULT 0 CHECK (command_seq >= 0),
+  allow_unsigned INTEGER NOT NULL DEFAULT 0 CHECK (allow_unsigned IN (0, 1))
+) STRICT;
+
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  detail TEXT,
+  outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused'))
+) STRICT;
+`,
+  },
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS[SQLITE_MIGRATIONS.length - 1]?.version ?? 0;

@@ -3,9 +3,12 @@ import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceState, DeviceStatus } from "../contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
+import { SqliteAuditStore, SqliteCredentialStore } from "./sqlite-credential-store.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "./sqlite-migrations.ts";
 import { SqliteDeviceTagStore, SqliteRolloutStore } from "./sqlite-rollout-store.ts";
 import {
+  type AuditStore,
+  type CredentialStore,
   type DeviceRecord,
   type DeviceStateEntry,
   type DeviceStore,
@@ -132,6 +135,8 @@ class SqliteStorage implements Storage {
   readonly rollouts: RolloutStore;
   readonly instances: InstanceStore;
   readonly settings: SettingStore;
+  readonly credentials: CredentialStore;
+  readonly audit: AuditStore;
   /** Images stay in the data directory's files: one machine, one directory. */
   readonly images: ImageStore | null = null;
   readonly description: string;
@@ -149,6 +154,8 @@ class SqliteStorage implements Storage {
     this.rollouts = new SqliteRolloutStore(db);
     this.instances = new SqliteInstanceStore(db);
     this.settings = new SqliteSettingStore(db);
+    this.credentials = new SqliteCredentialStore(db);
+    this.audit = new SqliteAuditStore(db);
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { DeviceState } from "../../../src/server/contract.ts";
-import { LeaseLostError, type NewJob, type Storage } from "../../../src/server/storage/storage.ts";
+import { hashSecret, newSecret, verifySecret } from "../../../src/server/credentials.ts";
+import {
+  type AuditEntry,
+  CredentialExistsError,
+  LeaseLostError,
+  type NewJob,
+  type Storage,
+  StorageError,
+} from "../../../src/server/storage/storage.ts";
 
 const FW_A = "a".repeat(32);
 const FW_B = "b".repeat(32);
@@ -368,6 +376,261 @@ export function defineStorageSuite(
       assert.equal(await storage.settings.putIfAbsent("firmware-dir-id", "second"), "first");
       assert.equal(await storage.settings.get("firmware-dir-id"), "first");
       assert.equal(await storage.settings.putIfAbsent("other", ""), "");
+    });
+
+    describe("device credentials", () => {
+      const secret = newSecret();
+      const hash = hashSecret(secret);
+
+      it("provisions a device once: a second add is refused and changes nothing", async () => {
+        const added = await storage.credentials.add({ deviceId: "sim-1", hash, at: 70_000 });
+        const expected = {
+          deviceId: "sim-1",
+          hash,
+          createdAt: 70_000,
+          rotatedAt: null,
+          commandSeq: 0,
+          allowUnsigned: false,
+        };
+        assert.deepEqual(added, expected);
+        assert.deepEqual(await storage.credentials.get("sim-1"), expected);
+        assert.equal(verifySecret(secret, (await storage.credentials.get("sim-1"))?.hash ?? ""), true);
+
+        await assert.rejects(
+          storage.credentials.add({ deviceId: "sim-1", hash: hashSecret(newSecret()), at: 71_000 }),
+          (error: unknown) => {
+            assert.ok(error instanceof CredentialExistsError);
+            assert.equal(error.exitCode, 44);
+            assert.equal(
+              error.message,
+              "Device sim-1 already has a credential: nothing was changed. To give it a new secret, rotate its credential; to provision it from scratch, remove it first.",
+            );
+            return true;
+          },
+        );
+        assert.deepEqual(
+          await storage.credentials.get("sim-1"),
+          expected,
+          "the first credential is kept whole",
+        );
+        assert.equal(await storage.credentials.get("sim-9"), undefined);
+      });
+
+      it("lists credentials by device id, bytewise", async () => {
+        for (const id of ["b-2", "B-1", "a-3"]) {
+          await storage.credentials.add({ deviceId: id, hash: hashSecret(newSecret()), at: 72_000 });
+        }
+        assert.deepEqual(
+          (await storage.credentials.list()).map((c) => c.deviceId),
+          ["B-1", "a-3", "b-2", "sim-1"],
+        );
+      });
+
+      it("issues command counters that only grow, from max(stored, atLeast) + 1", async () => {
+        assert.equal(await storage.credentials.nextCommandSeq("sim-1", 0), 1);
+        assert.equal(await storage.credentials.nextCommandSeq("sim-1", 0), 2);
+        // The device reported a higher seq (a counter lost with a restored database): jump past it.
+        assert.equal(await storage.credentials.nextCommandSeq("sim-1", 10), 11);
+        // A lower report never takes the counter back.
+        assert.equal(await storage.credentials.nextCommandSeq("sim-1", 5), 12);
+        assert.equal(await storage.credentials.nextCommandSeq("sim-1", 12), 13);
+        assert.equal((await storage.credentials.get("sim-1"))?.commandSeq, 13);
+        assert.equal((await storage.credentials.get("B-1"))?.commandSeq, 0, "counters are per device");
+        assert.equal(await storage.credentials.nextCommandSeq("sim-9", 0), undefined);
+        assert.equal(await storage.credentials.get("sim-9"), undefined, "no credential is made up");
+      });
+
+      it("refuses a counter floor no command can carry, and stops at 2^53-1", async () => {
+        for (const bad of [-1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER, 2 ** 60]) {
+          await assert.rejects(storage.credentials.nextCommandSeq("sim-1", bad), (error: unknown) => {
+            assert.ok(error instanceof StorageError);
+            assert.equal(
+              error.message,
+              `Cannot issue a command counter for device sim-1 above ${bad}: the floor must be a whole number from 0 to 9007199254740990. Nothing was changed.`,
+            );
+            return true;
+          });
+        }
+        assert.equal((await storage.credentials.get("sim-1"))?.commandSeq, 13);
+        assert.equal(
+          await storage.credentials.nextCommandSeq("a-3", Number.MAX_SAFE_INTEGER - 1),
+          Number.MAX_SAFE_INTEGER,
+        );
+        assert.equal((await storage.credentials.get("a-3"))?.commandSeq, Number.MAX_SAFE_INTEGER);
+        await assert.rejects(storage.credentials.nextCommandSeq("a-3", 0), {
+          message:
+            "Device a-3's command counter has reached 9007199254740991, the largest a command can carry: no further signed command can be sent to it. Nothing was changed.",
+        });
+        assert.equal((await storage.credentials.get("a-3"))?.commandSeq, Number.MAX_SAFE_INTEGER);
+      });
+
+      it("replaces a secret, keeping the counter, the allowance and the creation time", async () => {
+        assert.equal(await storage.credentials.setAllowUnsigned("sim-1", true), true);
+        const fresh = newSecret();
+        assert.equal(
+          await storage.credentials.replace({ deviceId: "sim-1", hash: hashSecret(fresh), at: 80_000 }),
+          true,
+        );
+        const after = await storage.credentials.get("sim-1");
+        assert.equal(after?.createdAt, 70_000);
+        assert.equal(after?.rotatedAt, 80_000);
+        assert.equal(after?.commandSeq, 13);
+        assert.equal(after?.allowUnsigned, true);
+        assert.equal(verifySecret(fresh, after?.hash ?? ""), true);
+        assert.equal(verifySecret(secret, after?.hash ?? ""), false, "the old secret no longer works");
+        assert.equal(
+          await storage.credentials.replace({ deviceId: "sim-9", hash: hashSecret(fresh), at: 80_000 }),
+          false,
+        );
+        assert.equal(await storage.credentials.get("sim-9"), undefined);
+      });
+
+      it("keeps the unsigned-command allowance per device", async () => {
+        assert.deepEqual(
+          (await storage.credentials.list()).map((c) => [c.deviceId, c.allowUnsigned]),
+          [
+            ["B-1", false],
+            ["a-3", false],
+            ["b-2", false],
+            ["sim-1", true],
+          ],
+        );
+        assert.equal(await storage.credentials.setAllowUnsigned("sim-1", false), true);
+        assert.equal((await storage.credentials.get("sim-1"))?.allowUnsigned, false);
+        assert.equal(await storage.credentials.setAllowUnsigned("b-2", true), true);
+        assert.equal((await storage.credentials.get("b-2"))?.allowUnsigned, true);
+        assert.equal(await storage.credentials.setAllowUnsigned("sim-9", true), false);
+        assert.equal(await storage.credentials.get("sim-9"), undefined);
+      });
+
+      it("removes a credential; the device can then be provisioned afresh", async () => {
+        assert.equal(await storage.credentials.remove("b-2"), true);
+        assert.equal(await storage.credentials.remove("b-2"), false);
+        assert.equal(await storage.credentials.get("b-2"), undefined);
+        assert.equal(await storage.credentials.nextCommandSeq("b-2", 0), undefined);
+        const again = await storage.credentials.add({ deviceId: "b-2", hash, at: 90_000 });
+        assert.deepEqual(again, {
+          deviceId: "b-2",
+          hash,
+          createdAt: 90_000,
+          rotatedAt: null,
+          commandSeq: 0,
+          allowUnsigned: false,
+        });
+        assert.deepEqual(
+          (await storage.credentials.list()).map((c) => c.deviceId),
+          ["B-1", "a-3", "b-2", "sim-1"],
+        );
+      });
+    });
+
+    describe("audit log", () => {
+      const entries: Array<Omit<AuditEntry, "id">> = [
+        {
+          at: 100_000,
+          actor: "mqtt mpota-admin (client cli-1a2b, 127.0.0.1)",
+          action: "firmware/add",
+          target: "sensor@2.0",
+          detail: { size: 612_352, checks: ["md5-trailer", "bootloader"], forced: false },
+          outcome: "ok",
+        },
+        {
+          at: 100_000,
+          actor: "http token (127.0.0.1)",
+          action: "update",
+          target: "sim-1",
+          detail: { firmware: "sensor@2.0", allowDowngrade: true, note: 'Grüße \u0000 "quoted"' },
+          outcome: "ok",
+        },
+        {
+          at: 100_500,
+          actor: "mqtt sim-2 (client sim-2, 10.0.0.7)",
+          action: "update",
+          target: "sim-1",
+          detail: null,
+          outcome: "refused",
+        },
+        {
+          at: 101_000,
+          actor: "dashboard session (10.0.0.4)",
+          action: "devices/add",
+          target: "sim-3",
+          detail: { nested: { list: [1, "two", null] } },
+          outcome: "ok",
+        },
+        {
+          at: 102_000,
+          actor: "http token (127.0.0.1)",
+          action: "rollout/create",
+          target: null,
+          detail: null,
+          outcome: "ok",
+        },
+      ];
+      let all: AuditEntry[] = [];
+
+      it("records entries and lists them newest first, as recorded", async () => {
+        assert.deepEqual(await storage.audit.list({ limit: 10 }), []);
+        for (const entry of entries) await storage.audit.record(entry);
+        all = await storage.audit.list({ limit: 10 });
+        assert.deepEqual(
+          all.map(({ id: _, ...rest }) => rest),
+          [...entries].reverse(),
+        );
+        const ids = all.map((e) => e.id);
+        assert.ok(
+          ids.every((id, i) => Number.isSafeInteger(id) && (i === 0 || id < (ids[i - 1] as number))),
+          `ids fall newest first: ${ids.join(", ")}`,
+        );
+        assert.deepEqual(await storage.audit.list({ limit: 0 }), []);
+      });
+
+      it("pages through the log with `before`", async () => {
+        const pages: string[][] = [];
+        let before: number | undefined;
+        for (;;) {
+          const page = await storage.audit.list({ limit: 2, before });
+          if (page.length === 0) break;
+          pages.push(page.map((e) => `${e.action}@${e.at}`));
+          before = page[page.length - 1]?.id;
+        }
+        assert.deepEqual(pages, [
+          ["rollout/create@102000", "devices/add@101000"],
+          ["update@100500", "update@100000"],
+          ["firmware/add@100000"],
+        ]);
+        const oldest = all[all.length - 1]?.id as number;
+        assert.deepEqual(await storage.audit.list({ limit: 10, before: oldest }), []);
+        assert.equal((await storage.audit.list({ limit: 10, before: oldest + 1 })).length, 1);
+        for (const bad of [{ limit: -1 }, { limit: 2.5 }, { limit: 10, before: -3 }]) {
+          await assert.rejects(storage.audit.list(bad), (error: unknown) => {
+            assert.ok(error instanceof StorageError);
+            assert.match(
+              error.message,
+              /^The audit list's (limit|`before` id) must be a whole number of 0 or more, not -?[\d.]+\.$/,
+            );
+            return true;
+          });
+        }
+      });
+
+      it("prunes to the newest entries, and never reuses an id", async () => {
+        assert.equal(await storage.audit.prune(10), 0);
+        assert.equal(await storage.audit.prune(3), 2);
+        assert.deepEqual(
+          (await storage.audit.list({ limit: 10 })).map((e) => e.id),
+          all.slice(0, 3).map((e) => e.id),
+        );
+        await assert.rejects(storage.audit.prune(-1), {
+          message: "The number of audit entries to keep must be a whole number of 0 or more, not -1.",
+        });
+        assert.equal(await storage.audit.prune(0), 3);
+        assert.deepEqual(await storage.audit.list({ limit: 10 }), []);
+        await storage.audit.record({ ...entries[0], at: 103_000 } as Omit<AuditEntry, "id">);
+        const [newest] = await storage.audit.list({ limit: 10 });
+        assert.ok((newest?.id ?? 0) > (all[0]?.id ?? 0), "a new entry gets a new id after a prune");
+        assert.equal(newest?.at, 103_000);
+      });
     });
 
     if (features.imagesInDatabase) {

@@ -190,7 +190,7 @@ export async function brokerConfigMosquittoCommand(options: BrokerConfigOptions,
     `--mqtt ${serverUrl(listeners.server)}`,
     `--mqtt-username ${SERVER_USERNAME}`,
     `--mqtt-password-file ${shellWord(server.path)}`,
-    `--data ${shellWord(options.data)}`,
+    `--data ${shellWord(resolve(options.data))}`,
     ...(options.db ? ['--db "$MPOTA_DB"'] : []),
     ...(options.base !== DEFAULT_BASE_TOPIC ? [`--base ${shellWord(options.base)}`] : []),
   ].join(" ");
@@ -203,10 +203,14 @@ export async function brokerConfigMosquittoCommand(options: BrokerConfigOptions,
   ].join(" ");
   const lines = [
     `Wrote Mosquitto's files for ${n} device${n === 1 ? "" : "s"} (base topic ${options.base}) to ${out}:`,
-    `  ${MOSQUITTO_FILES.devicePasswords}  the devices' credentials (hashes only)`,
-    `  ${MOSQUITTO_FILES.serverPasswords}   ${SERVER_USERNAME} and ${ADMIN_USERNAME} (hashes only)`,
-    `  ${MOSQUITTO_FILES.acl}              who may publish and read what`,
-    `  ${MOSQUITTO_FILES.conf}             the settings below`,
+    ...(
+      [
+        ["devicePasswords", "the devices' credentials (hashes only)"],
+        ["serverPasswords", `${SERVER_USERNAME} and ${ADMIN_USERNAME} (hashes only)`],
+        ["acl", "who may publish and read what"],
+        ["conf", "the settings below"],
+      ] as const
+    ).map(([key, what]) => `  ${MOSQUITTO_FILES[key].padEnd(22)}${what}`),
     `The server's broker password is in ${server.path} (mode 0600${server.created ? ", created now" : ""}); ${ADMIN_USERNAME}'s is the admin token (${admin.path}${admin.created ? ", created now" : ""}).`,
     ...(n === 0
       ? ["No device has a credential yet: add devices with `mpota devices add <id>`, then run this again."]
@@ -214,7 +218,8 @@ export async function brokerConfigMosquittoCommand(options: BrokerConfigOptions,
     "",
     "mosquitto.conf needs these lines before any other security setting (on Debian, link the file instead:",
     `sudo ln -s ${targets.conf} /etc/mosquitto/conf.d/mpota.conf). Mosquitto's user must be able to read the`,
-    `files (sudo chgrp mosquitto ${out}/mpota*; mpota keeps their group when it writes them again):`,
+    `files: sudo chgrp mosquitto ${out}/mpota* (mpota keeps a file's group when it writes it again), or make`,
+    `the folder with sudo install -d -o "$USER" -g mosquitto -m 2750 ${out} before the first run:`,
     ...confLines(files.conf).map((l) => `  ${l}`),
     "Then restart Mosquitto once (new listeners): sudo systemctl restart mosquitto",
     "",

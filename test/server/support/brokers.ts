@@ -108,7 +108,7 @@ export interface MosquittoProcess {
 export async function runMosquitto(
   dir: string,
   ports: number | number[],
-  configFor: (ports: number[]) => string[],
+  configFor: (ports: number[]) => string[] | Promise<string[]>,
 ): Promise<MosquittoProcess> {
   for (let tries = 1; ; tries++) {
     const given = Array.isArray(ports) ? [...ports] : await freePorts(ports);
@@ -120,7 +120,7 @@ export async function runMosquitto(
       "log_type warning",
       "log_type notice",
       "log_type information",
-      ...configFor(given),
+      ...(await configFor(given)),
     ];
     const config = join(dir, "mosquitto.conf");
     writeFileSync(config, `${lines.join("\n")}\n`);

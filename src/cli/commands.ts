@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerAuditCommand } from "./audit.ts";
+import { registerBrokerConfigCommand } from "./broker-config.ts";
 import { registerCheckCommand } from "./check.ts";
 import { registerConfigHCommand } from "./config-h.ts";
 import { registerDbCommand } from "./db.ts";
@@ -43,4 +44,5 @@ export function registerCommands(program: Command, io: CliIo): void {
   registerDbCommand(program, io);
   registerStatusCommand(program, io);
   registerAuditCommand(program, io);
+  registerBrokerConfigCommand(program, io);
 }

@@ -45,7 +45,12 @@ export function withAdminCredential(options: BridgeCommandOptions): {
   options: BridgeCommandOptions;
   tokenFile?: string;
 } {
-  if (options.mqttUsername !== undefined || options.mqttPassword !== undefined) return { options };
+  if (
+    options.mqttUsername !== undefined ||
+    options.mqttPassword !== undefined ||
+    options.mqttPasswordFile !== undefined
+  )
+    return { options };
   const path = adminTokenPath(options.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path)) return { options, tokenFile: path };
   let token: string;

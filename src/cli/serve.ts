@@ -26,6 +26,7 @@ import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/topics.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { readPasswordFile } from "./password-file.ts";
 import { listenerLines, type ServedCertificate } from "./serve-banner.ts";
 
 /** The broker options every command that talks MQTT shares (serve, and the commands that ask the server). */
@@ -33,6 +34,8 @@ export interface MqttCliOptions {
   mqtt?: string;
   mqttUsername?: string;
   mqttPassword?: string;
+  /** A file whose first line is the password (kept out of `ps`). */
+  mqttPasswordFile?: string;
   mqttCa?: string;
   mqttCert?: string;
   mqttKey?: string;
@@ -55,6 +58,10 @@ export function addMqttOptions(command: Command, role: "server" | "client"): Com
         "MPOTA_MQTT_PASSWORD",
       ),
     )
+    .option(
+      "--mqtt-password-file <file>",
+      "read the broker password from this file's first line (a password given on the command line shows in ps)",
+    )
     .option("--mqtt-ca <file>", "PEM file of the CA that signed the broker's TLS certificate")
     .option("--mqtt-cert <file>", "PEM client certificate for TLS (with --mqtt-key)")
     .option("--mqtt-key <file>", "PEM private key of the client certificate")
@@ -64,10 +71,19 @@ export function addMqttOptions(command: Command, role: "server" | "client"): Com
 
 /** The broker connection the options describe. */
 export function mqttConnection(options: MqttCliOptions, url: string): MqttConnection {
+  if (options.mqttPasswordFile !== undefined && options.mqttPassword !== undefined) {
+    throw new UsageError(
+      "Give the broker password once: --mqtt-password (or MPOTA_MQTT_PASSWORD) or --mqtt-password-file, not both.",
+    );
+  }
+  const password =
+    options.mqttPasswordFile !== undefined
+      ? readPasswordFile(options.mqttPasswordFile, "--mqtt-password-file")
+      : options.mqttPassword;
   return {
     url,
     ...(options.mqttUsername !== undefined ? { username: options.mqttUsername } : {}),
-    ...(options.mqttPassword !== undefined ? { password: options.mqttPassword } : {}),
+    ...(password !== undefined ? { password } : {}),
     ...(options.mqttCa !== undefined ? { caFile: options.mqttCa } : {}),
     ...(options.mqttCert !== undefined ? { certFile: options.mqttCert } : {}),
     ...(options.mqttKey !== undefined ? { keyFile: options.mqttKey } : {}),

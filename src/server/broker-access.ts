@@ -2,15 +2,11 @@ import { pbkdf2, timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { DEVICE_ID_PATTERN, RESERVED_DEVICE_IDS } from "./contract.ts";
 import { isStoredHash } from "./credentials.ts";
+import { ADMIN_USERNAME, RESERVED_ID_PREFIX, SERVER_USERNAME } from "./principals.ts";
 import type { CredentialRecord } from "./storage/storage.ts";
 import type { Topics } from "./topics.ts";
 
-/** The MQTT user name of the server itself. */
-export const SERVER_USERNAME = "mpota-server";
-/** The MQTT user name of people and tools (CLI, scripts, Home Assistant); the password is the admin token. */
-export const ADMIN_USERNAME = "mpota-admin";
-/** User names that can never be device ids. */
-export const PRINCIPAL_NAMES: ReadonlySet<string> = new Set([SERVER_USERNAME, ADMIN_USERNAME]);
+export { ADMIN_USERNAME, SERVER_USERNAME };
 
 /** Who a connected client is. */
 export type Principal =
@@ -118,7 +114,11 @@ export class BrokerAccess {
       }
       return username === SERVER_USERNAME ? { kind: "server" } : { kind: "admin", clientId, address };
     }
-    if (!DEVICE_ID_PATTERN.test(username) || RESERVED_DEVICE_IDS.has(username)) {
+    if (
+      !DEVICE_ID_PATTERN.test(username) ||
+      RESERVED_DEVICE_IDS.has(username) ||
+      username.startsWith(RESERVED_ID_PREFIX)
+    ) {
       return { returnCode: 4, reason: `unknown user "${username.slice(0, 64)}"` };
     }
     const record = await this.o.credential(username);

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { PRINCIPAL_NAMES } from "./broker-access.ts";
 import { deviceIdProblem, shorten } from "./contract.ts";
 import { hashSecret, newSecret } from "./credentials.ts";
+import { RESERVED_ID_PREFIX } from "./principals.ts";
 import { RequestError } from "./request-error.ts";
 import {
   type AuditEntry,
@@ -92,7 +92,9 @@ function checkedId(request: Record<string, unknown>): string {
   if (typeof id !== "string" || id === "") throw new RequestError('The request needs "id": the device id.');
   const problem =
     deviceIdProblem(id) ??
-    (PRINCIPAL_NAMES.has(id) ? `"${id}" is the user name of the server or of the admin` : undefined);
+    (id.startsWith(RESERVED_ID_PREFIX)
+      ? `ids starting with "${RESERVED_ID_PREFIX}" are kept for the broker's user names of the server and the admin`
+      : undefined);
   if (problem) throw new RequestError(`Cannot provision: ${problem}.`);
   return id;
 }

@@ -220,7 +220,7 @@ describe("attacks on the embedded broker", () => {
     await porch.endAsync();
     await assert.rejects(
       admin.request("devices/add", { id: "mpota-admin" }),
-      /user name of the server or of the admin/,
+      /kept for the broker's user names of the server and the admin/,
     );
     await assert.rejects(admin.request("devices/add", { id: "bridge" }), /reserved/);
   });

@@ -4,8 +4,11 @@ import { createServer } from "node:net";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import type { IClientOptions } from "mqtt";
+import { hashSecret, newSecret } from "../../../src/server/credentials.ts";
 import { EmbeddedBroker } from "../../../src/server/embedded-broker.ts";
+import { mosquittoConfig } from "../../../src/server/mosquitto-config.ts";
 import type { MqttConnection } from "../../../src/server/mqtt-link.ts";
+import { ADMIN_USERNAME, SERVER_USERNAME } from "../../../src/server/principals.ts";
 import { LogCapture } from "./log-capture.ts";
 import { tempDir } from "./test-server.ts";
 
@@ -43,6 +46,15 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
+async function freePorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  while (ports.length < count) {
+    const port = await freePort();
+    if (!ports.includes(port)) ports.push(port);
+  }
+  return ports;
+}
+
 function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
   const ca = join(dir, "ca.crt");
   const caKey = join(dir, "ca.key");
@@ -75,29 +87,32 @@ function makeCertificates(dir: string): { ca: string; cert: string; key: string 
   return { ca, cert, key };
 }
 
+/** A Mosquitto process a test started with a configuration of its own. */
+export interface MosquittoProcess {
+  /** The free loopback ports the configuration was given. */
+  ports: number[];
+  /** Everything Mosquitto logged so far. */
+  log(): string;
+  /** Sends SIGHUP (Mosquitto re-reads password and ACL files) and resolves once it says it reloads. */
+  reload(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /**
- * Mosquitto on a free loopback port with a config of its own: user name and
- * password required, and with `tls` a TLS listener whose certificate is
- * signed by a throwaway CA (its file in `caFile`).
+ * Runs Mosquitto with `configFor(ports)` (listeners, security) after the
+ * settings every test wants (no persistence, log to stderr, run as this
+ * user), on `ports` free loopback ports (a port taken by another test
+ * between the probe and the bind is replaced by another), or on the ports
+ * given (a restart on the same ports).
  */
-export async function startMosquitto(
-  options: { tls?: boolean } = {},
-): Promise<TestBroker & { caFile?: string; log: () => string }> {
-  const t = tempDir("mpota-mosquitto-");
-  const username = "mpota";
-  const password = "s3cret-pass";
-  execFileSync("mosquitto_passwd", ["-b", "-c", join(t.dir, "passwords"), username, password], {
-    stdio: "pipe",
-  });
-  const tls = options.tls ? makeCertificates(t.dir) : undefined;
-  const caFile = tls?.ca;
-  // A free port can be taken by another test between the probe and mosquitto's bind: try again then.
+export async function runMosquitto(
+  dir: string,
+  ports: number | number[],
+  configFor: (ports: number[]) => string[] | Promise<string[]>,
+): Promise<MosquittoProcess> {
   for (let tries = 1; ; tries++) {
-    const port = await freePort();
+    const given = Array.isArray(ports) ? [...ports] : await freePorts(ports);
     const lines = [
-      `listener ${port} 127.0.0.1`,
-      "allow_anonymous false",
-      `password_file ${join(t.dir, "passwords")}`,
       "persistence false",
       `user ${userInfo().username}`,
       "log_dest stderr",
@@ -105,9 +120,9 @@ export async function startMosquitto(
       "log_type warning",
       "log_type notice",
       "log_type information",
-      ...(tls ? [`cafile ${tls.ca}`, `certfile ${tls.cert}`, `keyfile ${tls.key}`] : []),
+      ...(await configFor(given)),
     ];
-    const config = join(t.dir, "mosquitto.conf");
+    const config = join(dir, "mosquitto.conf");
     writeFileSync(config, `${lines.join("\n")}\n`);
     let log = "";
     const child: ChildProcess = spawn(MOSQUITTO, ["-c", config], { stdio: ["ignore", "ignore", "pipe"] });
@@ -127,24 +142,70 @@ export async function startMosquitto(
     });
     if (!started) {
       if (child.exitCode === null) child.kill("SIGKILL");
-      if (tries < 5 && /in use/i.test(log)) continue;
-      t.remove();
-      throw new Error(`mosquitto did not start on port ${port}: ${log}`);
+      if (tries < 5 && !Array.isArray(ports) && /in use/i.test(log)) continue;
+      throw new Error(`mosquitto did not start on ports ${given.join(", ")}: ${log}`);
     }
-    return mosquittoBroker(child, port, username, password, caFile, () => log, t.remove);
+    const reloads = () => log.split("Reloading config.").length - 1;
+    return {
+      ports: given,
+      log: () => log,
+      reload: async () => {
+        const before = reloads();
+        child.kill("SIGHUP");
+        const deadline = Date.now() + 5000;
+        while (reloads() === before) {
+          if (Date.now() > deadline) throw new Error(`mosquitto did not reload: ${log}`);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      },
+      stop: async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise((resolve) => child.once("exit", resolve));
+          child.kill("SIGTERM");
+          await exited;
+        }
+      },
+    };
+  }
+}
+
+/**
+ * Mosquitto on a free loopback port with a config of its own: user name and
+ * password required, and with `tls` a TLS listener whose certificate is
+ * signed by a throwaway CA (its file in `caFile`).
+ */
+export async function startMosquitto(
+  options: { tls?: boolean } = {},
+): Promise<TestBroker & { caFile?: string; log: () => string }> {
+  const t = tempDir("mpota-mosquitto-");
+  const username = "mpota";
+  const password = "s3cret-pass";
+  try {
+    execFileSync("mosquitto_passwd", ["-b", "-c", join(t.dir, "passwords"), username, password], {
+      stdio: "pipe",
+    });
+    const tls = options.tls ? makeCertificates(t.dir) : undefined;
+    const broker = await runMosquitto(t.dir, 1, ([port]) => [
+      `listener ${port} 127.0.0.1`,
+      "allow_anonymous false",
+      `password_file ${join(t.dir, "passwords")}`,
+      ...(tls ? [`cafile ${tls.ca}`, `certfile ${tls.cert}`, `keyfile ${tls.key}`] : []),
+    ]);
+    return mosquittoBroker(broker, username, password, tls?.ca, t.remove);
+  } catch (error) {
+    t.remove();
+    throw error;
   }
 }
 
 function mosquittoBroker(
-  child: ChildProcess,
-  port: number,
+  broker: MosquittoProcess,
   username: string,
   password: string,
   caFile: string | undefined,
-  log: () => string,
   removeDir: () => void,
 ): TestBroker & { caFile?: string; log: () => string } {
-  const url = `${caFile ? "mqtts" : "mqtt"}://127.0.0.1:${port}`;
+  const url = `${caFile ? "mqtts" : "mqtt"}://127.0.0.1:${broker.ports[0]}`;
   const connection: MqttConnection = { url, username, password, ...(caFile ? { caFile } : {}) };
   const clientOptions: IClientOptions = {
     username,
@@ -155,13 +216,95 @@ function mosquittoBroker(
     connection,
     clientOptions,
     ...(caFile ? { caFile } : {}),
-    log,
+    log: broker.log,
     stop: async () => {
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        await new Promise((resolve) => child.once("exit", resolve));
-      }
+      await broker.stop();
       removeDir();
     },
   };
+}
+
+/** Mosquitto configured by `mpota broker-config mosquitto`'s files (mosquitto-config.ts). */
+export interface MpotaMosquitto {
+  /** mqtt://127.0.0.1:<port> of the devices' listener and of the server's and tools' listener. */
+  deviceUrl: string;
+  ports: [number, number];
+  serverUrl: string;
+  serverPassword: string;
+  adminPassword: string;
+  /** Writes the files again for these devices (then `reload()` makes Mosquitto read them). */
+  rewrite(devices: ReadonlyArray<{ id: string; secret: string }>): void;
+  reload(): Promise<void>;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Mosquitto on two free loopback ports with the password, ACL and
+ * configuration files mosquittoConfig() makes for `devices` (secrets hashed
+ * here, as the registry stores them), a server secret and an admin token.
+ */
+export async function startMpotaMosquitto(options: {
+  base: string;
+  haPrefix: string;
+  devices: ReadonlyArray<{ id: string; secret: string }>;
+  /** Listen on these two ports (devices, tools) instead of free ones. */
+  ports?: [number, number];
+  /** More configuration lines (persistence...). */
+  extra?: string[];
+}): Promise<MpotaMosquitto> {
+  const t = tempDir("mpota-mosquitto-acl-");
+  const serverPassword = newSecret();
+  const adminPassword = `mpota_${newSecret()}`;
+  const server = { username: SERVER_USERNAME, hash: hashSecret(serverPassword) };
+  const admin = { username: ADMIN_USERNAME, hash: hashSecret(adminPassword) };
+  const paths = {
+    devicePasswords: join(t.dir, "mpota-devices.passwd"),
+    serverPasswords: join(t.dir, "mpota-server.passwd"),
+    acl: join(t.dir, "mpota.acl"),
+  };
+  let ports: number[] = [];
+  const write = (devices: ReadonlyArray<{ id: string; secret: string }>): string => {
+    const files = mosquittoConfig({
+      base: options.base,
+      haPrefix: options.haPrefix,
+      server,
+      admin,
+      devices: devices.map((d) => ({ id: d.id, hash: hashSecret(d.secret) })),
+      paths,
+      listeners: {
+        device: { port: ports[0] as number, host: "127.0.0.1" },
+        server: { port: ports[1] as number, host: "127.0.0.1" },
+      },
+    });
+    writeFileSync(paths.devicePasswords, files.devicePasswords, { mode: 0o640 });
+    writeFileSync(paths.serverPasswords, files.serverPasswords, { mode: 0o640 });
+    writeFileSync(paths.acl, files.acl, { mode: 0o640 });
+    return files.conf;
+  };
+  try {
+    const broker = await runMosquitto(t.dir, options.ports ? [...options.ports] : 2, (given) => {
+      ports = given;
+      return [...write(options.devices).split("\n"), ...(options.extra ?? [])];
+    });
+    return {
+      deviceUrl: `mqtt://127.0.0.1:${broker.ports[0]}`,
+      ports: [broker.ports[0] as number, broker.ports[1] as number],
+      serverUrl: `mqtt://127.0.0.1:${broker.ports[1]}`,
+      serverPassword,
+      adminPassword,
+      rewrite: (devices) => {
+        write(devices);
+      },
+      reload: broker.reload,
+      log: broker.log,
+      stop: async () => {
+        await broker.stop();
+        t.remove();
+      },
+    };
+  } catch (error) {
+    t.remove();
+    throw error;
+  }
 }

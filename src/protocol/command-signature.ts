@@ -1,0 +1,355 @@
+import { constants, createHash, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
+import { MpotaError } from "../errors.ts";
+
+/**
+ * Signed device commands (MQTT device contract v2).
+ *
+ * The server signs every command it publishes on `<base>/<id>/cmd` with its
+ * command key (RSA, e = 65537, RSASSA-PKCS1-v1_5 with SHA-256); the device
+ * agent checks the signature in pure MicroPython before it acts. The signed
+ * bytes are the fields in a fixed order, one per line (UTF-8, "\n" between
+ * fields, no trailing newline):
+ *
+ *     mpota-cmd/2          mpota-cmd/2
+ *     <dev>                <dev>
+ *     <seq>                <seq>
+ *     ota                  keys
+ *     <job>                <modulus hex>,<modulus hex>...
+ *     <fw>
+ *     <size>
+ *     <ver>
+ *     <down>
+ *
+ * so `openssl dgst -sha256 -verify pub.pem -signature sig.bin message.txt`
+ * checks a command too. Every field has a rule ({@link validateCommandFields});
+ * no field can hold a newline or a comma, so the lines cannot be shifted.
+ *
+ * Typical use on the server:
+ *
+ * ```ts
+ * const key = loadCommandKey(dataDir);                  // src/server/command-key.ts
+ * const cmd = signCommand({ op: "ota", dev, seq, job, fw, size, ver, down: 0 }, key.privateKey);
+ * publish(`${base}/${dev}/cmd`, encodeCommand(cmd), { retain: true, qos: 1 });
+ * ```
+ */
+
+/** The contract version carried in `v`. */
+export const COMMAND_VERSION = 2;
+/** The first line of every signed message. */
+export const SIGNED_HEADER = "mpota-cmd/2";
+/** `seq` is an integer 1..2^53-1 (exact in JSON, in JavaScript and on the device). */
+export const MAX_COMMAND_SEQ = Number.MAX_SAFE_INTEGER;
+/** A device ignores a `seq` more than this above the highest it accepted ("from the future"). */
+export const SEQ_FUTURE_WINDOW = 100_000;
+/** A `keys` command names 1..3 moduli; the device then trusts exactly these. */
+export const MAX_COMMAND_KEYS = 3;
+/** The public exponent every command key has: the device's square-and-multiply is built for it. */
+export const COMMAND_KEY_EXPONENT = 65537;
+/** Smallest and largest command keys, in bits (new keys are 2048). */
+export const MIN_COMMAND_KEY_BITS = 2048;
+export const MAX_COMMAND_KEY_BITS = 4096;
+
+/** A command's fields break the contract's rules: the server refuses to sign it. */
+export class CommandFieldError extends MpotaError {
+  override readonly exitCode: number = 45;
+}
+
+/** A key cannot sign or check commands (not RSA, exponent not 65537, wrong size, unreadable file). */
+export class CommandKeyError extends MpotaError {
+  override readonly exitCode: number = 46;
+}
+
+/** A command does not verify: the device would ignore it. The message says why. */
+export class CommandSignatureError extends MpotaError {
+  override readonly exitCode: number = 47;
+}
+
+/** Puts a device into OTA mode for the firmware `fw` (the v1 fields `op`, `job`, `fw`, `size` unchanged). */
+export interface OtaCommandFields {
+  op: "ota";
+  /** The device the command is for: `[A-Za-z0-9_-]{1,64}`. */
+  dev: string;
+  /** 1..2^53-1, larger than every seq the device accepted before. */
+  seq: number;
+  /** `[A-Za-z0-9_-]{1,64}` */
+  job: string;
+  /** The target image's MD5 trailer: 32 lowercase hex digits. */
+  fw: string;
+  /** Image size in bytes, an integer >= 0. */
+  size: number;
+  /** The target firmware's version: `[A-Za-z0-9._+-]{1,32}`. */
+  ver: string;
+  /** 1: the owner allowed a downgrade; 0: the device refuses a version older than it accepted. */
+  down: 0 | 1;
+}
+
+/** Replaces the keys the device trusts (its `CMD_KEYS`) with 1..3 moduli. */
+export interface KeysCommandFields {
+  op: "keys";
+  dev: string;
+  seq: number;
+  /** Moduli as lowercase hex, big-endian, without a leading zero byte. */
+  keys: string[];
+}
+
+export type CommandFields = OtaCommandFields | KeysCommandFields;
+
+interface Signature {
+  v: typeof COMMAND_VERSION;
+  /** {@link commandKeyId} of the signing key's modulus. */
+  kid: string;
+  /** The signature, base64 (standard alphabet, padded); as many bytes as the modulus. */
+  sig: string;
+}
+
+export type SignedOtaCommand = { v: typeof COMMAND_VERSION } & OtaCommandFields & Omit<Signature, "v">;
+export type SignedKeysCommand = { v: typeof COMMAND_VERSION } & KeysCommandFields & Omit<Signature, "v">;
+/** The JSON object published on `<base>/<id>/cmd`. */
+export type SignedCommand = SignedOtaCommand | SignedKeysCommand;
+
+const DEVICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const FW = /^[0-9a-f]{32}$/;
+const VERSION = /^[A-Za-z0-9._+-]{1,32}$/;
+const MODULUS_HEX = /^[0-9a-f]+$/;
+const KID = /^[0-9a-f]{8}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+type Fields = Record<string, unknown>;
+
+function fieldError(field: string, value: unknown, rule: string): CommandFieldError {
+  const shown = typeof value === "string" ? JSON.stringify(value.slice(0, 80)) : String(value);
+  return new CommandFieldError(
+    `Command field ${field} is ${value === undefined ? "missing" : shown}; it must be ${rule}. The device would ignore such a command, so it is not signed.`,
+  );
+}
+
+function text(c: Fields, field: string, pattern: RegExp, rule: string): string {
+  const value = c[field];
+  if (typeof value !== "string" || !pattern.test(value)) throw fieldError(field, value, rule);
+  return value;
+}
+
+function integer(c: Fields, field: string, min: number, max: number, rule: string): number {
+  const value = c[field];
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw fieldError(field, value, rule);
+  }
+  return value;
+}
+
+/** Why `hex` is not a command key modulus, or undefined when it is one. */
+export function modulusHexProblem(hex: unknown): string | undefined {
+  if (typeof hex !== "string" || !MODULUS_HEX.test(hex)) return "lowercase hex digits";
+  if (hex.length % 2 !== 0) return "whole bytes (an even number of hex digits)";
+  if (hex.startsWith("00")) return "without a leading zero byte";
+  const bits = hex.length * 4;
+  if (bits < MIN_COMMAND_KEY_BITS || bits > MAX_COMMAND_KEY_BITS) {
+    return `a ${MIN_COMMAND_KEY_BITS}- to ${MAX_COMMAND_KEY_BITS}-bit modulus, not ${bits} bits`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks every field rule of the contract and returns the fields alone, in
+ * the contract's order. Throws {@link CommandFieldError} naming the field.
+ */
+export function validateCommandFields(input: unknown): CommandFields {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new CommandFieldError("A command must be an object with op, dev, seq and the fields of its op.");
+  }
+  const c = input as Fields;
+  const op = c.op;
+  if (op !== "ota" && op !== "keys") throw fieldError("op", op, '"ota" or "keys"');
+  const dev = text(c, "dev", DEVICE_ID, "a device id: 1 to 64 of A-Z a-z 0-9 _ -");
+  if (dev === "bridge" || dev.startsWith("mpota-")) {
+    throw fieldError("dev", dev, 'a device id (the id "bridge" and ids starting "mpota-" are reserved)');
+  }
+  const seq = integer(c, "seq", 1, MAX_COMMAND_SEQ, "an integer from 1 to 2^53-1");
+  if (op === "keys") {
+    const keys = c.keys;
+    if (!Array.isArray(keys)) throw fieldError("keys", keys, `a list of 1 to ${MAX_COMMAND_KEYS} moduli`);
+    if (keys.length < 1 || keys.length > MAX_COMMAND_KEYS) {
+      throw new CommandFieldError(
+        `Command field keys has ${keys.length} moduli; it must have 1 to ${MAX_COMMAND_KEYS}. The device would ignore such a command, so it is not signed.`,
+      );
+    }
+    keys.forEach((key, i) => {
+      const problem = modulusHexProblem(key);
+      if (problem) throw fieldError(`keys[${i}]`, key, `a modulus in ${problem}`);
+    });
+    return { op, dev, seq, keys: [...(keys as string[])] };
+  }
+  const job = text(c, "job", JOB_ID, "a job id: 1 to 64 of A-Z a-z 0-9 _ -");
+  const fw = text(c, "fw", FW, "32 lowercase hex digits (the image's MD5 trailer)");
+  const size = integer(c, "size", 0, MAX_COMMAND_SEQ, "an integer >= 0 (bytes)");
+  const ver = text(c, "ver", VERSION, "a version: 1 to 32 of A-Z a-z 0-9 . _ + -");
+  const down = c.down;
+  if (down !== 0 && down !== 1) throw fieldError("down", down, "0 or 1");
+  return { op, dev, seq, job, fw, size, ver, down };
+}
+
+/** The exact bytes that are signed (UTF-8, "\n" between fields, no trailing newline). Validates first. */
+export function signedBytes(fields: CommandFields): Buffer {
+  const f = validateCommandFields(fields);
+  const tail = f.op === "keys" ? [f.keys.join(",")] : [f.job, f.fw, f.size, f.ver, f.down];
+  return Buffer.from([SIGNED_HEADER, f.dev, f.seq, f.op, ...tail].join("\n"), "utf8");
+}
+
+function stripLeadingZeros(bytes: Buffer): Buffer {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  return bytes.subarray(i);
+}
+
+function modulusBytes(modulus: Uint8Array | string): Buffer {
+  if (typeof modulus !== "string") return stripLeadingZeros(Buffer.from(modulus));
+  const problem = modulusHexProblem(modulus);
+  if (problem) throw new CommandKeyError(`A command key modulus must be ${problem}.`);
+  return Buffer.from(modulus, "hex");
+}
+
+/**
+ * The key id `kid`: hex of the first 4 bytes of SHA-256 of the modulus as
+ * unsigned big-endian bytes without a leading zero byte (`openssl rsa -pubin
+ * -modulus -noout`, lowercased, then `xxd -r -p | sha256sum | cut -c1-8`).
+ */
+export function commandKeyId(modulus: Uint8Array | string): string {
+  return createHash("sha256").update(modulusBytes(modulus)).digest().subarray(0, 4).toString("hex");
+}
+
+interface RsaFacts {
+  modulus: Buffer;
+  exponent: bigint;
+}
+
+function rsaFacts(key: KeyObject, what: string): RsaFacts {
+  if (key.asymmetricKeyType !== "rsa") {
+    throw new CommandKeyError(
+      `${what} is a ${key.asymmetricKeyType ?? "secret"} key; commands are signed with RSA (PKCS#1 v1.5, SHA-256, exponent 65537).`,
+    );
+  }
+  const jwk = key.export({ format: "jwk" });
+  const modulus = stripLeadingZeros(Buffer.from(jwk.n ?? "", "base64url"));
+  const e = Buffer.from(jwk.e ?? "", "base64url");
+  const exponent = e.length === 0 ? 0n : BigInt(`0x${e.toString("hex")}`);
+  if (exponent !== BigInt(COMMAND_KEY_EXPONENT)) {
+    throw new CommandKeyError(
+      `${what} has public exponent ${exponent}; devices verify commands with exponent 65537 only. Use a key made by mpota (or \`openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048\`).`,
+    );
+  }
+  const bits = modulus.length * 8;
+  if (bits < MIN_COMMAND_KEY_BITS || bits > MAX_COMMAND_KEY_BITS) {
+    throw new CommandKeyError(
+      `${what} is a ${bits}-bit RSA key; command keys have ${MIN_COMMAND_KEY_BITS} to ${MAX_COMMAND_KEY_BITS} bits.`,
+    );
+  }
+  return { modulus, exponent };
+}
+
+/** The public modulus of a command key: unsigned big-endian bytes without a leading zero byte. */
+export function publicModulus(key: KeyObject): Buffer {
+  return rsaFacts(key, "The key").modulus;
+}
+
+/** The modulus as devices take it in `CMD_KEYS` and in a `keys` command: lowercase hex. */
+export function publicModulusHex(key: KeyObject): string {
+  return publicModulus(key).toString("hex");
+}
+
+/** A public key object for a modulus in hex (exponent 65537), e.g. one a device reported trusting. */
+export function commandPublicKey(modulusHex: string): KeyObject {
+  const n = modulusBytes(modulusHex);
+  return createPublicKey({ key: { kty: "RSA", n: n.toString("base64url"), e: "AQAB" }, format: "jwk" });
+}
+
+/**
+ * Signs a command: validates the fields ({@link CommandFieldError}), signs
+ * their bytes with RSASSA-PKCS1-v1_5 / SHA-256, and returns the object to
+ * publish (fields in the contract's order, then `kid` and `sig`).
+ * Deterministic: the same fields and key give the same signature.
+ */
+export function signCommand(fields: OtaCommandFields, privateKey: KeyObject): SignedOtaCommand;
+export function signCommand(fields: KeysCommandFields, privateKey: KeyObject): SignedKeysCommand;
+export function signCommand(fields: CommandFields, privateKey: KeyObject): SignedCommand;
+export function signCommand(fields: CommandFields, privateKey: KeyObject): SignedCommand {
+  if (privateKey.type !== "private") {
+    throw new CommandKeyError("Signing a command needs the private command key, not a public one.");
+  }
+  const { modulus } = rsaFacts(privateKey, "The signing key");
+  const f = validateCommandFields(fields);
+  const sig = sign("sha256", signedBytes(f), { key: privateKey, padding: constants.RSA_PKCS1_PADDING });
+  return { v: COMMAND_VERSION, ...f, kid: commandKeyId(modulus), sig: sig.toString("base64") };
+}
+
+/** The payload to publish: the command as JSON, fields in the contract's order. */
+export function encodeCommand(command: SignedCommand): string {
+  return JSON.stringify(command);
+}
+
+/** A key a command may be signed with: a KeyObject (public or private) or a modulus in hex. */
+export type CommandVerifyKey = KeyObject | string;
+
+/**
+ * Checks a command as the device does (rules 1-3 of the contract: fields,
+ * key id, signature) and returns its fields and the `kid` that signed it.
+ * Throws {@link CommandSignatureError} saying why the device would ignore it.
+ * It does not know the device's counter or versions (rules 4-6).
+ */
+export function verifyCommand(
+  command: unknown,
+  keys: CommandVerifyKey | readonly CommandVerifyKey[],
+): CommandFields & { kid: string } {
+  if (typeof command === "string") {
+    try {
+      command = JSON.parse(command);
+    } catch {
+      throw new CommandSignatureError("The command is not JSON.");
+    }
+  }
+  if (typeof command !== "object" || command === null || Array.isArray(command)) {
+    throw new CommandSignatureError("The command is not a JSON object.");
+  }
+  const c = command as Fields;
+  if (c.v !== COMMAND_VERSION) throw new CommandSignatureError(`The command's v is ${String(c.v)}, not 2.`);
+  if (c.sig === undefined) throw new CommandSignatureError("The command is not signed (no sig).");
+  let fields: CommandFields;
+  try {
+    fields = validateCommandFields(c);
+  } catch (error) {
+    throw new CommandSignatureError((error as Error).message.replace(/ The device would.*$/, ""), {
+      cause: error,
+    });
+  }
+  const kid = c.kid;
+  if (typeof kid !== "string" || !KID.test(kid)) {
+    throw new CommandSignatureError("The command's kid is not 8 lowercase hex digits.");
+  }
+  const candidates = (Array.isArray(keys) ? keys : [keys]) as readonly CommandVerifyKey[];
+  const known = candidates.map((k) => {
+    const publicKey = typeof k === "string" ? commandPublicKey(k) : k;
+    return { publicKey, modulus: rsaFacts(publicKey, "A verification key").modulus };
+  });
+  const key = known.find((k) => commandKeyId(k.modulus) === kid);
+  if (!key)
+    throw new CommandSignatureError(`The command is signed by key ${kid}, which is not trusted here.`);
+  const sig = c.sig;
+  if (typeof sig !== "string" || !BASE64.test(sig)) {
+    throw new CommandSignatureError("The command's sig is not base64.");
+  }
+  const signature = Buffer.from(sig, "base64");
+  if (signature.length !== key.modulus.length) {
+    throw new CommandSignatureError(
+      `The command's sig has ${signature.length} bytes; a signature by key ${kid} has ${key.modulus.length}.`,
+    );
+  }
+  const publicKey = key.publicKey.type === "private" ? createPublicKey(key.publicKey) : key.publicKey;
+  const ok = verify(
+    "sha256",
+    signedBytes(fields),
+    { key: publicKey, padding: constants.RSA_PKCS1_PADDING },
+    signature,
+  );
+  if (!ok) throw new CommandSignatureError(`The command's signature does not verify with key ${kid}.`);
+  return { ...fields, kid };
+}

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Clock } from "../transfer/clock.ts";
-import type { OtaCommand } from "./contract.ts";
+import type { CommandSigner } from "./command-signer.ts";
 import { gaveUpMessage, secondsText } from "./job-advice.ts";
 import type { JobTimings } from "./job-timings.ts";
 import type { MqttLink } from "./mqtt-link.ts";
@@ -18,6 +18,8 @@ export interface JobLedgerOptions {
   /** This instance's name in job leases. */
   owner: string;
   timings: JobTimings;
+  /** Signs every command (contract v2). */
+  signer: CommandSigner;
 }
 
 /**
@@ -27,6 +29,9 @@ export interface JobLedgerOptions {
  * withdrawing the retained command when the job ends.
  */
 export class JobLedger {
+  /** The command this instance signed last per active job (republished as it is). */
+  private readonly signed = new Map<string, string>();
+
   constructor(private readonly o: JobLedgerOptions) {}
 
   /** Whether the job's log has a step of this kind. */
@@ -95,9 +100,19 @@ export class JobLedger {
     return this.o.storage.jobs.addStep(jobId, this.step(kind, message, data));
   }
 
-  async publishCommand(job: JobRecord): Promise<void> {
-    const command: OtaCommand = { op: "ota", job: job.id, fw: job.firmwareId, size: job.firmwareSize };
-    await this.o.link.publishJson(this.o.topics.device(job.deviceId, "cmd"), command, { retain: true });
+  /**
+   * Publishes the job's signed command (retained). `fresh`: a new try, with
+   * a new counter; otherwise (republishing after a reconnect) the payload
+   * this instance signed last for the job, so a device that took it already
+   * does not see a second one. Throws {@link CommandSigningError}.
+   */
+  async publishCommand(job: JobRecord, fresh = true): Promise<void> {
+    let payload = fresh ? undefined : this.signed.get(job.id);
+    if (payload === undefined) {
+      payload = await this.o.signer.sign(job);
+      this.signed.set(job.id, payload);
+    }
+    await this.o.link.publish(this.o.topics.device(job.deviceId, "cmd"), payload, { retain: true });
   }
 
   async publishProgress(job: JobRecord, qos: 0 | 1 = 1): Promise<void> {
@@ -120,6 +135,7 @@ export class JobLedger {
       release: true,
     });
     await this.o.link.publish(this.o.topics.device(job.deviceId, "cmd"), "", { retain: true });
+    this.signed.delete(job.id);
     return done;
   }
 

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { checkFlashSize } from "../firmware/flash-layout.ts";
 import type { Clock } from "../transfer/clock.ts";
+import { type CommandSigner, CommandSigningError } from "./command-signer.ts";
 import { type DeviceAck, type DeviceState, type DeviceStatus, deviceIdProblem } from "./contract.ts";
 import { DowngradeRefusedError, updateRefusalText, versionNote, versionVerdict } from "./downgrade-policy.ts";
 import { firmwareChecks } from "./firmware-checks.ts";
@@ -62,6 +63,8 @@ export interface JobRunnerOptions {
    * while the database was down) is not missed.
    */
   refreshState?: (deviceId: string) => Promise<boolean>;
+  /** Signs every command the runner publishes (contract v2). */
+  signer: CommandSigner;
 }
 
 /** Pause between tries to take a job's lease that is held elsewhere. */
@@ -81,6 +84,11 @@ export interface JobCreateOptions {
    * step, for the signed command's `down`.
    */
   allowDowngrade?: boolean;
+}
+
+/** Why a device without a credential gets no command: the server keeps its command counter with the credential. */
+export function notProvisionedText(deviceId: string): string {
+  return `Device ${deviceId} is not provisioned: it has no credential of its own, and the server keeps no command counter for it, so it cannot sign commands to it. Provision it with \`mpota devices add ${deviceId}\` and put the mpota_config.py it writes on the device.`;
 }
 
 /** Why a device whose agent cannot verify signed commands gets none, and the two ways out. */
@@ -142,7 +150,15 @@ export class JobRunner {
    */
   async republish(): Promise<void> {
     for (const job of await this.o.storage.jobs.list({ active: true })) {
-      if (job.phase !== "queued") await this.ledger.publishCommand(job);
+      if (job.phase !== "queued") {
+        await this.ledger.publishCommand(job, false).catch((error: unknown) => {
+          if (!(error instanceof CommandSigningError)) throw error;
+          this.o.logger.warn(
+            { job: job.id, device: job.deviceId, reason: error.message },
+            "command not republished",
+          );
+        });
+      }
       await this.ledger.publishProgress(job);
     }
   }
@@ -178,10 +194,10 @@ export class JobRunner {
         `No device "${deviceId}" has reported its state to this server. Check the id (\`mpota devices\` lists the known ones) and that the device runs the mpota agent with base topic "${this.o.topics.base}".`,
       );
     }
-    if (device.state.v < 2) {
-      const credential = await this.o.storage.credentials.get(deviceId);
-      if (!credential?.allowUnsigned) throw new RequestError(unsignedRefusalText(deviceId));
-    }
+    const credential = await this.o.storage.credentials.get(deviceId);
+    if (!credential) throw new RequestError(notProvisionedText(deviceId));
+    if (device.state.v < 2 && !credential.allowUnsigned)
+      throw new RequestError(unsignedRefusalText(deviceId));
     const firmware = await this.o.library.resolve(firmwareRef);
     if (options.rollout === undefined) {
       const hold = await rolloutHolding(this.o.storage, deviceId);
@@ -569,7 +585,12 @@ export class JobRunner {
       patch: { phase: "waiting", dueAt: ackTimeoutMs > 0 ? this.now + ackTimeoutMs : null },
       steps: [this.ledger.step("command", message, { topic: this.o.topics.device(job.deviceId, "cmd") })],
     });
-    await this.ledger.publishCommand(updated);
+    try {
+      await this.ledger.publishCommand(updated);
+    } catch (error) {
+      if (!(error instanceof CommandSigningError)) throw error;
+      await this.ledger.fail(updated, error.message);
+    }
   }
 
   /** Runs `fn` holding the job's lease; gives the lease up afterwards unless a push started. */

@@ -15,6 +15,8 @@ import { Bridge } from "./bridge.ts";
 import { bridgeHandlers } from "./bridge-handlers.ts";
 import { BrokerAccess, SERVER_USERNAME } from "./broker-access.ts";
 import type { TlsListenOptions } from "./broker-tls-listener.ts";
+import { type CommandKey, loadCommandKey } from "./command-key.ts";
+import { CommandSigner } from "./command-signer.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
@@ -52,6 +54,8 @@ export interface ServerOptions {
   dataDir?: string;
   broker?: BrokerChoice;
   base?: string;
+  /** The command key instead of `<dataDir>/command-key.pem` (tests share one: making one takes a second). */
+  commandKey?: CommandKey;
   /** The key devices' yaota8266 was built for; without it the server runs but refuses updates. */
   key?: SigningKey;
   /** CIDRs the server may push to (default: private ranges and loopback). */
@@ -135,7 +139,7 @@ export class MpotaServer {
 
   /** The mpota_config.py settings every provisioned device gets from this server (its command keys). */
   agentSettings(): Record<string, PythonValue> {
-    return {}; // MERGE: CMD_KEYS
+    return { CMD_KEYS: [this.commandKey.modulusHex] };
   }
 
   private constructor(
@@ -151,6 +155,8 @@ export class MpotaServer {
     readonly brokerUrl: string,
     /** How this server itself connects to its broker (with its credential: keep it in the process). */
     readonly connection: MqttConnection,
+    /** Signs the commands to devices; its public half is in every device's CMD_KEYS. */
+    readonly commandKey: CommandKey,
     readonly info: ServerInfo,
     private readonly logger: Logger,
     private readonly ownsStorage: boolean,
@@ -184,6 +190,9 @@ export class MpotaServer {
       const choice = options.broker ?? { kind: "embedded" };
       // The admin token: the HTTP API's token and the password of the MQTT user mpota-admin.
       const ensured = ensureAdminToken(dataDir);
+      // The command key signs every command to a device (devices hold its public half in CMD_KEYS).
+      const commandKey = options.commandKey ?? loadCommandKey(dataDir);
+      if (commandKey.warning) logger.warn({ path: commandKey.path }, commandKey.warning);
       let broker: EmbeddedBroker | undefined;
       let connection: MqttConnection;
       if (choice.kind === "embedded") {
@@ -249,6 +258,7 @@ export class MpotaServer {
         maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         maxConcurrentPushes: options.maxConcurrentPushes ?? DEFAULT_MAX_CONCURRENT_PUSHES,
         refreshState: (deviceId): Promise<boolean> => inbox.refreshState(deviceId),
+        signer: new CommandSigner(storage, commandKey),
       });
       const inbox = new DeviceInbox({
         link,
@@ -302,7 +312,7 @@ export class MpotaServer {
       const provisioning: ProvisioningDeps = {
         storage,
         base: topics.base,
-        commandKeys: () => [], // MERGE: command key from the agent branch
+        commandKeys: () => [{ modulusHex: commandKey.modulusHex, kid: commandKey.kid }],
         broker: () => deviceBroker,
         now: () => clock.now(),
       };
@@ -337,6 +347,7 @@ export class MpotaServer {
         broker,
         brokerUrl,
         connection,
+        commandKey,
         info,
         logger,
         !options.storage,

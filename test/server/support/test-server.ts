@@ -3,11 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePrivateKeyPem, type SigningKey } from "../../../src/protocol/rsa-key.ts";
 import { ADMIN_USERNAME } from "../../../src/server/broker-access.ts";
+import { readCommandKey } from "../../../src/server/command-key.ts";
 import { hashSecret, newSecret } from "../../../src/server/credentials.ts";
 import type { JobTimings } from "../../../src/server/job-timings.ts";
 import { MpotaServer, type ServerOptions } from "../../../src/server/server.ts";
 import type { DeviceAccess } from "../../../src/simulator/fleet.ts";
-import { readFixtureText } from "../../support/fixtures.ts";
+import { fixturePath, readFixtureText } from "../../support/fixtures.ts";
 import { databaseForDataDir, postgresTestBackend } from "../../support/postgres.ts";
 import { registerProvisioner } from "./device-logins.ts";
 import { LogCapture } from "./log-capture.ts";
@@ -17,6 +18,9 @@ export const testKey: SigningKey = parsePrivateKeyPem(
   readFixtureText("reference/priv-pkcs1.key"),
   "priv-pkcs1.key",
 );
+
+/** One command key for every test server (making one costs about a second of CPU). */
+export const testCommandKey = readCommandKey(fixturePath("command-key.pem"));
 
 /** Job timings that run a whole job life cycle in seconds. */
 export const FAST_TIMINGS: JobTimings = {
@@ -82,6 +86,7 @@ export async function startTestServer(
     ...(db !== undefined ? { db } : {}),
     broker: { kind: "embedded", host: "127.0.0.1", port: 0 },
     key: testKey,
+    commandKey: testCommandKey,
     logger: logs.logger,
     ...options,
     timings: { ...FAST_TIMINGS, ...options.timings },

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
+import { verifyCommand } from "../../src/protocol/command-signature.ts";
 import { BridgeClient } from "../../src/server/bridge-client.ts";
 import type { DeviceAccess } from "../../src/simulator/fleet.ts";
 import { ID1, ID2, V1, V2 } from "../server/support/job-suite.ts";
@@ -188,7 +189,23 @@ describe("attacks on the embedded broker", () => {
 
   it("does not end a waiting job on a forged state", async () => {
     const job = await admin.request("update", { device: "victim", firmware: "sensor@2.0" });
-    await victim.command((c) => c !== "" && c.job === job.id);
+    const command = await victim.command((c) => c !== "" && c.job === job.id);
+    // The command is signed for this device, this job and this target, with the server's command key.
+    const checked = verifyCommand(command, s.server.commandKey.publicKey);
+    assert.deepEqual(
+      { ...checked, seq: undefined },
+      {
+        op: "ota",
+        dev: "victim",
+        seq: undefined,
+        job: job.id,
+        fw: ID2,
+        size: V2.length,
+        ver: "2.0",
+        down: 0,
+        kid: s.server.commandKey.kid,
+      },
+    );
     const intruder = await tryConnect(brokerUrl(), {
       clientId: other.username,
       username: other.username,

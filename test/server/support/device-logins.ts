@@ -7,23 +7,35 @@ import type { DeviceAccess } from "../../../src/simulator/fleet.ts";
  * has one from `mpota devices add`.
  */
 type Provisioner = (id: string) => Promise<DeviceAccess>;
-const provisioners = new Map<string, Provisioner>();
+const provisioners = new Map<string, { provision: Provisioner; login: boolean }>();
 
 function brokerKey(url: string): string {
   const u = new URL(url);
   return `${u.hostname}:${u.port || "1883"}`;
 }
 
-export function registerProvisioner(url: string, provision: Provisioner): () => void {
+/**
+ * Registers the server whose devices connect to the broker at `url`. `login`:
+ * the devices log in with their own credential (the embedded broker); else
+ * (an external broker with logins of its own) they are only provisioned, so
+ * the server keeps their command counters.
+ */
+export function registerProvisioner(url: string, provision: Provisioner, login = true): () => void {
   const key = brokerKey(url);
-  provisioners.set(key, provision);
+  const entry = { provision, login };
+  provisioners.set(key, entry);
   return () => {
-    if (provisioners.get(key) === provision) provisioners.delete(key);
+    if (provisioners.get(key) === entry) provisioners.delete(key);
   };
 }
 
-/** The login of device `id` on the broker at `url`, or undefined for a broker without device credentials. */
+/**
+ * Provisions device `id` with the server using the broker at `url`; its
+ * login when it must use one, else undefined (also for a broker no test server uses).
+ */
 export async function deviceLogin(url: string, id: string): Promise<DeviceAccess | undefined> {
-  const provision = provisioners.get(brokerKey(url));
-  return provision ? provision(id) : undefined;
+  const entry = provisioners.get(brokerKey(url));
+  if (!entry) return undefined;
+  const access = await entry.provision(id);
+  return entry.login ? access : undefined;
 }

@@ -38,7 +38,8 @@ export class MqttDevice {
     options: IClientOptions = {},
   ): Promise<MqttDevice> {
     // On a test server's embedded broker the device logs in with its own credential and its id as client id.
-    const login = options.username === undefined ? await deviceLogin(url, id) : undefined;
+    const provisioned = await deviceLogin(url, id);
+    const login = options.username === undefined ? provisioned : undefined;
     const client = await connectAsync(url, {
       ...options,
       ...(login ? { username: login.username, password: login.password } : {}),

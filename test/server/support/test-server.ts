@@ -96,7 +96,7 @@ export async function startTestServer(
   const embedded = (options.broker ?? { kind: "embedded" }).kind === "embedded";
   const url = embedded ? withCredentials(brokerUrl, ADMIN_USERNAME, adminToken) : brokerUrl;
   const provision = (id: string) => provisionTestDevice(server, dataDir, id);
-  const unregister = embedded ? registerProvisioner(brokerUrl, provision) : () => undefined;
+  const unregister = registerProvisioner(brokerUrl, provision, embedded);
   return {
     server,
     url,

@@ -194,6 +194,16 @@ export class EmbeddedBroker {
     return result;
   }
 
+  /** Disconnects the client with this id, if connected (its credential was revoked or replaced). */
+  disconnect(clientId: string): boolean {
+    const client = (this.broker as unknown as { clients: Record<string, Client | undefined> }).clients[
+      clientId
+    ];
+    if (!client) return false;
+    client.close();
+    return true;
+  }
+
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();

@@ -42,6 +42,8 @@ export interface ProvisioningDeps {
   /** Where devices reach the broker when the request does not say. */
   broker: () => { host: string; port: number };
   now: () => number;
+  /** Called when a device's credential was replaced or removed: a live connection made with the old one is ended. */
+  credentialChanged?: (deviceId: string) => void;
 }
 
 const CONFIG_TEMPLATE = new URL("../../device/mpota_config.py", import.meta.url);
@@ -171,6 +173,7 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
         throw new RequestError(
           `Device "${id}" has no credential to replace. Provision it with \`mpota devices add ${id}\`.`,
         );
+      deps.credentialChanged?.(id);
       return issue(id, secret, request);
     },
 
@@ -178,6 +181,7 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
       const id = checkedId(request);
       await requireCredential(id);
       await deps.storage.credentials.remove(id);
+      deps.credentialChanged?.(id);
       return { device: id };
     },
 

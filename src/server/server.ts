@@ -315,6 +315,10 @@ export class MpotaServer {
         commandKeys: () => [{ modulusHex: commandKey.modulusHex, kid: commandKey.kid }],
         broker: () => deviceBroker,
         now: () => clock.now(),
+        credentialChanged: (id) => {
+          if (broker?.disconnect(id))
+            logger.info({ device: id }, "device disconnected: its credential changed");
+        },
       };
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
       const status = () => statusView(storage, owner, heartbeatMs, clock.now());

@@ -242,6 +242,32 @@ describe("attacks on the embedded broker", () => {
     await assert.rejects(admin.request("devices/add", { id: "bridge" }), /reserved/);
   });
 
+  it("ends a device's connection when its credential is replaced or revoked", async () => {
+    const first = await admin.request("devices/add", { id: "shed" });
+    const shed = await tryConnect(s.brokerUrl, {
+      clientId: "shed",
+      username: "shed",
+      password: first.secret,
+    });
+    const second = await admin.request("devices/rotate", { id: "shed" });
+    assert.equal(await dropped(shed), true, "the old credential's connection ends");
+    await assert.rejects(
+      tryConnect(s.brokerUrl, { clientId: "shed", username: "shed", password: first.secret }),
+      /Bad username or password/,
+    );
+    const again = await tryConnect(s.brokerUrl, {
+      clientId: "shed",
+      username: "shed",
+      password: second.secret,
+    });
+    await admin.request("devices/revoke", { id: "shed" });
+    assert.equal(await dropped(again), true);
+    await assert.rejects(
+      tryConnect(s.brokerUrl, { clientId: "shed", username: "shed", password: second.secret }),
+      /Bad username or password/,
+    );
+  });
+
   it("records who changed what", async () => {
     const entries = await admin.request("audit", { limit: 50 });
     const update = entries.find((e) => e.action === "update" && e.target === "victim");

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { registerAuditCommand } from "./audit.ts";
 import { registerBrokerConfigCommand } from "./broker-config.ts";
 import { registerCheckCommand } from "./check.ts";
+import { registerCommandKeyCommand } from "./command-key.ts";
 import { registerConfigHCommand } from "./config-h.ts";
 import { registerDbCommand } from "./db.ts";
 import { registerDevicesCommand } from "./devices.ts";
@@ -45,4 +46,5 @@ export function registerCommands(program: Command, io: CliIo): void {
   registerStatusCommand(program, io);
   registerAuditCommand(program, io);
   registerBrokerConfigCommand(program, io);
+  registerCommandKeyCommand(program, io);
 }

@@ -1,6 +1,6 @@
 import type { DeviceState, DeviceStatus } from "./contract.ts";
 import type { StatusView } from "./instances.ts";
-import type { CredentialView, ProvisionedDevice } from "./provisioning.ts";
+import type { CommandKeysView, CredentialView, ProvisionedDevice } from "./provisioning.ts";
 import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "./rollouts/rollout-api.ts";
 import type { AuditEntry, JobPhase, StoredVerdict } from "./storage/storage.ts";
 
@@ -179,6 +179,8 @@ export interface BridgeApi extends RolloutBridgeApi {
   /** Allows (or no longer) commands without a signature for a device whose agent cannot verify them. */
   "devices/allow-unsigned": { request: { id: string; allow: boolean }; response: CredentialView };
   "devices/credentials": { request: Record<string, never>; response: CredentialView[] };
+  /** The command keys and which devices trust which. */
+  "command-keys": { request: Record<string, never>; response: CommandKeysView };
   /** Who changed what, newest first. */
   audit: { request: { limit?: number; before?: number }; response: AuditEntry[] };
 }
@@ -202,6 +204,7 @@ export const BRIDGE_REQUEST_NAMES: readonly BridgeRequestName[] = [
   "devices/revoke",
   "devices/allow-unsigned",
   "devices/credentials",
+  "command-keys",
   "audit",
   ...ROLLOUT_REQUEST_NAMES,
 ];

@@ -197,6 +197,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
           "devices/revoke": NO_PROVISIONING,
           "devices/allow-unsigned": NO_PROVISIONING,
           "devices/credentials": NO_PROVISIONING,
+          "command-keys": NO_PROVISIONING,
           audit: NO_PROVISIONING,
         }),
   };

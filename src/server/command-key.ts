@@ -191,7 +191,11 @@ function missing(path: string): boolean {
  * 65537, fewer than 2048 bits, public only, passphrase-protected).
  */
 export function loadCommandKey(dataDir: string): CommandKey {
-  const path = commandKeyPath(dataDir);
+  return loadOrCreateCommandKeyAt(commandKeyPath(dataDir));
+}
+
+/** The command key in `path`, created there (as {@link loadCommandKey} does) when there is none. */
+export function loadOrCreateCommandKeyAt(path: string): CommandKey {
   if (!missing(path)) return readCommandKey(path);
   const { privateKey } = generateKeyPairSync("rsa", {
     modulusLength: MIN_COMMAND_KEY_BITS,

@@ -1,6 +1,7 @@
 import { MpotaError } from "../errors.ts";
 import { encodeCommand, type OtaCommandFields, signCommand } from "../protocol/command-signature.ts";
-import type { CommandKey } from "./command-key.ts";
+import type { CommandKeyRing } from "./command-key-ring.ts";
+import type { DeviceState } from "./contract.ts";
 import { jobAllowsDowngrade } from "./downgrade-policy.ts";
 import type { JobRecord, Storage } from "./storage/storage.ts";
 
@@ -19,17 +20,14 @@ export class CommandSigningError extends MpotaError {
 export class CommandSigner {
   constructor(
     private readonly storage: Storage,
-    private readonly key: CommandKey,
+    private readonly keys: CommandKeyRing,
   ) {}
-
-  get kid(): string {
-    return this.key.kid;
-  }
 
   /** The payload of a fresh signed command for the job's current try. */
   async sign(job: JobRecord): Promise<string> {
     const device = await this.storage.devices.get(job.deviceId);
     const reported = device?.state?.v === 2 ? (device.state.seq ?? 0) : 0;
+    const key = this.keys.keyFor(device?.state?.keys);
     const seq = await this.storage.credentials.nextCommandSeq(job.deviceId, reported);
     if (seq === undefined) {
       throw new CommandSigningError(
@@ -48,11 +46,73 @@ export class CommandSigner {
       down,
     };
     try {
-      return encodeCommand(signCommand(fields, this.key.privateKey));
+      return encodeCommand(signCommand(fields, key.privateKey));
     } catch (error) {
       throw new CommandSigningError(
         `The update command for ${job.deviceId} cannot be signed: ${(error as Error).message}`,
       );
     }
+  }
+}
+
+/** A device still lacking a key after this long is sent the keys again. */
+const RESEND_AFTER_MS = 10_000;
+
+/**
+ * Sends the keys of a rotation to devices: when a device that verifies
+ * commands (contract v2) checks in without trusting every key of the ring,
+ * and no job holds its command topic, it gets a retained `keys` command
+ * signed with a key it trusts; it stores the list and reports it in its
+ * next state, and the command is withdrawn.
+ */
+export class CommandKeyRollout {
+  /** Devices this instance sent the keys to and has not yet seen take them, with when. */
+  private readonly sent = new Map<string, number>();
+
+  constructor(
+    private readonly o: {
+      storage: Storage;
+      keys: CommandKeyRing;
+      publish: (deviceId: string, payload: string) => Promise<void>;
+      now: () => number;
+      logger: { info(o: object, m: string): void; warn(o: object, m: string): void };
+    },
+  ) {}
+
+  async handleState(deviceId: string, state: DeviceState): Promise<void> {
+    const { keys, storage } = this.o;
+    if (!keys.next || state.v !== 2) return;
+    const trusted = keys.trusted();
+    const missing = trusted.some((k) => !state.keys?.includes(k.kid));
+    if (await storage.jobs.activeForDevice(deviceId)) return; // the command topic is the job's
+    if (!missing) {
+      if (this.sent.delete(deviceId)) {
+        await this.o.publish(deviceId, "");
+        this.o.logger.info(
+          { device: deviceId, keys: trusted.map((k) => k.kid) },
+          "device took the command keys",
+        );
+      }
+      return;
+    }
+    // Sent again at each check-in that still lacks a key (a job's command may have replaced it),
+    // but not twice within one wake: the device reports the keys right after it takes them.
+    const last = this.sent.get(deviceId);
+    if (last !== undefined && this.o.now() - last < RESEND_AFTER_MS) return;
+    const seq = await storage.credentials.nextCommandSeq(deviceId, state.seq ?? 0);
+    if (seq === undefined) return; // not provisioned: it cannot have a key of ours either
+    const signer = keys.keyFor(state.keys);
+    const payload = encodeCommand(
+      signCommand(
+        { op: "keys", dev: deviceId, seq, keys: trusted.map((k) => k.modulusHex) },
+        signer.privateKey,
+      ),
+    );
+    await this.o.publish(deviceId, payload);
+    this.sent.set(deviceId, this.o.now());
+    this.o.logger.info(
+      { device: deviceId, keys: trusted.map((k) => k.kid), signedWith: signer.kid },
+      "command keys sent",
+    );
   }
 }

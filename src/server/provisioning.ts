@@ -34,6 +34,15 @@ export interface CredentialView {
   allowUnsigned: boolean;
 }
 
+/** The command keys and which provisioned device trusts which (for a rotation). */
+export interface CommandKeysView {
+  current: string | null;
+  /** During a rotation: the key devices are being given. */
+  next: string | null;
+  /** Each provisioned device's contract version and the key ids it reported (null: not known yet). */
+  devices: Array<{ device: string; v: 1 | 2 | null; keys: string[] | null }>;
+}
+
 export interface ProvisioningDeps {
   storage: Storage;
   base: string;
@@ -195,6 +204,17 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
 
     "devices/credentials": async (): Promise<CredentialView[]> =>
       (await deps.storage.credentials.list()).map(credentialView),
+
+    "command-keys": async (): Promise<CommandKeysView> => {
+      const [current, next] = deps.commandKeys();
+      const credentials = await deps.storage.credentials.list();
+      const devices: CommandKeysView["devices"] = [];
+      for (const c of credentials) {
+        const state = (await deps.storage.devices.get(c.deviceId))?.state ?? null;
+        devices.push({ device: c.deviceId, v: state?.v ?? null, keys: state?.keys ?? null });
+      }
+      return { current: current?.kid ?? null, next: next?.kid ?? null, devices };
+    },
 
     audit: async (request: Record<string, unknown>): Promise<AuditEntry[]> => {
       const limit = request.limit ?? 100;

@@ -15,8 +15,9 @@ import { Bridge } from "./bridge.ts";
 import { bridgeHandlers } from "./bridge-handlers.ts";
 import { BrokerAccess, SERVER_USERNAME } from "./broker-access.ts";
 import type { TlsListenOptions } from "./broker-tls-listener.ts";
-import { type CommandKey, loadCommandKey } from "./command-key.ts";
-import { CommandSigner } from "./command-signer.ts";
+import type { CommandKey } from "./command-key.ts";
+import { CommandKeyRing } from "./command-key-ring.ts";
+import { CommandKeyRollout, CommandSigner } from "./command-signer.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
 import { FirmwareLibrary } from "./firmware-library.ts";
@@ -139,7 +140,7 @@ export class MpotaServer {
 
   /** The mpota_config.py settings every provisioned device gets from this server (its command keys). */
   agentSettings(): Record<string, PythonValue> {
-    return { CMD_KEYS: [this.commandKey.modulusHex] };
+    return { CMD_KEYS: this.commandKeys.trusted().map((k) => k.modulusHex) };
   }
 
   private constructor(
@@ -157,6 +158,8 @@ export class MpotaServer {
     readonly connection: MqttConnection,
     /** Signs the commands to devices; its public half is in every device's CMD_KEYS. */
     readonly commandKey: CommandKey,
+    /** The command keys: the current one, and during a rotation the next. */
+    readonly commandKeys: CommandKeyRing,
     readonly info: ServerInfo,
     private readonly logger: Logger,
     private readonly ownsStorage: boolean,
@@ -191,8 +194,11 @@ export class MpotaServer {
       // The admin token: the HTTP API's token and the password of the MQTT user mpota-admin.
       const ensured = ensureAdminToken(dataDir);
       // The command key signs every command to a device (devices hold its public half in CMD_KEYS).
-      const commandKey = options.commandKey ?? loadCommandKey(dataDir);
-      if (commandKey.warning) logger.warn({ path: commandKey.path }, commandKey.warning);
+      const keyRing = options.commandKey
+        ? new CommandKeyRing(options.commandKey)
+        : CommandKeyRing.load(dataDir);
+      const commandKey = keyRing.current;
+      for (const k of keyRing.trusted()) if (k.warning) logger.warn({ path: k.path }, k.warning);
       let broker: EmbeddedBroker | undefined;
       let connection: MqttConnection;
       if (choice.kind === "embedded") {
@@ -258,13 +264,28 @@ export class MpotaServer {
         maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         maxConcurrentPushes: options.maxConcurrentPushes ?? DEFAULT_MAX_CONCURRENT_PUSHES,
         refreshState: (deviceId): Promise<boolean> => inbox.refreshState(deviceId),
-        signer: new CommandSigner(storage, commandKey),
+        signer: new CommandSigner(storage, keyRing),
+      });
+      const keyRollout = new CommandKeyRollout({
+        storage,
+        keys: keyRing,
+        publish: (deviceId, payload) =>
+          link.publish(topics.device(deviceId, "cmd"), payload, { retain: true }),
+        now: () => clock.now(),
+        logger: logger.child({ feature: "command-keys" }),
       });
       const inbox = new DeviceInbox({
         link,
         topics,
         storage,
-        listener: runner,
+        listener: {
+          handleState: async (device, state) => {
+            await runner.handleState(device, state);
+            await keyRollout.handleState(device.id, state);
+          },
+          handleStatus: (device, status) => runner.handleStatus(device, status),
+          handleAck: (device, ack) => runner.handleAck(device, ack),
+        },
         clock,
         logger: logger.child({ feature: "devices" }),
         historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
@@ -312,7 +333,7 @@ export class MpotaServer {
       const provisioning: ProvisioningDeps = {
         storage,
         base: topics.base,
-        commandKeys: () => [{ modulusHex: commandKey.modulusHex, kid: commandKey.kid }],
+        commandKeys: () => keyRing.trusted().map((k) => ({ modulusHex: k.modulusHex, kid: k.kid })),
         broker: () => deviceBroker,
         now: () => clock.now(),
         credentialChanged: (id) => {
@@ -352,6 +373,7 @@ export class MpotaServer {
         brokerUrl,
         connection,
         commandKey,
+        keyRing,
         info,
         logger,
         !options.storage,

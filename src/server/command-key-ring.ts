@@ -1,0 +1,78 @@
+import { existsSync, renameSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { MpotaError } from "../errors.ts";
+import {
+  type CommandKey,
+  commandKeyPath,
+  loadCommandKey,
+  loadOrCreateCommandKeyAt,
+  readCommandKey,
+} from "./command-key.ts";
+
+/** The next command key's file name in the data directory (`mpota command-key rotate` makes it). */
+export const NEXT_COMMAND_KEY_FILE = "command-key.next.pem";
+
+/** A command key rotation step cannot be taken. */
+export class CommandKeyRotationError extends MpotaError {
+  override readonly exitCode: number = 22;
+}
+
+export function nextCommandKeyPath(dataDir: string): string {
+  return join(resolve(dataDir), NEXT_COMMAND_KEY_FILE);
+}
+
+/**
+ * The command keys of a server: the current one, and during a rotation the
+ * next one. Devices learn the next key through a `keys` command signed with
+ * the current one (command-key-rollout.ts); a device that reports the next
+ * key's id gets its commands signed with it, so `promote` can retire the old
+ * key once every device has the new one.
+ */
+export class CommandKeyRing {
+  constructor(
+    readonly current: CommandKey,
+    readonly next: CommandKey | undefined = undefined,
+  ) {}
+
+  static load(dataDir: string): CommandKeyRing {
+    const current = loadCommandKey(dataDir);
+    const nextPath = nextCommandKeyPath(dataDir);
+    return new CommandKeyRing(current, existsSync(nextPath) ? readCommandKey(nextPath) : undefined);
+  }
+
+  /** The keys a device should trust now, current first (what `CMD_KEYS` and a `keys` command list). */
+  trusted(): CommandKey[] {
+    return this.next ? [this.current, this.next] : [this.current];
+  }
+
+  /** The key to sign with for a device that reports trusting `kids` (its state's `keys`). */
+  keyFor(kids: readonly string[] | undefined): CommandKey {
+    return this.next && kids?.includes(this.next.kid) ? this.next : this.current;
+  }
+}
+
+/** `mpota command-key rotate`: makes the next key (devices learn it from the running server). */
+export function startRotation(dataDir: string): { current: CommandKey; next: CommandKey; created: boolean } {
+  const current = loadCommandKey(dataDir);
+  const next = loadOrCreateCommandKeyAt(nextCommandKeyPath(dataDir));
+  return { current, next, created: next.created };
+}
+
+/**
+ * `mpota command-key promote`: the next key becomes the current one; the old
+ * one is kept as `command-key.retired-<kid>.pem` (nothing is deleted).
+ */
+export function promoteNextKey(dataDir: string): { retired: string; current: CommandKey } {
+  const nextPath = nextCommandKeyPath(dataDir);
+  if (!existsSync(nextPath)) {
+    throw new CommandKeyRotationError(
+      `There is no next command key in ${resolve(dataDir)}: start a rotation with \`mpota command-key rotate\` first.`,
+    );
+  }
+  const next = readCommandKey(nextPath);
+  const current = loadCommandKey(dataDir);
+  const retired = join(resolve(dataDir), `command-key.retired-${current.kid}.pem`);
+  renameSync(commandKeyPath(dataDir), retired);
+  renameSync(nextPath, commandKeyPath(dataDir));
+  return { retired, current: { ...next, path: commandKeyPath(dataDir) } };
+}

@@ -44,9 +44,8 @@ def kid(h):
 
 def verify(n, msg, sig):
     # RSASSA-PKCS1-v1_5 / SHA-256, e = 65537: sig^e mod n by square and
-    # multiply (the ESP8266 has no 3-argument pow), then the whole encoded
-    # block compared byte for byte. The padding is never parsed, so no
-    # lenient parser can let a forgery through.
+    # multiply (no 3-argument pow on the ESP8266), then the whole encoded
+    # block compared byte for byte: no padding parser to fool.
     k = len(n)
     if len(sig) != k or k < 64:
         return False
@@ -87,9 +86,8 @@ def _split(v):
 
 
 def older(a, b):
-    # True when version a is older than b: parts split on . - +, compared
-    # in turn, as numbers when both are digits, else as strings; a missing
-    # part is lower.
+    # Version a older than b? Parts split on . - + compared in turn, as
+    # numbers if both are digits, else as strings; a missing part is lower.
     a = _split(a)
     b = _split(b)
     for i in range(min(len(a), len(b))):
@@ -200,6 +198,8 @@ class Guard:
                 print("mpota: CMD_KEYS entry %s... skipped (at most 3 moduli in hex)" % h[:12])
             else:
                 self.k.append((kid(h), h))
+        if not (self.k or self.unsigned):
+            print("mpota: no CMD_KEYS, every command will be ignored")
 
     def kids(self):
         return [i for i, _ in self.k]

@@ -443,6 +443,25 @@ describe("key rotation", () => {
   });
 });
 
+describe("CMD_KEYS", () => {
+  test("taken as openssl prints the modulus (capitals), even as a lone string; none at all is warned about", async () => {
+    const d = await online({ id: "cfg-1", config: { CMD_KEYS: trusted.modulusHex.toUpperCase() } });
+    assert.deepEqual(states(d)[0].keys, [trusted.kid]);
+    await accepted(d, trusted.ota({ dev: "cfg-1", job: "j-cfg", fw: otherFw, seq: 1 }));
+
+    const none = await online({ id: "cfg-2", commandKeys: [] });
+    assert.ok(
+      none.output.includes("mpota: no CMD_KEYS, every command will be ignored"),
+      none.output.join("\n"),
+    );
+    await ignored(
+      none,
+      trusted.ota({ dev: "cfg-2", job: "j-cfg", fw: otherFw, seq: 1 }),
+      /signed by unknown key/,
+    );
+  });
+});
+
 describe("ALLOW_UNSIGNED", () => {
   test("with it, an unsigned (v1) command is obeyed; a signed one must still verify", async () => {
     const d = await online({ id: "v1-1", allowUnsigned: true, commandKeys: [] });

@@ -184,10 +184,12 @@ function sleepyMain(example: string, awakeMs: number): string {
 /**
  * One simulated ESP8266 running the unmodified device agent under real
  * MicroPython (wasm) in its own worker thread, with fakes for `machine`,
- * `esp`, `network` and `socket` (real TCP to a real broker).
+ * `esp`, `network` and `socket` (real TCP to a real broker) and its own
+ * filesystem ({@link DeviceFilesystem}: LittleFS or FAT durability, kept
+ * across runs, power cuts before any write on request).
  *
- * `boot(cause)` starts a fresh interpreter carrying RTC memory and flash
- * over. A run ends in a reset, a deep sleep, or at the REPL; a reset whose
+ * `boot(cause)` starts a fresh interpreter carrying RTC memory, flash and
+ * the filesystem over. A run ends in a reset, a deep sleep, or at the REPL; a reset whose
  * RTC memory holds the OTA magic emits `ota` and leaves it to the caller
  * (e.g. the emulator) to decide what boots next.
  */

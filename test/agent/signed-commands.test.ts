@@ -101,6 +101,9 @@ async function backFromOta(d: AgentDevice): Promise<void> {
   await up;
 }
 
+/** The base64 character with the same 2 high bits and stray low bits. */
+const STRAY: Record<string, string> = { A: "B", Q: "R", g: "h", w: "x" };
+
 /** A command signed over the exact bytes given, bypassing the server's field rules (as an attacker could). */
 function rawSigned(signer: CommandSigner, command: Record<string, unknown>, message: string): string {
   const sig = sign("sha256", Buffer.from(message), {
@@ -219,6 +222,12 @@ describe("commands the device ignores, each with a note, leaving it unchanged", 
       ],
       ["sig with a space", { ...cmd, sig: `${sig.slice(0, 100)} ${sig.slice(101)}` }, /bad signature/],
       ["non-base64 sig", { ...cmd, sig: "!".repeat(sig.length) }, /bad signature/],
+      // 256 bytes end in one byte "XY==": Y's low 4 bits must be 0; these decode to the same bytes.
+      [
+        "sig with stray bits",
+        { ...cmd, sig: `${sig.slice(0, -3)}${STRAY[sig.at(-3) as string]}==` },
+        /bad signature/,
+      ],
       ["sig of zeros", { ...cmd, sig: Buffer.alloc(256).toString("base64") }, /bad signature/],
       ["sig above the modulus", { ...cmd, sig: Buffer.alloc(256, 0xff).toString("base64") }, /bad signature/],
       ["empty sig", { ...cmd, sig: "" }, /bad signature/],

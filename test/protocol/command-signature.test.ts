@@ -301,6 +301,8 @@ describe("verification", () => {
       [`${sig.slice(0, 10)} ${sig.slice(10)}`, /not base64/],
       [sig.replace(/\+/g, "-"), /not base64/],
       ["!".repeat(344), /not base64/],
+      // The same bytes, but stray bits in the last character before the padding: not canonical.
+      [`${sig.slice(0, -3)}${sig.at(-3) === "I" ? "J" : "I"}==`, /not base64/],
       ["", /sig has 0 bytes/],
       [12, /not base64/],
       [Buffer.alloc(256).toString("base64"), /does not verify/],

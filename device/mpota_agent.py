@@ -1,5 +1,6 @@
-# mpota device agent, MQTT contract v1. Needs ota.py, mpota_config.py and
-# umqtt.simple; see README.md. Topics: <base>/<id>/state|status|cmd|ack.
+# mpota device agent, MQTT contract v2 (signed commands). Needs
+# mpota_cmd.py, ota.py, mpota_config.py and umqtt.simple; see README.md.
+# Topics: <base>/<id>/state|status|cmd|ack.
 import gc
 import json
 import os
@@ -10,6 +11,7 @@ import machine
 import network
 import ota
 from binascii import hexlify
+from mpota_cmd import Guard
 from umqtt.simple import MQTTClient
 
 # machine.deepsleep() holds the time in microseconds in a u32: about 71.5 min.
@@ -40,6 +42,7 @@ class Agent:
         self.cfg = config
         c = self._c
         self.id = c("DEVICE_ID") or hexlify(machine.unique_id()).decode()
+        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False))
         self.base = "%s/%s/" % (c("BASE_TOPIC", "mpota"), self.id)
         s = c("SLEEP", 0)
         if s > MAX_SLEEP:
@@ -151,7 +154,7 @@ class Agent:
             if not self.poll(1000):
                 time.sleep_ms(100)
 
-    # --- contract v1 ---
+    # --- the contract ---
 
     def _pub(self, sub, msg, retain=False):
         self.mq.publish(self.base + sub, msg, retain, 1)
@@ -178,7 +181,9 @@ class Agent:
 
     def _state(self):
         gc.collect()
-        s = {"v": 1, "fw": self.fw, "ip": self.ip, "wake": self.wake, "sleep": self.sleep_s}
+        s = {"v": 2, "fw": self.fw, "ip": self.ip, "wake": self.wake, "sleep": self.sleep_s}
+        s["seq"] = self.g.seq
+        s["keys"] = self.g.kids()
         s["flash"] = esp.flash_size()
         s["mem"] = gc.mem_free()
         try:
@@ -223,22 +228,22 @@ class Agent:
         self.cmd = None
         if not m:
             return  # none, or the server cleared it (empty retained payload)
-        try:
-            c = json.loads(m)
-            job = c["job"]
-            fw = c["fw"]
-            size = c.get("size", 0)
-            ok = c["op"] == "ota" and isinstance(job, str) and isinstance(size, int)
-            ok = ok and isinstance(fw, str) and len(fw) == 32
-        except Exception:
-            ok = False
-        if not ok:
-            print("mpota: ignored malformed cmd", m[:80])
+        g = self.g
+        c = g.check(m)  # None: ignored, with a printed note
+        if c is None:
             return
-        if fw.lower() == self.fw:
+        if c["op"] == "keys":
+            if g.commit(c, keys=c["keys"]):
+                self._pub("state", self._state(), True)
+            return
+        job = c["job"]
+        if c["fw"].lower() == self.fw:
+            g.commit(c)
             print("mpota: cmd", job, "is for the running firmware, ignored")
             return
-        err = self._refuse(size)
+        err = g.downgrade(c) or self._refuse(c.get("size", 0))
+        if not g.commit(c, None if err else c.get("ver")):
+            return
         if err:
             self._pub("ack", json.dumps({"job": job, "ready": False, "error": err}))
             return

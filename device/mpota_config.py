@@ -2,10 +2,20 @@
 # kept by the ESP8266 itself (set them once with network.WLAN().connect()).
 MQTT_HOST = "192.168.1.10"
 MQTT_PORT = 1883
+# The broker credentials of this device: its id and its own secret
+# (`mpota devices add <id>` prints them).
 MQTT_USER = None
 MQTT_PASSWORD = None
 # None: the hex of machine.unique_id(), e.g. "a1b2c3d4"; else [A-Za-z0-9_-]{1,64}
 DEVICE_ID = None
+# Moduli (hex) of the keys whose signed commands the agent obeys, up to 3:
+# the server's command key (`openssl rsa -in command-key.pem -modulus
+# -noout`). A signed `keys` command replaces them from then on.
+CMD_KEYS = ()
+# True: also obey unsigned commands (contract v1), as agents before
+# signed commands did. Anyone who can publish on the broker can then
+# send the board into OTA mode.
+ALLOW_UNSIGNED = False
 BASE_TOPIC = "mpota"
 # Seconds between the wakes of a deep-sleeping device (at most 4294: about
 # 71 minutes is the longest single deep sleep); 0: always on.

@@ -10,6 +10,13 @@ import {
   readDeviceFile,
   renderConfig,
 } from "./agent-files.ts";
+import {
+  DeviceFilesystem,
+  type FilesystemKind,
+  type FsStep,
+  PowerCut,
+  serveFsCall,
+} from "./device-filesystem.ts";
 import { DeviceSockets, Errno } from "./device-sockets.ts";
 import { type FlashSource, flashSource, MAIN_APP_OFFSET } from "./flash-source.ts";
 import {
@@ -67,6 +74,10 @@ export interface AgentDeviceOptions {
   cmdWaitMs?: number;
   keepalive?: number;
   mainAppOffset?: number;
+  /** CMD_KEYS: moduli (hex) of the keys the agent accepts signed commands from; default none. */
+  commandKeys?: readonly string[];
+  /** ALLOW_UNSIGNED: act on unsigned (contract v1) commands too; default false, as the agent's own default. */
+  allowUnsigned?: boolean;
   /** More mpota_config.py settings; they win over the ones above. */
   config?: Record<string, PythonValue>;
   /** main.py; default device/examples/sleepy_main.py when sleepSeconds > 0, else always_on_main.py. */
@@ -78,6 +89,12 @@ export interface AgentDeviceOptions {
   awakeMs?: number;
   /** More files on the device (path -> text), e.g. boot.py. */
   files?: Record<string, string>;
+  /**
+   * The device's filesystem: its kind (default "littlefs", as MicroPython formats a fresh
+   * ESP8266), or one to use. The agent's files are written into it when the device is made;
+   * it keeps what the device writes across resets, deep sleeps and power cuts.
+   */
+  filesystem?: FilesystemKind | DeviceFilesystem;
   wifi?: Partial<WifiOptions>;
   /** esp.flash_size(); default the size of `flash`. */
   flashSize?: number;
@@ -116,6 +133,8 @@ export interface AgentDeviceEvents {
   ota: [{ rtc: Uint8Array }];
   deepsleep: [{ ms: number | null }];
   ended: [RunEnd];
+  /** The power was cut before this filesystem step (see DeviceFilesystem.beforeStep); the device is off. */
+  powerCut: [FsStep];
   /** The harness itself failed (worker died, automatic boot failed). */
   failure: [Error];
 }
@@ -165,10 +184,12 @@ function sleepyMain(example: string, awakeMs: number): string {
 /**
  * One simulated ESP8266 running the unmodified device agent under real
  * MicroPython (wasm) in its own worker thread, with fakes for `machine`,
- * `esp`, `network` and `socket` (real TCP to a real broker).
+ * `esp`, `network` and `socket` (real TCP to a real broker) and its own
+ * filesystem ({@link DeviceFilesystem}: LittleFS or FAT durability, kept
+ * across runs, power cuts before any write on request).
  *
- * `boot(cause)` starts a fresh interpreter carrying RTC memory and flash
- * over. A run ends in a reset, a deep sleep, or at the REPL; a reset whose
+ * `boot(cause)` starts a fresh interpreter carrying RTC memory, flash and
+ * the filesystem over. A run ends in a reset, a deep sleep, or at the REPL; a reset whose
  * RTC memory holds the OTA magic emits `ota` and leaves it to the caller
  * (e.g. the emulator) to decide what boots next.
  */
@@ -177,6 +198,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   readonly published: PublishedMessage[] = [];
   /** Everything the device printed. */
   readonly output: string[] = [];
+  /** The device's filesystem (flash): survives resets, deep sleeps and power cuts. */
+  readonly fs: DeviceFilesystem;
 
   private readonly options: AgentDeviceOptions;
   private readonly broker: BrokerAddress;
@@ -216,6 +239,9 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
       written: (id, data) => this.sent(id, data),
       closed: (id) => this.readers.delete(id),
     });
+    const fs = options.filesystem;
+    this.fs = fs instanceof DeviceFilesystem ? fs : new DeviceFilesystem({ kind: fs ?? "littlefs" });
+    for (const [path, text] of Object.entries(this.deviceFiles())) this.fs.writeFile(path, text);
   }
 
   /** The device id the agent uses: `id`, else the hex of unique_id(). */
@@ -295,7 +321,6 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         flashUserStart: this.options.flashUserStart ?? 0xd4000,
         wifi: { ...DEFAULT_WIFI, ...this.options.wifi },
         version: this.options.version ?? "v1.27.0 on 2025-12-10",
-        files: this.deviceFiles(),
       });
       await booted;
     } catch (error) {
@@ -311,6 +336,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
     const link = this.link;
     this.link = undefined;
     this.sockets.destroyAll();
+    this.fs.dropOpenFiles();
     await link?.stop();
     this.currentPhase = "off";
     this.rtcBytes = new Uint8Array(0);
@@ -399,6 +425,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
       CMD_WAIT_MS: o.cmdWaitMs ?? 500,
       MAIN_APP_OFFSET: o.mainAppOffset ?? MAIN_APP_OFFSET,
       KEEPALIVE: o.keepalive ?? 60,
+      CMD_KEYS: o.commandKeys ?? [],
+      ALLOW_UNSIGNED: o.allowUnsigned ?? false,
       ...o.config,
     };
     const main =
@@ -441,8 +469,15 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         case "sock_close":
           this.sockets.close(request.id);
           return { value: null };
+        case "fs":
+          return { value: serveFsCall(this.fs, request.name, request.args) };
       }
     } catch (error) {
+      if (error instanceof PowerCut) {
+        const step = error.step;
+        void this.powerOff().then(() => this.emit("powerCut", step));
+        return { halt: true };
+      }
       this.emit("failure", error instanceof Error ? error : new Error(String(error)));
       return { errno: Errno.EIO };
     }
@@ -484,8 +519,10 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   }
 
   private ended(outcome: RunOutcome): void {
-    // A reset or deep sleep drops whatever TCP connection is left (the agent disconnects cleanly before).
+    // A reset or deep sleep drops whatever TCP connection is left (the agent disconnects cleanly before),
+    // and files left open lose what was not flushed (machine.reset() runs no cleanup).
     this.sockets.destroyAll();
+    this.fs.dropOpenFiles();
     this.rtcBytes = new Uint8Array(Buffer.from(outcome.rtc, "hex"));
     switch (outcome.kind) {
       case "reset": {

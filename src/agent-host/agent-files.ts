@@ -7,7 +7,7 @@ import { FileError } from "../errors.ts";
 export const DEVICE_DIR = fileURLToPath(new URL("../../device/", import.meta.url));
 
 /** Agent files as they go on the board (path on the device -> path under device/). */
-export const AGENT_FILES = ["mpota_agent.py", "ota.py", "lib/umqtt/simple.py"] as const;
+export const AGENT_FILES = ["mpota_agent.py", "mpota_cmd.py", "ota.py", "lib/umqtt/simple.py"] as const;
 
 /** The example main.py files under device/examples/. */
 export const EXAMPLE_MAINS = {
@@ -33,12 +33,15 @@ export function readAgentFiles(dir: string = DEVICE_DIR): Record<string, string>
   return files;
 }
 
-export type PythonValue = string | number | boolean | null | readonly string[];
+export type PythonValue = string | number | boolean | null | readonly PythonValue[];
 
-/** A Python literal for a config value (a list of strings as a tuple). */
+/** A Python literal for a config value (a list becomes a tuple). */
 export function pythonLiteral(value: PythonValue): string {
   if (value === null) return "None";
-  if (Array.isArray(value)) return `(${value.map((v) => `${JSON.stringify(v)},`).join(" ")})`;
+  if (Array.isArray(value)) {
+    const items = value.map((v: PythonValue) => pythonLiteral(v));
+    return items.length === 1 ? `(${items[0]},)` : `(${items.join(", ")})`;
+  }
   if (typeof value === "boolean") return value ? "True" : "False";
   if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new RangeError(`config value ${value} has no Python literal`);

@@ -1,13 +1,21 @@
 /**
  * Worker entry: one simulated ESP8266 running MicroPython 1.27 (wasm). Each
  * `boot` message starts a fresh interpreter (only one exists at a time in
- * this thread) with the device filesystem, the fake modules and the carried
- * RTC memory, runs boot.py and main.py, and reports how the run ended.
+ * this thread) with the fake modules and the carried RTC memory, mounts the
+ * device filesystem (kept by the main thread) at "/", runs boot.py and
+ * main.py, and reports how the run ended.
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
-import { HOST_MODULES, preludeSource, runScriptSource } from "./python-fakes.ts";
+import { FILESYSTEM_MODULE, HOST_MODULES, preludeSource, runScriptSource } from "./python-fakes.ts";
 import { callHostSync } from "./sync-call.ts";
-import type { BootRequest, HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-protocol.ts";
+import type {
+  BootRequest,
+  FsCallName,
+  HostCall,
+  HostReply,
+  RunOutcome,
+  WorkerEvent,
+} from "./worker-protocol.ts";
 
 interface PythonError extends Error {
   type: string;
@@ -99,10 +107,15 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     sock_read: (id: number, length: number, timeoutMs: number, once: boolean) =>
       call({ op: "sock_read", id, length, timeoutMs, once }),
     sock_close: (id: number) => call({ op: "sock_close", id }),
+    ...fsCalls(call),
   });
 
-  const files: Record<string, string> = { ...HOST_MODULES, ...boot.files };
-  for (const [path, text] of Object.entries(files)) {
+  // The fake C modules are imported from the wasm port's own filesystem, which the prelude then replaces.
+  const hostFiles: Record<string, string> = {
+    ...HOST_MODULES,
+    [FILESYSTEM_MODULE.path]: FILESYSTEM_MODULE.source,
+  };
+  for (const [path, text] of Object.entries(hostFiles)) {
     const full = `/${path.replace(/^\/+/, "")}`;
     const dir = full.slice(0, full.lastIndexOf("/"));
     if (dir) mp.FS.mkdirTree(dir);
@@ -112,7 +125,9 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
   post({ type: "booted" });
 
   for (const script of ["boot.py", "main.py"]) {
-    if (!(script in files)) continue;
+    // As pyexec_file_if_exists: only a regular file runs.
+    const stat = call({ op: "fs", name: "stat", args: ["/", script] });
+    if (typeof stat !== "string" || !stat.startsWith(`${0x8000},`)) continue;
     try {
       mp.runPython(runScriptSource(script));
     } catch (error) {
@@ -131,6 +146,35 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     if (ending) return ending;
   }
   return ending ?? { kind: "exit", rtc };
+}
+
+const FS_CALLS: Record<string, FsCallName> = {
+  fs_open: "open",
+  fs_read: "read",
+  fs_readline: "readline",
+  fs_write: "write",
+  fs_seek: "seek",
+  fs_flush: "flush",
+  fs_close: "close",
+  fs_stat: "stat",
+  fs_listdir: "listdir",
+  fs_remove: "remove",
+  fs_rmdir: "rmdir",
+  fs_mkdir: "mkdir",
+  fs_rename: "rename",
+  fs_chdir: "chdir",
+  fs_statvfs: "statvfs",
+};
+
+/** `_mpota_host.fs_*`: each forwards its arguments to the host's DeviceFilesystem. */
+function fsCalls(
+  call: (request: HostCall) => string | number | null,
+): Record<string, (...args: Array<string | number>) => string | number | null> {
+  const out: Record<string, (...args: Array<string | number>) => string | number | null> = {};
+  for (const [fn, name] of Object.entries(FS_CALLS)) {
+    out[fn] = (...args) => call({ op: "fs", name, args });
+  }
+  return out;
 }
 
 function isPythonError(error: unknown): error is PythonError {

@@ -16,8 +16,6 @@ export interface BootRequest {
   wifi: { connected: boolean; ip: string; netmask: string; gateway: string; dns: string; rssi: number };
   /** `os.uname().version` */
   version: string;
-  /** Device filesystem: path (relative to /) -> source text. */
-  files: Record<string, string>;
 }
 
 export type RunOutcome =
@@ -46,7 +44,26 @@ export type HostCall =
   | { op: "sock_connect"; id: number; host: string; port: number; timeoutMs: number }
   | { op: "sock_write"; id: number; data: string }
   | { op: "sock_read"; id: number; length: number; timeoutMs: number; once: boolean }
-  | { op: "sock_close"; id: number };
+  | { op: "sock_close"; id: number }
+  | { op: "fs"; name: FsCallName; args: Array<string | number> };
+
+/** Calls of the device filesystem's VFS (see DeviceFilesystem); their value, or -errno. */
+export type FsCallName =
+  | "open"
+  | "read"
+  | "readline"
+  | "write"
+  | "seek"
+  | "flush"
+  | "close"
+  | "stat"
+  | "listdir"
+  | "remove"
+  | "rmdir"
+  | "mkdir"
+  | "rename"
+  | "chdir"
+  | "statvfs";
 
 /**
  * Reply to a {@link HostCall}: `value` is what the Python side gets (hex

@@ -6,7 +6,7 @@ import { MqttPacketType } from "../../src/agent-host/mqtt-packets.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
 import { VirtualClock } from "../../src/transfer/clock.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
-import { TestBroker } from "./support.ts";
+import { CommandSigner, TestBroker } from "./support.ts";
 
 // The device agent's own files (device/) under MicroPython 1.27 (wasm), against a real broker.
 
@@ -16,6 +16,8 @@ const otherFw = imageIdentity(buildMicroPythonImage({ size: 52_000, seed: 8 }));
 
 let broker: TestBroker;
 const devices: AgentDevice[] = [];
+// The devices trust this key (CMD_KEYS); every command they obey is signed with it.
+const signer = new CommandSigner();
 
 before(async () => {
   broker = await TestBroker.start();
@@ -28,13 +30,18 @@ after(async () => {
 });
 
 function device(options: Partial<AgentDeviceOptions> & { id: string }): AgentDevice {
-  const d = new AgentDevice({ broker: broker.url, flash: buildFlash(image), ...options });
+  const d = new AgentDevice({
+    broker: broker.url,
+    flash: buildFlash(image),
+    commandKeys: [signer.modulusHex],
+    ...options,
+  });
   devices.push(d);
   return d;
 }
 
-const cmd = (job: string, target: string, size = 600_000) =>
-  JSON.stringify({ op: "ota", job, fw: target, size });
+const cmd = (dev: string, job: string, target: string, size = 600_000) =>
+  signer.ota({ dev, job, fw: target, size });
 const topics = (d: AgentDevice) => d.published.map((m) => `${m.topic.split("/")[2]}=${m.payload.toString()}`);
 
 describe("check-in at boot", () => {
@@ -51,7 +58,7 @@ describe("check-in at boot", () => {
     assert.deepEqual(
       { ...state, mem: typeof state.mem },
       {
-        v: 1,
+        v: 2,
         fw,
         ver: "v1.27.0 on 2025-12-10",
         ip: "192.168.1.23",
@@ -60,6 +67,8 @@ describe("check-in at boot", () => {
         rssi: -55,
         wake: "power",
         sleep: 0,
+        seq: 0,
+        keys: [signer.kid],
         vbat: 3.05,
       },
     );
@@ -100,7 +109,7 @@ describe("check-in at boot", () => {
 
 describe("update command", () => {
   test("a retained cmd found at check-in: ack ready, status ota, clean disconnect, RTC magic, reset", async () => {
-    await broker.publish("mpota/ota-1/cmd", cmd("j-7f3a", otherFw), true);
+    await broker.publish("mpota/ota-1/cmd", cmd("ota-1", "j-7f3a", otherFw), true);
     const d = device({ id: "ota-1", sleepSeconds: 300, wifi: { ip: "192.168.1.40" } });
     const ota = d.waitFor("ota");
     await d.powerOn();
@@ -138,7 +147,7 @@ describe("update command", () => {
     await d.powerOn();
     await broker.seen("mpota/live-1/status", "online");
     const ota = d.waitFor("ota");
-    await broker.publish("mpota/live-1/cmd", cmd("j-live", otherFw), true);
+    await broker.publish("mpota/live-1/cmd", cmd("live-1", "j-live", otherFw), true);
     const { rtc } = await ota;
     assert.equal(Buffer.from(rtc).toString(), "yaotaota");
     assert.deepEqual(JSON.parse(await broker.seen("mpota/live-1/ack")), {
@@ -153,7 +162,7 @@ describe("update command", () => {
   });
 
   test("a cmd naming the running firmware is ignored: no ack, the device goes on to sleep", async () => {
-    await broker.publish("mpota/same-1/cmd", cmd("j-same", fw), true);
+    await broker.publish("mpota/same-1/cmd", cmd("same-1", "j-same", fw), true);
     const d = device({ id: "same-1", sleepSeconds: 60 });
     const sleep = d.waitFor("deepsleep");
     await d.powerOn();
@@ -166,7 +175,7 @@ describe("update command", () => {
   });
 
   test("battery below MIN_VBAT: ack ready:false 'battery low', no reset", async () => {
-    await broker.publish("mpota/batt-1/cmd", cmd("j-batt", otherFw), true);
+    await broker.publish("mpota/batt-1/cmd", cmd("batt-1", "j-batt", otherFw), true);
     const d = device({ id: "batt-1", sleepSeconds: 60, vbat: 2.9, minVbat: 3.3 });
     const sleep = d.waitFor("deepsleep");
     await d.powerOn();
@@ -182,7 +191,7 @@ describe("update command", () => {
   });
 
   test("an image larger than the firmware area: ack ready:false with the sizes", async () => {
-    await broker.publish("mpota/room-1/cmd", cmd("j-room", otherFw, 700_000), true);
+    await broker.publish("mpota/room-1/cmd", cmd("room-1", "j-room", otherFw, 700_000), true);
     const d = device({ id: "room-1", sleepSeconds: 60 });
     const sleep = d.waitFor("deepsleep");
     await d.powerOn();
@@ -217,7 +226,7 @@ describe("update command", () => {
     }
     assert.equal(d.phase, "running");
     const ota = d.waitFor("ota");
-    await broker.publish("mpota/bad-1/cmd", cmd("j-good", otherFw), false);
+    await broker.publish("mpota/bad-1/cmd", cmd("bad-1", "j-good", otherFw), false);
     await ota;
     assert.deepEqual(
       d.published.filter((m) => m.topic.endsWith("/ack")).map((m) => JSON.parse(m.payload.toString()).job),

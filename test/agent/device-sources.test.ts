@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { generateKeyPairSync, sign } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { before, describe, test } from "node:test";
@@ -101,6 +102,7 @@ describe("device/ sources", () => {
     for (const [name, module] of [
       ["lib/umqtt/simple.py", "umqtt.simple"],
       ["ota.py", "ota"],
+      ["mpota_cmd.py", "mpota_cmd"],
       ["mpota_agent.py", "mpota_agent"],
     ] as const) {
       const source = Buffer.byteLength(files.find((f) => f.name === name)?.source ?? "");
@@ -110,8 +112,14 @@ describe("device/ sources", () => {
       t.diagnostic(`${name}: ${source} bytes of source, ${resident} bytes of heap after import`);
     }
     const agent = measured.get("mpota_agent.py") as [number, number];
+    const cmd = measured.get("mpota_cmd.py") as [number, number];
     assert.ok(agent[0] < 10_000, "mpota_agent.py stays under 10 KB of source");
     assert.ok(agent[1] < 8_192, "mpota_agent keeps under 8 KiB of heap after import");
+    assert.ok(cmd[0] < 10_000, "mpota_cmd.py stays under 10 KB of source");
+    assert.ok(cmd[1] < 7_168, "mpota_cmd keeps under 7 KiB of heap after import");
+    // What a board holds once the agent is imported (mpota_agent imports the rest).
+    const total = [...measured.values()].reduce((sum, [, resident]) => sum + resident, 0);
+    assert.ok(total < 20_480, `the agent with its modules keeps under 20 KiB of heap (${total})`);
     // Heap figures move by a few bytes when other sources change (qstr pools), so allow 128.
     const documented = documentedSizes();
     assert.deepEqual([...documented.keys()].sort(), [...measured.keys()].sort());
@@ -123,5 +131,70 @@ describe("device/ sources", () => {
         `update the heap size of ${name} in device/README.md`,
       );
     }
+  });
+
+  test("one signature check (RSA 2048, e = 65537): time and heap, as device/README.md documents", (t) => {
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const n = Buffer.from(publicKey.export({ format: "jwk" }).n as string, "base64url").toString("hex");
+    const msg = "mpota-cmd/2\nsim-2\n12\nota\nj-7f3a\n0123456789abcdef0123456789abcdef\n612352\n1.4.0\n0";
+    const sig = sign("sha256", Buffer.from(msg), privateKey).toString("hex");
+    const run = (code: string) => {
+      printed.length = 0;
+      mp.runPython(code);
+      return printed.at(-1) ?? "";
+    };
+    const ok = run(`import gc, time, mpota_cmd
+from binascii import unhexlify
+n = unhexlify(${JSON.stringify(n)})
+sig = unhexlify(${JSON.stringify(sig)})
+msg = ${JSON.stringify(msg)}.encode()
+print(mpota_cmd.verify(n, msg, sig), mpota_cmd.verify(n, msg + b"x", sig))`);
+    const median = Number(
+      run(`times = []
+for i in range(5):
+    t0 = time.ticks_ms()
+    for j in range(20):
+        mpota_cmd.verify(n, msg, sig)
+    times.append(time.ticks_diff(time.ticks_ms(), t0) * 50)
+times.sort()
+print(times[2])`),
+    );
+    // Everything one check allocates, with the collector off (all garbage afterwards).
+    const total = Number(
+      run(`gc.collect()
+gc.disable()
+a0 = gc.mem_alloc()
+mpota_cmd.verify(n, msg, sig)
+print(gc.mem_alloc() - a0)
+gc.enable()`),
+    );
+    // The most a check holds at once is inside its squaring loop: the three 2048-bit
+    // numbers (modulus, signature, running value) and one step m * m % n (the 4096-bit
+    // product and the result). This wasm build's collector frees nothing while Python
+    // code runs, so the parts are measured one by one, collecting between runs.
+    run("gc.collect()\na0 = gc.mem_alloc()");
+    const numbers = Number(
+      run(`N = int.from_bytes(n, "big")
+S = int.from_bytes(sig, "big")
+M = int.from_bytes(sig, "big")
+print(gc.mem_alloc() - a0)`),
+    );
+    run("gc.collect()");
+    const step = Number(
+      run(`gc.disable()
+a1 = gc.mem_alloc()
+M2 = M * M % N
+print(gc.mem_alloc() - a1)
+gc.enable()`),
+    );
+    const peak = numbers + step;
+    t.diagnostic(
+      `verify: ${median} us (median of 5 runs of 20, wasm), ${total} bytes allocated in all, about ${peak} bytes live at once (${numbers} for the three numbers, ${step} for one step)`,
+    );
+    assert.equal(ok, "True False");
+    // Bounds with room for a slow machine; the figures are in device/README.md.
+    assert.ok(median < 100_000, "one check takes under 100 ms in the wasm build");
+    assert.ok(peak < 4_096, "one check holds under 4 KiB at once");
+    assert.ok(total < 32_768, "one check allocates under 32 KiB in all (reclaimed by the collector)");
   });
 });

@@ -232,6 +232,137 @@ describe("socket", () => {
   });
 });
 
+describe("filesystem", () => {
+  test("files survive reset, deep sleep and power cuts; data never flushed is lost at a reset", async () => {
+    const main = [
+      "import machine, os",
+      "def show():",
+      "    print(machine.reset_cause(), sorted(os.listdir()), open('a.txt').read(), os.stat('b.txt')[6])",
+      "if machine.reset_cause() == machine.PWRON_RESET and 'a.txt' not in os.listdir():",
+      "    with open('a.txt', 'w') as f:",
+      "        f.write('kept')",
+      "    g = open('b.txt', 'wb')",
+      "    g.write(b'never flushed')",
+      "    machine.reset()",
+      "show()",
+      "if machine.reset_cause() == machine.SOFT_RESET:",
+      "    machine.deepsleep(10)",
+    ].join("\n");
+    const d = new AgentDevice({ broker: "mqtt://127.0.0.1:1", flash: buildFlash(image), main });
+    devices.push(d);
+    const halted = d.waitFor("ended", (e) => e.kind === "exit");
+    await d.powerOn();
+    await halted;
+    const files =
+      "['a.txt', 'b.txt', 'lib', 'main.py', 'mpota_agent.py', 'mpota_cmd.py', 'mpota_config.py', 'ota.py']";
+    // b.txt exists from open() but is empty: its data was never flushed before the reset.
+    assert.deepEqual(d.output, [`4 ${files} kept 0`, `5 ${files} kept 0`]);
+    await d.powerOff();
+    const again = d.waitFor("ended", (e) => e.kind === "exit");
+    await d.powerOn();
+    await again;
+    assert.equal(d.output.at(-1), `0 ${files} kept 0`);
+    assert.equal(d.fs.readFile("/a.txt")?.toString(), "kept");
+    assert.deepEqual(d.fs.readFile("/b.txt"), Buffer.alloc(0));
+  });
+
+  test("OSError numbers are the port's (errno.ENOENT is 2), and os calls behave as on the chip", async () => {
+    const { output } = await run(
+      [
+        "import errno, os",
+        "def err(f, *a):",
+        "    try:",
+        "        f(*a)",
+        "    except OSError as e:",
+        "        return e.errno",
+        "print(err(open, 'missing'), err(open, 'missing')== errno.ENOENT, err(os.remove, 'missing'))",
+        "os.mkdir('d')",
+        "print(err(os.mkdir, 'd') == errno.EEXIST, err(open, 'nodir/x', 'w'))",
+        "with open('d/x.bin', 'wb') as f:",
+        "    print(f.write(b'abc'), f.write('de'))",
+        "st = os.stat('d/x.bin')",
+        "print(st[0] == 0x8000, st[6], os.stat('d')[0] == 0x4000, list(os.ilistdir('d')))",
+        "os.chdir('d')",
+        "print(os.getcwd(), open('x.bin', 'rb').read(2), open('/d/x.bin').read())",
+        "os.rename('x.bin', '/y.txt')",
+        "os.chdir('/')",
+        "print(os.listdir('d'), 'y.txt' in os.listdir(), open('y.txt').readline())",
+        "with open('y.txt', 'a') as f:",
+        "    f.write('\\nmore')",
+        "print([l for l in open('y.txt')])",
+        "os.rmdir('d')",
+        "print('d' in os.listdir(), os.statvfs('/')[0])",
+      ].join("\n"),
+    );
+    assert.deepEqual(output, [
+      "2 True 2",
+      "True 2",
+      "3 2",
+      "True 5 True [('x.bin', 32768, 0, 5)]",
+      "/d b'ab' abcde",
+      "[] True abcde",
+      "['abcde\\n', 'more']",
+      "False 4096",
+    ]);
+  });
+
+  for (const kind of ["littlefs", "fat"] as const) {
+    test(`${kind}: what a power cut leaves of open(path, "w") over a file and of rename over a file`, async () => {
+      const main = [
+        "import os",
+        "with open('data', 'w') as f:",
+        "    f.write('old content')",
+        "with open('dst', 'w') as f:",
+        "    f.write('A')",
+        "with open('tmp', 'w') as f:",
+        "    f.write('B')",
+        "f = open('data', 'w')",
+        "f.write('new')",
+        "f.close()",
+        "print('data written')",
+        "os.rename('tmp', 'dst')",
+        "print('renamed')",
+      ].join("\n");
+      // Cut before the second write of data is committed.
+      const cutWrite = new AgentDevice({
+        broker: "mqtt://127.0.0.1:1",
+        flash: buildFlash(image),
+        main,
+        filesystem: kind,
+      });
+      devices.push(cutWrite);
+      cutWrite.fs.beforeStep = (step) => step.op === "commit" && step.path === "/data" && step.size === 3;
+      const cut = cutWrite.waitFor("powerCut");
+      await cutWrite.powerOn();
+      assert.deepEqual(await cut, { op: "commit", path: "/data", size: 3 });
+      assert.equal(cutWrite.phase, "off");
+      assert.deepEqual(cutWrite.output, []);
+      // LittleFS keeps the old data until the new is committed; FAT truncated the file at open().
+      assert.equal(cutWrite.fs.readFile("/data")?.toString(), kind === "littlefs" ? "old content" : "");
+
+      // Cut before the rename itself: on FAT, after the old destination was removed.
+      const cutRename = new AgentDevice({
+        broker: "mqtt://127.0.0.1:1",
+        flash: buildFlash(image),
+        main,
+        filesystem: kind,
+      });
+      devices.push(cutRename);
+      cutRename.fs.beforeStep = (step) => step.op === "rename";
+      const cut2 = cutRename.waitFor("powerCut");
+      await cutRename.powerOn();
+      assert.deepEqual(await cut2, { op: "rename", path: "/tmp", to: "/dst" });
+      assert.deepEqual(cutRename.output, ["data written"]);
+      assert.equal(cutRename.fs.readFile("/dst")?.toString(), kind === "littlefs" ? "A" : undefined);
+      assert.equal(cutRename.fs.readFile("/tmp")?.toString(), "B");
+      assert.deepEqual(
+        cutRename.fs.steps.slice(-2).map((s) => s.op),
+        kind === "littlefs" ? ["commit", "commit"] : ["commit", "remove"],
+      );
+    });
+  }
+});
+
 describe("boot API", () => {
   test("boot() refuses while the device runs; powerOff() stops it wherever it is", async () => {
     const d = new AgentDevice({

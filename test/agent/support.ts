@@ -1,7 +1,15 @@
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { Aedes } from "aedes";
 import mqtt, { type MqttClient } from "mqtt";
+import {
+  commandKeyId,
+  encodeCommand,
+  type OtaCommandFields,
+  publicModulusHex,
+  signCommand,
+} from "../../src/protocol/command-signature.ts";
 
 export interface Received {
   topic: string;
@@ -102,5 +110,35 @@ export class TestBroker {
     await this.watcher.endAsync(true);
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     this.server.close();
+  }
+}
+
+/**
+ * Signs commands as the mpota server does (contract v2), with a key made
+ * for the test. `seq` counts up from 1 unless given.
+ */
+export class CommandSigner {
+  readonly privateKey: KeyObject;
+  readonly modulusHex: string;
+  readonly kid: string;
+  private nextSeq = 1;
+
+  constructor(bits = 2048) {
+    this.privateKey = generateKeyPairSync("rsa", { modulusLength: bits }).privateKey;
+    this.modulusHex = publicModulusHex(this.privateKey);
+    this.kid = commandKeyId(this.modulusHex);
+  }
+
+  /** A signed ota command (ver 1.0.0, down 0 unless given), as the JSON payload. */
+  ota(fields: Partial<OtaCommandFields> & { dev: string; job: string; fw: string }): string {
+    const seq = fields.seq ?? this.nextSeq++;
+    return encodeCommand(
+      signCommand({ op: "ota", size: 600_000, ver: "1.0.0", down: 0, ...fields, seq }, this.privateKey),
+    );
+  }
+
+  /** A signed keys command naming these moduli. */
+  keys(dev: string, keys: string[], seq = this.nextSeq++): string {
+    return encodeCommand(signCommand({ op: "keys", dev, seq, keys }, this.privateKey));
   }
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, type SpawnSyncReturns, spawnSync } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -301,6 +301,8 @@ describe("verification", () => {
       [`${sig.slice(0, 10)} ${sig.slice(10)}`, /not base64/],
       [sig.replace(/\+/g, "-"), /not base64/],
       ["!".repeat(344), /not base64/],
+      // The same bytes, but stray bits in the last character before the padding: not canonical.
+      [`${sig.slice(0, -3)}${sig.at(-3) === "I" ? "J" : "I"}==`, /not base64/],
       ["", /sig has 0 bytes/],
       [12, /not base64/],
       [Buffer.alloc(256).toString("base64"), /does not verify/],
@@ -364,5 +366,28 @@ describe("interop with the openssl binary", () => {
     assert.deepEqual(verifyCommand(JSON.stringify(command), modulusHex), { ...fields, kid: KID });
     assert.equal(command.sig, signCommand(fields, privateKey).sig);
     assert.throws(() => verifyCommand({ ...command, seq: 4712 }, modulusHex), sigError(/does not verify/));
+  });
+
+  test("the recipe in docs/mqtt.md (jq, base64, openssl) checks an ota and a keys command", () => {
+    const doc = readFileSync(new URL("../../docs/mqtt.md", import.meta.url), "utf8");
+    const block = /\*\*Checking a command with OpenSSL\.\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(doc)?.[1];
+    if (!block) throw new Error("docs/mqtt.md has no recipe under **Checking a command with OpenSSL.**");
+    const commands = [
+      signCommand({ ...ota, seq: 2 ** 53 - 1, ver: "2.0-rc.1+b7" }, privateKey),
+      signCommand({ op: "keys", dev: "sim-2", seq: 77, keys: [modulusHex] }, privateKey),
+    ];
+    for (const cmd of commands) {
+      const work = join(dir, `recipe-${cmd.op}`);
+      mkdirSync(work);
+      writeFileSync(join(work, "cmd.json"), encodeCommand(cmd));
+      writeFileSync(join(work, "pub.pem"), publicPem);
+      const r: SpawnSyncReturns<string> = spawnSync("bash", ["-eo", "pipefail", "-c", block], {
+        cwd: work,
+        encoding: "utf8",
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `Verified OK\n${KID}\n`);
+      assert.deepEqual(readFileSync(join(work, "message.txt")), signedBytes(cmd));
+    }
   });
 });

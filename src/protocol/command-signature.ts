@@ -339,7 +339,8 @@ export function verifyCommand(
   }
   const signature = Buffer.from(sig, "base64");
   // As the device: only the canonical encoding (no stray bits in the last character).
-  if (signature.toString("base64") !== sig) throw new CommandSignatureError("The command's sig is not base64.");
+  if (signature.toString("base64") !== sig)
+    throw new CommandSignatureError("The command's sig is not base64.");
   if (signature.length !== key.modulus.length) {
     throw new CommandSignatureError(
       `The command's sig has ${signature.length} bytes; a signature by key ${kid} has ${key.modulus.length}.`,

@@ -2,13 +2,24 @@ import htm from "htm";
 import { h, render } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, api, LiveEvents } from "./api.js";
+import { AuditPage } from "./audit.js";
 import { ago, bytes, duration, rate, shortId, time } from "./format.js";
 import { RolloutPage, RolloutsPage, rolloutFeed } from "./rollouts.js";
+import {
+  AddDevicePage,
+  DeviceTrust,
+  TrustBadges,
+  TrustBanner,
+  TrustWarnings,
+  trustProblems,
+} from "./trust.js";
 
 const html = htm.bind(h);
 
 /** Jobs kept in the page's live map at most (memory stays flat during long sessions). */
 const MAX_LIVE_JOBS = 200;
+/** After a device without a known credential reports, credentials are read again this much later (once). */
+const CREDENTIALS_RELOAD_MS = 500;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const CANCELLABLE = new Set(["queued", "waiting", "retrying"]);
 
@@ -183,7 +194,7 @@ function sortValue(device, key) {
   return device[key] ?? "";
 }
 
-function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel }) {
+function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, credentials, base }) {
   const [filter, setFilter] = useState("");
   const [status, setStatus] = useState("all");
   const [sort, setSort] = useState({ key: "id", up: true });
@@ -218,7 +229,9 @@ function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel }) {
         <option value="offline">offline</option>
       </select>
       <span class="count">${rows.length} of ${devices.size} devices</span>
+      <a class="button-link add" href="#/add-device">Add device</a>
     </div>
+    <${TrustBanner} devices=${devices} credentials=${credentials} base=${base} />
     <table class="devices">
       <thead><tr>${COLUMNS.map(([key, label]) => head(key, label))}</tr></thead>
       <tbody>
@@ -227,7 +240,7 @@ function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel }) {
           const newer = line && line.id !== d.fw ? line : undefined;
           const job = d.job ? (jobs.get(d.job.id) ?? { ...d.job, id: d.job.id }) : undefined;
           return html`<tr data-device=${d.id}>
-            <td><a href=${`#/device/${encodeURIComponent(d.id)}`}>${d.id}</a></td>
+            <td><a href=${`#/device/${encodeURIComponent(d.id)}`}>${d.id}</a><${TrustBadges} problems=${trustProblems(d, credentials, base)} /></td>
             <td><span class=${`status status-${d.status ?? "unknown"}`}>${statusText(d, now)}</span></td>
             <td>
               ${d.firmware ? html`${d.firmware.name} ${d.firmware.version}` : html`<span class="badge badge-unknown" title="The store has no firmware with this identity">unknown firmware</span>`}
@@ -270,7 +283,18 @@ function Timeline({ id, version }) {
   </ol>`;
 }
 
-function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
+function DevicePage({
+  id,
+  devices,
+  firmware,
+  jobs,
+  now,
+  onUpdate,
+  onCancel,
+  credentials,
+  base,
+  onCredentials,
+}) {
   const [detail, setDetail] = useState(null);
   const [error, setError] = useState(null);
   const [target, setTarget] = useState("");
@@ -301,6 +325,7 @@ function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
   };
   return html`<section class="device-page">
     <h2>${id}</h2>
+    <${TrustWarnings} device=${d} credentials=${credentials} base=${base} />
     <dl class="facts">
       <dt>Status</dt><dd class="device-status">${statusText(d, now)}</dd>
       <dt>Firmware</dt><dd>${d.firmware ? `${d.firmware.name} ${d.firmware.version}` : html`<span class="badge badge-unknown">unknown firmware</span>`} <code>${d.fw}</code></dd>
@@ -311,6 +336,7 @@ function DevicePage({ id, devices, firmware, jobs, now, onUpdate, onCancel }) {
       <dt>Battery</dt><dd>${d.vbat ?? "–"}</dd>
       <dt>Flash</dt><dd>${bytes(d.flash)}</dd>
     </dl>
+    <${DeviceTrust} device=${d} credentials=${credentials} base=${base} onChanged=${onCredentials} />
     <h3>Update</h3>
     ${
       liveJob && !TERMINAL.has(liveJob.state)
@@ -519,6 +545,10 @@ function Shell({ onLogout }) {
   const [devices, setDevices] = useState(new Map());
   const [firmware, setFirmware] = useState([]);
   const [jobs, setJobs] = useState(new Map());
+  // Provisioned devices by id (an id mapped to null: being read again); null when this server does
+  // not list credentials.
+  const [credentials, setCredentials] = useState(null);
+  const [base, setBase] = useState("mpota");
   const [live, setLive] = useState("connecting");
   const [error, setError] = useState(null);
 
@@ -531,19 +561,66 @@ function Shell({ onLogout }) {
     () => api("GET", "/jobs?active=true").then((list) => setJobs(new Map(list.map((j) => [j.id, j])))),
     [],
   );
+  const known = useRef(null);
+  const loadCredentials = useCallback(
+    () =>
+      api("GET", "/credentials").then(
+        (list) => {
+          known.current = new Map(list.map((c) => [c.device, c]));
+          setCredentials(known.current);
+        },
+        (e) => {
+          if (e instanceof ApiError && e.status === 401) throw e;
+          setCredentials(null);
+        },
+      ),
+    [],
+  );
   const reload = useCallback(() => {
-    Promise.all([loadDevices(), loadFirmware(), loadJobs()]).catch((e) => {
+    Promise.all([loadDevices(), loadFirmware(), loadJobs(), loadCredentials()]).catch((e) => {
       if (e instanceof ApiError && e.status === 401) onLogout();
       else setError(e);
     });
   }, []);
 
   const events = useRef(null);
+  // Credentials change by request only (here, the CLI, the bridge): read again on each navigation,
+  // and soon after a device the list does not have reports (it was provisioned meanwhile).
+  const credentialTimer = useRef(null);
+  // Each id at most once: a device without a credential on an external broker reports at every wake.
+  const asked = useRef(new Set());
+  const newcomer = (id) => {
+    if (!known.current || known.current.has(id) || asked.current.has(id)) return;
+    if (asked.current.size >= 10_000) asked.current.clear();
+    asked.current.add(id);
+    // Not "not provisioned" before the list was read again: it may have been provisioned since.
+    setCredentials((m) => (m && !m.has(id) ? new Map(m).set(id, null) : m));
+    if (credentialTimer.current) return;
+    credentialTimer.current = setTimeout(() => {
+      loadCredentials()
+        .catch(() => undefined)
+        .finally(() => {
+          credentialTimer.current = null;
+        });
+    }, CREDENTIALS_RELOAD_MS);
+  };
+  const path = route.join("/");
+  const first = useRef(true);
   useEffect(() => {
+    if (first.current) first.current = false;
+    else loadCredentials().catch(() => undefined);
+  }, [path]);
+  useEffect(() => {
+    api("GET", "/info").then(
+      (info) => setBase(info.base),
+      () => undefined,
+    );
     reload();
     events.current = new LiveEvents((name, data) => {
-      if (name === "device") setDevices((m) => new Map(m).set(data.id, data));
-      else if (name === "job")
+      if (name === "device") {
+        setDevices((m) => new Map(m).set(data.id, data));
+        newcomer(data.id);
+      } else if (name === "job")
         setJobs((m) => {
           const next = new Map(m);
           next.delete(data.job);
@@ -556,7 +633,10 @@ function Shell({ onLogout }) {
       } else if (name === "reset") reload();
       rolloutFeed(name, data);
     }, setLive);
-    return () => events.current?.close();
+    return () => {
+      events.current?.close();
+      clearTimeout(credentialTimer.current);
+    };
   }, []);
 
   const act = async (fn) => {
@@ -599,9 +679,13 @@ function Shell({ onLogout }) {
   };
 
   const [page, arg] = route;
-  const props = { devices, firmware, jobs, now, onUpdate, onCancel };
+  const props = { devices, firmware, jobs, now, onUpdate, onCancel, credentials, base };
   let body;
-  if (page === "device" && arg) body = html`<${DevicePage} id=${arg} ...${props} />`;
+  if (page === "device" && arg)
+    body = html`<${DevicePage} id=${arg} ...${props} onCredentials=${loadCredentials} />`;
+  else if (page === "add-device")
+    body = html`<${AddDevicePage} key=${arg ?? ""} initialId=${arg} onChanged=${loadCredentials} />`;
+  else if (page === "audit") body = html`<${AuditPage} />`;
   else if (page === "firmware")
     body = html`<${FirmwarePage} firmware=${firmware} devices=${devices} onChanged=${() => reload()} onLine=${onLine} selected=${arg} />`;
   else if (page === "jobs") body = html`<${JobsPage} devices=${devices} jobs=${jobs} onCancel=${onCancel} />`;
@@ -612,10 +696,11 @@ function Shell({ onLogout }) {
     <header>
       <strong class="brand">mpota</strong>
       <nav>
-        <a href="#/devices" class=${page === "devices" || !page ? "active" : ""}>Devices</a>
+        <a href="#/devices" class=${page === "devices" || page === "device" || page === "add-device" || !page ? "active" : ""}>Devices</a>
         <a href="#/firmware" class=${page === "firmware" ? "active" : ""}>Firmware</a>
         <a href="#/jobs" class=${page === "jobs" ? "active" : ""}>Jobs</a>
         <a href="#/rollouts" class=${page === "rollouts" || page === "rollout" ? "active" : ""}>Rollouts</a>
+        <a href="#/audit" class=${page === "audit" ? "active" : ""}>Audit</a>
       </nav>
       <span class=${`live live-${live}`} title="The event stream">${live}</span>
       <button class="small" onClick=${logout}>Log out</button>

@@ -31,6 +31,11 @@ export interface DeviceView {
   fw: string | null;
   /** The store's name for `fw`, when the store has it. */
   firmware: FirmwareRef | null;
+  /**
+   * The MQTT contract version of the device's agent, from its last state: 1
+   * cannot verify signed commands, 2 verifies them; null before any state.
+   */
+  v: 1 | 2 | null;
   ver: string | null;
   ip: string | null;
   rssi: number | null;

@@ -99,6 +99,7 @@ export function deviceView(
     nextWakeAt: device.nextWakeAt,
     fw: s?.fw ?? null,
     firmware: known ? firmwareRef(known) : null,
+    v: s ? (s.v ?? 1) : null,
     ver: s?.ver ?? null,
     ip: s?.ip ?? null,
     rssi: s?.rssi ?? null,

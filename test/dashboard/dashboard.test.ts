@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
-import { FAST_TIMINGS, tempDir, testKey } from "../server/support/test-server.ts";
+import { FAST_TIMINGS, tempDir, testKey, withCredentials } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
@@ -41,17 +41,19 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
       headers: { "content-type": "application/octet-stream" },
     });
     assert.equal(v1.status, 201, JSON.stringify(v1.body));
-    const make = (id: string, sleepSeconds: number, agent = {}) => {
+    const make = async (id: string, sleepSeconds: number, agent = {}) => {
+      // Each device logs in with its own credential, as one provisioned with `mpota devices add`.
+      const login = await s.provision(id);
       const d = new SimulatedDevice({
         id,
         address: nextAddress(),
-        broker: s.url,
+        broker: withCredentials(s.brokerUrl, login.username, login.password),
         key: testKey,
         firmware: V1,
         sleepSeconds,
         timing: FAST,
         settings: SHORT_GPIO,
-        agent: { vbat: 3.1, ...agent },
+        agent: { vbat: 3.1, ...(login.config ? { config: login.config } : {}), ...agent },
       });
       devices.push(d);
       return d.start();
@@ -62,6 +64,14 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
       "three devices registered",
       30_000,
     );
+    // An agent of contract v1 cannot verify signed commands: the server updates it only when allowed.
+    for (const d of (await call(s, "GET", "/api/v1/devices")).body as Array<{ id: string; v: number }>) {
+      if (d.v !== 1) continue;
+      const allowed = await call(s, "POST", `/api/v1/devices/${d.id}/allow-unsigned`, {
+        json: { allow: true },
+      });
+      assert.equal(allowed.status, 200, JSON.stringify(allowed.body));
+    }
     writeFileSync(join(files.dir, "firmware.bin"), NORMAL);
     writeFileSync(join(files.dir, "firmware-ota.bin"), V2);
     browser = await launchChromium();

@@ -61,6 +61,7 @@ describe("device registry over MQTT", () => {
       nextWakeAt: null,
       fw: FW,
       firmware: null,
+      v: 2,
       ver: "v1.19.1-ota",
       ip: "192.168.1.23",
       rssi: -61,

@@ -173,6 +173,7 @@ export async function routeApi(
     "GET /events",
     "GET /audit",
     "POST /devices",
+    "POST /devices/:id/allow-unsigned",
     "GET /credentials",
   ];
   if (!known.includes(route)) {
@@ -284,6 +285,11 @@ export async function routeApi(
     case "POST /devices": {
       const body = await readJsonBody(request);
       sendJson(response, 201, await h["devices/add"](body));
+      return true;
+    }
+    case "POST /devices/:id/allow-unsigned": {
+      const body = await readJsonBody(request);
+      sendJson(response, 200, await h["devices/allow-unsigned"]({ id, allow: body.allow }));
       return true;
     }
     case "POST /update": {

@@ -55,7 +55,16 @@ export class StaticFiles {
   private readonly files = new Map<string, string>();
 
   constructor(dir = dashboardDir()) {
-    for (const name of ["index.html", "app.js", "api.js", "format.js", "rollouts.js", "style.css"])
+    for (const name of [
+      "index.html",
+      "app.js",
+      "api.js",
+      "audit.js",
+      "format.js",
+      "rollouts.js",
+      "trust.js",
+      "style.css",
+    ])
       this.files.set(`/${name}`, join(dir, name));
     this.files.set("/", join(dir, "index.html"));
     for (const [url, path] of vendorFiles()) this.files.set(url, path);

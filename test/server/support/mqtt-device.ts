@@ -2,6 +2,13 @@ import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import type { DeviceState, OtaCommand } from "../../../src/server/contract.ts";
 import { deviceLogin } from "./device-logins.ts";
 
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = "";
+  u.password = "";
+  return u.toString().replace(/\/$/, "");
+}
+
 /**
  * A device as the server sees it over MQTT: an MQTT.js client publishing
  * state, status and acks on the contract's topics and collecting commands.
@@ -40,7 +47,9 @@ export class MqttDevice {
     // On a test server's embedded broker the device logs in with its own credential and its id as client id.
     const provisioned = await deviceLogin(url, id);
     const login = options.username === undefined ? provisioned : undefined;
-    const client = await connectAsync(url, {
+    // MQTT.js lets a user name and password in the URL win over the options: leave the admin's out.
+    const target = login ? withoutCredentials(url) : url;
+    const client = await connectAsync(target, {
       ...options,
       ...(login ? { username: login.username, password: login.password } : {}),
       clientId: login ? id : `dev-${id}-${Math.random().toString(16).slice(2, 8)}`,

@@ -9,6 +9,7 @@ import { FAST_TIMINGS, tempDir, testKey } from "../server/support/test-server.ts
 import { eventually } from "../server/support/wait.ts";
 import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { provisioned } from "./support.ts";
 
 // A user steering rollouts in real headless Chromium against the real server
 // (embedded Aedes, SQLite) and simulated devices running the real MicroPython
@@ -61,16 +62,17 @@ describe("rollouts in the dashboard (headless Chromium)", { skip: SKIP }, () => 
       assert.equal(added.status, 201, JSON.stringify(added.body));
     }
     await Promise.all(
-      FLEET.map((id) => {
+      FLEET.map(async (id) => {
+        const { broker, config } = await provisioned(s, id);
         const d = new SimulatedDevice({
           id,
           address: nextAddress(),
-          broker: s.url,
+          broker,
           key: testKey,
           firmware: V1,
           timing: FAST,
           settings: SHORT_GPIO,
-          agent: { vbat: 3.2 },
+          agent: { vbat: 3.2, config },
         });
         devices.set(id, d);
         d.emulator.events.on("otaFinished", () => {

@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
+import type { PythonValue } from "../../src/agent-host/agent-files.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import type { HttpTestServer } from "../http/support.ts";
@@ -53,7 +55,23 @@ export async function logIn(page: Page, s: HttpTestServer): Promise<void> {
  */
 export const REAL_SPEED: Partial<DeviceTiming> = { otaBootMs: 200, appBootMs: 50 };
 
-/** Simulated devices (real MicroPython agent, emulated yaota8266) on the test server's broker. */
+/**
+ * Provisions device `id` on the test server as `mpota devices add` does: the
+ * broker login of its own (client id = id) and the mpota_config.py settings
+ * (CMD_KEYS) a simulated device needs to take the server's signed commands.
+ */
+export async function provisioned(
+  s: HttpTestServer,
+  id: string,
+): Promise<{ broker: BrokerAddress; config: Record<string, PythonValue> }> {
+  const access = await s.provision(id);
+  return {
+    broker: { ...parseBroker(s.brokerUrl), username: access.username, password: access.password },
+    config: access.config ?? {},
+  };
+}
+
+/** Simulated devices (real MicroPython agent, emulated yaota8266) on the test server's broker, each provisioned. */
 export class Fleet {
   readonly devices = new Map<string, SimulatedDevice>();
 
@@ -71,16 +89,21 @@ export class Fleet {
       agent?: SimulatedDeviceAgent;
     } = {},
   ): Promise<SimulatedDevice> {
+    const { broker, config } = await provisioned(this.s, id);
     const d = new SimulatedDevice({
       id,
       address: this.nextAddress(),
-      broker: this.s.url,
+      broker,
       key: testKey,
       firmware,
       sleepSeconds: options.sleepSeconds ?? 0,
       timing: options.timing ?? FAST,
       settings: SHORT_GPIO,
-      agent: { vbat: 3.1, ...options.agent },
+      agent: {
+        vbat: 3.1,
+        ...options.agent,
+        config: { ...config, ...options.agent?.config },
+      },
     });
     this.devices.set(id, d);
     await d.start();

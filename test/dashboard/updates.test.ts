@@ -150,7 +150,7 @@ describe("updates in the dashboard", { skip: SKIP }, () => {
       await page
         .locator(".device-status", { hasText: /sleeping, next wake in/ })
         .waitFor({ timeout: 10_000 });
-      assert.match((await page.locator(".facts").textContent()) ?? "", /sensor 1\.0/);
+      assert.match((await page.locator(".device-page > .facts").textContent()) ?? "", /sensor 1\.0/);
       assert.equal(await job.locator(".job-state").textContent(), "cancelled");
       assert.equal(await page.locator(".jobs .job").count(), 1);
     } finally {

@@ -49,7 +49,7 @@ describe("HTTP API", () => {
     const path = adminTokenPath(data.dir);
     assert.equal(statSync(path).mode & 0o777, 0o600);
     assert.match(s.token, /^mpota_[A-Za-z0-9_-]{32}$/);
-    assert.equal(s.server.http?.newToken, s.token);
+    assert.equal(s.server.newAdminToken, s.token);
   });
 
   test("every endpoint needs the token: 401 with a JSON error without it or with a wrong one", async () => {

@@ -11,7 +11,7 @@ import {
   testKey,
 } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
-import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
+import { addressPool, FAST, provisioned, SHORT_GPIO } from "../simulator/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 
 // The whole story with nothing faked but the radio: the real server (embedded
@@ -49,7 +49,8 @@ describe("server + real MicroPython agent + emulated yaota8266", () => {
     const d = new SimulatedDevice({
       id,
       address: nextAddress(),
-      broker: s.url,
+      // Provisioned as `mpota devices add` does: its own login, the server's command keys.
+      ...(await provisioned(s, id)),
       key: testKey,
       firmware: V1,
       sleepSeconds,

@@ -10,7 +10,7 @@ import {
   testKey,
 } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
-import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
+import { addressPool, FAST, provisioned, SHORT_GPIO } from "../simulator/support.ts";
 import { b64, ID1, ID2, V1, V2 } from "./support.ts";
 
 // A rollout with nothing faked but the radio: the real server, devices that
@@ -45,7 +45,7 @@ describe("a rollout across simulated devices (real MicroPython agent)", () => {
       const d = new SimulatedDevice({
         id,
         address: nextAddress(),
-        broker: s.url,
+        ...(await provisioned(s, id)),
         key: testKey,
         firmware: V1,
         sleepSeconds,

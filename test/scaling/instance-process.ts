@@ -4,7 +4,7 @@
 import { pino } from "pino";
 import type { MqttConnection } from "../../src/server/mqtt-link.ts";
 import { MpotaServer } from "../../src/server/server.ts";
-import { FAST_TIMINGS, testKey } from "../server/support/test-server.ts";
+import { FAST_TIMINGS, testCommandKey, testKey } from "../server/support/test-server.ts";
 
 const config = JSON.parse(process.argv[2] as string) as {
   id: string;
@@ -26,6 +26,8 @@ try {
     instanceId: config.id,
     heartbeatMs: 500,
     key: testKey,
+    // One command key for every instance, as servers sharing a database must have (and no second of CPU to make one).
+    commandKey: testCommandKey,
     logger: pino({ level: process.env.MPOTA_TEST_INSTANCE_LOG ?? "warn" }, process.stderr),
     timings: { ...FAST_TIMINGS, ...config.timings },
     ...(config.maxPushes !== undefined ? { maxConcurrentPushes: config.maxPushes } : {}),

@@ -141,6 +141,9 @@ export async function startTwins(
   ids: string[],
   bridge: BridgeClient,
 ): Promise<Map<string, DeviceTwin>> {
+  // Provisioned first (as `mpota devices add` does), so the servers keep their command counters
+  // and sign their commands; this Mosquitto lets anyone in, so the twins do not log in with it.
+  await provision(bridge, ids);
   const twins = new Map<string, DeviceTwin>();
   for (let i = 0; i < ids.length; i += 20) {
     await Promise.all(
@@ -166,6 +169,12 @@ export async function startTwins(
     30_000,
   );
   return twins;
+}
+
+/** Gives each device a credential on the servers of `bridge` (a new one if it had one). */
+export async function provision(bridge: BridgeClient, ids: string[]): Promise<void> {
+  const known = new Set((await bridge.request("devices/credentials", {})).map((c) => c.device));
+  for (const id of ids) await bridge.request(known.has(id) ? "devices/rotate" : "devices/add", { id });
 }
 
 export async function addFirmware(bridge: BridgeClient): Promise<void> {

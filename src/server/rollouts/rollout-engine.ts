@@ -351,15 +351,21 @@ export class RolloutEngine {
 
   /** Looks at one rollout now (if this instance can hold it) and returns its view. */
   private async reconcile(id: string): Promise<RolloutView> {
-    await this.queue.run(id, async () => {
-      const held = await this.o.storage.rollouts.claim({
-        id,
-        owner: this.o.owner,
-        now: this.now,
-        leaseMs: this.o.leaseMs,
+    await this.queue
+      .run(id, async () => {
+        const held = await this.o.storage.rollouts.claim({
+          id,
+          owner: this.o.owner,
+          now: this.now,
+          leaseMs: this.o.leaseMs,
+        });
+        if (held) await this.tick(held);
+      })
+      .catch((error: unknown) => {
+        // Made (or changed) all the same: another instance took the rollout over and drives it.
+        if (!(error instanceof LeaseLostError)) throw error;
+        this.o.logger.warn({ rollout: id, err: error.message }, "rollout taken over by another instance");
       });
-      if (held) await this.tick(held);
-    });
     this.kick();
     const r = (await this.o.storage.rollouts.get(id)) as RolloutRecord;
     return rolloutView(r, await this.o.storage.rollouts.snapshot(id));
@@ -515,6 +521,11 @@ export class RolloutEngine {
       );
     } catch (error) {
       if (!(error instanceof RequestError)) throw error;
+      // Another instance gave the device its turn at the same moment (this one's lease ran out
+      // mid-step): follow that job rather than fail the device.
+      const raced = await this.o.storage.jobs.activeForDevice(s.deviceId);
+      if (raced?.firmwareId === r.firmwareId)
+        return scheduled(raced, `${s.deviceId}: its turn; job ${raced.id}.`);
       return failed(error.message);
     }
   }

@@ -186,14 +186,21 @@ export class DeviceInbox {
     }
     const state = parsed.value;
     const now = this.o.clock.now();
-    const device = await this.o.storage.devices.recordState({
+    const nextWakeAt = state.sleep ? now + state.sleep * 1000 : null;
+    let device = await this.o.storage.devices.recordState({
       id,
       state,
       at: now,
       digest,
-      nextWakeAt: state.sleep ? now + state.sleep * 1000 : null,
+      nextWakeAt,
       historyLimit: this.o.historyLimit,
     });
+    // A device sends its state only while it is connected, before its status=online: a live
+    // state from a device stored as sleeping (or offline, or in OTA mode) means it is awake.
+    // Left as it was, a sleeper that just woke would show as asleep with a new wake time.
+    if (!retained && device.status !== "online") {
+      device = await this.o.storage.devices.recordStatus({ id, status: "online", at: now, nextWakeAt });
+    }
     this.o.logger.info(
       { device: id, fw: state.fw, ip: state.ip, retained },
       existing ? "state" : "new device",

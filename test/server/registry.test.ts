@@ -91,6 +91,25 @@ describe("device registry over MQTT", () => {
     await dev.close();
   });
 
+  it("shows a sleeper that woke as online from its state on, not as asleep with a new wake time", async () => {
+    const dev = await MqttDevice.connect(s.url, "shed");
+    await dev.state({ fw: FW, ip: "192.168.1.27", wake: "deepsleep", sleep: 300 });
+    await dev.status("sleeping");
+    const asleep = await eventually(async () => {
+      const d = await device("shed");
+      return d?.status === "sleeping" ? d : undefined;
+    }, "shed sleeping");
+    // It wakes: its state comes first, its status=online a moment later (here: not yet).
+    await dev.state({ fw: FW, ip: "192.168.1.27", wake: "deepsleep", sleep: 300, rssi: -58 });
+    const awake = await eventually(async () => {
+      const d = await device("shed");
+      return d?.rssi === -58 ? d : undefined;
+    }, "shed's new state");
+    assert.equal(awake.status, "online");
+    assert.ok((awake.statusAt as number) > (asleep.statusAt as number));
+    await dev.close();
+  });
+
   it("marks a device offline when its connection drops (last will)", async () => {
     const dev = await MqttDevice.connect(s.url, "hallway");
     await dev.state({ fw: FW, ip: "192.168.1.25" });
@@ -176,6 +195,7 @@ describe("device registry across server restarts", () => {
       s = await startTestServer(t.dir, { broker: external });
       await new Promise((resolve) => setTimeout(resolve, 300));
       const again = await bridge.request("device", { id: "porch" });
+      assert.equal(again.status, "sleeping");
       assert.equal(again.lastSeen, first.lastSeen);
       assert.equal(again.nextWakeAt, first.nextWakeAt);
       assert.equal(again.history.length, 1);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
+import { verifyCommand } from "../../src/protocol/command-signature.ts";
 import { BridgeClient, NoServerError } from "../../src/server/bridge-client.ts";
 import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
 import { BrokerConnectError } from "../../src/server/mqtt-link.ts";
@@ -235,7 +236,18 @@ describe("bridge request/response topics", () => {
     );
     const job = await bridge.request("update", { device: "fan", firmware: "sensor" });
     assert.equal(job.state, "queued");
-    assert.deepEqual(await dev.command(), { op: "ota", job: job.id, fw: imageIdentity(v1), size: v1.length });
+    // The device's first command: signed for it with the server's command key, counter 1.
+    assert.deepEqual(verifyCommand(await dev.command(), s.server.commandKey.publicKey), {
+      op: "ota",
+      dev: "fan",
+      seq: 1,
+      job: job.id,
+      fw: imageIdentity(v1),
+      size: v1.length,
+      ver: "1.0",
+      down: 0,
+      kid: s.server.commandKey.kid,
+    });
     await assert.rejects(
       bridge.request("update", { device: "fan", firmware: "sensor@1.0" }),
       refused(new RegExp(`already has job ${job.id} \\(waiting`)),

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command, CommanderError } from "commander";
@@ -53,6 +53,17 @@ async function mpota(args: string[]): Promise<{ code: number; stdout: string; st
   }
 }
 
+/**
+ * `dir` holding the test command key, as a data directory a server already
+ * ran on would (so the test does not spend a second of CPU making one).
+ */
+function seededDataDir(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(fixturePath("command-key.pem"), join(dir, "command-key.pem"));
+  chmodSync(join(dir, "command-key.pem"), 0o600);
+  return dir;
+}
+
 const serveDefaults = (data: string): ServeOptions => ({
   data,
   mqttHost: "127.0.0.1",
@@ -75,18 +86,27 @@ describe("mpota serve and the commands that ask it", () => {
   const v2 = buildMicroPythonImage({ size: 42000, seed: 32 });
   const file = join(t.dir, "firmware-ota.bin");
   writeFileSync(file, v2);
-  const ask = (...args: string[]) => mpota([...args, "--mqtt", url]);
+  const data = seededDataDir(join(t.dir, "data"));
+  // The CLI logs in as mpota-admin with the admin token it finds in the server's data directory.
+  const ask = (...args: string[]) => mpota([...args, "--mqtt", url, "--data", data]);
+  /** Provisions a device as its owner would (`mpota devices add ID --json`): its MQTT login. */
+  const provision = async (id: string) => {
+    const r = await ask("devices", "add", id, "--json");
+    assert.equal(r.code, 0, r.stderr);
+    const added = JSON.parse(r.stdout) as { username: string; secret: string };
+    return { username: added.username, password: added.secret };
+  };
 
   before(async () => {
     serving = serveCommand(
-      serveDefaults(join(t.dir, "data")),
+      serveDefaults(data),
       io,
       new Promise<void>((resolve) => {
         stop = resolve;
       }),
     );
     const line = await eventually(
-      () => /broker (mqtt:\/\/\S+) \(embedded\)/.exec(io.stderrText)?.[1],
+      () => /broker (mqtt:\/\/\S+) \(embedded;/.exec(io.stderrText)?.[1],
       "server started",
     );
     url = line.replace(/,$/, "");
@@ -100,7 +120,11 @@ describe("mpota serve and the commands that ask it", () => {
   it("says where it runs, what it pushes to, and how to watch it", () => {
     assert.match(
       io.stderrText,
-      /^mpota server running: broker mqtt:\/\/127\.0\.0\.1:\d+ \(embedded\), data .*data, base topic mpota, pushes only to 10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 127\.0\.0\.0\/8; signing key .*priv-pkcs1\.key \(512-bit\)\.\nWatch it with: mosquitto_sub -h 127\.0\.0\.1 -p \d+ -t 'mpota\/#' -v\nStop with Ctrl-C\.\n/m,
+      /^mpota server running: broker mqtt:\/\/127\.0\.0\.1:\d+ \(embedded; clients need credentials: devices their own from `mpota devices add`, tools the admin token\), data .*data, base topic mpota, pushes only to 10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 127\.0\.0\.0\/8; signing key .*priv-pkcs1\.key \(512-bit\)\.\nWatch it with: mosquitto_sub -h 127\.0\.0\.1 -p \d+ -u mpota-admin -P "\$\(cat .*data\/admin-token\)" -t 'mpota\/#' -v\nStop with Ctrl-C\.\n/m,
+    );
+    assert.match(
+      io.stderrText,
+      /^Created the admin token \(shown once; it is in .*data\/admin-token, mode 0600\)\. .*\n {2}\S+\n/m,
     );
     assert.match(
       io.stderrText,
@@ -159,7 +183,7 @@ describe("mpota serve and the commands that ask it", () => {
       empty.stdout,
       "No devices yet. A device appears when its agent publishes <base>/<id>/state (see docs/mqtt.md).\n",
     );
-    const dev = await MqttDevice.connect(url, "porch");
+    const dev = await MqttDevice.connect(url, "porch", "mpota", await provision("porch"));
     await dev.state({ fw: imageIdentity(v1), ip: "192.168.1.40", rssi: -58, vbat: 3.1, sleep: 600 });
     await dev.status("sleeping");
     await eventually(async () => (await ask("devices")).stdout.includes("sleeping"), "porch listed");
@@ -217,7 +241,7 @@ describe("mpota serve and the commands that ask it", () => {
   });
 
   it("follows an update to its end", async () => {
-    const twin = new DeviceTwin({ url, id: "kitchen", image: v1 });
+    const twin = new DeviceTwin({ url, id: "kitchen", image: v1, mqttOptions: await provision("kitchen") });
     await twin.start();
     try {
       await eventually(async () => (await ask("devices")).stdout.includes("kitchen"), "kitchen listed");
@@ -333,7 +357,7 @@ describe("mpota serve options", () => {
     const io = new MemoryIo();
     let stop: () => void = () => undefined;
     try {
-      const { key: _k, ...options } = serveDefaults(join(t.dir, "data"));
+      const { key: _k, ...options } = serveDefaults(seededDataDir(join(t.dir, "data")));
       const serving = serveCommand(options, io, new Promise<void>((resolve) => (stop = resolve)));
       await eventually(() => io.stderrText.includes("mpota server running"), "started");
       assert.match(
@@ -356,7 +380,7 @@ describe("mpota serve options", () => {
       const r = await mpota([
         "serve",
         "--data",
-        join(t.dir, "data"),
+        seededDataDir(join(t.dir, "data")),
         "--mqtt-host",
         "127.0.0.1",
         "--mqtt-port",

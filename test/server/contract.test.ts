@@ -30,7 +30,7 @@ describe("device ids", () => {
   });
 });
 
-describe("state messages (contract v1)", () => {
+describe("state messages (contract v1 and v2)", () => {
   it("reads the contract's example, identity lower-cased", () => {
     const r = parseState(
       bytes(
@@ -73,12 +73,38 @@ describe("state messages (contract v1)", () => {
     assert.deepEqual(r.warnings, ['"rssi" "strong" ignored', '"wake" "dream" ignored', '"sleep" -5 ignored']);
   });
 
+  it("reads a v2 state with the device's highest accepted counter and its key ids", () => {
+    assert.deepEqual(parseState(bytes(`{"v":2,"fw":"${FW}","ip":"10.0.0.5","seq":12,"keys":["1a2b3c4d"]}`)), {
+      ok: true,
+      warnings: [],
+      value: { v: 2, fw: FW.toLowerCase(), ip: "10.0.0.5", seq: 12, keys: ["1a2b3c4d"] },
+    });
+  });
+
+  it("drops a v2 state's invalid seq and keys and says which; a v1 state carries neither", () => {
+    const r = parseState(bytes(`{"v":2,"fw":"${FW}","ip":"10.0.0.5","seq":-1,"keys":["XYZ"]}`));
+    assert.deepEqual(r, {
+      ok: true,
+      warnings: ['"seq" -1 ignored', '"keys" ["XYZ"] ignored'],
+      value: { v: 2, fw: FW.toLowerCase(), ip: "10.0.0.5" },
+    });
+    assert.deepEqual(parseState(bytes(`{"v":1,"fw":"${FW}","ip":"10.0.0.5","seq":3,"keys":["1a2b3c4d"]}`)), {
+      ok: true,
+      warnings: [],
+      value: { v: 1, fw: FW.toLowerCase(), ip: "10.0.0.5" },
+    });
+  });
+
   for (const [what, payload, reason] of [
     ["not JSON", "{v:1", /state is not JSON/],
     ["an array", "[1,2]", /not an object/],
     ["a number", "42", /not an object/],
     ["no version", `{"fw":"${FW}","ip":"10.0.0.5"}`, /contract version null/],
-    ["version 2", `{"v":2,"fw":"${FW}","ip":"10.0.0.5"}`, /contract version 2; this server reads version 1/],
+    [
+      "version 3",
+      `{"v":3,"fw":"${FW}","ip":"10.0.0.5"}`,
+      /contract version 3; this server reads versions 1 and 2$/,
+    ],
     ["a short fw", `{"v":1,"fw":"abc","ip":"10.0.0.5"}`, /no valid "fw"/],
     ["no ip", `{"v":1,"fw":"${FW}"}`, /no valid "ip"/],
     ["a host name as ip", `{"v":1,"fw":"${FW}","ip":"esp.local"}`, /no valid "ip"/],

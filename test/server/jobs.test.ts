@@ -3,7 +3,10 @@ import { createSocket } from "node:dgram";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { connectAsync, type IClientOptions } from "mqtt";
+import { verifyCommand } from "../../src/protocol/command-signature.ts";
 import { BridgeClient } from "../../src/server/bridge-client.ts";
+import type { OtaCommand } from "../../src/server/contract.ts";
 import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
 import { startAedesBroker } from "./support/brokers.ts";
 import { DeviceTwin } from "./support/device-twin.ts";
@@ -12,6 +15,19 @@ import { LogCapture } from "./support/log-capture.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";
 import { eventually } from "./support/wait.ts";
+
+/** The next command published on a device's command topic, as a tool subscribed to it sees it. */
+async function nextCommand(url: string, options: IClientOptions, id: string): Promise<OtaCommand> {
+  const topic = `mpota/${id}/cmd`;
+  const client = await connectAsync(url, { ...options, reconnectPeriod: 0 });
+  const command = new Promise<OtaCommand>((resolve) => {
+    client.on("message", (t, payload) => {
+      if (t === topic && payload.length > 0) resolve(JSON.parse(payload.toString()) as OtaCommand);
+    });
+  });
+  await client.subscribeAsync(topic, { qos: 1 });
+  return command.finally(() => client.endAsync());
+}
 
 const kindsOf = (job: { steps: Array<{ kind: string }> }) => job.steps.map((s) => s.kind);
 
@@ -259,7 +275,9 @@ describe("update jobs across broker restarts", () => {
       await dev.state({ fw: ID1, ip: "192.168.2.9", sleep: 3600 });
       await dev.close();
       await eventually(async () => (await bridge.request("devices", {})).length === 1, "owl known");
+      const published = nextCommand(broker.url, {}, "owl");
       const job = await bridge.request("update", { device: "owl", firmware: "sensor" });
+      const first = await published;
       await eventually(
         async () => (await bridge.request("job", { id: job.id })).state === "waiting",
         "waiting",
@@ -277,7 +295,20 @@ describe("update jobs across broker restarts", () => {
         15_000,
       );
       const woke = await MqttDevice.connect(broker.url, "owl");
-      assert.deepEqual(await woke.command(), { op: "ota", job: job.id, fw: ID2, size: V2.length });
+      // The same signed command as before the broker went away (a device that took it sees no second one).
+      const command = await woke.command();
+      assert.deepEqual(command, first);
+      assert.deepEqual(verifyCommand(command, s.server.commandKey.publicKey), {
+        op: "ota",
+        dev: "owl",
+        seq: 1,
+        job: job.id,
+        fw: ID2,
+        size: V2.length,
+        ver: "2.0",
+        down: 0,
+        kid: s.server.commandKey.kid,
+      });
       const state = await MqttDevice.connect(broker.url, "probe");
       await state.client.subscribeAsync("mpota/bridge/state", { qos: 1 });
       const online = await new Promise<string>((resolve) =>
@@ -310,7 +341,9 @@ describe("update jobs across server restarts", () => {
       await dev.state({ fw: ID1, ip: "192.168.2.2", sleep: 3600 });
       await dev.close();
       await eventually(async () => (await bridge.request("devices", {})).length === 1, "sleeper known");
+      const published = nextCommand(s.url, {}, "sleeper");
       const job = await bridge.request("update", { device: "sleeper", firmware: "sensor" });
+      const first = verifyCommand(await published, s.server.commandKey.publicKey);
       await eventually(
         async () => (await bridge.request("job", { id: job.id })).state === "waiting",
         "waiting",
@@ -319,7 +352,20 @@ describe("update jobs across server restarts", () => {
       await s.stop();
       s = await startTestServer(t.dir);
       const woke = await MqttDevice.connect(s.url, "sleeper");
-      assert.deepEqual(await woke.command(), { op: "ota", job: job.id, fw: ID2, size: V2.length });
+      // The same job's command, signed again by the restarted server with the device's next counter.
+      const command = verifyCommand(await woke.command(), s.server.commandKey.publicKey);
+      assert.deepEqual(command, { ...first, seq: first.seq + 1 });
+      assert.deepEqual(first, {
+        op: "ota",
+        dev: "sleeper",
+        seq: 1,
+        job: job.id,
+        fw: ID2,
+        size: V2.length,
+        ver: "2.0",
+        down: 0,
+        kid: s.server.commandKey.kid,
+      });
       bridge = await BridgeClient.connect({ connection: { url: s.url } });
       assert.equal((await bridge.request("job", { id: job.id })).state, "waiting");
       await woke.close();

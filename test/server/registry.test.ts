@@ -22,7 +22,13 @@ describe("device registry over MQTT", () => {
     t = tempDir();
     s = await startTestServer(t.dir);
     bridge = await BridgeClient.connect({ connection: { url: s.url } });
-    raw = await connectAsync(s.url, { reconnectPeriod: 0 });
+    // Malformed device messages can only come from a client allowed on every device's topics: the server principal.
+    const server = s.server.connection;
+    raw = await connectAsync(server.url, {
+      username: server.username,
+      password: server.password,
+      reconnectPeriod: 0,
+    });
   });
   after(async () => {
     await raw.endAsync();
@@ -144,7 +150,7 @@ describe("device registry over MQTT", () => {
     const send = (topic: string, payload: string | Buffer) => raw.publishAsync(topic, payload, { qos: 1 });
     await send("mpota/kitchen/state", "{not json");
     await send("mpota/kitchen/state", JSON.stringify({ v: 1, fw: "xyz", ip: "192.168.1.23" }));
-    await send("mpota/kitchen/state", JSON.stringify({ v: 2, fw: FW, ip: "192.168.1.23" }));
+    await send("mpota/kitchen/state", JSON.stringify({ v: 3, fw: FW, ip: "192.168.1.23" }));
     await send("mpota/kitchen/state", Buffer.alloc(5000, 0x20));
     await send("mpota/kitchen/status", "asleep");
     await send(`mpota/${"x".repeat(65)}/state`, JSON.stringify({ v: 1, fw: FW, ip: "10.0.0.1" }));
@@ -155,7 +161,7 @@ describe("device registry over MQTT", () => {
     const expected = [
       "state ignored: state is not JSON",
       'state ignored: state has no valid "fw" (32 hex digits)',
-      "state ignored: state has contract version 2; this server reads version 1",
+      "state ignored: state has contract version 3; this server reads versions 1 and 2",
       "state ignored: state of 5000 bytes is larger than 2048",
       'status ignored: status "asleep" is not one of online, sleeping, ota, offline',
       "device message ignored: bad device id",

@@ -7,7 +7,12 @@ import type { DeviceAccess } from "../../../src/simulator/fleet.ts";
  * has one from `mpota devices add`.
  */
 type Provisioner = (id: string) => Promise<DeviceAccess>;
-const provisioners = new Map<string, { provision: Provisioner; login: boolean }>();
+interface Entry {
+  provision: Provisioner;
+  login: boolean;
+}
+/** Every running test server, by the address of the broker it uses (several servers may share one). */
+const provisioners = new Map<string, Entry[]>();
 
 function brokerKey(url: string): string {
   const u = new URL(url);
@@ -18,24 +23,30 @@ function brokerKey(url: string): string {
  * Registers the server whose devices connect to the broker at `url`. `login`:
  * the devices log in with their own credential (the embedded broker); else
  * (an external broker with logins of its own) they are only provisioned, so
- * the server keeps their command counters.
+ * the server keeps their command counters. Returns the call that unregisters it.
  */
 export function registerProvisioner(url: string, provision: Provisioner, login = true): () => void {
   const key = brokerKey(url);
-  const entry = { provision, login };
-  provisioners.set(key, entry);
+  const entry: Entry = { provision, login };
+  provisioners.set(key, [...(provisioners.get(key) ?? []), entry]);
   return () => {
-    if (provisioners.get(key) === entry) provisioners.delete(key);
+    const rest = (provisioners.get(key) ?? []).filter((e) => e !== entry);
+    if (rest.length > 0) provisioners.set(key, rest);
+    else provisioners.delete(key);
   };
 }
 
 /**
- * Provisions device `id` with the server using the broker at `url`; its
- * login when it must use one, else undefined (also for a broker no test server uses).
+ * Provisions device `id` with every server using the broker at `url` (so
+ * any of them can sign its jobs); the login of the server whose embedded
+ * broker it is, when there is one, else undefined (also for a broker no
+ * test server uses).
  */
 export async function deviceLogin(url: string, id: string): Promise<DeviceAccess | undefined> {
-  const entry = provisioners.get(brokerKey(url));
-  if (!entry) return undefined;
-  const access = await entry.provision(id);
-  return entry.login ? access : undefined;
+  let login: DeviceAccess | undefined;
+  for (const entry of provisioners.get(brokerKey(url)) ?? []) {
+    const access = await entry.provision(id);
+    if (entry.login && login === undefined) login = access;
+  }
+  return login;
 }

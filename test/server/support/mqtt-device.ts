@@ -2,8 +2,10 @@ import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import type { DeviceState, OtaCommand } from "../../../src/server/contract.ts";
 import { deviceLogin } from "./device-logins.ts";
 
+/** `url` without the user name and password it may carry. */
 function withoutCredentials(url: string): string {
   const u = new URL(url);
+  if (u.username === "" && u.password === "") return url;
   u.username = "";
   u.password = "";
   return u.toString().replace(/\/$/, "");
@@ -37,7 +39,12 @@ export class MqttDevice {
     });
   }
 
-  /** Connects like the agent: clean session, last will `offline`, subscribed to its cmd topic. */
+  /**
+   * Connects like the agent: clean session, last will `offline`, subscribed
+   * to its cmd topic. Its login: `options.username`/`password` when given
+   * (with its id as client id when it logs in as itself, as a provisioned
+   * device must), else its credential on a test server's embedded broker.
+   */
   static async connect(
     url: string,
     id: string,
@@ -47,12 +54,14 @@ export class MqttDevice {
     // On a test server's embedded broker the device logs in with its own credential and its id as client id.
     const provisioned = await deviceLogin(url, id);
     const login = options.username === undefined ? provisioned : undefined;
-    // MQTT.js lets a user name and password in the URL win over the options: leave the admin's out.
-    const target = login ? withoutCredentials(url) : url;
-    const client = await connectAsync(target, {
+    // A login of its own replaces any in the URL (MQTT.js lets the URL's win over the options).
+    const ownLogin = login !== undefined || options.username !== undefined;
+    const client = await connectAsync(ownLogin ? withoutCredentials(url) : url, {
       ...options,
       ...(login ? { username: login.username, password: login.password } : {}),
-      clientId: login ? id : `dev-${id}-${Math.random().toString(16).slice(2, 8)}`,
+      clientId:
+        options.clientId ??
+        (login || options.username === id ? id : `dev-${id}-${Math.random().toString(16).slice(2, 8)}`),
       clean: true,
       reconnectPeriod: options.reconnectPeriod ?? 0,
       will: { topic: `${base}/${id}/status`, payload: Buffer.from("offline"), retain: true, qos: 1 },

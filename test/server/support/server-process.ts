@@ -2,7 +2,7 @@
 // node --import tsx server-process.ts DATA_DIR CONNECTION_JSON TIMINGS_JSON [SHARED_GROUP]
 import { MpotaServer } from "../../../src/server/server.ts";
 import { LogCapture } from "./log-capture.ts";
-import { FAST_TIMINGS, testDatabase, testKey } from "./test-server.ts";
+import { FAST_TIMINGS, testCommandKey, testDatabase, testKey } from "./test-server.ts";
 
 const [dataDir, connection, timings, sharedGroup] = process.argv.slice(2) as [
   string,
@@ -17,6 +17,7 @@ await MpotaServer.start({
   ...(db !== undefined ? { db } : {}),
   broker: { kind: "external", connection: JSON.parse(connection) },
   key: testKey,
+  commandKey: testCommandKey,
   logger: new LogCapture("silent").logger,
   timings: { ...FAST_TIMINGS, ...(JSON.parse(timings) as object) },
   ...(sharedGroup ? { sharedGroup } : {}),

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePrivateKeyPem, type SigningKey } from "../../../src/protocol/rsa-key.ts";
 import { ADMIN_USERNAME } from "../../../src/server/broker-access.ts";
-import { readCommandKey } from "../../../src/server/command-key.ts";
+import { type CommandKey, readCommandKey } from "../../../src/server/command-key.ts";
 import { hashSecret, newSecret } from "../../../src/server/credentials.ts";
 import type { JobTimings } from "../../../src/server/job-timings.ts";
 import { MpotaServer, type ServerOptions } from "../../../src/server/server.ts";
@@ -19,8 +19,18 @@ export const testKey: SigningKey = parsePrivateKeyPem(
   "priv-pkcs1.key",
 );
 
-/** One command key for every test server (making one costs about a second of CPU). */
-export const testCommandKey = readCommandKey(fixturePath("command-key.pem"));
+/**
+ * One command key for every test server (making one costs about a second of
+ * CPU). The fixture is public test material whose file mode is whatever the
+ * checkout gave it, so the warning about a key others can read (tested in
+ * command-key.test.ts) is left out: the servers' logs stay free of it.
+ */
+export const testCommandKey: CommandKey = withoutWarning(readCommandKey(fixturePath("command-key.pem")));
+
+function withoutWarning(key: CommandKey): CommandKey {
+  const { warning: _checkoutMode, ...rest } = key;
+  return rest;
+}
 
 /** Job timings that run a whole job life cycle in seconds. */
 export const FAST_TIMINGS: JobTimings = {
@@ -121,14 +131,20 @@ export function withCredentials(url: string, username: string, password: string)
 
 /** Secrets of the devices the tests provisioned, by data directory and id (the store keeps only hashes). */
 const secrets = new Map<string, string>();
+/** Provisionings under way, by data directory and id (two devices of one id connecting at once make one). */
+const pending = new Map<string, Promise<DeviceAccess>>();
 
 /** Provisions `id` on `server` as `mpota devices add` does (reusing the secret across restarts on one data directory). */
-export async function provisionTestDevice(
-  server: MpotaServer,
-  dataDir: string,
-  id: string,
-): Promise<DeviceAccess> {
+export function provisionTestDevice(server: MpotaServer, dataDir: string, id: string): Promise<DeviceAccess> {
   const key = `${dataDir}\u0000${id}`;
+  const running = pending.get(key);
+  if (running) return running;
+  const done = provisionOnce(server, key, id).finally(() => pending.delete(key));
+  pending.set(key, done);
+  return done;
+}
+
+async function provisionOnce(server: MpotaServer, key: string, id: string): Promise<DeviceAccess> {
   let secret = secrets.get(key);
   const stored = await server.storage.credentials.get(id);
   if (secret === undefined || stored === undefined) {

@@ -352,7 +352,9 @@ describe("filesystem", () => {
       const cut2 = cutRename.waitFor("powerCut");
       await cutRename.powerOn();
       assert.deepEqual(await cut2, { op: "rename", path: "/tmp", to: "/dst" });
-      assert.deepEqual(cutRename.output, ["data written"]);
+      // The new data was committed before the cut. (Not asserted through the console: a line printed
+      // just before a cut can be lost with the worker, as its events and its host calls travel apart.)
+      assert.equal(cutRename.fs.readFile("/data")?.toString(), "new");
       assert.equal(cutRename.fs.readFile("/dst")?.toString(), kind === "littlefs" ? "A" : undefined);
       assert.equal(cutRename.fs.readFile("/tmp")?.toString(), "B");
       assert.deepEqual(

@@ -1,7 +1,5 @@
-# mpota signed commands (MQTT contract v2), used by mpota_agent.py.
-# Checks a command's fields and its RSA signature (PKCS#1 v1.5, SHA-256,
-# e = 65537) in pure MicroPython, and keeps the highest accepted seq, the
-# version last accepted and the trusted keys in flash. See README.md.
+# mpota signed commands (MQTT contract v2), used by mpota_agent.py: checks
+# them and keeps what it accepted in flash. See README.md.
 import json
 from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 from hashlib import sha256
@@ -75,30 +73,35 @@ def _sig(s, k):
     return None
 
 
-def _split(v):
+def _parts(t):
+    # Digit runs as (1, int), letter runs as (0, str); others separate.
     p = [""]
-    for ch in v:
-        if ch in ".-+":
+    j = 0
+    for ch in t:
+        k = ch.isdigit() - ch.isalpha()
+        if k != j:
             p.append("")
-        else:
+        if k:
             p[-1] += ch
-    return p
+        j = k
+    return [(1, int(r)) if r.isdigit() else (0, r) for r in p if r]
 
 
 def older(a, b):
-    # Version a older than b? Parts split on . - + compared in turn, as
-    # numbers if both are digits, else as strings; a missing part is lower.
-    a = _split(a)
-    b = _split(b)
-    for i in range(min(len(a), len(b))):
-        x = a[i]
-        y = b[i]
-        if x.isdigit() and y.isdigit():
-            x = int(x)
-            y = int(y)
-        if x != y:
-            return x < y
-    return len(a) < len(b)
+    # a before b: src/server/version-order.ts rule by rule, for ASCII.
+    v = []
+    for s in a, b:
+        s = s.strip().lower()
+        if s[:1] == "v" and s[1:2].isdigit():
+            s = s[1:]
+        s = s.split("+")[0].replace("~", "-").split("-", 1) + [""]
+        v.append([_parts(s[0]), len(s) < 3, _parts(s[1])])  # release, no tag, tag
+    a, b = v
+    for i in 0, 2:
+        n = len(b[i]) - len(a[i])  # a missing part is 0
+        a[i] += [(1, 0)] * n
+        b[i] += [(1, 0)] * -n
+    return a < b
 
 
 def _fields(c):

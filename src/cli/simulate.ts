@@ -11,7 +11,7 @@ import type { ProvisionedDevice } from "../server/provisioning.ts";
 import { RequestError } from "../server/request-error.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import { describeEvent } from "../simulator/event-text.ts";
-import { DEFAULT_FIRST_ADDRESS, type DeviceAccess, Fleet } from "../simulator/fleet.ts";
+import { DEFAULT_FIRST_ADDRESS, type DeviceAccess, Fleet, loopbackAddresses } from "../simulator/fleet.ts";
 import type { SimulatedDevice, SimulatedEvent } from "../simulator/simulated-device.ts";
 import {
   buildSyntheticFirmware,
@@ -150,6 +150,8 @@ function checkOptions(options: SimulateCommandOptions): void {
       `--id-prefix "${options.idPrefix}" must be 1-56 of A-Z, a-z, 0-9, _ and - (device ids are <prefix>-<n>).`,
     );
   }
+  // Before the devices are provisioned: a fleet that cannot have its addresses must not get credentials.
+  loopbackAddresses(options.devices, options.firstAddress);
 }
 
 /** The firmware every device starts with: --firmware, or a synthetic image from --seed. */

@@ -110,7 +110,9 @@ export type SignedCommand = SignedOtaCommand | SignedKeysCommand;
 const DEVICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const FW = /^[0-9a-f]{32}$/;
-const VERSION = /^[A-Za-z0-9._+-]{1,32}$/;
+/** The versions a signed command can carry (the agent checks the same). */
+export const COMMAND_VERSION_PATTERN = /^[A-Za-z0-9._+-]{1,32}$/;
+const VERSION = COMMAND_VERSION_PATTERN;
 const MODULUS_HEX = /^[0-9a-f]+$/;
 const KID = /^[0-9a-f]{8}$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { checkFlashSize } from "../firmware/flash-layout.ts";
+import { COMMAND_VERSION_PATTERN } from "../protocol/command-signature.ts";
 import type { Clock } from "../transfer/clock.ts";
 import { type CommandSigner, CommandSigningError } from "./command-signer.ts";
 import { type DeviceAck, type DeviceState, type DeviceStatus, deviceIdProblem } from "./contract.ts";
@@ -199,6 +200,11 @@ export class JobRunner {
     if (device.state.v < 2 && !credential.allowUnsigned)
       throw new RequestError(unsignedRefusalText(deviceId));
     const firmware = await this.o.library.resolve(firmwareRef);
+    if (!COMMAND_VERSION_PATTERN.test(firmware.version)) {
+      throw new RequestError(
+        `${firmware.name} ${firmware.version} cannot be sent to a device: a signed command carries versions of 1 to 32 of A-Z a-z 0-9 . _ + - only. Add the image again under such a version (\`mpota firmware add FILE --name ${firmware.name} --version ...\`).`,
+      );
+    }
     if (options.rollout === undefined) {
       const hold = await rolloutHolding(this.o.storage, deviceId);
       if (hold) throw new RequestError(heldByRolloutText(deviceId, hold));

@@ -9,6 +9,8 @@ import {
 } from "../../src/agent-host/device-filesystem.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
 import { hasOtaMagic, ResetCause } from "../../src/agent-host/reset-cause.ts";
+import { compareVersions } from "../../src/server/version-order.ts";
+import { readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { CommandSigner, TestBroker } from "./support.ts";
 
@@ -22,6 +24,10 @@ import { CommandSigner, TestBroker } from "./support.ts";
 const image = buildMicroPythonImage({ size: 48_000, seed: 7 });
 const fw = imageIdentity(image);
 const otherFw = imageIdentity(buildMicroPythonImage({ size: 52_000, seed: 8 }));
+
+/** mpota's one version order, as the server's tests use it: [a, b, sign of compare(a, b)]. */
+const versionTable = readFixtureText("version-order.json");
+const versionRows = (JSON.parse(versionTable) as { cases: Array<[string, string, number]> }).cases;
 
 const trusted = new CommandSigner();
 const stranger = new CommandSigner();
@@ -347,12 +353,12 @@ describe("downgrades", () => {
     assert.equal(d.fs.steps.length > steps, true, "the refused command's seq is recorded before the ack");
     await ignored(d, ota(2, "1.3.9", 0), /replayed cmd, seq 2 <= 2/);
 
-    // Versions compare part by part: 1.10 is newer than 1.4.0; 1.4 (a missing part) is older than 1.4.0.
+    // The server's order (docs/versions.md): a release candidate comes before its release.
     const refused = d.nextPublish("ack");
-    await broker.publish("mpota/down-1/cmd", ota(3, "1.4", 0), false);
-    assert.match(
+    await broker.publish("mpota/down-1/cmd", ota(3, "1.4.0-rc2", 0), false);
+    assert.equal(
       JSON.parse((await refused).payload.toString()).error,
-      /^downgrade refused: 1.4 is older than 1.4.0/,
+      "downgrade refused: 1.4.0-rc2 is older than 1.4.0 (allow the downgrade)",
     );
 
     assert.deepEqual(await accepted(d, ota(4, "1.3.9", 1)), {
@@ -368,29 +374,64 @@ describe("downgrades", () => {
     await accepted(d, ota(6, "1.10", 0));
   });
 
-  test("the version order, on the device: numbers as numbers, text as text, a missing part lower", async () => {
-    const pairs: Array<[string, string, boolean]> = [
-      ["1.9", "1.10", true],
-      ["1.10", "1.9", false],
-      ["1.4", "1.4.0", true],
-      ["1.4.0", "1.4", false],
-      ["1.4.0", "1.4.0", false],
-      ["01.2", "1.2", false],
-      ["1.2", "01.2", false],
-      ["1.4.0", "1.4.0-rc1", true],
-      ["1.4.0-rc1", "1.4.0-rc2", true],
-      ["1.4.0+b1", "1.4.0-b2", true],
-      ["1.4.a", "1.4.b", true],
-      ["1.4.10", "1.4.a", true],
-      ["2", "10", true],
-      ["v2", "v10", false],
-    ];
-    const main = `import mpota_cmd\nprint([mpota_cmd.older(a, b) for a, b in ${JSON.stringify(pairs.map(([a, b]) => [a, b]))}])`;
-    const d = device({ id: "vers-1", main, autoRestart: false });
+  test("the version order, on the device: every row of test/fixtures/version-order.json, both ways round", async () => {
+    // The server decides "older" with src/server/version-order.ts and the device with
+    // mpota_cmd.older; they must agree, or a device refuses what the server calls an upgrade.
+    const main = `import json, mpota_cmd
+with open("version-order.json") as f:
+    rows = json.loads(f.read())["cases"]
+for a, b, _ in rows:
+    print(json.dumps([a, b, mpota_cmd.older(a, b), mpota_cmd.older(b, a)]))
+print("done")`;
+    const d = device({
+      id: "vers-1",
+      main,
+      autoRestart: false,
+      files: { "version-order.json": versionTable },
+    });
     const ended = d.waitFor("ended");
     await d.powerOn();
-    await ended;
-    assert.equal(d.output.at(-1), `[${pairs.map(([, , o]) => (o ? "True" : "False")).join(", ")}]`);
+    assert.deepEqual(await ended, { kind: "exit" }, d.output.join("\n"));
+    assert.equal(d.output.at(-1), "done");
+    const answers = d.output.filter((l) => l.startsWith("[")).map((l) => JSON.parse(l));
+    assert.ok(versionRows.length >= 20);
+    assert.equal(answers.length, versionRows.length);
+    versionRows.forEach(([a, b, sign], i) => {
+      assert.deepEqual(answers[i], [a, b, sign < 0, sign > 0], `row ${i}: ${a} vs ${b} should be ${sign}`);
+    });
+  });
+
+  test("the version order, on the device: the same answers as the server's compareVersions on 2000 made-up pairs", async () => {
+    // Every kind of character the rules tell apart (digits, zeros, letters of either case,
+    // v, the separators - ~ + . _, spaces), in random order and length; seeded, so a failure repeats.
+    const alphabet = "0019aAbvVzZ.._--~++ \t";
+    let seed = 14;
+    const next = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    const made = () => Array.from({ length: next(11) }, () => alphabet[next(alphabet.length)]).join("");
+    const pairs = Array.from({ length: 2000 }, (): [string, string] => [made(), made()]);
+    const main = `import json, mpota_cmd
+with open("pairs.json") as f:
+    pairs = json.loads(f.read())  # json.load(f) would read byte by byte, a host call each
+print("".join("%d%d" % (mpota_cmd.older(a, b), mpota_cmd.older(b, a)) for a, b in pairs))`;
+    const d = device({
+      id: "vers-2",
+      main,
+      autoRestart: false,
+      files: { "pairs.json": JSON.stringify(pairs) },
+    });
+    const ended = d.waitFor("ended");
+    await d.powerOn();
+    assert.deepEqual(await ended, { kind: "exit" }, d.output.join("\n"));
+    const answers = d.output.at(-1) ?? "";
+    assert.equal(answers.length, 2 * pairs.length, `the device printed ${answers.slice(0, 80)}`);
+    pairs.forEach(([a, b], i) => {
+      const sign = Math.sign(compareVersions(a, b));
+      const expected = `${sign < 0 ? 1 : 0}${sign > 0 ? 1 : 0}`;
+      assert.equal(answers.slice(2 * i, 2 * i + 2), expected, `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+    });
   });
 });
 

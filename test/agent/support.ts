@@ -17,11 +17,19 @@ export interface Received {
   retain: boolean;
 }
 
+export interface Login {
+  clientId: string;
+  username?: string;
+  password?: string;
+}
+
 /** A real broker (Aedes) on a loopback port chosen by the OS, plus a subscriber that records everything. */
 export class TestBroker {
   readonly received: Received[] = [];
 
   private constructor(
+    /** Every CONNECT's client id, user name and password, in order (the broker lets everyone in). */
+    readonly logins: Login[],
     private readonly aedes: Aedes,
     private readonly server: Server,
     readonly url: string,
@@ -33,14 +41,24 @@ export class TestBroker {
   }
 
   static async start(): Promise<TestBroker> {
-    const aedes = await Aedes.createBroker();
+    const logins: Login[] = [];
+    const aedes = await Aedes.createBroker({
+      authenticate: (client, username, password, done) => {
+        logins.push({
+          clientId: client.id,
+          ...(username !== undefined ? { username } : {}),
+          ...(password !== undefined ? { password: password.toString() } : {}),
+        });
+        done(null, true);
+      },
+    });
     const server = createServer(aedes.handle);
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const watcher = await mqtt.connectAsync(url, { clientId: "test-watcher" });
     await watcher.subscribeAsync("mpota/#", { qos: 1 });
-    return new TestBroker(aedes, server, url, watcher);
+    return new TestBroker(logins, aedes, server, url, watcher);
   }
 
   /** What the watcher saw on `topic`, in order. */

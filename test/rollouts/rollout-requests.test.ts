@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { connectAsync } from "mqtt";
 import { BridgeClient } from "../../src/server/bridge-client.ts";
 import type { RolloutProgressMessage } from "../../src/server/rollouts/rollout-api.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
@@ -106,15 +107,16 @@ describe("rollout requests over the bridge", () => {
       "sleepy devices get their command at once, to take at their wake",
     );
     // The progress is retained on the broker for dashboards.
-    const watcher = await MqttDevice.connect(s.url, "watcher");
-    watcher.client.on("message", (topic, payload) => {
+    // A dashboard: an admin client.
+    const watcher = await connectAsync(s.url, { reconnectPeriod: 0 });
+    watcher.on("message", (topic, payload) => {
       if (topic === `mpota/bridge/rollouts/${first.id}`) progress.push(JSON.parse(payload.toString()));
     });
-    await watcher.client.subscribeAsync("mpota/bridge/rollouts/+", { qos: 1 });
+    await watcher.subscribeAsync("mpota/bridge/rollouts/+", { qos: 1 });
     await eventually(() => progress.length > 0, "retained progress");
     assert.equal(progress[0]?.id, first.id);
     assert.equal(progress[0]?.counts.total, 3);
-    await watcher.close();
+    await watcher.endAsync();
 
     // A device the rollout holds is not updated by hand, and its firmware is not removed under it.
     await assert.rejects(bridge.request("update", { device: "k2", firmware: "sensor@1.0" }), {

@@ -10,7 +10,7 @@ import {
 } from "../../src/simulator/synthetic-firmware.ts";
 import { NodeUdpNetwork } from "../../src/transfer/node-udp.ts";
 import { TestBroker } from "../agent/support.ts";
-import { addressPool, command, FAST, key, pushImage, SHORT_GPIO, stateWhere } from "./support.ts";
+import { addressPool, CMD_KEYS, command, FAST, key, pushImage, SHORT_GPIO, stateWhere } from "./support.ts";
 
 describe("loopback addresses and sleepy shares", () => {
   test("consecutive addresses skip .0 and .255", () => {
@@ -95,6 +95,8 @@ describe("a fleet against a real broker", () => {
       link: "lan",
       timing: FAST,
       settings: SHORT_GPIO,
+      // As provisioning gives them: a login of its own (this broker takes any) and the command keys.
+      access: (id) => ({ username: id, password: `secret-${id}`, config: { CMD_KEYS } }),
     });
     try {
       await fleet.start();
@@ -107,11 +109,19 @@ describe("a fleet against a real broker", () => {
           `state of ${id}`,
         );
       }
+      // Each device logged in with its own credential, its id as client id.
+      for (const id of ["fl-1", "fl-2", "fl-3"]) {
+        assert.deepEqual(
+          broker.logins.find((l) => l.clientId === id),
+          { clientId: id, username: id, password: `secret-${id}` },
+          `login of ${id}`,
+        );
+      }
       await fleet.device("fl-2")?.waitForStatus("sleeping", 10_000);
       await fleet.device("fl-1")?.waitForStatus("awake", 10_000);
       await fleet.device("fl-3")?.waitForStatus("awake", 10_000);
 
-      await broker.publish("mpota/fl-1/cmd", command("j-fl", fwB as string, imageB.length), true);
+      await broker.publish("mpota/fl-1/cmd", command("fl-1", "j-fl", fwB as string, imageB.length), true);
       const ack = JSON.parse(await broker.seen("mpota/fl-1/ack"));
       assert.equal(ack.ip, addresses[0]);
       await fleet.device("fl-1")?.waitForStatus("ota", 10_000);

@@ -8,8 +8,12 @@ import { registerSimulateCommand, type SimulateDeps } from "../../src/cli/simula
 import { MpotaError } from "../../src/errors.ts";
 import { checkMd5Trailer } from "../../src/firmware/micropython-image.ts";
 import { DEFAULT_SETTINGS, renderConfigH } from "../../src/protocol/config-h.ts";
+import { BridgeClient } from "../../src/server/bridge-client.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../../src/simulator/synthetic-firmware.ts";
 import { TestBroker } from "../agent/support.ts";
+import { jobEnd } from "../server/support/job-suite.ts";
+import { FAST_TIMINGS, startTestServer, tempDir } from "../server/support/test-server.ts";
+import { eventually } from "../server/support/wait.ts";
 import { makeTempDir } from "../support/cli.ts";
 import { fixturePath } from "../support/fixtures.ts";
 import { addressPool, FAST, key, SHORT_GPIO, stateWhere } from "./support.ts";
@@ -78,6 +82,7 @@ describe("mpota simulate", () => {
         "2",
         "--mqtt",
         broker.url,
+        "--no-provision",
         "--key",
         keyFile,
         "--first-address",
@@ -141,6 +146,7 @@ describe("mpota simulate", () => {
         "5",
         "--mqtt",
         broker.url,
+        "--no-provision",
         "--modulus",
         Buffer.from(key.modulus).toString("hex"),
         "--first-address",
@@ -188,7 +194,17 @@ describe("mpota simulate", () => {
     const stop = new AbortController();
     const io = new MemoryIo();
     const running = simulate(
-      ["--mqtt", broker.url, "--config-h", configH, "--first-address", first, "--id-prefix", "cfg"],
+      [
+        "--mqtt",
+        broker.url,
+        "--no-provision",
+        "--config-h",
+        configH,
+        "--first-address",
+        first,
+        "--id-prefix",
+        "cfg",
+      ],
       { stop: stop.signal },
       io,
     );
@@ -201,6 +217,89 @@ describe("mpota simulate", () => {
     const image = buildSyntheticFirmware({ seed: 1, appOffset: 0x40000 });
     assert.equal(state.fw, firmwareIdentity(image));
     assert.match(io.stdout, /bootloader key 512-bit/);
+  });
+
+  test("against an mpota server: each device gets a credential of its own with the server's command keys, checks in, and takes a signed update", async () => {
+    const data = tempDir("mpota-simulate-server-");
+    const s = await startTestServer(data.dir, {
+      timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 8000 },
+    });
+    const bridge = await BridgeClient.connect({ connection: { url: s.url } });
+    const stop = new AbortController();
+    const io = new MemoryIo();
+    let running: Promise<Run> | undefined;
+    try {
+      const first = nextAddress();
+      nextAddress();
+      // The admin token in --data is what lets it provision: no credentials on the command line.
+      running = simulate(
+        [
+          "--devices",
+          "2",
+          "--mqtt",
+          s.brokerUrl,
+          "--data",
+          data.dir,
+          "--key",
+          keyFile,
+          "--first-address",
+          first,
+          "--id-prefix",
+          "prov",
+          "--firmware-size",
+          "40000",
+          "--seed",
+          "3",
+          "--stagger-ms",
+          "0",
+        ],
+        { stop: stop.signal },
+        io,
+      );
+      const ended = running.then((r) => assert.fail(`simulate ended early (${r.code}): ${r.io.stderrText}`));
+      const fw = firmwareIdentity(buildSyntheticFirmware({ size: 40_000, seed: 3 }));
+      const kid = s.server.commandKey.kid;
+      await Promise.race([
+        eventually(
+          async () => {
+            const seen = (await bridge.request("command-keys", {})).devices;
+            const views = (await bridge.request("devices", {})).filter((d) => d.fw === fw && d.v === 2);
+            return (
+              views.length === 2 &&
+              ["prov-1", "prov-2"].every((id) =>
+                seen.some((d) => d.device === id && d.v === 2 && d.keys?.join() === kid),
+              )
+            );
+          },
+          "prov-1 and prov-2 checked in on the v2 agent, trusting the server's command key",
+          30_000,
+        ),
+        ended,
+      ]);
+      assert.deepEqual((await bridge.request("devices/credentials", {})).map((c) => c.device).sort(), [
+        "prov-1",
+        "prov-2",
+      ]);
+
+      const update = buildSyntheticFirmware({ size: 44_000, seed: 4 });
+      await bridge.request("firmware/add", {
+        image: Buffer.from(update).toString("base64"),
+        name: "synthetic",
+        version: "2.0",
+      });
+      const job = await bridge.request("update", { device: "prov-1", firmware: "synthetic@2.0" });
+      const end = await Promise.race([jobEnd(bridge, job.id, 60_000), ended]);
+      assert.equal(end.state, "succeeded", end.error ?? "");
+      await untilOutput(io, new RegExp(`prov-1\\s+checked in: fw ${firmwareIdentity(update)}`), 30_000);
+    } finally {
+      stop.abort();
+      const code = (await running)?.code;
+      await bridge.close();
+      await s.stop();
+      data.remove();
+      assert.equal(code, 0, io.stderrText);
+    }
+    assert.match(io.stdout, /prov-1\s+\S+\s+off\s+\S+\s+always on\s+none\s+\d+\s+\d+\s+1/);
   });
 
   test("no broker where --mqtt points: exit 42 with advice, nothing started", async () => {

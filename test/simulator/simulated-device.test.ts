@@ -7,7 +7,17 @@ import {
 } from "../../src/simulator/simulated-device.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../../src/simulator/synthetic-firmware.ts";
 import { TestBroker } from "../agent/support.ts";
-import { APP, addressPool, command, FAST, key, pushImage, SHORT_GPIO, stateWhere } from "./support.ts";
+import {
+  APP,
+  addressPool,
+  CMD_KEYS,
+  command,
+  FAST,
+  key,
+  pushImage,
+  SHORT_GPIO,
+  stateWhere,
+} from "./support.ts";
 
 // One simulated ESP8266 = the yaota8266 emulator + the real MicroPython agent,
 // against a real broker, with this test playing the update server.
@@ -42,6 +52,7 @@ function simulated(id: string, options: Partial<SimulatedDeviceOptions> = {}) {
     timing: FAST,
     settings: SHORT_GPIO,
     ...options,
+    agent: { commandKeys: CMD_KEYS, ...options.agent },
   });
   device.events.on("event", (e) => events.push(e));
   devices.push(device);
@@ -65,7 +76,7 @@ describe("an always-on simulated device", () => {
     assert.equal(await broker.seen("mpota/sim-on-1/status", "online"), "online");
     assert.equal(device.status, "awake");
 
-    await broker.publish("mpota/sim-on-1/cmd", command("j-on-1", fwB, imageB.length), true);
+    await broker.publish("mpota/sim-on-1/cmd", command("sim-on-1", "j-on-1", fwB, imageB.length), true);
     const ack = JSON.parse(await broker.seen("mpota/sim-on-1/ack"));
     assert.deepEqual(ack, { job: "j-on-1", ready: true, ip: device.address, port: 8266 });
     await device.waitForStatus("ota", 10_000);
@@ -97,7 +108,7 @@ describe("an always-on simulated device", () => {
     const { device, events } = simulated("sim-on-2");
     await device.start();
     await stateWhere(broker, "sim-on-2", (s) => s.fw === fwA);
-    await broker.publish("mpota/sim-on-2/cmd", command("j-same", fwA, imageA.length), true);
+    await broker.publish("mpota/sim-on-2/cmd", command("sim-on-2", "j-same", fwA, imageA.length), true);
     await device.waitForEvent("output", (e) => e.line.includes("is for the running firmware"), 10_000);
     assert.equal(broker.on("mpota/sim-on-2/ack").length, 0);
     assert.equal(device.status, "awake");
@@ -145,7 +156,11 @@ describe("a deep-sleeping simulated device", () => {
 
     // The server publishes the command while the device sleeps.
     const wakesBefore = events.filter((e) => e.type === "boot" && e.reason === "deep-sleep-wake").length;
-    await broker.publish("mpota/sim-sleepy-1/cmd", command("j-sleepy", fwB, imageB.length), true);
+    await broker.publish(
+      "mpota/sim-sleepy-1/cmd",
+      command("sim-sleepy-1", "j-sleepy", fwB, imageB.length),
+      true,
+    );
     const ack = JSON.parse(await broker.seen("mpota/sim-sleepy-1/ack", undefined, 10_000));
     assert.deepEqual(ack, { job: "j-sleepy", ready: true, ip: device.address, port: 8266 });
     const wakesToAck = events.filter((e) => e.type === "boot" && e.reason === "deep-sleep-wake").length;
@@ -173,7 +188,7 @@ describe("a corrupt push", () => {
     });
     await device.start();
     await stateWhere(broker, "sim-bad-1", (s) => s.fw === fwA);
-    await broker.publish("mpota/sim-bad-1/cmd", command("j-bad", fwB, imageB.length), true);
+    await broker.publish("mpota/sim-bad-1/cmd", command("sim-bad-1", "j-bad", fwB, imageB.length), true);
     const ack = JSON.parse(await broker.seen("mpota/sim-bad-1/ack"));
     await device.waitForStatus("ota", 10_000);
 

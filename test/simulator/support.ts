@@ -1,13 +1,18 @@
+import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
+import { encodeCommand, signCommand } from "../../src/protocol/command-signature.ts";
 import type { YaotaSettings } from "../../src/protocol/config-h.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
 import { parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
+import { readCommandKey } from "../../src/server/command-key.ts";
+import type { DeviceAccess } from "../../src/simulator/fleet.ts";
+import type { SimulatedDeviceOptions } from "../../src/simulator/simulated-device.ts";
 import { systemClock } from "../../src/transfer/clock.ts";
 import { NodeUdpNetwork } from "../../src/transfer/node-udp.ts";
 import { type PushResult, type PushSource, push } from "../../src/transfer/sender.ts";
 import type { UdpEndpoint } from "../../src/transfer/udp-channel.ts";
 import type { TestBroker } from "../agent/support.ts";
-import { readFixtureText } from "../support/fixtures.ts";
+import { fixturePath, readFixtureText } from "../support/fixtures.ts";
 
 export const key = parsePrivateKeyPem(readFixtureText("reference/priv-pkcs1.key"));
 export const APP = 0x3c000;
@@ -95,5 +100,31 @@ export async function stateWhere(
   }
 }
 
-export const command = (job: string, fw: string, size: number) =>
-  JSON.stringify({ op: "ota", job, fw, size });
+/** The command key these tests sign with (the test servers' key); devices trust it in CMD_KEYS. */
+const commandKey = readCommandKey(fixturePath("command-key.pem"));
+export const CMD_KEYS = [commandKey.modulusHex];
+let lastSeq = 0;
+
+/** An update command for device `dev`, signed as the server signs it (contract v2, a fresh seq each). */
+export const command = (dev: string, job: string, fw: string, size: number) =>
+  encodeCommand(
+    signCommand(
+      { op: "ota", dev, seq: ++lastSeq, job, fw, size, ver: "1.0.0", down: 0 },
+      commandKey.privateKey,
+    ),
+  );
+
+/**
+ * Device `id` provisioned on a test server, as `mpota devices add` leaves a
+ * real one: its own broker login and the server's command keys (CMD_KEYS).
+ */
+export async function provisioned(
+  s: { brokerUrl: string; provision(id: string): Promise<DeviceAccess> },
+  id: string,
+): Promise<{ broker: BrokerAddress; agent: NonNullable<SimulatedDeviceOptions["agent"]> }> {
+  const access = await s.provision(id);
+  return {
+    broker: { ...parseBroker(s.brokerUrl), username: access.username, password: access.password },
+    agent: { config: { ...access.config } },
+  };
+}

@@ -34,7 +34,10 @@ describe("dashboard in headless Chromium", { skip: SKIP }, () => {
     s = await startHttpServer(
       data.dir,
       {},
-      { timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 8000 }, maxAttempts: 2 },
+      {
+        timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 8000, leaseMs: 5000 },
+        maxAttempts: 2,
+      },
     );
     const v1 = await call(s, "POST", "/api/v1/firmware?name=sensor&version=1.0&notes=First%20release", {
       body: V1,

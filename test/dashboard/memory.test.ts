@@ -5,11 +5,19 @@ import { runInNewContext } from "node:vm";
 import type { Browser, CDPSession, Page } from "playwright-core";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
 import { LogCapture } from "../server/support/log-capture.ts";
-import { FAST_TIMINGS, tempDir } from "../server/support/test-server.ts";
+import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { addressPool } from "../simulator/support.ts";
 import { buildMicroPythonImage } from "../support/images.ts";
-import { Fleet, launchChromium, logIn, type PageGlobals, REAL_SPEED, SKIP } from "./support.ts";
+import {
+  DASHBOARD_TIMINGS,
+  Fleet,
+  launchChromium,
+  logIn,
+  type PageGlobals,
+  REAL_SPEED,
+  SKIP,
+} from "./support.ts";
 
 // Memory stays flat while the dashboard is open for a long update (issue 7): eight devices take a
 // 512 KiB image at the modelled ESP8266's real speed (about 30 s each, all at once), the page
@@ -80,7 +88,7 @@ describe("memory while the dashboard watches a long update", { skip: SKIP }, () 
       {
         // Only warnings kept: the test's log capture is no part of the server's memory.
         logger: new LogCapture("warn").logger,
-        timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 15_000 },
+        timings: { ...DASHBOARD_TIMINGS, verifyTimeoutMs: 15_000 },
         maxAttempts: 1,
         maxConcurrentPushes: DEVICES.length,
       },

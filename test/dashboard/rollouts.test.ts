@@ -5,11 +5,11 @@ import { after, before, describe, test } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
-import { FAST_TIMINGS, tempDir, testKey } from "../server/support/test-server.ts";
+import { tempDir, testKey } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { addressPool, FAST, SHORT_GPIO } from "../simulator/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
-import { provisioned } from "./support.ts";
+import { DASHBOARD_TIMINGS, provisioned } from "./support.ts";
 
 // A user steering rollouts in real headless Chromium against the real server
 // (embedded Aedes, SQLite) and simulated devices running the real MicroPython
@@ -45,11 +45,7 @@ describe("rollouts in the dashboard (headless Chromium)", { skip: SKIP }, () => 
   let page: Page;
 
   before(async () => {
-    s = await startHttpServer(
-      data.dir,
-      {},
-      { timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 8000 }, maxAttempts: 2 },
-    );
+    s = await startHttpServer(data.dir, {}, { timings: DASHBOARD_TIMINGS, maxAttempts: 2 });
     for (const [image, version] of [
       [V1, "1.0"],
       [V2, "2.0"],

@@ -4,9 +4,10 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
 import type { PythonValue } from "../../src/agent-host/agent-files.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
+import type { JobTimings } from "../../src/server/job-timings.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import type { HttpTestServer } from "../http/support.ts";
-import { testKey } from "../server/support/test-server.ts";
+import { FAST_TIMINGS, testKey } from "../server/support/test-server.ts";
 import { FAST, SHORT_GPIO } from "../simulator/support.ts";
 
 /** Debian's Chromium; the tests never download a browser. */
@@ -39,6 +40,20 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(DOCS, { recursive: true });
   await page.screenshot({ path: join(DOCS, name), fullPage: true });
 }
+
+/**
+ * Job timings of the dashboard tests: fast, with time for a device to answer and to come back
+ * while Chromium and the MicroPython interpreters share the machine, and leases of 5 s rather
+ * than FAST_TIMINGS' 1 s: a push stops when its lease is not renewed within 5/6 of it, which a
+ * loaded test process (or PostgreSQL behind it) misses with 1 s leases, and the retry then finds
+ * the receiver still in the stopped session.
+ */
+export const DASHBOARD_TIMINGS: JobTimings = {
+  ...FAST_TIMINGS,
+  firstAnswerMs: 8000,
+  verifyTimeoutMs: 8000,
+  leaseMs: 5000,
+};
 
 /** Opens the dashboard and logs in with the admin token. */
 export async function logIn(page: Page, s: HttpTestServer): Promise<void> {

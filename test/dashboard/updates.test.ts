@@ -2,11 +2,20 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
-import { FAST_TIMINGS, tempDir } from "../server/support/test-server.ts";
+import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { addressPool } from "../simulator/support.ts";
 import { buildMicroPythonImage } from "../support/images.ts";
-import { Fleet, launchChromium, logIn, type PageGlobals, REAL_SPEED, SKIP, screenshot } from "./support.ts";
+import {
+  DASHBOARD_TIMINGS,
+  Fleet,
+  launchChromium,
+  logIn,
+  type PageGlobals,
+  REAL_SPEED,
+  SKIP,
+  screenshot,
+} from "./support.ts";
 
 // Watching and steering updates in real headless Chromium: the progress bar of a push at the
 // device's real speed, cancelling a job that waits for a sleepy device, and "update all devices on
@@ -34,11 +43,7 @@ describe("updates in the dashboard", { skip: SKIP }, () => {
   };
 
   before(async () => {
-    s = await startHttpServer(
-      data.dir,
-      {},
-      { timings: { ...FAST_TIMINGS, firstAnswerMs: 8000, verifyTimeoutMs: 8000 }, maxAttempts: 2 },
-    );
+    s = await startHttpServer(data.dir, {}, { timings: DASHBOARD_TIMINGS, maxAttempts: 2 });
     await upload(SENSOR_1, "sensor", "1.0");
     await upload(SENSOR_2, "sensor", "2.0");
     await upload(VALVE_1, "valve", "1.0");

@@ -13,7 +13,15 @@
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +30,9 @@ import { DEFAULT_TIMING, deviceFloorMs } from "../src/emulator/timing.ts";
 import { DEFAULT_SETTINGS } from "../src/protocol/config-h.ts";
 import { generateKeyPair } from "../src/protocol/rsa-key.ts";
 import { BridgeClient } from "../src/server/bridge-client.ts";
+import { COMMAND_KEY_FILE } from "../src/server/command-key.ts";
 import { DEFAULT_JOB_TIMINGS } from "../src/server/job-timings.ts";
+import { ADMIN_USERNAME } from "../src/server/principals.ts";
 import type { RolloutDetail } from "../src/server/rollouts/rollout-api.ts";
 import { loopbackAddresses, sleepyIndexes } from "../src/simulator/fleet.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synthetic-firmware.ts";
@@ -65,7 +75,10 @@ const SETUPS = (() => {
 })();
 
 interface ServerProcess {
+  /** The broker, without credentials (what devices connect to). */
   url: string;
+  /** The broker as mpota-admin with the admin token (embedded broker); else `url`. */
+  adminUrl: string;
   /** The dashboard and API (no auth, loopback). */
   http: string;
   stats(): Promise<{ cpuSeconds: number; rssBytes: number; maxRssBytes: number }>;
@@ -172,8 +185,14 @@ async function startServer(config: {
     if (tries > 300) throw new Error("mpota serve did not start within 60 s");
   }
   const pid = child.pid as number;
+  // The embedded broker lets no one in anonymously: the bench's bridge client logs in as the admin.
+  const token = readFileSync(join(config.dataDir, "admin-token"), "utf8").trim();
+  const admin = new URL(url);
+  admin.username = ADMIN_USERNAME;
+  admin.password = encodeURIComponent(token);
   return {
     url,
+    adminUrl: config.mqtt ? url : admin.toString().replace(/\/$/, ""),
     http,
     stats: async () => processStats(pid),
     async stop() {
@@ -186,8 +205,12 @@ async function startServer(config: {
 /** Where the rollout row runs: one server on SQLite, or N instances on PostgreSQL and Mosquitto. */
 interface Deployment {
   label: string;
-  /** The broker devices and the bridge client use. */
+  /** The broker devices use. */
   url: string;
+  /** The broker as the bridge client (an admin) logs in. */
+  adminUrl: string;
+  /** Devices log in with the credential provisioning gave them (the embedded broker); else anonymously. */
+  deviceLogin: boolean;
   servers: ServerProcess[];
   /** CPU seconds so far of the shared parts (PostgreSQL and Mosquitto), when the set-up has them. */
   sharedCpuSeconds?: () => number;
@@ -200,6 +223,8 @@ async function sqliteDeployment(keyFile: string): Promise<Deployment> {
   return {
     label: "SQLite, embedded broker, 1 instance",
     url: server.url,
+    adminUrl: server.adminUrl,
+    deviceLogin: true,
     servers: [server],
     async stop() {
       await server.stop();
@@ -217,6 +242,11 @@ async function postgresDeployment(keyFile: string, instances: number): Promise<D
   const broker = await startMosquitto(dir);
   const servers: ServerProcess[] = [];
   for (let i = 1; i <= instances; i++) {
+    // Instances on one database sign with one command key: the first one makes it, the others get a copy.
+    if (i > 1) {
+      mkdirSync(join(dir, `i${i}`), { recursive: true });
+      copyFileSync(join(dir, "i1", COMMAND_KEY_FILE), join(dir, `i${i}`, COMMAND_KEY_FILE));
+    }
     servers.push(
       await startServer({
         dataDir: join(dir, `i${i}`),
@@ -230,6 +260,9 @@ async function postgresDeployment(keyFile: string, instances: number): Promise<D
   return {
     label: `PostgreSQL, Mosquitto, ${instances} instance${instances > 1 ? "s" : ""}`,
     url: broker.url,
+    adminUrl: broker.url,
+    // This Mosquitto lets anyone in; the devices are provisioned all the same (the server signs their commands).
+    deviceLogin: false,
     servers,
     sharedCpuSeconds: () => treeCpuSeconds(postmaster) + treeCpuSeconds(broker.pid),
     async stop() {
@@ -314,9 +347,25 @@ async function stats(deployment: Deployment) {
   };
 }
 
+/**
+ * Gives each device a credential (as `mpota devices add` does), 50 requests
+ * at a time; returns each device's secret.
+ */
+async function provision(bridge: BridgeClient, ids: string[]): Promise<Map<string, string>> {
+  const secrets = new Map<string, string>();
+  for (let i = 0; i < ids.length; i += 50) {
+    await Promise.all(
+      ids.slice(i, i + 50).map(async (id) => {
+        secrets.set(id, (await bridge.request("devices/add", { id })).secret);
+      }),
+    );
+  }
+  return secrets;
+}
+
 async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generateKeyPair>["key"]) {
   console.log(`\n== ${deployment.label}`);
-  const bridge = await BridgeClient.connect({ connection: { url: deployment.url }, timeoutMs: 60_000 });
+  const bridge = await BridgeClient.connect({ connection: { url: deployment.adminUrl }, timeoutMs: 60_000 });
   const v1 = buildSyntheticFirmware({ size: IMAGE_BYTES, seed: 1 });
   const v2 = buildSyntheticFirmware({ size: IMAGE_BYTES, seed: 2 });
   const fw1 = firmwareIdentity(v1) as string;
@@ -338,12 +387,19 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
   // Firmware changes to the new image per device (a sleepy device boots it again at every wake: not a change).
   const updates = new Map<string, number>();
   const running = new Map<string, string | undefined>();
+  const provisionStarted = Date.now();
+  const secrets = await provision(
+    bridge,
+    addresses.map((_, i) => `fleet-${i + 1}`),
+  );
+  console.log(`Provisioned ${DEVICES} devices in ${((Date.now() - provisionStarted) / 1000).toFixed(1)} s`);
   const devices = addresses.map(
     (address, i) =>
       new BenchDevice({
         id: `fleet-${i + 1}`,
         address,
         url: deployment.url,
+        ...(deployment.deviceLogin ? { password: secrets.get(`fleet-${i + 1}`) as string } : {}),
         key,
         image: v1,
         network,
@@ -454,19 +510,29 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
 async function registryRow(keyFile: string) {
   const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-registry-"));
   const server = await startServer({ dataDir: dir, keyFile });
-  const bridge = await BridgeClient.connect({ connection: { url: server.url }, timeoutMs: 60_000 });
+  const bridge = await BridgeClient.connect({ connection: { url: server.adminUrl }, timeoutMs: 60_000 });
   const idle = await server.stats();
   const clients: MqttClient[] = [];
   const state = (i: number, n: number) =>
-    JSON.stringify({ v: 1, fw: "ab".repeat(16), ip: `10.1.${i >> 8}.${i & 255}`, sleep: 300, mem: n });
+    JSON.stringify({ v: 2, fw: "ab".repeat(16), ip: `10.1.${i >> 8}.${i & 255}`, sleep: 300, mem: n });
+  const provisionStarted = Date.now();
+  const secrets = await provision(
+    bridge,
+    Array.from({ length: REGISTRY }, (_, i) => `reg-${i}`),
+  );
+  const provisionSeconds = (Date.now() - provisionStarted) / 1000;
+  console.log(`Provisioned ${REGISTRY} devices in ${provisionSeconds.toFixed(1)} s`);
   const started = Date.now();
   console.log(`Connecting ${REGISTRY} devices that report their state ...`);
   for (let i = 0; i < REGISTRY; i += 250) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(250, REGISTRY - i) }, async (_, k) => {
         const id = `reg-${i + k}`;
+        // Each logs in as itself: its id as user name and client id, its own secret.
         const client = await connectAsync(server.url, {
-          clientId: `bench-${id}`,
+          clientId: id,
+          username: id,
+          password: secrets.get(id) as string,
           reconnectPeriod: 0,
           connectTimeout: 60_000,
           will: { topic: `mpota/${id}/status`, payload: Buffer.from("offline"), retain: true, qos: 1 },
@@ -535,6 +601,7 @@ async function registryRow(keyFile: string) {
   messageLatencies.sort((a, b) => a - b);
   const row = {
     devices: REGISTRY,
+    secondsToProvision: provisionSeconds,
     secondsToRegister: registered,
     serverRssMB: mb(loaded.rssBytes),
     serverPeakRssMB: mb(loaded.maxRssBytes),
@@ -616,7 +683,7 @@ try {
   if (registry) {
     const m = registry.messageLatencyMs;
     console.log(
-      `Registry: ${registry.devices} devices registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB; after each round ${registry.rssAfterRoundMB.join(", ")} MB)\n` +
+      `Registry: ${registry.devices} devices provisioned in ${registry.secondsToProvision.toFixed(1)} s, registered in ${registry.secondsToRegister.toFixed(1)} s; server RSS ${registry.serverRssMB} MB (peak ${registry.serverPeakRssMB} MB; after each round ${registry.rssAfterRoundMB.join(", ")} MB)\n` +
         `  while they all report again over 10 s (${registry.reportRounds} rounds): state message to dashboard event p50 ${m.p50.toFixed(0)} ms, p95 ${m.p95.toFixed(0)} ms, max ${m.max.toFixed(0)} ms (${m.seen} of ${registry.devices * registry.reportRounds} seen); ` +
         `bridge request p50 ${registry.requestLatencyMs.p50.toFixed(1)} ms, p95 ${registry.requestLatencyMs.p95.toFixed(1)} ms`,
     );

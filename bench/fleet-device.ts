@@ -10,6 +10,8 @@ export interface BenchDeviceOptions {
   id: string;
   address: string;
   url: string;
+  /** The device's own secret (its id is the user name); none: it connects anonymously. */
+  password?: string;
   key: PublicKeyInfo;
   image: Uint8Array;
   network: UdpNetwork;
@@ -27,11 +29,12 @@ const APP_OFFSET = 0x3c000;
 /**
  * One device of the fleet benchmark: the emulated ESP8266 with yaota8266
  * (the spec's timing model, the `lan` link, its own loopback address) and a
- * small agent over MQTT.js that follows the device contract v1 as the
- * MicroPython agent does: check in at every boot, take a retained command
- * (ack, RTC magic, reset into OTA mode), deep-sleep between wakes. It is
- * lighter than the real agent (src/simulator runs MicroPython per device),
- * so a thousand of them fit in one process.
+ * small agent over MQTT.js that follows the device contract v2 as the
+ * MicroPython agent does: log in as itself, check in at every boot, take a
+ * retained command (ack, RTC magic, reset into OTA mode), deep-sleep between
+ * wakes. It is lighter than the real agent (src/simulator runs MicroPython
+ * per device), so a thousand of them fit in one process; it does not check
+ * the commands' signatures (the real agent does: test/agent).
  */
 export class BenchDevice {
   readonly emulator: EmulatedDevice;
@@ -66,7 +69,8 @@ export class BenchDevice {
     const { id, url } = this.o;
     const base = `mpota/${id}`;
     const client = await connectAsync(url, {
-      clientId: `bench-${id}`,
+      clientId: id,
+      ...(this.o.password !== undefined ? { username: id, password: this.o.password } : {}),
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 30_000,
@@ -100,7 +104,7 @@ export class BenchDevice {
     });
     await client.subscribeAsync(`${base}/cmd`, { qos: 1 });
     const state = {
-      v: 1,
+      v: 2,
       fw,
       ip: this.o.address,
       flash: 0x100000,

@@ -4,7 +4,9 @@
 //   {dataDir, keyFile, maxPushes, db?, mqtt?, id?}: without `mqtt` the server
 //   runs its embedded broker; with `db` and `mqtt` it is one of several
 //   instances (MQTT 5 shared subscriptions).
-// Prints one JSON line when ready ({url, http}); answers "stats" on stdin with
+// Prints one JSON line when ready ({url, http, adminTokenPath}: an embedded
+// broker lets clients in as mpota-admin with that token, devices once
+// provisioned); answers "stats" on stdin with
 // {cpuSeconds, rssBytes, maxRssBytes}; "stop" stops it.
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -35,7 +37,7 @@ const server = await MpotaServer.start({
   http: { host: "127.0.0.1", port: 0, noAuth: true },
 });
 const say = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
-say({ url: server.brokerUrl, http: server.http?.url });
+say({ url: server.brokerUrl, http: server.http?.url, adminTokenPath: server.adminTokenPath });
 for await (const line of createInterface({ input: process.stdin })) {
   if (line === "stats") {
     const cpu = process.cpuUsage();

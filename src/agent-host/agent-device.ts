@@ -440,6 +440,10 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   private async hostCall(request: HostCall): Promise<HostReply> {
     try {
       switch (request.op) {
+        case "stdout":
+          this.output.push(request.line);
+          this.emit("stdout", request.line);
+          return { value: null };
         case "flash_read": {
           const { offset, length } = request;
           if (offset < 0 || length < 0 || offset + length > this.flash.size) return { errno: Errno.EIO };
@@ -505,10 +509,6 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         this.currentPhase = "running";
         this.bootCount++;
         this.emit("booted", { cause: this.bootCause, count: this.bootCount });
-        return;
-      case "stdout":
-        this.output.push(event.line);
-        this.emit("stdout", event.line);
         return;
       case "ended":
         this.ended(event.outcome);

@@ -68,8 +68,11 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     return "errno" in reply ? reply.errno : reply.value;
   };
   // Nothing the device prints after reset() or deepsleep() is real (they never return there).
+  // Printed through the host-call channel, not as an event: the host then has every line
+  // printed before a later call (one the power is cut at), in order.
   const line = (text: string) => {
-    if (!ending) post({ type: "stdout", line: text });
+    if (ending || halted) return;
+    if ("halt" in callHostSync(port, flag, { op: "stdout", line: text })) halted = true;
   };
 
   const mp = await loadMicroPython({ stdout: line, stderr: line });

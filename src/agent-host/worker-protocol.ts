@@ -28,14 +28,11 @@ export type RunOutcome =
   /** main.py raised: the traceback, as the REPL would print it. */
   | { kind: "crash"; error: string; rtc: string };
 
-export type WorkerEvent =
-  | { type: "ready" }
-  | { type: "booted" }
-  | { type: "stdout"; line: string }
-  | { type: "ended"; outcome: RunOutcome };
+export type WorkerEvent = { type: "ready" } | { type: "booted" } | { type: "ended"; outcome: RunOutcome };
 
 /** Synchronous calls the worker makes to the main thread (it blocks meanwhile). */
 export type HostCall =
+  | { op: "stdout"; line: string }
   | { op: "flash_read"; offset: number; length: number }
   | { op: "adc"; channel: number }
   | { op: "delay"; ms: number }

@@ -54,6 +54,7 @@ export function registerCommandKeyCommand(program: Command, io: CliIo): void {
       const { retired, current } = promoteNextKey(options.data);
       io.out(
         `The command key is now ${current.kid}; the old one is kept as ${retired}. Restart the server (and copy the files to every instance).\n` +
+          `Each device that trusts the new key is then sent a keys command naming ${current.kid} only, so it stops trusting the old one.\n` +
           "A device that never reported the new key ignores every command from now on: give it a new mpota_config.py (`mpota devices rotate <id>`).\n",
       );
     });

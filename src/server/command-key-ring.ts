@@ -1,5 +1,16 @@
-import { existsSync, renameSync } from "node:fs";
-import { join, resolve } from "node:path";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+} from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { MpotaError } from "../errors.ts";
 import {
   type CommandKey,
@@ -61,18 +72,62 @@ export function startRotation(dataDir: string): { current: CommandKey; next: Com
 /**
  * `mpota command-key promote`: the next key becomes the current one; the old
  * one is kept as `command-key.retired-<kid>.pem` (nothing is deleted).
+ *
+ * Two steps, so that `command-key.pem` exists at every moment (a server
+ * starting without one would make a new key no device trusts): the current
+ * key is first linked (or copied) to its retired name, then the next key is
+ * renamed over it, which replaces it at once. Interrupted between the two,
+ * it can simply be run again.
  */
 export function promoteNextKey(dataDir: string): { retired: string; current: CommandKey } {
   const nextPath = nextCommandKeyPath(dataDir);
+  const currentPath = commandKeyPath(dataDir);
   if (!existsSync(nextPath)) {
     throw new CommandKeyRotationError(
       `There is no next command key in ${resolve(dataDir)}: start a rotation with \`mpota command-key rotate\` first.`,
     );
   }
+  if (!existsSync(currentPath)) {
+    throw new CommandKeyRotationError(
+      `There is no current command key (${currentPath}) beside the next one: devices trust the current key until they have the next, so restore it from a backup, or move ${nextPath} to ${currentPath} by hand if every device already trusts the next key.`,
+    );
+  }
   const next = readCommandKey(nextPath);
-  const current = loadCommandKey(dataDir);
+  const current = readCommandKey(currentPath);
   const retired = join(resolve(dataDir), `command-key.retired-${current.kid}.pem`);
-  renameSync(commandKeyPath(dataDir), retired);
-  renameSync(nextPath, commandKeyPath(dataDir));
-  return { retired, current: { ...next, path: commandKeyPath(dataDir) } };
+  keepCopy(currentPath, retired);
+  renameSync(nextPath, currentPath);
+  syncDirectory(dirname(currentPath));
+  return { retired, current: { ...next, path: currentPath } };
+}
+
+/** Puts the key file `from` at `to` as well (a hard link, else a copy); an identical `to` is kept. */
+function keepCopy(from: string, to: string): void {
+  try {
+    linkSync(from, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") {
+      if (readFileSync(to).equals(readFileSync(from))) return; // an earlier promote got this far
+      throw new CommandKeyRotationError(
+        `${to} exists and holds another key; nothing was changed. Move it away, then promote again.`,
+      );
+    }
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS" && code !== "EOPNOTSUPP") throw error;
+    copyFileSync(from, to, constants.COPYFILE_EXCL);
+    chmodSync(to, 0o600);
+  }
+}
+
+/** Makes renamed directory entries durable (a no-op where directories cannot be opened). */
+function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, "r");
+    fsyncSync(fd);
+  } catch {
+    // Not supported here: the entries are written with the directory's next flush.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }

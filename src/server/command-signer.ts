@@ -59,15 +59,23 @@ export class CommandSigner {
 const RESEND_AFTER_MS = 10_000;
 
 /**
- * Sends the keys of a rotation to devices: when a device that verifies
- * commands (contract v2) checks in without trusting every key of the ring,
+ * Gives devices the server's command keys (`mpota command-key rotate` and
+ * `promote`). When a device that verifies commands (contract v2, its state
+ * names the keys it trusts) checks in trusting other keys than it should,
  * and no job holds its command topic, it gets a retained `keys` command
  * signed with a key it trusts; it stores the list and reports it in its
- * next state, and the command is withdrawn.
+ * next state, and the command is withdrawn. What it should trust: during a
+ * rotation the current and the next key (a device that already trusts the
+ * next one is left alone, so an instance not yet restarted after a promotion
+ * does not undo it); otherwise the current key only, so a promoted rotation
+ * also takes the retired key out of the devices. A device that trusts none
+ * of the server's keys cannot be told anything: it is named in the log.
  */
 export class CommandKeyRollout {
   /** Devices this instance sent the keys to and has not yet seen take them, with when. */
   private readonly sent = new Map<string, number>();
+  /** Devices already named in the log for trusting none of the keys. */
+  private readonly unreachable = new Set<string>();
 
   constructor(
     private readonly o: {
@@ -81,16 +89,29 @@ export class CommandKeyRollout {
 
   async handleState(deviceId: string, state: DeviceState): Promise<void> {
     const { keys, storage } = this.o;
-    if (!keys.next || state.v !== 2) return;
+    // A state without `keys` says nothing about what the device trusts (a v1 agent cannot verify at all).
+    if (state.v !== 2 || state.keys === undefined) return;
+    const kids = state.keys;
     const trusted = keys.trusted();
-    const missing = trusted.some((k) => !state.keys?.includes(k.kid));
+    const settled = keys.next
+      ? kids.includes(keys.next.kid)
+      : kids.length === 1 && kids[0] === keys.current.kid;
     if (await storage.jobs.activeForDevice(deviceId)) return; // the command topic is the job's
-    if (!missing) {
+    if (settled) {
+      this.unreachable.delete(deviceId);
       if (this.sent.delete(deviceId)) {
         await this.o.publish(deviceId, "");
-        this.o.logger.info(
-          { device: deviceId, keys: trusted.map((k) => k.kid) },
-          "device took the command keys",
+        this.o.logger.info({ device: deviceId, keys: kids }, "device took the command keys");
+      }
+      return;
+    }
+    const signer = trusted.find((k) => kids.includes(k.kid));
+    if (!signer) {
+      if (!this.unreachable.has(deviceId)) {
+        this.unreachable.add(deviceId);
+        this.o.logger.warn(
+          { device: deviceId, keys: kids, trusted: trusted.map((k) => k.kid) },
+          `device trusts none of the server's command keys and ignores every command: give it a new mpota_config.py (\`mpota devices rotate ${deviceId}\`)`,
         );
       }
       return;
@@ -101,7 +122,6 @@ export class CommandKeyRollout {
     if (last !== undefined && this.o.now() - last < RESEND_AFTER_MS) return;
     const seq = await storage.credentials.nextCommandSeq(deviceId, state.seq ?? 0);
     if (seq === undefined) return; // not provisioned: it cannot have a key of ours either
-    const signer = keys.keyFor(state.keys);
     const payload = encodeCommand(
       signCommand(
         { op: "keys", dev: deviceId, seq, keys: trusted.map((k) => k.modulusHex) },

@@ -11,6 +11,12 @@ import { eventually } from "../server/support/wait.ts";
 import { type CliResult, makeTempDir, runCli, startCliProcess } from "../support/cli.ts";
 import { connectTestClient, issueCert, makeCa, opensslFingerprint } from "./support.ts";
 
+/** The CLI's login to the broker of a server with this data directory: mpota-admin and its admin token. */
+const admin = (dataDir: string) => ({
+  username: "mpota-admin",
+  password: readFileSync(join(dataDir, "admin-token"), "utf8").trim(),
+});
+
 /** This machine's IPv4 addresses as a 0.0.0.0 listener takes them: the network's first, loopback last. */
 function ipv4Hosts(): string[] {
   const outside: string[] = [];
@@ -111,8 +117,8 @@ describe("mpota serve's listeners, as a user sees them", () => {
       );
       assert.doesNotMatch(stderr, /^Note:/m);
       // Every printed URL works: plain ones, and TLS ones with the certificate as the only trust.
-      for (const url of plain.urls) (await connectTestClient(url)).end(true);
-      for (const url of tls.urls) (await connectTestClient(url, { ca: pinned })).end(true);
+      for (const url of plain.urls) (await connectTestClient(url, admin(data))).end(true);
+      for (const url of tls.urls) (await connectTestClient(url, { ca: pinned, ...admin(data) })).end(true);
       assert.equal((await fetch(dashboard.urls[0] ?? "")).status, 200);
       if (lan !== undefined) assert.equal(await refused(`http://${lan}:${dashboard.port}/`), "ECONNREFUSED");
       let run = await serve.stop();
@@ -145,7 +151,7 @@ describe("mpota serve's listeners, as a user sees them", () => {
       );
       for (const url of open.urls) assert.equal((await fetch(url)).status, 200, url);
       const again = banner(stderr, /^MQTT broker with TLS: (.+) \(listens on 0\.0\.0\.0 port (\d+)/m);
-      for (const url of again.urls) (await connectTestClient(url, { ca: pinned })).end(true);
+      for (const url of again.urls) (await connectTestClient(url, { ca: pinned, ...admin(data) })).end(true);
       run = await serve.stop();
       assert.equal(run.code, 0, run.stderr);
     } finally {
@@ -209,7 +215,7 @@ describe("mpota serve's listeners, as a user sees them", () => {
       const plain = banner(io.stderrText, /^MQTT broker: (\S+) \(listens on (?:\S+) port (\d+)\)$/m);
       assert.deepEqual(plain.urls, [`mqtt://${lan}:${plain.port}`]);
       assert.doesNotMatch(io.stderrText, /^Note:/m);
-      (await connectTestClient(plain.urls[0] ?? "")).end(true);
+      (await connectTestClient(plain.urls[0] ?? "", admin(join(t.dir, "data")))).end(true);
       await assert.rejects(connectTestClient(`mqtt://127.0.0.1:${plain.port}`), /ECONNREFUSED/);
       stop();
       await serving;
@@ -263,7 +269,12 @@ describe("mpota serve's listeners, as a user sees them", () => {
         ),
       );
       assert.match(io.stderrText, /^Note: The MQTT broker's TLS listener listens on this machine only/m);
-      (await connectTestClient(tls.urls[0] ?? "", { ca: readFileSync(ca.cert) })).end(true);
+      (
+        await connectTestClient(tls.urls[0] ?? "", {
+          ca: readFileSync(ca.cert),
+          ...admin(join(t.dir, "data")),
+        })
+      ).end(true);
       stop();
       await serving;
     } finally {

@@ -179,7 +179,7 @@ describe("downgrades need a word, on every path that updates a device", () => {
   });
 
   test("mpota update: exit 22 with the message; --allow-downgrade goes ahead", async () => {
-    const refused = await mpotaUpdate(["barn", "sensor@1.0", "--mqtt", s.url]);
+    const refused = await mpotaUpdate(["barn", "sensor@1.0", "--mqtt", s.brokerUrl, "--data", data.dir]);
     assert.equal(refused.code, 22);
     assert.equal(refused.stdout, "");
     assert.equal(refused.stderr, `mpota: ${refusal("barn")}\n`);
@@ -191,7 +191,9 @@ describe("downgrades need a word, on every path that updates a device", () => {
       "--allow-downgrade",
       "--follow",
       "--mqtt",
-      s.url,
+      s.brokerUrl,
+      "--data",
+      data.dir,
     ]);
     assert.equal(allowed.code, 0, allowed.stderr);
     assert.match(

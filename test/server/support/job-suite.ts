@@ -201,7 +201,11 @@ export function defineJobSuite(label: string, setup: BrokerSetup, skip: string |
       );
       const created = Date.now();
       const job = await bridge.request("update", { device: "garden", firmware: "sensor@2.0" });
-      assert.equal((await bridge.request("job", { id: job.id })).state, "waiting");
+      // The job waits for the device (the scheduler takes it up a moment after it is created).
+      await eventually(
+        async () => (await bridge.request("job", { id: job.id })).state === "waiting",
+        "the job waits for garden",
+      );
       const end = await jobEnd(bridge, job.id);
       assert.equal(end.state, "succeeded", end.error ?? "");
       const ack = end.steps.find((st) => st.kind === "ack");

@@ -1,11 +1,11 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
 import type { DeviceDetail, DeviceView } from "../server/api.ts";
 import { BridgeClient, DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
 import { ADMIN_USERNAME } from "../server/broker-access.ts";
-import { adminTokenPath } from "../server/http/admin-token.ts";
+import { adminTokenPath, readToken } from "../server/http/admin-token.ts";
 import { BrokerConnectError } from "../server/mqtt-link.ts";
 import type { ProvisionedDevice } from "../server/provisioning.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
@@ -53,12 +53,7 @@ export function withAdminCredential(options: BridgeCommandOptions): {
     return { options };
   const path = adminTokenPath(options.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path)) return { options, tokenFile: path };
-  let token: string;
-  try {
-    token = readFileSync(path, "utf8").trim();
-  } catch {
-    return { options, tokenFile: path };
-  }
+  const token = readToken(path);
   return { options: { ...options, mqttUsername: ADMIN_USERNAME, mqttPassword: token }, tokenFile: path };
 }
 

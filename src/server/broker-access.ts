@@ -1,7 +1,7 @@
-import { pbkdf2, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { DEVICE_ID_PATTERN, RESERVED_DEVICE_IDS } from "./contract.ts";
-import { isStoredHash } from "./credentials.ts";
+import { verifySecretAsync } from "./credentials.ts";
 import { ADMIN_USERNAME, RESERVED_ID_PREFIX, SERVER_USERNAME } from "./principals.ts";
 import type { CredentialRecord } from "./storage/storage.ts";
 import type { Topics } from "./topics.ts";
@@ -40,21 +40,6 @@ const MAX_STAMPED_BYTES = 4 * 1024 * 1024;
 
 /** How many refused client ids are remembered so each is logged once (then at debug level). */
 const LOGGED_REFUSALS = 1024;
-
-function pbkdf2Verify(secret: string, stored: string): Promise<boolean> {
-  const [, , iterations, salt, hash] = stored.split("$") as [string, string, string, string, string];
-  const expected = Buffer.from(hash, "base64");
-  return new Promise((resolve) => {
-    pbkdf2(
-      secret,
-      Buffer.from(salt, "base64"),
-      Number(iterations),
-      expected.length,
-      "sha512",
-      (error, actual) => resolve(!error && timingSafeEqual(actual, expected)),
-    );
-  });
-}
 
 function equalSecrets(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -122,13 +107,13 @@ export class BrokerAccess {
       return { returnCode: 4, reason: `unknown user "${username.slice(0, 64)}"` };
     }
     const record = await this.o.credential(username);
-    if (!record || !isStoredHash(record.hash)) {
+    if (!record) {
       return {
         returnCode: 4,
         reason: `device "${username}" is not provisioned (mpota devices add ${username})`,
       };
     }
-    if (!(await pbkdf2Verify(password, record.hash))) {
+    if (!(await verifySecretAsync(password, record.hash))) {
       return { returnCode: 4, reason: `wrong credential for device "${username}"` };
     }
     if (clientId !== username) {

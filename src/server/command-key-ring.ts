@@ -1,15 +1,4 @@
-import {
-  chmodSync,
-  closeSync,
-  constants,
-  copyFileSync,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  openSync,
-  readFileSync,
-  renameSync,
-} from "node:fs";
+import { chmodSync, constants, copyFileSync, existsSync, linkSync, readFileSync, renameSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { MpotaError } from "../errors.ts";
 import {
@@ -18,6 +7,7 @@ import {
   loadCommandKey,
   loadOrCreateCommandKeyAt,
   readCommandKey,
+  syncDirectory,
 } from "./command-key.ts";
 
 /** The next command key's file name in the data directory (`mpota command-key rotate` makes it). */
@@ -116,18 +106,5 @@ function keepCopy(from: string, to: string): void {
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS" && code !== "EOPNOTSUPP") throw error;
     copyFileSync(from, to, constants.COPYFILE_EXCL);
     chmodSync(to, 0o600);
-  }
-}
-
-/** Makes renamed directory entries durable (a no-op where directories cannot be opened). */
-function syncDirectory(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, "r");
-    fsyncSync(fd);
-  } catch {
-    // Not supported here: the entries are written with the directory's next flush.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }

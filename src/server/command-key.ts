@@ -161,8 +161,8 @@ function publish(path: string, pem: string): boolean {
   return true;
 }
 
-/** Makes the new directory entry durable (a no-op where directories cannot be opened). */
-function syncDirectory(dir: string): void {
+/** Makes new or renamed directory entries durable (a no-op where directories cannot be opened). */
+export function syncDirectory(dir: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(dir, "r");

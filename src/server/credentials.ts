@@ -1,4 +1,4 @@
-import { pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
+import { pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 
 /**
  * Device secrets and their stored form. A secret is 24 random bytes
@@ -29,25 +29,30 @@ export function hashSecret(secret: string, iterations = HASH_ITERATIONS): string
   return `$7$${iterations}$${salt.toString("base64")}$${hash.toString("base64")}`;
 }
 
-/** True when `stored` (as made by {@link hashSecret} or `mosquitto_passwd`) is the hash of `secret`. */
-export function verifySecret(secret: string, stored: string): boolean {
+/** The parts of a stored hash, or undefined when it is not one this module can check. */
+function parseStored(stored: string): { iterations: number; salt: Buffer; expected: Buffer } | undefined {
   const m = STORED.exec(stored);
-  if (!m) return false;
+  if (!m) return undefined;
   const iterations = Number(m[1]);
-  if (iterations < 1 || iterations > 1_000_000) return false;
   const expected = Buffer.from(m[3] as string, "base64");
-  if (expected.length < 32) return false;
-  const actual = pbkdf2Sync(
-    secret,
-    Buffer.from(m[2] as string, "base64"),
-    iterations,
-    expected.length,
-    "sha512",
-  );
-  return timingSafeEqual(actual, expected);
+  if (iterations < 1 || iterations > 1_000_000 || expected.length < 32) return undefined;
+  return { iterations, salt: Buffer.from(m[2] as string, "base64"), expected };
 }
 
-/** Whether `stored` looks like a hash {@link verifySecret} can check. */
-export function isStoredHash(stored: string): boolean {
-  return STORED.test(stored);
+/** True when `stored` (as made by {@link hashSecret} or `mosquitto_passwd`) is the hash of `secret`. */
+export function verifySecret(secret: string, stored: string): boolean {
+  const p = parseStored(stored);
+  if (!p) return false;
+  return timingSafeEqual(pbkdf2Sync(secret, p.salt, p.iterations, p.expected.length, "sha512"), p.expected);
+}
+
+/** {@link verifySecret} in the thread pool, for the broker's CONNECT path (many devices at once). */
+export function verifySecretAsync(secret: string, stored: string): Promise<boolean> {
+  const p = parseStored(stored);
+  if (!p) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    pbkdf2(secret, p.salt, p.iterations, p.expected.length, "sha512", (error, actual) =>
+      resolve(!error && timingSafeEqual(actual, p.expected)),
+    );
+  });
 }

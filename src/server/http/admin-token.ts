@@ -42,7 +42,8 @@ function writeToken(path: string, token: string): void {
   }
 }
 
-function readToken(path: string): string {
+/** The admin token in `path`; throws {@link FileError} saying what to do when it cannot be used. */
+export function readToken(path: string): string {
   let text: string;
   try {
     text = readFileSync(path, "utf8").trim();

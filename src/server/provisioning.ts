@@ -125,8 +125,7 @@ function brokerFor(
 
 /** The bridge handlers for device credentials and the audit list. */
 export function provisioningHandlers(deps: ProvisioningDeps) {
-  const issue = (id: string, secret: string, request: Record<string, unknown>): ProvisionedDevice => {
-    const broker = brokerFor(request, deps.broker());
+  const issue = (id: string, secret: string, broker: { host: string; port: number }): ProvisionedDevice => {
     const keys = deps.commandKeys();
     const config = agentConfig({
       MQTT_HOST: pythonString(broker.host),
@@ -160,6 +159,7 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
   return {
     "devices/add": async (request: Record<string, unknown>): Promise<ProvisionedDevice> => {
       const id = checkedId(request);
+      const broker = brokerFor(request, deps.broker()); // checked before anything is stored
       const secret = newSecret();
       try {
         await deps.storage.credentials.add({ deviceId: id, hash: hashSecret(secret), at: deps.now() });
@@ -170,11 +170,12 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
           );
         throw error;
       }
-      return issue(id, secret, request);
+      return issue(id, secret, broker);
     },
 
     "devices/rotate": async (request: Record<string, unknown>): Promise<ProvisionedDevice> => {
       const id = checkedId(request);
+      const broker = brokerFor(request, deps.broker()); // checked before the old credential is replaced
       const secret = newSecret();
       if (
         !(await deps.storage.credentials.replace({ deviceId: id, hash: hashSecret(secret), at: deps.now() }))
@@ -183,7 +184,7 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
           `Device "${id}" has no credential to replace. Provision it with \`mpota devices add ${id}\`.`,
         );
       deps.credentialChanged?.(id);
-      return issue(id, secret, request);
+      return issue(id, secret, broker);
     },
 
     "devices/revoke": async (request: Record<string, unknown>): Promise<{ device: string }> => {

@@ -268,6 +268,21 @@ describe("attacks on the embedded broker", () => {
     );
   });
 
+  it("records the real sender of a bridge request, whatever $caller it claims", async () => {
+    const tool = await tryConnect(s.url, { clientId: "tool-claims" });
+    const reply = new Promise<string>((resolve) => tool.on("message", (_t, p) => resolve(p.toString())));
+    await tool.subscribeAsync("mpota/bridge/response/devices/revoke", { qos: 1 });
+    await tool.publishAsync(
+      "mpota/bridge/request/devices/revoke",
+      JSON.stringify({ id: "nobody", transaction: "t1", $caller: "http token (10.9.9.9)" }),
+      { qos: 1 },
+    );
+    assert.match(await reply, /has no credential/);
+    await tool.endAsync();
+    const entry = (await admin.request("audit", { limit: 5 })).find((e) => e.action === "devices/revoke");
+    assert.match(String(entry?.actor), /^mqtt mpota-admin \(client tool-claims, /);
+  });
+
   it("records who changed what", async () => {
     const entries = await admin.request("audit", { limit: 50 });
     const update = entries.find((e) => e.action === "update" && e.target === "victim");

@@ -30,6 +30,7 @@ import type { MqttLink } from "./mqtt-link.ts";
 import type { NetworkPolicy } from "./network-policy.ts";
 import { RequestError } from "./request-error.ts";
 import { heldByRolloutText, rolloutHolding } from "./rollouts/rollout-membership.ts";
+import { releaseOnStop } from "./stop-release.ts";
 import {
   type DeviceRecord,
   isTerminal,
@@ -170,7 +171,7 @@ export class JobRunner {
     await this.scheduler.stop();
     await this.pushes.stop();
     await this.queue.idle();
-    await this.o.storage.jobs.releaseAll(this.o.owner);
+    await releaseOnStop(() => this.o.storage.jobs.releaseAll(this.o.owner), this.o.logger, "job");
   }
 
   /** Pushes this instance is sending now. */

@@ -523,6 +523,36 @@ describe("PostgreSQL storage", skip, () => {
       }
     });
 
+    it("stops a server cleanly while the database is down: its leases expire by themselves", async () => {
+      const admin = new pg.Client({ connectionString: cluster.adminUrl });
+      await admin.connect();
+      await admin.query("CREATE DATABASE stopped_down");
+      await admin.end();
+      const url = new URL(cluster.adminUrl);
+      url.pathname = "/stopped_down";
+      const t = tempDir();
+      const s = await startTestServer(t.dir, { db: url.toString() });
+      cluster.pause();
+      try {
+        await s.stop();
+        assert.equal(
+          s.logs.find(
+            "job leases not given back while stopping: the database is unreachable; they expire by themselves and the work is taken over then",
+          ).length,
+          1,
+        );
+        assert.equal(
+          s.logs.find(
+            "rollout leases not given back while stopping: the database is unreachable; they expire by themselves and the work is taken over then",
+          ).length,
+          1,
+        );
+      } finally {
+        cluster.resume();
+        t.remove();
+      }
+    });
+
     it("keeps a server running through the restart: requests fail meanwhile, then work again", async () => {
       const admin = new pg.Client({ connectionString: cluster.adminUrl });
       await admin.connect();

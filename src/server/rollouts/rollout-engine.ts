@@ -10,6 +10,7 @@ import { DueScheduler } from "../job-scheduler.ts";
 import { KeyedQueue } from "../keyed-queue.ts";
 import type { MqttLink } from "../mqtt-link.ts";
 import { RequestError } from "../request-error.ts";
+import { releaseOnStop } from "../stop-release.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,
@@ -96,7 +97,7 @@ export class RolloutEngine {
     this.stopped = true;
     await this.scheduler.stop();
     await this.queue.idle();
-    await this.o.storage.rollouts.releaseAll(this.o.owner);
+    await releaseOnStop(() => this.o.storage.rollouts.releaseAll(this.o.owner), this.o.logger, "rollout");
   }
 
   /** Looks at every rollout at once (after a request, or in tests). */

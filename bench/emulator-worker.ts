@@ -2,10 +2,10 @@
 // system clock, so the sender in the main thread shares no event loop with it.
 import { parentPort, workerData } from "node:worker_threads";
 import { EmulatedDevice } from "../src/emulator/device.ts";
+import { LINK_PROFILES, withMaxDatagram } from "../src/net/impairment.ts";
+import { NodeUdpNetwork } from "../src/net/node-udp.ts";
+import { seededRandom } from "../src/net/random.ts";
 import { parseModulusHex } from "../src/protocol/rsa-key.ts";
-import { LINK_PROFILES, withMaxDatagram } from "../src/transfer/impairment.ts";
-import { NodeUdpNetwork } from "../src/transfer/node-udp.ts";
-import { seededRandom } from "../src/transfer/random.ts";
 
 interface Setup {
   address: string;

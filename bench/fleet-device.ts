@@ -2,9 +2,9 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { RTC_MAGIC } from "../src/emulator/boot.ts";
 import { type AppIdentity, EmulatedDevice } from "../src/emulator/device.ts";
 import { MemoryFlash } from "../src/emulator/flash.ts";
+import type { Random } from "../src/net/random.ts";
+import type { UdpNetwork } from "../src/net/udp-channel.ts";
 import type { PublicKeyInfo } from "../src/protocol/rsa-key.ts";
-import type { Random } from "../src/transfer/random.ts";
-import type { UdpNetwork } from "../src/transfer/udp-channel.ts";
 
 export interface BenchDeviceOptions {
   id: string;

@@ -4,12 +4,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { deviceFloorMs } from "../src/emulator/timing.ts";
+import { systemClock } from "../src/net/clock.ts";
+import { NodeUdpNetwork } from "../src/net/node-udp.ts";
+import { seededRandom } from "../src/net/random.ts";
 import { signImage } from "../src/protocol/image-packets.ts";
 import { generateKeyPair, type SigningKey } from "../src/protocol/rsa-key.ts";
 import { probeBlockSize } from "../src/transfer/block-probe.ts";
-import { systemClock } from "../src/transfer/clock.ts";
-import { NodeUdpNetwork } from "../src/transfer/node-udp.ts";
-import { seededRandom } from "../src/transfer/random.ts";
 import { COMPAT_TUNING, DEFAULT_TUNING, push } from "../src/transfer/sender.ts";
 
 const IMAGE_SIZE = 600 * 1024;

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { MpotaError } from "../errors.ts";
-import { type Clock, systemClock, type Timer } from "../transfer/clock.ts";
+import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import {
   DEVICE_DIR,
   EXAMPLE_MAINS,

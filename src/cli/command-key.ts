@@ -1,8 +1,8 @@
 import { type Command, Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
-import { loadCommandKey } from "../server/command-key.ts";
-import { promoteNextKey, startRotation } from "../server/command-key-ring.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { loadCommandKey } from "../server/trust/command-key.ts";
+import { promoteNextKey, startRotation } from "../server/trust/command-key-ring.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printAnswer, withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
 

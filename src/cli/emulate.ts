@@ -5,13 +5,13 @@ import { RTC_MAGIC } from "../emulator/boot.ts";
 import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
 import { checkFlashSize, type Flash, formatFlashSize, openFlash } from "../emulator/flash.ts";
 import { MpotaError, UsageError } from "../errors.ts";
+import { type Clock, systemClock } from "../net/clock.ts";
+import { LINK_PROFILES } from "../net/impairment.ts";
+import { NodeUdpNetwork } from "../net/node-udp.ts";
+import { seededRandom } from "../net/random.ts";
+import type { UdpNetwork } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, parseConfigH, type YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
-import { type Clock, systemClock } from "../transfer/clock.ts";
-import { LINK_PROFILES } from "../transfer/impairment.ts";
-import { NodeUdpNetwork } from "../transfer/node-udp.ts";
-import { seededRandom } from "../transfer/random.ts";
-import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import type { CliIo } from "./io.ts";
 import {
   DEFAULT_KEY_FILE,

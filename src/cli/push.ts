@@ -1,10 +1,11 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
+import { systemClock } from "../net/clock.ts";
+import { NodeUdpNetwork } from "../net/node-udp.ts";
+import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
 import { probeBlockSize } from "../transfer/block-probe.ts";
-import { systemClock } from "../transfer/clock.ts";
-import { NodeUdpNetwork } from "../transfer/node-udp.ts";
 import {
   COMPAT_TUNING,
   DEFAULT_TUNING,
@@ -14,7 +15,6 @@ import {
   push,
 } from "../transfer/sender.ts";
 import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
-import type { UdpChannel, UdpEndpoint } from "../transfer/udp-channel.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { MpotaError, UsageError } from "../errors.ts";
 import { formatTable } from "../firmware/format.ts";
-import type { BridgeClient } from "../server/bridge-client.ts";
+import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import type {
   RolloutCounts,
   RolloutCreateRequest,

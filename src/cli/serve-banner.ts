@@ -1,5 +1,5 @@
-import type { BrokerTlsMaterial } from "../server/broker-tls.ts";
-import { type Interfaces, listenUrls, listenView } from "../server/listen-addresses.ts";
+import { type Interfaces, listenUrls, listenView } from "../net/listen-addresses.ts";
+import type { BrokerTlsMaterial } from "../server/mqtt/broker-tls.ts";
 import type { MpotaServer } from "../server/server.ts";
 
 /** The certificate the TLS listener serves, as `mpota serve` loaded or made it. */

@@ -5,11 +5,9 @@ import { PinoPretty as pinoPretty } from "pino-pretty";
 import { UsageError } from "../errors.ts";
 import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
-import { DEFAULT_CLIENT_URL } from "../server/bridge-client.ts";
-import { loadBrokerTls, selfSignedBrokerTls } from "../server/broker-tls.ts";
-import { DEFAULT_MQTTS_PORT } from "../server/broker-tls-listener.ts";
-import { DEFAULT_MQTT_PORT } from "../server/embedded-broker.ts";
-import { DEFAULT_HA_PREFIX } from "../server/homeassistant.ts";
+import { DEFAULT_CLIENT_URL } from "../server/bridge/bridge-client.ts";
+import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/network-policy.ts";
+import { DEFAULT_HA_PREFIX } from "../server/homeassistant/homeassistant.ts";
 import { isLoopbackHost } from "../server/http/auth.ts";
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
 import {
@@ -18,11 +16,13 @@ import {
   DEFAULT_MAX_CONCURRENT_PUSHES,
   type JobTimings,
   MAX_CONCURRENT_PUSHES as MAX_PUSHES,
-} from "../server/job-timings.ts";
-import type { MqttConnection } from "../server/mqtt-link.ts";
-import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/network-policy.ts";
+} from "../server/jobs/job-timings.ts";
+import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts";
+import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
+import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
+import type { MqttConnection } from "../server/mqtt/mqtt-link.ts";
+import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/mqtt/topics.ts";
 import { type BrokerChoice, DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
-import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/topics.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";

@@ -5,11 +5,13 @@ import type { DeviceTiming } from "../emulator/timing.ts";
 import { MpotaError, UsageError } from "../errors.ts";
 import { formatTable } from "../firmware/format.ts";
 import { checkMd5Trailer } from "../firmware/micropython-image.ts";
+import { LINK_PROFILES } from "../net/impairment.ts";
+import type { UdpNetwork } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, parseConfigH, type YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
-import type { ProvisionedDevice } from "../server/provisioning.ts";
 import { RequestError } from "../server/request-error.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import type { ProvisionedDevice } from "../server/trust/provisioning.ts";
 import { describeEvent } from "../simulator/event-text.ts";
 import { DEFAULT_FIRST_ADDRESS, type DeviceAccess, Fleet, loopbackAddresses } from "../simulator/fleet.ts";
 import type { SimulatedDevice, SimulatedEvent } from "../simulator/simulated-device.ts";
@@ -18,8 +20,6 @@ import {
   DEFAULT_SYNTHETIC_SIZE,
   firmwareIdentity,
 } from "../simulator/synthetic-firmware.ts";
-import { LINK_PROFILES } from "../transfer/impairment.ts";
-import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import { withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadPublicKey, parseIntegerOption, readUserFile } from "./key-options.ts";

@@ -1,4 +1,4 @@
-import type { Clock, Timer } from "../transfer/clock.ts";
+import type { Clock, Timer } from "../net/clock.ts";
 
 interface Entry {
   at: number;

@@ -1,16 +1,11 @@
 import { MpotaError } from "../errors.ts";
+import { type Clock, systemClock } from "../net/clock.ts";
+import { ImpairedChannel, type ImpairmentStats, type LinkProfile, linkProfile } from "../net/impairment.ts";
+import { type Random, seededRandom } from "../net/random.ts";
+import type { UdpChannel, UdpEndpoint, UdpNetwork } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
 import type { Ack } from "../protocol/datagram.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
-import { type Clock, systemClock } from "../transfer/clock.ts";
-import {
-  ImpairedChannel,
-  type ImpairmentStats,
-  type LinkProfile,
-  linkProfile,
-} from "../transfer/impairment.ts";
-import { type Random, seededRandom } from "../transfer/random.ts";
-import type { UdpChannel, UdpEndpoint, UdpNetwork } from "../transfer/udp-channel.ts";
 import { Agenda } from "./agenda.ts";
 import {
   afterGpioWait,

@@ -1,7 +1,7 @@
+import type { UdpEndpoint } from "../net/udp-channel.ts";
 import { type Ack, encodeAck, HEADER_LENGTH, SECTOR_SIZE, SEQ_LENGTH } from "../protocol/datagram.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import { rsaPublic, SIGNED_PAYLOAD_LENGTH, sha1, unpadLikeReceiver } from "../protocol/signature.ts";
-import type { UdpEndpoint } from "../transfer/udp-channel.ts";
 
 /** The receiver's "-1": no datagram accepted in this session yet. */
 const NO_OFFSET = 0xffffffff;

@@ -27,7 +27,7 @@ import { MpotaError } from "../errors.ts";
  * Typical use on the server:
  *
  * ```ts
- * const key = loadCommandKey(dataDir);                  // src/server/command-key.ts
+ * const key = loadCommandKey(dataDir);                  // src/server/trust/command-key.ts
  * const cmd = signCommand({ op: "ota", dev, seq, job, fw, size, ver, down: 0 }, key.privateKey);
  * publish(`${base}/${dev}/cmd`, encodeCommand(cmd), { retain: true, qos: 1 });
  * ```

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
-import type { Clock } from "../transfer/clock.ts";
+import type { Clock } from "../net/clock.ts";
 import type { HeldLease, InstanceRecord, Storage } from "./storage/storage.ts";
 
 /** How often an instance writes its heartbeat. */

@@ -3,46 +3,50 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { type Logger, pino } from "pino";
 import type { PythonValue } from "../agent-host/agent-files.ts";
+import { type Clock, systemClock } from "../net/clock.ts";
+import { NodeUdpNetwork } from "../net/node-udp.ts";
+import type { UdpNetwork } from "../net/udp-channel.ts";
+import { wallClock } from "../net/wall-clock.ts";
 import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
-import { type Clock, systemClock } from "../transfer/clock.ts";
-import { NodeUdpNetwork } from "../transfer/node-udp.ts";
 import type { PushTuning } from "../transfer/sender.ts";
-import type { UdpNetwork } from "../transfer/udp-channel.ts";
-import type { BridgeStateMessage, ServerInfo } from "./api.ts";
-import { auditedHandlers } from "./audit.ts";
-import { Bridge } from "./bridge.ts";
-import { bridgeHandlers } from "./bridge-handlers.ts";
-import { BrokerAccess, SERVER_USERNAME } from "./broker-access.ts";
-import type { TlsListenOptions } from "./broker-tls-listener.ts";
-import type { CommandKey } from "./command-key.ts";
-import { CommandKeyRing } from "./command-key-ring.ts";
-import { CommandKeyRollout } from "./command-key-rollout.ts";
-import { CommandSigner } from "./command-signer.ts";
-import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./device-inbox.ts";
-import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./embedded-broker.ts";
-import { FirmwareLibrary } from "./firmware-library.ts";
-import { DEFAULT_HA_PREFIX, HomeAssistantFeature, type HomeAssistantOptions } from "./homeassistant.ts";
+import type { BridgeStateMessage, ServerInfo } from "./bridge/api.ts";
+import { Bridge } from "./bridge/bridge.ts";
+import { bridgeHandlers } from "./bridge/bridge-handlers.ts";
+import { ImagePusher } from "./deliveries/image-pusher.ts";
+import type { SignedImageCache } from "./deliveries/signed-image-cache.ts";
+import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./devices/device-inbox.ts";
+import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./devices/network-policy.ts";
+import {
+  DEFAULT_HA_PREFIX,
+  HomeAssistantFeature,
+  type HomeAssistantOptions,
+} from "./homeassistant/homeassistant.ts";
 import { AdminToken, ensureAdminToken } from "./http/admin-token.ts";
 import { HttpFeature, type HttpOptions } from "./http/http-feature.ts";
-import { ImagePusher } from "./image-pusher.ts";
 import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./instances.ts";
-import { JobRunner } from "./job-runner.ts";
+import { JobRunner } from "./jobs/job-runner.ts";
 import {
   DEFAULT_JOB_TIMINGS,
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_CONCURRENT_PUSHES,
   type JobTimings,
-} from "./job-timings.ts";
-import { type MqttConnection, MqttLink, safeUrl } from "./mqtt-link.ts";
-import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./network-policy.ts";
-import { lanAddress, type ProvisioningDeps } from "./provisioning.ts";
+} from "./jobs/job-timings.ts";
+import { BrokerAccess, SERVER_USERNAME } from "./mqtt/broker-access.ts";
+import type { TlsListenOptions } from "./mqtt/broker-tls-listener.ts";
+import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./mqtt/embedded-broker.ts";
+import { type MqttConnection, MqttLink, safeUrl } from "./mqtt/mqtt-link.ts";
+import { DEFAULT_BASE_TOPIC, Topics } from "./mqtt/topics.ts";
+import { FirmwareLibrary } from "./releases/firmware-library.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
-import type { SignedImageCache } from "./signed-image-cache.ts";
 import { openStorage } from "./storage/open-storage.ts";
 import type { Storage } from "./storage/storage.ts";
-import { DEFAULT_BASE_TOPIC, Topics } from "./topics.ts";
-import { wallClock } from "./wall-clock.ts";
+import { auditedHandlers } from "./trust/audit.ts";
+import type { CommandKey } from "./trust/command-key.ts";
+import { CommandKeyRing } from "./trust/command-key-ring.ts";
+import { CommandKeyRollout } from "./trust/command-key-rollout.ts";
+import { CommandSigner } from "./trust/command-signer.ts";
+import { lanAddress, type ProvisioningDeps } from "./trust/provisioning.ts";
 
 export const DEFAULT_DATA_DIR = "./.mpota";
 

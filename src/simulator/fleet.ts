@@ -1,12 +1,12 @@
 import { type BrokerAddress, parseBroker } from "../agent-host/agent-device.ts";
 import type { PythonValue } from "../agent-host/agent-files.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
+import { type Clock, systemClock } from "../net/clock.ts";
+import { NodeUdpNetwork } from "../net/node-udp.ts";
+import { seededRandom } from "../net/random.ts";
+import type { UdpNetwork } from "../net/udp-channel.ts";
 import type { YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
-import { type Clock, systemClock } from "../transfer/clock.ts";
-import { NodeUdpNetwork } from "../transfer/node-udp.ts";
-import { seededRandom } from "../transfer/random.ts";
-import type { UdpNetwork } from "../transfer/udp-channel.ts";
 import {
   SimulatedDevice,
   type SimulatedDeviceOptions,

@@ -6,13 +6,13 @@ import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "../emulator/flash.ts
 import { Listeners } from "../emulator/listeners.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import { MpotaError } from "../errors.ts";
+import { type Clock, systemClock, type Timer } from "../net/clock.ts";
+import type { LinkProfile } from "../net/impairment.ts";
+import { NodeUdpNetwork } from "../net/node-udp.ts";
+import { type Random, seededRandom } from "../net/random.ts";
+import type { UdpEndpoint, UdpNetwork } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
-import { type Clock, systemClock, type Timer } from "../transfer/clock.ts";
-import type { LinkProfile } from "../transfer/impairment.ts";
-import { NodeUdpNetwork } from "../transfer/node-udp.ts";
-import { type Random, seededRandom } from "../transfer/random.ts";
-import type { UdpEndpoint, UdpNetwork } from "../transfer/udp-channel.ts";
 
 /** A simulated device cannot take its loopback address, or was used in a way its state does not allow. */
 export class SimulatorError extends MpotaError {

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { MpotaError } from "../errors.ts";
 import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "../firmware/flash-layout.ts";
 import { SIZE_WORD_OFFSET } from "../firmware/micropython-image.ts";
+import { seededRandom } from "../net/random.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
-import { seededRandom } from "../transfer/random.ts";
 
 /** A synthetic firmware was asked for with a size it cannot have. */
 export class SyntheticFirmwareError extends MpotaError {

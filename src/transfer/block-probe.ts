@@ -1,6 +1,6 @@
+import type { Clock } from "../net/clock.ts";
+import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { decodeAck, type SignedPacket, withSeq } from "../protocol/datagram.ts";
-import type { Clock } from "./clock.ts";
-import type { UdpChannel, UdpEndpoint } from "./udp-channel.ts";
 
 export interface ProbeOptions {
   channel: UdpChannel;

@@ -1,9 +1,9 @@
 import { MpotaError } from "../errors.ts";
+import type { Clock, Timer } from "../net/clock.ts";
+import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { decodeAck, SECTOR_SIZE, type SignedPacket, withSeq } from "../protocol/datagram.ts";
 import { END_PACKET_COUNT } from "../protocol/image-packets.ts";
 import { AckClock } from "./ack-clock.ts";
-import type { Clock, Timer } from "./clock.ts";
-import type { UdpChannel, UdpEndpoint } from "./udp-channel.ts";
 
 /** A push could not be completed. Subclasses say why and what to do. */
 export class PushError extends MpotaError {

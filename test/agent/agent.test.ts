@@ -4,7 +4,7 @@ import { AgentDevice, type AgentDeviceOptions } from "../../src/agent-host/agent
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
 import { MqttPacketType } from "../../src/agent-host/mqtt-packets.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
-import { VirtualClock } from "../../src/transfer/clock.ts";
+import { VirtualClock } from "../../src/net/clock.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { CommandSigner, TestBroker } from "./support.ts";
 

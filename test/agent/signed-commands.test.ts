@@ -9,7 +9,7 @@ import {
 } from "../../src/agent-host/device-filesystem.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
 import { hasOtaMagic, ResetCause } from "../../src/agent-host/reset-cause.ts";
-import { compareVersions } from "../../src/server/version-order.ts";
+import { compareVersions } from "../../src/server/releases/version-order.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { CommandSigner, TestBroker } from "./support.ts";
@@ -375,7 +375,7 @@ describe("downgrades", () => {
   });
 
   test("the version order, on the device: every row of test/fixtures/version-order.json, both ways round", async () => {
-    // The server decides "older" with src/server/version-order.ts and the device with
+    // The server decides "older" with src/server/releases/version-order.ts and the device with
     // mpota_cmd.older; they must agree, or a device refuses what the server calls an upgrade.
     const main = `import json, mpota_cmd
 with open("version-order.json") as f:

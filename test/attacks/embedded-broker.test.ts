@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import { verifyCommand } from "../../src/protocol/command-signature.ts";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import type { DeviceAccess } from "../../src/simulator/fleet.ts";
 import { ID1, ID2, V1, V2 } from "../server/support/job-suite.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";

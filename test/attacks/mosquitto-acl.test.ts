@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
-import { newSecret } from "../../src/server/credentials.ts";
-import { ADMIN_USERNAME, SERVER_USERNAME } from "../../src/server/principals.ts";
+import { ADMIN_USERNAME, SERVER_USERNAME } from "../../src/server/mqtt/principals.ts";
+import { newSecret } from "../../src/server/trust/credentials.ts";
 import {
   MOSQUITTO_SKIP,
   type MpotaMosquitto,
@@ -14,7 +14,7 @@ import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 
 // The attacks of issue 14, against Mosquitto 2.0 configured by the files
-// `mpota broker-config mosquitto` writes (src/server/mosquitto-config.ts):
+// `mpota broker-config mosquitto` writes (src/server/mqtt/mosquitto-config.ts):
 // two devices, the server and the admin, a base topic of two levels.
 
 if (MOSQUITTO_SKIP) process.stderr.write(`# ${MOSQUITTO_SKIP}\n`);

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import { encodeCommand, signCommand } from "../../src/protocol/command-signature.ts";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { SimulatedDevice, type SimulatedEvent } from "../../src/simulator/simulated-device.ts";
 import { startAedesBroker, type TestBroker } from "../server/support/brokers.ts";
 import { jobEnd } from "../server/support/job-suite.ts";

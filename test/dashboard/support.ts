@@ -4,7 +4,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
 import type { PythonValue } from "../../src/agent-host/agent-files.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
-import type { JobTimings } from "../../src/server/job-timings.ts";
+import type { JobTimings } from "../../src/server/jobs/job-timings.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import type { HttpTestServer } from "../http/support.ts";
 import { FAST_TIMINGS, testKey } from "../server/support/test-server.ts";

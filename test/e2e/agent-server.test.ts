@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { jobEnd } from "../server/support/job-suite.ts";
 import {

@@ -13,10 +13,14 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
-import { readCommandKey } from "../../src/server/command-key.ts";
-import { NEXT_COMMAND_KEY_FILE, promoteNextKey, startRotation } from "../../src/server/command-key-ring.ts";
-import type { OtaCommand } from "../../src/server/contract.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import type { OtaCommand } from "../../src/server/mqtt/contract.ts";
+import { readCommandKey } from "../../src/server/trust/command-key.ts";
+import {
+  NEXT_COMMAND_KEY_FILE,
+  promoteNextKey,
+  startRotation,
+} from "../../src/server/trust/command-key-ring.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { jobEnd } from "../server/support/job-suite.ts";
 import {

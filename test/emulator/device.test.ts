@@ -6,10 +6,10 @@ import { after, describe, it } from "node:test";
 import { RTC_MAGIC } from "../../src/emulator/boot.ts";
 import { type AppIdentity, EmulatedDevice } from "../../src/emulator/device.ts";
 import { FileFlash, FlashFileError } from "../../src/emulator/flash.ts";
+import { VirtualClock } from "../../src/net/clock.ts";
+import { MemoryNetwork } from "../../src/net/memory-network.ts";
 import { type SignedPacket, signPacket, withSeq } from "../../src/protocol/datagram.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
-import { VirtualClock } from "../../src/transfer/clock.ts";
-import { MemoryNetwork } from "../../src/transfer/memory-network.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { enterOta, referenceKey, rig, sendAndCollect, stopAndWait } from "./test-sender.ts";
 

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { RTC_MAGIC } from "../../src/emulator/boot.ts";
 import { EmulatedDevice } from "../../src/emulator/device.ts";
+import { systemClock } from "../../src/net/clock.ts";
+import { NodeUdpNetwork } from "../../src/net/node-udp.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
-import { systemClock } from "../../src/transfer/clock.ts";
-import { NodeUdpNetwork } from "../../src/transfer/node-udp.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { referenceKey, stopAndWait } from "./test-sender.ts";
 

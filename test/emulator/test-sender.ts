@@ -8,13 +8,13 @@ import {
   EmulatedDevice,
   type EmulatedDeviceOptions,
 } from "../../src/emulator/device.ts";
+import type { Clock } from "../../src/net/clock.ts";
+import { VirtualClock } from "../../src/net/clock.ts";
+import { MemoryNetwork } from "../../src/net/memory-network.ts";
+import type { UdpChannel, UdpEndpoint } from "../../src/net/udp-channel.ts";
 import { type Ack, decodeAck, type SignedPacket, withSeq } from "../../src/protocol/datagram.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
 import { parsePrivateKeyPem, type SigningKey } from "../../src/protocol/rsa-key.ts";
-import type { Clock } from "../../src/transfer/clock.ts";
-import { VirtualClock } from "../../src/transfer/clock.ts";
-import { MemoryNetwork } from "../../src/transfer/memory-network.ts";
-import type { UdpChannel, UdpEndpoint } from "../../src/transfer/udp-channel.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 
 export const referenceKey: SigningKey = parsePrivateKeyPem(

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import { UsageError } from "../../src/errors.ts";
-import { dashboardBase, HA_SUMMARY_MAX } from "../../src/server/homeassistant.ts";
+import { dashboardBase, HA_SUMMARY_MAX } from "../../src/server/homeassistant/homeassistant.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";

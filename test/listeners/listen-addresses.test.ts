@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Interfaces, listenUrls, listenView } from "../../src/server/listen-addresses.ts";
+import { type Interfaces, listenUrls, listenView } from "../../src/net/listen-addresses.ts";
 
 const entry = (address: string, family: "IPv4" | "IPv6", internal = false) => ({
   address,

@@ -8,8 +8,8 @@ import {
   SELF_SIGNED_CERT_FILE,
   SELF_SIGNED_KEY_FILE,
   selfSignedBrokerTls,
-} from "../../src/server/broker-tls.ts";
-import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
+} from "../../src/server/mqtt/broker-tls.ts";
+import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
 import { LogCapture } from "../server/support/log-capture.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { connectTestClient, opensslFingerprint } from "./support.ts";

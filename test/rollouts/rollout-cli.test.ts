@@ -4,7 +4,7 @@ import { Command, CommanderError } from "commander";
 import { MemoryIo } from "../../src/cli/io.ts";
 import { registerRolloutCommand } from "../../src/cli/rollout.ts";
 import { MpotaError } from "../../src/errors.ts";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { DeviceTwin } from "../server/support/device-twin.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";

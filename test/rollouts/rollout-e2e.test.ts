@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { signPacket } from "../../src/protocol/datagram.ts";
-import { SignedImageCache } from "../../src/server/signed-image-cache.ts";
+import { SignedImageCache } from "../../src/server/deliveries/signed-image-cache.ts";
 import { flashHolds } from "../server/support/job-suite.ts";
 import { testKey } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";

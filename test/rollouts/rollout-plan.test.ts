@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { compareVersions } from "../../src/server/releases/version-order.ts";
 import { RequestError } from "../../src/server/request-error.ts";
 import { planGroups, planRollout } from "../../src/server/rollouts/rollout-plan.ts";
 import { parseGroupList, parseRolloutRequest } from "../../src/server/rollouts/rollout-request.ts";
-import { compareVersions } from "../../src/server/version-order.ts";
 
 const FW_OLD = "a".repeat(32);
 const FW_NEW = "b".repeat(32);

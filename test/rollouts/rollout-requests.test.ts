@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import type { RolloutProgressMessage } from "../../src/server/rollouts/rollout-api.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";

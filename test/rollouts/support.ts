@@ -1,4 +1,4 @@
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import type { RolloutDetail } from "../../src/server/rollouts/rollout-api.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
 import type { RolloutState } from "../../src/server/storage/rollout-store.ts";

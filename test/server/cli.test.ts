@@ -15,7 +15,7 @@ import {
 } from "../../src/cli/serve.ts";
 import { registerUpdateCommand } from "../../src/cli/update.ts";
 import { MpotaError, UsageError } from "../../src/errors.ts";
-import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
+import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
 import { fixturePath } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { DeviceTwin } from "./support/device-twin.ts";

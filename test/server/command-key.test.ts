@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { CommandKeyError, signCommand, signedBytes } from "../../src/protocol/command-signature.ts";
-import { COMMAND_KEY_FILE, loadCommandKey } from "../../src/server/command-key.ts";
+import { COMMAND_KEY_FILE, loadCommandKey } from "../../src/server/trust/command-key.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mpota-cmdkey-"));
@@ -91,7 +91,7 @@ describe("the command key", () => {
 
   test("servers starting at once on one data directory all end up with the same key", async () => {
     const dir = freshDir();
-    const script = `import { loadCommandKey } from ${JSON.stringify(new URL("../../src/server/command-key.ts", import.meta.url).href)};
+    const script = `import { loadCommandKey } from ${JSON.stringify(new URL("../../src/server/trust/command-key.ts", import.meta.url).href)};
 process.stdout.write(loadCommandKey(${JSON.stringify(dir)}).kid);`;
     const run = () =>
       promisify(execFile)(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script]);

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { deviceIdProblem, isDeviceId, parseAck, parseState, parseStatus } from "../../src/server/contract.ts";
+import {
+  deviceIdProblem,
+  isDeviceId,
+  parseAck,
+  parseState,
+  parseStatus,
+} from "../../src/server/mqtt/contract.ts";
 
 const bytes = (text: string) => new Uint8Array(Buffer.from(text));
 const FW = "0123456789abcdef0123456789ABCDEF";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../src/errors.ts";
-import { NetworkPolicy, parseCidr } from "../../src/server/network-policy.ts";
+import { NetworkPolicy, parseCidr } from "../../src/server/devices/network-policy.ts";
 
 describe("networks the server pushes to", () => {
   const policy = new NetworkPolicy();

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
-import type { DeviceView } from "../../src/server/api.ts";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
-import { EmbeddedBroker } from "../../src/server/embedded-broker.ts";
+import type { DeviceView } from "../../src/server/bridge/api.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
 import { LogCapture } from "./support/log-capture.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";

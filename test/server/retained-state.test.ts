@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { connectAsync } from "mqtt";
-import { MqttLink } from "../../src/server/mqtt-link.ts";
+import { MqttLink } from "../../src/server/mqtt/mqtt-link.ts";
 import { MOSQUITTO_SKIP, startAedesBroker, startMosquitto, type TestBroker } from "./support/brokers.ts";
 import { LogCapture } from "./support/log-capture.ts";
 

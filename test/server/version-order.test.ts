@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { compareVersions } from "../../src/server/version-order.ts";
+import { compareVersions } from "../../src/server/releases/version-order.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 
 const { cases } = JSON.parse(readFixtureText("version-order.json")) as {

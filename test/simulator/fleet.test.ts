@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { preflight } from "../../src/firmware/preflight.ts";
+import { NodeUdpNetwork } from "../../src/net/node-udp.ts";
 import { Fleet, loopbackAddresses, sleepyIndexes } from "../../src/simulator/fleet.ts";
 import { SimulatorError } from "../../src/simulator/simulated-device.ts";
 import {
@@ -8,7 +9,6 @@ import {
   firmwareIdentity,
   SyntheticFirmwareError,
 } from "../../src/simulator/synthetic-firmware.ts";
-import { NodeUdpNetwork } from "../../src/transfer/node-udp.ts";
 import { TestBroker } from "../agent/support.ts";
 import { addressPool, CMD_KEYS, command, FAST, key, pushImage, SHORT_GPIO, stateWhere } from "./support.ts";
 

@@ -8,7 +8,7 @@ import { registerSimulateCommand, type SimulateDeps } from "../../src/cli/simula
 import { MpotaError } from "../../src/errors.ts";
 import { checkMd5Trailer } from "../../src/firmware/micropython-image.ts";
 import { DEFAULT_SETTINGS, renderConfigH } from "../../src/protocol/config-h.ts";
-import { BridgeClient } from "../../src/server/bridge-client.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../../src/simulator/synthetic-firmware.ts";
 import { TestBroker } from "../agent/support.ts";
 import { jobEnd } from "../server/support/job-suite.ts";

@@ -1,16 +1,16 @@
 import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
+import { systemClock } from "../../src/net/clock.ts";
+import { NodeUdpNetwork } from "../../src/net/node-udp.ts";
+import type { UdpEndpoint } from "../../src/net/udp-channel.ts";
 import { encodeCommand, signCommand } from "../../src/protocol/command-signature.ts";
 import type { YaotaSettings } from "../../src/protocol/config-h.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
 import { parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
-import { readCommandKey } from "../../src/server/command-key.ts";
+import { readCommandKey } from "../../src/server/trust/command-key.ts";
 import type { DeviceAccess } from "../../src/simulator/fleet.ts";
 import type { SimulatedDeviceOptions } from "../../src/simulator/simulated-device.ts";
-import { systemClock } from "../../src/transfer/clock.ts";
-import { NodeUdpNetwork } from "../../src/transfer/node-udp.ts";
 import { type PushResult, type PushSource, push } from "../../src/transfer/sender.ts";
-import type { UdpEndpoint } from "../../src/transfer/udp-channel.ts";
 import type { TestBroker } from "../agent/support.ts";
 import { fixturePath, readFixtureText } from "../support/fixtures.ts";
 

@@ -1,4 +1,4 @@
-import { seededRandom } from "../../src/transfer/random.ts";
+import { seededRandom } from "../../src/net/random.ts";
 
 export interface SegmentSpec {
   address: number;

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { seededRandom } from "../../src/transfer/random.ts";
+import { seededRandom } from "../../src/net/random.ts";
 
 export interface ImageOptions {
   /** Total file size wanted (header + padding + irom0 + MD5 trailer); rounded as needed. */

@@ -4,11 +4,11 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { EmulatedDevice } from "../../src/emulator/device.ts";
 import { MemoryFlash } from "../../src/emulator/flash.ts";
+import { VirtualClock } from "../../src/net/clock.ts";
+import { MemoryNetwork } from "../../src/net/memory-network.ts";
+import { seededRandom } from "../../src/net/random.ts";
 import { signEndPacket } from "../../src/protocol/datagram.ts";
 import { signImageStream } from "../../src/protocol/image-packets.ts";
-import { VirtualClock } from "../../src/transfer/clock.ts";
-import { MemoryNetwork } from "../../src/transfer/memory-network.ts";
-import { seededRandom } from "../../src/transfer/random.ts";
 import { push } from "../../src/transfer/sender.ts";
 import { FAST, key } from "../simulator/support.ts";
 

@@ -4,15 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { EmulatedDevice } from "../../src/emulator/device.ts";
+import { VirtualClock } from "../../src/net/clock.ts";
+import type { LinkProfile } from "../../src/net/impairment.ts";
+import { MemoryNetwork } from "../../src/net/memory-network.ts";
+import { seededRandom } from "../../src/net/random.ts";
 import { type SignedPacket, withSeq } from "../../src/protocol/datagram.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
 import { encodeOtaFile } from "../../src/protocol/ota-file.ts";
 import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
 import { probeBlockSize } from "../../src/transfer/block-probe.ts";
-import { VirtualClock } from "../../src/transfer/clock.ts";
-import type { LinkProfile } from "../../src/transfer/impairment.ts";
-import { MemoryNetwork } from "../../src/transfer/memory-network.ts";
-import { seededRandom } from "../../src/transfer/random.ts";
 import {
   COMPAT_TUNING,
   DEFAULT_TUNING,

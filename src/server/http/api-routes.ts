@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { preflight } from "../../firmware/preflight.ts";
-import { auditedHandlers, recordAudit } from "../audit.ts";
-import type { BridgeHandlers } from "../bridge.ts";
-import { MAX_FIRMWARE_REQUEST_BYTES } from "../bridge.ts";
-import { DEFAULT_FLASH_SIZE_FOR_CHECKS } from "../firmware-checks.ts";
+import type { BridgeHandlers } from "../bridge/bridge.ts";
+import { MAX_FIRMWARE_REQUEST_BYTES } from "../bridge/bridge.ts";
+import { DEFAULT_FLASH_SIZE_FOR_CHECKS } from "../releases/firmware-checks.ts";
 import { RequestError } from "../request-error.ts";
 import type { Storage, StoredVerdict } from "../storage/storage.ts";
+import { auditedHandlers, recordAudit } from "../trust/audit.ts";
 import type { Authenticator } from "./auth.ts";
 import type { EventStream } from "./event-stream.ts";
 import { HttpError } from "./http-error.ts";

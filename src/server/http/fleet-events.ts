@@ -1,11 +1,11 @@
 import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
-import type { JobProgressMessage } from "../api.ts";
-import type { DeviceInbox } from "../device-inbox.ts";
-import type { MqttLink } from "../mqtt-link.ts";
+import type { JobProgressMessage } from "../bridge/api.ts";
+import { deviceView } from "../bridge/views.ts";
+import type { DeviceInbox } from "../devices/device-inbox.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Topics } from "../mqtt/topics.ts";
 import type { FirmwareRecord, Storage } from "../storage/storage.ts";
-import type { Topics } from "../topics.ts";
-import { deviceView } from "../views.ts";
 import type { EventStream } from "./event-stream.ts";
 
 export interface FleetEventsOptions {

@@ -1,4 +1,4 @@
-import type { FirmwareLibrary } from "../firmware-library.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import { RequestError } from "../request-error.ts";
 import type { RolloutView } from "../rollouts/rollout-api.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";

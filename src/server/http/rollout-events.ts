@@ -1,10 +1,10 @@
 import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
-import type { MqttLink } from "../mqtt-link.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Topics } from "../mqtt/topics.ts";
 import type { RolloutView } from "../rollouts/rollout-api.ts";
 import { rolloutView } from "../rollouts/rollout-views.ts";
 import type { Storage } from "../storage/storage.ts";
-import type { Topics } from "../topics.ts";
 import type { EventStream } from "./event-stream.ts";
 
 export interface RolloutEventsOptions {

@@ -17,7 +17,7 @@ const TYPES: Record<string, string> = {
 /** The dashboard's folder: src/dashboard beside this module's tree, in the source tree and in a build. */
 export function dashboardDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../../src/dashboard")];
+  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../dashboard")];
   for (const dir of candidates) if (existsSync(join(dir, "index.html"))) return dir;
   return candidates[0] as string;
 }

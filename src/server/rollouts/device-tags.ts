@@ -1,4 +1,4 @@
-import { shorten } from "../contract.ts";
+import { shorten } from "../mqtt/contract.ts";
 import { RequestError } from "../request-error.ts";
 
 /** Letters, digits and `_ . : -`, starting with a letter or digit, at most 32. */

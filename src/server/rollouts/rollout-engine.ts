@@ -1,16 +1,17 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { Clock } from "../../transfer/clock.ts";
-import { shorten } from "../contract.ts";
-import type { FirmwareName } from "../downgrade-policy.ts";
-import { FirmwareIntegrityError } from "../firmware-files.ts";
-import type { FirmwareLibrary } from "../firmware-library.ts";
-import type { JobCreateOptions } from "../job-runner.ts";
-import { DueScheduler } from "../job-scheduler.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
-import type { MqttLink } from "../mqtt-link.ts";
+import type { Clock } from "../../net/clock.ts";
+import type { FirmwareName } from "../jobs/downgrade-policy.ts";
+import type { JobCreateOptions } from "../jobs/job-runner.ts";
+import { DueScheduler } from "../jobs/job-scheduler.ts";
+import { KeyedQueue } from "../jobs/keyed-queue.ts";
+import { releaseOnStop } from "../jobs/stop-release.ts";
+import { shorten } from "../mqtt/contract.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Topics } from "../mqtt/topics.ts";
+import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import { RequestError } from "../request-error.ts";
-import { releaseOnStop } from "../stop-release.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,
@@ -19,7 +20,6 @@ import type {
   RolloutState,
 } from "../storage/rollout-store.ts";
 import { type JobRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
-import type { Topics } from "../topics.ts";
 import type { RolloutDetail, RolloutView } from "./rollout-api.ts";
 import { type Candidate, planRollout } from "./rollout-plan.ts";
 import { parseRolloutRequest } from "./rollout-request.ts";

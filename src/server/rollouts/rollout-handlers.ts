@@ -1,4 +1,4 @@
-import { shorten } from "../contract.ts";
+import { shorten } from "../mqtt/contract.ts";
 import { RequestError } from "../request-error.ts";
 import type { Storage } from "../storage/storage.ts";
 import { parseTags } from "./device-tags.ts";

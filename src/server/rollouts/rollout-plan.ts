@@ -5,7 +5,7 @@ import {
   type FirmwareName,
   type TargetFirmware,
   versionVerdict,
-} from "../downgrade-policy.ts";
+} from "../jobs/downgrade-policy.ts";
 import { RequestError } from "../request-error.ts";
 import type { NewRolloutDevice, RolloutGroupPlan } from "../storage/rollout-store.ts";
 import { DEFAULT_MIN_EXECUTED, type GroupInput, type RolloutInput } from "./rollout-request.ts";

@@ -1,4 +1,4 @@
-import { deviceIdProblem, shorten } from "../contract.ts";
+import { deviceIdProblem, shorten } from "../mqtt/contract.ts";
 import { RequestError } from "../request-error.ts";
 import type { RolloutSelector } from "../storage/rollout-store.ts";
 import { tagProblem } from "./device-tags.ts";

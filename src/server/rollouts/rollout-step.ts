@@ -1,5 +1,5 @@
-import { downgradeText, type FirmwareName, versionVerdict } from "../downgrade-policy.ts";
-import { secondsText } from "../job-advice.ts";
+import { downgradeText, type FirmwareName, versionVerdict } from "../jobs/downgrade-policy.ts";
+import { secondsText } from "../jobs/job-advice.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,

@@ -1,4 +1,4 @@
-import type { DeviceState, DeviceStatus } from "../contract.ts";
+import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import { PostgresDb, type PostgresPoolOptions, type Sql } from "./postgres-connection.ts";
 import { PostgresAuditStore, PostgresCredentialStore } from "./postgres-credential-store.ts";
 import { migratePostgres, POSTGRES_MIGRATIONS, postgresSchemaVersion } from "./postgres-migrations.ts";

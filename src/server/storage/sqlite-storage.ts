@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
-import type { DeviceState, DeviceStatus } from "../contract.ts";
+import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 import { SqliteAuditStore, SqliteCredentialStore } from "./sqlite-credential-store.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "./sqlite-migrations.ts";

@@ -1,5 +1,5 @@
 import { MpotaError } from "../../errors.ts";
-import type { DeviceState, DeviceStatus } from "../contract.ts";
+import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 
 /**

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { DeviceState } from "../../../src/server/contract.ts";
-import { hashSecret, newSecret, verifySecret } from "../../../src/server/credentials.ts";
+import type { DeviceState } from "../../../src/server/mqtt/contract.ts";
 import {
   type AuditEntry,
   CredentialExistsError,
@@ -10,6 +9,7 @@ import {
   type Storage,
   StorageError,
 } from "../../../src/server/storage/storage.ts";
+import { hashSecret, newSecret, verifySecret } from "../../../src/server/trust/credentials.ts";
 
 const FW_A = "a".repeat(32);
 const FW_B = "b".repeat(32);

@@ -1,0 +1,223 @@
+import type { StatusView } from "../instances.ts";
+import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
+import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "../rollouts/rollout-api.ts";
+import type { AuditEntry, JobPhase, StoredVerdict } from "../storage/storage.ts";
+import type { CommandKeysView, CredentialView, ProvisionedDevice } from "../trust/provisioning.ts";
+
+/**
+ * The server's API for people and tools: request and response payloads of
+ * `<base>/bridge/request/<name>` and `<base>/bridge/response/<name>`, and
+ * the messages the server publishes by itself. Plain JSON shapes; the CLI's
+ * `--json` output prints these `data` objects as they are.
+ */
+
+export interface FirmwareRef {
+  id: string;
+  name: string;
+  version: string;
+}
+
+export interface DeviceView {
+  id: string;
+  /** online, sleeping, ota, offline (the device's last status message), or null. */
+  status: DeviceStatus | null;
+  statusAt: number | null;
+  firstSeen: number;
+  lastSeen: number;
+  lastStateAt: number | null;
+  /** For a sleepy device: when it should wake next (ms since the epoch). */
+  nextWakeAt: number | null;
+  /** The running firmware's identity (MD5 trailer). */
+  fw: string | null;
+  /** The store's name for `fw`, when the store has it. */
+  firmware: FirmwareRef | null;
+  /**
+   * The MQTT contract version of the device's agent, from its last state: 1
+   * cannot verify signed commands, 2 verifies them; null before any state.
+   */
+  v: 1 | 2 | null;
+  ver: string | null;
+  ip: string | null;
+  rssi: number | null;
+  vbat: number | null;
+  mem: number | null;
+  flash: number | null;
+  wake: string | null;
+  sleep: number | null;
+  /** The device's active job, if any. */
+  job: { id: string; state: JobPhase } | null;
+}
+
+export interface DeviceDetail extends DeviceView {
+  history: Array<{ at: number; state: DeviceState }>;
+  jobs: JobView[];
+}
+
+export interface FirmwareView extends FirmwareRef {
+  size: number;
+  notes: string | null;
+  addedAt: number;
+  micropython: string | null;
+  build: string | null;
+  checks: StoredVerdict[];
+  /** Devices whose last state reports this firmware. */
+  devices: number;
+}
+
+export interface JobView {
+  id: string;
+  device: string;
+  firmware: FirmwareRef & { size: number };
+  state: JobPhase;
+  attempt: number;
+  maxAttempts: number;
+  /** Of the last push: 0-100. */
+  percent: number;
+  bytes: number;
+  total: number;
+  /** Bytes per second of the last push. */
+  rate: number;
+  retransmits: number;
+  /** The address of the push (the one the device reported), "ip:port". */
+  target: string | null;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+  /** When the server looks at the job next (retry, timeout), if scheduled. */
+  dueAt: number | null;
+}
+
+export interface JobStepView {
+  at: number;
+  kind: string;
+  message: string;
+  data: Record<string, unknown> | null;
+}
+
+export interface JobDetail extends JobView {
+  /** The job was asked for with `allowDowngrade` (it may install a firmware older than the device runs). */
+  allowDowngrade: boolean;
+  steps: JobStepView[];
+}
+
+/** Published retained on `<base>/bridge/jobs/<job>` at every change and during a push. */
+export interface JobProgressMessage {
+  job: string;
+  device: string;
+  firmware: FirmwareRef;
+  state: JobPhase;
+  percent: number;
+  bytes: number;
+  total: number;
+  rate: number;
+  retransmits: number;
+  attempt: number;
+  maxAttempts: number;
+  error: string | null;
+  updatedAt: number;
+}
+
+/** Published retained on `<base>/bridge/state`; the server's last will sets it offline. */
+export interface BridgeStateMessage {
+  state: "online" | "offline";
+}
+
+export interface ServerInfo {
+  version: string;
+  base: string;
+  storage: string;
+  /** Networks the server pushes to. */
+  networks: string[];
+  /** Bits of the signing key, or null when the server has none (updates are refused). */
+  keyBits: number | null;
+  startedAt: number;
+}
+
+/** Every request name with its request and response payloads (rollouts: src/server/rollouts/rollout-api.ts). */
+export interface BridgeApi extends RolloutBridgeApi {
+  info: { request: Record<string, never>; response: ServerInfo };
+  devices: { request: Record<string, never>; response: DeviceView[] };
+  device: { request: { id: string; history?: number }; response: DeviceDetail };
+  "firmware/list": { request: Record<string, never>; response: FirmwareView[] };
+  "firmware/add": {
+    request: {
+      /** The image (firmware-ota.bin or a canned .ota file), base64. */
+      image: string;
+      name: string;
+      version: string;
+      notes?: string;
+      /** The file's name, for messages. */
+      filename?: string;
+      /** Flash size the checks assume, bytes (default 1 MiB). */
+      flash?: number;
+      /** Override the refusals that may be overridden. */
+      force?: boolean;
+    };
+    response: { firmware: FirmwareView; verdicts: StoredVerdict[] };
+  };
+  "firmware/remove": { request: { id: string }; response: FirmwareView };
+  update: {
+    request: {
+      device: string;
+      firmware: string;
+      /**
+       * Install the firmware even when it is older than the one the device
+       * runs (same line, by mpota's version order); without it such an
+       * update is refused, the same as rollouts and line updates.
+       */
+      allowDowngrade?: boolean;
+    };
+    response: JobView;
+  };
+  jobs: { request: { device?: string; active?: boolean; limit?: number }; response: JobView[] };
+  job: { request: { id: string }; response: JobDetail };
+  "job/cancel": { request: { id: string }; response: JobView };
+  /** The server instances sharing the storage, their leases and load. */
+  status: { request: Record<string, never>; response: StatusView };
+  /** A credential for a new device and its mpota_config.py (the secret is in the answer only). */
+  "devices/add": { request: { id: string; host?: string; port?: number }; response: ProvisionedDevice };
+  /** A new credential for a provisioned device; the old one stops working. */
+  "devices/rotate": { request: { id: string; host?: string; port?: number }; response: ProvisionedDevice };
+  /** Removes a device's credential: it can no longer connect. */
+  "devices/revoke": { request: { id: string }; response: { device: string } };
+  /** Allows (or no longer) commands without a signature for a device whose agent cannot verify them. */
+  "devices/allow-unsigned": { request: { id: string; allow: boolean }; response: CredentialView };
+  "devices/credentials": { request: Record<string, never>; response: CredentialView[] };
+  /** The command keys and which devices trust which. */
+  "command-keys": { request: Record<string, never>; response: CommandKeysView };
+  /** Who changed what, newest first. */
+  audit: { request: { limit?: number; before?: number }; response: AuditEntry[] };
+}
+
+export type BridgeRequestName = keyof BridgeApi;
+
+export const BRIDGE_REQUEST_NAMES: readonly BridgeRequestName[] = [
+  "info",
+  "devices",
+  "device",
+  "firmware/list",
+  "firmware/add",
+  "firmware/remove",
+  "update",
+  "jobs",
+  "job",
+  "job/cancel",
+  "status",
+  "devices/add",
+  "devices/rotate",
+  "devices/revoke",
+  "devices/allow-unsigned",
+  "devices/credentials",
+  "command-keys",
+  "audit",
+  ...ROLLOUT_REQUEST_NAMES,
+];
+
+/** The reply envelope, as Zigbee2MQTT's bridge replies. `data` is `{}` on error. */
+export interface BridgeEnvelope<T> {
+  status: "ok" | "error";
+  data: T | Record<string, never>;
+  error?: string;
+  transaction?: string | number;
+}

@@ -1,0 +1,204 @@
+import type { StatusView } from "../instances.ts";
+import { jobAllowsDowngrade } from "../jobs/downgrade-policy.ts";
+import type { JobRunner } from "../jobs/job-runner.ts";
+import { shorten } from "../mqtt/contract.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import { RequestError } from "../request-error.ts";
+import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
+import { rolloutHandlers } from "../rollouts/rollout-handlers.ts";
+import type { FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
+import { type ProvisioningDeps, provisioningHandlers } from "../trust/provisioning.ts";
+import type { ServerInfo } from "./api.ts";
+import type { BridgeHandlers } from "./bridge.ts";
+import { deviceView, firmwareView, jobView, stepView } from "./views.ts";
+
+export interface BridgeHandlerDeps {
+  storage: Storage;
+  library: FirmwareLibrary;
+  runner: JobRunner;
+  /** The rollout engine; without it the rollout requests are refused. */
+  rollouts?: RolloutEngine;
+  info: () => ServerInfo;
+  /** The instances sharing the storage (`mpota status`). */
+  status?: () => Promise<StatusView>;
+  /** Device credentials and the audit list; without it those requests are refused. */
+  provisioning?: ProvisioningDeps;
+}
+
+const NO_PROVISIONING = async (): Promise<never> => {
+  throw new RequestError(
+    "This part of the server does not provision devices; ask the server's bridge or HTTP API.",
+  );
+};
+
+function stringField(request: Record<string, unknown>, key: string, what: string): string {
+  const value = request[key];
+  if (typeof value !== "string" || value.trim() === "") {
+    throw new RequestError(`The request needs "${key}": ${what}.`);
+  }
+  return value.trim();
+}
+
+function optionalString(request: Record<string, unknown>, key: string): string | undefined {
+  const value = request[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string") throw new RequestError(`"${key}" must be a string.`);
+  return value;
+}
+
+function optionalInteger(
+  request: Record<string, unknown>,
+  key: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const value = request[key];
+  if (value === undefined || value === null) return undefined;
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+    throw new RequestError(`"${key}" must be a whole number from ${min} to ${max}.`);
+  }
+  return value as number;
+}
+
+function optionalBoolean(request: Record<string, unknown>, key: string): boolean | undefined {
+  const value = request[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "boolean") throw new RequestError(`"${key}" must be true or false.`);
+  return value;
+}
+
+function decodeImage(request: Record<string, unknown>): Uint8Array {
+  const text = request.image;
+  if (typeof text !== "string" || text.length === 0) {
+    throw new RequestError('The request needs "image": the firmware file, base64-encoded.');
+  }
+  if (!/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(text)) throw new RequestError('"image" is not base64.');
+  return Buffer.from(text, "base64");
+}
+
+/** The bridge's request handlers, over storage, the firmware library and the job runner. */
+export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
+  const { storage, library, runner } = deps;
+
+  const firmwareIndex = async () =>
+    new Map((await storage.firmware.list()).map((f) => [f.id, f] as [string, FirmwareRecord]));
+  const activeJobs = async () =>
+    new Map((await storage.jobs.list({ active: true })).map((j) => [j.deviceId, j] as [string, JobRecord]));
+  const devicesRunning = async (id: string) =>
+    (await storage.devices.list()).filter((d) => d.state?.fw === id).length;
+
+  return {
+    info: async () => deps.info(),
+
+    devices: async () => {
+      const [devices, firmware, jobs] = await Promise.all([
+        storage.devices.list(),
+        firmwareIndex(),
+        activeJobs(),
+      ]);
+      return devices.map((d) => deviceView(d, firmware, jobs.get(d.id)));
+    },
+
+    device: async (request) => {
+      const id = stringField(request, "id", "the device id");
+      const device = await storage.devices.get(id);
+      if (!device)
+        throw new RequestError(
+          `No device "${shorten(id)}" is known. \`mpota devices\` lists the known ones.`,
+        );
+      const limit = optionalInteger(request, "history", 0, 1000) ?? 20;
+      const [firmware, history, jobs] = await Promise.all([
+        firmwareIndex(),
+        storage.devices.history(id, limit),
+        storage.jobs.list({ deviceId: id, limit: 20 }),
+      ]);
+      const active = jobs.find((j) => j.finishedAt === null);
+      return {
+        ...deviceView(device, firmware, active),
+        history: history.map((h) => ({ at: h.at, state: h.state })),
+        jobs: jobs.map(jobView),
+      };
+    },
+
+    "firmware/list": async () => {
+      const [firmware, devices] = await Promise.all([storage.firmware.list(), storage.devices.list()]);
+      return firmware.map((f) => firmwareView(f, devices.filter((d) => d.state?.fw === f.id).length));
+    },
+
+    "firmware/add": async (request) => {
+      const bytes = decodeImage(request);
+      const notes = optionalString(request, "notes");
+      const filename = optionalString(request, "filename");
+      const flash = optionalInteger(request, "flash", 0, 64 * 1024 * 1024);
+      const force = optionalBoolean(request, "force");
+      const result = await library.add({
+        bytes,
+        name: stringField(request, "name", "the firmware's name, e.g. sensor"),
+        version: stringField(request, "version", "the firmware's version, e.g. 1.4.2"),
+        ...(notes !== undefined ? { notes } : {}),
+        ...(filename !== undefined ? { source: shorten(filename, 120) } : {}),
+        ...(flash !== undefined ? { flashSize: flash } : {}),
+        ...(force !== undefined ? { force } : {}),
+      });
+      return {
+        firmware: firmwareView(result.record, await devicesRunning(result.record.id)),
+        verdicts: result.verdicts,
+      };
+    },
+
+    "firmware/remove": async (request) => {
+      const removed = await library.remove(
+        stringField(request, "id", "the firmware's identity or name@version"),
+      );
+      return firmwareView(removed, await devicesRunning(removed.id));
+    },
+
+    update: async (request) => {
+      const device = stringField(request, "device", "the device id");
+      const firmware = stringField(request, "firmware", "the firmware's identity, name@version or name");
+      const allowDowngrade = optionalBoolean(request, "allowDowngrade");
+      const job = await runner.create(device, firmware, allowDowngrade ? { allowDowngrade } : {});
+      return jobView(job);
+    },
+
+    jobs: async (request) => {
+      const device = optionalString(request, "device");
+      const active = optionalBoolean(request, "active");
+      const limit = optionalInteger(request, "limit", 1, 10_000) ?? 100;
+      const jobs = await storage.jobs.list({
+        ...(device !== undefined ? { deviceId: device } : {}),
+        ...(active !== undefined ? { active } : {}),
+        limit,
+      });
+      return jobs.map(jobView);
+    },
+
+    job: async (request) => {
+      const id = stringField(request, "id", "the job id");
+      const job = await storage.jobs.get(id);
+      if (!job) throw new RequestError(`There is no job "${shorten(id)}". \`mpota jobs\` lists them.`);
+      const steps = await storage.jobs.steps(id);
+      return { ...jobView(job), allowDowngrade: jobAllowsDowngrade(steps), steps: steps.map(stepView) };
+    },
+
+    "job/cancel": async (request) => jobView(await runner.cancel(stringField(request, "id", "the job id"))),
+
+    status: async () => {
+      if (!deps.status) throw new RequestError("This server does not report its instances.");
+      return deps.status();
+    },
+
+    ...rolloutHandlers(deps.rollouts, storage),
+    ...(deps.provisioning
+      ? provisioningHandlers(deps.provisioning)
+      : {
+          "devices/add": NO_PROVISIONING,
+          "devices/rotate": NO_PROVISIONING,
+          "devices/revoke": NO_PROVISIONING,
+          "devices/allow-unsigned": NO_PROVISIONING,
+          "devices/credentials": NO_PROVISIONING,
+          "command-keys": NO_PROVISIONING,
+          audit: NO_PROVISIONING,
+        }),
+  };
+}

@@ -1,0 +1,165 @@
+import type { IPublishPacket } from "mqtt";
+import type { Logger } from "pino";
+import { MpotaError } from "../../errors.ts";
+import { CALLER_FIELD } from "../mqtt/broker-access.ts";
+import { shorten } from "../mqtt/contract.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Topics } from "../mqtt/topics.ts";
+import type { AuditStore } from "../storage/storage.ts";
+import { recordAudit } from "../trust/audit.ts";
+import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeEnvelope, type BridgeRequestName } from "./api.ts";
+
+/** A handler per request name: takes the request (unvalidated JSON object), returns the response data. */
+export type BridgeHandlers = {
+  [K in BridgeRequestName]: (request: Record<string, unknown>) => Promise<BridgeApi[K]["response"]>;
+};
+
+/** Largest request payloads: firmware/add carries an image (base64), the others a few fields. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+export const MAX_FIRMWARE_REQUEST_BYTES = 2 * 1024 * 1024;
+
+export function maxRequestBytes(name: string): number {
+  return name === "firmware/add" ? MAX_FIRMWARE_REQUEST_BYTES : MAX_REQUEST_BYTES;
+}
+
+export interface BridgeOptions {
+  link: MqttLink;
+  topics: Topics;
+  handlers: BridgeHandlers;
+  logger: Logger;
+  /** Where requests that change something are recorded with who asked. */
+  audit: AuditStore;
+  now: () => number;
+  /**
+   * True when the broker is the embedded one, which writes who sent each
+   * request into it (`$caller`); on another broker the sender is whoever the
+   * broker's ACL lets publish requests, and a `$caller` field is ignored.
+   */
+  trustCaller: boolean;
+}
+
+/**
+ * Request/response topics in Zigbee2MQTT's style: a JSON request on
+ * `<base>/bridge/request/<name>` (with an optional `transaction`), the reply
+ * on `<base>/bridge/response/<name>` as `{status, data, error, transaction}`.
+ * Every request gets a reply, bad ones an error reply; none can stop the server.
+ */
+export class Bridge {
+  constructor(private readonly o: BridgeOptions) {}
+
+  async start(): Promise<void> {
+    // Shared among the server instances: each request is answered once.
+    await this.o.link.subscribe(
+      this.o.topics.allBridgeRequests,
+      (topic, payload, packet) => this.onRequest(topic, payload, packet),
+      { shared: true },
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.o.link.unsubscribe(this.o.topics.allBridgeRequests).catch(() => undefined);
+  }
+
+  private async onRequest(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
+    const name = this.o.topics.parseBridgeRequest(topic);
+    if (name === undefined) return;
+    const log = this.o.logger;
+    if (packet.retain) {
+      // A retained request would run again at every start of every server: refuse it.
+      log.warn({ request: shorten(name) }, "retained request ignored");
+      await this.reply(name, undefined, {
+        status: "error",
+        data: {},
+        error:
+          "Requests must not be retained (they would run again at every server start). Publish without the retain flag.",
+      });
+      return;
+    }
+    const limit = maxRequestBytes(name);
+    if (payload.length > limit) {
+      log.warn({ request: shorten(name), bytes: payload.length }, "request too large");
+      await this.reply(name, undefined, {
+        status: "error",
+        data: {},
+        error: `The request is ${payload.length} bytes; ${name} takes at most ${limit}.`,
+      });
+      return;
+    }
+    let request: Record<string, unknown> = {};
+    if (payload.length > 0) {
+      let value: unknown;
+      try {
+        value = JSON.parse(payload.toString("utf8"));
+      } catch (error) {
+        log.warn({ request: shorten(name), reason: (error as Error).message }, "request is not JSON");
+        await this.reply(name, undefined, {
+          status: "error",
+          data: {},
+          error: `The request is not JSON (${(error as Error).message}). Send a JSON object, for example {"transaction":"1"}.`,
+        });
+        return;
+      }
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        await this.reply(name, undefined, {
+          status: "error",
+          data: {},
+          error: "The request must be a JSON object.",
+        });
+        return;
+      }
+      request = value as Record<string, unknown>;
+    }
+    const caller = request[CALLER_FIELD];
+    delete request[CALLER_FIELD];
+    const actor = this.o.trustCaller
+      ? typeof caller === "string"
+        ? caller
+        : "mqtt (sender unknown)"
+      : "mqtt client of the external broker (as its ACL allows)";
+    const transaction =
+      typeof request.transaction === "string" || typeof request.transaction === "number"
+        ? request.transaction
+        : undefined;
+    const handler = (this.o.handlers as Record<string, BridgeHandlers[BridgeRequestName] | undefined>)[name];
+    if (!handler || !BRIDGE_REQUEST_NAMES.includes(name as BridgeRequestName)) {
+      log.warn({ request: shorten(name) }, "unknown request");
+      await this.reply(name, transaction, {
+        status: "error",
+        data: {},
+        error: `Unknown request "${shorten(name)}". Known: ${BRIDGE_REQUEST_NAMES.join(", ")}.`,
+      });
+      return;
+    }
+    const audit = (outcome: "ok" | "refused", reason?: string) =>
+      recordAudit(this.o.audit, log, { at: this.o.now(), actor, action: name, request, outcome, reason });
+    try {
+      const data = await handler(request);
+      await audit("ok");
+      await this.reply(name, transaction, { status: "ok", data });
+    } catch (error) {
+      await audit("refused", (error as Error)?.message);
+      if (error instanceof MpotaError) {
+        log.info({ request: name, reason: error.message.split("\n")[0] }, "request refused");
+        await this.reply(name, transaction, { status: "error", data: {}, error: error.message });
+      } else {
+        log.error({ request: name, err: (error as Error)?.stack ?? String(error) }, "request failed");
+        await this.reply(name, transaction, {
+          status: "error",
+          data: {},
+          error: `The server failed on this request: ${(error as Error)?.message ?? String(error)}. See the server's log; please report it.`,
+        });
+      }
+    }
+  }
+
+  private async reply(
+    name: string,
+    transaction: string | number | undefined,
+    envelope: BridgeEnvelope<unknown>,
+  ): Promise<void> {
+    const body: BridgeEnvelope<unknown> = transaction === undefined ? envelope : { ...envelope, transaction };
+    // Replies stay under <base>/bridge/response/; absurdly long names are answered on .../error.
+    const topicName = name.length <= 100 ? name : "error";
+    await this.o.link.publishJson(this.o.topics.bridgeResponse(topicName), body);
+  }
+}

@@ -1,0 +1,256 @@
+import { createHash } from "node:crypto";
+import type { IPublishPacket } from "mqtt";
+import type { Logger } from "pino";
+import type { Clock } from "../../net/clock.ts";
+import { KeyedQueue } from "../jobs/keyed-queue.ts";
+import {
+  type DeviceAck,
+  type DeviceState,
+  type DeviceStatus,
+  deviceIdProblem,
+  parseAck,
+  parseState,
+  parseStatus,
+  RESERVED_DEVICE_IDS,
+} from "../mqtt/contract.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Topics } from "../mqtt/topics.ts";
+import { type DeviceRecord, type Storage, StorageUnavailableError } from "../storage/storage.ts";
+
+/** Who hears about device messages once they are stored (the job runner). */
+export interface DeviceListener {
+  handleState(device: DeviceRecord, state: DeviceState): Promise<void>;
+  handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void>;
+  handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void>;
+}
+
+export interface DeviceInboxOptions {
+  link: MqttLink;
+  topics: Topics;
+  storage: Storage;
+  listener: DeviceListener;
+  /** Wall clock. */
+  clock: Clock;
+  logger: Logger;
+  /** State history entries kept per device. */
+  historyLimit: number;
+  /** How long a message is tried again while the database is unreachable (`UNAVAILABLE_RETRY_MS`). */
+  unavailableRetryMs?: number;
+}
+
+export const DEFAULT_HISTORY_LIMIT = 200;
+
+/**
+ * How long a device message is tried again while the database cannot be
+ * reached (a PostgreSQL restart or failover), and the pauses between tries.
+ * The device's later messages wait behind it, so their order holds.
+ */
+export const UNAVAILABLE_RETRY_MS = 120_000;
+const UNAVAILABLE_PAUSE_MS = [250, 500, 1000, 2000, 5000];
+
+/**
+ * Reads what devices publish (`state`, `status`, `ack`), validates it, keeps
+ * the registry in storage up to date, and passes it on to the job runner,
+ * one device's messages in order. Bad input is logged and dropped: it never
+ * stops the server and never reaches storage.
+ *
+ * Retained messages the broker replays on (re)subscribing are recognised:
+ * a state or status equal to the stored one is not news, so an old retained
+ * state is never taken as a device's answer after a push.
+ */
+export class DeviceInbox {
+  private readonly queue = new KeyedQueue();
+  private readonly filters: string[];
+  private stopped = false;
+
+  constructor(private readonly o: DeviceInboxOptions) {
+    this.filters = [o.topics.allDevices("state"), o.topics.allDevices("status"), o.topics.allDevices("ack")];
+  }
+
+  async start(): Promise<void> {
+    for (const filter of this.filters)
+      await this.o.link.subscribe(filter, (t, p, packet) => this.onMessage(t, p, packet), { shared: true });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const filter of this.filters) await this.o.link.unsubscribe(filter).catch(() => undefined);
+    await this.queue.idle();
+  }
+
+  /** Resolves when every message received so far has been handled (tests). */
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const parsed = this.o.topics.parseDevice(topic);
+    if (!parsed) return;
+    const { id, kind } = parsed;
+    // <base>/bridge/state is the server's own state message, not a device's.
+    if (RESERVED_DEVICE_IDS.has(id)) return;
+    const problem = deviceIdProblem(id);
+    if (problem) {
+      this.o.logger.warn(
+        { topic: topic.slice(0, 200), reason: problem },
+        "device message ignored: bad device id",
+      );
+      return;
+    }
+    const retained = packet.retain === true;
+    void this.queue
+      .run(id, () =>
+        this.whileUnavailable(id, kind, async () => {
+          if (kind === "state") await this.onState(id, payload, retained);
+          else if (kind === "status") await this.onStatus(id, payload, retained);
+          else if (kind === "ack") await this.onAck(id, payload, retained);
+        }),
+      )
+      .catch((error: unknown) =>
+        this.o.logger.error(
+          { device: id, kind, err: (error as Error).stack ?? String(error) },
+          "device message failed",
+        ),
+      );
+  }
+
+  /**
+   * Runs `handle`, and again while the database cannot be reached, for up to
+   * `UNAVAILABLE_RETRY_MS`: a message the broker handed to this instance
+   * exists nowhere else (a shared subscription gives it to one instance
+   * only), so dropping it on a database restart would lose a device's answer.
+   */
+  private async whileUnavailable(id: string, kind: string, handle: () => Promise<void>): Promise<void> {
+    const giveUpAt = Date.now() + (this.o.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await handle();
+        return;
+      } catch (error) {
+        const unavailable = error instanceof StorageUnavailableError;
+        if (!unavailable || Date.now() >= giveUpAt || this.stopped) {
+          if (unavailable && attempt > 0)
+            this.o.logger.error({ device: id, kind }, "database still unreachable; message dropped");
+          throw error;
+        }
+        const pause = UNAVAILABLE_PAUSE_MS[Math.min(attempt, UNAVAILABLE_PAUSE_MS.length - 1)] as number;
+        if (attempt === 0)
+          this.o.logger.warn(
+            { device: id, kind, err: error.message },
+            "database unreachable; keeping the message and trying again",
+          );
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  /**
+   * Reads the device's retained state from the broker and stores it when it
+   * is news; true when it was. An instance that takes over a job calls this
+   * before pushing again: the state that answered the push may have gone to
+   * an instance that died, or arrived while the database was down, and a
+   * shared subscription never replays it. The job runner then sees the
+   * device's last word in storage. Does not call the listener (the caller
+   * holds the job).
+   */
+  async refreshState(id: string): Promise<boolean> {
+    const payload = await this.o.link.readRetained(this.o.topics.device(id, "state"));
+    if (!payload) return false;
+    return (await this.storeState(id, payload, true)) !== null;
+  }
+
+  private async onState(id: string, payload: Buffer, retained: boolean): Promise<void> {
+    const stored = await this.storeState(id, payload, retained);
+    if (stored) await this.o.listener.handleState(stored.device, stored.state);
+  }
+
+  /** Validates and stores a state; null when it is invalid or already known. */
+  private async storeState(
+    id: string,
+    payload: Buffer,
+    retained: boolean,
+  ): Promise<{ device: DeviceRecord; state: DeviceState } | null> {
+    if (payload.length === 0) return null; // a cleared retained state
+    const parsed = parseState(payload);
+    if (!parsed.ok) {
+      this.o.logger.warn({ device: id, reason: parsed.reason }, "state ignored");
+      return null;
+    }
+    if (parsed.warnings.length > 0)
+      this.o.logger.warn({ device: id, fields: parsed.warnings }, "state: invalid fields ignored");
+    const digest = createHash("sha1").update(payload).digest("hex");
+    const existing = await this.o.storage.devices.get(id);
+    if (retained && existing?.stateDigest === digest) {
+      this.o.logger.debug({ device: id }, "retained state already known");
+      return null;
+    }
+    const state = parsed.value;
+    const now = this.o.clock.now();
+    const nextWakeAt = state.sleep ? now + state.sleep * 1000 : null;
+    let device = await this.o.storage.devices.recordState({
+      id,
+      state,
+      at: now,
+      digest,
+      nextWakeAt,
+      historyLimit: this.o.historyLimit,
+    });
+    // A device sends its state only while it is connected, before its status=online: a live
+    // state from a device stored as sleeping (or offline, or in OTA mode) means it is awake.
+    // Left as it was, a sleeper that just woke would show as asleep with a new wake time.
+    if (!retained && device.status !== "online") {
+      device = await this.o.storage.devices.recordStatus({ id, status: "online", at: now, nextWakeAt });
+    }
+    this.o.logger.info(
+      { device: id, fw: state.fw, ip: state.ip, retained },
+      existing ? "state" : "new device",
+    );
+    return { device, state };
+  }
+
+  private async onStatus(id: string, payload: Buffer, retained: boolean): Promise<void> {
+    if (payload.length === 0) return;
+    const parsed = parseStatus(payload);
+    if (!parsed.ok) {
+      this.o.logger.warn({ device: id, reason: parsed.reason }, "status ignored");
+      return;
+    }
+    const status = parsed.value;
+    const existing = await this.o.storage.devices.get(id);
+    if (retained && existing?.status === status) return;
+    const now = this.o.clock.now();
+    const sleep = existing?.state?.sleep ?? 0;
+    const nextWakeAt =
+      status === "sleeping" && sleep > 0
+        ? now + sleep * 1000
+        : status === "offline"
+          ? null
+          : (existing?.nextWakeAt ?? null);
+    const device = await this.o.storage.devices.recordStatus({ id, status, at: now, nextWakeAt });
+    this.o.logger.info({ device: id, status, retained }, "status");
+    await this.o.listener.handleStatus(device, status);
+  }
+
+  private async onAck(id: string, payload: Buffer, retained: boolean): Promise<void> {
+    if (retained) {
+      // Acks are never retained by the contract: a retained one is stale and must not start a push.
+      this.o.logger.warn({ device: id }, "retained ack ignored");
+      return;
+    }
+    const parsed = parseAck(payload);
+    if (!parsed.ok) {
+      this.o.logger.warn({ device: id, reason: parsed.reason }, "ack ignored");
+      return;
+    }
+    const device = await this.o.storage.devices.get(id);
+    if (!device) {
+      this.o.logger.warn(
+        { device: id, job: parsed.value.job },
+        "ack ignored: device never reported its state",
+      );
+      return;
+    }
+    this.o.logger.info({ device: id, ...parsed.value }, "ack");
+    await this.o.listener.handleAck(device, parsed.value);
+  }
+}

@@ -1,0 +1,293 @@
+import type { Logger } from "pino";
+import { DeviceSilentError, DeviceStoppedError, type PushResult } from "../../transfer/sender.ts";
+import { type ImagePusher, PushAbortedError, type PushProgress } from "../deliveries/image-pusher.ts";
+import type { NetworkPolicy } from "../devices/network-policy.ts";
+import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import type { JobRecord } from "../storage/storage.ts";
+import { neverAnsweredMessage, silentAfterPushMessage, stalledMessage, targetText } from "./job-advice.ts";
+import type { JobLedger } from "./job-ledger.ts";
+import type { JobTimings } from "./job-timings.ts";
+import type { KeyedQueue } from "./keyed-queue.ts";
+
+export interface JobPushesOptions {
+  ledger: JobLedger;
+  library: FirmwareLibrary;
+  policy: NetworkPolicy;
+  /** Undefined when the server has no signing key. */
+  pusher: ImagePusher | undefined;
+  timings: JobTimings;
+  maxConcurrent: number;
+  /** The job runner's per-job queue: results are recorded in the job's order. */
+  queue: KeyedQueue;
+  logger: Logger;
+  /** A push ended: a slot is free. */
+  onEnded: () => void;
+  /** Recording a result failed. */
+  onError: (jobId: string, error: unknown) => void;
+}
+
+interface RunningPush {
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+type Outcome = { ok: true; result: PushResult } | { ok: false; error: unknown };
+
+/**
+ * The pushes this instance runs: each holds its job's lease (renewed while
+ * it runs), publishes progress, and records its outcome: verifying after a
+ * complete push; recovering after a broken-off one (the receiver needs a
+ * reset); a retry when the device never answered.
+ */
+export class JobPushes {
+  private readonly running = new Map<string, RunningPush>();
+
+  constructor(private readonly o: JobPushesOptions) {}
+
+  has(jobId: string): boolean {
+    return this.running.has(jobId);
+  }
+
+  /** Pushes being sent now. */
+  get count(): number {
+    return this.running.size;
+  }
+
+  get full(): boolean {
+    return this.running.size >= this.o.maxConcurrent;
+  }
+
+  /** Stops every push; their jobs stay "pushing" for whoever takes them next. */
+  async stop(): Promise<void> {
+    for (const push of this.running.values()) push.abort.abort();
+    await Promise.all([...this.running.values()].map((p) => p.done));
+  }
+
+  /** Starts a push of a job the caller holds. Returns without waiting for it. */
+  async start(job: JobRecord, waitMs: number, message: string): Promise<void> {
+    const { ledger, pusher } = this.o;
+    if (!pusher) {
+      await ledger.fail(
+        job,
+        "This server has no signing key, so it cannot push. Restart it with --key FILE.",
+      );
+      return;
+    }
+    if (this.full) return; // stays due; taken again when a push ends
+    if (job.attempt >= job.maxAttempts) {
+      await ledger.fail(job, job.error ?? "No tries left.");
+      return;
+    }
+    const ip = job.targetIp;
+    const port = job.targetPort;
+    if (ip === null || port === null) {
+      const reason = "The job has no address to push to; waiting for the device to take the command again.";
+      await ledger.attemptFailed(job, reason, "command", "retry");
+      return;
+    }
+    const refusal = this.o.policy.refusal(ip);
+    if (refusal) {
+      await ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
+      return;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.o.library.readImage(job.firmwareId);
+    } catch (error) {
+      if (!(error instanceof FirmwareIntegrityError)) throw error;
+      await ledger.fail(job, error.message);
+      return;
+    }
+    const imagePath = this.o.library.files.pathOf(job.firmwareId);
+    const started = await ledger.update(job, {
+      patch: {
+        phase: "pushing",
+        attempt: job.attempt + 1,
+        dueAt: ledger.now,
+        progress: { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 },
+      },
+      steps: [
+        ledger.step(
+          "push-started",
+          `${message} Try ${job.attempt + 1} of ${job.maxAttempts}, to ${ip}:${port}, by ${ledger.owner}.`,
+          {
+            ip,
+            port,
+            instance: ledger.owner,
+          },
+        ),
+      ],
+    });
+    const abort = new AbortController();
+    const push: RunningPush = { abort, done: Promise.resolve() };
+    this.running.set(job.id, push);
+    push.done = this.run(started, pusher, { path: imagePath, bytes }, waitMs, abort).finally(() => {
+      this.running.delete(job.id);
+      this.o.onEnded();
+    });
+  }
+
+  private async run(
+    job: JobRecord,
+    pusher: ImagePusher,
+    image: { path: string; bytes: Uint8Array },
+    waitMs: number,
+    abort: AbortController,
+  ): Promise<void> {
+    const { timings, ledger, logger } = this.o;
+    const device = { address: job.targetIp as string, port: job.targetPort as number };
+    let lastPublish = 0;
+    let live: PushProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
+    // The lease must be proven while pushing: when it cannot be renewed (lost to another
+    // instance, or the database is unreachable) the push stops before the lease can run out,
+    // so two instances never send to one receiver.
+    let leaseValidUntil = Date.now() + timings.leaseMs;
+    const renew = setInterval(
+      () => {
+        if (Date.now() > leaseValidUntil - timings.leaseMs / 6 && !abort.signal.aborted) {
+          logger.error({ job: job.id }, "lease on a job could not be renewed in time; stopping the push");
+          abort.abort();
+          return;
+        }
+        const asked = Date.now();
+        ledger.renew(job.id).then(
+          (held) => {
+            if (held) {
+              leaseValidUntil = asked + timings.leaseMs;
+              return;
+            }
+            logger.error({ job: job.id }, "lease on a job lost during its push; stopping the push");
+            abort.abort();
+          },
+          () => undefined,
+        );
+      },
+      Math.max(50, Math.floor(timings.leaseMs / 6)),
+    );
+    let outcome: Outcome;
+    try {
+      logger.info(
+        { job: job.id, device: job.deviceId, target: targetText(job), attempt: job.attempt },
+        "push started",
+      );
+      const result = await pusher.push({
+        device,
+        imagePath: image.path,
+        // The bytes just checked against the identity: signed once per firmware, shared by every device's push.
+        image: { id: job.firmwareId, bytes: image.bytes },
+        waitMs,
+        signal: abort.signal,
+        onProgress: (p) => {
+          live = p;
+          const now = ledger.now;
+          if (now - lastPublish < timings.progressIntervalMs && p.bytes < p.total) return;
+          lastPublish = now;
+          ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
+        },
+      });
+      outcome = { ok: true, result };
+    } catch (error) {
+      outcome = { ok: false, error };
+    } finally {
+      clearInterval(renew);
+    }
+    if (!outcome.ok && outcome.error instanceof PushAbortedError) {
+      // The server is stopping: leave the job in "pushing" for whoever takes it next.
+      await ledger.release(job.id).catch(() => undefined);
+      return;
+    }
+    await this.o.queue
+      .run(job.id, () => this.record(job, live, outcome))
+      .catch((error: unknown) => this.o.onError(job.id, error));
+  }
+
+  private async record(pushed: JobRecord, live: PushProgress, outcome: Outcome): Promise<void> {
+    const { ledger, timings, logger } = this.o;
+    // The push is over: from here on, device messages for the job are handled normally.
+    this.running.delete(pushed.id);
+    const job = await ledger.claim(pushed.id);
+    if (job?.phase !== "pushing") {
+      logger.warn({ job: pushed.id }, "push finished, but the job changed meanwhile; result not recorded");
+      if (job) await ledger.release(job.id);
+      return;
+    }
+    const where = targetText(job);
+    if (outcome.ok) {
+      const r = outcome.result;
+      const seconds = r.elapsedMs / 1000;
+      const progress = {
+        bytes: r.ackedBytes,
+        total: r.totalBytes,
+        rate: seconds > 0 ? Math.round(r.ackedBytes / seconds) : 0,
+        retransmits: r.retransmits,
+      };
+      const verifying = await ledger.update(job, {
+        patch: {
+          phase: "verifying",
+          pushedAt: ledger.now,
+          dueAt: ledger.now + timings.verifyTimeoutMs,
+          progress,
+        },
+        steps: [
+          ledger.step(
+            "push-done",
+            `Image sent to ${where}: ${r.totalBytes} bytes in ${seconds.toFixed(1)} s, ${r.retransmits} retransmits. Waiting for the device to boot it and report.`,
+            { ...progress, datagrams: r.datagramsSent, elapsedMs: Math.round(r.elapsedMs) },
+          ),
+        ],
+      });
+      logger.info({ job: job.id, ...progress }, "push done");
+      // The receiver reboots at the first end datagram: a quick device may have reported before the push returned.
+      await ledger.succeedIfReported(verifying);
+      await ledger.release(job.id);
+      return;
+    }
+    const error = outcome.error;
+    const message = error instanceof Error ? error.message : String(error);
+    const progress = { ...live };
+    if (error instanceof DeviceStoppedError) {
+      await ledger.update(job, {
+        patch: {
+          phase: "recovering",
+          dueAt: ledger.now + timings.receiverResetMs,
+          progress,
+          error: stalledMessage(where, message),
+        },
+        steps: [ledger.step("push-failed", stalledMessage(where, message), { bytes: live.bytes })],
+      });
+      await ledger.release(job.id);
+      return;
+    }
+    if (error instanceof DeviceSilentError) {
+      // Silent after an earlier push (not since the ack): it did not come back, and is not in OTA mode either.
+      const silentDevice = job.pushedAt !== null && (job.ackedAt === null || job.pushedAt > job.ackedAt);
+      const reason = silentDevice
+        ? silentAfterPushMessage(job, where)
+        : neverAnsweredMessage(job, where, timings.firstAnswerMs);
+      // A push of this job was cut off earlier (its instance died or lost its lease): part of
+      // the app may be overwritten, and boot8266 then keeps the device in OTA mode, where it
+      // never takes a command; and a receiver that keeps getting datagrams never resets its
+      // stale buffer. So wait for the receiver's reset again and push again, while tries last.
+      if (!silentDevice && job.attempt < job.maxAttempts && (await ledger.hasStep(job.id, "interrupted"))) {
+        const text = `${reason} An earlier push was cut off, so it may be waiting in OTA mode with a stale buffer: pushing again after the receiver resets.`;
+        await ledger.update(job, {
+          patch: { phase: "recovering", dueAt: ledger.now + timings.receiverResetMs, progress, error: text },
+          steps: [ledger.step("push-failed", text, { bytes: live.bytes })],
+        });
+        await ledger.release(job.id);
+        return;
+      }
+      await ledger.attemptFailed(
+        { ...job, progress },
+        reason,
+        silentDevice ? "push" : "command",
+        "push-failed",
+      );
+    } else {
+      const reason = `The push to ${where} failed: ${message}`;
+      await ledger.attemptFailed({ ...job, progress }, reason, "command", "push-failed");
+    }
+    await ledger.release(job.id);
+  }
+}

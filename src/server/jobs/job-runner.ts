@@ -1,0 +1,637 @@
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { checkFlashSize } from "../../firmware/flash-layout.ts";
+import type { Clock } from "../../net/clock.ts";
+import { COMMAND_VERSION_PATTERN } from "../../protocol/command-signature.ts";
+import type { ImagePusher } from "../deliveries/image-pusher.ts";
+import type { NetworkPolicy } from "../devices/network-policy.ts";
+import { type DeviceAck, type DeviceState, type DeviceStatus, deviceIdProblem } from "../mqtt/contract.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Topics } from "../mqtt/topics.ts";
+import { firmwareChecks } from "../releases/firmware-checks.ts";
+import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import { RequestError } from "../request-error.ts";
+import { heldByRolloutText, rolloutHolding } from "../rollouts/rollout-membership.ts";
+import {
+  type DeviceRecord,
+  isTerminal,
+  type JobPhase,
+  type JobRecord,
+  LeaseLostError,
+  type Storage,
+  StorageError,
+} from "../storage/storage.ts";
+import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
+import { DowngradeRefusedError, updateRefusalText, versionNote, versionVerdict } from "./downgrade-policy.ts";
+import {
+  declinedMessage,
+  declinedPermanentlyMessage,
+  interruptedMessage,
+  isPermanentDecline,
+  noAckMessage,
+  silentAfterPushMessage,
+  targetText,
+  verifyTimeoutMessage,
+  wrongFirmwareMessage,
+} from "./job-advice.ts";
+import { JobLedger } from "./job-ledger.ts";
+import { JobPushes } from "./job-pushes.ts";
+import { DueScheduler } from "./job-scheduler.ts";
+import type { JobTimings } from "./job-timings.ts";
+import { KeyedQueue } from "./keyed-queue.ts";
+import { releaseOnStop } from "./stop-release.ts";
+
+export interface JobRunnerOptions {
+  storage: Storage;
+  link: MqttLink;
+  topics: Topics;
+  library: FirmwareLibrary;
+  policy: NetworkPolicy;
+  /** Undefined when the server has no signing key: updates are refused with the reason. */
+  pusher: ImagePusher | undefined;
+  /** Wall clock (times are stored). */
+  clock: Clock;
+  logger: Logger;
+  /** This instance's name in job leases. */
+  owner: string;
+  timings: JobTimings;
+  maxAttempts: number;
+  maxConcurrentPushes: number;
+  /**
+   * Reads a device's retained state from the broker into storage (the
+   * inbox's `refreshState`); called before a device is pushed again, so a
+   * state no instance stored (it went to an instance that died, or came
+   * while the database was down) is not missed.
+   */
+  refreshState?: (deviceId: string) => Promise<boolean>;
+  /** Signs every command the runner publishes (contract v2). */
+  signer: CommandSigner;
+}
+
+/** Pause between tries to take a job's lease that is held elsewhere. */
+const LEASE_RETRY_MS = 25;
+
+/** How a job is created: by hand (the defaults), or by a rollout with its own limit of tries. */
+export interface JobCreateOptions {
+  /** Tries before the job fails (default: the server's). */
+  maxAttempts?: number;
+  /** Who asked, for the job's first step ("rollout r-1a2b, group 2"). */
+  origin?: string;
+  /** The rollout creating the job; without it, a device an active rollout still holds is refused. */
+  rollout?: string;
+  /**
+   * Go ahead when the firmware is older than the one the device runs
+   * (default: refuse, DowngradeRefusedError). Recorded in the job's first
+   * step, for the signed command's `down`.
+   */
+  allowDowngrade?: boolean;
+}
+
+/** Why a device without a credential gets no command: the server keeps its command counter with the credential. */
+export function notProvisionedText(deviceId: string): string {
+  return `Device ${deviceId} is not provisioned: it has no credential of its own, and the server keeps no command counter for it, so it cannot sign commands to it. Provision it with \`mpota devices add ${deviceId}\` and put the mpota_config.py it writes on the device.`;
+}
+
+/** Why a device whose agent cannot verify signed commands gets none, and the two ways out. */
+export function unsignedRefusalText(deviceId: string): string {
+  return `Device ${deviceId} runs an agent of MQTT contract version 1, which cannot verify signed commands: anyone who can publish on its command topic could send it into OTA mode. Update its agent (device/ of mpota, with the CMD_KEYS that \`mpota devices add\` writes), or allow unsigned commands for it with \`mpota devices allow-unsigned ${deviceId}\`.`;
+}
+
+/**
+ * Carries out update jobs per the contract: publish the retained command,
+ * push on a ready ack, verify by the next state, push again when the device
+ * stays silent (it probably sits in OTA mode), retry with backoff, give up
+ * with the reason. Every change goes through storage under the job's lease,
+ * so a restarted server (or another instance) carries on where it stopped;
+ * nothing about a job lives only in memory.
+ */
+export class JobRunner {
+  private readonly queue = new KeyedQueue();
+  private readonly ledger: JobLedger;
+  private readonly pushes: JobPushes;
+  private readonly scheduler: DueScheduler;
+  private stopped = true;
+
+  constructor(private readonly o: JobRunnerOptions) {
+    this.ledger = new JobLedger(o);
+    this.pushes = new JobPushes({
+      ledger: this.ledger,
+      library: o.library,
+      policy: o.policy,
+      pusher: o.pusher,
+      timings: o.timings,
+      maxConcurrent: o.maxConcurrentPushes,
+      queue: this.queue,
+      logger: o.logger,
+      onEnded: () => this.scheduler.kick(0),
+      onError: (jobId, error) => this.stepFailed(jobId, error),
+    });
+    this.scheduler = new DueScheduler({
+      clock: o.clock,
+      pollMs: o.timings.pollMs,
+      logger: o.logger,
+      runDue: () => this.runDue(),
+    });
+  }
+
+  private get now(): number {
+    return this.o.clock.now();
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.republish();
+    this.scheduler.start();
+  }
+
+  /**
+   * Publishes the retained command and progress of every active job again:
+   * a broker without persistence (the embedded one) forgets them when it
+   * restarts. Called at start and after every reconnection.
+   */
+  async republish(): Promise<void> {
+    for (const job of await this.o.storage.jobs.list({ active: true })) {
+      if (job.phase !== "queued") {
+        await this.ledger.publishCommand(job, false).catch((error: unknown) => {
+          if (!(error instanceof CommandSigningError)) throw error;
+          this.o.logger.warn(
+            { job: job.id, device: job.deviceId, reason: error.message },
+            "command not republished",
+          );
+        });
+      }
+      await this.ledger.publishProgress(job);
+    }
+  }
+
+  /** Stops pushes (their jobs are resumed by the next start) and gives up every lease. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.scheduler.stop();
+    await this.pushes.stop();
+    await this.queue.idle();
+    await releaseOnStop(() => this.o.storage.jobs.releaseAll(this.o.owner), this.o.logger, "job");
+  }
+
+  /** Pushes this instance is sending now. */
+  get activePushes(): number {
+    return this.pushes.count;
+  }
+
+  // ---- requests -------------------------------------------------------------
+
+  /** Creates a job for a known device and a firmware in the store. */
+  async create(deviceId: string, firmwareRef: string, options: JobCreateOptions = {}): Promise<JobRecord> {
+    const problem = typeof deviceId === "string" ? deviceIdProblem(deviceId) : "no device id was given";
+    if (problem) throw new RequestError(`Cannot update: ${problem}.`);
+    if (!this.o.pusher) {
+      throw new RequestError(
+        "This server has no signing key, so it cannot push updates. Start it with --key FILE (the private key your devices' yaota8266 was built for; `mpota keys new` makes one).",
+      );
+    }
+    const device = await this.o.storage.devices.get(deviceId);
+    if (!device?.state) {
+      throw new RequestError(
+        `No device "${deviceId}" has reported its state to this server. Check the id (\`mpota devices\` lists the known ones) and that the device runs the mpota agent with base topic "${this.o.topics.base}".`,
+      );
+    }
+    const credential = await this.o.storage.credentials.get(deviceId);
+    if (!credential) throw new RequestError(notProvisionedText(deviceId));
+    if (device.state.v < 2 && !credential.allowUnsigned)
+      throw new RequestError(unsignedRefusalText(deviceId));
+    const firmware = await this.o.library.resolve(firmwareRef);
+    if (!COMMAND_VERSION_PATTERN.test(firmware.version)) {
+      throw new RequestError(
+        `${firmware.name} ${firmware.version} cannot be sent to a device: a signed command carries versions of 1 to 32 of A-Z a-z 0-9 . _ + - only. Add the image again under such a version (\`mpota firmware add FILE --name ${firmware.name} --version ...\`).`,
+      );
+    }
+    if (options.rollout === undefined) {
+      const hold = await rolloutHolding(this.o.storage, deviceId);
+      if (hold) throw new RequestError(heldByRolloutText(deviceId, hold));
+    }
+    const state = device.state;
+    if (state.fw === firmware.id) {
+      throw new RequestError(
+        `Device ${deviceId} already runs ${firmware.name} ${firmware.version} (${firmware.id}); nothing to do.`,
+      );
+    }
+    const running = await this.o.storage.firmware.get(state.fw);
+    const verdict = versionVerdict(state.fw, running, firmware);
+    const allowDowngrade = options.allowDowngrade === true;
+    if (verdict.kind === "downgrade" && !allowDowngrade) {
+      throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));
+    }
+    const refusal = this.o.policy.refusal(state.ip);
+    if (refusal) {
+      throw new RequestError(
+        `Device ${deviceId} reports the address ${state.ip}, where this server does not push: ${refusal}`,
+      );
+    }
+    let image: Uint8Array;
+    try {
+      image = await this.o.library.readImage(firmware.id);
+    } catch (error) {
+      if (error instanceof FirmwareIntegrityError) throw new RequestError(error.message);
+      throw error;
+    }
+    if (state.flash !== undefined && isFlashSize(state.flash)) {
+      firmwareChecks(image, {
+        flashSize: state.flash,
+        source: `${firmware.name} ${firmware.version} for ${deviceId}`,
+      });
+    }
+    const id = `j-${randomBytes(5).toString("hex")}`;
+    const note = versionNote(state.fw, verdict, firmware, allowDowngrade);
+    const result = await this.o.storage.jobs.create(
+      {
+        id,
+        deviceId,
+        firmwareId: firmware.id,
+        firmwareName: firmware.name,
+        firmwareVersion: firmware.version,
+        firmwareSize: firmware.size,
+        maxAttempts: options.maxAttempts ?? this.o.maxAttempts,
+        createdAt: this.now,
+      },
+      this.ledger.step(
+        "created",
+        `Update of ${deviceId} to ${firmware.name} ${firmware.version} (${firmware.id}) requested${options.origin ? ` by ${options.origin}` : ""}.${note ? ` ${note}` : ""}`,
+        {
+          from: state.fw,
+          ...(allowDowngrade ? { allowDowngrade: true } : {}),
+          ...(verdict.kind === "downgrade" ? { downgradeFrom: verdict.from } : {}),
+        },
+      ),
+    );
+    if (!result.ok) {
+      const a = result.active;
+      throw new RequestError(
+        `Device ${deviceId} already has job ${a.id} (${a.phase}, to ${a.firmwareName} ${a.firmwareVersion}). Wait for it, or cancel it first: \`mpota jobs cancel ${a.id}\`.`,
+      );
+    }
+    this.o.logger.info({ job: id, device: deviceId, firmware: firmware.id }, "job created");
+    await this.ledger.publishProgress(result.job);
+    this.scheduler.kick(0);
+    return result.job;
+  }
+
+  /** Cancels a job that has not reached the device yet. */
+  async cancel(jobId: string): Promise<JobRecord> {
+    const job = typeof jobId === "string" ? await this.o.storage.jobs.get(jobId) : undefined;
+    if (!job) throw new RequestError(`There is no job "${jobId}". \`mpota jobs\` lists them.`);
+    if (isTerminal(job.phase)) {
+      throw new RequestError(
+        `Job ${job.id} has already ${job.phase === "cancelled" ? "been cancelled" : job.phase}.`,
+      );
+    }
+    return this.queue.run(job.id, async () => {
+      const claimed = this.pushes.has(job.id) ? undefined : await this.ledger.claim(job.id);
+      if (!claimed) {
+        throw new RequestError(
+          `Job ${job.id} is busy (being pushed, possibly by another server instance); try again when the push is over.`,
+        );
+      }
+      if (!["queued", "waiting", "retrying"].includes(claimed.phase)) {
+        await this.ledger.release(claimed.id);
+        throw new RequestError(
+          `Job ${job.id} cannot be cancelled now: it is ${claimed.phase} (the device has taken the command and may sit in OTA mode). Cancelling would leave the device without a retry path; wait for the job to finish.`,
+        );
+      }
+      const done = await this.ledger.finish(
+        claimed,
+        "cancelled",
+        null,
+        this.ledger.step("cancelled", "Cancelled on request."),
+      );
+      this.o.logger.info({ job: job.id }, "job cancelled");
+      return done;
+    });
+  }
+
+  // ---- device messages (called in each device's message order) ----------------
+
+  async handleState(device: DeviceRecord, state: DeviceState): Promise<void> {
+    const active = await this.o.storage.jobs.activeForDevice(device.id);
+    if (!active) return;
+    await this.queue.run(active.id, async () => {
+      const current = await this.o.storage.jobs.get(active.id);
+      if (!current || isTerminal(current.phase)) return;
+      if (current.phase === "ready" || current.phase === "pushing") {
+        await this.ledger.note(
+          current.id,
+          "device-state",
+          `Device reported firmware ${state.fw} during the push.`,
+          {
+            fw: state.fw,
+          },
+        );
+        return;
+      }
+      await this.withLease(
+        current.id,
+        async (job) => {
+          if (state.fw === job.firmwareId) {
+            await this.ledger.succeedIfReported(job);
+          } else if (job.phase === "verifying" || job.phase === "recovering") {
+            await this.ledger.attemptFailed(
+              job,
+              wrongFirmwareMessage(job, state.fw),
+              "command",
+              "wrong-firmware",
+              {
+                fw: state.fw,
+              },
+            );
+          } else {
+            const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";
+            await this.ledger.note(job.id, "device-state", `Device woke running ${state.fw}${next}.`, {
+              fw: state.fw,
+              ip: state.ip,
+            });
+          }
+        },
+        this.messageLeaseWaitMs,
+      );
+    });
+  }
+
+  /** How long a device message waits for a job's lease held elsewhere. */
+  private get messageLeaseWaitMs(): number {
+    return Math.min(this.o.timings.leaseMs, 5000);
+  }
+
+  async handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void> {
+    if (status !== "ota") return;
+    const active = await this.o.storage.jobs.activeForDevice(device.id);
+    if (active && (active.phase === "ready" || active.phase === "waiting")) {
+      await this.ledger.note(active.id, "device-status", "Device says it is entering OTA mode.");
+    }
+  }
+
+  async handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
+    const active = await this.o.storage.jobs.activeForDevice(device.id);
+    if (!active || active.id !== ack.job) {
+      this.o.logger.warn(
+        { device: device.id, ackJob: ack.job, activeJob: active?.id ?? null },
+        "ack ignored: it names no active job of this device",
+      );
+      return;
+    }
+    await this.queue.run(active.id, () =>
+      this.withLease(
+        active.id,
+        async (job) => {
+          if (job.phase !== "waiting" && job.phase !== "retrying") {
+            this.o.logger.info(
+              { job: job.id, phase: job.phase },
+              "ack ignored: the job is not waiting for one",
+            );
+            return;
+          }
+          if (ack.ready) await this.accept(job, device, ack);
+          else await this.declined(job, ack.error);
+        },
+        this.messageLeaseWaitMs,
+      ),
+    );
+  }
+
+  /** A ready ack: check the address, then push after the boot delay. */
+  private async accept(
+    job: JobRecord,
+    device: DeviceRecord,
+    ack: Extract<DeviceAck, { ready: true }>,
+  ): Promise<void> {
+    const reported = device.state?.ip;
+    const ip = ack.ip ?? reported;
+    if (ip === undefined) {
+      await this.ledger.fail(
+        job,
+        `Device ${job.deviceId} acknowledged without an address and never reported one in its state; the server pushes only to an address the device reported.`,
+      );
+      return;
+    }
+    if (ack.ip !== undefined && reported !== undefined && ack.ip !== reported) {
+      this.o.logger.warn(
+        { job: job.id, ackIp: ack.ip, stateIp: reported },
+        "push refused: ack names another address than the state",
+      );
+      await this.ledger.fail(
+        job,
+        `Refused to push: the ack names ${ack.ip}, but device ${job.deviceId} reported ${reported} in its state. The server pushes only to the address the device itself reported; a mismatch means a misconfigured agent or a message that did not come from the device.`,
+      );
+      return;
+    }
+    const refusal = this.o.policy.refusal(ip);
+    if (refusal) {
+      this.o.logger.warn({ job: job.id, ip }, "push refused: address outside the allowed networks");
+      await this.ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
+      return;
+    }
+    const { bootDelayMs } = this.o.timings;
+    await this.ledger.update(job, {
+      patch: {
+        phase: "ready",
+        targetIp: ip,
+        targetPort: ack.port,
+        ackedAt: this.now,
+        dueAt: this.now + bootDelayMs,
+        error: null,
+      },
+      steps: [
+        this.ledger.step("ack", `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`, {
+          ip,
+          port: ack.port,
+        }),
+      ],
+    });
+    this.scheduler.kick(bootDelayMs);
+  }
+
+  /** A ready:false ack: give up for reasons a retry cannot fix, retry otherwise. */
+  private async declined(job: JobRecord, reason: string): Promise<void> {
+    const counted = { ...job, attempt: job.attempt + 1 };
+    if (isPermanentDecline(reason)) {
+      const message = declinedPermanentlyMessage(job, reason);
+      await this.ledger.fail(counted, message, [this.ledger.step("declined", message, { error: reason })]);
+    } else {
+      await this.ledger.attemptFailed(counted, declinedMessage(job, reason), "command", "declined", {
+        error: reason,
+      });
+    }
+  }
+
+  // ---- due jobs -------------------------------------------------------------
+
+  /** Leases the jobs whose time has come and moves each; returns how long to sleep. */
+  private async runDue(): Promise<number> {
+    if (this.stopped) return this.o.timings.pollMs;
+    const full = this.pushes.full;
+    const due = await this.o.storage.jobs.claimDue({
+      owner: this.o.owner,
+      now: this.now,
+      leaseMs: this.o.timings.leaseMs,
+      limit: 32,
+      ...(full ? { phases: ["queued", "waiting"] as JobPhase[] } : {}),
+    });
+    for (const job of due) {
+      this.queue
+        .run(job.id, () => this.advance(job.id))
+        .catch((error: unknown) => this.stepFailed(job.id, error));
+    }
+    const next = await this.o.storage.jobs.nextDueAt();
+    return full || next === null ? this.o.timings.pollMs : Math.max(10, next - this.now);
+  }
+
+  private stepFailed(jobId: string, error: unknown): void {
+    if (error instanceof LeaseLostError) {
+      this.o.logger.warn({ job: jobId, err: error.message }, "job taken over by another instance");
+      return;
+    }
+    this.o.logger.error(
+      { job: jobId, err: (error as Error).stack ?? String(error) },
+      "job step failed; it will be retried",
+    );
+    this.ledger.release(jobId).catch(() => undefined);
+  }
+
+  /**
+   * Before pushing a device again: ends the job as succeeded when the device
+   * already reports the target, in storage or in its retained state on the
+   * broker.
+   */
+  private async reportsTarget(job: JobRecord): Promise<boolean> {
+    if (await this.ledger.succeedIfReported(job)) return true;
+    if (!this.o.refreshState) return false;
+    try {
+      await this.o.refreshState(job.deviceId);
+    } catch (error) {
+      // The database is away: the job stays as it is and is tried again on a later poll.
+      if (error instanceof StorageError) throw error;
+      this.o.logger.warn(
+        { job: job.id, device: job.deviceId, err: (error as Error).message },
+        "could not read the device's retained state",
+      );
+      return false;
+    }
+    // Checked again even when the refresh found nothing new: the inbox may have stored it meanwhile.
+    return this.ledger.succeedIfReported(job);
+  }
+
+  /** Moves a job whose due time has come. Runs in the job's queue. */
+  private async advance(jobId: string): Promise<void> {
+    if (this.stopped) return;
+    const { timings } = this.o;
+    await this.withLease(jobId, async (job) => {
+      if (job.dueAt === null || job.dueAt > this.now) return;
+      switch (job.phase) {
+        case "queued":
+          await this.sendCommand(job, "Command published; waiting for the device to take it.");
+          return;
+        case "waiting": {
+          const counted = { ...job, attempt: job.attempt + 1 };
+          await this.ledger.attemptFailed(
+            counted,
+            noAckMessage(job, timings.ackTimeoutMs),
+            "command",
+            "ack-timeout",
+          );
+          return;
+        }
+        case "ready":
+          await this.pushes.start(job, timings.firstAnswerMs, "Pushing the image.");
+          return;
+        case "pushing":
+          // The lease ran out mid-push: this or another instance stopped while pushing.
+          // The push may have ended just before: the device then already reports the new firmware.
+          if (await this.reportsTarget(job)) return;
+          await this.ledger.update(job, {
+            patch: { phase: "recovering", dueAt: this.now + timings.receiverResetMs },
+            steps: [this.ledger.step("interrupted", interruptedMessage(timings.receiverResetMs))],
+          });
+          return;
+        case "recovering":
+          if (await this.reportsTarget(job)) return;
+          await this.pushes.start(
+            job,
+            timings.repushAnswerMs,
+            "Pushing again to the receiver after its reset.",
+          );
+          return;
+        case "verifying":
+          if (await this.reportsTarget(job)) return;
+          if (job.attempt >= job.maxAttempts) {
+            await this.ledger.fail(job, silentAfterPushMessage(job, targetText(job)));
+            return;
+          }
+          await this.ledger.note(job.id, "verify-timeout", verifyTimeoutMessage(timings.verifyTimeoutMs));
+          await this.pushes.start(job, timings.repushAnswerMs, "Pushing again to the same address.");
+          return;
+        case "retrying":
+          if (job.retryMode === "push")
+            await this.pushes.start(job, timings.repushAnswerMs, "Pushing again.");
+          else await this.sendCommand(job, "Command published again; waiting for the device to take it.");
+          return;
+        default:
+          return;
+      }
+    });
+  }
+
+  private async sendCommand(job: JobRecord, message: string): Promise<void> {
+    try {
+      await this.o.library.readImage(job.firmwareId);
+    } catch (error) {
+      if (!(error instanceof FirmwareIntegrityError)) throw error;
+      await this.ledger.fail(job, error.message);
+      return;
+    }
+    const { ackTimeoutMs } = this.o.timings;
+    const updated = await this.ledger.update(job, {
+      patch: { phase: "waiting", dueAt: ackTimeoutMs > 0 ? this.now + ackTimeoutMs : null },
+      steps: [this.ledger.step("command", message, { topic: this.o.topics.device(job.deviceId, "cmd") })],
+    });
+    try {
+      await this.ledger.publishCommand(updated);
+    } catch (error) {
+      if (!(error instanceof CommandSigningError)) throw error;
+      await this.ledger.fail(updated, error.message);
+    }
+  }
+
+  /** Runs `fn` holding the job's lease; gives the lease up afterwards unless a push started. */
+  /**
+   * Runs `fn` holding the job's lease. With `waitMs` (device messages), a
+   * lease held elsewhere is waited for: it is held for a step, milliseconds,
+   * by another instance or a due check, and a device's ack must not be lost
+   * to that moment.
+   */
+  private async withLease(id: string, fn: (job: JobRecord) => Promise<void>, waitMs = 0): Promise<void> {
+    if (this.pushes.has(id)) return;
+    let job = await this.ledger.claim(id);
+    for (const until = Date.now() + waitMs; !job && Date.now() < until && !this.stopped; ) {
+      await new Promise((resolve) => setTimeout(resolve, LEASE_RETRY_MS));
+      if (this.pushes.has(id)) return;
+      job = await this.ledger.claim(id);
+    }
+    if (!job) {
+      this.o.logger.debug({ job: id }, "job is leased elsewhere; leaving it");
+      return;
+    }
+    try {
+      await fn(job);
+    } finally {
+      if (!this.pushes.has(id)) await this.ledger.release(id);
+    }
+  }
+}
+
+function isFlashSize(bytes: number): boolean {
+  try {
+    checkFlashSize(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}

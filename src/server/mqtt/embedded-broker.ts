@@ -1,0 +1,213 @@
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { Aedes, type AuthenticateError, type Client } from "aedes";
+import type { Logger } from "pino";
+import { MpotaError } from "../../errors.ts";
+import type { BrokerAccess, Principal } from "./broker-access.ts";
+import { TlsListener, type TlsListenOptions } from "./broker-tls-listener.ts";
+
+/** The embedded broker cannot listen where it was asked to. */
+export class BrokerListenError extends MpotaError {
+  override readonly exitCode: number = 21;
+}
+
+export const DEFAULT_MQTT_PORT = 1883;
+
+export interface EmbeddedBrokerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  logger: Logger;
+  /** A TLS (mqtts) listener beside the plain one, with this certificate and key. */
+  tls?: TlsListenOptions;
+  /**
+   * Who may connect and what each may do. Without it the broker is open to
+   * anyone (only for tests of other brokers' behaviour; `mpota serve` always sets it).
+   */
+  access?: BrokerAccess;
+}
+
+/** Aedes hooks that enforce `access`: authentication, and publish and subscribe rights per principal. */
+function accessHooks(access: BrokerAccess, logger: Logger) {
+  const principals = new WeakMap<Client, Principal>();
+  return {
+    authenticate(
+      client: Client,
+      username: Readonly<string | undefined>,
+      password: Readonly<Buffer | undefined>,
+      done: (error: AuthenticateError | null, success: boolean | null) => void,
+    ): void {
+      const address = (client.conn as Socket).remoteAddress ?? "unknown";
+      access.authenticate(client.id, username, password, address).then(
+        (result) => {
+          if ("reason" in result) {
+            const error = new Error(result.reason) as AuthenticateError;
+            error.returnCode = result.returnCode;
+            done(error, false);
+            return;
+          }
+          principals.set(client, result);
+          done(null, true);
+        },
+        (error: unknown) => {
+          // The credential store cannot be read (database down): refuse for now, the client retries.
+          logger.warn(
+            { client: client.id, err: (error as Error).message },
+            "MQTT client refused: credentials unreadable",
+          );
+          const refusal = new Error("server unavailable") as AuthenticateError;
+          refusal.returnCode = 3;
+          done(refusal, false);
+        },
+      );
+    },
+    authorizePublish(
+      client: Client | null,
+      packet: { topic: string; payload: Buffer | string },
+      callback: (error?: Error | null) => void,
+    ): void {
+      if (client === null) {
+        callback(null); // the broker's own messages
+        return;
+      }
+      const principal = principals.get(client);
+      if (!principal || !access.mayPublish(principal, packet.topic)) {
+        logger.debug({ client: client.id, topic: packet.topic.slice(0, 200) }, "MQTT publish refused");
+        callback(new Error(`not allowed to publish to ${packet.topic.slice(0, 200)}`));
+        return;
+      }
+      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+      const stamped = access.stampCaller(principal, packet.topic, payload);
+      if (stamped) packet.payload = stamped;
+      callback(null);
+    },
+    authorizeSubscribe(
+      client: Client,
+      subscription: { topic: string; qos: number },
+      callback: (error: Error | null, subscription?: { topic: string; qos: number } | null) => void,
+    ): void {
+      const principal = principals.get(client);
+      if (!principal || !access.maySubscribe(principal, subscription.topic)) {
+        logger.debug(
+          { client: client.id, topic: subscription.topic.slice(0, 200) },
+          "MQTT subscription refused",
+        );
+        callback(null, null); // granted QoS 128: refused
+        return;
+      }
+      callback(null, subscription);
+    },
+  };
+}
+
+/**
+ * An Aedes MQTT 3.1.1 broker on a TCP port, for a server that has no broker
+ * of its own to use. Retained messages live in memory: after a restart the
+ * server republishes what it needs (commands of active jobs).
+ */
+export class EmbeddedBroker {
+  /** The TLS listener, when started with `tls`. */
+  tls: TlsListener | undefined;
+
+  private constructor(
+    private readonly broker: Aedes,
+    private readonly server: Server,
+    private readonly sockets: Set<Socket>,
+    readonly host: string,
+    readonly port: number,
+  ) {}
+
+  /** A URL clients on this machine can use. */
+  get url(): string {
+    const host = this.host === "0.0.0.0" || this.host === "::" ? "localhost" : this.host;
+    return `mqtt://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+  }
+
+  /** Where the plain listener really listens (for "localhost": the address the name resolved to). */
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** The plain listener's URL for a client in this process (the server itself). */
+  get localUrl(): string {
+    const host = this.address.address;
+    const shown = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+    return `mqtt://${shown.includes(":") ? `[${shown}]` : shown}:${this.port}`;
+  }
+
+  static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+    const host = options.host ?? "0.0.0.0";
+    const port = options.port ?? DEFAULT_MQTT_PORT;
+    const broker = await Aedes.createBroker(
+      options.access
+        ? (accessHooks(options.access, options.logger) as Parameters<typeof Aedes.createBroker>[0])
+        : {},
+    );
+    broker.on("clientError", (client, error) => {
+      options.logger.debug({ client: client?.id, err: error.message }, "MQTT client error");
+    });
+    broker.on("connectionError", (client, error) => {
+      options.logger.debug({ client: client?.id, err: error.message }, "MQTT connection error");
+    });
+    const server = createServer(broker.handle);
+    const sockets = new Set<Socket>();
+    server.on("connection", (socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new BrokerListenError(
+        code === "EADDRINUSE"
+          ? `Port ${port} on ${host} is in use: another MQTT broker (Mosquitto?) or another \`mpota serve\` runs there. Use that broker with --mqtt mqtt://localhost:${port}, or give the embedded broker another port with --mqtt-port.`
+          : code === "EACCES"
+            ? `Not allowed to listen on port ${port} on ${host}. Pick a port above 1023 with --mqtt-port.`
+            : `The embedded MQTT broker cannot listen on ${host}:${port}: ${(error as Error).message}`,
+      );
+    }
+    const address = server.address();
+    const actualPort = typeof address === "object" && address ? address.port : port;
+    const result = new EmbeddedBroker(broker, server, sockets, host, actualPort);
+    if (options.tls) {
+      try {
+        result.tls = await TlsListener.start(broker.handle, options.tls, options.logger);
+      } catch (error) {
+        await result.close();
+        throw error;
+      }
+    }
+    options.logger.info(
+      {
+        mqtt: `${result.address.address}:${result.port}`,
+        ...(result.tls ? { mqtts: `${result.tls.address.address}:${result.tls.port}` } : {}),
+      },
+      "embedded MQTT broker listening",
+    );
+    return result;
+  }
+
+  /** Disconnects the client with this id, if connected (its credential was revoked or replaced). */
+  disconnect(clientId: string): boolean {
+    const client = (this.broker as unknown as { clients: Record<string, Client | undefined> }).clients[
+      clientId
+    ];
+    if (!client) return false;
+    client.close();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.tls?.close();
+  }
+}

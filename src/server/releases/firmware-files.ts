@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { access, mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { MpotaError } from "../../errors.ts";
+import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
+import { isFirmwareIdentity } from "../mqtt/contract.ts";
+
+/** A stored image's bytes do not match its identity, or the file is gone: it must not be pushed. */
+export class FirmwareIntegrityError extends MpotaError {
+  override readonly exitCode: number = 26;
+}
+
+/**
+ * Firmware images as files named by their identity (`<md5>.bin`) in one
+ * directory (`<dataDir>/firmware/`, or `--firmware-dir`). Writes go to a temporary file, are synced, then
+ * renamed into place, so a crash never leaves a half-written image under a
+ * real name. Every read checks the bytes against the name.
+ */
+export class FirmwareFiles {
+  readonly dir: string;
+
+  /** `dir` holds the images themselves (by default `<dataDir>/firmware`). */
+  constructor(dir: string) {
+    this.dir = resolve(dir);
+  }
+
+  pathOf(identity: string): string {
+    if (!isFirmwareIdentity(identity))
+      throw new FirmwareIntegrityError(`"${identity}" is not a firmware identity.`);
+    return join(this.dir, `${identity.toLowerCase()}.bin`);
+  }
+
+  /** Stores `bytes` under `identity`, which must be their MD5 trailer. */
+  async write(identity: string, bytes: Uint8Array): Promise<string> {
+    this.verify(identity, bytes, "The image to store");
+    await mkdir(this.dir, { recursive: true });
+    const path = this.pathOf(identity);
+    const temp = join(this.dir, `.${identity}.${randomBytes(4).toString("hex")}.tmp`);
+    const handle = await open(temp, "wx", 0o644);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(temp, path);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+    return path;
+  }
+
+  /** Reads and checks an image; throws {@link FirmwareIntegrityError} when it is missing or does not match. */
+  async read(identity: string): Promise<Uint8Array> {
+    const path = this.pathOf(identity);
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(path);
+    } catch (error) {
+      throw new FirmwareIntegrityError(
+        `The image file for firmware ${identity} (${path}) cannot be read: ${(error as Error).message}. Add the firmware again (\`mpota firmware add\`).`,
+      );
+    }
+    this.verify(identity, bytes, `The image file ${path}`);
+    return bytes;
+  }
+
+  async has(identity: string): Promise<boolean> {
+    try {
+      await access(this.pathOf(identity));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The directory's id (created on first use, in `.mpota-store-id`): servers
+   * sharing a database compare it to know they share the directory.
+   */
+  async storeId(): Promise<string> {
+    await mkdir(this.dir, { recursive: true });
+    const path = join(this.dir, ".mpota-store-id");
+    try {
+      await writeFile(path, `${randomBytes(8).toString("hex")}\n`, { flag: "wx", mode: 0o644 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    return (await readFile(path, "utf8")).trim();
+  }
+
+  async remove(identity: string): Promise<void> {
+    await rm(this.pathOf(identity), { force: true });
+  }
+
+  private verify(identity: string, bytes: Uint8Array, what: string): void {
+    const trailer = checkMd5Trailer(bytes);
+    if (trailer.status !== "ok" || trailer.stored !== identity.toLowerCase()) {
+      throw new FirmwareIntegrityError(
+        `${what} does not match firmware identity ${identity}: ${trailer.status === "ok" ? `its MD5 trailer is ${trailer.stored}` : trailer.message} It was changed or damaged after it was added and will not be pushed. Remove it (\`mpota firmware remove ${identity}\`) and add the image again.`,
+      );
+    }
+  }
+}

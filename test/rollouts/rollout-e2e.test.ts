@@ -175,7 +175,9 @@ describe("rollouts end to end (emulated devices, real server)", () => {
       firmware: "sensor@2.0",
       devices: ["a1", "s2", "a2"],
       groups: [{ count: 1 }, { rest: true, successThreshold: 50, errorThreshold: 50 }],
-      timeout: 3,
+      // The canary (a1, always on) must verify within this too: 3 s was too short for a push
+      // and reboot on a loaded 2-core machine, and the rollout paused on it.
+      timeout: 6,
     });
     const end = await rig.until(created.id, ["completed", "paused", "aborted"]);
     assert.equal(end.state, "completed", end.reason ?? "");

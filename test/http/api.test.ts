@@ -3,7 +3,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { adminTokenPath } from "../../src/server/http/admin-token.ts";
-import { MAX_UPLOAD_BYTES } from "../../src/server/http/api-routes.ts";
+import { MAX_UPLOAD_BYTES } from "../../src/server/http/firmware-upload.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";

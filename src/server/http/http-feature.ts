@@ -213,8 +213,9 @@ export class HttpFeature {
       return;
     }
     const method = request.method ?? "GET";
-    if ((method === "GET" || method === "HEAD") && this.files.has(url.pathname)) {
-      await this.files.serve(url.pathname, response, method === "HEAD");
+    const file = method === "GET" || method === "HEAD" ? await this.files.find(url.pathname) : undefined;
+    if (file) {
+      await this.files.serve(file, response, method === "HEAD");
       return;
     }
     request.resume();

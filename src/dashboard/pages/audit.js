@@ -1,13 +1,10 @@
 // The Audit page: who changed what through the MQTT bridge or the HTTP API (GET /api/v1/audit),
 // newest first, a page at a time. Loaded when the page opens (a reload or navigating here shows
 // what is new); the same list as `mpota audit`.
-import htm from "htm";
-import { h } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api } from "./api.js";
-import { time } from "./format.js";
-
-const html = htm.bind(h);
+import { api } from "../api.js";
+import { time } from "../format.js";
+import { html } from "../ui.js";
 
 /** Entries per page. */
 export const AUDIT_PAGE = 50;

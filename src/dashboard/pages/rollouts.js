@@ -1,13 +1,10 @@
 // The Rollouts pages: the list, one rollout with its groups, and the form that creates one.
 // Every number comes from the server's rollout views (GET /api/v1/rollouts...), the same as
 // `mpota rollout show --json`; live changes arrive as `rollout` events on the page's one stream.
-import htm from "htm";
-import { h } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api } from "./api.js";
-import { bytes, duration, time } from "./format.js";
-
-const html = htm.bind(h);
+import { api } from "../api.js";
+import { bytes, duration, time } from "../format.js";
+import { ErrorText, html } from "../ui.js";
 
 /** Rollouts the list page keeps (the API's default page). */
 const LIST_LIMIT = 50;
@@ -44,11 +41,6 @@ function useRolloutFeed(onView) {
 }
 
 // ---- words ----------------------------------------------------------------
-
-function ErrorText({ error }) {
-  if (!error) return null;
-  return html`<div class="error" role="alert">${error.message ?? String(error)}</div>`;
-}
 
 function rolloutTitle(r) {
   return r.name ?? r.id;

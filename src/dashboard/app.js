@@ -30,7 +30,8 @@ function useHashRoute() {
   return parts;
 }
 
-function Shell({ onLogout }) {
+/** `auth`: "none" when the server runs with --no-auth (no login, so no Log out). */
+function Shell({ auth, onLogout }) {
   const route = useHashRoute();
   const now = useNow();
   const [devices, setDevices] = useState(new Map());
@@ -194,7 +195,7 @@ function Shell({ onLogout }) {
         <a href="#/audit" class=${page === "audit" ? "active" : ""}>Audit</a>
       </nav>
       <span class=${`live live-${live}`} title="The event stream">${live}</span>
-      <button class="small" onClick=${logout}>Log out</button>
+      ${auth === "none" ? null : html`<button class="small logout" onClick=${logout}>Log out</button>`}
     </header>
     <main>
       <${ErrorText} error=${error} />
@@ -212,7 +213,7 @@ function App() {
   }, []);
   if (!session) return html`<p class="loading">Loading…</p>`;
   if (!session.authenticated) return html`<${Login} onDone=${check} />`;
-  return html`<${Shell} onLogout=${() => setSession({ authenticated: false })} />`;
+  return html`<${Shell} auth=${session.auth} onLogout=${() => setSession({ authenticated: false })} />`;
 }
 
 render(html`<${App} />`, document.getElementById("app"));

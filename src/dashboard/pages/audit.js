@@ -68,7 +68,7 @@ export function AuditPage() {
     }
     ${
       entries.length > 0
-        ? html`<table class="audit-list">
+        ? html`<div class="table-box"><table class="audit-list">
             <thead><tr><th>When</th><th>Who</th><th>Action</th><th>Target</th><th>Outcome</th></tr></thead>
             <tbody>
               ${entries.map(
@@ -81,7 +81,7 @@ export function AuditPage() {
                 </tr>`,
               )}
             </tbody>
-          </table>`
+          </table></div>`
         : null
     }
   </section>`;

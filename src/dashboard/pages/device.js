@@ -99,7 +99,7 @@ export function DevicePage({
       })}
     </ul>
     <h3>History</h3>
-    <table class="history">
+    <div class="table-box"><table class="history">
       <thead><tr><th>When</th><th>Firmware</th><th>IP</th><th>RSSI</th><th>Battery</th><th>Wake</th></tr></thead>
       <tbody>
         ${detail.history.map(
@@ -107,6 +107,6 @@ export function DevicePage({
             html`<tr><td>${time(e.at)}</td><td><code>${shortId(e.state.fw)}</code></td><td>${e.state.ip}</td><td>${e.state.rssi ?? "–"}</td><td>${e.state.vbat ?? "–"}</td><td>${e.state.wake ?? "–"}${e.state.sleep ? `, sleeps ${e.state.sleep} s` : ""}</td></tr>`,
         )}
       </tbody>
-    </table>
+    </table></div>
   </section>`;
 }

@@ -23,6 +23,19 @@ function sortValue(device, key) {
   return device[key] ?? "";
 }
 
+/** An empty fleet says how to get a first device: simulated ones to try, or a real one provisioned. */
+function EmptyFleet({ base }) {
+  // The simulator's devices use the base topic "mpota" unless told otherwise.
+  const baseOption = base && base !== "mpota" ? ` --base ${base}` : "";
+  return html`<div class="empty empty-fleet">
+    <p>No device has reported yet. Devices appear when their agent publishes its state.</p>
+    <p>To try it without hardware, run this in a second terminal, in the folder the server runs in:</p>
+    <pre class="command">npx mpota simulate --devices 3${baseOption}</pre>
+    <p>It provisions three simulated devices (sim-1 to sim-3: the emulator running the real agent under MicroPython) and connects them to this server's broker; they show up here within seconds.</p>
+    <p>For a real device, <code>${"npx mpota devices add <id>"}</code> (or <a href="#/add-device">Add device</a>) makes its login and writes the <code>mpota_config.py</code> to copy to the board with the agent.</p>
+  </div>`;
+}
+
 export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, credentials, base }) {
   const [filter, setFilter] = useState("");
   const [status, setStatus] = useState("all");
@@ -61,7 +74,10 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
       <a class="button-link add" href="#/add-device">Add device</a>
     </div>
     <${TrustBanner} devices=${devices} credentials=${credentials} base=${base} />
-    <table class="devices">
+    ${
+      devices.size === 0
+        ? html`<${EmptyFleet} base=${base} />`
+        : html`<div class="table-box"><table class="devices">
       <thead><tr>${COLUMNS.map(([key, label]) => head(key, label))}</tr></thead>
       <tbody>
         ${rows.map((d) => {
@@ -92,7 +108,7 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
           </tr>`;
         })}
       </tbody>
-    </table>
-    ${devices.size === 0 ? html`<p class="empty">No device has reported yet. Devices appear when their agent publishes its state.</p>` : null}
+    </table></div>`
+    }
   </section>`;
 }

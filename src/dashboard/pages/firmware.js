@@ -122,7 +122,7 @@ export function FirmwarePage({ firmware, devices, onChanged, onLine, selected })
     ${lineResult ? html`<div class="result ok" role="status">Updating ${lineResult.firmware.name} to ${lineResult.firmware.version} as rollout ${lineResult.rollout.id}: ${lineResult.rollout.counts.total} devices, ${lineResult.rollout.counts.done} already on it, at most ${lineResult.concurrency} at a time.</div>` : null}
     <label class="concurrency">At most <input type="number" min="1" max="20" value=${concurrency} onInput=${(e) => setConcurrency(Number(e.target.value))} /> devices at a time</label>
     <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (also on devices that run something newer)</label>
-    <table class="firmware">
+    <div class="table-box"><table class="firmware">
       <thead><tr><th>Name</th><th>Version</th><th>Identity</th><th>Size</th><th>Build</th><th>Devices</th><th>Notes</th><th>Added</th><th></th></tr></thead>
       <tbody>
         ${firmware.map(
@@ -136,6 +136,6 @@ export function FirmwarePage({ firmware, devices, onChanged, onLine, selected })
           </tr>`,
         )}
       </tbody>
-    </table>
+    </table></div>
   </section>`;
 }

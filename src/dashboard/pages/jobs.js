@@ -14,7 +14,7 @@ export function JobsPage({ devices, jobs, onCancel }) {
   return html`<section>
     <h2>Jobs</h2>
     <${ErrorText} error=${error} />
-    <table class="jobs-table">
+    <div class="table-box"><table class="jobs-table">
       <thead><tr><th>Job</th><th>Device</th><th>Created</th><th>Progress</th></tr></thead>
       <tbody>
         ${list.map((j) => {
@@ -23,6 +23,6 @@ export function JobsPage({ devices, jobs, onCancel }) {
             <td><${JobProgress} job=${current} device=${devices.get(j.device)} onCancel=${onCancel} /></td></tr>`;
         })}
       </tbody>
-    </table>
+    </table></div>
   </section>`;
 }

@@ -8,4 +8,15 @@ import { MpotaError } from "../errors.ts";
  */
 export class RequestError extends MpotaError {
   override readonly exitCode: number = 22;
+  /**
+   * The request names something that does not exist (a device, job or
+   * rollout): the HTTP API answers 404 from this, so a route need not read
+   * storage a second time to find out.
+   */
+  readonly notFound: boolean;
+
+  constructor(message: string, options: { notFound?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.notFound = options.notFound ?? false;
+  }
 }

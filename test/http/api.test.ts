@@ -3,7 +3,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { adminTokenPath } from "../../src/server/http/admin-token.ts";
-import { MAX_UPLOAD_BYTES } from "../../src/server/http/api-routes.ts";
+import { MAX_UPLOAD_BYTES } from "../../src/server/http/firmware-upload.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
@@ -94,6 +94,7 @@ describe("HTTP API", () => {
     const unknown = await call(s, "GET", "/api/v1/devices/nobody");
     assert.equal(unknown.status, 404);
     assert.match(unknown.body.error, /No device "nobody" is known/);
+    assert.match(unknown.body.error, /GET \/api\/v1\/devices lists the known ones\.$/);
     const bad = await call(s, "GET", "/api/v1/devices/kitchen?history=abc");
     assert.equal(bad.status, 400);
     assert.match(bad.body.error, /"history" must be a whole number/);
@@ -228,11 +229,23 @@ describe("HTTP API", () => {
     const twice = await call(s, "POST", `/api/v1/jobs/${id}/cancel`);
     assert.equal(twice.status, 400);
     assert.match(twice.body.error, /already been cancelled/);
-    assert.equal((await call(s, "GET", "/api/v1/jobs/j-nosuch")).status, 404);
-    assert.equal((await call(s, "POST", "/api/v1/jobs/j-nosuch/cancel")).status, 404);
+    for (const [method, path] of [
+      ["GET", "/api/v1/jobs/j-nosuch"],
+      ["POST", "/api/v1/jobs/j-nosuch/cancel"],
+    ] as const) {
+      // 404 in the API's words (the handler's own read found nothing; no second read to ask first).
+      const missing = await call(s, method, path);
+      assert.equal(missing.status, 404, `${method} ${path}`);
+      assert.equal(missing.body.error, 'There is no job "j-nosuch". GET /api/v1/jobs lists them.');
+    }
     assert.equal((await call(s, "GET", "/api/v1/nothing")).status, 404);
     const wrongMethod = await call(s, "PUT", "/api/v1/devices");
     assert.equal(wrongMethod.status, 405);
+    assert.deepEqual(wrongMethod.body.allowed, ["GET", "POST"]);
+    assert.equal(wrongMethod.body.error, "PUT is not allowed on /api/v1/devices.");
+    const badPath = await call(s, "GET", "/api/v1/devices/%E0%A4%A");
+    assert.equal(badPath.status, 400);
+    assert.match(badPath.body.error, /not URI-encoded correctly/);
   });
 
   test("update all devices of a line", async () => {

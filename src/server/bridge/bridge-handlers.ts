@@ -69,6 +69,8 @@ function optionalBoolean(request: Record<string, unknown>, key: string): boolean
 
 function decodeImage(request: Record<string, unknown>): Uint8Array {
   const text = request.image;
+  // The HTTP API hands an upload's bytes as they are; the bridge's JSON carries base64.
+  if (text instanceof Uint8Array && text.length > 0) return text;
   if (typeof text !== "string" || text.length === 0) {
     throw new RequestError('The request needs "image": the firmware file, base64-encoded.');
   }
@@ -105,6 +107,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       if (!device)
         throw new RequestError(
           `No device "${shorten(id)}" is known. \`mpota devices\` lists the known ones.`,
+          { notFound: true },
         );
       const limit = optionalInteger(request, "history", 0, 1000) ?? 20;
       const [firmware, history, jobs] = await Promise.all([
@@ -176,7 +179,10 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     job: async (request) => {
       const id = stringField(request, "id", "the job id");
       const job = await storage.jobs.get(id);
-      if (!job) throw new RequestError(`There is no job "${shorten(id)}". \`mpota jobs\` lists them.`);
+      if (!job)
+        throw new RequestError(`There is no job "${shorten(id)}". \`mpota jobs\` lists them.`, {
+          notFound: true,
+        });
       const steps = await storage.jobs.steps(id);
       return { ...jobView(job), allowDowngrade: jobAllowsDowngrade(steps), steps: steps.map(stepView) };
     },

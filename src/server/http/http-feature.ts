@@ -9,15 +9,18 @@ import type { JobRunner } from "../jobs/job-runner.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Topics } from "../mqtt/topics.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import { RequestError } from "../request-error.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { ProvisioningDeps } from "../trust/provisioning.ts";
 import { AdminToken, ensureAdminToken } from "./admin-token.ts";
-import { routeApi, sendJson } from "./api-routes.ts";
+import type { ApiContext } from "./api-context.ts";
+import { routeApi } from "./api-router.ts";
 import { Authenticator, isLoopbackHost } from "./auth.ts";
 import { EventStream, type EventStreamOptions } from "./event-stream.ts";
 import { FleetEvents } from "./fleet-events.ts";
 import { HttpError } from "./http-error.ts";
+import { sendJson } from "./http-json.ts";
 import { LineUpdates } from "./line-update.ts";
 import { DEFAULT_LOGIN_LIMITS, LoginLimiter, type LoginLimits } from "./login-limiter.ts";
 import { RolloutEvents } from "./rollout-events.ts";
@@ -128,7 +131,7 @@ export class HttpFeature {
       logger: deps.logger,
     });
     this.files = new StaticFiles();
-    const ctx = {
+    const ctx: ApiContext = {
       handlers,
       storage: deps.storage,
       auth: this.auth,
@@ -197,14 +200,10 @@ export class HttpFeature {
     });
   }
 
-  private async handle(
-    ctx: Parameters<typeof routeApi>[0],
-    request: IncomingMessage,
-    response: ServerResponse,
-  ): Promise<void> {
+  private async handle(ctx: ApiContext, request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", "http://mpota.invalid");
     if (url.pathname.startsWith("/api/")) {
-      if (!url.pathname.startsWith("/api/v1/") || !(await routeApi(ctx, request, response, url))) {
+      if (!(await routeApi(ctx, request, response, url))) {
         request.resume();
         throw new HttpError(
           404,
@@ -214,8 +213,9 @@ export class HttpFeature {
       return;
     }
     const method = request.method ?? "GET";
-    if ((method === "GET" || method === "HEAD") && this.files.has(url.pathname)) {
-      await this.files.serve(url.pathname, response, method === "HEAD");
+    const file = method === "GET" || method === "HEAD" ? await this.files.find(url.pathname) : undefined;
+    if (file) {
+      await this.files.serve(file, response, method === "HEAD");
       return;
     }
     request.resume();
@@ -231,7 +231,8 @@ export class HttpFeature {
       body = { error: error.message, ...error.extra };
       headers = error.headers;
     } else if (error instanceof MpotaError) {
-      status = 400;
+      // A request that names something unknown is 404 wherever it is thrown.
+      status = error instanceof RequestError && error.notFound ? 404 : 400;
       body = { error: error.message };
     } else {
       this.deps.logger.error(

@@ -1,10 +1,11 @@
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
 import { createRequire } from "node:module";
-import { dirname, extname, join, resolve } from "node:path";
+import { dirname, extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
+/** The types the dashboard may serve; a file of any other kind is not served. */
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
@@ -12,12 +13,14 @@ const TYPES: Record<string, string> = {
   ".css": "text/css; charset=utf-8",
   ".svg": "image/svg+xml",
   ".png": "image/png",
+  ".ico": "image/x-icon",
 };
 
-/** The dashboard's folder: src/dashboard beside this module's tree, in the source tree and in a build. */
+/** The dashboard's folder: src/dashboard in the source tree, and from a build in dist/ as well. */
 export function dashboardDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../dashboard")];
+  // src/server/http -> src/dashboard; dist/server/http -> src/dashboard (tsc does not copy it).
+  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../../src/dashboard")];
   for (const dir of candidates) if (existsSync(join(dir, "index.html"))) return dir;
   return candidates[0] as string;
 }
@@ -47,39 +50,49 @@ export function vendorFiles(): Map<string, string> {
 }
 
 /**
- * Serves the dashboard (a fixed list of files, nothing else from disk) and
- * its libraries. Files are read on each request: small, and a page reload
- * shows an edit without a server restart.
+ * Serves the dashboard's folder (any file in it of a known type, so a new
+ * page module needs no edit here) and its libraries. Nothing outside the
+ * folder: no `..`, no hidden files, no link that leads out. Files are read on
+ * each request: small, and a page reload shows an edit without a restart.
  */
 export class StaticFiles {
-  private readonly files = new Map<string, string>();
+  private readonly vendor: Map<string, string>;
+  private root: string | undefined;
 
-  constructor(dir = dashboardDir()) {
-    for (const name of [
-      "index.html",
-      "app.js",
-      "api.js",
-      "audit.js",
-      "format.js",
-      "rollouts.js",
-      "trust.js",
-      "style.css",
-    ])
-      this.files.set(`/${name}`, join(dir, name));
-    this.files.set("/", join(dir, "index.html"));
-    for (const [url, path] of vendorFiles()) this.files.set(url, path);
+  constructor(private readonly dir = dashboardDir()) {
+    this.vendor = vendorFiles();
   }
 
-  has(path: string): boolean {
-    return this.files.has(path);
+  /** The file a URL path names, or undefined when there is none to serve. */
+  async find(urlPath: string): Promise<string | undefined> {
+    const vendored = this.vendor.get(urlPath);
+    if (vendored) return vendored;
+    const path = urlPath === "/" ? "/index.html" : urlPath;
+    let name: string;
+    try {
+      name = decodeURIComponent(path);
+    } catch {
+      return undefined;
+    }
+    const parts = name.split("/").slice(1);
+    // Plain names only: no "..", ".", hidden files, empty parts or backslashes.
+    if (parts.some((p) => p === "" || p.startsWith(".") || p.includes("\\") || p.includes("\0")))
+      return undefined;
+    if (!(extname(name).toLowerCase() in TYPES)) return undefined;
+    this.root ??= await realpath(this.dir);
+    try {
+      const file = await realpath(join(this.root, ...parts));
+      if (!file.startsWith(this.root + sep)) return undefined;
+      return (await stat(file)).isFile() ? file : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
-  async serve(path: string, response: ServerResponse, head: boolean): Promise<void> {
-    const file = this.files.get(path);
-    if (!file) throw new Error(`no static file ${path}`);
+  async serve(file: string, response: ServerResponse, head: boolean): Promise<void> {
     const body = await readFile(file);
     response.writeHead(200, {
-      "content-type": TYPES[extname(file)] ?? "application/octet-stream",
+      "content-type": TYPES[extname(file).toLowerCase()] ?? "application/octet-stream",
       "content-length": body.length,
       "cache-control": "no-cache",
       "x-content-type-options": "nosniff",

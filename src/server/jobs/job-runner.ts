@@ -279,7 +279,8 @@ export class JobRunner {
   /** Cancels a job that has not reached the device yet. */
   async cancel(jobId: string): Promise<JobRecord> {
     const job = typeof jobId === "string" ? await this.o.storage.jobs.get(jobId) : undefined;
-    if (!job) throw new RequestError(`There is no job "${jobId}". \`mpota jobs\` lists them.`);
+    if (!job)
+      throw new RequestError(`There is no job "${jobId}". \`mpota jobs\` lists them.`, { notFound: true });
     if (isTerminal(job.phase)) {
       throw new RequestError(
         `Job ${job.id} has already ${job.phase === "cancelled" ? "been cancelled" : job.phase}.`,

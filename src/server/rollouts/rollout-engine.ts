@@ -226,7 +226,9 @@ export class RolloutEngine {
     if (byId) return byId;
     const byName = (await this.o.storage.rollouts.list()).find((r) => r.name === text);
     if (byName) return byName;
-    throw new RequestError(`There is no rollout "${shorten(text)}". \`mpota rollout list\` shows them.`);
+    throw new RequestError(`There is no rollout "${shorten(text)}". \`mpota rollout list\` shows them.`, {
+      notFound: true,
+    });
   }
 
   async list(filter: { active?: boolean; limit?: number }): Promise<RolloutView[]> {

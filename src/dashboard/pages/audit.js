@@ -1,13 +1,10 @@
 // The Audit page: who changed what through the MQTT bridge or the HTTP API (GET /api/v1/audit),
 // newest first, a page at a time. Loaded when the page opens (a reload or navigating here shows
 // what is new); the same list as `mpota audit`.
-import htm from "htm";
-import { h } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api } from "./api.js";
-import { time } from "./format.js";
-
-const html = htm.bind(h);
+import { api } from "../api.js";
+import { time } from "../format.js";
+import { html } from "../ui.js";
 
 /** Entries per page. */
 export const AUDIT_PAGE = 50;
@@ -71,7 +68,7 @@ export function AuditPage() {
     }
     ${
       entries.length > 0
-        ? html`<table class="audit-list">
+        ? html`<div class="table-box"><table class="audit-list">
             <thead><tr><th>When</th><th>Who</th><th>Action</th><th>Target</th><th>Outcome</th></tr></thead>
             <tbody>
               ${entries.map(
@@ -84,7 +81,7 @@ export function AuditPage() {
                 </tr>`,
               )}
             </tbody>
-          </table>`
+          </table></div>`
         : null
     }
   </section>`;

@@ -1,13 +1,10 @@
 // The Rollouts pages: the list, one rollout with its groups, and the form that creates one.
 // Every number comes from the server's rollout views (GET /api/v1/rollouts...), the same as
 // `mpota rollout show --json`; live changes arrive as `rollout` events on the page's one stream.
-import htm from "htm";
-import { h } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api } from "./api.js";
-import { bytes, duration, time } from "./format.js";
-
-const html = htm.bind(h);
+import { api } from "../api.js";
+import { bytes, duration, time } from "../format.js";
+import { ErrorText, html } from "../ui.js";
 
 /** Rollouts the list page keeps (the API's default page). */
 const LIST_LIMIT = 50;
@@ -44,11 +41,6 @@ function useRolloutFeed(onView) {
 }
 
 // ---- words ----------------------------------------------------------------
-
-function ErrorText({ error }) {
-  if (!error) return null;
-  return html`<div class="error" role="alert">${error.message ?? String(error)}</div>`;
-}
 
 function rolloutTitle(r) {
   return r.name ?? r.id;
@@ -162,7 +154,7 @@ export function RolloutsPage({ firmware, devices }) {
         : null
     }
     <${ErrorText} error=${error} />
-    <table class="rollouts">
+    <div class="table-box"><table class="rollouts">
       <thead><tr><th>Rollout</th><th>Firmware</th><th>Devices</th><th>State</th><th>Progress</th><th>Created</th></tr></thead>
       <tbody>
         ${list.map(
@@ -176,7 +168,7 @@ export function RolloutsPage({ firmware, devices }) {
           </tr>`,
         )}
       </tbody>
-    </table>
+    </table></div>
     ${list.length === 0 && !error ? html`<p class="empty">No rollouts yet. A rollout updates a few devices first, then more, and pauses by itself when too many fail.</p>` : null}
   </section>`;
 }
@@ -403,7 +395,7 @@ export function RolloutPage({ id }) {
       ${r.groups.map((g) => html`<${Group} group=${g} count=${r.groups.length} onError=${r.policy.onError} />`)}
     </div>
     <h3>Devices</h3>
-    <table class="rollout-devices">
+    <div class="table-box"><table class="rollout-devices">
       <thead><tr><th>Device</th><th>Group</th><th>Status</th><th>Job</th><th>Reason</th></tr></thead>
       <tbody>
         ${shown.map(
@@ -416,7 +408,7 @@ export function RolloutPage({ id }) {
           </tr>`,
         )}
       </tbody>
-    </table>
+    </table></div>
     ${r.devices.length > shown.length ? html`<p class="hint">And ${r.devices.length - shown.length} more (<code>mpota rollout show ${r.id} --json</code> lists every device).</p>` : null}
     <h3>Events</h3>
     <ol class="timeline rollout-events">

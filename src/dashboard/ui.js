@@ -1,0 +1,121 @@
+// The dashboard's shared UI: the template tag, the error line, the clock, and the words and the
+// progress bar for devices and jobs that several pages show.
+import htm from "htm";
+import { h } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { bytes, duration, rate } from "./format.js";
+
+export const html = htm.bind(h);
+
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const CANCELLABLE = new Set(["queued", "waiting", "retrying"]);
+
+/** The time now, again every `intervalMs` (for "5 s ago" and countdowns). */
+export function useNow(intervalMs = 1000) {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), intervalMs);
+    return () => clearInterval(timer);
+  }, [intervalMs]);
+  return now;
+}
+
+export function jobId(job) {
+  return job.job ?? job.id;
+}
+
+/** The newest firmware of each name (the store lists newest first). */
+export function newestByName(firmware) {
+  const out = new Map();
+  for (const f of firmware) if (!out.has(f.name)) out.set(f.name, f);
+  return out;
+}
+
+/** The question asked before a request that may install an older firmware. */
+export function downgradeQuestion(what) {
+  return `Allow a downgrade? This installs ${what} even where it is older than the firmware the device runs, which can bring back bugs and security holes a newer version fixed.`;
+}
+
+export function statusText(device, now) {
+  switch (device.status) {
+    case "online":
+      return "online";
+    case "sleeping":
+      if (device.nextWakeAt) {
+        const ms = device.nextWakeAt - now;
+        return ms > 0
+          ? `sleeping, next wake in ${duration(ms)}`
+          : `sleeping, wake overdue by ${duration(-ms)}`;
+      }
+      return "sleeping";
+    case "ota":
+      return "OTA mode";
+    case "offline":
+      return "offline";
+    default:
+      return "unknown";
+  }
+}
+
+function jobStateText(job, device) {
+  switch (job.state) {
+    case "queued":
+      return "queued";
+    case "waiting":
+      return device && device.status !== "online" ? "scheduled, waiting for wake" : "waiting for the device";
+    case "ready":
+      return "device resetting into OTA mode";
+    case "pushing":
+      return "pushing";
+    case "verifying":
+      return "verifying: waiting for the device to report";
+    case "recovering":
+      return "recovering: waiting for the receiver to reset";
+    case "retrying":
+      return "retrying";
+    case "succeeded":
+      return "done";
+    case "failed":
+      return "failed";
+    case "cancelled":
+      return "cancelled";
+    default:
+      return job.state;
+  }
+}
+
+export function ErrorText({ error }) {
+  if (!error) return null;
+  return html`<div class="error" role="alert">${error.message ?? String(error)}</div>`;
+}
+
+/** A job's state, progress bar and numbers, with Cancel while it has not reached the device. */
+export function JobProgress({ job, device, onCancel }) {
+  const percent = job.state === "succeeded" ? 100 : (job.percent ?? 0);
+  const pushing = job.state === "pushing";
+  const left = pushing && job.rate > 0 ? ((job.total - job.bytes) / job.rate) * 1000 : null;
+  const label = jobStateText(job, device);
+  return html`<div class=${`job job-${job.state}`} data-job=${jobId(job)}>
+    <div class="job-head">
+      <span class="job-state">${label}</span>
+      <span class="job-target">${job.firmware?.name} ${job.firmware?.version}</span>
+      ${onCancel && CANCELLABLE.has(job.state) ? html`<button class="small" onClick=${() => onCancel(jobId(job))}>Cancel</button>` : null}
+    </div>
+    ${
+      !TERMINAL.has(job.state) || job.state === "succeeded"
+        ? html`<div class="bar" role="progressbar" aria-valuenow=${percent} aria-valuemin="0" aria-valuemax="100">
+            <div class="fill" style=${`width:${percent}%`}></div>
+            <span class="bar-text">${percent}%</span>
+          </div>`
+        : null
+    }
+    ${
+      pushing
+        ? html`<div class="job-numbers">${bytes(job.bytes)} of ${bytes(job.total)} · ${rate(job.rate)}${
+            left !== null ? html` · <span class="eta">${duration(left)} left</span>` : null
+          }${job.retransmits ? ` · ${job.retransmits} retransmitted` : ""}</div>`
+        : null
+    }
+    ${job.state === "failed" && job.error ? html`<div class="job-error">${job.error}</div>` : null}
+  </div>`;
+}

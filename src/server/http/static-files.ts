@@ -14,10 +14,10 @@ const TYPES: Record<string, string> = {
   ".png": "image/png",
 };
 
-/** The dashboard's folder: src/dashboard beside this module's tree, in the source tree and in a build. */
+/** The dashboard's folder: src/dashboard, from this module in src/server/http/ or in the build's dist/server/http/. */
 export function dashboardDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../dashboard")];
+  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../../src/dashboard")];
   for (const dir of candidates) if (existsSync(join(dir, "index.html"))) return dir;
   return candidates[0] as string;
 }

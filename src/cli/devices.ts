@@ -195,9 +195,18 @@ export function registerDevicesCommand(program: Command, io: CliIo): void {
   const devices = program
     .command("devices")
     .description("List the devices the running server knows (from their state messages), or show one.");
+  const show = async (id: string, options: BridgeCommandOptions) => {
+    const device = await withBridge(options, (bridge) => bridge.request("device", { id }));
+    printAnswer(io, options.json, device, () => deviceText(device));
+  };
   addBridgeOptions(
-    devices.command("list", { isDefault: true }).description("list the devices (the default)"),
-  ).action(async (options: BridgeCommandOptions) => {
+    devices
+      .command("list", { isDefault: true })
+      .description("list the devices (the default); with a device id, show that device")
+      // `mpota devices sim-2` reads naturally as "show me sim-2": take it so.
+      .argument("[id]", "a device id: the same as `mpota devices show <id>`"),
+  ).action(async (id: string | undefined, options: BridgeCommandOptions) => {
+    if (id !== undefined) return show(id, options);
     const list = await withBridge(options, (bridge) => bridge.request("devices", {}));
     printAnswer(io, options.json, list, () => devicesTable(list));
   });
@@ -206,10 +215,7 @@ export function registerDevicesCommand(program: Command, io: CliIo): void {
       .command("show")
       .description("one device with its state history and jobs")
       .argument("<id>", "device id"),
-  ).action(async (id: string, options: BridgeCommandOptions) => {
-    const device = await withBridge(options, (bridge) => bridge.request("device", { id }));
-    printAnswer(io, options.json, device, () => deviceText(device));
-  });
+  ).action(show);
   registerProvisioningCommands(devices, io);
 }
 

@@ -1,9 +1,11 @@
 import { fstatSync } from "node:fs";
 import { createInterface } from "node:readline";
+import { isatty, ReadStream } from "node:tty";
 import { type Command, Option } from "commander";
 import { RTC_MAGIC } from "../emulator/boot.ts";
 import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
 import { checkFlashSize, type Flash, formatFlashSize, openFlash } from "../emulator/flash.ts";
+import { DROP_MESSAGES } from "../emulator/receiver.ts";
 import { MpotaError, UsageError } from "../errors.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
@@ -20,6 +22,7 @@ import {
   parseIntegerOption,
   readUserFile,
 } from "./key-options.ts";
+import { inTerminalForeground } from "./terminal-foreground.ts";
 
 /** The emulator could not take its UDP address. */
 export class EmulatorBindError extends MpotaError {
@@ -46,20 +49,28 @@ export interface EmulateCommandOptions {
   seed: number;
   progressEvery: number;
   json?: boolean;
+  /** false (--no-console): never read commands from stdin. */
+  console?: boolean;
 }
 
 /** What the command runs against; tests replace the stop signal and stdin. */
 export interface EmulateDeps {
   /** Stops the emulator when aborted (SIGINT/SIGTERM do too). */
   stop?: AbortSignal;
-  /** Command lines ("ota", "reset", "button", ...); default process.stdin when it is a terminal, pipe or file. */
+  /** Command lines ("ota", "reset", "button", ...); default stdin when it is a pipe or file, or the terminal (see below). */
   stdin?: NodeJS.ReadableStream | null;
+  /** Opens the terminal for reading (default: a new tty.ReadStream on fd 0); only called while in the foreground. */
+  openTerminal?: () => NodeJS.ReadableStream & { destroy(): void };
+  /** Whether the process is the terminal's foreground job (default: asks the OS; undefined: cannot tell). */
+  foreground?: () => boolean | undefined;
+  /** How often the foreground is checked while the console reads a terminal (default 500 ms). */
+  foregroundPollMs?: number;
   network?: UdpNetwork;
   clock?: Clock;
 }
 
 const COMMANDS_HELP =
-  'commands: "ota" (RTC magic + soft reset), "reset" (reset pin), "button" (GPIO change), "deepsleep" (deep-sleep wake), "power" (power cycle), "status", "quit"';
+  'commands: "ota" (RTC magic + soft reset), "reset" (reset pin), "button" (GPIO change, within GPIO_WAIT_MS after "reset"), "deepsleep" (deep-sleep wake), "power" (power cycle), "status", "quit"';
 
 function settingsFrom(options: EmulateCommandOptions): { key: PublicKeyInfo; settings: YaotaSettings } {
   let settings: YaotaSettings = { ...DEFAULT_SETTINGS };
@@ -125,6 +136,8 @@ function clockTime(): string {
 class EmulatorLog {
   private repeated = 0;
   private last = "";
+  /** "Unexpected offset" drops in this OTA session (shown once, then counted). */
+  private unexpected = 0;
 
   constructor(
     private readonly io: CliIo,
@@ -138,8 +151,26 @@ class EmulatorLog {
     }
     // Sector writes show up as progress lines instead.
     if (e.source === "ota-server" && e.message.startsWith("Writing ")) return;
+    if (e.source === "ota-server" && e.message === DROP_MESSAGES["unexpected-offset"]) {
+      // The real receiver logs every datagram that is ahead of the one it
+      // expects; a pipelined sender has several in flight, so a healthy push
+      // shows dozens. Explain the first, count the rest.
+      if (this.unexpected++ === 0) {
+        this.line(
+          "ota-server: Unexpected offset: a datagram ahead of the one the receiver expects, dropped as the real receiver does. Normal while a pipelined sender (mpota push) keeps several in flight: it sends them again. Further ones are counted, not shown.",
+        );
+      }
+      return;
+    }
     this.line(e.source === "emulator" ? e.message : `${e.source}: ${e.message}`);
   };
+
+  /** The "Unexpected offset" drops counted since the last call. */
+  takeUnexpected(): number {
+    const n = this.unexpected;
+    this.unexpected = 0;
+    return n;
+  }
 
   line(text: string): void {
     if (text === this.last) {
@@ -163,14 +194,77 @@ class EmulatorLog {
   }
 }
 
-function stdinSource(deps: EmulateDeps): NodeJS.ReadableStream | undefined {
-  if (deps.stdin !== undefined) return deps.stdin ?? undefined;
-  if (process.stdin.isTTY) return process.stdin;
+/** Where the console's command lines come from: a stream (pipe, file, test), or the terminal. */
+type ConsoleInput = { kind: "stream"; stream: NodeJS.ReadableStream } | { kind: "terminal" } | undefined;
+
+function consoleInput(options: EmulateCommandOptions, deps: EmulateDeps): ConsoleInput {
+  if (options.console === false) return undefined;
+  if (deps.stdin !== undefined) return deps.stdin ? { kind: "stream", stream: deps.stdin } : undefined;
+  if (deps.openTerminal || isatty(0)) return { kind: "terminal" };
   try {
     const stat = fstatSync(0);
-    return stat.isFIFO() || stat.isFile() || stat.isSocket() ? process.stdin : undefined;
+    return stat.isFIFO() || stat.isFile() || stat.isSocket()
+      ? { kind: "stream", stream: process.stdin }
+      : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Reads commands from the terminal only while the emulator is the
+ * terminal's foreground job. Started with `&` from an interactive shell, a
+ * read would get it stopped by the shell (SIGTTIN, "Stopped (tty input)")
+ * and the device would go silent; so in the background it keeps the
+ * terminal closed, and opens it when brought back with `fg`.
+ */
+class TerminalConsole {
+  private stream: (NodeJS.ReadableStream & { destroy(): void }) | undefined;
+  private lines: ReturnType<typeof createInterface> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private saidBackground = false;
+
+  constructor(
+    private readonly open: () => NodeJS.ReadableStream & { destroy(): void },
+    private readonly foreground: () => boolean | undefined,
+    private readonly onLine: (line: string) => void,
+    private readonly log: EmulatorLog,
+  ) {}
+
+  start(pollMs: number): void {
+    this.check();
+    this.timer = setInterval(() => this.check(), pollMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.detach();
+  }
+
+  private check(): void {
+    // When the OS cannot tell, behave as a foreground program.
+    const inForeground = this.foreground() !== false;
+    if (inForeground && !this.lines) {
+      if (this.saidBackground) this.log.line("in the foreground: reading commands from the terminal");
+      this.saidBackground = false;
+      this.stream = this.open();
+      this.lines = createInterface({ input: this.stream, terminal: false });
+      this.lines.on("line", this.onLine);
+    } else if (!inForeground && !this.saidBackground) {
+      this.detach();
+      this.saidBackground = true;
+      this.log.line(
+        `running in the background: commands are not read from the terminal (fg brings the emulator back to type them); stop it with kill ${process.pid}`,
+      );
+    }
+  }
+
+  private detach(): void {
+    this.lines?.close();
+    this.lines = undefined;
+    this.stream?.destroy();
+    this.stream = undefined;
   }
 }
 
@@ -217,8 +311,14 @@ export async function emulateCommand(
       throw describeBindError(error, options.bind, options.port);
     }
     if (options.boot === "ota") enterOta(device, log, options.rtcMagic);
-    if (!options.json) log.line(COMMANDS_HELP);
-    await runUntilStopped(device, log, options.rtcMagic, deps, cleanups);
+    if (!options.json) {
+      log.line(
+        options.console === false
+          ? `console off (--no-console): stop the emulator with Ctrl-C or kill ${process.pid}`
+          : COMMANDS_HELP,
+      );
+    }
+    await runUntilStopped(device, log, options, deps, cleanups);
   } finally {
     for (const cleanup of cleanups) cleanup();
     log.flush();
@@ -263,6 +363,7 @@ function watchProgress(
   cleanups.push(
     device.events.on("state", (e) => {
       if (e.state === "ota") {
+        log.takeUnexpected();
         sectors = 0;
         bytes = 0;
         startedAt = 0;
@@ -288,8 +389,13 @@ function watchProgress(
       const seconds = Math.max(0.001, (e.atMs - startedAt) / 1000);
       if (options.json) log.emit({ type: "finished", sectors, bytes, seconds, rexmits: e.rexmits });
       else {
+        const unexpected = log.takeUnexpected();
+        const ahead =
+          unexpected > 0
+            ? `, ${unexpected} datagrams ahead of the expected offset dropped ("Unexpected offset", normal for a pipelined sender)`
+            : "";
         log.line(
-          `update received: ${bytes} bytes, ${sectors} sectors written in ${seconds.toFixed(1)} s (${(bytes / 1024 / seconds).toFixed(1)} KiB/s), ${e.rexmits} duplicates; rebooting`,
+          `update received: ${bytes} bytes, ${sectors} sectors written in ${seconds.toFixed(1)} s (${(bytes / 1024 / seconds).toFixed(1)} KiB/s), ${e.rexmits} duplicates${ahead}; rebooting`,
         );
       }
     }),
@@ -302,10 +408,11 @@ function watchProgress(
 function runUntilStopped(
   device: EmulatedDevice,
   log: EmulatorLog,
-  rtcMagic: boolean,
+  options: EmulateCommandOptions,
   deps: EmulateDeps,
   cleanups: Array<() => void>,
 ): Promise<void> {
+  const rtcMagic = options.rtcMagic;
   return new Promise((resolve) => {
     const stop = () => resolve();
     const onSignal = () => {
@@ -323,13 +430,23 @@ function runUntilStopped(
       deps.stop.addEventListener("abort", stop, { once: true });
       cleanups.push(() => deps.stop?.removeEventListener("abort", stop));
     }
-    const input = stdinSource(deps);
-    if (input) {
-      const lines = createInterface({ input, terminal: false });
-      lines.on("line", (line) => {
-        if (command(device, log, line.trim().toLowerCase(), rtcMagic) === "quit") stop();
-      });
+    const onLine = (line: string) => {
+      if (command(device, log, line.trim().toLowerCase(), rtcMagic) === "quit") stop();
+    };
+    const input = consoleInput(options, deps);
+    if (input?.kind === "stream") {
+      const lines = createInterface({ input: input.stream, terminal: false });
+      lines.on("line", onLine);
       cleanups.push(() => lines.close());
+    } else if (input?.kind === "terminal") {
+      const terminal = new TerminalConsole(
+        deps.openTerminal ?? (() => new ReadStream(0)),
+        deps.foreground ?? (() => inTerminalForeground()),
+        onLine,
+        log,
+      );
+      terminal.start(deps.foregroundPollMs ?? 500);
+      cleanups.push(() => terminal.stop());
     }
   });
 }
@@ -354,7 +471,11 @@ function command(
       if (device.state !== "off") device.reset("deepsleep");
       return undefined;
     case "button":
-      if (!device.pressButton()) log.line("button: nothing happens (boot8266 is not in its GPIO wait)");
+      if (!device.pressButton()) {
+        log.line(
+          `button: nothing happens: boot8266 watches the GPIOs only for GPIO_WAIT_MS (${device.settings.gpioWaitMs} ms) after a reset. Type "reset" first, then "button" within that time.`,
+        );
+      }
       return undefined;
     case "power":
       device.powerOff();
@@ -458,6 +579,7 @@ export function registerEmulateCommand(program: Command, io: CliIo, deps: Emulat
       16,
     )
     .option("--json", "print one JSON object per line instead of text")
+    .option("--no-console", "do not read commands from stdin (for running it in the background with &)")
     .addHelpText(
       "after",
       `
@@ -470,13 +592,17 @@ buffer). After "OTA finished" it reboots and boot8266 checks the app's MD5.
 While it runs, type on stdin:
   ota        RTC magic "yaotaota" + soft reset (as ota.start() on the device)
   reset      reset pin; boot8266 watches the GPIOs for GPIO_WAIT_MS
-  button     change a GPIO during that wait (enters OTA mode)
+  button     change a GPIO during that wait (enters OTA mode); only right
+             after "reset", within GPIO_WAIT_MS: at other times nothing happens
   deepsleep  deep-sleep wake (boots the app without checks)
   power      power cycle (RTC memory lost)
   status     state, expected offset, app MD5
   quit       stop (as do Ctrl-C and SIGTERM)
+Commands are read from a pipe or file on stdin, or from the terminal while the
+emulator is in the foreground: started with "&" it does not touch the terminal
+(a background read would get it stopped by the shell). --no-console: never read.
 
-Example: mpota emulate --key priv.key --flash device.flash
+Example: mpota emulate --key priv.key --flash device.flash --no-console &
          mpota push firmware-ota.bin --to 127.0.0.2 --key priv.key`,
     )
     .action(async (options: EmulateCommandOptions) => {

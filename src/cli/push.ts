@@ -56,7 +56,7 @@ async function chooseAutoBlock(
   const probe = await probeBlockSize({ channel, device, clock: systemClock, large, fallback, waitMs });
   if (probe.block === undefined) {
     throw new DeviceSilentError(
-      `No answer from ${device.address}:${device.port} to ${probe.largeSent + probe.fallbackSent} probe datagrams in ${Math.round(waitMs / 1000)} s (neither ${AUTO_LARGE_BLOCK}- nor ${DEFAULT_BLOCK_SIZE}-byte blocks). Is the device in OTA mode at that address, and was its bootloader built with this key's modulus? Raise --wait if it needs longer to enter OTA mode.`,
+      `No answer from ${device.address}:${device.port} to ${probe.largeSent + probe.fallbackSent} probe datagrams in ${Math.round(waitMs / 1000)} s (neither ${AUTO_LARGE_BLOCK}- nor ${DEFAULT_BLOCK_SIZE}-byte blocks). Is the device running (an emulator started with \`&\`: see \`jobs\`), in OTA mode at that address, and was its bootloader built with this key's modulus? Raise --wait if it needs longer to enter OTA mode.`,
     );
   }
   const block = probe.block === AUTO_LARGE_BLOCK ? AUTO_LARGE_BLOCK : DEFAULT_BLOCK_SIZE;

@@ -7,6 +7,7 @@ import { endPackets, signImageStream } from "../protocol/image-packets.ts";
 import { OtaFileEncoder } from "../protocol/ota-file.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
 import { checkImageSize, MAX_IMAGE_FILE_SIZE } from "../transfer/image-size.ts";
+import { isOtaFile } from "../transfer/sources.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";
@@ -126,6 +127,11 @@ async function sign(
   }
   const stats = statFirmware(firmware);
   const size = stats.isFile() ? stats.size : undefined;
+  if (size !== undefined && (await isOtaFile(firmware).catch(() => false))) {
+    throw new UsageError(
+      `${firmwareArg} is already signed: it is a canned .ota update (made by \`mpota sign\` or ota_client.py sign). Push it as it is: \`mpota push ${firmwareArg} --to <device address>\`. To sign with another key or block size, sign the firmware image it was made from (firmware-ota.bin).`,
+    );
+  }
   if (size !== undefined) checkImageSize(size, firmware);
   const key = loadSigningKey(resolve(options.key));
   const force = options.force === true;

@@ -15,6 +15,7 @@ import type { ProvisionedDevice } from "../server/trust/provisioning.ts";
 import { describeEvent } from "../simulator/event-text.ts";
 import { DEFAULT_FIRST_ADDRESS, type DeviceAccess, Fleet, loopbackAddresses } from "../simulator/fleet.ts";
 import type { SimulatedDevice, SimulatedEvent } from "../simulator/simulated-device.ts";
+import { buildSyntheticBootloader } from "../simulator/synthetic-bootloader.ts";
 import {
   buildSyntheticFirmware,
   DEFAULT_SYNTHETIC_SIZE,
@@ -49,6 +50,7 @@ export interface SimulateCommandOptions {
   firmwareSize: number;
   seed: number;
   writeFirmware?: string;
+  writeBootloader?: string;
   force?: boolean;
   base: string;
   idPrefix: string;
@@ -220,12 +222,8 @@ function summaryTable(fleet: Fleet): string {
   return formatTable(rows, { header: true, indent: "  " });
 }
 
-/** Runs the simulated fleet until stopped (signal or deps.stop). */
-export async function simulateCommand(
-  options: SimulateCommandOptions,
-  io: CliIo,
-  deps: SimulateDeps = {},
-): Promise<void> {
+/** --write-firmware and --write-bootloader: sample files to try the other commands with, instead of a fleet. */
+async function writeSamples(options: SimulateCommandOptions, io: CliIo): Promise<void> {
   if (options.writeFirmware !== undefined) {
     const image = buildSyntheticFirmware({ size: options.firmwareSize, seed: options.seed });
     await writeFileAtomic(options.writeFirmware, image, {
@@ -236,6 +234,32 @@ export async function simulateCommand(
     io.out(
       `Wrote ${options.writeFirmware}: synthetic MicroPython OTA image, ${image.length} bytes, seed ${options.seed}, identity ${firmwareIdentity(image)}\n`,
     );
+  }
+  if (options.writeBootloader !== undefined) {
+    const { key, settings } = keyAndSettings(options);
+    const image = buildSyntheticBootloader({ modulus: key.modulus, settings, seed: options.seed });
+    await writeFileAtomic(options.writeBootloader, image, {
+      force: options.force === true,
+      what: "Bootloader file",
+      alternative: "choose another name",
+    });
+    const keyName =
+      options.key ?? options.configH ?? (options.modulus !== undefined ? "--modulus" : DEFAULT_KEY_FILE);
+    io.out(
+      `Wrote ${options.writeBootloader}: a SYNTHETIC yaota8266 bootloader, ${image.length} bytes, laid out as upstream's build with the ${key.bits}-bit modulus of ${keyName}, GPIO mask 0x${settings.gpioMask.toString(16)}, MAIN_APP_OFFSET 0x${settings.mainAppOffset.toString(16)}.\n` +
+        `It runs nothing: it is for trying \`mpota inspect ${options.writeBootloader} --key priv.key\` and \`mpota flash-plan --bootloader ${options.writeBootloader} ...\`. Do not flash it; build yaota8266 for a device.\n`,
+    );
+  }
+}
+
+/** Runs the simulated fleet until stopped (signal or deps.stop). */
+export async function simulateCommand(
+  options: SimulateCommandOptions,
+  io: CliIo,
+  deps: SimulateDeps = {},
+): Promise<void> {
+  if (options.writeFirmware !== undefined || options.writeBootloader !== undefined) {
+    await writeSamples(options, io);
     return;
   }
   checkOptions(options);
@@ -448,7 +472,11 @@ export function registerSimulateCommand(program: Command, io: CliIo, deps: Simul
       "--write-firmware <file>",
       "write the synthetic image (per --seed, --firmware-size) to a file and exit, to offer it as an update",
     )
-    .option("--force", "with --write-firmware: replace an existing file")
+    .option(
+      "--write-bootloader <file>",
+      "write a synthetic yaota8266.bin holding the key's modulus (per --key, --modulus or --config-h) and exit: for trying inspect and flash-plan, never for flashing",
+    )
+    .option("--force", "with --write-firmware or --write-bootloader: replace an existing file")
     .option("--base <topic>", "base topic of the devices", "mpota")
     .option("--id-prefix <prefix>", "device ids are <prefix>-1, <prefix>-2, ...", "sim")
     .option("--first-address <ip>", "the first device's loopback address", DEFAULT_FIRST_ADDRESS)
@@ -475,6 +503,7 @@ Example:
   mpota serve                                  # server + broker on 1883
   mpota simulate --devices 4 --sleep 30        # 2 always on, 2 sleeping 30 s
   mpota simulate --write-firmware new.bin --seed 2
+  mpota simulate --write-bootloader yaota8266.bin --key priv.key   # synthetic: never flash it
   mpota firmware add new.bin && mpota update sim-1 new.bin`,
     )
     .action(async (options: SimulateCommandOptions) => {

@@ -35,6 +35,13 @@ export const EXAMPLE_MODULUS = Buffer.from(
   "hex",
 );
 
+/**
+ * Text in the synthetic yaota8266.bin that `mpota simulate --write-bootloader`
+ * writes (upstream's layout and the user's modulus, no working code), so
+ * that inspect and flash-plan can say it must not go on a device.
+ */
+export const SYNTHETIC_BOOTLOADER_MARK = "mpota synthetic yaota8266.bin: runs nothing, do not flash";
+
 /** One piece of a yaota8266.bin (or of a flash image that starts with one). */
 export interface BootloaderPart {
   name: "boot8266" | "ota-server" | "ota-server irom0" | "main app";
@@ -184,6 +191,11 @@ export function analyzeBootloader(
     }
   }
   const hasSizeLimit = bootWords.has(MAX_IMAGE_SIZE);
+  if (asBuffer(bytes.subarray(0, OTA_SERVER_OFFSET)).includes(SYNTHETIC_BOOTLOADER_MARK, 0, "latin1")) {
+    warnings.push(
+      "This is a synthetic yaota8266.bin made by `mpota simulate --write-bootloader`: upstream's layout with your key's modulus, but no working code. It is for trying inspect and flash-plan; do not flash it. Build yaota8266 (https://github.com/pfalcon/yaota8266) with `mpota config-h` for a real device.",
+    );
+  }
 
   const appOffset = options.appOffset ?? mainAppOffset ?? undefined;
   // A full flash image (or a dump of a device's flash) holds the app at MAIN_APP_OFFSET too.

@@ -364,6 +364,7 @@ export class MpotaServer {
         audit: storage.audit,
         now: () => clock.now(),
         trustCaller: broker !== undefined,
+        infoTopics: { storage, info: () => info, settled: () => inbox.idle() },
       });
       const brokerUrl = broker ? broker.url : safeUrl(connection.url);
       const server = new MpotaServer(

@@ -127,6 +127,7 @@ interface Sent {
 
 const SILENT_CAUSES = (device: UdpEndpoint) =>
   [
+    "  - the device is not running: powered off, or an emulator that stopped or was stopped (started with `&` in a shell, `jobs` shows whether it is Running or Stopped);",
     `  - the device is not in OTA mode (trigger it: ota.start() on the device, \`mpota update\` over MQTT, or the button within the GPIO window after reset);`,
     `  - ${device.address} is not the device's address, or port ${device.port} is not its OTA port;`,
     "  - the image is signed with a key whose modulus the bootloader was not built with: the receiver drops such packets without a reply (check with `mpota inspect yaota8266.bin --key priv.key`).",

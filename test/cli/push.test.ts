@@ -111,6 +111,10 @@ describe("mpota push (real process, real loopback UDP, emulated device)", () => 
     assert.match(r.stderr, /No answer from 127\.0\.0\.77:8266 after 2 s/);
     assert.match(r.stderr, /nothing listens on UDP port 8266/);
     assert.match(r.stderr, /not in OTA mode/);
+    assert.match(
+      r.stderr,
+      /the device is not running: .*an emulator .*`jobs` shows whether it is Running or Stopped/,
+    );
     assert.match(r.stderr, /key whose modulus the bootloader was not built with/);
   });
 

@@ -123,6 +123,43 @@ export interface BridgeStateMessage {
   state: "online" | "offline";
 }
 
+/**
+ * Published retained on `<base>/bridge/info` (as Zigbee2MQTT's bridge/info):
+ * what the server is and how large the fleet is. Republished when it changes.
+ */
+export interface BridgeInfoMessage {
+  version: string;
+  base: string;
+  storage: string;
+  /** Bits of the signing key, or null when the server has none (updates are refused). */
+  keyBits: number | null;
+  /** Devices known, and how many of them `<base>/bridge/devices` lists (it is bounded). */
+  devices: { count: number; listed: number };
+  /** Firmware images in the store. */
+  firmware: number;
+}
+
+/**
+ * One device in the retained `<base>/bridge/devices` list (as Zigbee2MQTT's
+ * bridge/devices): its slow-changing facts only. Status, signal and battery
+ * are on the device's own topics and in the `devices` request.
+ */
+export interface BridgeDeviceEntry {
+  id: string;
+  /** The running firmware's identity (MD5 trailer). */
+  fw: string | null;
+  /** The store's name for `fw`, when the store has it. */
+  firmware: FirmwareRef | null;
+  /** os.uname().version of the device's MicroPython. */
+  ver: string | null;
+  ip: string | null;
+  /** Seconds between wakes of a sleepy device; null or 0: always on. */
+  sleep: number | null;
+  /** The agent's MQTT contract version (2 verifies signed commands). */
+  v: 1 | 2 | null;
+  firstSeen: number;
+}
+
 export interface ServerInfo {
   version: string;
   base: string;

@@ -8,6 +8,7 @@ import type { Topics } from "../mqtt/topics.ts";
 import type { AuditStore } from "../storage/storage.ts";
 import { recordAudit } from "../trust/audit.ts";
 import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeEnvelope, type BridgeRequestName } from "./api.ts";
+import { type BridgeInfoOptions, BridgeInfoPublisher } from "./bridge-info.ts";
 
 /** A handler per request name: takes the request (unvalidated JSON object), returns the response data. */
 export type BridgeHandlers = {
@@ -36,6 +37,8 @@ export interface BridgeOptions {
    * broker's ACL lets publish requests, and a `$caller` field is ignored.
    */
   trustCaller: boolean;
+  /** Publishes the retained bridge/info and bridge/devices (when given). */
+  infoTopics?: Omit<BridgeInfoOptions, "link" | "topics" | "logger">;
 }
 
 /**
@@ -45,9 +48,16 @@ export interface BridgeOptions {
  * Every request gets a reply, bad ones an error reply; none can stop the server.
  */
 export class Bridge {
-  constructor(private readonly o: BridgeOptions) {}
+  private readonly infoTopics: BridgeInfoPublisher | undefined;
+
+  constructor(private readonly o: BridgeOptions) {
+    this.infoTopics = o.infoTopics
+      ? new BridgeInfoPublisher({ ...o.infoTopics, link: o.link, topics: o.topics, logger: o.logger })
+      : undefined;
+  }
 
   async start(): Promise<void> {
+    await this.infoTopics?.start();
     // Shared among the server instances: each request is answered once.
     await this.o.link.subscribe(
       this.o.topics.allBridgeRequests,
@@ -57,6 +67,7 @@ export class Bridge {
   }
 
   async stop(): Promise<void> {
+    await this.infoTopics?.stop();
     await this.o.link.unsubscribe(this.o.topics.allBridgeRequests).catch(() => undefined);
   }
 

@@ -1,7 +1,9 @@
 import { UsageError } from "../../errors.ts";
 import type {
   BridgeApi,
+  BridgeDeviceEntry,
   BridgeEnvelope,
+  BridgeInfoMessage,
   BridgeRequestName,
   BridgeStateMessage,
   JobProgressMessage,
@@ -25,6 +27,8 @@ export interface TopicMap {
   "<base>/<id>/ack": { from: "device"; retained: false; payload: DeviceAck };
   /** Server API. */
   "<base>/bridge/state": { from: "server"; retained: true; payload: BridgeStateMessage };
+  "<base>/bridge/info": { from: "server"; retained: true; payload: BridgeInfoMessage };
+  "<base>/bridge/devices": { from: "server"; retained: true; payload: BridgeDeviceEntry[] };
   "<base>/bridge/request/<name>": {
     from: "client";
     retained: false;
@@ -83,6 +87,14 @@ export class Topics {
 
   get bridgeState(): string {
     return `${this.base}/bridge/state`;
+  }
+
+  get bridgeInfo(): string {
+    return `${this.base}/bridge/info`;
+  }
+
+  get bridgeDevices(): string {
+    return `${this.base}/bridge/devices`;
   }
 
   bridgeRequest(name: string): string {

@@ -56,7 +56,7 @@ export async function apiList(path, pageSize) {
     if (!response.ok) throw new ApiError(response.status, value);
     items.push(...value);
     const next = nextLink(response.headers.get("link"));
-    url = next && next.startsWith("/api/v1/") ? next : null;
+    url = next?.startsWith("/api/v1/") ? next : null;
   }
   return items;
 }

@@ -80,12 +80,14 @@ const updateLine: ApiRoute["handle"] = async ({ ctx, request, actor, reply }) =>
 /** GET /devices: a page by id (keyset: the cursor is the last id shown), with the fleet's size. */
 const listDevices: ApiRoute["handle"] = async (call) => {
   const page = pageRequest(call);
+  // One more than the page: a next link only when there is a next page.
   const [devices, total] = await Promise.all([
-    call.h.devices({ limit: page.limit, ...(page.cursor !== undefined ? { after: page.cursor } : {}) }),
+    call.h.devices({ limit: page.limit + 1, ...(page.cursor !== undefined ? { after: page.cursor } : {}) }),
     call.ctx.storage.devices.count(),
   ]);
-  const last = devices.length === page.limit ? devices[devices.length - 1] : undefined;
-  replyPage(call, devices, page, last?.id, total);
+  const shown = devices.slice(0, page.limit);
+  const next = devices.length > page.limit ? shown[shown.length - 1]?.id : undefined;
+  replyPage(call, shown, page, next, total);
 };
 
 /**

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { type ServeOptions, serverSettings } from "../../src/cli/serve.ts";
+import { UsageError } from "../../src/errors.ts";
+import { DEFAULT_HTTP_LIMITS } from "../../src/server/http/http-limits.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { call, type HttpTestServer, startHttpServer } from "./support.ts";
 
@@ -188,5 +191,55 @@ describe("HTTP limits: slow clients, event streams, bodies", () => {
     assert.equal(r.status, 413);
     assert.equal(r.body.limit, 1024);
     assert.match(r.body.error, /larger than 1,024 bytes/);
+  });
+});
+
+describe("HTTP limits on mpota serve", () => {
+  const options = (extra: Partial<ServeOptions>): ServeOptions => ({
+    data: "x",
+    mqttHost: "127.0.0.1",
+    mqttPort: 0,
+    base: "mpota",
+    block: 256,
+    maxAttempts: 5,
+    maxPushes: 8,
+    logLevel: "warn",
+    ...extra,
+  });
+
+  test("the options become the named limits; out of range is a usage error that names the option", () => {
+    const { httpLimits } = serverSettings(
+      options({
+        httpMaxEventClients: 5,
+        httpMaxBody: 4096,
+        httpPageMax: 50,
+        httpBodyTimeout: 3,
+        httpTokenFailures: 20,
+      }),
+    );
+    assert.deepEqual(httpLimits, {
+      eventClients: 5,
+      jsonBodyBytes: 4096,
+      pageMax: 50,
+      bodyIdleMs: 3000,
+      credentials: { ...DEFAULT_HTTP_LIMITS.credentials, maxFailures: 20 },
+    });
+    assert.deepEqual(serverSettings(options({})).httpLimits, {});
+    for (const [extra, text] of [
+      [{ httpMaxEventClients: 0 }, /--http-max-event-clients must be between 1 and 10000/],
+      [{ httpMaxBody: 10 }, /--http-max-body must be between 1024/],
+      [{ httpPageMax: 0 }, /--http-page-max must be between 1 and 100000/],
+      [{ httpBodyTimeout: 0 }, /--http-body-timeout must be between 1 and 3600/],
+      [{ httpTokenFailures: 0 }, /--http-token-failures must be between 1/],
+    ] as const) {
+      assert.throws(
+        () => serverSettings(options(extra)),
+        (e: unknown) => {
+          assert.ok(e instanceof UsageError);
+          assert.match(e.message, text);
+          return true;
+        },
+      );
+    }
   });
 });

@@ -169,7 +169,9 @@ export class HttpFeature {
       // Node's own type for it (Duplex) is wider than what an HTTP server hands here.
       const socket = duplex as Socket & { _httpMessage?: ServerResponse };
       const source = socket.remoteAddress ?? "unknown";
-      const notLogged = this.refusals.due(`${source} ${error.code ?? "clientError"}`);
+      // A reset or a closed pipe is a client leaving, not worth a line.
+      const routine = error.code === "ECONNRESET" || error.code === "EPIPE";
+      const notLogged = routine ? undefined : this.refusals.due(`${source} ${error.code ?? "clientError"}`);
       if (notLogged !== undefined)
         this.deps.logger.info(
           { source, code: error.code, reason: error.message, notLogged },

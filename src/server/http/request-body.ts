@@ -40,6 +40,8 @@ function readBody(request: IncomingMessage, limit: number, idleMs: number, what:
     request.resume();
     return Promise.reject(tooLarge(limit, what));
   }
+  // Already read to its end (nothing is left to wait for).
+  if (request.readableEnded) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

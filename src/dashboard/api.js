@@ -62,6 +62,29 @@ export async function apiList(path, pageSize) {
 }
 
 /**
+ * Why the event stream closed, when the server refused it (e.g. 503: too many
+ * streams open), as an ApiError with the server's words; null when it would open now.
+ */
+export async function streamRefusal() {
+  const controller = new AbortController();
+  try {
+    const response = await fetch("/api/v1/events", { credentials: "same-origin", signal: controller.signal });
+    if (response.ok) return null;
+    let value;
+    try {
+      value = await response.json();
+    } catch {
+      value = {};
+    }
+    return new ApiError(response.status, value);
+  } catch {
+    return null;
+  } finally {
+    controller.abort();
+  }
+}
+
+/**
  * One EventSource per page for everything live; named events are handed to
  * the listeners. The browser reconnects by itself and sends Last-Event-ID,
  * so the server replays what was missed (or sends `reset`).

@@ -3,7 +3,7 @@
 // page's one event stream.
 import { render } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, api, apiList, LiveEvents } from "./api.js";
+import { ApiError, api, apiList, LiveEvents, streamRefusal } from "./api.js";
 import { AddDevicePage } from "./pages/add-device.js";
 import { AuditPage } from "./pages/audit.js";
 import { DevicePage } from "./pages/device.js";
@@ -81,6 +81,14 @@ function Shell({ auth, onLogout }) {
   }, []);
 
   const events = useRef(null);
+  // A stream the browser gave up on was refused: show the server's reason (e.g. too many streams open).
+  const onLive = (state) => {
+    setLive(state);
+    if (state === "closed")
+      streamRefusal().then((refusal) => {
+        if (refusal && refusal.status !== 401) setError(refusal);
+      });
+  };
   // Credentials change by request only (here, the CLI, the bridge): read again on each navigation,
   // and soon after a device the list does not have reports (it was provisioned meanwhile).
   const credentialTimer = useRef(null);
@@ -129,7 +137,7 @@ function Shell({ auth, onLogout }) {
         Promise.all([loadFirmware(), loadDevices()]).catch(setError);
       } else if (name === "reset") reload();
       rolloutFeed(name, data);
-    }, setLive);
+    }, onLive);
     return () => {
       events.current?.close();
       clearTimeout(credentialTimer.current);

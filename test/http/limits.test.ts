@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { type ServeOptions, serverSettings } from "../../src/cli/serve.ts";
 import { UsageError } from "../../src/errors.ts";
 import { DEFAULT_HTTP_LIMITS } from "../../src/server/http/http-limits.ts";
+import { launchChromium, SKIP } from "../dashboard/support.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { call, type HttpTestServer, startHttpServer } from "./support.ts";
 
@@ -178,6 +179,24 @@ describe("HTTP limits: slow clients, event streams, bodies", () => {
     assert.match(body.error, /2 event streams open, its limit \(--http-max-event-clients\)/);
     assert.equal(body.limit, 2);
     assert.equal(s.server.http?.stream.clientCount, 2, "the open streams were kept");
+    if (!SKIP) {
+      // The dashboard opened now says why it has no live updates, in the server's words.
+      const browser = await launchChromium();
+      try {
+        const page = await browser.newPage();
+        await page.goto(s.base);
+        await page.getByLabel("Admin token").fill(s.token);
+        await page.getByRole("button", { name: "Log in" }).click();
+        await page.locator("header .live-closed").waitFor({ timeout: 15_000 });
+        await page
+          .getByRole("alert")
+          .filter({ hasText: "2 event streams open, its limit (--http-max-event-clients)" })
+          .waitFor({ timeout: 15_000 });
+      } finally {
+        await browser.close();
+      }
+      assert.equal(s.server.http?.stream.clientCount, 2);
+    }
     a.close();
     await new Promise((r) => setTimeout(r, 200));
     const d = await open();

@@ -85,9 +85,12 @@ function Shell({ auth, onLogout }) {
   const onLive = (state) => {
     setLive(state);
     if (state === "closed")
-      streamRefusal().then((refusal) => {
-        if (refusal && refusal.status !== 401) setError(refusal);
-      });
+      streamRefusal().then(
+        (refusal) => {
+          if (refusal && refusal.status !== 401) setError(refusal);
+        },
+        () => undefined,
+      );
   };
   // Credentials change by request only (here, the CLI, the bridge): read again on each navigation,
   // and soon after a device the list does not have reports (it was provisioned meanwhile).

@@ -40,7 +40,8 @@ export class LoginLimiter {
 
   /** Failures the address has in its current window. */
   count(address: string): number {
-    return this.waitMs(address) >= 0 ? (this.failures.get(address)?.count ?? 0) : 0;
+    this.waitMs(address); // forgets a window that is over
+    return this.failures.get(address)?.count ?? 0;
   }
 
   failed(address: string): void {

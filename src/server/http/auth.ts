@@ -84,7 +84,7 @@ export class Authenticator {
     const given = bearer(request);
     if (given !== undefined) {
       if (this.token.matches(given)) return { via: "token" };
-      this.refuseWrong(request, "admin tokens");
+      this.refuseWrong(request, "wrong admin tokens");
       throw new HttpError(
         401,
         "The admin token is wrong. Give the one in the server's data directory (`mpota token show-path` prints where it is).",
@@ -146,7 +146,7 @@ export class Authenticator {
     const seconds = Math.ceil(wait / 1000);
     throw new HttpError(
       429,
-      `Too many ${what} from this address (${this.limiter.count(address)} wrong in ${Math.round(this.limiter.windowMs / 1000)} s); wrong ones are refused for ${seconds} s more. The right admin token is still accepted (\`mpota token show-path\` prints where it is).`,
+      `Too many ${what} from this address (${this.limiter.count(address)} in ${Math.round(this.limiter.windowMs / 1000)} s); wrong ones are refused for ${seconds} s more. The right admin token is still accepted (\`mpota token show-path\` prints where it is).`,
       { retryAfter: seconds },
       { "retry-after": String(seconds) },
     );

@@ -10,6 +10,7 @@ import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/netwo
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant/homeassistant.ts";
 import { isLoopbackHost } from "../server/http/auth.ts";
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../server/http/http-limits.ts";
 import {
   DEFAULT_JOB_TIMINGS,
   DEFAULT_MAX_ATTEMPTS,
@@ -124,6 +125,12 @@ export interface ServeOptions extends MqttCliOptions {
   http?: boolean;
   /** false with --no-auth. */
   auth?: boolean;
+  /** HTTP limits (docs/limits.md). */
+  httpMaxEventClients?: number;
+  httpMaxBody?: number;
+  httpPageMax?: number;
+  httpBodyTimeout?: number;
+  httpTokenFailures?: number;
   homeassistant?: boolean;
   haPrefix?: string;
   /** Where people reach the dashboard (links in Home Assistant). */
@@ -196,6 +203,28 @@ function brokerTlsRequest(options: ServeOptions): BrokerTlsRequest | undefined {
   };
 }
 
+/** The HTTP limits given on the command line, checked (docs/limits.md). */
+function httpLimitOptions(options: ServeOptions): Partial<HttpLimits> {
+  const limits: Partial<HttpLimits> = {};
+  const range = (value: number | undefined, flag: string, min: number, max: number) => {
+    if (value !== undefined && (value < min || value > max))
+      throw new UsageError(`${flag} must be between ${min} and ${max}.`);
+    return value;
+  };
+  const clients = range(options.httpMaxEventClients, "--http-max-event-clients", 1, 10_000);
+  if (clients !== undefined) limits.eventClients = clients;
+  const body = range(options.httpMaxBody, "--http-max-body", 1024, 16 * 1024 * 1024);
+  if (body !== undefined) limits.jsonBodyBytes = body;
+  const pageMax = range(options.httpPageMax, "--http-page-max", 1, 100_000);
+  if (pageMax !== undefined) limits.pageMax = pageMax;
+  const idle = range(options.httpBodyTimeout, "--http-body-timeout", 1, 3600);
+  if (idle !== undefined) limits.bodyIdleMs = idle * 1000;
+  const failures = range(options.httpTokenFailures, "--http-token-failures", 1, 100_000);
+  if (failures !== undefined)
+    limits.credentials = { ...DEFAULT_HTTP_LIMITS.credentials, maxFailures: failures };
+  return limits;
+}
+
 function httpWanted(options: ServeOptions): boolean {
   return options.http === true || (options.http === undefined && options.httpPort !== undefined);
 }
@@ -250,11 +279,12 @@ export function serverSettings(options: ServeOptions) {
       "--shared-group needs an external MQTT 5 broker (--mqtt URL, e.g. Mosquitto 2 or EMQX): the embedded broker serves one server only.",
     );
   }
+  const httpLimits = httpLimitOptions(options);
   const timings: Partial<JobTimings> = {};
   if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
   if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
   if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
-  return { broker, allowNetworks, timings, sharedGroup, brokerTls };
+  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits };
 }
 
 const GROUP_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -285,7 +315,7 @@ function sharedGroupOf(options: ServeOptions): string | undefined {
  */
 export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promise<unknown>): Promise<void> {
   const settings = serverSettings(options);
-  const { allowNetworks, timings, sharedGroup, brokerTls } = settings;
+  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits } = settings;
   const { key, note } = loadServerKey(options.key, io);
   let certificate: ServedCertificate | undefined;
   let broker = settings.broker;
@@ -332,6 +362,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
             host: options.httpHost ?? DEFAULT_HTTP_HOST,
             port: options.httpPort ?? DEFAULT_HTTP_PORT,
             noAuth: options.auth === false,
+            limits: httpLimits,
           },
         }
       : {}),
@@ -472,6 +503,31 @@ export function registerServeCommand(program: Command, io: CliIo): void {
     )
     .option("--no-http", "do not serve the dashboard and HTTP API")
     .option("--no-auth", "no admin token for the dashboard and API (only with --http-host 127.0.0.1)")
+    .option(
+      "--http-max-event-clients <n>",
+      `live event streams (dashboard tabs) open at once; more are refused with 503 (default ${DEFAULT_HTTP_LIMITS.eventClients})`,
+      parseIntegerOption("--http-max-event-clients"),
+    )
+    .option(
+      "--http-max-body <bytes>",
+      `largest JSON request body (default ${DEFAULT_HTTP_LIMITS.jsonBodyBytes}; firmware uploads have their own bound)`,
+      parseIntegerOption("--http-max-body"),
+    )
+    .option(
+      "--http-page-max <n>",
+      `largest page of a list the API answers (default ${DEFAULT_HTTP_LIMITS.pageMax}; without limit= a page has ${DEFAULT_HTTP_LIMITS.pageDefault})`,
+      parseIntegerOption("--http-page-max"),
+    )
+    .option(
+      "--http-body-timeout <seconds>",
+      `a request body that stops arriving this long is answered 408 and closed (default ${DEFAULT_HTTP_LIMITS.bodyIdleMs / 1000})`,
+      parseIntegerOption("--http-body-timeout"),
+    )
+    .option(
+      "--http-token-failures <n>",
+      `wrong admin tokens (logins and Bearer) an address may send a minute before wrong ones get 429; the right token always passes (default ${DEFAULT_HTTP_LIMITS.credentials.maxFailures})`,
+      parseIntegerOption("--http-token-failures"),
+    )
     .option("--homeassistant", "publish Home Assistant MQTT discovery: one update entity per device")
     .option(
       "--public-url <url>",

@@ -28,6 +28,62 @@ export async function api(method, path, options = {}) {
   return value;
 }
 
+/** The `rel="next"` address of a Link header (the API's lists are paged), or null. */
+export function nextLink(header) {
+  const match = header ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(header) : null;
+  return match ? match[1] : null;
+}
+
+/**
+ * Every item of a paged list: the first page, then each `next` link until
+ * there is none. `pageSize` asks for pages of that many (the server's
+ * default when absent).
+ */
+export async function apiList(path, pageSize) {
+  const sep = path.includes("?") ? "&" : "?";
+  let url = `/api/v1${path}${pageSize ? `${sep}limit=${pageSize}` : ""}`;
+  const items = [];
+  // A bound on pages, so a server that links in a circle cannot keep the page loading for ever.
+  for (let pages = 0; url && pages < 10_000; pages++) {
+    const response = await fetch(url, { headers: { "x-mpota-request": "1" }, credentials: "same-origin" });
+    const text = await response.text();
+    let value;
+    try {
+      value = text ? JSON.parse(text) : [];
+    } catch {
+      value = { error: text };
+    }
+    if (!response.ok) throw new ApiError(response.status, value);
+    items.push(...value);
+    const next = nextLink(response.headers.get("link"));
+    url = next?.startsWith("/api/v1/") ? next : null;
+  }
+  return items;
+}
+
+/**
+ * Why the event stream closed, when the server refused it (e.g. 503: too many
+ * streams open), as an ApiError with the server's words; null when it would open now.
+ */
+export async function streamRefusal() {
+  const controller = new AbortController();
+  try {
+    const response = await fetch("/api/v1/events", { credentials: "same-origin", signal: controller.signal });
+    if (response.ok) return null;
+    let value;
+    try {
+      value = await response.json();
+    } catch {
+      value = {};
+    }
+    return new ApiError(response.status, value);
+  } catch {
+    return null;
+  } finally {
+    controller.abort();
+  }
+}
+
 /**
  * One EventSource per page for everything live; named events are handed to
  * the listeners. The browser reconnects by itself and sends Last-Event-ID,

@@ -3,7 +3,7 @@
 // page's one event stream.
 import { render } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, api, LiveEvents } from "./api.js";
+import { ApiError, api, apiList, LiveEvents, streamRefusal } from "./api.js";
 import { AddDevicePage } from "./pages/add-device.js";
 import { AuditPage } from "./pages/audit.js";
 import { DevicePage } from "./pages/device.js";
@@ -16,6 +16,11 @@ import { ErrorText, html, useNow } from "./ui.js";
 
 /** Jobs kept in the page's live map at most (memory stays flat during long sessions). */
 const MAX_LIVE_JOBS = 200;
+/**
+ * Items per page when reading the fleet's lists: `?page=N` in the address (before the #) sets it (tests use a
+ * small one); otherwise the server's default.
+ */
+const pageSize = Number(new URLSearchParams(location.search).get("page")) || undefined;
 /** After a device without a known credential reports, credentials are read again this much later (once). */
 const CREDENTIALS_RELOAD_MS = 500;
 
@@ -45,18 +50,18 @@ function Shell({ auth, onLogout }) {
   const [error, setError] = useState(null);
 
   const loadDevices = useCallback(
-    () => api("GET", "/devices").then((list) => setDevices(new Map(list.map((d) => [d.id, d])))),
+    () => apiList("/devices", pageSize).then((list) => setDevices(new Map(list.map((d) => [d.id, d])))),
     [],
   );
-  const loadFirmware = useCallback(() => api("GET", "/firmware").then(setFirmware), []);
+  const loadFirmware = useCallback(() => apiList("/firmware", pageSize).then(setFirmware), []);
   const loadJobs = useCallback(
-    () => api("GET", "/jobs?active=true").then((list) => setJobs(new Map(list.map((j) => [j.id, j])))),
+    () => apiList("/jobs?active=true", pageSize).then((list) => setJobs(new Map(list.map((j) => [j.id, j])))),
     [],
   );
   const known = useRef(null);
   const loadCredentials = useCallback(
     () =>
-      api("GET", "/credentials").then(
+      apiList("/credentials", pageSize).then(
         (list) => {
           known.current = new Map(list.map((c) => [c.device, c]));
           setCredentials(known.current);
@@ -76,6 +81,17 @@ function Shell({ auth, onLogout }) {
   }, []);
 
   const events = useRef(null);
+  // A stream the browser gave up on was refused: show the server's reason (e.g. too many streams open).
+  const onLive = (state) => {
+    setLive(state);
+    if (state === "closed")
+      streamRefusal().then(
+        (refusal) => {
+          if (refusal && refusal.status !== 401) setError(refusal);
+        },
+        () => undefined,
+      );
+  };
   // Credentials change by request only (here, the CLI, the bridge): read again on each navigation,
   // and soon after a device the list does not have reports (it was provisioned meanwhile).
   const credentialTimer = useRef(null);
@@ -124,7 +140,7 @@ function Shell({ auth, onLogout }) {
         Promise.all([loadFirmware(), loadDevices()]).catch(setError);
       } else if (name === "reset") reload();
       rolloutFeed(name, data);
-    }, setLive);
+    }, onLive);
     return () => {
       events.current?.close();
       clearTimeout(credentialTimer.current);

@@ -174,7 +174,7 @@ export interface ServerInfo {
 /** Every request name with its request and response payloads (rollouts: src/server/rollouts/rollout-api.ts). */
 export interface BridgeApi extends RolloutBridgeApi {
   info: { request: Record<string, never>; response: ServerInfo };
-  devices: { request: Record<string, never>; response: DeviceView[] };
+  devices: { request: { limit?: number; after?: string }; response: DeviceView[] };
   device: { request: { id: string; history?: number }; response: DeviceDetail };
   "firmware/list": { request: Record<string, never>; response: FirmwareView[] };
   "firmware/add": {

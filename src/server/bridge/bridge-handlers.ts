@@ -92,9 +92,12 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
   return {
     info: async () => deps.info(),
 
-    devices: async () => {
+    devices: async (request) => {
+      // Paged when asked (the HTTP API always asks): ids after `after`, at most `limit`.
+      const limit = optionalInteger(request, "limit", 1, 100_000);
+      const after = optionalString(request, "after");
       const [devices, firmware, jobs] = await Promise.all([
-        storage.devices.list(),
+        limit === undefined ? storage.devices.list() : storage.devices.page(after, limit),
         firmwareIndex(),
         activeJobs(),
       ]);

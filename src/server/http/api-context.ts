@@ -5,6 +5,7 @@ import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { Authenticator } from "./auth.ts";
 import type { EventStream } from "./event-stream.ts";
+import type { HttpLimits } from "./http-limits.ts";
 import type { LineUpdates } from "./line-update.ts";
 import type { Route } from "./route-table.ts";
 
@@ -23,6 +24,8 @@ export interface ApiContext {
   secure: (request: IncomingMessage) => boolean;
   logger: Logger;
   now: () => number;
+  /** Body sizes, timeouts and page sizes (named settings). */
+  limits: HttpLimits;
 }
 
 /** One request as a route's handler sees it. */

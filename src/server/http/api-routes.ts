@@ -4,6 +4,7 @@ import { uploadFirmware } from "./firmware-upload.ts";
 import { HttpError } from "./http-error.ts";
 import { queryBoolean, queryFields, queryInteger, queryText } from "./http-json.ts";
 import { DEFAULT_LINE_CONCURRENCY } from "./line-update.ts";
+import { MAX_NEWEST, pageRequest, replyOffsetPage, replyPage } from "./list-page.ts";
 import { readJsonBody } from "./request-body.ts";
 
 const cut = (id: string | undefined) => (id ?? "").slice(0, 64);
@@ -31,7 +32,7 @@ export const SESSION_ROUTES: ApiRoute[] = [
     open: true,
     handle: async ({ ctx, request, response, reply }) => {
       ctx.auth.checkOrigin(request);
-      const body = await readJsonBody(request);
+      const body = await readJsonBody(request, ctx.limits);
       ctx.auth.login(request, response, body.token, ctx.secure(request));
       reply(200, { authenticated: true });
     },
@@ -50,7 +51,7 @@ export const SESSION_ROUTES: ApiRoute[] = [
 
 /** POST /update/line: every device on the firmware's line, as one rollout (audited here: it is no bridge request). */
 const updateLine: ApiRoute["handle"] = async ({ ctx, request, actor, reply }) => {
-  const body = await readJsonBody(request);
+  const body = await readJsonBody(request, ctx.limits);
   if (typeof body.firmware !== "string" || body.firmware.trim() === "")
     throw new HttpError(
       400,
@@ -76,13 +77,26 @@ const updateLine: ApiRoute["handle"] = async ({ ctx, request, actor, reply }) =>
   reply(201, started);
 };
 
+/** GET /devices: a page by id (keyset: the cursor is the last id shown), with the fleet's size. */
+const listDevices: ApiRoute["handle"] = async (call) => {
+  const page = pageRequest(call);
+  // One more than the page: a next link only when there is a next page.
+  const [devices, total] = await Promise.all([
+    call.h.devices({ limit: page.limit + 1, ...(page.cursor !== undefined ? { after: page.cursor } : {}) }),
+    call.ctx.storage.devices.count(),
+  ]);
+  const shown = devices.slice(0, page.limit);
+  const next = devices.length > page.limit ? shown[shown.length - 1]?.id : undefined;
+  replyPage(call, shown, page, next, total);
+};
+
 /**
  * The fleet: devices, firmware, jobs, the audit list and the event stream,
  * each the bridge handler of the same name over HTTP.
  */
 export const FLEET_ROUTES: ApiRoute[] = [
   { method: "GET", path: "/info", handle: async ({ h, reply }) => reply(200, await h.info({})) },
-  { method: "GET", path: "/devices", handle: async ({ h, reply }) => reply(200, await h.devices({})) },
+  { method: "GET", path: "/devices", handle: listDevices },
   {
     method: "GET",
     path: "/devices/:id",
@@ -93,25 +107,26 @@ export const FLEET_ROUTES: ApiRoute[] = [
   {
     method: "POST",
     path: "/devices",
-    handle: async ({ h, request, reply }) => reply(201, await h["devices/add"](await readJsonBody(request))),
+    handle: async ({ ctx, h, request, reply }) =>
+      reply(201, await h["devices/add"](await readJsonBody(request, ctx.limits))),
   },
   {
     method: "POST",
     path: "/devices/:id/allow-unsigned",
-    handle: async ({ h, request, params, reply }) => {
-      const body = await readJsonBody(request);
+    handle: async ({ ctx, h, request, params, reply }) => {
+      const body = await readJsonBody(request, ctx.limits);
       reply(200, await h["devices/allow-unsigned"]({ id: params.id, allow: body.allow }));
     },
   },
   {
     method: "GET",
     path: "/credentials",
-    handle: async ({ h, reply }) => reply(200, await h["devices/credentials"]({})),
+    handle: async (call) => replyOffsetPage(call, () => call.h["devices/credentials"]({}), true),
   },
   {
     method: "GET",
     path: "/firmware",
-    handle: async ({ h, reply }) => reply(200, await h["firmware/list"]({})),
+    handle: async (call) => replyOffsetPage(call, () => call.h["firmware/list"]({}), true),
   },
   { method: "POST", path: "/firmware", handle: uploadFirmware },
   {
@@ -126,16 +141,23 @@ export const FLEET_ROUTES: ApiRoute[] = [
   {
     method: "POST",
     path: "/update",
-    handle: async ({ h, request, reply }) => reply(201, await h.update(await readJsonBody(request))),
+    handle: async ({ ctx, h, request, reply }) =>
+      reply(201, await h.update(await readJsonBody(request, ctx.limits))),
   },
   { method: "POST", path: "/update/line", handle: updateLine },
   {
     method: "GET",
     path: "/jobs",
-    handle: async ({ h, query, reply }) =>
-      reply(
-        200,
-        await h.jobs(queryFields(query, { device: queryText, active: queryBoolean, limit: queryInteger })),
+    // Newest first; pages reach back over the newest MAX_NEWEST jobs (the bridge's bound).
+    handle: async (call) =>
+      replyOffsetPage(
+        call,
+        (upTo) =>
+          call.h.jobs({
+            ...queryFields(call.query, { device: queryText, active: queryBoolean }),
+            limit: Math.min(upTo, MAX_NEWEST),
+          }),
+        false,
       ),
   },
   {
@@ -153,8 +175,18 @@ export const FLEET_ROUTES: ApiRoute[] = [
   {
     method: "GET",
     path: "/audit",
-    handle: async ({ h, query, reply }) =>
-      reply(200, await h.audit(queryFields(query, { limit: queryInteger, before: queryInteger }))),
+    handle: async (call) => {
+      const page = pageRequest(call);
+      const before = queryInteger(call.query, "before");
+      const entries = await call.h.audit({ limit: page.limit, ...(before !== undefined ? { before } : {}) });
+      const last = entries.length === page.limit ? entries[entries.length - 1] : undefined;
+      if (last === undefined) return replyPage(call, entries, page, undefined, undefined);
+      // The audit list's own cursor is `before` (an entry id); the next link carries it.
+      const url = new URL(call.request.url ?? "/", "http://mpota.invalid");
+      url.searchParams.set("limit", String(page.limit));
+      url.searchParams.set("before", String(last.id));
+      call.reply(200, entries, { link: `<${url.pathname}${url.search}>; rel="next"` });
+    },
   },
   {
     method: "GET",

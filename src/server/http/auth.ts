@@ -84,6 +84,7 @@ export class Authenticator {
     const given = bearer(request);
     if (given !== undefined) {
       if (this.token.matches(given)) return { via: "token" };
+      this.refuseWrong(request, "wrong admin tokens");
       throw new HttpError(
         401,
         "The admin token is wrong. Give the one in the server's data directory (`mpota token show-path` prints where it is).",
@@ -109,33 +110,46 @@ export class Authenticator {
     );
   }
 
-  /** Checks a token from the login form; sets the session cookie. Failed tries are rate-limited per address. */
+  /**
+   * Checks a token from the login form; sets the session cookie. The token
+   * is checked first: the right one always logs in, a wrong one counts
+   * against the address (429 once it has too many).
+   */
   login(request: IncomingMessage, response: ServerResponse, candidate: unknown, secure: boolean): void {
-    const address = request.socket.remoteAddress ?? "unknown";
-    const wait = this.limiter.waitMs(address);
-    if (wait > 0) {
-      const seconds = Math.ceil(wait / 1000);
-      throw new HttpError(
-        429,
-        `Too many failed logins from this address; try again in ${seconds} s.`,
-        { retryAfter: seconds },
-        { "retry-after": String(seconds) },
-      );
-    }
     if (!this.token) {
       response.setHeader("set-cookie", cookie("open", 0, secure));
       return;
     }
     if (typeof candidate !== "string" || !this.token.matches(candidate.trim())) {
-      this.limiter.failed(address);
+      this.refuseWrong(request, "failed logins");
       throw new HttpError(
         401,
         "That is not the admin token. It is in the file `admin-token` in the server's data directory; `mpota token show-path` prints its path.",
       );
     }
-    this.limiter.succeeded(address);
     const expires = this.now() + SESSION_MS;
     response.setHeader("set-cookie", cookie(this.token.issueSession(expires), SESSION_MS, secure));
+  }
+
+  /**
+   * A wrong credential: counted against the client's address, and answered
+   * 429 when the address has too many. Returns when the caller should answer
+   * 401. (The HTTP feature logs refusals once per source per minute.)
+   */
+  private refuseWrong(request: IncomingMessage, what: string): void {
+    const address = request.socket.remoteAddress ?? "unknown";
+    const wait = this.limiter.waitMs(address);
+    if (wait === 0) {
+      this.limiter.failed(address);
+      return;
+    }
+    const seconds = Math.ceil(wait / 1000);
+    throw new HttpError(
+      429,
+      `Too many ${what} from this address (${this.limiter.count(address)} in ${Math.round(this.limiter.windowMs / 1000)} s); wrong ones are refused for ${seconds} s more. The right admin token is still accepted (\`mpota token show-path\` prints where it is).`,
+      { retryAfter: seconds },
+      { "retry-after": String(seconds) },
+    );
   }
 
   logout(response: ServerResponse, secure: boolean): void {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { HttpError } from "./http-error.ts";
 
 /** The named events of `/api/v1/events`. */
 export type StreamEventName = "device" | "job" | "firmware" | "rollout" | "reset";
@@ -17,7 +18,7 @@ export interface EventStreamOptions {
   heartbeatMs?: number;
   /** A client whose socket buffers more than this is dropped (it reconnects and resumes). */
   maxBufferedBytes?: number;
-  /** Streams open at once at most (default 64); the oldest is closed first. */
+  /** Streams open at once at most (default 64); one more is refused with 503 and a JSON error. */
   maxClients?: number;
 }
 
@@ -66,6 +67,15 @@ export class EventStream {
 
   /** Answers `GET /api/v1/events`: replays what the client missed, then streams. */
   open(request: IncomingMessage, response: ServerResponse): void {
+    // Refused rather than dropping an open one: a crowd of new streams must not cut off the pages people watch.
+    if (this.clients.size >= this.maxClients) {
+      throw new HttpError(
+        503,
+        `The server has ${this.clients.size} event streams open, its limit (--http-max-event-clients); this one was not opened. Close a dashboard tab or raise the limit.`,
+        { limit: this.maxClients },
+        { "retry-after": "30" },
+      );
+    }
     response.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-store",
@@ -86,11 +96,6 @@ export class EventStream {
       return;
     }
     this.clients.add(response);
-    while (this.clients.size > this.maxClients) {
-      const oldest = this.clients.values().next().value;
-      if (!oldest) break;
-      this.drop(oldest);
-    }
     const close = () => this.clients.delete(response);
     request.once("close", close);
     response.once("close", close);

@@ -73,7 +73,7 @@ export async function uploadFirmware({ ctx, request, query, h, reply }: ApiCall)
   const flashText = uploadField(request, query, "flash");
   const flash = flashText === undefined ? undefined : /^\d+$/.test(flashText) ? Number(flashText) : flashText;
   const force = queryBoolean(query, "force");
-  const bytes = await readUpload(request, MAX_UPLOAD_BYTES);
+  const bytes = await readUpload(request, MAX_UPLOAD_BYTES, ctx.limits.bodyIdleMs);
   try {
     const result = await h["firmware/add"]({
       image: bytes,

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import { MpotaError, UsageError } from "../../errors.ts";
 import type { ServerInfo } from "../bridge/api.ts";
@@ -21,9 +21,12 @@ import { EventStream, type EventStreamOptions } from "./event-stream.ts";
 import { FleetEvents } from "./fleet-events.ts";
 import { HttpError } from "./http-error.ts";
 import { sendJson } from "./http-json.ts";
+import { type HttpLimits, httpLimits } from "./http-limits.ts";
 import { LineUpdates } from "./line-update.ts";
-import { DEFAULT_LOGIN_LIMITS, LoginLimiter, type LoginLimits } from "./login-limiter.ts";
+import { LoginLimiter } from "./login-limiter.ts";
+import { ClientGoneError } from "./request-body.ts";
 import { RolloutEvents } from "./rollout-events.ts";
+import { SourceLog } from "./source-log.ts";
 import { StaticFiles } from "./static-files.ts";
 
 export const DEFAULT_HTTP_PORT = 8080;
@@ -46,7 +49,8 @@ export interface HttpOptions {
   /** Turn authentication off: allowed only when `host` is a loopback address. */
   noAuth?: boolean;
   stream?: EventStreamOptions;
-  loginLimits?: LoginLimits;
+  /** Over the defaults of DEFAULT_HTTP_LIMITS (docs/limits.md). */
+  limits?: Partial<HttpLimits>;
 }
 
 export interface HttpFeatureDeps {
@@ -84,6 +88,9 @@ export class HttpFeature {
   private readonly auth: Authenticator;
   private readonly host: string;
   private readonly port: number;
+  readonly limits: HttpLimits;
+  /** Refusals are logged once per source and status per minute (a flood is one line, not thousands). */
+  private readonly refusals = new SourceLog();
 
   constructor(
     private readonly deps: HttpFeatureDeps,
@@ -91,6 +98,7 @@ export class HttpFeature {
   ) {
     this.host = options.host ?? DEFAULT_HTTP_HOST;
     this.port = options.port ?? DEFAULT_HTTP_PORT;
+    this.limits = httpLimits(options.limits);
     if (options.noAuth && !isLoopbackHost(this.host)) {
       throw new UsageError(
         `--no-auth is allowed only when the HTTP server listens on loopback (127.0.0.1, ::1 or localhost), not on ${this.host}: anyone on the network could push firmware to every device. Add --http-host 127.0.0.1, or keep the token.`,
@@ -103,7 +111,7 @@ export class HttpFeature {
       this.tokenPath = ensured.path;
       token = new AdminToken(ensured.path);
     }
-    this.auth = new Authenticator(token, new LoginLimiter(options.loginLimits ?? DEFAULT_LOGIN_LIMITS));
+    this.auth = new Authenticator(token, new LoginLimiter(this.limits.credentials));
     const handlers = bridgeHandlers({
       storage: deps.storage,
       library: deps.library,
@@ -112,7 +120,7 @@ export class HttpFeature {
       info: deps.info,
       ...(deps.provisioning ? { provisioning: deps.provisioning } : {}),
     });
-    this.stream = new EventStream(options.stream);
+    this.stream = new EventStream({ maxClients: this.limits.eventClients, ...options.stream });
     this.lines = new LineUpdates({ library: deps.library, rollouts: deps.rollouts });
     this.events = new FleetEvents({
       link: deps.link,
@@ -142,12 +150,44 @@ export class HttpFeature {
       secure: (request: IncomingMessage) => request.headers["x-forwarded-proto"] === "https",
       logger: deps.logger,
       now: () => Date.now(),
+      limits: this.limits,
     };
-    this.server = createServer((request, response) => {
-      this.handle(ctx, request, response).catch((error: unknown) => this.fail(request, response, error));
+    const { headersTimeoutMs, requestTimeoutMs } = this.limits;
+    this.server = createServer(
+      {
+        headersTimeout: headersTimeoutMs,
+        requestTimeout: requestTimeoutMs,
+        // Node checks both timeouts this often (30 s by default, longer than a short headers timeout).
+        connectionsCheckingInterval: Math.max(100, Math.min(headersTimeoutMs, requestTimeoutMs, 30_000) / 4),
+      },
+      (request, response) => {
+        this.handle(ctx, request, response).catch((error: unknown) => this.fail(request, response, error));
+      },
+    );
+    // A client that breaks the protocol or is too slow: Node answers 400/408 and closes; one line per source per minute.
+    this.server.on("clientError", (error: NodeJS.ErrnoException, duplex) => {
+      // Node's own type for it (Duplex) is wider than what an HTTP server hands here.
+      const socket = duplex as Socket & { _httpMessage?: ServerResponse };
+      const source = socket.remoteAddress ?? "unknown";
+      // A reset or a closed pipe is a client leaving, not worth a line.
+      const routine = error.code === "ECONNRESET" || error.code === "EPIPE";
+      const notLogged = routine ? undefined : this.refusals.due(`${source} ${error.code ?? "clientError"}`);
+      if (notLogged !== undefined)
+        this.deps.logger.info(
+          { source, code: error.code, reason: error.message, notLogged },
+          "HTTP connection closed: the client broke the protocol or was too slow",
+        );
+      // As Node's default does: an answer only where no response has begun on the connection.
+      if (socket.writable && !socket.destroyed && !socket._httpMessage?.headersSent) {
+        const timeout =
+          error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT";
+        socket.end(
+          timeout
+            ? "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            : "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        );
+      } else socket.destroy();
     });
-    this.server.headersTimeout = 20_000;
-    this.server.requestTimeout = 120_000;
   }
 
   async start(): Promise<void> {
@@ -223,6 +263,18 @@ export class HttpFeature {
   }
 
   private fail(request: IncomingMessage, response: ServerResponse, error: unknown): void {
+    const source = request.socket.remoteAddress ?? "unknown";
+    if (error instanceof ClientGoneError || (error instanceof HttpError && response.destroyed)) {
+      // Nobody is left to answer: one line, no stack (it is the client's doing, not a fault here).
+      const notLogged = this.refusals.due(`${source} gone`);
+      if (notLogged !== undefined)
+        this.deps.logger.info(
+          { source, url: request.url?.slice(0, 200), reason: error.message, notLogged },
+          "HTTP client went away mid-request",
+        );
+      response.destroy();
+      return;
+    }
     let status = 500;
     let body: Record<string, unknown>;
     let headers: Record<string, string> = {};
@@ -247,11 +299,25 @@ export class HttpFeature {
       response.destroy();
       return;
     }
-    if (status >= 400 && status < 500 && status !== 404)
-      this.deps.logger.info(
-        { url: request.url?.slice(0, 200), status, reason: String(body.error).split("\n")[0] },
-        "HTTP request refused",
-      );
+    if (status >= 400 && status < 500 && status !== 404) this.logRefusal(request, status, body);
+    else if (status === 503) this.logRefusal(request, status, body);
     sendJson(response, status, { ...body, status }, headers);
+  }
+
+  /** Once per source and status per minute, with how many were not logged since. */
+  private logRefusal(request: IncomingMessage, status: number, body: Record<string, unknown>): void {
+    const source = request.socket.remoteAddress ?? "unknown";
+    const notLogged = this.refusals.due(`${source} ${status}`);
+    if (notLogged === undefined) return;
+    this.deps.logger[status === 429 || status === 503 ? "warn" : "info"](
+      {
+        source,
+        url: request.url?.slice(0, 200),
+        status,
+        reason: String(body.error).split("\n")[0],
+        notLogged,
+      },
+      "HTTP request refused (logged once per source and status per minute)",
+    );
   }
 }

@@ -1,4 +1,4 @@
-/** How many failed logins an address may have in a window before it must wait. */
+/** How many failed logins or wrong Bearer tokens an address may send in a window before it must wait. */
 export interface LoginLimits {
   maxFailures: number;
   windowMs: number;
@@ -6,22 +6,27 @@ export interface LoginLimits {
   maxAddresses: number;
 }
 
-export const DEFAULT_LOGIN_LIMITS: LoginLimits = { maxFailures: 5, windowMs: 60_000, maxAddresses: 1024 };
-
 /**
- * Counts failed logins per client address in a fixed window. An address
- * over the limit is refused (HTTP 429) until its window ends, even with the
- * right token, so guessing stays slow.
+ * Counts wrong credentials (login form and Bearer token alike) per client
+ * address in a fixed window. The caller checks a credential before asking
+ * here, so only a wrong one is ever refused with 429: the right token passes
+ * during a lockout, and one guesser behind a proxy cannot shut out everyone
+ * else behind it. A right credential does not reset the count either, for
+ * the same reason.
  */
 export class LoginLimiter {
   private readonly failures = new Map<string, { count: number; since: number }>();
 
   constructor(
-    private readonly limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
+    private readonly limits: LoginLimits,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Milliseconds the address must wait, or 0 when it may try. */
+  get windowMs(): number {
+    return this.limits.windowMs;
+  }
+
+  /** Milliseconds the address must wait before a wrong credential is answered 401 again, or 0. */
   waitMs(address: string): number {
     const entry = this.failures.get(address);
     if (!entry) return 0;
@@ -31,6 +36,12 @@ export class LoginLimiter {
       return 0;
     }
     return entry.count >= this.limits.maxFailures ? end - this.now() : 0;
+  }
+
+  /** Failures the address has in its current window. */
+  count(address: string): number {
+    this.waitMs(address); // forgets a window that is over
+    return this.failures.get(address)?.count ?? 0;
   }
 
   failed(address: string): void {
@@ -47,9 +58,5 @@ export class LoginLimiter {
       if (oldest === undefined) break;
       this.failures.delete(oldest);
     }
-  }
-
-  succeeded(address: string): void {
-    this.failures.delete(address);
   }
 }

@@ -1,7 +1,14 @@
 import type { IncomingMessage } from "node:http";
 import { HttpError } from "./http-error.ts";
 
-export const MAX_JSON_BYTES = 64 * 1024;
+/** What bounds a request body (the named settings of HttpLimits). */
+export interface BodyLimits {
+  jsonBodyBytes: number;
+  bodyIdleMs: number;
+}
+
+/** A request whose client closed the connection before its body arrived: nobody is left to answer. */
+export class ClientGoneError extends HttpError {}
 
 function tooLarge(limit: number, what: string): HttpError {
   return new HttpError(
@@ -23,31 +30,79 @@ function declaredLength(request: IncomingMessage): number | undefined {
 /**
  * The body's bytes, refused (413) before reading when Content-Length says
  * more than `limit`, and as soon as more than `limit` bytes arrive (the
- * rest is drained, not kept).
+ * rest is drained, not kept). A body that stops arriving for `idleMs` (a
+ * Content-Length larger than what the client sends) is answered 408 and
+ * its connection closed, rather than held until the client gives up.
  */
-async function readBody(request: IncomingMessage, limit: number, what: string): Promise<Buffer> {
+function readBody(request: IncomingMessage, limit: number, idleMs: number, what: string): Promise<Buffer> {
   const length = declaredLength(request);
   if (length !== undefined && length > limit) {
     request.resume();
-    throw tooLarge(limit, what);
+    return Promise.reject(tooLarge(limit, what));
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      request.resume();
-      throw tooLarge(limit, what);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, size);
+  // Already read to its end (nothing is left to wait for).
+  if (request.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (error: Error | undefined) => {
+      clearTimeout(timer);
+      request.off("data", onData);
+      request.off("end", onEnd);
+      request.off("close", onClose);
+      request.off("error", onClose);
+      if (error) reject(error);
+      else resolve(Buffer.concat(chunks, size));
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        settle(
+          new HttpError(
+            408,
+            `The request body stopped arriving: ${size.toLocaleString("en-US")} of ${length === undefined ? "its" : length.toLocaleString("en-US")} bytes came, then nothing for ${idleMs / 1000} s. Send the whole body; Content-Length must be its size.`,
+            { received: size, ...(length !== undefined ? { declared: length } : {}) },
+            { connection: "close" },
+          ),
+        );
+      }, idleMs);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        settle(tooLarge(limit, what));
+        request.resume();
+        return;
+      }
+      chunks.push(chunk);
+      arm();
+    };
+    const onEnd = () => settle(undefined);
+    const onClose = () => {
+      if (request.complete) return;
+      settle(
+        new ClientGoneError(
+          400,
+          `The client closed the connection after ${size} of ${length ?? "its"} bytes of the request body.`,
+        ),
+      );
+    };
+    request.on("data", onData);
+    request.on("end", onEnd);
+    request.on("close", onClose);
+    request.on("error", onClose);
+    arm();
+  });
 }
 
-/** Reads a JSON object body (at most 64 KiB); an empty body is `{}`. */
-export async function readJsonBody(request: IncomingMessage): Promise<Record<string, unknown>> {
+/** Reads a JSON object body (at most `limits.jsonBodyBytes`); an empty body is `{}`. */
+export async function readJsonBody(
+  request: IncomingMessage,
+  limits: BodyLimits,
+): Promise<Record<string, unknown>> {
   const type = (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
-  const body = await readBody(request, MAX_JSON_BYTES, "The request body");
+  const body = await readBody(request, limits.jsonBodyBytes, limits.bodyIdleMs, "The request body");
   if (body.length === 0) return {};
   if (type !== "application/json") {
     throw new HttpError(415, 'Send the request body as JSON with "Content-Type: application/json".');
@@ -72,8 +127,12 @@ export async function readJsonBody(request: IncomingMessage): Promise<Record<str
  * image), refusing it (413) as soon as it passes `limit`. Nothing of an
  * upload is written to disk here; the firmware store keeps what it accepts.
  */
-export async function readUpload(request: IncomingMessage, limit: number): Promise<Uint8Array> {
-  const body = await readBody(request, limit, "The uploaded file");
+export async function readUpload(
+  request: IncomingMessage,
+  limit: number,
+  idleMs: number,
+): Promise<Uint8Array> {
+  const body = await readBody(request, limit, idleMs, "The uploaded file");
   if (body.length === 0)
     throw new HttpError(400, "The upload is empty: send the firmware file as the request body.");
   return body;

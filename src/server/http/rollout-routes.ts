@@ -1,5 +1,6 @@
 import type { ApiCall, ApiRoute } from "./api-context.ts";
 import { queryBoolean, queryFields, queryInteger } from "./http-json.ts";
+import { MAX_NEWEST, replyOffsetPage } from "./list-page.ts";
 import { readJsonBody } from "./request-body.ts";
 
 function optionalReason(body: Record<string, unknown>): { reason?: unknown } {
@@ -26,14 +27,22 @@ export const ROLLOUT_ROUTES: ApiRoute[] = [
   {
     method: "GET",
     path: "/rollouts",
-    handle: async ({ h, query, reply }) =>
-      reply(200, await h["rollout/list"](queryFields(query, { active: queryBoolean, limit: queryInteger }))),
+    handle: async (call) =>
+      replyOffsetPage(
+        call,
+        (upTo) =>
+          call.h["rollout/list"]({
+            ...queryFields(call.query, { active: queryBoolean }),
+            limit: Math.min(upTo, MAX_NEWEST),
+          }),
+        false,
+      ),
   },
   {
     method: "POST",
     path: "/rollouts",
     handle: async (call) =>
-      changed(call, 201, await call.h["rollout/create"](await readJsonBody(call.request))),
+      changed(call, 201, await call.h["rollout/create"](await readJsonBody(call.request, call.ctx.limits))),
   },
   {
     method: "GET",
@@ -47,7 +56,7 @@ export const ROLLOUT_ROUTES: ApiRoute[] = [
     path: "/rollouts/:id/pause",
     missing,
     handle: async (call) => {
-      const body = await readJsonBody(call.request);
+      const body = await readJsonBody(call.request, call.ctx.limits);
       changed(call, 200, await call.h["rollout/pause"]({ id: call.params.id, ...optionalReason(body) }));
     },
   },
@@ -56,7 +65,7 @@ export const ROLLOUT_ROUTES: ApiRoute[] = [
     path: "/rollouts/:id/resume",
     missing,
     handle: async (call) => {
-      await readJsonBody(call.request);
+      await readJsonBody(call.request, call.ctx.limits);
       changed(call, 200, await call.h["rollout/resume"]({ id: call.params.id }));
     },
   },
@@ -65,7 +74,7 @@ export const ROLLOUT_ROUTES: ApiRoute[] = [
     path: "/rollouts/:id/abort",
     missing,
     handle: async (call) => {
-      const body = await readJsonBody(call.request);
+      const body = await readJsonBody(call.request, call.ctx.limits);
       changed(call, 200, await call.h["rollout/abort"]({ id: call.params.id, ...optionalReason(body) }));
     },
   },

@@ -227,6 +227,20 @@ class PostgresDeviceStore implements DeviceStore {
     );
   }
 
+  async page(after: string | undefined, limit: number): Promise<DeviceRecord[]> {
+    const rows = await this.db.sql("listing devices", (sql) =>
+      sql.rows("SELECT * FROM devices WHERE id > $1 ORDER BY id LIMIT $2", [after ?? "", limit]),
+    );
+    return rows.map(deviceFromRow);
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db.sql("counting devices", (sql) =>
+      sql.one("SELECT count(*)::int AS n FROM devices"),
+    );
+    return Number(row?.n ?? 0);
+  }
+
   async history(id: string, limit: number): Promise<DeviceStateEntry[]> {
     const rows = await this.db.sql("reading a device's history", (sql) =>
       sql.rows("SELECT * FROM device_states WHERE device_id = $1 ORDER BY seq DESC LIMIT $2", [id, limit]),

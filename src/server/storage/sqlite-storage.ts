@@ -235,6 +235,17 @@ class SqliteDeviceStore implements DeviceStore {
     return (this.db.prepare("SELECT * FROM devices ORDER BY id").all() as Row[]).map(deviceFromRow);
   }
 
+  async page(after: string | undefined, limit: number): Promise<DeviceRecord[]> {
+    const rows = this.db
+      .prepare("SELECT * FROM devices WHERE id > ? ORDER BY id LIMIT ?")
+      .all(after ?? "", limit) as Row[];
+    return rows.map(deviceFromRow);
+  }
+
+  async count(): Promise<number> {
+    return (this.db.prepare("SELECT count(*) AS n FROM devices").get() as { n: number }).n;
+  }
+
   async history(id: string, limit: number): Promise<DeviceStateEntry[]> {
     const rows = this.db
       .prepare("SELECT * FROM device_states WHERE device_id = ? ORDER BY seq DESC LIMIT ?")

@@ -101,6 +101,9 @@ export interface DeviceStore {
   }): Promise<DeviceRecord>;
   get(id: string): Promise<DeviceRecord | undefined>;
   list(): Promise<DeviceRecord[]>;
+  /** Up to `limit` devices with ids after `after` (all when undefined), by id: one page of the list. */
+  page(after: string | undefined, limit: number): Promise<DeviceRecord[]>;
+  count(): Promise<number>;
   /** Newest first. */
   history(id: string, limit: number): Promise<DeviceStateEntry[]>;
 }

@@ -136,10 +136,11 @@ export function toHex(bytes: Uint8Array, max = 4096): string {
 /** How an input is shown in a failure: bytes as hex, anything else as JSON (or its text). */
 export function describeInput(input: unknown): string {
   if (input instanceof Uint8Array) return `${input.length} bytes, hex: ${toHex(input)}`;
-  if (typeof input === "string") return `string of ${input.length}: ${JSON.stringify(input.slice(0, 4096))}`;
+  if (typeof input === "string") return `string of ${input.length}: ${JSON.stringify(input.slice(0, 2048))}`;
   try {
     const json = JSON.stringify(input);
-    if (json !== undefined) return json.length > 8192 ? `${json.slice(0, 8192)}...` : json;
+    if (json !== undefined)
+      return json.length > 2048 ? `${json.slice(0, 2048)}... (${json.length} chars)` : json;
   } catch {
     // too deep for JSON.stringify
   }
@@ -186,14 +187,20 @@ export async function fuzz<T>(c: FuzzCase<T>): Promise<FuzzReport> {
   return { inputs };
 }
 
-/** Text a clear message never holds: a value printed without thought. */
-const UNCLEAR = /\[object Object\]|\bNaN\b|\bundefined\b|at Object\.|\(node:internal/;
+/** Text a clear message never holds: an object printed without thought, or a stack. */
+const UNCLEAR = /\[object Object\]|\n\s+at |\(node:internal/;
+/** Longer than this, a message is mostly echoed input: nobody reads it, and it floods logs. */
+const MAX_MESSAGE_LENGTH = 2000;
 
-/** The message is a sentence for people: not empty, no `[object Object]`, `NaN` or `undefined`. */
+/** The message is a sentence for people: not empty, not huge, no `[object Object]` or stack. */
 export function assertClearMessage(message: unknown, what = "message"): void {
   assert.equal(typeof message, "string", `${what} is not text`);
   const text = message as string;
   assert.ok(text.trim().length > 0, `${what} is empty`);
+  assert.ok(
+    text.length <= MAX_MESSAGE_LENGTH,
+    `${what} has ${text.length} characters: ${text.slice(0, 300)}...`,
+  );
   assert.doesNotMatch(text, UNCLEAR, `${what} is not clear: ${text.slice(0, 300)}`);
 }
 

@@ -138,7 +138,13 @@ export function describeInput(input: unknown): string {
   if (input instanceof Uint8Array) return `${input.length} bytes, hex: ${toHex(input)}`;
   if (typeof input === "string") return `string of ${input.length}: ${JSON.stringify(input.slice(0, 2048))}`;
   try {
-    const json = JSON.stringify(input);
+    // Bytes inside an input show as hex and as text, not as Buffer's list of numbers.
+    const json = JSON.stringify(input, function (this: Record<string, unknown>, key, value) {
+      const raw = this[key];
+      return raw instanceof Uint8Array
+        ? { hex: toHex(raw, 1024), text: Buffer.from(raw).toString("utf8").slice(0, 300) }
+        : value;
+    });
     if (json !== undefined)
       return json.length > 2048 ? `${json.slice(0, 2048)}... (${json.length} chars)` : json;
   } catch {
@@ -158,6 +164,11 @@ export interface FuzzCase<T> {
   check: (input: T) => void | Promise<void>;
   /** Inputs that once failed, run first on every run. */
   regressions?: readonly T[];
+  /**
+   * Checks run at once (default 1). Inputs are still made in order, so a
+   * seed gives the same inputs; for checks that wait on a server.
+   */
+  concurrency?: number;
 }
 
 /** What one run did: how many inputs it tried. */
@@ -183,7 +194,18 @@ export async function fuzz<T>(c: FuzzCase<T>): Promise<FuzzReport> {
   };
   for (const [i, input] of (c.regressions ?? []).entries()) await run(input, `regression case ${i + 1}`);
   const rng = new Rng(c.seed);
-  for (let i = 0; i < c.runs; i++) await run(c.generate(rng, i), `input ${i + 1} of ${c.runs}`);
+  const cases = Array.from({ length: c.runs }, (_, i) => ({
+    input: c.generate(rng, i),
+    label: `input ${i + 1} of ${c.runs}`,
+  }));
+  let next = 0;
+  const worker = async () => {
+    while (next < cases.length) {
+      const { input, label } = cases[next++] as { input: T; label: string };
+      await run(input, label);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, c.concurrency ?? 1) }, worker));
   return { inputs };
 }
 

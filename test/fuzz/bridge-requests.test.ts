@@ -2,12 +2,20 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import { BRIDGE_REQUEST_NAMES } from "../../src/server/bridge/api.ts";
+import { jsonNesting, jsonNestingProblem, MAX_JSON_NESTING } from "../../src/server/json-nesting.ts";
 import { RequestError } from "../../src/server/request-error.ts";
 import { parseRolloutRequest } from "../../src/server/rollouts/rollout-request.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { assertClearError, assertClearMessage, fuzz, fuzzRuns, fuzzSeed, type Rng } from "./fuzz.ts";
-import { assertNoPrototypePollution, deepJson, jsonObject, jsonText, mutateObject } from "./json-values.ts";
+import {
+  assertNoPrototypePollution,
+  deepJson,
+  jsonObject,
+  jsonText,
+  jsonValue,
+  mutateObject,
+} from "./json-values.ts";
 
 const FW = "0123456789abcdef0123456789abcdef";
 
@@ -32,7 +40,31 @@ const VALID_ROLLOUTS: Record<string, unknown>[] = [
   { firmware: FW, line: "sensor", startAt: 1_900_000_000_000 },
 ];
 
+/** How deeply a value nests lists and objects (a primitive: 0). */
+function depthOf(value: unknown): number {
+  if (typeof value !== "object" || value === null) return 0;
+  return 1 + Math.max(0, ...Object.values(value).map(depthOf));
+}
+
 describe("fuzz: bridge requests", () => {
+  it("jsonNesting counts the depth of any JSON text, brackets inside strings left out", async () => {
+    await fuzz({
+      name: "jsonNesting",
+      seed: fuzzSeed(0xdee9),
+      runs: fuzzRuns(2000),
+      generate: (rng) => {
+        let value: unknown = jsonValue(rng);
+        for (let i = rng.int(80); i > 0; i--) value = rng.chance(0.5) ? [value, ']]\\"[{'] : { '{["': value };
+        return value;
+      },
+      check: (value) => {
+        const text = JSON.stringify(value);
+        assert.equal(jsonNesting(text), depthOf(value));
+        assert.equal(jsonNestingProblem(text, "It") === undefined, depthOf(value) <= MAX_JSON_NESTING);
+      },
+    });
+  });
+
   it("rollout/create: any request is checked into a plan, or refused with a clear RequestError", async () => {
     await fuzz({
       name: "parseRolloutRequest",
@@ -204,7 +236,7 @@ describe("fuzz: bridge requests", () => {
       await fuzz({
         name: "bridge request",
         seed: fuzzSeed(0xb41d),
-        runs: fuzzRuns(1500),
+        runs: fuzzRuns(1200),
         concurrency: 32,
         regressions: [
           // Found by this test: JSON nested 6,000 deep made the embedded broker's JSON.stringify (stamping

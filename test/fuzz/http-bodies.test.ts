@@ -136,7 +136,7 @@ describe("fuzz: HTTP request bodies", () => {
     await fuzz({
       name: "HTTP request",
       seed: fuzzSeed(0x4777),
-      runs: fuzzRuns(1200),
+      runs: fuzzRuns(1000),
       concurrency: 16,
       regressions: [
         {

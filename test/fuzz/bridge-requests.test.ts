@@ -243,7 +243,17 @@ describe("fuzz: bridge requests", () => {
           // $caller) throw a RangeError, and the request was never answered nor acknowledged.
           { name: "devices/rotate", payload: Buffer.from(deepJson(6000, "object")), transaction: "" },
           { name: "jobs", payload: Buffer.from(deepJson(30000, "array")), transaction: "" },
-          // Found by this test: a refused firmware name was echoed whole (5,000 characters) in the reply.
+          // Found by this test: a refused or unknown firmware name was echoed whole (5,000 characters) in the reply.
+          {
+            name: "job/cancel",
+            payload: Buffer.from(JSON.stringify({ id: "x".repeat(5000), transaction: "r3" })),
+            transaction: "r3",
+          },
+          {
+            name: "firmware/remove",
+            payload: Buffer.from(JSON.stringify({ id: "x".repeat(5000), transaction: "r2" })),
+            transaction: "r2",
+          },
           {
             name: "firmware/add",
             payload: Buffer.from(

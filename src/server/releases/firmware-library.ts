@@ -172,7 +172,7 @@ export class FirmwareLibrary {
     const found = await this.storage.firmware.findByName(name, version);
     if (found[0]) return found[0];
     throw new RequestError(
-      `No firmware ${version === undefined ? `named "${name}"` : `"${name}" version "${version}"`} is in the store. Add it with \`mpota firmware add FILE --name NAME --version VERSION\`, or see \`mpota firmware list\`.`,
+      `No firmware ${version === undefined ? `named "${shorten(name)}"` : `"${shorten(name)}" version "${shorten(version)}"`} is in the store. Add it with \`mpota firmware add FILE --name NAME --version VERSION\`, or see \`mpota firmware list\`.`,
     );
   }
 

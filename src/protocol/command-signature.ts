@@ -119,10 +119,26 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 type Fields = Record<string, unknown>;
 
+/**
+ * A field's value as a message shows it: JSON, cut short. A command may come
+ * from anywhere, so its values may be objects (String() gives "[object
+ * Object]", or throws for `{"toString":1}`) or nested too deep to print.
+ */
+function shown(value: unknown): string {
+  if (value === undefined) return "missing";
+  if (value === null || ["number", "boolean", "bigint"].includes(typeof value)) return String(value);
+  let text: string;
+  try {
+    text = JSON.stringify(typeof value === "string" ? value.slice(0, 80) : value) ?? typeof value;
+  } catch {
+    text = `a ${typeof value} that cannot be shown`;
+  }
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text;
+}
+
 function fieldError(field: string, value: unknown, rule: string): CommandFieldError {
-  const shown = typeof value === "string" ? JSON.stringify(value.slice(0, 80)) : String(value);
   return new CommandFieldError(
-    `Command field ${field} is ${value === undefined ? "missing" : shown}; it must be ${rule}. The device would ignore such a command, so it is not signed.`,
+    `Command field ${field} is ${shown(value)}; it must be ${rule}. The device would ignore such a command, so it is not signed.`,
   );
 }
 
@@ -313,7 +329,7 @@ export function verifyCommand(
     throw new CommandSignatureError("The command is not a JSON object.");
   }
   const c = command as Fields;
-  if (c.v !== COMMAND_VERSION) throw new CommandSignatureError(`The command's v is ${String(c.v)}, not 2.`);
+  if (c.v !== COMMAND_VERSION) throw new CommandSignatureError(`The command's v is ${shown(c.v)}, not 2.`);
   if (c.sig === undefined) throw new CommandSignatureError("The command is not signed (no sig).");
   let fields: CommandFields;
   try {

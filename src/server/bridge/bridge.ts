@@ -1,6 +1,7 @@
 import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import { MpotaError } from "../../errors.ts";
+import { jsonNestingProblem } from "../json-nesting.ts";
 import { CALLER_FIELD } from "../mqtt/broker-access.ts";
 import { shorten } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
@@ -98,9 +99,17 @@ export class Bridge {
     }
     let request: Record<string, unknown> = {};
     if (payload.length > 0) {
+      const text = payload.toString("utf8");
+      // Before $caller is read: the broker leaves such a request unstamped (broker-access.ts).
+      const tooDeep = jsonNestingProblem(text, "The request");
+      if (tooDeep) {
+        log.warn({ request: shorten(name) }, "request nested too deep");
+        await this.reply(name, undefined, { status: "error", data: {}, error: tooDeep });
+        return;
+      }
       let value: unknown;
       try {
-        value = JSON.parse(payload.toString("utf8"));
+        value = JSON.parse(text);
       } catch (error) {
         log.warn({ request: shorten(name), reason: (error as Error).message }, "request is not JSON");
         await this.reply(name, undefined, {

@@ -5,7 +5,13 @@ import type { Clock } from "../../net/clock.ts";
 import { COMMAND_VERSION_PATTERN } from "../../protocol/command-signature.ts";
 import type { ImagePusher } from "../deliveries/image-pusher.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
-import { type DeviceAck, type DeviceState, type DeviceStatus, deviceIdProblem } from "../mqtt/contract.ts";
+import {
+  type DeviceAck,
+  type DeviceState,
+  type DeviceStatus,
+  deviceIdProblem,
+  shorten,
+} from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Topics } from "../mqtt/topics.ts";
 import { firmwareChecks } from "../releases/firmware-checks.ts";
@@ -280,7 +286,9 @@ export class JobRunner {
   async cancel(jobId: string): Promise<JobRecord> {
     const job = typeof jobId === "string" ? await this.o.storage.jobs.get(jobId) : undefined;
     if (!job)
-      throw new RequestError(`There is no job "${jobId}". \`mpota jobs\` lists them.`, { notFound: true });
+      throw new RequestError(`There is no job "${shorten(jobId)}". \`mpota jobs\` lists them.`, {
+        notFound: true,
+      });
     if (isTerminal(job.phase)) {
       throw new RequestError(
         `Job ${job.id} has already ${job.phase === "cancelled" ? "been cancelled" : job.phase}.`,

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
+import { jsonNestingProblem } from "../json-nesting.ts";
 import type { CredentialRecord } from "../storage/storage.ts";
 import { verifySecretAsync } from "../trust/credentials.ts";
 import { DEVICE_ID_PATTERN, RESERVED_DEVICE_IDS } from "./contract.ts";
@@ -171,9 +172,12 @@ export class BrokerAccess {
   stampCaller(principal: Principal, topic: string, payload: Buffer): Buffer | undefined {
     if (principal.kind !== "admin" || !topic.startsWith(`${this.base}/bridge/request/`)) return undefined;
     if (payload.length > MAX_STAMPED_BYTES) return undefined;
+    const text = payload.toString("utf8");
+    // Too deep for JSON.stringify below (it threw a RangeError in the broker); the bridge refuses it.
+    if (jsonNestingProblem(text, "The request")) return undefined;
     let request: unknown;
     try {
-      request = payload.length === 0 ? {} : JSON.parse(payload.toString("utf8"));
+      request = payload.length === 0 ? {} : JSON.parse(text);
     } catch {
       return undefined; // the bridge answers it with an error
     }

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { shorten } from "../mqtt/contract.ts";
 import { RequestError } from "../request-error.ts";
 import { rolloutsTargeting, targetOfRolloutsText } from "../rollouts/rollout-membership.ts";
 import {
@@ -86,12 +87,12 @@ export class FirmwareLibrary {
     const version = input.version?.trim();
     if (!name || !FIRMWARE_NAME_PATTERN.test(name)) {
       throw new RequestError(
-        `The firmware name "${input.name ?? ""}" is not usable: give 1 to 64 letters, digits, ".", "_", "+" or "-", starting with a letter or digit (no "@").`,
+        `The firmware name "${shorten(input.name ?? "")}" is not usable: give 1 to 64 letters, digits, ".", "_", "+" or "-", starting with a letter or digit (no "@").`,
       );
     }
     if (!version || !FIRMWARE_VERSION_PATTERN.test(version)) {
       throw new RequestError(
-        `The firmware version "${input.version ?? ""}" is not usable: give 1 to 64 letters, digits, ".", "_", "+", "~" or "-" (for example 1.4.2), starting with a letter or digit.`,
+        `The firmware version "${shorten(input.version ?? "")}" is not usable: give 1 to 64 letters, digits, ".", "_", "+", "~" or "-" (for example 1.4.2), starting with a letter or digit.`,
       );
     }
     const notes = input.notes?.trim() || null;
@@ -171,7 +172,7 @@ export class FirmwareLibrary {
     const found = await this.storage.firmware.findByName(name, version);
     if (found[0]) return found[0];
     throw new RequestError(
-      `No firmware ${version === undefined ? `named "${name}"` : `"${name}" version "${version}"`} is in the store. Add it with \`mpota firmware add FILE --name NAME --version VERSION\`, or see \`mpota firmware list\`.`,
+      `No firmware ${version === undefined ? `named "${shorten(name)}"` : `"${shorten(name)}" version "${shorten(version)}"`} is in the store. Add it with \`mpota firmware add FILE --name NAME --version VERSION\`, or see \`mpota firmware list\`.`,
     );
   }
 

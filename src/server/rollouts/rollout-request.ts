@@ -15,6 +15,8 @@ export const MAX_TIMEOUT_S = 30 * 24 * 3600;
 export const MAX_CONCURRENCY = 1000;
 export const MAX_RETRIES = 20;
 export const MAX_ROLLOUT_DEVICES = 100_000;
+/** The latest time a JavaScript Date holds (year 275760). */
+const MAX_DATE_MS = 8.64e15;
 
 export type GroupSize =
   | { kind: "count"; count: number }
@@ -193,7 +195,8 @@ function parseSelector(request: Record<string, unknown>): RolloutSelector {
 
 function parseStartAt(value: unknown): number | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
+  // A Date holds at most 8.64e15 ms: later times cannot be shown or compared as dates.
+  if (typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_DATE_MS) return value;
   if (typeof value === "string") {
     const at = Date.parse(value);
     if (!Number.isNaN(at)) return at;

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import {
   DEVICE_DIR,
@@ -32,7 +33,7 @@ import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-prot
 
 /** The simulated device cannot do what was asked (wrong phase, worker failure, nothing happened in time). */
 export class AgentHostError extends MpotaError {
-  override readonly exitCode: number = 40;
+  override readonly exitCode: number = EXIT_CODES.agentHost.code;
 }
 
 export interface BrokerAddress {

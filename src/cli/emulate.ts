@@ -5,6 +5,7 @@ import { RTC_MAGIC } from "../emulator/boot.ts";
 import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
 import { checkFlashSize, type Flash, formatFlashSize, openFlash } from "../emulator/flash.ts";
 import { MpotaError, UsageError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
@@ -23,7 +24,7 @@ import {
 
 /** The emulator could not take its UDP address. */
 export class EmulatorBindError extends MpotaError {
-  override readonly exitCode: number = 7;
+  override readonly exitCode: number = EXIT_CODES.emulatorBind.code;
 }
 
 export interface EmulateCommandOptions {

@@ -1,4 +1,4 @@
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { ImpairedChannel, type ImpairmentStats, type LinkProfile, linkProfile } from "../net/impairment.ts";
 import { type Random, seededRandom } from "../net/random.ts";
@@ -36,9 +36,7 @@ const RESET_REASONS: Record<ResetCause, number> = {
 };
 
 /** The emulated device was asked to do something its state does not allow. */
-export class EmulatorStateError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+export class EmulatorStateError extends UsageError {}
 
 /** The main app boot8266 started: its size word and MD5 trailer (the firmware identity). */
 export interface AppIdentity {

@@ -1,11 +1,9 @@
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { FLASH_SIZE_CODES } from "./esp-image.ts";
 import { hex } from "./format.ts";
 
 /** A flash size or offset the user gave cannot describe an ESP8266 flash. */
-export class FlashSizeError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+export class FlashSizeError extends UsageError {}
 
 export const FLASH_SECTOR = 0x1000;
 /** yaota8266's default MAIN_APP_OFFSET (config.h.example): boot8266 + ota-server end here. */

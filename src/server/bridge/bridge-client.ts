@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { MqttClient } from "mqtt";
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import {
   BrokerConnectError,
   connectClient,
@@ -21,7 +22,7 @@ import { maxRequestBytes } from "./bridge.ts";
 
 /** The broker answered, but no mpota server replied to a request. */
 export class NoServerError extends MpotaError {
-  override readonly exitCode: number = 23;
+  override readonly exitCode: number = EXIT_CODES.noServer.code;
 }
 
 export const DEFAULT_CLIENT_URL = "mqtt://localhost:1883";

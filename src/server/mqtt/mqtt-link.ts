@@ -3,10 +3,11 @@ import { readFileSync } from "node:fs";
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { FileError, MpotaError, UsageError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 
 /** The broker could not be reached or refused the connection. */
 export class BrokerConnectError extends MpotaError {
-  override readonly exitCode: number = 20;
+  override readonly exitCode: number = EXIT_CODES.brokerConnect.code;
 }
 
 /** How to reach a broker: the embedded one or an external one such as Mosquitto. */

@@ -1,4 +1,5 @@
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import { encodeCommand, type OtaCommandFields, signCommand } from "../../protocol/command-signature.ts";
 import { jobAllowsDowngrade } from "../jobs/downgrade-policy.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
@@ -6,7 +7,7 @@ import type { CommandKeyRing } from "./command-key-ring.ts";
 
 /** A command cannot be signed for this job: the device is not provisioned, or a field cannot be carried. */
 export class CommandSigningError extends MpotaError {
-  override readonly exitCode: number = 22;
+  override readonly exitCode: number = EXIT_CODES.commandSigning.code;
 }
 
 /**

@@ -1,11 +1,12 @@
 import { fstatSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { type Command, Option } from "commander";
-import { RTC_MAGIC } from "../emulator/boot.ts";
 import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
-import { checkFlashSize, type Flash, formatFlashSize, openFlash } from "../emulator/flash.ts";
+import { type Flash, openFlash } from "../emulator/flash.ts";
 import { MpotaError, UsageError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
+import { checkFlashSize, formatFlashSize } from "../firmware/flash-layout.ts";
+import { RTC_MAGIC } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";

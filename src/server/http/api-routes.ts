@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
+import { DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { preflight } from "../../firmware/preflight.ts";
 import type { BridgeHandlers } from "../bridge/bridge.ts";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../bridge/bridge.ts";
-import { DEFAULT_FLASH_SIZE_FOR_CHECKS } from "../releases/firmware-checks.ts";
 import { RequestError } from "../request-error.ts";
 import type { Storage, StoredVerdict } from "../storage/storage.ts";
 import { auditedHandlers, recordAudit } from "../trust/audit.ts";
@@ -252,7 +252,7 @@ export async function routeApi(
         sendJson(response, 201, result);
       } catch (error) {
         if (error instanceof RequestError) {
-          const flashSize = typeof flash === "number" ? flash : DEFAULT_FLASH_SIZE_FOR_CHECKS;
+          const flashSize = typeof flash === "number" ? flash : DEFAULT_FLASH_SIZE;
           throw new HttpError(400, error.message, {
             verdicts: refusalVerdicts(bytes, flashSize, filename ?? `${name} ${version}`),
           });

@@ -2,13 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { MqttClient } from "mqtt";
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import {
-  BrokerConnectError,
-  connectClient,
-  type MqttConnection,
-  safeUrl,
-  topicMatches,
-} from "../mqtt/mqtt-link.ts";
+import { BrokerConnectError, connectClient, type MqttConnection, safeUrl } from "../mqtt/mqtt-connect.ts";
+import { topicMatches } from "../mqtt/mqtt-link.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "../mqtt/topics.ts";
 import { RequestError } from "../request-error.ts";
 import type {

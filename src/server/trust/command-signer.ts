@@ -1,7 +1,12 @@
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import { encodeCommand, type OtaCommandFields, signCommand } from "../../protocol/command-signature.ts";
+import {
+  type OtaCommandFields,
+  type SignedOtaCommand,
+  signCommand,
+} from "../../protocol/command-signature.ts";
 import { jobAllowsDowngrade } from "../jobs/downgrade-policy.ts";
+import { type Json, toJson } from "../mqtt/topics.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
 
@@ -23,8 +28,8 @@ export class CommandSigner {
     private readonly keys: CommandKeyRing,
   ) {}
 
-  /** The payload of a fresh signed command for the job's current try. */
-  async sign(job: JobRecord): Promise<string> {
+  /** The payload of a fresh signed command for the job's current try (the bytes of encodeCommand). */
+  async sign(job: JobRecord): Promise<Json<SignedOtaCommand>> {
     const device = await this.storage.devices.get(job.deviceId);
     const reported = device?.state?.v === 2 ? (device.state.seq ?? 0) : 0;
     const key = this.keys.keyFor(device?.state?.keys);
@@ -46,7 +51,7 @@ export class CommandSigner {
       down,
     };
     try {
-      return encodeCommand(signCommand(fields, key.privateKey));
+      return toJson(signCommand(fields, key.privateKey));
     } catch (error) {
       throw new CommandSigningError(
         `The update command for ${job.deviceId} cannot be signed: ${(error as Error).message}`,

@@ -266,14 +266,13 @@ export class MqttLink {
     for (const subscription of through) {
       for (const { read, handle, refused } of subscription.handlers) {
         try {
-          let reading = readings.get(read);
-          if (reading === undefined) {
-            reading = read(raw);
-            readings.set(read, reading);
-          } else if (reading?.ok === false && !refused) continue;
+          const seen = readings.has(read);
+          const reading = seen ? (readings.get(read) ?? null) : read(raw);
+          if (!seen) readings.set(read, reading);
           if (reading === null) continue;
           if (!reading.ok) {
-            const result = refused ? refused(raw, reading) : this.refusedLog(raw, reading);
+            // A refusal is answered by its subscriber, or logged once per message.
+            const result = refused ? refused(raw, reading) : seen ? undefined : this.refusedLog(raw, reading);
             if (result) result.catch((error: unknown) => this.handlerFailed(topic, error));
             continue;
           }

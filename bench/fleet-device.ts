@@ -1,7 +1,7 @@
 import { connectAsync, type MqttClient } from "mqtt";
-import { RTC_MAGIC } from "../src/emulator/boot.ts";
 import { type AppIdentity, EmulatedDevice } from "../src/emulator/device.ts";
 import { MemoryFlash } from "../src/emulator/flash.ts";
+import { RTC_MAGIC } from "../src/firmware/rtc-memory.ts";
 import type { Random } from "../src/net/random.ts";
 import type { UdpNetwork } from "../src/net/udp-channel.ts";
 import type { PublicKeyInfo } from "../src/protocol/rsa-key.ts";

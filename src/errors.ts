@@ -1,3 +1,5 @@
+import { EXIT_CODES } from "./exit-codes.ts";
+
 /**
  * Root of every error mpota raises on purpose. The message always says what
  * happened and what to do; the CLI prints it and exits with `exitCode`.
@@ -5,7 +7,7 @@
  */
 export class MpotaError extends Error {
   /** Process exit code the CLI uses for this class of failure. */
-  readonly exitCode: number = 1;
+  readonly exitCode: number = EXIT_CODES.failure.code;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -15,10 +17,10 @@ export class MpotaError extends Error {
 
 /** The user asked for something that cannot be done as asked (bad option value, bad combination). */
 export class UsageError extends MpotaError {
-  override readonly exitCode: number = 2;
+  override readonly exitCode: number = EXIT_CODES.usage.code;
 }
 
 /** A file the user named is missing, unreadable, or would be overwritten. */
 export class FileError extends MpotaError {
-  override readonly exitCode: number = 3;
+  override readonly exitCode: number = EXIT_CODES.file.code;
 }

@@ -1,6 +1,9 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../firmware/flash-layout.ts";
+import { hasRtcMagic, RTC_MEMORY_MAX } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import {
   DEVICE_DIR,
@@ -18,7 +21,7 @@ import {
   serveFsCall,
 } from "./device-filesystem.ts";
 import { DeviceSockets, Errno } from "./device-sockets.ts";
-import { type FlashSource, flashSource, MAIN_APP_OFFSET } from "./flash-source.ts";
+import { type FlashSource, flashSource } from "./flash-source.ts";
 import {
   decodePublish,
   type MqttPacket,
@@ -26,13 +29,13 @@ import {
   MqttPacketType,
   type PublishedMessage,
 } from "./mqtt-packets.ts";
-import { hasOtaMagic, ResetCause, RTC_MEMORY_MAX } from "./reset-cause.ts";
+import { ResetCause } from "./reset-cause.ts";
 import { WorkerLink } from "./worker-link.ts";
 import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-protocol.ts";
 
 /** The simulated device cannot do what was asked (wrong phase, worker failure, nothing happened in time). */
 export class AgentHostError extends MpotaError {
-  override readonly exitCode: number = 40;
+  override readonly exitCode: number = EXIT_CODES.agentHost.code;
 }
 
 export interface BrokerAddress {
@@ -423,7 +426,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
       // ADC(0) counts 0..1024; the host reports the battery as round(volts * 256).
       VBAT_ADC_SCALE: o.vbat === undefined ? null : 1 / 256,
       CMD_WAIT_MS: o.cmdWaitMs ?? 500,
-      MAIN_APP_OFFSET: o.mainAppOffset ?? MAIN_APP_OFFSET,
+      MAIN_APP_OFFSET: o.mainAppOffset ?? DEFAULT_MAIN_APP_OFFSET,
       KEEPALIVE: o.keepalive ?? 60,
       CMD_KEYS: o.commandKeys ?? [],
       ALLOW_UNSIGNED: o.allowUnsigned ?? false,
@@ -526,7 +529,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
     this.rtcBytes = new Uint8Array(Buffer.from(outcome.rtc, "hex"));
     switch (outcome.kind) {
       case "reset": {
-        const ota = hasOtaMagic(this.rtcBytes);
+        const ota = hasRtcMagic(this.rtcBytes);
         this.currentPhase = ota ? "ota" : "off";
         this.emit("reset", { rtc: this.rtc, ota });
         if (ota) this.emit("ota", { rtc: this.rtc });

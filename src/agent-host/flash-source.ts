@@ -1,8 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { FileError } from "../errors.ts";
-
-/** Where yaota8266 puts the MicroPython image on a 1 MB device. */
-export const MAIN_APP_OFFSET = 0x3c000;
+import { DEFAULT_FLASH_SIZE, DEFAULT_MAIN_APP_OFFSET } from "../firmware/flash-layout.ts";
 
 /**
  * Flash as the simulated device reads it (`esp.flash_read`). The emulator's
@@ -18,8 +16,8 @@ export class FlashReadError extends FileError {}
 
 /** Erased flash (0xFF) of `size` bytes with `image` written at `offset`. */
 export function buildFlash(image: Uint8Array, options: { size?: number; offset?: number } = {}): Uint8Array {
-  const size = options.size ?? 0x100000;
-  const offset = options.offset ?? MAIN_APP_OFFSET;
+  const size = options.size ?? DEFAULT_FLASH_SIZE;
+  const offset = options.offset ?? DEFAULT_MAIN_APP_OFFSET;
   if (offset + image.length > size) {
     throw new RangeError(
       `an image of ${image.length} bytes at 0x${offset.toString(16)} does not fit a ${size}-byte flash`,

@@ -14,14 +14,3 @@ export const ResetCause = {
 } as const;
 
 export type ResetCauseValue = (typeof ResetCause)[keyof typeof ResetCause];
-
-/** RTC user memory of the ESP8266 port: at most this many bytes (`ValueError` beyond). */
-export const RTC_MEMORY_MAX = 492;
-
-/** What `ota.start()` writes to RTC memory; boot8266 with ulno's patch then enters OTA mode. */
-export const OTA_RTC_MAGIC = "yaotaota";
-
-/** True when RTC memory holds the OTA magic as boot8266 checks it (length >= 8, starts with it). */
-export function hasOtaMagic(rtc: Uint8Array): boolean {
-  return rtc.length >= 8 && Buffer.from(rtc.subarray(0, 8)).toString("latin1") === OTA_RTC_MAGIC;
-}

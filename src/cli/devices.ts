@@ -6,7 +6,7 @@ import type { DeviceDetail, DeviceView } from "../server/bridge/api.ts";
 import { BridgeClient, DEFAULT_CLIENT_URL } from "../server/bridge/bridge-client.ts";
 import { adminTokenPath, readToken } from "../server/http/admin-token.ts";
 import { ADMIN_USERNAME } from "../server/mqtt/broker-access.ts";
-import { BrokerConnectError } from "../server/mqtt/mqtt-link.ts";
+import { BrokerConnectError } from "../server/mqtt/mqtt-connect.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import type { ProvisionedDevice } from "../server/trust/provisioning.ts";
 import type { CliIo } from "./io.ts";

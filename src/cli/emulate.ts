@@ -2,11 +2,13 @@ import { fstatSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { isatty, ReadStream } from "node:tty";
 import { type Command, Option } from "commander";
-import { RTC_MAGIC } from "../emulator/boot.ts";
 import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
-import { checkFlashSize, type Flash, formatFlashSize, openFlash } from "../emulator/flash.ts";
+import { type Flash, openFlash } from "../emulator/flash.ts";
 import { DROP_MESSAGES } from "../emulator/receiver.ts";
 import { MpotaError, UsageError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
+import { checkFlashSize, formatFlashSize } from "../firmware/flash-layout.ts";
+import { RTC_MAGIC } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
@@ -26,7 +28,7 @@ import { inTerminalForeground } from "./terminal-foreground.ts";
 
 /** The emulator could not take its UDP address. */
 export class EmulatorBindError extends MpotaError {
-  override readonly exitCode: number = 7;
+  override readonly exitCode: number = EXIT_CODES.emulatorBind.code;
 }
 
 export interface EmulateCommandOptions {

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import type { EspImageV1 } from "../firmware/esp-image.ts";
 import { formatTable, hex, sizeText } from "../firmware/format.ts";
 import { type InspectReport, inspectFirmware } from "../firmware/inspect-file.ts";
@@ -10,7 +11,7 @@ import { loadPublicKey, parseIntegerOption, readUserFile } from "./key-options.t
 
 /** inspect found problems in the file; the report was printed before this is thrown. */
 export class InspectFindingsError extends MpotaError {
-  override readonly exitCode: number = 11;
+  override readonly exitCode: number = EXIT_CODES.inspectFindings.code;
 }
 
 export interface InspectCommandOptions {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { registerCommands } from "./commands.ts";
 import { type CliIo, processIo } from "./io.ts";
 
@@ -38,11 +39,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   const program = buildProgram(io);
   try {
     await program.parseAsync(argv);
-    return 0;
+    return EXIT_CODES.success.code;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and version exit 0; usage errors were already printed by commander.
-      return error.exitCode === 0 ? 0 : 2;
+      return error.exitCode === 0 ? EXIT_CODES.success.code : EXIT_CODES.usage.code;
     }
     const verbose = program.opts<{ verbose?: boolean }>().verbose === true || argv.includes("--verbose");
     if (error instanceof MpotaError) {
@@ -56,6 +57,6 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         ? `${(error as Error)?.stack}\n`
         : "Run again with --verbose for details, and please report it.\n",
     );
-    return 70;
+    return EXIT_CODES.unexpected.code;
   }
 }

@@ -1,11 +1,9 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { DEFAULT_FLASH_SIZE } from "../firmware/flash-layout.ts";
 import { assertPreflight, type PreflightResult } from "../firmware/preflight.ts";
 import type { CliIo } from "./io.ts";
 import { parseFlashSize, parseIntegerOption } from "./key-options.ts";
-
-/** The device's flash when the user does not say: the 1 MiB of Sonoff and ESP-01S boards that yaota8266's layout targets. */
-export const DEFAULT_DEVICE_FLASH = 1024 * 1024;
 
 export interface PreflightCliOptions {
   flashSize?: number;
@@ -48,7 +46,7 @@ export async function preflightFile(
   }
   const bytes = new Uint8Array(await readFile(path));
   const result = assertPreflight(bytes, {
-    flashSize: options.flashSize ?? DEFAULT_DEVICE_FLASH,
+    flashSize: options.flashSize ?? DEFAULT_FLASH_SIZE,
     ...(options.appOffset !== undefined ? { mainAppOffset: options.appOffset } : {}),
     force: options.force === true,
     source: path,

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { MpotaError, UsageError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { formatTable } from "../firmware/format.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import type {
@@ -22,7 +23,7 @@ import type { CliIo } from "./io.ts";
 
 /** `rollout create --follow` saw the rollout stop without completing (paused or aborted). */
 export class RolloutStoppedError extends MpotaError {
-  override readonly exitCode: number = 43;
+  override readonly exitCode: number = EXIT_CODES.rolloutStopped.code;
 }
 
 // ---- text -------------------------------------------------------------------

@@ -21,7 +21,7 @@ import {
 import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts";
 import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
-import type { MqttConnection } from "../server/mqtt/mqtt-link.ts";
+import type { MqttConnection } from "../server/mqtt/mqtt-connect.ts";
 import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/mqtt/topics.ts";
 import { type BrokerChoice, DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
 import { dbOption, dbWaitOption } from "./db.ts";

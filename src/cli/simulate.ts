@@ -3,6 +3,7 @@ import { type Command, Option } from "commander";
 import type { BrokerAddress } from "../agent-host/agent-device.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import { MpotaError, UsageError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { formatTable } from "../firmware/format.ts";
 import { checkMd5Trailer } from "../firmware/micropython-image.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
@@ -31,7 +32,7 @@ export const DEFAULT_SIMULATOR_BROKER = "mqtt://localhost:1883";
 
 /** No MQTT broker answers where the simulated devices should connect. */
 export class SimulatorBrokerError extends MpotaError {
-  override readonly exitCode: number = 42;
+  override readonly exitCode: number = EXIT_CODES.simulatorBroker.code;
 }
 
 export interface SimulateCommandOptions {

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import type { JobProgressMessage, JobView } from "../server/bridge/api.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
@@ -8,7 +9,7 @@ import { progressText } from "./jobs.ts";
 
 /** `update --follow` saw the job end without success. */
 export class JobFailedError extends MpotaError {
-  override readonly exitCode: number = 28;
+  override readonly exitCode: number = EXIT_CODES.jobFailed.code;
 }
 
 interface UpdateOptions extends BridgeCommandOptions {

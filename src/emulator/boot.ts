@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { hasRtcMagic } from "../firmware/rtc-memory.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 
 /** ESP8266 SDK reset reasons (rst_info.reason). */
@@ -22,10 +23,6 @@ export const RESET_REASON_NAMES: Record<number, string> = {
   6: "external reset",
 };
 
-/** RTC user memory MicroPython can use (`machine.RTC().memory()`). */
-export const RTC_USER_MEMORY_MAX = 492;
-/** What `machine.RTC().memory(b"yaotaota")` leaves for boot8266 (ulno's patch). */
-export const RTC_MAGIC = new Uint8Array(Buffer.from("yaotaota", "latin1"));
 /** Where the MicroPython image keeps its size word, relative to MAIN_APP_OFFSET. */
 export const APP_SIZE_WORD_OFFSET = 0x8ffc;
 /** boot8266's parameter area in its sector: u32 gpio_mask, then u32 gpio_wait_ms. */
@@ -152,10 +149,6 @@ export function checkMainApp(flash: FlashReader, mainAppOffset: number): AppChec
   return { ok: true, size, md5, message: `main app valid, ${size} bytes, MD5 ${md5}` };
 }
 
-function startsWithMagic(rtc: Uint8Array | undefined): boolean {
-  return rtc !== undefined && rtc.length >= RTC_MAGIC.length && RTC_MAGIC.every((b, i) => rtc[i] === b);
-}
-
 /** boot8266 up to the GPIO wait: deep-sleep wake, gpio_mask 0 and RTC magic decide at once. */
 export function earlyBoot(input: BootInput): EarlyBoot {
   const params = readBootParams(input.flash, input);
@@ -188,7 +181,7 @@ export function earlyBoot(input: BootInput): EarlyBoot {
       },
     };
   }
-  if (input.rtcMagic !== false && startsWithMagic(input.rtcMemory)) {
+  if (input.rtcMagic !== false && hasRtcMagic(input.rtcMemory)) {
     const rtc = new Uint8Array(input.rtcMemory as Uint8Array);
     rtc[0] = 0x7a; // "z": boot8266 rewrites the first word so the magic fires once
     return {

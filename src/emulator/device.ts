@@ -1,4 +1,5 @@
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
+import { RTC_MEMORY_MAX } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { ImpairedChannel, type ImpairmentStats, type LinkProfile, linkProfile } from "../net/impairment.ts";
 import { type Random, seededRandom } from "../net/random.ts";
@@ -14,7 +15,6 @@ import {
   earlyBoot,
   RESET_REASON_NAMES,
   ResetReason,
-  RTC_USER_MEMORY_MAX,
 } from "./boot.ts";
 import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "./flash.ts";
 import { Listeners } from "./listeners.ts";
@@ -36,9 +36,7 @@ const RESET_REASONS: Record<ResetCause, number> = {
 };
 
 /** The emulated device was asked to do something its state does not allow. */
-export class EmulatorStateError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+export class EmulatorStateError extends UsageError {}
 
 /** The main app boot8266 started: its size word and MD5 trailer (the firmware identity). */
 export interface AppIdentity {
@@ -212,8 +210,8 @@ export class EmulatedDevice {
   }
 
   set rtcMemory(value: Uint8Array | undefined) {
-    if (value !== undefined && value.length > RTC_USER_MEMORY_MAX) {
-      throw new RangeError(`RTC user memory holds at most ${RTC_USER_MEMORY_MAX} bytes, not ${value.length}`);
+    if (value !== undefined && value.length > RTC_MEMORY_MAX) {
+      throw new RangeError(`RTC user memory holds at most ${RTC_MEMORY_MAX} bytes, not ${value.length}`);
     }
     this.rtc = value && new Uint8Array(value);
   }

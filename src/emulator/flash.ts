@@ -1,32 +1,17 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
-import { FileError, UsageError } from "../errors.ts";
+import { FileError } from "../errors.ts";
+import {
+  checkFlashSize,
+  DEFAULT_FLASH_SIZE,
+  FLASH_SIZES,
+  formatFlashSize,
+} from "../firmware/flash-layout.ts";
 
 /** Erase unit of the ESP8266's SPI NOR flash. */
 export const FLASH_SECTOR_SIZE = 4096;
 
-/** Flash sizes of ESP8266 modules (512 KiB to 16 MiB). */
-export const FLASH_SIZES = [0x80000, 0x100000, 0x200000, 0x400000, 0x800000, 0x1000000] as const;
-export const DEFAULT_FLASH_SIZE = 0x100000;
-
 /** A flash file cannot be used as the emulated flash. */
 export class FlashFileError extends FileError {}
-
-/** A flash size that no ESP8266 module has. */
-export class FlashSizeError extends UsageError {}
-
-/** Prints a flash size the way users write it: 512K, 1M, 4M. */
-export function formatFlashSize(bytes: number): string {
-  return bytes >= 0x100000 && bytes % 0x100000 === 0 ? `${bytes / 0x100000}M` : `${bytes / 1024}K`;
-}
-
-export function checkFlashSize(size: number): number {
-  if (!(FLASH_SIZES as readonly number[]).includes(size)) {
-    throw new FlashSizeError(
-      `Flash size ${size} bytes is not one an ESP8266 module has; use ${FLASH_SIZES.map(formatFlashSize).join(", ")} (1M is the default).`,
-    );
-  }
-  return size;
-}
 
 /**
  * The emulated SPI NOR flash. Erased bytes read 0xFF; a write can only clear
@@ -148,7 +133,7 @@ export class FileFlash extends MemoryFlash {
       if (stat.size !== size) {
         throw new FlashFileError(
           `Flash file ${path} is ${stat.size} bytes, but the emulated flash is ${formatFlashSize(size)} (${size} bytes). ` +
-            `Pass the --flash-size the file was made with${(FLASH_SIZES as readonly number[]).includes(stat.size) ? ` (${formatFlashSize(stat.size)})` : ""}, or name a new file to start with an erased flash.`,
+            `Pass the --flash-size the file was made with${FLASH_SIZES.includes(stat.size) ? ` (${formatFlashSize(stat.size)})` : ""}, or name a new file to start with an erased flash.`,
         );
       }
       let done = 0;

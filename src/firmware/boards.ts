@@ -1,10 +1,8 @@
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import type { FlashMode } from "./esp-image.ts";
 
 /** `--board` names a board mpota has no profile for. */
-export class UnknownBoardError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+export class UnknownBoardError extends UsageError {}
 
 /** What it takes to flash one kind of board. */
 export interface BoardProfile {

@@ -1,9 +1,10 @@
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { hex } from "./format.ts";
 
 /** An ESP8266 app image could not be read: truncated, or not in the format its magic byte promises. */
 export class EspImageError extends MpotaError {
-  override readonly exitCode: number = 9;
+  override readonly exitCode: number = EXIT_CODES.espImage.code;
 }
 
 /** First byte of an esptool v1 image (what the ESP8266 ROM and boot8266 load). */

@@ -1,11 +1,9 @@
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { FLASH_SIZE_CODES } from "./esp-image.ts";
 import { hex } from "./format.ts";
 
 /** A flash size or offset the user gave cannot describe an ESP8266 flash. */
-export class FlashSizeError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+export class FlashSizeError extends UsageError {}
 
 export const FLASH_SECTOR = 0x1000;
 /** yaota8266's default MAIN_APP_OFFSET (config.h.example): boot8266 + ota-server end here. */
@@ -56,16 +54,28 @@ export const SDK_RESERVED_BYTES = 0x5000;
 export const IROM0_WINDOW_END = 0x100000;
 
 /** Flash sizes an ESP8266 board can have (what `--flash-size` accepts). */
-export const FLASH_SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384].map((k) => k * 1024);
+export const FLASH_SIZES: readonly number[] = [256, 512, 1024, 2048, 4096, 8192, 16384].map((k) => k * 1024);
+
+/**
+ * The flash assumed when nobody says: the 1 MiB of Sonoff and ESP-01S boards
+ * that yaota8266's layout targets (the emulator's flash, the server's checks).
+ */
+export const DEFAULT_FLASH_SIZE = 0x100000;
 
 /** Checks a flash size in bytes is one an ESP8266 can have. */
 export function checkFlashSize(bytes: number): number {
   if (!FLASH_SIZES.includes(bytes)) {
+    const sizes = FLASH_SIZES.map(formatFlashSize);
     throw new FlashSizeError(
-      `A flash size of ${bytes} bytes is not one an ESP8266 has; use 512K, 1M, 2M, 4M, 8M or 16M (\`esptool.py flash_id\` prints the chip's size).`,
+      `A flash size of ${bytes} bytes is not one an ESP8266 has; use ${sizes.slice(0, -1).join(", ")} or ${sizes.at(-1)} (\`esptool.py flash_id\` prints the chip's size).`,
     );
   }
   return bytes;
+}
+
+/** A flash size the way users write it on the command line: 512K, 1M, 4M. */
+export function formatFlashSize(bytes: number): string {
+  return bytes >= 0x100000 && bytes % 0x100000 === 0 ? `${bytes / 0x100000}M` : `${bytes / 1024}K`;
 }
 
 /** Checks MAIN_APP_OFFSET is a sector boundary past the bootloader's first two parts. */

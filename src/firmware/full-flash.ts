@@ -1,11 +1,12 @@
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { type FlashMode, withFlashParams } from "./esp-image.ts";
 import { esptoolFlashSizeName, flashSizeCode } from "./flash-layout.ts";
 import { hex } from "./format.ts";
 
 /** The bootloader and the firmware cannot be combined into one flash image as asked. */
 export class FlashPlanError extends MpotaError {
-  override readonly exitCode: number = 12;
+  override readonly exitCode: number = EXIT_CODES.flashPlan.code;
 }
 
 export interface FullFlashOptions {

@@ -1,4 +1,5 @@
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { OtaFileError } from "../protocol/ota-file.ts";
 import { isYaotaBootloader } from "./bootloader-image.ts";
 import { type BuildKind, NORMAL_IROM0_BASE } from "./build-kind.ts";
@@ -26,7 +27,7 @@ import { describeUnknownFile } from "./unknown-file.ts";
  * every refusal with its cause and fix; `result` holds the full verdicts.
  */
 export class PreflightError extends MpotaError {
-  override readonly exitCode: number = 10;
+  override readonly exitCode: number = EXIT_CODES.firmwareRefused.code;
 
   constructor(
     message: string,

@@ -1,5 +1,6 @@
 import { constants, createHash, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 
 /**
  * Signed device commands (MQTT device contract v2).
@@ -51,17 +52,17 @@ export const MAX_COMMAND_KEY_BITS = 4096;
 
 /** A command's fields break the contract's rules: the server refuses to sign it. */
 export class CommandFieldError extends MpotaError {
-  override readonly exitCode: number = 45;
+  override readonly exitCode: number = EXIT_CODES.commandField.code;
 }
 
 /** A key cannot sign or check commands (not RSA, exponent not 65537, wrong size, unreadable file). */
 export class CommandKeyError extends MpotaError {
-  override readonly exitCode: number = 46;
+  override readonly exitCode: number = EXIT_CODES.commandKey.code;
 }
 
 /** A command does not verify: the device would ignore it. The message says why. */
 export class CommandSignatureError extends MpotaError {
-  override readonly exitCode: number = 47;
+  override readonly exitCode: number = EXIT_CODES.commandSignature.code;
 }
 
 /** Puts a device into OTA mode for the firmware `fw` (the v1 fields `op`, `job`, `fw`, `size` unchanged). */

@@ -1,8 +1,9 @@
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { type PublicKeyInfo, parseModulusHex } from "./rsa-key.ts";
 
 export class ConfigHError extends MpotaError {
-  override readonly exitCode: number = 6;
+  override readonly exitCode: number = EXIT_CODES.configH.code;
 }
 
 /** The modulus as the C string literal for `#define MODULUS`: `\xNN` escapes, big-endian, no leading zero. */

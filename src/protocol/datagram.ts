@@ -1,4 +1,4 @@
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import type { PublicKeyInfo, SigningKey } from "./rsa-key.ts";
 import { signBody, verifyBody } from "./signature.ts";
 
@@ -14,9 +14,8 @@ export const MAX_IMAGE_SIZE = 800_000;
 /** The only op the receiver knows (it never checks it). */
 export const OP_WRITE = 0;
 
-export class BlockSizeError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+/** A block size the receiver cannot take. */
+export class BlockSizeError extends UsageError {}
 
 /** Checks a block size is one the receiver can take: it must divide the 4 KiB sector exactly. */
 export function checkBlockSize(block: number): number {

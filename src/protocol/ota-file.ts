@@ -1,10 +1,11 @@
 import { createHash, type Hash } from "node:crypto";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { decodeDatagram, HEADER_LENGTH, SEQ_LENGTH, type SignedPacket, withSeq } from "./datagram.ts";
 
 /** A canned .ota file is damaged or is not one. */
 export class OtaFileError extends MpotaError {
-  override readonly exitCode: number = 5;
+  override readonly exitCode: number = EXIT_CODES.otaFile.code;
 }
 
 /** "yaota8266" + format version 1. */

@@ -1,9 +1,10 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 
 /** A key file could not be used: missing, malformed, or not a yaota8266 key. */
 export class KeyError extends MpotaError {
-  override readonly exitCode: number = 4;
+  override readonly exitCode: number = EXIT_CODES.key.code;
 }
 
 /** yaota8266's receiver hard-codes the public exponent 3. */

@@ -1,4 +1,5 @@
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 
 /**
  * A request to the server (bridge topic or a feature's method) cannot be
@@ -7,7 +8,7 @@ import { MpotaError } from "../errors.ts";
  * `error` of the reply envelope and the CLI prints it.
  */
 export class RequestError extends MpotaError {
-  override readonly exitCode: number = 22;
+  override readonly exitCode: number = EXIT_CODES.requestRefused.code;
   /**
    * The request names something that does not exist (a device, job or
    * rollout): the HTTP API answers 404 from this, so a route need not read

@@ -35,7 +35,9 @@ import {
 import { BrokerAccess, SERVER_USERNAME } from "./mqtt/broker-access.ts";
 import type { TlsListenOptions } from "./mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./mqtt/embedded-broker.ts";
-import { type MqttConnection, MqttLink, safeUrl } from "./mqtt/mqtt-link.ts";
+import { type MqttConnection, safeUrl } from "./mqtt/mqtt-connect.ts";
+import { MqttLink } from "./mqtt/mqtt-link.ts";
+import { readBridgeState } from "./mqtt/topic-readers.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "./mqtt/topics.ts";
 import { FirmwareLibrary } from "./releases/firmware-library.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
@@ -454,8 +456,8 @@ export class MpotaServer {
       if (options.sharedGroup !== undefined) {
         // Several instances share the bridge: when one of them goes (its last will
         // says "offline"), the others that are still here say "online" again.
-        await link.subscribe(topics.bridgeState, (_topic, payload) => {
-          if (server.stopped || payload.toString() === JSON.stringify(online)) return;
+        await link.subscribe(topics.bridgeState, readBridgeState, ({ payload }) => {
+          if (server.stopped || payload.state === online.state) return;
           link.publishJson(topics.bridgeState, online, { retain: true }).catch(() => undefined);
         });
       }

@@ -6,6 +6,7 @@ import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "../emulator/flash.ts
 import { Listeners } from "../emulator/listeners.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import type { LinkProfile } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
@@ -16,7 +17,7 @@ import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 
 /** A simulated device cannot take its loopback address, or was used in a way its state does not allow. */
 export class SimulatorError extends MpotaError {
-  override readonly exitCode: number = 41;
+  override readonly exitCode: number = EXIT_CODES.simulator.code;
 }
 
 /**

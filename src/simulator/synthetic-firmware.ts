@@ -1,14 +1,12 @@
 import { createHash } from "node:crypto";
-import { MpotaError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "../firmware/flash-layout.ts";
 import { SIZE_WORD_OFFSET } from "../firmware/micropython-image.ts";
 import { seededRandom } from "../net/random.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 
 /** A synthetic firmware was asked for with a size it cannot have. */
-export class SyntheticFirmwareError extends MpotaError {
-  override readonly exitCode: number = 2;
-}
+export class SyntheticFirmwareError extends UsageError {}
 
 /** About the size of a MicroPython 1.27 OTA build for the ESP8266. */
 export const DEFAULT_SYNTHETIC_SIZE = 600 * 1024;

@@ -1,4 +1,5 @@
 import { MpotaError } from "../errors.ts";
+import { EXIT_CODES } from "../exit-codes.ts";
 import type { Clock, Timer } from "../net/clock.ts";
 import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { decodeAck, SECTOR_SIZE, type SignedPacket, withSeq } from "../protocol/datagram.ts";
@@ -7,17 +8,17 @@ import { AckClock } from "./ack-clock.ts";
 
 /** A push could not be completed. Subclasses say why and what to do. */
 export class PushError extends MpotaError {
-  override readonly exitCode: number = 30;
+  override readonly exitCode: number = EXIT_CODES.push.code;
 }
 
 /** Nothing ever answered the first datagram. */
 export class DeviceSilentError extends PushError {
-  override readonly exitCode: number = 31;
+  override readonly exitCode: number = EXIT_CODES.deviceSilent.code;
 }
 
 /** The device answered, then stopped answering before the image was complete. */
 export class DeviceStoppedError extends PushError {
-  override readonly exitCode: number = 32;
+  override readonly exitCode: number = EXIT_CODES.deviceStopped.code;
 }
 
 /** What to send. */

@@ -8,7 +8,8 @@ import {
   type FsStep,
 } from "../../src/agent-host/device-filesystem.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
-import { hasOtaMagic, ResetCause } from "../../src/agent-host/reset-cause.ts";
+import { ResetCause } from "../../src/agent-host/reset-cause.ts";
+import { hasRtcMagic } from "../../src/firmware/rtc-memory.ts";
 import { compareVersions } from "../../src/server/releases/version-order.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
@@ -84,7 +85,7 @@ async function ignored(d: AgentDevice, payload: string, note: RegExp): Promise<v
   assert.match(line, /^mpota: ignored /);
   assert.equal(d.phase, "running", `${line}: the device stays up`);
   assert.deepEqual(Buffer.from(d.rtc), rtc, `${line}: RTC memory as it was (no OTA magic)`);
-  assert.equal(hasOtaMagic(d.rtc), false);
+  assert.equal(hasRtcMagic(d.rtc), false);
   assert.deepEqual(d.published.slice(published), [], `${line}: nothing published (no ack)`);
   assert.equal(d.fs.steps.length, steps, `${line}: nothing written to flash`);
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { checkMainApp, decideBoot, ResetReason, RTC_MAGIC } from "../../src/emulator/boot.ts";
+import { checkMainApp, decideBoot, ResetReason } from "../../src/emulator/boot.ts";
 import { MemoryFlash } from "../../src/emulator/flash.ts";
+import { RTC_MAGIC } from "../../src/firmware/rtc-memory.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 
 const APP = 0x3c000;

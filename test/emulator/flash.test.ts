@@ -3,13 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import {
-  FileFlash,
-  FlashFileError,
-  FlashSizeError,
-  MemoryFlash,
-  openFlash,
-} from "../../src/emulator/flash.ts";
+import { FileFlash, FlashFileError, MemoryFlash, openFlash } from "../../src/emulator/flash.ts";
+import { FlashSizeError } from "../../src/firmware/flash-layout.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mpota-flash-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

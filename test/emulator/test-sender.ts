@@ -2,12 +2,12 @@
 // client's behaviour: one datagram in flight, resend on timeout), plus the
 // setup every device test needs. Not the product's sender.
 
-import { RTC_MAGIC } from "../../src/emulator/boot.ts";
 import {
   type DeviceLogEntry,
   EmulatedDevice,
   type EmulatedDeviceOptions,
 } from "../../src/emulator/device.ts";
+import { RTC_MAGIC } from "../../src/firmware/rtc-memory.ts";
 import type { Clock } from "../../src/net/clock.ts";
 import { VirtualClock } from "../../src/net/clock.ts";
 import { MemoryNetwork } from "../../src/net/memory-network.ts";

@@ -3,8 +3,8 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { BrokerTlsError } from "../../src/server/mqtt/broker-listen-error.ts";
 import {
-  BrokerTlsError,
   SELF_SIGNED_CERT_FILE,
   SELF_SIGNED_KEY_FILE,
   selfSignedBrokerTls,

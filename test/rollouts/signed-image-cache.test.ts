@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RTC_MAGIC } from "../../src/emulator/boot.ts";
 import { EmulatedDevice } from "../../src/emulator/device.ts";
+import { RTC_MAGIC } from "../../src/firmware/rtc-memory.ts";
 import { systemClock } from "../../src/net/clock.ts";
 import { NodeUdpNetwork } from "../../src/net/node-udp.ts";
 import { type SignedPacket, signPacket } from "../../src/protocol/datagram.ts";

@@ -2,7 +2,7 @@
 // test can SIGKILL it: node --import tsx instance-process.ts CONFIG_JSON
 // Prints "ready" when serving; SIGTERM stops it cleanly.
 import { pino } from "pino";
-import type { MqttConnection } from "../../src/server/mqtt/mqtt-link.ts";
+import type { MqttConnection } from "../../src/server/mqtt/mqtt-connect.ts";
 import { MpotaServer } from "../../src/server/server.ts";
 import { FAST_TIMINGS, testCommandKey, testKey } from "../server/support/test-server.ts";
 

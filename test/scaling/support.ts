@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import type { MqttConnection } from "../../src/server/mqtt/mqtt-link.ts";
+import type { MqttConnection } from "../../src/server/mqtt/mqtt-connect.ts";
 import type { RolloutDetail } from "../../src/server/rollouts/rollout-api.ts";
 import type { RolloutState } from "../../src/server/storage/rollout-store.ts";
 import { b64, V1, V2 } from "../rollouts/support.ts";

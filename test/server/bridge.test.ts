@@ -4,7 +4,7 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { verifyCommand } from "../../src/protocol/command-signature.ts";
 import { BridgeClient, NoServerError } from "../../src/server/bridge/bridge-client.ts";
 import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
-import { BrokerConnectError } from "../../src/server/mqtt/mqtt-link.ts";
+import { BrokerConnectError } from "../../src/server/mqtt/mqtt-connect.ts";
 import { RequestError } from "../../src/server/request-error.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { LogCapture } from "./support/log-capture.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { describeConnectError } from "../../src/server/mqtt/mqtt-link.ts";
+import { describeConnectError } from "../../src/server/mqtt/mqtt-connect.ts";
 
 describe("broker connection errors", () => {
   it("a broker without MQTT 5 says what to use instead", () => {

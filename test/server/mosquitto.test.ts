@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import { BrokerConnectError } from "../../src/server/mqtt/mqtt-link.ts";
+import { BrokerConnectError } from "../../src/server/mqtt/mqtt-connect.ts";
 import { MOSQUITTO_SKIP, startMosquitto } from "./support/brokers.ts";
 import { defineJobSuite } from "./support/job-suite.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";

@@ -1,13 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { MqttClient } from "mqtt";
 import { MpotaError } from "../../errors.ts";
-import {
-  BrokerConnectError,
-  connectClient,
-  type MqttConnection,
-  safeUrl,
-  topicMatches,
-} from "../mqtt/mqtt-link.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
+import { BrokerConnectError, connectClient, type MqttConnection, safeUrl } from "../mqtt/mqtt-connect.ts";
+import { topicMatches } from "../mqtt/mqtt-link.ts";
 import { DEFAULT_BASE_TOPIC, Topics } from "../mqtt/topics.ts";
 import { RequestError } from "../request-error.ts";
 import type {
@@ -21,7 +17,7 @@ import { maxRequestBytes } from "./bridge.ts";
 
 /** The broker answered, but no mpota server replied to a request. */
 export class NoServerError extends MpotaError {
-  override readonly exitCode: number = 23;
+  override readonly exitCode: number = EXIT_CODES.noServer.code;
 }
 
 export const DEFAULT_CLIENT_URL = "mqtt://localhost:1883";

@@ -1,7 +1,9 @@
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
+import type { DeviceState } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import { type Inbound, quietly, serverJson } from "../mqtt/payload-reader.ts";
+import { readState } from "../mqtt/topic-readers.ts";
+import { type BridgeResponse, type Topics, toJson } from "../mqtt/topics.ts";
 import type { FirmwareRecord, Storage } from "../storage/storage.ts";
 import type { BridgeDeviceEntry, BridgeInfoMessage, ServerInfo } from "./api.ts";
 import { firmwareRef } from "./views.ts";
@@ -60,13 +62,21 @@ export class BridgeInfoPublisher {
   };
 
   constructor(private readonly o: BridgeInfoOptions) {
-    this.filters = [o.topics.allDevices("state"), `${o.topics.base}/bridge/response/firmware/+`];
+    this.filters = [o.topics.allDevices("state"), o.topics.bridgeResponses("firmware")];
   }
 
   async start(): Promise<void> {
     await this.publish();
-    for (const filter of this.filters)
-      await this.o.link.subscribe(filter, (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    // The inbox reads and logs device states; this only looks at the good ones.
+    await this.o.link.subscribe(this.o.topics.allDevices("state"), quietly(readState), (m) =>
+      this.onState(m),
+    );
+    await this.o.link.subscribe(
+      this.o.topics.bridgeResponses("firmware"),
+      serverJson<BridgeResponse>((reply) => typeof reply.status === "string"),
+      // A firmware added or removed renames devices' firmware.
+      () => this.schedule(),
+    );
     this.o.link.client.on("connect", this.onConnect);
   }
 
@@ -78,21 +88,10 @@ export class BridgeInfoPublisher {
     await this.running;
   }
 
-  private onMessage(topic: string, payload: Buffer, _packet: IPublishPacket): void {
-    if (topic.startsWith(`${this.o.topics.base}/bridge/`)) {
-      // A firmware added or removed renames devices' firmware.
-      this.schedule();
-      return;
-    }
-    const parsed = this.o.topics.parseDevice(topic);
-    if (!parsed || parsed.id === "bridge" || payload.length === 0) return;
-    let state: Record<string, unknown>;
-    try {
-      state = JSON.parse(payload.toString("utf8")) as Record<string, unknown>;
-    } catch {
-      return; // the inbox logs bad states
-    }
-    if (typeof state !== "object" || state === null) return;
+  private onState(message: Inbound<DeviceState>): void {
+    const parsed = this.o.topics.parseDevice(message.topic);
+    if (!parsed || parsed.id === "bridge") return;
+    const state = message.payload;
     const key = stateKey(state.fw, state.ip, state.ver, state.sleep, state.v);
     if (this.known.get(parsed.id) !== key) this.schedule();
   }
@@ -153,11 +152,11 @@ export class BridgeInfoPublisher {
       const infoJson = JSON.stringify(info);
       const devicesJson = JSON.stringify(entries);
       if (devicesJson !== this.lastDevices) {
-        await this.o.link.publish(this.o.topics.bridgeDevices, devicesJson, { retain: true, qos: 1 });
+        await this.o.link.publish(this.o.topics.bridgeDevices, toJson(entries), { retain: true, qos: 1 });
         this.lastDevices = devicesJson;
       }
       if (infoJson !== this.lastInfo) {
-        await this.o.link.publish(this.o.topics.bridgeInfo, infoJson, { retain: true, qos: 1 });
+        await this.o.link.publish(this.o.topics.bridgeInfo, toJson(info), { retain: true, qos: 1 });
         this.lastInfo = infoJson;
       }
     } catch (error) {

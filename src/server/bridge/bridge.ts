@@ -1,14 +1,14 @@
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import { MpotaError } from "../../errors.ts";
 import { jsonNestingProblem } from "../json-nesting.ts";
 import { CALLER_FIELD } from "../mqtt/broker-access.ts";
 import { shorten } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import type { Inbound, RawMessage, Reading } from "../mqtt/payload-reader.ts";
+import type { BridgeRequest, BridgeResponse, Topics } from "../mqtt/topics.ts";
 import type { AuditStore } from "../storage/storage.ts";
 import { recordAudit } from "../trust/audit.ts";
-import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeEnvelope, type BridgeRequestName } from "./api.ts";
+import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeRequestName } from "./api.ts";
 import { type BridgeInfoOptions, BridgeInfoPublisher } from "./bridge-info.ts";
 
 /** A handler per request name: takes the request (unvalidated JSON object), returns the response data. */
@@ -62,8 +62,9 @@ export class Bridge {
     // Shared among the server instances: each request is answered once.
     await this.o.link.subscribe(
       this.o.topics.allBridgeRequests,
-      (topic, payload, packet) => this.onRequest(topic, payload, packet),
-      { shared: true },
+      (message) => this.readRequest(message),
+      (message) => this.onRequest(message),
+      { shared: true, refused: (message, refusal) => this.refuse(message, refusal) },
     );
   }
 
@@ -72,63 +73,60 @@ export class Bridge {
     await this.o.link.unsubscribe(this.o.topics.allBridgeRequests).catch(() => undefined);
   }
 
-  private async onRequest(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
-    const name = this.o.topics.parseBridgeRequest(topic);
-    if (name === undefined) return;
-    const log = this.o.logger;
-    if (packet.retain) {
+  /** A request as a JSON object (its handler checks the fields); a refusal is answered by {@link refuse}. */
+  private readRequest(message: RawMessage): Reading<BridgeRequest> {
+    const name = this.o.topics.parseBridgeRequest(message.topic);
+    if (name === undefined) return null;
+    if (message.retained) {
       // A retained request would run again at every start of every server: refuse it.
-      log.warn({ request: shorten(name) }, "retained request ignored");
-      await this.reply(name, undefined, {
-        status: "error",
-        data: {},
-        error:
+      return {
+        ok: false,
+        log: "retained request ignored",
+        reason:
           "Requests must not be retained (they would run again at every server start). Publish without the retain flag.",
-      });
-      return;
+      };
     }
+    const { bytes } = message;
     const limit = maxRequestBytes(name);
-    if (payload.length > limit) {
-      log.warn({ request: shorten(name), bytes: payload.length }, "request too large");
-      await this.reply(name, undefined, {
-        status: "error",
-        data: {},
-        error: `The request is ${payload.length} bytes; ${name} takes at most ${limit}.`,
-      });
-      return;
+    if (bytes.length > limit) {
+      return {
+        ok: false,
+        log: "request too large",
+        reason: `The request is ${bytes.length} bytes; ${name} takes at most ${limit}.`,
+      };
     }
-    let request: Record<string, unknown> = {};
-    if (payload.length > 0) {
-      const text = payload.toString("utf8");
-      // Before $caller is read: the broker leaves such a request unstamped (broker-access.ts).
-      const tooDeep = jsonNestingProblem(text, "The request");
-      if (tooDeep) {
-        log.warn({ request: shorten(name) }, "request nested too deep");
-        await this.reply(name, undefined, { status: "error", data: {}, error: tooDeep });
-        return;
-      }
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (error) {
-        log.warn({ request: shorten(name), reason: (error as Error).message }, "request is not JSON");
-        await this.reply(name, undefined, {
-          status: "error",
-          data: {},
-          error: `The request is not JSON (${(error as Error).message}). Send a JSON object, for example {"transaction":"1"}.`,
-        });
-        return;
-      }
-      if (typeof value !== "object" || value === null || Array.isArray(value)) {
-        await this.reply(name, undefined, {
-          status: "error",
-          data: {},
-          error: "The request must be a JSON object.",
-        });
-        return;
-      }
-      request = value as Record<string, unknown>;
+    if (bytes.length === 0) return { ok: true, value: {}, warnings: [] };
+    const text = bytes.toString("utf8");
+    // Before $caller is read: the broker leaves such a request unstamped (broker-access.ts).
+    const tooDeep = jsonNestingProblem(text, "The request");
+    if (tooDeep) return { ok: false, log: "request nested too deep", reason: tooDeep };
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      return {
+        ok: false,
+        log: "request is not JSON",
+        reason: `The request is not JSON (${(error as Error).message}). Send a JSON object, for example {"transaction":"1"}.`,
+      };
     }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      return { ok: false, reason: "The request must be a JSON object." };
+    }
+    return { ok: true, value: value as BridgeRequest, warnings: [] };
+  }
+
+  /** Every request gets a reply: a refused one an error reply saying why. */
+  private async refuse(message: RawMessage, refusal: { reason: string; log?: string }): Promise<void> {
+    const name = this.o.topics.parseBridgeRequest(message.topic) as string;
+    if (refusal.log) this.o.logger.warn({ request: shorten(name), bytes: message.bytes.length }, refusal.log);
+    await this.reply(name, undefined, { status: "error", data: {}, error: refusal.reason });
+  }
+
+  private async onRequest(message: Inbound<BridgeRequest>): Promise<void> {
+    const name = this.o.topics.parseBridgeRequest(message.topic) as string;
+    const log = this.o.logger;
+    const request = { ...message.payload };
     const caller = request[CALLER_FIELD];
     delete request[CALLER_FIELD];
     const actor = this.o.trustCaller
@@ -175,9 +173,9 @@ export class Bridge {
   private async reply(
     name: string,
     transaction: string | number | undefined,
-    envelope: BridgeEnvelope<unknown>,
+    envelope: BridgeResponse,
   ): Promise<void> {
-    const body: BridgeEnvelope<unknown> = transaction === undefined ? envelope : { ...envelope, transaction };
+    const body: BridgeResponse = transaction === undefined ? envelope : { ...envelope, transaction };
     // Replies stay under <base>/bridge/response/; absurdly long names are answered on .../error.
     const topicName = name.length <= 100 ? name : "error";
     await this.o.link.publishJson(this.o.topics.bridgeResponse(topicName), body);

@@ -1,4 +1,5 @@
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import type { Clock, Timer } from "../../net/clock.ts";
 import type { UdpEndpoint, UdpNetwork } from "../../net/udp-channel.ts";
 import type { SigningKey } from "../../protocol/rsa-key.ts";
@@ -8,7 +9,7 @@ import { SignedImageCache } from "./signed-image-cache.ts";
 
 /** A push was stopped because the server is shutting down. */
 export class PushAbortedError extends MpotaError {
-  override readonly exitCode: number = 27;
+  override readonly exitCode: number = EXIT_CODES.pushAborted.code;
 }
 
 export interface PushProgress {

@@ -1,19 +1,11 @@
 import { createHash } from "node:crypto";
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
 import { KeyedQueue } from "../jobs/keyed-queue.ts";
-import {
-  type DeviceAck,
-  type DeviceState,
-  type DeviceStatus,
-  deviceIdProblem,
-  parseAck,
-  parseState,
-  parseStatus,
-  RESERVED_DEVICE_IDS,
-} from "../mqtt/contract.ts";
+import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { Inbound, RawMessage } from "../mqtt/payload-reader.ts";
+import { readAck, readState, readStatus } from "../mqtt/topic-readers.ts";
 import type { Topics } from "../mqtt/topics.ts";
 import { type DeviceRecord, type Storage, StorageUnavailableError } from "../storage/storage.ts";
 
@@ -68,8 +60,27 @@ export class DeviceInbox {
   }
 
   async start(): Promise<void> {
-    for (const filter of this.filters)
-      await this.o.link.subscribe(filter, (t, p, packet) => this.onMessage(t, p, packet), { shared: true });
+    const { link, topics } = this.o;
+    const shared = { shared: true };
+    // The readers check the device id and the payload as the contract says, and log what they refuse.
+    await link.subscribe(
+      topics.allDevices("state"),
+      readState,
+      (m) => this.enqueue(m, (id) => this.onState(id, m)),
+      shared,
+    );
+    await link.subscribe(
+      topics.allDevices("status"),
+      readStatus,
+      (m) => this.enqueue(m, (id) => this.onStatus(id, m)),
+      shared,
+    );
+    await link.subscribe(
+      topics.allDevices("ack"),
+      readAck,
+      (m) => this.enqueue(m, (id) => this.onAck(id, m)),
+      shared,
+    );
   }
 
   async stop(): Promise<void> {
@@ -83,29 +94,13 @@ export class DeviceInbox {
     return this.queue.idle();
   }
 
-  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    const parsed = this.o.topics.parseDevice(topic);
+  /** Handles a message the contract's reader accepted in its device's queue, one device's messages in order. */
+  private enqueue(message: RawMessage, handle: (id: string) => Promise<void>): void {
+    const parsed = this.o.topics.parseDevice(message.topic);
     if (!parsed) return;
     const { id, kind } = parsed;
-    // <base>/bridge/state is the server's own state message, not a device's.
-    if (RESERVED_DEVICE_IDS.has(id)) return;
-    const problem = deviceIdProblem(id);
-    if (problem) {
-      this.o.logger.warn(
-        { topic: topic.slice(0, 200), reason: problem },
-        "device message ignored: bad device id",
-      );
-      return;
-    }
-    const retained = packet.retain === true;
     void this.queue
-      .run(id, () =>
-        this.whileUnavailable(id, kind, async () => {
-          if (kind === "state") await this.onState(id, payload, retained);
-          else if (kind === "status") await this.onStatus(id, payload, retained);
-          else if (kind === "ack") await this.onAck(id, payload, retained);
-        }),
-      )
+      .run(id, () => this.whileUnavailable(id, kind, () => handle(id)))
       .catch((error: unknown) =>
         this.o.logger.error(
           { device: id, kind, err: (error as Error).stack ?? String(error) },
@@ -154,37 +149,31 @@ export class DeviceInbox {
    * holds the job).
    */
   async refreshState(id: string): Promise<boolean> {
-    const payload = await this.o.link.readRetained(this.o.topics.device(id, "state"));
-    if (!payload) return false;
-    return (await this.storeState(id, payload, true)) !== null;
+    const message = await this.o.link.readRetained(this.o.topics.device(id, "state"), readState);
+    if (!message) return false;
+    return (await this.storeState(id, message)) !== null;
   }
 
-  private async onState(id: string, payload: Buffer, retained: boolean): Promise<void> {
-    const stored = await this.storeState(id, payload, retained);
+  private async onState(id: string, message: Inbound<DeviceState>): Promise<void> {
+    const stored = await this.storeState(id, message);
     if (stored) await this.o.listener.handleState(stored.device, stored.state);
   }
 
-  /** Validates and stores a state; null when it is invalid or already known. */
+  /** Stores a state the contract's reader accepted; null when it is already known. */
   private async storeState(
     id: string,
-    payload: Buffer,
-    retained: boolean,
+    message: Inbound<DeviceState>,
   ): Promise<{ device: DeviceRecord; state: DeviceState } | null> {
-    if (payload.length === 0) return null; // a cleared retained state
-    const parsed = parseState(payload);
-    if (!parsed.ok) {
-      this.o.logger.warn({ device: id, reason: parsed.reason }, "state ignored");
-      return null;
-    }
-    if (parsed.warnings.length > 0)
-      this.o.logger.warn({ device: id, fields: parsed.warnings }, "state: invalid fields ignored");
-    const digest = createHash("sha1").update(payload).digest("hex");
+    const retained = message.retained;
+    if (message.warnings.length > 0)
+      this.o.logger.warn({ device: id, fields: message.warnings }, "state: invalid fields ignored");
+    const digest = createHash("sha1").update(message.bytes).digest("hex");
     const existing = await this.o.storage.devices.get(id);
     if (retained && existing?.stateDigest === digest) {
       this.o.logger.debug({ device: id }, "retained state already known");
       return null;
     }
-    const state = parsed.value;
+    const state = message.payload;
     const now = this.o.clock.now();
     const nextWakeAt = state.sleep ? now + state.sleep * 1000 : null;
     let device = await this.o.storage.devices.recordState({
@@ -208,14 +197,8 @@ export class DeviceInbox {
     return { device, state };
   }
 
-  private async onStatus(id: string, payload: Buffer, retained: boolean): Promise<void> {
-    if (payload.length === 0) return;
-    const parsed = parseStatus(payload);
-    if (!parsed.ok) {
-      this.o.logger.warn({ device: id, reason: parsed.reason }, "status ignored");
-      return;
-    }
-    const status = parsed.value;
+  private async onStatus(id: string, message: Inbound<DeviceStatus>): Promise<void> {
+    const { payload: status, retained } = message;
     const existing = await this.o.storage.devices.get(id);
     if (retained && existing?.status === status) return;
     const now = this.o.clock.now();
@@ -231,26 +214,15 @@ export class DeviceInbox {
     await this.o.listener.handleStatus(device, status);
   }
 
-  private async onAck(id: string, payload: Buffer, retained: boolean): Promise<void> {
-    if (retained) {
-      // Acks are never retained by the contract: a retained one is stale and must not start a push.
-      this.o.logger.warn({ device: id }, "retained ack ignored");
-      return;
-    }
-    const parsed = parseAck(payload);
-    if (!parsed.ok) {
-      this.o.logger.warn({ device: id, reason: parsed.reason }, "ack ignored");
-      return;
-    }
+  /** An ack the reader accepted (acks are never retained by the contract: readAck refuses those). */
+  private async onAck(id: string, message: Inbound<DeviceAck>): Promise<void> {
+    const ack = message.payload;
     const device = await this.o.storage.devices.get(id);
     if (!device) {
-      this.o.logger.warn(
-        { device: id, job: parsed.value.job },
-        "ack ignored: device never reported its state",
-      );
+      this.o.logger.warn({ device: id, job: ack.job }, "ack ignored: device never reported its state");
       return;
     }
-    this.o.logger.info({ device: id, ...parsed.value }, "ack");
-    await this.o.listener.handleAck(device, parsed.value);
+    this.o.logger.info({ device: id, ...ack }, "ack");
+    await this.o.listener.handleAck(device, ack);
   }
 }

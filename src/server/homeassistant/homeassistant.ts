@@ -1,63 +1,22 @@
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import { UsageError } from "../../errors.ts";
-import type { JobProgressMessage } from "../bridge/api.ts";
 import type { BridgeHandlers } from "../bridge/bridge.ts";
 import { jobPercent } from "../bridge/views.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import { updateRefusalText, versionVerdict } from "../jobs/downgrade-policy.ts";
 import { KeyedQueue } from "../jobs/keyed-queue.ts";
-import { deviceIdProblem, RESERVED_DEVICE_IDS } from "../mqtt/contract.ts";
+import type { DeviceState } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import { type Inbound, quietly } from "../mqtt/payload-reader.ts";
+import { readJobProgress, readStateOrCleared, readStatus, readText } from "../mqtt/topic-readers.ts";
+import { type Json, type Topic, type Topics, toJson } from "../mqtt/topics.ts";
 import type { DeviceRecord, FirmwareRecord, Storage } from "../storage/storage.ts";
+import type { HaUpdateConfig, HaUpdateState } from "./ha-entity.ts";
 
 export const DEFAULT_HA_PREFIX = "homeassistant";
 export const HA_PAYLOAD_INSTALL = "install";
 /** Home Assistant shows at most this much of `release_summary`. */
 export const HA_SUMMARY_MAX = 255;
-
-/** The discovery config of one device's `update` entity (Home Assistant's MQTT update schema). */
-export interface HaUpdateConfig {
-  name: string;
-  unique_id: string;
-  device_class: "firmware";
-  entity_category: "config";
-  state_topic: string;
-  command_topic: string;
-  payload_install: string;
-  availability: Array<{
-    topic: string;
-    value_template: string;
-    payload_available: string;
-    payload_not_available: string;
-  }>;
-  device: { identifiers: string[]; name: string; manufacturer: string; model: string; sw_version?: string };
-  origin: { name: string; sw_version: string };
-}
-
-/**
- * A state message: only keys of Home Assistant's JSON update schema
- * (`MQTT_JSON_UPDATE_SCHEMA`: strings never null, `release_url` an http(s)
- * URL, `update_percentage` 0-100 or null), since one bad key makes it drop
- * the whole message. Optional keys are left out, never sent as null.
- */
-export interface HaUpdateState {
-  installed_version: string;
-  latest_version: string;
-  title: string;
-  release_summary?: string;
-  release_url?: string;
-  /**
-   * True from the moment a job exists until it ends, also while it waits for
-   * a sleeping device to wake (Home Assistant has no "scheduled" state; the
-   * entity shows an install in progress without a percentage, and its
-   * install button stays off so the job is not asked for twice).
-   */
-  in_progress: boolean;
-  /** 0-100 once the device is in OTA mode (pushing, verifying); null while the job waits and when there is none. */
-  update_percentage: number | null;
-}
 
 export interface HomeAssistantOptions {
   /** Discovery prefix (default homeassistant). */
@@ -130,7 +89,7 @@ export class HomeAssistantFeature {
   /** Devices with a refresh queued that has not started yet (one is enough: it reads the newest records). */
   private readonly queued = new Set<string>();
   /** The config and state last published per device. */
-  private readonly sent = new Map<string, { config: string; state: string }>();
+  private readonly sent = new Map<string, { config: Json<HaUpdateConfig>; state: Json<HaUpdateState> }>();
   /** Devices whose entity was removed; published again only when they report a state again. */
   private readonly removed = new Set<string>();
   private readonly onReconnect = () => {
@@ -148,26 +107,39 @@ export class HomeAssistantFeature {
       t.allDevices("state"),
       t.allDevices("status"),
       t.allJobProgress,
-      `${t.base}/bridge/homeassistant/+/install`,
-      `${this.prefix}/status`,
+      t.haInstall("+"),
+      t.haStatus(this.prefix),
     ];
   }
 
-  configTopic(id: string): string {
-    return `${this.prefix}/update/${id}/config`;
+  configTopic(id: string): Topic<HaUpdateConfig | ""> {
+    return this.d.topics.haConfig(this.prefix, id);
   }
 
-  stateTopic(id: string): string {
-    return `${this.d.topics.base}/bridge/homeassistant/${id}/state`;
+  stateTopic(id: string): Topic<HaUpdateState | ""> {
+    return this.d.topics.haState(id);
   }
 
-  commandTopic(id: string): string {
-    return `${this.d.topics.base}/bridge/homeassistant/${id}/install`;
+  commandTopic(id: string): Topic<string> {
+    return this.d.topics.haInstall(id);
   }
 
   async start(): Promise<void> {
-    for (const filter of this.filters)
-      await this.d.link.subscribe(filter, (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    const { link, topics: t } = this.d;
+    const warn = (e: unknown) => this.warn(e);
+    // The inbox logs bad device messages; here they are only skipped.
+    await link.subscribe(t.allDevices("state"), quietly(readStateOrCleared), (m) => this.onState(m));
+    await link.subscribe(t.allDevices("status"), quietly(readStatus), (m) => this.refreshFrom(m.topic));
+    await link.subscribe(t.allJobProgress, readJobProgress, (m) => {
+      if (!m.retained) this.refresh(m.payload.device);
+    });
+    await link.subscribe(t.haInstall("+"), readText, (m) => {
+      const id = m.topic.split("/").at(-2) as string;
+      if (!m.retained) void this.install(id, m.payload).catch(warn);
+    });
+    await link.subscribe(t.haStatus(this.prefix), readText, (m) => {
+      if (m.payload === "online") void this.publishAll().catch(warn);
+    });
     this.d.link.client.on("connect", this.onReconnect);
     await this.publishAll();
   }
@@ -274,47 +246,30 @@ export class HomeAssistantFeature {
     if (!device?.state) return;
     const value = await this.state(device);
     if (!value) return;
-    const config = JSON.stringify(this.config(device));
-    const state = JSON.stringify(value);
+    const config = toJson(this.config(device));
+    const state = toJson(value);
     const last = all ? undefined : this.sent.get(id);
     this.sent.set(id, { config, state });
     if (last?.config !== config) await this.d.link.publish(this.configTopic(id), config, { retain: true });
     if (last?.state !== state) await this.d.link.publish(this.stateTopic(id), state, { retain: true });
   }
 
-  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    const t = this.d.topics;
-    if (topic === `${this.prefix}/status`) {
-      if (payload.toString() === "online") void this.publishAll().catch((e: unknown) => this.warn(e));
-      return;
-    }
-    if (topic.startsWith(`${t.base}/bridge/homeassistant/`)) {
-      const id = topic.split("/").at(-2) as string;
-      if (!packet.retain) void this.install(id, payload.toString("utf8")).catch((e: unknown) => this.warn(e));
-      return;
-    }
-    if (topic.startsWith(`${t.base}/bridge/jobs/`)) {
-      if (packet.retain || payload.length === 0) return;
-      let message: JobProgressMessage;
-      try {
-        message = JSON.parse(payload.toString("utf8")) as JobProgressMessage;
-      } catch {
-        return;
-      }
-      if (typeof message.device === "string") this.refresh(message.device);
-      return;
-    }
-    const parsed = t.parseDevice(topic);
-    if (!parsed || RESERVED_DEVICE_IDS.has(parsed.id) || deviceIdProblem(parsed.id)) return;
-    if (parsed.kind === "state" && payload.length === 0 && !packet.retain) {
+  private onState(message: Inbound<DeviceState | "">): void {
+    const id = this.d.topics.parseDevice(message.topic)?.id;
+    if (id === undefined) return;
+    if (message.payload === "") {
       // A cleared retained state: the device was taken out of service.
-      void this.removeDevice(parsed.id).catch((e: unknown) => this.warn(e));
+      if (!message.retained) void this.removeDevice(id).catch((e: unknown) => this.warn(e));
       return;
     }
-    if (payload.length === 0) return;
     // A device that reports a state again is back in service.
-    if (parsed.kind === "state") this.removed.delete(parsed.id);
-    this.refresh(parsed.id);
+    this.removed.delete(id);
+    this.refresh(id);
+  }
+
+  private refreshFrom(deviceTopic: string): void {
+    const id = this.d.topics.parseDevice(deviceTopic)?.id;
+    if (id !== undefined) this.refresh(id);
   }
 
   /** Publishes a device's entity soon, after the messages before it are stored; at most one waits per device. */

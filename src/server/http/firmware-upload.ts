@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
+import { DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { preflight } from "../../firmware/preflight.ts";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../bridge/bridge.ts";
-import { DEFAULT_FLASH_SIZE_FOR_CHECKS } from "../releases/firmware-checks.ts";
 import { RequestError } from "../request-error.ts";
 import type { StoredVerdict } from "../storage/storage.ts";
 import type { ApiCall } from "./api-context.ts";
@@ -88,7 +88,7 @@ export async function uploadFirmware({ ctx, request, query, h, reply }: ApiCall)
     reply(201, result);
   } catch (error) {
     if (error instanceof RequestError) {
-      const flashSize = typeof flash === "number" ? flash : DEFAULT_FLASH_SIZE_FOR_CHECKS;
+      const flashSize = typeof flash === "number" ? flash : DEFAULT_FLASH_SIZE;
       throw new HttpError(400, error.message, {
         verdicts: refusalVerdicts(bytes, flashSize, filename ?? `${name} ${version}`),
       });

@@ -1,10 +1,11 @@
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import type { JobProgressMessage } from "../bridge/api.ts";
 import { deviceView } from "../bridge/views.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import { quietly, type RawMessage } from "../mqtt/payload-reader.ts";
+import { readBridgeResponse, readJobProgress, readState, readStatus } from "../mqtt/topic-readers.ts";
+import type { BridgeResponse, Topics } from "../mqtt/topics.ts";
 import type { FirmwareRecord, Storage } from "../storage/storage.ts";
 import type { EventStream } from "./event-stream.ts";
 
@@ -41,13 +42,26 @@ export class FleetEvents {
       t.allDevices("state"),
       t.allDevices("status"),
       t.allJobProgress,
-      `${t.base}/bridge/response/firmware/+`,
+      t.bridgeResponses("firmware"),
     ];
   }
 
   async start(): Promise<void> {
-    for (const filter of this.filters)
-      await this.o.link.subscribe(filter, (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    const { link, topics: t } = this.o;
+    const changed = (message: RawMessage) => {
+      const id = t.parseDevice(message.topic)?.id;
+      if (id !== undefined) this.deviceChanged(id);
+    };
+    // The inbox logs bad device messages; here they are only skipped.
+    await link.subscribe(t.allDevices("state"), quietly(readState), changed);
+    await link.subscribe(t.allDevices("status"), quietly(readStatus), changed);
+    // Retained progress and replies replayed at subscription are history, not news.
+    await link.subscribe(t.allJobProgress, readJobProgress, (m) => {
+      if (!m.retained) this.onJob(m.payload);
+    });
+    await link.subscribe(t.bridgeResponses("firmware"), readBridgeResponse, (m) => {
+      if (!m.retained) this.onFirmwareReply(m.topic, m.payload);
+    });
   }
 
   async stop(): Promise<void> {
@@ -63,40 +77,15 @@ export class FleetEvents {
     if (this.timer === undefined) this.timer = setTimeout(() => void this.flush(), this.o.coalesceMs ?? 50);
   }
 
-  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    const t = this.o.topics;
-    if (topic.startsWith(`${t.base}/bridge/`)) {
-      // Retained progress replayed at subscription is history, not news.
-      if (packet.retain || payload.length === 0) return;
-      if (topic.startsWith(`${t.base}/bridge/jobs/`)) this.onJob(payload);
-      else if (topic.startsWith(`${t.base}/bridge/response/firmware/`)) this.onFirmwareReply(topic, payload);
-      return;
-    }
-    const parsed = t.parseDevice(topic);
-    if (parsed && parsed.id !== "bridge" && payload.length > 0) this.deviceChanged(parsed.id);
-  }
-
-  private onJob(payload: Buffer): void {
-    let message: JobProgressMessage;
-    try {
-      message = JSON.parse(payload.toString("utf8")) as JobProgressMessage;
-    } catch {
-      return;
-    }
-    if (typeof message?.job !== "string" || typeof message.device !== "string") return;
+  private onJob(message: JobProgressMessage): void {
     this.o.stream.publish("job", message);
     this.o.onJob?.(message);
     // The device's active job (shown in its row) may have changed with it.
     this.deviceChanged(message.device);
   }
 
-  private onFirmwareReply(topic: string, payload: Buffer): void {
-    try {
-      const reply = JSON.parse(payload.toString("utf8")) as { status?: string };
-      if (reply.status !== "ok") return;
-    } catch {
-      return;
-    }
+  private onFirmwareReply(topic: string, reply: BridgeResponse): void {
+    if (reply.status !== "ok") return;
     this.o.stream.publish("firmware", { action: topic.slice(topic.lastIndexOf("/") + 1) });
   }
 

@@ -1,4 +1,5 @@
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 
 /**
  * An HTTP request cannot be answered as asked: the status says how
@@ -7,7 +8,7 @@ import { MpotaError } from "../../errors.ts";
  * says what happened and what to do; it becomes the JSON error body.
  */
 export class HttpError extends MpotaError {
-  override readonly exitCode: number = 22;
+  override readonly exitCode: number = EXIT_CODES.httpRequest.code;
 
   constructor(
     readonly status: number,

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import { MpotaError, UsageError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import type { ServerInfo } from "../bridge/api.ts";
 import { bridgeHandlers } from "../bridge/bridge-handlers.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
@@ -40,7 +41,7 @@ export const DEFAULT_HTTP_HOST = "127.0.0.1";
 
 /** The HTTP server cannot listen on its address and port. */
 export class HttpListenError extends MpotaError {
-  override readonly exitCode: number = 29;
+  override readonly exitCode: number = EXIT_CODES.httpListen.code;
 }
 
 export interface HttpOptions {

@@ -1,6 +1,6 @@
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import { readBridgeResponse, readRolloutProgress } from "../mqtt/topic-readers.ts";
 import type { Topics } from "../mqtt/topics.ts";
 import type { RolloutView } from "../rollouts/rollout-api.ts";
 import { rolloutView } from "../rollouts/rollout-views.ts";
@@ -50,7 +50,7 @@ export class RolloutEvents {
 
   constructor(private readonly o: RolloutEventsOptions) {
     const t = o.topics;
-    this.filters = [t.allRolloutProgress, `${t.base}/bridge/response/rollout/+`];
+    this.filters = [t.allRolloutProgress, t.bridgeResponses("rollout")];
   }
 
   /** Rollouts whose last sent view is kept (active ones, and ended ones with devices still open). */
@@ -59,8 +59,16 @@ export class RolloutEvents {
   }
 
   async start(): Promise<void> {
-    for (const filter of this.filters)
-      await this.o.link.subscribe(filter, (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    const { link, topics: t } = this.o;
+    const progress = `${t.base}/bridge/rollouts/`;
+    // Retained progress and replies replayed at subscription are history, not news.
+    await link.subscribe(t.allRolloutProgress, readRolloutProgress, (m) => {
+      if (!m.retained) this.changed(m.topic.slice(progress.length));
+    });
+    await link.subscribe(t.bridgeResponses("rollout"), readBridgeResponse, (m) => {
+      const data = m.payload.data as { id?: unknown };
+      if (!m.retained && m.payload.status === "ok" && typeof data.id === "string") this.changed(data.id);
+    });
   }
 
   async stop(): Promise<void> {
@@ -89,23 +97,6 @@ export class RolloutEvents {
   private schedule(): void {
     if (this.timer === undefined && this.flushing === undefined)
       this.timer = setTimeout(() => this.startFlush(), this.o.coalesceMs ?? 200);
-  }
-
-  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    // Retained progress replayed at subscription is history, not news.
-    if (packet.retain || payload.length === 0) return;
-    const t = this.o.topics;
-    const progress = `${t.base}/bridge/rollouts/`;
-    if (topic.startsWith(progress)) {
-      this.changed(topic.slice(progress.length));
-      return;
-    }
-    try {
-      const reply = JSON.parse(payload.toString("utf8")) as { status?: string; data?: { id?: unknown } };
-      if (reply.status === "ok" && typeof reply.data?.id === "string") this.changed(reply.data.id);
-    } catch {
-      // not JSON: not a reply of this server
-    }
   }
 
   private startFlush(): void {

@@ -1,8 +1,9 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
+import type { SignedOtaCommand } from "../../protocol/command-signature.ts";
 import { jobProgressMessage } from "../bridge/views.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import type { Json, Topics } from "../mqtt/topics.ts";
 import type { JobPatch, JobPhase, JobRecord, NewJobStep, RetryMode, Storage } from "../storage/storage.ts";
 import type { CommandSigner } from "../trust/command-signer.ts";
 import { gaveUpMessage, secondsText } from "./job-advice.ts";
@@ -30,7 +31,7 @@ export interface JobLedgerOptions {
  */
 export class JobLedger {
   /** The command this instance signed last per active job (republished as it is). */
-  private readonly signed = new Map<string, string>();
+  private readonly signed = new Map<string, Json<SignedOtaCommand>>();
 
   constructor(private readonly o: JobLedgerOptions) {}
 

@@ -1,7 +1,7 @@
 import type { AddressInfo, Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
-import { BrokerTlsError } from "./broker-tls.ts";
+import { BrokerTlsError } from "./broker-listen-error.ts";
 
 export const DEFAULT_MQTTS_PORT = 8883;
 

@@ -10,13 +10,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, wri
 import { hostname, networkInterfaces } from "node:os";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
-import { FileError, MpotaError } from "../../errors.ts";
-
-/** The embedded broker cannot listen with TLS as asked (bad certificate or key, no openssl, port taken). */
-export class BrokerTlsError extends MpotaError {
-  /** The same code as BrokerListenError: the embedded broker cannot listen. */
-  override readonly exitCode: number = 21;
-}
+import { FileError } from "../../errors.ts";
+import { BrokerTlsError } from "./broker-listen-error.ts";
 
 /** The files a self-signed pair is kept in, inside the data directory. */
 export const SELF_SIGNED_CERT_FILE = "broker-cert.pem";

@@ -1,14 +1,9 @@
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "pino";
-import { MpotaError } from "../../errors.ts";
 import type { BrokerAccess, Principal } from "./broker-access.ts";
+import { BrokerListenError } from "./broker-listen-error.ts";
 import { TlsListener, type TlsListenOptions } from "./broker-tls-listener.ts";
-
-/** The embedded broker cannot listen where it was asked to. */
-export class BrokerListenError extends MpotaError {
-  override readonly exitCode: number = 21;
-}
 
 export const DEFAULT_MQTT_PORT = 1883;
 

@@ -1,4 +1,5 @@
 import { MpotaError, UsageError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import { deviceIdProblem } from "./contract.ts";
 import { ADMIN_USERNAME, RESERVED_ID_PREFIX, SERVER_USERNAME } from "./principals.ts";
 import { checkBaseTopic } from "./topics.ts";
@@ -78,7 +79,7 @@ export interface MosquittoFiles {
 
 /** A credential in the registry cannot be written for Mosquitto. */
 export class BrokerConfigError extends MpotaError {
-  override readonly exitCode: number = 48;
+  override readonly exitCode: number = EXIT_CODES.brokerConfig.code;
 }
 
 function checkPrefix(value: string, option: string): void {

@@ -1,182 +1,28 @@
-import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import type { IPublishPacket, MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import { FileError, MpotaError, UsageError } from "../../errors.ts";
-
-/** The broker could not be reached or refused the connection. */
-export class BrokerConnectError extends MpotaError {
-  override readonly exitCode: number = 20;
-}
-
-/** How to reach a broker: the embedded one or an external one such as Mosquitto. */
-export interface MqttConnection {
-  /** mqtt://host:port, mqtts://host:port (TLS), ws:// or wss:// */
-  url: string;
-  username?: string;
-  password?: string;
-  /** PEM files for TLS: the CA that signed the broker's certificate, and a client certificate and key. */
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  /** Accept any broker certificate (testing only). */
-  insecure?: boolean;
-}
-
-export interface ConnectOptions {
-  clientId?: string;
-  /** Give up when the first connection is not up after this long. */
-  timeoutMs: number;
-  /** Reconnect after the first connection drops (servers); CLI clients do not. */
-  reconnect: boolean;
-  will?: { topic: string; payload: string; retain: boolean; qos: 0 | 1 };
-  /** MQTT 5 (needed for shared subscriptions); 3.1.1 by default, which every broker speaks. */
-  mqtt5?: boolean;
-}
+import { UsageError } from "../../errors.ts";
+import { type ConnectOptions, connectClient, type MqttConnection } from "./mqtt-connect.ts";
+import type { Inbound, PayloadReader, RawMessage, Reading } from "./payload-reader.ts";
+import { type Json, type Topic, toJson } from "./topics.ts";
 
 /** Longest wait for the broker's acknowledgement of a publish. */
 export const PUBLISH_WAIT_MS = 5000;
 
-export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void | Promise<void>;
+/** Gets each message of a subscription whose payload its reader accepted. */
+export type MessageHandler<P> = (message: Inbound<P>) => void | Promise<void>;
 
-const SUPPORTED_SCHEMES = ["mqtt:", "mqtts:", "tcp:", "tls:", "ssl:", "ws:", "wss:"];
-
-function readPem(path: string | undefined, what: string): Buffer | undefined {
-  if (path === undefined) return undefined;
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new FileError(`${what} ${path} cannot be read: ${(error as Error).message}.`);
-  }
+export interface SubscribeOptions {
+  /** One instance of the group gets each message (see {@link MqttLink}). */
+  shared?: boolean;
+  /** Called for a payload the reader refused, instead of logging it (the bridge answers the sender). */
+  refused?: (message: RawMessage, refusal: { reason: string; log?: string }) => void | Promise<void>;
 }
 
-/** MQTT.js options for a connection; reads the TLS files. */
-export function clientOptions(connection: MqttConnection, options: ConnectOptions): IClientOptions {
-  let url: URL;
-  try {
-    url = new URL(connection.url);
-  } catch {
-    throw new UsageError(
-      `"${connection.url}" is not a broker URL; use mqtt://host:port or mqtts://host:port.`,
-    );
-  }
-  if (!SUPPORTED_SCHEMES.includes(url.protocol)) {
-    throw new UsageError(
-      `"${connection.url}" is not a broker URL; use mqtt://host:port or mqtts://host:port.`,
-    );
-  }
-  const ca = readPem(connection.caFile, "The CA file (--mqtt-ca)");
-  const cert = readPem(connection.certFile, "The client certificate (--mqtt-cert)");
-  const key = readPem(connection.keyFile, "The client key (--mqtt-key)");
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new UsageError("--mqtt-cert and --mqtt-key go together: give both, or neither.");
-  }
-  const result: IClientOptions = {
-    clientId: options.clientId ?? `mpota-${randomBytes(5).toString("hex")}`,
-    protocolVersion: options.mqtt5 ? 5 : 4,
-    clean: true,
-    connectTimeout: options.timeoutMs,
-    reconnectPeriod: options.reconnect ? 2000 : 0,
-    keepalive: 30,
-    resubscribe: true,
-  };
-  const username = connection.username ?? (url.username ? decodeURIComponent(url.username) : undefined);
-  const password = connection.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
-  if (username !== undefined) result.username = username;
-  if (password !== undefined) result.password = password;
-  if (ca) result.ca = ca;
-  if (cert) result.cert = cert;
-  if (key) result.key = key;
-  if (connection.insecure) result.rejectUnauthorized = false;
-  if (options.will) result.will = options.will;
-  return result;
-}
-
-/** The URL without credentials, for messages and logs. */
-export function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.toString().replace(/\/$/, "");
-  } catch {
-    return url;
-  }
-}
-
-/** A connection failure in words a user can act on. */
-export function describeConnectError(error: unknown, url: string): string {
-  const where = safeUrl(url);
-  const e = error as { code?: string | number; message?: string } | undefined;
-  const code = e?.code;
-  if (code === 4 || code === 134) {
-    return `The broker at ${where} refused the user name or password. Check --mqtt-username and --mqtt-password.`;
-  }
-  if (code === 1 || code === 132) {
-    return `The broker at ${where} does not accept this MQTT version. Servers sharing one database connect with MQTT 5 for shared subscriptions: use a broker that speaks it (Mosquitto 2, EMQX, VerneMQ, HiveMQ), or run one server with --no-shared-group.`;
-  }
-  if (code === 5 || code === 135) {
-    return `The broker at ${where} did not authorize this client. Give credentials it accepts (--mqtt-username, --mqtt-password) or check its ACLs.`;
-  }
-  if (code === "ECONNREFUSED") return `Nothing accepts connections at ${where} (connection refused).`;
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN")
-    return `The broker host in ${where} cannot be resolved (${code}).`;
-  if (code === "EHOSTUNREACH" || code === "ENETUNREACH")
-    return `The broker at ${where} cannot be reached (${code}).`;
-  if (isTlsError(error)) {
-    return `The TLS connection to ${where} failed: ${e?.message}. Give the CA that signed the broker's certificate with --mqtt-ca (or --mqtt-insecure for a test broker).`;
-  }
-  return `Cannot connect to the broker at ${where}: ${(error as Error)?.message ?? String(error)}.`;
-}
-
-function isTlsError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL|HOSTNAME/.test(code);
-}
-
-/** Connects and resolves once the broker accepted the connection. */
-export function connectClient(connection: MqttConnection, options: ConnectOptions): Promise<MqttClient> {
-  const opts = clientOptions(connection, options);
-  return new Promise((resolve, reject) => {
-    const client = connect(connection.url, opts);
-    let lastError: unknown;
-    const timer = setTimeout(() => {
-      fail(
-        lastError === undefined
-          ? `The broker at ${safeUrl(connection.url)} did not answer within ${Math.round(options.timeoutMs / 1000)} s.`
-          : describeConnectError(lastError, connection.url),
-      );
-    }, options.timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      client.off("connect", onConnect);
-      client.off("error", onError);
-      client.off("close", onClose);
-    };
-    const fail = (message: string) => {
-      cleanup();
-      client.end(true);
-      reject(new BrokerConnectError(message));
-    };
-    const onConnect = () => {
-      cleanup();
-      resolve(client);
-    };
-    const onError = (error: Error) => {
-      lastError = error;
-      const code = (error as { code?: unknown }).code;
-      // Refusals by the broker and TLS failures do not get better by retrying.
-      if (typeof code === "number" || isTlsError(error) || !options.reconnect)
-        fail(describeConnectError(error, connection.url));
-    };
-    const onClose = () => {
-      if (!options.reconnect)
-        fail(describeConnectError(lastError ?? new Error("the connection closed"), connection.url));
-    };
-    client.on("connect", onConnect);
-    client.on("error", onError);
-    client.on("close", onClose);
-  });
+/** A handler with the reader its payloads go through. */
+interface Reader {
+  read: PayloadReader<unknown>;
+  handle: MessageHandler<unknown>;
+  refused: SubscribeOptions["refused"];
 }
 
 /** True when `topic` matches the subscription `filter` (with `+` and `#`). */
@@ -199,7 +45,7 @@ interface Subscription {
   filter: string;
   /** MQTT 5 subscription identifier: tells which subscription a message came through. */
   id: number;
-  handlers: MessageHandler[];
+  handlers: Reader[];
 }
 
 /**
@@ -252,23 +98,32 @@ export class MqttLink {
   }
 
   /**
-   * Subscribes `handler` to `filter`. `shared`: one instance of the group
-   * gets each message (device messages and requests, which must be handled
-   * once); without a group it is a plain subscription.
+   * Subscribes `handler` to `filter`: each message's payload goes through
+   * `read` (the contract's checks for the topic), and the handler gets the
+   * payloads it accepts, typed as the topic says (or narrower, when the
+   * reader skips some, such as cleared retained messages). `shared`: one instance of
+   * the group gets each message (device messages and requests, which must be
+   * handled once); without a group it is a plain subscription.
    */
-  async subscribe(
-    filter: string,
-    handler: MessageHandler,
-    options: { shared?: boolean } = {},
+  async subscribe<P, R extends P>(
+    filter: Topic<P>,
+    read: PayloadReader<R>,
+    handler: MessageHandler<NoInfer<R>>,
+    options: SubscribeOptions = {},
   ): Promise<void> {
     const brokerFilter =
       options.shared && this.sharedGroup !== undefined ? `$share/${this.sharedGroup}/${filter}` : filter;
+    const reader: Reader = {
+      read,
+      handle: handler as MessageHandler<unknown>,
+      refused: options.refused,
+    };
     const existing = this.subscriptions.get(brokerFilter);
     if (existing) {
-      existing.handlers.push(handler);
+      existing.handlers.push(reader);
       return;
     }
-    const subscription: Subscription = { brokerFilter, filter, id: this.nextId++, handlers: [handler] };
+    const subscription: Subscription = { brokerFilter, filter, id: this.nextId++, handlers: [reader] };
     this.subscriptions.set(brokerFilter, subscription);
     this.byId.set(subscription.id, subscription);
     await this.client.subscribeAsync(brokerFilter, {
@@ -278,18 +133,23 @@ export class MqttLink {
   }
 
   /**
-   * The message retained on `topic`, or null when there is none (or the
-   * broker is not connected). Shared subscriptions never get retained
+   * The message retained on `topic`, read by `read`, or null when there is
+   * none, the reader refused it (logged as a subscription would), or the
+   * broker is not connected. Shared subscriptions never get retained
    * messages, so an instance reads one this way when it must know what a
    * device said last: a plain subscription of its own, dropped again after
    * the broker's answer (retained messages follow the SUBACK) or `waitMs`.
    * The message reaches no other handler of the link.
    */
-  async readRetained(topic: string, waitMs = 1000): Promise<Buffer | null> {
+  async readRetained<P, R extends P>(
+    topic: Topic<P>,
+    read: PayloadReader<R>,
+    waitMs = 1000,
+  ): Promise<Inbound<R> | null> {
     if (this.closed || !this.client.connected || /[+#]/.test(topic)) return null;
     // A topic the link already holds a plain subscription on must keep it.
     const keep = this.subscriptions.has(topic);
-    let found: Buffer | null = null;
+    let found: { payload: Buffer; packet: IPublishPacket } | null = null;
     let arrived: () => void = () => undefined;
     const arrival = new Promise<void>((resolve) => {
       arrived = resolve;
@@ -299,7 +159,7 @@ export class MqttLink {
       if (t !== topic || packet.retain !== true) return;
       const ids = packet.properties?.subscriptionIdentifier;
       if (ids !== undefined && !(Array.isArray(ids) ? ids : [ids]).includes(id)) return;
-      found = payload;
+      found = { payload, packet };
       arrived();
     };
     this.client.on("message", listener);
@@ -324,7 +184,16 @@ export class MqttLink {
       else this.reading.delete(topic);
       if (!keep && this.client.connected) await this.client.unsubscribeAsync(topic).catch(() => undefined);
     }
-    return found;
+    if (found === null) return null;
+    const { payload, packet } = found;
+    const raw: RawMessage = { topic, bytes: payload, retained: true };
+    const reading = read(raw);
+    if (reading === null) return null;
+    if (!reading.ok) {
+      this.refusedLog(raw, reading);
+      return null;
+    }
+    return { ...raw, payload: reading.value, warnings: reading.warnings, packet };
   }
 
   /** Drops every handler of `filter` (shared or not); unsubscribes at the broker. */
@@ -344,9 +213,9 @@ export class MqttLink {
    * message and sends it when the connection is back, so a broker outage
    * never stalls the server's work.
    */
-  async publish(
-    topic: string,
-    payload: string | Uint8Array,
+  async publish<P>(
+    topic: Topic<P>,
+    payload: NoInfer<Json<P> | Extract<P, string>>,
     options: { retain?: boolean; qos?: 0 | 1 } = {},
   ): Promise<void> {
     if (this.closed) return;
@@ -374,8 +243,13 @@ export class MqttLink {
     clearTimeout(timer);
   }
 
-  publishJson(topic: string, value: unknown, options: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {
-    return this.publish(topic, JSON.stringify(value), options);
+  /** Publishes `value` as JSON: the payload type of `topic` is checked at compile time. */
+  publishJson<P>(
+    topic: Topic<P>,
+    value: NoInfer<P>,
+    options: { retain?: boolean; qos?: 0 | 1 } = {},
+  ): Promise<void> {
+    return this.publish(topic, toJson(value), options);
   }
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -386,16 +260,37 @@ export class MqttLink {
       ids === undefined
         ? [...this.subscriptions.values()].filter((s) => topicMatches(s.filter, topic))
         : (Array.isArray(ids) ? ids : [ids]).flatMap((id) => this.byId.get(id) ?? []);
+    const raw: RawMessage = { topic, bytes: payload, retained: packet.retain === true };
+    // One reading per reader: two features reading a message alike parse it (and log a refusal) once.
+    const readings = new Map<PayloadReader<unknown>, Reading<unknown>>();
     for (const subscription of through) {
-      for (const handler of subscription.handlers) {
+      for (const { read, handle, refused } of subscription.handlers) {
         try {
-          const result = handler(topic, payload, packet);
+          const seen = readings.has(read);
+          const reading = seen ? (readings.get(read) ?? null) : read(raw);
+          if (!seen) readings.set(read, reading);
+          if (reading === null) continue;
+          if (!reading.ok) {
+            // A refusal is answered by its subscriber, or logged once per message.
+            const result = refused ? refused(raw, reading) : seen ? undefined : this.refusedLog(raw, reading);
+            if (result) result.catch((error: unknown) => this.handlerFailed(topic, error));
+            continue;
+          }
+          const result = handle({ ...raw, payload: reading.value, warnings: reading.warnings, packet });
           if (result) result.catch((error: unknown) => this.handlerFailed(topic, error));
         } catch (error) {
           this.handlerFailed(topic, error);
         }
       }
     }
+  }
+
+  private refusedLog(message: RawMessage, reading: { reason: string; log?: string }): undefined {
+    this.logger.warn(
+      { topic: message.topic.slice(0, 200), reason: reading.reason },
+      reading.log ?? "message ignored",
+    );
+    return undefined;
   }
 
   private handlerFailed(topic: string, error: unknown): void {

@@ -1,4 +1,5 @@
 import { UsageError } from "../../errors.ts";
+import type { SignedCommand } from "../../protocol/command-signature.ts";
 import type {
   BridgeApi,
   BridgeDeviceEntry,
@@ -8,42 +9,86 @@ import type {
   BridgeStateMessage,
   JobProgressMessage,
 } from "../bridge/api.ts";
+import type { HaUpdateConfig, HaUpdateState } from "../homeassistant/ha-entity.ts";
 import type { RolloutProgressMessage } from "../rollouts/rollout-api.ts";
-import type { DeviceAck, DeviceState, DeviceStatus, OtaCommand } from "./contract.ts";
+import type { DeviceAck, DeviceState, DeviceStatus } from "./contract.ts";
 
 export const DEFAULT_BASE_TOPIC = "mpota";
 
 /**
- * Every MQTT topic mpota uses, with its payload type, who publishes it, and
- * whether it is retained. `<base>` is the base topic (default `mpota`),
- * `<id>` a device id, `<job>` a job id, `<name>` a {@link BridgeRequestName}.
+ * Every MQTT topic of mpota's contract, with its payload type, who publishes
+ * it, and whether it is retained. `<base>` is the base topic (default
+ * `mpota`), `<id>` a device id, `<job>` a job id, `<name>` a
+ * {@link BridgeRequestName}. {@link Topics} builds the topics with these
+ * payload types, so {@link MqttLink}'s publish and subscribe calls check
+ * payloads at compile time.
  */
 export interface TopicMap {
-  /** Device contract v1 (docs/mqtt.md). */
-  "<base>/<id>/state": { from: "device"; retained: true; payload: DeviceState };
-  "<base>/<id>/status": { from: "device"; retained: true; payload: DeviceStatus };
-  /** Empty payload clears it. */
-  "<base>/<id>/cmd": { from: "server"; retained: true; payload: OtaCommand | "" };
+  /** Device contract (docs/mqtt.md). An empty state or status clears it: the device was taken out of service. */
+  "<base>/<id>/state": { from: "device"; retained: true; payload: DeviceState | "" };
+  "<base>/<id>/status": { from: "device"; retained: true; payload: DeviceStatus | "" };
+  /** A signed command (contract v2); an empty payload clears it. */
+  "<base>/<id>/cmd": { from: "server"; retained: true; payload: SignedCommand | "" };
   "<base>/<id>/ack": { from: "device"; retained: false; payload: DeviceAck };
   /** Server API. */
   "<base>/bridge/state": { from: "server"; retained: true; payload: BridgeStateMessage };
   "<base>/bridge/info": { from: "server"; retained: true; payload: BridgeInfoMessage };
   "<base>/bridge/devices": { from: "server"; retained: true; payload: BridgeDeviceEntry[] };
-  "<base>/bridge/request/<name>": {
-    from: "client";
-    retained: false;
-    payload: BridgeApi[BridgeRequestName]["request"] & { transaction?: string | number };
-  };
-  "<base>/bridge/response/<name>": {
-    from: "server";
-    retained: false;
-    payload: BridgeEnvelope<BridgeApi[BridgeRequestName]["response"]>;
-  };
+  "<base>/bridge/request/<name>": { from: "client"; retained: false; payload: BridgeRequest };
+  "<base>/bridge/response/<name>": { from: "server"; retained: false; payload: BridgeResponse };
   "<base>/bridge/jobs/<job>": { from: "server"; retained: true; payload: JobProgressMessage };
   "<base>/bridge/rollouts/<rollout>": { from: "server"; retained: true; payload: RolloutProgressMessage };
+  /** Home Assistant's MQTT update entity per device; `<ha>` is its discovery prefix (default `homeassistant`). */
+  "<ha>/update/<id>/config": { from: "server"; retained: true; payload: HaUpdateConfig | "" };
+  "<base>/bridge/homeassistant/<id>/state": { from: "server"; retained: true; payload: HaUpdateState | "" };
+  "<base>/bridge/homeassistant/<id>/install": { from: "homeassistant"; retained: false; payload: string };
+  /** Home Assistant's birth and last will: `online`, `offline`. */
+  "<ha>/status": { from: "homeassistant"; retained: true; payload: string };
 }
 
-export type DeviceTopicKind = "state" | "status" | "cmd" | "ack";
+/**
+ * What a bridge request carries: a JSON object, read as such (each request's
+ * handler checks its fields, {@link BridgeApi} says which; a string or number
+ * `transaction` comes back in the reply).
+ */
+export type BridgeRequest = Record<string, unknown>;
+/** Every bridge reply is an envelope `{status, data, error, transaction}`. */
+export type BridgeResponse = BridgeEnvelope<BridgeApi[BridgeRequestName]["response"] | Record<string, never>>;
+
+/** The payload type of a topic of the {@link TopicMap}. */
+export type PayloadOf<K extends keyof TopicMap> = TopicMap[K]["payload"];
+
+declare const carries: unique symbol;
+declare const encodes: unique symbol;
+
+/**
+ * A topic name or filter whose messages carry `P`: a plain string at run
+ * time; at compile time it ties the publish and subscribe calls to `P`.
+ * Only the builders of {@link Topics} make them.
+ */
+export type Topic<P> = string & { readonly [carries]: P };
+
+/** The JSON text of a `P`, for payloads encoded ahead of the publish (a signed command, kept to republish). */
+export type Json<P> = string & { readonly [encodes]: P };
+
+/** Encodes `value` as the JSON text its topic carries (the same bytes as `JSON.stringify`). */
+export function toJson<P>(value: P): Json<P> {
+  return JSON.stringify(value) as Json<P>;
+}
+
+/** The payload types of a device's four topics, by kind. */
+export interface DeviceTopicPayloads {
+  state: PayloadOf<"<base>/<id>/state">;
+  status: PayloadOf<"<base>/<id>/status">;
+  cmd: PayloadOf<"<base>/<id>/cmd">;
+  ack: PayloadOf<"<base>/<id>/ack">;
+}
+
+function topic<K extends keyof TopicMap>(name: string): Topic<PayloadOf<K>> {
+  return name as Topic<PayloadOf<K>>;
+}
+
+export type DeviceTopicKind = keyof DeviceTopicPayloads;
 
 const BASE_PATTERN = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
 
@@ -66,13 +111,13 @@ export class Topics {
     this.levels = base.split("/").length;
   }
 
-  device(id: string, kind: DeviceTopicKind): string {
-    return `${this.base}/${id}/${kind}`;
+  device<K extends DeviceTopicKind>(id: string, kind: K): Topic<DeviceTopicPayloads[K]> {
+    return `${this.base}/${id}/${kind}` as Topic<DeviceTopicPayloads[K]>;
   }
 
   /** `<base>/+/<kind>`: one kind of message from every device. */
-  allDevices(kind: DeviceTopicKind): string {
-    return `${this.base}/+/${kind}`;
+  allDevices<K extends DeviceTopicKind>(kind: K): Topic<DeviceTopicPayloads[K]> {
+    return `${this.base}/+/${kind}` as Topic<DeviceTopicPayloads[K]>;
   }
 
   /** Splits `<base>/<id>/<kind>`; the id is returned as it is (callers validate it). */
@@ -85,24 +130,24 @@ export class Topics {
     return { id: parts[this.levels] as string, kind };
   }
 
-  get bridgeState(): string {
-    return `${this.base}/bridge/state`;
+  get bridgeState(): Topic<BridgeStateMessage> {
+    return topic<"<base>/bridge/state">(`${this.base}/bridge/state`);
   }
 
-  get bridgeInfo(): string {
-    return `${this.base}/bridge/info`;
+  get bridgeInfo(): Topic<BridgeInfoMessage> {
+    return topic<"<base>/bridge/info">(`${this.base}/bridge/info`);
   }
 
-  get bridgeDevices(): string {
-    return `${this.base}/bridge/devices`;
+  get bridgeDevices(): Topic<BridgeDeviceEntry[]> {
+    return topic<"<base>/bridge/devices">(`${this.base}/bridge/devices`);
   }
 
-  bridgeRequest(name: string): string {
-    return `${this.base}/bridge/request/${name}`;
+  bridgeRequest(name: string): Topic<BridgeRequest> {
+    return topic<"<base>/bridge/request/<name>">(`${this.base}/bridge/request/${name}`);
   }
 
-  get allBridgeRequests(): string {
-    return `${this.base}/bridge/request/#`;
+  get allBridgeRequests(): Topic<BridgeRequest> {
+    return topic<"<base>/bridge/request/<name>">(`${this.base}/bridge/request/#`);
   }
 
   /** The request name of a request topic (`firmware/add` from `<base>/bridge/request/firmware/add`). */
@@ -111,23 +156,47 @@ export class Topics {
     return topic.startsWith(prefix) && topic.length > prefix.length ? topic.slice(prefix.length) : undefined;
   }
 
-  bridgeResponse(name: string): string {
-    return `${this.base}/bridge/response/${name}`;
+  bridgeResponse(name: string): Topic<BridgeResponse> {
+    return topic<"<base>/bridge/response/<name>">(`${this.base}/bridge/response/${name}`);
   }
 
-  jobProgress(jobId: string): string {
-    return `${this.base}/bridge/jobs/${jobId}`;
+  /** `<base>/bridge/response/<group>/+`: the replies to one group of requests (`firmware`, `rollout`). */
+  bridgeResponses(group: string): Topic<BridgeResponse> {
+    return topic<"<base>/bridge/response/<name>">(`${this.base}/bridge/response/${group}/+`);
   }
 
-  get allJobProgress(): string {
-    return `${this.base}/bridge/jobs/+`;
+  jobProgress(jobId: string): Topic<JobProgressMessage> {
+    return topic<"<base>/bridge/jobs/<job>">(`${this.base}/bridge/jobs/${jobId}`);
   }
 
-  rolloutProgress(rolloutId: string): string {
-    return `${this.base}/bridge/rollouts/${rolloutId}`;
+  get allJobProgress(): Topic<JobProgressMessage> {
+    return topic<"<base>/bridge/jobs/<job>">(`${this.base}/bridge/jobs/+`);
   }
 
-  get allRolloutProgress(): string {
-    return `${this.base}/bridge/rollouts/+`;
+  rolloutProgress(rolloutId: string): Topic<RolloutProgressMessage> {
+    return topic<"<base>/bridge/rollouts/<rollout>">(`${this.base}/bridge/rollouts/${rolloutId}`);
+  }
+
+  get allRolloutProgress(): Topic<RolloutProgressMessage> {
+    return topic<"<base>/bridge/rollouts/<rollout>">(`${this.base}/bridge/rollouts/+`);
+  }
+
+  /** Home Assistant's discovery config of a device's update entity, under its `prefix`. */
+  haConfig(prefix: string, id: string): Topic<PayloadOf<"<ha>/update/<id>/config">> {
+    return topic<"<ha>/update/<id>/config">(`${prefix}/update/${id}/config`);
+  }
+
+  haStatus(prefix: string): Topic<PayloadOf<"<ha>/status">> {
+    return topic<"<ha>/status">(`${prefix}/status`);
+  }
+
+  haState(id: string): Topic<PayloadOf<"<base>/bridge/homeassistant/<id>/state">> {
+    return topic<"<base>/bridge/homeassistant/<id>/state">(`${this.base}/bridge/homeassistant/${id}/state`);
+  }
+
+  haInstall(id: string): Topic<PayloadOf<"<base>/bridge/homeassistant/<id>/install">> {
+    return topic<"<base>/bridge/homeassistant/<id>/install">(
+      `${this.base}/bridge/homeassistant/${id}/install`,
+    );
   }
 }

@@ -3,9 +3,6 @@ import { preflight, refusalMessage } from "../../firmware/preflight.ts";
 import { RequestError } from "../request-error.ts";
 import type { StoredVerdict } from "../storage/storage.ts";
 
-/** 1 MiB: the flash of Sonoff and ESP-01S boards, the smallest a MicroPython OTA build fits. */
-export const DEFAULT_FLASH_SIZE_FOR_CHECKS = 1024 * 1024;
-
 export interface CheckedFirmware {
   /** The image to store and push (unpacked when a canned .ota file was given). */
   image: Uint8Array;

@@ -2,12 +2,13 @@ import { randomBytes } from "node:crypto";
 import { access, mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
 import { isFirmwareIdentity } from "../mqtt/contract.ts";
 
 /** A stored image's bytes do not match its identity, or the file is gone: it must not be pushed. */
 export class FirmwareIntegrityError extends MpotaError {
-  override readonly exitCode: number = 26;
+  override readonly exitCode: number = EXIT_CODES.firmwareIntegrity.code;
 }
 
 /**

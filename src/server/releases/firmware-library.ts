@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { shorten } from "../mqtt/contract.ts";
 import { RequestError } from "../request-error.ts";
 import { rolloutsTargeting, targetOfRolloutsText } from "../rollouts/rollout-membership.ts";
@@ -9,7 +10,7 @@ import {
   StorageError,
   type StoredVerdict,
 } from "../storage/storage.ts";
-import { DEFAULT_FLASH_SIZE_FOR_CHECKS, firmwareChecks } from "./firmware-checks.ts";
+import { firmwareChecks } from "./firmware-checks.ts";
 import { FirmwareFiles, FirmwareIntegrityError } from "./firmware-files.ts";
 
 /** This server keeps firmware images elsewhere than the others on the same database (exit code 24). */
@@ -102,7 +103,7 @@ export class FirmwareLibrary {
       );
     }
     const checked = firmwareChecks(input.bytes, {
-      flashSize: input.flashSize ?? DEFAULT_FLASH_SIZE_FOR_CHECKS,
+      flashSize: input.flashSize ?? DEFAULT_FLASH_SIZE,
       force: input.force === true,
       source: input.source ?? `${name} ${version}`,
     });

@@ -1,4 +1,5 @@
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 
@@ -42,12 +43,12 @@ export interface Storage {
 
 /** The store cannot be used: damaged, locked, or written by a newer mpota. */
 export class StorageError extends MpotaError {
-  override readonly exitCode: number = 24;
+  override readonly exitCode: number = EXIT_CODES.storage.code;
 }
 
 /** The database was written by a newer mpota than this one. */
 export class SchemaTooNewError extends StorageError {
-  override readonly exitCode: number = 25;
+  override readonly exitCode: number = EXIT_CODES.schemaTooNew.code;
 }
 
 /**
@@ -395,7 +396,7 @@ export interface CredentialRecord {
 
 /** The device already has a credential: nothing was changed. */
 export class CredentialExistsError extends StorageError {
-  override readonly exitCode: number = 44;
+  override readonly exitCode: number = EXIT_CODES.credentialExists.code;
 }
 
 export interface CredentialStore {

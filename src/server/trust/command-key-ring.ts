@@ -1,6 +1,7 @@
 import { chmodSync, constants, copyFileSync, existsSync, linkSync, readFileSync, renameSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 import {
   type CommandKey,
   commandKeyPath,
@@ -15,7 +16,7 @@ export const NEXT_COMMAND_KEY_FILE = "command-key.next.pem";
 
 /** A command key rotation step cannot be taken. */
 export class CommandKeyRotationError extends MpotaError {
-  override readonly exitCode: number = 22;
+  override readonly exitCode: number = EXIT_CODES.commandKeyRotation.code;
 }
 
 export function nextCommandKeyPath(dataDir: string): string {

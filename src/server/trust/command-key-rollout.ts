@@ -1,5 +1,6 @@
-import { encodeCommand, signCommand } from "../../protocol/command-signature.ts";
+import { type SignedKeysCommand, signCommand } from "../../protocol/command-signature.ts";
 import type { DeviceState } from "../mqtt/contract.ts";
+import { type Json, toJson } from "../mqtt/topics.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
 
@@ -29,7 +30,7 @@ export class CommandKeyRollout {
     private readonly o: {
       storage: Storage;
       keys: CommandKeyRing;
-      publish: (deviceId: string, payload: string) => Promise<void>;
+      publish: (deviceId: string, payload: Json<SignedKeysCommand> | "") => Promise<void>;
       now: () => number;
       logger: { info(o: object, m: string): void; warn(o: object, m: string): void };
     },
@@ -70,7 +71,8 @@ export class CommandKeyRollout {
     if (last !== undefined && this.o.now() - last < RESEND_AFTER_MS) return;
     const seq = await storage.credentials.nextCommandSeq(deviceId, state.seq ?? 0);
     if (seq === undefined) return; // not provisioned: it cannot have a key of ours either
-    const payload = encodeCommand(
+    // toJson: the bytes of encodeCommand, typed as the cmd topic's payload.
+    const payload = toJson(
       signCommand(
         { op: "keys", dev: deviceId, seq, keys: trusted.map((k) => k.modulusHex) },
         signer.privateKey,

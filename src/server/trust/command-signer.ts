@@ -1,12 +1,18 @@
 import { MpotaError } from "../../errors.ts";
-import { encodeCommand, type OtaCommandFields, signCommand } from "../../protocol/command-signature.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
+import {
+  type OtaCommandFields,
+  type SignedOtaCommand,
+  signCommand,
+} from "../../protocol/command-signature.ts";
 import { jobAllowsDowngrade } from "../jobs/downgrade-policy.ts";
+import { type Json, toJson } from "../mqtt/topics.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
 
 /** A command cannot be signed for this job: the device is not provisioned, or a field cannot be carried. */
 export class CommandSigningError extends MpotaError {
-  override readonly exitCode: number = 22;
+  override readonly exitCode: number = EXIT_CODES.commandSigning.code;
 }
 
 /**
@@ -22,8 +28,8 @@ export class CommandSigner {
     private readonly keys: CommandKeyRing,
   ) {}
 
-  /** The payload of a fresh signed command for the job's current try. */
-  async sign(job: JobRecord): Promise<string> {
+  /** The payload of a fresh signed command for the job's current try (the bytes of encodeCommand). */
+  async sign(job: JobRecord): Promise<Json<SignedOtaCommand>> {
     const device = await this.storage.devices.get(job.deviceId);
     const reported = device?.state?.v === 2 ? (device.state.seq ?? 0) : 0;
     const key = this.keys.keyFor(device?.state?.keys);
@@ -45,7 +51,7 @@ export class CommandSigner {
       down,
     };
     try {
-      return encodeCommand(signCommand(fields, key.privateKey));
+      return toJson(signCommand(fields, key.privateKey));
     } catch (error) {
       throw new CommandSigningError(
         `The update command for ${job.deviceId} cannot be signed: ${(error as Error).message}`,

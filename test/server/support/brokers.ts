@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { IClientOptions } from "mqtt";
 import { EmbeddedBroker } from "../../../src/server/mqtt/embedded-broker.ts";
 import { mosquittoConfig } from "../../../src/server/mqtt/mosquitto-config.ts";
-import type { MqttConnection } from "../../../src/server/mqtt/mqtt-link.ts";
+import type { MqttConnection } from "../../../src/server/mqtt/mqtt-connect.ts";
 import { ADMIN_USERNAME, SERVER_USERNAME } from "../../../src/server/mqtt/principals.ts";
 import { hashSecret, newSecret } from "../../../src/server/trust/credentials.ts";
 import { LogCapture } from "./log-capture.ts";

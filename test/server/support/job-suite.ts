@@ -4,7 +4,7 @@ import { afterEach, describe, it } from "node:test";
 import { connectAsync, type IClientOptions } from "mqtt";
 import type { JobDetail, JobProgressMessage } from "../../../src/server/bridge/api.ts";
 import { BridgeClient } from "../../../src/server/bridge/bridge-client.ts";
-import type { MqttConnection } from "../../../src/server/mqtt/mqtt-link.ts";
+import type { MqttConnection } from "../../../src/server/mqtt/mqtt-connect.ts";
 import type { ServerOptions } from "../../../src/server/server.ts";
 import { buildMicroPythonImage, imageIdentity } from "../../support/images.ts";
 import type { TestBroker } from "./brokers.ts";

@@ -1,20 +1,8 @@
 import { checkLease } from "./lease-check.ts";
 import { bindPositional, setClause } from "./patch-columns.ts";
 import type { PostgresDb, Sql } from "./postgres-connection.ts";
-import {
-  conflictFromRow,
-  eventFromRow,
-  eventValues,
-  ROLLOUT_COLUMNS,
-  ROLLOUT_INSERT_COLUMNS,
-  rolloutDeviceColumns,
-  rolloutFromRow,
-  rolloutValues,
-  snapshotFromRow,
-  tagsByDevice,
-} from "./rollout-rows.ts";
+import * as rolloutRows from "./rollout-rows.ts";
 import type {
-  DeviceTagStore,
   NewRollout,
   NewRolloutDevice,
   NewRolloutEvent,
@@ -35,67 +23,19 @@ type Row = Record<string, unknown>;
 /** Advisory lock held while a rollout is created: two instances cannot both take one device. */
 const ROLLOUT_CREATE_LOCK = "7885925493162996335"; // "mpota-ro" as a big-endian int64
 
-// ---- device tags ----------------------------------------------------------
-
-export class PostgresDeviceTagStore implements DeviceTagStore {
-  constructor(private readonly db: Db) {}
-
-  async set(deviceId: string, tags: readonly string[]): Promise<string[]> {
-    return this.db.tx("setting device tags", async (sql) => {
-      await sql.run("DELETE FROM device_tags WHERE device_id = $1", [deviceId]);
-      if (tags.length > 0) {
-        await sql.run(
-          `INSERT INTO device_tags (device_id, tag) SELECT $1, t FROM unnest($2::text[]) AS t
-           ON CONFLICT DO NOTHING`,
-          [deviceId, [...tags]],
-        );
-      }
-      return (
-        await sql.rows("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag", [deviceId])
-      ).map((r) => r.tag as string);
-    });
-  }
-
-  async get(deviceId: string): Promise<string[]> {
-    return (
-      await this.db.sql("reading device tags", (sql) =>
-        sql.rows("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag", [deviceId]),
-      )
-    ).map((r) => r.tag as string);
-  }
-
-  async devicesWith(tag: string): Promise<string[]> {
-    return (
-      await this.db.sql("finding devices by tag", (sql) =>
-        sql.rows("SELECT device_id FROM device_tags WHERE tag = $1 ORDER BY device_id", [tag]),
-      )
-    ).map((r) => r.device_id as string);
-  }
-
-  async all(): Promise<Map<string, string[]>> {
-    return tagsByDevice(
-      await this.db.sql("reading device tags", (sql) =>
-        sql.rows("SELECT device_id, tag FROM device_tags ORDER BY device_id, tag"),
-      ),
-    );
-  }
-}
-
-// ---- rollouts -------------------------------------------------------------
-
-const DEVICE_COLUMNS = rolloutDeviceColumns((v) => v);
+const DEVICE_COLUMNS = rolloutRows.rolloutDeviceColumns((v) => v);
 
 async function appendEvent(sql: Sql, rolloutId: string, event: NewRolloutEvent): Promise<void> {
   await sql.run(
     "INSERT INTO rollout_events (rollout_id, at, kind, message, data) VALUES ($1, $2, $3, $4, $5)",
-    eventValues(rolloutId, event),
+    rolloutRows.eventValues(rolloutId, event),
   );
 }
 
 async function patchRollout(sql: Sql, id: string, now: number, patch: RolloutPatch): Promise<RolloutRecord> {
   const params: unknown[] = [id, now];
-  const sets = ["updated_at = $2", ...setClause(ROLLOUT_COLUMNS, patch, bindPositional(params))];
-  return rolloutFromRow(
+  const sets = ["updated_at = $2", ...setClause(rolloutRows.ROLLOUT_COLUMNS, patch, bindPositional(params))];
+  return rolloutRows.rolloutFromRow(
     (await sql.one(`UPDATE rollouts SET ${sets.join(", ")} WHERE id = $1 RETURNING *`, params)) as Row,
   );
 }
@@ -138,14 +78,14 @@ export class PostgresRolloutStore implements RolloutStore {
       if (taken.length > 0) {
         return {
           ok: false,
-          conflicts: taken.map(conflictFromRow),
+          conflicts: taken.map(rolloutRows.conflictFromRow),
         };
       }
       const row = (await sql.one(
-        `INSERT INTO rollouts (${ROLLOUT_INSERT_COLUMNS}, updated_at)
+        `INSERT INTO rollouts (${rolloutRows.ROLLOUT_INSERT_COLUMNS}, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
          RETURNING *`,
-        rolloutValues(rollout),
+        rolloutRows.rolloutValues(rollout),
       )) as Row;
       if (devices.length > 0) {
         await sql.run(
@@ -164,7 +104,7 @@ export class PostgresRolloutStore implements RolloutStore {
         );
       }
       await appendEvent(sql, rollout.id, event);
-      return { ok: true, rollout: rolloutFromRow(row) };
+      return { ok: true, rollout: rolloutRows.rolloutFromRow(row) };
     });
   }
 
@@ -172,7 +112,7 @@ export class PostgresRolloutStore implements RolloutStore {
     const row = await this.db.sql("reading a rollout", (sql) =>
       sql.one("SELECT * FROM rollouts WHERE id = $1", [id]),
     );
-    return row && rolloutFromRow(row);
+    return row && rolloutRows.rolloutFromRow(row);
   }
 
   async list(filter: { active?: boolean; limit?: number } = {}): Promise<RolloutRecord[]> {
@@ -183,7 +123,7 @@ export class PostgresRolloutStore implements RolloutStore {
           filter.limit ?? null,
         ]),
       )
-    ).map(rolloutFromRow);
+    ).map(rolloutRows.rolloutFromRow);
   }
 
   async snapshot(id: string): Promise<RolloutDeviceSnapshot[]> {
@@ -201,7 +141,7 @@ export class PostgresRolloutStore implements RolloutStore {
         [id],
       ),
     );
-    return rows.map(snapshotFromRow);
+    return rows.map(rolloutRows.snapshotFromRow);
   }
 
   async events(id: string, limit: number): Promise<RolloutEvent[]> {
@@ -212,7 +152,7 @@ export class PostgresRolloutStore implements RolloutStore {
           limit,
         ]),
       )
-    ).map(eventFromRow);
+    ).map(rolloutRows.eventFromRow);
   }
 
   async claimOpen(input: Parameters<RolloutStore["claimOpen"]>[0]): Promise<RolloutRecord[]> {
@@ -231,7 +171,7 @@ export class PostgresRolloutStore implements RolloutStore {
         [input.owner, input.now + input.leaseMs, input.now, input.limit],
       ),
     );
-    return rows.map(rolloutFromRow).sort((a, b) => a.createdAt - b.createdAt);
+    return rows.map(rolloutRows.rolloutFromRow).sort((a, b) => a.createdAt - b.createdAt);
   }
 
   async claim(input: Parameters<RolloutStore["claim"]>[0]): Promise<RolloutRecord | undefined> {
@@ -243,7 +183,7 @@ export class PostgresRolloutStore implements RolloutStore {
         [input.id, input.owner, input.now, input.now + input.leaseMs],
       ),
     );
-    return row && rolloutFromRow(row);
+    return row && rolloutRows.rolloutFromRow(row);
   }
 
   async update(input: Parameters<RolloutStore["update"]>[0]): Promise<RolloutRecord | undefined> {

@@ -1,27 +1,13 @@
 import { checkLease } from "./lease-check.ts";
 import { bindNamed, setClause } from "./patch-columns.ts";
-import {
-  conflictFromRow,
-  eventFromRow,
-  eventValues,
-  ROLLOUT_COLUMNS,
-  ROLLOUT_INSERT_COLUMNS,
-  rolloutDeviceColumns,
-  rolloutFromRow,
-  rolloutValues,
-  snapshotFromRow,
-  tagsByDevice,
-} from "./rollout-rows.ts";
+import * as rolloutRows from "./rollout-rows.ts";
 import type {
-  DeviceTagStore,
   NewRollout,
   NewRolloutDevice,
   NewRolloutEvent,
   RolloutCreateResult,
-  RolloutDevicePatch,
   RolloutDeviceSnapshot,
   RolloutEvent,
-  RolloutPatch,
   RolloutRecord,
   RolloutState,
   RolloutStore,
@@ -29,49 +15,10 @@ import type {
 import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-driver.ts";
 import type { HeldLease } from "./types.ts";
 
-const DEVICE_COLUMNS = rolloutDeviceColumns((v) => (v ? 1 : 0));
+/** A change the lease holder makes: its rollout patch and device patches. */
+type Update = Parameters<RolloutStore["update"]>[0];
 
-// ---- device tags ----------------------------------------------------------
-
-export class SqliteDeviceTagStore implements DeviceTagStore {
-  private readonly setTx: (deviceId: string, tags: readonly string[]) => void;
-
-  constructor(private readonly db: Db) {
-    const clear = db.prepare("DELETE FROM device_tags WHERE device_id = ?");
-    const insert = db.prepare("INSERT OR IGNORE INTO device_tags (device_id, tag) VALUES (?, ?)");
-    this.setTx = db.transaction((deviceId: string, tags: readonly string[]) => {
-      clear.run(deviceId);
-      for (const tag of tags) insert.run(deviceId, tag);
-    });
-  }
-
-  async set(deviceId: string, tags: readonly string[]): Promise<string[]> {
-    this.setTx(deviceId, tags);
-    return this.get(deviceId);
-  }
-
-  async get(deviceId: string): Promise<string[]> {
-    return this.db
-      .prepare("SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag")
-      .all(deviceId)
-      .map((r) => r.tag as string);
-  }
-
-  async devicesWith(tag: string): Promise<string[]> {
-    return this.db
-      .prepare("SELECT device_id FROM device_tags WHERE tag = ? ORDER BY device_id")
-      .all(tag)
-      .map((r) => r.device_id as string);
-  }
-
-  async all(): Promise<Map<string, string[]>> {
-    return tagsByDevice(
-      this.db.prepare("SELECT device_id, tag FROM device_tags ORDER BY device_id, tag").all(),
-    );
-  }
-}
-
-// ---- rollouts -------------------------------------------------------------
+const DEVICE_COLUMNS = rolloutRows.rolloutDeviceColumns((v) => (v ? 1 : 0));
 
 export class SqliteRolloutStore implements RolloutStore {
   private readonly createTx: (
@@ -79,7 +26,7 @@ export class SqliteRolloutStore implements RolloutStore {
     devices: NewRolloutDevice[],
     event: NewRolloutEvent,
   ) => RolloutCreateResult;
-  private readonly updateTx: (input: Parameters<RolloutStore["update"]>[0]) => RolloutRecord | undefined;
+  private readonly updateTx: (input: Update) => RolloutRecord | undefined;
   private readonly transitionTx: (
     input: Parameters<RolloutStore["transition"]>[0],
   ) => RolloutRecord | undefined;
@@ -92,7 +39,7 @@ export class SqliteRolloutStore implements RolloutStore {
       WHERE r.active AND rd.device_id IN (SELECT value FROM json_each(?))
       ORDER BY rd.device_id`);
     const insertRollout = db.prepare(`
-      INSERT INTO rollouts (${ROLLOUT_INSERT_COLUMNS}, updated_at)
+      INSERT INTO rollouts (${rolloutRows.ROLLOUT_INSERT_COLUMNS}, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       RETURNING *`);
     const insertDevice = db.prepare(`
@@ -101,8 +48,8 @@ export class SqliteRolloutStore implements RolloutStore {
     this.createTx = db.transaction(
       (rollout: NewRollout, devices: NewRolloutDevice[], event: NewRolloutEvent): RolloutCreateResult => {
         const taken = conflicts.all(JSON.stringify(devices.map((d) => d.deviceId)));
-        if (taken.length > 0) return { ok: false, conflicts: taken.map(conflictFromRow) };
-        const row = insertRollout.get(...rolloutValues(rollout), rollout.createdAt) as Row;
+        if (taken.length > 0) return { ok: false, conflicts: taken.map(rolloutRows.conflictFromRow) };
+        const row = insertRollout.get(...rolloutRows.rolloutValues(rollout), rollout.createdAt) as Row;
         for (const d of devices) {
           insertDevice.run(
             rollout.id,
@@ -116,11 +63,11 @@ export class SqliteRolloutStore implements RolloutStore {
           );
         }
         this.appendEvent(rollout.id, event);
-        return { ok: true, rollout: rolloutFromRow(row) };
+        return { ok: true, rollout: rolloutRows.rolloutFromRow(row) };
       },
     );
 
-    this.updateTx = db.transaction((input: Parameters<RolloutStore["update"]>[0]) => {
+    this.updateTx = db.transaction((input: Update) => {
       const current = db.prepare("SELECT state, lease_owner FROM rollouts WHERE id = ?").get(input.id);
       checkLease("Rollout", input.id, current, input.owner);
       if (input.expectState !== undefined && current?.state !== input.expectState) return undefined;
@@ -150,7 +97,7 @@ export class SqliteRolloutStore implements RolloutStore {
         "UPDATE rollouts SET lease_owner = ?, lease_expires_at = ? WHERE id = ? RETURNING *",
       );
       return rows.map((r) =>
-        rolloutFromRow(take.get(input.owner, input.now + input.leaseMs, r.id as string) as Row),
+        rolloutRows.rolloutFromRow(take.get(input.owner, input.now + input.leaseMs, r.id as string) as Row),
       );
     });
   }
@@ -158,18 +105,18 @@ export class SqliteRolloutStore implements RolloutStore {
   private appendEvent(rolloutId: string, event: NewRolloutEvent): void {
     this.db
       .prepare("INSERT INTO rollout_events (rollout_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)")
-      .run(...eventValues(rolloutId, event));
+      .run(...rolloutRows.eventValues(rolloutId, event));
   }
 
-  private patchRollout(id: string, now: number, patch: RolloutPatch): RolloutRecord {
+  private patchRollout(id: string, now: number, patch: Update["patch"]): RolloutRecord {
     const params: Record<string, unknown> = { id, now };
-    const sets = ["updated_at = @now", ...setClause(ROLLOUT_COLUMNS, patch, bindNamed(params))];
-    return rolloutFromRow(
+    const sets = ["updated_at = @now", ...setClause(rolloutRows.ROLLOUT_COLUMNS, patch, bindNamed(params))];
+    return rolloutRows.rolloutFromRow(
       this.db.prepare(`UPDATE rollouts SET ${sets.join(", ")} WHERE id = @id RETURNING *`).get(params) as Row,
     );
   }
 
-  private patchDevices(rolloutId: string, patches: RolloutDevicePatch[]): void {
+  private patchDevices(rolloutId: string, patches: NonNullable<Update["devices"]>): void {
     for (const patch of patches) {
       const params: Record<string, unknown> = { rolloutId, deviceId: patch.deviceId };
       const sets = setClause(DEVICE_COLUMNS, patch, bindNamed(params));
@@ -192,7 +139,7 @@ export class SqliteRolloutStore implements RolloutStore {
 
   async get(id: string): Promise<RolloutRecord | undefined> {
     const row = this.db.prepare("SELECT * FROM rollouts WHERE id = ?").get(id);
-    return row && rolloutFromRow(row);
+    return row && rolloutRows.rolloutFromRow(row);
   }
 
   async list(filter: { active?: boolean; limit?: number } = {}): Promise<RolloutRecord[]> {
@@ -200,7 +147,7 @@ export class SqliteRolloutStore implements RolloutStore {
     return this.db
       .prepare(`SELECT * FROM rollouts ${where} ORDER BY created_at DESC, rowid DESC LIMIT ?`)
       .all(filter.limit ?? -1)
-      .map(rolloutFromRow);
+      .map(rolloutRows.rolloutFromRow);
   }
 
   async snapshot(id: string): Promise<RolloutDeviceSnapshot[]> {
@@ -215,14 +162,14 @@ export class SqliteRolloutStore implements RolloutStore {
          WHERE rd.rollout_id = ? ORDER BY rd.position`,
       )
       .all(id);
-    return rows.map(snapshotFromRow);
+    return rows.map(rolloutRows.snapshotFromRow);
   }
 
   async events(id: string, limit: number): Promise<RolloutEvent[]> {
     return this.db
       .prepare("SELECT * FROM rollout_events WHERE rollout_id = ? ORDER BY seq DESC LIMIT ?")
       .all(id, limit)
-      .map(eventFromRow);
+      .map(rolloutRows.eventFromRow);
   }
 
   async claimOpen(input: Parameters<RolloutStore["claimOpen"]>[0]): Promise<RolloutRecord[]> {
@@ -237,10 +184,10 @@ export class SqliteRolloutStore implements RolloutStore {
          RETURNING *`,
       )
       .get({ id: input.id, owner: input.owner, now: input.now, expires: input.now + input.leaseMs });
-    return row && rolloutFromRow(row);
+    return row && rolloutRows.rolloutFromRow(row);
   }
 
-  async update(input: Parameters<RolloutStore["update"]>[0]): Promise<RolloutRecord | undefined> {
+  async update(input: Update): Promise<RolloutRecord | undefined> {
     return this.updateTx(input);
   }
 

@@ -3,12 +3,13 @@ import { join, resolve } from "node:path";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 import { SqliteAuditStore, SqliteCredentialStore } from "./sqlite-credential-store.ts";
 import { SqliteDeviceStore } from "./sqlite-device-store.ts";
+import { SqliteDeviceTagStore } from "./sqlite-device-tag-store.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 import { SqliteFirmwareStore } from "./sqlite-firmware-store.ts";
 import { SqliteInstanceStore, SqliteSettingStore } from "./sqlite-instance-store.ts";
 import { SqliteJobStore } from "./sqlite-job-store.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "./sqlite-migrations.ts";
-import { SqliteDeviceTagStore, SqliteRolloutStore } from "./sqlite-rollout-store.ts";
+import { SqliteRolloutStore } from "./sqlite-rollout-store.ts";
 import {
   type AuditStore,
   type CredentialStore,

@@ -1,5 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
-import type { SqliteDatabase, SqliteOpenOptions, SqliteStatement, SqlParams } from "./sqlite-driver.ts";
+import type { SqliteDatabase, SqliteOpenOptions, SqliteStatement, SqlParams } from "./sqlite-database.ts";
 
 /**
  * The SQLite driver over the better-sqlite3 package, for Node 20 (no

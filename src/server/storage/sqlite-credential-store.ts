@@ -7,7 +7,7 @@ import {
   credentialExists,
   credentialFromRow,
 } from "./credential-rows.ts";
-import type { SqliteDatabase as Db } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db } from "./sqlite-database.ts";
 import type { AuditEntry, AuditStore, CredentialRecord, CredentialStore } from "./storage.ts";
 
 /** Device credentials in SQLite (table `device_credentials`, migration 4). */

@@ -1,5 +1,5 @@
 import { deviceFromRow, deviceStateFromRow } from "./device-rows.ts";
-import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-database.ts";
 import type { DeviceRecord, DeviceStateEntry, DeviceStore } from "./storage.ts";
 
 /** Devices and their state history in SQLite. */

@@ -1,6 +1,6 @@
 import { tagsByDevice } from "./rollout-rows.ts";
 import type { DeviceTagStore } from "./rollout-store.ts";
-import type { SqliteDatabase as Db } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db } from "./sqlite-database.ts";
 
 /** Device tags (what rollouts select by) in SQLite. */
 export class SqliteDeviceTagStore implements DeviceTagStore {

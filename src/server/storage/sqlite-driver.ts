@@ -1,50 +1,16 @@
 import { createRequire } from "node:module";
 import { openBetterSqlite } from "./sqlite-better-driver.ts";
+import type { SqliteDatabase, SqliteOpenOptions } from "./sqlite-database.ts";
 import { loadNodeSqlite, openNodeSqlite } from "./sqlite-node-driver.ts";
 import { StorageError } from "./storage.ts";
 
 /**
- * The one SQLite interface the SQLite stores use, whatever runs it: Node's
- * own `node:sqlite` where the runtime has it (22.13 and later, 24), else
+ * Opens SQLite (sqlite-database.ts) with the driver the runtime has: Node's
+ * own `node:sqlite` where it exists (22.13 and later, 24), else
  * the better-sqlite3 package (Node 20), loaded only then, so a newer Node
  * never needs it built. Both are synchronous; both bind a JS number as REAL
  * (STRICT INTEGER columns store whole numbers as integers all the same).
  */
-
-/**
- * What a statement binds: positional values (null, number, bigint, string,
- * bytes), or one object of named ones (exactly the names used: node:sqlite
- * refuses others).
- */
-export type SqlParams = unknown[];
-export type SqlRow = Record<string, unknown>;
-
-export interface SqliteStatement {
-  /** The first row, or undefined. */
-  get(...params: SqlParams): SqlRow | undefined;
-  all(...params: SqlParams): SqlRow[];
-  /** Runs it; how many rows it changed. */
-  run(...params: SqlParams): { changes: number };
-}
-
-export interface SqliteDatabase {
-  /** "node:sqlite" or "better-sqlite3". */
-  readonly driver: string;
-  prepare(sql: string): SqliteStatement;
-  /** Runs one or more statements without parameters. */
-  exec(sql: string): void;
-  /** `PRAGMA <text>`: the first column of its first row (undefined when it gives none). */
-  pragma(text: string): unknown;
-  /** `fn` wrapped in BEGIN/COMMIT (ROLLBACK when it throws; a savepoint when nested). */
-  transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
-  close(): void;
-}
-
-export interface SqliteOpenOptions {
-  readonly?: boolean;
-  /** How long a statement waits for a lock another connection holds (ms). */
-  timeoutMs?: number;
-}
 
 /** Which driver this runtime uses: node:sqlite when it has it. */
 export function sqliteDriverName(): "node:sqlite" | "better-sqlite3" {

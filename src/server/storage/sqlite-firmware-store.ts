@@ -1,5 +1,5 @@
 import { FIRMWARE_INSERT_COLUMNS, firmwareFromRow, firmwareValues } from "./firmware-rows.ts";
-import type { SqliteDatabase as Db } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db } from "./sqlite-database.ts";
 import type { FirmwareAddResult, FirmwareRecord, FirmwareStore } from "./storage.ts";
 
 /** Firmware metadata in SQLite (the image files live in the data directory). */

@@ -1,5 +1,5 @@
 import { instanceFromRow, instanceUpsert, instanceValues } from "./instance-rows.ts";
-import type { SqliteDatabase as Db } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db } from "./sqlite-database.ts";
 import type { InstanceRecord, InstanceStore, SettingStore } from "./storage.ts";
 
 /** Server instances and their heartbeats in SQLite. */

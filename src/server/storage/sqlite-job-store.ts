@@ -1,7 +1,7 @@
 import { jobFromRow, jobPatchSets, stepFromRow, stepValues } from "./job-rows.ts";
 import { checkLease } from "./lease-check.ts";
 import { bindNamed } from "./patch-columns.ts";
-import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-database.ts";
 import type {
   JobCreateResult,
   JobListFilter,

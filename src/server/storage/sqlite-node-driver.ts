@@ -5,7 +5,7 @@ import type {
   SqliteStatement,
   SqlParams,
   SqlRow,
-} from "./sqlite-driver.ts";
+} from "./sqlite-database.ts";
 import { transactions } from "./sqlite-transaction.ts";
 
 /**

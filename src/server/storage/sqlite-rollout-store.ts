@@ -12,7 +12,7 @@ import type {
   RolloutState,
   RolloutStore,
 } from "./rollout-store.ts";
-import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-driver.ts";
+import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-database.ts";
 import type { HeldLease } from "./types.ts";
 
 /** A change the lease holder makes: its rollout patch and device patches. */

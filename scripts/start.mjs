@@ -18,7 +18,7 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtime
   run("npm", ["ci", "--no-audit", "--no-fund"]);
 }
 // SQLite: node:sqlite on Node 22.13+ (23.4+, 24); Node 20 needs the better-sqlite3
-// driver, which npm installs but does not build (package.json allowScripts).
+// driver, which npm installs but does not build (package.json allowScripts): build it here.
 const [major, minor] = process.versions.node.split(".").map(Number);
 const nodeSqlite = major > 23 || (major === 23 && minor >= 4) || (major === 22 && minor >= 13);
 if (!nodeSqlite) {
@@ -27,7 +27,7 @@ if (!nodeSqlite) {
     console.error(
       `mpota: Node ${process.version} has no node:sqlite: building the better-sqlite3 driver (about two minutes; Node 22.13+ or 24 need none)`,
     );
-    run("npm", ["rebuild", "better-sqlite3", "--allow-scripts=better-sqlite3"]);
+    run("npm", ["run", "install", "--prefix", "node_modules/better-sqlite3"]);
   }
 }
 const newest = (dir) =>

@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import { dirname } from "node:path";
 import { openBetterSqlite } from "./sqlite-better-driver.ts";
 import type { SqliteDatabase, SqliteOpenOptions } from "./sqlite-database.ts";
 import { loadNodeSqlite, openNodeSqlite } from "./sqlite-node-driver.ts";
@@ -39,8 +40,16 @@ export function openSqlite(path: string, options: SqliteOpenOptions = {}): Sqlit
 }
 
 function missingDriver(cause: unknown): StorageError {
+  let build: string;
+  try {
+    const dir = dirname(createRequire(import.meta.url).resolve("better-sqlite3/package.json"));
+    // npm installs the package without building it (package.json allowScripts): build it in place.
+    build = `build the better-sqlite3 driver (about two minutes) with: npm run install --prefix ${dir}`;
+  } catch {
+    build = "install the better-sqlite3 driver in mpota's folder with: npm install better-sqlite3";
+  }
   return new StorageError(
-    `SQLite is not available on Node ${process.version}: it has no node:sqlite (Node 22.13 and later have it) and the better-sqlite3 driver is not built (${(cause as Error).message.split("\n")[0]}). Use Node 22.13 or later (24 recommended), or build the driver with: npm rebuild better-sqlite3 --allow-scripts=better-sqlite3`,
+    `SQLite is not available on Node ${process.version}: it has no node:sqlite (Node 22.13 and later have it) and the better-sqlite3 driver cannot be loaded (${(cause as Error).message.split("\n")[0]}). Use Node 22.13 or later (24 recommended), or ${build}`,
     { cause },
   );
 }

@@ -14,10 +14,21 @@ const run = (cmd, args) => {
 const lock = `${root}package-lock.json`;
 const installed = `${root}node_modules/.package-lock.json`;
 if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
-  console.error(
-    "mpota: installing dependencies (the first time this builds the SQLite driver, about two minutes)",
-  );
+  console.error("mpota: installing dependencies (the first time only)");
   run("npm", ["ci", "--no-audit", "--no-fund"]);
+}
+// SQLite: node:sqlite on Node 22.13+ (23.4+, 24); Node 20 needs the better-sqlite3
+// driver, which npm installs but does not build (package.json allowScripts): build it here.
+const [major, minor] = process.versions.node.split(".").map(Number);
+const nodeSqlite = major > 23 || (major === 23 && minor >= 4) || (major === 22 && minor >= 13);
+if (!nodeSqlite) {
+  const probe = ["-e", "new (require('better-sqlite3'))(':memory:').close()"];
+  if (spawnSync(process.execPath, probe, { cwd: root, stdio: "ignore" }).status !== 0) {
+    console.error(
+      `mpota: Node ${process.version} has no node:sqlite: building the better-sqlite3 driver (about two minutes; Node 22.13+ or 24 need none)`,
+    );
+    run("npm", ["run", "install", "--prefix", "node_modules/better-sqlite3"]);
+  }
 }
 const newest = (dir) =>
   Math.max(

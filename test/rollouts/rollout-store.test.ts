@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import Database from "better-sqlite3";
 import { POSTGRES_MIGRATIONS } from "../../src/server/storage/postgres-migrations.ts";
 import { openPostgresStorage } from "../../src/server/storage/postgres-storage.ts";
 import type { NewRollout, NewRolloutDevice } from "../../src/server/storage/rollout-store.ts";
+import { openSqlite } from "../../src/server/storage/sqlite-driver.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "../../src/server/storage/sqlite-migrations.ts";
 import { openSqliteStorage, SQLITE_FILE_NAME } from "../../src/server/storage/sqlite-storage.ts";
 import { LeaseLostError, type Storage } from "../../src/server/storage/storage.ts";
@@ -218,7 +218,7 @@ describe("the rollout migration", () => {
   it("upgrades a version-1 database in place, keeping its devices and jobs", async () => {
     const t = tempDir();
     try {
-      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
+      const db = openSqlite(join(t.dir, SQLITE_FILE_NAME));
       db.exec(SQLITE_MIGRATIONS[0]?.sql ?? "");
       db.pragma("user_version = 1");
       db.prepare("INSERT INTO devices (id, first_seen, last_seen, state) VALUES ('old', 1, 2, ?)").run(
@@ -233,8 +233,8 @@ describe("the rollout migration", () => {
       } finally {
         await storage.close();
       }
-      const check = new Database(join(t.dir, SQLITE_FILE_NAME));
-      assert.equal(check.pragma("user_version", { simple: true }), SQLITE_SCHEMA_VERSION);
+      const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION);
       assert.equal(SQLITE_SCHEMA_VERSION, 4);
       check.close();
     } finally {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import Database from "better-sqlite3";
+import { openSqlite } from "../../src/server/storage/sqlite-driver.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "../../src/server/storage/sqlite-migrations.ts";
 import { openSqliteStorage, SQLITE_FILE_NAME } from "../../src/server/storage/sqlite-storage.ts";
 import { SchemaTooNewError } from "../../src/server/storage/storage.ts";
@@ -35,9 +35,9 @@ describe("SQLite storage", () => {
         historyLimit: 5,
       });
       await storage.close();
-      const db = new Database(join(t.dir, "nested", "data", SQLITE_FILE_NAME));
-      assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
-      assert.equal(db.pragma("user_version", { simple: true }), SQLITE_SCHEMA_VERSION);
+      const db = openSqlite(join(t.dir, "nested", "data", SQLITE_FILE_NAME));
+      assert.equal(db.pragma("journal_mode"), "wal");
+      assert.equal(db.pragma("user_version"), SQLITE_SCHEMA_VERSION);
       db.close();
       const again = await openSqliteStorage(join(t.dir, "nested", "data"));
       assert.equal((await again.devices.get("d"))?.state?.fw, "c".repeat(32));
@@ -50,7 +50,7 @@ describe("SQLite storage", () => {
   it("upgrades a version-3 database in place: its data is kept, credentials and audit start empty", async () => {
     const t = tempDir();
     try {
-      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
+      const db = openSqlite(join(t.dir, SQLITE_FILE_NAME));
       for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 3)) db.exec(m.sql);
       db.pragma("user_version = 3");
       db.prepare("INSERT INTO devices (id, first_seen, last_seen, state) VALUES ('old', 1, 2, ?)").run(
@@ -72,8 +72,8 @@ describe("SQLite storage", () => {
       } finally {
         await storage.close();
       }
-      const check = new Database(join(t.dir, SQLITE_FILE_NAME));
-      assert.equal(check.pragma("user_version", { simple: true }), 4);
+      const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(check.pragma("user_version"), 4);
       assert.equal(SQLITE_SCHEMA_VERSION, 4);
       check.close();
     } finally {
@@ -84,7 +84,7 @@ describe("SQLite storage", () => {
   it("refuses a database written by a newer mpota and leaves it alone", async () => {
     const t = tempDir();
     try {
-      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
+      const db = openSqlite(join(t.dir, SQLITE_FILE_NAME));
       db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
       db.exec("CREATE TABLE future (x INTEGER)");
       db.close();
@@ -99,8 +99,8 @@ describe("SQLite storage", () => {
         assert.match(error.message, /Upgrade mpota, or start this one with another --data directory/);
         return true;
       });
-      const check = new Database(join(t.dir, SQLITE_FILE_NAME));
-      assert.equal(check.pragma("user_version", { simple: true }), SQLITE_SCHEMA_VERSION + 1);
+      const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION + 1);
       assert.deepEqual(
         (
           check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{
@@ -135,8 +135,8 @@ describe("SQLite storage", () => {
       child.kill("SIGKILL");
       await new Promise((resolve) => child.on("close", resolve));
 
-      const db = new Database(join(t.dir, SQLITE_FILE_NAME));
-      assert.equal(db.pragma("integrity_check", { simple: true }), "ok");
+      const db = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(db.pragma("integrity_check"), "ok");
       const devices = db.prepare("SELECT id, state, state_digest FROM devices").all() as Array<{
         id: string;
         state: string;

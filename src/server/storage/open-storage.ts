@@ -7,7 +7,8 @@ import {
   type PostgresStorageOptions,
   postgresStatus,
 } from "./postgres-storage.ts";
-import { type Migration, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "./sqlite-migrations.ts";
+import type { Migration } from "./schema.ts";
+import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "./sqlite-migrations.ts";
 import { openSqliteStorage, sqliteSchemaVersion } from "./sqlite-storage.ts";
 import type { Storage } from "./storage.ts";
 

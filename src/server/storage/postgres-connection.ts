@@ -177,7 +177,6 @@ export class PostgresDb {
   private closed = false;
   /** The last error of an idle connection (the database went away); the next operation reconnects. */
   lastIdleError: Error | undefined;
-  private readonly guarded = new WeakSet<pg.PoolClient>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -187,6 +186,16 @@ export class PostgresDb {
     // process: the pool drops it and opens a new one when asked.
     pool.on("error", (error) => {
       this.lastIdleError = error;
+    });
+    // A checked-out connection that breaks emits "error" on its client: the
+    // query under way fails, the process goes on. The listener goes on as the
+    // pool makes the client, not after the checkout: the database's goodbye
+    // (57P01 while it shuts down) can come in the same read as the connection's
+    // "ready", before the code awaiting the checkout runs.
+    pool.on("connect", (client) => {
+      client.on("error", (error) => {
+        this.lastIdleError = error;
+      });
     });
   }
 
@@ -207,16 +216,7 @@ export class PostgresDb {
 
   /** A connection of the pool; the caller releases it. Errors are the driver's (see connectError). */
   async connect(): Promise<pg.PoolClient> {
-    const client = await this.pool.connect();
-    if (!this.guarded.has(client)) {
-      // A checked-out connection that breaks between two queries emits "error":
-      // the query under way fails, the process goes on.
-      client.on("error", (error) => {
-        this.lastIdleError = error;
-      });
-      this.guarded.add(client);
-    }
-    return client;
+    return this.pool.connect();
   }
 
   /** Connects, retrying for up to `retryMs` while the database is unreachable (starting up, restarting). */

@@ -1,224 +1,41 @@
 import { MpotaError } from "../../errors.ts";
-import type { Migration } from "./sqlite-migrations.ts";
+import { type Migration, type SchemaDialect, schemaMigrations } from "./schema.ts";
 import { SchemaTooNewError, StorageError } from "./storage.ts";
 
 /**
  * PostgreSQL schema, as numbered migrations: the same tables as SQLite's
- * (sqlite-migrations.ts). The `schema_migrations` table lists the ones
- * applied; each runs in its own transaction. Never edit a released
- * migration: append a new one.
+ * (schema.ts). The `schema_migrations` table lists the ones applied; each
+ * runs in its own transaction.
  *
  * Times are BIGINT milliseconds; JSON values are TEXT (kept byte for byte as
  * written, like SQLite's; JSONB would refuse `\u0000` in a device's state).
  * Ids and tags sort bytewise (COLLATE "C"), as in SQLite. Tables that are
  * listed "newest first" have an `ord` column: insertion order, SQLite's rowid.
  */
-export const POSTGRES_MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    description: "devices, state history, firmware, jobs and job steps",
-    sql: `
-CREATE TABLE devices (
-  id TEXT COLLATE "C" PRIMARY KEY,
-  state TEXT,
-  status TEXT,
-  status_at BIGINT,
-  first_seen BIGINT NOT NULL,
-  last_seen BIGINT NOT NULL,
-  last_state_at BIGINT,
-  next_wake_at BIGINT,
-  state_digest TEXT
-);
-
-CREATE TABLE device_states (
-  seq BIGSERIAL PRIMARY KEY,
-  device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
-  at BIGINT NOT NULL,
-  state TEXT NOT NULL
-);
-CREATE INDEX device_states_by_device ON device_states(device_id, seq);
-
-CREATE TABLE firmware (
-  id TEXT COLLATE "C" PRIMARY KEY,
-  ord BIGSERIAL NOT NULL,
-  name TEXT NOT NULL,
-  version TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  notes TEXT,
-  added_at BIGINT NOT NULL,
-  micropython TEXT,
-  build TEXT,
-  checks TEXT NOT NULL,
-  UNIQUE (name, version)
-);
-
-CREATE TABLE jobs (
-  id TEXT COLLATE "C" PRIMARY KEY,
-  ord BIGSERIAL NOT NULL,
-  device_id TEXT COLLATE "C" NOT NULL,
-  firmware_id TEXT NOT NULL,
-  firmware_name TEXT NOT NULL,
-  firmware_version TEXT NOT NULL,
-  firmware_size INTEGER NOT NULL,
-  phase TEXT NOT NULL,
-  attempt INTEGER NOT NULL,
-  max_attempts INTEGER NOT NULL,
-  retry_mode TEXT,
-  target_ip TEXT,
-  target_port INTEGER,
-  due_at BIGINT,
-  error TEXT,
-  created_at BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL,
-  finished_at BIGINT,
-  acked_at BIGINT,
-  pushed_at BIGINT,
-  lease_owner TEXT,
-  lease_expires_at BIGINT,
-  progress_bytes INTEGER NOT NULL DEFAULT 0,
-  progress_total INTEGER NOT NULL DEFAULT 0,
-  progress_rate DOUBLE PRECISION NOT NULL DEFAULT 0,
-  progress_retransmits INTEGER NOT NULL DEFAULT 0,
-  active BOOLEAN GENERATED ALWAYS AS (phase NOT IN ('succeeded', 'failed', 'cancelled')) STORED
-);
-CREATE UNIQUE INDEX jobs_one_active_per_device ON jobs(device_id) WHERE active;
-CREATE INDEX jobs_due ON jobs(due_at) WHERE active;
-CREATE INDEX jobs_by_device ON jobs(device_id, created_at);
-CREATE INDEX jobs_by_created ON jobs(created_at, ord);
-CREATE INDEX jobs_by_lease_owner ON jobs(lease_owner) WHERE lease_owner IS NOT NULL;
-
-CREATE TABLE job_steps (
-  seq BIGSERIAL PRIMARY KEY,
-  job_id TEXT COLLATE "C" NOT NULL REFERENCES jobs(id),
-  at BIGINT NOT NULL,
-  kind TEXT NOT NULL,
-  message TEXT NOT NULL,
-  data TEXT
-);
-CREATE INDEX job_steps_by_job ON job_steps(job_id, seq);
-`,
-  },
-  {
-    version: 2,
-    description: "device tags, rollouts, their devices and events",
-    sql: `
-CREATE TABLE device_tags (
-  device_id TEXT COLLATE "C" NOT NULL,
-  tag TEXT COLLATE "C" NOT NULL,
-  PRIMARY KEY (device_id, tag)
-);
-CREATE INDEX device_tags_by_tag ON device_tags(tag, device_id);
-
-CREATE TABLE rollouts (
-  id TEXT COLLATE "C" PRIMARY KEY,
-  ord BIGSERIAL NOT NULL,
-  name TEXT,
-  firmware_id TEXT NOT NULL,
-  firmware_name TEXT NOT NULL,
-  firmware_version TEXT NOT NULL,
-  firmware_size INTEGER NOT NULL,
-  selector TEXT NOT NULL,
-  groups TEXT NOT NULL,
-  gates TEXT NOT NULL,
-  policy TEXT NOT NULL,
-  state TEXT NOT NULL,
-  pause_kind TEXT,
-  reason TEXT,
-  current_group INTEGER NOT NULL,
-  start_at BIGINT NOT NULL,
-  created_at BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL,
-  started_at BIGINT,
-  finished_at BIGINT,
-  lease_owner TEXT,
-  lease_expires_at BIGINT,
-  active BOOLEAN GENERATED ALWAYS AS (state IN ('scheduled', 'running', 'paused')) STORED
-);
-CREATE INDEX rollouts_by_created ON rollouts(created_at, ord);
-
-CREATE TABLE rollout_devices (
-  rollout_id TEXT COLLATE "C" NOT NULL REFERENCES rollouts(id),
-  device_id TEXT COLLATE "C" NOT NULL,
-  group_index INTEGER NOT NULL,
-  position INTEGER NOT NULL,
-  state TEXT NOT NULL,
-  job_id TEXT,
-  from_fw TEXT,
-  sleepy BOOLEAN NOT NULL DEFAULT FALSE,
-  turn_at BIGINT,
-  deadline_at BIGINT,
-  finished_at BIGINT,
-  reason TEXT,
-  PRIMARY KEY (rollout_id, device_id)
-);
-CREATE INDEX rollout_devices_by_device ON rollout_devices(device_id);
-CREATE INDEX rollout_devices_in_order ON rollout_devices(rollout_id, position);
-CREATE INDEX rollout_devices_in_flight ON rollout_devices(rollout_id) WHERE state IN ('scheduled', 'overdue');
-
-CREATE TABLE rollout_events (
-  seq BIGSERIAL PRIMARY KEY,
-  rollout_id TEXT COLLATE "C" NOT NULL REFERENCES rollouts(id),
-  at BIGINT NOT NULL,
-  kind TEXT NOT NULL,
-  message TEXT NOT NULL,
-  data TEXT
-);
-CREATE INDEX rollout_events_by_rollout ON rollout_events(rollout_id, seq);
-`,
-  },
-  {
-    version: 3,
-    description: "server instances, shared settings and firmware images",
-    sql: `
-CREATE TABLE instances (
-  id TEXT COLLATE "C" PRIMARY KEY,
-  host TEXT NOT NULL,
-  pid INTEGER NOT NULL,
-  version TEXT NOT NULL,
-  started_at BIGINT NOT NULL,
-  heartbeat_at BIGINT NOT NULL,
-  http TEXT,
-  load TEXT NOT NULL
-);
-
-CREATE TABLE settings (
-  key TEXT COLLATE "C" PRIMARY KEY,
-  value TEXT NOT NULL
-);
+const POSTGRES: SchemaDialect = {
+  key: 'TEXT COLLATE "C"',
+  time: "BIGINT",
+  counter: "BIGINT",
+  real: "DOUBLE PRECISION",
+  serial: "BIGSERIAL PRIMARY KEY",
+  end: ");",
+  ord: "\n  ord BIGSERIAL NOT NULL,",
+  newestFirst: "created_at, ord",
+  active: (condition) => `active BOOLEAN GENERATED ALWAYS AS (${condition}) STORED`,
+  flag: (column) => `${column} BOOLEAN NOT NULL DEFAULT FALSE`,
+  extra: {
+    jobIndexes: "\nCREATE INDEX jobs_by_lease_owner ON jobs(lease_owner) WHERE lease_owner IS NOT NULL;",
+    migration3: `
 
 CREATE TABLE firmware_images (
   id TEXT COLLATE "C" PRIMARY KEY,
   bytes BYTEA NOT NULL
-);
-`,
+);`,
+    migration3Description: "server instances, shared settings and firmware images",
   },
-  {
-    version: 4,
-    description: "device credentials and the audit log",
-    // The audit log is listed newest first by id: its primary key index,
-    // scanned backwards, gives that order (no second index needed).
-    sql: `
-CREATE TABLE device_credentials (
-  device_id TEXT COLLATE "C" PRIMARY KEY,
-  hash TEXT NOT NULL,
-  created_at BIGINT NOT NULL,
-  rotated_at BIGINT,
-  command_seq BIGINT NOT NULL DEFAULT 0 CHECK (command_seq >= 0),
-  allow_unsigned BOOLEAN NOT NULL DEFAULT FALSE
-);
+};
 
-CREATE TABLE audit (
-  id BIGSERIAL PRIMARY KEY,
-  at BIGINT NOT NULL,
-  actor TEXT NOT NULL,
-  action TEXT NOT NULL,
-  target TEXT,
-  detail TEXT,
-  outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused'))
-);
-`,
-  },
-];
+export const POSTGRES_MIGRATIONS: readonly Migration[] = schemaMigrations(POSTGRES);
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.length - 1]?.version ?? 0;
 

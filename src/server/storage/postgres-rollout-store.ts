@@ -1,22 +1,21 @@
+import { checkLease } from "./lease-check.ts";
+import { bindPositional, setClause } from "./patch-columns.ts";
 import type { PostgresDb, Sql } from "./postgres-connection.ts";
+import * as rolloutRows from "./rollout-rows.ts";
 import type {
-  DeviceTagStore,
   NewRollout,
   NewRolloutDevice,
   NewRolloutEvent,
-  PauseKind,
   RolloutCreateResult,
   RolloutDevicePatch,
-  RolloutDeviceRecord,
   RolloutDeviceSnapshot,
-  RolloutDeviceState,
   RolloutEvent,
   RolloutPatch,
   RolloutRecord,
   RolloutState,
   RolloutStore,
 } from "./rollout-store.ts";
-import { type HeldLease, type JobPhase, LeaseLostError, StorageError } from "./storage.ts";
+import type { HeldLease } from "./types.ts";
 
 type Db = PostgresDb;
 type Row = Record<string, unknown>;
@@ -24,189 +23,19 @@ type Row = Record<string, unknown>;
 /** Advisory lock held while a rollout is created: two instances cannot both take one device. */
 const ROLLOUT_CREATE_LOCK = "7885925493162996335"; // "mpota-ro" as a big-endian int64
 
-// ---- device tags ----------------------------------------------------------
-
-export class PostgresDeviceTagStore implements DeviceTagStore {
-  constructor(private readonly db: Db) {}
-
-  async set(deviceId: string, tags: readonly string[]): Promise<string[]> {
-    return this.db.tx("setting device tags", async (sql) => {
-      await sql.run("DELETE FROM device_tags WHERE device_id = $1", [deviceId]);
-      if (tags.length > 0) {
-        await sql.run(
-          `INSERT INTO device_tags (device_id, tag) SELECT $1, t FROM unnest($2::text[]) AS t
-           ON CONFLICT DO NOTHING`,
-          [deviceId, [...tags]],
-        );
-      }
-      return (
-        await sql.rows("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag", [deviceId])
-      ).map((r) => r.tag as string);
-    });
-  }
-
-  async get(deviceId: string): Promise<string[]> {
-    return (
-      await this.db.sql("reading device tags", (sql) =>
-        sql.rows("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag", [deviceId]),
-      )
-    ).map((r) => r.tag as string);
-  }
-
-  async devicesWith(tag: string): Promise<string[]> {
-    return (
-      await this.db.sql("finding devices by tag", (sql) =>
-        sql.rows("SELECT device_id FROM device_tags WHERE tag = $1 ORDER BY device_id", [tag]),
-      )
-    ).map((r) => r.device_id as string);
-  }
-
-  async all(): Promise<Map<string, string[]>> {
-    const out = new Map<string, string[]>();
-    const rows = await this.db.sql("reading device tags", (sql) =>
-      sql.rows("SELECT device_id, tag FROM device_tags ORDER BY device_id, tag"),
-    );
-    for (const r of rows) {
-      const id = r.device_id as string;
-      const list = out.get(id) ?? [];
-      list.push(r.tag as string);
-      out.set(id, list);
-    }
-    return out;
-  }
-}
-
-// ---- rollouts -------------------------------------------------------------
-
-function rolloutFromRow(row: Row): RolloutRecord {
-  return {
-    id: row.id as string,
-    name: row.name as string | null,
-    firmwareId: row.firmware_id as string,
-    firmwareName: row.firmware_name as string,
-    firmwareVersion: row.firmware_version as string,
-    firmwareSize: row.firmware_size as number,
-    selector: JSON.parse(row.selector as string),
-    groups: JSON.parse(row.groups as string),
-    gates: JSON.parse(row.gates as string),
-    policy: JSON.parse(row.policy as string),
-    state: row.state as RolloutState,
-    pauseKind: row.pause_kind as PauseKind | null,
-    reason: row.reason as string | null,
-    currentGroup: row.current_group as number,
-    startAt: row.start_at as number,
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    startedAt: row.started_at as number | null,
-    finishedAt: row.finished_at as number | null,
-    leaseOwner: row.lease_owner as string | null,
-    leaseExpiresAt: row.lease_expires_at as number | null,
-  };
-}
-
-function rolloutDeviceFromRow(row: Row): RolloutDeviceRecord {
-  return {
-    rolloutId: row.rollout_id as string,
-    deviceId: row.device_id as string,
-    group: row.group_index as number,
-    position: row.position as number,
-    state: row.state as RolloutDeviceState,
-    jobId: row.job_id as string | null,
-    fromFw: row.from_fw as string | null,
-    sleepy: row.sleepy === true,
-    turnAt: row.turn_at as number | null,
-    deadlineAt: row.deadline_at as number | null,
-    finishedAt: row.finished_at as number | null,
-    reason: row.reason as string | null,
-  };
-}
-
-function snapshotFromRow(row: Row): RolloutDeviceSnapshot {
-  return {
-    ...rolloutDeviceFromRow(row),
-    job:
-      row.job_phase === null || row.job_phase === undefined
-        ? null
-        : {
-            phase: row.job_phase as JobPhase,
-            error: row.job_error as string | null,
-            finishedAt: row.job_finished_at as number | null,
-            firmwareId: row.job_firmware_id as string,
-          },
-    device:
-      row.device_last_seen === null || row.device_last_seen === undefined
-        ? null
-        : {
-            fw: (row.device_fw as string | null) ?? null,
-            sleep: typeof row.device_sleep === "number" ? row.device_sleep : 0,
-            lastSeen: row.device_last_seen as number,
-          },
-  };
-}
-
-function eventFromRow(row: Row): RolloutEvent {
-  return {
-    seq: row.seq as number,
-    rolloutId: row.rollout_id as string,
-    at: row.at as number,
-    kind: row.kind as string,
-    message: row.message as string,
-    data: row.data === null ? null : JSON.parse(row.data as string),
-  };
-}
-
-/** Column and encoding of each patchable rollout field. */
-const ROLLOUT_COLUMNS: Record<keyof RolloutPatch, [string, (v: never) => unknown]> = {
-  state: ["state", (v) => v],
-  pauseKind: ["pause_kind", (v) => v],
-  reason: ["reason", (v) => v],
-  currentGroup: ["current_group", (v) => v],
-  gates: ["gates", (v) => JSON.stringify(v)],
-  startedAt: ["started_at", (v) => v],
-  finishedAt: ["finished_at", (v) => v],
-};
-
-const DEVICE_COLUMNS: Record<
-  Exclude<keyof RolloutDevicePatch, "deviceId">,
-  [string, (v: never) => unknown]
-> = {
-  state: ["state", (v) => v],
-  jobId: ["job_id", (v) => v],
-  fromFw: ["from_fw", (v) => v],
-  sleepy: ["sleepy", (v: boolean) => v],
-  turnAt: ["turn_at", (v) => v],
-  deadlineAt: ["deadline_at", (v) => v],
-  finishedAt: ["finished_at", (v) => v],
-  reason: ["reason", (v) => v],
-};
-
-/** `column = $n` for each field the patch sets, its values appended to `params`. */
-function setClause(
-  columns: Record<string, [string, (v: never) => unknown]>,
-  patch: Record<string, unknown>,
-  params: unknown[],
-): string[] {
-  const sets: string[] = [];
-  for (const [key, [column, encode]] of Object.entries(columns)) {
-    const value = patch[key];
-    if (value === undefined) continue;
-    params.push(value === null ? null : encode(value as never));
-    sets.push(`${column} = $${params.length}`);
-  }
-  return sets;
-}
+const DEVICE_COLUMNS = rolloutRows.rolloutDeviceColumns((v) => v);
 
 async function appendEvent(sql: Sql, rolloutId: string, event: NewRolloutEvent): Promise<void> {
   await sql.run(
     "INSERT INTO rollout_events (rollout_id, at, kind, message, data) VALUES ($1, $2, $3, $4, $5)",
-    [rolloutId, event.at, event.kind, event.message, event.data === null ? null : JSON.stringify(event.data)],
+    rolloutRows.eventValues(rolloutId, event),
   );
 }
 
 async function patchRollout(sql: Sql, id: string, now: number, patch: RolloutPatch): Promise<RolloutRecord> {
   const params: unknown[] = [id, now];
-  const sets = ["updated_at = $2", ...setClause(ROLLOUT_COLUMNS, patch, params)];
-  return rolloutFromRow(
+  const sets = ["updated_at = $2", ...setClause(rolloutRows.ROLLOUT_COLUMNS, patch, bindPositional(params))];
+  return rolloutRows.rolloutFromRow(
     (await sql.one(`UPDATE rollouts SET ${sets.join(", ")} WHERE id = $1 RETURNING *`, params)) as Row,
   );
 }
@@ -218,7 +47,7 @@ async function patchDevices(
 ): Promise<void> {
   for (const patch of patches) {
     const params: unknown[] = [rolloutId, patch.deviceId];
-    const sets = setClause(DEVICE_COLUMNS, patch, params);
+    const sets = setClause(DEVICE_COLUMNS, patch, bindPositional(params));
     if (sets.length === 0) continue;
     await sql.run(
       `UPDATE rollout_devices SET ${sets.join(", ")} WHERE rollout_id = $1 AND device_id = $2`,
@@ -249,34 +78,14 @@ export class PostgresRolloutStore implements RolloutStore {
       if (taken.length > 0) {
         return {
           ok: false,
-          conflicts: taken.map((r) => ({
-            deviceId: r.device_id as string,
-            rolloutId: r.rollout_id as string,
-            rolloutName: r.rollout_name as string | null,
-          })),
+          conflicts: taken.map(rolloutRows.conflictFromRow),
         };
       }
       const row = (await sql.one(
-        `INSERT INTO rollouts (id, name, firmware_id, firmware_name, firmware_version, firmware_size, selector,
-           groups, gates, policy, state, current_group, start_at, created_at, updated_at)
+        `INSERT INTO rollouts (${rolloutRows.ROLLOUT_INSERT_COLUMNS}, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
          RETURNING *`,
-        [
-          rollout.id,
-          rollout.name,
-          rollout.firmwareId,
-          rollout.firmwareName,
-          rollout.firmwareVersion,
-          rollout.firmwareSize,
-          JSON.stringify(rollout.selector),
-          JSON.stringify(rollout.groups),
-          JSON.stringify(rollout.gates),
-          JSON.stringify(rollout.policy),
-          rollout.state,
-          rollout.currentGroup,
-          rollout.startAt,
-          rollout.createdAt,
-        ],
+        rolloutRows.rolloutValues(rollout),
       )) as Row;
       if (devices.length > 0) {
         await sql.run(
@@ -295,7 +104,7 @@ export class PostgresRolloutStore implements RolloutStore {
         );
       }
       await appendEvent(sql, rollout.id, event);
-      return { ok: true, rollout: rolloutFromRow(row) };
+      return { ok: true, rollout: rolloutRows.rolloutFromRow(row) };
     });
   }
 
@@ -303,7 +112,7 @@ export class PostgresRolloutStore implements RolloutStore {
     const row = await this.db.sql("reading a rollout", (sql) =>
       sql.one("SELECT * FROM rollouts WHERE id = $1", [id]),
     );
-    return row && rolloutFromRow(row);
+    return row && rolloutRows.rolloutFromRow(row);
   }
 
   async list(filter: { active?: boolean; limit?: number } = {}): Promise<RolloutRecord[]> {
@@ -314,7 +123,7 @@ export class PostgresRolloutStore implements RolloutStore {
           filter.limit ?? null,
         ]),
       )
-    ).map(rolloutFromRow);
+    ).map(rolloutRows.rolloutFromRow);
   }
 
   async snapshot(id: string): Promise<RolloutDeviceSnapshot[]> {
@@ -332,7 +141,7 @@ export class PostgresRolloutStore implements RolloutStore {
         [id],
       ),
     );
-    return rows.map(snapshotFromRow);
+    return rows.map(rolloutRows.snapshotFromRow);
   }
 
   async events(id: string, limit: number): Promise<RolloutEvent[]> {
@@ -343,7 +152,7 @@ export class PostgresRolloutStore implements RolloutStore {
           limit,
         ]),
       )
-    ).map(eventFromRow);
+    ).map(rolloutRows.eventFromRow);
   }
 
   async claimOpen(input: Parameters<RolloutStore["claimOpen"]>[0]): Promise<RolloutRecord[]> {
@@ -362,7 +171,7 @@ export class PostgresRolloutStore implements RolloutStore {
         [input.owner, input.now + input.leaseMs, input.now, input.limit],
       ),
     );
-    return rows.map(rolloutFromRow).sort((a, b) => a.createdAt - b.createdAt);
+    return rows.map(rolloutRows.rolloutFromRow).sort((a, b) => a.createdAt - b.createdAt);
   }
 
   async claim(input: Parameters<RolloutStore["claim"]>[0]): Promise<RolloutRecord | undefined> {
@@ -374,7 +183,7 @@ export class PostgresRolloutStore implements RolloutStore {
         [input.id, input.owner, input.now, input.now + input.leaseMs],
       ),
     );
-    return row && rolloutFromRow(row);
+    return row && rolloutRows.rolloutFromRow(row);
   }
 
   async update(input: Parameters<RolloutStore["update"]>[0]): Promise<RolloutRecord | undefined> {
@@ -383,13 +192,8 @@ export class PostgresRolloutStore implements RolloutStore {
         "SELECT state, lease_owner FROM rollouts WHERE id = $1 FOR NO KEY UPDATE",
         [input.id],
       );
-      if (!current) throw new StorageError(`Rollout ${input.id} does not exist.`);
-      if (current.lease_owner !== input.owner) {
-        throw new LeaseLostError(
-          `Rollout ${input.id} is held by ${current.lease_owner ?? "nobody"}, not ${input.owner}; the change was not made.`,
-        );
-      }
-      if (input.expectState !== undefined && current.state !== input.expectState) return undefined;
+      checkLease("Rollout", input.id, current, input.owner);
+      if (input.expectState !== undefined && current?.state !== input.expectState) return undefined;
       await patchDevices(sql, input.id, input.devices ?? []);
       for (const event of input.events ?? []) await appendEvent(sql, input.id, event);
       return patchRollout(sql, input.id, input.now, input.patch);

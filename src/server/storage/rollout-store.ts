@@ -1,4 +1,4 @@
-import type { HeldLease, JobPhase } from "./storage.ts";
+import type { HeldLease, JobPhase } from "./types.ts";
 
 /**
  * What the server keeps about rollouts and device tags, as part of the

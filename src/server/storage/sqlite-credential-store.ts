@@ -1,4 +1,3 @@
-import type Database from "better-sqlite3";
 import {
   auditDetailText,
   auditFromRow,
@@ -8,10 +7,8 @@ import {
   credentialExists,
   credentialFromRow,
 } from "./credential-rows.ts";
+import type { SqliteDatabase as Db } from "./sqlite-database.ts";
 import type { AuditEntry, AuditStore, CredentialRecord, CredentialStore } from "./storage.ts";
-
-type Db = Database.Database;
-type Row = Record<string, unknown>;
 
 /** Device credentials in SQLite (table `device_credentials`, migration 4). */
 export class SqliteCredentialStore implements CredentialStore {
@@ -23,22 +20,21 @@ export class SqliteCredentialStore implements CredentialStore {
         `INSERT INTO device_credentials (device_id, hash, created_at) VALUES (?, ?, ?)
          ON CONFLICT (device_id) DO NOTHING RETURNING *`,
       )
-      .get(input.deviceId, input.hash, input.at) as Row | undefined;
+      .get(input.deviceId, input.hash, input.at);
     if (!row) throw credentialExists(input.deviceId);
     return credentialFromRow(row);
   }
 
   async get(deviceId: string): Promise<CredentialRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM device_credentials WHERE device_id = ?").get(deviceId) as
-      | Row
-      | undefined;
+    const row = this.db.prepare("SELECT * FROM device_credentials WHERE device_id = ?").get(deviceId);
     return row && credentialFromRow(row);
   }
 
   async list(): Promise<CredentialRecord[]> {
-    return (this.db.prepare("SELECT * FROM device_credentials ORDER BY device_id").all() as Row[]).map(
-      credentialFromRow,
-    );
+    return this.db
+      .prepare("SELECT * FROM device_credentials ORDER BY device_id")
+      .all()
+      .map(credentialFromRow);
   }
 
   async replace(input: { deviceId: string; hash: string; at: number }): Promise<boolean> {
@@ -60,7 +56,7 @@ export class SqliteCredentialStore implements CredentialStore {
         `UPDATE device_credentials SET command_seq = MAX(command_seq, CAST(? AS INTEGER)) + 1
          WHERE device_id = ? AND command_seq < ? RETURNING command_seq`,
       )
-      .get(atLeast, deviceId, Number.MAX_SAFE_INTEGER) as Row | undefined;
+      .get(atLeast, deviceId, Number.MAX_SAFE_INTEGER);
     if (row) return row.command_seq as number;
     if (await this.get(deviceId)) throw commandSeqExhausted(deviceId);
     return undefined;
@@ -94,7 +90,7 @@ export class SqliteAuditStore implements AuditStore {
         : this.db
             .prepare("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?")
             .all(filter.before, filter.limit);
-    return (rows as Row[]).map(auditFromRow);
+    return rows.map(auditFromRow);
   }
 
   async prune(keep: number): Promise<number> {

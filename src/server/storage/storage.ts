@@ -2,6 +2,9 @@ import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
 import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
+import type { HeldLease, JobPhase } from "./types.ts";
+
+export { ACTIVE_PHASES, type HeldLease, isTerminal, type JobPhase, TERMINAL_PHASES } from "./types.ts";
 
 /**
  * Everything the server keeps, behind one asynchronous interface. SQLite
@@ -150,43 +153,6 @@ export interface FirmwareStore {
 
 // ---- jobs ---------------------------------------------------------------
 
-/**
- * Where a job is. Terminal: succeeded, failed, cancelled.
- * - queued: created; the command is not published yet.
- * - waiting: command published (retained); waiting for the device to take it.
- * - ready: the device acknowledged and is resetting into OTA mode (boot delay).
- * - pushing: the image is being sent.
- * - verifying: sent; waiting for the device's next state.
- * - recovering: a push broke off; waiting for the receiver to reset before pushing again.
- * - retrying: an attempt failed; waiting (backoff) before the next one.
- */
-export type JobPhase =
-  | "queued"
-  | "waiting"
-  | "ready"
-  | "pushing"
-  | "verifying"
-  | "recovering"
-  | "retrying"
-  | "succeeded"
-  | "failed"
-  | "cancelled";
-
-export const TERMINAL_PHASES: readonly JobPhase[] = ["succeeded", "failed", "cancelled"];
-export const ACTIVE_PHASES: readonly JobPhase[] = [
-  "queued",
-  "waiting",
-  "ready",
-  "pushing",
-  "verifying",
-  "recovering",
-  "retrying",
-];
-
-export function isTerminal(phase: JobPhase): boolean {
-  return TERMINAL_PHASES.includes(phase);
-}
-
 /** What the next attempt of a job in `retrying` does: wait for the device to take the command, or push again. */
 export type RetryMode = "command" | "push";
 
@@ -323,12 +289,6 @@ export interface JobStore {
   leases(now: number): Promise<HeldLease[]>;
   /** Appends an informational step; needs no lease (the step log is append-only). */
   addStep(jobId: string, step: NewJobStep): Promise<void>;
-}
-
-/** A job's or rollout's lease: who holds it. */
-export interface HeldLease {
-  id: string;
-  owner: string;
 }
 
 // ---- instances, settings, images ---------------------------------------

@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import type { Clock, Timer } from "../../net/clock.ts";
+import { repeat } from "../../net/repeating-timer.ts";
 import { DeviceSilentError, DeviceStoppedError, type PushResult } from "../../transfer/sender.ts";
 import { type ImagePusher, PushAbortedError, type PushProgress } from "../deliveries/image-pusher.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
@@ -17,6 +19,8 @@ export interface JobPushesOptions {
   /** Undefined when the server has no signing key. */
   pusher: ImagePusher | undefined;
   timings: JobTimings;
+  /** Wall clock: lease renewal runs on it. */
+  clock: Clock;
   maxConcurrent: number;
   /** The job runner's per-job queue: results are recorded in the job's order. */
   queue: KeyedQueue;
@@ -139,32 +143,7 @@ export class JobPushes {
     const device = { address: job.targetIp as string, port: job.targetPort as number };
     let lastPublish = 0;
     let live: PushProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
-    // The lease must be proven while pushing: when it cannot be renewed (lost to another
-    // instance, or the database is unreachable) the push stops before the lease can run out,
-    // so two instances never send to one receiver.
-    let leaseValidUntil = Date.now() + timings.leaseMs;
-    const renew = setInterval(
-      () => {
-        if (Date.now() > leaseValidUntil - timings.leaseMs / 6 && !abort.signal.aborted) {
-          logger.error({ job: job.id }, "lease on a job could not be renewed in time; stopping the push");
-          abort.abort();
-          return;
-        }
-        const asked = Date.now();
-        ledger.renew(job.id).then(
-          (held) => {
-            if (held) {
-              leaseValidUntil = asked + timings.leaseMs;
-              return;
-            }
-            logger.error({ job: job.id }, "lease on a job lost during its push; stopping the push");
-            abort.abort();
-          },
-          () => undefined,
-        );
-      },
-      Math.max(50, Math.floor(timings.leaseMs / 6)),
-    );
+    const renew = this.renewWhilePushing(job.id, abort);
     let outcome: Outcome;
     try {
       logger.info(
@@ -190,7 +169,7 @@ export class JobPushes {
     } catch (error) {
       outcome = { ok: false, error };
     } finally {
-      clearInterval(renew);
+      renew.cancel();
     }
     if (!outcome.ok && outcome.error instanceof PushAbortedError) {
       // The server is stopping: leave the job in "pushing" for whoever takes it next.
@@ -200,6 +179,36 @@ export class JobPushes {
     await this.o.queue
       .run(job.id, () => this.record(job, live, outcome))
       .catch((error: unknown) => this.o.onError(job.id, error));
+  }
+
+  /**
+   * The lease must be proven while pushing: when it cannot be renewed (lost
+   * to another instance, or the database is unreachable) the push stops
+   * before the lease can run out, so two instances never send to one
+   * receiver. On the injected clock, so tests can run it in virtual time.
+   */
+  private renewWhilePushing(jobId: string, abort: AbortController): Timer {
+    const { timings, ledger, logger, clock } = this.o;
+    let leaseValidUntil = clock.now() + timings.leaseMs;
+    return repeat(clock, Math.max(50, Math.floor(timings.leaseMs / 6)), () => {
+      if (clock.now() > leaseValidUntil - timings.leaseMs / 6 && !abort.signal.aborted) {
+        logger.error({ job: jobId }, "lease on a job could not be renewed in time; stopping the push");
+        abort.abort();
+        return;
+      }
+      const asked = clock.now();
+      ledger.renew(jobId).then(
+        (held) => {
+          if (held) {
+            leaseValidUntil = asked + timings.leaseMs;
+            return;
+          }
+          logger.error({ job: jobId }, "lease on a job lost during its push; stopping the push");
+          abort.abort();
+        },
+        () => undefined,
+      );
+    });
   }
 
   private async record(pushed: JobRecord, live: PushProgress, outcome: Outcome): Promise<void> {

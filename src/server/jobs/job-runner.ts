@@ -121,6 +121,7 @@ export class JobRunner {
       policy: o.policy,
       pusher: o.pusher,
       timings: o.timings,
+      clock: o.clock,
       maxConcurrent: o.maxConcurrentPushes,
       queue: this.queue,
       logger: o.logger,
@@ -610,8 +611,8 @@ export class JobRunner {
   private async withLease(id: string, fn: (job: JobRecord) => Promise<void>, waitMs = 0): Promise<void> {
     if (this.pushes.has(id)) return;
     let job = await this.ledger.claim(id);
-    for (const until = Date.now() + waitMs; !job && Date.now() < until && !this.stopped; ) {
-      await new Promise((resolve) => setTimeout(resolve, LEASE_RETRY_MS));
+    for (const until = this.now + waitMs; !job && this.now < until && !this.stopped; ) {
+      await this.o.clock.sleep(LEASE_RETRY_MS);
       if (this.pushes.has(id)) return;
       job = await this.ledger.claim(id);
     }

@@ -78,6 +78,8 @@ export interface HomeAssistantDeps {
   storage: Storage;
   inbox: DeviceInbox;
   handlers: BridgeHandlers;
+  /** What the devices are, in words (the release kind's device model, "ESP8266 with yaota8266"). */
+  deviceModel: string;
   version: string;
   logger: Logger;
 }
@@ -226,7 +228,7 @@ export class HomeAssistantFeature {
         identifiers: [`mpota_${key}`],
         name: device.id,
         manufacturer: "mpota",
-        model: "ESP8266 with yaota8266",
+        model: this.d.deviceModel,
         ...(ver ? { sw_version: ver } : {}),
       },
       origin: { name: "mpota", sw_version: this.d.version },

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
 import type { FirmwareName } from "../jobs/downgrade-policy.ts";
-import type { JobCreateOptions } from "../jobs/job-runner.ts";
+import type { JobCreateOptions } from "../jobs/job-request.ts";
 import { DueScheduler } from "../jobs/job-scheduler.ts";
 import { KeyedQueue } from "../jobs/keyed-queue.ts";
 import { releaseOnStop } from "../jobs/stop-release.ts";

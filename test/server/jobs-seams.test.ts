@@ -38,29 +38,34 @@ async function pullDevice(
     const command = JSON.parse(payload.toString()) as OtaCommand;
     void (async () => {
       await dev.ack({ job: command.job, ready: true, ip: "127.0.0.1", port: 8266 });
-      const url = `${delivery.url}/releases/${command.fw}`;
-      let response = await fetch(url);
-      for (let i = 0; response.status === 404 && i < 200; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        response = await fetch(url);
-      }
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      const report = (r: Record<string, unknown>) =>
-        dev.publish("fetched", JSON.stringify({ job: command.job, ...r }), false);
-      fetches++;
-      const chunk = 2048;
-      for (let at = chunk; at < bytes.length; at += chunk) {
-        if (options.failFirst && fetches === 1 && at >= bytes.length / 2) {
-          await report({ bytes: at, total: bytes.length, error: "ENOSPC writing lib/util.py" });
-          return;
-        }
-        await report({ bytes: at, total: bytes.length });
-      }
-      slot.bytes = bytes;
-      await report({ bytes: bytes.length, total: bytes.length, done: true });
-      await dev.state({ fw: bundleIdentity(bytes), ip: "127.0.0.1", ver, flash: 65536 });
+      // Fetches until it has the whole release (once offered), trying again after a broken-off fetch.
+      while (!(await fetchOnce(command))) await new Promise((resolve) => setTimeout(resolve, 50));
     })();
   });
+  const fetchOnce = async (command: OtaCommand): Promise<boolean> => {
+    const url = `${delivery.url}/releases/${command.fw}`;
+    let response = await fetch(url);
+    for (let i = 0; response.status === 404 && i < 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      response = await fetch(url);
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const report = (r: Record<string, unknown>) =>
+      dev.publish("fetched", JSON.stringify({ job: command.job, ...r }), false);
+    fetches++;
+    const chunk = 2048;
+    for (let at = chunk; at < bytes.length; at += chunk) {
+      if (options.failFirst && fetches === 1 && at >= bytes.length / 2) {
+        await report({ bytes: at, total: bytes.length, error: "ENOSPC writing lib/util.py" });
+        return false;
+      }
+      await report({ bytes: at, total: bytes.length });
+    }
+    slot.bytes = bytes;
+    await report({ bytes: bytes.length, total: bytes.length, done: true });
+    await dev.state({ fw: bundleIdentity(bytes), ip: "127.0.0.1", ver, flash: 65536 });
+    return true;
+  };
   return { dev, slot, fetches: () => fetches };
 }
 

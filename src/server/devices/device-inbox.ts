@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { IPublishPacket } from "mqtt";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
-import { KeyedQueue } from "../jobs/keyed-queue.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import {
   type DeviceAck,
   type DeviceState,

@@ -6,7 +6,7 @@ import type { BridgeHandlers } from "../bridge/bridge.ts";
 import { jobPercent } from "../bridge/views.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import { updateRefusalText, versionVerdict } from "../jobs/downgrade-policy.ts";
-import { KeyedQueue } from "../jobs/keyed-queue.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import { deviceIdProblem, RESERVED_DEVICE_IDS } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Topics } from "../mqtt/topics.ts";

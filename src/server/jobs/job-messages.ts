@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
+import type { KeyedQueue } from "../keyed-queue.ts";
 import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import { type DeviceRecord, isTerminal, type JobRecord, type Storage } from "../storage/storage.ts";
 import {
@@ -10,7 +11,6 @@ import {
 } from "./job-advice.ts";
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
-import type { KeyedQueue } from "./keyed-queue.ts";
 
 export interface JobMessagesOptions {
   storage: Storage;

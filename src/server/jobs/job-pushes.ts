@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Clock, Timer } from "../../net/clock.ts";
 import { repeat } from "../../net/repeating-timer.ts";
 import type { Deliveries, Delivery, DeliveryOutcome, DeliveryProgress } from "../deliveries/delivery.ts";
+import type { KeyedQueue } from "../keyed-queue.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
@@ -9,7 +10,6 @@ import type { JobRecord } from "../storage/storage.ts";
 import { silentAfterPushMessage, targetText } from "./job-advice.ts";
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
-import type { KeyedQueue } from "./keyed-queue.ts";
 
 export interface JobPushesOptions {
   ledger: JobLedger;

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Topics } from "../mqtt/topics.ts";
@@ -33,7 +34,6 @@ import { JobPushes } from "./job-pushes.ts";
 import { checkJobRequest, type JobCreateOptions } from "./job-request.ts";
 import { DueScheduler } from "./job-scheduler.ts";
 import type { JobTimings } from "./job-timings.ts";
-import { KeyedQueue } from "./keyed-queue.ts";
 import { releaseOnStop } from "./stop-release.ts";
 
 export interface JobRunnerOptions {

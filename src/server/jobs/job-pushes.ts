@@ -138,7 +138,7 @@ export class JobPushes {
     const { timings, ledger, logger } = this.o;
     let lastPublish = 0;
     let live: DeliveryProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
-    const renew = this.renewWhilePushing(job.id, abort);
+    const renew = this.renewWhilePushing(job, abort);
     let outcome: DeliveryOutcome;
     try {
       logger.info(
@@ -182,12 +182,19 @@ export class JobPushes {
    * to another instance, or the database is unreachable) the push stops
    * before the lease can run out, so two instances never send to one
    * receiver. On the injected clock, so tests can run it in virtual time.
+   *
+   * The lease runs from when it was taken (`leaseExpiresAt`), not from the
+   * start of the push; the push stops at the first tick within two ticks
+   * of its end, so at least one tick before it (a test in virtual time
+   * found it stopping at the very moment the lease expired).
    */
-  private renewWhilePushing(jobId: string, abort: AbortController): Timer {
+  private renewWhilePushing(job: JobRecord, abort: AbortController): Timer {
     const { timings, ledger, logger, clock } = this.o;
-    let leaseValidUntil = clock.now() + timings.leaseMs;
-    return repeat(clock, Math.max(50, Math.floor(timings.leaseMs / 6)), () => {
-      if (clock.now() > leaseValidUntil - timings.leaseMs / 6 && !abort.signal.aborted) {
+    const jobId = job.id;
+    const tick = Math.max(50, Math.floor(timings.leaseMs / 6));
+    let leaseValidUntil = job.leaseExpiresAt ?? clock.now() + timings.leaseMs;
+    return repeat(clock, tick, () => {
+      if (clock.now() >= leaseValidUntil - 2 * tick && !abort.signal.aborted) {
         logger.error({ job: jobId }, "lease on a job could not be renewed in time; stopping the push");
         abort.abort();
         return;

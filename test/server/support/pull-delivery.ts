@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connectAsync, type MqttClient } from "mqtt";
+import { type Clock, systemClock } from "../../../src/net/clock.ts";
 import type {
   Delivery,
   DeliveryOutcome,
@@ -105,8 +106,14 @@ export class PullDelivery implements Delivery {
   private readonly http: Server;
   private client: MqttClient | undefined;
   url = "";
+  /** Every delivery so far, with when it began and ended on the clock and how. */
+  readonly log: Array<{ job: string; device: string; from: number; to?: number; outcome?: string }> = [];
 
-  constructor(private readonly base = "mpota") {
+  constructor(
+    private readonly base = "mpota",
+    /** The server's clock (virtual in tests that run in virtual time). */
+    private readonly clock: Clock = systemClock,
+  ) {
     this.http = createServer((request, response) => {
       const id = /^\/releases\/([0-9a-f]{32})$/.exec(request.url ?? "")?.[1];
       const offer = [...this.offers.values()].find((o) => bundleIdentity(o.artifact) === id);
@@ -139,22 +146,21 @@ export class PullDelivery implements Delivery {
 
   deliver(request: DeliveryRequest): Promise<DeliveryOutcome> {
     const { job, artifact, signal } = request;
-    const started = Date.now();
+    const started = this.clock.now();
+    const entry: (typeof this.log)[number] = { job: job.id, device: job.deviceId, from: started };
+    this.log.push(entry);
     return new Promise<DeliveryOutcome>((resolve) => {
       let heard = false;
       const end = (outcome: DeliveryOutcome) => {
-        clearTimeout(silence);
+        silence.cancel();
+        entry.to = this.clock.now();
+        entry.outcome = outcome.kind;
         signal.removeEventListener("abort", abort);
         this.offers.delete(job.deviceId);
         resolve(outcome);
       };
-      const silence = setTimeout(
-        () =>
-          end({
-            kind: "silent",
-            neverAnswered: `Device ${job.deviceId} never fetched ${artifact.identity}.`,
-          }),
-        request.waitMs,
+      const silence = this.clock.setTimer(request.waitMs, () =>
+        end({ kind: "silent", neverAnswered: `Device ${job.deviceId} never fetched ${artifact.identity}.` }),
       );
       const abort = () => end({ kind: "aborted" });
       signal.addEventListener("abort", abort, { once: true });
@@ -162,7 +168,7 @@ export class PullDelivery implements Delivery {
         artifact: artifact.bytes,
         onReport: (report) => {
           if (report.job !== job.id) return;
-          const elapsedMs = Date.now() - started;
+          const elapsedMs = this.clock.now() - started;
           const progress: DeliveryProgress = {
             bytes: report.bytes,
             total: report.total,

@@ -4,8 +4,7 @@ import { systemClock } from "../net/clock.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
 import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { ServerInfo } from "./bridge/api.ts";
-import type { BridgeHandlers } from "./bridge/bridge.ts";
-import { Bridge } from "./bridge/bridge.ts";
+import { Bridge, type BridgeHandlers } from "./bridge/bridge.ts";
 import { bridgeHandlers } from "./bridge/bridge-handlers.ts";
 import { Deliveries } from "./deliveries/delivery.ts";
 import { ImagePusher } from "./deliveries/image-pusher.ts";
@@ -259,12 +258,11 @@ function deviceBroker(core: Core): { host: string; port: number } {
   return { host: u.hostname, port: Number(u.port) || (u.protocol === "mqtts:" ? 8883 : 1883) };
 }
 
-/** The bridge API, the dashboard, Home Assistant, the heartbeat and the presence, over one set of handlers. */
-async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, features: FeatureList) {
-  const { options, storage, link, topics, clock, logger, library, broker } = core;
-  const { runner, inbox, rollouts } = fleet;
+/** Device credentials, command keys and the audit list, for the bridge and the HTTP API. */
+function provisioningOf(core: Core): ProvisioningDeps {
+  const { storage, topics, clock, logger, broker } = core;
   const address = deviceBroker(core);
-  const provisioning: ProvisioningDeps = {
+  return {
     storage,
     base: topics.base,
     commandKeys: () => core.keyRing.trusted().map((k) => ({ modulusHex: k.modulusHex, kid: k.kid })),
@@ -274,19 +272,41 @@ async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, fea
       if (broker?.disconnect(id)) logger.info({ device: id }, "device disconnected: its credential changed");
     },
   };
+}
+
+/** Home Assistant's update entities, installing through the shared handlers (audited as Home Assistant). */
+function homeAssistantOf(core: Core, inbox: DeviceInbox, handlers: BridgeHandlers): HomeAssistantFeature {
+  const { storage, link, topics, clock, logger } = core;
+  return new HomeAssistantFeature(
+    {
+      link,
+      topics,
+      storage,
+      inbox,
+      handlers: auditedHandlers(handlers, {
+        audit: storage.audit,
+        logger,
+        now: () => clock.now(),
+        actor: () => "home assistant install (mqtt)",
+      }),
+      deviceModel: core.library.kinds.default.deviceModel,
+      version: core.info.version,
+      logger: logger.child({ feature: "homeassistant" }),
+    },
+    core.options.homeAssistant,
+  );
+}
+
+/** The bridge API, the dashboard, Home Assistant, the heartbeat and the presence, over one set of handlers. */
+async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, features: FeatureList) {
+  const { options, storage, link, topics, clock, logger, library } = core;
+  const { runner, inbox, rollouts } = fleet;
+  const provisioning = provisioningOf(core);
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const info = () => core.info;
   const status = () => statusView(storage, core.owner, heartbeatMs, clock.now());
   // One set of handlers for the bridge, the HTTP API and Home Assistant.
-  const handlers: BridgeHandlers = bridgeHandlers({
-    storage,
-    library,
-    runner,
-    rollouts,
-    info,
-    status,
-    provisioning,
-  });
+  const handlers = bridgeHandlers({ storage, library, runner, rollouts, info, status, provisioning });
   const bridge = new Bridge({
     link,
     topics,
@@ -294,51 +314,21 @@ async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, fea
     logger: logger.child({ feature: "bridge" }),
     audit: storage.audit,
     now: () => clock.now(),
-    trustCaller: broker !== undefined,
+    trustCaller: core.broker !== undefined,
   });
   await features.start(feature("bridge", bridge));
   if (options.http) {
+    const deps = { storage, library, runner, rollouts, link, topics, inbox, info, provisioning, handlers };
     const http = new HttpFeature(
-      {
-        storage,
-        library,
-        runner,
-        rollouts,
-        link,
-        topics,
-        inbox,
-        info,
-        provisioning,
-        handlers,
-        dataDir: core.dataDir,
-        logger: logger.child({ feature: "http" }),
-      },
+      { ...deps, dataDir: core.dataDir, logger: logger.child({ feature: "http" }) },
       options.http,
     );
     await features.start(feature("http", http));
     server.http = http;
   }
   if (options.homeAssistant) {
-    const ha = new HomeAssistantFeature(
-      {
-        link,
-        topics,
-        storage,
-        inbox,
-        handlers: auditedHandlers(handlers, {
-          audit: storage.audit,
-          logger,
-          now: () => clock.now(),
-          actor: () => "home assistant install (mqtt)",
-        }),
-        deviceModel: library.kinds.default.deviceModel,
-        version: core.info.version,
-        logger: logger.child({ feature: "homeassistant" }),
-      },
-      options.homeAssistant,
-    );
-    await features.start(feature("homeassistant", ha));
-    server.homeAssistant = ha;
+    server.homeAssistant = homeAssistantOf(core, inbox, handlers);
+    await features.start(feature("homeassistant", server.homeAssistant));
   }
   server.heartbeat = new InstanceHeartbeat({
     storage,

@@ -87,7 +87,17 @@ describe("two instances in virtual time, with production timings", () => {
   });
   after(async () => {
     for (const view of views.values()) view.down = false;
-    for (const s of servers.values()) await s.stop();
+    // Stopping waits for work that sleeps on the virtual clock (a device message tried again
+    // while the database was away): time goes on while the servers stop.
+    let stopped = false;
+    const stopping = Promise.all([...servers.values()].map((s) => s.stop())).finally(() => {
+      stopped = true;
+    });
+    while (!stopped) {
+      await clock.advance(200);
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    await stopping;
     await delivery.close();
     await shared.close();
     await broker.stop();

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
-import type { Clock } from "../net/clock.ts";
+import type { Clock, Timer } from "../net/clock.ts";
+import { repeat } from "../net/repeating-timer.ts";
 import type { HeldLease, InstanceRecord, Storage } from "./storage/storage.ts";
 
 /** How often an instance writes its heartbeat. */
@@ -31,7 +32,7 @@ export interface StatusView {
  * shared storage, so `mpota status` on any instance shows them all.
  */
 export class InstanceHeartbeat {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private readonly startedAt: number;
 
   constructor(
@@ -51,16 +52,15 @@ export class InstanceHeartbeat {
 
   async start(): Promise<void> {
     await this.beat();
-    this.timer = setInterval(() => {
+    this.timer = repeat(this.o.clock, this.o.intervalMs, () => {
       this.beat().catch((error: unknown) =>
         this.o.logger.warn({ err: (error as Error).message }, "heartbeat not stored"),
       );
-    }, this.o.intervalMs);
-    this.timer.unref();
+    });
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer?.cancel();
     await this.o.storage.instances.remove(this.o.id).catch(() => undefined);
   }
 

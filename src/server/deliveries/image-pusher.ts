@@ -25,7 +25,7 @@ export interface ImagePushInput {
   /** The image file (already checked against its identity). */
   imagePath: string;
   /** The image's bytes as checked, with its identity: pushed from the signed-datagram cache (no RSA work after the first push). */
-  image?: { id: string; bytes: Uint8Array };
+  image?: { id: string; bytes: Uint8Array; sha256?: string };
   /** How long to resend the first datagram before giving up (the receiver listens 60 s after boot). */
   waitMs: number;
   onProgress?: (progress: PushProgress) => void;
@@ -106,7 +106,7 @@ export class ImagePusher {
     const { network, key, block } = this.options;
     if (input.signal?.aborted) throw new PushAbortedError("The push was cancelled before it started.");
     const source = input.image
-      ? this.cache.source(input.image.id, input.image.bytes)
+      ? this.cache.source(input.image.id, input.image.bytes, input.image.sha256)
       : await imageFileSource(input.imagePath, key, block);
     const channel = await network.bind({ connect: input.device });
     const clock = new StoppableClock(this.options.clock);

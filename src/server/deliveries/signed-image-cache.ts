@@ -81,8 +81,9 @@ export class SignedImageCache {
   }
 
   /** A push source for the image with this identity: its signed datagrams, signed now if not kept yet. */
-  source(identity: string, image: Uint8Array): PushSource {
-    const digest = createHash("sha256").update(image).digest("hex");
+  source(identity: string, image: Uint8Array, sha256?: string): PushSource {
+    // The digest comes with bytes already checked (releases/release-cache.ts); computed here otherwise.
+    const digest = sha256 ?? createHash("sha256").update(image).digest("hex");
     let entry = this.entries.get(identity);
     if (entry && entry.digest !== digest) entry = undefined;
     if (entry) {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
-import { KeyedQueue } from "../jobs/keyed-queue.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Inbound, RawMessage } from "../mqtt/payload-reader.ts";
@@ -116,14 +116,14 @@ export class DeviceInbox {
    * only), so dropping it on a database restart would lose a device's answer.
    */
   private async whileUnavailable(id: string, kind: string, handle: () => Promise<void>): Promise<void> {
-    const giveUpAt = Date.now() + (this.o.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS);
+    const giveUpAt = this.o.clock.now() + (this.o.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS);
     for (let attempt = 0; ; attempt++) {
       try {
         await handle();
         return;
       } catch (error) {
         const unavailable = error instanceof StorageUnavailableError;
-        if (!unavailable || Date.now() >= giveUpAt || this.stopped) {
+        if (!unavailable || this.o.clock.now() >= giveUpAt || this.stopped) {
           if (unavailable && attempt > 0)
             this.o.logger.error({ device: id, kind }, "database still unreachable; message dropped");
           throw error;
@@ -134,7 +134,7 @@ export class DeviceInbox {
             { device: id, kind, err: error.message },
             "database unreachable; keeping the message and trying again",
           );
-        await new Promise((resolve) => setTimeout(resolve, pause));
+        await this.o.clock.sleep(pause);
       }
     }
   }

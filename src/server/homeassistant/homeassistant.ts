@@ -4,7 +4,7 @@ import type { BridgeHandlers } from "../bridge/bridge.ts";
 import { jobPercent } from "../bridge/views.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import { updateRefusalText, versionVerdict } from "../jobs/downgrade-policy.ts";
-import { KeyedQueue } from "../jobs/keyed-queue.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import type { DeviceState } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { type Inbound, quietly } from "../mqtt/payload-reader.ts";
@@ -37,6 +37,8 @@ export interface HomeAssistantDeps {
   storage: Storage;
   inbox: DeviceInbox;
   handlers: BridgeHandlers;
+  /** What the devices are, in words (the release kind's device model, "ESP8266 with yaota8266"). */
+  deviceModel: string;
   version: string;
   logger: Logger;
 }
@@ -198,7 +200,7 @@ export class HomeAssistantFeature {
         identifiers: [`mpota_${key}`],
         name: device.id,
         manufacturer: "mpota",
-        model: "ESP8266 with yaota8266",
+        model: this.d.deviceModel,
         ...(ver ? { sw_version: ver } : {}),
       },
       origin: { name: "mpota", sw_version: this.d.version },

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { MpotaError, UsageError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
 import type { ServerInfo } from "../bridge/api.ts";
-import { bridgeHandlers } from "../bridge/bridge-handlers.ts";
+import type { BridgeHandlers } from "../bridge/bridge.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
@@ -64,6 +64,8 @@ export interface HttpFeatureDeps {
   topics: Topics;
   inbox: DeviceInbox;
   info: () => ServerInfo;
+  /** The bridge's request handlers (built once by the composition root): the API answers with them. */
+  handlers: BridgeHandlers;
   /** Device credentials and the audit list (GET /api/v1/audit, POST /api/v1/devices). */
   provisioning?: ProvisioningDeps;
   dataDir: string;
@@ -113,14 +115,7 @@ export class HttpFeature {
       token = new AdminToken(ensured.path);
     }
     this.auth = new Authenticator(token, new LoginLimiter(this.limits.credentials));
-    const handlers = bridgeHandlers({
-      storage: deps.storage,
-      library: deps.library,
-      runner: deps.runner,
-      rollouts: deps.rollouts,
-      info: deps.info,
-      ...(deps.provisioning ? { provisioning: deps.provisioning } : {}),
-    });
+    const handlers = deps.handlers;
     this.stream = new EventStream({ maxClients: this.limits.eventClients, ...options.stream });
     this.lines = new LineUpdates({ library: deps.library, rollouts: deps.rollouts });
     this.events = new FleetEvents({

@@ -30,16 +30,8 @@ export function declinedPermanentlyMessage(job: JobRecord, reason: string): stri
   return `Device ${job.deviceId} declined the update: "${reason}". Trying again will not change that: fix the cause on the device, or pick a firmware that suits it.`;
 }
 
-export function neverAnsweredMessage(job: JobRecord, target: string, waitedMs: number): string {
-  return `Device ${job.deviceId} took the command but did not answer in OTA mode at ${target} within ${Math.round(waitedMs / 1000)} s. Likely causes: its yaota8266 lacks the RTC-magic patch (then OTA mode needs the GPIO trigger), UDP port ${target.split(":").pop()} is blocked between this server and the device, or the image is signed with a key the bootloader was not built with (the receiver drops such datagrams silently; check with \`mpota inspect yaota8266.bin --key priv.key\`).`;
-}
-
 export function silentAfterPushMessage(job: JobRecord, target: string): string {
   return `Device ${job.deviceId} has not come back since the push${job.pushedAt === null ? "" : ` at ${time(job.pushedAt)}`}: no state on its topic and no answer in OTA mode at ${target}. It may not boot the new firmware (watch its serial console), or it lost power or WiFi.`;
-}
-
-export function stalledMessage(target: string, error: string): string {
-  return `The push to ${target} broke off: ${error.split("\n")[0]} The receiver keeps a stale buffer after a stall, so the server waits for it to reset and pushes the whole image again.`;
 }
 
 export function wrongFirmwareMessage(job: JobRecord, fw: string): string {

@@ -1,27 +1,29 @@
 import type { Logger } from "pino";
-import { DeviceSilentError, DeviceStoppedError, type PushResult } from "../../transfer/sender.ts";
-import { type ImagePusher, PushAbortedError, type PushProgress } from "../deliveries/image-pusher.ts";
-import type { NetworkPolicy } from "../devices/network-policy.ts";
+import type { Clock, Timer } from "../../net/clock.ts";
+import { repeat } from "../../net/repeating-timer.ts";
+import type { Deliveries, Delivery, DeliveryOutcome, DeliveryProgress } from "../deliveries/delivery.ts";
+import type { KeyedQueue } from "../keyed-queue.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { JobRecord } from "../storage/storage.ts";
-import { neverAnsweredMessage, silentAfterPushMessage, stalledMessage, targetText } from "./job-advice.ts";
+import { silentAfterPushMessage, targetText } from "./job-advice.ts";
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
-import type { KeyedQueue } from "./keyed-queue.ts";
 
 export interface JobPushesOptions {
   ledger: JobLedger;
   library: FirmwareLibrary;
-  policy: NetworkPolicy;
-  /** Undefined when the server has no signing key. */
-  pusher: ImagePusher | undefined;
+  /** The deliveries by name: a release's kind names the one that brings it to the device. */
+  deliveries: Deliveries;
   timings: JobTimings;
+  /** Wall clock: lease renewal runs on it. */
+  clock: Clock;
   maxConcurrent: number;
   /** The job runner's per-job queue: results are recorded in the job's order. */
   queue: KeyedQueue;
   logger: Logger;
-  /** A push ended: a slot is free. */
+  /** A delivery ended: a slot is free. */
   onEnded: () => void;
   /** Recording a result failed. */
   onError: (jobId: string, error: unknown) => void;
@@ -32,13 +34,12 @@ interface RunningPush {
   done: Promise<void>;
 }
 
-type Outcome = { ok: true; result: PushResult } | { ok: false; error: unknown };
-
 /**
- * The pushes this instance runs: each holds its job's lease (renewed while
- * it runs), publishes progress, and records its outcome: verifying after a
- * complete push; recovering after a broken-off one (the receiver needs a
- * reset); a retry when the device never answered.
+ * The deliveries ("pushes") this instance runs: each asks the release
+ * kind's delivery to bring the release to the device, holds its job's lease
+ * (renewed while it runs), publishes progress, and records the outcome:
+ * verifying after a complete delivery; recovering after a broken-off one
+ * (the receiver needs a reset); a retry when the device never answered.
  */
 export class JobPushes {
   private readonly running = new Map<string, RunningPush>();
@@ -64,14 +65,18 @@ export class JobPushes {
     await Promise.all([...this.running.values()].map((p) => p.done));
   }
 
-  /** Starts a push of a job the caller holds. Returns without waiting for it. */
+  /** Starts a delivery of a job the caller holds. Returns without waiting for it. */
   async start(job: JobRecord, waitMs: number, message: string): Promise<void> {
-    const { ledger, pusher } = this.o;
-    if (!pusher) {
-      await ledger.fail(
-        job,
-        "This server has no signing key, so it cannot push. Restart it with --key FILE.",
-      );
+    const { ledger } = this.o;
+    let delivery: Delivery;
+    try {
+      delivery = this.o.deliveries.get((await this.o.library.kindOf(job.firmwareId)).delivery);
+    } catch (error) {
+      await ledger.fail(job, (error as Error).message);
+      return;
+    }
+    if (delivery.unavailable) {
+      await ledger.fail(job, delivery.unavailable.job);
       return;
     }
     if (this.full) return; // stays due; taken again when a push ends
@@ -86,20 +91,15 @@ export class JobPushes {
       await ledger.attemptFailed(job, reason, "command", "retry");
       return;
     }
-    const refusal = this.o.policy.refusal(ip);
-    if (refusal) {
-      await ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
-      return;
-    }
-    let bytes: Uint8Array;
+    // The address was checked against the network policy when the device acked from it (JobRunner.accept).
+    let artifact: CheckedArtifact;
     try {
-      bytes = await this.o.library.readImage(job.firmwareId);
+      artifact = await this.o.library.readRelease(job.firmwareId);
     } catch (error) {
       if (!(error instanceof FirmwareIntegrityError)) throw error;
       await ledger.fail(job, error.message);
       return;
     }
-    const imagePath = this.o.library.files.pathOf(job.firmwareId);
     const started = await ledger.update(job, {
       patch: {
         phase: "pushing",
@@ -122,7 +122,7 @@ export class JobPushes {
     const abort = new AbortController();
     const push: RunningPush = { abort, done: Promise.resolve() };
     this.running.set(job.id, push);
-    push.done = this.run(started, pusher, { path: imagePath, bytes }, waitMs, abort).finally(() => {
+    push.done = this.run(started, delivery, artifact, waitMs, abort).finally(() => {
       this.running.delete(job.id);
       this.o.onEnded();
     });
@@ -130,52 +130,24 @@ export class JobPushes {
 
   private async run(
     job: JobRecord,
-    pusher: ImagePusher,
-    image: { path: string; bytes: Uint8Array },
+    delivery: Delivery,
+    artifact: CheckedArtifact,
     waitMs: number,
     abort: AbortController,
   ): Promise<void> {
     const { timings, ledger, logger } = this.o;
-    const device = { address: job.targetIp as string, port: job.targetPort as number };
     let lastPublish = 0;
-    let live: PushProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
-    // The lease must be proven while pushing: when it cannot be renewed (lost to another
-    // instance, or the database is unreachable) the push stops before the lease can run out,
-    // so two instances never send to one receiver.
-    let leaseValidUntil = Date.now() + timings.leaseMs;
-    const renew = setInterval(
-      () => {
-        if (Date.now() > leaseValidUntil - timings.leaseMs / 6 && !abort.signal.aborted) {
-          logger.error({ job: job.id }, "lease on a job could not be renewed in time; stopping the push");
-          abort.abort();
-          return;
-        }
-        const asked = Date.now();
-        ledger.renew(job.id).then(
-          (held) => {
-            if (held) {
-              leaseValidUntil = asked + timings.leaseMs;
-              return;
-            }
-            logger.error({ job: job.id }, "lease on a job lost during its push; stopping the push");
-            abort.abort();
-          },
-          () => undefined,
-        );
-      },
-      Math.max(50, Math.floor(timings.leaseMs / 6)),
-    );
-    let outcome: Outcome;
+    let live: DeliveryProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
+    const renew = this.renewWhilePushing(job, abort);
+    let outcome: DeliveryOutcome;
     try {
       logger.info(
         { job: job.id, device: job.deviceId, target: targetText(job), attempt: job.attempt },
         "push started",
       );
-      const result = await pusher.push({
-        device,
-        imagePath: image.path,
-        // The bytes just checked against the identity: signed once per firmware, shared by every device's push.
-        image: { id: job.firmwareId, bytes: image.bytes },
+      outcome = await delivery.deliver({
+        job,
+        artifact,
         waitMs,
         signal: abort.signal,
         onProgress: (p) => {
@@ -186,23 +158,67 @@ export class JobPushes {
           ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
         },
       });
-      outcome = { ok: true, result };
     } catch (error) {
-      outcome = { ok: false, error };
+      outcome = {
+        kind: "failed",
+        reason: `The push to ${targetText(job)} failed: ${(error as Error).message}`,
+      };
     } finally {
-      clearInterval(renew);
+      renew.cancel();
     }
-    if (!outcome.ok && outcome.error instanceof PushAbortedError) {
+    if (outcome.kind === "aborted") {
       // The server is stopping: leave the job in "pushing" for whoever takes it next.
       await ledger.release(job.id).catch(() => undefined);
       return;
     }
+    const ended = outcome;
     await this.o.queue
-      .run(job.id, () => this.record(job, live, outcome))
+      .run(job.id, () => this.record(job, live, ended))
       .catch((error: unknown) => this.o.onError(job.id, error));
   }
 
-  private async record(pushed: JobRecord, live: PushProgress, outcome: Outcome): Promise<void> {
+  /**
+   * The lease must be proven while pushing: when it cannot be renewed (lost
+   * to another instance, or the database is unreachable) the push stops
+   * before the lease can run out, so two instances never send to one
+   * receiver. On the injected clock, so tests can run it in virtual time.
+   *
+   * The lease runs from when it was taken (`leaseExpiresAt`), not from the
+   * start of the push; the push stops at the first tick within two ticks
+   * of its end, so at least one tick before it (a test in virtual time
+   * found it stopping at the very moment the lease expired).
+   */
+  private renewWhilePushing(job: JobRecord, abort: AbortController): Timer {
+    const { timings, ledger, logger, clock } = this.o;
+    const jobId = job.id;
+    const tick = Math.max(50, Math.floor(timings.leaseMs / 6));
+    let leaseValidUntil = job.leaseExpiresAt ?? clock.now() + timings.leaseMs;
+    return repeat(clock, tick, () => {
+      if (clock.now() >= leaseValidUntil - 2 * tick && !abort.signal.aborted) {
+        logger.error({ job: jobId }, "lease on a job could not be renewed in time; stopping the push");
+        abort.abort();
+        return;
+      }
+      const asked = clock.now();
+      ledger.renew(jobId).then(
+        (held) => {
+          if (held) {
+            leaseValidUntil = asked + timings.leaseMs;
+            return;
+          }
+          logger.error({ job: jobId }, "lease on a job lost during its push; stopping the push");
+          abort.abort();
+        },
+        () => undefined,
+      );
+    });
+  }
+
+  private async record(
+    pushed: JobRecord,
+    live: DeliveryProgress,
+    outcome: Exclude<DeliveryOutcome, { kind: "aborted" }>,
+  ): Promise<void> {
     const { ledger, timings, logger } = this.o;
     // The push is over: from here on, device messages for the job are handled normally.
     this.running.delete(pushed.id);
@@ -212,82 +228,74 @@ export class JobPushes {
       if (job) await ledger.release(job.id);
       return;
     }
-    const where = targetText(job);
-    if (outcome.ok) {
-      const r = outcome.result;
-      const seconds = r.elapsedMs / 1000;
-      const progress = {
-        bytes: r.ackedBytes,
-        total: r.totalBytes,
-        rate: seconds > 0 ? Math.round(r.ackedBytes / seconds) : 0,
-        retransmits: r.retransmits,
-      };
-      const verifying = await ledger.update(job, {
-        patch: {
-          phase: "verifying",
-          pushedAt: ledger.now,
-          dueAt: ledger.now + timings.verifyTimeoutMs,
-          progress,
-        },
-        steps: [
-          ledger.step(
-            "push-done",
-            `Image sent to ${where}: ${r.totalBytes} bytes in ${seconds.toFixed(1)} s, ${r.retransmits} retransmits. Waiting for the device to boot it and report.`,
-            { ...progress, datagrams: r.datagramsSent, elapsedMs: Math.round(r.elapsedMs) },
-          ),
-        ],
-      });
-      logger.info({ job: job.id, ...progress }, "push done");
-      // The receiver reboots at the first end datagram: a quick device may have reported before the push returned.
-      await ledger.succeedIfReported(verifying);
-      await ledger.release(job.id);
-      return;
-    }
-    const error = outcome.error;
-    const message = error instanceof Error ? error.message : String(error);
     const progress = { ...live };
-    if (error instanceof DeviceStoppedError) {
-      await ledger.update(job, {
-        patch: {
-          phase: "recovering",
-          dueAt: ledger.now + timings.receiverResetMs,
-          progress,
-          error: stalledMessage(where, message),
-        },
-        steps: [ledger.step("push-failed", stalledMessage(where, message), { bytes: live.bytes })],
-      });
-      await ledger.release(job.id);
-      return;
-    }
-    if (error instanceof DeviceSilentError) {
-      // Silent after an earlier push (not since the ack): it did not come back, and is not in OTA mode either.
-      const silentDevice = job.pushedAt !== null && (job.ackedAt === null || job.pushedAt > job.ackedAt);
-      const reason = silentDevice
-        ? silentAfterPushMessage(job, where)
-        : neverAnsweredMessage(job, where, timings.firstAnswerMs);
-      // A push of this job was cut off earlier (its instance died or lost its lease): part of
-      // the app may be overwritten, and boot8266 then keeps the device in OTA mode, where it
-      // never takes a command; and a receiver that keeps getting datagrams never resets its
-      // stale buffer. So wait for the receiver's reset again and push again, while tries last.
-      if (!silentDevice && job.attempt < job.maxAttempts && (await ledger.hasStep(job.id, "interrupted"))) {
-        const text = `${reason} An earlier push was cut off, so it may be waiting in OTA mode with a stale buffer: pushing again after the receiver resets.`;
-        await ledger.update(job, {
-          patch: { phase: "recovering", dueAt: ledger.now + timings.receiverResetMs, progress, error: text },
-          steps: [ledger.step("push-failed", text, { bytes: live.bytes })],
+    switch (outcome.kind) {
+      case "delivered": {
+        const done = outcome.progress;
+        const verifying = await ledger.update(job, {
+          patch: {
+            phase: "verifying",
+            pushedAt: ledger.now,
+            dueAt: ledger.now + timings.verifyTimeoutMs,
+            progress: done,
+          },
+          steps: [
+            ledger.step("push-done", `${outcome.summary} Waiting for the device to boot it and report.`, {
+              ...done,
+              ...outcome.details,
+              elapsedMs: Math.round(outcome.elapsedMs),
+            }),
+          ],
         });
-        await ledger.release(job.id);
-        return;
+        logger.info({ job: job.id, ...done }, "push done");
+        // The receiver reboots at the first end datagram: a quick device may have reported before the push returned.
+        await ledger.succeedIfReported(verifying);
+        break;
       }
-      await ledger.attemptFailed(
-        { ...job, progress },
-        reason,
-        silentDevice ? "push" : "command",
-        "push-failed",
-      );
-    } else {
-      const reason = `The push to ${where} failed: ${message}`;
-      await ledger.attemptFailed({ ...job, progress }, reason, "command", "push-failed");
+      case "stopped":
+        await ledger.update(job, {
+          patch: {
+            phase: "recovering",
+            dueAt: ledger.now + timings.receiverResetMs,
+            progress,
+            error: outcome.reason,
+          },
+          steps: [ledger.step("push-failed", outcome.reason, { bytes: live.bytes })],
+        });
+        break;
+      case "silent":
+        await this.silent(job, progress, outcome.neverAnswered);
+        break;
+      case "failed":
+        await ledger.attemptFailed({ ...job, progress }, outcome.reason, "command", "push-failed");
+        break;
     }
     await ledger.release(job.id);
+  }
+
+  /** The device did not answer: silent since an earlier delivery, or never since it took the command. */
+  private async silent(job: JobRecord, progress: DeliveryProgress, neverAnswered: string): Promise<void> {
+    const { ledger, timings } = this.o;
+    // Silent after an earlier push (not since the ack): it did not come back, and is not in OTA mode either.
+    const silentDevice = job.pushedAt !== null && (job.ackedAt === null || job.pushedAt > job.ackedAt);
+    const reason = silentDevice ? silentAfterPushMessage(job, targetText(job)) : neverAnswered;
+    // A push of this job was cut off earlier (its instance died or lost its lease): part of
+    // the app may be overwritten, and boot8266 then keeps the device in OTA mode, where it
+    // never takes a command; and a receiver that keeps getting datagrams never resets its
+    // stale buffer. So wait for the receiver's reset again and push again, while tries last.
+    if (!silentDevice && job.attempt < job.maxAttempts && (await ledger.hasStep(job.id, "interrupted"))) {
+      const text = `${reason} An earlier push was cut off, so it may be waiting in OTA mode with a stale buffer: pushing again after the receiver resets.`;
+      await ledger.update(job, {
+        patch: { phase: "recovering", dueAt: ledger.now + timings.receiverResetMs, progress, error: text },
+        steps: [ledger.step("push-failed", text, { bytes: progress.bytes })],
+      });
+      return;
+    }
+    await ledger.attemptFailed(
+      { ...job, progress },
+      reason,
+      silentDevice ? "push" : "command",
+      "push-failed",
+    );
   }
 }

@@ -1,24 +1,15 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { checkFlashSize } from "../../firmware/flash-layout.ts";
 import type { Clock } from "../../net/clock.ts";
-import { COMMAND_VERSION_PATTERN } from "../../protocol/command-signature.ts";
-import type { ImagePusher } from "../deliveries/image-pusher.ts";
+import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
-import {
-  type DeviceAck,
-  type DeviceState,
-  type DeviceStatus,
-  deviceIdProblem,
-  shorten,
-} from "../mqtt/contract.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
+import { type DeviceAck, type DeviceState, type DeviceStatus, shorten } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Topics } from "../mqtt/topics.ts";
-import { firmwareChecks } from "../releases/firmware-checks.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import { RequestError } from "../request-error.ts";
-import { heldByRolloutText, rolloutHolding } from "../rollouts/rollout-membership.ts";
 import {
   type DeviceRecord,
   isTerminal,
@@ -29,23 +20,20 @@ import {
   StorageError,
 } from "../storage/storage.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
-import { DowngradeRefusedError, updateRefusalText, versionNote, versionVerdict } from "./downgrade-policy.ts";
+import { versionNote } from "./downgrade-policy.ts";
 import {
-  declinedMessage,
-  declinedPermanentlyMessage,
   interruptedMessage,
-  isPermanentDecline,
   noAckMessage,
   silentAfterPushMessage,
   targetText,
   verifyTimeoutMessage,
-  wrongFirmwareMessage,
 } from "./job-advice.ts";
 import { JobLedger } from "./job-ledger.ts";
+import { JobMessages } from "./job-messages.ts";
 import { JobPushes } from "./job-pushes.ts";
+import { checkJobRequest, type JobCreateOptions } from "./job-request.ts";
 import { DueScheduler } from "./job-scheduler.ts";
 import type { JobTimings } from "./job-timings.ts";
-import { KeyedQueue } from "./keyed-queue.ts";
 import { releaseOnStop } from "./stop-release.ts";
 
 export interface JobRunnerOptions {
@@ -54,8 +42,10 @@ export interface JobRunnerOptions {
   topics: Topics;
   library: FirmwareLibrary;
   policy: NetworkPolicy;
-  /** Undefined when the server has no signing key: updates are refused with the reason. */
-  pusher: ImagePusher | undefined;
+  /** The deliveries this server has (a release's kind names its own); one may be unavailable (no signing key). */
+  deliveries: Deliveries;
+  /** Why a rollout holds a device against a manual update (from the composition root), or undefined. */
+  rolloutHold?: (deviceId: string) => Promise<string | undefined>;
   /** Wall clock (times are stored). */
   clock: Clock;
   logger: Logger;
@@ -78,32 +68,6 @@ export interface JobRunnerOptions {
 /** Pause between tries to take a job's lease that is held elsewhere. */
 const LEASE_RETRY_MS = 25;
 
-/** How a job is created: by hand (the defaults), or by a rollout with its own limit of tries. */
-export interface JobCreateOptions {
-  /** Tries before the job fails (default: the server's). */
-  maxAttempts?: number;
-  /** Who asked, for the job's first step ("rollout r-1a2b, group 2"). */
-  origin?: string;
-  /** The rollout creating the job; without it, a device an active rollout still holds is refused. */
-  rollout?: string;
-  /**
-   * Go ahead when the firmware is older than the one the device runs
-   * (default: refuse, DowngradeRefusedError). Recorded in the job's first
-   * step, for the signed command's `down`.
-   */
-  allowDowngrade?: boolean;
-}
-
-/** Why a device without a credential gets no command: the server keeps its command counter with the credential. */
-export function notProvisionedText(deviceId: string): string {
-  return `Device ${deviceId} is not provisioned: it has no credential of its own, and the server keeps no command counter for it, so it cannot sign commands to it. Provision it with \`mpota devices add ${deviceId}\` and put the mpota_config.py it writes on the device.`;
-}
-
-/** Why a device whose agent cannot verify signed commands gets none, and the two ways out. */
-export function unsignedRefusalText(deviceId: string): string {
-  return `Device ${deviceId} runs an agent of MQTT contract version 1, which cannot verify signed commands: anyone who can publish on its command topic could send it into OTA mode. Update its agent (device/ of mpota, with the CMD_KEYS that \`mpota devices add\` writes), or allow unsigned commands for it with \`mpota devices allow-unsigned ${deviceId}\`.`;
-}
-
 /**
  * Carries out update jobs per the contract: publish the retained command,
  * push on a ready ack, verify by the next state, push again when the device
@@ -117,6 +81,7 @@ export class JobRunner {
   private readonly ledger: JobLedger;
   private readonly pushes: JobPushes;
   private readonly scheduler: DueScheduler;
+  private readonly messages: JobMessages;
   private stopped = true;
 
   constructor(private readonly o: JobRunnerOptions) {
@@ -124,14 +89,24 @@ export class JobRunner {
     this.pushes = new JobPushes({
       ledger: this.ledger,
       library: o.library,
-      policy: o.policy,
-      pusher: o.pusher,
+      deliveries: o.deliveries,
       timings: o.timings,
+      clock: o.clock,
       maxConcurrent: o.maxConcurrentPushes,
       queue: this.queue,
       logger: o.logger,
       onEnded: () => this.scheduler.kick(0),
       onError: (jobId, error) => this.stepFailed(jobId, error),
+    });
+    this.messages = new JobMessages({
+      storage: o.storage,
+      ledger: this.ledger,
+      policy: o.policy,
+      timings: o.timings,
+      logger: o.logger,
+      queue: this.queue,
+      withLease: (id, fn, waitMs) => this.withLease(id, fn, waitMs),
+      kick: (delayMs) => this.scheduler.kick(delayMs),
     });
     this.scheduler = new DueScheduler({
       clock: o.clock,
@@ -187,66 +162,10 @@ export class JobRunner {
 
   // ---- requests -------------------------------------------------------------
 
-  /** Creates a job for a known device and a firmware in the store. */
+  /** Creates a job for a known device and a release in the store. */
   async create(deviceId: string, firmwareRef: string, options: JobCreateOptions = {}): Promise<JobRecord> {
-    const problem = typeof deviceId === "string" ? deviceIdProblem(deviceId) : "no device id was given";
-    if (problem) throw new RequestError(`Cannot update: ${problem}.`);
-    if (!this.o.pusher) {
-      throw new RequestError(
-        "This server has no signing key, so it cannot push updates. Start it with --key FILE (the private key your devices' yaota8266 was built for; `mpota keys new` makes one).",
-      );
-    }
-    const device = await this.o.storage.devices.get(deviceId);
-    if (!device?.state) {
-      throw new RequestError(
-        `No device "${deviceId}" has reported its state to this server. Check the id (\`mpota devices\` lists the known ones) and that the device runs the mpota agent with base topic "${this.o.topics.base}".`,
-      );
-    }
-    const credential = await this.o.storage.credentials.get(deviceId);
-    if (!credential) throw new RequestError(notProvisionedText(deviceId));
-    if (device.state.v < 2 && !credential.allowUnsigned)
-      throw new RequestError(unsignedRefusalText(deviceId));
-    const firmware = await this.o.library.resolve(firmwareRef);
-    if (!COMMAND_VERSION_PATTERN.test(firmware.version)) {
-      throw new RequestError(
-        `${firmware.name} ${firmware.version} cannot be sent to a device: a signed command carries versions of 1 to 32 of A-Z a-z 0-9 . _ + - only. Add the image again under such a version (\`mpota firmware add FILE --name ${firmware.name} --version ...\`).`,
-      );
-    }
-    if (options.rollout === undefined) {
-      const hold = await rolloutHolding(this.o.storage, deviceId);
-      if (hold) throw new RequestError(heldByRolloutText(deviceId, hold));
-    }
-    const state = device.state;
-    if (state.fw === firmware.id) {
-      throw new RequestError(
-        `Device ${deviceId} already runs ${firmware.name} ${firmware.version} (${firmware.id}); nothing to do.`,
-      );
-    }
-    const running = await this.o.storage.firmware.get(state.fw);
-    const verdict = versionVerdict(state.fw, running, firmware);
+    const { firmware, state, verdict } = await checkJobRequest(this.o, deviceId, firmwareRef, options);
     const allowDowngrade = options.allowDowngrade === true;
-    if (verdict.kind === "downgrade" && !allowDowngrade) {
-      throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));
-    }
-    const refusal = this.o.policy.refusal(state.ip);
-    if (refusal) {
-      throw new RequestError(
-        `Device ${deviceId} reports the address ${state.ip}, where this server does not push: ${refusal}`,
-      );
-    }
-    let image: Uint8Array;
-    try {
-      image = await this.o.library.readImage(firmware.id);
-    } catch (error) {
-      if (error instanceof FirmwareIntegrityError) throw new RequestError(error.message);
-      throw error;
-    }
-    if (state.flash !== undefined && isFlashSize(state.flash)) {
-      firmwareChecks(image, {
-        flashSize: state.flash,
-        source: `${firmware.name} ${firmware.version} for ${deviceId}`,
-      });
-    }
     const id = `j-${randomBytes(5).toString("hex")}`;
     const note = versionNote(state.fw, verdict, firmware, allowDowngrade);
     const result = await this.o.storage.jobs.create(
@@ -320,155 +239,16 @@ export class JobRunner {
 
   // ---- device messages (called in each device's message order) ----------------
 
-  async handleState(device: DeviceRecord, state: DeviceState): Promise<void> {
-    const active = await this.o.storage.jobs.activeForDevice(device.id);
-    if (!active) return;
-    await this.queue.run(active.id, async () => {
-      const current = await this.o.storage.jobs.get(active.id);
-      if (!current || isTerminal(current.phase)) return;
-      if (current.phase === "ready" || current.phase === "pushing") {
-        await this.ledger.note(
-          current.id,
-          "device-state",
-          `Device reported firmware ${state.fw} during the push.`,
-          {
-            fw: state.fw,
-          },
-        );
-        return;
-      }
-      await this.withLease(
-        current.id,
-        async (job) => {
-          if (state.fw === job.firmwareId) {
-            await this.ledger.succeedIfReported(job);
-          } else if (job.phase === "verifying" || job.phase === "recovering") {
-            await this.ledger.attemptFailed(
-              job,
-              wrongFirmwareMessage(job, state.fw),
-              "command",
-              "wrong-firmware",
-              {
-                fw: state.fw,
-              },
-            );
-          } else {
-            const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";
-            await this.ledger.note(job.id, "device-state", `Device woke running ${state.fw}${next}.`, {
-              fw: state.fw,
-              ip: state.ip,
-            });
-          }
-        },
-        this.messageLeaseWaitMs,
-      );
-    });
+  handleState(device: DeviceRecord, state: DeviceState): Promise<void> {
+    return this.messages.handleState(device, state);
   }
 
-  /** How long a device message waits for a job's lease held elsewhere. */
-  private get messageLeaseWaitMs(): number {
-    return Math.min(this.o.timings.leaseMs, 5000);
+  handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void> {
+    return this.messages.handleStatus(device, status);
   }
 
-  async handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void> {
-    if (status !== "ota") return;
-    const active = await this.o.storage.jobs.activeForDevice(device.id);
-    if (active && (active.phase === "ready" || active.phase === "waiting")) {
-      await this.ledger.note(active.id, "device-status", "Device says it is entering OTA mode.");
-    }
-  }
-
-  async handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
-    const active = await this.o.storage.jobs.activeForDevice(device.id);
-    if (!active || active.id !== ack.job) {
-      this.o.logger.warn(
-        { device: device.id, ackJob: ack.job, activeJob: active?.id ?? null },
-        "ack ignored: it names no active job of this device",
-      );
-      return;
-    }
-    await this.queue.run(active.id, () =>
-      this.withLease(
-        active.id,
-        async (job) => {
-          if (job.phase !== "waiting" && job.phase !== "retrying") {
-            this.o.logger.info(
-              { job: job.id, phase: job.phase },
-              "ack ignored: the job is not waiting for one",
-            );
-            return;
-          }
-          if (ack.ready) await this.accept(job, device, ack);
-          else await this.declined(job, ack.error);
-        },
-        this.messageLeaseWaitMs,
-      ),
-    );
-  }
-
-  /** A ready ack: check the address, then push after the boot delay. */
-  private async accept(
-    job: JobRecord,
-    device: DeviceRecord,
-    ack: Extract<DeviceAck, { ready: true }>,
-  ): Promise<void> {
-    const reported = device.state?.ip;
-    const ip = ack.ip ?? reported;
-    if (ip === undefined) {
-      await this.ledger.fail(
-        job,
-        `Device ${job.deviceId} acknowledged without an address and never reported one in its state; the server pushes only to an address the device reported.`,
-      );
-      return;
-    }
-    if (ack.ip !== undefined && reported !== undefined && ack.ip !== reported) {
-      this.o.logger.warn(
-        { job: job.id, ackIp: ack.ip, stateIp: reported },
-        "push refused: ack names another address than the state",
-      );
-      await this.ledger.fail(
-        job,
-        `Refused to push: the ack names ${ack.ip}, but device ${job.deviceId} reported ${reported} in its state. The server pushes only to the address the device itself reported; a mismatch means a misconfigured agent or a message that did not come from the device.`,
-      );
-      return;
-    }
-    const refusal = this.o.policy.refusal(ip);
-    if (refusal) {
-      this.o.logger.warn({ job: job.id, ip }, "push refused: address outside the allowed networks");
-      await this.ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
-      return;
-    }
-    const { bootDelayMs } = this.o.timings;
-    await this.ledger.update(job, {
-      patch: {
-        phase: "ready",
-        targetIp: ip,
-        targetPort: ack.port,
-        ackedAt: this.now,
-        dueAt: this.now + bootDelayMs,
-        error: null,
-      },
-      steps: [
-        this.ledger.step("ack", `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`, {
-          ip,
-          port: ack.port,
-        }),
-      ],
-    });
-    this.scheduler.kick(bootDelayMs);
-  }
-
-  /** A ready:false ack: give up for reasons a retry cannot fix, retry otherwise. */
-  private async declined(job: JobRecord, reason: string): Promise<void> {
-    const counted = { ...job, attempt: job.attempt + 1 };
-    if (isPermanentDecline(reason)) {
-      const message = declinedPermanentlyMessage(job, reason);
-      await this.ledger.fail(counted, message, [this.ledger.step("declined", message, { error: reason })]);
-    } else {
-      await this.ledger.attemptFailed(counted, declinedMessage(job, reason), "command", "declined", {
-        error: reason,
-      });
-    }
+  handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
+    return this.messages.handleAck(device, ack);
   }
 
   // ---- due jobs -------------------------------------------------------------
@@ -590,7 +370,7 @@ export class JobRunner {
 
   private async sendCommand(job: JobRecord, message: string): Promise<void> {
     try {
-      await this.o.library.readImage(job.firmwareId);
+      await this.o.library.readRelease(job.firmwareId);
     } catch (error) {
       if (!(error instanceof FirmwareIntegrityError)) throw error;
       await this.ledger.fail(job, error.message);
@@ -619,8 +399,8 @@ export class JobRunner {
   private async withLease(id: string, fn: (job: JobRecord) => Promise<void>, waitMs = 0): Promise<void> {
     if (this.pushes.has(id)) return;
     let job = await this.ledger.claim(id);
-    for (const until = Date.now() + waitMs; !job && Date.now() < until && !this.stopped; ) {
-      await new Promise((resolve) => setTimeout(resolve, LEASE_RETRY_MS));
+    for (const until = this.now + waitMs; !job && this.now < until && !this.stopped; ) {
+      await this.o.clock.sleep(LEASE_RETRY_MS);
       if (this.pushes.has(id)) return;
       job = await this.ledger.claim(id);
     }
@@ -633,14 +413,5 @@ export class JobRunner {
     } finally {
       if (!this.pushes.has(id)) await this.ledger.release(id);
     }
-  }
-}
-
-function isFlashSize(bytes: number): boolean {
-  try {
-    checkFlashSize(bytes);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -3,7 +3,6 @@ import { access, mkdir, open, readFile, rename, rm, writeFile } from "node:fs/pr
 import { join, resolve } from "node:path";
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
 import { isFirmwareIdentity } from "../mqtt/contract.ts";
 
 /** A stored image's bytes do not match its identity, or the file is gone: it must not be pushed. */
@@ -11,8 +10,11 @@ export class FirmwareIntegrityError extends MpotaError {
   override readonly exitCode: number = EXIT_CODES.firmwareIntegrity.code;
 }
 
+/** A release kind's check that bytes are the artifact with an identity (ReleaseKind.verify). */
+export type ArtifactCheck = (identity: string, bytes: Uint8Array, what: string) => void;
+
 /**
- * Firmware images as files named by their identity (`<md5>.bin`) in one
+ * Release artifacts (firmware images) as files named by their identity (`<md5>.bin`) in one
  * directory (`<dataDir>/firmware/`, or `--firmware-dir`). Writes go to a temporary file, are synced, then
  * renamed into place, so a crash never leaves a half-written image under a
  * real name. Every read checks the bytes against the name.
@@ -31,9 +33,9 @@ export class FirmwareFiles {
     return join(this.dir, `${identity.toLowerCase()}.bin`);
   }
 
-  /** Stores `bytes` under `identity`, which must be their MD5 trailer. */
-  async write(identity: string, bytes: Uint8Array): Promise<string> {
-    this.verify(identity, bytes, "The image to store");
+  /** Stores `bytes` under `identity`, which `verify` (their kind's check) must confirm. */
+  async write(identity: string, bytes: Uint8Array, verify: ArtifactCheck): Promise<string> {
+    verify(identity, bytes, "The image to store");
     await mkdir(this.dir, { recursive: true });
     const path = this.pathOf(identity);
     const temp = join(this.dir, `.${identity}.${randomBytes(4).toString("hex")}.tmp`);
@@ -54,7 +56,7 @@ export class FirmwareFiles {
   }
 
   /** Reads and checks an image; throws {@link FirmwareIntegrityError} when it is missing or does not match. */
-  async read(identity: string): Promise<Uint8Array> {
+  async read(identity: string, verify: ArtifactCheck): Promise<Uint8Array> {
     const path = this.pathOf(identity);
     let bytes: Uint8Array;
     try {
@@ -64,7 +66,7 @@ export class FirmwareFiles {
         `The image file for firmware ${identity} (${path}) cannot be read: ${(error as Error).message}. Add the firmware again (\`mpota firmware add\`).`,
       );
     }
-    this.verify(identity, bytes, `The image file ${path}`);
+    verify(identity, bytes, `The image file ${path}`);
     return bytes;
   }
 
@@ -94,14 +96,5 @@ export class FirmwareFiles {
 
   async remove(identity: string): Promise<void> {
     await rm(this.pathOf(identity), { force: true });
-  }
-
-  private verify(identity: string, bytes: Uint8Array, what: string): void {
-    const trailer = checkMd5Trailer(bytes);
-    if (trailer.status !== "ok" || trailer.stored !== identity.toLowerCase()) {
-      throw new FirmwareIntegrityError(
-        `${what} does not match firmware identity ${identity}: ${trailer.status === "ok" ? `its MD5 trailer is ${trailer.stored}` : trailer.message} It was changed or damaged after it was added and will not be pushed. Remove it (\`mpota firmware remove ${identity}\`) and add the image again.`,
-      );
-    }
   }
 }

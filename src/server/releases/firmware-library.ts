@@ -1,8 +1,6 @@
 import { join } from "node:path";
-import { DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { shorten } from "../mqtt/contract.ts";
 import { RequestError } from "../request-error.ts";
-import { rolloutsTargeting, targetOfRolloutsText } from "../rollouts/rollout-membership.ts";
 import {
   type FirmwareRecord,
   type ImageStore,
@@ -10,8 +8,10 @@ import {
   StorageError,
   type StoredVerdict,
 } from "../storage/storage.ts";
-import { firmwareChecks } from "./firmware-checks.ts";
+import { esp8266OtaKind } from "./esp8266-ota-kind.ts";
 import { FirmwareFiles, FirmwareIntegrityError } from "./firmware-files.ts";
+import { ReleaseCache } from "./release-cache.ts";
+import { type CheckedArtifact, type ReleaseKind, ReleaseKinds } from "./release-kind.ts";
 
 /** This server keeps firmware images elsewhere than the others on the same database (exit code 24). */
 export class FirmwareStoreMismatchError extends StorageError {}
@@ -22,10 +22,12 @@ export const MAX_NOTES_LENGTH = 4000;
 
 export interface AddFirmwareInput {
   bytes: Uint8Array;
+  /** The release kind (a name in the server's kinds); default: the kind that recognises the bytes. */
+  kind?: string;
   name: string;
   version: string;
   notes?: string | null;
-  /** Flash size the checks assume (default 1 MiB, the smallest common yaota8266 device). */
+  /** Device size the kind's checks assume (ESP8266: flash, default 1 MiB, the smallest common yaota8266 device). */
   flashSize?: number;
   /** Override the refusals the checks allow to be overridden. */
   force?: boolean;
@@ -38,9 +40,23 @@ export interface AddFirmwareResult {
   verdicts: StoredVerdict[];
 }
 
+export interface FirmwareLibraryOptions {
+  /** Images in this directory (shared by the instances) instead of `<dataDir>/firmware` and the database. */
+  firmwareDir?: string;
+  /** The release kinds stored (default: the ESP8266 yaota8266 image only). */
+  kinds?: ReleaseKinds;
+  /**
+   * Why a release cannot be removed because a rollout still targets it
+   * (`what`: its name and version), or undefined; given by the composition
+   * root, so the store does not depend on rollouts.
+   */
+  rolloutsTargeting?: (id: string, what: string) => Promise<string | undefined>;
+}
+
 /**
- * The firmware store: checked images on disk (by identity) and their
- * metadata in storage. Holds no state of its own, so any number of server
+ * The release store (firmware of every kind): checked artifacts on disk
+ * (by identity) and their metadata in storage. Holds no fleet state of its
+ * own (a bounded cache of checked artifacts only), so any number of server
  * instances can use the same storage and directory.
  */
 export class FirmwareLibrary {
@@ -48,15 +64,19 @@ export class FirmwareLibrary {
   readonly files: FirmwareFiles;
   /** Images in the database (shared storage without --firmware-dir), else null. */
   private readonly images: ImageStore | null;
+  readonly kinds: ReleaseKinds;
+  /** Artifacts read and checked, so a job reads its release once. */
+  readonly cache = new ReleaseCache();
 
   constructor(
     private readonly storage: Storage,
     dataDir: string,
     private readonly now: () => number,
-    options: { firmwareDir?: string } = {},
+    private readonly options: FirmwareLibraryOptions = {},
   ) {
     this.files = new FirmwareFiles(options.firmwareDir ?? join(dataDir, "firmware"));
     this.images = options.firmwareDir === undefined ? storage.images : null;
+    this.kinds = options.kinds ?? new ReleaseKinds([esp8266OtaKind]);
   }
 
   /** Where the images live, in words (logs, errors). */
@@ -102,8 +122,9 @@ export class FirmwareLibrary {
         `The notes are ${notes.length} characters long; keep them under ${MAX_NOTES_LENGTH}.`,
       );
     }
-    const checked = firmwareChecks(input.bytes, {
-      flashSize: input.flashSize ?? DEFAULT_FLASH_SIZE,
+    const kind = this.kinds.forUpload(input.bytes, input.kind);
+    const checked = kind.check(input.bytes, {
+      ...(input.flashSize !== undefined ? { flashSize: input.flashSize } : {}),
       force: input.force === true,
       source: input.source ?? `${name} ${version}`,
     });
@@ -113,13 +134,13 @@ export class FirmwareLibrary {
         `This image is already in the store as ${existing.name} ${existing.version} (identity ${existing.id}). Use that, or remove it first with \`mpota firmware remove ${existing.id}\`.`,
       );
     }
-    await this.files.write(checked.identity, checked.image);
-    await this.images?.put(checked.identity, checked.image);
+    await this.files.write(checked.identity, checked.artifact, kind.verify);
+    await this.images?.put(checked.identity, checked.artifact);
     const record: FirmwareRecord = {
       id: checked.identity,
       name,
       version,
-      size: checked.image.length,
+      size: checked.artifact.length,
       notes,
       addedAt: this.now(),
       micropython: checked.micropython,
@@ -184,10 +205,8 @@ export class FirmwareLibrary {
   /** Removes metadata and file, unless an active rollout or job still needs the image. */
   async remove(ref: string): Promise<FirmwareRecord> {
     const record = await this.resolve(ref);
-    const rollouts = await rolloutsTargeting(this.storage, record.id);
-    if (rollouts.length > 0) {
-      throw new RequestError(targetOfRolloutsText(`${record.name} ${record.version}`, rollouts));
-    }
+    const held = await this.options.rolloutsTargeting?.(record.id, `${record.name} ${record.version}`);
+    if (held !== undefined) throw new RequestError(held);
     const users = (await this.storage.jobs.list({ active: true })).filter((j) => j.firmwareId === record.id);
     if (users.length > 0) {
       throw new RequestError(
@@ -197,16 +216,28 @@ export class FirmwareLibrary {
     await this.storage.firmware.remove(record.id);
     await this.files.remove(record.id);
     await this.images?.remove(record.id);
+    this.cache.forget(record.id);
     return record;
   }
 
-  /**
-   * The image bytes, checked against the identity (throws
-   * FirmwareIntegrityError). With images in the database, a missing local
-   * copy is fetched, checked and cached, so `files.pathOf(id)` is there
-   * after this resolves.
-   */
+  /** The kind of a stored release (the default kind for an identity the store does not know). */
+  async kindOf(id: string): Promise<ReleaseKind> {
+    return this.kinds.of(await this.storage.firmware.get(id));
+  }
+
+  /** The image bytes, checked against the identity (throws FirmwareIntegrityError). */
   async readImage(id: string): Promise<Uint8Array> {
+    return (await this.readRelease(id)).bytes;
+  }
+
+  /**
+   * The artifact, checked against the identity by its kind (throws
+   * FirmwareIntegrityError); read once and kept while its file does not
+   * change. With images in the database, a missing local copy is fetched,
+   * checked and cached, so `files.pathOf(id)` is there after this resolves.
+   */
+  async readRelease(id: string): Promise<CheckedArtifact> {
+    const path = this.files.pathOf(id);
     if (this.images && !(await this.files.has(id))) {
       const bytes = await this.images.get(id);
       if (bytes === undefined) {
@@ -214,8 +245,8 @@ export class FirmwareLibrary {
           `The image of firmware ${id} is not in the database. Add the firmware again (\`mpota firmware add\`).`,
         );
       }
-      await this.files.write(id, bytes); // checks the bytes against the identity
+      await this.files.write(id, bytes, (await this.kindOf(id)).verify);
     }
-    return this.files.read(id);
+    return this.cache.get(id, path, async () => this.files.read(id, (await this.kindOf(id)).verify));
   }
 }

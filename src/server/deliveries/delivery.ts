@@ -1,0 +1,90 @@
+import type { CheckedArtifact } from "../releases/release-kind.ts";
+import { RequestError } from "../request-error.ts";
+import type { JobRecord } from "../storage/storage.ts";
+
+/**
+ * The delivery seam: how a release gets onto a device once the device has
+ * taken the job's command. The job state machine (src/server/jobs/) holds
+ * the lease, records progress and outcome, retries and verifies by the
+ * device's next state; a delivery only moves the bytes and says how it
+ * went. Today: the UDP push of signed yaota8266 datagrams (udp-push.ts). A
+ * device that fetches its release itself (an ESP32 writing its other slot,
+ * an app bundle by manifest) is another implementation of this interface.
+ */
+
+export interface DeliveryProgress {
+  bytes: number;
+  total: number;
+  /** Bytes per second so far. */
+  rate: number;
+  retransmits: number;
+}
+
+export interface DeliveryRequest {
+  /** The job, holding the lease; `targetIp`/`targetPort` are the address the device acked from. */
+  job: JobRecord;
+  artifact: CheckedArtifact;
+  /** How long the device may take to answer at all (the receiver's listening window). */
+  waitMs: number;
+  /** Aborted when the server stops: resolve with `{ kind: "aborted" }` at once. */
+  signal: AbortSignal;
+  onProgress: (progress: DeliveryProgress) => void;
+}
+
+export type DeliveryOutcome =
+  /** The release is on the device; it should boot it and report. `summary`: what happened, for the job's log. */
+  | {
+      kind: "delivered";
+      progress: DeliveryProgress;
+      elapsedMs: number;
+      summary: string;
+      details?: Record<string, number>;
+    }
+  /** Broke off part way: the device needs time to reset before a whole new try. `reason`: what and what next. */
+  | { kind: "stopped"; reason: string }
+  /**
+   * The device did not answer. `neverAnswered`: why, when it has not answered
+   * since it took the command (the job says otherwise when it went silent
+   * after an earlier delivery).
+   */
+  | { kind: "silent"; neverAnswered: string }
+  | { kind: "failed"; reason: string }
+  /** The server is stopping: the job stays as it is for whoever takes it next. */
+  | { kind: "aborted" };
+
+export interface Delivery {
+  /** Its name in the release kinds (`ReleaseKind.delivery`). */
+  readonly name: string;
+  /**
+   * Why this server cannot deliver this way (a push without a signing key),
+   * in the words a request gets; undefined when it can.
+   */
+  readonly unavailable?: { request: string; job: string };
+  deliver(request: DeliveryRequest): Promise<DeliveryOutcome>;
+}
+
+/** The deliveries a server has, by name; given to the job runner by the composition root. */
+export class Deliveries {
+  private readonly byName = new Map<string, Delivery>();
+
+  constructor(deliveries: readonly Delivery[]) {
+    for (const d of deliveries) this.byName.set(d.name, d);
+  }
+
+  /** Why this server can deliver nothing at all (every delivery unavailable), or undefined. */
+  get noneAvailable(): string | undefined {
+    const all = [...this.byName.values()];
+    if (all.some((d) => d.unavailable === undefined)) return undefined;
+    return all[0]?.unavailable?.request ?? "This server has no way to deliver updates.";
+  }
+
+  get(name: string): Delivery {
+    const found = this.byName.get(name);
+    if (!found) {
+      throw new RequestError(
+        `This server has no delivery "${name}" (it has ${[...this.byName.keys()].join(", ") || "none"}); a release of this kind cannot be sent from it.`,
+      );
+    }
+    return found;
+  }
+}

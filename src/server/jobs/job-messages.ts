@@ -1,0 +1,190 @@
+import type { Logger } from "pino";
+import type { NetworkPolicy } from "../devices/network-policy.ts";
+import type { KeyedQueue } from "../keyed-queue.ts";
+import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
+import { type DeviceRecord, isTerminal, type JobRecord, type Storage } from "../storage/storage.ts";
+import {
+  declinedMessage,
+  declinedPermanentlyMessage,
+  isPermanentDecline,
+  wrongFirmwareMessage,
+} from "./job-advice.ts";
+import type { JobLedger } from "./job-ledger.ts";
+import type { JobTimings } from "./job-timings.ts";
+
+export interface JobMessagesOptions {
+  storage: Storage;
+  ledger: JobLedger;
+  policy: NetworkPolicy;
+  timings: JobTimings;
+  logger: Logger;
+  /** The runner's per-job queue. */
+  queue: KeyedQueue;
+  /** The runner's lease holder: runs `fn` holding the job's lease, waiting up to `waitMs` for it. */
+  withLease: (id: string, fn: (job: JobRecord) => Promise<void>, waitMs?: number) => Promise<void>;
+  /** Look at due jobs after `delayMs`. */
+  kick: (delayMs: number) => void;
+}
+
+/**
+ * What a device's messages do to its active job: a state verifies (or
+ * refutes) a delivery, a ready ack sets the address to deliver to (checked
+ * against the network policy, once per delivery), a declining ack retries
+ * or gives up. Called in each device's message order.
+ */
+export class JobMessages {
+  constructor(private readonly o: JobMessagesOptions) {}
+
+  async handleState(device: DeviceRecord, state: DeviceState): Promise<void> {
+    const active = await this.o.storage.jobs.activeForDevice(device.id);
+    if (!active) return;
+    await this.o.queue.run(active.id, async () => {
+      const current = await this.o.storage.jobs.get(active.id);
+      if (!current || isTerminal(current.phase)) return;
+      if (current.phase === "ready" || current.phase === "pushing") {
+        await this.o.ledger.note(
+          current.id,
+          "device-state",
+          `Device reported firmware ${state.fw} during the push.`,
+          {
+            fw: state.fw,
+          },
+        );
+        return;
+      }
+      await this.o.withLease(
+        current.id,
+        async (job) => {
+          if (state.fw === job.firmwareId) {
+            await this.o.ledger.succeedIfReported(job);
+          } else if (job.phase === "verifying" || job.phase === "recovering") {
+            await this.o.ledger.attemptFailed(
+              job,
+              wrongFirmwareMessage(job, state.fw),
+              "command",
+              "wrong-firmware",
+              {
+                fw: state.fw,
+              },
+            );
+          } else {
+            const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";
+            await this.o.ledger.note(job.id, "device-state", `Device woke running ${state.fw}${next}.`, {
+              fw: state.fw,
+              ip: state.ip,
+            });
+          }
+        },
+        this.messageLeaseWaitMs,
+      );
+    });
+  }
+
+  /** How long a device message waits for a job's lease held elsewhere. */
+  private get messageLeaseWaitMs(): number {
+    return Math.min(this.o.timings.leaseMs, 5000);
+  }
+
+  async handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void> {
+    if (status !== "ota") return;
+    const active = await this.o.storage.jobs.activeForDevice(device.id);
+    if (active && (active.phase === "ready" || active.phase === "waiting")) {
+      await this.o.ledger.note(active.id, "device-status", "Device says it is entering OTA mode.");
+    }
+  }
+
+  async handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
+    const active = await this.o.storage.jobs.activeForDevice(device.id);
+    if (!active || active.id !== ack.job) {
+      this.o.logger.warn(
+        { device: device.id, ackJob: ack.job, activeJob: active?.id ?? null },
+        "ack ignored: it names no active job of this device",
+      );
+      return;
+    }
+    await this.o.queue.run(active.id, () =>
+      this.o.withLease(
+        active.id,
+        async (job) => {
+          if (job.phase !== "waiting" && job.phase !== "retrying") {
+            this.o.logger.info(
+              { job: job.id, phase: job.phase },
+              "ack ignored: the job is not waiting for one",
+            );
+            return;
+          }
+          if (ack.ready) await this.accept(job, device, ack);
+          else await this.declined(job, ack.error);
+        },
+        this.messageLeaseWaitMs,
+      ),
+    );
+  }
+
+  /** A ready ack: check the address, then push after the boot delay. */
+  private async accept(
+    job: JobRecord,
+    device: DeviceRecord,
+    ack: Extract<DeviceAck, { ready: true }>,
+  ): Promise<void> {
+    const reported = device.state?.ip;
+    const ip = ack.ip ?? reported;
+    if (ip === undefined) {
+      await this.o.ledger.fail(
+        job,
+        `Device ${job.deviceId} acknowledged without an address and never reported one in its state; the server pushes only to an address the device reported.`,
+      );
+      return;
+    }
+    if (ack.ip !== undefined && reported !== undefined && ack.ip !== reported) {
+      this.o.logger.warn(
+        { job: job.id, ackIp: ack.ip, stateIp: reported },
+        "push refused: ack names another address than the state",
+      );
+      await this.o.ledger.fail(
+        job,
+        `Refused to push: the ack names ${ack.ip}, but device ${job.deviceId} reported ${reported} in its state. The server pushes only to the address the device itself reported; a mismatch means a misconfigured agent or a message that did not come from the device.`,
+      );
+      return;
+    }
+    const refusal = this.o.policy.refusal(ip);
+    if (refusal) {
+      this.o.logger.warn({ job: job.id, ip }, "push refused: address outside the allowed networks");
+      await this.o.ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
+      return;
+    }
+    const { bootDelayMs } = this.o.timings;
+    await this.o.ledger.update(job, {
+      patch: {
+        phase: "ready",
+        targetIp: ip,
+        targetPort: ack.port,
+        ackedAt: this.o.ledger.now,
+        dueAt: this.o.ledger.now + bootDelayMs,
+        error: null,
+      },
+      steps: [
+        this.o.ledger.step("ack", `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`, {
+          ip,
+          port: ack.port,
+        }),
+      ],
+    });
+    this.o.kick(bootDelayMs);
+  }
+
+  /** A ready:false ack: give up for reasons a retry cannot fix, retry otherwise. */
+  private async declined(job: JobRecord, reason: string): Promise<void> {
+    const counted = { ...job, attempt: job.attempt + 1 };
+    if (isPermanentDecline(reason)) {
+      const message = declinedPermanentlyMessage(job, reason);
+      await this.o.ledger.fail(counted, message, [
+        this.o.ledger.step("declined", message, { error: reason }),
+      ]);
+    } else {
+      await this.o.ledger.attemptFailed(counted, declinedMessage(job, reason), "command", "declined", {
+        error: reason,
+      });
+    }
+  }
+}

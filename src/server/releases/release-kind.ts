@@ -1,0 +1,109 @@
+import type { DeviceState } from "../mqtt/contract.ts";
+import { RequestError } from "../request-error.ts";
+import type { FirmwareRecord, StoredVerdict } from "../storage/storage.ts";
+
+/**
+ * The release-kind seam: what kind of artifact a release is, and the checks
+ * that belong to that kind. The store, the job state machine, rollouts, the
+ * bridge, the HTTP API and Home Assistant handle releases of any kind; a
+ * kind says how to check an upload, how to tell its identity (what a device
+ * reports once it runs it), whether a device can take it, and which
+ * delivery (deliveries/delivery.ts) brings it there. Today: the ESP8266
+ * yaota8266 image (esp8266-ota-kind.ts).
+ */
+
+export interface UploadOptions {
+  /** Device size the checks assume when the kind has one (flash bytes for the ESP8266). */
+  flashSize?: number;
+  /** Override the refusals the kind allows to be overridden. */
+  force?: boolean;
+  /** The upload's name, for messages. */
+  source: string;
+}
+
+/** An upload that passed its kind's checks. */
+export interface CheckedRelease {
+  /** What is stored and delivered (for example the image inside a canned .ota file). */
+  artifact: Uint8Array;
+  /** 32 lower-case hex digits: what a device reports as `fw` once it runs the release. */
+  identity: string;
+  micropython: string | null;
+  /** The kind's word for the build, stored in the release's `build` column. */
+  build: string | null;
+  verdicts: StoredVerdict[];
+}
+
+/** A release's artifact, read and checked against its identity (once per job: releases/release-cache.ts). */
+export interface CheckedArtifact {
+  identity: string;
+  bytes: Uint8Array;
+  /** SHA-256 of the bytes, hex. */
+  sha256: string;
+  /** The checked file the bytes came from. */
+  path: string;
+}
+
+export interface ReleaseKind {
+  /** "esp8266-ota". */
+  readonly name: string;
+  /** The delivery that brings releases of this kind to a device (`Delivery.name`). */
+  readonly delivery: string;
+  /** What a device updated with this kind is, in words (Home Assistant's device model). */
+  readonly deviceModel: string;
+  /** Whether uploaded bytes are this kind's artifact, when the upload names no kind (by magic bytes). */
+  recognises(bytes: Uint8Array): boolean;
+  /**
+   * Whether a stored release is of this kind. Releases have no kind column
+   * (the schema predates kinds): a kind knows its rows by their `build`.
+   */
+  owns(release: FirmwareRecord): boolean;
+  /** Checks an upload; throws {@link RequestError} listing every cause and fix. */
+  check(bytes: Uint8Array, options: UploadOptions): CheckedRelease;
+  /** Throws FirmwareIntegrityError unless `bytes` are the artifact with this identity. */
+  verify(identity: string, bytes: Uint8Array, what: string): void;
+  /**
+   * Throws {@link RequestError} when a device reporting `state` cannot take
+   * the release (what it runs, its size against the artifact).
+   */
+  checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void;
+}
+
+/**
+ * The kinds this server stores, given by the composition root. The first is
+ * the default: the kind of uploads no other kind recognises and of stored
+ * rows no other kind owns (every row stored before kinds existed).
+ */
+export class ReleaseKinds {
+  readonly all: readonly ReleaseKind[];
+
+  constructor(kinds: readonly ReleaseKind[]) {
+    if (kinds.length === 0) throw new Error("ReleaseKinds needs at least one kind");
+    this.all = kinds;
+  }
+
+  get default(): ReleaseKind {
+    return this.all[0] as ReleaseKind;
+  }
+
+  named(name: string): ReleaseKind {
+    const kind = this.all.find((k) => k.name === name);
+    if (!kind) {
+      throw new RequestError(
+        `There is no release kind "${name}"; this server stores ${this.all.map((k) => k.name).join(", ")}.`,
+      );
+    }
+    return kind;
+  }
+
+  /** The kind of an upload: the one named, else the first that recognises the bytes, else the default. */
+  forUpload(bytes: Uint8Array, name?: string): ReleaseKind {
+    if (name !== undefined) return this.named(name);
+    return this.all.slice(1).find((k) => k.recognises(bytes)) ?? this.default;
+  }
+
+  /** The kind of a stored release (the default for one no other kind owns, or none). */
+  of(release: FirmwareRecord | undefined): ReleaseKind {
+    if (!release) return this.default;
+    return this.all.slice(1).find((k) => k.owns(release)) ?? this.default;
+  }
+}

@@ -2,8 +2,10 @@ import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readSync, statSyn
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { FileError } from "../errors.ts";
+import { DEFAULT_BASE_TOPIC } from "../server/api/topics.ts";
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant/homeassistant.ts";
 import { ensureAdminToken } from "../server/http/admin-token.ts";
+import { hashSecret } from "../server/mqtt/credentials.ts";
 import {
   checkMosquittoSettings,
   confLines,
@@ -13,10 +15,8 @@ import {
 } from "../server/mqtt/mosquitto-config.ts";
 import { ensureMqttServerSecret } from "../server/mqtt/mqtt-server-secret.ts";
 import { ADMIN_USERNAME, SERVER_USERNAME } from "../server/mqtt/principals.ts";
-import { DEFAULT_BASE_TOPIC } from "../server/mqtt/topics.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import { openStorage } from "../server/storage/open-storage.ts";
-import { hashSecret } from "../server/trust/credentials.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";
 import { parseIntegerOption } from "./key-options.ts";

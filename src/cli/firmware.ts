@@ -2,7 +2,7 @@ import { basename } from "node:path";
 import type { Command } from "commander";
 import { FileError } from "../errors.ts";
 import { formatTable, sizeText } from "../firmware/format.ts";
-import type { FirmwareView } from "../server/bridge/api.ts";
+import type { FirmwareView } from "../server/api/api.ts";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../server/bridge/bridge.ts";
 import type { StoredVerdict } from "../server/storage/storage.ts";
 import {

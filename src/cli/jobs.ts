@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { formatTable } from "../firmware/format.ts";
-import type { JobDetail, JobView } from "../server/bridge/api.ts";
+import type { JobDetail, JobView } from "../server/api/api.ts";
 import {
   addBridgeOptions,
   type BridgeCommandOptions,

@@ -2,14 +2,14 @@ import type { Command } from "commander";
 import { MpotaError, UsageError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import { formatTable } from "../firmware/format.ts";
-import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import type {
   RolloutCounts,
   RolloutCreateRequest,
   RolloutDetail,
   RolloutGroupRequest,
   RolloutView,
-} from "../server/rollouts/rollout-api.ts";
+} from "../server/api/rollout-api.ts";
+import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { DEFAULT_GROUPS, parseGroupSize } from "../server/rollouts/rollout-request.ts";
 import {
   addBridgeOptions,

@@ -3,12 +3,13 @@ import { type Command, Option } from "commander";
 import { pino } from "pino";
 import { PinoPretty as pinoPretty } from "pino-pretty";
 import { UsageError } from "../errors.ts";
+import { isLoopbackHost } from "../net/listen-addresses.ts";
 import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
+import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/api/topics.ts";
 import { DEFAULT_CLIENT_URL } from "../server/bridge/bridge-client.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/network-policy.ts";
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant/homeassistant.ts";
-import { isLoopbackHost } from "../server/http/auth.ts";
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../server/http/http-limits.ts";
 import {
@@ -22,7 +23,6 @@ import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts
 import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
 import type { MqttConnection } from "../server/mqtt/mqtt-connect.ts";
-import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/mqtt/topics.ts";
 import { type BrokerChoice, DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { formatTable } from "../firmware/format.ts";
-import type { StatusView } from "../server/instances.ts";
+import type { StatusView } from "../server/api/admin-views.ts";
 import {
   addBridgeOptions,
   type BridgeCommandOptions,

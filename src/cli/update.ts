@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
-import type { JobProgressMessage, JobView } from "../server/bridge/api.ts";
+import type { JobProgressMessage, JobView } from "../server/api/api.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";

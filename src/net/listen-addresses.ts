@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net";
+import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import { isLoopbackHost } from "../server/http/auth.ts";
 
 export type Interfaces = ReturnType<typeof networkInterfaces>;
 
@@ -55,4 +55,13 @@ export function listenView(address: AddressInfo, interfaces: Interfaces = networ
 /** scheme://host:port/path for each host (IPv6 in brackets). */
 export function listenUrls(scheme: string, hosts: readonly string[], port: number, path = ""): string[] {
   return hosts.map((host) => `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}${path}`);
+}
+
+/** True for 127.0.0.0/8, ::1 and localhost: the only binds where --no-auth is allowed. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "");
+  if (h === "localhost") return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1";
+  return false;
 }

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
+import { newSecret } from "../../src/server/mqtt/credentials.ts";
 import { ADMIN_USERNAME, SERVER_USERNAME } from "../../src/server/mqtt/principals.ts";
-import { newSecret } from "../../src/server/trust/credentials.ts";
 import {
   MOSQUITTO_SKIP,
   type MpotaMosquitto,

@@ -3,8 +3,8 @@ import { chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from "nod
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
+import { hashSecret, newSecret, verifySecret } from "../../src/server/mqtt/credentials.ts";
 import { openStorage } from "../../src/server/storage/open-storage.ts";
-import { hashSecret, newSecret, verifySecret } from "../../src/server/trust/credentials.ts";
 import { MOSQUITTO_SKIP, runMosquitto } from "../server/support/brokers.ts";
 import { listDir, makeTempDir, runCli, startCliProcess } from "../support/cli.ts";
 

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import type { Browser, Page } from "playwright-core";
-import type { BridgeEnvelope } from "../../src/server/bridge/api.ts";
+import type { BridgeEnvelope } from "../../src/server/api/api.ts";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { tempDir } from "../server/support/test-server.ts";

@@ -13,8 +13,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
+import type { OtaCommand } from "../../src/protocol/mqtt-contract.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import type { OtaCommand } from "../../src/server/mqtt/contract.ts";
 import { readCommandKey } from "../../src/server/trust/command-key.ts";
 import {
   NEXT_COMMAND_KEY_FILE,

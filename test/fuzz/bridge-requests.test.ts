@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
-import { BRIDGE_REQUEST_NAMES } from "../../src/server/bridge/api.ts";
-import { jsonNesting, jsonNestingProblem, MAX_JSON_NESTING } from "../../src/server/json-nesting.ts";
-import { RequestError } from "../../src/server/request-error.ts";
+import { BRIDGE_REQUEST_NAMES } from "../../src/server/api/api.ts";
+import { jsonNesting, jsonNestingProblem, MAX_JSON_NESTING } from "../../src/server/base/json-nesting.ts";
+import { RequestError } from "../../src/server/base/request-error.ts";
 import { parseRolloutRequest } from "../../src/server/rollouts/rollout-request.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";

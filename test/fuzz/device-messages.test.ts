@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { MAX_ACK_BYTES, MAX_STATE_BYTES } from "../../src/server/mqtt/contract.ts";
+import { MAX_ACK_BYTES, MAX_STATE_BYTES } from "../../src/protocol/mqtt-contract.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";

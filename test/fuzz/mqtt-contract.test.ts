@@ -17,7 +17,7 @@ import {
   parseState,
   parseStatus,
   WAKE_REASONS,
-} from "../../src/server/mqtt/contract.ts";
+} from "../../src/protocol/mqtt-contract.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 import { assertClearError, assertClearMessage, fuzz, fuzzRuns, fuzzSeed, mutate } from "./fuzz.ts";
 import { assertNoPrototypePollution, edgeString, jsonObject, jsonText, mutateObject } from "./json-values.ts";

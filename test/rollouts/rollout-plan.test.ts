@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { RequestError } from "../../src/server/base/request-error.ts";
 import { compareVersions } from "../../src/server/releases/version-order.ts";
-import { RequestError } from "../../src/server/request-error.ts";
 import { planGroups, planRollout } from "../../src/server/rollouts/rollout-plan.ts";
 import { parseGroupList, parseRolloutRequest } from "../../src/server/rollouts/rollout-request.ts";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
+import type { RolloutProgressMessage } from "../../src/server/api/rollout-api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import type { RolloutProgressMessage } from "../../src/server/rollouts/rollout-api.ts";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";

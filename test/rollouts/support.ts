@@ -1,5 +1,5 @@
+import type { RolloutDetail } from "../../src/server/api/rollout-api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import type { RolloutDetail } from "../../src/server/rollouts/rollout-api.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
 import type { RolloutState } from "../../src/server/storage/rollout-store.ts";
 import { startAedesBroker, type TestBroker } from "../server/support/brokers.ts";

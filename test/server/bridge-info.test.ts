@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
-import type { BridgeDeviceEntry, BridgeInfoMessage } from "../../src/server/bridge/api.ts";
+import type { BridgeDeviceEntry, BridgeInfoMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { MOSQUITTO_SKIP, startMosquitto } from "./support/brokers.ts";

@@ -6,7 +6,7 @@ import {
   parseAck,
   parseState,
   parseStatus,
-} from "../../src/server/mqtt/contract.ts";
+} from "../../src/protocol/mqtt-contract.ts";
 
 const bytes = (text: string) => new Uint8Array(Buffer.from(text));
 const FW = "0123456789abcdef0123456789ABCDEF";

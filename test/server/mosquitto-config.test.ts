@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../src/errors.ts";
+import { hashSecret } from "../../src/server/mqtt/credentials.ts";
 import {
   BrokerConfigError,
   confLines,
   type MosquittoConfigInput,
   mosquittoConfig,
 } from "../../src/server/mqtt/mosquitto-config.ts";
-import { hashSecret } from "../../src/server/trust/credentials.ts";
 
 const hash = (fill: number) =>
   `$7$1000$${Buffer.alloc(12, fill).toString("base64")}$${Buffer.alloc(64, fill).toString("base64")}`;

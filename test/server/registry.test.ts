@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
-import type { DeviceView } from "../../src/server/bridge/api.ts";
+import type { DeviceView } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
 import { LogCapture } from "./support/log-capture.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { connectAsync } from "mqtt";
+import { Topics } from "../../src/server/api/topics.ts";
 import { MqttLink } from "../../src/server/mqtt/mqtt-link.ts";
 import { readState } from "../../src/server/mqtt/topic-readers.ts";
-import { Topics } from "../../src/server/mqtt/topics.ts";
 import { MOSQUITTO_SKIP, startAedesBroker, startMosquitto, type TestBroker } from "./support/brokers.ts";
 import { LogCapture } from "./support/log-capture.ts";
 

@@ -3,12 +3,12 @@ import { generateKeyPairSync } from "node:crypto";
 import { describe, it } from "node:test";
 import { connectAsync } from "mqtt";
 import { encodeCommand, signCommand } from "../../src/protocol/command-signature.ts";
-import type { JobProgressMessage } from "../../src/server/bridge/api.ts";
-import type { DeviceState } from "../../src/server/mqtt/contract.ts";
+import type { DeviceState } from "../../src/protocol/mqtt-contract.ts";
+import type { JobProgressMessage } from "../../src/server/api/api.ts";
+import { Topics, toJson } from "../../src/server/api/topics.ts";
 import { MqttLink } from "../../src/server/mqtt/mqtt-link.ts";
 import type { Inbound } from "../../src/server/mqtt/payload-reader.ts";
 import { readJobProgress, readState, readStatus } from "../../src/server/mqtt/topic-readers.ts";
-import { Topics, toJson } from "../../src/server/mqtt/topics.ts";
 import { startAedesBroker } from "./support/brokers.ts";
 import { LogCapture } from "./support/log-capture.ts";
 

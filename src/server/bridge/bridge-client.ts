@@ -2,17 +2,17 @@ import { randomBytes } from "node:crypto";
 import type { MqttClient } from "mqtt";
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import { BrokerConnectError, connectClient, type MqttConnection, safeUrl } from "../mqtt/mqtt-connect.ts";
-import { topicMatches } from "../mqtt/mqtt-link.ts";
-import { DEFAULT_BASE_TOPIC, Topics } from "../mqtt/topics.ts";
-import { RequestError } from "../request-error.ts";
 import type {
   BridgeApi,
   BridgeEnvelope,
   BridgeRequestName,
   BridgeStateMessage,
   JobProgressMessage,
-} from "./api.ts";
+} from "../api/api.ts";
+import { DEFAULT_BASE_TOPIC, Topics } from "../api/topics.ts";
+import { RequestError } from "../base/request-error.ts";
+import { BrokerConnectError, connectClient, type MqttConnection, safeUrl } from "../mqtt/mqtt-connect.ts";
+import { topicMatches } from "../mqtt/mqtt-link.ts";
 import { maxRequestBytes } from "./bridge.ts";
 
 /** The broker answered, but no mpota server replied to a request. */

@@ -1,16 +1,16 @@
-import type { StatusView } from "../instances.ts";
-import { jobAllowsDowngrade } from "../jobs/downgrade-policy.ts";
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import type { StatusView } from "../api/admin-views.ts";
+import type { ServerInfo } from "../api/api.ts";
+import { deviceView, firmwareView, jobView, stepView } from "../api/views.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
-import { shorten } from "../mqtt/contract.ts";
+import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
-import { RequestError } from "../request-error.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import { rolloutHandlers } from "../rollouts/rollout-handlers.ts";
 import type { FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
 import { type ProvisioningDeps, provisioningHandlers } from "../trust/provisioning.ts";
-import type { ServerInfo } from "./api.ts";
 import type { BridgeHandlers } from "./bridge.ts";
-import { deviceView, firmwareView, jobView, stepView } from "./views.ts";
 
 export interface BridgeHandlerDeps {
   storage: Storage;

@@ -1,12 +1,12 @@
 import type { Logger } from "pino";
-import type { DeviceState } from "../mqtt/contract.ts";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
+import type { BridgeDeviceEntry, BridgeInfoMessage, ServerInfo } from "../api/api.ts";
+import { type BridgeResponse, type Topics, toJson } from "../api/topics.ts";
+import { firmwareRef } from "../api/views.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { type Inbound, quietly, serverJson } from "../mqtt/payload-reader.ts";
 import { readState } from "../mqtt/topic-readers.ts";
-import { type BridgeResponse, type Topics, toJson } from "../mqtt/topics.ts";
 import type { FirmwareRecord, Storage } from "../storage/storage.ts";
-import type { BridgeDeviceEntry, BridgeInfoMessage, ServerInfo } from "./api.ts";
-import { firmwareRef } from "./views.ts";
 
 /** At most this many devices in `<base>/bridge/devices`: one retained message stays a few hundred KB. */
 export const MAX_BRIDGE_DEVICES = 1000;

@@ -1,14 +1,14 @@
 import type { Logger } from "pino";
 import { MpotaError } from "../../errors.ts";
-import { jsonNestingProblem } from "../json-nesting.ts";
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeRequestName } from "../api/api.ts";
+import type { BridgeRequest, BridgeResponse, Topics } from "../api/topics.ts";
+import { jsonNestingProblem } from "../base/json-nesting.ts";
 import { CALLER_FIELD } from "../mqtt/broker-access.ts";
-import { shorten } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Inbound, RawMessage, Reading } from "../mqtt/payload-reader.ts";
-import type { BridgeRequest, BridgeResponse, Topics } from "../mqtt/topics.ts";
 import type { AuditStore } from "../storage/storage.ts";
 import { recordAudit } from "../trust/audit.ts";
-import { BRIDGE_REQUEST_NAMES, type BridgeApi, type BridgeRequestName } from "./api.ts";
 import { type BridgeInfoOptions, BridgeInfoPublisher } from "./bridge-info.ts";
 
 /** A handler per request name: takes the request (unvalidated JSON object), returns the response data. */

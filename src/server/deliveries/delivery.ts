@@ -1,5 +1,5 @@
+import { RequestError } from "../base/request-error.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
-import { RequestError } from "../request-error.ts";
 import type { JobRecord } from "../storage/storage.ts";
 
 /**

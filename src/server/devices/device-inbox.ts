@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
-import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
+import type { DeviceAck, DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
+import type { Topics } from "../api/topics.ts";
+import { KeyedQueue } from "../base/keyed-queue.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Inbound, RawMessage } from "../mqtt/payload-reader.ts";
 import { readAck, readState, readStatus } from "../mqtt/topic-readers.ts";
-import type { Topics } from "../mqtt/topics.ts";
 import { type DeviceRecord, type Storage, StorageUnavailableError } from "../storage/storage.ts";
 
 /** Who hears about device messages once they are stored (the job runner). */

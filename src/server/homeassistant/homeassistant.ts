@@ -1,17 +1,17 @@
 import type { Logger } from "pino";
 import { UsageError } from "../../errors.ts";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
+import type { HaUpdateConfig, HaUpdateState } from "../api/ha-entity.ts";
+import { type Json, type Topic, type Topics, toJson } from "../api/topics.ts";
+import { jobPercent } from "../api/views.ts";
+import { KeyedQueue } from "../base/keyed-queue.ts";
 import type { BridgeHandlers } from "../bridge/bridge.ts";
-import { jobPercent } from "../bridge/views.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
-import { updateRefusalText, versionVerdict } from "../jobs/downgrade-policy.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
-import type { DeviceState } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { type Inbound, quietly } from "../mqtt/payload-reader.ts";
 import { readJobProgress, readStateOrCleared, readStatus, readText } from "../mqtt/topic-readers.ts";
-import { type Json, type Topic, type Topics, toJson } from "../mqtt/topics.ts";
+import { updateRefusalText, versionVerdict } from "../releases/downgrade-policy.ts";
 import type { DeviceRecord, FirmwareRecord, Storage } from "../storage/storage.ts";
-import type { HaUpdateConfig, HaUpdateState } from "./ha-entity.ts";
 
 export const DEFAULT_HA_PREFIX = "homeassistant";
 export const HA_PAYLOAD_INSTALL = "install";

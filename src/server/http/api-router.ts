@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { RequestError } from "../request-error.ts";
+import { RequestError } from "../base/request-error.ts";
 import { auditedHandlers } from "../trust/audit.ts";
 import type { ApiCall, ApiContext } from "./api-context.ts";
 import { FLEET_ROUTES, SESSION_ROUTES } from "./api-routes.ts";

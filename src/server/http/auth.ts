@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { isIP } from "node:net";
 import type { AdminToken } from "./admin-token.ts";
 import { HttpError } from "./http-error.ts";
 import type { LoginLimiter } from "./login-limiter.ts";
@@ -10,15 +9,6 @@ export const CSRF_HEADER = "x-mpota-request";
 export const SESSION_MS = 7 * 24 * 3600 * 1000;
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
-
-/** True for 127.0.0.0/8, ::1 and localhost: the only binds where --no-auth is allowed. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "");
-  if (h === "localhost") return true;
-  if (isIP(h) === 4) return h.startsWith("127.");
-  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1";
-  return false;
-}
 
 export function cookieValue(request: IncomingMessage, name: string): string | undefined {
   const header = request.headers.cookie;

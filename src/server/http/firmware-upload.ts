@@ -1,8 +1,8 @@
 import type { IncomingMessage } from "node:http";
 import { DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { preflight } from "../../firmware/preflight.ts";
+import { RequestError } from "../base/request-error.ts";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../bridge/bridge.ts";
-import { RequestError } from "../request-error.ts";
 import type { StoredVerdict } from "../storage/storage.ts";
 import type { ApiCall } from "./api-context.ts";
 import { HttpError } from "./http-error.ts";

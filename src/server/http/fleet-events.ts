@@ -1,11 +1,11 @@
 import type { Logger } from "pino";
-import type { JobProgressMessage } from "../bridge/api.ts";
-import { deviceView } from "../bridge/views.ts";
+import type { JobProgressMessage } from "../api/api.ts";
+import type { BridgeResponse, Topics } from "../api/topics.ts";
+import { deviceView } from "../api/views.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { quietly, type RawMessage } from "../mqtt/payload-reader.ts";
 import { readBridgeResponse, readJobProgress, readState, readStatus } from "../mqtt/topic-readers.ts";
-import type { BridgeResponse, Topics } from "../mqtt/topics.ts";
 import type { FirmwareRecord, Storage } from "../storage/storage.ts";
 import type { EventStream } from "./event-stream.ts";
 

@@ -1,6 +1,6 @@
+import type { RolloutView } from "../api/rollout-api.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
-import { RequestError } from "../request-error.ts";
-import type { RolloutView } from "../rollouts/rollout-api.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 
 export const MAX_LINE_CONCURRENCY = 20;

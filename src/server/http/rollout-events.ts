@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
+import type { RolloutView } from "../api/rollout-api.ts";
+import type { Topics } from "../api/topics.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { readBridgeResponse, readRolloutProgress } from "../mqtt/topic-readers.ts";
-import type { Topics } from "../mqtt/topics.ts";
-import type { RolloutView } from "../rollouts/rollout-api.ts";
 import { rolloutView } from "../rollouts/rollout-views.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { EventStream } from "./event-stream.ts";

@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
 import type { SignedOtaCommand } from "../../protocol/command-signature.ts";
-import { jobProgressMessage } from "../bridge/views.ts";
+import type { Json, Topics } from "../api/topics.ts";
+import { jobProgressMessage } from "../api/views.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Json, Topics } from "../mqtt/topics.ts";
 import type { JobPatch, JobPhase, JobRecord, NewJobStep, RetryMode, Storage } from "../storage/storage.ts";
 import type { CommandSigner } from "../trust/command-signer.ts";
 import { gaveUpMessage, secondsText } from "./job-advice.ts";

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
+import type { DeviceAck, DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
+import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
-import type { KeyedQueue } from "../keyed-queue.ts";
-import type { DeviceAck, DeviceState, DeviceStatus } from "../mqtt/contract.ts";
 import { type DeviceRecord, isTerminal, type JobRecord, type Storage } from "../storage/storage.ts";
 import {
   declinedMessage,

@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
 import type { Clock, Timer } from "../../net/clock.ts";
 import { repeat } from "../../net/repeating-timer.ts";
+import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { Deliveries, Delivery, DeliveryOutcome, DeliveryProgress } from "../deliveries/delivery.ts";
-import type { KeyedQueue } from "../keyed-queue.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";

@@ -1,19 +1,19 @@
 import { COMMAND_VERSION_PATTERN } from "../../protocol/command-signature.ts";
+import { type DeviceState, deviceIdProblem } from "../../protocol/mqtt-contract.ts";
+import type { Topics } from "../api/topics.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
-import { type DeviceState, deviceIdProblem } from "../mqtt/contract.ts";
-import type { Topics } from "../mqtt/topics.ts";
-import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
-import type { FirmwareLibrary } from "../releases/firmware-library.ts";
-import type { CheckedArtifact } from "../releases/release-kind.ts";
-import { RequestError } from "../request-error.ts";
-import type { FirmwareRecord, Storage } from "../storage/storage.ts";
 import {
   DowngradeRefusedError,
   updateRefusalText,
   type VersionVerdict,
   versionVerdict,
-} from "./downgrade-policy.ts";
+} from "../releases/downgrade-policy.ts";
+import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import type { CheckedArtifact } from "../releases/release-kind.ts";
+import type { FirmwareRecord, Storage } from "../storage/storage.ts";
 
 /** How a job is created: by hand (the defaults), or by a rollout with its own limit of tries. */
 export interface JobCreateOptions {

@@ -1,15 +1,21 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
+import {
+  type DeviceAck,
+  type DeviceState,
+  type DeviceStatus,
+  shorten,
+} from "../../protocol/mqtt-contract.ts";
+import type { Topics } from "../api/topics.ts";
+import { KeyedQueue } from "../base/keyed-queue.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
-import { type DeviceAck, type DeviceState, type DeviceStatus, shorten } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import { versionNote } from "../releases/downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
-import { RequestError } from "../request-error.ts";
 import {
   type DeviceRecord,
   isTerminal,
@@ -20,7 +26,6 @@ import {
   StorageError,
 } from "../storage/storage.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
-import { versionNote } from "./downgrade-policy.ts";
 import {
   interruptedMessage,
   noAckMessage,

@@ -1,11 +1,11 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
-import { jsonNestingProblem } from "../json-nesting.ts";
+import { DEVICE_ID_PATTERN, RESERVED_DEVICE_IDS } from "../../protocol/mqtt-contract.ts";
+import type { Topics } from "../api/topics.ts";
+import { jsonNestingProblem } from "../base/json-nesting.ts";
 import type { CredentialRecord } from "../storage/storage.ts";
-import { verifySecretAsync } from "../trust/credentials.ts";
-import { DEVICE_ID_PATTERN, RESERVED_DEVICE_IDS } from "./contract.ts";
+import { verifySecretAsync } from "./credentials.ts";
 import { ADMIN_USERNAME, RESERVED_ID_PREFIX, SERVER_USERNAME } from "./principals.ts";
-import type { Topics } from "./topics.ts";
 
 export { ADMIN_USERNAME, SERVER_USERNAME };
 

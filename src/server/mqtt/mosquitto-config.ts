@@ -1,8 +1,8 @@
 import { MpotaError, UsageError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import { deviceIdProblem } from "./contract.ts";
+import { deviceIdProblem } from "../../protocol/mqtt-contract.ts";
+import { checkBaseTopic } from "../api/topics.ts";
 import { ADMIN_USERNAME, RESERVED_ID_PREFIX, SERVER_USERNAME } from "./principals.ts";
-import { checkBaseTopic } from "./topics.ts";
 
 /**
  * The files that make Mosquitto 2.0 enforce mpota's principals and ACL

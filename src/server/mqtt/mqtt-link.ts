@@ -1,9 +1,9 @@
 import type { IPublishPacket, MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { UsageError } from "../../errors.ts";
+import { type Json, type Topic, toJson } from "../api/topics.ts";
 import { type ConnectOptions, connectClient, type MqttConnection } from "./mqtt-connect.ts";
 import type { Inbound, PayloadReader, RawMessage, Reading } from "./payload-reader.ts";
-import { type Json, type Topic, toJson } from "./topics.ts";
 
 /** Longest wait for the broker's acknowledgement of a publish. */
 export const PUBLISH_WAIT_MS = 5000;

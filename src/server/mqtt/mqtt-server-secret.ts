@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { FileError } from "../../errors.ts";
-import { newSecret } from "../trust/credentials.ts";
+import { newSecret } from "./credentials.ts";
 
 /**
  * The server's password on an external broker that mpota configured

@@ -1,5 +1,3 @@
-import type { BridgeStateMessage, JobProgressMessage } from "../bridge/api.ts";
-import type { RolloutProgressMessage } from "../rollouts/rollout-api.ts";
 import {
   type DeviceAck,
   type DeviceState,
@@ -10,9 +8,11 @@ import {
   parseState,
   parseStatus,
   RESERVED_DEVICE_IDS,
-} from "./contract.ts";
+} from "../../protocol/mqtt-contract.ts";
+import type { BridgeStateMessage, JobProgressMessage } from "../api/api.ts";
+import type { RolloutProgressMessage } from "../api/rollout-api.ts";
+import type { BridgeResponse } from "../api/topics.ts";
 import { type PayloadReader, type RawMessage, type Reading, serverJson } from "./payload-reader.ts";
-import type { BridgeResponse } from "./topics.ts";
 
 /**
  * The readers of the {@link TopicMap}'s topics: the device contract's

@@ -1,6 +1,6 @@
 import { checkFlashSize, DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
-import type { DeviceState } from "../mqtt/contract.ts";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
 import { firmwareChecks } from "./firmware-checks.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";

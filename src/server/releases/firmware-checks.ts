@@ -1,6 +1,6 @@
 import { imageFromOtaFile } from "../../firmware/ota-file-analysis.ts";
 import { preflight, refusalMessage } from "../../firmware/preflight.ts";
-import { RequestError } from "../request-error.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { StoredVerdict } from "../storage/storage.ts";
 
 export interface CheckedFirmware {

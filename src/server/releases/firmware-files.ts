@@ -3,7 +3,7 @@ import { access, mkdir, open, readFile, rename, rm, writeFile } from "node:fs/pr
 import { join, resolve } from "node:path";
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import { isFirmwareIdentity } from "../mqtt/contract.ts";
+import { isFirmwareIdentity } from "../../protocol/mqtt-contract.ts";
 
 /** A stored image's bytes do not match its identity, or the file is gone: it must not be pushed. */
 export class FirmwareIntegrityError extends MpotaError {

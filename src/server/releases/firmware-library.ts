@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import { shorten } from "../mqtt/contract.ts";
-import { RequestError } from "../request-error.ts";
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import { RequestError } from "../base/request-error.ts";
 import {
   type FirmwareRecord,
   type ImageStore,

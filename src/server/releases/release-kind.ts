@@ -1,5 +1,5 @@
-import type { DeviceState } from "../mqtt/contract.ts";
-import { RequestError } from "../request-error.ts";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord, StoredVerdict } from "../storage/storage.ts";
 
 /**

@@ -1,5 +1,5 @@
-import { shorten } from "../mqtt/contract.ts";
-import { RequestError } from "../request-error.ts";
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import { RequestError } from "../base/request-error.ts";
 
 /** Letters, digits and `_ . : -`, starting with a letter or digit, at most 32. */
 export const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$/;

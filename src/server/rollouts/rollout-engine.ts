@@ -1,17 +1,18 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
-import type { FirmwareName } from "../jobs/downgrade-policy.ts";
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import type { RolloutDetail, RolloutView } from "../api/rollout-api.ts";
+import type { Topics } from "../api/topics.ts";
+import { KeyedQueue } from "../base/keyed-queue.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { JobCreateOptions } from "../jobs/job-request.ts";
 import { DueScheduler } from "../jobs/job-scheduler.ts";
 import { releaseOnStop } from "../jobs/stop-release.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
-import { shorten } from "../mqtt/contract.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
-import type { Topics } from "../mqtt/topics.ts";
+import type { FirmwareName } from "../releases/downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
-import { RequestError } from "../request-error.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,
@@ -20,7 +21,6 @@ import type {
   RolloutState,
 } from "../storage/rollout-store.ts";
 import { type JobRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
-import type { RolloutDetail, RolloutView } from "./rollout-api.ts";
 import { type Candidate, planRollout } from "./rollout-plan.ts";
 import { parseRolloutRequest } from "./rollout-request.ts";
 import { type DeviceStart, groupName, planStep, waiveFailures } from "./rollout-step.ts";

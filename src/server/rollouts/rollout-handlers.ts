@@ -1,8 +1,8 @@
-import { shorten } from "../mqtt/contract.ts";
-import { RequestError } from "../request-error.ts";
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import type { DeviceTagsView, RolloutBridgeApi, RolloutDetail, RolloutView } from "../api/rollout-api.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { Storage } from "../storage/storage.ts";
 import { parseTags } from "./device-tags.ts";
-import type { DeviceTagsView, RolloutBridgeApi, RolloutDetail, RolloutView } from "./rollout-api.ts";
 import type { RolloutEngine } from "./rollout-engine.ts";
 
 type Handlers = {

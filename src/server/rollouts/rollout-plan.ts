@@ -1,3 +1,4 @@
+import { RequestError } from "../base/request-error.ts";
 import {
   type Downgrade,
   DowngradeRefusedError,
@@ -5,8 +6,7 @@ import {
   type FirmwareName,
   type TargetFirmware,
   versionVerdict,
-} from "../jobs/downgrade-policy.ts";
-import { RequestError } from "../request-error.ts";
+} from "../releases/downgrade-policy.ts";
 import type { NewRolloutDevice, RolloutGroupPlan } from "../storage/rollout-store.ts";
 import { DEFAULT_MIN_EXECUTED, type GroupInput, type RolloutInput } from "./rollout-request.ts";
 

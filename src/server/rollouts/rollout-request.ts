@@ -1,5 +1,5 @@
-import { deviceIdProblem, shorten } from "../mqtt/contract.ts";
-import { RequestError } from "../request-error.ts";
+import { deviceIdProblem, shorten } from "../../protocol/mqtt-contract.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { RolloutSelector } from "../storage/rollout-store.ts";
 import { tagProblem } from "./device-tags.ts";
 

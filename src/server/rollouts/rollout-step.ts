@@ -1,5 +1,5 @@
-import { downgradeText, type FirmwareName, versionVerdict } from "../jobs/downgrade-policy.ts";
 import { secondsText } from "../jobs/job-advice.ts";
+import { downgradeText, type FirmwareName, versionVerdict } from "../releases/downgrade-policy.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,

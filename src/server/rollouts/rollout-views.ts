@@ -1,4 +1,3 @@
-import type { RolloutDeviceSnapshot, RolloutEvent, RolloutRecord } from "../storage/rollout-store.ts";
 import type {
   RolloutCounts,
   RolloutDetail,
@@ -7,7 +6,8 @@ import type {
   RolloutEventView,
   RolloutGroupView,
   RolloutView,
-} from "./rollout-api.ts";
+} from "../api/rollout-api.ts";
+import type { RolloutDeviceSnapshot, RolloutEvent, RolloutRecord } from "../storage/rollout-store.ts";
 import { PUSH_PHASES } from "./rollout-step.ts";
 
 /** Rollouts as the API shows them: pure functions, one source for the bridge, the CLI and any other client. */

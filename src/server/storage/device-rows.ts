@@ -1,4 +1,4 @@
-import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
+import type { DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
 import type { DeviceRecord, DeviceStateEntry } from "./storage.ts";
 
 /** The rows of `devices` and `device_states` as records, for both backends. */

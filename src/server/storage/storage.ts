@@ -1,6 +1,6 @@
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
-import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
+import type { DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 import type { HeldLease, JobPhase } from "./types.ts";
 

@@ -1,6 +1,6 @@
 import { type SignedKeysCommand, signCommand } from "../../protocol/command-signature.ts";
-import type { DeviceState } from "../mqtt/contract.ts";
-import { type Json, toJson } from "../mqtt/topics.ts";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
+import { type Json, toJson } from "../api/topics.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
 

@@ -5,8 +5,8 @@ import {
   type SignedOtaCommand,
   signCommand,
 } from "../../protocol/command-signature.ts";
-import { jobAllowsDowngrade } from "../jobs/downgrade-policy.ts";
-import { type Json, toJson } from "../mqtt/topics.ts";
+import { type Json, toJson } from "../api/topics.ts";
+import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
 

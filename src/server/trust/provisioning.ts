@@ -1,48 +1,18 @@
 import { readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { deviceIdProblem, shorten } from "../mqtt/contract.ts";
+import { deviceIdProblem, shorten } from "../../protocol/mqtt-contract.ts";
+import type { CommandKeysView, CredentialView, ProvisionedDevice } from "../api/admin-views.ts";
+import { RequestError } from "../base/request-error.ts";
+import { hashSecret, newSecret } from "../mqtt/credentials.ts";
 import { RESERVED_ID_PREFIX } from "../mqtt/principals.ts";
-import { RequestError } from "../request-error.ts";
 import {
   type AuditEntry,
   CredentialExistsError,
   type CredentialRecord,
   type Storage,
 } from "../storage/storage.ts";
-import { hashSecret, newSecret } from "./credentials.ts";
 
 /** What `devices/add` and `devices/rotate` answer: the secret is shown this once and never stored. */
-export interface ProvisionedDevice {
-  device: string;
-  /** The MQTT user name (the device id) and password. */
-  username: string;
-  secret: string;
-  /** A ready mpota_config.py for the device. */
-  config: string;
-  broker: { host: string; port: number };
-  /** Key ids of the command keys written into the config. */
-  commandKeys: string[];
-  /** The same keys' moduli (hex), as CMD_KEYS holds them. */
-  commandKeyModuli: string[];
-}
-
-export interface CredentialView {
-  device: string;
-  createdAt: number;
-  rotatedAt: number | null;
-  commandSeq: number;
-  allowUnsigned: boolean;
-}
-
-/** The command keys and which provisioned device trusts which (for a rotation). */
-export interface CommandKeysView {
-  current: string | null;
-  /** During a rotation: the key devices are being given. */
-  next: string | null;
-  /** Each provisioned device's contract version and the key ids it reported (null: not known yet). */
-  devices: Array<{ device: string; v: 1 | 2 | null; keys: string[] | null }>;
-}
-
 export interface ProvisioningDeps {
   storage: Storage;
   base: string;

@@ -4,11 +4,11 @@ import { createServer } from "node:net";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import type { IClientOptions } from "mqtt";
+import { hashSecret, newSecret } from "../../../src/server/mqtt/credentials.ts";
 import { EmbeddedBroker } from "../../../src/server/mqtt/embedded-broker.ts";
 import { mosquittoConfig } from "../../../src/server/mqtt/mosquitto-config.ts";
 import type { MqttConnection } from "../../../src/server/mqtt/mqtt-connect.ts";
 import { ADMIN_USERNAME, SERVER_USERNAME } from "../../../src/server/mqtt/principals.ts";
-import { hashSecret, newSecret } from "../../../src/server/trust/credentials.ts";
 import { LogCapture } from "./log-capture.ts";
 import { tempDir } from "./test-server.ts";
 

@@ -2,7 +2,7 @@ import type { IClientOptions } from "mqtt";
 import { type AppIdentity, EmulatedDevice } from "../../../src/emulator/device.ts";
 import { type Flash, MemoryFlash } from "../../../src/emulator/flash.ts";
 import { NodeUdpNetwork } from "../../../src/net/node-udp.ts";
-import type { OtaCommand } from "../../../src/server/mqtt/contract.ts";
+import type { OtaCommand } from "../../../src/protocol/mqtt-contract.ts";
 import { MqttDevice } from "./mqtt-device.ts";
 import { testKey } from "./test-server.ts";
 

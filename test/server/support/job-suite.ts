@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { afterEach, describe, it } from "node:test";
 import { connectAsync, type IClientOptions } from "mqtt";
-import type { JobDetail, JobProgressMessage } from "../../../src/server/bridge/api.ts";
+import type { JobDetail, JobProgressMessage } from "../../../src/server/api/api.ts";
 import { BridgeClient } from "../../../src/server/bridge/bridge-client.ts";
 import type { MqttConnection } from "../../../src/server/mqtt/mqtt-connect.ts";
 import type { ServerOptions } from "../../../src/server/server.ts";

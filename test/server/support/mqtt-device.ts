@@ -1,5 +1,5 @@
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
-import type { DeviceState, OtaCommand } from "../../../src/server/mqtt/contract.ts";
+import type { DeviceState, OtaCommand } from "../../../src/protocol/mqtt-contract.ts";
 import { deviceLogin } from "./device-logins.ts";
 
 /** `url` without the user name and password it may carry. */

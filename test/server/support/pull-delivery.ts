@@ -3,20 +3,20 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connectAsync, type MqttClient } from "mqtt";
 import { type Clock, systemClock } from "../../../src/net/clock.ts";
+import type { DeviceState } from "../../../src/protocol/mqtt-contract.ts";
+import { RequestError } from "../../../src/server/base/request-error.ts";
 import type {
   Delivery,
   DeliveryOutcome,
   DeliveryProgress,
   DeliveryRequest,
 } from "../../../src/server/deliveries/delivery.ts";
-import type { DeviceState } from "../../../src/server/mqtt/contract.ts";
 import { FirmwareIntegrityError } from "../../../src/server/releases/firmware-files.ts";
 import type {
   CheckedRelease,
   ReleaseKind,
   UploadOptions,
 } from "../../../src/server/releases/release-kind.ts";
-import { RequestError } from "../../../src/server/request-error.ts";
 import type { FirmwareRecord } from "../../../src/server/storage/storage.ts";
 
 /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { DeviceState } from "../../../src/server/mqtt/contract.ts";
+import type { DeviceState } from "../../../src/protocol/mqtt-contract.ts";
+import { hashSecret, newSecret, verifySecret } from "../../../src/server/mqtt/credentials.ts";
 import {
   type AuditEntry,
   CredentialExistsError,
@@ -9,7 +10,6 @@ import {
   type Storage,
   StorageError,
 } from "../../../src/server/storage/storage.ts";
-import { hashSecret, newSecret, verifySecret } from "../../../src/server/trust/credentials.ts";
 
 const FW_A = "a".repeat(32);
 const FW_B = "b".repeat(32);

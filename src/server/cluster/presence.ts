@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
-import type { BridgeStateMessage } from "./bridge/api.ts";
-import type { Feature } from "./features.ts";
-import type { MqttLink } from "./mqtt/mqtt-link.ts";
-import { readBridgeState } from "./mqtt/topic-readers.ts";
-import type { Topics } from "./mqtt/topics.ts";
+import type { BridgeStateMessage } from "../api/api.ts";
+import type { Topics } from "../api/topics.ts";
+import type { Feature } from "../base/features.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import { readBridgeState } from "../mqtt/topic-readers.ts";
 
 const ONLINE: BridgeStateMessage = { state: "online" };
 const OFFLINE: BridgeStateMessage = { state: "offline" };

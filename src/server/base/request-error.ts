@@ -1,5 +1,5 @@
-import { MpotaError } from "../errors.ts";
-import { EXIT_CODES } from "../exit-codes.ts";
+import { MpotaError } from "../../errors.ts";
+import { EXIT_CODES } from "../../exit-codes.ts";
 
 /**
  * A request to the server (bridge topic or a feature's method) cannot be

@@ -1,6 +1,6 @@
-import { compareVersions } from "../releases/version-order.ts";
-import { RequestError } from "../request-error.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { JobStep } from "../storage/storage.ts";
+import { compareVersions } from "./version-order.ts";
 
 /**
  * The downgrade policy every path that updates a device shares (single

@@ -1,8 +1,7 @@
-import type { StatusView } from "../instances.ts";
-import type { DeviceState, DeviceStatus } from "../mqtt/contract.ts";
-import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "../rollouts/rollout-api.ts";
+import type { DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
 import type { AuditEntry, JobPhase, StoredVerdict } from "../storage/storage.ts";
-import type { CommandKeysView, CredentialView, ProvisionedDevice } from "../trust/provisioning.ts";
+import type { CommandKeysView, CredentialView, ProvisionedDevice, StatusView } from "./admin-views.ts";
+import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "./rollout-api.ts";
 
 /**
  * The server's API for people and tools: request and response payloads of

@@ -1,5 +1,6 @@
 import { UsageError } from "../../errors.ts";
 import type { SignedCommand } from "../../protocol/command-signature.ts";
+import type { DeviceAck, DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
 import type {
   BridgeApi,
   BridgeDeviceEntry,
@@ -8,10 +9,9 @@ import type {
   BridgeRequestName,
   BridgeStateMessage,
   JobProgressMessage,
-} from "../bridge/api.ts";
-import type { HaUpdateConfig, HaUpdateState } from "../homeassistant/ha-entity.ts";
-import type { RolloutProgressMessage } from "../rollouts/rollout-api.ts";
-import type { DeviceAck, DeviceState, DeviceStatus } from "./contract.ts";
+} from "./api.ts";
+import type { HaUpdateConfig, HaUpdateState } from "./ha-entity.ts";
+import type { RolloutProgressMessage } from "./rollout-api.ts";
 
 export const DEFAULT_BASE_TOPIC = "mpota";
 

@@ -1,8 +1,9 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
-import type { Clock, Timer } from "../net/clock.ts";
-import { repeat } from "../net/repeating-timer.ts";
-import type { HeldLease, InstanceRecord, Storage } from "./storage/storage.ts";
+import type { Clock, Timer } from "../../net/clock.ts";
+import { repeat } from "../../net/repeating-timer.ts";
+import type { StatusView } from "../api/admin-views.ts";
+import type { HeldLease, Storage } from "../storage/storage.ts";
 
 /** How often an instance writes its heartbeat. */
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -10,22 +11,6 @@ export const DEFAULT_HEARTBEAT_MS = 5000;
 export const MISSED_HEARTBEATS = 3;
 /** Rows of instances gone this long are deleted. */
 const PRUNE_AFTER_MS = 24 * 3600 * 1000;
-
-export interface InstanceView extends InstanceRecord {
-  alive: boolean;
-  /** Leases it holds now, from the job and rollout tables (not its own word). */
-  leases: { jobs: string[]; rollouts: string[] };
-}
-
-export interface StatusView {
-  storage: string;
-  /** This answer's instance. */
-  answeredBy: string;
-  heartbeatMs: number;
-  instances: InstanceView[];
-  /** Leases held by no live instance: they are taken over when they expire. */
-  orphanLeases: { jobs: string[]; rollouts: string[] };
-}
 
 /**
  * Each server instance writes a heartbeat row (who, where, its load) to the

@@ -44,4 +44,13 @@ const bin = `${root}bin/mpota.js`;
 const nodeFlags = (readFileSync(bin, "utf8").split("\n")[0] ?? "")
   .split(/\s+/)
   .filter((a) => a.startsWith("--"));
-run(process.execPath, [...nodeFlags, bin, "serve", ...process.argv.slice(2)]);
+const args = process.argv.slice(2);
+// The server signs every update with ./priv.key (or --key FILE). Without one it would start and
+// refuse every update, so the first start makes the pair, as `mpota keys new` would.
+if (!args.some((a) => a === "--key" || a.startsWith("--key=")) && !existsSync(`${root}priv.key`)) {
+  console.error(
+    "mpota: no signing key yet: making priv.key and pub.key here (`mpota keys new`). Build your devices' yaota8266 with this key (`mpota config-h`), and keep priv.key to yourself.",
+  );
+  run(process.execPath, [...nodeFlags, bin, "keys", "new"]);
+}
+run(process.execPath, [...nodeFlags, bin, "serve", ...args]);

@@ -88,7 +88,7 @@ def _parts(t):
 
 
 def older(a, b):
-    # a before b: src/server/releases/version-order.ts rule by rule, for ASCII.
+    # a before b: the server's version-order.ts rule by rule, for ASCII.
     v = []
     for s in a, b:
         s = s.strip().lower()

@@ -186,7 +186,7 @@ describe("rollouts end to end (emulated devices, real server)", () => {
     assert.equal(s2?.status, "failed");
     assert.match(
       s2?.reason ?? "",
-      /^Timed out: the device did not take the command within 3\.0 s of its turn plus its sleep period of 1\.5 s \(its job j-\w+ was waiting and is cancelled\)\.$/,
+      /^Timed out: the device did not take the command within 6\.0 s of its turn plus its sleep period of 1\.5 s \(its job j-\w+ was waiting and is cancelled\)\.$/,
     );
     assert.equal((await rig.bridge.request("job", { id: s2?.job as string })).state, "cancelled");
   });

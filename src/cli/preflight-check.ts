@@ -1,5 +1,5 @@
-import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import { assertPreflight, type PreflightResult } from "../firmware/preflight.ts";
 import type { CliIo } from "./io.ts";
 import { parseFlashSize, parseIntegerOption } from "./key-options.ts";
@@ -46,7 +46,7 @@ export async function preflightFile(
     io.err("firmware checks skipped (--no-preflight)\n");
     return undefined;
   }
-  const bytes = new Uint8Array(await readFile(path));
+  const bytes = new Uint8Array(readImageFileSync(path));
   const result = assertPreflight(bytes, {
     flashSize: options.flashSize ?? DEFAULT_DEVICE_FLASH,
     ...(options.appOffset !== undefined ? { mainAppOffset: options.appOffset } : {}),

@@ -18,6 +18,7 @@ import {
 import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { unusualKeyWarning } from "./keys.ts";
 import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";
 import { describeResult, PushProgress } from "./progress.ts";
 
@@ -92,6 +93,11 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
     await checkImage();
   } else {
     key = loadSigningKey(options.key ?? DEFAULT_KEY_FILE);
+    const warning = unusualKeyWarning(
+      key.bits,
+      typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE,
+    );
+    if (warning !== undefined) io.err(`warning: ${warning}\n`);
     // Fail on a bad image before touching the network.
     await imageFileSource(file, key, typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE);
     await checkImage();

@@ -19,7 +19,7 @@ export class FileTooLargeError extends FileError {
 export function checkInputFileSize(size: number, path: string): void {
   if (size > MAX_INPUT_FILE_SIZE) {
     throw new FileTooLargeError(
-      `${path} is ${sizeText(size)} (${size} bytes), larger than the largest flash of any ESP8266 board (${sizeText(MAX_INPUT_FILE_SIZE)}), so it cannot be a firmware image, flash dump or .ota file. Is it the right file?`,
+      `${path} is ${sizeText(size)}, larger than the largest flash of any ESP8266 board (${MAX_INPUT_FILE_SIZE / 1024 / 1024} MiB), so it cannot be a firmware image, flash dump or .ota file. Is it the right file?`,
     );
   }
 }
@@ -44,7 +44,7 @@ function readStream(fd: number, path: string): Buffer {
     total += n;
     if (total > MAX_INPUT_FILE_SIZE) {
       throw new FileTooLargeError(
-        `${path} gave more than ${sizeText(MAX_INPUT_FILE_SIZE)}, the largest flash of any ESP8266 board, so it cannot be a firmware image, flash dump or .ota file. Is it the right file?`,
+        `${path} gave more than ${MAX_INPUT_FILE_SIZE / 1024 / 1024} MiB, the largest flash of any ESP8266 board, so it cannot be a firmware image, flash dump or .ota file. Is it the right file?`,
       );
     }
   }

@@ -189,6 +189,42 @@ describe("a data directory mpota cannot write", () => {
   });
 });
 
+describe("a database file or firmware directory mpota cannot write", () => {
+  test("exit 24 names the file, then the firmware directory", async () => {
+    const data = file("data-ro-db");
+    mkdirSync(data, { recursive: true });
+    const made = await runCliProcess(["db", "migrate", "--data", data]);
+    assert.equal(made.code, 0, made.stderr);
+    chmodSync(tmp.dir, 0o755);
+    chmodSync(data, 0o777);
+    chmodSync(join(data, "mpota.db"), 0o444);
+    const asNobody =
+      process.getuid?.() === 0 ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
+    const run = (args: string[]) => {
+      const [cmd, ...rest] = [...asNobody, process.execPath, binPath, ...args] as [string, ...string[]];
+      const r = spawnSync(cmd, rest, { cwd: "/", encoding: "utf8" });
+      return { code: r.status, stderr: r.stderr };
+    };
+    const db = run(["db", "migrate", "--data", data]);
+    assert.equal(db.code, 24, db.stderr);
+    assert.match(
+      db.stderr,
+      new RegExp(`The database file ${join(data, "mpota.db")} is not writable by this user`),
+    );
+    chmodSync(join(data, "mpota.db"), 0o666);
+    mkdirSync(join(data, "firmware"), { mode: 0o555 });
+    chmodSync(join(data, "firmware"), 0o555);
+    const fw = run(["serve", "--data", data, "--http-port", "0"]);
+    assert.equal(fw.code, 24, fw.stderr);
+    assert.match(
+      fw.stderr,
+      new RegExp(`The firmware directory ${join(data, "firmware")} is not writable by this user`),
+    );
+    assert.match(fw.stderr, /or pass --firmware-dir DIR with a writable directory/);
+    assertNoInternalError(`${db.stderr}${fw.stderr}`);
+  });
+});
+
 describe("sign and push with a key size keys new does not make", () => {
   test("a 4096-bit exponent-3 key: signed, with the warning about 788-byte datagrams", async () => {
     const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 4096, publicExponent: 3 });

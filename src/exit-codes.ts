@@ -28,6 +28,10 @@ export const EXIT_CODES = {
   firmwareRefused: { code: 10, meaning: "the firmware is refused by the checks before flashing or pushing" },
   inspectFindings: { code: 11, meaning: "`inspect` found errors (the report is printed first)" },
   flashPlan: { code: 12, meaning: "the bootloader and the firmware cannot be combined into one flash image" },
+  fileTooLarge: {
+    code: 13,
+    meaning: "a file is larger than any ESP8266 flash (16 MiB): refused before it is read",
+  },
   brokerConnect: { code: 20, meaning: "the MQTT broker cannot be reached or refused the connection" },
   brokerListen: {
     code: 21,
@@ -41,7 +45,8 @@ export const EXIT_CODES = {
   noServer: { code: 23, meaning: "the broker answered, but no mpota server replied" },
   storage: {
     code: 24,
-    meaning: "the database or firmware store cannot be used (unreachable, damaged, locked, another store)",
+    meaning:
+      "the database or firmware store cannot be used (unreachable, damaged, locked, another store, or not writable: the message names the path)",
   },
   schemaTooNew: { code: 25, meaning: "the database was written by a newer mpota" },
   firmwareIntegrity: { code: 26, meaning: "a stored image's bytes do not match its identity, or it is gone" },
@@ -51,6 +56,11 @@ export const EXIT_CODES = {
   push: { code: 30, meaning: "a push could not be completed" },
   deviceSilent: { code: 31, meaning: "the device never answered the push" },
   deviceStopped: { code: 32, meaning: "the device answered, then stopped before the image was complete" },
+  pushTarget: {
+    code: 33,
+    meaning:
+      "the push target is not one device: broadcast, multicast, 0.0.0.0, or a name that does not resolve",
+  },
   agentHost: { code: 40, meaning: "a simulated device's agent cannot do what was asked" },
   simulator: {
     code: 41,
@@ -70,6 +80,10 @@ export const EXIT_CODES = {
   },
   httpRequest: { code: 51, meaning: "an HTTP API request was refused (its status says how)" },
   unexpected: { code: 70, meaning: "an unexpected error: run again with `--verbose` and report it" },
+  closedPipe: {
+    code: 141,
+    meaning: "the reader of the output went away (`mpota ... \\| head`), as a command killed by SIGPIPE",
+  },
 } as const satisfies Record<string, ExitCodeEntry>;
 
 export type ExitCodeName = keyof typeof EXIT_CODES;

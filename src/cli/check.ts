@@ -3,9 +3,10 @@ import { UsageError } from "../errors.ts";
 import { findBoard } from "../firmware/boards.ts";
 import { flashSizeText } from "../firmware/flash-layout.ts";
 import { hex, sizeText } from "../firmware/format.ts";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import { PreflightError, type PreflightResult, preflight, refusalMessage } from "../firmware/preflight.ts";
 import { type CliIo, processIo } from "./io.ts";
-import { parseFlashSize, parseIntegerOption, readUserFile } from "./key-options.ts";
+import { parseFlashSize, parseIntegerOption } from "./key-options.ts";
 
 /** Identifies the JSON shape `mpota check --json` prints; bumped only on incompatible changes. */
 export const CHECK_FORMAT = "mpota-check/1";
@@ -111,7 +112,7 @@ export async function runCheck(
   io: CliIo = processIo,
 ): Promise<CheckReport> {
   const flashSize = resolveFlashSize(options);
-  const bytes = new Uint8Array(readUserFile(file, "Firmware file"));
+  const bytes = new Uint8Array(readImageFileSync(file, "Firmware file"));
   const result = preflight(bytes, {
     flashSize,
     mainAppOffset: options.appOffset,

@@ -3,6 +3,7 @@ import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import { migrateStorage, type SchemaStatus, storageStatus } from "../server/storage/open-storage.ts";
 import type { CliIo } from "./io.ts";
 import { parseIntegerOption } from "./key-options.ts";
+import { assertDataWritable } from "./writable-data.ts";
 
 export interface DbOptions {
   /** postgres:// URL; unset: SQLite in --data. */
@@ -43,6 +44,8 @@ function stateOf(status: SchemaStatus): "current" | "pending" | "too-new" {
 
 /** `mpota db status`: the database's schema version against this mpota's, and what migrating would do. */
 export async function dbStatusCommand(options: DbOptions, io: CliIo): Promise<void> {
+  // SQLite opens a WAL database only with write access, even to read it.
+  if (!options.db) assertDataWritable({ dataDir: options.data, sqlite: true });
   const status = await storageStatus(target(options));
   if (options.json) {
     io.out(
@@ -80,6 +83,7 @@ export async function dbStatusCommand(options: DbOptions, io: CliIo): Promise<vo
 
 /** `mpota db migrate`: applies every pending migration, each in its own transaction, and says which. */
 export async function dbMigrateCommand(options: DbOptions, io: CliIo): Promise<void> {
+  if (!options.db) assertDataWritable({ dataDir: options.data, sqlite: true });
   const result = await migrateStorage(target(options));
   const lines = [`Database: ${result.description}`];
   for (const m of result.applied) lines.push(`Applied migration ${m.version}: ${m.description}`);

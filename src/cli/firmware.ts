@@ -2,6 +2,7 @@ import { basename } from "node:path";
 import type { Command } from "commander";
 import { FileError } from "../errors.ts";
 import { formatTable, sizeText } from "../firmware/format.ts";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import type { FirmwareView } from "../server/api/api.ts";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../server/bridge/bridge.ts";
 import type { StoredVerdict } from "../server/storage/storage.ts";
@@ -14,7 +15,7 @@ import {
   withBridge,
 } from "./devices.ts";
 import type { CliIo } from "./io.ts";
-import { parseFlashSize, readUserFile } from "./key-options.ts";
+import { parseFlashSize } from "./key-options.ts";
 
 interface FirmwareAddOptions extends BridgeCommandOptions {
   name: string;
@@ -55,7 +56,7 @@ export async function firmwareAddCommand(
   options: FirmwareAddOptions,
   io: CliIo,
 ): Promise<FirmwareView> {
-  const bytes = readUserFile(file, "Firmware");
+  const bytes = readImageFileSync(file, "Firmware");
   const encoded = Math.ceil(bytes.length / 3) * 4;
   if (encoded + 4096 > MAX_FIRMWARE_REQUEST_BYTES) {
     throw new FileError(

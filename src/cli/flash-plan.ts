@@ -12,6 +12,7 @@ import {
   esptoolCommands,
   FlashPlanError,
 } from "../firmware/full-flash.ts";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import { isMicroPythonImage } from "../firmware/micropython-image.ts";
 import { assertPreflight, type Verdict } from "../firmware/preflight.ts";
 import { parseConfigH } from "../protocol/config-h.ts";
@@ -128,8 +129,8 @@ export async function runFlashPlan(
   const force = options.force === true;
   const warnings: string[] = [];
 
-  const bootBytes = new Uint8Array(readUserFile(options.bootloader, "Bootloader file"));
-  const appBytes = new Uint8Array(readUserFile(options.firmware, "Firmware file"));
+  const bootBytes = new Uint8Array(readImageFileSync(options.bootloader, "Bootloader file"));
+  const appBytes = new Uint8Array(readImageFileSync(options.firmware, "Firmware file"));
   if (!isYaotaBootloader(bootBytes)) {
     const swapped = isMicroPythonImage(bootBytes) && isYaotaBootloader(appBytes);
     throw new FlashPlanError(

@@ -3,6 +3,7 @@ import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import type { EspImageV1 } from "../firmware/esp-image.ts";
 import { formatTable, hex, sizeText } from "../firmware/format.ts";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import { type InspectReport, inspectFirmware } from "../firmware/inspect-file.ts";
 import type { MicroPythonImageAnalysis } from "../firmware/micropython-image.ts";
 import { parseConfigH, type YaotaSettings } from "../protocol/config-h.ts";
@@ -190,7 +191,7 @@ export async function runInspect(
   options: InspectCommandOptions,
   io: CliIo = processIo,
 ): Promise<InspectReport> {
-  const bytes = new Uint8Array(readUserFile(file, "File"));
+  const bytes = new Uint8Array(readImageFileSync(file, "File"));
   const key = loadPublicKey(options);
   const settings = options.configH
     ? parseConfigH(readUserFile(options.configH, "config.h").toString("utf8"), options.configH).settings

@@ -30,6 +30,18 @@ export function datagramSize(block: number, bits: number): number {
   return SEQ_LENGTH + Math.ceil((8 + block) / 16) * 16 + bits / 8;
 }
 
+/**
+ * A warning for a signing key of a size `mpota keys new` does not make
+ * (openssl makes any): its datagrams are larger than any bootloader was
+ * tried with, and above the size some networks drop. Undefined for 512,
+ * 1024 and 2048 bits.
+ */
+export function unusualKeyWarning(bits: number, block: number): string | undefined {
+  if ((SUPPORTED_KEY_BITS as readonly number[]).includes(bits)) return undefined;
+  const size = datagramSize(block, bits);
+  return `this is a ${bits}-bit key, a size \`mpota keys new\` does not make (512, 1024 or 2048 bits): each ${block}-byte block travels in a datagram of ${size} bytes${size > SAFE_DATAGRAM_LIMIT ? `, above the ~${SAFE_DATAGRAM_LIMIT} bytes some networks were seen to drop` : ""}, and yaota8266's receiver is untested with keys this size. If the device never answers, use a key of 2048 bits or less (and a bootloader built with its modulus).`;
+}
+
 function securityNote(bits: KeyBits): string {
   const sizes = SUPPORTED_KEY_BITS.map((b) => `${datagramSize(DEFAULT_BLOCK_SIZE, b)} bytes with ${b} bits`);
   const larger = `Larger keys are untested on hardware by upstream, and they make every datagram larger: a ${DEFAULT_BLOCK_SIZE}-byte block travels in ${sizes.join(", ")}, all still below the ~${SAFE_DATAGRAM_LIMIT} bytes above which some networks were seen to drop datagrams.`;

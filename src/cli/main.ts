@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
+import { exitQuietlyOnClosedPipe } from "./closed-pipe.ts";
 import { registerCommands } from "./commands.ts";
 import { type CliIo, processIo } from "./io.ts";
 
@@ -36,6 +37,7 @@ export function buildProgram(io: CliIo = processIo): Command {
 
 /** Runs the CLI; returns the process exit code. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  if (io === processIo) exitQuietlyOnClosedPipe();
   const program = buildProgram(io);
   try {
     await program.parseAsync(argv);

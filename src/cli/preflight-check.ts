@@ -1,6 +1,6 @@
-import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { DEFAULT_FLASH_SIZE } from "../firmware/flash-layout.ts";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import { assertPreflight, type PreflightResult } from "../firmware/preflight.ts";
 import type { CliIo } from "./io.ts";
 import { parseFlashSize, parseIntegerOption } from "./key-options.ts";
@@ -44,7 +44,7 @@ export async function preflightFile(
     io.err("firmware checks skipped (--no-preflight)\n");
     return undefined;
   }
-  const bytes = new Uint8Array(await readFile(path));
+  const bytes = new Uint8Array(readImageFileSync(path));
   const result = assertPreflight(bytes, {
     flashSize: options.flashSize ?? DEFAULT_FLASH_SIZE,
     ...(options.appOffset !== undefined ? { mainAppOffset: options.appOffset } : {}),

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
 import { systemClock } from "../net/clock.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
+import { PushTargetError, resolvePushTarget } from "../net/push-target.ts";
 import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import type { SigningKey } from "../protocol/rsa-key.ts";
@@ -17,6 +18,7 @@ import {
 import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { unusualKeyWarning } from "./keys.ts";
 import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";
 import { describeResult, PushProgress } from "./progress.ts";
 
@@ -73,9 +75,10 @@ async function chooseAutoBlock(
 }
 
 export async function pushCommand(file: string, options: PushCommandOptions, io: CliIo): Promise<PushResult> {
+  // A target that cannot be one device fails before any file is read.
+  const device = { address: await resolvePushTarget(options.to), port: options.port };
   const canned = await isOtaFile(file).catch(() => false);
   const checkImage = () => preflightFile(file, options, io);
-  const device = { address: options.to, port: options.port };
   const target = `${options.to}:${options.port}`;
   const waitMs = options.wait * 1000;
   let key: SigningKey | undefined;
@@ -90,11 +93,21 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
     await checkImage();
   } else {
     key = loadSigningKey(options.key ?? DEFAULT_KEY_FILE);
+    const warning = unusualKeyWarning(
+      key.bits,
+      typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE,
+    );
+    if (warning !== undefined) io.err(`warning: ${warning}\n`);
     // Fail on a bad image before touching the network.
     await imageFileSource(file, key, typeof options.block === "number" ? options.block : DEFAULT_BLOCK_SIZE);
     await checkImage();
   }
-  const channel = await new NodeUdpNetwork().bind({ connect: device });
+  const channel = await new NodeUdpNetwork().bind({ connect: device }).catch((error: Error) => {
+    throw new PushTargetError(
+      `Cannot open a UDP socket to ${target}: ${error.message}. Check the address (and that this machine has a route to it).`,
+      { cause: error },
+    );
+  });
   const mode = options.json ? "json" : io.interactive ? "bar" : "lines";
   const progress = new PushProgress(io, mode, target);
   try {
@@ -190,7 +203,7 @@ Progress goes to stderr (a bar on a terminal, plain lines otherwise); the result
 Before anything is sent the firmware is checked (mpota check): an OTA build, an intact
 MD5 trailer, and room in the device's flash (--flash-size, default 1M).
 Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped answering,
-2 usage, 3 file problem, 4 key problem, 5 damaged .ota file, 10 firmware refused by the checks.`,
+33 --to is not one device (broadcast, multicast, 0.0.0.0, or a name that does not resolve), 2 usage, 3 file problem, 4 key problem, 5 damaged .ota file, 10 firmware refused by the checks.`,
     )
     .action(async (file: string, options: PushCommandOptions) => {
       if (options.port < 1 || options.port > 65535)

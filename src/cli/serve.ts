@@ -29,6 +29,7 @@ import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 import { readPasswordFile } from "./password-file.ts";
 import { listenerLines, type ServedCertificate } from "./serve-banner.ts";
+import { assertDataWritable } from "./writable-data.ts";
 
 /** The broker options every command that talks MQTT shares (serve, and the commands that ask the server). */
 export interface MqttCliOptions {
@@ -314,6 +315,11 @@ function sharedGroupOf(options: ServeOptions): string | undefined {
  * Logs (JSON lines, pino) go to stderr.
  */
 export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promise<unknown>): Promise<void> {
+  assertDataWritable({
+    dataDir: options.data,
+    sqlite: !options.db,
+    ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
+  });
   const settings = serverSettings(options);
   const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits } = settings;
   const { key, note } = loadServerKey(options.key, io);

@@ -10,6 +10,7 @@ import { checkImageSize, MAX_IMAGE_FILE_SIZE } from "../transfer/image-size.ts";
 import { isOtaFile } from "../transfer/sources.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
+import { unusualKeyWarning } from "./keys.ts";
 import { addPreflightOptions, type PreflightCliOptions, preflightFile } from "./preflight-check.ts";
 import { checkOutputFree, withAtomicFile } from "./write-file.ts";
 
@@ -134,6 +135,8 @@ async function sign(
   }
   if (size !== undefined) checkImageSize(size, firmware);
   const key = loadSigningKey(resolve(options.key));
+  const keyWarning = unusualKeyWarning(key.bits, options.block);
+  if (keyWarning !== undefined) io.err(`warning: ${keyWarning}\n`);
   const force = options.force === true;
   checkOutputFree(output, { force, what: "Output file" });
 

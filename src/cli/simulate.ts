@@ -5,6 +5,7 @@ import type { DeviceTiming } from "../emulator/timing.ts";
 import { MpotaError, UsageError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import { formatTable } from "../firmware/format.ts";
+import { readImageFileSync } from "../firmware/image-file.ts";
 import { checkMd5Trailer } from "../firmware/micropython-image.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
 import type { UdpNetwork } from "../net/udp-channel.ts";
@@ -168,7 +169,7 @@ function initialFirmware(
       source: `synthetic image, seed ${options.seed}`,
     };
   }
-  const image = new Uint8Array(readUserFile(options.firmware, "Firmware"));
+  const image = new Uint8Array(readImageFileSync(options.firmware, "Firmware"));
   const trailer = checkMd5Trailer(image);
   if (trailer.status !== "ok") {
     throw new UsageError(

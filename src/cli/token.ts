@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { adminTokenPath, rotateAdminToken } from "../server/http/admin-token.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import type { CliIo } from "./io.ts";
+import { assertDataWritable } from "./writable-data.ts";
 
 interface TokenOptions {
   data: string;
@@ -9,6 +10,7 @@ interface TokenOptions {
 
 /** `mpota token rotate`: a new admin token; the old one and every dashboard session stop working at once. */
 export function tokenRotateCommand(options: TokenOptions, io: CliIo): void {
+  assertDataWritable({ dataDir: options.data, sqlite: false });
   const { token, path } = rotateAdminToken(options.data);
   io.out(`${token}\n`);
   io.err(

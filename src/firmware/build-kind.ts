@@ -33,13 +33,38 @@ export interface BuildKindAnalysis {
   linkedAppOffset: number | null;
   /** linkedAppOffset when it differs from the MAIN_APP_OFFSET the image was judged against; else null. */
   otherAppOffset: number | null;
-  /** Aligned words pointing into irom0 below irom0LinkBase (down to 0x40209000), and from it up through the image's irom0 length. */
-  references: { belowLinkBase: number; atLinkBase: number };
+  /**
+   * Aligned words pointing into irom0 below irom0LinkBase (down to 0x40209000), and from it up through the image's irom0 length;
+   * `all` of them from 0x40209000 to 0x40300000, and `outsideOtaRange`: those outside where this image's code lies when it is
+   * linked for the MAIN_APP_OFFSET it was judged against (expectedIrom0Base up through its irom0 length).
+   */
+  references: { belowLinkBase: number; atLinkBase: number; all: number; outsideOtaRange: number };
   /** How many of each a file of random bytes this size would contain. */
   expectedByChance: { belowLinkBase: number; atLinkBase: number };
+  /**
+   * How strongly the image says it is linked for another MAIN_APP_OFFSET (set only when otherAppOffset is):
+   * "strong" is grounds to refuse it, "weak" only to warn. See {@link STRONG_MIN_REFERENCES}.
+   */
+  offsetEvidence: "strong" | "weak" | null;
   /** One or two sentences saying what was found and how sure it is. */
   explanation: string;
 }
+
+/**
+ * Strong evidence that an image is linked for another MAIN_APP_OFFSET needs
+ * at least this many irom0 references (beyond what chance gives): a real
+ * MicroPython build has thousands; a handful decides nothing.
+ */
+export const STRONG_MIN_REFERENCES = 100;
+/**
+ * ...and at least this many (beyond chance), and a fiftieth of all, must point
+ * outside the range this image's code occupies when linked for the device's
+ * offset: code linked there never refers to addresses where it is not. Where
+ * the first densely referenced page lies alone (sparse first pages) is weak
+ * evidence, as is a handful of references.
+ */
+export const STRONG_MIN_OUTSIDE = 20;
+export const STRONG_OUTSIDE_SHARE = 0.02;
 
 const PAGE = 0x1000;
 const IROM0_END = 0x40300000;
@@ -111,6 +136,15 @@ export function classifyBuild(
   const own = countIn(base, ownEnd);
   const belowChance = chance(base - NORMAL_IROM0_BASE);
   const ownChance = chance(ownEnd - base);
+  const otaEnd = Math.min(IROM0_END, expected + Math.max(options.irom0Length, 16 * PAGE));
+  const all = refs.length;
+  const outside = all - countIn(expected, otaEnd);
+  const allChance = chance(IROM0_END - NORMAL_IROM0_BASE);
+  const outsideChance = chance(IROM0_END - NORMAL_IROM0_BASE - (otaEnd - expected));
+  const strongOffsetEvidence =
+    all - allChance >= STRONG_MIN_REFERENCES &&
+    significant(outside, outsideChance) &&
+    outside - outsideChance >= Math.max(STRONG_MIN_OUTSIDE, STRONG_OUTSIDE_SHARE * all);
   const counts =
     `${own} references from ${hex(base)} to ${hex(ownEnd)} (about ${ownChance.toFixed(1)} expected by chance)` +
     (base > NORMAL_IROM0_BASE
@@ -128,8 +162,14 @@ export function classifyBuild(
     irom0LinkBase: linkBase,
     linkedAppOffset,
     otherAppOffset: linkedAppOffset !== null && linkedAppOffset !== appOffset ? linkedAppOffset : null,
-    references: { belowLinkBase: below, atLinkBase: own },
+    references: { belowLinkBase: below, atLinkBase: own, all, outsideOtaRange: outside },
     expectedByChance: { belowLinkBase: round(belowChance), atLinkBase: round(ownChance) },
+    offsetEvidence:
+      linkedAppOffset !== null && linkedAppOffset !== appOffset
+        ? strongOffsetEvidence
+          ? "strong"
+          : "weak"
+        : null,
     explanation,
   });
 
@@ -162,6 +202,8 @@ export function classifyBuild(
     linked,
     matches
       ? `OTA build: irom0 linked at ${hex(expected)} (${confidence} confidence; ${counts}).`
-      : `OTA build, but its irom0 references start at ${hex(linkBase)}, so it seems linked for MAIN_APP_OFFSET ${hex(linked)} rather than ${hex(appOffset)} (${confidence} confidence; ${counts}).`,
+      : strongOffsetEvidence
+        ? `OTA build, but its irom0 references start at ${hex(linkBase)}, so it seems linked for MAIN_APP_OFFSET ${hex(linked)} rather than ${hex(appOffset)} (${confidence} confidence; ${counts}; ${outside} of its ${all} irom0 references point outside ${hex(expected)}-${hex(otaEnd)}, where its code would be for ${hex(appOffset)}).`
+        : `OTA build; its densely referenced irom0 pages start at ${hex(linkBase)}, which would mean MAIN_APP_OFFSET ${hex(linked)} rather than ${hex(appOffset)}, but the evidence is weak: ${outside} of its ${all} irom0 references point outside ${hex(expected)}-${hex(otaEnd)}, where its code would be for ${hex(appOffset)} (${counts}).`,
   );
 }

@@ -78,7 +78,7 @@ function micropythonFindings(
   if (m.build.kind === "normal") errors.push(`${prefix}${m.build.explanation} ${NOT_OTA}`);
   else if (m.build.kind === "unknown") warnings.push(`${prefix}${m.build.explanation}`);
   else if (m.build.otherAppOffset !== null) {
-    (strictOffset ? errors : warnings).push(
+    (strictOffset && m.build.offsetEvidence === "strong" ? errors : warnings).push(
       `${prefix}${m.build.explanation} Flash it only to a yaota8266 built with MAIN_APP_OFFSET ${hex(m.build.otherAppOffset)}${strictOffset ? `, not ${hex(appOffset)}` : ""}.`,
     );
   }

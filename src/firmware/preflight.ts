@@ -247,7 +247,14 @@ export function preflight(bytes: Uint8Array, options: PreflightOptions): Preflig
     );
   } else {
     add("build-kind", "ok", b.explanation, null);
-    if (b.otherAppOffset !== null) {
+    if (b.otherAppOffset !== null && b.offsetEvidence === "weak") {
+      add(
+        "app-offset",
+        "warning",
+        `The image may be linked for MAIN_APP_OFFSET ${hex(b.otherAppOffset)} rather than ${hex(appOffset)}, but the evidence is weak (${b.references.outsideOtaRange} of ${b.references.all} irom0 references point outside the range its code would occupy at ${hex(appOffset)}).`,
+        `If the app crashes after the update, check MAIN_APP_OFFSET in the bootloader's config.h and the irom0 address in MicroPython's esp8266_ota.ld (${hex(b.expectedIrom0Base)}).`,
+      );
+    } else if (b.otherAppOffset !== null) {
       add(
         "app-offset",
         "refusal",

@@ -1,4 +1,5 @@
 import { FileError } from "../errors.ts";
+import { checkInputFileSize } from "../firmware/image-file.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 
 /** The firmware is empty or larger than boot8266 will boot (exit code of FileError, as push uses). */
@@ -11,6 +12,7 @@ export const MAX_IMAGE_FILE_SIZE = MAX_IMAGE_SIZE + MD5_TRAILER_LENGTH;
 
 /** `streaming`: the size is what was read so far from a pipe, not the whole. */
 export function checkImageSize(size: number, path: string, streaming = false): void {
+  if (!streaming) checkInputFileSize(size, path);
   if (size === 0) {
     throw new ImageSizeError(
       `${path} is empty, so there is nothing to sign or send. Give the MicroPython OTA build (firmware-ota.bin) instead.`,

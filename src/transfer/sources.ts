@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { FileError } from "../errors.ts";
+import { checkInputFileSize } from "../firmware/image-file.ts";
 import { checkBlockSize, type SignedPacket, signEndPacket } from "../protocol/datagram.ts";
 import { signImageStream } from "../protocol/image-packets.ts";
 import { OTA_MAGIC, OtaFileDecoder, type OtaFileSummary } from "../protocol/ota-file.ts";
@@ -62,7 +63,7 @@ export async function firstImagePacket(path: string, key: SigningKey, block: num
 
 /** Streams the whole .ota file through the decoder once: structure and checksum. */
 export async function verifyOtaFile(path: string): Promise<OtaFileSummary> {
-  await fileSize(path, ".ota file");
+  checkInputFileSize(await fileSize(path, ".ota file"), path);
   const decoder = new OtaFileDecoder(path);
   for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) decoder.push(chunk as Buffer);
   return decoder.end();

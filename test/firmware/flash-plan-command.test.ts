@@ -9,6 +9,7 @@ import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.
 import { buildBootloaderImage } from "../support/bootloader-image.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { linkedImage } from "../support/linked-image.ts";
 import { runCommand, tempFiles } from "./cli-harness.ts";
 
 const MiB = 1024 * 1024;
@@ -21,6 +22,8 @@ const files = tempFiles({
   "yaota8266-44000.bin": buildBootloaderImage({ modulus: key.modulus, mainAppOffset: 0x44000 }),
   "firmware-ota.bin": firmware,
   "firmware.bin": buildMicroPythonImage({ size: 600 * 1024, seed: 51, ota: false }),
+  // As many literal-pool references as a real build has: enough to say it is linked for 0x3c000.
+  "firmware-3c000.bin": linkedImage({ size: 600 * 1024, irom0Base: 0x40245000, references: 1000 }),
   "priv.key": keyPem,
   "other.key": generateKeyPair(512).privatePem,
 });
@@ -142,7 +145,7 @@ describe("mpota flash-plan", () => {
       "--bootloader",
       f("yaota8266-44000.bin"),
       "--firmware",
-      f("firmware-ota.bin"),
+      f("firmware-3c000.bin"),
       "--flash-size",
       "1M",
     ]);

@@ -16,6 +16,7 @@ import { parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
 import { buildBootloaderImage } from "../support/bootloader-image.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { linkedImage } from "../support/linked-image.ts";
 import { patched, withFreshTrailer } from "./image-edits.ts";
 
 const MiB = 1024 * 1024;
@@ -195,14 +196,9 @@ describe("preflight", () => {
     assert.match(v.message, /past the first 1 MiB of flash, the only part the ESP8266 maps for code/);
   });
 
-  test("an OTA build for another MAIN_APP_OFFSET is refused; the matching --app-offset passes", () => {
-    const view = new DataView(new Uint8Array(ota).buffer);
-    const moved = new Uint8Array(view.buffer);
-    for (let i = 0; i + 4 <= moved.length; i += 4) {
-      const w = view.getUint32(i, true);
-      if (w >= 0x40245000 && w < 0x402f0000) view.setUint32(i, w + 0x8000, true);
-    }
-    const relinked = withFreshTrailer(moved);
+  test("an OTA build for another MAIN_APP_OFFSET, on strong evidence, is refused; the matching --app-offset passes", () => {
+    // 400 references over the image's irom0 linked at 0x4024d000: a fifth point past where its code ends at 0x3c000.
+    const relinked = linkedImage({ size: 0x30000, irom0Base: 0x4024d000, references: 400 });
     const r = preflight(relinked, { flashSize: MiB });
     const v = verdict(r, "app-offset");
     assert.deepEqual([v.level, v.forceable], ["refusal", true]);
@@ -213,6 +209,22 @@ describe("preflight", () => {
     assert.match(v.fix as string, /pass --app-offset 0x44000/);
     const right = preflight(relinked, { flashSize: MiB, mainAppOffset: 0x44000 });
     assert.equal(verdict(right, "app-offset").level, "ok");
+  });
+
+  test("weak evidence for another MAIN_APP_OFFSET (sparse first pages, every reference inside the right range): a warning", () => {
+    const view = new DataView(new Uint8Array(ota).buffer);
+    const moved = new Uint8Array(view.buffer);
+    for (let i = 0; i + 4 <= moved.length; i += 4) {
+      const w = view.getUint32(i, true);
+      if (w >= 0x40245000 && w < 0x402f0000) view.setUint32(i, w + 0x8000, true);
+    }
+    const r = preflight(withFreshTrailer(moved), { flashSize: MiB });
+    const v = verdict(r, "app-offset");
+    assert.deepEqual([v.level, r.ok], ["warning", true]);
+    assert.match(
+      v.message,
+      /may be linked for MAIN_APP_OFFSET 0x44000 rather than 0x3c000, but the evidence is weak/,
+    );
   });
 
   test("an image with no telling references: a warning, not a refusal", () => {

@@ -1,5 +1,6 @@
 import { BlockList, isIP } from "node:net";
 import { UsageError } from "../../errors.ts";
+import { type Interfaces, nonUnicastReason } from "../../net/unicast.ts";
 
 /** The private IPv4 ranges (RFC 1918) and loopback: where home devices live. */
 export const DEFAULT_ALLOWED_NETWORKS: readonly string[] = [
@@ -22,7 +23,11 @@ export class NetworkPolicy {
   readonly networks: readonly string[];
   private readonly list = new BlockList();
 
-  constructor(cidrs: readonly string[] = DEFAULT_ALLOWED_NETWORKS) {
+  /** `interfaces`: this machine's interfaces, for their networks' broadcast addresses (read at each check by default, as they change). */
+  constructor(
+    cidrs: readonly string[] = DEFAULT_ALLOWED_NETWORKS,
+    private readonly interfaces?: () => Interfaces,
+  ) {
     const expanded = cidrs.flatMap((c) =>
       c.trim().toLowerCase() === PRIVATE_KEYWORD ? DEFAULT_ALLOWED_NETWORKS : [c],
     );
@@ -37,15 +42,20 @@ export class NetworkPolicy {
     this.networks = [...new Set(networks)];
   }
 
+  /** True for a unicast address inside the allowed networks; never broadcast, multicast or unspecified, whatever --allow-net says. */
   allows(address: string): boolean {
     const family = isIP(address);
     if (family === 0) return false;
+    if (nonUnicastReason(address, this.interfaces?.()) !== undefined) return false;
     return this.list.check(address, family === 4 ? "ipv4" : "ipv6");
   }
 
   /** Why the server will not push to `address`, or undefined when it may. */
   refusal(address: string): string | undefined {
     if (isIP(address) === 0) return `"${address}" is not an IP address`;
+    const notOne = nonUnicastReason(address, this.interfaces?.());
+    if (notOne !== undefined)
+      return `${notOne}. An update goes to one device, so the server never pushes there.`;
     if (this.allows(address)) return undefined;
     return `${address} is outside the networks this server pushes to (${this.networks.join(", ")}). If the device really is there, start the server with --allow-net for that network.`;
   }

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { MAX_INPUT_FILE_SIZE } from "../../firmware/image-file.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
 import {
@@ -104,6 +105,11 @@ export class FirmwareLibrary {
 
   /** Runs the checks, stores the image file, then the metadata. Nothing is stored when a check refuses. */
   async add(input: AddFirmwareInput): Promise<AddFirmwareResult> {
+    if (input.bytes.length > MAX_INPUT_FILE_SIZE) {
+      throw new RequestError(
+        `The image is ${input.bytes.length} bytes, larger than the largest flash of any ESP8266 board (${MAX_INPUT_FILE_SIZE} bytes), so it cannot be firmware. Is it the right file?`,
+      );
+    }
     const name = input.name?.trim();
     const version = input.version?.trim();
     if (!name || !FIRMWARE_NAME_PATTERN.test(name)) {

@@ -1,5 +1,5 @@
 /** How a simulated device's runs end and the events it emits. */
-import type { FsStep } from "./device-filesystem.ts";
+import type { FsStep } from "./fs-step.ts";
 import type { MqttPacket, PublishedMessage } from "./mqtt-packets.ts";
 
 /** How one run of the device ended. */

@@ -1,188 +1,29 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { MpotaError } from "../errors.ts";
-import { EXIT_CODES } from "../exit-codes.ts";
-import { DEFAULT_MAIN_APP_OFFSET } from "../firmware/flash-layout.ts";
 import { hasRtcMagic, RTC_MEMORY_MAX } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
-import {
-  DEVICE_DIR,
-  EXAMPLE_MAINS,
-  type PythonValue,
-  readAgentFiles,
-  readDeviceFile,
-  renderConfig,
-} from "./agent-files.ts";
-import {
-  DeviceFilesystem,
-  type FilesystemKind,
-  type FsStep,
-  PowerCut,
-  serveFsCall,
-} from "./device-filesystem.ts";
+import type { AgentDeviceEvents, DevicePhase } from "./agent-device-events.ts";
+import { agentDeviceFiles } from "./agent-device-files.ts";
+import { type AgentDeviceOptions, DEFAULT_WIFI } from "./agent-device-options.ts";
+import { AgentHostError } from "./agent-host-error.ts";
+import { type BrokerAddress, parseBroker } from "./broker-address.ts";
+import { DeviceFilesystem } from "./device-filesystem.ts";
 import { DeviceSockets, Errno } from "./device-sockets.ts";
 import { type FlashSource, flashSource } from "./flash-source.ts";
-import {
-  decodePublish,
-  type MqttPacket,
-  MqttPacketReader,
-  MqttPacketType,
-  type PublishedMessage,
-} from "./mqtt-packets.ts";
+import { serveFsCall } from "./fs-calls.ts";
+import { PowerCut } from "./fs-step.ts";
+import { decodePublish, MqttPacketReader, MqttPacketType, type PublishedMessage } from "./mqtt-packets.ts";
 import { ResetCause } from "./reset-cause.ts";
 import { WorkerLink } from "./worker-link.ts";
 import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-protocol.ts";
 
-/** The simulated device cannot do what was asked (wrong phase, worker failure, nothing happened in time). */
-export class AgentHostError extends MpotaError {
-  override readonly exitCode: number = EXIT_CODES.agentHost.code;
-}
-
-export interface BrokerAddress {
-  host: string;
-  port: number;
-  username?: string;
-  password?: string;
-}
-
-export interface WifiOptions {
-  /** WLAN.isconnected() (default true: the ESP8266 keeps its WiFi credentials). */
-  connected: boolean;
-  ip: string;
-  netmask: string;
-  gateway: string;
-  dns: string;
-  /** WLAN.status("rssi") */
-  rssi: number;
-}
-
-export interface AgentDeviceOptions {
-  /** The broker the agent connects to: `mqtt://[user:password@]host[:port]` or its parts. */
-  broker: string | BrokerAddress;
-  /** The device's flash: a Uint8Array (read live), a file path, or a {@link FlashSource}. */
-  flash: Uint8Array | string | FlashSource;
-  /** DEVICE_ID in mpota_config.py; default none, so the agent uses the hex of unique_id(). */
-  id?: string;
-  /** machine.unique_id(), 4 bytes; default derived from `id`. */
-  uniqueId?: Uint8Array;
-  /** RTC memory at the first power-on (default empty). */
-  rtc?: Uint8Array;
-  /** SLEEP: seconds between wakes of a deep-sleeping device; 0 (default): always on. */
-  sleepSeconds?: number;
-  /** Battery voltage the agent reads through ADC(0); absent: no battery reader configured. */
-  vbat?: number;
-  /** MIN_VBAT: the agent refuses an update below it. */
-  minVbat?: number;
-  baseTopic?: string;
-  cmdWaitMs?: number;
-  keepalive?: number;
-  mainAppOffset?: number;
-  /** CMD_KEYS: moduli (hex) of the keys the agent accepts signed commands from; default none. */
-  commandKeys?: readonly string[];
-  /** ALLOW_UNSIGNED: act on unsigned (contract v1) commands too; default false, as the agent's own default. */
-  allowUnsigned?: boolean;
-  /** More mpota_config.py settings; they win over the ones above. */
-  config?: Record<string, PythonValue>;
-  /** main.py; default device/examples/sleepy_main.py when sleepSeconds > 0, else always_on_main.py. */
-  main?: string;
-  /**
-   * How long a sleepy device stays awake after check-in, as if reading a slow
-   * sensor (the default sleepy main.py then calls machine.lightsleep(awakeMs)).
-   */
-  awakeMs?: number;
-  /** More files on the device (path -> text), e.g. boot.py. */
-  files?: Record<string, string>;
-  /**
-   * The device's filesystem: its kind (default "littlefs", as MicroPython formats a fresh
-   * ESP8266), or one to use. The agent's files are written into it when the device is made;
-   * it keeps what the device writes across resets, deep sleeps and power cuts.
-   */
-  filesystem?: FilesystemKind | DeviceFilesystem;
-  wifi?: Partial<WifiOptions>;
-  /** esp.flash_size(); default the size of `flash`. */
-  flashSize?: number;
-  /** esp.flash_user_start(): where the filesystem starts; default 0xd4000 (v1.27 OTA build). */
-  flashUserStart?: number;
-  /** os.uname().version */
-  version?: string;
-  /** After deepsleep(ms), boot with DEEPSLEEP_RESET when ms have passed on `clock` (default true). */
-  autoWake?: boolean;
-  /** After machine.reset() without the OTA magic, boot again with SOFT_RESET (default true). */
-  autoRestart?: boolean;
-  /** Times deep-sleep wakes (default the system clock). Sockets and MicroPython run on real time. */
-  clock?: Clock;
-  /** Where the agent's files are (default the package's device/). */
-  deviceDir?: string;
-}
-
-/** How one run of the device ended. */
-export type RunEnd =
-  | { kind: "reset"; rtc: Uint8Array; ota: boolean }
-  | { kind: "deepsleep"; ms: number | null }
-  | { kind: "exit" }
-  | { kind: "crash"; error: string };
-
-export type DevicePhase = "off" | "booting" | "running" | "sleeping" | "ota" | "halted";
-
-export interface AgentDeviceEvents {
-  booted: [{ cause: number; count: number }];
-  stdout: [string];
-  /** Every MQTT packet the device sent (CONNECT, PINGREQ, ...). */
-  packet: [MqttPacket];
-  published: [PublishedMessage];
-  /** machine.reset(); `ota` when RTC memory holds b"yaotaota" (the device is entering OTA mode). */
-  reset: [{ rtc: Uint8Array; ota: boolean }];
-  /** Reset into OTA mode: nothing boots until the caller calls boot(). */
-  ota: [{ rtc: Uint8Array }];
-  deepsleep: [{ ms: number | null }];
-  ended: [RunEnd];
-  /** The power was cut before this filesystem step (see DeviceFilesystem.beforeStep); the device is off. */
-  powerCut: [FsStep];
-  /** The harness itself failed (worker died, automatic boot failed). */
-  failure: [Error];
-}
-
-const DEFAULT_WIFI: WifiOptions = {
-  connected: true,
-  ip: "127.0.0.1",
-  netmask: "255.255.255.0",
-  gateway: "127.0.0.1",
-  dns: "127.0.0.1",
-  rssi: -61,
-};
+// The device's public surface, defined beside it: importers of the device keep one place to import from.
+export type { AgentDeviceEvents, DevicePhase, RunEnd } from "./agent-device-events.ts";
+export type { AgentDeviceOptions, WifiOptions } from "./agent-device-options.ts";
+export { AgentHostError } from "./agent-host-error.ts";
+export { type BrokerAddress, parseBroker } from "./broker-address.ts";
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
-
-export function parseBroker(broker: string | BrokerAddress): BrokerAddress {
-  if (typeof broker !== "string") return broker;
-  let url: URL;
-  try {
-    url = new URL(broker);
-  } catch {
-    throw new AgentHostError(`Broker address ${broker} is not a URL; write it as mqtt://host:1883.`);
-  }
-  if (url.protocol !== "mqtt:") {
-    throw new AgentHostError(
-      `The simulated device speaks plain MQTT over TCP only; use an mqtt:// broker URL, not ${url.protocol}//.`,
-    );
-  }
-  return {
-    host: url.hostname,
-    port: url.port ? Number(url.port) : 1883,
-    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-  };
-}
-
-/** The example sleepy main.py, staying awake `awakeMs` longer before it publishes. */
-function sleepyMain(example: string, awakeMs: number): string {
-  if (awakeMs <= 0) return example;
-  const publish = /^( *)agent\.publish\(/m.exec(example);
-  if (!publish)
-    throw new AgentHostError("device/examples/sleepy_main.py has no agent.publish( line to delay.");
-  const at = publish.index;
-  return `${example.slice(0, at)}${publish[1]}machine.lightsleep(${Math.round(awakeMs)})\n${example.slice(at)}`;
-}
 
 /**
  * One simulated ESP8266 running the unmodified device agent under real
@@ -244,7 +85,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
     });
     const fs = options.filesystem;
     this.fs = fs instanceof DeviceFilesystem ? fs : new DeviceFilesystem({ kind: fs ?? "littlefs" });
-    for (const [path, text] of Object.entries(this.deviceFiles())) this.fs.writeFile(path, text);
+    for (const [path, text] of Object.entries(agentDeviceFiles(options, this.broker)))
+      this.fs.writeFile(path, text);
   }
 
   /** The device id the agent uses: `id`, else the hex of unique_id(). */
@@ -408,36 +250,6 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
       this.on("booted", onBooted);
       this.on("failure", done);
     });
-  }
-
-  private deviceFiles(): Record<string, string> {
-    const o = this.options;
-    const dir = o.deviceDir ?? DEVICE_DIR;
-    const sleepSeconds = o.sleepSeconds ?? 0;
-    const config: Record<string, PythonValue> = {
-      MQTT_HOST: this.broker.host,
-      MQTT_PORT: this.broker.port,
-      MQTT_USER: this.broker.username ?? null,
-      MQTT_PASSWORD: this.broker.password ?? null,
-      DEVICE_ID: o.id ?? null,
-      BASE_TOPIC: o.baseTopic ?? "mpota",
-      SLEEP: sleepSeconds,
-      MIN_VBAT: o.minVbat ?? 0,
-      // ADC(0) counts 0..1024; the host reports the battery as round(volts * 256).
-      VBAT_ADC_SCALE: o.vbat === undefined ? null : 1 / 256,
-      CMD_WAIT_MS: o.cmdWaitMs ?? 500,
-      MAIN_APP_OFFSET: o.mainAppOffset ?? DEFAULT_MAIN_APP_OFFSET,
-      KEEPALIVE: o.keepalive ?? 60,
-      CMD_KEYS: o.commandKeys ?? [],
-      ALLOW_UNSIGNED: o.allowUnsigned ?? false,
-      ...o.config,
-    };
-    const main =
-      o.main ??
-      (sleepSeconds > 0
-        ? sleepyMain(readDeviceFile(EXAMPLE_MAINS.sleepy, dir), o.awakeMs ?? 0)
-        : readDeviceFile(EXAMPLE_MAINS.alwaysOn, dir));
-    return { ...readAgentFiles(dir), "mpota_config.py": renderConfig(config), "main.py": main, ...o.files };
   }
 
   private async hostCall(request: HostCall): Promise<HostReply> {

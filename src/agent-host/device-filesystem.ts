@@ -1,4 +1,10 @@
 import { posix } from "node:path";
+import { FsErrno, FsFailure } from "./fs-errno.ts";
+import { type FsStep, PowerCut } from "./fs-step.ts";
+
+// The filesystem's public surface, defined beside it: importers keep one place to import from.
+export { FsErrno, FsFailure } from "./fs-errno.ts";
+export { type FsStep, PowerCut } from "./fs-step.ts";
 
 /**
  * The filesystem of a simulated ESP8266 (mounted at `/`), kept on the main
@@ -28,43 +34,6 @@ import { posix } from "node:path";
  */
 
 export type FilesystemKind = "littlefs" | "fat";
-
-/** One durable change on flash. A power cut falls between two of them. */
-export type FsStep =
-  | { op: "create"; path: string }
-  | { op: "truncate"; path: string }
-  | { op: "commit"; path: string; size: number }
-  | { op: "remove"; path: string }
-  | { op: "rename"; path: string; to: string }
-  | { op: "mkdir"; path: string }
-  | { op: "rmdir"; path: string };
-
-/** OSError numbers of MicroPython's ports (py/mperrno.h). */
-export const FsErrno = {
-  ENOENT: 2,
-  EIO: 5,
-  EBADF: 9,
-  EACCES: 13,
-  EEXIST: 17,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  ENOTEMPTY: 39,
-} as const;
-
-/** Thrown by a step that {@link DeviceFilesystem.beforeStep} chose to cut: nothing of it happened. */
-export class PowerCut extends Error {
-  constructor(readonly step: FsStep) {
-    super(`power cut before ${step.op} ${step.path}`);
-  }
-}
-
-/** A failed operation: the OSError number the device sees. */
-export class FsFailure extends Error {
-  constructor(readonly errno: number) {
-    super(`OSError ${errno}`);
-  }
-}
 
 type Entry = { dir: true } | { dir: false; data: Buffer };
 
@@ -413,65 +382,4 @@ function normalize(path: string): string {
 function resolvePath(cwd: string, path: string): string {
   if (path === "") throw new FsFailure(FsErrno.ENOENT);
   return normalize(path.startsWith("/") ? path : `${cwd}/${path}`);
-}
-
-/**
- * Answers one VFS call from the device (`_mpota_host.fs_<name>(*args)`):
- * its value, or -errno where the port raises OSError(errno). A
- * {@link PowerCut} passes through to the caller, which stops the device.
- */
-export function serveFsCall(
-  fs: DeviceFilesystem,
-  name: string,
-  args: ReadonlyArray<string | number>,
-): string | number {
-  const s = (i: number) => String(args[i] ?? "");
-  const n = (i: number) => Number(args[i] ?? 0);
-  try {
-    switch (name) {
-      case "open":
-        return fs.open(s(0), s(1), s(2));
-      case "read":
-        return fs.read(n(0), n(1)).toString("hex");
-      case "readline":
-        return fs.readline(n(0)).toString("hex");
-      case "write":
-        return fs.write(n(0), Buffer.from(s(1), "hex"));
-      case "seek":
-        return fs.seek(n(0), n(1), n(2));
-      case "flush":
-        fs.flush(n(0));
-        return 0;
-      case "close":
-        fs.close(n(0));
-        return 0;
-      case "stat": {
-        const st = fs.stat(s(0), s(1));
-        return `${st.mode},${st.size}`;
-      }
-      case "listdir":
-        return JSON.stringify(fs.listdir(s(0), s(1)));
-      case "remove":
-        fs.remove(s(0), s(1));
-        return 0;
-      case "rmdir":
-        fs.rmdir(s(0), s(1));
-        return 0;
-      case "mkdir":
-        fs.mkdir(s(0), s(1));
-        return 0;
-      case "rename":
-        fs.rename(s(0), s(1), s(2));
-        return 0;
-      case "chdir":
-        return fs.chdir(s(0), s(1));
-      case "statvfs":
-        return JSON.stringify(fs.statvfs());
-      default:
-        return -FsErrno.EINVAL;
-    }
-  } catch (error) {
-    if (error instanceof FsFailure) return -error.errno;
-    throw error;
-  }
 }

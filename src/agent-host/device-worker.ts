@@ -6,7 +6,8 @@
  * main.py, and reports how the run ended.
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
-import { FILESYSTEM_MODULE, HOST_MODULES, preludeSource, runScriptSource } from "./python-fakes.ts";
+import { HOST_MODULES, preludeSource, runScriptSource } from "./python-fakes.ts";
+import { FILESYSTEM_MODULE } from "./python-fs-fake.ts";
 import { callHostSync } from "./sync-call.ts";
 import type {
   BootRequest,

@@ -2,11 +2,9 @@ import { UsageError } from "../errors.ts";
 import { RTC_MEMORY_MAX } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { ImpairedChannel, type ImpairmentStats, type LinkProfile, linkProfile } from "../net/impairment.ts";
-import { type Random, seededRandom } from "../net/random.ts";
-import type { UdpChannel, UdpEndpoint, UdpNetwork } from "../net/udp-channel.ts";
+import { seededRandom } from "../net/random.ts";
+import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
-import type { Ack } from "../protocol/datagram.ts";
-import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import { Agenda } from "./agenda.ts";
 import {
   afterGpioWait,
@@ -16,15 +14,21 @@ import {
   RESET_REASON_NAMES,
   ResetReason,
 } from "./boot.ts";
+import type { AppIdentity, DeviceEvents, DeviceLogEntry, DeviceState } from "./device-events.ts";
+import type { EmulatedDeviceOptions } from "./device-options.ts";
+import { type DeviceStats, newDropCounts } from "./device-stats.ts";
 import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "./flash.ts";
 import { Listeners } from "./listeners.ts";
 import { DROP_MESSAGES, type DropReason, OtaReceiver, type ReceiverStep } from "./receiver.ts";
 import { type DeviceTiming, resolveTiming, runSteps, UartFifo } from "./timing.ts";
 
+// The device's public surface, defined beside it: importers of the device keep one place to import from.
+export type { AppIdentity, DeviceEvents, DeviceLogEntry, DeviceState } from "./device-events.ts";
+export type { EmulatedDeviceOptions } from "./device-options.ts";
+export type { DeviceStats } from "./device-stats.ts";
+
 /** The port yaota8266's receiver listens on. */
 export const OTA_PORT = 8266;
-
-export type DeviceState = "off" | "booting" | "ota" | "app";
 
 /** soft: machine.reset() / system_restart(); hard: the reset pin; deepsleep: the RTC wakes the chip. */
 export type ResetCause = "soft" | "hard" | "deepsleep";
@@ -37,87 +41,6 @@ const RESET_REASONS: Record<ResetCause, number> = {
 
 /** The emulated device was asked to do something its state does not allow. */
 export class EmulatorStateError extends UsageError {}
-
-/** The main app boot8266 started: its size word and MD5 trailer (the firmware identity). */
-export interface AppIdentity {
-  size: number;
-  /** The MD5 trailer as hex; undefined when a deep-sleep wake booted flash without a readable trailer. */
-  md5: string | undefined;
-  /** False when booted on a deep-sleep wake, which skips the check. */
-  checked: boolean;
-}
-
-export interface DeviceLogEntry {
-  /** Device clock time, ms. */
-  atMs: number;
-  /** boot8266 decisions, ota-server lines (as it prints them), or the emulator's own notes. */
-  source: "boot8266" | "ota-server" | "emulator";
-  message: string;
-}
-
-export interface DeviceEvents {
-  state: { state: DeviceState; previous: DeviceState; atMs: number };
-  /** The chip reset (power-on included); boot8266 starts. */
-  reset: { resetReason: number; atMs: number };
-  /** boot8266 decided what to run. */
-  boot: { decision: BootDecision; resetReason: number; atMs: number };
-  /** A 4 KiB sector erased and programmed by the receiver. */
-  sectorWritten: { address: number; filled: number; atMs: number };
-  ack: { ack: Ack; to: UdpEndpoint; atMs: number };
-  drop: { reason: DropReason; atMs: number };
-  accepted: { offset: number; length: number; atMs: number };
-  sessionRestart: { atMs: number; buffered: number };
-  otaFinished: { rexmits: number; atMs: number };
-  appBoot: AppIdentity;
-}
-
-export interface DeviceStats {
-  /** Datagrams that reached port 8266 while the receiver was listening. */
-  datagramsReceived: number;
-  /** Datagrams that arrived while booting or running the app (no receiver). */
-  datagramsIgnored: number;
-  dropped: Record<DropReason, number>;
-  /** Datagrams lost because the receive queue was full (also in dropped["queue-overflow"]). */
-  queueOverflows: number;
-  acksSent: number;
-  sectorsWritten: number;
-  /** Duplicates re-acknowledged, over all sessions. */
-  duplicates: number;
-  boots: number;
-}
-
-export interface EmulatedDeviceOptions {
-  network: UdpNetwork;
-  /** Address to bind (a loopback alias such as 127.0.0.2 gives each device its own address). */
-  address?: string;
-  port?: number;
-  clock?: Clock;
-  /** Randomness of the link profile (loss, jitter). */
-  random?: Random;
-  /** The public key the bootloader was built with. */
-  key: PublicKeyInfo;
-  settings?: Partial<YaotaSettings>;
-  /** Defaults to a fresh 1 MiB memory flash. The device never closes it. */
-  flash?: Flash;
-  /** Impairment of the device's link (each way). */
-  link?: LinkProfile | string;
-  /** Timing model; baudRate defaults to settings.baudRate. */
-  timing?: Partial<DeviceTiming>;
-  /** Honour RTC magic (ulno's patch). Default true. */
-  rtcMagic?: boolean;
-  logger?: (entry: DeviceLogEntry) => void;
-  /** Called when boot8266 starts the main app (the MicroPython agent would run there). */
-  onAppBoot?: (app: AppIdentity) => void;
-}
-
-const newDropCounts = (): Record<DropReason, number> => ({
-  "too-short": 0,
-  "bad-signature": 0,
-  "bad-sha1": 0,
-  "unexpected-offset": 0,
-  "buffer-overflow": 0,
-  "queue-overflow": 0,
-});
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 

@@ -1,101 +1,34 @@
-import { AgentDevice, type AgentDeviceOptions, type BrokerAddress } from "../agent-host/agent-device.ts";
+import { AgentDevice } from "../agent-host/agent-device.ts";
 import type { PublishedMessage } from "../agent-host/mqtt-packets.ts";
-import { type BootReason, checkMainApp, ResetReason } from "../emulator/boot.ts";
-import { type AppIdentity, type DeviceLogEntry, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
-import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "../emulator/flash.ts";
+import { checkMainApp, ResetReason } from "../emulator/boot.ts";
+import { type AppIdentity, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
+import { MemoryFlash } from "../emulator/flash.ts";
 import { Listeners } from "../emulator/listeners.ts";
-import type { DeviceTiming } from "../emulator/timing.ts";
-import { MpotaError } from "../errors.ts";
-import { EXIT_CODES } from "../exit-codes.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
-import type { LinkProfile } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
-import { type Random, seededRandom } from "../net/random.ts";
-import type { UdpEndpoint, UdpNetwork } from "../net/udp-channel.ts";
+import { seededRandom } from "../net/random.ts";
+import type { UdpEndpoint } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
-import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
+import { describeBindError } from "./bind-errors.ts";
+import { writeImage } from "./flash-image.ts";
+import type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
+import {
+  type SimulatedDeviceEvents,
+  type SimulatedEvent,
+  type SimulatedStatus,
+  WAKE_NAMES,
+} from "./simulated-events.ts";
+import { SimulatorError } from "./simulator-error.ts";
 
-/** A simulated device cannot take its loopback address, or was used in a way its state does not allow. */
-export class SimulatorError extends MpotaError {
-  override readonly exitCode: number = EXIT_CODES.simulator.code;
-}
-
-/**
- * What the simulated board is doing: `booting` (boot8266 deciding, or the
- * app starting), `awake` (the agent runs), `sleeping` (deep sleep), `ota`
- * (yaota8266's receiver listens), `halted` (main.py ended or crashed), `off`.
- */
-export type SimulatedStatus = "off" | "booting" | "awake" | "sleeping" | "ota" | "halted";
-
-/** The contract's wake names, by ESP8266 reset reason. */
-export const WAKE_NAMES: Record<number, string> = {
-  0: "power",
-  1: "wdt",
-  2: "other",
-  3: "wdt",
-  4: "soft",
-  5: "deepsleep",
-  6: "hard",
-};
-
-/** One step of a simulated device's life, as the CLI logs it. */
-export type SimulatedEvent =
-  | { type: "power-on" }
-  | { type: "power-off" }
-  | { type: "boot"; mode: "app" | "ota"; reason: BootReason; message: string; resetReason: number }
-  | { type: "app-start"; fw: string | undefined; checked: boolean; wake: string }
-  | { type: "checkin"; state: Record<string, unknown> }
-  | { type: "ack"; ack: Record<string, unknown> }
-  | { type: "ota-listening"; endpoint: UdpEndpoint }
-  | { type: "push-started"; from: UdpEndpoint }
-  | { type: "push-restarted"; buffered: number }
-  | { type: "push-received"; bytes: number; sectors: number; ms: number }
-  | { type: "firmware-changed"; from: string | undefined; to: string | undefined }
-  | { type: "deepsleep"; ms: number | null }
-  | { type: "output"; line: string }
-  | { type: "halted"; reason: string }
-  | { type: "warning"; message: string };
-
-export interface SimulatedDeviceEvents {
-  event: SimulatedEvent & { atMs: number };
-  status: { status: SimulatedStatus; previous: SimulatedStatus; atMs: number };
-}
-
-export interface SimulatedDeviceOptions {
-  /** DEVICE_ID of the agent: the `<id>` in its topics. */
-  id: string;
-  /** The device's own address: the emulator binds it, the agent reports it as its IP. */
-  address: string;
-  /** The receiver's UDP port; the agent always acks 8266, so keep the default outside tests. */
-  port?: number;
-  broker: string | BrokerAddress;
-  /** The public key the bootloader was built with. */
-  key: PublicKeyInfo;
-  /** Written at MAIN_APP_OFFSET before the first power-on. */
-  firmware?: Uint8Array;
-  /** The device's flash (default a fresh 1 MiB memory flash). */
-  flash?: Flash;
-  /** Seconds between wakes; 0 (default) is an always-on device. */
-  sleepSeconds?: number;
-  /** How long a sleepy device stays awake after check-in, as if reading a slow sensor. */
-  awakeMs?: number;
-  /** Impairment of the device's UDP link: a profile name (lan, busy, poor, none) or a profile. */
-  link?: string | LinkProfile;
-  /** yaota8266's config.h settings (GPIO wait, IDLE_REBOOT_MS, MAIN_APP_OFFSET, ...). */
-  settings?: Partial<YaotaSettings>;
-  /** The emulator's timing model (tests use a fast one). */
-  timing?: Partial<DeviceTiming>;
-  baseTopic?: string;
-  /** CMD_WAIT_MS of the agent. */
-  cmdWaitMs?: number;
-  /** More AgentDevice options (battery, keepalive, config entries, ...). */
-  agent?: Partial<Omit<AgentDeviceOptions, "broker" | "flash" | "id" | "autoWake" | "autoRestart">>;
-  network?: UdpNetwork;
-  clock?: Clock;
-  random?: Random;
-  /** boot8266 and ota-server log lines. */
-  logger?: (entry: DeviceLogEntry) => void;
-}
+// The device's public surface, defined beside it: importers of the device keep one place to import from.
+export type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
+export {
+  type SimulatedDeviceEvents,
+  type SimulatedEvent,
+  type SimulatedStatus,
+  WAKE_NAMES,
+} from "./simulated-events.ts";
+export { SimulatorError } from "./simulator-error.ts";
 
 /** One line per device for tables and `--json`. */
 export interface SimulatedDeviceSummary {
@@ -122,26 +55,6 @@ function parseJson(payload: Buffer): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
-}
-
-function describeBindError(error: unknown, address: string, port: number): unknown {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === "EADDRINUSE") {
-    return new SimulatorError(
-      `UDP port ${port} on ${address} is already in use (another simulator, emulator or receiver?). Stop it, or start the fleet at another address.`,
-      { cause: error },
-    );
-  }
-  if (code === "EADDRNOTAVAIL" || code === "EINVAL") {
-    return new SimulatorError(
-      `Address ${address} is not configured on this machine. Linux routes all of 127.0.0.0/8 to the loopback interface; on macOS add the alias first (\`sudo ifconfig lo0 alias ${address} up\`).`,
-      { cause: error },
-    );
-  }
-  if (code === "EACCES") {
-    return new SimulatorError(`Not allowed to bind ${address}:${port}.`, { cause: error });
-  }
-  return error;
 }
 
 /**
@@ -522,17 +435,4 @@ export class SimulatedDevice {
       });
     });
   }
-}
-
-/** Writes `image` at `offset` as esptool would: erase the sectors, then program. */
-function writeImage(flash: Flash, offset: number, image: Uint8Array): void {
-  if (offset % FLASH_SECTOR_SIZE !== 0 || offset + image.length > flash.size) {
-    throw new SimulatorError(
-      `A ${image.length}-byte firmware does not fit at 0x${offset.toString(16)} in a ${flash.size}-byte flash; use a smaller image or a larger flash.`,
-    );
-  }
-  const first = offset / FLASH_SECTOR_SIZE;
-  const last = Math.ceil((offset + image.length) / FLASH_SECTOR_SIZE);
-  for (let s = first; s < last; s++) flash.eraseSector(s);
-  flash.write(offset, image);
 }

@@ -1,18 +1,10 @@
-import { randomBytes } from "node:crypto";
-import type { Logger } from "pino";
-import type { Clock } from "../../net/clock.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import type { RolloutDetail, RolloutView } from "../api/rollout-api.ts";
-import type { Topics } from "../api/topics.ts";
 import { KeyedQueue } from "../base/keyed-queue.ts";
 import { RequestError } from "../base/request-error.ts";
-import type { JobCreateOptions } from "../jobs/job-request.ts";
 import { DueScheduler } from "../jobs/job-scheduler.ts";
 import { releaseOnStop } from "../jobs/stop-release.ts";
-import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
-import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
-import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,
@@ -20,37 +12,12 @@ import type {
   RolloutRecord,
   RolloutState,
 } from "../storage/rollout-store.ts";
-import { type JobRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
-import { type Candidate, planRollout } from "./rollout-plan.ts";
-import { parseRolloutRequest } from "./rollout-request.ts";
-import { type DeviceStart, groupName, planStep, waiveFailures } from "./rollout-step.ts";
+import { LeaseLostError, type Storage } from "../storage/storage.ts";
+import { createRollout } from "./rollout-creation.ts";
+import { startDevice } from "./rollout-device-turn.ts";
+import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
+import { groupName, planStep, waiveFailures } from "./rollout-step.ts";
 import { rolloutDetail, rolloutView } from "./rollout-views.ts";
-
-/** What a rollout needs of the job runner: it creates and cancels the per-device jobs, and nothing else. */
-export interface RolloutJobs {
-  create(deviceId: string, firmwareRef: string, options: JobCreateOptions): Promise<JobRecord>;
-  cancel(jobId: string): Promise<JobRecord>;
-}
-
-export interface RolloutEngineOptions {
-  storage: Storage;
-  library: FirmwareLibrary;
-  jobs: RolloutJobs;
-  link: MqttLink;
-  topics: Topics;
-  /** Wall clock (times are stored). */
-  clock: Clock;
-  logger: Logger;
-  /** This instance's name in leases. */
-  owner: string;
-  leaseMs: number;
-  /** How often open rollouts are looked at. */
-  pollMs: number;
-  /** Tries per device when a rollout does not say (the server's default). */
-  maxAttempts: number;
-  /** Why this server cannot push (no signing key), or undefined when it can. */
-  refusal?: string;
-}
 
 const ACTIVE: readonly RolloutState[] = ["scheduled", "running", "paused"];
 
@@ -108,114 +75,7 @@ export class RolloutEngine {
   // ---- requests -------------------------------------------------------------
 
   async create(request: Record<string, unknown>): Promise<RolloutView> {
-    if (this.o.refusal) throw new RequestError(this.o.refusal);
-    const input = parseRolloutRequest(request);
-    const firmware = await this.o.library.resolve(input.firmware);
-    try {
-      await this.o.library.readImage(firmware.id);
-    } catch (error) {
-      if (error instanceof FirmwareIntegrityError) throw new RequestError(error.message);
-      throw error;
-    }
-    const store = await this.o.storage.firmware.list();
-    const names = new Map<string, FirmwareName>(
-      store.map((f) => [f.id, { name: f.name, version: f.version }]),
-    );
-    const known = new Map(
-      (await this.o.storage.devices.list()).flatMap((d) =>
-        d.state ? [[d.id, { id: d.id, fw: d.state.fw, sleep: d.state.sleep ?? 0 } as Candidate]] : [],
-      ),
-    );
-    let candidates: Candidate[];
-    const sel = input.selector;
-    if (sel.kind === "devices") {
-      const unknown = sel.devices.filter((id) => !known.has(id));
-      if (unknown.length > 0) {
-        throw new RequestError(
-          `${
-            unknown.length === 1
-              ? `No device "${shorten(unknown[0] as string)}" has reported its state`
-              : `No devices ${unknown
-                  .slice(0, 5)
-                  .map((u) => `"${shorten(u)}"`)
-                  .join(
-                    ", ",
-                  )}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ""} have reported their state`
-          } to this server. Check the ids (\`mpota devices\` lists the known ones).`,
-        );
-      }
-      candidates = sel.devices.map((id) => known.get(id) as Candidate);
-    } else if (sel.kind === "tag") {
-      candidates = (await this.o.storage.tags.devicesWith(sel.tag)).flatMap((id) => known.get(id) ?? []);
-      if (candidates.length === 0) {
-        throw new RequestError(
-          `No device that reported its state carries the tag "${sel.tag}". Tag devices with \`mpota rollout tag DEVICE ${sel.tag}\` (bridge request device/tags).`,
-        );
-      }
-    } else {
-      candidates = [...known.values()].filter((c) => names.get(c.fw)?.name === sel.line);
-      if (candidates.length === 0) {
-        throw new RequestError(
-          `No device runs a firmware of the line "${shorten(sel.line)}" (a firmware in the store with that name). \`mpota firmware list\` shows the lines and how many devices run each.`,
-        );
-      }
-    }
-    const now = this.now;
-    const target = { id: firmware.id, name: firmware.name, version: firmware.version };
-    const plan = planRollout(input, target, candidates, names, now);
-    const id = `r-${randomBytes(5).toString("hex")}`;
-    const groups = plan.groups.map((g) => g.size).join(" + ");
-    const result = await this.o.storage.rollouts.create(
-      {
-        id,
-        name: input.name,
-        firmwareId: firmware.id,
-        firmwareName: firmware.name,
-        firmwareVersion: firmware.version,
-        firmwareSize: firmware.size,
-        selector: input.selector,
-        groups: plan.groups,
-        gates: plan.groups.map(() => ({ proceed: false, waivedFailed: 0, waivedExecuted: 0 })),
-        policy: {
-          maxAttempts: input.retries !== undefined ? input.retries + 1 : this.o.maxAttempts,
-          timeoutMs: input.timeoutMs,
-          concurrency: input.concurrency,
-          allowDowngrade: input.allowDowngrade,
-          onError: input.onError,
-        },
-        state: "scheduled",
-        currentGroup: 0,
-        startAt: input.startAt ?? now,
-        createdAt: now,
-      },
-      plan.devices,
-      {
-        at: now,
-        kind: "created",
-        message: `Rollout of ${firmware.name} ${firmware.version} to ${plan.devices.length} device${plan.devices.length === 1 ? "" : "s"} created: groups of ${groups}${plan.already > 0 ? `; ${plan.already} already on it` : ""}${input.startAt !== undefined && input.startAt > now ? `; starts ${new Date(input.startAt).toISOString()}` : ""}.`,
-        data: { devices: plan.devices.length, groups: plan.groups.map((g) => g.size), already: plan.already },
-      },
-    );
-    if (!result.ok) {
-      const byRollout = new Map<string, string[]>();
-      for (const c of result.conflicts) {
-        const key = `${c.rolloutId}${c.rolloutName ? ` ("${c.rolloutName}")` : ""}`;
-        byRollout.set(key, [...(byRollout.get(key) ?? []), c.deviceId]);
-      }
-      const parts = [...byRollout.entries()].map(
-        ([rollout, devices]) =>
-          `${devices.slice(0, 5).join(", ")}${devices.length > 5 ? ` and ${devices.length - 5} more` : ""} ${devices.length === 1 ? "is" : "are"} in active rollout ${rollout}`,
-      );
-      const first = result.conflicts[0]?.rolloutId;
-      throw new RequestError(
-        `Refused: a device can be in only one active rollout, and ${parts.join("; ")}. Wait for it to end, abort it (\`mpota rollout abort ${first}\`), or leave those devices out.`,
-      );
-    }
-    this.o.logger.info(
-      { rollout: id, firmware: firmware.id, devices: plan.devices.length, groups: plan.groups.length },
-      "rollout created",
-    );
-    return this.reconcile(id);
+    return this.reconcile(await createRollout(this.o, request));
   }
 
   /** Finds a rollout by id or name (the newest of that name). */
@@ -430,7 +290,7 @@ export class RolloutEngine {
       if (c.event) events.push(c.event);
     }
     for (const s of step.start) {
-      const started = await this.startDevice(r, s);
+      const started = await startDevice(this.o, r, s, this.now);
       patches.push(started.patch);
       events.push(started.event);
     }
@@ -468,69 +328,6 @@ export class RolloutEngine {
     }
     const after = (await storage.rollouts.get(r.id)) as RolloutRecord;
     await this.publish(after, await storage.rollouts.snapshot(r.id));
-  }
-
-  /** Gives a device its turn: a job of its own (or the job it already has for the same firmware). */
-  private async startDevice(
-    r: RolloutRecord,
-    s: DeviceStart,
-  ): Promise<{ patch: RolloutDevicePatch; event: NewRolloutEvent }> {
-    const now = this.now;
-    const group = s.group;
-    const scheduled = (job: JobRecord, message: string) => ({
-      patch: {
-        deviceId: s.deviceId,
-        state: "scheduled" as const,
-        jobId: job.id,
-        turnAt: s.turnAt,
-        deadlineAt: s.deadlineAt,
-        sleepy: s.sleepy,
-        fromFw: s.fromFw,
-        reason: null,
-      },
-      event: { at: now, kind: "device-turn", message, data: { device: s.deviceId, job: job.id, group } },
-    });
-    const failed = (reason: string) => ({
-      patch: { deviceId: s.deviceId, state: "failed" as const, finishedAt: now, fromFw: s.fromFw, reason },
-      event: {
-        at: now,
-        kind: "device-failed",
-        message: `${s.deviceId} failed: ${reason}`,
-        data: { device: s.deviceId },
-      },
-    });
-    const active = await this.o.storage.jobs.activeForDevice(s.deviceId);
-    if (active) {
-      if (active.firmwareId === r.firmwareId) {
-        return scheduled(
-          active,
-          `${s.deviceId}: its turn; it already had job ${active.id} to the same firmware, which the rollout follows.`,
-        );
-      }
-      return failed(
-        `It has job ${active.id} (${active.phase}) to ${active.firmwareName} ${active.firmwareVersion}, not this rollout's firmware. Cancel that job (\`mpota jobs cancel ${active.id}\`) or let it finish; the device was not updated by this rollout.`,
-      );
-    }
-    try {
-      const job = await this.o.jobs.create(s.deviceId, r.firmwareId, {
-        maxAttempts: r.policy.maxAttempts,
-        origin: `rollout ${r.id}, ${groupName(r, group).toLowerCase()}`,
-        rollout: r.id,
-        allowDowngrade: r.policy.allowDowngrade,
-      });
-      return scheduled(
-        job,
-        `${s.deviceId}: its turn; job ${job.id}${s.sleepy ? " (sleepy: it takes the command at its next wake)" : ""}.`,
-      );
-    } catch (error) {
-      if (!(error instanceof RequestError)) throw error;
-      // Another instance gave the device its turn at the same moment (this one's lease ran out
-      // mid-step): follow that job rather than fail the device.
-      const raced = await this.o.storage.jobs.activeForDevice(s.deviceId);
-      if (raced?.firmwareId === r.firmwareId)
-        return scheduled(raced, `${s.deviceId}: its turn; job ${raced.id}.`);
-      return failed(error.message);
-    }
   }
 
   private async publish(r: RolloutRecord, devices: readonly RolloutDeviceSnapshot[]): Promise<void> {

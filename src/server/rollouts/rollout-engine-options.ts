@@ -1,0 +1,34 @@
+/** What the rollout engine is built from: storage, the job runner, the broker link, time and its settings. */
+import type { Logger } from "pino";
+import type { Clock } from "../../net/clock.ts";
+import type { Topics } from "../api/topics.ts";
+import type { JobCreateOptions } from "../jobs/job-request.ts";
+import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import type { FirmwareLibrary } from "../releases/firmware-library.ts";
+import type { JobRecord, Storage } from "../storage/storage.ts";
+
+/** What a rollout needs of the job runner: it creates and cancels the per-device jobs, and nothing else. */
+export interface RolloutJobs {
+  create(deviceId: string, firmwareRef: string, options: JobCreateOptions): Promise<JobRecord>;
+  cancel(jobId: string): Promise<JobRecord>;
+}
+
+export interface RolloutEngineOptions {
+  storage: Storage;
+  library: FirmwareLibrary;
+  jobs: RolloutJobs;
+  link: MqttLink;
+  topics: Topics;
+  /** Wall clock (times are stored). */
+  clock: Clock;
+  logger: Logger;
+  /** This instance's name in leases. */
+  owner: string;
+  leaseMs: number;
+  /** How often open rollouts are looked at. */
+  pollMs: number;
+  /** Tries per device when a rollout does not say (the server's default). */
+  maxAttempts: number;
+  /** Why this server cannot push (no signing key), or undefined when it can. */
+  refusal?: string;
+}

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
 import { findBoard } from "../firmware/boards.ts";
-import { flashSizeText } from "../firmware/flash-layout.ts";
+import { DEFAULT_MAIN_APP_OFFSET, flashSizeText } from "../firmware/flash-layout.ts";
 import { hex, sizeText } from "../firmware/format.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { PreflightError, type PreflightResult, preflight, refusalMessage } from "../firmware/preflight.ts";
@@ -136,7 +136,7 @@ export function registerCheckCommand(program: Command, io: CliIo = processIo): C
       "--app-offset <offset>",
       "MAIN_APP_OFFSET of the device's yaota8266",
       parseIntegerOption("--app-offset"),
-      0x3c000,
+      DEFAULT_MAIN_APP_OFFSET,
     )
     .option(
       "--force",

@@ -7,8 +7,10 @@ import {
   formatFlashSize,
 } from "../firmware/flash-layout.ts";
 
-/** Erase unit of the ESP8266's SPI NOR flash. */
-export const FLASH_SECTOR_SIZE = 4096;
+/** Erase unit of the ESP8266's SPI NOR flash (one definition, with the protocol). */
+import { SECTOR_SIZE as FLASH_SECTOR_SIZE } from "../protocol/datagram.ts";
+
+export { FLASH_SECTOR_SIZE };
 
 /** A flash file cannot be used as the emulated flash. */
 export class FlashFileError extends FileError {}

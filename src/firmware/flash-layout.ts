@@ -5,9 +5,11 @@ import { hex } from "./format.ts";
 /** A flash size or offset the user gave cannot describe an ESP8266 flash. */
 export class FlashSizeError extends UsageError {}
 
-export const FLASH_SECTOR = 0x1000;
-/** yaota8266's default MAIN_APP_OFFSET (config.h.example): boot8266 + ota-server end here. */
-export const DEFAULT_MAIN_APP_OFFSET = 0x3c000;
+/** The flash's erase unit, and yaota8266's default MAIN_APP_OFFSET: defined with the protocol, named here too. */
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
+import { SECTOR_SIZE as FLASH_SECTOR } from "../protocol/datagram.ts";
+
+export { DEFAULT_MAIN_APP_OFFSET, FLASH_SECTOR };
 /** boot8266 sits in exactly the first sector; the ota-server image follows at this offset. */
 export const OTA_SERVER_OFFSET = 0x1000;
 /**

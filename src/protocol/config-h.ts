@@ -26,8 +26,11 @@ export interface YaotaSettings {
   gpioWaitMs: number;
 }
 
+/** yaota8266's default MAIN_APP_OFFSET (config.h.example): boot8266 + ota-server end here. */
+export const DEFAULT_MAIN_APP_OFFSET = 0x3c000;
+
 export const DEFAULT_SETTINGS: YaotaSettings = {
-  mainAppOffset: 0x3c000,
+  mainAppOffset: DEFAULT_MAIN_APP_OFFSET,
   baudRate: 115200,
   pktWaitMs: 10000,
   idleRebootMs: 60000,

@@ -2,7 +2,7 @@ import { UsageError } from "../errors.ts";
 import type { PublicKeyInfo, SigningKey } from "./rsa-key.ts";
 import { signBody, verifyBody } from "./signature.ts";
 
-/** Bytes the receiver writes per flash sector; every block size must tile it. */
+/** The ESP8266 SPI flash's erase unit: the receiver writes a sector at a time, and every block size must tile it. */
 export const SECTOR_SIZE = 4096;
 /** The reference client's and mpota's default data bytes per datagram (340-byte datagrams with a 512-bit key). */
 export const DEFAULT_BLOCK_SIZE = 256;

@@ -20,7 +20,7 @@ const TYPES: Record<string, string> = {
 export function dashboardDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   // src/server/http -> src/dashboard; dist/server/http -> src/dashboard (tsc does not copy it).
-  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../dashboard")];
+  const candidates = [resolve(here, "../../dashboard"), resolve(here, "../../../src/dashboard")];
   for (const dir of candidates) if (existsSync(join(dir, "index.html"))) return dir;
   return candidates[0] as string;
 }

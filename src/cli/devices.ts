@@ -11,7 +11,7 @@ import { BrokerConnectError } from "../server/mqtt/mqtt-connect.ts";
 import { DEFAULT_DATA_DIR } from "../server/server.ts";
 import type { CliIo } from "./io.ts";
 import { parseIntegerOption } from "./key-options.ts";
-import { addMqttOptions, type MqttCliOptions, mqttConnection } from "./serve.ts";
+import { addMqttOptions, type MqttCliOptions, mqttConnection } from "./mqtt-options.ts";
 import { checkOutputFree, writeFileAtomic } from "./write-file.ts";
 
 export interface BridgeCommandOptions extends MqttCliOptions {

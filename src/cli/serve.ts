@@ -1,314 +1,36 @@
-import { existsSync } from "node:fs";
-import { type Command, Option } from "commander";
+// The `mpota serve` command: runs the update server until a signal.
+import type { Command } from "commander";
 import { pino } from "pino";
 import { PinoPretty as pinoPretty } from "pino-pretty";
-import { UsageError } from "../errors.ts";
-import { isLoopbackHost } from "../net/listen-addresses.ts";
-import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
-import type { SigningKey } from "../protocol/rsa-key.ts";
-import { checkBaseTopic, DEFAULT_BASE_TOPIC } from "../server/api/topics.ts";
-import { DEFAULT_CLIENT_URL } from "../server/bridge/bridge-client.ts";
-import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/network-policy.ts";
+import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
+import { DEFAULT_ALLOWED_NETWORKS } from "../server/devices/network-policy.ts";
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant/homeassistant.ts";
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
-import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../server/http/http-limits.ts";
+import { DEFAULT_HTTP_LIMITS } from "../server/http/http-limits.ts";
 import {
   DEFAULT_JOB_TIMINGS,
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_CONCURRENT_PUSHES,
-  type JobTimings,
-  MAX_CONCURRENT_PUSHES as MAX_PUSHES,
 } from "../server/jobs/job-timings.ts";
 import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts";
 import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
-import type { MqttConnection } from "../server/mqtt/mqtt-connect.ts";
-import { type BrokerChoice, DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
+import { DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
+import { httpWanted } from "./http-limit-options.ts";
 import type { CliIo } from "./io.ts";
-import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
-import { readPasswordFile } from "./password-file.ts";
+import { DEFAULT_KEY_FILE, parseIntegerOption } from "./key-options.ts";
+import { addMqttOptions } from "./mqtt-options.ts";
 import { listenerLines, type ServedCertificate } from "./serve-banner.ts";
+import { LOG_LEVELS, type ServeOptions } from "./serve-options.ts";
+import { serverSettings } from "./serve-settings.ts";
+import { loadServerKey } from "./serve-signing-key.ts";
+import { DEFAULT_SHARED_GROUP } from "./shared-group.ts";
 import { assertDataWritable } from "./writable-data.ts";
 
-/** The broker options every command that talks MQTT shares (serve, and the commands that ask the server). */
-export interface MqttCliOptions {
-  mqtt?: string;
-  mqttUsername?: string;
-  mqttPassword?: string;
-  /** A file whose first line is the password (kept out of `ps`). */
-  mqttPasswordFile?: string;
-  mqttCa?: string;
-  mqttCert?: string;
-  mqttKey?: string;
-  mqttInsecure?: boolean;
-  base: string;
-}
-
-/** Adds --mqtt, credentials, TLS files and --base to a command. */
-export function addMqttOptions(command: Command, role: "server" | "client"): Command {
-  return command
-    .option(
-      "--mqtt <url>",
-      role === "server"
-        ? "use this broker instead of the embedded one (mqtt://host:1883, mqtts://host:8883)"
-        : `the broker the server uses (default ${DEFAULT_CLIENT_URL})`,
-    )
-    .option("--mqtt-username <name>", "user name for the broker")
-    .addOption(
-      new Option("--mqtt-password <password>", "password for the broker (or set MPOTA_MQTT_PASSWORD)").env(
-        "MPOTA_MQTT_PASSWORD",
-      ),
-    )
-    .option(
-      "--mqtt-password-file <file>",
-      "read the broker password from this file's first line (a password given on the command line shows in ps)",
-    )
-    .option("--mqtt-ca <file>", "PEM file of the CA that signed the broker's TLS certificate")
-    .option("--mqtt-cert <file>", "PEM client certificate for TLS (with --mqtt-key)")
-    .option("--mqtt-key <file>", "PEM private key of the client certificate")
-    .option("--mqtt-insecure", "accept any TLS certificate from the broker (testing only)")
-    .option("--base <topic>", "base topic of devices and server", DEFAULT_BASE_TOPIC);
-}
-
-/** The broker connection the options describe. */
-export function mqttConnection(options: MqttCliOptions, url: string): MqttConnection {
-  if (options.mqttPasswordFile !== undefined && options.mqttPassword !== undefined) {
-    throw new UsageError(
-      "Give the broker password once: --mqtt-password (or MPOTA_MQTT_PASSWORD) or --mqtt-password-file, not both.",
-    );
-  }
-  const password =
-    options.mqttPasswordFile !== undefined
-      ? readPasswordFile(options.mqttPasswordFile, "--mqtt-password-file")
-      : options.mqttPassword;
-  return {
-    url,
-    ...(options.mqttUsername !== undefined ? { username: options.mqttUsername } : {}),
-    ...(password !== undefined ? { password } : {}),
-    ...(options.mqttCa !== undefined ? { caFile: options.mqttCa } : {}),
-    ...(options.mqttCert !== undefined ? { certFile: options.mqttCert } : {}),
-    ...(options.mqttKey !== undefined ? { keyFile: options.mqttKey } : {}),
-    ...(options.mqttInsecure ? { insecure: true } : {}),
-  };
-}
-
-export interface ServeOptions extends MqttCliOptions {
-  data: string;
-  /** PostgreSQL URL (--db, MPOTA_DB); unset: SQLite in `data`. */
-  db?: string;
-  /** Seconds to wait at start for an unreachable database. */
-  dbWait?: number;
-  /** --shared-group NAME, or false for --no-shared-group. */
-  sharedGroup?: string | false;
-  firmwareDir?: string;
-  mqttHost?: string;
-  mqttPort?: number;
-  /** The embedded broker's TLS listener: a certificate and key, or a self-signed pair kept in `data`. */
-  mqttTlsCert?: string;
-  mqttTlsKey?: string;
-  mqttTlsSelfSigned?: boolean;
-  mqttsHost?: string;
-  mqttsPort?: number;
-  key?: string;
-  allowNet?: string[];
-  block: number;
-  bootDelay?: number;
-  verifyTimeout?: number;
-  ackTimeout?: number;
-  maxAttempts: number;
-  maxPushes: number;
-  logLevel: string;
-  logJson?: boolean;
-  httpPort?: number;
-  httpHost?: string;
-  /** Commander sets it (true unless --no-http); callers that leave it out get no HTTP server unless they give httpPort. */
-  http?: boolean;
-  /** false with --no-auth. */
-  auth?: boolean;
-  /** HTTP limits (docs/limits.md). */
-  httpMaxEventClients?: number;
-  httpMaxBody?: number;
-  httpPageMax?: number;
-  httpBodyTimeout?: number;
-  httpTokenFailures?: number;
-  homeassistant?: boolean;
-  haPrefix?: string;
-  /** Where people reach the dashboard (links in Home Assistant). */
-  publicUrl?: string;
-}
-
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-
-function loadServerKey(path: string | undefined, io: CliIo): { key: SigningKey | undefined; note: string } {
-  if (path === undefined && !existsSync(DEFAULT_KEY_FILE)) {
-    return {
-      key: undefined,
-      note: `no signing key (${DEFAULT_KEY_FILE} does not exist): devices are registered, but updates are refused until you restart with --key FILE (\`mpota keys new\` makes one)`,
-    };
-  }
-  const file = path ?? DEFAULT_KEY_FILE;
-  const key = loadSigningKey(file);
-  if (key.bits <= 512) {
-    io.err(
-      `Note: ${file} is a ${key.bits}-bit key: anyone who factors it can sign firmware for your devices.\n`,
-    );
-  }
-  return { key, note: `signing key ${file} (${key.bits}-bit)` };
-}
-
-/** What the embedded broker's TLS listener is to serve, as the options ask. */
-export interface BrokerTlsRequest {
-  source: { kind: "files"; certFile: string; keyFile: string } | { kind: "self-signed" };
-  host: string;
-  port: number;
-}
-
-function brokerTlsRequest(options: ServeOptions): BrokerTlsRequest | undefined {
-  const files = options.mqttTlsCert !== undefined || options.mqttTlsKey !== undefined;
-  const anyTls = files || options.mqttTlsSelfSigned === true;
-  if (
-    options.mqtt !== undefined &&
-    (anyTls || options.mqttsHost !== undefined || options.mqttsPort !== undefined)
-  ) {
-    throw new UsageError(
-      "--mqtt-tls-cert, --mqtt-tls-key, --mqtt-tls-self-signed, --mqtts-host and --mqtts-port set up TLS on the embedded broker; with --mqtt URL the server uses that broker instead (set TLS up there, and connect to it with mqtts:// and --mqtt-ca).",
-    );
-  }
-  if (files && options.mqttTlsSelfSigned) {
-    throw new UsageError(
-      "Give either --mqtt-tls-cert and --mqtt-tls-key (your own certificate) or --mqtt-tls-self-signed (one mpota makes), not both.",
-    );
-  }
-  if (files && (options.mqttTlsCert === undefined || options.mqttTlsKey === undefined)) {
-    throw new UsageError("--mqtt-tls-cert and --mqtt-tls-key go together: give both, or neither.");
-  }
-  if (!anyTls) {
-    if (options.mqttsHost !== undefined || options.mqttsPort !== undefined) {
-      throw new UsageError(
-        "--mqtts-host and --mqtts-port set up the embedded broker's TLS listener: turn it on with --mqtt-tls-cert FILE --mqtt-tls-key FILE, or --mqtt-tls-self-signed.",
-      );
-    }
-    return undefined;
-  }
-  if (options.mqttsPort !== undefined && (options.mqttsPort < 0 || options.mqttsPort > 65535)) {
-    throw new UsageError("--mqtts-port must be between 0 and 65535.");
-  }
-  return {
-    source:
-      options.mqttTlsCert !== undefined && options.mqttTlsKey !== undefined
-        ? { kind: "files", certFile: options.mqttTlsCert, keyFile: options.mqttTlsKey }
-        : { kind: "self-signed" },
-    host: options.mqttsHost ?? "0.0.0.0",
-    port: options.mqttsPort ?? DEFAULT_MQTTS_PORT,
-  };
-}
-
-/** The HTTP limits given on the command line, checked (docs/limits.md). */
-function httpLimitOptions(options: ServeOptions): Partial<HttpLimits> {
-  const limits: Partial<HttpLimits> = {};
-  const range = (value: number | undefined, flag: string, min: number, max: number) => {
-    if (value !== undefined && (value < min || value > max))
-      throw new UsageError(`${flag} must be between ${min} and ${max}.`);
-    return value;
-  };
-  const clients = range(options.httpMaxEventClients, "--http-max-event-clients", 1, 10_000);
-  if (clients !== undefined) limits.eventClients = clients;
-  const body = range(options.httpMaxBody, "--http-max-body", 1024, 16 * 1024 * 1024);
-  if (body !== undefined) limits.jsonBodyBytes = body;
-  const pageMax = range(options.httpPageMax, "--http-page-max", 1, 100_000);
-  if (pageMax !== undefined) limits.pageMax = pageMax;
-  const idle = range(options.httpBodyTimeout, "--http-body-timeout", 1, 3600);
-  if (idle !== undefined) limits.bodyIdleMs = idle * 1000;
-  const failures = range(options.httpTokenFailures, "--http-token-failures", 1, 100_000);
-  if (failures !== undefined)
-    limits.credentials = { ...DEFAULT_HTTP_LIMITS.credentials, maxFailures: failures };
-  return limits;
-}
-
-function httpWanted(options: ServeOptions): boolean {
-  return options.http === true || (options.http === undefined && options.httpPort !== undefined);
-}
-
-/** Checks the options and turns them into what MpotaServer.start takes. */
-export function serverSettings(options: ServeOptions) {
-  if (options.mqtt !== undefined && (options.mqttPort !== undefined || options.mqttHost !== undefined)) {
-    throw new UsageError(
-      "--mqtt-port and --mqtt-host set up the embedded broker; with --mqtt URL the server uses that broker instead. Give one or the other.",
-    );
-  }
-  const brokerTls = brokerTlsRequest(options);
-  if (!LOG_LEVELS.includes(options.logLevel))
-    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}.`);
-  if (options.mqttPort !== undefined && (options.mqttPort < 0 || options.mqttPort > 65535)) {
-    throw new UsageError("--mqtt-port must be between 0 and 65535.");
-  }
-  if (options.httpPort !== undefined && (options.httpPort < 0 || options.httpPort > 65535)) {
-    throw new UsageError("--http-port must be between 0 and 65535.");
-  }
-  if (
-    options.auth === false &&
-    httpWanted(options) &&
-    !isLoopbackHost(options.httpHost ?? DEFAULT_HTTP_HOST)
-  ) {
-    throw new UsageError(
-      "--no-auth is allowed only with --http-host 127.0.0.1 (or ::1, localhost): on any other address anyone on the network could push firmware to every device.",
-    );
-  }
-  if (options.maxAttempts < 1 || options.maxAttempts > 100)
-    throw new UsageError("--max-attempts must be between 1 and 100.");
-  if (options.maxPushes < 1 || options.maxPushes > MAX_PUSHES)
-    throw new UsageError(
-      `--max-pushes must be between 1 and ${MAX_PUSHES}: each push keeps a UDP socket and a device's receiver busy, and they share one WiFi.`,
-    );
-  checkBlockSize(options.block);
-  checkBaseTopic(options.base);
-  const allowNetworks =
-    options.allowNet && options.allowNet.length > 0 ? options.allowNet : DEFAULT_ALLOWED_NETWORKS;
-  new NetworkPolicy(allowNetworks); // fails early on a bad CIDR
-  const broker: BrokerChoice =
-    options.mqtt !== undefined
-      ? { kind: "external", connection: mqttConnection(options, options.mqtt) }
-      : {
-          kind: "embedded",
-          host: options.mqttHost ?? "0.0.0.0",
-          port: options.mqttPort ?? DEFAULT_MQTT_PORT,
-        };
-  const sharedGroup = sharedGroupOf(options);
-  if (sharedGroup !== undefined && broker.kind === "embedded") {
-    throw new UsageError(
-      "--shared-group needs an external MQTT 5 broker (--mqtt URL, e.g. Mosquitto 2 or EMQX): the embedded broker serves one server only.",
-    );
-  }
-  const httpLimits = httpLimitOptions(options);
-  const timings: Partial<JobTimings> = {};
-  if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
-  if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
-  if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
-  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits };
-}
-
-const GROUP_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-/** The shared-subscription group used when several servers share a PostgreSQL database and a broker. */
-export const DEFAULT_SHARED_GROUP = "mpota";
-
-/**
- * The instances' shared-subscription group: as given, none with
- * --no-shared-group, and by default "mpota" when the server runs on
- * PostgreSQL with an external broker (the set-up several instances share).
- */
-function sharedGroupOf(options: ServeOptions): string | undefined {
-  if (options.sharedGroup === false) return undefined;
-  if (typeof options.sharedGroup === "string") {
-    if (!GROUP_PATTERN.test(options.sharedGroup)) {
-      throw new UsageError(
-        `"${options.sharedGroup}" cannot be a shared-subscription group: use 1 to 64 letters, digits, "_" or "-".`,
-      );
-    }
-    return options.sharedGroup;
-  }
-  return options.db && options.mqtt !== undefined ? DEFAULT_SHARED_GROUP : undefined;
-}
+export { mqttConnection } from "./mqtt-options.ts";
+export type { ServeOptions } from "./serve-options.ts";
+export { serverSettings } from "./serve-settings.ts";
 
 /**
  * Runs the server until `stop` resolves (the CLI: SIGINT or SIGTERM).

@@ -1,0 +1,73 @@
+// Checks `mpota serve`'s options and turns them into what MpotaServer.start takes.
+import { UsageError } from "../errors.ts";
+import { isLoopbackHost } from "../net/listen-addresses.ts";
+import { checkBlockSize } from "../protocol/datagram.ts";
+import { checkBaseTopic } from "../server/api/topics.ts";
+import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/network-policy.ts";
+import { DEFAULT_HTTP_HOST } from "../server/http/http-feature.ts";
+import { type JobTimings, MAX_CONCURRENT_PUSHES as MAX_PUSHES } from "../server/jobs/job-timings.ts";
+import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
+import type { BrokerChoice } from "../server/server.ts";
+import { brokerTlsRequest } from "./broker-tls-request.ts";
+import { httpLimitOptions, httpWanted } from "./http-limit-options.ts";
+import { mqttConnection } from "./mqtt-options.ts";
+import { LOG_LEVELS, type ServeOptions } from "./serve-options.ts";
+import { sharedGroupOf } from "./shared-group.ts";
+
+/** Checks the options and turns them into what MpotaServer.start takes. */
+export function serverSettings(options: ServeOptions) {
+  if (options.mqtt !== undefined && (options.mqttPort !== undefined || options.mqttHost !== undefined)) {
+    throw new UsageError(
+      "--mqtt-port and --mqtt-host set up the embedded broker; with --mqtt URL the server uses that broker instead. Give one or the other.",
+    );
+  }
+  const brokerTls = brokerTlsRequest(options);
+  if (!LOG_LEVELS.includes(options.logLevel))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}.`);
+  if (options.mqttPort !== undefined && (options.mqttPort < 0 || options.mqttPort > 65535)) {
+    throw new UsageError("--mqtt-port must be between 0 and 65535.");
+  }
+  if (options.httpPort !== undefined && (options.httpPort < 0 || options.httpPort > 65535)) {
+    throw new UsageError("--http-port must be between 0 and 65535.");
+  }
+  if (
+    options.auth === false &&
+    httpWanted(options) &&
+    !isLoopbackHost(options.httpHost ?? DEFAULT_HTTP_HOST)
+  ) {
+    throw new UsageError(
+      "--no-auth is allowed only with --http-host 127.0.0.1 (or ::1, localhost): on any other address anyone on the network could push firmware to every device.",
+    );
+  }
+  if (options.maxAttempts < 1 || options.maxAttempts > 100)
+    throw new UsageError("--max-attempts must be between 1 and 100.");
+  if (options.maxPushes < 1 || options.maxPushes > MAX_PUSHES)
+    throw new UsageError(
+      `--max-pushes must be between 1 and ${MAX_PUSHES}: each push keeps a UDP socket and a device's receiver busy, and they share one WiFi.`,
+    );
+  checkBlockSize(options.block);
+  checkBaseTopic(options.base);
+  const allowNetworks =
+    options.allowNet && options.allowNet.length > 0 ? options.allowNet : DEFAULT_ALLOWED_NETWORKS;
+  new NetworkPolicy(allowNetworks); // fails early on a bad CIDR
+  const broker: BrokerChoice =
+    options.mqtt !== undefined
+      ? { kind: "external", connection: mqttConnection(options, options.mqtt) }
+      : {
+          kind: "embedded",
+          host: options.mqttHost ?? "0.0.0.0",
+          port: options.mqttPort ?? DEFAULT_MQTT_PORT,
+        };
+  const sharedGroup = sharedGroupOf(options);
+  if (sharedGroup !== undefined && broker.kind === "embedded") {
+    throw new UsageError(
+      "--shared-group needs an external MQTT 5 broker (--mqtt URL, e.g. Mosquitto 2 or EMQX): the embedded broker serves one server only.",
+    );
+  }
+  const httpLimits = httpLimitOptions(options);
+  const timings: Partial<JobTimings> = {};
+  if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
+  if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
+  if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
+  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits };
+}

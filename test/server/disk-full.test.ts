@@ -14,7 +14,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command } from "commander";
-import { connectAsync } from "mqtt";
 import { registerFirmwareCommand } from "../../src/cli/firmware.ts";
 import { MemoryIo } from "../../src/cli/io.ts";
 import { MpotaError } from "../../src/errors.ts";
@@ -23,6 +22,7 @@ import { DiskFullError } from "../../src/server/storage/disk-full.ts";
 import { openSqliteStorage } from "../../src/server/storage/sqlite-storage.ts";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
+import { MqttDevice } from "./support/mqtt-device.ts";
 import { tempDir } from "./support/test-server.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -103,7 +103,7 @@ describe("disk full: the firmware store", { skip }, () => {
   });
 });
 
-describe("disk full: the server", { skip }, () => {
+describe("disk full: the server", { skip, timeout: 60_000 }, () => {
   let disk: { dir: string; unmount: () => void };
   let s: HttpTestServer;
   const t = tempDir();
@@ -179,5 +179,55 @@ describe("disk full: the server", { skip }, () => {
     const again = await firmwareAdd("--name", "sensor", "--version", "1.1");
     assert.equal(again.code, 22); // the same bytes are refused as a duplicate, which shows the bridge works again
     assert.match(again.stderr, /already in the store as sensor 1\.0/);
+  });
+
+  it("drops device states while the database is full, with one log line for the outage, and stores them again after", {
+    timeout: 30_000,
+  }, async () => {
+    const devices = await Promise.all(
+      ["full-a", "full-b", "full-c"].map((id) => MqttDevice.connect(s.url, id)),
+    );
+    const before = s.logs.lines.length;
+    // SQLite on the full tmpfs keeps writing into pages its files already hold (minutes of states
+    // would be needed to grow them), so the database's answer on a full disk is injected, as
+    // better-sqlite3 gives it (PostgreSQL's "could not extend file" is recognised the same way).
+    const devicesStore = s.server.storage.devices;
+    const recordState = devicesStore.recordState.bind(devicesStore);
+    devicesStore.recordState = async () => {
+      throw Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+    };
+    try {
+      const state = (n: number) =>
+        JSON.stringify({ v: 2, fw: n.toString(16).padStart(32, "0"), ip: "10.0.0.7" });
+      for (let n = 0; n < 3000; n++) {
+        const device = devices[n % 3] as MqttDevice;
+        if (n >= 2997) await device.publish("state", state(n), false);
+        else device.client.publish(`mpota/${device.id}/state`, state(n), { qos: 0 });
+      }
+      const outage = "disk full: device messages are dropped until space is freed (logged once per outage)";
+      await eventually(() => s.logs.find(outage).length > 0, "the disk-full line");
+      // Let the broker hand over what it still holds, then every device queue finish.
+      for (let i = 0; i < 3; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await s.server.inbox.idle();
+      }
+      const during = s.logs.lines.slice(before).filter((l) => l.level >= 40);
+      assert.deepEqual(
+        during.map((l) => l.msg),
+        [outage],
+      );
+      assert.match(String(during[0]?.reason), /database or disk is full|SQLITE_FULL/);
+    } finally {
+      devicesStore.recordState = recordState;
+    }
+    await devices[0]?.publish("state", JSON.stringify({ v: 2, fw: "af".repeat(16), ip: "10.0.0.7" }), false);
+    await eventually(
+      async () => (await s.server.storage.devices.get("full-a"))?.state?.fw === "af".repeat(16),
+      "the state sent after the outage to be stored",
+    );
+    const back = s.logs.find("disk space is back: device messages are stored again");
+    assert.equal(back.length, 1);
+    assert.ok(Number(back[0]?.dropped) > 2900, `dropped ${back[0]?.dropped}`);
+    for (const device of devices) await device.client.endAsync();
   });
 });

@@ -18,8 +18,9 @@ import { registerFirmwareCommand } from "../../src/cli/firmware.ts";
 import { MemoryIo } from "../../src/cli/io.ts";
 import { MpotaError } from "../../src/errors.ts";
 import { FirmwareLibrary } from "../../src/server/releases/firmware-library.ts";
-import { DiskFullError } from "../../src/server/storage/disk-full.ts";
+import { DiskFullError, isDiskFull } from "../../src/server/storage/disk-full.ts";
 import { openSqliteStorage } from "../../src/server/storage/sqlite-storage.ts";
+import { StorageError } from "../../src/server/storage/storage.ts";
 import { call, type HttpTestServer, startHttpServer } from "../http/support.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";
@@ -229,5 +230,30 @@ describe("disk full: the server", { skip, timeout: 60_000 }, () => {
     assert.equal(back.length, 1);
     assert.ok(Number(back[0]?.dropped) > 2900, `dropped ${back[0]?.dropped}`);
     for (const device of devices) await device.client.endAsync();
+  });
+});
+
+describe("disk full: recognised from every store's own words", () => {
+  it("knows fs, better-sqlite3, node:sqlite and PostgreSQL (wrapped as mpota wraps it), and nothing else", () => {
+    const pg = new StorageError("PostgreSQL mpota failed while storing a state: could not extend file", {
+      cause: Object.assign(new Error('could not extend file "base/16384/16402": No space left on device'), {
+        code: "53100",
+      }),
+    });
+    assert.ok(isDiskFull(pg));
+    assert.ok(
+      isDiskFull(Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })),
+    );
+    assert.ok(isDiskFull(Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" })));
+    assert.ok(
+      isDiskFull(
+        Object.assign(new Error("database or disk is full"), { code: "ERR_SQLITE_ERROR", errcode: 13 }),
+      ),
+    );
+    assert.ok(
+      !isDiskFull(Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY", errcode: 5 })),
+    );
+    assert.ok(!isDiskFull(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" })));
+    assert.ok(!isDiskFull(undefined));
   });
 });

@@ -7,6 +7,7 @@ import { KeyedQueue } from "../base/keyed-queue.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Inbound, RawMessage } from "../mqtt/payload-reader.ts";
 import { readAck, readState, readStatus } from "../mqtt/topic-readers.ts";
+import { isDiskFull } from "../storage/disk-full.ts";
 import { type DeviceRecord, type Storage, StorageUnavailableError } from "../storage/storage.ts";
 
 /** Who hears about device messages once they are stored (the job runner). */
@@ -54,6 +55,9 @@ export class DeviceInbox {
   private readonly queue = new KeyedQueue();
   private readonly filters: string[];
   private stopped = false;
+  /** While the disk is full: since when, and how many device messages were dropped. */
+  private fullOutage: { since: number; dropped: number } | null = null;
+  private fullLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly o: DeviceInboxOptions) {
     this.filters = [o.topics.allDevices("state"), o.topics.allDevices("status"), o.topics.allDevices("ack")];
@@ -100,13 +104,50 @@ export class DeviceInbox {
     if (!parsed) return;
     const { id, kind } = parsed;
     void this.queue
-      .run(id, () => this.whileUnavailable(id, kind, () => handle(id)))
-      .catch((error: unknown) =>
-        this.o.logger.error(
-          { device: id, kind, err: (error as Error).stack ?? String(error) },
-          "device message failed",
-        ),
+      .run(id, async () => {
+        await this.whileUnavailable(id, kind, () => handle(id));
+        this.spaceReturned();
+      })
+      .catch((error: unknown) => {
+        if (isDiskFull(error)) this.droppedForSpace(id, kind, error);
+        else
+          this.o.logger.error(
+            { device: id, kind, err: (error as Error).stack ?? String(error) },
+            "device message failed",
+          );
+      });
+  }
+
+  /**
+   * A message that could not be stored because the disk is full is dropped:
+   * the device sends its state again (and the broker keeps the retained one),
+   * while keeping messages would fill memory instead. One line per outage,
+   * not per message: thousands of devices report while the disk is full.
+   */
+  private droppedForSpace(id: string, kind: string, error: unknown): void {
+    if (this.fullOutage === null) {
+      const now = this.o.clock.now();
+      this.fullOutage = { since: now, dropped: 0 };
+      // A message that needed no write (a known retained state) ends an outage early: no second line within a minute.
+      if (now - this.fullLoggedAt < 60_000) return void this.fullOutage.dropped++;
+      this.fullLoggedAt = now;
+      this.o.logger.error(
+        { device: id, kind, database: this.o.storage.description, reason: (error as Error).message },
+        "disk full: device messages are dropped until space is freed (logged once per outage)",
       );
+    }
+    this.fullOutage.dropped++;
+  }
+
+  /** After an outage, the first message stored again says how long it lasted and what was lost. */
+  private spaceReturned(): void {
+    if (this.fullOutage === null) return;
+    const { since, dropped } = this.fullOutage;
+    this.fullOutage = null;
+    this.o.logger.warn(
+      { dropped, seconds: Math.round((this.o.clock.now() - since) / 1000) },
+      "disk space is back: device messages are stored again",
+    );
   }
 
   /**

@@ -13,6 +13,7 @@ import type { JobRunner } from "../jobs/job-runner.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
+import { DiskFullError } from "../storage/disk-full.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { ProvisioningDeps } from "../trust/provisioning.ts";
 import { AdminToken, ensureAdminToken } from "./admin-token.ts";
@@ -279,6 +280,10 @@ export class HttpFeature {
       status = error.status;
       body = { error: error.message, ...error.extra };
       headers = error.headers;
+    } else if (error instanceof DiskFullError) {
+      // 507 Insufficient Storage: the request was fine, the server's disk is not; the same request works once space is freed.
+      status = 507;
+      body = { error: error.message, cause: "disk-full" };
     } else if (error instanceof MpotaError) {
       // A request that names something unknown is 404 wherever it is thrown.
       status = error instanceof RequestError && error.notFound ? 404 : 400;
@@ -297,7 +302,7 @@ export class HttpFeature {
       return;
     }
     if (status >= 400 && status < 500 && status !== 404) this.logRefusal(request, status, body);
-    else if (status === 503) this.logRefusal(request, status, body);
+    else if (status === 503 || status === 507) this.logRefusal(request, status, body);
     sendJson(response, status, { ...body, status }, headers);
   }
 
@@ -306,7 +311,7 @@ export class HttpFeature {
     const source = request.socket.remoteAddress ?? "unknown";
     const notLogged = this.refusals.due(`${source} ${status}`);
     if (notLogged === undefined) return;
-    this.deps.logger[status === 429 || status === 503 ? "warn" : "info"](
+    this.deps.logger[status === 429 || status >= 500 ? "warn" : "info"](
       {
         source,
         url: request.url?.slice(0, 200),

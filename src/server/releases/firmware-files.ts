@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
 import { isFirmwareIdentity } from "../../protocol/mqtt-contract.ts";
+import { diskFullError, isDiskFull } from "../storage/disk-full.ts";
 
 /** A stored image's bytes do not match its identity, or the file is gone: it must not be pushed. */
 export class FirmwareIntegrityError extends MpotaError {
@@ -36,20 +37,22 @@ export class FirmwareFiles {
   /** Stores `bytes` under `identity`, which `verify` (their kind's check) must confirm. */
   async write(identity: string, bytes: Uint8Array, verify: ArtifactCheck): Promise<string> {
     verify(identity, bytes, "The image to store");
-    await mkdir(this.dir, { recursive: true });
     const path = this.pathOf(identity);
     const temp = join(this.dir, `.${identity}.${randomBytes(4).toString("hex")}.tmp`);
-    const handle = await open(temp, "wx", 0o644);
     try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
+      await mkdir(this.dir, { recursive: true });
+      const handle = await open(temp, "wx", 0o644);
+      try {
+        await handle.writeFile(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await rename(temp, path);
     } catch (error) {
-      await rm(temp, { force: true });
+      // A half-written temporary file would hold the space that ran out, and look like litter.
+      await rm(temp, { force: true }).catch(() => undefined);
+      if (isDiskFull(error)) throw diskFullError(error, `the image of firmware ${identity}`, path);
       throw error;
     }
     return path;

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { MAX_INPUT_FILE_SIZE } from "../../firmware/image-file.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
+import { DiskFullError, diskFullError, isDiskFull } from "../storage/disk-full.ts";
 import {
   type FirmwareRecord,
   type ImageStore,
@@ -141,7 +142,6 @@ export class FirmwareLibrary {
       );
     }
     await this.files.write(checked.identity, checked.artifact, kind.verify);
-    await this.images?.put(checked.identity, checked.artifact);
     const record: FirmwareRecord = {
       id: checked.identity,
       name,
@@ -153,7 +153,18 @@ export class FirmwareLibrary {
       build: checked.build,
       checks: checked.verdicts,
     };
-    const result = await this.storage.firmware.add(record);
+    let result: Awaited<ReturnType<Storage["firmware"]["add"]>>;
+    try {
+      await this.images?.put(checked.identity, checked.artifact);
+      result = await this.storage.firmware.add(record);
+    } catch (error) {
+      // The image file without its record would be an orphan nobody lists or removes.
+      await this.files.remove(checked.identity).catch(() => undefined);
+      await this.images?.remove(checked.identity).catch(() => undefined);
+      if (isDiskFull(error) && !(error instanceof DiskFullError))
+        throw diskFullError(error, `firmware ${name} ${version} into the database`, this.storage.description);
+      throw error;
+    }
     if (!result.ok) {
       // The file is named by identity: it belongs to the existing record when the identity is the same.
       if (result.conflict === "name-version") {

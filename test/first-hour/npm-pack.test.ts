@@ -6,7 +6,10 @@ import { after, before, describe, test } from "node:test";
 import { makeTempDir } from "../support/cli.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
-const npm = join(dirname(process.execPath), "npm");
+// The npm beside this node (a Node from the npm registry's node package has none: then PATH's).
+const npm = existsSync(join(dirname(process.execPath), "npm"))
+  ? join(dirname(process.execPath), "npm")
+  : "npm";
 
 /** A started `mpota` process whose output is collected. */
 interface Running {

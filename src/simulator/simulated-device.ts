@@ -190,6 +190,17 @@ export class SimulatedDevice {
     await this.start();
   }
 
+  /**
+   * Fires the RTC timer of a sleeping device now: the deep-sleep wake it would
+   * otherwise reach after its `sleepSeconds`. Lets a test decide when a sleepy
+   * device wakes instead of racing its timer. Does nothing unless it sleeps.
+   */
+  wake(): void {
+    if (this.closing || !this.asleep || this.emulator.state === "off") return;
+    this.cancelWake();
+    this.emulator.reset("deepsleep");
+  }
+
   /** Resolves when the device next reaches `status` (at once if it is there); rejects after `timeoutMs`. */
   waitForStatus(status: SimulatedStatus, timeoutMs = 30_000): Promise<void> {
     if (this.currentStatus === status) return Promise.resolve();

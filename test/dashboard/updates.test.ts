@@ -51,7 +51,9 @@ describe("updates in the dashboard", { skip: SKIP }, () => {
     fleet = new Fleet(s, addressPool());
     await Promise.all([
       fleet.add("porch", SENSOR_1, { timing: REAL_SPEED }),
-      fleet.add("shed", SENSOR_1, { sleepSeconds: 5 }),
+      // Sleeps an hour: the test wakes it (`wake()`) once the job is cancelled, so a slow page
+      // under load can never lose the race against its RTC timer.
+      fleet.add("shed", SENSOR_1, { sleepSeconds: 3600 }),
       ...VALVES.map((id) => fleet.add(id, VALVE_1)),
     ]);
     await eventually(
@@ -126,8 +128,8 @@ describe("updates in the dashboard", { skip: SKIP }, () => {
   test("a job waiting for a sleepy device is cancelled from the page; the device is not updated at its next wake", async () => {
     const shed = fleet.get("shed");
     await page.goto(`${s.base}/#/device/shed`);
-    // Start right after the device went to sleep: the job must wait for its next wake.
-    await shed.waitForEvent("deepsleep", () => true, 20_000);
+    // The device sleeps: the job must wait for its next wake.
+    await shed.waitForStatus("sleeping", 20_000);
     const events: string[] = [];
     const off = shed.events.on("event", (e) => events.push(e.type));
     try {
@@ -148,8 +150,12 @@ describe("updates in the dashboard", { skip: SKIP }, () => {
       assert.equal(await page.locator(".device-page > .job").count(), 0);
 
       // The next wake: the device checks in, finds no command, and goes back to sleep.
-      await shed.waitForEvent("checkin", () => true, 20_000);
-      await shed.waitForEvent("deepsleep", () => true, 20_000);
+      assert.equal(events.length, 0, `the device stayed asleep until its wake: ${events.join(", ")}`);
+      const checkin = shed.waitForEvent("checkin", () => true, 20_000);
+      const asleep = shed.waitForEvent("deepsleep", () => true, 20_000);
+      shed.wake();
+      await checkin;
+      await asleep;
       assert.ok(!events.includes("ota-listening"), `the device went into OTA mode: ${events.join(", ")}`);
       assert.ok(!events.includes("firmware-changed"));
       await page

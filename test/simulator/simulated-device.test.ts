@@ -181,6 +181,25 @@ describe("a deep-sleeping simulated device", () => {
   });
 });
 
+describe("waking a deep-sleeping simulated device by hand", () => {
+  test("wake() fires its RTC timer now: it boots from the deep-sleep wake, checks in and sleeps again", async () => {
+    const { device, events } = simulated("sim-wake-1", { sleepSeconds: 3600 });
+    await device.start();
+    // Awake, it ignores wake(): one boot, and it goes to sleep as usual.
+    device.wake();
+    await device.waitForStatus("sleeping", 10_000);
+    assert.equal(device.summary().boots, 1);
+    const before = events.filter((e) => e.type === "checkin").length;
+    device.wake();
+    const woke = await stateWhere(broker, "sim-wake-1", (s) => s.wake === "deepsleep");
+    assert.deepEqual([woke.fw, woke.sleep], [fwA, 3600]);
+    await device.waitForEvent("deepsleep", () => true, 10_000);
+    assert.equal(events.filter((e) => e.type === "checkin").length, before + 1);
+    assert.ok(events.some((e) => e.type === "boot" && e.reason === "deep-sleep-wake"));
+    assert.equal(device.summary().boots, 2);
+  });
+});
+
 describe("a corrupt push", () => {
   test("fails boot8266's MD5 check: the device stays in OTA mode (and returns to it after IDLE_REBOOT); a correct push recovers it", async () => {
     const { device, events } = simulated("sim-bad-1", {

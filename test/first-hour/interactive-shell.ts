@@ -79,9 +79,13 @@ export class InteractiveShell {
     }
   }
 
-  /** Leaves the shell (and kills what is left after a grace period). */
+  /**
+   * Leaves the shell (and kills what is left after a grace period). Background jobs get SIGKILL
+   * first: one the shell stopped (a failed test's `Stopped (tty input)`) would ignore SIGTERM and
+   * outlive the test.
+   */
   async close(): Promise<void> {
-    this.type(["exit"]);
+    this.type(["kill -KILL $(jobs -p) 2>/dev/null", "exit"]);
     const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
     await this.exited;
     clearTimeout(timer);

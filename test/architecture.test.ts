@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, it } from "node:test";
 
@@ -95,6 +95,16 @@ describe("the rooms of src/ (docs/architecture.md)", () => {
     for (const [from, allowed] of table)
       for (const to of allowed) if (!arrows.get(from)?.has(to)) stale.push(`${from} -> ${to}`);
     assert.deepEqual(stale, [], `arrows in the table that no import makes:\n${stale.join("\n")}`);
+  });
+
+  it("says in each room's README.md what the room owns", () => {
+    // errors is two files, server the composition root, cli the commands: their rows say enough.
+    const folders = [...table.keys()].filter((r) => !["errors", "server", "cli"].includes(r));
+    const missing = folders.filter((r) => {
+      const readme = join(SRC, r, "README.md");
+      return !existsSync(readme) || !readFileSync(readme, "utf8").startsWith(`# ${r}\n\n`);
+    });
+    assert.deepEqual(missing, [], `rooms without a README.md that starts "# <room>": ${missing.join(", ")}`);
   });
 
   it("has no circle: every arrow points inwards", () => {

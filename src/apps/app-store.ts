@@ -222,7 +222,7 @@ export function readAppRelease(dataDir: string, ref: string): SignedAppManifest 
   }
   if (found.manifest === undefined) {
     throw new AppReleaseError(
-      `The stored release ${name} ${found.version} is damaged (${found.damaged}). Add it again from its folder under a new version.`,
+      `The stored release ${name} ${found.version} cannot be used. ${found.damaged} Move ${manifestPath(dataDir, name, found.version)} away and add the release again from its folder.`,
     );
   }
   return found.manifest;

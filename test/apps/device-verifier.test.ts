@@ -167,7 +167,7 @@ describe("device/mpota_app.py refuses attacks, each with its reason", () => {
       check(good().subarray(0, good().length - 10)),
       "refused: manifest: a line is too long or cut short",
     );
-    const extra = Buffer.concat([good(), Buffer.from("0".repeat(64) + " 1 x.py\n")]);
+    const extra = Buffer.concat([good(), Buffer.from(`${"0".repeat(64)} 1 x.py\n`)]);
     assert.equal(check(extra), "refused: manifest: lines after the signature");
     assert.equal(check(Buffer.from('{"urls": []}\n')), "refused: manifest: not an mpota app manifest");
   });

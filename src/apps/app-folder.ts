@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, type Stats } from "node:fs";
 import { join, resolve } from "node:path";
+import { FileError } from "../errors.ts";
 import { AppReleaseError } from "./app-errors.ts";
 import { MAX_APP_BYTES, MAX_APP_FILE_BYTES, MAX_APP_FILES } from "./app-manifest.ts";
 import { appPathProblem } from "./app-path.ts";
@@ -23,6 +24,25 @@ export interface AppFolder {
 /** Folders that are never part of what a board runs. */
 const SKIPPED_FOLDERS = ["__pycache__"];
 
+function unreadable(what: string, error: unknown): FileError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why =
+    code === "ENOENT"
+      ? "it does not exist"
+      : code === "EACCES" || code === "EPERM"
+        ? "permission denied"
+        : (error as Error).message;
+  return new FileError(`${what} cannot be read (${why}).`, { cause: error });
+}
+
+function lstatOrExplain(full: string, what: string): Stats {
+  try {
+    return lstatSync(full);
+  } catch (error) {
+    throw unreadable(what, error);
+  }
+}
+
 /**
  * Reads an app folder: every regular file below it, by the path rules.
  * Sizes and counts are checked before a byte is read, so a wrong folder
@@ -30,24 +50,23 @@ const SKIPPED_FOLDERS = ["__pycache__"];
  */
 export function readAppFolder(dir: string): AppFolder {
   const root = resolve(dir);
-  try {
-    if (!lstatSync(root).isDirectory()) {
-      throw new AppReleaseError(`${dir} is not a folder: give the folder that holds the app's files.`);
-    }
-  } catch (error) {
-    if (error instanceof AppReleaseError) throw error;
-    throw new AppReleaseError(
-      `The app folder ${dir} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`,
-    );
+  if (!lstatOrExplain(root, `The app folder ${dir}`).isDirectory()) {
+    throw new AppReleaseError(`${dir} is not a folder: give the folder that holds the app's files.`);
   }
   const found: Array<{ path: string; full: string; size: number }> = [];
   const skipped: string[] = [];
   let total = 0;
   const walk = (folder: string, prefix: string): void => {
-    for (const name of readdirSync(folder).sort()) {
+    let names: string[];
+    try {
+      names = readdirSync(folder).sort();
+    } catch (error) {
+      throw unreadable(prefix ? `${prefix} in the app folder` : `The app folder ${dir}`, error);
+    }
+    for (const name of names) {
       const path = prefix + name;
       const full = join(folder, name);
-      const stat = lstatSync(full);
+      const stat = lstatOrExplain(full, `${path} in the app folder`);
       if (name.startsWith(".") || (stat.isDirectory() && SKIPPED_FOLDERS.includes(name))) {
         skipped.push(stat.isDirectory() ? `${path}/` : path);
         continue;
@@ -89,7 +108,12 @@ export function readAppFolder(dir: string): AppFolder {
     );
   }
   const files = found.map(({ path, full, size }) => {
-    const bytes = readFileSync(full);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(full);
+    } catch (error) {
+      throw unreadable(`${path} in the app folder`, error);
+    }
     if (bytes.length !== size) throw new AppReleaseError(`${path} changed while it was read; try again.`);
     return { path, bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
   });

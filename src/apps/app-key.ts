@@ -78,7 +78,7 @@ function readKey(path: string): AppKey {
     const code = (error as NodeJS.ErrnoException).code;
     const why =
       code === "ENOENT"
-        ? "no such file"
+        ? "no such file; name the key that signed the releases with --key, or add a release first to make one"
         : code === "EACCES" || code === "EPERM"
           ? "permission denied"
           : code === "EISDIR"

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -10,7 +11,7 @@ import {
   rmSync,
   writeSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { FileError } from "../errors.ts";
 import { AppReleaseError } from "./app-errors.ts";
 import {
@@ -149,16 +150,33 @@ export function storeAppRelease(
     bytesWritten += bytes.length;
   }
   syncDir(filesDir);
-  if (before === undefined) {
-    writeAtomic(target, manifest.bytes);
-    syncDir(releaseDir);
+  const state = before === undefined ? publishManifest(target, manifest) : "unchanged";
+  return { state, filesWritten, bytesWritten, manifestPath: target };
+}
+
+/**
+ * Puts the manifest in place without replacing one: link() fails when the
+ * name exists, so of two `app add` runs for one version, the second finds
+ * the first's manifest and is told, rather than silently replacing it.
+ */
+function publishManifest(target: string, manifest: SignedAppManifest): "added" | "unchanged" {
+  const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    writeAtomic(temp, manifest.bytes);
+    try {
+      linkSync(temp, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw storeError(target, error);
+      if (readIfPresent(target)?.equals(manifest.bytes)) return "unchanged";
+      throw new AppReleaseError(
+        `${manifest.name} ${manifest.version} was stored by another run just now, with other files or another key's signature: give these files a new version.`,
+      );
+    }
+  } finally {
+    rmSync(temp, { force: true });
   }
-  return {
-    state: before === undefined ? "added" : "unchanged",
-    filesWritten,
-    bytesWritten,
-    manifestPath: target,
-  };
+  syncDir(dirname(target));
+  return "added";
 }
 
 export type StoredApp = { name: string; version: string; manifest?: SignedAppManifest; damaged?: string };

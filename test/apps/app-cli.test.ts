@@ -187,6 +187,19 @@ Left out: .git/, __pycache__/
     const l = await runCli(["app", "add", linked, "--name", "bad", "--version", "1.0", "--data", data]);
     assert.equal(l.code, 52);
     assert.match(l.stderr, /passwd.txt is a symbolic link; copy the file itself into the app folder./);
+    const gone = await runCli([
+      "app",
+      "add",
+      join(temp.dir, "no-such-app"),
+      "--name",
+      "bad",
+      "--version",
+      "1.0",
+      "--data",
+      data,
+    ]);
+    assert.equal(gone.code, 3);
+    assert.match(gone.stderr, /The app folder .*no-such-app cannot be read \(it does not exist\)\./);
     const v = await runCli([
       "app",
       "add",
@@ -236,7 +249,10 @@ Left out: .git/, __pycache__/
       join(temp.dir, "none.pem"),
     ]);
     assert.equal(missing.code, 53);
-    assert.match(missing.stderr, /The app key .*none.pem cannot be read \(no such file\)/);
+    assert.match(
+      missing.stderr,
+      /The app key .*none.pem cannot be read \(no such file; name the key that signed the releases with --key, or add a release first to make one\)/,
+    );
   });
 });
 

@@ -15,6 +15,7 @@ MAXPATH = 96
 DEPTH = 8
 CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 HEX = "0123456789abcdef"
+NAME = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 # The loader and the per-device settings: never part of an app.
 RESERVED = (
     "boot.py",
@@ -214,9 +215,12 @@ def _content(path, installed, down, platform, mpy):
         i += 1
         if i == 2:
             name = t[5:] if t[:5] == "name " else None
+            for c in name or "":
+                if c not in NAME:
+                    name = None
         elif i == 3:
             ver = t[8:] if t[:8] == "version " else None
-            if not name or not ver or version(ver) is None:
+            if not name or len(name) > 32 or not ver or version(ver) is None:
                 raise AppError("manifest: no valid name or version")
         elif i == 4:
             if t[:7] != "boards " or platform not in t[7:].split():

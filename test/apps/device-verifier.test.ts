@@ -202,8 +202,14 @@ describe("device/mpota_app.py refuses attacks, each with its reason", () => {
     assert.match(check(rawManifest(lines(["lib/x.py", "main.py"]))), /^ok /);
   });
 
-  test("a files line that does not add up, and a manifest over its size limit", () => {
+  test("a bad name or version, a files line that does not add up, a manifest over its size limit", () => {
     const l = lines(["main.py"]);
+    const named = lines(["main.py"]);
+    named[1] = "name ../etc";
+    assert.equal(check(rawManifest(named)), "refused: manifest: no valid name or version");
+    named[1] = "name thermostat";
+    named[2] = "version 1.4.0-rc1";
+    assert.equal(check(rawManifest(named)), "refused: manifest: no valid name or version");
     l[5] = "files 1 999";
     assert.equal(check(rawManifest(l)), "refused: manifest: the files line does not match the files listed");
     const big = lines(

@@ -246,6 +246,14 @@ except mpota_app.AppError as e:
     print("refused:", e)`);
     assert.deepEqual(out, ["refused: main.py: more than the 4 bytes expected; discarded"]);
     assert.equal(board.read("/stage/main.py"), undefined);
+    const manifest = board.run(`r = mpota_app.Receiver("/stage/manifest.new", 100, None, "the manifest")
+r.write(b"m" * 60)
+try:
+    r.write(b"m" * 60)
+except mpota_app.AppError as e:
+    print("refused:", e)`);
+    assert.deepEqual(manifest, ["refused: the manifest: more than the 100 bytes expected; discarded"]);
+    assert.equal(board.read("/stage/manifest.new"), undefined);
     assert.deepEqual(receive(FILES["main.py"] as Buffer), ["kept"]);
     assert.deepEqual(board.read("/stage/main.py"), FILES["main.py"]);
   });

@@ -79,6 +79,12 @@ export const EXIT_CODES = {
     meaning: "the server cannot sign a command for the job (the device is not provisioned)",
   },
   httpRequest: { code: 51, meaning: "an HTTP API request was refused (its status says how)" },
+  appRelease: {
+    code: 52,
+    meaning:
+      "an app folder or release is refused: a path, size, name, version or `.mpy` header breaks the rules, or a stored release is damaged",
+  },
+  appKey: { code: 53, meaning: "the key that signs app releases cannot be used" },
   unexpected: { code: 70, meaning: "an unexpected error: run again with `--verbose` and report it" },
   closedPipe: {
     code: 141,

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { registerAppCommand } from "./app.ts";
 import { registerAuditCommand } from "./audit.ts";
 import { registerBrokerConfigCommand } from "./broker-config.ts";
 import { registerCheckCommand } from "./check.ts";
@@ -36,6 +37,7 @@ export function registerCommands(program: Command, io: CliIo): void {
   // The update server and its clients.
   registerServeCommand(program, io);
   registerFirmwareCommand(program, io);
+  registerAppCommand(program, io);
   registerUpdateCommand(program, io);
   registerDevicesCommand(program, io);
   registerJobsCommand(program, io);

@@ -73,6 +73,16 @@ export class AckClock {
     this.samples++;
   }
 
+  /**
+   * How long after it was sent a datagram has surely left the receiver's
+   * queue (taken, dropped or lost): a round trip and a sector write, with
+   * margin. Before any round trip is seen, the initial timeout.
+   */
+  get handledWithinMs(): number {
+    if (!Number.isFinite(this.minRtt)) return this.options.initialTimeoutMs;
+    return this.minRtt + this.sectorExtra + 4 * this.deviation + 2 * this.pace;
+  }
+
   /** A timeout fired without progress: be more patient until the next progress. */
   timedOut(): void {
     this.backoff = Math.min(this.backoff * 2, 16);

@@ -1,138 +1,22 @@
-import { MpotaError } from "../errors.ts";
-import { EXIT_CODES } from "../exit-codes.ts";
-import type { Clock, Timer } from "../net/clock.ts";
-import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
+import type { Timer } from "../net/clock.ts";
+import type { UdpEndpoint } from "../net/udp-channel.ts";
 import { decodeAck, SECTOR_SIZE, type SignedPacket, withSeq } from "../protocol/datagram.ts";
 import { END_PACKET_COUNT } from "../protocol/image-packets.ts";
 import { AckClock } from "./ack-clock.ts";
+import { InFlight } from "./in-flight.ts";
+import { DeviceSilentError, DeviceStoppedError, PushError, SILENT_CAUSES } from "./push-errors.ts";
+import { DEFAULT_TUNING, type PushTuning } from "./push-tuning.ts";
+import type { PushEvent, PushOptions, PushResult, PushStats } from "./push-types.ts";
 
-/** A push could not be completed. Subclasses say why and what to do. */
-export class PushError extends MpotaError {
-  override readonly exitCode: number = EXIT_CODES.push.code;
-}
-
-/** Nothing ever answered the first datagram. */
-export class DeviceSilentError extends PushError {
-  override readonly exitCode: number = EXIT_CODES.deviceSilent.code;
-}
-
-/** The device answered, then stopped answering before the image was complete. */
-export class DeviceStoppedError extends PushError {
-  override readonly exitCode: number = EXIT_CODES.deviceStopped.code;
-}
-
-/** What to send. */
-export interface PushSource {
-  /**
-   * Data packets (length > 0) in offset order, then the end packet (length 0),
-   * which is sent {@link END_PACKET_COUNT} times once every data packet is
-   * acknowledged. Read lazily: large images are never held whole.
-   */
-  packets: AsyncIterable<SignedPacket>;
-  /** Image size in bytes (for progress). */
-  totalBytes: number;
-}
-
-export interface PushTuning {
-  /** Largest number of datagrams in flight. The receiver buffers about 7 while busy. */
-  maxWindow: number;
-  /** Starting window. */
-  initialWindow: number;
-  /** Retransmission timeout bounds (ms); the timeout adapts between them unless fixed. */
-  minRtoMs: number;
-  maxRtoMs: number;
-  initialRtoMs: number;
-  /** Keep the timeout at initialRtoMs (the reference client's 0.3 s). */
-  fixedRto: boolean;
-  /** Resend interval for the first datagram while the device is not answering yet. */
-  firstRetryMs: number;
-  /** Gap between the end packets. */
-  endGapMs: number;
-  /** Send interval as a fraction of the receiver's measured pace (below 1 keeps its queue from running dry). */
-  paceFactor: number;
-}
-
-/** The reference client: one datagram in flight, fixed 0.3 s timeout, end packets 0.1 s apart. */
-export const COMPAT_TUNING: PushTuning = {
-  maxWindow: 1,
-  initialWindow: 1,
-  minRtoMs: 300,
-  maxRtoMs: 300,
-  initialRtoMs: 300,
-  fixedRto: true,
-  firstRetryMs: 300,
-  endGapMs: 100,
-  paceFactor: 0,
-};
-
-/** mpota's default: a small adaptive window, never more in flight than the receiver can queue. */
-export const DEFAULT_TUNING: PushTuning = {
-  maxWindow: 6,
-  initialWindow: 2,
-  minRtoMs: 40,
-  maxRtoMs: 1000,
-  initialRtoMs: 300,
-  fixedRto: false,
-  firstRetryMs: 250,
-  endGapMs: 100,
-  paceFactor: 0.9,
-};
-
-export interface PushOptions {
-  channel: UdpChannel;
-  device: UdpEndpoint;
-  clock: Clock;
-  source: PushSource;
-  tuning?: PushTuning;
-  /** Give up when the first datagram is unanswered this long (ms). The receiver listens 60 s after boot. */
-  waitMs?: number;
-  /** Give up when no progress is made this long mid-transfer (ms). Below the receiver's PKT_WAIT_MS (10 s). */
-  stallMs?: number;
-  onEvent?: (event: PushEvent) => void;
-  /** Sequence numbers start above this (after a block-size probe on the same channel). */
-  firstSeq?: number;
-}
-
-export interface PushStats {
-  /** Bytes of the image acknowledged. */
-  ackedBytes: number;
-  totalBytes: number;
-  /** Datagrams sent, retransmissions and end packets included. */
-  datagramsSent: number;
-  /** Data datagrams sent more than once. */
-  retransmits: number;
-  /** Timeouts that sent the sender back to the first unacknowledged datagram. */
-  timeouts: number;
-  /** Acknowledgements that matched nothing outstanding (late, duplicated or foreign). */
-  staleAcks: number;
-  elapsedMs: number;
-  /** The receiver's time per datagram as measured from its acknowledgements (ms). */
-  paceMs: number;
-  /** Datagrams the sender lets be in flight now (it halves on loss and grows back). */
-  window: number;
-}
-
-export type PushEvent =
-  | { type: "waiting"; attempt: number; elapsedMs: number; unreachable: boolean }
-  | { type: "started"; elapsedMs: number }
-  | ({ type: "progress" } & PushStats)
-  | { type: "finishing"; elapsedMs: number }
-  | ({ type: "done" } & PushStats);
-
-export type PushResult = PushStats;
+// The sender's public surface stays importable from here.
+export { DeviceSilentError, DeviceStoppedError, PushError } from "./push-errors.ts";
+export { COMPAT_TUNING, DEFAULT_TUNING, type PushTuning } from "./push-tuning.ts";
+export type { PushEvent, PushOptions, PushResult, PushSource, PushStats } from "./push-types.ts";
 
 interface Sent {
   index: number;
   at: number;
 }
-
-const SILENT_CAUSES = (device: UdpEndpoint) =>
-  [
-    "  - the device is not running: powered off, or an emulator that stopped or was stopped (started with `&` in a shell, `jobs` shows whether it is Running or Stopped);",
-    `  - the device is not in OTA mode (trigger it: ota.start() on the device, \`mpota update\` over MQTT, or the button within the GPIO window after reset);`,
-    `  - ${device.address} is not the device's address, or port ${device.port} is not its OTA port;`,
-    "  - the image is signed with a key whose modulus the bootloader was not built with: the receiver drops such packets without a reply (check with `mpota inspect yaota8266.bin --key priv.key`).",
-  ].join("\n");
 
 /**
  * Sends an image to a yaota8266 receiver and resolves when every data
@@ -160,6 +44,7 @@ export class PushSession {
   private filling: Promise<void> | undefined;
   private seq = 0;
   private readonly sent = new Map<number, Sent>();
+  private readonly inFlight = new InFlight();
   private readonly sentOrder: number[] = [];
   /** Latest transmission time of each outstanding datagram index. */
   private readonly lastSentAt = new Map<number, number>();
@@ -282,6 +167,7 @@ export class PushSession {
     this.seq = (this.seq + 1) >>> 0 || 1;
     if (index >= 0) {
       this.sent.set(this.seq, { index, at: this.options.clock.now() });
+      this.inFlight.add({ seq: this.seq, index, at: this.options.clock.now() });
       this.lastSentAt.set(index, this.options.clock.now());
       this.sentOrder.push(this.seq);
       if (index <= this.maxSentIndex) this.retransmits++;
@@ -299,7 +185,10 @@ export class PushSession {
     const now = this.options.clock.now();
     while (
       (this.next < this.base + limit || this.next <= this.recoverThrough) &&
-      this.next - this.base < this.window.length
+      this.next - this.base < this.window.length &&
+      // Datagrams abandoned by a go-back still sit in the receiver's queue
+      // until it reaches them: with them, never more than the queue holds.
+      (!this.started || this.inFlight.count(now, this.ackClock.handledWithinMs) <= this.tuning.maxWindow)
     ) {
       // Datagrams leave at the receiver's own pace: bursts gain nothing (it
       // takes one at a time) and get reordered by jitter, and the receiver
@@ -369,16 +258,15 @@ export class PushSession {
       );
       return;
     }
-    // Go back to the first unacknowledged datagram and shrink the window. The
-    // receiver may have taken datagrams whose acknowledgements were lost; it
-    // re-acknowledges only the last one it took and drops the others, so the
-    // whole outstanding range goes out again, whatever the new window.
-    // The first retry sends only what the halved window allows, since
-    // datagrams from before the loss may still wait in the receiver's small
-    // queue; a second timeout in a row resends the whole range.
+    // Go back to the first unacknowledged datagram. The receiver may have
+    // taken datagrams whose acknowledgements were lost; it re-acknowledges
+    // only the last one it took and drops the others, so the outstanding
+    // range goes out again (the whole of it after a second timeout in a row).
+    // The window is kept: a loss is not congestion (the receiver's pace did
+    // not change), and a halved window left the receiver idle for a round
+    // trip after every loss. What the queue still holds is counted instead.
     this.timeouts++;
     this.timeoutsInARow++;
-    this.cwnd = Math.max(1, this.cwnd / 2);
     this.recoverThrough =
       this.timeoutsInARow > 1
         ? this.maxSentIndex
@@ -422,6 +310,8 @@ export class PushSession {
     }
     this.lastAckAt = now;
     this.timeoutsInARow = 0;
+    const tr = this.inFlight.get(ack.seq);
+    if (tr) this.inFlight.answered(tr);
     // An acknowledgement of datagram i means the receiver took everything before it too.
     const newlyAcked = sent.index - this.base + 1;
     for (let i = 0; i < newlyAcked; i++) {
@@ -429,6 +319,7 @@ export class PushSession {
       this.lastSentAt.delete(this.base + i);
     }
     this.base = sent.index + 1;
+    this.inFlight.acknowledgedBelow(this.base);
     if (this.next < this.base) this.next = this.base;
     while (this.sentOrder.length > 0) {
       const oldest = this.sent.get(this.sentOrder[0] as number);

@@ -15,7 +15,6 @@ import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.
 import { probeBlockSize } from "../../src/transfer/block-probe.ts";
 import {
   COMPAT_TUNING,
-  DEFAULT_TUNING,
   DeviceSilentError,
   DeviceStoppedError,
   type PushEvent,
@@ -293,45 +292,5 @@ describe("--block auto probe (virtual time)", () => {
     const probe = await probeOn(548);
     assert.equal(probe.block, 256);
     assert.ok(probe.largeSent >= 2);
-  });
-});
-
-describe("window (virtual time)", () => {
-  test("halves when datagrams are lost and grows back to the maximum afterwards", async () => {
-    const image = buildMicroPythonImage({ size: 160 * 1024, seed: 51 });
-    const { clock, device, channel } = await setup({ link: "lan" });
-    // A burst of loss: every datagram for offsets 60-64 KiB vanishes the first three times it is sent.
-    const dropped = new Map<number, number>();
-    const lossy = Object.create(channel) as typeof channel;
-    lossy.send = (to, data) => {
-      const offset = new DataView(data.buffer, data.byteOffset).getUint32(8, true);
-      const n = dropped.get(offset) ?? 0;
-      if (offset >= 60 * 1024 && offset < 64 * 1024 && n < 3) {
-        dropped.set(offset, n + 1);
-        return;
-      }
-      channel.send(to, data);
-    };
-    const windows: Array<{ acked: number; window: number }> = [];
-    const result = await clock.run(
-      push({
-        channel: lossy,
-        device: device.endpoint,
-        clock,
-        source: memorySource(image),
-        onEvent: (e) => {
-          if (e.type === "progress") windows.push({ acked: e.ackedBytes, window: e.window });
-        },
-      }),
-    );
-    await clock.run(device.waitForState("app"));
-    assert.deepEqual(Buffer.from(flashImage(device, image.length)), Buffer.from(image));
-    assert.ok(result.timeouts >= 1);
-    const before = windows.filter((w) => w.acked < 60 * 1024).map((w) => w.window);
-    const during = windows.filter((w) => w.acked >= 60 * 1024 && w.acked <= 66 * 1024).map((w) => w.window);
-    const after = windows.filter((w) => w.acked > 120 * 1024).map((w) => w.window);
-    assert.equal(Math.max(...before), DEFAULT_TUNING.maxWindow, `before: ${before}`);
-    assert.ok(Math.min(...during) <= DEFAULT_TUNING.maxWindow / 2, `during: ${during}`);
-    assert.equal(Math.max(...after), DEFAULT_TUNING.maxWindow, `after: ${after}`);
   });
 });

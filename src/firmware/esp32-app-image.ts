@@ -25,7 +25,7 @@ const MAX_SEGMENT_LENGTH = 16 * 1024 * 1024;
 /** Byte 3's high nibble on the ESP32 family (esp_image_flash_size_t). */
 const FLASH_SIZES = ["1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"];
 /** Byte 3's low nibble on the ESP32, S2, S3 and C3 (other chips clock their flash differently). */
-const FLASH_FREQUENCIES: Record<number, string> = { 0x0: "40m", 0x1: "26m", 0x2: "20m", 0xf: "80m" };
+const FLASH_FREQUENCIES: Record<number, string> = { 0: "40m", 1: "26m", 2: "20m", 15: "80m" };
 const FREQUENCY_CHIPS = new Set([0x0, 0x2, 0x5, 0x9]);
 
 export interface Esp32Segment {

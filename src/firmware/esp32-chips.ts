@@ -42,10 +42,13 @@ export function chipNames(): string[] {
  * capitals ("ESP32-S3"). Returns "esp8266" or an ESP32-family chip; throws
  * UsageError naming the choices otherwise.
  */
-export function parseChipName(value: string): Esp32Chip | typeof ESP8266_CHIP_NAME {
+export function parseChipName(value: string): ChipChoice {
   const word = value.toLowerCase().replace(/[-_ ]/g, "");
   if (word === ESP8266_CHIP_NAME) return ESP8266_CHIP_NAME;
   const chip = ESP32_CHIPS.find((c) => c.name === word);
   if (chip) return chip;
   throw new UsageError(`Unknown chip "${value}": give one of ${chipNames().join(", ")}.`);
 }
+
+/** What `--chip` names: a chip of the ESP32 family, or the ESP8266. */
+export type ChipChoice = Esp32Chip | typeof ESP8266_CHIP_NAME;

@@ -1,5 +1,5 @@
 import { type Esp32AppImage, Esp32ImageError, parseEsp32AppImage } from "./esp32-app-image.ts";
-import { type Esp32Chip, ESP8266_CHIP_NAME } from "./esp32-chips.ts";
+import { type ChipChoice, ESP8266_CHIP_NAME } from "./esp32-chips.ts";
 import { ESP32_OTA_LAYOUT } from "./esp32-layout.ts";
 import { hex, sizeText } from "./format.ts";
 import type { Verdict } from "./preflight.ts";
@@ -21,7 +21,7 @@ export interface Esp32Verdict extends Omit<Verdict, "check"> {
 
 export interface Esp32PreflightOptions {
   /** The device's chip; without it the image's own chip is reported, not judged. */
-  chip?: Esp32Chip | typeof ESP8266_CHIP_NAME;
+  chip?: ChipChoice;
   /** The app slot's size in bytes (default: the OTA variant's 0x180000). */
   slotSize?: number;
   /** The file's name, for messages. */
@@ -45,8 +45,7 @@ export interface Esp32PreflightResult {
   verdicts: Esp32Verdict[];
 }
 
-const APP_BIN_FIX =
-  "Use micropython.bin from the build (published on micropython.org as the .app-bin file).";
+const APP_BIN_FIX = "Use micropython.bin from the build (published on micropython.org as the .app-bin file).";
 
 function chipVerdict(image: Esp32AppImage, options: Esp32PreflightOptions, source: string) {
   const built = image.chip.label;
@@ -80,6 +79,14 @@ function chipVerdict(image: Esp32AppImage, options: Esp32PreflightOptions, sourc
   };
 }
 
+/** The app slot an image is measured against: the OTA variant's, or one of `slotSize` bytes. */
+export function esp32Slot(slotSize: number | undefined, imageSize: number): Esp32PreflightResult["slot"] {
+  const size = slotSize ?? ESP32_OTA_LAYOUT.slots[0].size;
+  const layout =
+    slotSize === undefined ? "ota_0/ota_1 of MicroPython's ESP32_GENERIC OTA variant" : "the size given";
+  return { layout, size, room: size - imageSize };
+}
+
 /**
  * Decides whether a file may be written to an ESP32's other app slot and
  * booted: the checks ESP-IDF's bootloader and `set_boot()` make (chip id,
@@ -89,11 +96,8 @@ function chipVerdict(image: Esp32AppImage, options: Esp32PreflightOptions, sourc
  */
 export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions = {}): Esp32PreflightResult {
   const source = options.source ?? "The image";
-  const slotSize = options.slotSize ?? ESP32_OTA_LAYOUT.slots[0].size;
-  const layout =
-    options.slotSize === undefined
-      ? `${ESP32_OTA_LAYOUT.description}, slots ota_0/ota_1`
-      : `app slot of ${sizeText(slotSize)}`;
+  const slot = esp32Slot(options.slotSize, bytes.length);
+  const { size: slotSize, layout } = slot;
   const verdicts: Esp32Verdict[] = [];
   const add = (check: Esp32CheckId, level: Verdict["level"], message: string, fix: string | null) =>
     verdicts.push({ check, level, forceable: false, forced: false, message, fix });
@@ -105,7 +109,7 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
     chip: image?.chip.label ?? null,
     identity: image?.appDescription?.elfSha256 ?? null,
     idfVersion: image?.appDescription?.idfVersion ?? null,
-    slot: { layout, size: slotSize, room: slotSize - bytes.length },
+    slot,
     verdicts,
   });
 
@@ -117,9 +121,30 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
     add("file-kind", "refusal", error.message, /micropython\.bin/.test(error.message) ? null : APP_BIN_FIX);
     return finish(null);
   }
+  const desc = image.appDescription;
+  if (!desc) {
+    // Without esp_app_desc_t the header's other fields say nothing (an ESP8266 image has no chip id).
+    add(
+      "file-kind",
+      "refusal",
+      `${source} has no app description (esp_app_desc_t, magic 0xABCD5432) at the start of its first segment: it is not an ESP-IDF app (an ESP8266 image, or a bootloader.bin?), and a device could never report it as its firmware.`,
+      APP_BIN_FIX,
+    );
+    return finish(null);
+  }
   add("file-kind", "ok", `an ESP32 app image of ${image.segmentCount} segments.`, null);
   const chip = chipVerdict(image, options, source);
   add("chip", chip.level, chip.message, chip.fix);
+
+  const names = [desc.projectName && `project ${desc.projectName}`, desc.version && `version ${desc.version}`]
+    .filter(Boolean)
+    .join(", ");
+  add(
+    "app-desc",
+    "ok",
+    `ELF SHA-256 ${desc.elfSha256}, ESP-IDF ${desc.idfVersion || "(not named)"}, built ${desc.date} ${desc.time}${names ? `, ${names}` : ""}.`,
+    null,
+  );
 
   const unaligned = image.segments.filter((s) => s.length % 4 !== 0);
   if (unaligned.length > 0) {
@@ -156,25 +181,6 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
       "warning",
       "no SHA-256 is appended (hash_appended is 0): the bootloader checks only the checksum byte.",
       "Build with esptool's default, which appends the SHA-256.",
-    );
-
-  const desc = image.appDescription;
-  if (desc) {
-    const names = [desc.projectName && `project ${desc.projectName}`, desc.version && `version ${desc.version}`]
-      .filter(Boolean)
-      .join(", ");
-    add(
-      "app-desc",
-      "ok",
-      `ELF SHA-256 ${desc.elfSha256}, ESP-IDF ${desc.idfVersion || "(not named)"}, built ${desc.date} ${desc.time}${names ? `, ${names}` : ""}.`,
-      null,
-    );
-  } else
-    add(
-      "app-desc",
-      "refusal",
-      "no app description (esp_app_desc_t, magic 0xABCD5432) at the start of the first segment: this is not an ESP-IDF app (a bootloader.bin, or an ESP8266 image?), and a device could never report it as its firmware.",
-      APP_BIN_FIX,
     );
 
   if (bytes.length <= slotSize)

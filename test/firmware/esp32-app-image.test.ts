@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
+import { UsageError } from "../../src/errors.ts";
 import { parseEspImage } from "../../src/firmware/esp-image.ts";
 import { Esp32ImageError, isEsp32AppImage, parseEsp32AppImage } from "../../src/firmware/esp32-app-image.ts";
 import { parseChipName } from "../../src/firmware/esp32-chips.ts";
 import { preflightEsp32 } from "../../src/firmware/esp32-preflight.ts";
-import { UsageError } from "../../src/errors.ts";
 import { buildEspImage } from "../support/bootloader-image.ts";
 import { buildEsp32AppImage, buildMergedFirmware, esp32Identity } from "../support/esp32-image.ts";
 
@@ -42,7 +42,12 @@ describe("ESP32 app image", () => {
     assert.equal(image.checksum.ok, true);
     assert.equal(image.hash.appended, true);
     assert.equal(image.hash.ok, true);
-    assert.equal(image.hash.stored, createHash("sha256").update(app.subarray(0, app.length - 32)).digest("hex"));
+    assert.equal(
+      image.hash.stored,
+      createHash("sha256")
+        .update(app.subarray(0, app.length - 32))
+        .digest("hex"),
+    );
     assert.equal(image.imageLength, app.length);
     assert.equal(image.trailingBytes, 0);
     assert.deepEqual(image.appDescription, {
@@ -109,18 +114,27 @@ describe("ESP32 app image", () => {
   test("truncated files, bad magic and impossible segment counts are clear Esp32ImageErrors", () => {
     const cases: Array<[Uint8Array, RegExp]> = [
       [app.subarray(0, 10), /needs a 24-byte header, but the file ends at byte 10/],
-      [app.subarray(0, 0x1000), /segment 1 of 4 \(load address 0x3f400020, 4096 bytes\) needs the file to reach byte 4128/],
+      [
+        app.subarray(0, 0x1000),
+        /segment 1 of 4 \(load address 0x3f400020, 4096 bytes\) needs the file to reach byte 4128/,
+      ],
       [app.subarray(0, app.length - 10), /a SHA-256 follows the checksum .* but the file ends at byte/],
-      [new Uint8Array([0x7f, 0x45, 0x4c, 0x46, ...new Uint8Array(40)]), /found 0x7f.*not an ESP32 app image. Use micropython.bin/],
+      [
+        new Uint8Array([0x7f, 0x45, 0x4c, 0x46, ...new Uint8Array(40)]),
+        /found 0x7f.*not an ESP32 app image. Use micropython.bin/,
+      ],
       [Uint8Array.from([0xe9, 17, ...app.subarray(2)]), /claims 17 segments; an ESP32 app image has 1 to 16/],
     ];
     for (const [bytes, message] of cases) {
-      assert.throws(() => parseEsp32AppImage(bytes, "fw.bin"), (e: unknown) => {
-        assert.ok(e instanceof Esp32ImageError);
-        assert.equal(e.exitCode, 14);
-        assert.match(e.message, message);
-        return true;
-      });
+      assert.throws(
+        () => parseEsp32AppImage(bytes, "fw.bin"),
+        (e: unknown) => {
+          assert.ok(e instanceof Esp32ImageError);
+          assert.equal(e.exitCode, 14);
+          assert.match(e.message, message);
+          return true;
+        },
+      );
     }
   });
 
@@ -159,7 +173,7 @@ describe("ESP32 app image", () => {
     assert.deepEqual(
       refusals(preflightEsp32(big, { source: "big.bin" })).map((r) => r.replace(/\(.*?\) /, "")),
       [
-        `slot-size: ${big.length.toLocaleString("en-US")} bytes is larger than the 1,572,864 bytes (1.50 MiB) app slot (MicroPython ESP32_GENERIC OTA variant (partitions-4MiB-ota.csv), slots ota_0/ota_1) by ${(big.length - 0x180000).toLocaleString("en-US")} bytes (136.4 KiB): it cannot be written there.`,
+        `slot-size: ${big.length.toLocaleString("en-US")} bytes is larger than the 1,572,864 bytes (1.50 MiB) app slot (ota_0/ota_1 of MicroPython's ESP32_GENERIC OTA variant) by ${(big.length - 0x180000).toLocaleString("en-US")} bytes (136.4 KiB): it cannot be written there.`,
       ],
     );
   });
@@ -167,7 +181,10 @@ describe("ESP32 app image", () => {
   test("without an app description it is not an app (a bootloader.bin); without a hash, a warning", () => {
     const noDesc = buildEsp32AppImage({ noAppDesc: true });
     assert.equal(isEsp32AppImage(noDesc), false);
-    assert.match(refusals(preflightEsp32(noDesc)).join("\n"), /^app-desc: no app description/);
+    assert.match(
+      refusals(preflightEsp32(noDesc)).join("\n"),
+      /^file-kind: The image has no app description \(esp_app_desc_t, magic 0xABCD5432\).*not an ESP-IDF app \(an ESP8266 image, or a bootloader\.bin\?\)/,
+    );
     const noHash = buildEsp32AppImage({ hashAppended: false });
     const r = preflightEsp32(noHash);
     assert.equal(r.ok, true);

@@ -43,7 +43,10 @@ export function buildAppDesc(options: Esp32ImageOptions = {}): Uint8Array {
   putString(desc, 96, 16, options.date ?? "Dec  6 2026");
   putString(desc, 112, 32, options.idfVersion ?? "v5.5.1");
   const elf =
-    options.elfSha256 ?? createHash("sha256").update(`elf ${options.seed ?? 1}`).digest("hex");
+    options.elfSha256 ??
+    createHash("sha256")
+      .update(`elf ${options.seed ?? 1}`)
+      .digest("hex");
   desc.set(Buffer.from(elf, "hex"), 144);
   return desc;
 }
@@ -51,7 +54,10 @@ export function buildAppDesc(options: Esp32ImageOptions = {}): Uint8Array {
 /** The ELF SHA-256 an image built with these options carries. */
 export function esp32Identity(options: Esp32ImageOptions = {}): string {
   return (
-    options.elfSha256 ?? createHash("sha256").update(`elf ${options.seed ?? 1}`).digest("hex")
+    options.elfSha256 ??
+    createHash("sha256")
+      .update(`elf ${options.seed ?? 1}`)
+      .digest("hex")
   );
 }
 

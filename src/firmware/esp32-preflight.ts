@@ -1,6 +1,13 @@
-import { type Esp32AppImage, Esp32ImageError, parseEsp32AppImage } from "./esp32-app-image.ts";
+import { ESP_IMAGE_V1_MAGIC } from "./esp-image.ts";
+import {
+  type Esp32AppImage,
+  Esp32ImageError,
+  isEsp32AppImage,
+  parseEsp32AppImage,
+} from "./esp32-app-image.ts";
 import { type ChipChoice, ESP8266_CHIP_NAME } from "./esp32-chips.ts";
 import { ESP32_OTA_LAYOUT } from "./esp32-layout.ts";
+import { findMergedFirmware } from "./esp32-merged-firmware.ts";
 import { hex, sizeText } from "./format.ts";
 import type { Verdict } from "./preflight.ts";
 
@@ -113,6 +120,19 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
     verdicts,
   });
 
+  const noAppDescription = () => {
+    // Without esp_app_desc_t the header's other fields say nothing (an ESP8266 image has no chip id).
+    add(
+      "file-kind",
+      "refusal",
+      `${source} has no app description (esp_app_desc_t, magic 0xABCD5432) at the start of its first segment: it is not an ESP-IDF app (an ESP8266 image, or a bootloader.bin?), and a device could never report it as its firmware.`,
+      APP_BIN_FIX,
+    );
+    return finish(null);
+  };
+  if (bytes[0] === ESP_IMAGE_V1_MAGIC && !isEsp32AppImage(bytes) && !findMergedFirmware(bytes)) {
+    return noAppDescription();
+  }
   let image: Esp32AppImage;
   try {
     image = parseEsp32AppImage(bytes, source);
@@ -122,16 +142,7 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
     return finish(null);
   }
   const desc = image.appDescription;
-  if (!desc) {
-    // Without esp_app_desc_t the header's other fields say nothing (an ESP8266 image has no chip id).
-    add(
-      "file-kind",
-      "refusal",
-      `${source} has no app description (esp_app_desc_t, magic 0xABCD5432) at the start of its first segment: it is not an ESP-IDF app (an ESP8266 image, or a bootloader.bin?), and a device could never report it as its firmware.`,
-      APP_BIN_FIX,
-    );
-    return finish(null);
-  }
+  if (!desc) return noAppDescription();
   add("file-kind", "ok", `an ESP32 app image of ${image.segmentCount} segments.`, null);
   const chip = chipVerdict(image, options, source);
   add("chip", chip.level, chip.message, chip.fix);

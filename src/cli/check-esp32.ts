@@ -26,7 +26,7 @@ export function renderEsp32CheckReport(report: Esp32CheckReport, chip: ChipChoic
     chip === undefined ? "an ESP32-family chip" : chip === "esp8266" ? "an ESP8266" : `an ${chip.label}`;
   const head = `${report.file} for ${device}, app slot ${sizeText(report.slot.size)} (${report.slot.layout}): ${report.ok ? "OK" : "REFUSED"}`;
   const identity = report.identity
-    ? `\nidentity ${report.identity} (ELF SHA-256)${report.idfVersion ? `, ESP-IDF ${report.idfVersion}` : ""}`
+    ? `\nidentity ${report.identity} (ELF SHA-256)${report.micropython ? `, MicroPython ${report.micropython}` : ""}${report.idfVersion ? `, ESP-IDF ${report.idfVersion}` : ""}`
     : "";
   const lines: string[] = [];
   for (const v of report.verdicts) {

@@ -78,7 +78,7 @@ export function inspectEsp32App(bytes: Uint8Array, options: Esp32InspectOptions)
   const idf = image?.appDescription ? `, ESP-IDF ${image.appDescription.idfVersion || "(not named)"}` : "";
   return {
     esp32: { image, merged: null, slot: checks.slot },
-    summary: `${image?.chip.label ?? "ESP32"} app image${idf}, ${sizeText(bytes.length)}, ${integrity}`,
+    summary: `${checks.micropython ? `MicroPython ${checks.micropython}, ` : ""}${image?.chip.label ?? "ESP32"} app image${idf}, ${sizeText(bytes.length)}, ${integrity}`,
     errors,
     warnings,
     notes,

@@ -9,6 +9,7 @@ import { type ChipChoice, ESP8266_CHIP_NAME } from "./esp32-chips.ts";
 import { ESP32_OTA_LAYOUT } from "./esp32-layout.ts";
 import { findMergedFirmware } from "./esp32-merged-firmware.ts";
 import { hex, sizeText } from "./format.ts";
+import { findMicroPythonVersion } from "./micropython-version.ts";
 import type { Verdict } from "./preflight.ts";
 
 /** Stable names of the ESP32 checks (the `check` field of a verdict). */
@@ -48,6 +49,8 @@ export interface Esp32PreflightResult {
   /** The app description's ELF SHA-256: what the device reads from its running slot. */
   identity: string | null;
   idfVersion: string | null;
+  /** The MicroPython release the banner string names ("v1.27.0"), when the image holds one. */
+  micropython: string | null;
   slot: { layout: string; size: number; room: number };
   verdicts: Esp32Verdict[];
 }
@@ -116,6 +119,7 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
     chip: image?.chip.label ?? null,
     identity: image?.appDescription?.elfSha256 ?? null,
     idfVersion: image?.appDescription?.idfVersion ?? null,
+    micropython: image ? (findMicroPythonVersion(bytes)?.version ?? null) : null,
     slot,
     verdicts,
   });

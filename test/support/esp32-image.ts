@@ -22,6 +22,8 @@ export interface Esp32ImageOptions {
   time?: string;
   /** 64 hex digits; default derived from the seed. */
   elfSha256?: string;
+  /** A MicroPython banner placed in the code segment ("v1.27.0 on 2025-12-09"), as real builds hold it. */
+  banner?: string;
   /** Leave out the app description (as a bootloader image has none). */
   noAppDesc?: boolean;
   /** Segments after the first (default: dram, iram and a flash-mapped code segment sized to `size`). */
@@ -83,10 +85,9 @@ export function buildEsp32AppImage(options: Esp32ImageOptions = {}): Uint8Array 
   ];
   const overhead = 24 + 8 + drom.length + fixed.reduce((n, s) => n + 8 + s.data.length, 0) + 8 + 16 + 32;
   const codeLength = Math.max(4, Math.floor((size - overhead) / 4) * 4);
-  const segments = options.segments ?? [
-    ...fixed,
-    { address: 0x400d0020, data: randomBytes(codeLength, seed + 3) },
-  ];
+  const code = randomBytes(codeLength, seed + 3);
+  if (options.banner !== undefined) code.set(Buffer.from(`\0${options.banner}\0`, "latin1"), 0x100);
+  const segments = options.segments ?? [...fixed, { address: 0x400d0020, data: code }];
   const all = [{ address: 0x3f400020, data: drom }, ...segments];
   const header = new Uint8Array(24);
   const hv = new DataView(header.buffer);

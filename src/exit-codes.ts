@@ -32,6 +32,10 @@ export const EXIT_CODES = {
     code: 13,
     meaning: "a file is larger than any ESP8266 flash (16 MiB): refused before it is read",
   },
+  esp32Image: {
+    code: 14,
+    meaning: "an ESP32 app image cannot be read (truncated, not in its format, or a merged `firmware.bin`)",
+  },
   brokerConnect: { code: 20, meaning: "the MQTT broker cannot be reached or refused the connection" },
   brokerListen: {
     code: 21,

@@ -1,10 +1,13 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
 import { findBoard } from "../firmware/boards.ts";
+import type { ChipChoice } from "../firmware/esp32-chips.ts";
 import { DEFAULT_MAIN_APP_OFFSET, flashSizeText } from "../firmware/flash-layout.ts";
 import { hex, sizeText } from "../firmware/format.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { PreflightError, type PreflightResult, preflight, refusalMessage } from "../firmware/preflight.ts";
+import { type Esp32CheckReport, isEsp32Check, runEsp32Check } from "./check-esp32.ts";
+import { addChipOptions } from "./esp32-options.ts";
 import { type CliIo, processIo } from "./io.ts";
 import { parseFlashSize, parseIntegerOption } from "./key-options.ts";
 
@@ -15,6 +18,8 @@ export interface CheckCommandOptions {
   flashSize?: number;
   board?: string;
   appOffset?: number;
+  chip?: ChipChoice;
+  slotSize?: number;
   force?: boolean;
   json?: boolean;
 }
@@ -110,9 +115,15 @@ export async function runCheck(
   file: string,
   options: CheckCommandOptions,
   io: CliIo = processIo,
-): Promise<CheckReport> {
-  const flashSize = resolveFlashSize(options);
+): Promise<CheckReport | Esp32CheckReport> {
   const bytes = new Uint8Array(readImageFileSync(file, "Firmware file"));
+  if (isEsp32Check(bytes, options.chip)) return runEsp32Check(file, bytes, options, io);
+  if (options.slotSize !== undefined) {
+    throw new UsageError(
+      "--slot-size is for ESP32 images; for an ESP8266 give --flash-size (and --app-offset).",
+    );
+  }
+  const flashSize = resolveFlashSize(options);
   const result = preflight(bytes, {
     flashSize,
     mainAppOffset: options.appOffset,
@@ -126,10 +137,10 @@ export async function runCheck(
 }
 
 export function registerCheckCommand(program: Command, io: CliIo = processIo): Command {
-  return program
+  const command = program
     .command("check")
     .description("Preflight a firmware image (or .ota file) for a device: the checks sign and push make")
-    .argument("<file>", "firmware-ota.bin, or a canned .ota file")
+    .argument("<file>", "firmware-ota.bin, a canned .ota file, or an ESP32 micropython.bin")
     .option("--flash-size <size>", "the device's flash size: 512K, 1M, 2M, 4M ...", parseFlashSize)
     .option("--board <name>", "take the flash size from a board profile (see `mpota flash-plan --help`)")
     .option(
@@ -137,7 +148,8 @@ export function registerCheckCommand(program: Command, io: CliIo = processIo): C
       "MAIN_APP_OFFSET of the device's yaota8266",
       parseIntegerOption("--app-offset"),
       DEFAULT_MAIN_APP_OFFSET,
-    )
+    );
+  return addChipOptions(command)
     .option(
       "--force",
       "override the refusals that may be overridden (never a corrupt file or one that does not fit)",
@@ -154,12 +166,18 @@ Refuses, with the cause and the fix:
   - an OTA build linked for another MAIN_APP_OFFSET;
   - an image that does not fit between MAIN_APP_OFFSET and the filesystem,
     or would reach the SDK's last 20 KiB of flash;
-and reports the room left for the filesystem. Exits 0 when the image may go,
-10 when it is refused.
+and reports the room left for the filesystem.
+An ESP32 app image (micropython.bin, the .app-bin), or any file with
+--chip esp32/esp32s3/..., is checked for the other OTA slot instead: refused
+when it is a merged firmware.bin, built for another chip than --chip, damaged
+(checksum, appended SHA-256), without an app description, or larger than
+the slot (1.5 MiB in the OTA variant; --slot-size for another layout).
+Exits 0 when the image may go, 10 when it is refused.
 
 Examples:
   mpota check firmware-ota.bin --flash-size 1M
-  mpota check update.ota --board sonoff-basic --json`,
+  mpota check update.ota --board sonoff-basic --json
+  mpota check micropython.bin --chip esp32`,
     )
     .action(async (file: string, options: CheckCommandOptions) => {
       await runCheck(file, options, io);

@@ -60,7 +60,7 @@ export async function firmwareAddCommand(
   const encoded = Math.ceil(bytes.length / 3) * 4;
   if (encoded + 4096 > MAX_FIRMWARE_REQUEST_BYTES) {
     throw new FileError(
-      `${file} is ${sizeText(bytes.length)}: far larger than any firmware boot8266 accepts (800,000 bytes). Is it the right file?`,
+      `${file} is ${sizeText(bytes.length)}: far larger than any firmware boot8266 accepts (800,000 bytes) or an ESP32 OTA slot holds (1,572,864 bytes). Is it the right file?`,
     );
   }
   const flash = options.flash === undefined ? undefined : parseFlashSize(options.flash);
@@ -94,7 +94,10 @@ export function registerFirmwareCommand(program: Command, io: CliIo): void {
     firmware
       .command("add")
       .description("check an image (preflight) and add it to the store under a name and version")
-      .argument("<file>", "firmware-ota.bin from MicroPython's OTA build (or a canned .ota file)"),
+      .argument(
+        "<file>",
+        "firmware-ota.bin from MicroPython's ESP8266 OTA build (or a canned .ota file), or an ESP32 micropython.bin (.app-bin)",
+      ),
   )
     .requiredOption("--name <name>", "firmware line, e.g. sensor")
     .requiredOption("--version <version>", "version within the line, e.g. 1.4.2")

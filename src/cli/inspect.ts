@@ -2,11 +2,14 @@ import type { Command } from "commander";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import type { EspImageV1 } from "../firmware/esp-image.ts";
+import type { ChipChoice } from "../firmware/esp32-chips.ts";
 import { formatTable, hex, sizeText } from "../firmware/format.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { type InspectReport, inspectFirmware } from "../firmware/inspect-file.ts";
 import type { MicroPythonImageAnalysis } from "../firmware/micropython-image.ts";
 import { parseConfigH, type YaotaSettings } from "../protocol/config-h.ts";
+import { addChipOptions } from "./esp32-options.ts";
+import { esp32Text } from "./esp32-text.ts";
 import { type CliIo, processIo } from "./io.ts";
 import { loadPublicKey, parseIntegerOption, readUserFile } from "./key-options.ts";
 
@@ -20,6 +23,8 @@ export interface InspectCommandOptions {
   modulus?: string;
   configH?: string;
   appOffset?: number;
+  chip?: ChipChoice;
+  slotSize?: number;
   json?: boolean;
 }
 
@@ -80,6 +85,8 @@ export function renderInspectReport(report: InspectReport): string {
   if (report.kind === "micropython" && report.micropython && report.espImage) {
     sections.push(micropythonText(report.micropython, "MicroPython image"));
     sections.push(espImageText(report.espImage, "esptool v1 image at 0x0"));
+  } else if ((report.kind === "esp32-app" || report.kind === "esp32-merged") && report.esp32) {
+    sections.push(...esp32Text(report.esp32));
   } else if (report.kind === "esp8266-app" && report.espImage) {
     sections.push(espImageText(report.espImage, "esptool v1 image at 0x0"));
   } else if (report.kind === "yaota8266" && report.bootloader) {
@@ -202,6 +209,8 @@ export async function runInspect(
     key,
     appOffset,
     appOffsetGiven: appOffset !== undefined,
+    chip: options.chip,
+    slotSize: options.slotSize,
   });
   if (settings && options.configH) compareSettings(report, settings, options.configH);
   io.out(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderInspectReport(report));
@@ -214,10 +223,10 @@ export async function runInspect(
 }
 
 export function registerInspectCommand(program: Command, io: CliIo = processIo): Command {
-  return program
+  const command = program
     .command("inspect")
     .description(
-      "Explain a firmware file: MicroPython image, yaota8266.bin, canned .ota file, or anything else",
+      "Explain a firmware file: MicroPython image (ESP8266 or ESP32), yaota8266.bin, canned .ota file, or anything else",
     )
     .argument("<file>", "the file to inspect")
     .option("--key <file>", "PEM key (private or public) to check a bootloader or .ota file against")
@@ -230,7 +239,8 @@ export function registerInspectCommand(program: Command, io: CliIo = processIo):
       "--app-offset <offset>",
       "MAIN_APP_OFFSET of the device's yaota8266 (default 0x3c000)",
       parseIntegerOption("--app-offset"),
-    )
+    );
+  return addChipOptions(command)
     .option("--json", "print the report as JSON (shape: docs/inspect.md)")
     .addHelpText(
       "after",
@@ -242,13 +252,18 @@ Recognises a file by its first bytes and says what it is and whether it can work
     whether the bootloader holds its modulus (else every update is dropped);
   - a canned .ota file: datagrams, block size, image size, checksum, and with
     a key whether every signature verifies;
+  - an ESP32 app image (micropython.bin, the .app-bin): chip, segments,
+    checksum, appended SHA-256, the app description with its ELF SHA-256
+    (the identity a device reads from its running slot), the fit in the app
+    slot; a merged firmware.bin is explained and refused for OTA;
   - anything else: what it looks like.
 Exits 0 when nothing is wrong, 11 when the report lists errors.
 
 Examples:
   mpota inspect firmware-ota.bin
   mpota inspect yaota8266.bin --key priv.key
-  mpota inspect update.ota --config-h config.h --json`,
+  mpota inspect update.ota --config-h config.h --json
+  mpota inspect ESP32_GENERIC-OTA-v1.27.0.app-bin --chip esp32`,
     )
     .action(async (file: string, options: InspectCommandOptions) => {
       await runInspect(file, options, io);

@@ -15,8 +15,8 @@ export const ESP_IMAGE_HEADER_LENGTH = 8;
 export const ESP_SEGMENT_HEADER_LENGTH = 8;
 /** The ROM loader starts its XOR checksum with this value. */
 const CHECKSUM_SEED = 0xef;
-/** The ROM loader accepts at most this many segments. */
-const MAX_SEGMENTS = 16;
+/** The ROM loader (and ESP-IDF's bootloader) accept at most this many segments. */
+export const MAX_SEGMENTS = 16;
 
 export type FlashMode = "qio" | "qout" | "dio" | "dout";
 /** Header byte 2, by value. */
@@ -97,6 +97,80 @@ function flashFrequencyName(code: number): string {
   return FLASH_FREQUENCY_CODES.find((f) => f.code === code)?.name ?? `unknown (${hex(code)})`;
 }
 
+/** A segment as the shared walk reads it: where it loads, how long, where its data is in the file. */
+export interface RawEspSegment {
+  index: number;
+  loadAddress: number;
+  length: number;
+  fileOffset: number;
+}
+
+export interface SegmentWalkOptions {
+  /** File offset of the image's first byte (the checksum block is counted from it). */
+  imageStart: number;
+  /** File offset of the first segment header (after the 8-byte header, or the ESP32's 24). */
+  firstSegmentAt: number;
+  segmentCount: number;
+  /** A segment claiming more is refused before its bytes are read. */
+  maxSegmentLength: number;
+  /** How messages name the file ("the file", "fw.bin (image at 0x1000)"). */
+  where: string;
+  /** The chip named in messages ("ESP8266", "ESP32"). */
+  chip: string;
+  fail: (message: string) => Error;
+}
+
+export interface SegmentWalk {
+  segments: RawEspSegment[];
+  /** File offset of the checksum byte: the last byte of the 16-byte block the segments end in. */
+  checksumOffset: number;
+  /** The byte stored there (null when the file ends first). */
+  stored: number | null;
+  /** XOR of every segment data byte, seeded with 0xEF, as the ROM loader computes it. */
+  computed: number;
+}
+
+/**
+ * The segment walk every esptool image shares (ESP8266 v1 and the ESP32
+ * family): segment headers (u32 load address, u32 length) and data, each
+ * length bounded by `maxSegmentLength` and by the file, then the checksum
+ * byte at the end of the 16-byte block the last segment ends in.
+ */
+export function walkEspSegments(bytes: Uint8Array, o: SegmentWalkOptions): SegmentWalk {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const { where, segmentCount } = o;
+  const segments: RawEspSegment[] = [];
+  let position = o.firstSegmentAt;
+  let checksum = CHECKSUM_SEED;
+  for (let index = 0; index < segmentCount; index++) {
+    if (position + ESP_SEGMENT_HEADER_LENGTH > bytes.length) {
+      throw o.fail(
+        `${where} is truncated: the header of segment ${index + 1} of ${segmentCount} would start at byte ${position}, but the file ends at byte ${bytes.length}. Copy or build the file again.`,
+      );
+    }
+    const loadAddress = view.getUint32(position, true);
+    const length = view.getUint32(position + 4, true);
+    const fileOffset = position + ESP_SEGMENT_HEADER_LENGTH;
+    if (length > o.maxSegmentLength) {
+      throw o.fail(
+        `${where}: segment ${index + 1} of ${segmentCount} claims ${length} bytes at load address ${hex(loadAddress, 8)}, more than an ${o.chip} can hold. The file is damaged or not an ${o.chip} image.`,
+      );
+    }
+    if (fileOffset + length > bytes.length) {
+      throw o.fail(
+        `${where} is truncated: segment ${index + 1} of ${segmentCount} (load address ${hex(loadAddress, 8)}, ${length} bytes) needs the file to reach byte ${fileOffset + length}, but it ends at byte ${bytes.length}. Copy or build the file again.`,
+      );
+    }
+    for (let i = fileOffset; i < fileOffset + length; i++) checksum ^= bytes[i] as number;
+    segments.push({ index, loadAddress, length, fileOffset });
+    position = fileOffset + length;
+  }
+  // Zero padding up to the last byte of a 16-byte block (counted from the image start), then the checksum.
+  const checksumOffset = o.imageStart + (Math.floor((position - o.imageStart) / 16) * 16 + 15);
+  const stored = checksumOffset < bytes.length ? (bytes[checksumOffset] as number) : null;
+  return { segments, checksumOffset, stored, computed: checksum };
+}
+
 /**
  * Decodes the esptool v1 image that starts at `offset`: the 8-byte header
  * (0xE9, segment count, flash mode, size|frequency, u32 entry), the segments
@@ -125,35 +199,17 @@ export function parseEspImage(bytes: Uint8Array, offset = 0, source = "the file"
   }
   const modeCode = bytes[offset + 2] as number;
   const sizeFreq = bytes[offset + 3] as number;
-  const segments: EspSegment[] = [];
-  let position = offset + ESP_IMAGE_HEADER_LENGTH;
-  let checksum = CHECKSUM_SEED;
-  for (let index = 0; index < segmentCount; index++) {
-    if (position + ESP_SEGMENT_HEADER_LENGTH > bytes.length) {
-      throw new EspImageError(
-        `${where} is truncated: the header of segment ${index + 1} of ${segmentCount} would start at byte ${position}, but the file ends at byte ${bytes.length}. Copy or build the file again.`,
-      );
-    }
-    const loadAddress = view.getUint32(position, true);
-    const length = view.getUint32(position + 4, true);
-    const fileOffset = position + ESP_SEGMENT_HEADER_LENGTH;
-    if (length > 0x100000) {
-      throw new EspImageError(
-        `${where}: segment ${index + 1} of ${segmentCount} claims ${length} bytes at load address ${hex(loadAddress, 8)}, more than an ESP8266 can hold. The file is damaged or not an ESP8266 image.`,
-      );
-    }
-    if (fileOffset + length > bytes.length) {
-      throw new EspImageError(
-        `${where} is truncated: segment ${index + 1} of ${segmentCount} (load address ${hex(loadAddress, 8)}, ${length} bytes) needs the file to reach byte ${fileOffset + length}, but it ends at byte ${bytes.length}. Copy or build the file again.`,
-      );
-    }
-    for (let i = fileOffset; i < fileOffset + length; i++) checksum ^= bytes[i] as number;
-    segments.push({ index, loadAddress, length, fileOffset, region: memoryRegion(loadAddress) });
-    position = fileOffset + length;
-  }
-  // Zero padding up to the last byte of a 16-byte block (counted from the image start), then the checksum.
-  const checksumOffset = offset + (Math.floor((position - offset) / 16) * 16 + 15);
-  const stored = checksumOffset < bytes.length ? (bytes[checksumOffset] as number) : null;
+  const walk = walkEspSegments(bytes, {
+    imageStart: offset,
+    firstSegmentAt: offset + ESP_IMAGE_HEADER_LENGTH,
+    segmentCount,
+    maxSegmentLength: 0x100000,
+    where,
+    chip: "ESP8266",
+    fail: (message) => new EspImageError(message),
+  });
+  const segments = walk.segments.map((s) => ({ ...s, region: memoryRegion(s.loadAddress) }));
+  const { checksumOffset, stored, computed: checksum } = walk;
   return {
     format: "esp8266-v1",
     offset,

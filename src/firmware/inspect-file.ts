@@ -7,6 +7,10 @@ import {
   parseEspImage,
   strangeSegments,
 } from "./esp-image.ts";
+import { isEsp32AppImage } from "./esp32-app-image.ts";
+import { type ChipChoice, ESP8266_CHIP_NAME } from "./esp32-chips.ts";
+import { type Esp32Inspection, inspectEsp32App, inspectMergedEsp32 } from "./esp32-inspect.ts";
+import { findMergedFirmware } from "./esp32-merged-firmware.ts";
 import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "./flash-layout.ts";
 import { hex, sizeText } from "./format.ts";
 import {
@@ -20,7 +24,14 @@ import { describeUnknownFile, type UnknownFileDescription } from "./unknown-file
 /** Identifies the JSON shape of {@link InspectReport}; bumped only on incompatible changes. */
 export const INSPECT_FORMAT = "mpota-inspect/1";
 
-export type FileKind = "micropython" | "esp8266-app" | "yaota8266" | "ota-file" | "unknown";
+export type FileKind =
+  | "micropython"
+  | "esp8266-app"
+  | "yaota8266"
+  | "ota-file"
+  | "esp32-app"
+  | "esp32-merged"
+  | "unknown";
 
 /**
  * Everything `mpota inspect` says about one file. Every field is always
@@ -49,6 +60,8 @@ export interface InspectReport {
   micropython: MicroPythonImageAnalysis | null;
   bootloader: Omit<BootloaderAnalysis, "warnings" | "errors" | "keyErrors"> | null;
   otaFile: OtaFileAnalysis | null;
+  /** Kinds esp32-app and esp32-merged. */
+  esp32: Esp32Inspection | null;
   unknown: UnknownFileDescription | null;
 }
 
@@ -60,6 +73,10 @@ export interface InspectOptions {
   appOffset?: number;
   /** True when appOffset was given by the user (not the default). */
   appOffsetGiven?: boolean;
+  /** The device's chip (--chip): an image for another chip is an error. */
+  chip?: ChipChoice;
+  /** The ESP32 app slot's size (default: the OTA variant's). */
+  slotSize?: number;
 }
 
 const NOT_OTA =
@@ -105,6 +122,19 @@ function micropythonSummary(m: MicroPythonImageAnalysis): string {
  * file) and explains it. Pure: takes bytes, returns plain data.
  */
 export function inspectFirmware(bytes: Uint8Array, options: InspectOptions): InspectReport {
+  const report = inspectAnyFirmware(bytes, options);
+  const chip = options.chip;
+  if (chip !== undefined && chip !== ESP8266_CHIP_NAME && ESP8266_KINDS.has(report.kind)) {
+    report.errors.push(
+      `This is not an ESP32 app image (no app description at 0x20; it reads as an ESP8266 file), but the device is an ${chip.label}: use micropython.bin built for the ${chip.label} (published on micropython.org as the .app-bin file).`,
+    );
+  }
+  return report;
+}
+
+const ESP8266_KINDS = new Set<FileKind>(["micropython", "esp8266-app", "yaota8266", "ota-file"]);
+
+function inspectAnyFirmware(bytes: Uint8Array, options: InspectOptions): InspectReport {
   const errors: string[] = [];
   const warnings: string[] = [];
   const notes: string[] = [];
@@ -124,6 +154,7 @@ export function inspectFirmware(bytes: Uint8Array, options: InspectOptions): Ins
     micropython: null,
     bootloader: null,
     otaFile: null,
+    esp32: null,
     unknown: null,
   };
   const keyNotUsed = () => {
@@ -176,6 +207,22 @@ export function inspectFirmware(bytes: Uint8Array, options: InspectOptions): Ins
         : `${sig.checked - sig.valid} of ${sig.checked} signatures fail`
       : "signatures not checked";
     report.summary = `canned .ota update: ${ota.dataPackets} data datagrams of up to ${ota.blockSize} bytes carrying ${sizeText(ota.imageSize)}${m ? ` (${micropythonSummary(m)})` : ""}; checksum ok; ${sigText}`;
+    return report;
+  }
+
+  const merged = findMergedFirmware(bytes);
+  if (merged || isEsp32AppImage(bytes)) {
+    const esp32Options = { file: options.file, chip: options.chip, slotSize: options.slotSize };
+    const outcome = merged
+      ? inspectMergedEsp32(merged, bytes.length, esp32Options)
+      : inspectEsp32App(bytes, esp32Options);
+    report.kind = merged ? "esp32-merged" : "esp32-app";
+    report.esp32 = outcome.esp32;
+    report.summary = outcome.summary;
+    errors.push(...outcome.errors);
+    warnings.push(...outcome.warnings);
+    notes.push(...outcome.notes);
+    keyNotUsed();
     return report;
   }
 

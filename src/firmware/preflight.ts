@@ -4,6 +4,7 @@ import { OtaFileError } from "../protocol/ota-file.ts";
 import { isYaotaBootloader } from "./bootloader-image.ts";
 import { type BuildKind, NORMAL_IROM0_BASE } from "./build-kind.ts";
 import { ESP_IMAGE_V1_MAGIC, EspImageError, tryParseEspImage } from "./esp-image.ts";
+import type { Esp32PreflightResult } from "./esp32-preflight.ts";
 import {
   checkAppOffset,
   checkFlashSize,
@@ -31,7 +32,7 @@ export class PreflightError extends MpotaError {
 
   constructor(
     message: string,
-    readonly result: PreflightResult,
+    readonly result: PreflightResult | Esp32PreflightResult,
   ) {
     super(message);
   }
@@ -354,7 +355,7 @@ export function preflight(bytes: Uint8Array, options: PreflightOptions): Preflig
 }
 
 /** Formats the refusals of a result as the text of a {@link PreflightError}. */
-export function refusalMessage(result: PreflightResult, source = "The image"): string {
+export function refusalMessage(result: PreflightResult | Esp32PreflightResult, source = "The image"): string {
   const refusals = result.verdicts.filter((v) => v.level === "refusal" && !v.forced);
   const lines = refusals.map((v) => `- ${v.message}${v.fix ? ` Fix: ${v.fix}` : ""}`);
   const forceable = refusals.every((v) => v.forceable);

@@ -16,6 +16,7 @@ import { BrokerAccess, SERVER_USERNAME } from "./mqtt/broker-access.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import type { MqttConnection } from "./mqtt/mqtt-connect.ts";
 import { MqttLink } from "./mqtt/mqtt-link.ts";
+import { esp32AppKind } from "./releases/esp32-app-kind.ts";
 import { esp8266OtaKind } from "./releases/esp8266-ota-kind.ts";
 import { FirmwareLibrary } from "./releases/firmware-library.ts";
 import { ReleaseKinds } from "./releases/release-kind.ts";
@@ -79,7 +80,7 @@ export async function openCore(options: ServerOptions, logger: Logger, features:
   if (!options.storage) await features.start(running("storage", () => storage.close()));
   const library = new FirmwareLibrary(storage, dataDir, () => clock.now(), {
     ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
-    kinds: new ReleaseKinds([esp8266OtaKind, ...(options.releaseKinds ?? [])]),
+    kinds: new ReleaseKinds([esp8266OtaKind, esp32AppKind, ...(options.releaseKinds ?? [])]),
     rolloutsTargeting: async (id, what) => {
       const rollouts = await rolloutsTargeting(storage, id);
       return rollouts.length > 0 ? targetOfRolloutsText(what, rollouts) : undefined;

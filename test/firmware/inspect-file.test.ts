@@ -8,6 +8,7 @@ import { signImage } from "../../src/protocol/image-packets.ts";
 import { encodeOtaFile } from "../../src/protocol/ota-file.ts";
 import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
 import { buildBootloaderImage, buildEspImage, randomBytes } from "../support/bootloader-image.ts";
+import { buildEsp32AppImage, buildMergedFirmware } from "../support/esp32-image.ts";
 import { readFixture, readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { bannerBytes, patched, withFreshTrailer } from "./image-edits.ts";
@@ -33,6 +34,7 @@ const KEYS: Array<keyof InspectReport> = [
   "micropython",
   "bootloader",
   "otaFile",
+  "esp32",
   "unknown",
 ];
 
@@ -42,6 +44,8 @@ describe("inspect: recognising a file by its first bytes", () => {
       ota,
       buildBootloaderImage({ modulus: key.modulus }),
       readFixture("reference/firmware.bin.ota"),
+      buildEsp32AppImage(),
+      buildMergedFirmware(buildEsp32AppImage()),
       new Uint8Array(3),
     ]) {
       const r = inspectFirmware(bytes, { file: "f" });

@@ -16,6 +16,7 @@ import {
 import { registerUpdateCommand } from "../../src/cli/update.ts";
 import { MpotaError, UsageError } from "../../src/errors.ts";
 import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
+import { buildEsp32AppImage, buildMergedFirmware, esp32Identity } from "../support/esp32-image.ts";
 import { fixturePath } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
 import { DeviceTwin } from "./support/device-twin.ts";
@@ -160,6 +161,29 @@ describe("mpota serve and the commands that ask it", () => {
     assert.deepEqual(
       (JSON.parse(json.stdout) as Array<{ id: string }>).map((f) => f.id),
       [imageIdentity(v2)],
+    );
+  });
+
+  it("adds an ESP32 micropython.bin near its 1.5 MiB slot, named by its ELF SHA-256, and refuses a merged firmware.bin", async () => {
+    const app = buildEsp32AppImage({ size: 1_558_512, seed: 34, banner: "v1.27.0 on 2025-12-09" });
+    const appFile = join(t.dir, "ESP32_GENERIC-OTA-v1.27.0.app-bin");
+    writeFileSync(appFile, app);
+    const added = await ask("firmware", "add", appFile, "--name", "board", "--version", "1.27.0");
+    assert.equal(added.code, 0, added.stderr);
+    const id = esp32Identity({ seed: 34 }).slice(0, 32);
+    assert.equal(
+      added.stdout,
+      `Added board 1.27.0: 1,558,512 bytes (1.49 MiB), identity ${id}, MicroPython v1.27.0.\nUpdate a device with \`mpota update DEVICE board@1.27.0\`.\n`,
+    );
+    const list = await ask("firmware");
+    assert.match(list.stdout, new RegExp(`\\nboard +1\\.27\\.0 +${id} +1558512 +v1\\.27\\.0 +0 `));
+    const merged = join(t.dir, "firmware.bin");
+    writeFileSync(merged, buildMergedFirmware(buildEsp32AppImage({ size: 100_000, seed: 35 })));
+    const r = await ask("firmware", "add", merged, "--name", "board", "--version", "1.27.1");
+    assert.equal(r.code, 22);
+    assert.match(
+      r.stderr,
+      /^mpota: firmware\.bin must not go to this device:\n- firmware\.bin is a merged firmware\.bin for ESP32 .*Use micropython\.bin from the same build \(published on micropython\.org as the \.app-bin file\)\./,
     );
   });
 

@@ -18,7 +18,8 @@ export type BridgeHandlers = {
 
 /** Largest request payloads: firmware/add carries an image (base64), the others a few fields. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
-export const MAX_FIRMWARE_REQUEST_BYTES = 2 * 1024 * 1024;
+/** 3 MiB of base64 carry 2.25 MiB: an ESP32 app near its 1.5 MiB slot, and a too-large one reaches the slot check. */
+export const MAX_FIRMWARE_REQUEST_BYTES = 3 * 1024 * 1024;
 
 export function maxRequestBytes(name: string): number {
   return name === "firmware/add" ? MAX_FIRMWARE_REQUEST_BYTES : MAX_REQUEST_BYTES;

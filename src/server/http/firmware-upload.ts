@@ -1,4 +1,7 @@
 import type { IncomingMessage } from "node:http";
+import { isEsp32AppImage } from "../../firmware/esp32-app-image.ts";
+import { findMergedFirmware } from "../../firmware/esp32-merged-firmware.ts";
+import { preflightEsp32 } from "../../firmware/esp32-preflight.ts";
 import { DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { preflight } from "../../firmware/preflight.ts";
 import { RequestError } from "../base/request-error.ts";
@@ -28,7 +31,9 @@ function uploadField(request: IncomingMessage, query: URLSearchParams, key: stri
 /** The preflight verdicts of a refused upload, for the dashboard to list (the error message has them as text too). */
 function refusalVerdicts(bytes: Uint8Array, flashSize: number, source: string): StoredVerdict[] {
   try {
-    return preflight(bytes, { flashSize, source }).verdicts.map((v) => ({
+    const esp32 = isEsp32AppImage(bytes) || findMergedFirmware(bytes) !== null;
+    const result = esp32 ? preflightEsp32(bytes, { source }) : preflight(bytes, { flashSize, source });
+    return result.verdicts.map((v) => ({
       check: v.check,
       level: v.level,
       forced: v.forced,

@@ -110,6 +110,16 @@ export async function checkJobRequest(
     );
   }
   const running = await d.storage.firmware.get(state.fw);
+  if (running) {
+    // A device runs what its chip runs: an ESP8266 image cannot go to an ESP32, nor an ESP32-S3 app to an ESP32.
+    const from = d.library.kinds.targetOf(running);
+    const to = d.library.kinds.targetOf(firmware);
+    if (from !== to) {
+      throw new RequestError(
+        `Device ${deviceId} runs ${running.name} ${running.version}, built for ${from}; ${firmware.name} ${firmware.version} is built for ${to}, which the device cannot run. Pick a release built for ${from}.`,
+      );
+    }
+  }
   const verdict = versionVerdict(state.fw, running, firmware);
   if (verdict.kind === "downgrade" && options.allowDowngrade !== true) {
     throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));

@@ -25,6 +25,7 @@ export const esp8266OtaKind: ReleaseKind = {
   // As the default kind, uploads no other kind recognises are checked as ESP8266 images.
   recognises: () => true,
   owns: (release: FirmwareRecord) => ESP8266_BUILDS.has(release.build),
+  target: () => "esp8266",
 
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     const checked = firmwareChecks(bytes, {

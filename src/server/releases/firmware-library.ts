@@ -10,6 +10,7 @@ import {
   StorageError,
   type StoredVerdict,
 } from "../storage/storage.ts";
+import { esp32AppKind } from "./esp32-app-kind.ts";
 import { esp8266OtaKind } from "./esp8266-ota-kind.ts";
 import { FirmwareFiles, FirmwareIntegrityError } from "./firmware-files.ts";
 import { ReleaseCache } from "./release-cache.ts";
@@ -45,7 +46,7 @@ export interface AddFirmwareResult {
 export interface FirmwareLibraryOptions {
   /** Images in this directory (shared by the instances) instead of `<dataDir>/firmware` and the database. */
   firmwareDir?: string;
-  /** The release kinds stored (default: the ESP8266 yaota8266 image only). */
+  /** The release kinds stored (default: the ESP8266 yaota8266 image and the ESP32 app). */
   kinds?: ReleaseKinds;
   /**
    * Why a release cannot be removed because a rollout still targets it
@@ -78,7 +79,7 @@ export class FirmwareLibrary {
   ) {
     this.files = new FirmwareFiles(options.firmwareDir ?? join(dataDir, "firmware"));
     this.images = options.firmwareDir === undefined ? storage.images : null;
-    this.kinds = options.kinds ?? new ReleaseKinds([esp8266OtaKind]);
+    this.kinds = options.kinds ?? new ReleaseKinds([esp8266OtaKind, esp32AppKind]);
   }
 
   /** Where the images live, in words (logs, errors). */

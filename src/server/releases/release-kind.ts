@@ -8,8 +8,9 @@ import type { FirmwareRecord, StoredVerdict } from "../storage/storage.ts";
  * bridge, the HTTP API and Home Assistant handle releases of any kind; a
  * kind says how to check an upload, how to tell its identity (what a device
  * reports once it runs it), whether a device can take it, and which
- * delivery (deliveries/delivery.ts) brings it there. Today: the ESP8266
- * yaota8266 image (esp8266-ota-kind.ts).
+ * delivery (deliveries/delivery.ts) brings it there. The ESP8266 yaota8266
+ * image (esp8266-ota-kind.ts) and the ESP32 app for the other OTA slot
+ * (esp32-app-kind.ts).
  */
 
 export interface UploadOptions {
@@ -57,6 +58,12 @@ export interface ReleaseKind {
    * (the schema predates kinds): a kind knows its rows by their `build`.
    */
   owns(release: FirmwareRecord): boolean;
+  /**
+   * The hardware a stored release is built for ("esp8266", "esp32s3"): a
+   * device running a release of one target cannot take a release of
+   * another. Without it, the kind's name.
+   */
+  target?(release: FirmwareRecord): string;
   /** Checks an upload; throws {@link RequestError} listing every cause and fix. */
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease;
   /** Throws FirmwareIntegrityError unless `bytes` are the artifact with this identity. */
@@ -99,6 +106,12 @@ export class ReleaseKinds {
   forUpload(bytes: Uint8Array, name?: string): ReleaseKind {
     if (name !== undefined) return this.named(name);
     return this.all.slice(1).find((k) => k.recognises(bytes)) ?? this.default;
+  }
+
+  /** The hardware a stored release is built for (ReleaseKind.target, else the kind's name). */
+  targetOf(release: FirmwareRecord): string {
+    const kind = this.of(release);
+    return kind.target?.(release) ?? kind.name;
   }
 
   /** The kind of a stored release (the default for one no other kind owns, or none). */

@@ -18,7 +18,7 @@ import { BOARD_MPY } from "./micropython.ts";
 // loader, and the Python that stages a release on it, as the agent will.
 
 export const KEY = generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 65537 }).privateKey;
-const MODULUS = appKeyModulus(KEY, "test key").toString("hex");
+export const MODULUS = appKeyModulus(KEY, "test key").toString("hex");
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 /** main.py on every board: the loader, which never changes. */
@@ -59,6 +59,7 @@ export function updateScript(r: Release, extra = ""): string {
     .map(([p, t]) => `    ${JSON.stringify(p)}: unhexlify("${hexOf(t)}"),`)
     .join("\n");
   return `import mpota_app
+import mpota_stage
 from binascii import unhexlify
 BYTES = {
 ${bytes}
@@ -76,7 +77,7 @@ rec = mpota_app.Receiver("/stage.manifest", 65536, None)
 rec.write(M)
 rec.close()
 try:
-    print("staged", mpota_app.stage("/stage.manifest", ["${MODULUS}"], fetch, platform="esp8266", mpy=${BOARD_MPY.esp8266}${extra}))
+    print("staged", mpota_stage.stage("/stage.manifest", ["${MODULUS}"], fetch, platform="esp8266", mpy=${BOARD_MPY.esp8266}${extra}))
 except mpota_app.AppError as e:
     print("refused:", e)
 `;
@@ -87,7 +88,8 @@ export type Outcome = { cut: FsStep } | { end: RunEnd };
 
 export function device(fs: DeviceFilesystem): AgentDevice {
   const files: Record<string, string> = {};
-  for (const f of ["mpota_loader.py", "mpota_app.py"]) files[f] = readFileSync(join(DEVICE_DIR, f), "utf8");
+  for (const f of ["mpota_loader.py", "mpota_app.py", "mpota_stage.py"])
+    files[f] = readFileSync(join(DEVICE_DIR, f), "utf8");
   return new AgentDevice({
     broker: "mqtt://127.0.0.1:1", // never connected: no agent runs here
     flash: new Uint8Array(4096),

@@ -94,6 +94,34 @@ for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
       assert.deepEqual(slotFiles(done, "b"), NEW.files);
     });
 
+    test("of an update into the slot of the app before: its files are removed, the running app stays", async (t) => {
+      const prepared = await withOld(kind, board);
+      const s = board(prepared);
+      await runOnce(s, updateScript(NEW));
+      assert.deepEqual(printed((await runOnce(s, LOADER_MAIN)).output), [RUNS_NEW]);
+      await s.close();
+      const next = release("1.5.0", { ...NEW.files, "sensor.py": 'V = "1.5.0"\n' });
+      const steps = await stepsOf(prepared, updateScript(next));
+      assert.ok(steps.some((x) => x.op === "rmdir" && x.path === "/app/a"));
+      t.diagnostic(`${kind}: ${steps.length} writes`);
+      for (let k = 0; k < steps.length; k++) {
+        const { fs, d, step } = await cutAt(prepared, updateScript(next), k);
+        assert.deepEqual(
+          printed((await runOnce(d, LOADER_MAIN)).output),
+          [RUNS_NEW],
+          `after a cut before ${show(step)}`,
+        );
+        assert.deepEqual(record(fs)?.active, "b");
+        assert.deepEqual(slotFiles(fs, "b"), NEW.files);
+        await d.close();
+      }
+      const done = prepared.clone();
+      const d = board(done);
+      await runOnce(d, updateScript(next));
+      assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), ["running 1.4.0 1.5.0 u1 e1"]);
+      assert.deepEqual(slotFiles(done, "a"), next.files);
+    });
+
     test("of the loader's boots: counting, confirming and rolling back survive a cut at any write", async () => {
       const prepared = await withOld(kind, board);
       const bad = release("1.4.0", { ...NEW.files, "sensor.py": "raise OSError(19)\n" });

@@ -60,8 +60,11 @@ def stage(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=
     r = L.read()
     if r and r[3] == "new":
         raise AppError("the running app %s is not confirmed yet: update after it confirms or is rolled back" % L.release(r[1]))
-    name, ver, count, total = check(manifest, keys, installed, down, platform, mpy)
     cur = r[1] if r and r[3] == "ok" else None
+    if installed is None and cur:
+        # The running release's version, from its manifest: no downgrade without consent.
+        installed = L.release(cur).split(" ")[-1]
+    name, ver, count, total = check(manifest, keys, installed, down, platform, mpy)
     new = "b" if r and r[1] == "a" else "a"
     to = L.ROOT + "/" + new
     st = os.statvfs("/")

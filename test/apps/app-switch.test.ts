@@ -61,6 +61,25 @@ describe("the switch", () => {
     );
   });
 
+  test("a file that does not match its digest is discarded and the running app stays; a downgrade needs consent", async () => {
+    const fs = await withOld("fat", board);
+    const d = board(fs);
+    const tampered = { ...NEW, files: { ...NEW.files, "sensor.py": 'V = "evil!"\n' } };
+    assert.deepEqual((await runOnce(d, updateScript(tampered))).output, [
+      "refused: sensor.py: its SHA-256 differs from the manifest's; discarded",
+    ]);
+    assert.equal(fs.readFile("/app/b/sensor.py"), undefined);
+    assert.deepEqual(record(fs), { seq: 3, active: "a", prev: "-", state: "ok" });
+    assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), [RUNS_OLD]);
+    const older = release("1.2.0", OLD.files);
+    assert.deepEqual((await runOnce(d, updateScript(older))).output, [
+      "refused: thermostat 1.2.0 is older than the installed 1.3.0: a downgrade needs the owner's consent",
+    ]);
+    assert.deepEqual((await runOnce(d, updateScript(older, ", down=True"))).output, [
+      "staged ('thermostat', '1.2.0')",
+    ]);
+  });
+
   test("a release larger than the free space is refused before any write", async () => {
     const fs = await withOld("littlefs", board, 128 * 1024);
     const d = board(fs);

@@ -100,15 +100,15 @@ def stage(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=
         while have and _key(have[2]) < _key(p):
             have = next(old, None)
         _mkdirs(to, p)
-        rec = Receiver(to + "/" + p, size, d, p)
         if have and have[2] == p and have[0] == d:
             try:
-                # Copied through a Receiver: a damaged file of the running app is caught and fetched instead.
+                # Copied through a Receiver, so checked like a fetched file.
                 with open(L.ROOT + "/" + cur + "/" + p, "rb") as f:
-                    pull(f, rec, buf)
+                    pull(f, Receiver(to + "/" + p, size, d, p), buf)
                 continue
             except (AppError, OSError):
-                rec = Receiver(to + "/" + p, size, d, p)
+                pass  # a damaged or missing file of the running app: fetched instead
+        rec = Receiver(to + "/" + p, size, d, p)
         fetch(d, size, p, rec)
         rec.close()
     with open(manifest, "rb") as f:

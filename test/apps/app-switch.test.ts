@@ -61,6 +61,24 @@ describe("the switch", () => {
     );
   });
 
+  test("an unchanged file that is damaged in the running slot is fetched, not copied", async () => {
+    const fs = await withOld("littlefs", board);
+    fs.writeFile("/app/a/lib/util.py", 'V = "u2"\n'); // same size, other bytes
+    const d = board(fs);
+    const script = updateScript(NEW).replace(
+      "    b = BYTES[path]",
+      '    print("fetch", path)\n    b = BYTES[path]',
+    );
+    assert.deepEqual((await runOnce(d, script)).output, [
+      "fetch extra.py",
+      "fetch lib/util.py",
+      "fetch main.py",
+      "fetch sensor.py",
+      "staged ('thermostat', '1.4.0')",
+    ]);
+    assert.deepEqual(slotFiles(fs, "b"), NEW.files);
+  });
+
   test("a file that does not match its digest is discarded and the running app stays; a downgrade needs consent", async () => {
     const fs = await withOld("fat", board);
     const d = board(fs);

@@ -186,12 +186,13 @@ export class DeviceFilesystem {
     return Buffer.from(out);
   }
 
-  /** Up to and including the next "\n" (or to the end). */
-  readline(fd: number): Buffer {
+  /** Up to and including the next "\n" (or to the end), at most `limit` bytes when it is not negative (the port's readline(size)). */
+  readline(fd: number, limit = -1): Buffer {
     const h = this.handle(fd);
     if (!h.readable) throw new FsFailure(FsErrno.EBADF);
     const nl = h.data.indexOf(0x0a, h.pos);
-    return this.read(fd, nl < 0 ? -1 : nl + 1 - h.pos);
+    const line = nl < 0 ? -1 : nl + 1 - h.pos;
+    return this.read(fd, limit < 0 ? line : line < 0 ? limit : Math.min(line, limit));
   }
 
   write(fd: number, data: Uint8Array): number {

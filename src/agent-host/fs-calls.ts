@@ -21,7 +21,7 @@ export function serveFsCall(
       case "read":
         return fs.read(n(0), n(1)).toString("hex");
       case "readline":
-        return fs.readline(n(0)).toString("hex");
+        return fs.readline(n(0), args.length > 1 ? n(1) : -1).toString("hex");
       case "write":
         return fs.write(n(0), Buffer.from(s(1), "hex"));
       case "seek":

@@ -35,8 +35,8 @@ class FileIO(io.IOBase):
         buf[: len(d)] = d
         return len(d)
 
-    def readline(self):
-        return self._out(_h.fs_readline(self._fd))
+    def readline(self, n=-1):
+        return self._out(_h.fs_readline(self._fd, -1 if n is None else n))
 
     def readlines(self):
         return list(self)

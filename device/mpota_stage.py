@@ -1,0 +1,121 @@
+# mpota app updates on the board: fills the slot that is not running with a
+# checked release and switches to it with one write of the loader's record.
+# Imported only while updating, so the app's heap does not carry it.
+# See docs/app-updates.md.
+import os
+
+import mpota_loader as L
+from mpota_app import LINE, MAXMAN, AppError, Receiver, check, files, pull
+
+
+def _key(p):
+    return p.lower().split("/")
+
+
+def _blocks(n, bs):
+    return (n + bs - 1) // bs
+
+
+def _used(d, bs):
+    # Blocks held by a folder tree (a block per folder, as a directory cluster).
+    n = 0
+    try:
+        for e in os.ilistdir(d):
+            p = d + "/" + e[0]
+            n += _used(p, bs) if e[1] == 0x4000 else max(1, _blocks(e[3], bs))
+        return n + 1
+    except OSError:
+        return 0
+
+
+def _clear(d):
+    # Removes a folder tree, files first.
+    for e in list(os.ilistdir(d)):
+        p = d + "/" + e[0]
+        if e[1] == 0x4000:
+            _clear(p)
+        else:
+            os.remove(p)
+    os.rmdir(d)
+
+
+def _mkdirs(base, path):
+    i = path.find("/")
+    while i > 0:
+        try:
+            os.mkdir(base + "/" + path[:i])
+        except OSError:
+            pass  # there already
+        i = path.find("/", i + 1)
+
+
+def stage(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=-1, buf=None):
+    # Installs the release whose manifest has been received at the path
+    # manifest: checks it, checks free space before any write, fills the
+    # slot that is not running (files that did not change are copied from the
+    # running slot, the others come from fetch(digest, size, path, rec),
+    # which writes their bytes into the Receiver rec), then switches with
+    # one write of the record. The new app runs from the next boot on; the
+    # loader goes back if it fails. Returns (name, version).
+    r = L.read()
+    if r and r[3] == "new":
+        raise AppError("the running app %s is not confirmed yet: update after it confirms or is rolled back" % L.release(r[1]))
+    cur = r[1] if r and r[3] == "ok" else None
+    if installed is None and cur:
+        # The running release's version, from its manifest: no downgrade without consent.
+        installed = L.release(cur).split(" ")[-1]
+    name, ver, count, total = check(manifest, keys, installed, down, platform, mpy)
+    new = "b" if r and r[1] == "a" else "a"
+    to = L.ROOT + "/" + new
+    st = os.statvfs("/")
+    bs = st[1] or st[0]
+    need = 3 + _blocks(os.stat(manifest)[6], bs)  # slot folder, record copy, rollback note
+    main = last = ""
+    for d, size, p in files(manifest):
+        need += max(1, _blocks(size, bs))
+        i = p.rfind("/")
+        if i > 0 and p[:i] != last:
+            need += p.count("/")  # its folders (counted again when the order revisits them)
+            last = p[:i]
+        if p in ("main.py", "main.mpy"):
+            main = p
+    if not main:
+        raise AppError("%s %s has no main.py or main.mpy for the loader to start" % (name, ver))
+    free = st[4] + _used(to, bs)
+    if need > free:
+        raise AppError("%s %s needs %d bytes; %d are free" % (name, ver, need * bs, free * bs))
+    # Nothing written before this line. The slot being filled is neither
+    # running nor the way back: a cut from here on leaves the record as it was.
+    try:
+        os.mkdir(L.ROOT)
+    except OSError:
+        pass
+    if _used(to, bs):
+        _clear(to)
+    os.mkdir(to)
+    buf = buf or bytearray(512)
+    old = files(L.ROOT + "/" + cur + "/.manifest") if cur else iter(())
+    have = next(old, None)
+    for d, size, p in files(manifest):
+        while have and _key(have[2]) < _key(p):
+            have = next(old, None)
+        _mkdirs(to, p)
+        if have and have[2] == p and have[0] == d:
+            try:
+                # Copied through a Receiver, so checked like a fetched file.
+                with open(L.ROOT + "/" + cur + "/" + p, "rb") as f:
+                    pull(f, Receiver(to + "/" + p, size, d, p), buf)
+                continue
+            except (AppError, OSError):
+                pass  # a damaged or missing file of the running app: fetched instead
+        rec = Receiver(to + "/" + p, size, d, p)
+        fetch(d, size, p, rec)
+        rec.close()
+    with open(manifest, "rb") as f:
+        pull(f, Receiver(to + "/.manifest", MAXMAN + LINE, None), buf)
+    try:
+        os.remove(L.NOTE)
+    except OSError:
+        pass
+    L.write(r[0] + 1 if r else 1, new, cur or "-", "new", 0)
+    return name, ver

@@ -1,0 +1,86 @@
+import type { Logger } from "pino";
+import type { Clock } from "../../net/clock.ts";
+import { KeyedQueue } from "../base/keyed-queue.ts";
+import { SourceLog } from "../base/source-log.ts";
+
+/** How many devices the server registers, and how fast new ones (docs/limits.md). */
+export interface DeviceLimits {
+  /** Device ids in the registry at most: a state or status from one more id is dropped. */
+  maxDevices: number;
+  /** New ids registered a minute at most: a burst of this many, then refilled evenly over the minute. */
+  newPerMinute: number;
+}
+
+export const DEFAULT_DEVICE_LIMITS: DeviceLimits = {
+  // 10,000 devices' rows are ~30 MB of database; a LAN fleet is far smaller.
+  maxDevices: 10_000,
+  // A fleet of hundreds registers at once when the server first starts (the broker replays their states).
+  newPerMinute: 600,
+};
+
+export interface NewDeviceGateOptions {
+  limits: DeviceLimits;
+  /** Devices registered now (the registry's count). */
+  count: () => Promise<number>;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * Lets a device id the registry does not know in, within the limits: at
+ * most `maxDevices` ids, at most `newPerMinute` new ones a minute. The inbox
+ * cannot tell who published a message (any client the broker lets publish
+ * there), so refusals are logged once a minute per limit, with how many
+ * were not logged. New ids are registered one at a time, so the count is
+ * exact on one instance (instances sharing a database may each add one over).
+ */
+export class NewDeviceGate {
+  private readonly one = new KeyedQueue();
+  private readonly refusals = new SourceLog();
+  private tokens: number;
+  private refilledAt: number;
+
+  constructor(private readonly o: NewDeviceGateOptions) {
+    this.tokens = o.limits.newPerMinute;
+    this.refilledAt = o.clock.now();
+  }
+
+  /** Runs `register` for the new device `id` if the limits let it in; undefined (and logged) when not. */
+  admit<T>(id: string, kind: string, register: () => Promise<T>): Promise<T | undefined> {
+    return this.one.run("new", async () => {
+      const refusal = this.rateRefusal() ?? (await this.capRefusal());
+      if (refusal) {
+        const notLogged = this.refusals.due(refusal.limit);
+        if (notLogged !== undefined)
+          this.o.logger.warn(
+            { device: id, kind, limit: refusal.limit, notLogged },
+            `new device refused: ${refusal.reason} (logged once per limit per minute)`,
+          );
+        return undefined;
+      }
+      this.tokens -= 1;
+      return register();
+    });
+  }
+
+  private rateRefusal(): { limit: string; reason: string } | undefined {
+    const { newPerMinute } = this.o.limits;
+    const now = this.o.clock.now();
+    this.tokens = Math.min(newPerMinute, this.tokens + ((now - this.refilledAt) * newPerMinute) / 60_000);
+    this.refilledAt = now;
+    if (this.tokens >= 1) return undefined;
+    return {
+      limit: "new-devices-per-minute",
+      reason: `more than ${newPerMinute} new device ids a minute (--new-devices-per-minute); the device is registered when it reports again`,
+    };
+  }
+
+  private async capRefusal(): Promise<{ limit: string; reason: string } | undefined> {
+    const { maxDevices } = this.o.limits;
+    if ((await this.o.count()) < maxDevices) return undefined;
+    return {
+      limit: "max-devices",
+      reason: `the server registers at most ${maxDevices} devices (--max-devices); states from ids it does not know are dropped. If the fleet is this large, raise the limit`,
+    };
+  }
+}

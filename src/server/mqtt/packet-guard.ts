@@ -71,7 +71,7 @@ export class PacketGuard extends Duplex {
     chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
     callback: (error?: Error | null) => void,
   ): void {
-    this._write(Buffer.concat(chunks.map((c) => c.chunk)), "buffer", callback);
+    this._write(Buffer.concat(chunks.map((c) => c.chunk)), "binary", callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {

@@ -45,7 +45,7 @@ export class BrokerHooks {
   }
 
   private oversized(guard: PacketGuard, { bytes, limit }: OversizedPacket): void {
-    const notLogged = this.refusals.due(guard.source);
+    const notLogged = this.refusals.due(`packet\u0000${guard.source}`);
     if (notLogged === undefined) return;
     this.logger.warn(
       { source: guard.source, bytes, limit, notLogged },
@@ -54,7 +54,7 @@ export class BrokerHooks {
   }
 
   private refused(source: string, fields: Record<string, unknown>, message: string): void {
-    const notLogged = this.refusals.due(source);
+    const notLogged = this.refusals.due(`retained\u0000${source}`);
     if (notLogged !== undefined) this.logger.warn({ source, ...fields, notLogged }, message);
   }
 

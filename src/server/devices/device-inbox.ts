@@ -115,14 +115,14 @@ export class DeviceInbox {
   }
 
   /** Handles a message the contract's reader accepted in its device's queue, one device's messages in order. */
-  private enqueue(message: RawMessage, handle: (id: string) => Promise<void>): void {
+  private enqueue(message: RawMessage, handle: (id: string) => Promise<boolean>): void {
     const parsed = this.o.topics.parseDevice(message.topic);
     if (!parsed) return;
     const { id, kind } = parsed;
     void this.queue
       .run(id, async () => {
-        await this.whileUnavailable(id, kind, () => handle(id));
-        this.outagesEnded();
+        // Only a message the database took ends an outage (not a known state, nor a refused new id).
+        if (await this.whileUnavailable(id, kind, () => handle(id))) this.outagesEnded();
       })
       .catch((error: unknown) => {
         if (isDiskFull(error)) this.droppedForSpace(id, kind, error);
@@ -182,12 +182,11 @@ export class DeviceInbox {
    * exists nowhere else (a shared subscription gives it to one instance
    * only), so dropping it on a database restart would lose a device's answer.
    */
-  private async whileUnavailable(id: string, kind: string, handle: () => Promise<void>): Promise<void> {
+  private async whileUnavailable(id: string, kind: string, handle: () => Promise<boolean>): Promise<boolean> {
     const giveUpAt = this.o.clock.now() + (this.o.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS);
     for (let attempt = 0; ; attempt++) {
       try {
-        await handle();
-        return;
+        return await handle();
       } catch (error) {
         const unavailable = error instanceof StorageUnavailableError;
         if (!unavailable || this.o.clock.now() >= giveUpAt || this.stopped) {
@@ -219,9 +218,12 @@ export class DeviceInbox {
     return (await this.storeState(id, message)) !== null;
   }
 
-  private async onState(id: string, message: Inbound<DeviceState>): Promise<void> {
+  /** Each handler says whether the database took the message. */
+  private async onState(id: string, message: Inbound<DeviceState>): Promise<boolean> {
     const stored = await this.storeState(id, message);
-    if (stored) await this.o.listener.handleState(stored.device, stored.state);
+    if (!stored) return false;
+    await this.o.listener.handleState(stored.device, stored.state);
+    return true;
   }
 
   /** Stores a state the contract's reader accepted; null when it is already known, or a new id over the limits. */
@@ -267,10 +269,10 @@ export class DeviceInbox {
     return { device, state };
   }
 
-  private async onStatus(id: string, message: Inbound<DeviceStatus>): Promise<void> {
+  private async onStatus(id: string, message: Inbound<DeviceStatus>): Promise<boolean> {
     const { payload: status, retained } = message;
     const existing = await this.o.storage.devices.get(id);
-    if (retained && existing?.status === status) return;
+    if (retained && existing?.status === status) return false;
     const now = this.o.clock.now();
     const sleep = existing?.state?.sleep ?? 0;
     const nextWakeAt =
@@ -281,20 +283,22 @@ export class DeviceInbox {
           : (existing?.nextWakeAt ?? null);
     const record = () => this.o.storage.devices.recordStatus({ id, status, at: now, nextWakeAt });
     const device = existing ? await record() : await this.newDevices.admit(id, "status", record);
-    if (!device) return;
+    if (!device) return false;
     this.o.logger.info({ device: id, status, retained }, "status");
     await this.o.listener.handleStatus(device, status);
+    return true;
   }
 
   /** An ack the reader accepted (acks are never retained by the contract: readAck refuses those). */
-  private async onAck(id: string, message: Inbound<DeviceAck>): Promise<void> {
+  private async onAck(id: string, message: Inbound<DeviceAck>): Promise<boolean> {
     const ack = message.payload;
     const device = await this.o.storage.devices.get(id);
     if (!device) {
       this.o.logger.warn({ device: id, job: ack.job }, "ack ignored: device never reported its state");
-      return;
+      return false;
     }
     this.o.logger.info({ device: id, ...ack }, "ack");
     await this.o.listener.handleAck(device, ack);
+    return true;
   }
 }

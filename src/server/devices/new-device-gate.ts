@@ -58,8 +58,10 @@ export class NewDeviceGate {
           );
         return undefined;
       }
+      const registered = await register();
+      // Only an id the registry took counts (a write that failed, on a full disk, does not).
       this.tokens -= 1;
-      return register();
+      return registered;
     });
   }
 

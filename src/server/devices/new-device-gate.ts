@@ -39,6 +39,10 @@ export class NewDeviceGate {
   private readonly refusals = new SourceLog();
   private tokens: number;
   private refilledAt: number;
+  /** New ids waiting for their turn: each will take a token if it is registered. */
+  private pending = 0;
+  /** When the registry was last found full: further new ids are refused without asking it again for a while. */
+  private fullAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly o: NewDeviceGateOptions) {
     this.tokens = o.limits.newPerMinute;
@@ -46,23 +50,33 @@ export class NewDeviceGate {
   }
 
   /** Runs `register` for the new device `id` if the limits let it in; undefined (and logged) when not. */
-  admit<T>(id: string, kind: string, register: () => Promise<T>): Promise<T | undefined> {
-    return this.one.run("new", async () => {
-      const refusal = this.rateRefusal() ?? (await this.capRefusal());
-      if (refusal) {
-        const notLogged = this.refusals.due(refusal.limit);
-        if (notLogged !== undefined)
-          this.o.logger.warn(
-            { device: id, kind, limit: refusal.limit, notLogged },
-            `new device refused: ${refusal.reason} (logged once per limit per minute)`,
-          );
-        return undefined;
-      }
-      const registered = await register();
-      // Only an id the registry took counts (a write that failed, on a full disk, does not).
-      this.tokens -= 1;
-      return registered;
-    });
+  async admit<T>(id: string, kind: string, register: () => Promise<T>): Promise<T | undefined> {
+    // Refused at once when over the rate or known full, so a flood of new ids never waits in memory.
+    const early = this.rateRefusal() ?? this.knownFull();
+    if (early) return this.refuse(id, kind, early);
+    this.pending++;
+    try {
+      return await this.one.run("new", async () => {
+        const refusal = await this.capRefusal();
+        if (refusal) return this.refuse(id, kind, refusal);
+        const registered = await register();
+        // Only an id the registry took counts (a write that failed, on a full disk, does not).
+        this.tokens -= 1;
+        return registered;
+      });
+    } finally {
+      this.pending--;
+    }
+  }
+
+  private refuse(id: string, kind: string, refusal: { limit: string; reason: string }): undefined {
+    const notLogged = this.refusals.due(refusal.limit);
+    if (notLogged !== undefined)
+      this.o.logger.warn(
+        { device: id, kind, limit: refusal.limit, notLogged },
+        `new device refused: ${refusal.reason} (logged once per limit per minute)`,
+      );
+    return undefined;
   }
 
   private rateRefusal(): { limit: string; reason: string } | undefined {
@@ -70,16 +84,26 @@ export class NewDeviceGate {
     const now = this.o.clock.now();
     this.tokens = Math.min(newPerMinute, this.tokens + ((now - this.refilledAt) * newPerMinute) / 60_000);
     this.refilledAt = now;
-    if (this.tokens >= 1) return undefined;
+    if (this.tokens - this.pending >= 1) return undefined;
     return {
       limit: "new-devices-per-minute",
       reason: `more than ${newPerMinute} new device ids a minute (--new-devices-per-minute); the device is registered when it reports again`,
     };
   }
 
+  /** The registry was full a moment ago (10 s): refused without counting it again. */
+  private knownFull(): { limit: string; reason: string } | undefined {
+    return this.o.clock.now() - this.fullAt < 10_000 ? this.fullRefusal() : undefined;
+  }
+
   private async capRefusal(): Promise<{ limit: string; reason: string } | undefined> {
+    if ((await this.o.count()) < this.o.limits.maxDevices) return undefined;
+    this.fullAt = this.o.clock.now();
+    return this.fullRefusal();
+  }
+
+  private fullRefusal(): { limit: string; reason: string } {
     const { maxDevices } = this.o.limits;
-    if ((await this.o.count()) < maxDevices) return undefined;
     return {
       limit: "max-devices",
       reason: `the server registers at most ${maxDevices} devices (--max-devices); states from ids it does not know are dropped. If the fleet is this large, raise the limit`,

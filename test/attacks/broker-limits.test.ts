@@ -250,7 +250,7 @@ describe("a flood of new device ids", { timeout: 60_000 }, () => {
     }
   });
 
-  it("registers at most --new-devices-per-minute new ids a minute", async () => {
+  it("registers at most --new-devices-per-minute new ids a minute, and provisioned ones over it", async () => {
     const s = await startTestServer(`${t.dir}/rate`, {
       broker: { kind: "external", connection: { url: open.localUrl } },
       base: "rate",
@@ -264,6 +264,21 @@ describe("a flood of new device ids", { timeout: 60_000 }, () => {
       const refused = s.logs.lines.filter((l) => l.msg.startsWith("new device refused:"));
       assert.equal(refused.length, 1);
       assert.equal(refused[0]?.limit, "new-devices-per-minute");
+      // A provisioned id (`mpota devices add`) is let in over the rate: an admin let it in.
+      await s.provision("added-1");
+      const device = await tryConnect(open.localUrl);
+      await device.publishAsync(
+        "rate/added-1/state",
+        JSON.stringify({ v: 2, fw: "ef".repeat(16), ip: "10.0.0.9" }),
+        {
+          qos: 1,
+        },
+      );
+      await device.endAsync();
+      await eventually(
+        async () => (await s.server.storage.devices.get("added-1")) !== undefined,
+        "added-1 registered",
+      );
     } finally {
       await s.stop();
     }

@@ -74,6 +74,7 @@ export class DeviceInbox {
     this.newDevices = new NewDeviceGate({
       limits: o.limits,
       count: () => o.storage.devices.count(),
+      provisioned: async (id) => (await o.storage.credentials.get(id)) !== undefined,
       clock: o.clock,
       logger: o.logger,
     });

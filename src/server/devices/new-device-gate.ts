@@ -22,13 +22,18 @@ export interface NewDeviceGateOptions {
   limits: DeviceLimits;
   /** Devices registered now (the registry's count). */
   count: () => Promise<number>;
+  /** Whether the id has a credential (`mpota devices add`): the admin let it in, so the rate does not hold it back. */
+  provisioned: (id: string) => Promise<boolean>;
   clock: Clock;
   logger: Logger;
 }
 
 /**
  * Lets a device id the registry does not know in, within the limits: at
- * most `maxDevices` ids, at most `newPerMinute` new ones a minute. The inbox
+ * most `maxDevices` ids, at most `newPerMinute` new ones a minute unless
+ * the id was provisioned (a fleet of thousands that an admin added
+ * registers at once when it first reports; on the embedded broker only
+ * provisioned devices can publish at all). The inbox
  * cannot tell who published a message (any client the broker lets publish
  * there), so refusals are logged once a minute per limit, with how many
  * were not logged. New ids are registered one at a time, so the count is
@@ -52,20 +57,24 @@ export class NewDeviceGate {
   /** Runs `register` for the new device `id` if the limits let it in; undefined (and logged) when not. */
   async admit<T>(id: string, kind: string, register: () => Promise<T>): Promise<T | undefined> {
     // Refused at once when over the rate or known full, so a flood of new ids never waits in memory.
-    const early = this.rateRefusal() ?? this.knownFull();
-    if (early) return this.refuse(id, kind, early);
-    this.pending++;
+    const full = this.knownFull();
+    if (full) return this.refuse(id, kind, full);
+    const overRate = this.rateRefusal();
+    if (overRate && !(await this.o.provisioned(id))) return this.refuse(id, kind, overRate);
+    // A provisioned id let in over the rate takes no token: it does not hold back the next ones.
+    const token = overRate ? 0 : 1;
+    this.pending += token;
     try {
       return await this.one.run("new", async () => {
         const refusal = await this.capRefusal();
         if (refusal) return this.refuse(id, kind, refusal);
         const registered = await register();
         // Only an id the registry took counts (a write that failed, on a full disk, does not).
-        this.tokens -= 1;
+        this.tokens -= token;
         return registered;
       });
     } finally {
-      this.pending--;
+      this.pending -= token;
     }
   }
 

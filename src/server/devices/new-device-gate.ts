@@ -36,8 +36,11 @@ export interface NewDeviceGateOptions {
  * provisioned devices can publish at all). The inbox
  * cannot tell who published a message (any client the broker lets publish
  * there), so refusals are logged once a minute per limit, with how many
- * were not logged. New ids are registered one at a time, so the count is
- * exact on one instance (instances sharing a database may each add one over).
+ * were not logged. Each new id reserves a place before it is written (one
+ * reservation at a time, the registry counted again when the count is older
+ * than 5 s or near the cap), so one instance never registers more than the
+ * cap, and ids far below it are written in parallel (instances sharing a
+ * database may each add a few over, what the others added in 5 s).
  */
 export class NewDeviceGate {
   private readonly one = new KeyedQueue();
@@ -48,6 +51,9 @@ export class NewDeviceGate {
   private pending = 0;
   /** When the registry was last found full: further new ids are refused without asking it again for a while. */
   private fullAt = Number.NEGATIVE_INFINITY;
+  /** The registry's count when last read, with the places reserved since; and ids being written now. */
+  private places: { count: number; at: number } | undefined;
+  private writing = 0;
 
   constructor(private readonly o: NewDeviceGateOptions) {
     this.tokens = o.limits.newPerMinute;
@@ -65,14 +71,20 @@ export class NewDeviceGate {
     const token = overRate ? 0 : 1;
     this.pending += token;
     try {
-      return await this.one.run("new", async () => {
-        const refusal = await this.capRefusal();
-        if (refusal) return this.refuse(id, kind, refusal);
+      const refusal = await this.one.run("new", () => this.reserve());
+      if (refusal) return this.refuse(id, kind, refusal);
+      this.writing++;
+      try {
         const registered = await register();
         // Only an id the registry took counts (a write that failed, on a full disk, does not).
         this.tokens -= token;
         return registered;
-      });
+      } catch (error) {
+        if (this.places) this.places.count--;
+        throw error;
+      } finally {
+        this.writing--;
+      }
     } finally {
       this.pending -= token;
     }
@@ -105,9 +117,19 @@ export class NewDeviceGate {
     return this.o.clock.now() - this.fullAt < 10_000 ? this.fullRefusal() : undefined;
   }
 
-  private async capRefusal(): Promise<{ limit: string; reason: string } | undefined> {
-    if ((await this.o.count()) < this.o.limits.maxDevices) return undefined;
-    this.fullAt = this.o.clock.now();
+  /** Takes a place for one more id (run one at a time), or says the registry is full. */
+  private async reserve(): Promise<{ limit: string; reason: string } | undefined> {
+    const { maxDevices } = this.o.limits;
+    const now = this.o.clock.now();
+    if (!this.places || now - this.places.at > 5000 || this.places.count >= maxDevices - 100) {
+      // Ids being written may or may not be in the count yet: counted as taken, so never over the cap.
+      this.places = { count: (await this.o.count()) + this.writing, at: now };
+    }
+    if (this.places.count < maxDevices) {
+      this.places.count++;
+      return undefined;
+    }
+    this.fullAt = now;
     return this.fullRefusal();
   }
 

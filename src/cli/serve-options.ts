@@ -40,6 +40,11 @@ export interface ServeOptions extends MqttCliOptions {
   httpPageMax?: number;
   httpBodyTimeout?: number;
   httpTokenFailures?: number;
+  /** Embedded broker and device registry limits (docs/limits.md). */
+  mqttMaxPacket?: number;
+  mqttMaxRetained?: number;
+  maxDevices?: number;
+  newDevicesPerMinute?: number;
   homeassistant?: boolean;
   haPrefix?: string;
   /** Where people reach the dashboard (links in Home Assistant). */

@@ -11,6 +11,7 @@ import type { BrokerChoice } from "../server/server.ts";
 import { brokerTlsRequest } from "./broker-tls-request.ts";
 import { httpLimitOptions, httpWanted } from "./http-limit-options.ts";
 import { mqttConnection } from "./mqtt-options.ts";
+import { brokerLimitOptions, deviceLimitOptions } from "./serve-limit-options.ts";
 import { LOG_LEVELS, type ServeOptions } from "./serve-options.ts";
 import { sharedGroupOf } from "./shared-group.ts";
 
@@ -50,6 +51,8 @@ export function serverSettings(options: ServeOptions) {
   const allowNetworks =
     options.allowNet && options.allowNet.length > 0 ? options.allowNet : DEFAULT_ALLOWED_NETWORKS;
   new NetworkPolicy(allowNetworks); // fails early on a bad CIDR
+  const brokerLimits = brokerLimitOptions(options);
+  const deviceLimits = deviceLimitOptions(options);
   const broker: BrokerChoice =
     options.mqtt !== undefined
       ? { kind: "external", connection: mqttConnection(options, options.mqtt) }
@@ -57,6 +60,7 @@ export function serverSettings(options: ServeOptions) {
           kind: "embedded",
           host: options.mqttHost ?? "0.0.0.0",
           port: options.mqttPort ?? DEFAULT_MQTT_PORT,
+          ...(brokerLimits ? { limits: brokerLimits } : {}),
         };
   const sharedGroup = sharedGroupOf(options);
   if (sharedGroup !== undefined && broker.kind === "embedded") {
@@ -69,5 +73,5 @@ export function serverSettings(options: ServeOptions) {
   if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
   if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
   if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
-  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits };
+  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits };
 }

@@ -4,6 +4,7 @@ import { pino } from "pino";
 import { PinoPretty as pinoPretty } from "pino-pretty";
 import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
 import { DEFAULT_ALLOWED_NETWORKS } from "../server/devices/network-policy.ts";
+import { DEFAULT_DEVICE_LIMITS } from "../server/devices/new-device-gate.ts";
 import { DEFAULT_HA_PREFIX } from "../server/homeassistant/homeassistant.ts";
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from "../server/http/http-feature.ts";
 import { DEFAULT_HTTP_LIMITS } from "../server/http/http-limits.ts";
@@ -12,6 +13,7 @@ import {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_CONCURRENT_PUSHES,
 } from "../server/jobs/job-timings.ts";
+import { DEFAULT_BROKER_LIMITS } from "../server/mqtt/broker-limits.ts";
 import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts";
 import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
@@ -43,7 +45,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
   });
   const settings = serverSettings(options);
-  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits } = settings;
+  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits } = settings;
   const { key, note } = loadServerKey(options.key, io);
   let certificate: ServedCertificate | undefined;
   let broker = settings.broker;
@@ -82,6 +84,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     timings,
     maxAttempts: options.maxAttempts,
     maxConcurrentPushes: options.maxPushes,
+    deviceLimits,
     block: options.block,
     logger,
     ...(httpWanted(options)
@@ -255,6 +258,26 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       "--http-token-failures <n>",
       `wrong admin tokens (logins and Bearer) an address may send a minute before wrong ones get 429; the right token always passes (default ${DEFAULT_HTTP_LIMITS.credentials.maxFailures})`,
       parseIntegerOption("--http-token-failures"),
+    )
+    .option(
+      "--mqtt-max-packet <bytes>",
+      `largest MQTT packet the embedded broker takes from a device, or from a client not yet logged in; a larger one closes the connection (default ${DEFAULT_BROKER_LIMITS.devicePacketBytes}; the admin's is ${DEFAULT_BROKER_LIMITS.adminPacketBytes}, for firmware uploads)`,
+      parseIntegerOption("--mqtt-max-packet"),
+    )
+    .option(
+      "--mqtt-max-retained <bytes>",
+      `retained bytes clients may leave on the embedded broker together; a retained message over it closes the connection (default ${DEFAULT_BROKER_LIMITS.retainedTotalBytes}, at most ${DEFAULT_BROKER_LIMITS.retainedMessageBytes} each)`,
+      parseIntegerOption("--mqtt-max-retained"),
+    )
+    .option(
+      "--max-devices <n>",
+      `devices the server registers; states from further ids are dropped (default ${DEFAULT_DEVICE_LIMITS.maxDevices})`,
+      parseIntegerOption("--max-devices"),
+    )
+    .option(
+      "--new-devices-per-minute <n>",
+      `new device ids registered a minute; more wait for their next state (default ${DEFAULT_DEVICE_LIMITS.newPerMinute})`,
+      parseIntegerOption("--new-devices-per-minute"),
     )
     .option("--homeassistant", "publish Home Assistant MQTT discovery: one update entity per device")
     .option(

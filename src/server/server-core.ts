@@ -162,6 +162,7 @@ async function startBroker(
     logger,
     access,
     ...(choice.tls ? { tls: choice.tls } : {}),
+    ...(choice.limits ? { limits: choice.limits } : {}),
   });
   await features.start(running("broker", () => broker.close()));
   return { broker, connection: { url: broker.localUrl, username: SERVER_USERNAME, password: serverSecret } };

@@ -5,9 +5,11 @@ import type { SigningKey } from "../protocol/rsa-key.ts";
 import type { PushTuning } from "../transfer/sender.ts";
 import type { Delivery } from "./deliveries/delivery.ts";
 import type { SignedImageCache } from "./deliveries/signed-image-cache.ts";
+import type { DeviceLimits } from "./devices/new-device-gate.ts";
 import type { HomeAssistantOptions } from "./homeassistant/homeassistant.ts";
 import type { HttpOptions } from "./http/http-feature.ts";
 import type { JobTimings } from "./jobs/job-timings.ts";
+import type { BrokerLimits } from "./mqtt/broker-limits.ts";
 import type { TlsListenOptions } from "./mqtt/broker-tls-listener.ts";
 import type { MqttConnection } from "./mqtt/mqtt-connect.ts";
 import type { ReleaseKind } from "./releases/release-kind.ts";
@@ -18,7 +20,14 @@ export const DEFAULT_DATA_DIR = "./.mpota";
 
 export type BrokerChoice =
   /** Start an Aedes broker in this process (default: 0.0.0.0:1883), with `tls` also mqtts (default 0.0.0.0:8883). */
-  | { kind: "embedded"; host?: string; port?: number; tls?: TlsListenOptions }
+  | {
+      kind: "embedded";
+      host?: string;
+      port?: number;
+      tls?: TlsListenOptions;
+      /** Its bounds: packet size per principal, retained bytes (docs/limits.md). */
+      limits?: Partial<BrokerLimits>;
+    }
   /** Use an existing broker (Mosquitto, ...). */
   | { kind: "external"; connection: MqttConnection };
 
@@ -41,6 +50,8 @@ export interface ServerOptions {
   /** Sender's stall limit (ms). */
   stallMs?: number;
   historyLimit?: number;
+  /** How many devices the server registers, and how fast new ones (docs/limits.md). */
+  deviceLimits?: Partial<DeviceLimits>;
   /** How long a device message is tried again while the database is unreachable (default 120 s). */
   unavailableRetryMs?: number;
   logger?: Logger;

@@ -14,6 +14,7 @@ import { Deliveries } from "./deliveries/delivery.ts";
 import { ImagePusher } from "./deliveries/image-pusher.ts";
 import { UdpPushDelivery } from "./deliveries/udp-push.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./devices/device-inbox.ts";
+import { DEFAULT_DEVICE_LIMITS } from "./devices/new-device-gate.ts";
 import { HomeAssistantFeature } from "./homeassistant/homeassistant.ts";
 import { HttpFeature } from "./http/http-feature.ts";
 import { JobRunner } from "./jobs/job-runner.ts";
@@ -222,6 +223,7 @@ async function startFleet(core: Core, features: FeatureList): Promise<Fleet> {
     logger: logger.child({ feature: "devices" }),
     historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
     unavailableRetryMs: options.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS,
+    limits: { ...DEFAULT_DEVICE_LIMITS, ...options.deviceLimits },
   });
   const rollouts = new RolloutEngine({
     storage,

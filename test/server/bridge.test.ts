@@ -110,6 +110,7 @@ describe("bridge request/response topics", () => {
       status: "error",
       data: {},
       error: 'The request needs "id": the device id.',
+      code: 22, // the exit code the CLI gives it
       transaction: "d",
     });
   });

@@ -255,5 +255,13 @@ export interface BridgeEnvelope<T> {
   status: "ok" | "error";
   data: T | Record<string, never>;
   error?: string;
+  /**
+   * On error: the exit code the CLI gives for this failure when it runs the
+   * same thing locally (24 for a full disk), so a script sees the same number
+   * either way. Absent from older servers: then 22, "refused".
+   */
+  code?: number;
+  /** On error, a word for the cause where one is known: `disk-full` (as the HTTP API's 507 says). */
+  cause?: string;
   transaction?: string | number;
 }

@@ -15,6 +15,36 @@ import { BrokerConnectError, connectClient, type MqttConnection, safeUrl } from 
 import { topicMatches } from "../mqtt/mqtt-link.ts";
 import { maxRequestBytes } from "./bridge.ts";
 
+/**
+ * The server refused a request and said which exit code the failure has
+ * (the `code` of its reply): the CLI exits with it, as it would running the
+ * same thing locally (24 for a full disk, not 22).
+ */
+export class ServerRefusalError extends RequestError {
+  override readonly exitCode: number;
+
+  constructor(message: string, exitCode: number = EXIT_CODES.requestRefused.code) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+/** The exit codes a server's reply may name: the table's, but not success nor the shell's own. */
+const REMOTE_EXIT_CODES = new Set<number>(
+  Object.values(EXIT_CODES)
+    .map((entry) => entry.code)
+    .filter((code) => code > 0 && code < 126),
+);
+
+/** The error for an error reply: its text, with the exit code it names when that is one of the table's. */
+function refusalOf(envelope: BridgeEnvelope<unknown>, name: string): RequestError {
+  const message = envelope.error ?? `The server refused the ${name} request without a reason.`;
+  const code = envelope.code;
+  return typeof code === "number" && REMOTE_EXIT_CODES.has(code)
+    ? new ServerRefusalError(message, code)
+    : new RequestError(message);
+}
+
 /** The broker answered, but no mpota server replied to a request. */
 export class NoServerError extends MpotaError {
   override readonly exitCode: number = EXIT_CODES.noServer.code;
@@ -124,8 +154,7 @@ export class BridgeClient {
     });
     await this.client.publishAsync(this.topics.bridgeRequest(name), body, { qos: 1 });
     const envelope = await reply;
-    if (envelope.status !== "ok")
-      throw new RequestError(envelope.error ?? `The server refused the ${name} request without a reason.`);
+    if (envelope.status !== "ok") throw refusalOf(envelope, name);
     return envelope.data as BridgeApi[K]["response"];
   }
 

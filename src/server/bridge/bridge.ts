@@ -7,6 +7,7 @@ import { jsonNestingProblem } from "../base/json-nesting.ts";
 import { CALLER_FIELD } from "../mqtt/broker-access.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { Inbound, RawMessage, Reading } from "../mqtt/payload-reader.ts";
+import { DiskFullError } from "../storage/disk-full.ts";
 import type { AuditStore } from "../storage/storage.ts";
 import { recordAudit } from "../trust/audit.ts";
 import { type BridgeInfoOptions, BridgeInfoPublisher } from "./bridge-info.ts";
@@ -159,7 +160,13 @@ export class Bridge {
       await audit("refused", (error as Error)?.message);
       if (error instanceof MpotaError) {
         log.info({ request: name, reason: error.message.split("\n")[0] }, "request refused");
-        await this.reply(name, transaction, { status: "error", data: {}, error: error.message });
+        await this.reply(name, transaction, {
+          status: "error",
+          data: {},
+          error: error.message,
+          code: error.exitCode,
+          ...(error instanceof DiskFullError ? { cause: "disk-full" } : {}),
+        });
       } else {
         log.error({ request: name, err: (error as Error)?.stack ?? String(error) }, "request failed");
         await this.reply(name, transaction, {

@@ -9,6 +9,8 @@ import type { Inbound, RawMessage } from "../mqtt/payload-reader.ts";
 import { readAck, readState, readStatus } from "../mqtt/topic-readers.ts";
 import { isDiskFull } from "../storage/disk-full.ts";
 import { type DeviceRecord, type Storage, StorageUnavailableError } from "../storage/storage.ts";
+import { type DeviceLimits, NewDeviceGate } from "./new-device-gate.ts";
+import { OutageLog } from "./outage-log.ts";
 
 /** Who hears about device messages once they are stored (the job runner). */
 export interface DeviceListener {
@@ -29,6 +31,8 @@ export interface DeviceInboxOptions {
   historyLimit: number;
   /** How long a message is tried again while the database is unreachable (`UNAVAILABLE_RETRY_MS`). */
   unavailableRetryMs?: number;
+  /** How many devices are registered, and how fast new ones (`DEFAULT_DEVICE_LIMITS`). */
+  limits: DeviceLimits;
 }
 
 export const DEFAULT_HISTORY_LIMIT = 200;
@@ -55,12 +59,25 @@ export class DeviceInbox {
   private readonly queue = new KeyedQueue();
   private readonly filters: string[];
   private stopped = false;
-  /** While the disk is full: since when, and how many device messages were dropped. */
-  private fullOutage: { since: number; dropped: number } | null = null;
-  private fullLoggedAt = Number.NEGATIVE_INFINITY;
+  /** Messages dropped while the disk is full. */
+  private readonly full: OutageLog;
+  /** Messages kept and tried again while the database is unreachable, and those dropped after all. */
+  private readonly unreachable: OutageLog;
+  private readonly unreachableDrops: OutageLog;
+  private readonly newDevices: NewDeviceGate;
 
   constructor(private readonly o: DeviceInboxOptions) {
     this.filters = [o.topics.allDevices("state"), o.topics.allDevices("status"), o.topics.allDevices("ack")];
+    this.full = new OutageLog(o.clock);
+    this.unreachable = new OutageLog(o.clock);
+    this.unreachableDrops = new OutageLog(o.clock);
+    this.newDevices = new NewDeviceGate({
+      limits: o.limits,
+      count: () => o.storage.devices.count(),
+      provisioned: async (id) => (await o.storage.credentials.get(id)) !== undefined,
+      clock: o.clock,
+      logger: o.logger,
+    });
   }
 
   async start(): Promise<void> {
@@ -99,18 +116,25 @@ export class DeviceInbox {
   }
 
   /** Handles a message the contract's reader accepted in its device's queue, one device's messages in order. */
-  private enqueue(message: RawMessage, handle: (id: string) => Promise<void>): void {
+  private enqueue(message: RawMessage, handle: (id: string) => Promise<boolean>): void {
     const parsed = this.o.topics.parseDevice(message.topic);
     if (!parsed) return;
     const { id, kind } = parsed;
     void this.queue
       .run(id, async () => {
-        await this.whileUnavailable(id, kind, () => handle(id));
-        this.spaceReturned();
+        // Only a message the database took ends an outage (not a known state, nor a refused new id).
+        if (await this.whileUnavailable(id, kind, () => handle(id))) this.outagesEnded();
       })
       .catch((error: unknown) => {
         if (isDiskFull(error)) this.droppedForSpace(id, kind, error);
-        else
+        else if (error instanceof StorageUnavailableError) {
+          // One line per outage, not per message (the first one dropped); the end line counts them.
+          if (this.unreachableDrops.hit())
+            this.o.logger.error(
+              { device: id, kind, reason: error.message },
+              "database still unreachable; message dropped",
+            );
+        } else
           this.o.logger.error(
             { device: id, kind, err: (error as Error).stack ?? String(error) },
             "device message failed",
@@ -125,29 +149,32 @@ export class DeviceInbox {
    * not per message: thousands of devices report while the disk is full.
    */
   private droppedForSpace(id: string, kind: string, error: unknown): void {
-    if (this.fullOutage === null) {
-      const now = this.o.clock.now();
-      this.fullOutage = { since: now, dropped: 0 };
-      // A message that needed no write (a known retained state) ends an outage early: no second line within a minute.
-      if (now - this.fullLoggedAt < 60_000) return void this.fullOutage.dropped++;
-      this.fullLoggedAt = now;
+    if (this.full.hit())
       this.o.logger.error(
         { device: id, kind, database: this.o.storage.description, reason: (error as Error).message },
         "disk full: device messages are dropped until space is freed (logged once per outage)",
       );
-    }
-    this.fullOutage.dropped++;
   }
 
   /** After an outage, the first message stored again says how long it lasted and what was lost. */
-  private spaceReturned(): void {
-    if (this.fullOutage === null) return;
-    const { since, dropped } = this.fullOutage;
-    this.fullOutage = null;
-    this.o.logger.warn(
-      { dropped, seconds: Math.round((this.o.clock.now() - since) / 1000) },
-      "disk space is back: device messages are stored again",
-    );
+  private outagesEnded(): void {
+    const full = this.full.ended();
+    if (full)
+      this.o.logger.warn(
+        { dropped: full.count, seconds: full.seconds },
+        "disk space is back: device messages are stored again",
+      );
+    const unreachable = this.unreachable.ended();
+    const dropped = this.unreachableDrops.ended();
+    if (unreachable || dropped)
+      this.o.logger.warn(
+        {
+          kept: unreachable?.count ?? 0,
+          dropped: dropped?.count ?? 0,
+          seconds: Math.max(unreachable?.seconds ?? 0, dropped?.seconds ?? 0),
+        },
+        "database reachable again: device messages are stored again",
+      );
   }
 
   /**
@@ -156,21 +183,18 @@ export class DeviceInbox {
    * exists nowhere else (a shared subscription gives it to one instance
    * only), so dropping it on a database restart would lose a device's answer.
    */
-  private async whileUnavailable(id: string, kind: string, handle: () => Promise<void>): Promise<void> {
+  private async whileUnavailable(id: string, kind: string, handle: () => Promise<boolean>): Promise<boolean> {
     const giveUpAt = this.o.clock.now() + (this.o.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS);
     for (let attempt = 0; ; attempt++) {
       try {
-        await handle();
-        return;
+        return await handle();
       } catch (error) {
         const unavailable = error instanceof StorageUnavailableError;
         if (!unavailable || this.o.clock.now() >= giveUpAt || this.stopped) {
-          if (unavailable && attempt > 0)
-            this.o.logger.error({ device: id, kind }, "database still unreachable; message dropped");
           throw error;
         }
         const pause = UNAVAILABLE_PAUSE_MS[Math.min(attempt, UNAVAILABLE_PAUSE_MS.length - 1)] as number;
-        if (attempt === 0)
+        if (attempt === 0 && this.unreachable.hit())
           this.o.logger.warn(
             { device: id, kind, err: error.message },
             "database unreachable; keeping the message and trying again",
@@ -195,12 +219,15 @@ export class DeviceInbox {
     return (await this.storeState(id, message)) !== null;
   }
 
-  private async onState(id: string, message: Inbound<DeviceState>): Promise<void> {
+  /** Each handler says whether the database took the message. */
+  private async onState(id: string, message: Inbound<DeviceState>): Promise<boolean> {
     const stored = await this.storeState(id, message);
-    if (stored) await this.o.listener.handleState(stored.device, stored.state);
+    if (!stored) return false;
+    await this.o.listener.handleState(stored.device, stored.state);
+    return true;
   }
 
-  /** Stores a state the contract's reader accepted; null when it is already known. */
+  /** Stores a state the contract's reader accepted; null when it is already known, or a new id over the limits. */
   private async storeState(
     id: string,
     message: Inbound<DeviceState>,
@@ -217,20 +244,25 @@ export class DeviceInbox {
     const state = message.payload;
     const now = this.o.clock.now();
     const nextWakeAt = state.sleep ? now + state.sleep * 1000 : null;
-    let device = await this.o.storage.devices.recordState({
-      id,
-      state,
-      at: now,
-      digest,
-      nextWakeAt,
-      historyLimit: this.o.historyLimit,
-    });
-    // A device sends its state only while it is connected, before its status=online: a live
-    // state from a device stored as sleeping (or offline, or in OTA mode) means it is awake.
-    // Left as it was, a sleeper that just woke would show as asleep with a new wake time.
-    if (!retained && device.status !== "online") {
-      device = await this.o.storage.devices.recordStatus({ id, status: "online", at: now, nextWakeAt });
-    }
+    const record = async () => {
+      let device = await this.o.storage.devices.recordState({
+        id,
+        state,
+        at: now,
+        digest,
+        nextWakeAt,
+        historyLimit: this.o.historyLimit,
+      });
+      // A device sends its state only while it is connected, before its status=online: a live
+      // state from a device stored as sleeping (or offline, or in OTA mode) means it is awake.
+      // Left as it was, a sleeper that just woke would show as asleep with a new wake time.
+      if (!retained && device.status !== "online") {
+        device = await this.o.storage.devices.recordStatus({ id, status: "online", at: now, nextWakeAt });
+      }
+      return device;
+    };
+    const device = existing ? await record() : await this.newDevices.admit(id, "state", record);
+    if (!device) return null;
     this.o.logger.info(
       { device: id, fw: state.fw, ip: state.ip, retained },
       existing ? "state" : "new device",
@@ -238,10 +270,10 @@ export class DeviceInbox {
     return { device, state };
   }
 
-  private async onStatus(id: string, message: Inbound<DeviceStatus>): Promise<void> {
+  private async onStatus(id: string, message: Inbound<DeviceStatus>): Promise<boolean> {
     const { payload: status, retained } = message;
     const existing = await this.o.storage.devices.get(id);
-    if (retained && existing?.status === status) return;
+    if (retained && existing?.status === status) return false;
     const now = this.o.clock.now();
     const sleep = existing?.state?.sleep ?? 0;
     const nextWakeAt =
@@ -250,20 +282,24 @@ export class DeviceInbox {
         : status === "offline"
           ? null
           : (existing?.nextWakeAt ?? null);
-    const device = await this.o.storage.devices.recordStatus({ id, status, at: now, nextWakeAt });
+    const record = () => this.o.storage.devices.recordStatus({ id, status, at: now, nextWakeAt });
+    const device = existing ? await record() : await this.newDevices.admit(id, "status", record);
+    if (!device) return false;
     this.o.logger.info({ device: id, status, retained }, "status");
     await this.o.listener.handleStatus(device, status);
+    return true;
   }
 
   /** An ack the reader accepted (acks are never retained by the contract: readAck refuses those). */
-  private async onAck(id: string, message: Inbound<DeviceAck>): Promise<void> {
+  private async onAck(id: string, message: Inbound<DeviceAck>): Promise<boolean> {
     const ack = message.payload;
     const device = await this.o.storage.devices.get(id);
     if (!device) {
       this.o.logger.warn({ device: id, job: ack.job }, "ack ignored: device never reported its state");
-      return;
+      return false;
     }
     this.o.logger.info({ device: id, ...ack }, "ack");
     await this.o.listener.handleAck(device, ack);
+    return true;
   }
 }

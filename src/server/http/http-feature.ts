@@ -7,6 +7,7 @@ import { isLoopbackHost } from "../../net/listen-addresses.ts";
 import type { ServerInfo } from "../api/api.ts";
 import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
+import { SourceLog } from "../base/source-log.ts";
 import type { BridgeHandlers } from "../bridge/bridge.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
@@ -29,7 +30,6 @@ import { LineUpdates } from "./line-update.ts";
 import { LoginLimiter } from "./login-limiter.ts";
 import { ClientGoneError } from "./request-body.ts";
 import { RolloutEvents } from "./rollout-events.ts";
-import { SourceLog } from "./source-log.ts";
 import { StaticFiles } from "./static-files.ts";
 
 export const DEFAULT_HTTP_PORT = 8080;

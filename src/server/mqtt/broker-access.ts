@@ -146,6 +146,8 @@ export class BrokerAccess {
   /** Whether the client may publish to `topic`. */
   mayPublish(principal: Principal, topic: string): boolean {
     if (principal.kind === "server") return true;
+    // The broker's own ($SYS/...): a client publishing there could feed other clients false broker facts.
+    if (topic.startsWith("$SYS/")) return false;
     const prefix = `${this.base}/`;
     if (principal.kind === "device") {
       // Its own topics (state, status, ack, the user's telemetry), never a command.

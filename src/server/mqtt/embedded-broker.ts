@@ -1,7 +1,10 @@
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
-import { Aedes, type AuthenticateError, type Client } from "aedes";
+import type { TLSSocket } from "node:tls";
+import { Aedes, type Client } from "aedes";
 import type { Logger } from "pino";
-import type { BrokerAccess, Principal } from "./broker-access.ts";
+import type { BrokerAccess } from "./broker-access.ts";
+import { BrokerHooks } from "./broker-hooks.ts";
+import { type BrokerLimits, brokerLimits } from "./broker-limits.ts";
 import { BrokerListenError } from "./broker-listen-error.ts";
 import { TlsListener, type TlsListenOptions } from "./broker-tls-listener.ts";
 
@@ -19,79 +22,8 @@ export interface EmbeddedBrokerOptions {
    * anyone (only for tests of other brokers' behaviour; `mpota serve` always sets it).
    */
   access?: BrokerAccess;
-}
-
-/** Aedes hooks that enforce `access`: authentication, and publish and subscribe rights per principal. */
-function accessHooks(access: BrokerAccess, logger: Logger) {
-  const principals = new WeakMap<Client, Principal>();
-  return {
-    authenticate(
-      client: Client,
-      username: Readonly<string | undefined>,
-      password: Readonly<Buffer | undefined>,
-      done: (error: AuthenticateError | null, success: boolean | null) => void,
-    ): void {
-      const address = (client.conn as Socket).remoteAddress ?? "unknown";
-      access.authenticate(client.id, username, password, address).then(
-        (result) => {
-          if ("reason" in result) {
-            const error = new Error(result.reason) as AuthenticateError;
-            error.returnCode = result.returnCode;
-            done(error, false);
-            return;
-          }
-          principals.set(client, result);
-          done(null, true);
-        },
-        (error: unknown) => {
-          // The credential store cannot be read (database down): refuse for now, the client retries.
-          logger.warn(
-            { client: client.id, err: (error as Error).message },
-            "MQTT client refused: credentials unreadable",
-          );
-          const refusal = new Error("server unavailable") as AuthenticateError;
-          refusal.returnCode = 3;
-          done(refusal, false);
-        },
-      );
-    },
-    authorizePublish(
-      client: Client | null,
-      packet: { topic: string; payload: Buffer | string },
-      callback: (error?: Error | null) => void,
-    ): void {
-      if (client === null) {
-        callback(null); // the broker's own messages
-        return;
-      }
-      const principal = principals.get(client);
-      if (!principal || !access.mayPublish(principal, packet.topic)) {
-        logger.debug({ client: client.id, topic: packet.topic.slice(0, 200) }, "MQTT publish refused");
-        callback(new Error(`not allowed to publish to ${packet.topic.slice(0, 200)}`));
-        return;
-      }
-      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-      const stamped = access.stampCaller(principal, packet.topic, payload);
-      if (stamped) packet.payload = stamped;
-      callback(null);
-    },
-    authorizeSubscribe(
-      client: Client,
-      subscription: { topic: string; qos: number },
-      callback: (error: Error | null, subscription?: { topic: string; qos: number } | null) => void,
-    ): void {
-      const principal = principals.get(client);
-      if (!principal || !access.maySubscribe(principal, subscription.topic)) {
-        logger.debug(
-          { client: client.id, topic: subscription.topic.slice(0, 200) },
-          "MQTT subscription refused",
-        );
-        callback(null, null); // granted QoS 128: refused
-        return;
-      }
-      callback(null, subscription);
-    },
-  };
+  /** Its bounds (docs/limits.md); the defaults for those not given. Kept only with `access`. */
+  limits?: Partial<BrokerLimits>;
 }
 
 /**
@@ -105,6 +37,8 @@ export class EmbeddedBroker {
 
   private constructor(
     private readonly broker: Aedes,
+    /** The checks and their counts (the retained budget); undefined for an open broker. */
+    readonly hooks: BrokerHooks | undefined,
     private readonly server: Server,
     private readonly sockets: Set<Socket>,
     readonly host: string,
@@ -132,18 +66,21 @@ export class EmbeddedBroker {
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const host = options.host ?? "0.0.0.0";
     const port = options.port ?? DEFAULT_MQTT_PORT;
+    const hooks = options.access
+      ? new BrokerHooks(options.access, brokerLimits(options.limits), options.logger)
+      : undefined;
     const broker = await Aedes.createBroker(
-      options.access
-        ? (accessHooks(options.access, options.logger) as Parameters<typeof Aedes.createBroker>[0])
-        : {},
+      hooks ? (hooks.options() as Parameters<typeof Aedes.createBroker>[0]) : {},
     );
+    // Each connection behind its packet guard (the open broker of tests takes any size).
+    const handle = (socket: Socket | TLSSocket) => broker.handle(hooks ? hooks.guard(socket) : socket);
     broker.on("clientError", (client, error) => {
       options.logger.debug({ client: client?.id, err: error.message }, "MQTT client error");
     });
     broker.on("connectionError", (client, error) => {
       options.logger.debug({ client: client?.id, err: error.message }, "MQTT connection error");
     });
-    const server = createServer(broker.handle);
+    const server = createServer(handle);
     const sockets = new Set<Socket>();
     server.on("connection", (socket) => {
       sockets.add(socket);
@@ -170,10 +107,10 @@ export class EmbeddedBroker {
     }
     const address = server.address();
     const actualPort = typeof address === "object" && address ? address.port : port;
-    const result = new EmbeddedBroker(broker, server, sockets, host, actualPort);
+    const result = new EmbeddedBroker(broker, hooks, server, sockets, host, actualPort);
     if (options.tls) {
       try {
-        result.tls = await TlsListener.start(broker.handle, options.tls, options.logger);
+        result.tls = await TlsListener.start(handle, options.tls, options.logger);
       } catch (error) {
         await result.close();
         throw error;

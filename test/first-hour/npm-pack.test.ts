@@ -115,6 +115,9 @@ function start(args: string[], cwd: string, env: NodeJS.ProcessEnv): Running {
 const UNREACHABLE =
   /^npm error code (ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH)/m;
 
+/** One retry, soon: npm's default backoff waits minutes before it says the registry is unreachable. */
+const RETRY = ["--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=5000"];
+
 /** `npm install -g <tarball>` into `prefix`, as a user types it, with npm's cache (filled by `npm ci`) preferred. */
 function installGlobal(
   tarball: string,
@@ -125,13 +128,7 @@ function installGlobal(
 ) {
   const args = ["install", "-g", tarball, "--prefix", prefix, "--prefer-offline", "--no-audit", "--no-fund"];
   // JOBS=max: node-gyp compiles better-sqlite3 on every core.
-  return runBounded(
-    npm,
-    [...args, "--fetch-retries=1", ...flags],
-    cwd,
-    cleanEnv({ JOBS: "max", ...env }),
-    600_000,
-  );
+  return runBounded(npm, [...args, ...RETRY, ...flags], cwd, cleanEnv({ JOBS: "max", ...env }), 600_000);
 }
 
 /**

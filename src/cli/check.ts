@@ -1,10 +1,11 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
 import { findBoard } from "../firmware/boards.ts";
-import { DEFAULT_MAIN_APP_OFFSET, flashSizeText } from "../firmware/flash-layout.ts";
+import { flashSizeText } from "../firmware/flash-layout.ts";
 import { hex, sizeText } from "../firmware/format.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { PreflightError, type PreflightResult, preflight, refusalMessage } from "../firmware/preflight.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { type CliIo, processIo } from "./io.ts";
 import { parseFlashSize, parseIntegerOption } from "./key-options.ts";
 

@@ -1,7 +1,7 @@
 // The broker the simulated devices connect to: a check that one answers, and
 // a credential of its own for every device from the server behind it.
 import { connect } from "node:net";
-import type { BrokerAddress } from "../agent-host/agent-device.ts";
+import type { BrokerAddress } from "../agent-host/broker-address.ts";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import type { ProvisionedDevice } from "../server/api/admin-views.ts";

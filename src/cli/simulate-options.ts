@@ -1,6 +1,6 @@
 // The options of `mpota simulate`, read and checked: the broker address, the
 // bootloaders' key and settings, the firmware every device starts with.
-import type { BrokerAddress } from "../agent-host/agent-device.ts";
+import type { BrokerAddress } from "../agent-host/broker-address.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import { UsageError } from "../errors.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";

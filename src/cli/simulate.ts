@@ -1,10 +1,11 @@
 import { type Command, Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
-import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { describeEvent } from "../simulator/event-text.ts";
 import { DEFAULT_FIRST_ADDRESS, Fleet } from "../simulator/fleet.ts";
-import type { SimulatedDevice, SimulatedEvent } from "../simulator/simulated-device.ts";
+import type { SimulatedDevice } from "../simulator/simulated-device.ts";
+import type { SimulatedEvent } from "../simulator/simulated-events.ts";
 import { DEFAULT_SYNTHETIC_SIZE, firmwareIdentity } from "../simulator/synthetic-firmware.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, parseIntegerOption } from "./key-options.ts";

@@ -1,3 +1,4 @@
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import { analyzeBootloader, type BootloaderAnalysis, isYaotaBootloader } from "./bootloader-image.ts";
 import {
@@ -7,7 +8,7 @@ import {
   parseEspImage,
   strangeSegments,
 } from "./esp-image.ts";
-import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "./flash-layout.ts";
+import { PACKED_RAM_SIZE } from "./flash-layout.ts";
 import { hex, sizeText } from "./format.ts";
 import {
   analyzeMicroPythonImage,

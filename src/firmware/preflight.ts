@@ -1,5 +1,6 @@
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { OtaFileError } from "../protocol/ota-file.ts";
 import { isYaotaBootloader } from "./bootloader-image.ts";
 import { type BuildKind, NORMAL_IROM0_BASE } from "./build-kind.ts";
@@ -7,7 +8,6 @@ import { ESP_IMAGE_V1_MAGIC, EspImageError, tryParseEspImage } from "./esp-image
 import {
   checkAppOffset,
   checkFlashSize,
-  DEFAULT_MAIN_APP_OFFSET,
   type FlashLayout,
   flashLayout,
   flashSizeText,

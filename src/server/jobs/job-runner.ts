@@ -18,13 +18,12 @@ import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import {
   type DeviceRecord,
-  isTerminal,
-  type JobPhase,
   type JobRecord,
   LeaseLostError,
   type Storage,
   StorageError,
 } from "../storage/storage.ts";
+import { isTerminal, type JobPhase } from "../storage/types.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
 import {
   interruptedMessage,

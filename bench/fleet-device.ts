@@ -1,5 +1,6 @@
 import { connectAsync, type MqttClient } from "mqtt";
-import { type AppIdentity, EmulatedDevice } from "../src/emulator/device.ts";
+import { EmulatedDevice } from "../src/emulator/device.ts";
+import type { AppIdentity } from "../src/emulator/device-events.ts";
 import { MemoryFlash } from "../src/emulator/flash.ts";
 import { RTC_MAGIC } from "../src/firmware/rtc-memory.ts";
 import type { Random } from "../src/net/random.ts";

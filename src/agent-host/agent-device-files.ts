@@ -1,5 +1,5 @@
 /** The files a simulated device starts with: the agent, its mpota_config.py, main.py and any extra files. */
-import { DEFAULT_MAIN_APP_OFFSET } from "../firmware/flash-layout.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import type { AgentDeviceOptions } from "./agent-device-options.ts";
 import {
   DEVICE_DIR,

@@ -18,10 +18,6 @@ import { WorkerLink } from "./worker-link.ts";
 import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-protocol.ts";
 
 // The device's public surface, defined beside it: importers of the device keep one place to import from.
-export type { AgentDeviceEvents, DevicePhase, RunEnd } from "./agent-device-events.ts";
-export type { AgentDeviceOptions, WifiOptions } from "./agent-device-options.ts";
-export { AgentHostError } from "./agent-host-error.ts";
-export { type BrokerAddress, parseBroker } from "./broker-address.ts";
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 

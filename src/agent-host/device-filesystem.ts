@@ -3,8 +3,6 @@ import { FsErrno, FsFailure } from "./fs-errno.ts";
 import { type FsStep, PowerCut } from "./fs-step.ts";
 
 // The filesystem's public surface, defined beside it: importers keep one place to import from.
-export { FsErrno, FsFailure } from "./fs-errno.ts";
-export { type FsStep, PowerCut } from "./fs-step.ts";
 
 /**
  * The filesystem of a simulated ESP8266 (mounted at `/`), kept on the main

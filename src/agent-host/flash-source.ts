@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { FileError } from "../errors.ts";
-import { DEFAULT_FLASH_SIZE, DEFAULT_MAIN_APP_OFFSET } from "../firmware/flash-layout.ts";
+import { DEFAULT_FLASH_SIZE } from "../firmware/flash-layout.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 
 /**
  * Flash as the simulated device reads it (`esp.flash_read`). The emulator's

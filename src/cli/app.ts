@@ -13,7 +13,7 @@ import {
 } from "../apps/app-store.ts";
 import { archName, mpyNeed } from "../apps/mpy-header.ts";
 import { formatTable, sizeText } from "../firmware/format.ts";
-import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import type { CliIo } from "./io.ts";
 
 interface DataOptions {

@@ -15,7 +15,7 @@ import {
 } from "../server/mqtt/mosquitto-config.ts";
 import { ensureMqttServerSecret } from "../server/mqtt/mqtt-server-secret.ts";
 import { ADMIN_USERNAME, SERVER_USERNAME } from "../server/mqtt/principals.ts";
-import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { openStorage } from "../server/storage/open-storage.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import type { CliIo } from "./io.ts";

@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
-import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { loadCommandKey } from "../server/trust/command-key.ts";
 import { promoteNextKey, startRotation } from "../server/trust/command-key-ring.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printAnswer, withBridge } from "./devices.ts";

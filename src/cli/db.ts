@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { migrateStorage, type SchemaStatus, storageStatus } from "../server/storage/open-storage.ts";
 import type { CliIo } from "./io.ts";
 import { parseIntegerOption } from "./key-options.ts";

@@ -1,5 +1,6 @@
 // Prints an OTA session's progress and outcome from the emulated device's events.
-import type { AppIdentity, EmulatedDevice } from "../emulator/device.ts";
+import type { EmulatedDevice } from "../emulator/device.ts";
+import type { AppIdentity } from "../emulator/device-events.ts";
 import type { EmulateCommandOptions } from "./emulate-options.ts";
 import type { EmulatorLog } from "./emulator-log.ts";
 

@@ -18,9 +18,6 @@ import { EmulatorLog } from "./emulator-log.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, parseFlashSize, parseIntegerOption } from "./key-options.ts";
 
-export type { EmulateCommandOptions, EmulateDeps } from "./emulate-options.ts";
-export { EmulatorBindError } from "./emulator-bind-error.ts";
-
 /** Runs the emulator until stopped (signal, "quit", or deps.stop). */
 export async function emulateCommand(
   options: EmulateCommandOptions,

@@ -1,5 +1,5 @@
 // The emulator's printed log: timestamped lines or JSON, repeats and "Unexpected offset" drops counted.
-import type { DeviceLogEntry } from "../emulator/device.ts";
+import type { DeviceLogEntry } from "../emulator/device-events.ts";
 import { DROP_MESSAGES } from "../emulator/receiver.ts";
 import type { CliIo } from "./io.ts";
 

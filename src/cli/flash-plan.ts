@@ -4,7 +4,7 @@ import { FileError, UsageError } from "../errors.ts";
 import { BOARDS, type BoardProfile, findBoard } from "../firmware/boards.ts";
 import { analyzeBootloader, isYaotaBootloader } from "../firmware/bootloader-image.ts";
 import { FLASH_MODES, type FlashMode } from "../firmware/esp-image.ts";
-import { checkFlashSize, DEFAULT_MAIN_APP_OFFSET, flashSizeText } from "../firmware/flash-layout.ts";
+import { checkFlashSize, flashSizeText } from "../firmware/flash-layout.ts";
 import { hex, sizeText } from "../firmware/format.ts";
 import {
   buildFullFlashImage,
@@ -15,7 +15,7 @@ import {
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { isMicroPythonImage } from "../firmware/micropython-image.ts";
 import { assertPreflight, type Verdict } from "../firmware/preflight.ts";
-import { parseConfigH } from "../protocol/config-h.ts";
+import { DEFAULT_MAIN_APP_OFFSET, parseConfigH } from "../protocol/config-h.ts";
 import { type FlashRegion, layoutRegions, regionLines } from "./check.ts";
 import { type CliIo, processIo } from "./io.ts";
 import { loadPublicKey, parseFlashSize, parseIntegerOption, readUserFile } from "./key-options.ts";

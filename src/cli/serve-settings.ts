@@ -7,7 +7,7 @@ import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/netwo
 import { DEFAULT_HTTP_HOST } from "../server/http/http-feature.ts";
 import { type JobTimings, MAX_CONCURRENT_PUSHES as MAX_PUSHES } from "../server/jobs/job-timings.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
-import type { BrokerChoice } from "../server/server.ts";
+import type { BrokerChoice } from "../server/server-options.ts";
 import { brokerTlsRequest } from "./broker-tls-request.ts";
 import { httpLimitOptions, httpWanted } from "./http-limit-options.ts";
 import { mqttConnection } from "./mqtt-options.ts";

@@ -17,7 +17,8 @@ import { DEFAULT_BROKER_LIMITS } from "../server/mqtt/broker-limits.ts";
 import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts";
 import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
-import { DEFAULT_DATA_DIR, MpotaServer } from "../server/server.ts";
+import { MpotaServer } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import { httpWanted } from "./http-limit-options.ts";
 import type { CliIo } from "./io.ts";
@@ -29,10 +30,6 @@ import { serverSettings } from "./serve-settings.ts";
 import { loadServerKey } from "./serve-signing-key.ts";
 import { DEFAULT_SHARED_GROUP } from "./shared-group.ts";
 import { assertDataWritable } from "./writable-data.ts";
-
-export { mqttConnection } from "./mqtt-options.ts";
-export type { ServeOptions } from "./serve-options.ts";
-export { serverSettings } from "./serve-settings.ts";
 
 /**
  * Runs the server until `stop` resolves (the CLI: SIGINT or SIGTERM).

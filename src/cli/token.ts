@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { adminTokenPath, rotateAdminToken } from "../server/http/admin-token.ts";
-import { DEFAULT_DATA_DIR } from "../server/server.ts";
+import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import type { CliIo } from "./io.ts";
 import { assertDataWritable } from "./writable-data.ts";
 

@@ -5,6 +5,7 @@ import { ImpairedChannel, type ImpairmentStats, type LinkProfile, linkProfile } 
 import { seededRandom } from "../net/random.ts";
 import type { UdpChannel, UdpEndpoint } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
+import { SECTOR_SIZE as FLASH_SECTOR_SIZE } from "../protocol/datagram.ts";
 import { Agenda } from "./agenda.ts";
 import {
   afterGpioWait,
@@ -17,15 +18,12 @@ import {
 import type { AppIdentity, DeviceEvents, DeviceLogEntry, DeviceState } from "./device-events.ts";
 import type { EmulatedDeviceOptions } from "./device-options.ts";
 import { type DeviceStats, newDropCounts } from "./device-stats.ts";
-import { FLASH_SECTOR_SIZE, type Flash, MemoryFlash } from "./flash.ts";
+import { type Flash, MemoryFlash } from "./flash.ts";
 import { Listeners } from "./listeners.ts";
 import { DROP_MESSAGES, type DropReason, OtaReceiver, type ReceiverStep } from "./receiver.ts";
 import { type DeviceTiming, resolveTiming, runSteps, UartFifo } from "./timing.ts";
 
 // The device's public surface, defined beside it: importers of the device keep one place to import from.
-export type { AppIdentity, DeviceEvents, DeviceLogEntry, DeviceState } from "./device-events.ts";
-export type { EmulatedDeviceOptions } from "./device-options.ts";
-export type { DeviceStats } from "./device-stats.ts";
 
 /** The port yaota8266's receiver listens on. */
 export const OTA_PORT = 8266;

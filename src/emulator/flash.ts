@@ -10,8 +10,6 @@ import {
 /** Erase unit of the ESP8266's SPI NOR flash (one definition, with the protocol). */
 import { SECTOR_SIZE as FLASH_SECTOR_SIZE } from "../protocol/datagram.ts";
 
-export { FLASH_SECTOR_SIZE };
-
 /** A flash file cannot be used as the emulated flash. */
 export class FlashFileError extends FileError {}
 

@@ -1,4 +1,4 @@
-import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
+import { SECTOR_SIZE as FLASH_SECTOR, MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import {
   ESP_IMAGE_V1_MAGIC,
@@ -7,7 +7,7 @@ import {
   parseEspImage,
   tryParseEspImage,
 } from "./esp-image.ts";
-import { FLASH_SECTOR, OTA_SERVER_IROM0_OFFSET, OTA_SERVER_OFFSET } from "./flash-layout.ts";
+import { OTA_SERVER_IROM0_OFFSET, OTA_SERVER_OFFSET } from "./flash-layout.ts";
 import { hex } from "./format.ts";
 import {
   analyzeMicroPythonImage,

@@ -1,9 +1,5 @@
-import {
-  DEFAULT_MAIN_APP_OFFSET,
-  IROM0_MAP_BASE,
-  OTA_SERVER_IROM0_OFFSET,
-  PACKED_RAM_SIZE,
-} from "./flash-layout.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
+import { IROM0_MAP_BASE, OTA_SERVER_IROM0_OFFSET, PACKED_RAM_SIZE } from "./flash-layout.ts";
 import { hex } from "./format.ts";
 
 export type BuildKind = "ota" | "normal" | "unknown";

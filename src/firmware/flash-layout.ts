@@ -9,7 +9,6 @@ export class FlashSizeError extends UsageError {}
 import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { SECTOR_SIZE as FLASH_SECTOR } from "../protocol/datagram.ts";
 
-export { DEFAULT_MAIN_APP_OFFSET, FLASH_SECTOR };
 /** boot8266 sits in exactly the first sector; the ota-server image follows at this offset. */
 export const OTA_SERVER_OFFSET = 0x1000;
 /**

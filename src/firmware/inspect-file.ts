@@ -1,3 +1,4 @@
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import { analyzeBootloader, type BootloaderAnalysis, isYaotaBootloader } from "./bootloader-image.ts";
 import {
@@ -11,7 +12,7 @@ import { isEsp32AppImage } from "./esp32-app-image.ts";
 import { type ChipChoice, ESP8266_CHIP_NAME } from "./esp32-chips.ts";
 import { type Esp32Inspection, inspectEsp32App, inspectMergedEsp32 } from "./esp32-inspect.ts";
 import { findMergedFirmware } from "./esp32-merged-firmware.ts";
-import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "./flash-layout.ts";
+import { PACKED_RAM_SIZE } from "./flash-layout.ts";
 import { hex, sizeText } from "./format.ts";
 import {
   analyzeMicroPythonImage,

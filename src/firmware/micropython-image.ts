@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 import { type BuildKindAnalysis, classifyBuild } from "./build-kind.ts";
 import { ESP_IMAGE_V1_MAGIC, type EspImageV1, parseEspImage, tryParseEspImage } from "./esp-image.ts";
-import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "./flash-layout.ts";
+import { PACKED_RAM_SIZE } from "./flash-layout.ts";
 import { hex, hexBytes, readU32 } from "./format.ts";
 import { findMicroPythonVersion, type MicroPythonVersion } from "./micropython-version.ts";
 

@@ -1,5 +1,6 @@
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { OtaFileError } from "../protocol/ota-file.ts";
 import { isYaotaBootloader } from "./bootloader-image.ts";
 import { type BuildKind, NORMAL_IROM0_BASE } from "./build-kind.ts";
@@ -8,7 +9,6 @@ import type { Esp32PreflightResult } from "./esp32-preflight.ts";
 import {
   checkAppOffset,
   checkFlashSize,
-  DEFAULT_MAIN_APP_OFFSET,
   type FlashLayout,
   flashLayout,
   flashSizeText,

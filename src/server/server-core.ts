@@ -12,10 +12,11 @@ import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "./devices/network-polic
 import { DEFAULT_HA_PREFIX } from "./homeassistant/homeassistant.ts";
 import { AdminToken, ensureAdminToken } from "./http/admin-token.ts";
 import { DEFAULT_JOB_TIMINGS, DEFAULT_MAX_ATTEMPTS, type JobTimings } from "./jobs/job-timings.ts";
-import { BrokerAccess, SERVER_USERNAME } from "./mqtt/broker-access.ts";
+import { BrokerAccess } from "./mqtt/broker-access.ts";
 import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import type { MqttConnection } from "./mqtt/mqtt-connect.ts";
 import { MqttLink } from "./mqtt/mqtt-link.ts";
+import { SERVER_USERNAME } from "./mqtt/principals.ts";
 import { esp32AppKind } from "./releases/esp32-app-kind.ts";
 import { esp8266OtaKind } from "./releases/esp8266-ota-kind.ts";
 import { FirmwareLibrary } from "./releases/firmware-library.ts";

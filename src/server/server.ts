@@ -35,8 +35,6 @@ import { CommandKeyRollout } from "./trust/command-key-rollout.ts";
 import { CommandSigner } from "./trust/command-signer.ts";
 import { lanAddress, type ProvisioningDeps } from "./trust/provisioning.ts";
 
-export { type BrokerChoice, DEFAULT_DATA_DIR, type ServerOptions } from "./server-options.ts";
-
 /** The job core and what feeds it: device messages, rollouts, command keys. */
 interface Fleet {
   runner: JobRunner;

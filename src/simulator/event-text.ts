@@ -1,5 +1,5 @@
 import { RESET_REASON_NAMES } from "../emulator/boot.ts";
-import type { SimulatedEvent } from "./simulated-device.ts";
+import type { SimulatedEvent } from "./simulated-events.ts";
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 const str = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : "?");

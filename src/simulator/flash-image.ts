@@ -1,5 +1,6 @@
 /** Putting a firmware image into a simulated device's flash before its first power-on. */
-import { FLASH_SECTOR_SIZE, type Flash } from "../emulator/flash.ts";
+import type { Flash } from "../emulator/flash.ts";
+import { SECTOR_SIZE as FLASH_SECTOR_SIZE } from "../protocol/datagram.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
 /** Writes `image` at `offset` as esptool would: erase the sectors, then program. */

@@ -1,5 +1,5 @@
-import { type BrokerAddress, parseBroker } from "../agent-host/agent-device.ts";
 import type { PythonValue } from "../agent-host/agent-files.ts";
+import { type BrokerAddress, parseBroker } from "../agent-host/broker-address.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import { type Clock, systemClock } from "../net/clock.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
@@ -7,14 +7,10 @@ import { seededRandom } from "../net/random.ts";
 import type { UdpNetwork } from "../net/udp-channel.ts";
 import type { YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
-import {
-  SimulatedDevice,
-  type SimulatedDeviceOptions,
-  type SimulatedDeviceSummary,
-  type SimulatedEvent,
-  type SimulatedStatus,
-  SimulatorError,
-} from "./simulated-device.ts";
+import { SimulatedDevice, type SimulatedDeviceSummary } from "./simulated-device.ts";
+import type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
+import type { SimulatedEvent, SimulatedStatus } from "./simulated-events.ts";
+import { SimulatorError } from "./simulator-error.ts";
 
 /** Where the first device of a fleet listens by default (127.0.0.2 is `mpota emulate`'s default). */
 export const DEFAULT_FIRST_ADDRESS = "127.0.1.1";

@@ -1,6 +1,7 @@
 /** What a simulated device is made of: its id, address, broker, key, firmware, flash, link, timing and agent. */
-import type { AgentDeviceOptions, BrokerAddress } from "../agent-host/agent-device.ts";
-import type { DeviceLogEntry } from "../emulator/device.ts";
+import type { AgentDeviceOptions } from "../agent-host/agent-device-options.ts";
+import type { BrokerAddress } from "../agent-host/broker-address.ts";
+import type { DeviceLogEntry } from "../emulator/device-events.ts";
 import type { Flash } from "../emulator/flash.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import type { Clock } from "../net/clock.ts";

@@ -1,7 +1,8 @@
 import { AgentDevice } from "../agent-host/agent-device.ts";
 import type { PublishedMessage } from "../agent-host/mqtt-packets.ts";
 import { checkMainApp, ResetReason } from "../emulator/boot.ts";
-import { type AppIdentity, EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
+import { EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
+import type { AppIdentity } from "../emulator/device-events.ts";
 import { MemoryFlash } from "../emulator/flash.ts";
 import { Listeners } from "../emulator/listeners.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
@@ -21,14 +22,6 @@ import {
 import { SimulatorError } from "./simulator-error.ts";
 
 // The device's public surface, defined beside it: importers of the device keep one place to import from.
-export type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
-export {
-  type SimulatedDeviceEvents,
-  type SimulatedEvent,
-  type SimulatedStatus,
-  WAKE_NAMES,
-} from "./simulated-events.ts";
-export { SimulatorError } from "./simulator-error.ts";
 
 /** One line per device for tables and `--json`. */
 export interface SimulatedDeviceSummary {

@@ -1,7 +1,7 @@
 import { SYNTHETIC_BOOTLOADER_MARK } from "../firmware/bootloader-image.ts";
-import { DEFAULT_MAIN_APP_OFFSET } from "../firmware/flash-layout.ts";
 import { seededRandom } from "../net/random.ts";
 import type { YaotaSettings } from "../protocol/config-h.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 
 export interface SyntheticBootloaderOptions {

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { UsageError } from "../errors.ts";
-import { DEFAULT_MAIN_APP_OFFSET, PACKED_RAM_SIZE } from "../firmware/flash-layout.ts";
+import { PACKED_RAM_SIZE } from "../firmware/flash-layout.ts";
 import { SIZE_WORD_OFFSET } from "../firmware/micropython-image.ts";
 import { seededRandom } from "../net/random.ts";
+import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
 
 /** A synthetic firmware was asked for with a size it cannot have. */

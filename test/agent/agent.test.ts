@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { AgentDevice, type AgentDeviceOptions } from "../../src/agent-host/agent-device.ts";
+import { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import type { AgentDeviceOptions } from "../../src/agent-host/agent-device-options.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
 import { MqttPacketType } from "../../src/agent-host/mqtt-packets.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";

@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
 import { constants, sign } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
-import { AgentDevice, type AgentDeviceOptions } from "../../src/agent-host/agent-device.ts";
-import {
-  DeviceFilesystem,
-  type FilesystemKind,
-  type FsStep,
-} from "../../src/agent-host/device-filesystem.ts";
+import { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import type { AgentDeviceOptions } from "../../src/agent-host/agent-device-options.ts";
+import { DeviceFilesystem, type FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
+import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
 import { hasRtcMagic } from "../../src/firmware/rtc-memory.ts";
 import { compareVersions } from "../../src/server/releases/version-order.ts";

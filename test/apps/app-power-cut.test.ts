@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
-import type { DeviceFilesystem, FilesystemKind, FsStep } from "../../src/agent-host/device-filesystem.ts";
+import type { DeviceFilesystem, FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
+import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import {
   device,
   LOADER_MAIN,

@@ -2,13 +2,11 @@ import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AgentDevice, type RunEnd } from "../../src/agent-host/agent-device.ts";
+import { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import type { RunEnd } from "../../src/agent-host/agent-device-events.ts";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
-import {
-  DeviceFilesystem,
-  type FilesystemKind,
-  type FsStep,
-} from "../../src/agent-host/device-filesystem.ts";
+import { DeviceFilesystem, type FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
+import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import { appKeyModulus } from "../../src/apps/app-key.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
 import { BOARD_MPY } from "./micropython.ts";

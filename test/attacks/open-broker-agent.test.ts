@@ -4,7 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import { encodeCommand, signCommand } from "../../src/protocol/command-signature.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import { SimulatedDevice, type SimulatedEvent } from "../../src/simulator/simulated-device.ts";
+import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
+import type { SimulatedEvent } from "../../src/simulator/simulated-events.ts";
 import { startAedesBroker, type TestBroker } from "../server/support/brokers.ts";
 import { jobEnd } from "../server/support/job-suite.ts";
 import {

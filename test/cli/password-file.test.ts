@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { mqttConnection } from "../../src/cli/serve.ts";
+import { mqttConnection } from "../../src/cli/mqtt-options.ts";
 import { FileError, UsageError } from "../../src/errors.ts";
 import { makeTempDir } from "../support/cli.ts";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type ServeOptions, serverSettings } from "../../src/cli/serve.ts";
+import type { ServeOptions } from "../../src/cli/serve-options.ts";
+import { serverSettings } from "../../src/cli/serve-settings.ts";
 import { UsageError } from "../../src/errors.ts";
 
 const options = (extra: Partial<ServeOptions>): ServeOptions => ({

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
 import type { PythonValue } from "../../src/agent-host/agent-files.ts";
+import { type BrokerAddress, parseBroker } from "../../src/agent-host/broker-address.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
 import type { JobTimings } from "../../src/server/jobs/job-timings.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";

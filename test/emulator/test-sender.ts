@@ -2,11 +2,9 @@
 // client's behaviour: one datagram in flight, resend on timeout), plus the
 // setup every device test needs. Not the product's sender.
 
-import {
-  type DeviceLogEntry,
-  EmulatedDevice,
-  type EmulatedDeviceOptions,
-} from "../../src/emulator/device.ts";
+import { EmulatedDevice } from "../../src/emulator/device.ts";
+import type { DeviceLogEntry } from "../../src/emulator/device-events.ts";
+import type { EmulatedDeviceOptions } from "../../src/emulator/device-options.ts";
 import { RTC_MAGIC } from "../../src/firmware/rtc-memory.ts";
 import type { Clock } from "../../src/net/clock.ts";
 import { VirtualClock } from "../../src/net/clock.ts";

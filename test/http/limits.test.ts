@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { type ServeOptions, serverSettings } from "../../src/cli/serve.ts";
+import type { ServeOptions } from "../../src/cli/serve-options.ts";
+import { serverSettings } from "../../src/cli/serve-settings.ts";
 import { UsageError } from "../../src/errors.ts";
 import { DEFAULT_HTTP_LIMITS } from "../../src/server/http/http-limits.ts";
 import { launchChromium, SKIP } from "../dashboard/support.ts";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { adminTokenPath } from "../../src/server/http/admin-token.ts";
 import type { HttpOptions } from "../../src/server/http/http-feature.ts";
-import type { ServerOptions } from "../../src/server/server.ts";
+import type { ServerOptions } from "../../src/server/server-options.ts";
 import { startTestServer, type TestServer } from "../server/support/test-server.ts";
 
 export interface HttpTestServer extends TestServer {

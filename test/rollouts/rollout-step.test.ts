@@ -6,7 +6,7 @@ import type {
   RolloutGroupPlan,
   RolloutRecord,
 } from "../../src/server/storage/rollout-store.ts";
-import type { JobPhase } from "../../src/server/storage/storage.ts";
+import type { JobPhase } from "../../src/server/storage/types.ts";
 
 // The engine's decisions as a pure function of storage and time: minutes and
 // hours of a rollout's life are checked here without waiting for them.

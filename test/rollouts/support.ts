@@ -1,6 +1,6 @@
 import type { RolloutDetail } from "../../src/server/api/rollout-api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import type { ServerOptions } from "../../src/server/server.ts";
+import type { ServerOptions } from "../../src/server/server-options.ts";
 import type { RolloutState } from "../../src/server/storage/rollout-store.ts";
 import { startAedesBroker, type TestBroker } from "../server/support/brokers.ts";
 import { DeviceTwin, type TwinOptions } from "../server/support/device-twin.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
 import { after, before, describe, it } from "node:test";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
-import type { ServerOptions } from "../../src/server/server.ts";
+import type { ServerOptions } from "../../src/server/server-options.ts";
 import { MOSQUITTO_SKIP, startMosquitto, type TestBroker } from "../server/support/brokers.ts";
 import { ID1, ID2, jobEnd, kinds, V2 } from "../server/support/job-suite.ts";
 import { LogCapture } from "../server/support/log-capture.ts";

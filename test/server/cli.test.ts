@@ -7,12 +7,9 @@ import { registerDevicesCommand } from "../../src/cli/devices.ts";
 import { registerFirmwareCommand } from "../../src/cli/firmware.ts";
 import { MemoryIo } from "../../src/cli/io.ts";
 import { registerJobsCommand } from "../../src/cli/jobs.ts";
-import {
-  registerServeCommand,
-  type ServeOptions,
-  serveCommand,
-  serverSettings,
-} from "../../src/cli/serve.ts";
+import { registerServeCommand, serveCommand } from "../../src/cli/serve.ts";
+import type { ServeOptions } from "../../src/cli/serve-options.ts";
+import { serverSettings } from "../../src/cli/serve-settings.ts";
 import { registerUpdateCommand } from "../../src/cli/update.ts";
 import { MpotaError, UsageError } from "../../src/errors.ts";
 import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";

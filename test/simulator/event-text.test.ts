@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { describeEvent } from "../../src/simulator/event-text.ts";
-import type { SimulatedEvent } from "../../src/simulator/simulated-device.ts";
+import type { SimulatedEvent } from "../../src/simulator/simulated-events.ts";
 
 test("each step of a device's life reads as one line", () => {
   const fw = "0123456789abcdef0123456789abcdef";

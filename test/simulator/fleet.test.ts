@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { preflight } from "../../src/firmware/preflight.ts";
 import { NodeUdpNetwork } from "../../src/net/node-udp.ts";
 import { Fleet, loopbackAddresses, sleepyIndexes } from "../../src/simulator/fleet.ts";
-import { SimulatorError } from "../../src/simulator/simulated-device.ts";
+import { SimulatorError } from "../../src/simulator/simulator-error.ts";
 import {
   buildSyntheticFirmware,
   firmwareIdentity,

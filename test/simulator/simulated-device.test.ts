@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import {
-  SimulatedDevice,
-  type SimulatedDeviceOptions,
-  type SimulatedEvent,
-} from "../../src/simulator/simulated-device.ts";
+import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
+import type { SimulatedDeviceOptions } from "../../src/simulator/simulated-device-options.ts";
+import type { SimulatedEvent } from "../../src/simulator/simulated-events.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../../src/simulator/synthetic-firmware.ts";
 import { TestBroker } from "../agent/support.ts";
 import {

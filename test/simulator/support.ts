@@ -1,4 +1,4 @@
-import { type BrokerAddress, parseBroker } from "../../src/agent-host/agent-device.ts";
+import { type BrokerAddress, parseBroker } from "../../src/agent-host/broker-address.ts";
 import type { DeviceTiming } from "../../src/emulator/timing.ts";
 import { systemClock } from "../../src/net/clock.ts";
 import { NodeUdpNetwork } from "../../src/net/node-udp.ts";
@@ -9,7 +9,7 @@ import { signImage } from "../../src/protocol/image-packets.ts";
 import { parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
 import { readCommandKey } from "../../src/server/trust/command-key.ts";
 import type { DeviceAccess } from "../../src/simulator/fleet.ts";
-import type { SimulatedDeviceOptions } from "../../src/simulator/simulated-device.ts";
+import type { SimulatedDeviceOptions } from "../../src/simulator/simulated-device-options.ts";
 import { type PushResult, type PushSource, push } from "../../src/transfer/sender.ts";
 import type { TestBroker } from "../agent/support.ts";
 import { fixturePath, readFixtureText } from "../support/fixtures.ts";

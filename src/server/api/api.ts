@@ -1,5 +1,6 @@
 import type { DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
-import type { AuditEntry, JobPhase, StoredVerdict } from "../storage/storage.ts";
+import type { AuditEntry, StoredVerdict } from "../storage/storage.ts";
+import type { JobPhase } from "../storage/types.ts";
 import type { CommandKeysView, CredentialView, ProvisionedDevice, StatusView } from "./admin-views.ts";
 import { ROLLOUT_REQUEST_NAMES, type RolloutBridgeApi } from "./rollout-api.ts";
 

@@ -1,5 +1,5 @@
 import type { PauseKind, RolloutSelector, RolloutState } from "../storage/rollout-store.ts";
-import type { JobPhase } from "../storage/storage.ts";
+import type { JobPhase } from "../storage/types.ts";
 
 /**
  * The rollout part of the server's API: payloads of the `rollout/*` and

@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import type { Clock, Timer } from "../../net/clock.ts";
 import { repeat } from "../../net/repeating-timer.ts";
 import type { StatusView } from "../api/admin-views.ts";
-import type { HeldLease, Storage } from "../storage/storage.ts";
+import type { Storage } from "../storage/storage.ts";
+import type { HeldLease } from "../storage/types.ts";
 
 /** How often an instance writes its heartbeat. */
 export const DEFAULT_HEARTBEAT_MS = 5000;

@@ -1,17 +1,8 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import {
-  chmodSync,
-  closeSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { FileError } from "../../errors.ts";
+import { readOrCreateSecretFile, replaceSecretFile } from "../base/secret-file.ts";
 
 export const ADMIN_TOKEN_FILE = "admin-token";
 
@@ -21,25 +12,6 @@ export function adminTokenPath(dataDir: string): string {
 
 function newToken(): string {
   return `mpota_${randomBytes(24).toString("base64url")}`;
-}
-
-/** Writes the token with mode 0600 through a temporary file, so a reader never sees half a token. */
-function writeToken(path: string, token: string): void {
-  mkdirSync(resolve(path, ".."), { recursive: true });
-  const temp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
-  const fd = openSync(temp, "wx", 0o600);
-  try {
-    writeSync(fd, `${token}\n`);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    chmodSync(temp, 0o600);
-    renameSync(temp, path);
-  } catch (error) {
-    rmSync(temp, { force: true });
-    throw error;
-  }
 }
 
 /** The admin token in `path`; throws {@link FileError} saying what to do when it cannot be used. */
@@ -63,21 +35,18 @@ export function readToken(path: string): string {
 /** Reads the admin token of `dataDir`, creating it on first start. `created` is true when it is new. */
 export function ensureAdminToken(dataDir: string): { token: string; path: string; created: boolean } {
   const path = adminTokenPath(dataDir);
-  try {
-    statSync(path);
-  } catch {
-    const token = newToken();
-    writeToken(path, token);
-    return { token, path, created: true };
-  }
-  return { token: readToken(path), path, created: false };
+  const { value: token, created } = readOrCreateSecretFile(path, readToken, () => {
+    const fresh = newToken();
+    return { text: `${fresh}\n`, value: fresh };
+  });
+  return { token, path, created };
 }
 
 /** Replaces the admin token: every API client and dashboard session must log in again. */
 export function rotateAdminToken(dataDir: string): { token: string; path: string } {
   const path = adminTokenPath(dataDir);
   const token = newToken();
-  writeToken(path, token);
+  replaceSecretFile(path, `${token}\n`);
   return { token, path };
 }
 

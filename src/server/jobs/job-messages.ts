@@ -2,7 +2,8 @@ import type { Logger } from "pino";
 import type { DeviceAck, DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
 import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
-import { type DeviceRecord, isTerminal, type JobRecord, type Storage } from "../storage/storage.ts";
+import type { DeviceRecord, JobRecord, Storage } from "../storage/storage.ts";
+import { isTerminal } from "../storage/types.ts";
 import {
   declinedMessage,
   declinedPermanentlyMessage,

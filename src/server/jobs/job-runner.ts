@@ -8,8 +8,8 @@ import {
   shorten,
 } from "../../protocol/mqtt-contract.ts";
 import type { Topics } from "../api/topics.ts";
-import { KeyedQueue } from "../base/keyed-queue.ts";
 import { RequestError } from "../base/request-error.ts";
+import { ScheduledFeature } from "../base/scheduled-feature.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
@@ -18,13 +18,12 @@ import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import {
   type DeviceRecord,
-  isTerminal,
-  type JobPhase,
   type JobRecord,
   LeaseLostError,
   type Storage,
   StorageError,
 } from "../storage/storage.ts";
+import { isTerminal, type JobPhase } from "../storage/types.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
 import {
   interruptedMessage,
@@ -81,15 +80,14 @@ const LEASE_RETRY_MS = 25;
  * so a restarted server (or another instance) carries on where it stopped;
  * nothing about a job lives only in memory.
  */
-export class JobRunner {
-  private readonly queue = new KeyedQueue();
+export class JobRunner extends ScheduledFeature {
   private readonly ledger: JobLedger;
   private readonly pushes: JobPushes;
-  private readonly scheduler: DueScheduler;
+  protected readonly scheduler: DueScheduler;
   private readonly messages: JobMessages;
-  private stopped = true;
 
   constructor(private readonly o: JobRunnerOptions) {
+    super();
     this.ledger = new JobLedger(o);
     this.pushes = new JobPushes({
       ledger: this.ledger,
@@ -125,12 +123,6 @@ export class JobRunner {
     return this.o.clock.now();
   }
 
-  async start(): Promise<void> {
-    this.stopped = false;
-    await this.republish();
-    this.scheduler.start();
-  }
-
   /**
    * Publishes the retained command and progress of every active job again:
    * a broker without persistence (the embedded one) forgets them when it
@@ -151,12 +143,12 @@ export class JobRunner {
     }
   }
 
-  /** Stops pushes (their jobs are resumed by the next start) and gives up every lease. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.scheduler.stop();
+  /** Stops pushes at stop; their jobs are resumed by the next start. */
+  protected override async stopWork(): Promise<void> {
     await this.pushes.stop();
-    await this.queue.idle();
+  }
+
+  protected async releaseLeases(): Promise<void> {
     await releaseOnStop(() => this.o.storage.jobs.releaseAll(this.o.owner), this.o.logger, "job");
   }
 

@@ -7,8 +7,6 @@ import type { CredentialRecord } from "../storage/storage.ts";
 import { verifySecretAsync } from "./credentials.ts";
 import { ADMIN_USERNAME, RESERVED_ID_PREFIX, SERVER_USERNAME } from "./principals.ts";
 
-export { ADMIN_USERNAME, SERVER_USERNAME };
-
 /** Who a connected client is. */
 export type Principal =
   | { kind: "server" }

@@ -1,9 +1,10 @@
 import type { AuthenticateError, Client } from "aedes";
 import type { Logger } from "pino";
 import { SourceLog } from "../base/source-log.ts";
-import { ADMIN_USERNAME, type BrokerAccess, type Principal } from "./broker-access.ts";
+import type { BrokerAccess, Principal } from "./broker-access.ts";
 import { type BrokerLimits, packetLimitOf } from "./broker-limits.ts";
 import { type GuardedSocket, type OversizedPacket, PacketGuard } from "./packet-guard.ts";
+import { ADMIN_USERNAME } from "./principals.ts";
 import { RetainedBudget } from "./retained-budget.ts";
 
 /** Who a principal is, in the log's words: the source refusals are counted by. */

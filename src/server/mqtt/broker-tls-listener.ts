@@ -2,6 +2,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import { BrokerTlsError } from "./broker-listen-error.ts";
+import { closeListener, listenerUrl, listenWithAdvice, trackSockets } from "./listener-socket.ts";
 
 export const DEFAULT_MQTTS_PORT = 8883;
 
@@ -44,8 +45,7 @@ export class TlsListener {
 
   /** A URL clients on this machine can use. */
   get url(): string {
-    const host = this.host === "0.0.0.0" || this.host === "::" ? "localhost" : this.host;
-    return `mqtts://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+    return listenerUrl("mqtts", this.host, this.port);
   }
 
   static async start(
@@ -56,11 +56,7 @@ export class TlsListener {
     const host = options.host ?? "0.0.0.0";
     const port = options.port ?? DEFAULT_MQTTS_PORT;
     const server = createServer({ cert: options.cert, key: options.key });
-    const sockets = new Set<Socket>();
-    server.on("connection", (socket: Socket) => {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-    });
+    const sockets = trackSockets(server);
     server.on("secureConnection", (socket: TLSSocket) => {
       socket.setMaxSendFragment(MAX_SEND_FRAGMENT);
       handle(socket);
@@ -71,29 +67,16 @@ export class TlsListener {
         "TLS handshake failed",
       );
     });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new BrokerTlsError(
-        code === "EADDRINUSE"
-          ? `Port ${port} on ${host} is in use (another MQTT broker with TLS, such as Mosquitto, or another \`mpota serve\`?). Give the embedded broker's TLS listener another port with --mqtts-port.`
-          : code === "EACCES"
-            ? `Not allowed to listen on port ${port} on ${host}. Pick a port above 1023 with --mqtts-port.`
-            : `The embedded MQTT broker cannot listen with TLS on ${host}:${port}: ${(error as Error).message}`,
-      );
-    }
+    const advice = {
+      inUse: `Port ${port} on ${host} is in use (another MQTT broker with TLS, such as Mosquitto, or another \`mpota serve\`?). Give the embedded broker's TLS listener another port with --mqtts-port.`,
+      portOption: "--mqtts-port",
+      how: "with TLS on",
+    };
+    await listenWithAdvice(server, port, host, advice, (message) => new BrokerTlsError(message));
     return new TlsListener(server, sockets, host);
   }
 
   async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeListener(this.server, this.sockets);
   }
 }

@@ -7,6 +7,7 @@ import { BrokerHooks } from "./broker-hooks.ts";
 import { type BrokerLimits, brokerLimits } from "./broker-limits.ts";
 import { BrokerListenError } from "./broker-listen-error.ts";
 import { TlsListener, type TlsListenOptions } from "./broker-tls-listener.ts";
+import { closeListener, listenerUrl, listenWithAdvice, trackSockets } from "./listener-socket.ts";
 
 export const DEFAULT_MQTT_PORT = 1883;
 
@@ -47,8 +48,7 @@ export class EmbeddedBroker {
 
   /** A URL clients on this machine can use. */
   get url(): string {
-    const host = this.host === "0.0.0.0" || this.host === "::" ? "localhost" : this.host;
-    return `mqtt://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+    return listenerUrl("mqtt", this.host, this.port);
   }
 
   /** Where the plain listener really listens (for "localhost": the address the name resolved to). */
@@ -81,29 +81,17 @@ export class EmbeddedBroker {
       options.logger.debug({ client: client?.id, err: error.message }, "MQTT connection error");
     });
     const server = createServer(handle);
-    const sockets = new Set<Socket>();
-    server.on("connection", (socket) => {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-    });
+    const sockets = trackSockets(server);
+    const advice = {
+      inUse: `Port ${port} on ${host} is in use: another MQTT broker (Mosquitto?) or another \`mpota serve\` runs there. Use that broker with --mqtt mqtt://localhost:${port}, or give the embedded broker another port with --mqtt-port.`,
+      portOption: "--mqtt-port",
+      how: "on",
+    };
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
+      await listenWithAdvice(server, port, host, advice, (message) => new BrokerListenError(message));
     } catch (error) {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new BrokerListenError(
-        code === "EADDRINUSE"
-          ? `Port ${port} on ${host} is in use: another MQTT broker (Mosquitto?) or another \`mpota serve\` runs there. Use that broker with --mqtt mqtt://localhost:${port}, or give the embedded broker another port with --mqtt-port.`
-          : code === "EACCES"
-            ? `Not allowed to listen on port ${port} on ${host}. Pick a port above 1023 with --mqtt-port.`
-            : `The embedded MQTT broker cannot listen on ${host}:${port}: ${(error as Error).message}`,
-      );
+      throw error;
     }
     const address = server.address();
     const actualPort = typeof address === "object" && address ? address.port : port;
@@ -138,8 +126,7 @@ export class EmbeddedBroker {
 
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeListener(this.server, this.sockets);
     await this.tls?.close();
   }
 }

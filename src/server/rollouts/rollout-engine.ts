@@ -1,7 +1,7 @@
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import type { RolloutDetail, RolloutView } from "../api/rollout-api.ts";
-import { KeyedQueue } from "../base/keyed-queue.ts";
 import { RequestError } from "../base/request-error.ts";
+import { ScheduledFeature } from "../base/scheduled-feature.ts";
 import { DueScheduler } from "../jobs/job-scheduler.ts";
 import { releaseOnStop } from "../jobs/stop-release.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
@@ -29,12 +29,11 @@ const ACTIVE: readonly RolloutState[] = ["scheduled", "running", "paused"];
  * come; the job runner does each update. Nothing lives only in memory: a
  * restarted server picks every rollout up where storage says it is.
  */
-export class RolloutEngine {
-  private readonly queue = new KeyedQueue();
-  private readonly scheduler: DueScheduler;
-  private stopped = true;
+export class RolloutEngine extends ScheduledFeature {
+  protected readonly scheduler: DueScheduler;
 
   constructor(private readonly o: RolloutEngineOptions) {
+    super();
     this.scheduler = new DueScheduler({
       clock: o.clock,
       pollMs: o.pollMs,
@@ -47,23 +46,14 @@ export class RolloutEngine {
     return this.o.clock.now();
   }
 
-  async start(): Promise<void> {
-    this.stopped = false;
-    // The embedded broker forgets retained messages when it restarts: publish the active rollouts' progress again.
-    await this.republish();
-    this.scheduler.start();
-  }
-
+  /** The embedded broker forgets retained messages when it restarts: publishes the active rollouts' progress again. */
   async republish(): Promise<void> {
     for (const r of await this.o.storage.rollouts.list({ active: true })) {
       await this.publish(r, await this.o.storage.rollouts.snapshot(r.id));
     }
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.scheduler.stop();
-    await this.queue.idle();
+  protected async releaseLeases(): Promise<void> {
     await releaseOnStop(() => this.o.storage.rollouts.releaseAll(this.o.owner), this.o.logger, "rollout");
   }
 

@@ -10,7 +10,7 @@ import type {
   RolloutRecord,
   RolloutState,
 } from "../storage/rollout-store.ts";
-import type { JobPhase } from "../storage/storage.ts";
+import type { JobPhase } from "../storage/types.ts";
 
 /** Job phases in which the device has not taken the command yet: the job can still be cancelled. */
 export const CANCELLABLE_PHASES: readonly JobPhase[] = ["queued", "waiting", "retrying"];

@@ -1,7 +1,5 @@
 import { type Migration, type SchemaDialect, schemaMigrations } from "./schema.ts";
 
-export type { Migration } from "./schema.ts";
-
 /** SQLite's tables: STRICT, INTEGER milliseconds, the rowid as insertion order. */
 const SQLITE: SchemaDialect = {
   key: "TEXT",

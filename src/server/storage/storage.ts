@@ -4,8 +4,6 @@ import type { DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts"
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
 import type { HeldLease, JobPhase } from "./types.ts";
 
-export { ACTIVE_PHASES, type HeldLease, isTerminal, type JobPhase, TERMINAL_PHASES } from "./types.ts";
-
 /**
  * Everything the server keeps, behind one asynchronous interface. SQLite
  * (sqlite-storage.ts) implements it today; a PostgreSQL implementation can

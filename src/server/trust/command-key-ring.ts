@@ -2,13 +2,13 @@ import { chmodSync, constants, copyFileSync, existsSync, linkSync, readFileSync,
 import { dirname, join, resolve } from "node:path";
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
+import { syncDirectory } from "../base/secret-file.ts";
 import {
   type CommandKey,
   commandKeyPath,
   loadCommandKey,
   loadOrCreateCommandKeyAt,
   readCommandKey,
-  syncDirectory,
 } from "./command-key.ts";
 
 /** The next command key's file name in the data directory (`mpota command-key rotate` makes it). */

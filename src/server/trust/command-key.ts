@@ -1,23 +1,6 @@
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-  randomBytes,
-} from "node:crypto";
-import {
-  closeSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import {
   COMMAND_KEY_EXPONENT,
   CommandKeyError,
@@ -25,6 +8,7 @@ import {
   MIN_COMMAND_KEY_BITS,
   publicModulus,
 } from "../../protocol/command-signature.ts";
+import { readOrCreateSecretFile } from "../base/secret-file.ts";
 
 /** The command key's file name in the data directory. */
 export const COMMAND_KEY_FILE = "command-key.pem";
@@ -122,68 +106,6 @@ export function readCommandKey(path: string): CommandKey {
 }
 
 /**
- * Writes a new key without ever replacing an existing one: the PEM goes to
- * a temporary file (mode 0600, synced), which is then hard-linked to the
- * final name. link() fails if the name exists, so two servers starting at
- * once on one data directory cannot each keep a key of their own (rename()
- * would let the second silently replace the key the first already uses).
- * Where the filesystem has no hard links, rename() is the fallback.
- * Returns false when another process created the key first.
- */
-function publish(path: string, pem: string): boolean {
-  mkdirSync(dirname(path), { recursive: true });
-  const temp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
-  const fd = openSync(temp, "wx", 0o600);
-  try {
-    writeSync(fd, pem);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    try {
-      linkSync(temp, path);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EEXIST") return false;
-      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS" && code !== "EOPNOTSUPP") throw error;
-      try {
-        statSync(path);
-        return false;
-      } catch {
-        renameSync(temp, path);
-      }
-    }
-  } finally {
-    rmSync(temp, { force: true });
-  }
-  syncDirectory(dirname(path));
-  return true;
-}
-
-/** Makes new or renamed directory entries durable (a no-op where directories cannot be opened). */
-export function syncDirectory(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, "r");
-    fsyncSync(fd);
-  } catch {
-    // Not supported here (e.g. Windows): the entry is written with the directory's next flush.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-function missing(path: string): boolean {
-  try {
-    statSync(path);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT";
-  }
-}
-
-/**
  * The command key of `dataDir` (`<dataDir>/command-key.pem`), created on
  * first use: RSA 2048, e = 65537, PKCS#8 PEM, mode 0600. Throws
  * {@link CommandKeyError} with what to do for a file that cannot be read,
@@ -196,12 +118,12 @@ export function loadCommandKey(dataDir: string): CommandKey {
 
 /** The command key in `path`, created there (as {@link loadCommandKey} does) when there is none. */
 export function loadOrCreateCommandKeyAt(path: string): CommandKey {
-  if (!missing(path)) return readCommandKey(path);
-  const { privateKey } = generateKeyPairSync("rsa", {
-    modulusLength: MIN_COMMAND_KEY_BITS,
-    publicExponent: COMMAND_KEY_EXPONENT,
-  });
-  const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-  if (!publish(path, pem)) return readCommandKey(path);
-  return { ...describe(path, privateKey), created: true };
+  return readOrCreateSecretFile(path, readCommandKey, () => {
+    const { privateKey } = generateKeyPairSync("rsa", {
+      modulusLength: MIN_COMMAND_KEY_BITS,
+      publicExponent: COMMAND_KEY_EXPONENT,
+    });
+    const text = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    return { text, value: { ...describe(path, privateKey), created: true } };
+  }).value;
 }

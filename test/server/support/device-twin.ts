@@ -1,5 +1,6 @@
 import type { IClientOptions } from "mqtt";
-import { type AppIdentity, EmulatedDevice } from "../../../src/emulator/device.ts";
+import { EmulatedDevice } from "../../../src/emulator/device.ts";
+import type { AppIdentity } from "../../../src/emulator/device-events.ts";
 import { type Flash, MemoryFlash } from "../../../src/emulator/flash.ts";
 import { NodeUdpNetwork } from "../../../src/net/node-udp.ts";
 import type { OtaCommand } from "../../../src/protocol/mqtt-contract.ts";

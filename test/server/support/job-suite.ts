@@ -5,7 +5,7 @@ import { connectAsync, type IClientOptions } from "mqtt";
 import type { JobDetail, JobProgressMessage } from "../../../src/server/api/api.ts";
 import { BridgeClient } from "../../../src/server/bridge/bridge-client.ts";
 import type { MqttConnection } from "../../../src/server/mqtt/mqtt-connect.ts";
-import type { ServerOptions } from "../../../src/server/server.ts";
+import type { ServerOptions } from "../../../src/server/server-options.ts";
 import { buildMicroPythonImage, imageIdentity } from "../../support/images.ts";
 import type { TestBroker } from "./brokers.ts";
 import { CorruptingFlash } from "./corrupting-flash.ts";

@@ -154,7 +154,7 @@ describe("loss recovery budget (virtual time, deterministic)", () => {
     return { ms: ms / events, datagrams: datagrams / events };
   }
 
-  test("a lost datagram costs about a round trip, the jitter and a beat or two", async () => {
+  test("a lost datagram costs about a round trip, the jitter both ways and a few beats", async () => {
     const cost = await costOf(STEADY, { forward: LOST });
     assert.ok(
       cost.ms <= LOSS_BUDGET_MS,

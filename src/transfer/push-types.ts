@@ -7,7 +7,7 @@ import type { PushTuning } from "./push-tuning.ts";
 export interface PushSource {
   /**
    * Data packets (length > 0) in offset order, then the end packet (length 0),
-   * which is sent END_PACKET_COUNT (3) times once every data packet is
+   * which is sent tuning.endPackets times (3 with --compat) once every data packet is
    * acknowledged. Read lazily: large images are never held whole.
    */
   packets: AsyncIterable<SignedPacket>;

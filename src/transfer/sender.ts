@@ -1,7 +1,6 @@
 import type { Timer } from "../net/clock.ts";
 import type { UdpEndpoint } from "../net/udp-channel.ts";
 import { decodeAck, SECTOR_SIZE, type SignedPacket, withSeq } from "../protocol/datagram.ts";
-import { END_PACKET_COUNT } from "../protocol/image-packets.ts";
 import { AckClock } from "./ack-clock.ts";
 import { InFlight } from "./in-flight.ts";
 import { DeviceSilentError, DeviceStoppedError, PushError, SILENT_CAUSES } from "./push-errors.ts";
@@ -106,7 +105,7 @@ export class PushSession {
       const end = this.endPacket;
       if (!end)
         throw new PushError("The update source ended without an end packet; the device would not finish.");
-      for (let i = 0; i < END_PACKET_COUNT; i++) {
+      for (let i = 0; i < this.tuning.endPackets; i++) {
         if (i > 0) await clock.sleep(this.tuning.endGapMs);
         this.transmit(end, -1);
       }
@@ -187,8 +186,11 @@ export class PushSession {
       (this.next < this.base + limit || this.next <= this.recoverThrough) &&
       this.next - this.base < this.window.length &&
       // Datagrams abandoned by a go-back still sit in the receiver's queue
-      // until it reaches them: with them, never more than the queue holds.
-      (!this.started || this.inFlight.count(now, this.ackClock.handledWithinMs) <= this.tuning.maxWindow)
+      // until it reaches them: while it may be writing a sector, never more
+      // than the queue holds with them.
+      (!this.started ||
+        !this.sectorWritePossible() ||
+        this.inFlight.count(now, this.ackClock.handledWithinMs) <= this.tuning.maxWindow)
     ) {
       // Datagrams leave at the receiver's own pace: bursts gain nothing (it
       // takes one at a time) and get reordered by jitter, and the receiver
@@ -207,6 +209,23 @@ export class PushSession {
       if (paced)
         this.nextSendAt = Math.max(now, this.nextSendAt) + this.ackClock.pace * this.tuning.paceFactor;
     }
+  }
+
+  /**
+   * Whether the receiver may be writing a sector that we have not heard of:
+   * only then can datagrams abandoned by a go-back pile up in its queue.
+   * Otherwise it drops them one a beat, and resends, spaced at least a beat
+   * apart, arrive no faster than it drains them. Had it taken more than the
+   * first two unacknowledged datagrams, their acknowledgements would have
+   * arrived before the go-back.
+   */
+  private sectorWritePossible(): boolean {
+    const last = Math.min(this.maxSentIndex, this.base + 2);
+    for (let i = this.base; i <= last; i++) {
+      const packet = this.window[i - this.base];
+      if (packet && (packet.offset + packet.length) % SECTOR_SIZE === 0) return true;
+    }
+    return false;
   }
 
   private armTimer(ms: number): void {

@@ -17,10 +17,12 @@ export function brokerLimitOptions(options: ServeOptions): Partial<BrokerLimits>
   if (packet !== undefined) limits.devicePacketBytes = packet;
   const retained = range(options.mqttMaxRetained, "--mqtt-max-retained", 64 * 1024, 1024 * 1024 * 1024);
   if (retained !== undefined) limits.retainedTotalBytes = retained;
+  const connections = range(options.mqttMaxConnections, "--mqtt-max-connections", 16, 1_000_000);
+  if (connections !== undefined) limits.connections = connections;
   if (Object.keys(limits).length === 0) return undefined;
   if (options.mqtt !== undefined)
     throw new UsageError(
-      "--mqtt-max-packet and --mqtt-max-retained bound the embedded broker; with --mqtt URL the server uses another broker, which keeps its own limits (Mosquitto: message_size_limit, max_packet_size, retain_available).",
+      "--mqtt-max-packet, --mqtt-max-retained and --mqtt-max-connections bound the embedded broker; with --mqtt URL the server uses another broker, which keeps its own limits (Mosquitto: message_size_limit, max_packet_size, retain_available, max_connections).",
     );
   return limits;
 }

@@ -43,6 +43,7 @@ export interface ServeOptions extends MqttCliOptions {
   /** Embedded broker and device registry limits (docs/limits.md). */
   mqttMaxPacket?: number;
   mqttMaxRetained?: number;
+  mqttMaxConnections?: number;
   maxDevices?: number;
   newDevicesPerMinute?: number;
   homeassistant?: boolean;

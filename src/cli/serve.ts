@@ -267,6 +267,11 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       parseIntegerOption("--mqtt-max-retained"),
     )
     .option(
+      "--mqtt-max-connections <n>",
+      `connections each listener of the embedded broker keeps open; further ones are closed at once (default ${DEFAULT_BROKER_LIMITS.connections})`,
+      parseIntegerOption("--mqtt-max-connections"),
+    )
+    .option(
       "--max-devices <n>",
       `devices the server registers; states from further ids are dropped (default ${DEFAULT_DEVICE_LIMITS.maxDevices})`,
       parseIntegerOption("--max-devices"),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
+import { connect, connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import pino from "pino";
 import { MAX_FIRMWARE_REQUEST_BYTES } from "../../src/server/bridge/bridge.ts";
 import { DEFAULT_ADMIN_PACKET_BYTES, DEFAULT_BROKER_LIMITS } from "../../src/server/mqtt/broker-limits.ts";
@@ -281,6 +281,66 @@ describe("a flood of new device ids", { timeout: 60_000 }, () => {
       );
     } finally {
       await s.stop();
+    }
+  });
+});
+
+describe("connections beyond the broker's limit", { timeout: 60_000 }, () => {
+  const t = tempDir();
+  const limit = 6;
+  let s: TestServer;
+
+  before(async () => {
+    s = await startTestServer(t.dir, {
+      broker: { kind: "embedded", host: "127.0.0.1", port: 0, limits: { connections: limit } },
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    t.remove();
+  });
+
+  /** A client that got its CONNACK, or undefined when the broker closed the connection first. */
+  const attempt = (): Promise<MqttClient | undefined> =>
+    new Promise((resolve) => {
+      const client = connect(s.url, { reconnectPeriod: 0, connectTimeout: 10_000 });
+      client.on("error", () => undefined);
+      client.once("connect", () => resolve(client));
+      client.once("close", () => {
+        client.end(true);
+        resolve(undefined);
+      });
+    });
+
+  it("closes connections over the limit at once, logs it once per address, and takes new ones when one leaves", async () => {
+    const kept: MqttClient[] = [];
+    let refused = 0;
+    try {
+      // The server's own connections count too: admins connect until the listener is full.
+      for (let n = 0; n < limit + 3; n++) {
+        const client = await attempt();
+        if (client) kept.push(client);
+        else refused++;
+      }
+      assert.ok(kept.length >= 1 && kept.length < limit, `${kept.length} kept`);
+      assert.equal(kept.length + refused, limit + 3);
+      assert.ok(refused >= 3, `${refused} refused`);
+      await eventually(
+        () => s.logs.lines.some((l) => l.msg.startsWith("MQTT connection refused")),
+        "the refusal logged",
+      );
+      const lines = s.logs.lines.filter((l) => l.msg.startsWith("MQTT connection refused"));
+      assert.equal(lines.length, 1, "refusals from one address in a minute are one line");
+      assert.deepEqual([lines[0]?.source, lines[0]?.limit, lines[0]?.listener], ["127.0.0.1", limit, "mqtt"]);
+      // One leaves: the next one is taken.
+      await kept.pop()?.endAsync();
+      await eventually(async () => {
+        const client = await attempt();
+        if (client) kept.push(client);
+        return client !== undefined;
+      }, "a connection taken once one left");
+    } finally {
+      await Promise.all(kept.map((c) => c.endAsync()));
     }
   });
 });

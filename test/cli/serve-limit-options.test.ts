@@ -17,12 +17,19 @@ const options = (extra: Partial<ServeOptions>): ServeOptions => ({
 describe("mpota serve: broker and registry limits", () => {
   test("the options become the named limits", () => {
     const settings = serverSettings(
-      options({ mqttMaxPacket: 4096, mqttMaxRetained: 1024 * 1024, maxDevices: 50, newDevicesPerMinute: 5 }),
+      options({
+        mqttMaxPacket: 4096,
+        mqttMaxRetained: 1024 * 1024,
+        mqttMaxConnections: 500,
+        maxDevices: 50,
+        newDevicesPerMinute: 5,
+      }),
     );
     assert.equal(settings.broker.kind, "embedded");
     assert.deepEqual(settings.broker.kind === "embedded" && settings.broker.limits, {
       devicePacketBytes: 4096,
       retainedTotalBytes: 1024 * 1024,
+      connections: 500,
     });
     assert.deepEqual(settings.deviceLimits, { maxDevices: 50, newPerMinute: 5 });
     const plain = serverSettings(options({}));
@@ -34,6 +41,7 @@ describe("mpota serve: broker and registry limits", () => {
     for (const [extra, text] of [
       [{ mqttMaxPacket: 100 }, /--mqtt-max-packet must be between 1024 and 1048576/],
       [{ mqttMaxRetained: 10 }, /--mqtt-max-retained must be between 65536/],
+      [{ mqttMaxConnections: 3 }, /--mqtt-max-connections must be between 16 and 1000000/],
       [{ maxDevices: 0 }, /--max-devices must be between 1 and 1000000/],
       [{ newDevicesPerMinute: 0 }, /--new-devices-per-minute must be between 1/],
       [

@@ -1,3 +1,4 @@
+import type { Server } from "node:net";
 import type { AuthenticateError, Client } from "aedes";
 import type { Logger } from "pino";
 import { SourceLog } from "../base/source-log.ts";
@@ -43,6 +44,23 @@ export class BrokerHooks {
     return new PacketGuard(socket, this.limits.devicePacketBytes, (guard, packet) =>
       this.oversized(guard, packet),
     );
+  }
+
+  /**
+   * Bounds the connections `server` (a listener of the broker) keeps open: Node closes one over
+   * the limit as it arrives, before Aedes sees it; logged once per address a minute.
+   */
+  boundConnections(server: Server, listener: "mqtt" | "mqtts"): void {
+    server.maxConnections = this.limits.connections;
+    server.on("drop", (data) => {
+      const source = data?.remoteAddress ?? "unknown";
+      const notLogged = this.refusals.due(`connections\u0000${source}`);
+      if (notLogged === undefined) return;
+      this.logger.warn(
+        { source, listener, limit: this.limits.connections, notLogged },
+        "MQTT connection refused: the listener holds its most connections (logged once per source per minute)",
+      );
+    });
   }
 
   private oversized(guard: PacketGuard, { bytes, limit }: OversizedPacket): void {

@@ -16,6 +16,11 @@ export interface BrokerLimits {
   retainedMessageBytes: number;
   /** Retained bytes (topic and payload) all clients other than the server may leave on the broker together. */
   retainedTotalBytes: number;
+  /**
+   * Open connections each listener (plain, TLS) keeps; further ones are closed at once, before a
+   * byte is read. Each connection costs the broker memory whether or not it ever logs in.
+   */
+  connections: number;
 }
 
 /**
@@ -33,6 +38,8 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   adminPacketBytes: DEFAULT_ADMIN_PACKET_BYTES,
   retainedMessageBytes: 64 * 1024,
   retainedTotalBytes: 32 * 1024 * 1024,
+  // The registry's 10,000 devices (DEFAULT_DEVICE_LIMITS) always on, with room for people, tools and the server.
+  connections: 11_000,
 };
 
 /** MQTT's own largest packet (a remaining length of 4 bytes): the server's own connection is not bounded lower. */

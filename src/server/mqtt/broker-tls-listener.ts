@@ -1,4 +1,4 @@
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import { BrokerTlsError } from "./broker-listen-error.ts";
@@ -52,10 +52,13 @@ export class TlsListener {
     handle: (stream: TLSSocket) => unknown,
     options: TlsListenOptions,
     logger: Logger,
+    /** Sets the listener's bounds before it listens (the broker's connection limit). */
+    bound: (server: NetServer) => void = () => undefined,
   ): Promise<TlsListener> {
     const host = options.host ?? "0.0.0.0";
     const port = options.port ?? DEFAULT_MQTTS_PORT;
     const server = createServer({ cert: options.cert, key: options.key });
+    bound(server);
     const sockets = trackSockets(server);
     server.on("secureConnection", (socket: TLSSocket) => {
       socket.setMaxSendFragment(MAX_SEND_FRAGMENT);

@@ -81,6 +81,7 @@ export class EmbeddedBroker {
       options.logger.debug({ client: client?.id, err: error.message }, "MQTT connection error");
     });
     const server = createServer(handle);
+    hooks?.boundConnections(server, "mqtt");
     const sockets = trackSockets(server);
     const advice = {
       inUse: `Port ${port} on ${host} is in use: another MQTT broker (Mosquitto?) or another \`mpota serve\` runs there. Use that broker with --mqtt mqtt://localhost:${port}, or give the embedded broker another port with --mqtt-port.`,
@@ -98,7 +99,9 @@ export class EmbeddedBroker {
     const result = new EmbeddedBroker(broker, hooks, server, sockets, host, actualPort);
     if (options.tls) {
       try {
-        result.tls = await TlsListener.start(handle, options.tls, options.logger);
+        result.tls = await TlsListener.start(handle, options.tls, options.logger, (server) =>
+          hooks?.boundConnections(server, "mqtts"),
+        );
       } catch (error) {
         await result.close();
         throw error;

@@ -273,36 +273,36 @@ function provisionRequest(
 
 /** `mpota devices add|rotate|revoke|allow-unsigned`: device credentials. */
 export function registerProvisioningCommands(devices: Command, io: CliIo): void {
-  provisionOptions(
-    devices
-      .command("add")
-      .description(
-        "provision a device: a credential of its own for the broker (only its salted hash is stored) and a ready mpota_config.py",
-      )
-      .argument("<id>", "device id ([A-Za-z0-9_-]{1,64})"),
-  ).action(async (id: string, options: ProvisionOptions) => {
-    const target = options.output ?? `${id}.mpota_config.py`;
-    if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
-    const device = await withBridge(options, (bridge) =>
-      bridge.request("devices/add", provisionRequest(id, options)),
+  // add and rotate both hand out a new credential and write the device's mpota_config.py.
+  const credentialCommand = (
+    name: "add" | "rotate",
+    description: string,
+    idHelp: string,
+    verb: string,
+  ): void => {
+    provisionOptions(devices.command(name).description(description).argument("<id>", idHelp)).action(
+      async (id: string, options: ProvisionOptions) => {
+        const target = options.output ?? `${id}.mpota_config.py`;
+        if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
+        const device = await withBridge(options, (bridge) =>
+          bridge.request(`devices/${name}`, provisionRequest(id, options)),
+        );
+        await writeDeviceConfig(io, options, device, verb);
+      },
     );
-    await writeDeviceConfig(io, options, device, "Provisioned");
-  });
-  provisionOptions(
-    devices
-      .command("rotate")
-      .description(
-        "give a provisioned device a new credential; the old one stops working at its next connection",
-      )
-      .argument("<id>", "device id"),
-  ).action(async (id: string, options: ProvisionOptions) => {
-    const target = options.output ?? `${id}.mpota_config.py`;
-    if (!options.json) checkOutputFree(target, { force: options.force === true, what: "Device config" });
-    const device = await withBridge(options, (bridge) =>
-      bridge.request("devices/rotate", provisionRequest(id, options)),
-    );
-    await writeDeviceConfig(io, options, device, "New credential for");
-  });
+  };
+  credentialCommand(
+    "add",
+    "provision a device: a credential of its own for the broker (only its salted hash is stored) and a ready mpota_config.py",
+    "device id ([A-Za-z0-9_-]{1,64})",
+    "Provisioned",
+  );
+  credentialCommand(
+    "rotate",
+    "give a provisioned device a new credential; the old one stops working at its next connection",
+    "device id",
+    "New credential for",
+  );
   addBridgeOptions(
     devices
       .command("revoke")

@@ -24,6 +24,16 @@ const pageSize = Number(new URLSearchParams(location.search).get("page")) || und
 /** After a device without a known credential reports, credentials are read again this much later (once). */
 const CREDENTIALS_RELOAD_MS = 500;
 
+/**
+ * Whether `incoming` is older than the job the page already holds. A request's answer (`reply`)
+ * can arrive after the live event of the job's next state (under load, often does): it must not
+ * put the job back. Both carry `updatedAt`; on a tie a reply loses (the event was sent after it).
+ */
+function isStale(held, incoming, reply) {
+  if (!held || typeof held.updatedAt !== "number" || typeof incoming.updatedAt !== "number") return false;
+  return reply ? held.updatedAt >= incoming.updatedAt : held.updatedAt > incoming.updatedAt;
+}
+
 function useHashRoute() {
   const [hash, setHash] = useState(location.hash || "#/devices");
   useEffect(() => {
@@ -130,6 +140,7 @@ function Shell({ auth, onLogout }) {
         newcomer(data.id);
       } else if (name === "job")
         setJobs((m) => {
+          if (isStale(m.get(data.job), data, false)) return m;
           const next = new Map(m);
           next.delete(data.job);
           next.set(data.job, data);
@@ -162,10 +173,13 @@ function Shell({ auth, onLogout }) {
       const job = await api("POST", "/update", {
         json: { device, firmware: fw, ...(allowDowngrade ? { allowDowngrade: true } : {}) },
       });
-      setJobs((m) => new Map(m).set(job.id, job));
+      setJobs((m) => (isStale(m.get(job.id), job, true) ? m : new Map(m).set(job.id, job)));
       setDevices((m) => {
         const d = m.get(device);
-        return d ? new Map(m).set(device, { ...d, job: { id: job.id, state: job.state } }) : m;
+        // The device's event may already name this job, in a later state.
+        return d && d.job?.id !== job.id
+          ? new Map(m).set(device, { ...d, job: { id: job.id, state: job.state } })
+          : m;
       });
     }).then(
       () => true,
@@ -174,7 +188,7 @@ function Shell({ auth, onLogout }) {
   const onCancel = (id) =>
     act(async () => {
       const job = await api("POST", `/jobs/${encodeURIComponent(id)}/cancel`);
-      setJobs((m) => new Map(m).set(job.id, job));
+      setJobs((m) => (isStale(m.get(job.id), job, true) ? m : new Map(m).set(job.id, job)));
     }).catch(() => undefined);
   const onLine = (fw, concurrency, allowDowngrade) =>
     api("POST", "/update/line", {

@@ -169,6 +169,43 @@ describe("updates in the dashboard", { skip: SKIP }, () => {
     }
   });
 
+  test("an answer to Update that arrives after the job's live event does not put the job back to queued", async () => {
+    const shed = fleet.get("shed");
+    await shed.waitForStatus("sleeping", 20_000);
+    await page.goto(`${s.base}/#/device/shed`);
+    // Hold the answer to the POST until the live events have shown the job waiting for the wake:
+    // the order a loaded server often gives (a CI run on Node 24 showed "queued" for good).
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await page.route("**/api/v1/update", async (route) => {
+      const answer = await route.fetch();
+      await released;
+      await route.fulfill({ response: answer });
+    });
+    try {
+      await page.getByRole("button", { name: "Update shed" }).click();
+      const current = page.locator(".device-page > .job");
+      await current.locator(".job-state", { hasText: "scheduled, waiting for wake" }).waitFor();
+      const answered = page.waitForEvent("requestfinished", (r) => r.url().endsWith("/api/v1/update"));
+      release();
+      await answered;
+      // Two frames: the answer's state change has been rendered.
+      await page.evaluate(() => {
+        const w = globalThis as unknown as { requestAnimationFrame: (f: () => void) => number };
+        return new Promise<void>((resolve) =>
+          w.requestAnimationFrame(() => w.requestAnimationFrame(resolve)),
+        );
+      });
+      assert.equal(await current.locator(".job-state").textContent(), "scheduled, waiting for wake");
+      await current.getByRole("button", { name: "Cancel" }).click();
+      await page.locator(".jobs .job").first().locator(".job-state", { hasText: "cancelled" }).waitFor();
+    } finally {
+      await page.unroute("**/api/v1/update");
+    }
+  });
+
   test("update all devices on a line, two at a time: every device ends on the new version", async () => {
     // A second tab watches the devices while the first starts the update.
     const watcher = await page.context().newPage();

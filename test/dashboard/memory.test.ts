@@ -132,13 +132,19 @@ describe("memory while the dashboard watches a long update", { skip: SKIP }, () 
     // The page's heap two ways. CDP's collectGarbage then getHeapUsage (two round trips: the page
     // handles events and renders in between, so a reading swings by a few hundred KiB), and gc()
     // with performance.memory in one evaluation, where nothing else runs in between: that one is
-    // exact to a few KiB, and is held to the tight bound.
+    // exact to a few KiB, and is held to the tight bound. The CDP figure is held to the server's
+    // bound plus its own measured swing (the spread of its readings at that moment): on a loaded
+    // machine the page renders hundreds of events between the two round trips (+847 KiB against a
+    // 782 KiB bound once on Node 22, while the exact figure grew by 30 KiB).
     const pageHeap = async () => {
       let cdpLeast = Number.POSITIVE_INFINITY;
+      let cdpMost = 0;
       let exact = Number.POSITIVE_INFINITY;
       for (let i = 0; i < 5; i++) {
         await cdp.send("HeapProfiler.collectGarbage");
-        cdpLeast = Math.min(cdpLeast, (await cdp.send("Runtime.getHeapUsage")).usedSize);
+        const reading = (await cdp.send("Runtime.getHeapUsage")).usedSize;
+        cdpLeast = Math.min(cdpLeast, reading);
+        cdpMost = Math.max(cdpMost, reading);
         const used = await page.evaluate(() => {
           const w = globalThis as unknown as PageGlobals;
           w.gc();
@@ -147,7 +153,7 @@ describe("memory while the dashboard watches a long update", { skip: SKIP }, () 
         });
         exact = Math.min(exact, used);
       }
-      return { cdp: cdpLeast, exact };
+      return { cdp: cdpLeast, cdpSwing: cdpMost - cdpLeast, exact };
     };
     // The smallest of a few readings after a full GC: objects in flight at one instant (socket
     // buffers, promises of a push) come and go; what stays is what is kept.
@@ -190,10 +196,11 @@ describe("memory while the dashboard watches a long update", { skip: SKIP }, () 
       const change = (a: number, b: number) => `${kib(a)} -> ${kib(b)} (${b >= a ? "+" : ""}${kib(b - a)})`;
       const pageBound = events * PAGE_BYTES_PER_EVENT;
       const serverBound = events * SERVER_BYTES_PER_EVENT * (gc ? 1 : 16);
+      const cdpSwing = Math.max(early.page.cdpSwing, late.page.cdpSwing);
       console.log(
         `memory over ${events} stream events (after ${early.events}; ${stillPushing} pushes still running): ` +
           `page heap exact ${change(early.page.exact, late.page.exact)}, bound ${kib(pageBound)}; ` +
-          `page heap by CDP ${change(early.page.cdp, late.page.cdp)}; ` +
+          `page heap by CDP ${change(early.page.cdp, late.page.cdp)}, swing ${kib(cdpSwing)}; ` +
           `server heap${gc ? "" : " (no gc)"} ${change(early.server, late.server)}, bound ${kib(serverBound)}; ` +
           `replay buffer ${s.server.http?.stream.bufferedEvents} events, ${s.server.http?.stream.clientCount} streams`,
       );
@@ -203,7 +210,7 @@ describe("memory while the dashboard watches a long update", { skip: SKIP }, () 
         `page heap grew by ${kib(late.page.exact - early.page.exact)}`,
       );
       assert.ok(
-        late.page.cdp - early.page.cdp < serverBound,
+        late.page.cdp - early.page.cdp < serverBound + cdpSwing,
         `page heap (CDP) grew by ${kib(late.page.cdp - early.page.cdp)}`,
       );
       // Without a GC to call, the server's heap holds garbage too: a generous bound.

@@ -103,7 +103,8 @@ def steps(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=
     # copied from the running slot, the others come from fetch(digest, size,
     # path, rec), which writes their bytes into the Receiver rec), then
     # switches with one write of the record. It yields ("check", name,
-    # version), then (how, path, size) per file with how "kept" (already
+    # version), ("space", bytes needed, bytes free), then (how, path, size)
+    # per file with how "kept" (already
     # staged by an attempt for the same manifest, checked again), "copied"
     # or "fetched", and last ("switch", name, version). A stopped update
     # resumes at the next call for the same manifest; another manifest
@@ -137,6 +138,7 @@ def steps(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=
     free = st[4] + _used(to, bs)
     if need > free:
         raise AppError("%s %s needs %d bytes; %d are free" % (name, ver, need * bs, free * bs))
+    yield "space", need * bs, free * bs
     # Nothing written before this line. The slot being filled is neither
     # running nor the way back: a cut from here on leaves the record as it was.
     buf = buf or bytearray(512)

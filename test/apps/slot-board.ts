@@ -134,7 +134,8 @@ try:
     ${
       list
         ? `for s in mpota_stage.steps("/stage.manifest", ["${MODULUS}"], fetch, platform="${board.platform}", mpy=${board.mpy}${extra}):
-        print(*s[:2])`
+        if s[0] != "space":
+            print(*s[:2])`
         : `print("staged", mpota_stage.stage("/stage.manifest", ["${MODULUS}"], fetch, platform="${board.platform}", mpy=${board.mpy}${extra}))`
     }
 except mpota_app.AppError as e:

@@ -179,6 +179,32 @@ describe("resuming: what is kept and what is not", () => {
     assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), [RUNS_NEW]);
   });
 
+  test("a sleepy device stops between two steps at the end of its wake and goes on at the next", async () => {
+    const fs = await withOld("fat", board);
+    const d = board(fs);
+    // Two fetched files per wake, then a deep sleep (it never returns), as a wake's time budget would.
+    const wake = listing(NEW, ESP8266)
+      .replace("try:\n", "import machine\nn = 0\ntry:\n")
+      .replace(
+        "            print(*s[:2])",
+        '            print(*s[:2])\n            n += s[0] == "fetched"\n            if n == 2:\n                machine.deepsleep(60000)',
+      );
+    const first = await runOnce(d, wake);
+    assert.deepEqual(first.output, stepsNew);
+    assert.ok("end" in first.outcome && first.outcome.end.kind === "deepsleep");
+    assert.deepEqual(record(fs), { seq: 3, active: "a", prev: "-", state: "ok" }, "no switch yet");
+    assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), [RUNS_OLD]);
+    assert.deepEqual((await runOnce(d, wake)).output, [
+      "check thermostat",
+      "kept extra.py",
+      "kept lib/util.py",
+      "kept main.py",
+      "fetched sensor.py",
+      "switch thermostat",
+    ]);
+    assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), [RUNS_NEW]);
+  });
+
   test("another manifest discards the partial stage; a manifest that fails its check leaves it", async () => {
     const fs = await partial(ESP8266);
     const d = board(fs);

@@ -51,22 +51,18 @@ def _mkdirs(base, path):
         i = path.find("/", i + 1)
 
 
-def _same(a, b, buf):
-    # Whether two files hold the same bytes (by SHA-256, read through buf).
-    h = []
-    for p in (a, b):
-        d = sha256()
-        try:
-            with open(p, "rb") as f:
-                while True:
-                    k = f.readinto(buf)
-                    if not k:
-                        break
-                    d.update(memoryview(buf)[:k])
-        except OSError:
-            return False
-        h.append(d.digest())
-    return h[0] == h[1]
+def _digest(path, buf):
+    # SHA-256 of a file, read through buf; None if it cannot be read.
+    h = sha256()
+    try:
+        with open(path, "rb") as f:
+            while True:
+                k = f.readinto(buf)
+                if not k:
+                    return h.digest()
+                h.update(memoryview(buf)[:k])
+    except OSError:
+        return None
 
 
 def _holds(path, size, digest, buf):
@@ -75,16 +71,10 @@ def _holds(path, size, digest, buf):
     try:
         if os.stat(path)[6] != size:
             return False
-        h = sha256()
-        with open(path, "rb") as f:
-            while True:
-                k = f.readinto(buf)
-                if not k:
-                    break
-                h.update(memoryview(buf)[:k])
-        return hexlify(h.digest()).decode() == digest
     except OSError:
         return False
+    d = _digest(path, buf)
+    return d is not None and hexlify(d).decode() == digest
 
 
 def stage(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=-1, buf=None):
@@ -104,12 +94,11 @@ def steps(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=
     # path, rec), which writes their bytes into the Receiver rec), then
     # switches with one write of the record. It yields ("check", name,
     # version), ("space", bytes needed, bytes free), then (how, path, size)
-    # per file with how "kept" (already
-    # staged by an attempt for the same manifest, checked again), "copied"
-    # or "fetched", and last ("switch", name, version). A stopped update
-    # resumes at the next call for the same manifest; another manifest
-    # discards the partial stage. The new app runs from the next boot on;
-    # the loader goes back if it fails.
+    # per file with how "kept" (already staged by an attempt for the same
+    # manifest, checked again), "copied" or "fetched", and last ("switch",
+    # name, version). A stopped update resumes at the next call for the
+    # same manifest; another manifest discards the partial stage. The new
+    # app runs from the next boot on; the loader goes back if it fails.
     r = L.read()
     if r and r[3] == "new":
         raise AppError("the running app %s is not confirmed yet: update after it confirms or is rolled back" % L.release(r[1]))
@@ -145,7 +134,8 @@ def steps(manifest, keys, fetch, installed=None, down=False, platform=None, mpy=
     # The slot's manifest copy names what it holds, and is written first: a
     # partial stage of this very manifest is resumed (each file it holds is
     # checked again before it counts); anything else there is removed.
-    resume = _same(to + "/.manifest", manifest, buf)
+    mine = _digest(to + "/.manifest", buf)
+    resume = mine is not None and mine == _digest(manifest, buf)
     if not resume:
         try:
             os.mkdir(L.ROOT)

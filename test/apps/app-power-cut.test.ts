@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
-import type { DeviceFilesystem, FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
+import type { DeviceFilesystem } from "../../src/agent-host/device-filesystem.ts";
 import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import {
+  BOARDS,
   device,
   LOADER_MAIN,
   NEW,
@@ -60,11 +61,13 @@ async function stepsOf(prepared: DeviceFilesystem, main: string): Promise<FsStep
 
 const show = (s: FsStep) => `${s.op} ${s.path}`;
 
-for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
-  describe(`${kind}: a power cut after every write`, () => {
+for (const b of BOARDS) {
+  const kind = b.fs;
+  const up = (r: Parameters<typeof updateScript>[0]) => updateScript(r, "", b);
+  describe(`${b.label}: a power cut after every write`, () => {
     test("of an update: the old app or the new one boots, complete; the update can be run again", async (t) => {
-      const prepared = await withOld(kind, board);
-      const steps = await stepsOf(prepared, updateScript(NEW));
+      const prepared = await withOld(b, board);
+      const steps = await stepsOf(prepared, up(NEW));
       const switchAt = steps.findIndex((s) => s.op === "commit" && s.path.startsWith("/app/rec."));
       assert.ok(
         switchAt > 10 && switchAt === steps.length - 1,
@@ -73,7 +76,7 @@ for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
       if (kind === "fat") assert.ok(steps.some((s) => s.op === "truncate" && s.path.startsWith("/app/rec.")));
       t.diagnostic(`${kind}: ${steps.length} writes: ${steps.map(show).join(", ")}`);
       for (let k = 0; k < steps.length; k++) {
-        const { fs, d, step } = await cutAt(prepared, updateScript(NEW), k);
+        const { fs, d, step } = await cutAt(prepared, up(NEW), k);
         assert.deepEqual(step, steps[k], "the same steps in the same order");
         const runs = printed((await runOnce(d, LOADER_MAIN)).output);
         const r = record(fs);
@@ -82,7 +85,7 @@ for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
         assert.deepEqual(r?.active, "a");
         assert.deepEqual(slotFiles(fs, "a"), OLD.files, "the running app is never touched");
         // Whatever the cut left in the other slot, the update goes through when run again.
-        assert.deepEqual((await runOnce(d, updateScript(NEW))).output, ["staged ('thermostat', '1.4.0')"]);
+        assert.deepEqual((await runOnce(d, up(NEW))).output, ["staged ('thermostat', '1.4.0')"]);
         assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), [RUNS_NEW]);
         assert.deepEqual(slotFiles(fs, "b"), NEW.files);
         await d.close();
@@ -90,23 +93,23 @@ for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
       // And uncut: the new app.
       const done = prepared.clone();
       const d = board(done);
-      await runOnce(d, updateScript(NEW));
+      await runOnce(d, up(NEW));
       assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), [RUNS_NEW]);
       assert.deepEqual(slotFiles(done, "b"), NEW.files);
     });
 
     test("of an update into the slot of the app before: its files are removed, the running app stays", async (t) => {
-      const prepared = await withOld(kind, board);
+      const prepared = await withOld(b, board);
       const s = board(prepared);
-      await runOnce(s, updateScript(NEW));
+      await runOnce(s, up(NEW));
       assert.deepEqual(printed((await runOnce(s, LOADER_MAIN)).output), [RUNS_NEW]);
       await s.close();
       const next = release("1.5.0", { ...NEW.files, "sensor.py": 'V = "1.5.0"\n' });
-      const steps = await stepsOf(prepared, updateScript(next));
+      const steps = await stepsOf(prepared, up(next));
       assert.ok(steps.some((x) => x.op === "rmdir" && x.path === "/app/a"));
       t.diagnostic(`${kind}: ${steps.length} writes`);
       for (let k = 0; k < steps.length; k++) {
-        const { fs, d, step } = await cutAt(prepared, updateScript(next), k);
+        const { fs, d, step } = await cutAt(prepared, up(next), k);
         assert.deepEqual(
           printed((await runOnce(d, LOADER_MAIN)).output),
           [RUNS_NEW],
@@ -118,13 +121,13 @@ for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
       }
       const done = prepared.clone();
       const d = board(done);
-      await runOnce(d, updateScript(next));
+      await runOnce(d, up(next));
       assert.deepEqual(printed((await runOnce(d, LOADER_MAIN)).output), ["running 1.4.0 1.5.0 u1 e1"]);
       assert.deepEqual(slotFiles(done, "a"), next.files);
     });
 
     test("of the loader's boots: counting, confirming and rolling back survive a cut at any write", async () => {
-      const prepared = await withOld(kind, board);
+      const prepared = await withOld(b, board);
       const bad = release("1.4.0", { ...NEW.files, "sensor.py": "raise OSError(19)\n" });
       for (const [label, rel, settles] of [
         ["a new app that confirms", NEW, RUNS_NEW],
@@ -132,7 +135,7 @@ for (const kind of ["fat", "littlefs"] as const satisfies FilesystemKind[]) {
       ] as const) {
         const staged = prepared.clone();
         const s = board(staged);
-        assert.deepEqual((await runOnce(s, updateScript(rel))).output, ["staged ('thermostat', '1.4.0')"]);
+        assert.deepEqual((await runOnce(s, up(rel))).output, ["staged ('thermostat', '1.4.0')"]);
         await s.close();
         const steps = await stepsOf(staged, LOADER_MAIN);
         assert.ok(steps.length >= 2, `${label}: ${steps.map(show)}`);

@@ -9,11 +9,71 @@ import { DeviceFilesystem, type FilesystemKind } from "../../src/agent-host/devi
 import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import { appKeyModulus } from "../../src/apps/app-key.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
+import type { MpyNeed } from "../../src/apps/mpy-header.ts";
 import { BOARD_MPY } from "./micropython.ts";
 
-// A simulated ESP8266 (real MicroPython wasm in a worker, the host's LittleFS
+// A simulated board (real MicroPython wasm in a worker, the host's LittleFS
 // or FAT model, power cuts before any durable step) whose main.py is the
 // loader, and the Python that stages a release on it, as the agent will.
+
+/**
+ * What the app tests fake of each board kind: `sys.platform`, the
+ * filesystem MicroPython formats on it and its size (what `os.statvfs`
+ * reports), `sys.implementation._mpy` (v1.27), and the heap an app can count
+ * on after boot. Sources in docs/app-updates.md ("Boards").
+ */
+export interface BoardProfile {
+  platform: "esp8266" | "esp32" | "rp2";
+  label: string;
+  fs: FilesystemKind;
+  /** Filesystem bytes. */
+  capacity: number;
+  mpy: number;
+  /** gc.mem_free() after boot with WiFi up, bytes (0: not known). */
+  heapFree: number;
+}
+
+export const BOARDS: readonly BoardProfile[] = [
+  // Since v1.13 every ESP8266 build with a filesystem formats LittleFS (the 1 MiB and OTA variants have no FAT
+  // at all); 1 MiB build: 396 KiB. 30-40 KiB of heap free after boot with WiFi.
+  {
+    platform: "esp8266",
+    label: "ESP8266 (1 MiB, LittleFS)",
+    fs: "littlefs",
+    capacity: 396 * 1024,
+    mpy: BOARD_MPY.esp8266,
+    heapFree: 30 * 1024,
+  },
+  // A 2 MiB+ board formatted FAT before v1.13 keeps it (those builds still mount FAT): about 1 MiB.
+  {
+    platform: "esp8266",
+    label: "ESP8266 (2 MiB, FAT)",
+    fs: "fat",
+    capacity: 1024 * 1024,
+    mpy: BOARD_MPY.esp8266,
+    heapFree: 30 * 1024,
+  },
+  // ESP32_GENERIC: LittleFS in the 4 MiB flash's vfs partition (0x0F0000); about 90 KB free without SPIRAM.
+  {
+    platform: "esp32",
+    label: "ESP32 (4 MiB, LittleFS)",
+    fs: "littlefs",
+    capacity: 960 * 1024,
+    mpy: BOARD_MPY.esp32,
+    heapFree: 90_000,
+  },
+  // RPI_PICO_W: LittleFS, MICROPY_HW_FLASH_STORAGE_BYTES 848 KiB; the heap is not checked (see the docs).
+  {
+    platform: "rp2",
+    label: "Pico W (LittleFS)",
+    fs: "littlefs",
+    capacity: 848 * 1024,
+    mpy: BOARD_MPY.rp2,
+    heapFree: 0,
+  },
+];
+/** The ESP8266 as MicroPython formats it today. */
+export const ESP8266 = BOARDS[0] as BoardProfile;
 
 export const KEY = generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 65537 }).privateKey;
 export const MODULUS = appKeyModulus(KEY, "test key").toString("hex");
@@ -28,13 +88,18 @@ export interface Release {
   manifest: Buffer;
 }
 
-export function release(version: string, files: Record<string, string>): Release {
+export function release(
+  version: string,
+  files: Record<string, string>,
+  boards: string[] = ["esp32", "esp8266", "rp2"],
+  mpy: MpyNeed | undefined = undefined,
+): Release {
   const manifest = signAppManifest(
     {
       name: "thermostat",
       version,
-      boards: ["esp8266"],
-      mpy: undefined,
+      boards,
+      mpy,
       files: Object.entries(files).map(([path, text]) => ({
         path,
         size: Buffer.byteLength(text),
@@ -50,9 +115,11 @@ const hexOf = (s: string | Buffer) => Buffer.from(s).toString("hex");
 
 /**
  * Python that receives the manifest (as the agent would, through a Receiver)
- * and stages the release; the files' bytes come in 100-byte pieces.
+ * and stages the release; the files' bytes come in 100-byte pieces. With
+ * `list`, it goes through mpota_stage.steps() and prints each step (`check
+ * thermostat`, `kept main.py`, `copied ..`, `fetched ..`, `switch thermostat`).
  */
-export function updateScript(r: Release, extra = ""): string {
+export function updateScript(r: Release, extra = "", board: BoardProfile = ESP8266, list = false): string {
   const bytes = Object.entries(r.files)
     .map(([p, t]) => `    ${JSON.stringify(p)}: unhexlify("${hexOf(t)}"),`)
     .join("\n");
@@ -75,7 +142,13 @@ rec = mpota_app.Receiver("/stage.manifest", 65536, None)
 rec.write(M)
 rec.close()
 try:
-    print("staged", mpota_stage.stage("/stage.manifest", ["${MODULUS}"], fetch, platform="esp8266", mpy=${BOARD_MPY.esp8266}${extra}))
+    ${
+      list
+        ? `for s in mpota_stage.steps("/stage.manifest", ["${MODULUS}"], fetch, platform="${board.platform}", mpy=${board.mpy}${extra}):
+        if s[0] != "space":
+            print(*s[:2])`
+        : `print("staged", mpota_stage.stage("/stage.manifest", ["${MODULUS}"], fetch, platform="${board.platform}", mpy=${board.mpy}${extra}))`
+    }
 except mpota_app.AppError as e:
     print("refused:", e)
 `;
@@ -171,13 +244,16 @@ export const printed = (o: string[]): string[] =>
 
 /** A filesystem of this kind with OLD installed and confirmed through the same code (a first install). */
 export async function withOld(
-  kind: FilesystemKind,
+  kind: FilesystemKind | BoardProfile,
   board: (fs: DeviceFilesystem) => AgentDevice,
   capacity?: number,
 ): Promise<DeviceFilesystem> {
-  const fs = new DeviceFilesystem({ kind, capacity });
+  const profile = typeof kind === "string" ? { ...ESP8266, fs: kind } : kind;
+  const fs = new DeviceFilesystem({ kind: profile.fs, capacity: capacity ?? profile.capacity });
   const d = board(fs);
-  assert.deepEqual((await runOnce(d, updateScript(OLD))).output, ["staged ('thermostat', '1.3.0')"]);
+  assert.deepEqual((await runOnce(d, updateScript(OLD, "", profile))).output, [
+    "staged ('thermostat', '1.3.0')",
+  ]);
   assert.deepEqual((await runOnce(d, LOADER_MAIN)).output, [RUNS_OLD]);
   assert.deepEqual(record(fs), { seq: 3, active: "a", prev: "-", state: "ok" });
   await d.close();

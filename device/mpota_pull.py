@@ -65,6 +65,8 @@ class Pull:
                 self.r = r["p"]
         r = self.r
         self.rb = None
+        if r and not r.get("sw") and (not self.to or r["to"] != self.to.info()[4]):
+            r["got"] = 0  # the slot changed under it (a serial flash): nothing there is ours
         if r and r.get("sw") and r["fw"] != a.fw:
             # set_boot() went through, yet the old firmware runs: the new
             # one never confirmed and the bootloader went back.
@@ -118,7 +120,7 @@ class Pull:
         # A pull left unfinished (the socket broke, a power cut, a sleep)
         # goes on when its back-off has passed.
         r = self.r
-        if r and not r.get("sw") and time.ticks_diff(time.ticks_ms(), self.due) >= 0:
+        if r and self.to and not r.get("sw") and time.ticks_diff(time.ticks_ms(), self.due) >= 0:
             self._fetch()
 
     def take(self, c):
@@ -289,7 +291,9 @@ class Pull:
             raise Refused("the server sent bytes %s, not %d-%d/%d" % (cr, got, T - 1, T))
         elif code not in (200, 206):
             raise OSError("HTTP %d" % code)  # busy or broken: try again later
-        if n is not None and n != T - got:
+        if n is None:
+            raise Refused("the server sent no Content-Length")
+        if n != T - got:
             raise Refused("the server sends %d bytes, the command says %d" % (n, T - got))
         mv = memoryview(buf)
         blk = got // B

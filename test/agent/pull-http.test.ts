@@ -135,6 +135,10 @@ before(async () => {
         res.writeHead(206, { "Content-Length": SIZE - from, "Content-Range": `bytes 0-${SIZE - 1}/${SIZE}` });
         res.end(image);
         return;
+      case "chunked": // no Content-Length: node sends it chunked
+        res.writeHead(200);
+        res.end(image);
+        return;
       case "wronglength":
         res.writeHead(200, { "Content-Length": SIZE - 1 });
         res.end(image.subarray(1));
@@ -164,6 +168,7 @@ describe("mpota_pull's HTTP client against node:http", () => {
       ["short", `${base}/short`, 0],
       ["wrongrange", `${base}/wrongrange`, 4096],
       ["wronglength", `${base}/wronglength`, 0],
+      ["chunked", `${base}/chunked`, 0],
     ];
     const d = new AgentDevice({
       broker: broker.url,
@@ -222,6 +227,8 @@ describe("mpota_pull's HTTP client against node:http", () => {
     assert.deepEqual(results.get("wronglength"), {
       error: `Refused: the server sends ${SIZE - 1} bytes, the command says ${SIZE}`,
     });
+
+    assert.deepEqual(results.get("chunked"), { error: "Refused: the server sent no Content-Length" });
 
     const auth = `Basic ${Buffer.from("esp-1:s3cr:et").toString("base64")}`;
     assert.equal(seen.length, cases.length);

@@ -4,7 +4,6 @@
 import gc
 import json
 import os
-import sys
 import time
 
 import esp
@@ -65,7 +64,7 @@ class Agent:
 
         self.vbat = vbat
         p = self.p = None
-        if sys.platform == "esp32":
+        if os.uname().sysname == "esp32":  # sys.platform, as fakes can set it
             from mpota_pull import Pull  # never loaded on the ESP8266
 
             p = self.p = Pull(self)  # sets fw and wake

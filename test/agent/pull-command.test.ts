@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { constants, createHash, sign } from "node:crypto";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -8,6 +8,7 @@ import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
 import { HOST_MODULES } from "../../src/agent-host/python-fakes.ts";
 import { buildMicroPythonImage } from "../support/images.ts";
+import { type PullFields, pullMessage, signedPull } from "./pull-support.ts";
 import { CommandSigner, TestBroker } from "./support.ts";
 
 // Contract v3's op "pull", as device/mpota_cmd.py checks it (with the
@@ -29,20 +30,6 @@ const stranger = new CommandSigner();
 const FW = "0123456789abcdef0123456789abcdef";
 const SHA = createHash("sha256").update("image").digest("hex");
 
-interface PullFields {
-  v?: unknown;
-  op?: unknown;
-  dev: string;
-  seq: number;
-  job: string;
-  fw: string;
-  size: number;
-  ver: string;
-  down: number;
-  sha: string;
-  url: string;
-}
-
 function pullFields(over: Partial<PullFields> = {}): PullFields {
   return {
     v: 3,
@@ -60,17 +47,8 @@ function pullFields(over: Partial<PullFields> = {}): PullFields {
   };
 }
 
-/** The signed bytes of a pull command, exactly as the design note lays them out. */
-function pullMessage(f: PullFields, header = "mpota-cmd/3"): string {
-  return [header, f.dev, f.seq, "pull", f.job, f.fw, f.size, f.ver, f.down, f.sha, f.url].join("\n");
-}
-
 function signed(f: PullFields, by = signer, message = pullMessage(f)): string {
-  const sig = sign("sha256", Buffer.from(message), {
-    key: by.privateKey,
-    padding: constants.RSA_PKCS1_PADDING,
-  });
-  return JSON.stringify({ ...f, kid: by.kid, sig: sig.toString("base64") });
+  return signedPull(f, by, message);
 }
 
 let mp: MicroPython;

@@ -102,19 +102,19 @@ class Pull:
             s["rb"] = self.rb
 
     def online(self):
-        # After the state went out: the pull that switched is over (done, or
-        # rolled back and reported); then confirm the running firmware.
+        # After the state went out: confirm the running firmware; the pull
+        # that switched is over (done, or rolled back and now reported).
         r = self.r
-        if r and (r["fw"] == self.a.fw or r.get("sw")):
-            print("mpota: job", r["job"], "rolled back" if self.rb else "done")
-            self._forget()
-        self.rb = None
         if not self.ok:
             try:
                 esp32.Partition.mark_app_valid_cancel_rollback()
             except OSError:
                 pass  # ESP_FAIL: a factory or freshly flashed board, nothing to confirm
             self.ok = True
+        if r and (r["fw"] == self.a.fw or r.get("sw")):
+            self._forget()
+            print("mpota: job", r["job"], "rolled back" if self.rb else "done")
+        self.rb = None
 
     def resume(self):
         # A pull left unfinished (the socket broke, a power cut, a sleep)

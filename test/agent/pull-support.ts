@@ -53,12 +53,14 @@ export interface ImageRequest {
  * The server's device route as a stand-in (the real one is the server's):
  * `GET /device/firmware/<fw>` with Basic auth, `Range: bytes=N-` -> 206.
  * `corrupt` flips one byte of what it sends; `dropAfter` cuts the next
- * transfer after that many body bytes (once).
+ * transfer after that many body bytes (once); `holdAfter` stalls it there.
  */
 export class ImageServer {
   readonly requests: ImageRequest[] = [];
   corrupt = false;
   dropAfter: number | undefined;
+  /** Sends the next transfer only up to that many body bytes, then holds it open (once). */
+  holdAfter: number | undefined;
   private readonly images = new Map<string, Uint8Array>();
 
   private constructor(
@@ -109,6 +111,13 @@ export class ImageServer {
         this.dropAfter = undefined;
         seen.sent = drop;
         res.write(body.subarray(0, drop), () => res.socket?.destroy());
+        return;
+      }
+      const hold = this.holdAfter;
+      if (hold !== undefined && hold < body.length) {
+        this.holdAfter = undefined;
+        seen.sent = hold;
+        res.write(body.subarray(0, hold));
         return;
       }
       seen.sent = body.length;

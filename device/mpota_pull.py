@@ -37,6 +37,22 @@ def chip():
     return "".join(ch for ch in m if ch.isalpha() or ch.isdigit())[:16] or "esp32"
 
 
+def _line(s):
+    # One header line, at most 512 bytes: a server cannot make the board
+    # buffer more (readline(limit) is not on every socket).
+    b = bytearray()
+    while len(b) < 512:
+        c = s.read(1)
+        if not c:
+            break
+        b += c
+        if c == b"\n":
+            return bytes(b)
+    if b:
+        raise OSError("an HTTP header line over 512 bytes")
+    return b""
+
+
 class Pull:
     def __init__(self, agent):
         a = self.a = agent
@@ -269,13 +285,15 @@ class Pull:
 
     def _body(self, s, r, h, buf, got):
         T = r["size"]
-        st = s.readline().split(None, 2)
+        st = _line(s).split(None, 2)
         code = int(st[1]) if len(st) > 1 and st[1].isdigit() else 0
         n = cr = None
-        while True:
-            line = s.readline()
+        for i in range(41):
+            line = _line(s)
             if not line or line == b"\r\n":
                 break
+            if i == 40:
+                raise OSError("more than 40 HTTP header lines")
             k, _, v = line.decode().partition(":")
             k = k.strip().lower()
             if k == "content-length":

@@ -68,13 +68,14 @@ digest = hexlify(sha256(body).digest()).decode()
 
 
 class Sock:
-    # The image behind an HTTP 200 header; readinto copies without allocating.
+    # The image behind an HTTP 200 header; read and readinto allocate nothing.
     def __init__(self):
-        self.lines = [b"HTTP/1.1 200 OK\\r\\n", b"Content-Length: ${SIZE}\\r\\n", b"\\r\\n"]
+        h = b"HTTP/1.1 200 OK\\r\\nContent-Length: ${SIZE}\\r\\n\\r\\n"
+        self.hdr = [h[i : i + 1] for i in range(len(h))]
         self.o = 0
 
-    def readline(self):
-        return self.lines.pop(0)
+    def read(self, n):
+        return self.hdr.pop(0)
 
     def readinto(self, mv):
         n = min(len(mv), ${SIZE} - self.o)

@@ -135,6 +135,10 @@ before(async () => {
         res.writeHead(206, { "Content-Length": SIZE - from, "Content-Range": `bytes 0-${SIZE - 1}/${SIZE}` });
         res.end(image);
         return;
+      case "longheader":
+        res.writeHead(200, { "Content-Length": SIZE, "X-Padding": "a".repeat(600) });
+        res.end(image);
+        return;
       case "chunked": // no Content-Length: node sends it chunked
         res.writeHead(200);
         res.end(image);
@@ -169,6 +173,7 @@ describe("mpota_pull's HTTP client against node:http", () => {
       ["wrongrange", `${base}/wrongrange`, 4096],
       ["wronglength", `${base}/wronglength`, 0],
       ["chunked", `${base}/chunked`, 0],
+      ["longheader", `${base}/longheader`, 0],
     ];
     const d = new AgentDevice({
       broker: broker.url,
@@ -228,6 +233,7 @@ describe("mpota_pull's HTTP client against node:http", () => {
       error: `Refused: the server sends ${SIZE - 1} bytes, the command says ${SIZE}`,
     });
 
+    assert.deepEqual(results.get("longheader"), { error: "OSError: an HTTP header line over 512 bytes" });
     assert.deepEqual(results.get("chunked"), { error: "Refused: the server sent no Content-Length" });
 
     const auth = `Basic ${Buffer.from("esp-1:s3cr:et").toString("base64")}`;

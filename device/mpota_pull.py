@@ -239,10 +239,14 @@ class Pull:
             why = "OSError(%s) %s" % (x[0], x[1] if len(x) > 1 else "")
             return self._fail(job, "set_boot refused the image: " + why.strip())
         r["sw"] = 1
-        self._save()
         a = self.a
-        self._ack({"job": job, "got": T, "total": T, "done": True})
-        a.mq.disconnect()
+        try:
+            self._save()
+            self._ack({"job": job, "got": T, "total": T, "done": True})
+            a.mq.disconnect()
+        except Exception as e:
+            # The switch is made: reset anyway (the next state tells the server).
+            print("mpota:", repr(e))
         a.up = False
         # A hard reset: after a deep sleep the bootloader would boot the old slot.
         machine.reset()

@@ -125,7 +125,7 @@ class Pull:
             try:
                 esp32.Partition.mark_app_valid_cancel_rollback()
             except OSError:
-                pass  # ESP_FAIL: a factory or freshly flashed board, nothing to confirm
+                pass  # a one-app board (-261) or no valid otadata entry (ESP_FAIL)
             self.ok = True
         if r and (r["fw"] == self.a.fw or r.get("sw")):
             self._forget()

@@ -1,6 +1,6 @@
-# mpota device agent, MQTT contract v2 (signed commands). Needs
-# mpota_cmd.py, ota.py, mpota_config.py and umqtt.simple; see README.md.
-# Topics: <base>/<id>/state|status|cmd|ack.
+# mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py).
+# Needs mpota_cmd.py, mpota_config.py, umqtt.simple, ota.py (ESP8266); see
+# README.md. Topics: <base>/<id>/state|status|cmd|ack.
 import gc
 import json
 import os
@@ -9,10 +9,14 @@ import time
 import esp
 import machine
 import network
-import ota
 from binascii import hexlify
 from mpota_cmd import Guard
 from umqtt.simple import MQTTClient
+
+try:
+    import ota  # yaota8266's entry: the ESP8266's only
+except ImportError:
+    pass
 
 # machine.deepsleep() holds the time in microseconds in a u32: about 71.5 min.
 MAX_SLEEP = 4294
@@ -42,7 +46,6 @@ class Agent:
         self.cfg = config
         c = self._c
         self.id = c("DEVICE_ID") or hexlify(machine.unique_id()).decode()
-        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False))
         self.base = "%s/%s/" % (c("BASE_TOPIC", "mpota"), self.id)
         s = c("SLEEP", 0)
         if s > MAX_SLEEP:
@@ -60,12 +63,19 @@ class Agent:
                 return adc.read() * scale
 
         self.vbat = vbat
-        self.fw = firmware_id(self.app)
-        if self.fw is None:
-            print("mpota: no image at MAIN_APP_OFFSET 0x%x" % self.app)
-            self.fw = "0" * 32
-        cause = machine.reset_cause()
-        self.wake = WAKE[cause] if 0 <= cause < len(WAKE) else "other"
+        p = self.p = None
+        if os.uname().sysname == "esp32":  # sys.platform, as fakes can set it
+            from mpota_pull import Pull  # never loaded on the ESP8266
+
+            p = self.p = Pull(self)  # sets fw and wake
+        else:
+            self.fw = firmware_id(self.app)
+            if self.fw is None:
+                print("mpota: no image at MAIN_APP_OFFSET 0x%x" % self.app)
+                self.fw = "0" * 32
+            cause = machine.reset_cause()
+            self.wake = WAKE[cause] if 0 <= cause < len(WAKE) else "other"
+        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), p and p.fields)
         self.wlan = network.WLAN(network.STA_IF)
         self.ip = None
         self.mq = MQTTClient(
@@ -83,9 +93,9 @@ class Agent:
     # --- for the user's main.py ---
 
     def checkin(self):
-        # Reports state and status=online, then waits CMD_WAIT_MS for a
-        # retained command. An update command does not return: the device
-        # resets into OTA mode. True when online, False (printed) if not.
+        # Reports state and status=online, waits CMD_WAIT_MS for a retained
+        # command (an update does not return: the device resets). True when
+        # online, False (printed) if not.
         try:
             self._online()
             self._wait(self._c("CMD_WAIT_MS", 500))
@@ -126,9 +136,8 @@ class Agent:
         machine.deepsleep(int(s * 1000))
 
     def poll(self, ms=0):
-        # For an always-on loop: (re)connects, keeps the connection alive
-        # with pings, acts on commands. ms > 0 waits up to ms for a message.
-        # False while offline (retried every RETRY_MS).
+        # For an always-on loop: (re)connects, pings, acts on commands. ms > 0
+        # waits up to ms for a message. False while offline (retried every RETRY_MS).
         try:
             if not self.up:
                 if time.ticks_diff(time.ticks_ms(), self._retry) < 0:
@@ -178,6 +187,8 @@ class Agent:
         self.mq.subscribe(self.base + "cmd", 1)
         self._pub("state", self._state(), True)
         self._pub("status", "online", True)
+        if self.p:
+            self.p.online()
 
     def _state(self):
         gc.collect()
@@ -194,6 +205,8 @@ class Agent:
         v = self._vbat()
         if v is not None:
             s["vbat"] = v
+        if self.p:
+            self.p.state(s)
         return json.dumps(s)
 
     def _vbat(self):
@@ -226,8 +239,10 @@ class Agent:
     def _act(self):
         m = self.cmd
         self.cmd = None
+        p = self.p
         if not m:
-            return  # none, or the server cleared it (empty retained payload)
+            # none, or the server cleared it (empty retained payload)
+            return p and p.resume()
         g = self.g
         c = g.check(m)  # None: ignored, with a printed note
         if c is None:
@@ -241,6 +256,8 @@ class Agent:
             g.commit(c)
             print("mpota: cmd", job, "is for the running firmware, ignored")
             return
+        if p:
+            return p.take(c)
         err = g.downgrade(c) or self._refuse(c.get("size", 0))
         if not g.commit(c, None if err else c.get("ver")):
             return

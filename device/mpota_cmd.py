@@ -1,10 +1,10 @@
-# mpota signed commands (MQTT contract v2), used by mpota_agent.py: checks
-# them and keeps what it accepted in flash. See README.md.
+# mpota signed commands (MQTT contract v2; v3 adds op pull, for the ESP32),
+# used by mpota_agent.py: checks them and keeps what it accepted in flash.
 import json
 from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 from hashlib import sha256
 
-# A seq more than this above the highest accepted is "from the future".
+# A seq this far above the highest accepted is "from the future".
 FUTURE = 100000
 MAX = 9007199254740991  # 2**53 - 1
 # DER DigestInfo of SHA-256 (RFC 8017, 9.2 note 1).
@@ -31,7 +31,7 @@ def _int(v, lo, hi):
 
 
 def keyhex(h):
-    # A modulus as lowercase hex: whole bytes, no leading zero byte, 2048 to 4096 bits.
+    # A modulus in lowercase hex: whole bytes, no leading zero, 2048-4096 bits.
     return _ok(h, HEX, 1024) and len(h) >= 512 and not len(h) & 1 and h[:2] != "00"
 
 
@@ -41,9 +41,8 @@ def kid(h):
 
 
 def verify(n, msg, sig):
-    # RSASSA-PKCS1-v1_5 / SHA-256, e = 65537: sig^e mod n by square and
-    # multiply (no 3-argument pow on the ESP8266), then the whole encoded
-    # block compared byte for byte: no padding parser to fool.
+    # RSASSA-PKCS1-v1_5 / SHA-256, e = 65537: sig^e mod n by squaring (no
+    # 3-argument pow on the ESP8266); the whole block compared: no parser to fool.
     k = len(n)
     if len(sig) != k or k < 64:
         return False
@@ -104,10 +103,13 @@ def older(a, b):
     return a < b
 
 
-def _fields(c):
-    # Rule 1 for a signed command: every field there and well-formed.
+def _fields(c, pull):
+    # Rule 1 for a signed command: every field there and well-formed; op
+    # pull (v3) only where the agent takes it: pull checks its own fields.
+    op = c["op"]
+    v = 3 if op == "pull" else 2
     if not (
-        _int(c.get("v"), 2, 2)
+        _int(c.get("v"), v, v)
         and _ok(c.get("dev"), ID, 64)
         and _int(c.get("seq"), 1, MAX)
         and _ok(c.get("kid"), HEX, 8)
@@ -115,7 +117,7 @@ def _fields(c):
         and isinstance(c.get("sig"), str)
     ):
         return False
-    if c["op"] == "keys":
+    if op == "keys":
         k = c.get("keys")
         if not isinstance(k, list) or not 0 < len(k) <= 3:
             return False
@@ -124,7 +126,7 @@ def _fields(c):
                 return False
         return True
     return (
-        c["op"] == "ota"
+        (op == "ota" or v == 3 and pull and pull(c))
         and _ok(c.get("job"), ID, 64)
         and _ok(c.get("fw"), HEX, 32)
         and len(c["fw"]) == 32
@@ -147,7 +149,9 @@ def message(c):
         t = ",".join(c["keys"])
     else:
         t = "%s\n%s\n%d\n%s\n%d" % (c["job"], c["fw"], c["size"], c["ver"], c["down"])
-    return ("mpota-cmd/2\n%s\n%d\n%s\n%s" % (c["dev"], c["seq"], c["op"], t)).encode()
+        if c["v"] == 3:
+            t += "\n%s\n%s" % (c["sha"], c["url"])
+    return ("mpota-cmd/%d\n%s\n%d\n%s\n%s" % (c["v"], c["dev"], c["seq"], c["op"], t)).encode()
 
 
 def _no(what, detail):
@@ -168,14 +172,13 @@ def _read(path):
 
 
 class Guard:
-    # What the agent knows about commands, kept across power cuts, resets
-    # and deep sleep: n (records written), seq (highest accepted), ver
-    # (version of the last update accepted) and keys (moduli of the last
-    # keys command; None: CMD_KEYS from the config).
+    # Kept across power cuts, resets, deep sleep: n (records written), seq
+    # (highest accepted), ver (last update accepted), keys (moduli; None: CMD_KEYS).
 
-    def __init__(self, dev, keys=(), unsigned=False):
+    def __init__(self, dev, keys=(), unsigned=False, pull=None):
         self.dev = dev
         self.unsigned = unsigned
+        self.pull = pull
         if isinstance(keys, str):
             keys = (keys,)
         self.cfg = keys
@@ -208,11 +211,10 @@ class Guard:
         return [i for i, _ in self.k]
 
     def check(self, m):
-        # Rules 1-4 of contract v2 for the payload m: the command to act
-        # on, or None after a printed note.
+        # Rules 1-4 for the payload m: the command to act on, or None (noted).
         try:
             c = json.loads(m)
-            ok = isinstance(c, dict) and (_fields(c) if "sig" in c else _v1(c))
+            ok = isinstance(c, dict) and (_fields(c, self.pull) if "sig" in c else _v1(c))
         except Exception:
             ok = False
         if not ok:
@@ -240,16 +242,15 @@ class Guard:
         return c
 
     def downgrade(self, c):
-        # Rule 6: the refusal of a signed update older than the last one
-        # accepted, unless it says down=1.
+        # Rule 6: refuses a signed update older than the last one accepted, unless down=1.
         v = self.ver
         if "sig" in c and not c["down"] and v and older(c["ver"], v):
             return "downgrade refused: %s is older than %s (allow the downgrade)" % (c["ver"], v)
         return None
 
     def commit(self, c, ver=None, keys=None):
-        # Rule 7: records a signed command in flash before the agent
-        # answers or acts on it. False, with a note, if flash fails.
+        # Rule 7: records a signed command in flash before the agent answers
+        # or acts on it. False, with a note, if flash fails.
         if "sig" not in c:
             return True
         old = (self.n, self.seq, self.ver, self.mods)
@@ -270,21 +271,15 @@ class Guard:
         return True
 
     def _save(self):
-        # Survives a power cut at any point, on FAT and LittleFS. The
-        # record is in two files, each starting with a checksum (SHA-256)
-        # of its content; at boot the valid one with the higher n wins.
-        # A save writes the file NOT holding the current record:
-        # - cut before open(): nothing changed;
-        # - cut after open() (FAT truncates at once, LittleFS keeps the old
-        #   content until close) or while writing (both commit data at
-        #   close): that file is empty, torn or older, ruled out by its
-        #   checksum or n; the other one still holds the current record;
-        # - once close() returns, the new record is on flash and wins.
-        # So a cut leaves the current record or the new one, never neither,
-        # and the agent acts only after close(). No rename: VfsFat's rename
-        # over a file deletes the target first. Not covered: a cut tearing
-        # a flash sector of FAT's own table or directory (damage to the
-        # filesystem itself, which LittleFS is built to survive).
+        # Power-cut safe on FAT and LittleFS: two files, each with a
+        # checksum (SHA-256) first; the valid one with the higher n wins.
+        # A save writes the file NOT holding the current record: a cut
+        # before open() changes nothing; after open() (FAT truncates, LittleFS
+        # keeps the old data until close) or while writing, that file is
+        # empty, torn or older (ruled out), the other still current; after
+        # close() the new one wins. The agent acts only after close(). No
+        # rename: VfsFat's rename over a file deletes the target first. Not
+        # covered: a cut tearing FAT's own table (LittleFS survives that).
         b = json.dumps({"n": self.n, "seq": self.seq, "ver": self.ver, "keys": self.mods})
         i = 1 - self.slot
         with open(SLOTS[i], "w") as f:

@@ -3,6 +3,7 @@ import type { Clock } from "../net/clock.ts";
 import type { PythonValue } from "./agent-files.ts";
 import type { BrokerAddress } from "./broker-address.ts";
 import type { DeviceFilesystem, FilesystemKind } from "./device-filesystem.ts";
+import type { Esp32BoardPort } from "./esp32-board-port.ts";
 import type { FlashSource } from "./flash-source.ts";
 
 export interface WifiOptions {
@@ -19,11 +20,23 @@ export interface WifiOptions {
 export interface AgentDeviceOptions {
   /** The broker the agent connects to: `mqtt://[user:password@]host[:port]` or its parts. */
   broker: string | BrokerAddress;
-  /** The device's flash: a Uint8Array (read live), a file path, or a {@link FlashSource}. */
-  flash: Uint8Array | string | FlashSource;
+  /** The device's flash: a Uint8Array (read live), a file path, or a {@link FlashSource}; an ESP32 reads its board's. */
+  flash?: Uint8Array | string | FlashSource;
+  /**
+   * The chip (default "esp8266"). "esp32" gives the interpreter the ESP32's
+   * modules (machine values, esp, esp32.Partition on `esp32`, sys.platform,
+   * os.uname) and needs `esp32`.
+   */
+  chip?: "esp8266" | "esp32";
+  /**
+   * The ESP32's board (the emulator's Esp32Board): flash, partition table,
+   * otadata. Its bootloader is not run here: whoever boots the device (the
+   * simulator) runs it, so `autoRestart` and `autoWake` default to false.
+   */
+  esp32?: Esp32BoardPort;
   /** DEVICE_ID in mpota_config.py; default none, so the agent uses the hex of unique_id(). */
   id?: string;
-  /** machine.unique_id(), 4 bytes; default derived from `id`. */
+  /** machine.unique_id(), 4 bytes (ESP32: 6, the MAC); default derived from `id`. */
   uniqueId?: Uint8Array;
   /** RTC memory at the first power-on (default empty). */
   rtc?: Uint8Array;

@@ -4,11 +4,12 @@ import { hasRtcMagic, RTC_MEMORY_MAX } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import type { AgentDeviceEvents, DevicePhase } from "./agent-device-events.ts";
 import { agentDeviceFiles } from "./agent-device-files.ts";
-import { type AgentDeviceOptions, DEFAULT_WIFI } from "./agent-device-options.ts";
+import { type AgentDeviceOptions, DEFAULT_WIFI, type WifiOptions } from "./agent-device-options.ts";
 import { AgentHostError } from "./agent-host-error.ts";
 import { type BrokerAddress, parseBroker } from "./broker-address.ts";
 import { DeviceFilesystem } from "./device-filesystem.ts";
 import { DeviceSockets, Errno } from "./device-sockets.ts";
+import { serveEsp32Call } from "./esp32-calls.ts";
 import { type FlashSource, flashSource } from "./flash-source.ts";
 import { serveFsCall } from "./fs-calls.ts";
 import { PowerCut } from "./fs-step.ts";
@@ -20,6 +21,8 @@ import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-prot
 // The device's public surface, defined beside it: importers of the device keep one place to import from.
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+/** MICROPY_HW_RTC_USER_MEM_MAX of the ESP32 port. */
+const ESP32_RTC_MEMORY_MAX = 2048;
 
 /**
  * One simulated ESP8266 running the unmodified device agent under real
@@ -44,6 +47,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   private readonly options: AgentDeviceOptions;
   private readonly broker: BrokerAddress;
   private readonly flash: FlashSource;
+  private readonly rtcMax: number;
   private readonly uniqueId: Uint8Array;
   private readonly clock: Clock;
   private readonly sockets: DeviceSockets;
@@ -56,20 +60,33 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   private bootCause: number = ResetCause.PWRON_RESET;
   private battery: number | undefined;
   private firstPowerOn = true;
+  private wifiOverride: Partial<WifiOptions> = {};
 
   constructor(options: AgentDeviceOptions) {
     super();
     this.options = options;
     this.broker = parseBroker(options.broker);
-    this.flash = flashSource(options.flash);
+    const esp32 = options.chip === "esp32";
+    if (esp32 && !options.esp32) {
+      throw new AgentHostError(
+        "A simulated ESP32 needs its board (the esp32 option: the emulator's Esp32Board).",
+      );
+    }
+    const flash = esp32 ? options.esp32 : options.flash;
+    if (!flash) throw new AgentHostError("A simulated ESP8266 needs its flash (the flash option).");
+    this.flash = flashSource(flash);
+    const idLength = esp32 ? 6 : 4;
+    this.rtcMax = esp32 ? ESP32_RTC_MEMORY_MAX : RTC_MEMORY_MAX;
     this.uniqueId =
       options.uniqueId ??
       createHash("sha256")
         .update(options.id ?? "mpota-device")
         .digest()
-        .subarray(0, 4);
-    if (this.uniqueId.length !== 4) {
-      throw new AgentHostError(`machine.unique_id() of an ESP8266 is 4 bytes, not ${this.uniqueId.length}.`);
+        .subarray(0, idLength);
+    if (this.uniqueId.length !== idLength) {
+      throw new AgentHostError(
+        `machine.unique_id() of an ${esp32 ? "ESP32" : "ESP8266"} is ${idLength} bytes, not ${this.uniqueId.length}.`,
+      );
     }
     this.rtcBytes = new Uint8Array(0);
     this.rtc = options.rtc ?? new Uint8Array(0);
@@ -110,10 +127,15 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   }
 
   set rtc(value: Uint8Array) {
-    if (value.length > RTC_MEMORY_MAX) {
-      throw new AgentHostError(`RTC user memory holds at most ${RTC_MEMORY_MAX} bytes, not ${value.length}.`);
+    if (value.length > this.rtcMax) {
+      throw new AgentHostError(`RTC user memory holds at most ${this.rtcMax} bytes, not ${value.length}.`);
     }
     this.rtcBytes = value.slice();
+  }
+
+  /** WiFi as the next boot sees it (e.g. `{ connected: false }`: WLAN never connects), over the options' own. */
+  set wifi(value: Partial<WifiOptions>) {
+    this.wifiOverride = { ...value };
   }
 
   /** The battery voltage the agent reads from now on. */
@@ -125,7 +147,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   powerOn(): Promise<void> {
     if (!this.firstPowerOn) this.rtcBytes = new Uint8Array(0);
     this.firstPowerOn = false;
-    return this.boot(ResetCause.PWRON_RESET);
+    // The ESP32 port numbers PWRON_RESET 1 (modmachine.c), the ESP8266 0.
+    return this.boot(this.options.chip === "esp32" ? 1 : ResetCause.PWRON_RESET);
   }
 
   /**
@@ -160,8 +183,10 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         uniqueId: hex(this.uniqueId),
         flashSize: this.options.flashSize ?? this.flash.size,
         flashUserStart: this.options.flashUserStart ?? 0xd4000,
-        wifi: { ...DEFAULT_WIFI, ...this.options.wifi },
+        wifi: { ...DEFAULT_WIFI, ...this.options.wifi, ...this.wifiOverride },
         version: this.options.version ?? "v1.27.0 on 2025-12-10",
+        chip: this.options.chip ?? "esp8266",
+        ...(this.options.esp32 ? { boardName: this.options.esp32.boardName } : {}),
       });
       await booted;
     } catch (error) {
@@ -262,6 +287,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         }
         case "adc":
           if (request.channel === 1) return { value: 3300 }; // ADC(1) reads VCC in mV
+          // The ESP32's ADC fake reads the battery in mV (wired straight to the pin).
+          if (request.channel === 2) return { value: Math.round((this.battery ?? 0) * 1000) };
           return {
             value:
               this.battery === undefined ? 0 : Math.max(0, Math.min(1024, Math.round(this.battery * 256))),
@@ -286,6 +313,9 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
           return { value: null };
         case "fs":
           return { value: serveFsCall(this.fs, request.name, request.args) };
+        case "esp32":
+          if (!this.options.esp32) return { errno: Errno.EIO };
+          return { value: serveEsp32Call(this.options.esp32, request.name, request.args) };
       }
     } catch (error) {
       if (error instanceof PowerCut) {
@@ -342,14 +372,14 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         this.emit("reset", { rtc: this.rtc, ota });
         if (ota) this.emit("ota", { rtc: this.rtc });
         this.emit("ended", { kind: "reset", rtc: this.rtc, ota });
-        if (!ota && this.options.autoRestart !== false) this.bootLater(ResetCause.SOFT_RESET, 0);
+        if (!ota && this.autoRestart) this.bootLater(ResetCause.SOFT_RESET, 0);
         return;
       }
       case "deepsleep":
         this.currentPhase = "sleeping";
         this.emit("deepsleep", { ms: outcome.ms });
         this.emit("ended", { kind: "deepsleep", ms: outcome.ms });
-        if (outcome.ms !== null && this.options.autoWake !== false) {
+        if (outcome.ms !== null && this.autoWake) {
           this.bootLater(ResetCause.DEEPSLEEP_RESET, outcome.ms);
         }
         return;
@@ -362,6 +392,15 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         this.emit("ended", { kind: "crash", error: outcome.error });
         return;
     }
+  }
+
+  /** An ESP32's resets go through its bootloader, which the caller runs: no automatic boot by default. */
+  private get autoRestart(): boolean {
+    return this.options.autoRestart ?? this.options.chip !== "esp32";
+  }
+
+  private get autoWake(): boolean {
+    return this.options.autoWake ?? this.options.chip !== "esp32";
   }
 
   private bootLater(cause: number, ms: number): void {

@@ -6,11 +6,13 @@
  * main.py, and reports how the run ended.
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
+import { ESP32_HOST_MODULES, esp32Uname } from "./python-esp32-fakes.ts";
 import { HOST_MODULES, preludeSource, runScriptSource } from "./python-fakes.ts";
 import { FILESYSTEM_MODULE } from "./python-fs-fake.ts";
 import { callHostSync } from "./sync-call.ts";
 import type {
   BootRequest,
+  Esp32CallName,
   FsCallName,
   HostCall,
   HostReply,
@@ -111,12 +113,13 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     sock_read: (id: number, length: number, timeoutMs: number, once: boolean) =>
       call({ op: "sock_read", id, length, timeoutMs, once }),
     sock_close: (id: number) => call({ op: "sock_close", id }),
-    ...fsCalls(call),
+    ...forwardCalls(call),
   });
 
   // The fake C modules are imported from the wasm port's own filesystem, which the prelude then replaces.
+  const esp32 = boot.chip === "esp32";
   const hostFiles: Record<string, string> = {
-    ...HOST_MODULES,
+    ...(esp32 ? ESP32_HOST_MODULES : HOST_MODULES),
     [FILESYSTEM_MODULE.path]: FILESYSTEM_MODULE.source,
   };
   for (const [path, text] of Object.entries(hostFiles)) {
@@ -125,7 +128,15 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     if (dir) mp.FS.mkdirTree(dir);
     mp.FS.writeFile(full, text);
   }
-  mp.runPython(preludeSource(boot.version));
+  mp.runPython(
+    esp32
+      ? preludeSource(
+          boot.version,
+          esp32Uname(boot.boardName ?? "Generic ESP32 module"),
+          "_mpota_sys, machine, esp, esp32, network, socket",
+        )
+      : preludeSource(boot.version),
+  );
   post({ type: "booted" });
 
   for (const script of ["boot.py", "main.py"]) {
@@ -170,14 +181,26 @@ const FS_CALLS: Record<string, FsCallName> = {
   fs_statvfs: "statvfs",
 };
 
-/** `_mpota_host.fs_*`: each forwards its arguments to the host's DeviceFilesystem. */
-function fsCalls(
-  call: (request: HostCall) => string | number | null,
-): Record<string, (...args: Array<string | number>) => string | number | null> {
-  const out: Record<string, (...args: Array<string | number>) => string | number | null> = {};
-  for (const [fn, name] of Object.entries(FS_CALLS)) {
-    out[fn] = (...args) => call({ op: "fs", name, args });
-  }
+const ESP32_CALLS: Record<string, Esp32CallName> = {
+  esp32_table: "table",
+  esp32_boot: "boot",
+  esp32_running: "running",
+  esp32_next: "next",
+  esp32_read: "read",
+  esp32_write: "write",
+  esp32_erase: "erase",
+  esp32_set_boot: "set_boot",
+  esp32_mark_valid: "mark_valid",
+};
+
+type HostFunction = (...args: Array<string | number>) => string | number | null;
+
+/** `_mpota_host.fs_*` and `esp32_*`: each forwards its arguments to the host (DeviceFilesystem, Esp32BoardPort). */
+function forwardCalls(call: (request: HostCall) => string | number | null): Record<string, HostFunction> {
+  const out: Record<string, HostFunction> = {};
+  for (const [fn, name] of Object.entries(FS_CALLS)) out[fn] = (...args) => call({ op: "fs", name, args });
+  for (const [fn, name] of Object.entries(ESP32_CALLS))
+    out[fn] = (...args) => call({ op: "esp32", name, args });
   return out;
 }
 

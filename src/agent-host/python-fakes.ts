@@ -9,74 +9,22 @@
  * -errno on failure.
  */
 
-const machine = `import _mpota_host as _h
-from binascii import hexlify, unhexlify
+import { machineSource } from "./python-machine-fake.ts";
 
-PWRON_RESET = 0
+const machine = machineSource({
+  constants: `PWRON_RESET = 0
 WDT_RESET = 1
 SOFT_RESET = 4
 DEEPSLEEP_RESET = 5
 HARD_RESET = 6
-DEEPSLEEP = 4
-
-
-class HostReset(BaseException):
-    # Raised by reset() and deepsleep(), which never return on the device;
-    # the harness catches it and boots a fresh interpreter.
-    pass
-
-
-def reset_cause():
-    return _h.reset_cause()
-
-
-def unique_id():
-    return unhexlify(_h.unique_id())
-
-
-def reset():
-    _h.reset()
-    raise HostReset("reset")
-
-
-def deepsleep(ms=None):
-    _h.deepsleep(-1 if ms is None else int(ms))
-    raise HostReset("deepsleep")
-
-
-def lightsleep(ms=None):
-    # Waits without burning the host's CPU (the wasm time.sleep_ms busy-waits).
-    _h.delay(0 if ms is None else int(ms))
-
-
-def freq(hz=None):
-    if hz is None:
-        return 80000000
-
-
-def idle():
-    pass
-
-
-def disable_irq():
-    return 0
-
-
-def enable_irq(state=0):
-    pass
-
-
-class RTC:
-    def memory(self, data=None):
-        if data is None:
-            return unhexlify(_h.rtc_get())
-        if isinstance(data, str):
-            data = data.encode()
-        data = bytes(data)
-        if len(data) > 492:
-            raise ValueError("buffer too long")
-        _h.rtc_set(hexlify(data).decode())
-
+DEEPSLEEP = 4`,
+  rtcMax: 492,
+  freq: 80000000,
+  pinConstants: `    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1`,
+  extra: `
 
 class ADC:
     def __init__(self, id):
@@ -89,32 +37,8 @@ class ADC:
 
     def read_u16(self):
         return self.read() * 64
-
-
-class Pin:
-    IN = 0
-    OUT = 1
-    OPEN_DRAIN = 2
-    PULL_UP = 1
-
-    def __init__(self, id, mode=-1, pull=-1, value=None):
-        self._id = id
-        self._v = value or 0
-
-    def value(self, v=None):
-        if v is None:
-            return self._v
-        self._v = 1 if v else 0
-
-    def on(self):
-        self._v = 1
-
-    def off(self):
-        self._v = 0
-
-    def __call__(self, v=None):
-        return self.value(v)
-`;
+`,
+});
 
 const esp = `import _mpota_host as _h
 from binascii import unhexlify
@@ -188,7 +112,9 @@ class WLAN:
 
     def config(self, *args, **kwargs):
         if args == ("mac",):
-            return b"\\x5c\\xcf\\x7f" + unhexlify(_h.unique_id())[1:4]
+            u = unhexlify(_h.unique_id())
+            # The ESP32's unique_id() is its MAC; the ESP8266's is the chip id.
+            return u if len(u) == 6 else b"\\x5c\\xcf\\x7f" + u[1:4]
         if args == ("essid",):
             return "mpota-sim"
 `;
@@ -297,27 +223,44 @@ export const HOST_MODULES: Record<string, string> = {
   "lib/socket.py": socket,
 };
 
+/** The fields of `os.uname()` that differ between ports and boards. */
+export interface UnameFields {
+  sysname: string;
+  nodename: string;
+  machine: string;
+}
+
+const ESP8266_UNAME: UnameFields = {
+  sysname: "esp8266",
+  nodename: "esp8266",
+  machine: "ESP module with ESP8266",
+};
+
 /**
- * Runs before boot.py: gives the wasm port the `os.uname()` of an ESP8266
+ * Runs before boot.py: gives the wasm port the `os.uname()` of the board's
  * build, imports the fake C modules (built in on the chip, so they stay in
  * sys.modules and never show in the filesystem), and replaces the wasm
  * port's in-memory filesystem at "/" with the device's own.
  */
-export function preludeSource(version: string): string {
+export function preludeSource(
+  version: string,
+  uname: UnameFields = ESP8266_UNAME,
+  modules = "machine, esp, network, socket",
+): string {
   const release = /^v?(\d+\.\d+\.\d+)/.exec(version)?.[1] ?? "1.27.0";
   return `import os
 class _Uname:
-    sysname = "esp8266"
-    nodename = "esp8266"
+    sysname = ${JSON.stringify(uname.sysname)}
+    nodename = ${JSON.stringify(uname.nodename)}
     release = ${JSON.stringify(release)}
     version = ${JSON.stringify(version)}
-    machine = "ESP module with ESP8266"
+    machine = ${JSON.stringify(uname.machine)}
 os.uname = lambda: _Uname
-import machine, esp, network, socket, vfs, _mpota_fs
+import ${modules}, vfs, _mpota_fs
 vfs.umount("/")
 vfs.mount(_mpota_fs.HostFS(), "/")
 os.chdir("/")
-del machine, esp, network, socket, vfs, _mpota_fs
+del ${modules}, vfs, _mpota_fs
 `;
 }
 

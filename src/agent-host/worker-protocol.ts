@@ -16,6 +16,10 @@ export interface BootRequest {
   wifi: { connected: boolean; ip: string; netmask: string; gateway: string; dns: string; rssi: number };
   /** `os.uname().version` */
   version: string;
+  /** The chip whose modules the interpreter gets (default esp8266). */
+  chip?: "esp8266" | "esp32";
+  /** ESP32: MICROPY_HW_BOARD_NAME of the build (os.uname().machine is "<board> with ESP32"). */
+  boardName?: string;
 }
 
 export type RunOutcome =
@@ -42,7 +46,20 @@ export type HostCall =
   | { op: "sock_write"; id: number; data: string }
   | { op: "sock_read"; id: number; length: number; timeoutMs: number; once: boolean }
   | { op: "sock_close"; id: number }
-  | { op: "fs"; name: FsCallName; args: Array<string | number> };
+  | { op: "fs"; name: FsCallName; args: Array<string | number> }
+  | { op: "esp32"; name: Esp32CallName; args: Array<string | number> };
+
+/** ESP32 partition and OTA calls (see Esp32BoardPort); their value, or an esp_err_t. */
+export type Esp32CallName =
+  | "table"
+  | "boot"
+  | "running"
+  | "next"
+  | "read"
+  | "write"
+  | "erase"
+  | "set_boot"
+  | "mark_valid";
 
 /** Calls of the device filesystem's VFS (see DeviceFilesystem); their value, or -errno. */
 export type FsCallName =

@@ -24,6 +24,12 @@ export function describeEvent(event: SimulatedEvent): string | undefined {
     }
     case "app-start":
       return undefined;
+    case "esp32-boot": {
+      const how = event.fastBoot ? "deep-sleep wake, otadata not read" : event.log.join("; ");
+      return `bootloader: ${how} -> ${event.partition ?? "nothing bootable"}`;
+    }
+    case "panic":
+      return `firmware ${event.fw ?? "?"} panicked at start-up: ${event.message}`;
     case "checkin": {
       const s = event.state;
       const sleep = typeof s.sleep === "number" && s.sleep > 0 ? `, sleeps ${s.sleep} s` : ", always on";

@@ -1,10 +1,8 @@
 import { AgentDevice } from "../agent-host/agent-device.ts";
-import type { PublishedMessage } from "../agent-host/mqtt-packets.ts";
 import { checkMainApp, ResetReason } from "../emulator/boot.ts";
 import { EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
 import type { AppIdentity } from "../emulator/device-events.ts";
 import { MemoryFlash } from "../emulator/flash.ts";
-import { Listeners } from "../emulator/listeners.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
 import { seededRandom } from "../net/random.ts";
@@ -12,13 +10,9 @@ import type { UdpEndpoint } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, type YaotaSettings } from "../protocol/config-h.ts";
 import { describeBindError } from "./bind-errors.ts";
 import { writeImage } from "./flash-image.ts";
+import { SimulatedBoard } from "./simulated-board.ts";
 import type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
-import {
-  type SimulatedDeviceEvents,
-  type SimulatedEvent,
-  type SimulatedStatus,
-  WAKE_NAMES,
-} from "./simulated-events.ts";
+import { type SimulatedStatus, WAKE_NAMES } from "./simulated-events.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
 // The device's public surface, defined beside it: importers of the device keep one place to import from.
@@ -41,15 +35,6 @@ export interface SimulatedDeviceSummary {
   updates: number;
 }
 
-function parseJson(payload: Buffer): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(payload.toString("utf8"));
-    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * One simulated ESP8266 with yaota8266: an {@link EmulatedDevice}
  * (boot8266, the ota-server, flash, RTC memory, reset causes, its link) whose
@@ -65,8 +50,7 @@ function parseJson(payload: Buffer): Record<string, unknown> | undefined {
  * becomes a deep-sleep wake of the emulator after `ms`, which boots the app
  * unchecked.
  */
-export class SimulatedDevice {
-  readonly events = new Listeners<SimulatedDeviceEvents>();
+export class SimulatedDevice extends SimulatedBoard {
   readonly emulator: EmulatedDevice;
   readonly agent: AgentDevice;
   readonly id: string;
@@ -75,23 +59,20 @@ export class SimulatedDevice {
   readonly sleepSeconds: number;
   readonly link: string;
 
-  private readonly clock: Clock;
+  protected readonly clock: Clock;
   private readonly settings: YaotaSettings;
-  private readonly baseTopic: string;
+  protected readonly baseTopic: string;
   private readonly ownsFlash: boolean;
   private resetReason: number = ResetReason.powerOn;
   private asleep = false;
-  private haltedWith: string | undefined;
   private wakeTimer: Timer | undefined;
-  private currentStatus: SimulatedStatus = "off";
   private runningFw: string | undefined;
-  private checkinCount = 0;
   private updateCount = 0;
-  private closing = false;
   private starting: Promise<void> | undefined;
   private session: { startedAt: number; bytes: number; sectors: number; from?: UdpEndpoint } | undefined;
 
   constructor(options: SimulatedDeviceOptions) {
+    super();
     this.id = options.id;
     this.address = options.address;
     this.port = options.port ?? OTA_PORT;
@@ -137,10 +118,6 @@ export class SimulatedDevice {
       ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
     });
     this.wire();
-  }
-
-  get status(): SimulatedStatus {
-    return this.currentStatus;
   }
 
   /** The identity of the app that runs or ran last (the MD5 trailer boot8266 saw). */
@@ -194,32 +171,12 @@ export class SimulatedDevice {
     this.emulator.reset("deepsleep");
   }
 
-  /** Resolves when the device next reaches `status` (at once if it is there); rejects after `timeoutMs`. */
-  waitForStatus(status: SimulatedStatus, timeoutMs = 30_000): Promise<void> {
-    if (this.currentStatus === status) return Promise.resolve();
-    const reached = (e: SimulatedDeviceEvents["status"]): e is SimulatedDeviceEvents["status"] =>
-      e.status === status;
-    return this.waitFor("status", reached, timeoutMs).then(() => undefined);
-  }
-
-  /** Resolves with the next event of `type` that matches `filter`; rejects after `timeoutMs`. */
-  waitForEvent<T extends SimulatedEvent["type"]>(
-    type: T,
-    filter: (event: Extract<SimulatedEvent, { type: T }>) => boolean = () => true,
-    timeoutMs = 30_000,
-  ): Promise<Extract<SimulatedEvent, { type: T }>> {
-    type Event = SimulatedDeviceEvents["event"];
-    type Wanted = Event & Extract<SimulatedEvent, { type: T }>;
-    const isWanted = (e: Event): e is Wanted => e.type === type && filter(e as Wanted);
-    return this.waitFor<"event", Wanted>("event", isWanted, timeoutMs);
-  }
-
   summary(): SimulatedDeviceSummary {
     return {
       id: this.id,
       address: this.address,
       port: this.port,
-      status: this.currentStatus,
+      status: this.status,
       fw: this.runningFw ?? null,
       sleepSeconds: this.sleepSeconds,
       link: this.link,
@@ -296,9 +253,7 @@ export class SimulatedDevice {
     em.on("appBoot", (app) => this.startApp(app));
 
     const agent = this.agent;
-    agent.on("published", (m) => this.published(m));
-    agent.on("stdout", (line) => this.emit({ type: "output", line }));
-    agent.on("booted", () => this.refresh());
+    this.wireAgent(agent);
     agent.on("reset", ({ rtc }) => {
       // machine.reset(): a soft reset of the chip, RTC memory carried over.
       if (this.closing || this.emulator.state === "off") return;
@@ -309,12 +264,6 @@ export class SimulatedDevice {
     agent.on("ended", (end) => {
       if (end.kind === "exit") this.halt("main.py ended; the board sits at the REPL");
       else if (end.kind === "crash") this.halt(`the app crashed: ${end.error}`);
-    });
-    agent.on("failure", (error) => {
-      if (this.closing) return;
-      // A dead worker leaves the agent halted; a failed host call (answered EIO) does not stop it.
-      if (agent.phase === "halted") this.halt(`the simulated app failed: ${error.message}`);
-      else this.emit({ type: "warning", message: `the simulated app's host call failed: ${error.message}` });
     });
   }
 
@@ -357,24 +306,6 @@ export class SimulatedDevice {
     });
   }
 
-  private published(message: PublishedMessage): void {
-    const prefix = `${this.baseTopic}/${this.id}/`;
-    if (!message.topic.startsWith(prefix)) return;
-    const sub = message.topic.slice(prefix.length);
-    if (sub === "state") {
-      this.checkinCount++;
-      this.emit({ type: "checkin", state: parseJson(message.payload) ?? {} });
-    } else if (sub === "ack") {
-      this.emit({ type: "ack", ack: parseJson(message.payload) ?? {} });
-    }
-  }
-
-  private halt(reason: string): void {
-    this.haltedWith = reason;
-    this.emit({ type: "halted", reason });
-    this.refresh();
-  }
-
   private async stopApp(): Promise<void> {
     this.cancelWake();
     this.asleep = false;
@@ -386,12 +317,7 @@ export class SimulatedDevice {
     this.wakeTimer = undefined;
   }
 
-  private refresh(): void {
-    if (this.closing) return;
-    this.setStatus(this.derivedStatus());
-  }
-
-  private derivedStatus(): SimulatedStatus {
+  protected derivedStatus(): SimulatedStatus {
     switch (this.emulator.state) {
       case "off":
         return "off";
@@ -404,39 +330,5 @@ export class SimulatedDevice {
         if (this.asleep) return "sleeping";
         return this.agent.phase === "running" ? "awake" : "booting";
     }
-  }
-
-  private setStatus(status: SimulatedStatus): void {
-    const previous = this.currentStatus;
-    if (previous === status) return;
-    this.currentStatus = status;
-    this.events.emit("status", { status, previous, atMs: this.clock.now() });
-  }
-
-  private emit(event: SimulatedEvent): void {
-    this.events.emit("event", { ...event, atMs: this.clock.now() });
-  }
-
-  private waitFor<K extends keyof SimulatedDeviceEvents, R extends SimulatedDeviceEvents[K]>(
-    name: K,
-    filter: (payload: SimulatedDeviceEvents[K]) => payload is R,
-    timeoutMs: number,
-  ): Promise<R> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        off();
-        reject(
-          new SimulatorError(
-            `Simulated device ${this.id}: nothing matching on "${String(name)}" within ${timeoutMs} ms (status ${this.currentStatus}${this.haltedWith ? `: ${this.haltedWith}` : ""}).`,
-          ),
-        );
-      }, timeoutMs);
-      const off = this.events.on(name, (payload) => {
-        if (!filter(payload)) return;
-        clearTimeout(timer);
-        off();
-        resolve(payload);
-      });
-    });
   }
 }

@@ -20,12 +20,25 @@ export const WAKE_NAMES: Record<number, string> = {
   6: "hard",
 };
 
+/** The contract's wake names, by ESP32 reset cause (modmachine.c). */
+export const ESP32_WAKE_NAMES: Record<number, string> = {
+  1: "power",
+  2: "hard",
+  3: "wdt",
+  4: "deepsleep",
+  5: "soft",
+};
+
 /** One step of a simulated device's life, as the CLI logs it. */
 export type SimulatedEvent =
   | { type: "power-on" }
   | { type: "power-off" }
   | { type: "boot"; mode: "app" | "ota"; reason: BootReason; message: string; resetReason: number }
   | { type: "app-start"; fw: string | undefined; checked: boolean; wake: string }
+  /** The ESP32's bootloader chose `partition` (null: nothing bootable); `log` in ESP-IDF's words. */
+  | { type: "esp32-boot"; partition: string | null; fastBoot: boolean; log: string[]; resetCause: number }
+  /** The firmware crashed in C before the agent ran (a panic): the chip resets. */
+  | { type: "panic"; fw: string | undefined; message: string }
   | { type: "checkin"; state: Record<string, unknown> }
   | { type: "ack"; ack: Record<string, unknown> }
   | { type: "ota-listening"; endpoint: UdpEndpoint }

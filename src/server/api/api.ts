@@ -35,7 +35,7 @@ export interface DeviceView {
    * The MQTT contract version of the device's agent, from its last state: 1
    * cannot verify signed commands, 2 verifies them; null before any state.
    */
-  v: 1 | 2 | null;
+  v: 1 | 2 | 3 | null;
   ver: string | null;
   ip: string | null;
   rssi: number | null;
@@ -156,7 +156,7 @@ export interface BridgeDeviceEntry {
   /** Seconds between wakes of a sleepy device; null or 0: always on. */
   sleep: number | null;
   /** The agent's MQTT contract version (2 verifies signed commands). */
-  v: 1 | 2 | null;
+  v: 1 | 2 | 3 | null;
   firstSeen: number;
 }
 

@@ -1,5 +1,10 @@
 import type { Logger } from "pino";
-import type { DeviceAck, DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
+import {
+  type DeviceAck,
+  type DeviceState,
+  type DeviceStatus,
+  isPullReport,
+} from "../../protocol/mqtt-contract.ts";
 import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { DeviceRecord, JobRecord, Storage } from "../storage/storage.ts";
@@ -95,6 +100,9 @@ export class JobMessages {
   }
 
   async handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
+    // A pull's progress reports go to the delivery that follows them (deliveries/esp32-pull.ts).
+    if (isPullReport(ack)) return;
+    const answer = ack;
     const active = await this.o.storage.jobs.activeForDevice(device.id);
     if (!active || active.id !== ack.job) {
       this.o.logger.warn(
@@ -114,8 +122,8 @@ export class JobMessages {
             );
             return;
           }
-          if (ack.ready) await this.accept(job, device, ack);
-          else await this.declined(job, ack.error);
+          if (answer.ready === true) await this.accept(job, device, answer);
+          else await this.declined(job, answer.error);
         },
         this.messageLeaseWaitMs,
       ),

@@ -11,6 +11,7 @@ import { bridgeHandlers } from "./bridge/bridge-handlers.ts";
 import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./cluster/instances.ts";
 import { Presence } from "./cluster/presence.ts";
 import { Deliveries } from "./deliveries/delivery.ts";
+import { Esp32PullDelivery } from "./deliveries/esp32-pull.ts";
 import { ImagePusher } from "./deliveries/image-pusher.ts";
 import { UdpPushDelivery } from "./deliveries/udp-push.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./devices/device-inbox.ts";
@@ -22,6 +23,7 @@ import { DEFAULT_MAX_CONCURRENT_PUSHES } from "./jobs/job-timings.ts";
 import type { EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import { type MqttConnection, safeUrl } from "./mqtt/mqtt-connect.ts";
 import type { MqttLink } from "./mqtt/mqtt-link.ts";
+import { readPullReport } from "./mqtt/topic-readers.ts";
 import type { FirmwareLibrary } from "./releases/firmware-library.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import { heldByRolloutText, rolloutHolding } from "./rollouts/rollout-membership.ts";
@@ -120,8 +122,10 @@ export class MpotaServer {
     const features = new FeatureList(logger);
     try {
       const core = await openCore(options, logger, features);
-      const fleet = await startFleet(core, features);
+      let built: MpotaServer | undefined;
+      const fleet = await startFleet(core, features, () => built);
       const server = new MpotaServer(core, fleet, features);
+      built = server;
       await startFrontEnds(core, fleet, server, features);
       logger.info(
         {
@@ -154,8 +158,11 @@ export class MpotaServer {
   }
 }
 
-/** The deliveries: the UDP push (unavailable without a signing key) and any the options add. */
-function deliveriesOf(core: Core): Deliveries {
+/**
+ * The deliveries: the UDP push (unavailable without a signing key), the
+ * ESP32 pull (unavailable without an HTTP listener), and any the options add.
+ */
+function deliveriesOf(core: Core, pull: Esp32PullDelivery): Deliveries {
   const { options } = core;
   const pusher = options.key
     ? new ImagePusher({
@@ -170,14 +177,45 @@ function deliveriesOf(core: Core): Deliveries {
     : undefined;
   return new Deliveries([
     new UdpPushDelivery(pusher, core.timings.firstAnswerMs),
+    pull,
     ...(options.deliveries ?? []),
   ]);
 }
 
+/** The URL devices fetch from: --device-url, else the HTTP listener's address as a device on the LAN reaches it. */
+export function defaultDeviceUrl(http: HttpFeature): string {
+  const { address, port } = http.address;
+  const host = address === "0.0.0.0" || address === "::" ? lanAddress() : address;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** The ESP32 pull, following every device's pull reports on `ack` (every instance: the one delivering hears them). */
+async function pullDeliveryOf(core: Core, http: () => HttpFeature | undefined): Promise<Esp32PullDelivery> {
+  const { options, link, topics, clock } = core;
+  const pull = new Esp32PullDelivery({
+    deviceUrl: () => {
+      const listener = http();
+      if (!listener) return undefined;
+      return options.deviceUrl ?? defaultDeviceUrl(listener);
+    },
+    clock,
+    ...(options.pullStallMs !== undefined ? { stallMs: options.pullStallMs } : {}),
+  });
+  await link.subscribe(topics.allDevices("ack"), readPullReport, (m) => {
+    const device = topics.parseDevice(m.topic);
+    if (device) pull.report(device.id, m.payload);
+  });
+  return pull;
+}
+
 /** The job runner, the device inbox and the rollout engine, started in that order. */
-async function startFleet(core: Core, features: FeatureList): Promise<Fleet> {
+async function startFleet(
+  core: Core,
+  features: FeatureList,
+  server: () => MpotaServer | undefined,
+): Promise<Fleet> {
   const { options, storage, link, topics, clock, logger, keyRing, owner, timings } = core;
-  const deliveries = deliveriesOf(core);
+  const deliveries = deliveriesOf(core, await pullDeliveryOf(core, () => server()?.http));
   const runner: JobRunner = new JobRunner({
     storage,
     link,

@@ -47,6 +47,15 @@ export class JobMessages {
     await this.o.queue.run(active.id, async () => {
       const current = await this.o.storage.jobs.get(active.id);
       if (!current || isTerminal(current.phase)) return;
+      if (state.rb?.job === current.id && current.phase !== "ready" && current.phase !== "pushing") {
+        // The ESP32's bootloader went back: the new firmware never confirmed itself. Not worth another try.
+        await this.o.withLease(
+          current.id,
+          (job) => this.o.ledger.failIfRolledBack(job).then(() => undefined),
+          this.messageLeaseWaitMs,
+        );
+        return;
+      }
       if (current.phase === "ready" || current.phase === "pushing") {
         await this.o.ledger.note(
           current.id,
@@ -162,7 +171,11 @@ export class JobMessages {
       await this.o.ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
       return;
     }
-    const { bootDelayMs } = this.o.timings;
+    // An ESP32 that pulls starts fetching at once: its delivery must be following its reports by then.
+    const bootDelayMs = ack.pull ? 0 : this.o.timings.bootDelayMs;
+    const what = ack.pull
+      ? `Device is ready; it fetches the image itself (from ${ip}).`
+      : `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`;
     await this.o.ledger.update(job, {
       patch: {
         phase: "ready",
@@ -173,7 +186,7 @@ export class JobMessages {
         error: null,
       },
       steps: [
-        this.o.ledger.step("ack", `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`, {
+        this.o.ledger.step("ack", what, {
           ip,
           port: ack.port,
         }),

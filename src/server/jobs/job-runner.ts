@@ -10,7 +10,7 @@ import {
 import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
 import { ScheduledFeature } from "../base/scheduled-feature.ts";
-import type { Deliveries } from "../deliveries/delivery.ts";
+import type { Deliveries, Delivery } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { versionNote } from "../releases/downgrade-policy.ts";
@@ -88,7 +88,7 @@ export class JobRunner extends ScheduledFeature {
 
   constructor(private readonly o: JobRunnerOptions) {
     super();
-    this.ledger = new JobLedger(o);
+    this.ledger = new JobLedger({ ...o, pullFields: (job) => this.pullFields(job) });
     this.pushes = new JobPushes({
       ledger: this.ledger,
       library: o.library,
@@ -117,6 +117,19 @@ export class JobRunner extends ScheduledFeature {
       logger: o.logger,
       runDue: () => this.runDue(),
     });
+  }
+
+  /** The `sha` and `url` of the signed command when the job's release is one the device fetches itself. */
+  private async pullFields(job: JobRecord): Promise<{ sha: string; url: string } | undefined> {
+    const kind = await this.o.library.kindOf(job.firmwareId);
+    let delivery: Delivery;
+    try {
+      delivery = this.o.deliveries.get(kind.delivery);
+    } catch {
+      return undefined; // the push refuses the job with the reason
+    }
+    if (!delivery.commandFields) return undefined;
+    return delivery.commandFields(await this.o.library.readRelease(job.firmwareId));
   }
 
   private get now(): number {

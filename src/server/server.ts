@@ -83,6 +83,7 @@ export class MpotaServer {
   readonly adminTokenPath: string;
   private readonly broker: EmbeddedBroker | undefined;
   private readonly logger: Logger;
+  private readonly configuredDeviceUrl: string | undefined;
 
   private constructor(
     core: Core,
@@ -95,6 +96,7 @@ export class MpotaServer {
     this.topics = core.topics;
     this.broker = core.broker;
     this.logger = core.logger;
+    this.configuredDeviceUrl = core.options.deviceUrl;
     this.brokerUrl = core.broker ? core.broker.url : safeUrl(core.connection.url);
     this.connection = core.connection;
     this.commandKeys = core.keyRing;
@@ -110,6 +112,12 @@ export class MpotaServer {
   /** The mpota_config.py settings every provisioned device gets from this server (its command keys). */
   agentSettings(): Record<string, PythonValue> {
     return { CMD_KEYS: this.commandKeys.trusted().map((k) => k.modulusHex) };
+  }
+
+  /** The base URL devices fetch ESP32 images below (contract v3's pull), or undefined without an HTTP listener. */
+  get deviceUrl(): string | undefined {
+    if (!this.http) return undefined;
+    return this.configuredDeviceUrl ?? defaultDeviceUrl(this.http);
   }
 
   /** The embedded broker (its listeners' addresses), unless the server uses an external one. */
@@ -195,8 +203,7 @@ async function pullDeliveryOf(core: Core, http: () => HttpFeature | undefined): 
   const pull = new Esp32PullDelivery({
     deviceUrl: () => {
       const listener = http();
-      if (!listener) return undefined;
-      return options.deviceUrl ?? defaultDeviceUrl(listener);
+      return listener ? (options.deviceUrl ?? defaultDeviceUrl(listener)) : undefined;
     },
     clock,
     ...(options.pullStallMs !== undefined ? { stallMs: options.pullStallMs } : {}),

@@ -68,6 +68,7 @@ describe("device registry over MQTT", () => {
       fw: FW,
       firmware: null,
       v: 2,
+      chip: null,
       ver: "v1.19.1-ota",
       ip: "192.168.1.23",
       rssi: -61,

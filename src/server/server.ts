@@ -17,7 +17,7 @@ import { UdpPushDelivery } from "./deliveries/udp-push.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./devices/device-inbox.ts";
 import { DEFAULT_DEVICE_LIMITS } from "./devices/new-device-gate.ts";
 import { HomeAssistantFeature } from "./homeassistant/homeassistant.ts";
-import { HttpFeature } from "./http/http-feature.ts";
+import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, HttpFeature } from "./http/http-feature.ts";
 import { JobRunner } from "./jobs/job-runner.ts";
 import { DEFAULT_MAX_CONCURRENT_PUSHES } from "./jobs/job-timings.ts";
 import type { EmbeddedBroker } from "./mqtt/embedded-broker.ts";
@@ -192,7 +192,10 @@ function deliveriesOf(core: Core, pull: Esp32PullDelivery): Deliveries {
 
 /** The URL devices fetch from: --device-url, else the HTTP listener's address as a device on the LAN reaches it. */
 export function defaultDeviceUrl(http: HttpFeature): string {
-  const { address, port } = http.address;
+  return deviceUrlFor(http.address.address, http.address.port);
+}
+
+function deviceUrlFor(address: string, port: number): string {
   const host = address === "0.0.0.0" || address === "::" ? lanAddress() : address;
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
@@ -201,9 +204,15 @@ export function defaultDeviceUrl(http: HttpFeature): string {
 async function pullDeliveryOf(core: Core, http: () => HttpFeature | undefined): Promise<Esp32PullDelivery> {
   const { options, link, topics, clock } = core;
   const pull = new Esp32PullDelivery({
+    available: options.http !== undefined,
+    // Jobs start before the HTTP listener: until it listens, its address comes from the options.
     deviceUrl: () => {
+      if (!options.http) return undefined;
+      if (options.deviceUrl !== undefined) return options.deviceUrl;
       const listener = http();
-      return listener ? (options.deviceUrl ?? defaultDeviceUrl(listener)) : undefined;
+      if (listener) return defaultDeviceUrl(listener);
+      const port = options.http.port ?? DEFAULT_HTTP_PORT;
+      return port === 0 ? undefined : deviceUrlFor(options.http.host ?? DEFAULT_HTTP_HOST, port);
     },
     clock,
     ...(options.pullStallMs !== undefined ? { stallMs: options.pullStallMs } : {}),

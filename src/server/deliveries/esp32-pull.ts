@@ -20,7 +20,9 @@ export const NO_DEVICE_ROUTE = {
 const FINAL_ERROR = /set_boot|VALIDATE|no OTA partition|does not fit|too (big|large)|refused/i;
 
 export interface Esp32PullOptions {
-  /** The base URL devices fetch from (`--device-url`), or undefined when the server has no HTTP listener. */
+  /** Whether the server has an HTTP listener (the device route) at all. */
+  available: boolean;
+  /** The base URL devices fetch from (`--device-url`), or undefined while it is not known yet (port 0 before listening). */
   deviceUrl: () => string | undefined;
   /** The server's clock (virtual in tests). */
   clock: Clock;
@@ -54,7 +56,7 @@ export class Esp32PullDelivery implements Delivery {
   }
 
   get unavailable(): Delivery["unavailable"] {
-    return this.o.deviceUrl() === undefined ? NO_DEVICE_ROUTE : undefined;
+    return this.o.available ? undefined : NO_DEVICE_ROUTE;
   }
 
   /** The signed command's `sha` and `url` for this artifact. */
@@ -96,12 +98,12 @@ export class Esp32PullDelivery implements Delivery {
       const silent = () =>
         end({
           kind: "silent",
-          neverAnswered: `Device ${job.deviceId} took the pull command but reported no progress fetching ${url} within ${Math.round(request.waitMs / 1000)} s. Check that the device reaches that address (the server's --device-url; a firewall on the HTTP port) and that its agent is v3 (device/mpota_pull.py).`,
+          neverAnswered: `Device ${job.deviceId} took the pull command but reported no progress fetching ${url} within ${seconds(request.waitMs)}. Check that the device reaches that address (the server's --device-url; a firewall on the HTTP port) and that its agent is v3 (device/mpota_pull.py).`,
         });
       const stalled = () =>
         end({
           kind: "stopped",
-          reason: `The pull of ${url} broke off at ${progress.bytes} of ${total} bytes: no report from device ${job.deviceId} for ${Math.round(this.stallMs / 1000)} s. The device keeps what it wrote and resumes from there (HTTP Range) on the next try.`,
+          reason: `The pull of ${url} broke off at ${progress.bytes} of ${total} bytes: no report from device ${job.deviceId} for ${seconds(this.stallMs)}. The device keeps what it wrote and resumes from there (HTTP Range) on the next try.`,
         });
       timer = clock.setTimer(request.waitMs, silent);
       signal.addEventListener("abort", abort, { once: true });
@@ -140,4 +142,9 @@ export class Esp32PullDelivery implements Delivery {
       });
     });
   }
+}
+
+/** "0.4 s", "60 s". */
+function seconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
 }

@@ -30,6 +30,8 @@ export interface JobMessagesOptions {
   withLease: (id: string, fn: (job: JobRecord) => Promise<void>, waitMs?: number) => Promise<void>;
   /** Look at due jobs after `delayMs`. */
   kick: (delayMs: number) => void;
+  /** Whether the device fetches the job's release itself (an ESP32's pull), rather than being pushed to. */
+  fetchedByDevice?: (job: JobRecord) => Promise<boolean>;
 }
 
 /**
@@ -72,7 +74,12 @@ export class JobMessages {
         async (job) => {
           if (state.fw === job.firmwareId) {
             await this.o.ledger.succeedIfReported(job);
-          } else if (job.phase === "verifying" || job.phase === "recovering") {
+          } else if (
+            job.phase === "verifying" ||
+            // A device pulling its image runs the old firmware until it switches: its state during a
+            // broken-off pull (it reconnected, woke, or the server restarted) is no failed try.
+            (job.phase === "recovering" && !(await this.o.fetchedByDevice?.(job)))
+          ) {
             await this.o.ledger.attemptFailed(
               job,
               wrongFirmwareMessage(job, state.fw),

@@ -110,6 +110,7 @@ export class JobRunner extends ScheduledFeature {
       queue: this.queue,
       withLease: (id, fn, waitMs) => this.withLease(id, fn, waitMs),
       kick: (delayMs) => this.scheduler.kick(delayMs),
+      fetchedByDevice: (job) => this.fetchedByDevice(job),
     });
     this.scheduler = new DueScheduler({
       clock: o.clock,
@@ -117,6 +118,16 @@ export class JobRunner extends ScheduledFeature {
       logger: o.logger,
       runDue: () => this.runDue(),
     });
+  }
+
+  /** Whether the job's release is one the device fetches itself (its delivery names a pull command). */
+  private async fetchedByDevice(job: JobRecord): Promise<boolean> {
+    const kind = await this.o.library.kindOf(job.firmwareId);
+    try {
+      return this.o.deliveries.get(kind.delivery).commandFields !== undefined;
+    } catch {
+      return false;
+    }
   }
 
   /** The `sha` and `url` of the signed command when the job's release is one the device fetches itself. */
@@ -129,7 +140,13 @@ export class JobRunner extends ScheduledFeature {
       return undefined; // the push refuses the job with the reason
     }
     if (!delivery.commandFields) return undefined;
-    return delivery.commandFields(await this.o.library.readRelease(job.firmwareId));
+    const fields = delivery.commandFields(await this.o.library.readRelease(job.firmwareId));
+    if (!fields) {
+      throw new CommandSigningError(
+        "The pull command has no URL yet: this server's HTTP listener (port 0) is not listening. Start the server with a fixed --http-port, or give --device-url.",
+      );
+    }
+    return fields;
   }
 
   private get now(): number {

@@ -106,30 +106,29 @@ export class Esp32Device {
       await response.body?.cancel();
       return result;
     }
-    let sinceReport = 0;
     let thisFetch = 0;
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    for (;;) {
+    const limit = options.stopAfter ?? Number.POSITIVE_INFINITY;
+    while (thisFetch < limit) {
       const { value, done } = await reader.read();
       if (done) break;
-      let chunk = Buffer.from(value);
-      if (options.stopAfter !== undefined && thisFetch + chunk.length > options.stopAfter) {
-        chunk = chunk.subarray(0, options.stopAfter - thisFetch);
+      let chunk = Buffer.from(value).subarray(0, limit - thisFetch);
+      // Written in pieces that end at each report boundary, so reports come at exact multiples.
+      while (chunk.length > 0) {
+        const toBoundary = reportEvery - (this.slot.length % reportEvery);
+        const piece = chunk.subarray(0, toBoundary);
+        chunk = chunk.subarray(piece.length);
+        this.slot = Buffer.concat([this.slot, piece]);
+        this.hash.update(piece);
+        thisFetch += piece.length;
+        result.got = this.slot.length;
+        if (this.slot.length % reportEvery === 0 && this.slot.length < command.size)
+          await this.report({ job: command.job, got: this.slot.length, total: command.size });
       }
-      this.slot = Buffer.concat([this.slot, chunk]);
-      this.hash.update(chunk);
-      thisFetch += chunk.length;
-      sinceReport += chunk.length;
-      result.got = this.slot.length;
-      if (sinceReport >= reportEvery) {
-        sinceReport = 0;
-        await this.report({ job: command.job, got: this.slot.length, total: command.size });
-      }
-      if (options.stopAfter !== undefined && thisFetch >= options.stopAfter) {
-        abort.abort();
-        await reader.cancel().catch(() => undefined);
-        break;
-      }
+    }
+    if (thisFetch >= limit) {
+      abort.abort();
+      await reader.cancel().catch(() => undefined);
     }
     return result;
   }

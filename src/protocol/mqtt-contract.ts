@@ -167,7 +167,7 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
   if (!CONTRACT_VERSIONS.includes(raw.v as number)) {
     return {
       ok: false,
-      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads versions ${CONTRACT_VERSIONS.join(" and ")}`,
+      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads versions ${CONTRACT_VERSIONS.slice(0, -1).join(", ")} and ${CONTRACT_VERSIONS.at(-1)}`,
     };
   }
   if (!isFirmwareIdentity(raw.fw)) return { ok: false, reason: 'state has no valid "fw" (32 hex digits)' };

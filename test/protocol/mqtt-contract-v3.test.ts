@@ -79,7 +79,7 @@ describe("contract v3: the ESP32's state", () => {
     assert.equal(v2.value.chip, undefined);
     assert.deepEqual(parseState(bytes({ ...base, v: 4 })), {
       ok: false,
-      reason: "state has contract version 4; this server reads versions 1 and 2 and 3",
+      reason: "state has contract version 4; this server reads versions 1, 2 and 3",
     });
   });
 });

@@ -256,3 +256,26 @@ describe("ESP32 pull: the server killed mid-transfer and started again", () => {
     }
   });
 });
+
+describe("ESP32 pull without an HTTP listener", () => {
+  const t = tempDir("mpota-esp32-nohttp-");
+
+  after(() => t.remove());
+
+  it("refuses the update with what to do: the delivery is unavailable", async () => {
+    const s = await startTestServer(t.dir);
+    try {
+      await s.server.library.add({ bytes: A, name: "board", version: "1.0" });
+      await s.server.library.add({ bytes: B, name: "board", version: "2.0" });
+      const dev = await esp32(s, "esp-n");
+      assert.equal(s.server.deviceUrl, undefined);
+      await assert.rejects(s.server.runner.create("esp-n", "board@2.0"), {
+        message:
+          "This server has no HTTP listener, so an ESP32 cannot fetch its image from it. Start it with the HTTP API on an address the devices reach (`mpota serve --http-host 0.0.0.0`, or --device-url URL when they reach it through a proxy).",
+      });
+      await dev.close();
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -289,7 +289,14 @@ async function startFleet(
     leaseMs: timings.leaseMs,
     pollMs: timings.pollMs,
     maxAttempts: core.maxAttempts,
-    ...(deliveries.noneAvailable ? { refusal: deliveries.noneAvailable } : {}),
+    refusal: (release) => {
+      if (!release) return deliveries.noneAvailable;
+      try {
+        return deliveries.get(core.library.kinds.of(release).delivery).unavailable?.request;
+      } catch (error) {
+        return (error as Error).message;
+      }
+    },
   });
   await features.start(feature("jobs", runner));
   await features.start(feature("devices", inbox));

@@ -23,6 +23,11 @@ export function listenerLines(
     lines.push(
       `Dashboard: ${urls.join(" ")} (listens on ${view.where}${view.loopbackOnly ? "; --http-host 0.0.0.0 opens it to the network" : ""})${server.http.tokenPath ? "" : " (no login: --no-auth)"}`,
     );
+    const deviceUrl = server.deviceUrl;
+    if (deviceUrl !== undefined)
+      lines.push(
+        `ESP32 devices fetch their images at ${deviceUrl}/device/firmware/<fw>${view.loopbackOnly ? " (this machine only: --http-host 0.0.0.0, and --device-url when devices reach it under another address)" : " (--device-url changes it)"}`,
+      );
     if (!view.loopbackOnly) {
       notes.push(
         "The dashboard is open to the network over plain HTTP: the admin token you log in with and the session cookie cross it unencrypted, and whoever reads that traffic can push firmware to every device. Use it only on a network you trust, or keep the default (127.0.0.1) and reach it through an SSH tunnel or an HTTPS proxy (docs/security-tls.md).",

@@ -48,6 +48,8 @@ export interface ServeOptions extends MqttCliOptions {
   newDevicesPerMinute?: number;
   homeassistant?: boolean;
   haPrefix?: string;
+  /** Where devices reach the HTTP API (an ESP32's pull command names a URL below it). */
+  deviceUrl?: string;
   /** Where people reach the dashboard (links in Home Assistant). */
   publicUrl?: string;
 }

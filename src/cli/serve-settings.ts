@@ -1,9 +1,11 @@
 // Checks `mpota serve`'s options and turns them into what MpotaServer.start takes.
 import { UsageError } from "../errors.ts";
 import { isLoopbackHost } from "../net/listen-addresses.ts";
+import { PULL_URL_PATTERN } from "../protocol/command-signature.ts";
 import { checkBlockSize } from "../protocol/datagram.ts";
 import { checkBaseTopic } from "../server/api/topics.ts";
 import { DEFAULT_ALLOWED_NETWORKS, NetworkPolicy } from "../server/devices/network-policy.ts";
+import { DEVICE_FIRMWARE_PREFIX } from "../server/http/device-firmware-route.ts";
 import { DEFAULT_HTTP_HOST } from "../server/http/http-feature.ts";
 import { type JobTimings, MAX_CONCURRENT_PUSHES as MAX_PUSHES } from "../server/jobs/job-timings.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
@@ -73,5 +75,36 @@ export function serverSettings(options: ServeOptions) {
   if (options.bootDelay !== undefined) timings.bootDelayMs = options.bootDelay * 1000;
   if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
   if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
-  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits };
+  const deviceUrl = deviceUrlOf(options);
+  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits, deviceUrl };
+}
+
+/** --device-url: an http(s) URL short enough that `<url>/device/firmware/<fw>` fits a signed pull command. */
+function deviceUrlOf(options: ServeOptions): string | undefined {
+  if (options.deviceUrl === undefined) return undefined;
+  if (!httpWanted(options)) {
+    throw new UsageError(
+      "--device-url names where devices reach the HTTP API, but --no-http turns that off. Leave out one of them.",
+    );
+  }
+  const url = options.deviceUrl.replace(/\/+$/, "");
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  const example = `${url}${DEVICE_FIRMWARE_PREFIX}${"0".repeat(32)}`;
+  if (
+    !parsed ||
+    !/^https?:$/.test(parsed.protocol) ||
+    parsed.search !== "" ||
+    parsed.hash !== "" ||
+    !PULL_URL_PATTERN.test(example)
+  ) {
+    throw new UsageError(
+      `--device-url ${JSON.stringify(options.deviceUrl.slice(0, 80))} is not usable: give an http:// or https:// URL without spaces, commas, query or fragment, short enough that ${DEVICE_FIRMWARE_PREFIX}<fw> fits 240 characters after the scheme (http://192.168.1.10:8080).`,
+    );
+  }
+  return url;
 }

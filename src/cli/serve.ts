@@ -42,7 +42,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
   });
   const settings = serverSettings(options);
-  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits } = settings;
+  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits, deviceUrl } = settings;
   const { key, note } = loadServerKey(options.key, io);
   let certificate: ServedCertificate | undefined;
   let broker = settings.broker;
@@ -94,6 +94,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
           },
         }
       : {}),
+    ...(deviceUrl !== undefined ? { deviceUrl } : {}),
     ...(options.homeassistant
       ? {
           homeAssistant: {
@@ -280,6 +281,10 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       "--new-devices-per-minute <n>",
       `new device ids registered a minute; more wait for their next state (default ${DEFAULT_DEVICE_LIMITS.newPerMinute})`,
       parseIntegerOption("--new-devices-per-minute"),
+    )
+    .option(
+      "--device-url <url>",
+      "the HTTP API's address as devices reach it (http://192.168.1.10:8080): ESP32s fetch their image below it (default: the HTTP listener's address, the first LAN IPv4 when it listens on all)",
     )
     .option("--homeassistant", "publish Home Assistant MQTT discovery: one update entity per device")
     .option(

@@ -3,7 +3,7 @@ import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 
 /**
- * Signed device commands (MQTT device contract v2).
+ * Signed device commands (MQTT device contract v2; v3 adds `pull`).
  *
  * The server signs every command it publishes on `<base>/<id>/cmd` with its
  * command key (RSA, e = 65537, RSASSA-PKCS1-v1_5 with SHA-256); the device
@@ -21,6 +21,9 @@ import { EXIT_CODES } from "../exit-codes.ts";
  *     <ver>
  *     <down>
  *
+ * A `pull` (v3) is signed under the header `mpota-cmd/3` with the `ota`
+ * fields and then `<sha>` and `<url>` (docs/mqtt.md, "Version 3").
+ *
  * so `openssl dgst -sha256 -verify pub.pem -signature sig.bin message.txt`
  * checks a command too. Every field has a rule ({@link validateCommandFields});
  * no field can hold a newline or a comma, so the lines cannot be shifted.
@@ -34,10 +37,16 @@ import { EXIT_CODES } from "../exit-codes.ts";
  * ```
  */
 
-/** The contract version carried in `v`. */
+/** The contract version carried in `v` of `ota` and `keys` commands. */
 export const COMMAND_VERSION = 2;
-/** The first line of every signed message. */
+/** The contract version of a `pull` command (an ESP32 fetching its image: contract v3). */
+export const PULL_COMMAND_VERSION = 3;
+/** The first line of every signed `ota` or `keys` message. */
 export const SIGNED_HEADER = "mpota-cmd/2";
+/** The first line of a signed `pull` message: a v2 signature can never be read as one. */
+export const PULL_SIGNED_HEADER = "mpota-cmd/3";
+/** Where a `pull` command says to fetch the image: http(s), no whitespace or comma, at most 240 after the scheme. */
+export const PULL_URL_PATTERN = /^https?:\/\/[^\s,]{1,240}$/;
 /** `seq` is an integer 1..2^53-1 (exact in JSON, in JavaScript and on the device). */
 export const MAX_COMMAND_SEQ = Number.MAX_SAFE_INTEGER;
 /** A device ignores a `seq` more than this above the highest it accepted ("from the future"). */
@@ -93,7 +102,20 @@ export interface KeysCommandFields {
   keys: string[];
 }
 
-export type CommandFields = OtaCommandFields | KeysCommandFields;
+/**
+ * Contract v3: an ESP32 fetches the image at `url` itself, writes it into
+ * its other app slot and checks its SHA-256 against `sha` before set_boot.
+ * `fw` is the first 32 hex digits of the app's ELF SHA-256.
+ */
+export interface PullCommandFields extends Omit<OtaCommandFields, "op"> {
+  op: "pull";
+  /** SHA-256 of the whole image file, 64 lowercase hex digits. */
+  sha: string;
+  /** `^https?://[^\s,]{1,240}$`: the server's device route for this image. */
+  url: string;
+}
+
+export type CommandFields = OtaCommandFields | KeysCommandFields | PullCommandFields;
 
 interface Signature {
   v: typeof COMMAND_VERSION;
@@ -105,12 +127,14 @@ interface Signature {
 
 export type SignedOtaCommand = { v: typeof COMMAND_VERSION } & OtaCommandFields & Omit<Signature, "v">;
 export type SignedKeysCommand = { v: typeof COMMAND_VERSION } & KeysCommandFields & Omit<Signature, "v">;
+export type SignedPullCommand = { v: typeof PULL_COMMAND_VERSION } & PullCommandFields & Omit<Signature, "v">;
 /** The JSON object published on `<base>/<id>/cmd`. */
-export type SignedCommand = SignedOtaCommand | SignedKeysCommand;
+export type SignedCommand = SignedOtaCommand | SignedKeysCommand | SignedPullCommand;
 
 const DEVICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const FW = /^[0-9a-f]{32}$/;
+const SHA256 = /^[0-9a-f]{64}$/;
 /** The versions a signed command can carry (the agent checks the same). */
 export const COMMAND_VERSION_PATTERN = /^[A-Za-z0-9._+-]{1,32}$/;
 const VERSION = COMMAND_VERSION_PATTERN;
@@ -179,7 +203,7 @@ export function validateCommandFields(input: unknown): CommandFields {
   }
   const c = input as Fields;
   const op = c.op;
-  if (op !== "ota" && op !== "keys") throw fieldError("op", op, '"ota" or "keys"');
+  if (op !== "ota" && op !== "keys" && op !== "pull") throw fieldError("op", op, '"ota", "keys" or "pull"');
   const dev = text(c, "dev", DEVICE_ID, "a device id: 1 to 64 of A-Z a-z 0-9 _ -");
   if (dev === "bridge" || dev.startsWith("mpota-")) {
     throw fieldError("dev", dev, 'a device id (the id "bridge" and ids starting "mpota-" are reserved)');
@@ -200,17 +224,34 @@ export function validateCommandFields(input: unknown): CommandFields {
     return { op, dev, seq, keys: [...(keys as string[])] };
   }
   const job = text(c, "job", JOB_ID, "a job id: 1 to 64 of A-Z a-z 0-9 _ -");
-  const fw = text(c, "fw", FW, "32 lowercase hex digits (the image's MD5 trailer)");
+  const fw = text(c, "fw", FW, "32 lowercase hex digits (the image's identity)");
   const size = integer(c, "size", 0, MAX_COMMAND_SEQ, "an integer >= 0 (bytes)");
   const ver = text(c, "ver", VERSION, "a version: 1 to 32 of A-Z a-z 0-9 . _ + -");
   const down = c.down;
   if (down !== 0 && down !== 1) throw fieldError("down", down, "0 or 1");
-  return { op, dev, seq, job, fw, size, ver, down };
+  if (op === "ota") return { op, dev, seq, job, fw, size, ver, down };
+  const sha = text(c, "sha", SHA256, "64 lowercase hex digits (the image's SHA-256)");
+  const url = text(
+    c,
+    "url",
+    PULL_URL_PATTERN,
+    "an http:// or https:// URL of at most 240 characters after the scheme, without spaces or commas",
+  );
+  return { op, dev, seq, job, fw, size, ver, down, sha, url };
+}
+
+/** The `v` a command of this op carries: 3 for `pull`, 2 for the rest. */
+export function commandVersion(op: CommandFields["op"]): 2 | 3 {
+  return op === "pull" ? PULL_COMMAND_VERSION : COMMAND_VERSION;
 }
 
 /** The exact bytes that are signed (UTF-8, "\n" between fields, no trailing newline). Validates first. */
 export function signedBytes(fields: CommandFields): Buffer {
   const f = validateCommandFields(fields);
+  if (f.op === "pull") {
+    const lines = [PULL_SIGNED_HEADER, f.dev, f.seq, f.op, f.job, f.fw, f.size, f.ver, f.down, f.sha, f.url];
+    return Buffer.from(lines.join("\n"), "utf8");
+  }
   const tail = f.op === "keys" ? [f.keys.join(",")] : [f.job, f.fw, f.size, f.ver, f.down];
   return Buffer.from([SIGNED_HEADER, f.dev, f.seq, f.op, ...tail].join("\n"), "utf8");
 }
@@ -290,6 +331,7 @@ export function commandPublicKey(modulusHex: string): KeyObject {
  */
 export function signCommand(fields: OtaCommandFields, privateKey: KeyObject): SignedOtaCommand;
 export function signCommand(fields: KeysCommandFields, privateKey: KeyObject): SignedKeysCommand;
+export function signCommand(fields: PullCommandFields, privateKey: KeyObject): SignedPullCommand;
 export function signCommand(fields: CommandFields, privateKey: KeyObject): SignedCommand;
 export function signCommand(fields: CommandFields, privateKey: KeyObject): SignedCommand {
   if (privateKey.type !== "private") {
@@ -298,7 +340,12 @@ export function signCommand(fields: CommandFields, privateKey: KeyObject): Signe
   const { modulus } = rsaFacts(privateKey, "The signing key");
   const f = validateCommandFields(fields);
   const sig = sign("sha256", signedBytes(f), { key: privateKey, padding: constants.RSA_PKCS1_PADDING });
-  return { v: COMMAND_VERSION, ...f, kid: commandKeyId(modulus), sig: sig.toString("base64") };
+  return {
+    v: commandVersion(f.op),
+    ...f,
+    kid: commandKeyId(modulus),
+    sig: sig.toString("base64"),
+  } as SignedCommand;
 }
 
 /** The payload to publish: the command as JSON, fields in the contract's order. */
@@ -330,7 +377,8 @@ export function verifyCommand(
     throw new CommandSignatureError("The command is not a JSON object.");
   }
   const c = command as Fields;
-  if (c.v !== COMMAND_VERSION) throw new CommandSignatureError(`The command's v is ${shown(c.v)}, not 2.`);
+  const v = c.op === "pull" ? PULL_COMMAND_VERSION : COMMAND_VERSION;
+  if (c.v !== v) throw new CommandSignatureError(`The command's v is ${shown(c.v)}, not ${v}.`);
   if (c.sig === undefined) throw new CommandSignatureError("The command is not signed (no sig).");
   let fields: CommandFields;
   try {

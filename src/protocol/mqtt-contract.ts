@@ -7,9 +7,9 @@ import { isIP } from "node:net";
  * only ever accepts more, never less.
  */
 
-export const CONTRACT_VERSION = 2;
+export const CONTRACT_VERSION = 3;
 /** The contract versions this server reads: agents of version 1 stay in the field for years. */
-export const CONTRACT_VERSIONS: readonly number[] = [1, 2];
+export const CONTRACT_VERSIONS: readonly number[] = [1, 2, 3];
 
 /** `[A-Za-z0-9_-]{1,64}`, as the contract says. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -33,9 +33,17 @@ export type WakeReason = "power" | "hard" | "soft" | "wdt" | "deepsleep" | "othe
 export const WAKE_REASONS: readonly WakeReason[] = ["power", "hard", "soft", "wdt", "deepsleep", "other"];
 
 /** `<base>/<id>/state`, validated. Optional fields that were present but invalid are left out. */
+/** v3: the rollback an ESP32 reports once, in its first state after the bootloader went back. */
+export interface RolledBack {
+  /** The job whose firmware booted but never confirmed itself. */
+  job: string;
+  /** That firmware's identity. */
+  fw: string;
+}
+
 export interface DeviceState {
-  /** 1: an agent that cannot verify signed commands; 2: one that verifies them. */
-  v: 1 | 2;
+  /** 1: an agent that cannot verify signed commands; 2: one that verifies them; 3: one that also pulls (ESP32). */
+  v: 1 | 2 | 3;
   /** v2: the highest command counter the device accepted. */
   seq?: number;
   /** v2: the ids of the command keys the device trusts. */
@@ -53,6 +61,14 @@ export interface DeviceState {
   /** Seconds until the next wake; 0 or absent: always on. */
   sleep?: number;
   vbat?: number;
+  /** v3: the chip (`esp8266`, `esp32`, `esp32s3`, ...). */
+  chip?: string;
+  /** v3, ESP32: bytes of the app slot an update goes to; 0 when the board has no second app slot. */
+  slot?: number;
+  /** v3, ESP32: the label of the running partition (`ota_0`, `ota_1`, `factory`). */
+  run?: string;
+  /** v3: present once after a rollback. */
+  rb?: RolledBack;
 }
 
 /** `<base>/<id>/cmd` (retained; an empty payload clears it). */
@@ -63,10 +79,25 @@ export interface OtaCommand {
   size: number;
 }
 
-/** `<base>/<id>/ack` */
+/**
+ * `<base>/<id>/ack`: the answer to a command (`ready`), or (v3) a report of
+ * a pull under way: progress (`got` of `total`, `done` at the end), or the
+ * error that ended it.
+ */
 export type DeviceAck =
-  | { job: string; ready: true; ip?: string; port: number }
-  | { job: string; ready: false; error: string };
+  | { job: string; ready: true; ip?: string; port: number; pull?: true }
+  | { job: string; ready: false; error: string }
+  | PullReport;
+
+/** v3: how a pull goes (`got` bytes of `total` written, `done` when switched), or why it ended (`error`). */
+export type PullReport =
+  | { job: string; ready?: undefined; got: number; total: number; done: boolean }
+  | { job: string; ready?: undefined; error: string };
+
+/** Whether an ack is a pull's report rather than an answer to a command. */
+export function isPullReport(ack: DeviceAck): ack is PullReport {
+  return ack.ready === undefined;
+}
 
 /** The outcome of reading one device message: the value, or why it was refused. */
 export type Parsed<T> = { ok: true; value: T; warnings: string[] } | { ok: false; reason: string };
@@ -74,6 +105,10 @@ export type Parsed<T> = { ok: true; value: T; warnings: string[] } | { ok: false
 export const OTA_DEFAULT_PORT = 8266;
 const FW_PATTERN = /^[0-9a-fA-F]{32}$/;
 const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const CHIP_PATTERN = /^[a-z0-9]{1,16}$/;
+const PARTITION_LABEL_PATTERN = /^[A-Za-z0-9_]{1,16}$/;
+/** Largest image a pull report may count: 16 MiB, the largest ESP32 flash. */
+export const MAX_PULL_BYTES = 16 * 1024 * 1024;
 
 export function isDeviceId(id: string): boolean {
   return DEVICE_ID_PATTERN.test(id) && !RESERVED_DEVICE_IDS.has(id);
@@ -132,14 +167,14 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
   if (!CONTRACT_VERSIONS.includes(raw.v as number)) {
     return {
       ok: false,
-      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads versions ${CONTRACT_VERSIONS.join(" and ")}`,
+      reason: `state has contract version ${JSON.stringify(raw.v ?? null)}; this server reads versions ${CONTRACT_VERSIONS.slice(0, -1).join(", ")} and ${CONTRACT_VERSIONS.at(-1)}`,
     };
   }
   if (!isFirmwareIdentity(raw.fw)) return { ok: false, reason: 'state has no valid "fw" (32 hex digits)' };
   if (typeof raw.ip !== "string" || isIP(raw.ip) === 0) {
     return { ok: false, reason: 'state has no valid "ip" (an IPv4 or IPv6 address)' };
   }
-  const state: DeviceState = { v: raw.v as 1 | 2, fw: raw.fw.toLowerCase(), ip: raw.ip };
+  const state: DeviceState = { v: raw.v as 1 | 2 | 3, fw: raw.fw.toLowerCase(), ip: raw.ip };
   const warnings: string[] = [];
   const optional = <K extends keyof DeviceState>(key: K, valid: boolean, value: DeviceState[K]) => {
     if (raw[key] === undefined || raw[key] === null) return;
@@ -153,7 +188,7 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
   optional("wake", WAKE_REASONS.includes(raw.wake as WakeReason), raw.wake as WakeReason);
   optional("sleep", finite(raw.sleep, 0, 366 * 24 * 3600), raw.sleep as number);
   optional("vbat", finite(raw.vbat, 0, 60), raw.vbat as number);
-  if (state.v === 2) {
+  if (state.v >= 2) {
     optional("seq", Number.isSafeInteger(raw.seq) && (raw.seq as number) >= 0, raw.seq as number);
     optional(
       "keys",
@@ -161,6 +196,27 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
         raw.keys.length <= 3 &&
         raw.keys.every((k) => typeof k === "string" && /^[0-9a-f]{8}$/.test(k)),
       raw.keys as string[],
+    );
+  }
+  if (state.v === 3) {
+    optional("chip", typeof raw.chip === "string" && CHIP_PATTERN.test(raw.chip), raw.chip as string);
+    optional(
+      "slot",
+      Number.isSafeInteger(raw.slot) && finite(raw.slot, 0, MAX_PULL_BYTES),
+      raw.slot as number,
+    );
+    optional("run", typeof raw.run === "string" && PARTITION_LABEL_PATTERN.test(raw.run), raw.run as string);
+    const rb = raw.rb as Record<string, unknown> | undefined;
+    const rbValid =
+      typeof rb === "object" &&
+      rb !== null &&
+      !Array.isArray(rb) &&
+      isJobId(rb.job) &&
+      isFirmwareIdentity(rb.fw);
+    optional(
+      "rb",
+      rbValid,
+      rbValid ? { job: rb.job as string, fw: (rb.fw as string).toLowerCase() } : undefined,
     );
   }
   return { ok: true, value: state, warnings };
@@ -184,6 +240,7 @@ export function parseAck(payload: Uint8Array): Parsed<DeviceAck> {
   if (!json.ok) return json;
   const raw = json.value;
   if (!isJobId(raw.job)) return { ok: false, reason: 'ack has no valid "job"' };
+  if (raw.ready === undefined) return parsePullReport(raw.job, raw);
   if (raw.ready === false) {
     const error =
       typeof raw.error === "string" && raw.error.trim() !== ""
@@ -204,9 +261,31 @@ export function parseAck(payload: Uint8Array): Parsed<DeviceAck> {
       return { ok: false, reason: 'ack has an invalid "port"' };
     port = raw.port as number;
   }
+  const ack: DeviceAck =
+    ip === undefined ? { job: raw.job, ready: true, port } : { job: raw.job, ready: true, ip, port };
+  if (raw.pull === true) ack.pull = true;
+  return { ok: true, value: ack, warnings: [] };
+}
+
+/** A v3 report without `ready`: `{job, got, total[, done: true]}` or `{job, error}`. */
+function parsePullReport(job: string, raw: Record<string, unknown>): Parsed<DeviceAck> {
+  if (raw.error !== undefined) {
+    if (typeof raw.error !== "string" || raw.error.trim() === "")
+      return { ok: false, reason: 'ack has an "error" that is not a text' };
+    return { ok: true, value: { job, error: shorten(raw.error.trim(), 200) }, warnings: [] };
+  }
+  const count = (v: unknown) => Number.isSafeInteger(v) && finite(v, 0, MAX_PULL_BYTES);
+  if (!count(raw.got) || !count(raw.total) || (raw.got as number) > (raw.total as number)) {
+    return {
+      ok: false,
+      reason: `ack has no boolean "ready" and is no pull report ("got" and "total" integers, 0 <= got <= total <= ${MAX_PULL_BYTES})`,
+    };
+  }
+  if (raw.done !== undefined && typeof raw.done !== "boolean")
+    return { ok: false, reason: 'ack has a "done" that is not true or false' };
   return {
     ok: true,
-    value: ip === undefined ? { job: raw.job, ready: true, port } : { job: raw.job, ready: true, ip, port },
+    value: { job, got: raw.got as number, total: raw.total as number, done: raw.done === true },
     warnings: [],
   };
 }

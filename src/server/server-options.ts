@@ -86,6 +86,14 @@ export interface ServerOptions {
   signedImages?: SignedImageCache;
   /** Serve the dashboard and the HTTP API (off unless given; `mpota serve` turns it on). */
   http?: HttpOptions;
+  /**
+   * The base URL devices reach the HTTP listener at, for the `url` of an
+   * ESP32's pull command (default: http://<the HTTP host, or the first
+   * non-internal IPv4 when it listens on all>:<port>).
+   */
+  deviceUrl?: string;
+  /** An ESP32 pull with no progress report for this long has broken off (default 60 s). */
+  pullStallMs?: number;
   /** Home Assistant MQTT discovery (off unless given). */
   homeAssistant?: HomeAssistantOptions;
   /**

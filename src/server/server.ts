@@ -11,17 +11,19 @@ import { bridgeHandlers } from "./bridge/bridge-handlers.ts";
 import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./cluster/instances.ts";
 import { Presence } from "./cluster/presence.ts";
 import { Deliveries } from "./deliveries/delivery.ts";
+import { Esp32PullDelivery } from "./deliveries/esp32-pull.ts";
 import { ImagePusher } from "./deliveries/image-pusher.ts";
 import { UdpPushDelivery } from "./deliveries/udp-push.ts";
 import { DEFAULT_HISTORY_LIMIT, DeviceInbox, UNAVAILABLE_RETRY_MS } from "./devices/device-inbox.ts";
 import { DEFAULT_DEVICE_LIMITS } from "./devices/new-device-gate.ts";
 import { HomeAssistantFeature } from "./homeassistant/homeassistant.ts";
-import { HttpFeature } from "./http/http-feature.ts";
+import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, HttpFeature } from "./http/http-feature.ts";
 import { JobRunner } from "./jobs/job-runner.ts";
 import { DEFAULT_MAX_CONCURRENT_PUSHES } from "./jobs/job-timings.ts";
 import type { EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import { type MqttConnection, safeUrl } from "./mqtt/mqtt-connect.ts";
 import type { MqttLink } from "./mqtt/mqtt-link.ts";
+import { readPullReport } from "./mqtt/topic-readers.ts";
 import type { FirmwareLibrary } from "./releases/firmware-library.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import { heldByRolloutText, rolloutHolding } from "./rollouts/rollout-membership.ts";
@@ -81,6 +83,7 @@ export class MpotaServer {
   readonly adminTokenPath: string;
   private readonly broker: EmbeddedBroker | undefined;
   private readonly logger: Logger;
+  private readonly configuredDeviceUrl: string | undefined;
 
   private constructor(
     core: Core,
@@ -93,6 +96,7 @@ export class MpotaServer {
     this.topics = core.topics;
     this.broker = core.broker;
     this.logger = core.logger;
+    this.configuredDeviceUrl = core.options.deviceUrl;
     this.brokerUrl = core.broker ? core.broker.url : safeUrl(core.connection.url);
     this.connection = core.connection;
     this.commandKeys = core.keyRing;
@@ -110,6 +114,12 @@ export class MpotaServer {
     return { CMD_KEYS: this.commandKeys.trusted().map((k) => k.modulusHex) };
   }
 
+  /** The base URL devices fetch ESP32 images below (contract v3's pull), or undefined without an HTTP listener. */
+  get deviceUrl(): string | undefined {
+    if (!this.http) return undefined;
+    return this.configuredDeviceUrl ?? defaultDeviceUrl(this.http);
+  }
+
   /** The embedded broker (its listeners' addresses), unless the server uses an external one. */
   get embeddedBroker(): EmbeddedBroker | undefined {
     return this.broker;
@@ -120,8 +130,10 @@ export class MpotaServer {
     const features = new FeatureList(logger);
     try {
       const core = await openCore(options, logger, features);
-      const fleet = await startFleet(core, features);
+      let built: MpotaServer | undefined;
+      const fleet = await startFleet(core, features, () => built);
       const server = new MpotaServer(core, fleet, features);
+      built = server;
       await startFrontEnds(core, fleet, server, features);
       logger.info(
         {
@@ -154,8 +166,11 @@ export class MpotaServer {
   }
 }
 
-/** The deliveries: the UDP push (unavailable without a signing key) and any the options add. */
-function deliveriesOf(core: Core): Deliveries {
+/**
+ * The deliveries: the UDP push (unavailable without a signing key), the
+ * ESP32 pull (unavailable without an HTTP listener), and any the options add.
+ */
+function deliveriesOf(core: Core, pull: Esp32PullDelivery): Deliveries {
   const { options } = core;
   const pusher = options.key
     ? new ImagePusher({
@@ -170,14 +185,53 @@ function deliveriesOf(core: Core): Deliveries {
     : undefined;
   return new Deliveries([
     new UdpPushDelivery(pusher, core.timings.firstAnswerMs),
+    pull,
     ...(options.deliveries ?? []),
   ]);
 }
 
+/** The URL devices fetch from: --device-url, else the HTTP listener's address as a device on the LAN reaches it. */
+export function defaultDeviceUrl(http: HttpFeature): string {
+  return deviceUrlFor(http.address.address, http.address.port);
+}
+
+function deviceUrlFor(address: string, port: number): string {
+  const host = address === "0.0.0.0" || address === "::" ? lanAddress() : address;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** The ESP32 pull, following every device's pull reports on `ack` (every instance: the one delivering hears them). */
+async function pullDeliveryOf(core: Core, http: () => HttpFeature | undefined): Promise<Esp32PullDelivery> {
+  const { options, link, topics, clock } = core;
+  const pull = new Esp32PullDelivery({
+    available: options.http !== undefined,
+    // Jobs start before the HTTP listener: until it listens, its address comes from the options.
+    deviceUrl: () => {
+      if (!options.http) return undefined;
+      if (options.deviceUrl !== undefined) return options.deviceUrl;
+      const listener = http();
+      if (listener) return defaultDeviceUrl(listener);
+      const port = options.http.port ?? DEFAULT_HTTP_PORT;
+      return port === 0 ? undefined : deviceUrlFor(options.http.host ?? DEFAULT_HTTP_HOST, port);
+    },
+    clock,
+    ...(options.pullStallMs !== undefined ? { stallMs: options.pullStallMs } : {}),
+  });
+  await link.subscribe(topics.allDevices("ack"), readPullReport, (m) => {
+    const device = topics.parseDevice(m.topic);
+    if (device) pull.report(device.id, m.payload);
+  });
+  return pull;
+}
+
 /** The job runner, the device inbox and the rollout engine, started in that order. */
-async function startFleet(core: Core, features: FeatureList): Promise<Fleet> {
+async function startFleet(
+  core: Core,
+  features: FeatureList,
+  server: () => MpotaServer | undefined,
+): Promise<Fleet> {
   const { options, storage, link, topics, clock, logger, keyRing, owner, timings } = core;
-  const deliveries = deliveriesOf(core);
+  const deliveries = deliveriesOf(core, await pullDeliveryOf(core, () => server()?.http));
   const runner: JobRunner = new JobRunner({
     storage,
     link,
@@ -235,7 +289,14 @@ async function startFleet(core: Core, features: FeatureList): Promise<Fleet> {
     leaseMs: timings.leaseMs,
     pollMs: timings.pollMs,
     maxAttempts: core.maxAttempts,
-    ...(deliveries.noneAvailable ? { refusal: deliveries.noneAvailable } : {}),
+    refusal: (release) => {
+      if (!release) return deliveries.noneAvailable;
+      try {
+        return deliveries.get(core.library.kinds.of(release).delivery).unavailable?.request;
+      } catch (error) {
+        return (error as Error).message;
+      }
+    },
   });
   await features.start(feature("jobs", runner));
   await features.start(feature("devices", inbox));

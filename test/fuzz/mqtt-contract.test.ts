@@ -39,14 +39,31 @@ const VALID_STATES: Record<string, unknown>[] = [
     seq: 12,
     keys: ["0a1b2c3d"],
   },
+  {
+    v: 3,
+    fw: "0123456789abcdef0123456789abcdef",
+    ip: "192.168.1.51",
+    seq: 3,
+    chip: "esp32",
+    slot: 1572864,
+    run: "ota_1",
+    rb: { job: "j-7f3a", fw: "fedcba9876543210fedcba9876543210" },
+  },
 ];
 const VALID_ACKS: Record<string, unknown>[] = [
   { job: "j-1", ready: true, ip: "192.168.1.50", port: 8266 },
   { job: "j_2", ready: true },
   { job: "j3", ready: false, error: "not enough flash" },
+  { job: "j4", ready: true, pull: true },
+  { job: "j5", got: 65536, total: 1466432 },
+  { job: "j6", got: 1466432, total: 1466432, done: true },
+  { job: "j7", error: "sha256 mismatch: the image was corrupted on the way; nothing was switched" },
 ];
 
-const STATE_FIELDS = ["v", "fw", "ip", "ver", "flash", "mem", "rssi", "wake", "sleep", "vbat", "seq", "keys"];
+const STATE_FIELDS = [
+  ...["v", "fw", "ip", "ver", "flash", "mem", "rssi", "wake", "sleep", "vbat", "seq", "keys"],
+  ...["chip", "slot", "run", "rb"],
+];
 
 /** A parse result is the value with clear warnings, or a refusal with a clear reason. */
 function assertParsed<T>(result: Parsed<T>): T | undefined {
@@ -79,7 +96,7 @@ describe("fuzz: MQTT payloads of the device contract", () => {
           `unknown field in ${Object.keys(state)}`,
         );
         assert.equal(Object.getPrototypeOf(state), Object.prototype);
-        assert.ok(state.v === 1 || state.v === 2);
+        assert.ok(state.v === 1 || state.v === 2 || state.v === 3);
         assert.match(state.fw, /^[0-9a-f]{32}$/);
         assert.notEqual(isIP(state.ip), 0);
         if (state.ver !== undefined) assert.ok(typeof state.ver === "string" && state.ver.length <= 160);
@@ -124,10 +141,11 @@ describe("fuzz: MQTT payloads of the device contract", () => {
         const ack = assertParsed(parseAck(payload));
         if (!ack) return;
         assert.match(ack.job, /^[A-Za-z0-9_-]{1,64}$/);
-        if (ack.ready) {
+        if (ack.ready === true) {
           assert.ok(Number.isInteger(ack.port) && ack.port >= 1 && ack.port <= 65535);
           if (ack.ip !== undefined) assert.notEqual(isIP(ack.ip), 0);
-        } else assertClearMessage(ack.error, "ack error");
+        } else if ("error" in ack) assertClearMessage(ack.error, "ack error");
+        else assert.ok(Number.isSafeInteger(ack.got) && ack.got >= 0 && ack.got <= ack.total);
       },
     });
   });

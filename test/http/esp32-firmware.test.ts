@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import { MqttDevice } from "../server/support/mqtt-device.ts";
 import { tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
@@ -87,7 +88,7 @@ describe("ESP32 app images in the release store (HTTP upload)", () => {
     assert.equal((await call(s, "GET", "/api/v1/firmware")).body.length, 2);
   });
 
-  test("a release goes only to devices of its chip; ESP32 releases wait for their delivery", async () => {
+  test("a release goes only to devices of its chip", async () => {
     const added = await call(s, "POST", "/api/v1/firmware?name=sensor&version=2.0", {
       body: ESP8266,
       headers: octets,
@@ -114,7 +115,65 @@ describe("ESP32 app images in the release store (HTTP upload)", () => {
       json: { device: "garden", firmware: "board-s3@1.0" },
     });
     assert.equal(s3.status, 400);
-    assert.match(s3.body.error, /This server has no delivery "esp32-pull"/);
+    assert.equal(
+      s3.body.error,
+      "Device garden runs board 1.0, built for esp32; board-s3 1.0 is built for esp32s3, which the device cannot run. Pick a release built for esp32.",
+    );
+  });
+
+  test("what a device reports decides whether it can take an ESP32 release (contract v3: chip and slot)", async () => {
+    const next = buildEsp32AppImage({ size: 400_000, seed: 86, banner: "v1.27.0 on 2025-12-09" });
+    assert.equal(
+      (await call(s, "POST", "/api/v1/firmware?name=board&version=1.1", { body: next, headers: octets }))
+        .status,
+      201,
+    );
+    // A device whose running firmware the store does not know: only what it reports speaks for it.
+    const lab = await MqttDevice.connect(s.url, "lab");
+    const unknownFw = "ab".repeat(16);
+    const update = async (state: Record<string, unknown>, firmware = "board@1.1") => {
+      await lab.publish("state", JSON.stringify({ fw: unknownFw, ip: "127.0.0.1", ...state }));
+      await eventually(
+        async () =>
+          isDeepStrictEqual((await s.server.storage.devices.get("lab"))?.state, {
+            ...state,
+            fw: unknownFw,
+            ip: "127.0.0.1",
+          }),
+        "lab's state",
+      );
+      return call(s, "POST", "/api/v1/update", { json: { device: "lab", firmware } });
+    };
+    const v3 = { v: 3, seq: 0, chip: "esp32", slot: 0x180000, run: "ota_0" };
+    const cases: Array<[Record<string, unknown>, string, string?]> = [
+      [
+        { v: 2, seq: 0 },
+        "board 1.1 for lab: the device reports contract v2 without its chip, so it cannot fetch an ESP32 image into its other slot. Install the current agent (device/ of mpota, contract v3) on it first; an ESP8266 cannot run an ESP32 image at all.",
+      ],
+      [
+        { ...v3, chip: "esp32s3" },
+        "board 1.1 for lab: the image is built for ESP32, the device reports esp32s3. Pick a release built for ESP32-S3.",
+      ],
+      [
+        { ...v3, slot: 0, run: "factory" },
+        "board 1.1 for lab: the device has no second app slot: reflash it with the OTA variant (ESP32_GENERIC-OTA's firmware.bin by serial, `mpota flash-plan`) to update it over the air.",
+      ],
+      [
+        { ...v3, slot: 0x40000 },
+        "board 1.1 for lab: the image of 400000 bytes does not fit the device's app slot of 262144 bytes. Build a smaller image, or give the device a partition table with larger app slots.",
+      ],
+      [
+        v3,
+        "sensor 2.0 for lab: the image is for the ESP8266 (yaota8266), the device reports esp32. Pick a release built for esp32.",
+        "sensor@2.0",
+      ],
+    ];
+    for (const [state, error, firmware] of cases) {
+      const r = await update(state, firmware);
+      assert.equal(r.status, 400, JSON.stringify(state));
+      assert.equal(r.body.error, error);
+    }
+    await lab.close();
     assert.deepEqual((await call(s, "GET", "/api/v1/jobs")).body, []);
   });
 });

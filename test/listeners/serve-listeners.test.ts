@@ -92,6 +92,13 @@ describe("mpota serve's listeners, as a user sees them", () => {
         /^Dashboard: (http:\/\/127\.0\.0\.1:\d+\/) \(listens on 127\.0\.0\.1 port (\d+): this machine only; --http-host 0\.0\.0\.0 opens it to the network\)$/m,
       );
       assert.deepEqual(dashboard.urls, [`http://127.0.0.1:${dashboard.port}/`]);
+      assert.match(
+        stderr,
+        new RegExp(
+          `^ESP32 devices fetch their images at http://127\\.0\\.0\\.1:${dashboard.port}/device/firmware/<fw> \\(this machine only: --http-host 0\\.0\\.0\\.0, and --device-url when devices reach it under another address\\)$`,
+          "m",
+        ),
+      );
       const plain = banner(
         stderr,
         /^MQTT broker: (.+) \(listens on 0\.0\.0\.0 port (\d+): every IPv4 address of this machine\)$/m,

@@ -168,7 +168,7 @@ describe("signing", () => {
 
 describe("field rules: the server refuses to sign", () => {
   const bad: Array<[string, Record<string, unknown>, RegExp]> = [
-    ["op missing", { op: undefined }, /field op is missing; it must be "ota" or "keys"/],
+    ["op missing", { op: undefined }, /field op is missing; it must be "ota", "keys" or "pull"/],
     ["op unknown", { op: "reboot" }, /field op is "reboot"/],
     ["dev empty", { dev: "" }, /field dev is ""; it must be a device id/],
     ["dev too long", { dev: "a".repeat(65) }, /field dev/],
@@ -368,13 +368,23 @@ describe("interop with the openssl binary", () => {
     assert.throws(() => verifyCommand({ ...command, seq: 4712 }, modulusHex), sigError(/does not verify/));
   });
 
-  test("the recipe in docs/mqtt.md (jq, base64, openssl) checks an ota and a keys command", () => {
+  test("the recipe in docs/mqtt.md (jq, base64, openssl) checks an ota, a keys and a pull command", () => {
     const doc = readFileSync(new URL("../../docs/mqtt.md", import.meta.url), "utf8");
     const block = /\*\*Checking a command with OpenSSL\.\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(doc)?.[1];
     if (!block) throw new Error("docs/mqtt.md has no recipe under **Checking a command with OpenSSL.**");
     const commands = [
       signCommand({ ...ota, seq: 2 ** 53 - 1, ver: "2.0-rc.1+b7" }, privateKey),
       signCommand({ op: "keys", dev: "sim-2", seq: 77, keys: [modulusHex] }, privateKey),
+      signCommand(
+        {
+          ...ota,
+          op: "pull",
+          seq: 78,
+          sha: "6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d",
+          url: "https://ota.example:8443/device/firmware/0123456789abcdef0123456789abcdef",
+        },
+        privateKey,
+      ),
     ];
     for (const cmd of commands) {
       const work = join(dir, `recipe-${cmd.op}`);

@@ -88,6 +88,7 @@ async function bridgeTopicsStory(
         ip: "192.168.4.21",
         sleep: 300,
         v: 2,
+        chip: null,
         firstSeen: "number",
       },
     );

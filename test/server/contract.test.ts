@@ -107,9 +107,9 @@ describe("state messages (contract v1 and v2)", () => {
     ["a number", "42", /not an object/],
     ["no version", `{"fw":"${FW}","ip":"10.0.0.5"}`, /contract version null/],
     [
-      "version 3",
-      `{"v":3,"fw":"${FW}","ip":"10.0.0.5"}`,
-      /contract version 3; this server reads versions 1 and 2$/,
+      "version 4",
+      `{"v":4,"fw":"${FW}","ip":"10.0.0.5"}`,
+      /contract version 4; this server reads versions 1, 2 and 3$/,
     ],
     ["a short fw", `{"v":1,"fw":"abc","ip":"10.0.0.5"}`, /no valid "fw"/],
     ["no ip", `{"v":1,"fw":"${FW}"}`, /no valid "ip"/],

@@ -68,6 +68,7 @@ describe("device registry over MQTT", () => {
       fw: FW,
       firmware: null,
       v: 2,
+      chip: null,
       ver: "v1.19.1-ota",
       ip: "192.168.1.23",
       rssi: -61,
@@ -150,7 +151,7 @@ describe("device registry over MQTT", () => {
     const send = (topic: string, payload: string | Buffer) => raw.publishAsync(topic, payload, { qos: 1 });
     await send("mpota/kitchen/state", "{not json");
     await send("mpota/kitchen/state", JSON.stringify({ v: 1, fw: "xyz", ip: "192.168.1.23" }));
-    await send("mpota/kitchen/state", JSON.stringify({ v: 3, fw: FW, ip: "192.168.1.23" }));
+    await send("mpota/kitchen/state", JSON.stringify({ v: 4, fw: FW, ip: "192.168.1.23" }));
     await send("mpota/kitchen/state", Buffer.alloc(5000, 0x20));
     await send("mpota/kitchen/status", "asleep");
     await send(`mpota/${"x".repeat(65)}/state`, JSON.stringify({ v: 1, fw: FW, ip: "10.0.0.1" }));
@@ -161,7 +162,7 @@ describe("device registry over MQTT", () => {
     const expected = [
       "state ignored: state is not JSON",
       'state ignored: state has no valid "fw" (32 hex digits)',
-      "state ignored: state has contract version 3; this server reads versions 1 and 2",
+      "state ignored: state has contract version 4; this server reads versions 1, 2 and 3",
       "state ignored: state of 5000 bytes is larger than 2048",
       'status ignored: status "asleep" is not one of online, sleeping, ota, offline',
       "device message ignored: bad device id",

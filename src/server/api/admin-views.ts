@@ -51,5 +51,5 @@ export interface CommandKeysView {
   /** During a rotation: the key devices are being given. */
   next: string | null;
   /** Each provisioned device's contract version and the key ids it reported (null: not known yet). */
-  devices: Array<{ device: string; v: 1 | 2 | null; keys: string[] | null }>;
+  devices: Array<{ device: string; v: 1 | 2 | 3 | null; keys: string[] | null }>;
 }

@@ -33,9 +33,12 @@ export interface DeviceView {
   firmware: FirmwareRef | null;
   /**
    * The MQTT contract version of the device's agent, from its last state: 1
-   * cannot verify signed commands, 2 verifies them; null before any state.
+   * cannot verify signed commands, 2 verifies them, 3 also pulls ESP32
+   * images; null before any state.
    */
-  v: 1 | 2 | null;
+  v: 1 | 2 | 3 | null;
+  /** The chip a v3 agent reports (`esp32`, `esp32s3`, `esp8266`), else null. */
+  chip: string | null;
   ver: string | null;
   ip: string | null;
   rssi: number | null;
@@ -155,8 +158,10 @@ export interface BridgeDeviceEntry {
   ip: string | null;
   /** Seconds between wakes of a sleepy device; null or 0: always on. */
   sleep: number | null;
-  /** The agent's MQTT contract version (2 verifies signed commands). */
-  v: 1 | 2 | null;
+  /** The agent's MQTT contract version (2 verifies signed commands, 3 pulls ESP32 images). */
+  v: 1 | 2 | 3 | null;
+  /** The chip a v3 agent reports, else null. */
+  chip: string | null;
   firstSeen: number;
 }
 

@@ -100,6 +100,7 @@ export function deviceView(
     fw: s?.fw ?? null,
     firmware: known ? firmwareRef(known) : null,
     v: s ? (s.v ?? 1) : null,
+    chip: s?.chip ?? null,
     ver: s?.ver ?? null,
     ip: s?.ip ?? null,
     rssi: s?.rssi ?? null,

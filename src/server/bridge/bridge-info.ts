@@ -137,6 +137,7 @@ export class BridgeInfoPublisher {
           ip: s?.ip ?? null,
           sleep: s?.sleep ?? null,
           v: s ? (s.v ?? 1) : null,
+          chip: s?.chip ?? null,
           firstSeen: d.firstSeen,
         });
       }

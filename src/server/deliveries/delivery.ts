@@ -48,7 +48,8 @@ export type DeliveryOutcome =
    * after an earlier delivery).
    */
   | { kind: "silent"; neverAnswered: string }
-  | { kind: "failed"; reason: string }
+  /** `final`: a new try cannot help (the device refused the image itself): the job fails at once. */
+  | { kind: "failed"; reason: string; final?: boolean }
   /** The server is stopping: the job stays as it is for whoever takes it next. */
   | { kind: "aborted" };
 
@@ -59,7 +60,13 @@ export interface Delivery {
    * Why this server cannot deliver this way (a push without a signing key),
    * in the words a request gets; undefined when it can.
    */
-  readonly unavailable?: { request: string; job: string };
+  readonly unavailable?: { request: string; job: string } | undefined;
+  /**
+   * For a device that fetches the release itself: what the signed command
+   * adds (contract v3's `pull`: the image's SHA-256 and where to fetch it).
+   * Without it the job sends `ota` and the server brings the bytes.
+   */
+  commandFields?(artifact: CheckedArtifact): { sha: string; url: string } | undefined;
   deliver(request: DeliveryRequest): Promise<DeliveryOutcome>;
 }
 

@@ -21,6 +21,7 @@ import { AdminToken, ensureAdminToken } from "./admin-token.ts";
 import type { ApiContext } from "./api-context.ts";
 import { routeApi } from "./api-router.ts";
 import { Authenticator } from "./auth.ts";
+import { DeviceFirmwareRoute } from "./device-firmware-route.ts";
 import { EventStream, type EventStreamOptions } from "./event-stream.ts";
 import { FleetEvents } from "./fleet-events.ts";
 import { HttpError } from "./http-error.ts";
@@ -91,6 +92,8 @@ export class HttpFeature {
   private readonly lines: LineUpdates;
   private readonly files: StaticFiles;
   private readonly auth: Authenticator;
+  /** Devices fetching their image (contract v3's pull). */
+  readonly devices: DeviceFirmwareRoute;
   private readonly host: string;
   private readonly port: number;
   readonly limits: HttpLimits;
@@ -117,6 +120,12 @@ export class HttpFeature {
       token = new AdminToken(ensured.path);
     }
     this.auth = new Authenticator(token, new LoginLimiter(this.limits.credentials));
+    this.devices = new DeviceFirmwareRoute({
+      storage: deps.storage,
+      library: deps.library,
+      limiter: new LoginLimiter(this.limits.credentials),
+      logger: deps.logger,
+    });
     const handlers = deps.handlers;
     this.stream = new EventStream({ maxClients: this.limits.eventClients, ...options.stream });
     this.lines = new LineUpdates({ library: deps.library, rollouts: deps.rollouts });
@@ -240,6 +249,10 @@ export class HttpFeature {
 
   private async handle(ctx: ApiContext, request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", "http://mpota.invalid");
+    if (url.pathname.startsWith("/device/")) {
+      await this.devices.serve(request, response, url.pathname);
+      return;
+    }
     if (url.pathname.startsWith("/api/")) {
       if (!(await routeApi(ctx, request, response, url))) {
         request.resume();

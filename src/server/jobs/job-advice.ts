@@ -63,3 +63,8 @@ export function interruptedMessage(waitMs: number): string {
 export function verifyTimeoutMessage(waitedMs: number): string {
   return `No state from the device within ${secondsText(waitedMs)} of the push: it probably sits in OTA mode (its checksum failed).`;
 }
+
+/** An ESP32's bootloader went back to the old firmware (contract v3's `rb` in the device's state). */
+export function rolledBackMessage(fw: string, running: string): string {
+  return `rolled back: firmware ${fw} booted but did not confirm; the bootloader went back to ${running}. The new firmware crashed or could not reach the broker before its agent confirmed it: try it on one device by serial first.`;
+}

@@ -1,13 +1,13 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
-import type { SignedOtaCommand } from "../../protocol/command-signature.ts";
+import type { SignedOtaCommand, SignedPullCommand } from "../../protocol/command-signature.ts";
 import type { Json, Topics } from "../api/topics.ts";
 import { jobProgressMessage } from "../api/views.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { JobPatch, JobRecord, NewJobStep, RetryMode, Storage } from "../storage/storage.ts";
 import type { JobPhase } from "../storage/types.ts";
 import type { CommandSigner } from "../trust/command-signer.ts";
-import { gaveUpMessage, secondsText } from "./job-advice.ts";
+import { gaveUpMessage, rolledBackMessage, secondsText } from "./job-advice.ts";
 import type { JobTimings } from "./job-timings.ts";
 
 export interface JobLedgerOptions {
@@ -22,6 +22,8 @@ export interface JobLedgerOptions {
   timings: JobTimings;
   /** Signs every command (contract v2). */
   signer: CommandSigner;
+  /** The `sha` and `url` of a `pull` command when the job's release is fetched by the device (contract v3). */
+  pullFields?: (job: JobRecord) => Promise<{ sha: string; url: string } | undefined>;
 }
 
 /**
@@ -32,7 +34,7 @@ export interface JobLedgerOptions {
  */
 export class JobLedger {
   /** The command this instance signed last per active job (republished as it is). */
-  private readonly signed = new Map<string, Json<SignedOtaCommand>>();
+  private readonly signed = new Map<string, Json<SignedOtaCommand | SignedPullCommand>>();
 
   constructor(private readonly o: JobLedgerOptions) {}
 
@@ -111,7 +113,7 @@ export class JobLedger {
   async publishCommand(job: JobRecord, fresh = true): Promise<void> {
     let payload = fresh ? undefined : this.signed.get(job.id);
     if (payload === undefined) {
-      payload = await this.o.signer.sign(job);
+      payload = await this.o.signer.sign(job, await this.o.pullFields?.(job));
       this.signed.set(job.id, payload);
     }
     await this.o.link.publish(this.o.topics.device(job.deviceId, "cmd"), payload, { retain: true });
@@ -182,6 +184,22 @@ export class JobLedger {
         ),
       ],
     });
+  }
+
+  /**
+   * Ends the job as failed when the device's last state (since it took the
+   * command) says the bootloader rolled this job's firmware back (contract
+   * v3's `rb`): the firmware booted and never confirmed, so another try would
+   * end the same way.
+   */
+  async failIfRolledBack(job: JobRecord): Promise<boolean> {
+    const device = await this.o.storage.devices.get(job.deviceId);
+    const rb = device?.state?.rb;
+    if (!device?.state || rb?.job !== job.id) return false;
+    if ((device.lastStateAt ?? 0) < (job.ackedAt ?? job.createdAt)) return false;
+    const reason = rolledBackMessage(rb.fw, device.state.fw);
+    await this.fail(job, reason, [this.step("rolled-back", reason, { fw: rb.fw, running: device.state.fw })]);
+    return true;
   }
 
   /** Ends the job as succeeded when the device reported the target firmware since it took the command. */

@@ -1,5 +1,10 @@
 import type { Logger } from "pino";
-import type { DeviceAck, DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
+import {
+  type DeviceAck,
+  type DeviceState,
+  type DeviceStatus,
+  isPullReport,
+} from "../../protocol/mqtt-contract.ts";
 import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { DeviceRecord, JobRecord, Storage } from "../storage/storage.ts";
@@ -25,6 +30,8 @@ export interface JobMessagesOptions {
   withLease: (id: string, fn: (job: JobRecord) => Promise<void>, waitMs?: number) => Promise<void>;
   /** Look at due jobs after `delayMs`. */
   kick: (delayMs: number) => void;
+  /** Whether the device fetches the job's release itself (an ESP32's pull), rather than being pushed to. */
+  fetchedByDevice?: (job: JobRecord) => Promise<boolean>;
 }
 
 /**
@@ -42,6 +49,15 @@ export class JobMessages {
     await this.o.queue.run(active.id, async () => {
       const current = await this.o.storage.jobs.get(active.id);
       if (!current || isTerminal(current.phase)) return;
+      if (state.rb?.job === current.id && current.phase !== "ready" && current.phase !== "pushing") {
+        // The ESP32's bootloader went back: the new firmware never confirmed itself. Not worth another try.
+        await this.o.withLease(
+          current.id,
+          (job) => this.o.ledger.failIfRolledBack(job).then(() => undefined),
+          this.messageLeaseWaitMs,
+        );
+        return;
+      }
       if (current.phase === "ready" || current.phase === "pushing") {
         await this.o.ledger.note(
           current.id,
@@ -58,7 +74,12 @@ export class JobMessages {
         async (job) => {
           if (state.fw === job.firmwareId) {
             await this.o.ledger.succeedIfReported(job);
-          } else if (job.phase === "verifying" || job.phase === "recovering") {
+          } else if (
+            job.phase === "verifying" ||
+            // A device pulling its image runs the old firmware until it switches: its state during a
+            // broken-off pull (it reconnected, woke, or the server restarted) is no failed try.
+            (job.phase === "recovering" && !(await this.o.fetchedByDevice?.(job)))
+          ) {
             await this.o.ledger.attemptFailed(
               job,
               wrongFirmwareMessage(job, state.fw),
@@ -95,6 +116,9 @@ export class JobMessages {
   }
 
   async handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
+    // A pull's progress reports go to the delivery that follows them (deliveries/esp32-pull.ts).
+    if (isPullReport(ack)) return;
+    const answer = ack;
     const active = await this.o.storage.jobs.activeForDevice(device.id);
     if (!active || active.id !== ack.job) {
       this.o.logger.warn(
@@ -114,8 +138,8 @@ export class JobMessages {
             );
             return;
           }
-          if (ack.ready) await this.accept(job, device, ack);
-          else await this.declined(job, ack.error);
+          if (answer.ready === true) await this.accept(job, device, answer);
+          else await this.declined(job, answer.error);
         },
         this.messageLeaseWaitMs,
       ),
@@ -154,7 +178,11 @@ export class JobMessages {
       await this.o.ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
       return;
     }
-    const { bootDelayMs } = this.o.timings;
+    // An ESP32 that pulls starts fetching at once: its delivery must be following its reports by then.
+    const bootDelayMs = ack.pull ? 0 : this.o.timings.bootDelayMs;
+    const what = ack.pull
+      ? `Device is ready; it fetches the image itself (from ${ip}).`
+      : `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`;
     await this.o.ledger.update(job, {
       patch: {
         phase: "ready",
@@ -165,7 +193,7 @@ export class JobMessages {
         error: null,
       },
       steps: [
-        this.o.ledger.step("ack", `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`, {
+        this.o.ledger.step("ack", what, {
           ip,
           port: ack.port,
         }),

@@ -228,6 +228,8 @@ export class JobPushes {
       if (job) await ledger.release(job.id);
       return;
     }
+    // An ESP32 that switched, booted the new firmware and rolled back may report so before this is recorded.
+    if (await ledger.failIfRolledBack(job)) return;
     const progress = { ...live };
     switch (outcome.kind) {
       case "delivered": {
@@ -267,7 +269,11 @@ export class JobPushes {
         await this.silent(job, progress, outcome.neverAnswered);
         break;
       case "failed":
-        await ledger.attemptFailed({ ...job, progress }, outcome.reason, "command", "push-failed");
+        if (outcome.final)
+          await ledger.fail({ ...job, progress }, outcome.reason, [
+            ledger.step("push-failed", outcome.reason),
+          ]);
+        else await ledger.attemptFailed({ ...job, progress }, outcome.reason, "command", "push-failed");
         break;
     }
     await ledger.release(job.id);

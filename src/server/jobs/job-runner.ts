@@ -10,7 +10,7 @@ import {
 import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
 import { ScheduledFeature } from "../base/scheduled-feature.ts";
-import type { Deliveries } from "../deliveries/delivery.ts";
+import type { Deliveries, Delivery } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { versionNote } from "../releases/downgrade-policy.ts";
@@ -88,7 +88,7 @@ export class JobRunner extends ScheduledFeature {
 
   constructor(private readonly o: JobRunnerOptions) {
     super();
-    this.ledger = new JobLedger(o);
+    this.ledger = new JobLedger({ ...o, pullFields: (job) => this.pullFields(job) });
     this.pushes = new JobPushes({
       ledger: this.ledger,
       library: o.library,
@@ -110,6 +110,7 @@ export class JobRunner extends ScheduledFeature {
       queue: this.queue,
       withLease: (id, fn, waitMs) => this.withLease(id, fn, waitMs),
       kick: (delayMs) => this.scheduler.kick(delayMs),
+      fetchedByDevice: (job) => this.fetchedByDevice(job),
     });
     this.scheduler = new DueScheduler({
       clock: o.clock,
@@ -117,6 +118,35 @@ export class JobRunner extends ScheduledFeature {
       logger: o.logger,
       runDue: () => this.runDue(),
     });
+  }
+
+  /** Whether the job's release is one the device fetches itself (its delivery names a pull command). */
+  private async fetchedByDevice(job: JobRecord): Promise<boolean> {
+    const kind = await this.o.library.kindOf(job.firmwareId);
+    try {
+      return this.o.deliveries.get(kind.delivery).commandFields !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The `sha` and `url` of the signed command when the job's release is one the device fetches itself. */
+  private async pullFields(job: JobRecord): Promise<{ sha: string; url: string } | undefined> {
+    const kind = await this.o.library.kindOf(job.firmwareId);
+    let delivery: Delivery;
+    try {
+      delivery = this.o.deliveries.get(kind.delivery);
+    } catch {
+      return undefined; // the push refuses the job with the reason
+    }
+    if (!delivery.commandFields) return undefined;
+    const fields = delivery.commandFields(await this.o.library.readRelease(job.firmwareId));
+    if (!fields) {
+      throw new CommandSigningError(
+        "The pull command has no URL yet: this server's HTTP listener (port 0) is not listening. Start the server with a fixed --http-port, or give --device-url.",
+      );
+    }
+    return fields;
   }
 
   private get now(): number {

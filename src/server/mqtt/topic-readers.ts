@@ -3,7 +3,9 @@ import {
   type DeviceState,
   type DeviceStatus,
   deviceIdProblem,
+  isPullReport,
   type Parsed,
+  type PullReport,
   parseAck,
   parseState,
   parseStatus,
@@ -73,6 +75,15 @@ export const readAck: PayloadReader<DeviceAck> = fromDevice<DeviceAck>(
   },
   () => ({ ok: false, reason: "", log: "retained ack ignored" }),
 );
+
+/**
+ * A pull's report on a device's `ack` (contract v3), for the ESP32 delivery;
+ * anything else is the device inbox's to read (and to log when refused).
+ */
+export const readPullReport: PayloadReader<PullReport> = (message) => {
+  const reading = readAck(message);
+  return reading?.ok && isPullReport(reading.value) ? { ...reading, value: reading.value } : null;
+};
 
 /** `<base>/bridge/state` as a server publishes it. */
 export const readBridgeState: PayloadReader<BridgeStateMessage> = serverJson(

@@ -80,10 +80,33 @@ export const esp32AppKind: ReleaseKind = {
   },
 
   /**
-   * The state an agent reports names neither its chip nor its partition
-   * layout yet, so nothing more is known here: the chip is matched against
-   * the release the device runs (`target`, jobs/job-request.ts) and the size
-   * against the OTA slot when the image was added.
+   * Contract v3's state says what the device is: its chip, and how large
+   * the app slot an update is written to (0: the board has one app slot, a
+   * firmware flashed without the OTA partition table). A v1/v2 agent
+   * cannot pull at all: it would ignore the command.
    */
-  checkDevice(_artifact: Uint8Array, _state: DeviceState, _source: string): void {},
+  checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
+    const chip = parseEsp32AppImage(artifact, source).chip;
+    if (state.v < 3 || state.chip === undefined) {
+      throw new RequestError(
+        `${source}: the device reports contract v${state.v}${state.chip ? "" : " without its chip"}, so it cannot fetch an ${chip.label} image into its other slot. Install the current agent (device/ of mpota, contract v3) on it first; an ESP8266 cannot run an ${chip.label} image at all.`,
+      );
+    }
+    if (state.chip !== chip.name) {
+      const theirs = ESP32_CHIPS.find((c) => c.name === state.chip)?.label ?? state.chip;
+      throw new RequestError(
+        `${source}: the image is built for ${chip.label}, the device reports ${state.chip}. Pick a release built for ${theirs}.`,
+      );
+    }
+    if (state.slot === 0) {
+      throw new RequestError(
+        `${source}: the device has no second app slot: reflash it with the OTA variant (ESP32_GENERIC-OTA's firmware.bin by serial, \`mpota flash-plan\`) to update it over the air.`,
+      );
+    }
+    if (state.slot !== undefined && artifact.length > state.slot) {
+      throw new RequestError(
+        `${source}: the image of ${artifact.length} bytes does not fit the device's app slot of ${state.slot} bytes. Build a smaller image, or give the device a partition table with larger app slots.`,
+      );
+    }
+  },
 };

@@ -1,6 +1,7 @@
 import { checkFlashSize, DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
+import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
 import { firmwareChecks } from "./firmware-checks.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";
@@ -47,6 +48,12 @@ export const esp8266OtaKind: ReleaseKind = {
 
   /** The layout checks again, against the flash size the device reports (when it is one an ESP8266 has). */
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
+    // Only a v3 agent names its chip; one on an ESP32 cannot take an ESP8266 image.
+    if (state.chip !== undefined && state.chip !== "esp8266") {
+      throw new RequestError(
+        `${source}: the image is for the ESP8266 (yaota8266), the device reports ${state.chip}. Pick a release built for ${state.chip}.`,
+      );
+    }
     if (state.flash === undefined || !isFlashSize(state.flash)) return;
     firmwareChecks(artifact, { flashSize: state.flash, source });
   },

@@ -13,9 +13,12 @@ export async function createRollout(
   o: RolloutEngineOptions,
   request: Record<string, unknown>,
 ): Promise<string> {
-  if (o.refusal) throw new RequestError(o.refusal);
+  const none = o.refusal?.();
+  if (none) throw new RequestError(none);
   const input = parseRolloutRequest(request);
   const firmware = await o.library.resolve(input.firmware);
+  const refusal = o.refusal?.(firmware);
+  if (refusal) throw new RequestError(refusal);
   try {
     await o.library.readImage(firmware.id);
   } catch (error) {

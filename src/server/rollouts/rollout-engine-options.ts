@@ -5,7 +5,7 @@ import type { Topics } from "../api/topics.ts";
 import type { JobCreateOptions } from "../jobs/job-request.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
-import type { JobRecord, Storage } from "../storage/storage.ts";
+import type { FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
 
 /** What a rollout needs of the job runner: it creates and cancels the per-device jobs, and nothing else. */
 export interface RolloutJobs {
@@ -29,6 +29,9 @@ export interface RolloutEngineOptions {
   pollMs: number;
   /** Tries per device when a rollout does not say (the server's default). */
   maxAttempts: number;
-  /** Why this server cannot push (no signing key), or undefined when it can. */
-  refusal?: string;
+  /**
+   * Why this server cannot deliver `release` (no signing key, no HTTP
+   * listener for an ESP32's pull), or without one any release at all; undefined when it can.
+   */
+  refusal?: (release?: FirmwareRecord) => string | undefined;
 }

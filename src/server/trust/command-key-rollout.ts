@@ -39,7 +39,7 @@ export class CommandKeyRollout {
   async handleState(deviceId: string, state: DeviceState): Promise<void> {
     const { keys, storage } = this.o;
     // A state without `keys` says nothing about what the device trusts (a v1 agent cannot verify at all).
-    if (state.v !== 2 || state.keys === undefined) return;
+    if (state.v < 2 || state.keys === undefined) return;
     const kids = state.keys;
     const trusted = keys.trusted();
     const settled = keys.next

@@ -2,7 +2,9 @@ import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
 import {
   type OtaCommandFields,
+  type PullCommandFields,
   type SignedOtaCommand,
+  type SignedPullCommand,
   signCommand,
 } from "../../protocol/command-signature.ts";
 import { type Json, toJson } from "../api/topics.ts";
@@ -28,10 +30,24 @@ export class CommandSigner {
     private readonly keys: CommandKeyRing,
   ) {}
 
-  /** The payload of a fresh signed command for the job's current try (the bytes of encodeCommand). */
-  async sign(job: JobRecord): Promise<Json<SignedOtaCommand>> {
+  /**
+   * The payload of a fresh signed command for the job's current try (the
+   * bytes of encodeCommand): `ota`, or with `pull` (the image's SHA-256 and
+   * URL) contract v3's `pull`, which only a v3 agent on an ESP32 takes.
+   */
+  async sign(
+    job: JobRecord,
+    pull?: { sha: string; url: string },
+  ): Promise<Json<SignedOtaCommand | SignedPullCommand>> {
     const device = await this.storage.devices.get(job.deviceId);
-    const reported = device?.state?.v === 2 ? (device.state.seq ?? 0) : 0;
+    const state = device?.state;
+    if (pull && (state?.v !== 3 || !state.chip?.startsWith("esp32"))) {
+      // A v2 agent ignores an op it does not know: the job would wait for nothing.
+      throw new CommandSigningError(
+        `Device ${job.deviceId} reports ${state ? `contract v${state.v}${state.chip ? ` on ${state.chip}` : " without a chip"}` : "no state"}; an ESP32 image is fetched by the v3 agent's pull (contract v3 on an ESP32). Install the current agent (device/) on it first.`,
+      );
+    }
+    const reported = state && state.v >= 2 ? (state.seq ?? 0) : 0;
     const key = this.keys.keyFor(device?.state?.keys);
     const seq = await this.storage.credentials.nextCommandSeq(job.deviceId, reported);
     if (seq === undefined) {
@@ -51,6 +67,10 @@ export class CommandSigner {
       down,
     };
     try {
+      if (pull) {
+        const pullFields: PullCommandFields = { ...fields, op: "pull", ...pull };
+        return toJson(signCommand(pullFields, key.privateKey));
+      }
       return toJson(signCommand(fields, key.privateKey));
     } catch (error) {
       throw new CommandSigningError(

@@ -1,0 +1,281 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { connectAsync } from "mqtt";
+import { signedBytes } from "../../src/protocol/command-signature.ts";
+import type { JobProgressMessage } from "../../src/server/api/api.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { buildEsp32AppImage, esp32Identity } from "../support/esp32-image.ts";
+import { Esp32Device } from "./support/esp32-device.ts";
+import { jobEnd, kinds } from "./support/job-suite.ts";
+import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";
+import { eventually } from "./support/wait.ts";
+
+const A = buildEsp32AppImage({ size: 200_000, seed: 91, banner: "v1.26.0 on 2025-08-09" });
+const B = buildEsp32AppImage({ size: 300_000, seed: 92, banner: "v1.27.0 on 2025-12-09" });
+const A_ID = esp32Identity({ seed: 91 }).slice(0, 32);
+const B_ID = esp32Identity({ seed: 92 }).slice(0, 32);
+const B_SHA = createHash("sha256").update(B).digest("hex");
+const SET_BOOT = "set_boot refused the image: OSError(-5379) ESP_ERR_OTA_VALIDATE_FAILED";
+
+/** A server with its HTTP listener (the device route) on a free loopback port, and the two ESP32 releases. */
+async function startPullServer(dir: string, http: { port?: number } = {}): Promise<TestServer> {
+  const s = await startTestServer(dir, {
+    http: { host: "127.0.0.1", port: http.port ?? 0 },
+    pullStallMs: 400,
+  });
+  for (const [bytes, version] of [
+    [A, "1.0"],
+    [B, "2.0"],
+  ] as const) {
+    if (!(await s.server.storage.firmware.get(bytes === A ? A_ID : B_ID)))
+      await s.server.library.add({ bytes, name: "board", version });
+  }
+  return s;
+}
+
+async function esp32(s: TestServer, id: string): Promise<Esp32Device> {
+  const login = await s.provision(id);
+  const dev = await Esp32Device.connect(s.url, id, login, A_ID, s.server.commandKey.publicKey);
+  await dev.state();
+  await eventually(async () => (await s.server.storage.devices.get(id))?.state?.v === 3, `${id} known`);
+  return dev;
+}
+
+async function phase(s: TestServer, job: string, wanted: string): Promise<void> {
+  await eventually(async () => (await s.server.storage.jobs.get(job))?.phase === wanted, `job ${wanted}`);
+}
+
+async function stepCount(s: TestServer, job: string, kind: string): Promise<number> {
+  return (await s.server.storage.jobs.steps(job)).filter((step) => step.kind === kind).length;
+}
+
+describe("ESP32 pull (contract v3): a scripted device against the real server", () => {
+  const t = tempDir("mpota-esp32-pull-");
+  let s: TestServer;
+  let bridge: BridgeClient;
+
+  before(async () => {
+    s = await startPullServer(t.dir);
+    bridge = await BridgeClient.connect({ connection: { url: s.url } });
+  });
+  after(async () => {
+    await bridge.close();
+    await s.stop();
+    t.remove();
+  });
+
+  it("updates an ESP32: signed pull, the device fetches and reports, done, the new firmware -> succeeded", async () => {
+    const dev = await esp32(s, "esp-1");
+    const watcher = await connectAsync(s.url, { reconnectPeriod: 0 });
+    const progress: JobProgressMessage[] = [];
+    watcher.on("message", (_topic, payload) => {
+      if (payload.length > 0) progress.push(JSON.parse(payload.toString()) as JobProgressMessage);
+    });
+    const job = await bridge.request("update", { device: "esp-1", firmware: "board@2.0" });
+    await watcher.subscribeAsync(`mpota/bridge/jobs/${job.id}`, { qos: 1 });
+    const cmd = await dev.pullCommand();
+    const url = `${s.server.deviceUrl}/device/firmware/${B_ID}`;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/device\/firmware\/[0-9a-f]{32}$/);
+    assert.deepEqual(
+      { v: cmd.v, op: cmd.op, dev: cmd.dev, job: cmd.job, fw: cmd.fw, size: cmd.size, ver: cmd.ver },
+      { v: 3, op: "pull", dev: "esp-1", job: job.id, fw: B_ID, size: B.length, ver: "2.0" },
+    );
+    assert.equal(cmd.sha, B_SHA);
+    assert.equal(cmd.url, url);
+    assert.equal(
+      signedBytes(cmd).toString(),
+      `mpota-cmd/3\nesp-1\n${cmd.seq}\npull\n${job.id}\n${B_ID}\n${B.length}\n2.0\n0\n${B_SHA}\n${url}`,
+    );
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    const fetched = await dev.fetch(cmd);
+    assert.deepEqual(fetched, { status: 200, contentRange: null, got: B.length });
+    assert.equal(await dev.finish(cmd), true);
+    assert.ok(dev.slot.equals(Buffer.from(B)), "the other slot holds the image");
+    dev.fw = B_ID;
+    await dev.state({ run: "ota_1" });
+    const end = await jobEnd(bridge, job.id);
+    await watcher.endAsync();
+    assert.equal(end.state, "succeeded", end.error ?? "");
+    assert.deepEqual(kinds(end), ["created", "command", "ack", "push-started", "push-done", "succeeded"]);
+    assert.equal(
+      end.steps.find((x) => x.kind === "ack")?.message,
+      "Device is ready; it fetches the image itself (from 127.0.0.1).",
+    );
+    assert.match(
+      end.steps.find((x) => x.kind === "push-done")?.message ?? "",
+      /^Device esp-1 fetched 300000 bytes into its other slot in \d+\.\d s, checked their SHA-256 and switched to it\. Waiting for the device to boot it and report\.$/,
+    );
+    // The device's own reports reached the job's progress topic.
+    assert.ok(progress.some((p) => p.state === "pushing" && p.bytes > 0 && p.bytes < B.length));
+    const device = await bridge.request("device", { id: "esp-1" });
+    assert.deepEqual([device.fw, device.v, device.chip, device.firmware?.version], [B_ID, 3, "esp32", "2.0"]);
+    // Its job is over: the route no longer gives it the image.
+    assert.equal((await dev.fetch(cmd)).status, 403);
+    await dev.close();
+  });
+
+  it("an error the device reports fails the job with that text (an image set_boot refuses is not tried again)", async () => {
+    const dev = await esp32(s, "esp-2");
+    const job = await bridge.request("update", { device: "esp-2", firmware: "board@2.0" });
+    const cmd = await dev.pullCommand();
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    await dev.fetch(cmd);
+    await dev.report({ job: job.id, error: SET_BOOT });
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "failed");
+    assert.equal(end.attempt, 1);
+    assert.match(
+      end.error ?? "",
+      new RegExp(`^Device esp-2 reports: ${SET_BOOT.replace(/[()]/g, "\\$&")} Gave up after 1 try\\.`),
+    );
+    await dev.close();
+  });
+
+  it("a state reporting the rollback of the job's firmware fails the job: rolled back", async () => {
+    const dev = await esp32(s, "esp-3");
+    const job = await bridge.request("update", { device: "esp-3", firmware: "board@2.0" });
+    const cmd = await dev.pullCommand();
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    await dev.fetch(cmd);
+    await dev.finish(cmd);
+    await phase(s, job.id, "verifying");
+    // B booted, never confirmed; the bootloader went back to A: the agent says so once.
+    await dev.state({ rb: { job: job.id, fw: B_ID } });
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "failed");
+    assert.match(
+      end.error ?? "",
+      new RegExp(
+        `^rolled back: firmware ${B_ID} booted but did not confirm; the bootloader went back to ${A_ID}\\.`,
+      ),
+    );
+    assert.deepEqual(kinds(end).slice(-2), ["rolled-back", "failed"]);
+    await dev.close();
+  });
+
+  it("a device that takes the command and never fetches is silent", async () => {
+    const dev = await esp32(s, "esp-4");
+    const job = await s.server.runner.create("esp-4", "board@2.0", { maxAttempts: 1 });
+    await dev.pullCommand();
+    await dev.report({ job: job.id, ready: true, pull: true });
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "failed");
+    assert.match(
+      end.error ?? "",
+      new RegExp(
+        `^Device esp-4 took the pull command but reported no progress fetching http://127\\.0\\.0\\.1:\\d+/device/firmware/${B_ID} within 1\\.5 s\\.`,
+      ),
+    );
+    assert.equal(dev.fetches.length, 0);
+    await dev.close();
+  });
+
+  it("a fetch that stalls is stopped; the next try resumes where it stopped, with Range", async () => {
+    const dev = await esp32(s, "esp-5");
+    const job = await bridge.request("update", { device: "esp-5", firmware: "board@2.0" });
+    const cmd = await dev.pullCommand();
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    const first = await dev.fetch(cmd, { stopAfter: 100_000 });
+    assert.deepEqual(first, { status: 200, contentRange: null, got: 100_000 });
+    // No report for the stall limit: stopped, then a new try follows the device again.
+    await eventually(async () => (await stepCount(s, job.id, "push-started")) === 2, "a second try");
+    const second = await dev.fetch(cmd);
+    assert.deepEqual(second, { status: 206, contentRange: `bytes 100000-299999/${B.length}`, got: B.length });
+    assert.equal(await dev.finish(cmd), true);
+    dev.fw = B_ID;
+    await dev.state();
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "succeeded", end.error ?? "");
+    assert.deepEqual(kinds(end), [
+      "created",
+      "command",
+      "ack",
+      "push-started",
+      "push-failed",
+      "push-started",
+      "push-done",
+      "succeeded",
+    ]);
+    assert.match(
+      end.steps.find((x) => x.kind === "push-failed")?.message ?? "",
+      /^The pull of http:\S+ broke off at 65536 of 300000 bytes: no report from device esp-5 for 0\.4 s\. The device keeps what it wrote and resumes from there \(HTTP Range\) on the next try\.$/,
+    );
+    assert.ok(dev.slot.equals(Buffer.from(B)));
+    await dev.close();
+  });
+});
+
+describe("ESP32 pull: the server killed mid-transfer and started again", () => {
+  const t = tempDir("mpota-esp32-restart-");
+
+  after(() => t.remove());
+
+  it("resumes the job; the device's next fetch with Range is served by the new server", async () => {
+    let s = await startPullServer(t.dir);
+    const port = s.server.http?.address.port as number;
+    const dev = await esp32(s, "esp-r");
+    const bridge1 = await BridgeClient.connect({ connection: { url: s.url } });
+    const job = await bridge1.request("update", { device: "esp-r", firmware: "board@2.0" });
+    await bridge1.close();
+    const cmd = await dev.pullCommand();
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    await dev.fetch(cmd, { stopAfter: 150_000 });
+    await s.stop();
+    s = await startPullServer(t.dir, { port });
+    const bridge = await BridgeClient.connect({ connection: { url: s.url } });
+    try {
+      await dev.reconnect(s.url);
+      await dev.state();
+      await eventually(
+        async () => (await stepCount(s, job.id, "push-started")) === 2,
+        "the job taken up again",
+      );
+      const resumed = await dev.fetch(cmd);
+      assert.deepEqual(resumed, {
+        status: 206,
+        contentRange: `bytes 150000-299999/${B.length}`,
+        got: B.length,
+      });
+      assert.equal(await dev.finish(cmd), true);
+      dev.fw = B_ID;
+      await dev.state();
+      const end = await jobEnd(bridge, job.id);
+      assert.equal(end.state, "succeeded", end.error ?? "");
+      assert.ok(kinds(end).includes("interrupted"));
+      assert.ok(dev.slot.equals(Buffer.from(B)));
+    } finally {
+      await dev.close();
+      await bridge.close();
+      await s.stop();
+    }
+  });
+});
+
+describe("ESP32 pull without an HTTP listener", () => {
+  const t = tempDir("mpota-esp32-nohttp-");
+
+  after(() => t.remove());
+
+  it("refuses the update with what to do: the delivery is unavailable", async () => {
+    const s = await startTestServer(t.dir);
+    try {
+      await s.server.library.add({ bytes: A, name: "board", version: "1.0" });
+      await s.server.library.add({ bytes: B, name: "board", version: "2.0" });
+      const dev = await esp32(s, "esp-n");
+      assert.equal(s.server.deviceUrl, undefined);
+      await assert.rejects(s.server.runner.create("esp-n", "board@2.0"), {
+        message:
+          "This server has no HTTP listener, so an ESP32 cannot fetch its image from it. Start it with the HTTP API on an address the devices reach (`mpota serve --http-host 0.0.0.0`, or --device-url URL when they reach it through a proxy).",
+      });
+      await dev.close();
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
+import { ESP32_FACTORY_TABLE } from "../../src/emulator/esp32-partition-table.ts";
+import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
+import { jobEnd } from "../server/support/job-suite.ts";
+import { FAST_TIMINGS, startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
+import { eventually } from "../server/support/wait.ts";
+import { provisioned } from "../simulator/support.ts";
+import { buildEsp32AppImage, esp32Identity } from "../support/esp32-image.ts";
+
+// The ESP32 story with nothing faked but the chip: the real server (embedded
+// Aedes, SQLite or PostgreSQL, the HTTP listener with the device route), the
+// unmodified agent from device/ under MicroPython on the emulated ESP32
+// (partition table, otadata, ESP-IDF's bootloader with its rollback), the
+// image fetched over real loopback HTTP. What is checked is what a user
+// sees: the job's end and reason, the registry, the slot that boots.
+const A = { size: 180_000, seed: 61, banner: "v1.26.0 on 2025-08-09" };
+const B = { size: 260_000, seed: 62, banner: "v1.27.0 on 2025-12-09" };
+const C = { size: 240_000, seed: 63, banner: "v1.27.1 on 2026-02-01" };
+const IMAGE_A = buildEsp32AppImage(A);
+const IMAGE_B = buildEsp32AppImage(B);
+const IMAGE_C = buildEsp32AppImage(C);
+const FW_A = esp32Identity(A).slice(0, 32);
+const FW_B = esp32Identity(B).slice(0, 32);
+const FW_C = esp32Identity(C).slice(0, 32);
+const PULL = { "mpota_pull.py": readFileSync(join(DEVICE_DIR, "mpota_pull.py"), "utf8") };
+
+describe("server + real MicroPython agent + emulated ESP32 (pull into the other slot)", () => {
+  const data = tempDir("mpota-e2e-esp32-");
+  let s: TestServer;
+  let bridge: BridgeClient;
+  const devices: SimulatedEsp32Device[] = [];
+
+  before(async () => {
+    s = await startTestServer(data.dir, {
+      http: { host: "127.0.0.1", port: 0 },
+      timings: { ...FAST_TIMINGS, firstAnswerMs: 15_000, verifyTimeoutMs: 15_000 },
+    });
+    bridge = await BridgeClient.connect({ connection: { url: s.url } });
+    for (const [image, version] of [
+      [IMAGE_A, "1.0"],
+      [IMAGE_B, "2.0"],
+      [IMAGE_C, "3.0"],
+    ] as const) {
+      await bridge.request("firmware/add", {
+        image: Buffer.from(image).toString("base64"),
+        name: "esp32-sensor",
+        version,
+      });
+    }
+  });
+  after(async () => {
+    for (const d of devices) await d.stop();
+    await bridge.close();
+    await s.stop();
+    data.remove();
+  });
+
+  async function esp32(id: string, options: { sleepSeconds?: number; factory?: boolean } = {}) {
+    const access = await provisioned(s, id);
+    const d = new SimulatedEsp32Device({
+      id,
+      broker: access.broker,
+      firmware: IMAGE_A,
+      ...(options.factory ? { table: ESP32_FACTORY_TABLE } : {}),
+      sleepSeconds: options.sleepSeconds ?? 0,
+      agent: { ...access.agent, files: PULL },
+    });
+    devices.push(d);
+    await d.start();
+    await seen(id, FW_A);
+    return d;
+  }
+
+  const seen = (id: string, fw: string) =>
+    eventually(
+      async () => (await bridge.request("devices", {})).find((d) => d.id === id && d.fw === fw),
+      `${id} on ${fw}`,
+      30_000,
+    );
+
+  test("an update from slot A to B: fetched, switched, confirmed; the registry shows the chip and the new identity", async () => {
+    const d = await esp32("esp-hall");
+    const before = await seen("esp-hall", FW_A);
+    assert.equal(before.chip, "esp32");
+    const job = await bridge.request("update", { device: "esp-hall", firmware: "esp32-sensor@2.0" });
+    const end = await jobEnd(bridge, job.id, 60_000);
+    assert.equal(end.state, "succeeded", end.error ?? "");
+    await seen("esp-hall", FW_B);
+    assert.equal(d.fw, FW_B);
+    // The bootloader's view: ota_1 holds B byte for byte and was confirmed (VALID), so a reset stays there.
+    const ota1 = d.board.partitions().find((p) => p.label === "ota_1");
+    assert.ok(ota1);
+    assert.deepEqual(Buffer.from(d.board.read(ota1.address, IMAGE_B.length)), Buffer.from(IMAGE_B));
+    assert.equal(d.board.runningLabel, "ota_1");
+    await eventually(
+      () => d.board.otadata()?.some((e) => e.slot === "ota_1" && e.state === "VALID"),
+      "B confirmed (its otadata entry VALID)",
+    );
+    await d.reset("power-on");
+    await seen("esp-hall", FW_B);
+    assert.equal(d.fw, FW_B);
+  });
+
+  test("a firmware that crashes before confirming is rolled back by the bootloader; the job fails with that reason", async () => {
+    const d = await esp32("esp-shed");
+    d.setBehaviour(FW_C, "crash");
+    const job = await bridge.request("update", { device: "esp-shed", firmware: "esp32-sensor@3.0" });
+    const end = await jobEnd(bridge, job.id, 60_000);
+    assert.equal(end.state, "failed");
+    assert.match(end.error ?? "", /rolled back/);
+    assert.match(end.error ?? "", new RegExp(FW_C));
+    // Back on A, which reports and runs.
+    await seen("esp-shed", FW_A);
+    assert.equal(d.fw, FW_A);
+  });
+
+  test("a deep-sleeping ESP32 takes its update at a wake and stays on it", async () => {
+    const d = await esp32("esp-garden", { sleepSeconds: 3600 });
+    const job = await bridge.request("update", { device: "esp-garden", firmware: "esp32-sensor@2.0" });
+    d.wake();
+    const end = await jobEnd(bridge, job.id, 60_000);
+    assert.equal(end.state, "succeeded", end.error ?? "");
+    assert.equal(d.fw, FW_B);
+  });
+
+  test("a board without a second app slot is refused before anything is sent", async () => {
+    const d = await esp32("esp-one-slot", { factory: true });
+    await assert.rejects(
+      bridge.request("update", { device: "esp-one-slot", firmware: "esp32-sensor@2.0" }),
+      /second app slot|OTA variant/,
+    );
+    assert.equal(d.fw, FW_A);
+  });
+});

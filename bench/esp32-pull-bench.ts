@@ -7,6 +7,7 @@
 // bench/results/esp32-pull.json.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { DEVICE_DIR } from "../src/agent-host/agent-files.ts";
 import { Esp32Board } from "../src/emulator/esp32-board.ts";
@@ -222,6 +223,8 @@ export async function runEsp32Bench(only: string[]): Promise<void> {
   const meta = {
     date: new Date().toISOString(),
     node: process.version,
+    // The rows' wall time moves with the machine's load; this says what it was.
+    loadAverage: loadavg(),
     timing: ESP32_TYPICAL,
     rows: results,
     heap,

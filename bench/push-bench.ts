@@ -1,6 +1,8 @@
 // npm run bench: pushes a deterministic 600 KiB image to the emulator over
 // real loopback UDP under each link profile and prints the figures issue 4
 // asks for. Results: bench/results/push.json and bench/results/push.svg.
+// Then the ESP32 rows (bench/esp32-pull-bench.ts): `npm run bench -- esp32`
+// runs those alone.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { deviceFloorMs } from "../src/emulator/timing.ts";
@@ -11,6 +13,7 @@ import { signImage } from "../src/protocol/image-packets.ts";
 import { generateKeyPair, type SigningKey } from "../src/protocol/rsa-key.ts";
 import { probeBlockSize } from "../src/transfer/block-probe.ts";
 import { COMPAT_TUNING, DEFAULT_TUNING, push } from "../src/transfer/sender.ts";
+import { runEsp32Bench } from "./esp32-pull-bench.ts";
 
 const IMAGE_SIZE = 600 * 1024;
 
@@ -178,6 +181,7 @@ async function main(): Promise<void> {
   ];
   const only = process.argv.slice(2);
   const selected = only.length ? rows.filter((r) => only.some((o) => r.name.includes(o))) : rows;
+  if (selected.length === 0) return runEsp32Bench(only);
   const results: Measured[] = [];
   for (const [i, row] of selected.entries()) {
     process.stderr.write(`running: ${row.name} ... `);
@@ -234,6 +238,7 @@ async function main(): Promise<void> {
   writeFileSync(new URL("push.json", dir), `${JSON.stringify(meta, null, 2)}\n`);
   writeFileSync(new URL("push.svg", dir), svgChart(results));
   console.log("written: bench/results/push.json, bench/results/push.svg");
+  await runEsp32Bench(only);
 }
 
 await main();

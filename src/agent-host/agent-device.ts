@@ -13,6 +13,7 @@ import { serveEsp32Call } from "./esp32-calls.ts";
 import { type FlashSource, flashSource } from "./flash-source.ts";
 import { serveFsCall } from "./fs-calls.ts";
 import { PowerCut } from "./fs-step.ts";
+import { ModelledDelay } from "./modelled-delay.ts";
 import { decodePublish, MqttPacketReader, MqttPacketType, type PublishedMessage } from "./mqtt-packets.ts";
 import { ResetCause } from "./reset-cause.ts";
 import { WorkerLink } from "./worker-link.ts";
@@ -52,6 +53,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   private readonly clock: Clock;
   private readonly sockets: DeviceSockets;
   private readonly readers = new Map<number, MqttPacketReader>();
+  /** The board's modelled flash time (Esp32BoardPort.callMs; none by default). */
+  private readonly flashDelay = new ModelledDelay();
   private link: WorkerLink | undefined;
   private rtcBytes: Uint8Array;
   private wakeTimer: Timer | undefined;
@@ -313,9 +316,13 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
           return { value: null };
         case "fs":
           return { value: serveFsCall(this.fs, request.name, request.args) };
-        case "esp32":
-          if (!this.options.esp32) return { errno: Errno.EIO };
-          return { value: serveEsp32Call(this.options.esp32, request.name, request.args) };
+        case "esp32": {
+          const board = this.options.esp32;
+          if (!board) return { errno: Errno.EIO };
+          const value = serveEsp32Call(board, request.name, request.args);
+          await this.flashDelay.wait(board.callMs?.(request.name, request.args) ?? 0);
+          return { value };
+        }
       }
     } catch (error) {
       if (error instanceof PowerCut) {

@@ -35,4 +35,6 @@ export interface Esp32BoardPort {
   setBoot(label: string): number;
   /** esp_ota_mark_app_valid_cancel_rollback */
   markAppValid(): number;
+  /** Optional: how many ms the `esp32_<name>` call with these arguments takes on the modelled chip (the host waits that long before answering). */
+  callMs?(name: string, args: ReadonlyArray<string | number>): number;
 }

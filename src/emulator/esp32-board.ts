@@ -1,4 +1,5 @@
 import { EspErr } from "../firmware/esp-err.ts";
+import { parseEsp32AppImage } from "../firmware/esp32-app-image.ts";
 import { type Esp32BootResult, type Esp32ResetKind, runBootloader } from "./esp32-bootloader.ts";
 import { bootableAppImage, verifyAppImage } from "./esp32-image-check.ts";
 import {
@@ -20,6 +21,7 @@ import {
   type Esp32PartitionEntry,
   type Esp32PartitionTable,
 } from "./esp32-partition-table.ts";
+import { type Esp32Timing, eraseMs, NO_ESP32_DELAY, programMs, readMs } from "./esp32-timing.ts";
 import { type Flash, MemoryFlash } from "./flash.ts";
 
 export interface Esp32BoardOptions {
@@ -29,6 +31,8 @@ export interface Esp32BoardOptions {
   flash?: Flash;
   /** The chip id app images must carry (0: ESP32). */
   chipId?: number;
+  /** What flash calls and a boot cost in time (default none: tests run at full speed). */
+  timing?: Esp32Timing;
 }
 
 /** One otadata entry as people read it. */
@@ -51,6 +55,7 @@ export class Esp32Board implements Esp32Storage {
   readonly flash: Flash;
   readonly table: Esp32PartitionTable;
   readonly chipId: number;
+  readonly timing: Esp32Timing;
   private running: Esp32PartitionEntry | null = null;
   /** What the bootloader keeps in RTC memory for the deep-sleep fast boot; lost at power-off. */
   private lastBooted: Esp32PartitionEntry | null = null;
@@ -59,6 +64,7 @@ export class Esp32Board implements Esp32Storage {
     this.table = options.table ?? ESP32_OTA_TABLE;
     this.flash = options.flash ?? new MemoryFlash(this.table.flashSize);
     this.chipId = options.chipId ?? 0;
+    this.timing = options.timing ?? NO_ESP32_DELAY;
   }
 
   get size(): number {
@@ -178,6 +184,39 @@ export class Esp32Board implements Esp32Storage {
 
   markAppValid(): number {
     return markAppValid(this);
+  }
+
+  /**
+   * How long a partition call takes on the modelled chip (its timing): an
+   * erase per sector, a write per page, a read by its length, set_boot() by
+   * the read of the whole image it verifies. Only time: the call's effect is
+   * the same with any timing.
+   */
+  callMs(name: string, args: ReadonlyArray<string | number>): number {
+    const t = this.timing;
+    const p = this.find(String(args[0] ?? ""));
+    if (!p) return 0;
+    const offset = Number(args[1]);
+    switch (name) {
+      case "erase":
+        return eraseMs(t, p.address + offset, Number(args[2]));
+      case "write":
+        return programMs(t, p.address + offset, String(args[2] ?? "").length / 2);
+      case "read":
+        return readMs(t, Number(args[2]));
+      case "set_boot":
+        return t.readBytesPerMs > 0 ? readMs(t, this.imageLength(p)) : 0;
+      default:
+        return 0;
+    }
+  }
+
+  private imageLength(p: Esp32PartitionEntry): number {
+    try {
+      return parseEsp32AppImage(this.flash.read(p.address, p.size), p.label).imageLength;
+    } catch {
+      return 0; // not an image: set_boot() stops at the header
+    }
   }
 
   private find(label: string): Esp32PartitionEntry | undefined {

@@ -238,12 +238,20 @@ export class SimulatedEsp32Device extends SimulatedBoard {
     }
     this.panics = 0;
     this.agent.wifi = { connected: behaviour !== "no-wifi" };
-    this.agent.boot(resetCause).then(
-      () => this.refresh(),
-      (error: unknown) => {
-        if (!this.closing) this.halt(`the app did not boot: ${(error as Error).message}`);
-      },
-    );
+    const start = () =>
+      this.agent.boot(resetCause).then(
+        () => this.refresh(),
+        (error: unknown) => {
+          if (!this.closing) this.halt(`the app did not boot: ${(error as Error).message}`);
+        },
+      );
+    // The board's modelled boot (bootloader, MicroPython, WiFi); none by default.
+    const bootMs = this.board.timing.bootMs;
+    if (bootMs > 0) {
+      this.clock.setTimer(bootMs, () => {
+        if (!this.closing) void start();
+      });
+    } else void start();
     this.refresh();
   }
 

@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
+import { DEFAULT_SETTINGS } from "../protocol/config-h.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { describeEvent } from "../simulator/event-text.ts";
 import type { FleetDevice } from "../simulator/fleet.ts";
@@ -63,9 +64,13 @@ export async function simulateCommand(
   }
   checkOptions(options);
   const broker = brokerFrom(options);
-  const { key, settings } = keyAndSettings(options);
-  const { image, source } = initialFirmware(options, settings.mainAppOffset);
   const esp32Count = options.esp32 ?? 0;
+  // A fleet of ESP32s only has no yaota8266 bootloader, so no key to load.
+  const { key, settings } =
+    esp32Count === options.devices
+      ? { key: undefined, settings: { ...DEFAULT_SETTINGS } }
+      : keyAndSettings(options);
+  const { image, source } = initialFirmware(options, settings.mainAppOffset);
   const esp32 = esp32Count > 0 ? initialEsp32Firmware(options) : undefined;
   await probeBroker(broker, options.mqtt);
   const access =
@@ -83,7 +88,7 @@ export async function simulateCommand(
   const fleet = new Fleet({
     count: options.devices,
     broker,
-    key,
+    ...(key ? { key } : {}),
     firmware: image,
     ...(esp32 ? { esp32: { count: esp32Count, firmware: esp32.image } } : {}),
     sleepSeconds: options.sleep,
@@ -116,9 +121,9 @@ export async function simulateCommand(
       firmware: fw ?? null,
       source,
       esp32: esp32 ? { count: esp32Count, source: esp32.source } : null,
-      keyBits: key.bits,
+      keyBits: key?.bits ?? null,
     },
-    `simulating ${options.devices} device${options.devices === 1 ? "" : "s"} (${options.devices - sleepy} always on, ${sleepy} sleeping ${options.sleep} s) on ${fleet.devices[0]?.address}${options.devices > 1 ? ` to ${fleet.devices.at(-1)?.address}` : ""}, broker ${options.mqtt}, link ${options.link}; firmware ${fw} (${source}), bootloader key ${key.bits}-bit${esp32 ? `; the last ${esp32Count} ${esp32Count === 1 ? "is an ESP32" : "are ESP32s"} (OTA variant, ${esp32.source})` : ""}. Ctrl-C stops.`,
+    `simulating ${options.devices} device${options.devices === 1 ? "" : "s"} (${options.devices - sleepy} always on, ${sleepy} sleeping ${options.sleep} s) on ${fleet.devices[0]?.address}${options.devices > 1 ? ` to ${fleet.devices.at(-1)?.address}` : ""}, broker ${options.mqtt}, link ${options.link}; firmware ${fw} (${source})${key ? `, bootloader key ${key.bits}-bit` : ""}${esp32 ? `; the last ${esp32Count} ${esp32Count === 1 ? "is an ESP32" : "are ESP32s"} (OTA variant, ${esp32.source})` : ""}. Ctrl-C stops.`,
   );
 
   const cleanups: Array<() => void> = [];

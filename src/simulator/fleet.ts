@@ -25,7 +25,8 @@ export interface FleetOptions {
   /** How many of them (the last ones) are ESP32s, and the app image in their ota_0. */
   esp32?: { count: number; firmware: Uint8Array };
   broker: string | BrokerAddress;
-  key: PublicKeyInfo;
+  /** The public key the ESP8266s' bootloaders hold (a fleet of ESP32s only needs none). */
+  key?: PublicKeyInfo;
   /** The image every device starts with at MAIN_APP_OFFSET. */
   firmware: Uint8Array;
   /** Seconds the sleepy devices sleep; 0 (default): every device is always on. */
@@ -184,6 +185,10 @@ export class Fleet {
     agent: Partial<SimulatedDeviceOptions>,
   ): SimulatedDevice {
     const options = this.options;
+    if (!options.key)
+      throw new SimulatorError(
+        `Device ${id} is an ESP8266 with yaota8266: the fleet needs its bootloader's key.`,
+      );
     this.network ??= options.network ?? new NodeUdpNetwork();
     return new SimulatedDevice({
       id,

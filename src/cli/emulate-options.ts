@@ -3,6 +3,17 @@ import type { Clock } from "../net/clock.ts";
 import type { UdpNetwork } from "../net/udp-channel.ts";
 
 export interface EmulateCommandOptions {
+  /** esp8266 (default): yaota8266 on UDP; esp32: one simulated ESP32 with the agent (see emulate-esp32.ts). */
+  chip?: "esp8266" | "esp32";
+  /** ESP32: the broker, its login, the data directory that provisions the device, its first app, its id prefix. */
+  mqtt?: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  data?: string;
+  provision?: boolean;
+  firmware?: string;
+  id?: string;
+  sleep?: number;
   key?: string;
   modulus?: string;
   configH?: string;

@@ -8,6 +8,7 @@ import { systemClock } from "../net/clock.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
 import { seededRandom } from "../net/random.ts";
+import { emulateEsp32 } from "./emulate-esp32.ts";
 import type { EmulateCommandOptions, EmulateDeps } from "./emulate-options.ts";
 import { watchProgress } from "./emulate-progress.ts";
 import { checkOptions, settingsFrom } from "./emulate-settings.ts";
@@ -24,6 +25,10 @@ export async function emulateCommand(
   io: CliIo,
   deps: EmulateDeps = {},
 ): Promise<void> {
+  if (options.chip === "esp32") {
+    await emulateEsp32(options, io, deps);
+    return;
+  }
   const flashSize = checkFlashSize(parseFlashSize(options.flashSize));
   const { key, settings } = settingsFrom(options);
   checkOptions(options, settings, flashSize);
@@ -93,6 +98,26 @@ export function registerEmulateCommand(program: Command, io: CliIo, deps: Emulat
     .command("emulate")
     .description(
       "Run an emulated ESP8266 with yaota8266 (boot8266 + ota-server) on real UDP, to push updates to without hardware.",
+    )
+    .addOption(
+      new Option(
+        "--chip <chip>",
+        "esp8266: yaota8266 on UDP; esp32: an ESP32 (OTA variant) running the agent against --mqtt, as `mpota simulate --devices 1 --esp32 1`",
+      )
+        .choices(["esp8266", "esp32"])
+        .default("esp8266"),
+    )
+    .option("--mqtt <url>", "esp32: the broker the agent connects to (default mqtt://localhost:1883)")
+    .option("--data <dir>", "esp32: the server's data directory, whose admin token provisions the device")
+    .option("--no-provision", "esp32: do not provision; log in with --mqtt-username/--mqtt-password")
+    .option("--mqtt-username <name>", "esp32: the device's broker user name (implies --no-provision)")
+    .option("--mqtt-password <password>", "esp32: its password")
+    .option("--firmware <file>", "esp32: micropython.bin (the .app-bin) in ota_0 (default a synthetic app)")
+    .option("--id <prefix>", "esp32: the device id is <prefix>-1 (default esp32-1)")
+    .option(
+      "--sleep <seconds>",
+      "esp32: deep-sleep between check-ins (default always on)",
+      parseIntegerOption("--sleep"),
     )
     .option(
       "--key <file>",
@@ -193,7 +218,12 @@ emulator is in the foreground: started with "&" it does not touch the terminal
 (a background read would get it stopped by the shell). --no-console: never read.
 
 Example: mpota emulate --key priv.key --flash device.flash --no-console &
-         mpota push firmware-ota.bin --to 127.0.0.2 --key priv.key`,
+         mpota push firmware-ota.bin --to 127.0.0.2 --key priv.key
+
+--chip esp32 emulates an ESP32 with MicroPython's OTA variant instead: both
+app slots, otadata, set_boot()'s image check, ESP-IDF's bootloader with its
+rollback and the deep-sleep trap, and the real agent, which pulls updates
+from the server: mpota emulate --chip esp32 --mqtt mqtt://localhost:1883`,
     )
     .action(async (options: EmulateCommandOptions) => {
       await emulateCommand(options, io, deps);

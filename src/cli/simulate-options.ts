@@ -1,8 +1,10 @@
 // The options of `mpota simulate`, read and checked: the broker address, the
 // bootloaders' key and settings, the firmware every device starts with.
 import type { BrokerAddress } from "../agent-host/broker-address.ts";
+import { verifyAppImage } from "../emulator/esp32-image-check.ts";
 import type { DeviceTiming } from "../emulator/timing.ts";
 import { UsageError } from "../errors.ts";
+import { ESP32_OTA_LAYOUT } from "../firmware/esp32-layout.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { checkMd5Trailer } from "../firmware/micropython-image.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
@@ -10,6 +12,7 @@ import type { UdpNetwork } from "../net/udp-channel.ts";
 import { DEFAULT_SETTINGS, parseConfigH, type YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import { loopbackAddresses } from "../simulator/fleet.ts";
+import { buildEsp32AppImage, DEFAULT_ESP32_APP_SIZE } from "../simulator/synthetic-esp32-app.ts";
 import { buildSyntheticFirmware } from "../simulator/synthetic-firmware.ts";
 import { DEFAULT_KEY_FILE, loadPublicKey, readUserFile } from "./key-options.ts";
 
@@ -18,6 +21,11 @@ export const DEFAULT_SIMULATOR_BROKER = "mqtt://localhost:1883";
 
 export interface SimulateCommandOptions {
   devices: number;
+  /** How many of the devices (the last ones) are ESP32s (OTA variant); default 0. */
+  esp32?: number;
+  /** The ESP32s' first app (micropython.bin); default a synthetic one from --seed. */
+  esp32Firmware?: string;
+  writeEsp32Firmware?: string;
   sleep: number;
   sleepyShare: number;
   awakeMs: number;
@@ -137,8 +145,34 @@ export function checkOptions(options: SimulateCommandOptions): void {
       `--id-prefix "${options.idPrefix}" must be 1-56 of A-Z, a-z, 0-9, _ and - (device ids are <prefix>-<n>).`,
     );
   }
+  const esp32 = options.esp32 ?? 0;
+  if (!Number.isSafeInteger(esp32) || esp32 < 0 || esp32 > options.devices) {
+    throw new UsageError(
+      `--esp32 is how many of the ${options.devices} devices are ESP32s: a whole number from 0 to ${options.devices}, not ${esp32}. Raise --devices for more.`,
+    );
+  }
   // Before the devices are provisioned: a fleet that cannot have its addresses must not get credentials.
   loopbackAddresses(options.devices, options.firstAddress);
+}
+
+/** The app the ESP32s start with: --esp32-firmware (checked as set_boot would), or a synthetic one from --seed. */
+export function initialEsp32Firmware(options: SimulateCommandOptions): { image: Uint8Array; source: string } {
+  if (options.esp32Firmware === undefined) {
+    return {
+      image: buildEsp32AppImage({ seed: options.seed, size: DEFAULT_ESP32_APP_SIZE }),
+      source: `synthetic app, seed ${options.seed}`,
+    };
+  }
+  const image = new Uint8Array(readImageFileSync(options.esp32Firmware, "ESP32 firmware"));
+  const refusal =
+    verifyAppImage(image, 0) ??
+    (image.length > ESP32_OTA_LAYOUT.slots[0].size ? "it is larger than the 1.5 MiB slot" : null);
+  if (refusal !== null) {
+    throw new UsageError(
+      `${options.esp32Firmware} is not an app the simulated ESP32 could boot: ${refusal}. Give MicroPython's micropython.bin (the .app-bin) of an ESP32_GENERIC OTA build, or leave --esp32-firmware out for a synthetic one.`,
+    );
+  }
+  return { image, source: options.esp32Firmware };
 }
 
 /** The firmware every device starts with: --firmware, or a synthetic image from --seed. */

@@ -1,10 +1,11 @@
 import { type Command, Option } from "commander";
 import { formatTable } from "../firmware/format.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
+import { DEFAULT_SETTINGS } from "../protocol/config-h.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { describeEvent } from "../simulator/event-text.ts";
+import type { FleetDevice } from "../simulator/fleet.ts";
 import { DEFAULT_FIRST_ADDRESS, Fleet } from "../simulator/fleet.ts";
-import type { SimulatedDevice } from "../simulator/simulated-device.ts";
 import type { SimulatedEvent } from "../simulator/simulated-events.ts";
 import { DEFAULT_SYNTHETIC_SIZE, firmwareIdentity } from "../simulator/synthetic-firmware.ts";
 import type { CliIo } from "./io.ts";
@@ -14,6 +15,7 @@ import {
   brokerFrom,
   checkOptions,
   DEFAULT_SIMULATOR_BROKER,
+  initialEsp32Firmware,
   initialFirmware,
   keyAndSettings,
   parseNumberOption,
@@ -52,20 +54,30 @@ export async function simulateCommand(
   io: CliIo,
   deps: SimulateDeps = {},
 ): Promise<void> {
-  if (options.writeFirmware !== undefined || options.writeBootloader !== undefined) {
+  if (
+    options.writeFirmware !== undefined ||
+    options.writeEsp32Firmware !== undefined ||
+    options.writeBootloader !== undefined
+  ) {
     await writeSamples(options, io);
     return;
   }
   checkOptions(options);
   const broker = brokerFrom(options);
-  const { key, settings } = keyAndSettings(options);
+  const esp32Count = options.esp32 ?? 0;
+  // A fleet of ESP32s only has no yaota8266 bootloader, so no key to load.
+  const { key, settings } =
+    esp32Count === options.devices
+      ? { key: undefined, settings: { ...DEFAULT_SETTINGS } }
+      : keyAndSettings(options);
   const { image, source } = initialFirmware(options, settings.mainAppOffset);
+  const esp32 = esp32Count > 0 ? initialEsp32Firmware(options) : undefined;
   await probeBroker(broker, options.mqtt);
   const access =
     options.provision && options.mqttUsername === undefined ? await provisionFleet(options, deps) : undefined;
 
   const json = options.json === true;
-  const print = (device: SimulatedDevice | undefined, event: Record<string, unknown>, text?: string) => {
+  const print = (device: FleetDevice | undefined, event: Record<string, unknown>, text?: string) => {
     if (json) {
       io.out(`${JSON.stringify({ time: new Date().toISOString(), device: device?.id ?? null, ...event })}\n`);
     } else if (text !== undefined) {
@@ -76,8 +88,9 @@ export async function simulateCommand(
   const fleet = new Fleet({
     count: options.devices,
     broker,
-    key,
+    ...(key ? { key } : {}),
     firmware: image,
+    ...(esp32 ? { esp32: { count: esp32Count, firmware: esp32.image } } : {}),
     sleepSeconds: options.sleep,
     sleepyShare: options.sleepyShare,
     awakeMs: options.awakeMs,
@@ -107,9 +120,10 @@ export async function simulateCommand(
       broker: options.mqtt,
       firmware: fw ?? null,
       source,
-      keyBits: key.bits,
+      esp32: esp32 ? { count: esp32Count, source: esp32.source } : null,
+      keyBits: key?.bits ?? null,
     },
-    `simulating ${options.devices} device${options.devices === 1 ? "" : "s"} (${options.devices - sleepy} always on, ${sleepy} sleeping ${options.sleep} s) on ${fleet.devices[0]?.address}${options.devices > 1 ? ` to ${fleet.devices.at(-1)?.address}` : ""}, broker ${options.mqtt}, link ${options.link}; firmware ${fw} (${source}), bootloader key ${key.bits}-bit. Ctrl-C stops.`,
+    `simulating ${options.devices} device${options.devices === 1 ? "" : "s"} (${options.devices - sleepy} always on, ${sleepy} sleeping ${options.sleep} s) on ${fleet.devices[0]?.address}${options.devices > 1 ? ` to ${fleet.devices.at(-1)?.address}` : ""}, broker ${options.mqtt}, link ${options.link}; firmware ${fw} (${source})${key ? `, bootloader key ${key.bits}-bit` : ""}${esp32 ? `; the last ${esp32Count} ${esp32Count === 1 ? "is an ESP32" : "are ESP32s"} (OTA variant, ${esp32.source})` : ""}. Ctrl-C stops.`,
   );
 
   const cleanups: Array<() => void> = [];
@@ -157,6 +171,16 @@ export function registerSimulateCommand(program: Command, io: CliIo, deps: Simul
       "Run simulated ESP8266 devices (yaota8266 emulator + the real MicroPython agent), each on its own loopback address, against an MQTT broker: watch updates happen without hardware.",
     )
     .option("--devices <n>", "how many devices", parseIntegerOption("--devices"), 1)
+    .option(
+      "--esp32 <n>",
+      "how many of the devices (the last ones) are ESP32s with MicroPython's OTA variant: two app slots, otadata, the bootloader's rollback",
+      parseIntegerOption("--esp32"),
+      0,
+    )
+    .option(
+      "--esp32-firmware <file>",
+      "micropython.bin (the .app-bin) the ESP32s start with (default: a synthetic app from --seed)",
+    )
     .option(
       "--sleep <seconds>",
       "deep-sleep period of the sleepy devices; 0: all always on",
@@ -229,6 +253,10 @@ export function registerSimulateCommand(program: Command, io: CliIo, deps: Simul
       "write the synthetic image (per --seed, --firmware-size) to a file and exit, to offer it as an update",
     )
     .option(
+      "--write-esp32-firmware <file>",
+      "write the synthetic ESP32 app (per --seed) to a file and exit, to offer it as an ESP32 update",
+    )
+    .option(
       "--write-bootloader <file>",
       "write a synthetic yaota8266.bin holding the key's modulus (per --key, --modulus or --config-h) and exit: for trying inspect and flash-plan, never for flashing",
     )
@@ -252,6 +280,10 @@ run under real MicroPython 1.27. It checks in on <base>/<id>/state, takes an
 update command from the server, resets into OTA mode with the RTC magic,
 receives the push, and boots the new firmware if its MD5 checks out.
 Sleepy devices deep-sleep and pick up a pending update on their next wake.
+With --esp32 N the last N devices are ESP32s (ESP32_GENERIC's OTA variant):
+the same agent pulls an update into the other app slot, set_boot() and a
+hard reset switch to it, and ESP-IDF's bootloader rolls back a firmware
+that does not confirm itself.
 Linux routes all of 127.0.0.0/8 to loopback; on macOS add aliases first
 (sudo ifconfig lo0 alias 127.0.1.1 up, and so on).
 
@@ -259,6 +291,8 @@ Example:
   mpota serve                                  # server + broker on 1883
   mpota simulate --devices 4 --sleep 30        # 2 always on, 2 sleeping 30 s
   mpota simulate --write-firmware new.bin --seed 2
+  mpota simulate --devices 4 --esp32 2         # 2 ESP8266s and 2 ESP32s
+  mpota simulate --write-esp32-firmware new-esp32.bin --seed 2
   mpota simulate --write-bootloader yaota8266.bin --key priv.key   # synthetic: never flash it
   mpota firmware add new.bin && mpota update sim-1 new.bin`,
     )

@@ -13,7 +13,7 @@ export type ImageVerdict = string | null;
 export function verifyAppImage(slot: Uint8Array, chipId: number): ImageVerdict {
   let image: ReturnType<typeof parseEsp32AppImage>;
   try {
-    image = parseEsp32AppImage(slot, "the partition");
+    image = parseEsp32AppImage(slot, "the partition", { refuseMerged: false });
   } catch (error) {
     if (error instanceof Esp32ImageError) return error.message;
     throw error;
@@ -36,7 +36,7 @@ export function verifyAppImage(slot: Uint8Array, chipId: number): ImageVerdict {
 export function bootableAppImage(slot: Uint8Array, chipId: number): ImageVerdict {
   const verdict = verifyAppImage(slot, chipId);
   if (verdict !== null) return verdict;
-  const image = parseEsp32AppImage(slot, "the partition");
+  const image = parseEsp32AppImage(slot, "the partition", { refuseMerged: false });
   return image.appDescription === null
     ? "its segments overlap the bootloader's RAM (a bootloader image, not an app): not bootable"
     : null;

@@ -118,8 +118,13 @@ function appDescription(bytes: Uint8Array, first: Esp32Segment | undefined): Esp
  * a file that cannot be walked, or a merged `firmware.bin`, throws
  * {@link Esp32ImageError}.
  */
-export function parseEsp32AppImage(bytes: Uint8Array, source = "the file"): Esp32AppImage {
-  const merged = findMergedFirmware(bytes);
+export function parseEsp32AppImage(
+  bytes: Uint8Array,
+  source = "the file",
+  options: { refuseMerged?: boolean } = {},
+): Esp32AppImage {
+  // ESP-IDF itself reads whatever image starts the partition (a merged file's bootloader): the board model asks for that.
+  const merged = options.refuseMerged === false ? null : findMergedFirmware(bytes);
   if (merged) throw new Esp32ImageError(mergedFirmwareMessage(merged, source));
   if (bytes.length < ESP32_IMAGE_HEADER_LENGTH) {
     throw new Esp32ImageError(

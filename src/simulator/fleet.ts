@@ -9,17 +9,24 @@ import type { YaotaSettings } from "../protocol/config-h.ts";
 import type { PublicKeyInfo } from "../protocol/rsa-key.ts";
 import { SimulatedDevice, type SimulatedDeviceSummary } from "./simulated-device.ts";
 import type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
+import { SimulatedEsp32Device } from "./simulated-esp32-device.ts";
 import type { SimulatedEvent, SimulatedStatus } from "./simulated-events.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
 /** Where the first device of a fleet listens by default (127.0.0.2 is `mpota emulate`'s default). */
 export const DEFAULT_FIRST_ADDRESS = "127.0.1.1";
 
+/** A device of a fleet: an ESP8266 with yaota8266 or an ESP32 (OTA variant). */
+export type FleetDevice = SimulatedDevice | SimulatedEsp32Device;
+
 export interface FleetOptions {
   /** How many devices. */
   count: number;
+  /** How many of them (the last ones) are ESP32s, and the app image in their ota_0. */
+  esp32?: { count: number; firmware: Uint8Array };
   broker: string | BrokerAddress;
-  key: PublicKeyInfo;
+  /** The public key the ESP8266s' bootloaders hold (a fleet of ESP32s only needs none). */
+  key?: PublicKeyInfo;
   /** The image every device starts with at MAIN_APP_OFFSET. */
   firmware: Uint8Array;
   /** Seconds the sleepy devices sleep; 0 (default): every device is always on. */
@@ -47,8 +54,8 @@ export interface FleetOptions {
   network?: UdpNetwork;
   clock?: Clock;
   /** Every event of every device. */
-  onEvent?: (device: SimulatedDevice, event: SimulatedEvent & { atMs: number }) => void;
-  onStatus?: (device: SimulatedDevice, status: SimulatedStatus, previous: SimulatedStatus) => void;
+  onEvent?: (device: FleetDevice, event: SimulatedEvent & { atMs: number }) => void;
+  onStatus?: (device: FleetDevice, status: SimulatedStatus, previous: SimulatedStatus) => void;
   /** More options per device (tests). */
   device?: Partial<SimulatedDeviceOptions>;
   /**
@@ -113,10 +120,11 @@ export function sleepyIndexes(count: number, share: number): Set<number> {
  * one broker: some always on, some deep-sleeping `sleepSeconds`.
  */
 export class Fleet {
-  readonly devices: SimulatedDevice[];
+  readonly devices: FleetDevice[];
   private readonly options: FleetOptions;
   private readonly unsubscribe: Array<() => void> = [];
   private started = false;
+  private network: UdpNetwork | undefined;
   private stopping = false;
 
   constructor(options: FleetOptions) {
@@ -127,9 +135,8 @@ export class Fleet {
     const addresses = loopbackAddresses(options.count, options.firstAddress);
     const sleepSeconds = options.sleepSeconds ?? 0;
     const sleepy = sleepSeconds > 0 ? sleepyIndexes(options.count, options.sleepyShare ?? 0.5) : new Set();
-    const network = options.network ?? new NodeUdpNetwork();
-    const seed = options.seed ?? 1;
     const prefix = options.idPrefix ?? "sim";
+    const firstEsp32 = options.count - (options.esp32?.count ?? 0);
     this.devices = addresses.map((address, i) => {
       const id = `${prefix}-${i + 1}`;
       const access = options.access?.(id);
@@ -141,28 +148,24 @@ export class Fleet {
             },
           }
         : {};
-      const device = new SimulatedDevice({
-        id,
-        address,
-        broker: access
-          ? { ...parseBroker(options.broker), username: access.username, password: access.password }
-          : options.broker,
-        key: options.key,
-        firmware: options.firmware,
-        sleepSeconds: sleepy.has(i) ? sleepSeconds : 0,
-        network,
-        clock: options.clock ?? systemClock,
-        random: seededRandom(seed * 1009 + i),
-        ...(options.port !== undefined ? { port: options.port } : {}),
-        ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
-        ...(options.link !== undefined ? { link: options.link } : {}),
-        ...(options.baseTopic !== undefined ? { baseTopic: options.baseTopic } : {}),
-        ...(options.settings !== undefined ? { settings: options.settings } : {}),
-        ...(options.timing !== undefined ? { timing: options.timing } : {}),
-        ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
-        ...options.device,
-        ...agent,
-      });
+      const broker = access
+        ? { ...parseBroker(options.broker), username: access.username, password: access.password }
+        : options.broker;
+      const device: FleetDevice =
+        options.esp32 && i >= firstEsp32
+          ? new SimulatedEsp32Device({
+              id,
+              address,
+              broker,
+              firmware: options.esp32.firmware,
+              sleepSeconds: sleepy.has(i) ? sleepSeconds : 0,
+              clock: options.clock ?? systemClock,
+              ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
+              ...(options.baseTopic !== undefined ? { baseTopic: options.baseTopic } : {}),
+              ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
+              ...agent,
+            })
+          : this.esp8266(id, address, broker, i, sleepy.has(i) ? sleepSeconds : 0, agent);
       const onEvent = options.onEvent;
       if (onEvent) this.unsubscribe.push(device.events.on("event", (e) => onEvent(device, e)));
       const onStatus = options.onStatus;
@@ -170,6 +173,42 @@ export class Fleet {
         this.unsubscribe.push(device.events.on("status", (e) => onStatus(device, e.status, e.previous)));
       }
       return device;
+    });
+  }
+
+  private esp8266(
+    id: string,
+    address: string,
+    broker: string | BrokerAddress,
+    i: number,
+    sleepSeconds: number,
+    agent: Partial<SimulatedDeviceOptions>,
+  ): SimulatedDevice {
+    const options = this.options;
+    if (!options.key)
+      throw new SimulatorError(
+        `Device ${id} is an ESP8266 with yaota8266: the fleet needs its bootloader's key.`,
+      );
+    this.network ??= options.network ?? new NodeUdpNetwork();
+    return new SimulatedDevice({
+      id,
+      address,
+      broker,
+      key: options.key,
+      firmware: options.firmware,
+      sleepSeconds,
+      network: this.network,
+      clock: options.clock ?? systemClock,
+      random: seededRandom((options.seed ?? 1) * 1009 + i),
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
+      ...(options.link !== undefined ? { link: options.link } : {}),
+      ...(options.baseTopic !== undefined ? { baseTopic: options.baseTopic } : {}),
+      ...(options.settings !== undefined ? { settings: options.settings } : {}),
+      ...(options.timing !== undefined ? { timing: options.timing } : {}),
+      ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
+      ...options.device,
+      ...agent,
     });
   }
 
@@ -202,7 +241,7 @@ export class Fleet {
   }
 
   /** The device with this id. */
-  device(id: string): SimulatedDevice | undefined {
+  device(id: string): FleetDevice | undefined {
     return this.devices.find((d) => d.id === id);
   }
 }

@@ -6,6 +6,7 @@ import { ESP32_RESET_CAUSE, type Esp32ResetKind } from "../emulator/esp32-bootlo
 import type { Esp32PartitionTable } from "../emulator/esp32-partition-table.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import { SimulatedBoard } from "./simulated-board.ts";
+import type { SimulatedDeviceSummary } from "./simulated-device.ts";
 import { ESP32_WAKE_NAMES, type SimulatedStatus } from "./simulated-events.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
@@ -57,6 +58,8 @@ export class SimulatedEsp32Device extends SimulatedBoard {
   readonly board: Esp32Board;
   readonly agent: AgentDevice;
   readonly sleepSeconds: number;
+  /** The IP the agent reports (an ESP32 binds no UDP port: it pulls its updates). */
+  readonly address: string;
   protected readonly clock: Clock;
   protected readonly baseTopic: string;
   private readonly behaviour: Record<string, FirmwareBehaviour>;
@@ -75,6 +78,7 @@ export class SimulatedEsp32Device extends SimulatedBoard {
     this.baseTopic = options.baseTopic ?? "mpota";
     this.sleepSeconds = options.sleepSeconds ?? 0;
     this.behaviour = { ...options.behaviour };
+    this.address = options.address ?? "127.0.0.1";
     this.board = options.board ?? new Esp32Board(options.table ? { table: options.table } : {});
     if (options.firmware) {
       const first = this.board.partitions().find((p) => p.type === 0);
@@ -89,7 +93,7 @@ export class SimulatedEsp32Device extends SimulatedBoard {
       id: options.id,
       sleepSeconds: this.sleepSeconds,
       baseTopic: this.baseTopic,
-      wifi: { ...options.agent?.wifi, ...(options.address ? { ip: options.address } : {}) },
+      wifi: { ...options.agent?.wifi, ip: this.address },
       clock: this.clock,
       autoWake: false,
       autoRestart: false,
@@ -119,6 +123,22 @@ export class SimulatedEsp32Device extends SimulatedBoard {
   /** Times a different firmware booted. */
   get updates(): number {
     return this.updateCount;
+  }
+
+  /** One line for tables and `--json`, as the ESP8266's (port 0 and link "none": an ESP32 pulls over TCP). */
+  summary(): SimulatedDeviceSummary {
+    return {
+      id: this.id,
+      address: this.address,
+      port: 0,
+      status: this.status,
+      fw: this.runningFw ?? null,
+      sleepSeconds: this.sleepSeconds,
+      link: "none",
+      boots: this.bootCount,
+      checkins: this.checkinCount,
+      updates: this.updateCount,
+    };
   }
 
   /** Sets what the firmware of identity `fw` does at its next boots. */

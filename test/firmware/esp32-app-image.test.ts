@@ -153,6 +153,17 @@ describe("ESP32 app image", () => {
     }
   });
 
+  test("MicroPython's own ESP32 firmware.bin (makeimg.py starts it at the bootloader, 0x1000) is refused as merged", () => {
+    const file = buildMergedFirmware(buildEsp32AppImage({ chipId: 0 }), 0x1000).subarray(0x1000);
+    assert.throws(
+      () => parseEsp32AppImage(file, "ESP32_GENERIC-OTA.bin"),
+      /is a merged firmware\.bin for ESP32 \(bootloader at 0x1000, partition table at 0x8000, app at 0x10000\)/,
+    );
+    // ESP-IDF reads whatever image starts a partition: the bootloader, an image without app description.
+    const first = parseEsp32AppImage(file, "slot", { refuseMerged: false });
+    assert.equal(first.appDescription, null);
+  });
+
   test("checks against a chip: an ESP32-S3 image for an ESP32 is refused", () => {
     const s3 = buildEsp32AppImage({ chipId: 9 });
     const esp32 = parseChipName("esp32");

@@ -10,6 +10,11 @@ import { MpotaError } from "../../src/errors.ts";
 import { checkMd5Trailer } from "../../src/firmware/micropython-image.ts";
 import { DEFAULT_SETTINGS, renderConfigH } from "../../src/protocol/config-h.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import {
+  buildEsp32AppImage,
+  DEFAULT_ESP32_APP_SIZE,
+  esp32Identity,
+} from "../../src/simulator/synthetic-esp32-app.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../../src/simulator/synthetic-firmware.ts";
 import { TestBroker } from "../agent/support.ts";
 import { jobEnd } from "../server/support/job-suite.ts";
@@ -319,6 +324,7 @@ describe("mpota simulate", () => {
       [["--mqtt", "mqtts://broker:8883"], /plain MQTT over TCP.*not mqtts:/],
       [["--id-prefix", "a/b"], /--id-prefix "a\/b" must be/],
       [["--first-address", "10.0.0.1"], /not a loopback address/],
+      [["--devices", "2", "--esp32", "3"], /--esp32 is how many of the 2 devices are ESP32s/],
       [["--key", join(tmp.dir, "missing.key")], /missing\.key does not exist/],
     ];
     for (const [args, message] of cases) {
@@ -349,5 +355,71 @@ describe("mpota simulate", () => {
     const again = await simulate(["--write-firmware", path]);
     assert.equal(again.code, 3);
     assert.match(again.io.stderrText, /already exists/);
+  });
+
+  test("--esp32 1: the last device is an ESP32 whose bootloader starts its app from ota_0", async () => {
+    const first = nextAddress();
+    const second = nextAddress();
+    const stop = new AbortController();
+    const io = new MemoryIo();
+    const running = simulate(
+      [
+        ...["--devices", "2", "--esp32", "1", "--mqtt", broker.url, "--no-provision", "--key", keyFile],
+        ...["--first-address", first, "--id-prefix", "mix", "--firmware-size", "40000", "--stagger-ms", "0"],
+        "--json",
+      ],
+      { stop: stop.signal },
+      io,
+    );
+    await untilOutput(io, /"device":"mix-2","type":"app-start"/);
+    stop.abort();
+    const { code } = await running;
+    assert.equal(code, 0, io.stderrText);
+    const lines = io.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const start = lines[0] as {
+      esp32: unknown;
+      devices: Array<{ id: string; address: string; port: number }>;
+    };
+    assert.deepEqual(start.esp32, { count: 1, source: "synthetic app, seed 1" });
+    assert.deepEqual(
+      start.devices.map((d) => [d.id, d.address, d.port]),
+      [
+        ["mix-1", first, 8266],
+        ["mix-2", second, 0],
+      ],
+    );
+    const boot = lines.find((l) => l.device === "mix-2" && l.type === "esp32-boot");
+    assert.deepEqual(boot && [boot.partition, boot.resetCause, boot.fastBoot], ["ota_0", 1, false]);
+    const app = lines.find((l) => l.device === "mix-2" && l.type === "app-start");
+    assert.deepEqual(app && [app.fw, app.wake], [esp32Identity({ seed: 1 }).slice(0, 32), "power"]);
+  });
+
+  test("--write-esp32-firmware writes the synthetic ESP32 app for --seed; --esp32-firmware must be one set_boot takes", async () => {
+    const path = join(tmp.dir, "esp32.bin");
+    const r = await simulate(["--write-esp32-firmware", path, "--seed", "2"]);
+    assert.equal(r.code, 0, r.io.stderrText);
+    const written = new Uint8Array(readFileSync(path));
+    assert.deepEqual(written, buildEsp32AppImage({ seed: 2, size: DEFAULT_ESP32_APP_SIZE }));
+    assert.match(r.io.stdout, new RegExp(`identity ${esp32Identity({ seed: 2 }).slice(0, 32)}`));
+    written[100] = (written[100] as number) ^ 1;
+    writeFileSync(path, written);
+    const bad = await simulate([
+      "--mqtt",
+      broker.url,
+      "--key",
+      keyFile,
+      "--esp32",
+      "1",
+      "--esp32-firmware",
+      path,
+    ]);
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.io.stderrText,
+      /esp32\.bin is not an app the simulated ESP32 could boot: the image's checksum/,
+    );
   });
 });

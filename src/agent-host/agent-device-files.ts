@@ -49,5 +49,10 @@ export function agentDeviceFiles(o: AgentDeviceOptions, broker: BrokerAddress): 
     (sleepSeconds > 0
       ? sleepyMain(readDeviceFile(EXAMPLE_MAINS.sleepy, dir), o.awakeMs ?? 0)
       : readDeviceFile(EXAMPLE_MAINS.alwaysOn, dir));
-  return { ...readAgentFiles(dir), "mpota_config.py": renderConfig(config), "main.py": main, ...o.files };
+  return {
+    ...readAgentFiles(dir, o.chip),
+    "mpota_config.py": renderConfig(config),
+    "main.py": main,
+    ...o.files,
+  };
 }

@@ -56,6 +56,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   /** The board's modelled flash time (Esp32BoardPort.callMs; none by default). */
   private readonly flashDelay = new ModelledDelay();
   private link: WorkerLink | undefined;
+  /** Counts power-offs, so a worker that finished starting after one is stopped, not kept. */
+  private powerCuts = 0;
   private rtcBytes: Uint8Array;
   private wakeTimer: Timer | undefined;
   private currentPhase: DevicePhase = "off";
@@ -172,11 +174,18 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
     this.bootCause = resetCause;
     try {
       if (!this.link?.alive) {
-        this.link = await WorkerLink.start(
+        const cuts = this.powerCuts;
+        const link = await WorkerLink.start(
           (request) => this.hostCall(request),
           (event) => this.workerEvent(event),
           (error) => this.workerFailed(error),
         );
+        if (cuts !== this.powerCuts) {
+          // Powered off (or closed) while the worker started: it must not outlive the device.
+          await link.stop();
+          return;
+        }
+        this.link = link;
       }
       const booted = this.bootedOrFailed(30_000);
       this.link.boot({
@@ -202,6 +211,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   async powerOff(): Promise<void> {
     this.wakeTimer?.cancel();
     this.wakeTimer = undefined;
+    this.powerCuts++;
     const link = this.link;
     this.link = undefined;
     this.sockets.destroyAll();

@@ -9,6 +9,18 @@ export const DEVICE_DIR = fileURLToPath(new URL("../../device/", import.meta.url
 /** Agent files as they go on the board (path on the device -> path under device/). */
 export const AGENT_FILES = ["mpota_agent.py", "mpota_cmd.py", "ota.py", "lib/umqtt/simple.py"] as const;
 
+/**
+ * The ESP32's: the pull instead of yaota8266's ota.py. umqtt.simple is frozen
+ * into every ESP32 build; the simulated board has no frozen modules, so it
+ * gets the file.
+ */
+export const ESP32_AGENT_FILES = [
+  "mpota_agent.py",
+  "mpota_cmd.py",
+  "mpota_pull.py",
+  "lib/umqtt/simple.py",
+] as const;
+
 /** The example main.py files under device/examples/. */
 export const EXAMPLE_MAINS = {
   sleepy: "examples/sleepy_main.py",
@@ -27,9 +39,13 @@ export function readDeviceFile(path: string, dir: string = DEVICE_DIR): string {
 }
 
 /** The unmodified agent files, keyed by their path on the device. */
-export function readAgentFiles(dir: string = DEVICE_DIR): Record<string, string> {
+export function readAgentFiles(
+  dir: string = DEVICE_DIR,
+  chip: "esp8266" | "esp32" = "esp8266",
+): Record<string, string> {
   const files: Record<string, string> = {};
-  for (const path of AGENT_FILES) files[path] = readDeviceFile(path, dir);
+  for (const path of chip === "esp32" ? ESP32_AGENT_FILES : AGENT_FILES)
+    files[path] = readDeviceFile(path, dir);
   return files;
 }
 

@@ -112,5 +112,7 @@ export class WorkerLink {
       Atomics.notify(this.flag, 0);
     }
     await this.worker.terminate();
+    // The worker's end went with it; ours would otherwise keep the process alive.
+    this.port.close();
   }
 }

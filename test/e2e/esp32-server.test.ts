@@ -1,8 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
 import { ESP32_FACTORY_TABLE } from "../../src/emulator/esp32-partition-table.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
@@ -27,7 +24,6 @@ const IMAGE_C = buildEsp32AppImage(C);
 const FW_A = esp32Identity(A).slice(0, 32);
 const FW_B = esp32Identity(B).slice(0, 32);
 const FW_C = esp32Identity(C).slice(0, 32);
-const PULL = { "mpota_pull.py": readFileSync(join(DEVICE_DIR, "mpota_pull.py"), "utf8") };
 
 describe("server + real MicroPython agent + emulated ESP32 (pull into the other slot)", () => {
   const data = tempDir("mpota-e2e-esp32-");
@@ -68,7 +64,7 @@ describe("server + real MicroPython agent + emulated ESP32 (pull into the other 
       firmware: IMAGE_A,
       ...(options.factory ? { table: ESP32_FACTORY_TABLE } : {}),
       sleepSeconds: options.sleepSeconds ?? 0,
-      agent: { ...access.agent, files: PULL },
+      agent: access.agent,
     });
     devices.push(d);
     await d.start();

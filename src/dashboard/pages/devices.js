@@ -3,11 +3,12 @@
 import { useMemo, useState } from "preact/hooks";
 import { ago, shortId, time } from "../format.js";
 import { TrustBadges, TrustBanner, trustProblems } from "../trust.js";
-import { html, JobProgress, newestByName, statusText, TERMINAL } from "../ui.js";
+import { chipOf, html, JobProgress, newestByLine, statusText, TERMINAL } from "../ui.js";
 
 const COLUMNS = [
   ["id", "Device"],
   ["status", "Status"],
+  ["chip", "Chip"],
   ["firmware", "Firmware"],
   ["lastSeen", "Last seen"],
   ["ip", "IP"],
@@ -20,6 +21,7 @@ function sortValue(device, key) {
   if (key === "firmware")
     return device.firmware ? `${device.firmware.name} ${device.firmware.version}` : `~${device.fw ?? ""}`;
   if (key === "job") return device.job?.state ?? "";
+  if (key === "chip") return device.chip ?? "";
   return device[key] ?? "";
 }
 
@@ -40,7 +42,8 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
   const [filter, setFilter] = useState("");
   const [status, setStatus] = useState("all");
   const [sort, setSort] = useState({ key: "id", up: true });
-  const newest = useMemo(() => newestByName(firmware), [firmware]);
+  // A device is offered the newest release of its line built for its own chip.
+  const newest = useMemo(() => newestByLine(firmware), [firmware]);
   const rows = useMemo(() => {
     const text = filter.trim().toLowerCase();
     const list = [...devices.values()].filter((d) => {
@@ -81,12 +84,14 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
       <thead><tr>${COLUMNS.map(([key, label]) => head(key, label))}</tr></thead>
       <tbody>
         ${rows.map((d) => {
-          const line = d.firmware ? newest.get(d.firmware.name) : undefined;
+          const chip = chipOf(d, firmware);
+          const line = d.firmware && chip ? newest.get(`${d.firmware.name} ${chip}`) : undefined;
           const newer = line && line.id !== d.fw ? line : undefined;
           const job = d.job ? (jobs.get(d.job.id) ?? { ...d.job, id: d.job.id }) : undefined;
           return html`<tr data-device=${d.id}>
             <td><a href=${`#/device/${encodeURIComponent(d.id)}`}>${d.id}</a><${TrustBadges} problems=${trustProblems(d, credentials, base)} /></td>
             <td><span class=${`status status-${d.status ?? "unknown"}`}>${statusText(d, now)}</span></td>
+            <td class="chip">${chip ?? "–"}</td>
             <td>
               ${d.firmware ? html`${d.firmware.name} ${d.firmware.version}` : html`<span class="badge badge-unknown" title="The store has no firmware with this identity">unknown firmware</span>`}
               <span class="fw" title=${d.fw ?? ""}> ${shortId(d.fw)}</span>

@@ -8,8 +8,8 @@ import { chipOf, html, JobProgress, newestByLine, statusText, TERMINAL } from ".
 const COLUMNS = [
   ["id", "Device"],
   ["status", "Status"],
-  ["chip", "Chip"],
   ["firmware", "Firmware"],
+  ["chip", "Chip"],
   ["lastSeen", "Last seen"],
   ["ip", "IP"],
   ["rssi", "RSSI"],
@@ -91,12 +91,12 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
           return html`<tr data-device=${d.id}>
             <td><a href=${`#/device/${encodeURIComponent(d.id)}`}>${d.id}</a><${TrustBadges} problems=${trustProblems(d, credentials, base)} /></td>
             <td><span class=${`status status-${d.status ?? "unknown"}`}>${statusText(d, now)}</span></td>
-            <td class="chip">${chip ?? "–"}</td>
             <td>
               ${d.firmware ? html`${d.firmware.name} ${d.firmware.version}` : html`<span class="badge badge-unknown" title="The store has no firmware with this identity">unknown firmware</span>`}
               <span class="fw" title=${d.fw ?? ""}> ${shortId(d.fw)}</span>
               ${newer ? html` <span class="badge badge-newer">${newer.version} available</span>` : null}
             </td>
+            <td class="chip">${chip ?? "–"}</td>
             <td title=${time(d.lastSeen)}>${ago(d.lastSeen, now)}</td>
             <td>${d.ip ?? "–"}</td>
             <td>${d.rssi !== null && d.rssi !== undefined ? `${d.rssi} dBm` : "–"}</td>

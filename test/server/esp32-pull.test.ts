@@ -272,6 +272,9 @@ describe("ESP32 jobs speak of the device's fetch, not of a push to OTA mode", ()
     await dev.fetch(cmd);
     await dev.finish(cmd);
     await phase(s, job.id, "verifying");
+    await assert.rejects(s.server.runner.cancel(job.id), {
+      message: `Job ${job.id} cannot be cancelled now: it is verifying (the device has taken the command and may be fetching the image or booting it). Cancelling would leave the device without a retry path; wait for the job to finish.`,
+    });
     await dev.state();
     const end = await jobEnd(bridge, job.id);
     assert.equal(end.state, "failed");

@@ -21,6 +21,8 @@ export interface DeliveryWords {
   readonly noun: string;
   /** Where the delivery goes or comes from, for the step that starts it: ", to 10.0.0.5:8266". */
   where(job: JobRecord): string;
+  /** What a device that took the command may be doing, in "it ... (the device has taken the command and ...)". */
+  readonly busy: string;
   /** The device says it is busy with the delivery (status `ota`). */
   readonly statusOta: string;
   /** The server stopped during a delivery; it goes on after `waitMs`. */
@@ -62,6 +64,7 @@ export const plainWords: DeliveryWords = {
   retryShort: "delivering again",
   noun: "delivery",
   where: (job) => (job.targetIp === null ? "" : `, to the device at ${job.targetIp}`),
+  busy: "may be taking the release",
   statusOta: "Device says it is taking the update.",
   interrupted: (waitMs) =>
     `The delivery was interrupted (the server stopped). Delivering again in ${secondsText(waitMs)}.`,

@@ -9,6 +9,7 @@ export const esp32PullWords: DeliveryWords = {
   retryShort: "following the device's fetch again",
   noun: "fetch",
   where: (job) => (job.targetIp === null ? "" : `, fetched by the device at ${job.targetIp}`),
+  busy: "may be fetching the image or booting it",
   statusOta: "Device says it is fetching the image into its other slot.",
   interrupted: (waitMs) =>
     `The server stopped while the device fetched the image. Following the fetch again in ${secondsText(waitMs)}: the device keeps the blocks it wrote and resumes from there (HTTP Range).`,

@@ -13,6 +13,7 @@ export const udpPushWords: DeliveryWords = {
   retryShort: "pushing again",
   noun: "push",
   where: (job) => `, to ${target(job)}`,
+  busy: "may sit in OTA mode",
   statusOta: "Device says it is entering OTA mode.",
   interrupted: (waitMs) =>
     `The push was interrupted (the server stopped). Waiting ${secondsText(waitMs)} for the receiver to reset, then pushing the whole image again.`,

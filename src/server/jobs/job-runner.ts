@@ -256,7 +256,7 @@ export class JobRunner extends ScheduledFeature {
       if (!["queued", "waiting", "retrying"].includes(claimed.phase)) {
         await this.ledger.release(claimed.id);
         throw new RequestError(
-          `Job ${job.id} cannot be cancelled now: it is ${claimed.phase} (the device has taken the command and may sit in OTA mode). Cancelling would leave the device without a retry path; wait for the job to finish.`,
+          `Job ${job.id} cannot be cancelled now: it is ${claimed.phase} (the device has taken the command and ${(await this.wordsOf(claimed)).busy}). Cancelling would leave the device without a retry path; wait for the job to finish.`,
         );
       }
       const done = await this.ledger.finish(

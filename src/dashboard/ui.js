@@ -24,10 +24,28 @@ export function jobId(job) {
   return job.job ?? job.id;
 }
 
-/** The newest firmware of each name (the store lists newest first). */
-export function newestByName(firmware) {
+/**
+ * The chip a device runs: the one it reports (agents of contract v3), else the
+ * one the firmware it runs is built for, else null (unknown: every release is offered,
+ * and the server refuses one for another chip).
+ */
+export function chipOf(device, firmware) {
+  return device.chip ?? firmware.find((f) => f.id === device.fw)?.target ?? null;
+}
+
+/** Releases a device can take: not the one it runs, and built for its chip when that is known. */
+export function releasesFor(device, firmware) {
+  const chip = chipOf(device, firmware);
+  return firmware.filter((f) => f.id !== device.fw && (chip === null || f.target === chip));
+}
+
+/** The newest release of each line for each chip (the store lists newest first), by "name chip". */
+export function newestByLine(firmware) {
   const out = new Map();
-  for (const f of firmware) if (!out.has(f.name)) out.set(f.name, f);
+  for (const f of firmware) {
+    const key = `${f.name} ${f.target}`;
+    if (!out.has(key)) out.set(key, f);
+  }
   return out;
 }
 

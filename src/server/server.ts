@@ -351,7 +351,7 @@ function homeAssistantOf(core: Core, inbox: DeviceInbox, handlers: BridgeHandler
         now: () => clock.now(),
         actor: () => "home assistant install (mqtt)",
       }),
-      deviceModel: core.library.kinds.default.deviceModel,
+      kinds: core.library.kinds,
       version: core.info.version,
       logger: logger.child({ feature: "homeassistant" }),
     },

@@ -171,6 +171,11 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
       ),
     );
     assert.equal(dev.fetches.length, 0);
+    // Its give-up hint names no push by hand (an ESP32 has no OTA receiver to push to).
+    assert.match(
+      end.error ?? "",
+      / Gave up after 1 try\. When the cause is fixed, run `mpota update esp-4 board@2\.0` again\.$/,
+    );
     await dev.close();
   });
 
@@ -201,11 +206,83 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
       "push-done",
       "succeeded",
     ]);
+    assert.equal(
+      end.steps.filter((x) => x.kind === "push-started")[1]?.message.replace(/, by \S+\.$/, "."),
+      "Following the device's fetch again; it resumes from the blocks it already wrote (HTTP Range). Try 2 of 5, fetched by the device at 127.0.0.1.",
+    );
     assert.match(
       end.steps.find((x) => x.kind === "push-failed")?.message ?? "",
       /^The pull of http:\S+ broke off at 65536 of 300000 bytes: no report from device esp-5 for 0\.4 s\. The device keeps what it wrote and resumes from there \(HTTP Range\) on the next try\.$/,
     );
     assert.ok(dev.slot.equals(Buffer.from(B)));
+    await dev.close();
+  });
+});
+
+describe("ESP32 jobs speak of the device's fetch, not of a push to OTA mode", () => {
+  const t = tempDir("mpota-esp32-words-");
+  let s: TestServer;
+  let bridge: BridgeClient;
+  const ESP8266_WORDS = /OTA mode|receiver|push|datagram/i;
+
+  before(async () => {
+    s = await startPullServer(t.dir);
+    bridge = await BridgeClient.connect({ connection: { url: s.url } });
+  });
+  after(async () => {
+    await bridge.close();
+    await s.stop();
+    t.remove();
+  });
+
+  it("every step of an update, from the command to succeeded, in the ESP32's words", async () => {
+    const dev = await esp32(s, "esp-6");
+    const job = await bridge.request("update", { device: "esp-6", firmware: "board@2.0" });
+    const cmd = await dev.pullCommand();
+    await dev.mqtt.status("ota");
+    await eventually(async () => (await stepCount(s, job.id, "device-status")) === 1, "the status noted");
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    // A state before it fetches (it reconnected): the old firmware, still running.
+    await dev.state({ rssi: -61 });
+    await eventually(async () => (await stepCount(s, job.id, "device-state")) === 1, "the state noted");
+    await dev.fetch(cmd);
+    await dev.finish(cmd);
+    dev.fw = B_ID;
+    await dev.state({ run: "ota_1" });
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "succeeded", end.error ?? "");
+    const says = (kind: string) => end.steps.find((x) => x.kind === kind)?.message;
+    assert.equal(says("device-status"), "Device says it is fetching the image into its other slot.");
+    assert.equal(says("device-state"), `Device reported firmware ${A_ID} during the fetch.`);
+    assert.match(
+      says("push-started") ?? "",
+      /^Following the device's fetch of the image\. Try 1 of 5, fetched by the device at 127\.0\.0\.1, by \S+\.$/,
+    );
+    for (const step of end.steps) assert.doesNotMatch(step.message, ESP8266_WORDS, step.kind);
+    await dev.close();
+  });
+
+  it("a device back on its old firmware after the switch: the wrong-firmware failure says why in its words", async () => {
+    const dev = await esp32(s, "esp-7");
+    const job = await s.server.runner.create("esp-7", "board@2.0", { maxAttempts: 1 });
+    const cmd = await dev.pullCommand();
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await phase(s, job.id, "pushing");
+    await dev.fetch(cmd);
+    await dev.finish(cmd);
+    await phase(s, job.id, "verifying");
+    await assert.rejects(s.server.runner.cancel(job.id), {
+      message: `Job ${job.id} cannot be cancelled now: it is verifying (the device has taken the command and may be fetching the image or booting it). Cancelling would leave the device without a retry path; wait for the job to finish.`,
+    });
+    await dev.state();
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "failed");
+    assert.equal(
+      end.error,
+      `Device esp-7 came back running ${A_ID}, not ${B_ID} (board 2.0): the new image did not take (the device booted its old slot without reporting a rollback; a deep sleep right after set_boot boots the old slot again). Gave up after 1 try. When the cause is fixed, run \`mpota update esp-7 board@2.0\` again.`,
+    );
+    for (const step of end.steps) assert.doesNotMatch(step.message, ESP8266_WORDS, step.kind);
     await dev.close();
   });
 });
@@ -247,7 +324,10 @@ describe("ESP32 pull: the server killed mid-transfer and started again", () => {
       await dev.state();
       const end = await jobEnd(bridge, job.id);
       assert.equal(end.state, "succeeded", end.error ?? "");
-      assert.ok(kinds(end).includes("interrupted"));
+      assert.equal(
+        end.steps.find((x) => x.kind === "interrupted")?.message,
+        "The server stopped while the device fetched the image. Following the fetch again in 0.3 s: the device keeps the blocks it wrote and resumes from there (HTTP Range).",
+      );
       assert.ok(dev.slot.equals(Buffer.from(B)));
     } finally {
       await dev.close();

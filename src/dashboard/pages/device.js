@@ -4,7 +4,16 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { ago, bytes, shortId, time } from "../format.js";
 import { DeviceTrust, TrustWarnings } from "../trust.js";
-import { downgradeQuestion, ErrorText, html, JobProgress, statusText, TERMINAL } from "../ui.js";
+import {
+  chipOf,
+  downgradeQuestion,
+  ErrorText,
+  html,
+  JobProgress,
+  releasesFor,
+  statusText,
+  TERMINAL,
+} from "../ui.js";
 
 function Timeline({ id, version }) {
   const [job, setJob] = useState(null);
@@ -48,7 +57,9 @@ export function DevicePage({
   if (error) return html`<section><h2>${id}</h2><${ErrorText} error=${error} /></section>`;
   if (!detail) return html`<section><h2>${id}</h2><p>Loading…</p></section>`;
   const d = live ?? detail;
-  const choices = firmware.filter((f) => f.id !== d.fw);
+  // Only releases built for the device's chip: an ESP8266 is never offered an ESP32 image.
+  const choices = releasesFor(d, firmware);
+  const chip = chipOf(d, firmware);
   const chosen = target || (choices.find((f) => f.name === d.firmware?.name) ?? choices[0])?.id || "";
   const versionKey = `${liveJob?.state}:${liveJob?.attempt}`;
   const update = async () => {
@@ -64,6 +75,7 @@ export function DevicePage({
     <${TrustWarnings} device=${d} credentials=${credentials} base=${base} />
     <dl class="facts">
       <dt>Status</dt><dd class="device-status">${statusText(d, now)}</dd>
+      <dt>Chip</dt><dd class="device-chip">${chip ?? "–"}</dd>
       <dt>Firmware</dt><dd>${d.firmware ? `${d.firmware.name} ${d.firmware.version}` : html`<span class="badge badge-unknown">unknown firmware</span>`} <code>${d.fw}</code></dd>
       <dt>MicroPython</dt><dd>${d.ver ?? "–"}</dd>
       <dt>Last seen</dt><dd>${ago(d.lastSeen, now)}</dd>
@@ -79,7 +91,7 @@ export function DevicePage({
         ? html`<${JobProgress} job=${liveJob} device=${d} onCancel=${onCancel} />`
         : html`<div class="toolbar">
             <select aria-label="Firmware to install" value=${chosen} onChange=${(e) => setTarget(e.target.value)}>
-              ${choices.map((f) => html`<option value=${f.id}>${f.name} ${f.version}</option>`)}
+              ${choices.map((f) => html`<option value=${f.id}>${f.name} ${f.version} (${f.target})</option>`)}
             </select>
             <button disabled=${!chosen} onClick=${update}>Update ${id}</button>
           </div>

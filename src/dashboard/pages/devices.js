@@ -3,12 +3,13 @@
 import { useMemo, useState } from "preact/hooks";
 import { ago, shortId, time } from "../format.js";
 import { TrustBadges, TrustBanner, trustProblems } from "../trust.js";
-import { html, JobProgress, newestByName, statusText, TERMINAL } from "../ui.js";
+import { chipOf, html, JobProgress, newestByLine, statusText, TERMINAL } from "../ui.js";
 
 const COLUMNS = [
   ["id", "Device"],
   ["status", "Status"],
   ["firmware", "Firmware"],
+  ["chip", "Chip"],
   ["lastSeen", "Last seen"],
   ["ip", "IP"],
   ["rssi", "RSSI"],
@@ -20,6 +21,7 @@ function sortValue(device, key) {
   if (key === "firmware")
     return device.firmware ? `${device.firmware.name} ${device.firmware.version}` : `~${device.fw ?? ""}`;
   if (key === "job") return device.job?.state ?? "";
+  if (key === "chip") return device.chip ?? "";
   return device[key] ?? "";
 }
 
@@ -40,7 +42,8 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
   const [filter, setFilter] = useState("");
   const [status, setStatus] = useState("all");
   const [sort, setSort] = useState({ key: "id", up: true });
-  const newest = useMemo(() => newestByName(firmware), [firmware]);
+  // A device is offered the newest release of its line built for its own chip.
+  const newest = useMemo(() => newestByLine(firmware), [firmware]);
   const rows = useMemo(() => {
     const text = filter.trim().toLowerCase();
     const list = [...devices.values()].filter((d) => {
@@ -81,7 +84,8 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
       <thead><tr>${COLUMNS.map(([key, label]) => head(key, label))}</tr></thead>
       <tbody>
         ${rows.map((d) => {
-          const line = d.firmware ? newest.get(d.firmware.name) : undefined;
+          const chip = chipOf(d, firmware);
+          const line = d.firmware && chip ? newest.get(`${d.firmware.name} ${chip}`) : undefined;
           const newer = line && line.id !== d.fw ? line : undefined;
           const job = d.job ? (jobs.get(d.job.id) ?? { ...d.job, id: d.job.id }) : undefined;
           return html`<tr data-device=${d.id}>
@@ -92,6 +96,7 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
               <span class="fw" title=${d.fw ?? ""}> ${shortId(d.fw)}</span>
               ${newer ? html` <span class="badge badge-newer">${newer.version} available</span>` : null}
             </td>
+            <td class="chip">${chip ?? "–"}</td>
             <td title=${time(d.lastSeen)}>${ago(d.lastSeen, now)}</td>
             <td>${d.ip ?? "–"}</td>
             <td>${d.rssi !== null && d.rssi !== undefined ? `${d.rssi} dBm` : "–"}</td>

@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, api } from "../api.js";
 import { bytes, shortId, time } from "../format.js";
-import { downgradeQuestion, ErrorText, html, newestByName } from "../ui.js";
+import { chipOf, downgradeQuestion, ErrorText, html, newestByLine } from "../ui.js";
 
 function Verdicts({ verdicts }) {
   if (!verdicts?.length) return null;
@@ -91,7 +91,7 @@ export function FirmwarePage({ firmware, devices, onChanged, onLine, selected })
   const [concurrency, setConcurrency] = useState(2);
   const [allowDowngrade, setAllowDowngrade] = useState(false);
   const [lineResult, setLineResult] = useState(null);
-  const newest = newestByName(firmware);
+  const newest = newestByLine(firmware);
   const remove = async (f) => {
     if (!confirm(`Remove ${f.name} ${f.version} from the store?`)) return;
     try {
@@ -112,8 +112,11 @@ export function FirmwarePage({ firmware, devices, onChanged, onLine, selected })
       setError(e);
     }
   };
+  // A line's update goes to its devices of the release's chip only (the server leaves the others out).
   const behind = (f) =>
-    [...devices.values()].filter((d) => d.firmware?.name === f.name && d.fw !== f.id).length;
+    [...devices.values()].filter(
+      (d) => d.firmware?.name === f.name && d.fw !== f.id && chipOf(d, firmware) === f.target,
+    ).length;
   return html`<section>
     <h2>Add firmware</h2>
     <${Upload} onAdded=${onChanged} />
@@ -123,14 +126,15 @@ export function FirmwarePage({ firmware, devices, onChanged, onLine, selected })
     <label class="concurrency">At most <input type="number" min="1" max="20" value=${concurrency} onInput=${(e) => setConcurrency(Number(e.target.value))} /> devices at a time</label>
     <label class="check"><input type="checkbox" name="allowDowngrade" checked=${allowDowngrade} onChange=${(e) => setAllowDowngrade(e.target.checked)} /> Allow downgrade (also on devices that run something newer)</label>
     <div class="table-box"><table class="firmware">
-      <thead><tr><th>Name</th><th>Version</th><th>Identity</th><th>Size</th><th>Build</th><th>Devices</th><th>Notes</th><th>Added</th><th></th></tr></thead>
+      <thead><tr><th>Name</th><th>Version</th><th>Identity</th><th>Size</th><th>Chip</th><th>Build</th><th>Devices</th><th>Notes</th><th>Added</th><th></th></tr></thead>
       <tbody>
         ${firmware.map(
           (f) => html`<tr data-firmware=${f.id} class=${f.id === selected ? "selected" : ""}>
             <td>${f.name}</td><td>${f.version}</td><td><code title=${f.id}>${shortId(f.id)}</code></td><td>${bytes(f.size)}</td>
+            <td class="chip" title=${`Release kind ${f.kind}: it goes only to ${f.target} devices`}>${f.target}</td>
             <td>${f.build ?? "–"} ${f.micropython ?? ""}</td><td>${f.devices}</td><td class="notes">${f.notes ?? ""}</td><td>${time(f.addedAt)}</td>
             <td>
-              ${newest.get(f.name) === f && behind(f) > 0 ? html`<button class="small" onClick=${() => line(f)}>Update all on ${f.name} (${behind(f)})</button>` : null}
+              ${newest.get(`${f.name} ${f.target}`) === f && behind(f) > 0 ? html`<button class="small" onClick=${() => line(f)}>Update all on ${f.name} (${behind(f)})</button>` : null}
               <button class="small danger" onClick=${() => remove(f)}>Remove</button>
             </td>
           </tr>`,

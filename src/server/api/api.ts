@@ -62,6 +62,10 @@ export interface FirmwareView extends FirmwareRef {
   addedAt: number;
   micropython: string | null;
   build: string | null;
+  /** Its kind of release ("esp8266-ota", "esp32-app"). */
+  kind: string;
+  /** The chip it is built for ("esp8266", "esp32", "esp32s3"): it goes only to devices of that chip. */
+  target: string;
   checks: StoredVerdict[];
   /** Devices whose last state reports this firmware. */
   devices: number;

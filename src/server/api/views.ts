@@ -69,7 +69,12 @@ export function firmwareRef(record: FirmwareRecord): FirmwareRef {
   return { id: record.id, name: record.name, version: record.version };
 }
 
-export function firmwareView(record: FirmwareRecord, devices: number): FirmwareView {
+/** `kind`: its release kind and the chip it is built for (the caller knows the kinds). */
+export function firmwareView(
+  record: FirmwareRecord,
+  devices: number,
+  kind: { kind: string; target: string },
+): FirmwareView {
   return {
     ...firmwareRef(record),
     size: record.size,
@@ -77,6 +82,8 @@ export function firmwareView(record: FirmwareRecord, devices: number): FirmwareV
     addedAt: record.addedAt,
     micropython: record.micropython,
     build: record.build,
+    kind: kind.kind,
+    target: kind.target,
     checks: record.checks,
     devices,
   };

@@ -81,6 +81,10 @@ function decodeImage(request: Record<string, unknown>): Uint8Array {
 /** The bridge's request handlers, over storage, the firmware library and the job runner. */
 export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
   const { storage, library, runner } = deps;
+  const kindOf = (f: FirmwareRecord) => ({
+    kind: library.kinds.of(f).name,
+    target: library.kinds.targetOf(f),
+  });
 
   const firmwareIndex = async () =>
     new Map((await storage.firmware.list()).map((f) => [f.id, f] as [string, FirmwareRecord]));
@@ -128,7 +132,9 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
 
     "firmware/list": async () => {
       const [firmware, devices] = await Promise.all([storage.firmware.list(), storage.devices.list()]);
-      return firmware.map((f) => firmwareView(f, devices.filter((d) => d.state?.fw === f.id).length));
+      return firmware.map((f) =>
+        firmwareView(f, devices.filter((d) => d.state?.fw === f.id).length, kindOf(f)),
+      );
     },
 
     "firmware/add": async (request) => {
@@ -147,7 +153,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
         ...(force !== undefined ? { force } : {}),
       });
       return {
-        firmware: firmwareView(result.record, await devicesRunning(result.record.id)),
+        firmware: firmwareView(result.record, await devicesRunning(result.record.id), kindOf(result.record)),
         verdicts: result.verdicts,
       };
     },
@@ -156,7 +162,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       const removed = await library.remove(
         stringField(request, "id", "the firmware's identity or name@version"),
       );
-      return firmwareView(removed, await devicesRunning(removed.id));
+      return firmwareView(removed, await devicesRunning(removed.id), kindOf(removed));
     },
 
     update: async (request) => {

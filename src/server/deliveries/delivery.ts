@@ -1,6 +1,7 @@
 import { RequestError } from "../base/request-error.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { JobRecord } from "../storage/storage.ts";
+import type { DeliveryWords } from "./delivery-words.ts";
 
 /**
  * The delivery seam: how a release gets onto a device once the device has
@@ -61,6 +62,8 @@ export interface Delivery {
    * in the words a request gets; undefined when it can.
    */
   readonly unavailable?: { request: string; job: string } | undefined;
+  /** What the job's steps and advice call this delivery and its troubles (delivery-words.ts). */
+  readonly words: DeliveryWords;
   /**
    * For a device that fetches the release itself: what the signed command
    * adds (contract v3's `pull`: the image's SHA-256 and where to fetch it).

@@ -2,6 +2,7 @@ import type { Clock, Timer } from "../../net/clock.ts";
 import type { PullReport } from "../../protocol/mqtt-contract.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { Delivery, DeliveryOutcome, DeliveryProgress, DeliveryRequest } from "./delivery.ts";
+import { esp32PullWords } from "./esp32-pull-words.ts";
 
 export const ESP32_PULL = "esp32-pull";
 /** A pull with no report for this long has broken off (the agent reports about every 64 KiB). */
@@ -48,6 +49,7 @@ interface Follower {
  */
 export class Esp32PullDelivery implements Delivery {
   readonly name = ESP32_PULL;
+  readonly words = esp32PullWords;
   private readonly following = new Map<string, Follower>();
   private readonly stallMs: number;
 

@@ -1,6 +1,7 @@
 import { DeviceSilentError, DeviceStoppedError } from "../../transfer/sender.ts";
 import type { Delivery, DeliveryOutcome, DeliveryRequest } from "./delivery.ts";
 import { type ImagePusher, PushAbortedError } from "./image-pusher.ts";
+import { udpPushWords } from "./udp-push-words.ts";
 
 export const UDP_PUSH = "udp-push";
 
@@ -26,6 +27,7 @@ export function stalledMessage(target: string, error: string): string {
  */
 export class UdpPushDelivery implements Delivery {
   readonly name = UDP_PUSH;
+  readonly words = udpPushWords;
   readonly unavailable: Delivery["unavailable"];
 
   constructor(

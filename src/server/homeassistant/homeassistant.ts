@@ -11,6 +11,7 @@ import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { type Inbound, quietly } from "../mqtt/payload-reader.ts";
 import { readJobProgress, readStateOrCleared, readStatus, readText } from "../mqtt/topic-readers.ts";
 import { updateRefusalText, versionVerdict } from "../releases/downgrade-policy.ts";
+import type { ReleaseKinds } from "../releases/release-kind.ts";
 import type { DeviceRecord, FirmwareRecord, Storage } from "../storage/storage.ts";
 
 export const DEFAULT_HA_PREFIX = "homeassistant";
@@ -37,8 +38,12 @@ export interface HomeAssistantDeps {
   storage: Storage;
   inbox: DeviceInbox;
   handlers: BridgeHandlers;
-  /** What the devices are, in words (the release kind's device model, "ESP8266 with yaota8266"). */
-  deviceModel: string;
+  /**
+   * The kinds of release: a device's model is the device model of the kind
+   * it runs ("ESP8266 with yaota8266"), and it is offered only releases of
+   * the target it runs (an ESP8266 never an ESP32 image).
+   */
+  kinds: ReleaseKinds;
   version: string;
   logger: Logger;
 }
@@ -176,7 +181,7 @@ export class HomeAssistantFeature {
     });
   }
 
-  config(device: DeviceRecord): HaUpdateConfig {
+  config(device: DeviceRecord, running: FirmwareRecord | undefined): HaUpdateConfig {
     const base = this.d.topics.base;
     const key = `${base.replace(/\//g, "_")}_${device.id}`;
     const ver = device.state?.ver;
@@ -200,7 +205,7 @@ export class HomeAssistantFeature {
         identifiers: [`mpota_${key}`],
         name: device.id,
         manufacturer: "mpota",
-        model: this.d.deviceModel,
+        model: this.modelOf(device, running),
         ...(ver ? { sw_version: ver } : {}),
       },
       origin: { name: "mpota", sw_version: this.d.version },
@@ -237,8 +242,18 @@ export class HomeAssistantFeature {
     return state;
   }
 
+  /** What the device is: the kind of the release it runs, else of the chip it reports, else the default kind. */
+  private modelOf(device: DeviceRecord, running: FirmwareRecord | undefined): string {
+    const { kinds } = this.d;
+    const kind = running ? kinds.of(running) : (kinds.forChip(device.state?.chip) ?? kinds.default);
+    return kind.deviceModel;
+  }
+
+  /** The newest release of the line the device runs that is built for the same hardware (chip). */
   private async latestOf(running: FirmwareRecord): Promise<FirmwareRecord | undefined> {
-    return (await this.d.storage.firmware.findByName(running.name))[0];
+    const { kinds } = this.d;
+    const target = kinds.targetOf(running);
+    return (await this.d.storage.firmware.findByName(running.name)).find((r) => kinds.targetOf(r) === target);
   }
 
   /** Publishes a device's config and state (only what changed, unless `all`); run in the device's queue. */
@@ -248,7 +263,8 @@ export class HomeAssistantFeature {
     if (!device?.state) return;
     const value = await this.state(device);
     if (!value) return;
-    const config = toJson(this.config(device));
+    const running = await this.d.storage.firmware.get(device.state.fw);
+    const config = toJson(this.config(device, running));
     const state = toJson(value);
     const last = all ? undefined : this.sent.get(id);
     this.sent.set(id, { config, state });

@@ -1,15 +1,13 @@
 import type { JobRecord } from "../storage/storage.ts";
 
+export { secondsText } from "../deliveries/delivery-words.ts";
+
 /**
  * The words of job failures: what happened and what to do. Kept together so
- * the timeline, the CLI and the progress topic all say the same thing.
+ * the timeline, the CLI and the progress topic all say the same thing. What
+ * a delivery calls itself and its troubles ("the push", "OTA mode", "the
+ * fetch") is the delivery's own (deliveries/delivery-words.ts).
  */
-
-const time = (at: number) =>
-  new Date(at)
-    .toISOString()
-    .replace("T", " ")
-    .replace(/\.\d+Z$/, " UTC");
 
 /** A device's decline that trying again will not fix (no room, unsupported...). */
 const PERMANENT_DECLINE =
@@ -30,38 +28,18 @@ export function declinedPermanentlyMessage(job: JobRecord, reason: string): stri
   return `Device ${job.deviceId} declined the update: "${reason}". Trying again will not change that: fix the cause on the device, or pick a firmware that suits it.`;
 }
 
-export function silentAfterPushMessage(job: JobRecord, target: string): string {
-  return `Device ${job.deviceId} has not come back since the push${job.pushedAt === null ? "" : ` at ${time(job.pushedAt)}`}: no state on its topic and no answer in OTA mode at ${target}. It may not boot the new firmware (watch its serial console), or it lost power or WiFi.`;
-}
-
-export function wrongFirmwareMessage(job: JobRecord, fw: string): string {
-  return `Device ${job.deviceId} came back running ${fw}, not ${job.firmwareId} (${job.firmwareName} ${job.firmwareVersion}): the new image did not take (the push may not have reached it before its OTA receiver gave up).`;
-}
-
 export function noAckMessage(job: JobRecord, waitedMs: number): string {
   return `Device ${job.deviceId} did not take the command within ${Math.round(waitedMs / 1000)} s. A sleepy device takes it at its next wake; check that it is powered and connects to the broker with base topic and id as the server expects.`;
 }
 
-export function gaveUpMessage(job: JobRecord, reason: string): string {
-  return `${reason} Gave up after ${job.attempt} ${job.attempt === 1 ? "try" : "tries"}. When the cause is fixed, run \`mpota update ${job.deviceId} ${job.firmwareName}@${job.firmwareVersion}\` again${job.targetIp ? `, or push by hand to a device that sits in OTA mode: \`mpota push FILE --to ${job.targetIp}\`` : ""}.`;
-}
-
-/** "0.3 s", "6.0 s", "80 s". */
-export function secondsText(ms: number): string {
-  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
+/** `byHand`: the delivery's second way in (", or push by hand ..."), or "". */
+export function gaveUpMessage(job: JobRecord, reason: string, byHand: string): string {
+  return `${reason} Gave up after ${job.attempt} ${job.attempt === 1 ? "try" : "tries"}. When the cause is fixed, run \`mpota update ${job.deviceId} ${job.firmwareName}@${job.firmwareVersion}\` again${byHand}.`;
 }
 
 /** The job's push address as "ip:port". */
 export function targetText(job: JobRecord): string {
   return job.targetIp === null ? "(no address)" : `${job.targetIp}:${job.targetPort}`;
-}
-
-export function interruptedMessage(waitMs: number): string {
-  return `The push was interrupted (the server stopped). Waiting ${secondsText(waitMs)} for the receiver to reset, then pushing the whole image again.`;
-}
-
-export function verifyTimeoutMessage(waitedMs: number): string {
-  return `No state from the device within ${secondsText(waitedMs)} of the push: it probably sits in OTA mode (its checksum failed).`;
 }
 
 /** An ESP32's bootloader went back to the old firmware (contract v3's `rb` in the device's state). */

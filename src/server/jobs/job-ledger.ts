@@ -3,11 +3,12 @@ import type { Clock } from "../../net/clock.ts";
 import type { SignedOtaCommand, SignedPullCommand } from "../../protocol/command-signature.ts";
 import type { Json, Topics } from "../api/topics.ts";
 import { jobProgressMessage } from "../api/views.ts";
+import { type DeliveryWords, secondsText } from "../deliveries/delivery-words.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { JobPatch, JobRecord, NewJobStep, RetryMode, Storage } from "../storage/storage.ts";
 import type { JobPhase } from "../storage/types.ts";
 import type { CommandSigner } from "../trust/command-signer.ts";
-import { gaveUpMessage, rolledBackMessage, secondsText } from "./job-advice.ts";
+import { gaveUpMessage, rolledBackMessage } from "./job-advice.ts";
 import type { JobTimings } from "./job-timings.ts";
 
 export interface JobLedgerOptions {
@@ -24,6 +25,8 @@ export interface JobLedgerOptions {
   signer: CommandSigner;
   /** The `sha` and `url` of a `pull` command when the job's release is fetched by the device (contract v3). */
   pullFields?: (job: JobRecord) => Promise<{ sha: string; url: string } | undefined>;
+  /** The words of the job's delivery ("pushing again", "following the device's fetch again"). */
+  wordsOf: (job: JobRecord) => Promise<DeliveryWords>;
 }
 
 /**
@@ -145,7 +148,7 @@ export class JobLedger {
 
   /** Ends the job as failed; `job.attempt` is the number of tries to report. */
   async fail(job: JobRecord, reason: string, steps: NewJobStep[] = []): Promise<void> {
-    const message = gaveUpMessage(job, reason);
+    const message = gaveUpMessage(job, reason, (await this.o.wordsOf(job)).byHand(job));
     this.o.logger.warn({ job: job.id, device: job.deviceId, reason }, "job failed");
     await this.finish(job, "failed", message, ...steps, this.step("failed", message));
   }
@@ -164,7 +167,7 @@ export class JobLedger {
     }
     const { retryBaseMs, retryMaxMs } = this.o.timings;
     const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.max(0, job.attempt - 1));
-    const next = mode === "push" ? "pushing again" : "asking the device again";
+    const next = mode === "push" ? (await this.o.wordsOf(job)).retryShort : "asking the device again";
     const early = mode === "command" ? " (or at once when the device takes the retained command)" : "";
     await this.update(job, {
       patch: {

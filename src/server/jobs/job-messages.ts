@@ -6,15 +6,11 @@ import {
   isPullReport,
 } from "../../protocol/mqtt-contract.ts";
 import type { KeyedQueue } from "../base/keyed-queue.ts";
+import type { DeliveryWords } from "../deliveries/delivery-words.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { DeviceRecord, JobRecord, Storage } from "../storage/storage.ts";
 import { isTerminal } from "../storage/types.ts";
-import {
-  declinedMessage,
-  declinedPermanentlyMessage,
-  isPermanentDecline,
-  wrongFirmwareMessage,
-} from "./job-advice.ts";
+import { declinedMessage, declinedPermanentlyMessage, isPermanentDecline } from "./job-advice.ts";
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
 
@@ -32,6 +28,8 @@ export interface JobMessagesOptions {
   kick: (delayMs: number) => void;
   /** Whether the device fetches the job's release itself (an ESP32's pull), rather than being pushed to. */
   fetchedByDevice?: (job: JobRecord) => Promise<boolean>;
+  /** The words of the job's delivery. */
+  wordsOf: (job: JobRecord) => Promise<DeliveryWords>;
 }
 
 /**
@@ -62,7 +60,7 @@ export class JobMessages {
         await this.o.ledger.note(
           current.id,
           "device-state",
-          `Device reported firmware ${state.fw} during the push.`,
+          `Device reported firmware ${state.fw} during the ${(await this.o.wordsOf(current)).noun}.`,
           {
             fw: state.fw,
           },
@@ -82,7 +80,7 @@ export class JobMessages {
           ) {
             await this.o.ledger.attemptFailed(
               job,
-              wrongFirmwareMessage(job, state.fw),
+              (await this.o.wordsOf(job)).wrongFirmware(job, state.fw),
               "command",
               "wrong-firmware",
               {
@@ -111,7 +109,7 @@ export class JobMessages {
     if (status !== "ota") return;
     const active = await this.o.storage.jobs.activeForDevice(device.id);
     if (active && (active.phase === "ready" || active.phase === "waiting")) {
-      await this.o.ledger.note(active.id, "device-status", "Device says it is entering OTA mode.");
+      await this.o.ledger.note(active.id, "device-status", (await this.o.wordsOf(active)).statusOta);
     }
   }
 

@@ -3,11 +3,12 @@ import type { Clock, Timer } from "../../net/clock.ts";
 import { repeat } from "../../net/repeating-timer.ts";
 import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { Deliveries, Delivery, DeliveryOutcome, DeliveryProgress } from "../deliveries/delivery.ts";
+import type { DeliveryWords } from "../deliveries/delivery-words.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { JobRecord } from "../storage/storage.ts";
-import { silentAfterPushMessage, targetText } from "./job-advice.ts";
+import { targetText } from "./job-advice.ts";
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
 
@@ -65,8 +66,8 @@ export class JobPushes {
     await Promise.all([...this.running.values()].map((p) => p.done));
   }
 
-  /** Starts a delivery of a job the caller holds. Returns without waiting for it. */
-  async start(job: JobRecord, waitMs: number, message: string): Promise<void> {
+  /** Starts a delivery of a job the caller holds; `message` picks the step's words. Returns without waiting for it. */
+  async start(job: JobRecord, waitMs: number, message: (words: DeliveryWords) => string): Promise<void> {
     const { ledger } = this.o;
     let delivery: Delivery;
     try {
@@ -110,7 +111,7 @@ export class JobPushes {
       steps: [
         ledger.step(
           "push-started",
-          `${message} Try ${job.attempt + 1} of ${job.maxAttempts}, to ${ip}:${port}, by ${ledger.owner}.`,
+          `${message(delivery.words)} Try ${job.attempt + 1} of ${job.maxAttempts}${delivery.words.where(job)}, by ${ledger.owner}.`,
           {
             ip,
             port,
@@ -173,7 +174,7 @@ export class JobPushes {
     }
     const ended = outcome;
     await this.o.queue
-      .run(job.id, () => this.record(job, live, ended))
+      .run(job.id, () => this.record(job, live, ended, delivery.words))
       .catch((error: unknown) => this.o.onError(job.id, error));
   }
 
@@ -218,6 +219,7 @@ export class JobPushes {
     pushed: JobRecord,
     live: DeliveryProgress,
     outcome: Exclude<DeliveryOutcome, { kind: "aborted" }>,
+    words: DeliveryWords,
   ): Promise<void> {
     const { ledger, timings, logger } = this.o;
     // The push is over: from here on, device messages for the job are handled normally.
@@ -266,7 +268,7 @@ export class JobPushes {
         });
         break;
       case "silent":
-        await this.silent(job, progress, outcome.neverAnswered);
+        await this.silent(job, progress, outcome.neverAnswered, words);
         break;
       case "failed":
         if (outcome.final)
@@ -280,17 +282,28 @@ export class JobPushes {
   }
 
   /** The device did not answer: silent since an earlier delivery, or never since it took the command. */
-  private async silent(job: JobRecord, progress: DeliveryProgress, neverAnswered: string): Promise<void> {
+  private async silent(
+    job: JobRecord,
+    progress: DeliveryProgress,
+    neverAnswered: string,
+    words: DeliveryWords,
+  ): Promise<void> {
     const { ledger, timings } = this.o;
     // Silent after an earlier push (not since the ack): it did not come back, and is not in OTA mode either.
     const silentDevice = job.pushedAt !== null && (job.ackedAt === null || job.pushedAt > job.ackedAt);
-    const reason = silentDevice ? silentAfterPushMessage(job, targetText(job)) : neverAnswered;
+    const reason = silentDevice ? words.silentAfter(job) : neverAnswered;
     // A push of this job was cut off earlier (its instance died or lost its lease): part of
     // the app may be overwritten, and boot8266 then keeps the device in OTA mode, where it
     // never takes a command; and a receiver that keeps getting datagrams never resets its
     // stale buffer. So wait for the receiver's reset again and push again, while tries last.
-    if (!silentDevice && job.attempt < job.maxAttempts && (await ledger.hasStep(job.id, "interrupted"))) {
-      const text = `${reason} An earlier push was cut off, so it may be waiting in OTA mode with a stale buffer: pushing again after the receiver resets.`;
+    // (A device that fetches itself has no such receiver: a new command is its retry.)
+    if (
+      words.cutOff !== undefined &&
+      !silentDevice &&
+      job.attempt < job.maxAttempts &&
+      (await ledger.hasStep(job.id, "interrupted"))
+    ) {
+      const text = `${reason} ${words.cutOff}`;
       await ledger.update(job, {
         patch: { phase: "recovering", dueAt: ledger.now + timings.receiverResetMs, progress, error: text },
         steps: [ledger.step("push-failed", text, { bytes: progress.bytes })],

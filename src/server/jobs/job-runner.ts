@@ -11,6 +11,7 @@ import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
 import { ScheduledFeature } from "../base/scheduled-feature.ts";
 import type { Deliveries, Delivery } from "../deliveries/delivery.ts";
+import { type DeliveryWords, plainWords } from "../deliveries/delivery-words.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { versionNote } from "../releases/downgrade-policy.ts";
@@ -25,13 +26,7 @@ import {
 } from "../storage/storage.ts";
 import { isTerminal, type JobPhase } from "../storage/types.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
-import {
-  interruptedMessage,
-  noAckMessage,
-  silentAfterPushMessage,
-  targetText,
-  verifyTimeoutMessage,
-} from "./job-advice.ts";
+import { noAckMessage } from "./job-advice.ts";
 import { JobLedger } from "./job-ledger.ts";
 import { JobMessages } from "./job-messages.ts";
 import { JobPushes } from "./job-pushes.ts";
@@ -88,7 +83,8 @@ export class JobRunner extends ScheduledFeature {
 
   constructor(private readonly o: JobRunnerOptions) {
     super();
-    this.ledger = new JobLedger({ ...o, pullFields: (job) => this.pullFields(job) });
+    const wordsOf = (job: JobRecord) => this.wordsOf(job);
+    this.ledger = new JobLedger({ ...o, pullFields: (job) => this.pullFields(job), wordsOf });
     this.pushes = new JobPushes({
       ledger: this.ledger,
       library: o.library,
@@ -111,6 +107,7 @@ export class JobRunner extends ScheduledFeature {
       withLease: (id, fn, waitMs) => this.withLease(id, fn, waitMs),
       kick: (delayMs) => this.scheduler.kick(delayMs),
       fetchedByDevice: (job) => this.fetchedByDevice(job),
+      wordsOf,
     });
     this.scheduler = new DueScheduler({
       clock: o.clock,
@@ -127,6 +124,15 @@ export class JobRunner extends ScheduledFeature {
       return this.o.deliveries.get(kind.delivery).commandFields !== undefined;
     } catch {
       return false;
+    }
+  }
+
+  /** The words of the job's delivery; plain ones when this server lacks it (the job then fails saying so). */
+  private async wordsOf(job: JobRecord): Promise<DeliveryWords> {
+    try {
+      return this.o.deliveries.get((await this.o.library.kindOf(job.firmwareId)).delivery).words;
+    } catch {
+      return plainWords;
     }
   }
 
@@ -250,7 +256,7 @@ export class JobRunner extends ScheduledFeature {
       if (!["queued", "waiting", "retrying"].includes(claimed.phase)) {
         await this.ledger.release(claimed.id);
         throw new RequestError(
-          `Job ${job.id} cannot be cancelled now: it is ${claimed.phase} (the device has taken the command and may sit in OTA mode). Cancelling would leave the device without a retry path; wait for the job to finish.`,
+          `Job ${job.id} cannot be cancelled now: it is ${claimed.phase} (the device has taken the command and ${(await this.wordsOf(claimed)).busy}). Cancelling would leave the device without a retry path; wait for the job to finish.`,
         );
       }
       const done = await this.ledger.finish(
@@ -356,7 +362,7 @@ export class JobRunner extends ScheduledFeature {
           return;
         }
         case "ready":
-          await this.pushes.start(job, timings.firstAnswerMs, "Pushing the image.");
+          await this.pushes.start(job, timings.firstAnswerMs, (words) => words.start);
           return;
         case "pushing":
           // The lease ran out mid-push: this or another instance stopped while pushing.
@@ -364,29 +370,29 @@ export class JobRunner extends ScheduledFeature {
           if (await this.reportsTarget(job)) return;
           await this.ledger.update(job, {
             patch: { phase: "recovering", dueAt: this.now + timings.receiverResetMs },
-            steps: [this.ledger.step("interrupted", interruptedMessage(timings.receiverResetMs))],
+            steps: [
+              this.ledger.step("interrupted", (await this.wordsOf(job)).interrupted(timings.receiverResetMs)),
+            ],
           });
           return;
         case "recovering":
           if (await this.reportsTarget(job)) return;
-          await this.pushes.start(
-            job,
-            timings.repushAnswerMs,
-            "Pushing again to the receiver after its reset.",
-          );
+          await this.pushes.start(job, timings.repushAnswerMs, (words) => words.again);
           return;
-        case "verifying":
+        case "verifying": {
           if (await this.reportsTarget(job)) return;
           if (job.attempt >= job.maxAttempts) {
-            await this.ledger.fail(job, silentAfterPushMessage(job, targetText(job)));
+            await this.ledger.fail(job, (await this.wordsOf(job)).silentAfter(job));
             return;
           }
-          await this.ledger.note(job.id, "verify-timeout", verifyTimeoutMessage(timings.verifyTimeoutMs));
-          await this.pushes.start(job, timings.repushAnswerMs, "Pushing again to the same address.");
+          const words = await this.wordsOf(job);
+          await this.ledger.note(job.id, "verify-timeout", words.verifyTimeout(timings.verifyTimeoutMs));
+          await this.pushes.start(job, timings.repushAnswerMs, (w) => w.afterSilence);
           return;
+        }
         case "retrying":
           if (job.retryMode === "push")
-            await this.pushes.start(job, timings.repushAnswerMs, "Pushing again.");
+            await this.pushes.start(job, timings.repushAnswerMs, (words) => words.retry);
           else await this.sendCommand(job, "Command published again; waiting for the device to take it.");
           return;
         default:

@@ -41,6 +41,7 @@ export const esp32AppKind: ReleaseKind = {
   recognises: (bytes: Uint8Array) => isEsp32AppImage(bytes) || findMergedFirmware(bytes) !== null,
   owns: (release: FirmwareRecord) => ESP32_BUILDS.has(release.build),
   target: (release: FirmwareRecord) => release.build ?? ESP32_APP,
+  runsOn: (chip: string) => ESP32_BUILDS.has(chip),
 
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     const result = preflightEsp32(bytes, { source: options.source });

@@ -27,6 +27,7 @@ export const esp8266OtaKind: ReleaseKind = {
   recognises: () => true,
   owns: (release: FirmwareRecord) => ESP8266_BUILDS.has(release.build),
   target: () => "esp8266",
+  runsOn: (chip: string) => chip === "esp8266",
 
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     const checked = firmwareChecks(bytes, {

@@ -64,6 +64,8 @@ export interface ReleaseKind {
    * another. Without it, the kind's name.
    */
   target?(release: FirmwareRecord): string;
+  /** Whether a device reporting this `chip` (contract v3's state) runs releases of this kind. */
+  runsOn?(chip: string): boolean;
   /** Checks an upload; throws {@link RequestError} listing every cause and fix. */
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease;
   /** Throws FirmwareIntegrityError unless `bytes` are the artifact with this identity. */
@@ -112,6 +114,11 @@ export class ReleaseKinds {
   targetOf(release: FirmwareRecord): string {
     const kind = this.of(release);
     return kind.target?.(release) ?? kind.name;
+  }
+
+  /** The kind a device reporting `chip` runs, when one says so. */
+  forChip(chip: string | undefined): ReleaseKind | undefined {
+    return chip === undefined ? undefined : this.all.find((k) => k.runsOn?.(chip));
   }
 
   /** The kind of a stored release (the default for one no other kind owns, or none). */

@@ -4,6 +4,7 @@ import { shorten } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
+import { byChip } from "./rollout-chips.ts";
 import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
 import { type Candidate, planRollout } from "./rollout-plan.ts";
 import { parseRolloutRequest } from "./rollout-request.ts";
@@ -29,10 +30,10 @@ export async function createRollout(
   const names = new Map<string, FirmwareName>(store.map((f) => [f.id, { name: f.name, version: f.version }]));
   const known = new Map(
     (await o.storage.devices.list()).flatMap((d) =>
-      d.state ? [[d.id, { id: d.id, fw: d.state.fw, sleep: d.state.sleep ?? 0 } as Candidate]] : [],
+      d.state ? [[d.id, { id: d.id, fw: d.state.fw, sleep: d.state.sleep ?? 0, chip: d.state.chip }]] : [],
     ),
   );
-  let candidates: Candidate[];
+  let candidates: Array<Candidate & { chip?: string | undefined }>;
   const sel = input.selector;
   if (sel.kind === "devices") {
     const unknown = sel.devices.filter((id) => !known.has(id));
@@ -66,9 +67,17 @@ export async function createRollout(
       );
     }
   }
+  // One fleet holds ESP8266 and ESP32 devices: a release goes only to devices of its chip.
+  const chips = byChip(
+    o.library.kinds,
+    firmware,
+    candidates,
+    new Map(store.map((f) => [f.id, f])),
+    sel.kind === "devices",
+  );
   const now = o.clock.now();
   const target = { id: firmware.id, name: firmware.name, version: firmware.version };
-  const plan = planRollout(input, target, candidates, names, now);
+  const plan = planRollout(input, target, chips.fit, names, now);
   const id = `r-${randomBytes(5).toString("hex")}`;
   const groups = plan.groups.map((g) => g.size).join(" + ");
   const result = await o.storage.rollouts.create(
@@ -98,7 +107,7 @@ export async function createRollout(
     {
       at: now,
       kind: "created",
-      message: `Rollout of ${firmware.name} ${firmware.version} to ${plan.devices.length} device${plan.devices.length === 1 ? "" : "s"} created: groups of ${groups}${plan.already > 0 ? `; ${plan.already} already on it` : ""}${input.startAt !== undefined && input.startAt > now ? `; starts ${new Date(input.startAt).toISOString()}` : ""}.`,
+      message: `Rollout of ${firmware.name} ${firmware.version} to ${plan.devices.length} device${plan.devices.length === 1 ? "" : "s"} created: groups of ${groups}${plan.already > 0 ? `; ${plan.already} already on it` : ""}${chips.leftOut ? `; ${chips.leftOut}` : ""}${input.startAt !== undefined && input.startAt > now ? `; starts ${new Date(input.startAt).toISOString()}` : ""}.`,
       data: { devices: plan.devices.length, groups: plan.groups.map((g) => g.size), already: plan.already },
     },
   );

@@ -11,6 +11,7 @@ import type {
   DeliveryProgress,
   DeliveryRequest,
 } from "../../../src/server/deliveries/delivery.ts";
+import { plainWords } from "../../../src/server/deliveries/delivery-words.ts";
 import { FirmwareIntegrityError } from "../../../src/server/releases/firmware-files.ts";
 import type {
   CheckedRelease,
@@ -102,6 +103,7 @@ export interface FetchReport {
  */
 export class PullDelivery implements Delivery {
   readonly name = "test-pull";
+  readonly words = plainWords;
   private readonly offers = new Map<string, Offer>();
   private readonly http: Server;
   private client: MqttClient | undefined;

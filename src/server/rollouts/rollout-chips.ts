@@ -1,0 +1,87 @@
+/** Which selected devices a release cannot go to because it is built for another chip. */
+import { shorten } from "../../protocol/mqtt-contract.ts";
+import { RequestError } from "../base/request-error.ts";
+import type { ReleaseKinds } from "../releases/release-kind.ts";
+import type { FirmwareRecord } from "../storage/storage.ts";
+
+export interface ChipCandidate {
+  id: string;
+  /** The firmware it runs. */
+  fw: string;
+  /** The chip it reports (contract v3), if any. */
+  chip?: string | undefined;
+}
+
+/**
+ * The hardware a device runs, as far as the server knows: the target of the
+ * release it runs (the same test a job request makes), else the chip it
+ * reports; undefined when neither says (its job request then decides).
+ */
+function deviceTarget(
+  kinds: ReleaseKinds,
+  release: FirmwareRecord,
+  c: ChipCandidate,
+  store: ReadonlyMap<string, FirmwareRecord>,
+): { target: string; fits: boolean } | undefined {
+  const running = store.get(c.fw);
+  if (running) {
+    const target = kinds.targetOf(running);
+    return { target, fits: target === kinds.targetOf(release) };
+  }
+  const runsOn = kinds.of(release).runsOn;
+  if (c.chip === undefined || !runsOn) return undefined;
+  return { target: c.chip, fits: runsOn(c.chip) };
+}
+
+/**
+ * Splits the selected devices into those the release is built for and those
+ * of another chip. A list of ids naming a device of another chip is refused
+ * (the user named it: a mistake worth a word); a tag or a line may hold
+ * ESP8266 and ESP32 devices side by side, and the others are left out, with
+ * the reason returned for the rollout's log.
+ */
+export function byChip<C extends ChipCandidate>(
+  kinds: ReleaseKinds,
+  release: FirmwareRecord,
+  candidates: readonly C[],
+  store: ReadonlyMap<string, FirmwareRecord>,
+  named: boolean,
+): { fit: C[]; leftOut: string | undefined } {
+  const target = kinds.targetOf(release);
+  const fit: C[] = [];
+  const other = new Map<string, string[]>();
+  for (const c of candidates) {
+    const found = deviceTarget(kinds, release, c, store);
+    if (!found || found.fits) fit.push(c);
+    else other.set(found.target, [...(other.get(found.target) ?? []), c.id]);
+  }
+  if (other.size === 0) return { fit, leftOut: undefined };
+  const what = `${release.name} ${release.version} is built for ${target}`;
+  const lists = [...other.entries()].map(
+    ([chip, ids]) =>
+      `${ids
+        .slice(0, 5)
+        .map((id) => shorten(id))
+        .join(
+          ", ",
+        )}${ids.length > 5 ? ` and ${ids.length - 5} more` : ""} ${ids.length === 1 ? "runs" : "run"} ${chip}`,
+  );
+  if (named) {
+    throw new RequestError(
+      `Refused: ${what}, and ${lists.join("; ")}. Leave ${count(other) === 1 ? "that device" : "those devices"} out, or roll out a release built for ${count(other) === 1 ? "its" : "their"} chip to ${count(other) === 1 ? "it" : "them"} in a rollout of its own.`,
+    );
+  }
+  if (fit.length === 0) {
+    throw new RequestError(
+      `Refused: ${what}, and no selected device runs ${target} (${lists.join("; ")}). Pick a release built for their chip.`,
+    );
+  }
+  return {
+    fit,
+    leftOut: `${count(other)} device${count(other) === 1 ? "" : "s"} of another chip left out (${what}): ${lists.join("; ")}`,
+  };
+}
+
+function count(other: ReadonlyMap<string, string[]>): number {
+  return [...other.values()].reduce((n, ids) => n + ids.length, 0);
+}

@@ -8,7 +8,9 @@ import type { AppManifestFields } from "../../src/apps/app-manifest.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
 import { storeAppRelease } from "../../src/apps/app-store.ts";
 import { BridgeClient, ServerRefusalError } from "../../src/server/bridge/bridge-client.ts";
+import { MqttDevice } from "./support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";
+import { eventually } from "./support/wait.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -159,6 +161,24 @@ describe("app releases in the server (bridge app/add, app/list; name@version in 
       }),
       /is the manifest of app thermostat 3\.0\.0: add an app release with its files/,
     );
+  });
+
+  it("names an app release in an update request; without the app-pull delivery the request says so", async () => {
+    await s.provision("board-9");
+    const dev = await MqttDevice.connect(s.url, "board-9");
+    await dev.publish(
+      "state",
+      JSON.stringify({ v: 3, fw: "a".repeat(32), ip: "127.0.0.1", seq: 0, app: { board: "esp32" } }),
+    );
+    await eventually(
+      async () => (await s.server.storage.devices.get("board-9"))?.state?.app !== undefined,
+      "state",
+    );
+    await dev.close();
+    await assert.rejects(bridge.request("update", { device: "board-9", firmware: "thermostat@1.4.0" }), {
+      message:
+        'This server has no delivery "app-pull" (it has udp-push, esp32-pull); a release of this kind cannot be sent from it yet. The release stays stored; until an mpota with that delivery runs here, install it on the device by hand (firmware by serial: esptool.py write_flash or the board\'s own tool; app files with mpremote).',
+    });
   });
 
   it("takes a release `mpota app add` stored in the data directory by name@version", async () => {

@@ -92,6 +92,36 @@ describe("attacks on the device app route (/device/app/<sha>/...)", () => {
     t.remove();
   });
 
+  it("the HTTP API lists app releases and adds one by name@version, with the admin token only", async () => {
+    const admin = { authorization: `Bearer ${s.adminToken}` };
+    const list = await fetch(`${base}/api/v1/apps`, { headers: admin });
+    assert.equal(list.status, 200);
+    const apps = (await list.json()) as Array<{
+      name: string;
+      version: string;
+      sha256: string;
+      files: number;
+    }>;
+    assert.deepEqual(
+      apps.map((a) => [a.name, a.version, a.sha256, a.files]),
+      [
+        ["thermostat", "2.0.0", otherSha, 3],
+        ["thermostat", "1.4.0", manifestSha, 2],
+      ],
+    );
+    assert.equal((await fetch(`${base}/api/v1/apps`)).status, 401);
+    // A device's MQTT login is no admin login.
+    const asDevice = await get("/api/v1/apps", logins.get("board-1"));
+    assert.equal(asDevice.status, 401);
+    const missing = await fetch(`${base}/api/v1/apps`, {
+      method: "POST",
+      headers: { ...admin, "content-type": "application/json" },
+      body: JSON.stringify({ release: "heater@1.0.0" }),
+    });
+    assert.equal(missing.status, 400);
+    assert.match(await errorOf(missing), /^There is no app release heater 1\.0\.0 in /);
+  });
+
   it("serves the job's manifest and its files, byte for byte, to the job's device", async () => {
     const login = logins.get("board-1");
     const manifest = await get(`/device/app/${manifestSha}/manifest`, login);

@@ -22,7 +22,9 @@ import { EXIT_CODES } from "../exit-codes.ts";
  *     <down>
  *
  * A `pull` (v3) is signed under the header `mpota-cmd/3` with the `ota`
- * fields and then `<sha>` and `<url>` (docs/mqtt.md, "Version 3").
+ * fields and then `<sha>` and `<url>` (docs/mqtt.md, "Version 3"); an `app`
+ * (v3) under the same header as `<dev> <seq> app <job> <name> <ver> <down>
+ * <sha> <size> <url>` (docs/mqtt.md, "Version 3: apps").
  *
  * so `openssl dgst -sha256 -verify pub.pem -signature sig.bin message.txt`
  * checks a command too. Every field has a rule ({@link validateCommandFields});
@@ -115,7 +117,31 @@ export interface PullCommandFields extends Omit<OtaCommandFields, "op"> {
   url: string;
 }
 
-export type CommandFields = OtaCommandFields | KeysCommandFields | PullCommandFields;
+/**
+ * Contract v3: a board fetches the app release whose signed manifest has
+ * SHA-256 `sha` (`size` bytes) from `<url>/manifest`, and each file it lacks
+ * from `<url>/file/<file sha>`, stages them and switches (device/mpota_stage.py).
+ */
+export interface AppCommandFields {
+  op: "app";
+  dev: string;
+  seq: number;
+  job: string;
+  /** The app's name: `[a-z][a-z0-9_-]{0,31}`, as in its manifest. */
+  name: string;
+  /** Its version: 1 to 4 numbers joined by dots, as in its manifest. */
+  ver: string;
+  /** 1: the owner allowed a lower version than the board runs. */
+  down: 0 | 1;
+  /** SHA-256 of the whole signed manifest: the release's identity. */
+  sha: string;
+  /** The manifest's size in bytes (1 .. 64 KiB + one signature line). */
+  size: number;
+  /** `^https?://[^\s,]{1,240}$`: the server's device route of this release, without `/manifest`. */
+  url: string;
+}
+
+export type CommandFields = OtaCommandFields | KeysCommandFields | PullCommandFields | AppCommandFields;
 
 interface Signature {
   v: typeof COMMAND_VERSION;
@@ -128,13 +154,20 @@ interface Signature {
 export type SignedOtaCommand = { v: typeof COMMAND_VERSION } & OtaCommandFields & Omit<Signature, "v">;
 export type SignedKeysCommand = { v: typeof COMMAND_VERSION } & KeysCommandFields & Omit<Signature, "v">;
 export type SignedPullCommand = { v: typeof PULL_COMMAND_VERSION } & PullCommandFields & Omit<Signature, "v">;
+export type SignedAppCommand = { v: typeof PULL_COMMAND_VERSION } & AppCommandFields & Omit<Signature, "v">;
 /** The JSON object published on `<base>/<id>/cmd`. */
-export type SignedCommand = SignedOtaCommand | SignedKeysCommand | SignedPullCommand;
+export type SignedCommand = SignedOtaCommand | SignedKeysCommand | SignedPullCommand | SignedAppCommand;
 
 const DEVICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const FW = /^[0-9a-f]{32}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
+const APP_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+const APP_VERSION = /^(0|[1-9]\d{0,8})(\.(0|[1-9]\d{0,8})){0,3}$/;
+/** The largest app manifest: 64 KiB of lines and the signature line (src/apps/app-manifest.ts). */
+export const MAX_APP_MANIFEST_BYTES = 64 * 1024 + 720;
+/** The ops v3 added: their `v` is 3 and their header `mpota-cmd/3`. */
+const V3_OPS: ReadonlySet<unknown> = new Set(["pull", "app"]);
 /** The versions a signed command can carry (the agent checks the same). */
 export const COMMAND_VERSION_PATTERN = /^[A-Za-z0-9._+-]{1,32}$/;
 const VERSION = COMMAND_VERSION_PATTERN;
@@ -203,7 +236,8 @@ export function validateCommandFields(input: unknown): CommandFields {
   }
   const c = input as Fields;
   const op = c.op;
-  if (op !== "ota" && op !== "keys" && op !== "pull") throw fieldError("op", op, '"ota", "keys" or "pull"');
+  if (op !== "ota" && op !== "keys" && op !== "pull" && op !== "app")
+    throw fieldError("op", op, '"ota", "keys", "pull" or "app"');
   const dev = text(c, "dev", DEVICE_ID, "a device id: 1 to 64 of A-Z a-z 0-9 _ -");
   if (dev === "bridge" || dev.startsWith("mpota-")) {
     throw fieldError("dev", dev, 'a device id (the id "bridge" and ids starting "mpota-" are reserved)');
@@ -224,6 +258,7 @@ export function validateCommandFields(input: unknown): CommandFields {
     return { op, dev, seq, keys: [...(keys as string[])] };
   }
   const job = text(c, "job", JOB_ID, "a job id: 1 to 64 of A-Z a-z 0-9 _ -");
+  if (op === "app") return appFields(c, dev, seq, job);
   const fw = text(c, "fw", FW, "32 lowercase hex digits (the image's identity)");
   const size = integer(c, "size", 0, MAX_COMMAND_SEQ, "an integer >= 0 (bytes)");
   const ver = text(c, "ver", VERSION, "a version: 1 to 32 of A-Z a-z 0-9 . _ + -");
@@ -231,18 +266,37 @@ export function validateCommandFields(input: unknown): CommandFields {
   if (down !== 0 && down !== 1) throw fieldError("down", down, "0 or 1");
   if (op === "ota") return { op, dev, seq, job, fw, size, ver, down };
   const sha = text(c, "sha", SHA256, "64 lowercase hex digits (the image's SHA-256)");
-  const url = text(
+  return { op, dev, seq, job, fw, size, ver, down, sha, url: urlField(c) };
+}
+
+function urlField(c: Fields): string {
+  return text(
     c,
     "url",
     PULL_URL_PATTERN,
     "an http:// or https:// URL of at most 240 characters after the scheme, without spaces or commas",
   );
-  return { op, dev, seq, job, fw, size, ver, down, sha, url };
 }
 
-/** The `v` a command of this op carries: 3 for `pull`, 2 for the rest. */
+function appFields(c: Fields, dev: string, seq: number, job: string): AppCommandFields {
+  const name = text(c, "name", APP_NAME, "an app name: a-z, then up to 31 of a-z 0-9 _ -");
+  const ver = text(c, "ver", APP_VERSION, "an app version: 1 to 4 numbers joined by dots (1.4.0)");
+  const down = c.down;
+  if (down !== 0 && down !== 1) throw fieldError("down", down, "0 or 1");
+  const sha = text(c, "sha", SHA256, "64 lowercase hex digits (the manifest's SHA-256)");
+  const size = integer(
+    c,
+    "size",
+    1,
+    MAX_APP_MANIFEST_BYTES,
+    `an integer from 1 to ${MAX_APP_MANIFEST_BYTES} (the manifest's bytes)`,
+  );
+  return { op: "app", dev, seq, job, name, ver, down, sha, size, url: urlField(c) };
+}
+
+/** The `v` a command of this op carries: 3 for `pull` and `app`, 2 for the rest. */
 export function commandVersion(op: CommandFields["op"]): 2 | 3 {
-  return op === "pull" ? PULL_COMMAND_VERSION : COMMAND_VERSION;
+  return V3_OPS.has(op) ? PULL_COMMAND_VERSION : COMMAND_VERSION;
 }
 
 /** The exact bytes that are signed (UTF-8, "\n" between fields, no trailing newline). Validates first. */
@@ -250,6 +304,22 @@ export function signedBytes(fields: CommandFields): Buffer {
   const f = validateCommandFields(fields);
   if (f.op === "pull") {
     const lines = [PULL_SIGNED_HEADER, f.dev, f.seq, f.op, f.job, f.fw, f.size, f.ver, f.down, f.sha, f.url];
+    return Buffer.from(lines.join("\n"), "utf8");
+  }
+  if (f.op === "app") {
+    const lines = [
+      PULL_SIGNED_HEADER,
+      f.dev,
+      f.seq,
+      f.op,
+      f.job,
+      f.name,
+      f.ver,
+      f.down,
+      f.sha,
+      f.size,
+      f.url,
+    ];
     return Buffer.from(lines.join("\n"), "utf8");
   }
   const tail = f.op === "keys" ? [f.keys.join(",")] : [f.job, f.fw, f.size, f.ver, f.down];
@@ -332,6 +402,7 @@ export function commandPublicKey(modulusHex: string): KeyObject {
 export function signCommand(fields: OtaCommandFields, privateKey: KeyObject): SignedOtaCommand;
 export function signCommand(fields: KeysCommandFields, privateKey: KeyObject): SignedKeysCommand;
 export function signCommand(fields: PullCommandFields, privateKey: KeyObject): SignedPullCommand;
+export function signCommand(fields: AppCommandFields, privateKey: KeyObject): SignedAppCommand;
 export function signCommand(fields: CommandFields, privateKey: KeyObject): SignedCommand;
 export function signCommand(fields: CommandFields, privateKey: KeyObject): SignedCommand {
   if (privateKey.type !== "private") {
@@ -377,7 +448,7 @@ export function verifyCommand(
     throw new CommandSignatureError("The command is not a JSON object.");
   }
   const c = command as Fields;
-  const v = c.op === "pull" ? PULL_COMMAND_VERSION : COMMAND_VERSION;
+  const v = V3_OPS.has(c.op) ? PULL_COMMAND_VERSION : COMMAND_VERSION;
   if (c.v !== v) throw new CommandSignatureError(`The command's v is ${shown(c.v)}, not ${v}.`);
   if (c.sig === undefined) throw new CommandSignatureError("The command is not signed (no sig).");
   let fields: CommandFields;

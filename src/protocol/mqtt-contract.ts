@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { type AppState, parseAppState } from "./app-state.ts";
 
 /**
  * The device side of the MQTT contract, version 1 (docs/mqtt.md): payload
@@ -69,6 +70,8 @@ export interface DeviceState {
   run?: string;
   /** v3: present once after a rollback. */
   rb?: RolledBack;
+  /** v3: the app the board runs and what it can take (protocol/app-state.ts). */
+  app?: AppState;
 }
 
 /** `<base>/<id>/cmd` (retained; an empty payload clears it). */
@@ -218,6 +221,10 @@ export function parseState(payload: Uint8Array): Parsed<DeviceState> {
       rbValid,
       rbValid ? { job: rb.job as string, fw: (rb.fw as string).toLowerCase() } : undefined,
     );
+    if (raw.app !== undefined && raw.app !== null) {
+      const app = parseAppState(raw.app, warnings);
+      if (app) state.app = app;
+    }
   }
   return { ok: true, value: state, warnings };
 }

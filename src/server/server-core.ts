@@ -17,6 +17,7 @@ import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import type { MqttConnection } from "./mqtt/mqtt-connect.ts";
 import { MqttLink } from "./mqtt/mqtt-link.ts";
 import { SERVER_USERNAME } from "./mqtt/principals.ts";
+import { appKind } from "./releases/app-kind.ts";
 import { esp32AppKind } from "./releases/esp32-app-kind.ts";
 import { esp8266OtaKind } from "./releases/esp8266-ota-kind.ts";
 import { FirmwareLibrary } from "./releases/firmware-library.ts";
@@ -81,7 +82,7 @@ export async function openCore(options: ServerOptions, logger: Logger, features:
   if (!options.storage) await features.start(running("storage", () => storage.close()));
   const library = new FirmwareLibrary(storage, dataDir, () => clock.now(), {
     ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
-    kinds: new ReleaseKinds([esp8266OtaKind, esp32AppKind, ...(options.releaseKinds ?? [])]),
+    kinds: new ReleaseKinds([esp8266OtaKind, esp32AppKind, appKind, ...(options.releaseKinds ?? [])]),
     rolloutsTargeting: async (id, what) => {
       const rollouts = await rolloutsTargeting(storage, id);
       return rollouts.length > 0 ? targetOfRolloutsText(what, rollouts) : undefined;

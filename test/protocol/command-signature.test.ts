@@ -168,7 +168,7 @@ describe("signing", () => {
 
 describe("field rules: the server refuses to sign", () => {
   const bad: Array<[string, Record<string, unknown>, RegExp]> = [
-    ["op missing", { op: undefined }, /field op is missing; it must be "ota", "keys" or "pull"/],
+    ["op missing", { op: undefined }, /field op is missing; it must be "ota", "keys", "pull" or "app"/],
     ["op unknown", { op: "reboot" }, /field op is "reboot"/],
     ["dev empty", { dev: "" }, /field dev is ""; it must be a device id/],
     ["dev too long", { dev: "a".repeat(65) }, /field dev/],

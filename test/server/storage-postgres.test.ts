@@ -99,7 +99,7 @@ describe("PostgreSQL storage", skip, () => {
       rows,
       POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, description: m.description })),
     );
-    assert.equal(POSTGRES_SCHEMA_VERSION, 4);
+    assert.equal(POSTGRES_SCHEMA_VERSION, 5);
   });
 
   it("migrates once when several instances start together", async () => {
@@ -359,7 +359,7 @@ describe("PostgreSQL storage", skip, () => {
     );
     assert.deepEqual(
       rows.map((r) => r.version),
-      [1, 2, 3, 4],
+      [1, 2, 3, 4, 5],
     );
   });
 
@@ -698,7 +698,7 @@ describe("mpota db", skip, () => {
     assert.match(
       before.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n$`,
+        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n$`,
       ),
     );
     assert.ok(!before.stdout.includes(TEST_PASSWORD));
@@ -708,7 +708,7 @@ describe("mpota db", skip, () => {
     assert.match(
       migrated.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nSchema version 4: up to date\\.\n$`,
+        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nSchema version 5: up to date\\.\n$`,
       ),
     );
 
@@ -725,7 +725,7 @@ describe("mpota db", skip, () => {
 
     const again = await runCli(["db", "migrate", "--db", url]);
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, /\nNothing to do: schema version 4 is current\.\n$/);
+    assert.match(again.stdout, /\nNothing to do: schema version 5 is current\.\n$/);
   });
 
   it("fails with exit code 24 and what to check when the login is refused (real process)", async () => {
@@ -753,7 +753,7 @@ describe("mpota db", skip, () => {
     assert.equal(JSON.parse(status.stdout).state, "too-new");
     const migrate = await runCli(["db", "migrate", "--db", url]);
     assert.equal(migrate.code, 25);
-    assert.match(migrate.stderr, /has schema version 6, but this mpota knows only up to version 4/);
+    assert.match(migrate.stderr, /has schema version 7, but this mpota knows only up to version 5/);
   });
 
   it("works on SQLite in --data, and refuses a --db that is not PostgreSQL", async () => {
@@ -766,14 +766,14 @@ describe("mpota db", skip, () => {
       assert.equal(parsed.schemaVersion, 0);
       assert.deepEqual(
         parsed.pending.map((m: { version: number }) => m.version),
-        [1, 2, 3, 4],
+        [1, 2, 3, 4, 5],
       );
       const migrated = await runCli(["db", "migrate", "--data", t.dir]);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.match(migrated.stdout, /^Database: SQLite .*mpota\.db\nApplied migration 1: /);
       assert.match(
         migrated.stdout,
-        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nSchema version 4: up to date\.\n$/,
+        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nSchema version 5: up to date\.\n$/,
       );
       const bad = await runCli(["db", "status", "--db", "mysql://root:hunter2@db/mpota"]);
       assert.equal(bad.code, 2);

@@ -47,6 +47,44 @@ describe("SQLite storage", () => {
     }
   });
 
+  it("upgrades a version-4 database: its releases keep no kind (told by their build), new ones store theirs", async () => {
+    const t = tempDir();
+    try {
+      const db = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 4)) db.exec(m.sql);
+      db.pragma("user_version = 4");
+      db.prepare(
+        "INSERT INTO firmware (id, name, version, size, notes, added_at, micropython, build, checks) VALUES (?, 'old', '1.0', 10, NULL, 1, NULL, 'ota', '[]')",
+      ).run("b".repeat(32));
+      db.close();
+
+      const storage = await openSqliteStorage(t.dir);
+      try {
+        const old = await storage.firmware.get("b".repeat(32));
+        assert.equal(old?.build, "ota");
+        assert.equal(old && "kind" in old, false);
+        const app = {
+          id: "c".repeat(32),
+          name: "thermostat",
+          version: "1.4.0",
+          size: 300,
+          notes: null,
+          addedAt: 2,
+          micropython: null,
+          build: "app",
+          checks: [],
+          kind: "app",
+        };
+        assert.deepEqual(await storage.firmware.add(app), { ok: true, record: app });
+        assert.deepEqual(await storage.firmware.get(app.id), app);
+      } finally {
+        await storage.close();
+      }
+    } finally {
+      t.remove();
+    }
+  });
+
   it("upgrades a version-3 database in place: its data is kept, credentials and audit start empty", async () => {
     const t = tempDir();
     try {
@@ -73,8 +111,8 @@ describe("SQLite storage", () => {
         await storage.close();
       }
       const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
-      assert.equal(check.pragma("user_version"), 4);
-      assert.equal(SQLITE_SCHEMA_VERSION, 4);
+      assert.equal(check.pragma("user_version"), 5);
+      assert.equal(SQLITE_SCHEMA_VERSION, 5);
       check.close();
     } finally {
       t.remove();

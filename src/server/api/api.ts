@@ -71,6 +71,26 @@ export interface FirmwareView extends FirmwareRef {
   devices: number;
 }
 
+/** An app release (kind `app` of the release store) with what its manifest says. */
+export interface AppReleaseView {
+  /** The release store's identity: the first 32 hex digits of `sha256`. */
+  id: string;
+  /** SHA-256 of the signed manifest: what a device reports as its app's `id`. */
+  sha256: string;
+  name: string;
+  version: string;
+  files: number;
+  bytes: number;
+  boards: string[];
+  mpy: { version: number; arch: number; subVersion: number } | null;
+  /** The signing key's id. */
+  kid: string;
+  notes: string | null;
+  addedAt: number;
+  /** Devices whose last state reports this app. */
+  devices: number;
+}
+
 export interface JobView {
   id: string;
   device: string;
@@ -203,6 +223,16 @@ export interface BridgeApi extends RolloutBridgeApi {
     response: { firmware: FirmwareView; verdicts: StoredVerdict[] };
   };
   "firmware/remove": { request: { id: string }; response: FirmwareView };
+  "app/list": { request: Record<string, never>; response: AppReleaseView[] };
+  /**
+   * Adds an app release: its signed manifest (base64) and files (SHA-256 to
+   * base64; files the server holds may be left out), or `release`:
+   * name@version of one `mpota app add` stored in the server's data directory.
+   */
+  "app/add": {
+    request: { manifest?: string; files?: Record<string, string>; release?: string; notes?: string };
+    response: { app: AppReleaseView; verdicts: StoredVerdict[] };
+  };
   update: {
     request: {
       device: string;
@@ -245,6 +275,8 @@ export const BRIDGE_REQUEST_NAMES: readonly BridgeRequestName[] = [
   "firmware/list",
   "firmware/add",
   "firmware/remove",
+  "app/list",
+  "app/add",
   "update",
   "jobs",
   "job",

@@ -4,12 +4,14 @@ import type { ServerInfo } from "../api/api.ts";
 import { deviceView, firmwareView, jobView, stepView } from "../api/views.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
+import type { AppReleases } from "../releases/app-releases.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import { rolloutHandlers } from "../rollouts/rollout-handlers.ts";
 import type { FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
 import { type ProvisioningDeps, provisioningHandlers } from "../trust/provisioning.ts";
+import { appHandlers } from "./app-handlers.ts";
 import type { BridgeHandlers } from "./bridge.ts";
 
 export interface BridgeHandlerDeps {
@@ -23,6 +25,8 @@ export interface BridgeHandlerDeps {
   status?: () => Promise<StatusView>;
   /** Device credentials and the audit list; without it those requests are refused. */
   provisioning?: ProvisioningDeps;
+  /** App releases; without it the app requests are refused. */
+  apps?: AppReleases;
 }
 
 const NO_PROVISIONING = async (): Promise<never> => {
@@ -94,6 +98,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     (await storage.devices.list()).filter((d) => d.state?.fw === id).length;
 
   return {
+    ...appHandlers(deps.apps, storage),
     info: async () => deps.info(),
 
     devices: async (request) => {

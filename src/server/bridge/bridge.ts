@@ -23,7 +23,7 @@ export const MAX_REQUEST_BYTES = 64 * 1024;
 export const MAX_FIRMWARE_REQUEST_BYTES = 3 * 1024 * 1024;
 
 export function maxRequestBytes(name: string): number {
-  return name === "firmware/add" ? MAX_FIRMWARE_REQUEST_BYTES : MAX_REQUEST_BYTES;
+  return name === "firmware/add" || name === "app/add" ? MAX_FIRMWARE_REQUEST_BYTES : MAX_REQUEST_BYTES;
 }
 
 export interface BridgeOptions {

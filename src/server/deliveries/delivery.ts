@@ -92,7 +92,7 @@ export class Deliveries {
     const found = this.byName.get(name);
     if (!found) {
       throw new RequestError(
-        `This server has no delivery "${name}" (it has ${[...this.byName.keys()].join(", ") || "none"}); a release of this kind cannot be sent from it yet. The release stays stored; until an mpota with that delivery runs here, install it on the device by hand (by serial: esptool.py write_flash, or the board's own tool).`,
+        `This server has no delivery "${name}" (it has ${[...this.byName.keys()].join(", ") || "none"}); a release of this kind cannot be sent from it yet. The release stays stored; until an mpota with that delivery runs here, install it on the device by hand (firmware by serial: esptool.py write_flash or the board's own tool; app files with mpremote).`,
       );
     }
     return found;

@@ -139,6 +139,18 @@ export const FLEET_ROUTES: ApiRoute[] = [
     },
   },
   {
+    method: "GET",
+    path: "/apps",
+    handle: async (call) => replyOffsetPage(call, () => call.h["app/list"]({}), true),
+  },
+  {
+    method: "POST",
+    path: "/apps",
+    // A release `mpota app add` stored beside the server fits the JSON bound; an upload of files goes by the bridge.
+    handle: async ({ ctx, h, request, reply }) =>
+      reply(201, await h["app/add"](await readJsonBody(request, ctx.limits))),
+  },
+  {
     method: "POST",
     path: "/update",
     handle: async ({ ctx, h, request, reply }) =>

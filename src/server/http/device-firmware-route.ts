@@ -110,8 +110,8 @@ export class DeviceFirmwareRoute {
     }
   }
 
-  /** The device id of a valid Basic login; 401 (429 after too many from the source) otherwise. */
-  private async authenticate(request: IncomingMessage): Promise<string> {
+  /** The device id of a valid Basic login; 401 (429 after too many from the source) otherwise (also the app route's login). */
+  async authenticate(request: IncomingMessage): Promise<string> {
     const source = request.socket.remoteAddress ?? "unknown";
     const header = request.headers.authorization;
     if (header === undefined) {

@@ -21,6 +21,7 @@ import { AdminToken, ensureAdminToken } from "./admin-token.ts";
 import type { ApiContext } from "./api-context.ts";
 import { routeApi } from "./api-router.ts";
 import { Authenticator } from "./auth.ts";
+import { DEVICE_APP_PREFIX, DeviceAppRoute } from "./device-app-route.ts";
 import { DeviceFirmwareRoute } from "./device-firmware-route.ts";
 import { EventStream, type EventStreamOptions } from "./event-stream.ts";
 import { FleetEvents } from "./fleet-events.ts";
@@ -94,6 +95,8 @@ export class HttpFeature {
   private readonly auth: Authenticator;
   /** Devices fetching their image (contract v3's pull). */
   readonly devices: DeviceFirmwareRoute;
+  /** Devices fetching an app release's manifest and files (contract v3's app). */
+  readonly apps: DeviceAppRoute;
   private readonly host: string;
   private readonly port: number;
   readonly limits: HttpLimits;
@@ -124,6 +127,13 @@ export class HttpFeature {
       storage: deps.storage,
       library: deps.library,
       limiter: new LoginLimiter(this.limits.credentials),
+      logger: deps.logger,
+    });
+    this.apps = new DeviceAppRoute({
+      storage: deps.storage,
+      library: deps.library,
+      dataDir: deps.dataDir,
+      login: this.devices,
       logger: deps.logger,
     });
     const handlers = deps.handlers;
@@ -249,7 +259,9 @@ export class HttpFeature {
 
   private async handle(ctx: ApiContext, request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", "http://mpota.invalid");
-    if (url.pathname.startsWith("/device/")) {
+    if (url.pathname.startsWith(DEVICE_APP_PREFIX)) {
+      await this.apps.serve(request, response, url.pathname);
+    } else if (url.pathname.startsWith("/device/")) {
       await this.devices.serve(request, response, url.pathname);
       return;
     }

@@ -10,6 +10,7 @@ import {
   StorageError,
   type StoredVerdict,
 } from "../storage/storage.ts";
+import { appKind } from "./app-kind.ts";
 import { esp32AppKind } from "./esp32-app-kind.ts";
 import { esp8266OtaKind } from "./esp8266-ota-kind.ts";
 import { FirmwareFiles, FirmwareIntegrityError } from "./firmware-files.ts";
@@ -36,6 +37,8 @@ export interface AddFirmwareInput {
   force?: boolean;
   /** The file's name, for messages. */
   source?: string;
+  /** An app release whose files are in the app store already (only releases/app-releases.ts). */
+  appFilesStored?: boolean;
 }
 
 export interface AddFirmwareResult {
@@ -79,7 +82,7 @@ export class FirmwareLibrary {
   ) {
     this.files = new FirmwareFiles(options.firmwareDir ?? join(dataDir, "firmware"));
     this.images = options.firmwareDir === undefined ? storage.images : null;
-    this.kinds = options.kinds ?? new ReleaseKinds([esp8266OtaKind, esp32AppKind]);
+    this.kinds = options.kinds ?? new ReleaseKinds([esp8266OtaKind, esp32AppKind, appKind]);
   }
 
   /** Where the images live, in words (logs, errors). */
@@ -135,6 +138,7 @@ export class FirmwareLibrary {
       ...(input.flashSize !== undefined ? { flashSize: input.flashSize } : {}),
       force: input.force === true,
       source: input.source ?? `${name} ${version}`,
+      ...(input.appFilesStored ? { appFilesStored: true } : {}),
     });
     const existing = await this.storage.firmware.get(checked.identity);
     if (existing) {
@@ -153,6 +157,7 @@ export class FirmwareLibrary {
       micropython: checked.micropython,
       build: checked.build,
       checks: checked.verdicts,
+      kind: kind.name,
     };
     let result: Awaited<ReturnType<Storage["firmware"]["add"]>>;
     try {

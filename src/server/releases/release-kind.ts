@@ -20,6 +20,8 @@ export interface UploadOptions {
   force?: boolean;
   /** The upload's name, for messages. */
   source: string;
+  /** An app release whose files are in the app store already (releases/app-releases.ts adds those). */
+  appFilesStored?: boolean;
 }
 
 /** An upload that passed its kind's checks. */
@@ -54,8 +56,8 @@ export interface ReleaseKind {
   /** Whether uploaded bytes are this kind's artifact, when the upload names no kind (by magic bytes). */
   recognises(bytes: Uint8Array): boolean;
   /**
-   * Whether a stored release is of this kind. Releases have no kind column
-   * (the schema predates kinds): a kind knows its rows by their `build`.
+   * Whether a stored release of before schema 5 (no `kind` column value)
+   * is of this kind: a kind knows those rows by their `build`.
    */
   owns(release: FirmwareRecord): boolean;
   /**
@@ -121,9 +123,17 @@ export class ReleaseKinds {
     return chip === undefined ? undefined : this.all.find((k) => k.runsOn?.(chip));
   }
 
-  /** The kind of a stored release (the default for one no other kind owns, or none). */
+  /**
+   * The kind of a stored release: the one its `kind` column names (rows
+   * since schema 5), else the first that owns it (rows from before carry
+   * their kind in `build`), else the default.
+   */
   of(release: FirmwareRecord | undefined): ReleaseKind {
     if (!release) return this.default;
+    if (release.kind !== undefined) {
+      const named = this.all.find((k) => k.name === release.kind);
+      if (named) return named;
+    }
     return this.all.slice(1).find((k) => k.owns(release)) ?? this.default;
   }
 }

@@ -15,11 +15,13 @@ export function firmwareFromRow(row: Row): FirmwareRecord {
     micropython: row.micropython as string | null,
     build: row.build as string | null,
     checks: JSON.parse(row.checks as string),
+    ...(typeof row.kind === "string" ? { kind: row.kind } : {}),
   };
 }
 
 /** The columns a firmware row is inserted with, and their values in that order. */
-export const FIRMWARE_INSERT_COLUMNS = "id, name, version, size, notes, added_at, micropython, build, checks";
+export const FIRMWARE_INSERT_COLUMNS =
+  "id, name, version, size, notes, added_at, micropython, build, checks, kind";
 
 export function firmwareValues(record: FirmwareRecord): Array<string | number | null> {
   return [
@@ -32,5 +34,6 @@ export function firmwareValues(record: FirmwareRecord): Array<string | number | 
     record.micropython,
     record.build,
     JSON.stringify(record.checks),
+    record.kind ?? null,
   ];
 }

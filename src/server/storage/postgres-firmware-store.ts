@@ -13,7 +13,7 @@ export class PostgresFirmwareStore implements FirmwareStore {
       for (;;) {
         const inserted = await sql.run(
           `INSERT INTO firmware (${FIRMWARE_INSERT_COLUMNS})
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
           firmwareValues(record),
         );
         if (inserted > 0) return { ok: true, record };

@@ -254,5 +254,14 @@ ${table(
 )}
 `,
     },
+    {
+      version: 5,
+      description: "the kind of each release",
+      // Rows from before (NULL) keep being told apart by their build, as the kinds did before
+      // the column (releases/release-kind.ts): no row has to be rewritten.
+      sql: `
+ALTER TABLE firmware ADD COLUMN kind TEXT;
+`,
+    },
   ];
 }

@@ -10,7 +10,7 @@ export class SqliteFirmwareStore implements FirmwareStore {
     const byId = db.prepare("SELECT * FROM firmware WHERE id = ?");
     const byNameVersion = db.prepare("SELECT * FROM firmware WHERE name = ? AND version = ?");
     const insert = db.prepare(
-      `INSERT INTO firmware (${FIRMWARE_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO firmware (${FIRMWARE_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.addTx = db.transaction((record: FirmwareRecord): FirmwareAddResult => {
       const same = byId.get(record.id);

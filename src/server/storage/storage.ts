@@ -133,6 +133,11 @@ export interface FirmwareRecord {
   /** "ota", "normal", "unknown" or null. */
   build: string | null;
   checks: StoredVerdict[];
+  /**
+   * The release kind's name (`ReleaseKind.name`), stored since schema 5;
+   * absent for rows stored before, whose kind is told by their `build`.
+   */
+  kind?: string;
 }
 
 export type FirmwareAddResult =

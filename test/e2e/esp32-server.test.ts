@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { Esp32Board } from "../../src/emulator/esp32-board.ts";
 import { ESP32_FACTORY_TABLE } from "../../src/emulator/esp32-partition-table.ts";
+import { ESP32_TYPICAL } from "../../src/emulator/esp32-timing.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
 import { jobEnd } from "../server/support/job-suite.ts";
@@ -131,5 +134,95 @@ describe("server + real MicroPython agent + emulated ESP32 (pull into the other 
       /second app slot|OTA variant/,
     );
     assert.equal(d.fw, FW_A);
+  });
+});
+
+/** A loopback port free right now (the restarted server must listen where the signed URL points). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+describe("the server stopped in the middle of an ESP32's fetch and started again", () => {
+  const data = tempDir("mpota-e2e-esp32-restart-");
+  after(() => data.remove());
+
+  test("the job is taken up again and the device finishes the image from where it stopped", async () => {
+    const ports = { http: await freePort(), mqtt: await freePort() };
+    const start = () =>
+      startTestServer(data.dir, {
+        http: { host: "127.0.0.1", port: ports.http },
+        broker: { kind: "embedded", host: "127.0.0.1", port: ports.mqtt },
+        timings: { ...FAST_TIMINGS, firstAnswerMs: 20_000, verifyTimeoutMs: 20_000 },
+      });
+    let s = await start();
+    let bridge = await BridgeClient.connect({ connection: { url: s.url } });
+    for (const [image, version] of [
+      [IMAGE_A, "1.0"],
+      [IMAGE_B, "2.0"],
+    ] as const) {
+      await bridge.request("firmware/add", {
+        image: Buffer.from(image).toString("base64"),
+        name: "esp32-sensor",
+        version,
+      });
+    }
+    const access = await provisioned(s, "esp-attic");
+    // The datasheet's flash timing (45 ms per sector erase), so the fetch takes seconds, not milliseconds.
+    const board = new Esp32Board({ timing: { ...ESP32_TYPICAL, bootMs: 0 } });
+    const d = new SimulatedEsp32Device({
+      id: "esp-attic",
+      broker: access.broker,
+      board,
+      firmware: IMAGE_A,
+      agent: { ...access.agent, config: { ...access.agent.config, RETRY_MS: 500 } },
+    });
+    try {
+      await d.start();
+      await eventually(
+        async () => (await bridge.request("devices", {})).find((x) => x.id === "esp-attic" && x.fw === FW_A),
+        "esp-attic on A",
+        30_000,
+      );
+      const job = await bridge.request("update", { device: "esp-attic", firmware: "esp32-sensor@2.0" });
+      const ota1 = board.partitions().find((p) => p.label === "ota_1");
+      assert.ok(ota1);
+      // Stop the server once the device has written the first blocks of B, long before the end.
+      await eventually(
+        () => board.read(ota1.address + 8 * 4096, 1)[0] !== 0xff,
+        "a few blocks of B written",
+        30_000,
+      );
+      await bridge.close();
+      await s.stop();
+      assert.notDeepEqual(Buffer.from(board.read(ota1.address, IMAGE_B.length)), Buffer.from(IMAGE_B));
+      s = await start();
+      bridge = await BridgeClient.connect({ connection: { url: s.url } });
+      const end = await jobEnd(bridge, job.id, 60_000);
+      assert.equal(end.state, "succeeded", end.error ?? "");
+      assert.ok(
+        end.steps.some((x) => x.kind === "interrupted"),
+        `an interrupted step in ${end.steps.map((x) => x.kind).join(", ")}`,
+      );
+      assert.equal(d.fw, FW_B);
+      assert.deepEqual(Buffer.from(board.read(ota1.address, IMAGE_B.length)), Buffer.from(IMAGE_B));
+      // The new server served the rest only: the device asked from what it had written (HTTP Range).
+      const fetches = s.logs.find("device fetch started", { device: "esp-attic" });
+      assert.ok(fetches.length >= 1, "the restarted server served the device");
+      assert.ok(
+        fetches.every((line) => (line.from as number) > 0),
+        `fetches from ${fetches.map((line) => line.from).join(", ")}`,
+      );
+    } finally {
+      await d.stop();
+      await bridge.close();
+      await s.stop();
+    }
   });
 });

@@ -121,6 +121,11 @@ export async function runFlashPlan(
   options: FlashPlanCommandOptions,
   io: CliIo = processIo,
 ): Promise<FlashPlan> {
+  if (options.bootloader === undefined) {
+    throw new UsageError(
+      "Give --bootloader yaota8266.bin for an ESP8266, or --chip esp32 (or another ESP32-family chip) for a merged firmware.bin.",
+    );
+  }
   const board: BoardProfile | undefined = options.board !== undefined ? findBoard(options.board) : undefined;
   const flashSizeGiven = options.flashSize ?? board?.flashSize;
   if (flashSizeGiven === undefined) {
@@ -133,11 +138,6 @@ export async function runFlashPlan(
   const force = options.force === true;
   const warnings: string[] = [];
 
-  if (options.bootloader === undefined) {
-    throw new UsageError(
-      "Give --bootloader yaota8266.bin for an ESP8266, or --chip esp32 (or another ESP32-family chip) for a merged firmware.bin.",
-    );
-  }
   const bootBytes = new Uint8Array(readImageFileSync(options.bootloader, "Bootloader file"));
   const appBytes = new Uint8Array(readImageFileSync(options.firmware, "Firmware file"));
   if (!isYaotaBootloader(bootBytes)) {

@@ -214,7 +214,7 @@ describe("mpota flash-plan --chip esp32", () => {
   });
 
   test("without --chip the ESP8266 plan still needs --bootloader (2)", async () => {
-    const r = await plan("--firmware", f("ESP32_GENERIC-OTA.bin"), "--flash-size", "4M");
+    const r = await plan("--firmware", f("ESP32_GENERIC-OTA.bin"));
     assert.equal(r.code, 2);
     assert.ok(r.error instanceof UsageError);
     assert.match(r.error.message, /Give --bootloader yaota8266\.bin for an ESP8266, or --chip esp32/);

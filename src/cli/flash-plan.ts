@@ -4,6 +4,7 @@ import { FileError, UsageError } from "../errors.ts";
 import { BOARDS, type BoardProfile, findBoard } from "../firmware/boards.ts";
 import { analyzeBootloader, isYaotaBootloader } from "../firmware/bootloader-image.ts";
 import { FLASH_MODES, type FlashMode } from "../firmware/esp-image.ts";
+import { type ChipChoice, parseChipName } from "../firmware/esp32-chips.ts";
 import { checkFlashSize, flashSizeText } from "../firmware/flash-layout.ts";
 import { hex, sizeText } from "../firmware/format.ts";
 import {
@@ -17,6 +18,7 @@ import { isMicroPythonImage } from "../firmware/micropython-image.ts";
 import { assertPreflight, type Verdict } from "../firmware/preflight.ts";
 import { DEFAULT_MAIN_APP_OFFSET, parseConfigH } from "../protocol/config-h.ts";
 import { type FlashRegion, layoutRegions, regionLines } from "./check.ts";
+import { runEsp32FlashPlan } from "./flash-plan-esp32.ts";
 import { type CliIo, processIo } from "./io.ts";
 import { loadPublicKey, parseFlashSize, parseIntegerOption, readUserFile } from "./key-options.ts";
 
@@ -24,7 +26,9 @@ import { loadPublicKey, parseFlashSize, parseIntegerOption, readUserFile } from 
 export const FLASH_PLAN_FORMAT = "mpota-flash-plan/1";
 
 export interface FlashPlanCommandOptions {
-  bootloader: string;
+  /** Required for the ESP8266; an ESP32's merged firmware.bin holds its own. */
+  bootloader?: string;
+  chip?: ChipChoice;
   firmware: string;
   board?: string;
   flashSize?: number;
@@ -117,6 +121,11 @@ export async function runFlashPlan(
   options: FlashPlanCommandOptions,
   io: CliIo = processIo,
 ): Promise<FlashPlan> {
+  if (options.bootloader === undefined) {
+    throw new UsageError(
+      "Give --bootloader yaota8266.bin for an ESP8266, or --chip esp32 (or another ESP32-family chip) for a merged firmware.bin.",
+    );
+  }
   const board: BoardProfile | undefined = options.board !== undefined ? findBoard(options.board) : undefined;
   const flashSizeGiven = options.flashSize ?? board?.flashSize;
   if (flashSizeGiven === undefined) {
@@ -241,11 +250,12 @@ export function registerFlashPlanCommand(program: Command, io: CliIo = processIo
   return program
     .command("flash-plan")
     .description("Plan the first serial flash: one merged image and the exact esptool commands")
-    .requiredOption("--bootloader <file>", "yaota8266.bin (boot8266 + ota-server), written at 0x0")
+    .option("--bootloader <file>", "ESP8266: yaota8266.bin (boot8266 + ota-server), written at 0x0")
     .requiredOption(
       "--firmware <file>",
-      "firmware-ota.bin (MicroPython's OTA build), written at MAIN_APP_OFFSET",
+      "ESP8266: firmware-ota.bin, written at MAIN_APP_OFFSET; ESP32: the OTA variant's merged firmware.bin",
     )
+    .option("--chip <chip>", "esp8266 (default) or an ESP32-family chip: esp32, esp32s3 ...", parseChipName)
     .option("--board <name>", `board profile: ${BOARDS.map((b) => b.id).join(", ")}`)
     .option("--flash-size <size>", "flash size (overrides the board's): 512K, 1M, 2M, 4M ...", parseFlashSize)
     .option(
@@ -278,11 +288,24 @@ one merged image: the bootloader at 0x0, 0xFF up to MAIN_APP_OFFSET, the app.
 Boards:
 ${BOARDS.map((b) => `  ${b.id.padEnd(14)} ${flashSizeText(b.flashSize).padEnd(8)} ${b.flashMode.padEnd(5)} ${b.name}`).join("\n")}
 
-Example:
+ESP32 (--chip esp32): checks MicroPython's merged firmware.bin (bootloader,
+partition table with otadata, ota_0 and ota_1, and the app at 0x10000) and
+prints its layout and the esptool commands.
+
+Examples:
+  mpota flash-plan --chip esp32 --firmware ESP32_GENERIC-OTA-v1.27.0.bin
   mpota flash-plan --bootloader yaota8266.bin --firmware firmware-ota.bin \\
     --board sonoff-basic --key priv.key -o full.bin`,
     )
     .action(async (options: FlashPlanCommandOptions) => {
+      const chip = options.chip;
+      if (chip !== undefined && chip !== "esp8266") {
+        runEsp32FlashPlan(
+          { firmware: options.firmware, chip, port: options.port, baud: options.baud, json: options.json },
+          io,
+        );
+        return;
+      }
       await runFlashPlan(options, io);
     });
 }

@@ -91,7 +91,7 @@ export function DevicePage({
         ? html`<${JobProgress} job=${liveJob} device=${d} onCancel=${onCancel} />`
         : html`<div class="toolbar">
             <select aria-label="Firmware to install" value=${chosen} onChange=${(e) => setTarget(e.target.value)}>
-              ${choices.map((f) => html`<option value=${f.id}>${f.name} ${f.version} (${f.target})</option>`)}
+              ${choices.map((f) => html`<option value=${f.id}>${f.name} ${f.version}</option>`)}
             </select>
             <button disabled=${!chosen} onClick=${update}>Update ${id}</button>
           </div>

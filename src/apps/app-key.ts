@@ -17,7 +17,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { commandKeyId } from "../protocol/command-signature.ts";
+import { commandKeyId } from "../protocol/command-key-facts.ts";
 import { AppKeyError } from "./app-errors.ts";
 
 /** The app key's file name in the data directory (when no --key names another). */

@@ -1,5 +1,5 @@
 import { constants, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
-import { commandKeyId } from "../protocol/command-signature.ts";
+import { commandKeyId } from "../protocol/command-key-facts.ts";
 import { AppReleaseError } from "./app-errors.ts";
 import { appKeyModulus } from "./app-key.ts";
 import {

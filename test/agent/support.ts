@@ -3,13 +3,8 @@ import { once } from "node:events";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { Aedes } from "aedes";
 import mqtt, { type MqttClient } from "mqtt";
-import {
-  commandKeyId,
-  encodeCommand,
-  type OtaCommandFields,
-  publicModulusHex,
-  signCommand,
-} from "../../src/protocol/command-signature.ts";
+import { commandKeyId, publicModulusHex } from "../../src/protocol/command-key-facts.ts";
+import { encodeCommand, type OtaCommandFields, signCommand } from "../../src/protocol/command-signature.ts";
 
 export interface Received {
   topic: string;

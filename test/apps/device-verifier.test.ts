@@ -4,7 +4,7 @@ import { before, describe, test } from "node:test";
 import { appKeyModulus } from "../../src/apps/app-key.ts";
 import type { AppManifestFields } from "../../src/apps/app-manifest.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
-import { commandKeyId } from "../../src/protocol/command-signature.ts";
+import { commandKeyId } from "../../src/protocol/command-key-facts.ts";
 import { BOARD_MPY, Board, py } from "./micropython.ts";
 
 // device/mpota_app.py under real MicroPython (wasm, v1.27): a release made

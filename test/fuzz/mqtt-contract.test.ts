@@ -2,12 +2,8 @@ import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { isIP } from "node:net";
 import { describe, it } from "node:test";
-import {
-  CommandSignatureError,
-  publicModulusHex,
-  signCommand,
-  verifyCommand,
-} from "../../src/protocol/command-signature.ts";
+import { publicModulusHex } from "../../src/protocol/command-key-facts.ts";
+import { CommandSignatureError, signCommand, verifyCommand } from "../../src/protocol/command-signature.ts";
 import {
   DEVICE_STATUSES,
   MAX_ACK_BYTES,

@@ -6,15 +6,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import {
-  CommandFieldError,
   CommandKeyError,
-  CommandSignatureError,
   commandKeyId,
   commandPublicKey,
+  publicModulusHex,
+} from "../../src/protocol/command-key-facts.ts";
+import {
+  CommandFieldError,
+  CommandSignatureError,
   encodeCommand,
   type KeysCommandFields,
   type OtaCommandFields,
-  publicModulusHex,
   signCommand,
   signedBytes,
   validateCommandFields,

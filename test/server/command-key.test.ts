@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { CommandKeyError, signCommand, signedBytes } from "../../src/protocol/command-signature.ts";
+import { CommandKeyError } from "../../src/protocol/command-key-facts.ts";
+import { signCommand, signedBytes } from "../../src/protocol/command-signature.ts";
 import { COMMAND_KEY_FILE, loadCommandKey } from "../../src/server/trust/command-key.ts";
 import { readFixtureText } from "../support/fixtures.ts";
 

@@ -7,7 +7,7 @@ import {
   commandKeyId,
   MIN_COMMAND_KEY_BITS,
   publicModulus,
-} from "../../protocol/command-signature.ts";
+} from "../../protocol/command-key-facts.ts";
 import { readOrCreateSecretFile } from "../base/secret-file.ts";
 
 /** The command key's file name in the data directory. */

@@ -20,8 +20,13 @@ const used = () => {
   return m.heapUsed + m.arrayBuffers;
 };
 
-test("a 4 MiB image streams through the sender: memory stays flat while it is pushed", async () => {
-  const SIZE = 4 * 1024 * 1024;
+// The live heap sampled in the middle of a push holds what is in flight at that instant (a 64 KiB
+// chunk, signed datagrams in the window and in the network, the receiver's queue): 0 to 2.4 MiB over
+// runs and Node versions (2.1 MiB of a 4 MiB image failed a 2 MiB bound on Node 22 in CI). So the
+// test holds two figures of a 12 MiB push: the least growth over its last quarter (what stays, which
+// a sender keeping what it sent would raise by 9 MiB or more), and the peak, under half the image.
+test("a 12 MiB image streams through the sender: memory stays flat while it is pushed", async () => {
+  const SIZE = 12 * 1024 * 1024;
   const rnd = seededRandom(4);
   const image = new Uint8Array(SIZE).map(() => Math.floor(rnd() * 256));
   const clock = new VirtualClock();
@@ -31,7 +36,7 @@ test("a 4 MiB image streams through the sender: memory stays flat while it is pu
     address: "127.0.0.2",
     clock,
     key,
-    flash: new MemoryFlash(8 * 1024 * 1024),
+    flash: new MemoryFlash(16 * 1024 * 1024),
     timing: FAST,
     settings: { gpioMask: 0 },
   });
@@ -40,6 +45,7 @@ test("a 4 MiB image streams through the sender: memory stays flat while it is pu
   const channel = await network.bind({ address: "127.0.0.1" });
   const baseline = used();
   let peak = 0;
+  let lateLeast = Number.POSITIVE_INFINITY;
   let samples = 0;
   // Chunks as a file stream delivers them (64 KiB each), without real I/O:
   // the virtual clock must not run ahead while a read is pending.
@@ -58,15 +64,25 @@ test("a 4 MiB image streams through the sender: memory stays flat while it is pu
         clock,
         source: { totalBytes: SIZE, packets: packets() },
         onEvent: (e) => {
-          if (e.type === "progress" && samples++ % 20 === 0) peak = Math.max(peak, used() - baseline);
+          if (e.type !== "progress" || samples++ % 20 !== 0) return;
+          const growth = used() - baseline;
+          peak = Math.max(peak, growth);
+          if (e.ackedBytes > SIZE * 0.75) lateLeast = Math.min(lateLeast, growth);
         },
       }),
     );
     assert.equal(result.ackedBytes, SIZE);
     assert.ok(samples > 20, `only ${samples} samples`);
     assert.deepEqual(Buffer.from(device.flash.read(0x3c000, SIZE)), Buffer.from(image));
-    // The image is never held whole by the sender: growth stays far below its 4 MiB.
-    assert.ok(peak < 2 * 1024 * 1024, `memory grew by ${(peak / 1024).toFixed(0)} KiB during the push`);
+    // The image is never held whole by the sender: growth stays far below its 12 MiB.
+    const kib = (n: number) => `${(n / 1024).toFixed(0)} KiB`;
+    console.log(`growth: peak ${kib(peak)}, least over the last quarter ${kib(lateLeast)}`);
+    // The image is never held, whole or in part, by the sender.
+    assert.ok(
+      lateLeast < 2 * 1024 * 1024,
+      `memory kept ${kib(lateLeast)} through the last quarter of the push`,
+    );
+    assert.ok(peak < SIZE / 2, `memory grew by ${kib(peak)} during the push`);
   } finally {
     await device.close();
   }

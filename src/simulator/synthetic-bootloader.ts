@@ -1,8 +1,8 @@
 import { SYNTHETIC_BOOTLOADER_MARK } from "../firmware/bootloader-image.ts";
-import { seededRandom } from "../net/random.ts";
 import type { YaotaSettings } from "../protocol/config-h.ts";
 import { DEFAULT_MAIN_APP_OFFSET } from "../protocol/config-h.ts";
 import { MAX_IMAGE_SIZE } from "../protocol/datagram.ts";
+import { espSegmentsImage, seededBytes } from "./esp-image-bytes.ts";
 
 export interface SyntheticBootloaderOptions {
   /** The receiver's RSA modulus, big-endian, as config.h's MODULUS holds it. */
@@ -18,34 +18,18 @@ const BOOT_CODE_BYTES = 0xfe4;
 /** The `.param` section (u32 gpio_mask, u32 gpio_wait_ms) at iram offset 0xef0, file offset 0xf00. */
 const PARAM_AT = 0xef0;
 
-function pseudoRandom(n: number, seed: number): Uint8Array {
-  const random = seededRandom(seed);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(random() * 256);
-  return out;
-}
-
-/** An esptool v1 image: header, segments (address, length, data), padding and the XOR checksum (seed 0xEF) in its last byte. */
+/** An esptool v1 image of `segments` ([address, data]) starting at `entry`. */
 function espImage(segments: Array<[number, Uint8Array]>, entry: number): Uint8Array {
-  const body = 8 + segments.reduce((n, [, data]) => n + 8 + data.length, 0);
-  const out = new Uint8Array(Math.floor(body / 16) * 16 + 16);
-  const view = new DataView(out.buffer);
-  out[0] = 0xe9;
-  out[1] = segments.length;
-  out[2] = 0; // qio; esptool sets the mode and size when flashing
-  out[3] = 0x20; // 1 MiB, 40 MHz
-  view.setUint32(4, entry, true);
-  let at = 8;
-  let checksum = 0xef;
-  for (const [address, data] of segments) {
-    view.setUint32(at, address, true);
-    view.setUint32(at + 4, data.length, true);
-    out.set(data, at + 8);
-    at += 8 + data.length;
-    for (const b of data) checksum ^= b;
-  }
-  out[out.length - 1] = checksum;
-  return out;
+  const header = new Uint8Array(8);
+  header[0] = 0xe9;
+  header[1] = segments.length;
+  header[2] = 0; // qio; esptool sets the mode and size when flashing
+  header[3] = 0x20; // 1 MiB, 40 MHz
+  new DataView(header.buffer).setUint32(4, entry, true);
+  return espSegmentsImage(
+    header,
+    segments.map(([address, data]) => ({ address, data })),
+  );
 }
 
 function padToSector(bytes: Uint8Array): Uint8Array {
@@ -67,7 +51,7 @@ function padToSector(bytes: Uint8Array): Uint8Array {
 export function buildSyntheticBootloader(options: SyntheticBootloaderOptions): Uint8Array {
   const seed = options.seed ?? 1;
   const appOffset = options.settings?.mainAppOffset ?? DEFAULT_MAIN_APP_OFFSET;
-  const code = pseudoRandom(BOOT_CODE_BYTES, seed);
+  const code = seededBytes(BOOT_CODE_BYTES, seed);
   // The linker's 0xFF fill between the code and the parameters.
   code.fill(0xff, 0x900, PARAM_AT);
   code.fill(0xff, PARAM_AT + 8);
@@ -80,17 +64,17 @@ export function buildSyntheticBootloader(options: SyntheticBootloaderOptions): U
   view.setUint32(PARAM_AT + 4, options.settings?.gpioWaitMs ?? 3000, true);
   const boot = espImage([[0x40100000, code]], 0x40100004);
 
-  const data = pseudoRandom(0x600, seed + 1);
+  const data = seededBytes(0x600, seed + 1);
   data.set(options.modulus, 0x40);
   data[0x40 + options.modulus.length] = 0;
   const server = espImage(
     [
-      [0x40100000, pseudoRandom(0x6800, seed + 2)],
+      [0x40100000, seededBytes(0x6800, seed + 2)],
       [0x3ffe8000, data],
-      [0x3ffe8600, pseudoRandom(0x400, seed + 3)],
+      [0x3ffe8600, seededBytes(0x400, seed + 3)],
     ],
     0x40100010,
   );
-  const irom0 = pseudoRandom(0x10000, seed + 4);
+  const irom0 = seededBytes(0x10000, seed + 4);
   return new Uint8Array(Buffer.concat([boot, padToSector(server), padToSector(irom0)]));
 }

@@ -5,16 +5,9 @@
  * pseudo-random contents. They run nothing.
  */
 import { createHash } from "node:crypto";
-import { seededRandom } from "../net/random.ts";
+import { espSegmentsImage, seededBytes } from "./esp-image-bytes.ts";
 
 /** Pseudo-random bytes from a seed (the same stream test/support's images use). */
-function randomBytes(n: number, seed: number): Uint8Array {
-  const rnd = seededRandom(seed);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rnd() * 256);
-  return out;
-}
-
 /** A MicroPython ESP32_GENERIC OTA build's micropython.bin is about this large (v1.18: 1,466,432 B). */
 export const DEFAULT_ESP32_APP_SIZE = 1_466_432;
 
@@ -93,16 +86,16 @@ export function buildEsp32AppImage(options: Esp32ImageOptions = {}): Uint8Array 
   const seed = options.seed ?? 1;
   const size = options.size ?? 64 * 1024;
   const drom = new Uint8Array(0x1000);
-  drom.set(randomBytes(0x1000, seed), 0);
+  drom.set(seededBytes(0x1000, seed), 0);
   if (options.noAppDesc) drom.fill(0, 0, 4);
   else drom.set(buildAppDesc(options), 0);
   const fixed: Esp32SegmentSpec[] = [
-    { address: 0x3ffb0000, data: randomBytes(0x800, seed + 1) },
-    { address: 0x40080000, data: randomBytes(0x2000, seed + 2) },
+    { address: 0x3ffb0000, data: seededBytes(0x800, seed + 1) },
+    { address: 0x40080000, data: seededBytes(0x2000, seed + 2) },
   ];
   const overhead = 24 + 8 + drom.length + fixed.reduce((n, s) => n + 8 + s.data.length, 0) + 8 + 16 + 32;
   const codeLength = Math.max(4, Math.floor((size - overhead) / 4) * 4);
-  const code = randomBytes(codeLength, seed + 3);
+  const code = seededBytes(codeLength, seed + 3);
   if (options.banner !== undefined) code.set(Buffer.from(`\0${options.banner}\0`, "latin1"), 0x100);
   const segments = options.segments ?? [...fixed, { address: 0x400d0020, data: code }];
   const all = [{ address: 0x3f400020, data: drom }, ...segments];
@@ -118,20 +111,7 @@ export function buildEsp32AppImage(options: Esp32ImageOptions = {}): Uint8Array 
   hv.setUint16(15, 0, true); // min_chip_rev_full v0.0
   hv.setUint16(17, 399, true); // max_chip_rev_full v3.99
   header[23] = options.hashAppended === false ? 0 : 1;
-  const parts: Uint8Array[] = [header];
-  let checksum = 0xef;
-  for (const s of all) {
-    const h = new Uint8Array(8);
-    new DataView(h.buffer).setUint32(0, s.address, true);
-    new DataView(h.buffer).setUint32(4, s.data.length, true);
-    parts.push(h, s.data);
-    for (const b of s.data) checksum ^= b;
-  }
-  const body = Buffer.concat(parts);
-  const padded = Math.floor(body.length / 16) * 16 + 16;
-  const image = new Uint8Array(padded);
-  image.set(body, 0);
-  image[padded - 1] = checksum;
+  const image = espSegmentsImage(header, all);
   if (options.hashAppended === false) return image;
   return new Uint8Array(Buffer.concat([image, createHash("sha256").update(image).digest()]));
 }

@@ -7,11 +7,12 @@ import {
   strangeSegments,
   withFlashParams,
 } from "../../src/firmware/esp-image.ts";
-import { buildEspImage, randomBytes } from "../support/bootloader-image.ts";
+import { seededBytes } from "../../src/simulator/esp-image-bytes.ts";
+import { buildEspImage } from "../support/bootloader-image.ts";
 
-const iram = randomBytes(0x1234, 1);
-const dram = randomBytes(0x200, 2);
-const rodata = randomBytes(0x51, 3);
+const iram = seededBytes(0x1234, 1);
+const dram = seededBytes(0x200, 2);
+const rodata = seededBytes(0x51, 3);
 const image = buildEspImage({
   segments: [
     { address: 0x40100000, data: iram },

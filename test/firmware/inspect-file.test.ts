@@ -7,7 +7,8 @@ import { withSeq } from "../../src/protocol/datagram.ts";
 import { signImage } from "../../src/protocol/image-packets.ts";
 import { encodeOtaFile } from "../../src/protocol/ota-file.ts";
 import { generateKeyPair, parsePrivateKeyPem } from "../../src/protocol/rsa-key.ts";
-import { buildBootloaderImage, buildEspImage, randomBytes } from "../support/bootloader-image.ts";
+import { seededBytes } from "../../src/simulator/esp-image-bytes.ts";
+import { buildBootloaderImage, buildEspImage } from "../support/bootloader-image.ts";
 import { buildEsp32AppImage, buildMergedFirmware } from "../support/esp32-image.ts";
 import { readFixture, readFixtureText } from "../support/fixtures.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
@@ -155,7 +156,7 @@ describe("inspect: recognising a file by its first bytes", () => {
   });
 
   test("a plain ESP8266 app image is explained, and why boot8266 would not start it", () => {
-    const app = buildEspImage({ segments: [{ address: 0x40100000, data: randomBytes(0x800, 1) }] });
+    const app = buildEspImage({ segments: [{ address: 0x40100000, data: seededBytes(0x800, 1) }] });
     const r = inspectFirmware(app, { file: "app.bin" });
     assert.equal(r.kind, "esp8266-app");
     assert.equal(r.summary, "ESP8266 app image (esptool v1, 1 segments), not a MicroPython image");
@@ -182,7 +183,7 @@ describe("inspect: recognising a file by its first bytes", () => {
       [Buffer.from("yaota8266\x02rest", "latin1"), "canned .ota (unknown version)"],
       [Buffer.from([0xea, 4, 0, 0, 1, 2, 3, 4]), "esptool v2 image"],
       [Buffer.from("just some notes\n", "latin1"), "text"],
-      [randomBytes(100, 3).map((b) => (b < 0x20 ? 0x80 : b)), "binary"],
+      [seededBytes(100, 3).map((b) => (b < 0x20 ? 0x80 : b)), "binary"],
     ];
     for (const [bytes, looksLike] of cases) {
       assert.equal(describeUnknownFile(bytes).looksLike, looksLike, looksLike);

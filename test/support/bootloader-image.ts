@@ -1,4 +1,4 @@
-import { seededRandom } from "../../src/net/random.ts";
+import { espSegmentsImage, seededBytes } from "../../src/simulator/esp-image-bytes.ts";
 
 export interface SegmentSpec {
   address: number;
@@ -14,41 +14,19 @@ export interface EspImageSpec {
   sizeFreq?: number;
 }
 
-export function randomBytes(n: number, seed: number): Uint8Array {
-  const rnd = seededRandom(seed);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rnd() * 256);
-  return out;
-}
-
 /**
  * An esptool v1 image as `esptool.py elf2image` writes it for the ESP8266:
  * 8-byte header, the segments (u32 address, u32 length, data), zero padding
  * to the last byte of a 16-byte block, and the XOR checksum (seed 0xEF).
  */
 export function buildEspImage(spec: EspImageSpec): Uint8Array {
-  const parts: Uint8Array[] = [];
   const header = new Uint8Array(8);
   header[0] = 0xe9;
   header[1] = spec.segments.length;
   header[2] = spec.flashMode ?? 0;
   header[3] = spec.sizeFreq ?? 0x20;
   new DataView(header.buffer).setUint32(4, spec.entry ?? 0x40100004, true);
-  parts.push(header);
-  let checksum = 0xef;
-  for (const s of spec.segments) {
-    const h = new Uint8Array(8);
-    new DataView(h.buffer).setUint32(0, s.address, true);
-    new DataView(h.buffer).setUint32(4, s.data.length, true);
-    parts.push(h, s.data);
-    for (const b of s.data) checksum ^= b;
-  }
-  const body = Buffer.concat(parts);
-  const padded = Math.floor(body.length / 16) * 16 + 16;
-  const out = new Uint8Array(padded);
-  out.set(body, 0);
-  out[padded - 1] = checksum;
-  return out;
+  return espSegmentsImage(header, spec.segments);
 }
 
 function putU32(bytes: Uint8Array, offset: number, value: number): void {
@@ -90,7 +68,7 @@ export interface BootloaderImageOptions {
 export function buildBootloaderImage(options: BootloaderImageOptions): Uint8Array {
   const seed = options.seed ?? 7;
   const appOffset = options.mainAppOffset ?? 0x3c000;
-  const code = randomBytes(0xfe4, seed);
+  const code = seededBytes(0xfe4, seed);
   // Everything after the code up to the parameters is the linker's 0xff fill.
   code.fill(0xff, 0x900, 0xef0);
   code.fill(0xff, 0xef8);
@@ -107,19 +85,19 @@ export function buildBootloaderImage(options: BootloaderImageOptions): Uint8Arra
   });
   if (boot.length !== 0x1000) throw new Error(`boot8266 image is ${boot.length} bytes, not one sector`);
 
-  const dram = randomBytes(0x600, seed + 1);
+  const dram = seededBytes(0x600, seed + 1);
   dram.set(options.modulus, 0x40);
   dram[0x40 + options.modulus.length] = 0;
   const server = buildEspImage({
     segments: [
-      { address: 0x40100000, data: randomBytes(options.serverIramLength ?? 0x6800, seed + 2) },
+      { address: 0x40100000, data: seededBytes(options.serverIramLength ?? 0x6800, seed + 2) },
       { address: 0x3ffe8000, data: dram },
-      { address: 0x3ffe8600, data: randomBytes(0x400, seed + 3) },
+      { address: 0x3ffe8600, data: seededBytes(0x400, seed + 3) },
     ],
     entry: 0x40100010,
   });
   const serverPadded = padTo(server, Math.ceil(server.length / 0x1000) * 0x1000);
-  const irom = randomBytes(options.irom0Length ?? 0x10000, seed + 4);
+  const irom = seededBytes(options.irom0Length ?? 0x10000, seed + 4);
   const iromPadded = padTo(irom, Math.ceil(irom.length / 0x1000) * 0x1000);
   return new Uint8Array(Buffer.concat([boot, serverPadded, iromPadded]));
 }

@@ -67,6 +67,21 @@ function syncDir(dir: string): void {
   }
 }
 
+/**
+ * Puts one file into the app store by its digest (a copy fetched from a
+ * store several servers share), completely or not at all. The caller has
+ * checked the digest.
+ */
+export function cacheAppFile(dataDir: string, sha256: string, bytes: Uint8Array): void {
+  const path = appFilePath(dataDir, sha256);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch (error) {
+    throw storeError(path, error);
+  }
+  writeAtomic(path, bytes);
+}
+
 /** Writes `bytes` to `path` completely or not at all: temp file in the same folder, fsync, rename. */
 function writeAtomic(path: string, bytes: Uint8Array): void {
   const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;

@@ -13,9 +13,13 @@ import type { CliIo } from "./io.ts";
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
-export function progressText(j: Pick<JobView, "state" | "percent" | "bytes" | "total" | "rate">): string {
+export function progressText(
+  j: Pick<JobView, "state" | "percent" | "bytes" | "total" | "rate"> & { files?: number; of?: number },
+): string {
+  // An app's fetch: files staged of the release's, beside the bytes.
+  const files = j.files !== undefined && j.of !== undefined ? `, ${j.files} of ${j.of} files` : "";
   if (j.state === "pushing")
-    return `${j.percent}% of ${kib(j.total)}${j.rate > 0 ? ` at ${kib(j.rate)}/s` : ""}`;
+    return `${j.percent}% of ${kib(j.total)}${files}${j.rate > 0 ? ` at ${kib(j.rate)}/s` : ""}`;
   if (j.state === "succeeded") return "done";
   return j.bytes > 0 ? `${j.percent}% (last push)` : "-";
 }

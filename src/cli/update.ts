@@ -85,11 +85,13 @@ export function registerUpdateCommand(program: Command, io: CliIo): void {
   addBridgeOptions(
     program
       .command("update")
-      .description("Ask the running server to update a device to a firmware from its store (over MQTT).")
+      .description(
+        "Ask the running server to update a device to a release from its store (over MQTT): a firmware, or an app (`mpota app add`).",
+      )
       .argument("<device>", "device id, as `mpota devices` lists it")
       .argument(
-        "<firmware>",
-        "firmware identity (or its first 6+ digits), name@version, or name (the newest)",
+        "<release>",
+        "firmware or app: its identity (or its first 6+ digits), name@version, or name (the newest)",
       ),
   )
     .option("--follow", "wait and show progress until the job ends (exit 28 if it fails)")

@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { appFilePath } from "../../apps/app-store.ts";
+import type { AppFiles } from "../releases/app-files.ts";
 import { APP_KIND, appIdentity, appManifestOf } from "../releases/app-kind.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
@@ -16,8 +15,8 @@ const PATH = /^\/device\/app\/([0-9a-f]{64})\/(?:manifest|file\/([0-9a-f]{64}))$
 export interface DeviceAppDeps {
   storage: Storage;
   library: FirmwareLibrary;
-  /** The data directory whose app store holds the files. */
-  dataDir: string;
+  /** Where the files are (the data directory's app store, and the shared database's). */
+  files: AppFiles;
   /** The device login of the firmware route (the same credentials and wrong-login limiter). */
   login: { authenticate(request: IncomingMessage): Promise<string> };
   logger: Logger;
@@ -103,19 +102,11 @@ export class DeviceAppRoute {
 
   /** A file of the app store, checked against its digest (a damaged one is never sent). */
   private async storedFile(sha: string, path: string, name: string, version: string): Promise<Uint8Array> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(appFilePath(this.d.dataDir, sha));
-    } catch {
+    const bytes = await this.d.files.read(sha);
+    if (bytes === undefined) {
       throw new HttpError(
         500,
-        `The file ${path} of ${name} ${version} is missing from the app store. Add the release again (\`mpota app add\`).`,
-      );
-    }
-    if (createHash("sha256").update(bytes).digest("hex") !== sha) {
-      throw new HttpError(
-        500,
-        `The file ${path} of ${name} ${version} is damaged in the app store and will not be sent. Add the release again (\`mpota app add\`).`,
+        `The file ${path} of ${name} ${version} is missing from the app store or damaged there, and will not be sent. Add the release again (\`mpota app add\`).`,
       );
     }
     return bytes;

@@ -12,6 +12,7 @@ import type { BridgeHandlers } from "../bridge/bridge.ts";
 import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import { AppFiles } from "../releases/app-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import { DiskFullError } from "../storage/disk-full.ts";
@@ -132,7 +133,7 @@ export class HttpFeature {
     this.apps = new DeviceAppRoute({
       storage: deps.storage,
       library: deps.library,
-      dataDir: deps.dataDir,
+      files: new AppFiles(deps.dataDir, deps.storage.images),
       login: this.devices,
       logger: deps.logger,
     });

@@ -13,6 +13,7 @@ import {
 } from "../../apps/app-store.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord, StoredVerdict } from "../storage/storage.ts";
+import { AppFiles } from "./app-files.ts";
 import { APP_KIND, appIdentity, appManifestOf } from "./app-kind.ts";
 import type { FirmwareLibrary } from "./firmware-library.ts";
 
@@ -41,6 +42,8 @@ export class AppReleases {
   constructor(
     private readonly library: FirmwareLibrary,
     private readonly dataDir: string,
+    /** Where every instance finds the files (the shared database too, with PostgreSQL). */
+    private readonly files: AppFiles = new AppFiles(dataDir, null),
   ) {}
 
   /**
@@ -58,9 +61,13 @@ export class AppReleases {
       const given = input.files.get(file.sha256);
       if (given !== undefined) contents.set(file.sha256, given);
     }
-    const missing = manifest.files.filter(
-      (f) => !contents.has(f.sha256) && this.storedFile(f.sha256) === undefined,
-    );
+    const held = new Map<string, Uint8Array>();
+    for (const f of manifest.files) {
+      if (contents.has(f.sha256) || held.has(f.sha256)) continue;
+      const stored = await this.files.read(f.sha256);
+      if (stored !== undefined) held.set(f.sha256, stored);
+    }
+    const missing = manifest.files.filter((f) => !contents.has(f.sha256) && !held.has(f.sha256));
     if (missing.length > 0) {
       throw new RequestError(
         `The upload lacks ${missing.length} file${missing.length > 1 ? "s" : ""} of ${manifest.name} ${manifest.version} that the server does not hold: ${missing
@@ -79,15 +86,14 @@ export class AppReleases {
       }
     }
     // Files already stored are not rewritten; storeAppRelease wants every file's bytes, so they are read here.
-    for (const file of manifest.files) {
-      if (!contents.has(file.sha256)) contents.set(file.sha256, this.storedFile(file.sha256) as Uint8Array);
-    }
+    for (const [sha, bytes] of held) contents.set(sha, bytes);
     try {
       storeAppRelease(this.dataDir, manifest, contents);
     } catch (error) {
       if (error instanceof AppReleaseError) throw new RequestError(error.message);
       throw error;
     }
+    await this.files.share(manifest, contents);
     return this.addRow(manifest, input.notes ?? null, verdicts);
   }
 
@@ -109,7 +115,11 @@ export class AppReleases {
         `${manifest.name} ${manifest.version} cannot be used: ${damaged.map((d) => `${d.path} is ${d.problem}`).join("; ")}. Add it again from its folder (\`mpota app add\`).`,
       );
     }
-    return this.addRow(manifest, null, this.checkSignature(manifest));
+    const verdicts = this.checkSignature(manifest);
+    const contents = new Map<string, Uint8Array>();
+    for (const f of manifest.files) contents.set(f.sha256, readFileSync(appFilePath(this.dataDir, f.sha256)));
+    await this.files.share(manifest, contents);
+    return this.addRow(manifest, null, verdicts);
   }
 
   /** The app releases of the release store, newest first, with their manifests. */
@@ -134,17 +144,6 @@ export class AppReleases {
   async manifestOf(id: string): Promise<SignedAppManifest> {
     const artifact = await this.library.readRelease(id);
     return appManifestOf(artifact.bytes, `app release ${id}`);
-  }
-
-  /** A file of the app store whose bytes match its digest, else undefined. */
-  private storedFile(sha: string): Uint8Array | undefined {
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(appFilePath(this.dataDir, sha));
-    } catch {
-      return undefined;
-    }
-    return createHash("sha256").update(bytes).digest("hex") === sha ? bytes : undefined;
   }
 
   private checkSignature(manifest: SignedAppManifest): StoredVerdict[] {

@@ -35,11 +35,13 @@ function verdictLines(verdicts: StoredVerdict[]): string {
 export function firmwareTable(list: FirmwareView[], now = Date.now()): string {
   if (list.length === 0)
     return "The store is empty. Add an image with `mpota firmware add FILE --name NAME --version VERSION`.\n";
-  const rows = [["NAME", "VERSION", "IDENTITY", "SIZE", "MICROPYTHON", "DEVICES", "ADDED", "NOTES"]];
+  // FOR: the chip a firmware is built for (esp8266, esp32, esp32s3), or "app" for an app release.
+  const rows = [["NAME", "VERSION", "FOR", "IDENTITY", "SIZE", "MICROPYTHON", "DEVICES", "ADDED", "NOTES"]];
   for (const f of list) {
     rows.push([
       f.name,
       f.version,
+      f.target,
       f.id,
       String(f.size),
       f.micropython ?? "-",

@@ -149,10 +149,10 @@ describe("mpota serve and the commands that ask it", () => {
     );
     const list = await ask("firmware");
     assert.equal(list.code, 0);
-    assert.match(list.stdout, /^NAME +VERSION +IDENTITY +SIZE +MICROPYTHON +DEVICES +ADDED +NOTES\n-+/);
+    assert.match(list.stdout, /^NAME +VERSION +FOR +IDENTITY +SIZE +MICROPYTHON +DEVICES +ADDED +NOTES\n-+/);
     assert.match(
       list.stdout,
-      new RegExp(`\\nsensor +2\\.0 +${imageIdentity(v2)} +42000 +- +0 +\\d+ s ago +faster wake\\n$`),
+      new RegExp(`\\nsensor +2\\.0 +esp8266 +${imageIdentity(v2)} +42000 +- +0 +\\d+ s ago +faster wake\\n$`),
     );
     const json = await ask("firmware", "list", "--json");
     assert.deepEqual(
@@ -173,7 +173,7 @@ describe("mpota serve and the commands that ask it", () => {
       `Added board 1.27.0: 1,558,512 bytes (1.49 MiB), identity ${id}, MicroPython v1.27.0.\nUpdate a device with \`mpota update DEVICE board@1.27.0\`.\n`,
     );
     const list = await ask("firmware");
-    assert.match(list.stdout, new RegExp(`\\nboard +1\\.27\\.0 +${id} +1558512 +v1\\.27\\.0 +0 `));
+    assert.match(list.stdout, new RegExp(`\\nboard +1\\.27\\.0 +esp32 +${id} +1558512 +v1\\.27\\.0 +0 `));
     const merged = join(t.dir, "firmware.bin");
     writeFileSync(merged, buildMergedFirmware(buildEsp32AppImage({ size: 100_000, seed: 35 })));
     const r = await ask("firmware", "add", merged, "--name", "board", "--version", "1.27.1");

@@ -42,6 +42,19 @@ async function esp32(s: TestServer, id: string): Promise<Esp32Device> {
   return dev;
 }
 
+/**
+ * An ESP32 that took its update's pull command and acked it, with the job
+ * now following its fetch: each test's common start.
+ */
+async function pulling(s: TestServer, bridge: BridgeClient, id: string) {
+  const dev = await esp32(s, id);
+  const job = await bridge.request("update", { device: id, firmware: "board@2.0" });
+  const cmd = await dev.pullCommand();
+  await dev.report({ job: job.id, ready: true, pull: true });
+  await phase(s, job.id, "pushing");
+  return { dev, job, cmd };
+}
+
 async function phase(s: TestServer, job: string, wanted: string): Promise<void> {
   await eventually(async () => (await s.server.storage.jobs.get(job))?.phase === wanted, `job ${wanted}`);
 }
@@ -117,11 +130,7 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
   });
 
   it("an error the device reports fails the job with that text (an image set_boot refuses is not tried again)", async () => {
-    const dev = await esp32(s, "esp-2");
-    const job = await bridge.request("update", { device: "esp-2", firmware: "board@2.0" });
-    const cmd = await dev.pullCommand();
-    await dev.report({ job: job.id, ready: true, pull: true });
-    await phase(s, job.id, "pushing");
+    const { dev, job, cmd } = await pulling(s, bridge, "esp-2");
     await dev.fetch(cmd);
     await dev.report({ job: job.id, error: SET_BOOT });
     const end = await jobEnd(bridge, job.id);
@@ -135,11 +144,7 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
   });
 
   it("a state reporting the rollback of the job's firmware fails the job: rolled back", async () => {
-    const dev = await esp32(s, "esp-3");
-    const job = await bridge.request("update", { device: "esp-3", firmware: "board@2.0" });
-    const cmd = await dev.pullCommand();
-    await dev.report({ job: job.id, ready: true, pull: true });
-    await phase(s, job.id, "pushing");
+    const { dev, job, cmd } = await pulling(s, bridge, "esp-3");
     await dev.fetch(cmd);
     await dev.finish(cmd);
     await phase(s, job.id, "verifying");
@@ -180,11 +185,7 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
   });
 
   it("a fetch that stalls is stopped; the next try resumes where it stopped, with Range", async () => {
-    const dev = await esp32(s, "esp-5");
-    const job = await bridge.request("update", { device: "esp-5", firmware: "board@2.0" });
-    const cmd = await dev.pullCommand();
-    await dev.report({ job: job.id, ready: true, pull: true });
-    await phase(s, job.id, "pushing");
+    const { dev, job, cmd } = await pulling(s, bridge, "esp-5");
     const first = await dev.fetch(cmd, { stopAfter: 100_000 });
     assert.deepEqual(first, { status: 200, contentRange: null, got: 100_000 });
     // No report for the stall limit: stopped, then a new try follows the device again.

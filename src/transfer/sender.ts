@@ -292,6 +292,14 @@ export class PushSession {
         : Math.min(this.maxSentIndex, this.base + Math.floor(this.cwnd) - 1);
     this.next = this.base;
     this.ackClock.timedOut();
+    // The first resend leaves at once, not at the next pacing slot: the
+    // receiver is only dropping until it arrives. And the retransmit timer is
+    // then armed from the resend itself; armed from the original transmission
+    // it expired again before the resend could be answered, and the second
+    // go-back sent the same datagrams once more.
+    this.nextSendAt = now;
+    this.pumpTimer?.cancel();
+    this.pumpTimer = undefined;
     this.pump();
     this.armRetransmitTimer();
   }

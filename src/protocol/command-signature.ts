@@ -137,6 +137,14 @@ export interface AppCommandFields {
   url: string;
 }
 
+/**
+ * What a v3 command adds to `ota`'s fields for a device that fetches the
+ * release itself: an ESP32 image's `pull`, an app's `app`.
+ */
+export type FetchCommand =
+  | Pick<PullCommandFields, "op" | "sha" | "url">
+  | Pick<AppCommandFields, "op" | "name" | "ver" | "sha" | "size" | "url">;
+
 export type CommandFields = OtaCommandFields | KeysCommandFields | PullCommandFields | AppCommandFields;
 
 interface Signature {

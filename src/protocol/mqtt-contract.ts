@@ -92,10 +92,23 @@ export type DeviceAck =
   | { job: string; ready: false; error: string }
   | PullReport;
 
-/** v3: how a pull goes (`got` bytes of `total` written, `done` when switched), or why it ended (`error`). */
+/**
+ * v3: how a fetch by the device goes (`got` bytes of `total` written, `done`
+ * when switched; an app's also `files` of `of` staged), or why it ended
+ * (`error`; `final` when the release itself is refused and a new try cannot
+ * help).
+ */
 export type PullReport =
-  | { job: string; ready?: undefined; got: number; total: number; done: boolean }
-  | { job: string; ready?: undefined; error: string };
+  | {
+      job: string;
+      ready?: undefined;
+      got: number;
+      total: number;
+      done: boolean;
+      files?: number;
+      of?: number;
+    }
+  | { job: string; ready?: undefined; error: string; final?: boolean };
 
 /** Whether an ack is a pull's report rather than an answer to a command. */
 export function isPullReport(ack: DeviceAck): ack is PullReport {
@@ -109,6 +122,8 @@ export const OTA_DEFAULT_PORT = 8266;
 const FW_PATTERN = /^[0-9a-fA-F]{32}$/;
 const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const CHIP_PATTERN = /^[a-z0-9]{1,16}$/;
+/** The most files an app report may count: an app release's limit (src/apps/app-manifest.ts). */
+const MAX_REPORT_FILES = 256;
 const PARTITION_LABEL_PATTERN = /^[A-Za-z0-9_]{1,16}$/;
 /** Largest image a pull report may count: 16 MiB, the largest ESP32 flash. */
 export const MAX_PULL_BYTES = 16 * 1024 * 1024;
@@ -279,7 +294,14 @@ function parsePullReport(job: string, raw: Record<string, unknown>): Parsed<Devi
   if (raw.error !== undefined) {
     if (typeof raw.error !== "string" || raw.error.trim() === "")
       return { ok: false, reason: 'ack has an "error" that is not a text' };
-    return { ok: true, value: { job, error: shorten(raw.error.trim(), 200) }, warnings: [] };
+    if (raw.final !== undefined && typeof raw.final !== "boolean")
+      return { ok: false, reason: 'ack has a "final" that is not true or false' };
+    const error = shorten(raw.error.trim(), 200);
+    return {
+      ok: true,
+      value: raw.final === undefined ? { job, error } : { job, error, final: raw.final },
+      warnings: [],
+    };
   }
   const count = (v: unknown) => Number.isSafeInteger(v) && finite(v, 0, MAX_PULL_BYTES);
   if (!count(raw.got) || !count(raw.total) || (raw.got as number) > (raw.total as number)) {
@@ -290,9 +312,23 @@ function parsePullReport(job: string, raw: Record<string, unknown>): Parsed<Devi
   }
   if (raw.done !== undefined && typeof raw.done !== "boolean")
     return { ok: false, reason: 'ack has a "done" that is not true or false' };
-  return {
-    ok: true,
-    value: { job, got: raw.got as number, total: raw.total as number, done: raw.done === true },
-    warnings: [],
+  const value: PullReport = {
+    job,
+    got: raw.got as number,
+    total: raw.total as number,
+    done: raw.done === true,
   };
+  if (raw.files !== undefined || raw.of !== undefined) {
+    // An app's files: both or neither, 0 <= files <= of <= the most files a release holds.
+    const files = (v: unknown) => Number.isSafeInteger(v) && finite(v, 0, MAX_REPORT_FILES);
+    if (!files(raw.files) || !files(raw.of) || (raw.files as number) > (raw.of as number)) {
+      return {
+        ok: false,
+        reason: `ack has "files" and "of" that are not integers with 0 <= files <= of <= ${MAX_REPORT_FILES}`,
+      };
+    }
+    value.files = raw.files as number;
+    value.of = raw.of as number;
+  }
+  return { ok: true, value, warnings: [] };
 }

@@ -10,7 +10,9 @@ import { Bridge, type BridgeHandlers } from "./bridge/bridge.ts";
 import { bridgeHandlers } from "./bridge/bridge-handlers.ts";
 import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./cluster/instances.ts";
 import { Presence } from "./cluster/presence.ts";
-import { Deliveries } from "./deliveries/delivery.ts";
+import { AppPullDelivery } from "./deliveries/app-pull.ts";
+import { Deliveries, type Delivery } from "./deliveries/delivery.ts";
+import { DeviceFetches } from "./deliveries/device-fetch.ts";
 import { Esp32PullDelivery } from "./deliveries/esp32-pull.ts";
 import { ImagePusher } from "./deliveries/image-pusher.ts";
 import { UdpPushDelivery } from "./deliveries/udp-push.ts";
@@ -169,9 +171,10 @@ export class MpotaServer {
 
 /**
  * The deliveries: the UDP push (unavailable without a signing key), the
- * ESP32 pull (unavailable without an HTTP listener), and any the options add.
+ * ESP32 pull and the app pull (both unavailable without an HTTP listener),
+ * and any the options add.
  */
-function deliveriesOf(core: Core, pull: Esp32PullDelivery): Deliveries {
+function deliveriesOf(core: Core, fetching: readonly Delivery[]): Deliveries {
   const { options } = core;
   const pusher = options.key
     ? new ImagePusher({
@@ -186,7 +189,7 @@ function deliveriesOf(core: Core, pull: Esp32PullDelivery): Deliveries {
     : undefined;
   return new Deliveries([
     new UdpPushDelivery(pusher, core.timings.firstAnswerMs),
-    pull,
+    ...fetching,
     ...(options.deliveries ?? []),
   ]);
 }
@@ -201,10 +204,15 @@ function deviceUrlFor(address: string, port: number): string {
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** The ESP32 pull, following every device's pull reports on `ack` (every instance: the one delivering hears them). */
-async function pullDeliveryOf(core: Core, http: () => HttpFeature | undefined): Promise<Esp32PullDelivery> {
+/**
+ * The deliveries whose device fetches the release itself (an ESP32's image,
+ * an app's files), following every device's reports on `ack` (every
+ * instance subscribes: the one delivering hears them).
+ */
+async function fetchingDeliveriesOf(core: Core, http: () => HttpFeature | undefined): Promise<Delivery[]> {
   const { options, link, topics, clock } = core;
-  const pull = new Esp32PullDelivery({
+  const fetches = new DeviceFetches(clock, options.pullStallMs);
+  const o = {
     available: options.http !== undefined,
     // Jobs start before the HTTP listener: until it listens, its address comes from the options.
     deviceUrl: () => {
@@ -215,14 +223,13 @@ async function pullDeliveryOf(core: Core, http: () => HttpFeature | undefined): 
       const port = options.http.port ?? DEFAULT_HTTP_PORT;
       return port === 0 ? undefined : deviceUrlFor(options.http.host ?? DEFAULT_HTTP_HOST, port);
     },
-    clock,
-    ...(options.pullStallMs !== undefined ? { stallMs: options.pullStallMs } : {}),
-  });
+    fetches,
+  };
   await link.subscribe(topics.allDevices("ack"), readPullReport, (m) => {
     const device = topics.parseDevice(m.topic);
-    if (device) pull.report(device.id, m.payload);
+    if (device) fetches.report(device.id, m.payload);
   });
-  return pull;
+  return [new Esp32PullDelivery(o), new AppPullDelivery(o)];
 }
 
 /** The job runner, the device inbox and the rollout engine, started in that order. */
@@ -232,7 +239,7 @@ async function startFleet(
   server: () => MpotaServer | undefined,
 ): Promise<Fleet> {
   const { options, storage, link, topics, clock, logger, keyRing, owner, timings } = core;
-  const deliveries = deliveriesOf(core, await pullDeliveryOf(core, () => server()?.http));
+  const deliveries = deliveriesOf(core, await fetchingDeliveriesOf(core, () => server()?.http));
   const runner: JobRunner = new JobRunner({
     storage,
     link,
@@ -265,8 +272,8 @@ async function startFleet(
     topics,
     storage,
     listener: {
-      handleState: async (device, state) => {
-        await runner.handleState(device, state);
+      handleState: async (device, state, receivedAt) => {
+        await runner.handleState(device, state, receivedAt);
         await keyRollout.handleState(device.id, state);
       },
       handleStatus: (device, status) => runner.handleStatus(device, status),

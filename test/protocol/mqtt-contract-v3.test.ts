@@ -101,6 +101,17 @@ describe("contract v3: a pull's reports on ack", () => {
       value: { job: "j-1", error: "sha256 mismatch: nothing was switched" },
       warnings: [],
     });
+    // An app's: files staged of the release's, and whether an error is final.
+    assert.deepEqual(parseAck(bytes({ job: "j-1", got: 2048, total: 61440, files: 3, of: 20 })), {
+      ok: true,
+      value: { job: "j-1", got: 2048, total: 61440, done: false, files: 3, of: 20 },
+      warnings: [],
+    });
+    assert.deepEqual(parseAck(bytes({ job: "j-1", error: "main.py: digest differs", final: true })), {
+      ok: true,
+      value: { job: "j-1", error: "main.py: digest differs", final: true },
+      warnings: [],
+    });
     assert.deepEqual(parseAck(bytes({ job: "j-1", ready: true, pull: true })), {
       ok: true,
       value: { job: "j-1", ready: true, port: 8266, pull: true },
@@ -129,6 +140,15 @@ describe("contract v3: a pull's reports on ack", () => {
     assert.equal(refused({ job: "j-1", error: 5 }), 'ack has an "error" that is not a text');
     assert.equal(refused({ job: "j-1", error: "  " }), 'ack has an "error" that is not a text');
     assert.equal(refused({ got: 5, total: 5 }), 'ack has no valid "job"');
+    const files = 'ack has "files" and "of" that are not integers with 0 <= files <= of <= 256';
+    assert.equal(refused({ job: "j-1", got: 5, total: 5, files: 3 }), files);
+    assert.equal(refused({ job: "j-1", got: 5, total: 5, files: 3, of: 2 }), files);
+    assert.equal(refused({ job: "j-1", got: 5, total: 5, files: 1, of: 257 }), files);
+    assert.equal(refused({ job: "j-1", got: 5, total: 5, files: -1, of: 2 }), files);
+    assert.equal(
+      refused({ job: "j-1", error: "x", final: "yes" }),
+      'ack has a "final" that is not true or false',
+    );
     const long = parseAck(bytes({ job: "j-1", error: "x".repeat(500) }));
     assert.ok(long.ok && "error" in long.value && long.value.error.length < 230);
   });

@@ -88,7 +88,7 @@ function device(
     job: o.phase
       ? { phase: o.phase, error: o.error ?? null, finishedAt: T0 + 5000, firmwareId: FW_NEW }
       : null,
-    device: { fw: o.fw ?? FW_OLD, sleep: o.sleep ?? 0, lastSeen: T0 },
+    device: { fw: o.fw ?? FW_OLD, app: null, sleep: o.sleep ?? 0, lastSeen: T0 },
   };
 }
 

@@ -163,7 +163,7 @@ describe("app releases in the server (bridge app/add, app/list; name@version in 
     );
   });
 
-  it("names an app release in an update request; without the app-pull delivery the request says so", async () => {
+  it("names an app release in an update request; a server without an HTTP listener says the board cannot fetch it", async () => {
     await s.provision("board-9");
     const dev = await MqttDevice.connect(s.url, "board-9");
     await dev.publish(
@@ -177,7 +177,7 @@ describe("app releases in the server (bridge app/add, app/list; name@version in 
     await dev.close();
     await assert.rejects(bridge.request("update", { device: "board-9", firmware: "thermostat@1.4.0" }), {
       message:
-        'This server has no delivery "app-pull" (it has udp-push, esp32-pull); a release of this kind cannot be sent from it yet. The release stays stored; until an mpota with that delivery runs here, install it on the device by hand (firmware by serial: esptool.py write_flash or the board\'s own tool; app files with mpremote).',
+        "This server has no HTTP listener, so a device cannot fetch its release from it. Start it with the HTTP API on an address the devices reach (`mpota serve --http-host 0.0.0.0`, or --device-url URL when they reach it through a proxy).",
     });
   });
 

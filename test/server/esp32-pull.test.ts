@@ -101,7 +101,7 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
     assert.deepEqual(kinds(end), ["created", "command", "ack", "push-started", "push-done", "succeeded"]);
     assert.equal(
       end.steps.find((x) => x.kind === "ack")?.message,
-      "Device is ready; it fetches the image itself (from 127.0.0.1).",
+      "Device is ready; it fetches the release itself (from 127.0.0.1).",
     );
     assert.match(
       end.steps.find((x) => x.kind === "push-done")?.message ?? "",
@@ -351,7 +351,7 @@ describe("ESP32 pull without an HTTP listener", () => {
       assert.equal(s.server.deviceUrl, undefined);
       await assert.rejects(s.server.runner.create("esp-n", "board@2.0"), {
         message:
-          "This server has no HTTP listener, so an ESP32 cannot fetch its image from it. Start it with the HTTP API on an address the devices reach (`mpota serve --http-host 0.0.0.0`, or --device-url URL when they reach it through a proxy).",
+          "This server has no HTTP listener, so a device cannot fetch its release from it. Start it with the HTTP API on an address the devices reach (`mpota serve --http-host 0.0.0.0`, or --device-url URL when they reach it through a proxy).",
       });
       await dev.close();
     } finally {

@@ -156,6 +156,9 @@ export interface JobProgressMessage {
   total: number;
   rate: number;
   retransmits: number;
+  /** An app's fetch, while it runs: files staged of the release's (`bytes`/`total` are its bytes staged). */
+  files?: number;
+  of?: number;
   attempt: number;
   maxAttempts: number;
   error: string | null;

@@ -58,6 +58,9 @@ export function jobProgressMessage(job: JobRecord, at: number): JobProgressMessa
     total: job.progress.total,
     rate: job.progress.rate,
     retransmits: job.progress.retransmits,
+    ...(job.progress.files !== undefined && job.progress.of !== undefined
+      ? { files: job.progress.files, of: job.progress.of }
+      : {}),
     attempt: job.attempt,
     maxAttempts: job.maxAttempts,
     error: job.error,

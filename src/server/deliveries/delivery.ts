@@ -1,3 +1,4 @@
+import type { FetchCommand } from "../../protocol/command-signature.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { JobRecord } from "../storage/storage.ts";
@@ -19,7 +20,13 @@ export interface DeliveryProgress {
   /** Bytes per second so far. */
   rate: number;
   retransmits: number;
+  /** An app's: files staged of the release's. */
+  files?: number;
+  of?: number;
 }
+
+/** What the signed command carries beyond `ota`'s fields when the device fetches the release itself. */
+export type { FetchCommand };
 
 export interface DeliveryRequest {
   /** The job, holding the lease; `targetIp`/`targetPort` are the address the device acked from. */
@@ -65,11 +72,19 @@ export interface Delivery {
   /** What the job's steps and advice call this delivery and its troubles (delivery-words.ts). */
   readonly words: DeliveryWords;
   /**
-   * For a device that fetches the release itself: what the signed command
-   * adds (contract v3's `pull`: the image's SHA-256 and where to fetch it).
-   * Without it the job sends `ota` and the server brings the bytes.
+   * Whether the device fetches the release itself. Its ready ack starts the
+   * fetch at once (no boot delay before following it), and its state of
+   * the old release while a fetch is broken off is no failed try: it runs
+   * the old one until it switches. Such a delivery has {@link command}.
    */
-  commandFields?(artifact: CheckedArtifact): { sha: string; url: string } | undefined;
+  readonly fetchedByDevice?: boolean;
+  /**
+   * For a device that fetches the release itself: what the signed command
+   * adds, or undefined while the server does not know its own URL yet (an
+   * HTTP port 0 before it listens). Without it the job sends `ota` and the
+   * server brings the bytes.
+   */
+  command?(job: JobRecord, artifact: CheckedArtifact): FetchCommand | undefined;
   deliver(request: DeliveryRequest): Promise<DeliveryOutcome>;
 }
 

@@ -14,7 +14,8 @@ import { OutageLog } from "./outage-log.ts";
 
 /** Who hears about device messages once they are stored (the job runner). */
 export interface DeviceListener {
-  handleState(device: DeviceRecord, state: DeviceState): Promise<void>;
+  /** `receivedAt`: when the message reached this instance (before its turn in the device's queue). */
+  handleState(device: DeviceRecord, state: DeviceState, receivedAt: number): Promise<void>;
   handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void>;
   handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void>;
 }
@@ -87,7 +88,10 @@ export class DeviceInbox {
     await link.subscribe(
       topics.allDevices("state"),
       readState,
-      (m) => this.enqueue(m, (id) => this.onState(id, m)),
+      (m) => {
+        const receivedAt = this.o.clock.now();
+        this.enqueue(m, (id) => this.onState(id, m, receivedAt));
+      },
       shared,
     );
     await link.subscribe(
@@ -220,10 +224,10 @@ export class DeviceInbox {
   }
 
   /** Each handler says whether the database took the message. */
-  private async onState(id: string, message: Inbound<DeviceState>): Promise<boolean> {
+  private async onState(id: string, message: Inbound<DeviceState>, receivedAt: number): Promise<boolean> {
     const stored = await this.storeState(id, message);
     if (!stored) return false;
-    await this.o.listener.handleState(stored.device, stored.state);
+    await this.o.listener.handleState(stored.device, stored.state, receivedAt);
     return true;
   }
 

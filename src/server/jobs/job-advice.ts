@@ -41,8 +41,3 @@ export function gaveUpMessage(job: JobRecord, reason: string, byHand: string): s
 export function targetText(job: JobRecord): string {
   return job.targetIp === null ? "(no address)" : `${job.targetIp}:${job.targetPort}`;
 }
-
-/** An ESP32's bootloader went back to the old firmware (contract v3's `rb` in the device's state). */
-export function rolledBackMessage(fw: string, running: string): string {
-  return `rolled back: firmware ${fw} booted but did not confirm; the bootloader went back to ${running}. The new firmware crashed or could not reach the broker before its agent confirmed it: try it on one device by serial first.`;
-}

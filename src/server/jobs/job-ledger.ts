@@ -1,14 +1,20 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../net/clock.ts";
-import type { SignedOtaCommand, SignedPullCommand } from "../../protocol/command-signature.ts";
+import type {
+  SignedAppCommand,
+  SignedOtaCommand,
+  SignedPullCommand,
+} from "../../protocol/command-signature.ts";
 import type { Json, Topics } from "../api/topics.ts";
 import { jobProgressMessage } from "../api/views.ts";
+import type { FetchCommand } from "../deliveries/delivery.ts";
 import { type DeliveryWords, secondsText } from "../deliveries/delivery-words.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import { type ReleaseKind, rolledBackOf, runningOf } from "../releases/release-kind.ts";
 import type { JobPatch, JobRecord, NewJobStep, RetryMode, Storage } from "../storage/storage.ts";
 import type { JobPhase } from "../storage/types.ts";
 import type { CommandSigner } from "../trust/command-signer.ts";
-import { gaveUpMessage, rolledBackMessage } from "./job-advice.ts";
+import { gaveUpMessage } from "./job-advice.ts";
 import type { JobTimings } from "./job-timings.ts";
 
 export interface JobLedgerOptions {
@@ -23,8 +29,10 @@ export interface JobLedgerOptions {
   timings: JobTimings;
   /** Signs every command (contract v2). */
   signer: CommandSigner;
-  /** The `sha` and `url` of a `pull` command when the job's release is fetched by the device (contract v3). */
-  pullFields?: (job: JobRecord) => Promise<{ sha: string; url: string } | undefined>;
+  /** What the signed command adds when the job's release is fetched by the device (contract v3's `pull`, `app`). */
+  fetchCommand?: (job: JobRecord) => Promise<FetchCommand | undefined>;
+  /** The kind of the job's release: what the device reports running of it, and how it reports going back. */
+  kindOf: (job: JobRecord) => Promise<ReleaseKind>;
   /** The words of the job's delivery ("pushing again", "following the device's fetch again"). */
   wordsOf: (job: JobRecord) => Promise<DeliveryWords>;
 }
@@ -37,7 +45,7 @@ export interface JobLedgerOptions {
  */
 export class JobLedger {
   /** The command this instance signed last per active job (republished as it is). */
-  private readonly signed = new Map<string, Json<SignedOtaCommand | SignedPullCommand>>();
+  private readonly signed = new Map<string, Json<SignedOtaCommand | SignedPullCommand | SignedAppCommand>>();
 
   constructor(private readonly o: JobLedgerOptions) {}
 
@@ -116,7 +124,7 @@ export class JobLedger {
   async publishCommand(job: JobRecord, fresh = true): Promise<void> {
     let payload = fresh ? undefined : this.signed.get(job.id);
     if (payload === undefined) {
-      payload = await this.o.signer.sign(job, await this.o.pullFields?.(job));
+      payload = await this.o.signer.sign(job, await this.o.fetchCommand?.(job));
       this.signed.set(job.id, payload);
     }
     await this.o.link.publish(this.o.topics.device(job.deviceId, "cmd"), payload, { retain: true });
@@ -191,25 +199,25 @@ export class JobLedger {
 
   /**
    * Ends the job as failed when the device's last state (since it took the
-   * command) says the bootloader rolled this job's firmware back (contract
-   * v3's `rb`): the firmware booted and never confirmed, so another try would
-   * end the same way.
+   * command) says it went back from this job's release (contract v3: an
+   * ESP32's bootloader, or an app's loader): the release started and never
+   * confirmed, so another try would end the same way.
    */
   async failIfRolledBack(job: JobRecord): Promise<boolean> {
     const device = await this.o.storage.devices.get(job.deviceId);
-    const rb = device?.state?.rb;
-    if (!device?.state || rb?.job !== job.id) return false;
+    if (!device?.state) return false;
     if ((device.lastStateAt ?? 0) < (job.ackedAt ?? job.createdAt)) return false;
-    const reason = rolledBackMessage(rb.fw, device.state.fw);
-    await this.fail(job, reason, [this.step("rolled-back", reason, { fw: rb.fw, running: device.state.fw })]);
+    const back = rolledBackOf(await this.o.kindOf(job), device.state, job.id);
+    if (!back) return false;
+    await this.fail(job, back.reason, [this.step("rolled-back", back.reason, back.data)]);
     return true;
   }
 
-  /** Ends the job as succeeded when the device reported the target firmware since it took the command. */
+  /** Ends the job as succeeded when the device reported the job's release since it took the command. */
   async succeedIfReported(job: JobRecord): Promise<boolean> {
     const device = await this.o.storage.devices.get(job.deviceId);
     const state = device?.state;
-    if (!state || state.fw !== job.firmwareId) return false;
+    if (!state || runningOf(await this.o.kindOf(job), state).identity !== job.firmwareId) return false;
     if ((device.lastStateAt ?? 0) < (job.ackedAt ?? job.createdAt)) return false;
     await this.finish(
       job,
@@ -217,9 +225,9 @@ export class JobLedger {
       null,
       this.step(
         "succeeded",
-        `Device reports ${job.firmwareName} ${job.firmwareVersion} (${state.fw}): updated.`,
+        `Device reports ${job.firmwareName} ${job.firmwareVersion} (${job.firmwareId}): updated.`,
         {
-          fw: state.fw,
+          fw: job.firmwareId,
           ip: state.ip,
         },
       ),

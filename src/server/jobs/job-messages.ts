@@ -8,6 +8,7 @@ import {
 import type { KeyedQueue } from "../base/keyed-queue.ts";
 import type { DeliveryWords } from "../deliveries/delivery-words.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
+import { type ReleaseKind, rolledBackOf, runningOf } from "../releases/release-kind.ts";
 import type { DeviceRecord, JobRecord, Storage } from "../storage/storage.ts";
 import { isTerminal } from "../storage/types.ts";
 import { declinedMessage, declinedPermanentlyMessage, isPermanentDecline } from "./job-advice.ts";
@@ -26,8 +27,10 @@ export interface JobMessagesOptions {
   withLease: (id: string, fn: (job: JobRecord) => Promise<void>, waitMs?: number) => Promise<void>;
   /** Look at due jobs after `delayMs`. */
   kick: (delayMs: number) => void;
-  /** Whether the device fetches the job's release itself (an ESP32's pull), rather than being pushed to. */
-  fetchedByDevice?: (job: JobRecord) => Promise<boolean>;
+  /** Whether the device fetches the job's release itself (an ESP32's pull, an app), rather than being pushed to. */
+  fetchedByDevice: (job: JobRecord) => Promise<boolean>;
+  /** The kind of the job's release: what the device reports running of it, and its way back. */
+  kindOf: (job: JobRecord) => Promise<ReleaseKind>;
   /** The words of the job's delivery. */
   wordsOf: (job: JobRecord) => Promise<DeliveryWords>;
 }
@@ -41,14 +44,17 @@ export interface JobMessagesOptions {
 export class JobMessages {
   constructor(private readonly o: JobMessagesOptions) {}
 
-  async handleState(device: DeviceRecord, state: DeviceState): Promise<void> {
+  /** `receivedAt`: when the state reached this instance, to tell one sent before a device's switch. */
+  async handleState(device: DeviceRecord, state: DeviceState, receivedAt?: number): Promise<void> {
     const active = await this.o.storage.jobs.activeForDevice(device.id);
     if (!active) return;
     await this.o.queue.run(active.id, async () => {
       const current = await this.o.storage.jobs.get(active.id);
       if (!current || isTerminal(current.phase)) return;
-      if (state.rb?.job === current.id && current.phase !== "ready" && current.phase !== "pushing") {
-        // The ESP32's bootloader went back: the new firmware never confirmed itself. Not worth another try.
+      const kind = await this.o.kindOf(current);
+      const running = runningOf(kind, state).identity ?? "none";
+      if (rolledBackOf(kind, state, current.id) && current.phase !== "ready" && current.phase !== "pushing") {
+        // The device went back (an ESP32's bootloader, an app's loader): the new release never confirmed itself.
         await this.o.withLease(
           current.id,
           (job) => this.o.ledger.failIfRolledBack(job).then(() => undefined),
@@ -60,9 +66,9 @@ export class JobMessages {
         await this.o.ledger.note(
           current.id,
           "device-state",
-          `Device reported firmware ${state.fw} during the ${(await this.o.wordsOf(current)).noun}.`,
+          `Device reported ${what(kind, running)} during the ${(await this.o.wordsOf(current)).noun}.`,
           {
-            fw: state.fw,
+            fw: running,
           },
         );
         return;
@@ -70,29 +76,37 @@ export class JobMessages {
       await this.o.withLease(
         current.id,
         async (job) => {
-          if (state.fw === job.firmwareId) {
+          // A device fetching its release runs the old one until it switches: its state during a
+          // broken-off fetch (it reconnected, woke, or the server restarted) is no failed try, nor
+          // one that reached the server before its fetch ended (states wait for the database; the
+          // fetch's reports do not, so the end of a fetch can overtake the state sent before it).
+          const beforeSwitch =
+            (job.phase === "recovering" ||
+              (job.phase === "verifying" && receivedAt !== undefined && receivedAt < (job.pushedAt ?? 0))) &&
+            (await this.o.fetchedByDevice(job));
+          if (running === job.firmwareId) {
             await this.o.ledger.succeedIfReported(job);
-          } else if (
-            job.phase === "verifying" ||
-            // A device pulling its image runs the old firmware until it switches: its state during a
-            // broken-off pull (it reconnected, woke, or the server restarted) is no failed try.
-            (job.phase === "recovering" && !(await this.o.fetchedByDevice?.(job)))
-          ) {
+          } else if ((job.phase === "verifying" || job.phase === "recovering") && !beforeSwitch) {
             await this.o.ledger.attemptFailed(
               job,
-              (await this.o.wordsOf(job)).wrongFirmware(job, state.fw),
+              (await this.o.wordsOf(job)).wrongFirmware(job, running),
               "command",
               "wrong-firmware",
               {
-                fw: state.fw,
+                fw: running,
               },
             );
           } else {
             const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";
-            await this.o.ledger.note(job.id, "device-state", `Device woke running ${state.fw}${next}.`, {
-              fw: state.fw,
-              ip: state.ip,
-            });
+            await this.o.ledger.note(
+              job.id,
+              "device-state",
+              `Device woke running ${what(kind, running)}${next}.`,
+              {
+                fw: running,
+                ip: state.ip,
+              },
+            );
           }
         },
         this.messageLeaseWaitMs,
@@ -114,7 +128,7 @@ export class JobMessages {
   }
 
   async handleAck(device: DeviceRecord, ack: DeviceAck): Promise<void> {
-    // A pull's progress reports go to the delivery that follows them (deliveries/esp32-pull.ts).
+    // A fetch's progress reports go to the delivery that follows them (deliveries/device-fetch.ts).
     if (isPullReport(ack)) return;
     const answer = ack;
     const active = await this.o.storage.jobs.activeForDevice(device.id);
@@ -176,10 +190,11 @@ export class JobMessages {
       await this.o.ledger.fail(job, `Refused to push to device ${job.deviceId}: ${refusal}`);
       return;
     }
-    // An ESP32 that pulls starts fetching at once: its delivery must be following its reports by then.
-    const bootDelayMs = ack.pull ? 0 : this.o.timings.bootDelayMs;
-    const what = ack.pull
-      ? `Device is ready; it fetches the image itself (from ${ip}).`
+    // A device that fetches starts at once: its delivery must be following its reports by then.
+    const fetches = await this.o.fetchedByDevice(job);
+    const bootDelayMs = fetches ? 0 : this.o.timings.bootDelayMs;
+    const said = fetches
+      ? `Device is ready; it fetches the release itself (from ${ip}).`
       : `Device is ready; resetting into OTA mode at ${ip}:${ack.port}.`;
     await this.o.ledger.update(job, {
       patch: {
@@ -191,7 +206,7 @@ export class JobMessages {
         error: null,
       },
       steps: [
-        this.o.ledger.step("ack", what, {
+        this.o.ledger.step("ack", said, {
           ip,
           port: ack.port,
         }),
@@ -214,4 +229,9 @@ export class JobMessages {
       });
     }
   }
+}
+
+/** "firmware <fw>", or for a kind that reports a name of its own (an app) "app <identity>". */
+function what(kind: ReleaseKind, running: string): string {
+  return kind.running ? `${kind.name} ${running}` : `firmware ${running}`;
 }

@@ -13,6 +13,7 @@ import {
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { CheckedArtifact } from "../releases/release-kind.ts";
+import { runningOf } from "../releases/release-kind.ts";
 import type { FirmwareRecord, Storage } from "../storage/storage.ts";
 
 /** How a job is created: by hand (the defaults), or by a rollout with its own limit of tries. */
@@ -51,6 +52,8 @@ export interface CheckedJobRequest {
   state: DeviceState;
   verdict: VersionVerdict;
   artifact: CheckedArtifact;
+  /** The identity of what the device runs of the release's kind ("none": no app yet). */
+  from: string;
 }
 
 /** Why a device without a credential gets no command: the server keeps its command counter with the credential. */
@@ -104,23 +107,32 @@ export async function checkJobRequest(
     if (held !== undefined) throw new RequestError(held);
   }
   const state = device.state;
-  if (state.fw === firmware.id) {
+  const reported = runningOf(kind, state);
+  if (reported.identity === firmware.id) {
     throw new RequestError(
       `Device ${deviceId} already runs ${firmware.name} ${firmware.version} (${firmware.id}); nothing to do.`,
     );
   }
-  const running = await d.storage.firmware.get(state.fw);
-  if (running) {
+  const stored =
+    reported.identity === undefined ? undefined : await d.storage.firmware.get(reported.identity);
+  if (stored) {
     // A device runs what its chip runs: an ESP8266 image cannot go to an ESP32, nor an ESP32-S3 app to an ESP32.
-    const from = d.library.kinds.targetOf(running);
+    const from = d.library.kinds.targetOf(stored);
     const to = d.library.kinds.targetOf(firmware);
     if (from !== to) {
       throw new RequestError(
-        `Device ${deviceId} runs ${running.name} ${running.version}, built for ${from}; ${firmware.name} ${firmware.version} is built for ${to}, which the device cannot run. Pick a release built for ${from}.`,
+        `Device ${deviceId} runs ${stored.name} ${stored.version}, built for ${from}; ${firmware.name} ${firmware.version} is built for ${to}, which the device cannot run. Pick a release built for ${from}.`,
       );
     }
   }
-  const verdict = versionVerdict(state.fw, running, firmware);
+  // An app the server never stored is still named by the board (its state's app name and version).
+  const running =
+    stored ??
+    (reported.name !== undefined && reported.version !== undefined
+      ? { name: reported.name, version: reported.version }
+      : undefined);
+  const from = reported.identity ?? "none";
+  const verdict = versionVerdict(from, running, firmware);
   if (verdict.kind === "downgrade" && options.allowDowngrade !== true) {
     throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));
   }
@@ -138,5 +150,5 @@ export async function checkJobRequest(
     throw error;
   }
   kind.checkDevice(artifact.bytes, state, `${firmware.name} ${firmware.version} for ${deviceId}`);
-  return { firmware, state, verdict, artifact };
+  return { firmware, state, verdict, artifact, from };
 }

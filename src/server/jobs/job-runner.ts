@@ -10,7 +10,7 @@ import {
 import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
 import { ScheduledFeature } from "../base/scheduled-feature.ts";
-import type { Deliveries, Delivery } from "../deliveries/delivery.ts";
+import type { Deliveries, Delivery, FetchCommand } from "../deliveries/delivery.ts";
 import { type DeliveryWords, plainWords } from "../deliveries/delivery-words.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
@@ -84,7 +84,8 @@ export class JobRunner extends ScheduledFeature {
   constructor(private readonly o: JobRunnerOptions) {
     super();
     const wordsOf = (job: JobRecord) => this.wordsOf(job);
-    this.ledger = new JobLedger({ ...o, pullFields: (job) => this.pullFields(job), wordsOf });
+    const kindOf = (job: JobRecord) => this.o.library.kindOf(job.firmwareId);
+    this.ledger = new JobLedger({ ...o, fetchCommand: (job) => this.fetchCommand(job), kindOf, wordsOf });
     this.pushes = new JobPushes({
       ledger: this.ledger,
       library: o.library,
@@ -107,6 +108,7 @@ export class JobRunner extends ScheduledFeature {
       withLease: (id, fn, waitMs) => this.withLease(id, fn, waitMs),
       kick: (delayMs) => this.scheduler.kick(delayMs),
       fetchedByDevice: (job) => this.fetchedByDevice(job),
+      kindOf,
       wordsOf,
     });
     this.scheduler = new DueScheduler({
@@ -117,39 +119,34 @@ export class JobRunner extends ScheduledFeature {
     });
   }
 
-  /** Whether the job's release is one the device fetches itself (its delivery names a pull command). */
+  /** The delivery of the job's release, or undefined when this server lacks it (the job then fails saying so). */
+  private async deliveryOf(job: JobRecord): Promise<Delivery | undefined> {
+    const kind = await this.o.library.kindOf(job.firmwareId);
+    try {
+      return this.o.deliveries.get(kind.delivery);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether the job's release is one the device fetches itself (an ESP32's image, an app). */
   private async fetchedByDevice(job: JobRecord): Promise<boolean> {
-    const kind = await this.o.library.kindOf(job.firmwareId);
-    try {
-      return this.o.deliveries.get(kind.delivery).commandFields !== undefined;
-    } catch {
-      return false;
-    }
+    return (await this.deliveryOf(job))?.fetchedByDevice === true;
   }
 
-  /** The words of the job's delivery; plain ones when this server lacks it (the job then fails saying so). */
+  /** The words of the job's delivery; plain ones when this server lacks it. */
   private async wordsOf(job: JobRecord): Promise<DeliveryWords> {
-    try {
-      return this.o.deliveries.get((await this.o.library.kindOf(job.firmwareId)).delivery).words;
-    } catch {
-      return plainWords;
-    }
+    return (await this.deliveryOf(job))?.words ?? plainWords;
   }
 
-  /** The `sha` and `url` of the signed command when the job's release is one the device fetches itself. */
-  private async pullFields(job: JobRecord): Promise<{ sha: string; url: string } | undefined> {
-    const kind = await this.o.library.kindOf(job.firmwareId);
-    let delivery: Delivery;
-    try {
-      delivery = this.o.deliveries.get(kind.delivery);
-    } catch {
-      return undefined; // the push refuses the job with the reason
-    }
-    if (!delivery.commandFields) return undefined;
-    const fields = delivery.commandFields(await this.o.library.readRelease(job.firmwareId));
+  /** What the signed command adds when the job's release is one the device fetches itself. */
+  private async fetchCommand(job: JobRecord): Promise<FetchCommand | undefined> {
+    const delivery = await this.deliveryOf(job);
+    if (!delivery?.command) return undefined; // without the delivery the push refuses the job with the reason
+    const fields = delivery.command(job, await this.o.library.readRelease(job.firmwareId));
     if (!fields) {
       throw new CommandSigningError(
-        "The pull command has no URL yet: this server's HTTP listener (port 0) is not listening. Start the server with a fixed --http-port, or give --device-url.",
+        "The command has no URL to fetch from yet: this server's HTTP listener (port 0) is not listening. Start the server with a fixed --http-port, or give --device-url.",
       );
     }
     return fields;
@@ -197,10 +194,10 @@ export class JobRunner extends ScheduledFeature {
 
   /** Creates a job for a known device and a release in the store. */
   async create(deviceId: string, firmwareRef: string, options: JobCreateOptions = {}): Promise<JobRecord> {
-    const { firmware, state, verdict } = await checkJobRequest(this.o, deviceId, firmwareRef, options);
+    const { firmware, verdict, from } = await checkJobRequest(this.o, deviceId, firmwareRef, options);
     const allowDowngrade = options.allowDowngrade === true;
     const id = `j-${randomBytes(5).toString("hex")}`;
-    const note = versionNote(state.fw, verdict, firmware, allowDowngrade);
+    const note = versionNote(from, verdict, firmware, allowDowngrade);
     const result = await this.o.storage.jobs.create(
       {
         id,
@@ -216,7 +213,7 @@ export class JobRunner extends ScheduledFeature {
         "created",
         `Update of ${deviceId} to ${firmware.name} ${firmware.version} (${firmware.id}) requested${options.origin ? ` by ${options.origin}` : ""}.${note ? ` ${note}` : ""}`,
         {
-          from: state.fw,
+          from,
           ...(allowDowngrade ? { allowDowngrade: true } : {}),
           ...(verdict.kind === "downgrade" ? { downgradeFrom: verdict.from } : {}),
         },
@@ -272,8 +269,8 @@ export class JobRunner extends ScheduledFeature {
 
   // ---- device messages (called in each device's message order) ----------------
 
-  handleState(device: DeviceRecord, state: DeviceState): Promise<void> {
-    return this.messages.handleState(device, state);
+  handleState(device: DeviceRecord, state: DeviceState, receivedAt?: number): Promise<void> {
+    return this.messages.handleState(device, state, receivedAt);
   }
 
   handleStatus(device: DeviceRecord, status: DeviceStatus): Promise<void> {

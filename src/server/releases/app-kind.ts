@@ -79,6 +79,30 @@ export const appKind: ReleaseKind = {
     );
   },
 
+  running: (state: Pick<DeviceState, "fw" | "app">) => {
+    const app = state.app;
+    if (app?.id === undefined) return { identity: undefined };
+    return {
+      identity: appIdentity(app.id),
+      ...(app.name !== undefined ? { name: app.name } : {}),
+      ...(app.ver !== undefined ? { version: app.ver } : {}),
+    };
+  },
+
+  rolledBack(state: DeviceState, jobId: string) {
+    const rb = state.app?.rb;
+    if (rb?.job !== jobId) return undefined;
+    // The loader's note starts "rolled back <name> <version>: <where and what>".
+    const why = rb.why.startsWith("rolled back") ? rb.why : `rolled back: ${rb.why}`;
+    const running = state.app?.name
+      ? ` it runs ${state.app.name} ${state.app.ver} again`
+      : " it runs its previous app again";
+    return {
+      reason: `${why};${running}. Fix the app (the line above is where it failed), add it as a new version and update again.`,
+      data: { why: rb.why, ...(state.app?.id ? { running: state.app.id } : {}) },
+    };
+  },
+
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
     const manifest = appManifestOf(artifact, source);
     if (state.v < 3 || state.app === undefined) {

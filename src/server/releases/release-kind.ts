@@ -46,6 +46,21 @@ export interface CheckedArtifact {
   path: string;
 }
 
+/** What a device runs of one kind of release. */
+export interface RunningRelease {
+  /** 32 lower-case hex digits, or undefined when it runs none of this kind. */
+  identity: string | undefined;
+  /** Name and version as the device reports them (an app's), when it does. */
+  name?: string;
+  version?: string;
+}
+
+/** A rollback a device reported: the reason for the job's log, and what the step records. */
+export interface RollBack {
+  reason: string;
+  data: Record<string, unknown>;
+}
+
 export interface ReleaseKind {
   /** "esp8266-ota". */
   readonly name: string;
@@ -72,6 +87,19 @@ export interface ReleaseKind {
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease;
   /** Throws FirmwareIntegrityError unless `bytes` are the artifact with this identity. */
   verify(identity: string, bytes: Uint8Array, what: string): void;
+  /**
+   * What a device reporting `state` runs of this kind: the identity it
+   * reports (compared with a release's id) and, when the state names them,
+   * its name and version. Without it: the firmware (`fw`), whose name and
+   * version the store knows.
+   */
+  running?(state: Pick<DeviceState, "fw" | "app">): RunningRelease;
+  /**
+   * Why the device went back from job `jobId`'s release, when its state
+   * says so (contract v3: the state's `rb`, or the app's `rb`); undefined
+   * otherwise. Without it: the firmware's `rb` (an ESP32's bootloader).
+   */
+  rolledBack?(state: DeviceState, jobId: string): RollBack | undefined;
   /**
    * Throws {@link RequestError} when a device reporting `state` cannot take
    * the release (what it runs, its size against the artifact).
@@ -136,4 +164,23 @@ export class ReleaseKinds {
     }
     return this.all.slice(1).find((k) => k.owns(release)) ?? this.default;
   }
+}
+
+/** What a device reporting `state` runs of `kind` (ReleaseKind.running; by default its firmware). */
+export function runningOf(kind: ReleaseKind, state: DeviceState): RunningRelease {
+  return kind.running ? kind.running(state) : { identity: state.fw };
+}
+
+/**
+ * Why the device went back from job `jobId`'s release (ReleaseKind.rolledBack;
+ * by default the firmware's `rb`: an ESP32 whose bootloader went back).
+ */
+export function rolledBackOf(kind: ReleaseKind, state: DeviceState, jobId: string): RollBack | undefined {
+  if (kind.rolledBack) return kind.rolledBack(state, jobId);
+  const rb = state.rb;
+  if (rb?.job !== jobId) return undefined;
+  return {
+    reason: `rolled back: firmware ${rb.fw} booted but did not confirm; the bootloader went back to ${state.fw}. The new firmware crashed or could not reach the broker before its agent confirmed it: try it on one device by serial first.`,
+    data: { fw: rb.fw, running: state.fw },
+  };
 }

@@ -1,7 +1,9 @@
 /** Which selected devices a release cannot go to because it is built for another chip. */
+
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
-import type { ReleaseKinds } from "../releases/release-kind.ts";
+import type { ReleaseKind, ReleaseKinds } from "../releases/release-kind.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
 
 export interface ChipCandidate {
@@ -84,4 +86,44 @@ export function byChip<C extends ChipCandidate>(
 
 function count(other: ReadonlyMap<string, string[]>): number {
   return [...other.values()].reduce((n, ids) => n + ids.length, 0);
+}
+
+/**
+ * Splits the selected devices by the release kind's own check of each one
+ * (ReleaseKind.checkDevice: an app's board, `.mpy`, room and agent). As for
+ * chips, a list of ids naming a device that cannot take it is refused with
+ * the first reason; from a tag or a line those devices are left out.
+ */
+export function byDevice<C extends ChipCandidate>(
+  kind: ReleaseKind,
+  artifact: Uint8Array,
+  release: FirmwareRecord,
+  candidates: readonly C[],
+  states: ReadonlyMap<string, DeviceState>,
+  named: boolean,
+): { fit: C[]; leftOut: string | undefined } {
+  const fit: C[] = [];
+  const refused: Array<{ id: string; why: string }> = [];
+  for (const c of candidates) {
+    const state = states.get(c.id);
+    try {
+      if (state) kind.checkDevice(artifact, state, `${release.name} ${release.version} for ${c.id}`);
+      fit.push(c);
+    } catch (error) {
+      if (!(error instanceof RequestError)) throw error;
+      refused.push({ id: c.id, why: error.message });
+    }
+  }
+  if (refused.length === 0) return { fit, leftOut: undefined };
+  if (named) {
+    const first = refused[0] as { id: string; why: string };
+    throw new RequestError(
+      `Refused: ${first.why.replace(/\.$/, "")}${refused.length > 1 ? ` (and ${refused.length - 1} more named device${refused.length > 2 ? "s" : ""} cannot take it)` : ""}. Leave ${refused.length === 1 ? "it" : "them"} out of the list.`,
+    );
+  }
+  const ids = refused.map((r) => r.id);
+  return {
+    fit,
+    leftOut: `${ids.length} device${ids.length === 1 ? "" : "s"} left out that cannot take ${release.name} ${release.version} (${ids.slice(0, 5).join(", ")}${ids.length > 5 ? ` and ${ids.length - 5} more` : ""}; first reason: ${shorten(refused[0]?.why ?? "", 160)})`,
+  };
 }

@@ -1,10 +1,12 @@
 /** A new rollout: the request checked, its devices chosen and planned into groups, and the record stored. */
 import { randomBytes } from "node:crypto";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
-import { byChip } from "./rollout-chips.ts";
+import { runningOf } from "../releases/release-kind.ts";
+import { byChip, byDevice } from "./rollout-chips.ts";
 import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
 import { type Candidate, planRollout } from "./rollout-plan.ts";
 import { parseRolloutRequest } from "./rollout-request.ts";
@@ -20,18 +22,25 @@ export async function createRollout(
   const firmware = await o.library.resolve(input.firmware);
   const refusal = o.refusal?.(firmware);
   if (refusal) throw new RequestError(refusal);
+  const kind = o.library.kinds.of(firmware);
+  let artifact: Uint8Array;
   try {
-    await o.library.readImage(firmware.id);
+    artifact = await o.library.readImage(firmware.id);
   } catch (error) {
     if (error instanceof FirmwareIntegrityError) throw new RequestError(error.message);
     throw error;
   }
   const store = await o.storage.firmware.list();
   const names = new Map<string, FirmwareName>(store.map((f) => [f.id, { name: f.name, version: f.version }]));
+  const states = new Map<string, DeviceState>();
   const known = new Map(
-    (await o.storage.devices.list()).flatMap((d) =>
-      d.state ? [[d.id, { id: d.id, fw: d.state.fw, sleep: d.state.sleep ?? 0, chip: d.state.chip }]] : [],
-    ),
+    (await o.storage.devices.list()).flatMap((d) => {
+      if (!d.state) return [];
+      states.set(d.id, d.state);
+      // What it runs of this kind: its firmware, or for an app release its app ("" for none yet).
+      const fw = runningOf(kind, d.state).identity ?? "";
+      return [[d.id, { id: d.id, fw, sleep: d.state.sleep ?? 0, chip: d.state.chip }]];
+    }),
   );
   let candidates: Array<Candidate & { chip?: string | undefined }>;
   const sel = input.selector;
@@ -75,9 +84,14 @@ export async function createRollout(
     new Map(store.map((f) => [f.id, f])),
     sel.kind === "devices",
   );
+  // A kind with a running release of its own (an app) says which devices can take it (board, room, agent).
+  const fits = kind.running
+    ? byDevice(kind, artifact, firmware, chips.fit, states, sel.kind === "devices")
+    : chips;
+  const leftOut = [chips.leftOut, fits === chips ? undefined : fits.leftOut].filter((x) => x !== undefined);
   const now = o.clock.now();
   const target = { id: firmware.id, name: firmware.name, version: firmware.version };
-  const plan = planRollout(input, target, chips.fit, names, now);
+  const plan = planRollout(input, target, fits.fit, names, now);
   const id = `r-${randomBytes(5).toString("hex")}`;
   const groups = plan.groups.map((g) => g.size).join(" + ");
   const result = await o.storage.rollouts.create(
@@ -107,7 +121,7 @@ export async function createRollout(
     {
       at: now,
       kind: "created",
-      message: `Rollout of ${firmware.name} ${firmware.version} to ${plan.devices.length} device${plan.devices.length === 1 ? "" : "s"} created: groups of ${groups}${plan.already > 0 ? `; ${plan.already} already on it` : ""}${chips.leftOut ? `; ${chips.leftOut}` : ""}${input.startAt !== undefined && input.startAt > now ? `; starts ${new Date(input.startAt).toISOString()}` : ""}.`,
+      message: `Rollout of ${firmware.name} ${firmware.version} to ${plan.devices.length} device${plan.devices.length === 1 ? "" : "s"} created: groups of ${groups}${plan.already > 0 ? `; ${plan.already} already on it` : ""}${leftOut.map((l) => `; ${l}`).join("")}${input.startAt !== undefined && input.startAt > now ? `; starts ${new Date(input.startAt).toISOString()}` : ""}.`,
       data: { devices: plan.devices.length, groups: plan.groups.map((g) => g.size), already: plan.already },
     },
   );

@@ -5,6 +5,7 @@ import { ScheduledFeature } from "../base/scheduled-feature.ts";
 import { DueScheduler } from "../jobs/job-scheduler.ts";
 import { releaseOnStop } from "../jobs/stop-release.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
+import type { ReleaseKind } from "../releases/release-kind.ts";
 import type {
   NewRolloutEvent,
   RolloutDevicePatch,
@@ -260,7 +261,10 @@ export class RolloutEngine extends ScheduledFeature {
     if (this.stopped) return;
     const { storage } = this.o;
     const r = (await storage.rollouts.get(held.id)) ?? held;
-    const devices = await storage.rollouts.snapshot(r.id);
+    const devices = runningOfRelease(
+      this.o.library.kinds.of(await storage.firmware.get(r.firmwareId)),
+      await storage.rollouts.snapshot(r.id),
+    );
     const names = new Map<string, FirmwareName>(
       (await storage.firmware.list()).map((f) => [f.id, { name: f.name, version: f.version }]),
     );
@@ -325,4 +329,22 @@ export class RolloutEngine extends ScheduledFeature {
       retain: true,
     });
   }
+}
+
+/**
+ * The devices as a rollout of this kind of release sees them: `fw` becomes
+ * what they run of that kind (an app rollout compares apps, not firmware).
+ */
+function runningOfRelease(
+  kind: ReleaseKind,
+  devices: readonly RolloutDeviceSnapshot[],
+): RolloutDeviceSnapshot[] {
+  if (!kind.running) return [...devices];
+  const running = kind.running;
+  return devices.map((d) => {
+    if (!d.device) return d;
+    // Only the fields the kind reads: an app's id (the snapshot holds no more of the state).
+    const seen = running({ fw: d.device.fw ?? "", ...(d.device.app ? { app: { id: d.device.app } } : {}) });
+    return { ...d, device: { ...d.device, fw: seen.identity ?? "" } };
+  });
 }

@@ -130,7 +130,7 @@ export class PostgresRolloutStore implements RolloutStore {
     const rows = await this.db.sql("reading a rollout's devices", (sql) =>
       sql.rows(
         `SELECT rd.*, j.phase AS job_phase, j.error AS job_error, j.finished_at AS job_finished_at,
-           j.firmware_id AS job_firmware_id, d.state::json ->> 'fw' AS device_fw,
+           j.firmware_id AS job_firmware_id, d.state::json ->> 'fw' AS device_fw, d.state::json -> 'app' ->> 'id' AS device_app,
            CASE WHEN json_typeof(d.state::json -> 'sleep') = 'number'
              THEN (d.state::json ->> 'sleep')::double precision END AS device_sleep,
            d.last_seen AS device_last_seen

@@ -105,6 +105,7 @@ export function snapshotFromRow(row: Row): RolloutDeviceSnapshot {
         ? null
         : {
             fw: (row.device_fw as string | null) ?? null,
+            app: (row.device_app as string | null) ?? null,
             sleep: typeof row.device_sleep === "number" ? row.device_sleep : 0,
             lastSeen: row.device_last_seen as number,
           },

@@ -152,7 +152,8 @@ export type NewRolloutDevice = Pick<RolloutDeviceRecord, "deviceId" | "group" | 
 /** A device of a rollout with what the engine needs to decide: its job and its last report. */
 export interface RolloutDeviceSnapshot extends RolloutDeviceRecord {
   job: { phase: JobPhase; error: string | null; finishedAt: number | null; firmwareId: string } | null;
-  device: { fw: string | null; sleep: number; lastSeen: number } | null;
+  /** `app`: the app release it reports (contract v3: its manifest's SHA-256), for a rollout of an app. */
+  device: { fw: string | null; app: string | null; sleep: number; lastSeen: number } | null;
 }
 
 export type RolloutDevicePatch = { deviceId: string } & Partial<

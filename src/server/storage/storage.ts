@@ -165,6 +165,9 @@ export interface JobProgress {
   /** Bytes per second of the last push. */
   rate: number;
   retransmits: number;
+  /** An app's fetch: files staged of the release's; live on the progress topic only (not stored). */
+  files?: number;
+  of?: number;
 }
 
 export interface JobRecord {

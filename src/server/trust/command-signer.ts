@@ -1,12 +1,14 @@
 import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
 import {
+  type FetchCommand,
   type OtaCommandFields,
-  type PullCommandFields,
+  type SignedAppCommand,
   type SignedOtaCommand,
   type SignedPullCommand,
   signCommand,
 } from "../../protocol/command-signature.ts";
+import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { type Json, toJson } from "../api/topics.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
@@ -32,21 +34,19 @@ export class CommandSigner {
 
   /**
    * The payload of a fresh signed command for the job's current try (the
-   * bytes of encodeCommand): `ota`, or with `pull` (the image's SHA-256 and
-   * URL) contract v3's `pull`, which only a v3 agent on an ESP32 takes.
+   * bytes of encodeCommand): `ota`, or with `fetch` contract v3's `pull`
+   * (which only a v3 agent on an ESP32 takes) or `app` (a v3 agent that
+   * reports its app).
    */
   async sign(
     job: JobRecord,
-    pull?: { sha: string; url: string },
-  ): Promise<Json<SignedOtaCommand | SignedPullCommand>> {
+    fetch?: FetchCommand,
+  ): Promise<Json<SignedOtaCommand | SignedPullCommand | SignedAppCommand>> {
     const device = await this.storage.devices.get(job.deviceId);
     const state = device?.state;
-    if (pull && (state?.v !== 3 || !state.chip?.startsWith("esp32"))) {
-      // A v2 agent ignores an op it does not know: the job would wait for nothing.
-      throw new CommandSigningError(
-        `Device ${job.deviceId} reports ${state ? `contract v${state.v}${state.chip ? ` on ${state.chip}` : " without a chip"}` : "no state"}; an ESP32 image is fetched by the v3 agent's pull (contract v3 on an ESP32). Install the current agent (device/) on it first.`,
-      );
-    }
+    const cannot = fetch && cannotTake(fetch.op, state);
+    // A v2 agent ignores an op it does not know: the job would wait for nothing.
+    if (cannot) throw new CommandSigningError(`Device ${job.deviceId} reports ${cannot}`);
     const reported = state && state.v >= 2 ? (state.seq ?? 0) : 0;
     const key = this.keys.keyFor(device?.state?.keys);
     const seq = await this.storage.credentials.nextCommandSeq(job.deviceId, reported);
@@ -67,9 +67,15 @@ export class CommandSigner {
       down,
     };
     try {
-      if (pull) {
-        const pullFields: PullCommandFields = { ...fields, op: "pull", ...pull };
-        return toJson(signCommand(pullFields, key.privateKey));
+      if (fetch?.op === "pull") {
+        return toJson(signCommand({ ...fields, op: "pull", sha: fetch.sha, url: fetch.url }, key.privateKey));
+      }
+      if (fetch?.op === "app") {
+        const { op, name, ver, sha, size, url } = fetch;
+        const { dev, job: id } = fields;
+        return toJson(
+          signCommand({ op, dev, seq, job: id, name, ver, down, sha, size, url }, key.privateKey),
+        );
       }
       return toJson(signCommand(fields, key.privateKey));
     } catch (error) {
@@ -78,4 +84,16 @@ export class CommandSigner {
       );
     }
   }
+}
+
+/** Why a device reporting `state` would not take a v3 command of `op` (the rest of "Device X reports ..."), or undefined. */
+function cannotTake(op: FetchCommand["op"], state: DeviceState | null | undefined): string | undefined {
+  if (!state) return "no state; install the current agent (device/) on it first.";
+  if (op === "pull" && (state.v !== 3 || !state.chip?.startsWith("esp32"))) {
+    return `contract v${state.v}${state.chip ? ` on ${state.chip}` : " without a chip"}; an ESP32 image is fetched by the v3 agent's pull (contract v3 on an ESP32). Install the current agent (device/) on it first.`;
+  }
+  if (op === "app" && (state.v !== 3 || state.app === undefined)) {
+    return `contract v${state.v} without its app (the state's "app"); an app is fetched by the v3 agent with the app modules. Install the current agent (device/) on it first.`;
+  }
+  return undefined;
 }

@@ -1,0 +1,158 @@
+import type { Clock, Timer } from "../../net/clock.ts";
+import type { PullReport } from "../../protocol/mqtt-contract.ts";
+import type { DeliveryOutcome, DeliveryProgress, DeliveryRequest } from "./delivery.ts";
+
+/** A fetch with no report for this long has broken off (agents report about every 64 KiB, or every file). */
+export const DEFAULT_PULL_STALL_MS = 60_000;
+
+/** Why a server without an HTTP listener cannot let a device fetch a release from it. */
+export const NO_DEVICE_ROUTE = {
+  request:
+    "This server has no HTTP listener, so a device cannot fetch its release from it. Start it with the HTTP API on an address the devices reach (`mpota serve --http-host 0.0.0.0`, or --device-url URL when they reach it through a proxy).",
+  job: "This server has no HTTP listener for devices to fetch the release from. Restart it with the HTTP API (`mpota serve --http-host 0.0.0.0`).",
+};
+
+/** What one kind of fetch says and decides; the rest is the same for every device that fetches. */
+export interface FetchFollowing {
+  /** Where the device fetches from, for messages. */
+  url: string;
+  /** The command's op, for messages ("pull", "app"). */
+  op: string;
+  /** What the device's fetch is called ("pull", "fetch"). */
+  noun: string;
+  /** Bytes of the whole release (progress before the first report). */
+  total: number;
+  /** Whether an error report ends the job at once (the release itself is refused). */
+  isFinal(report: Extract<PullReport, { error: string }>): boolean;
+  /** The job log's line for a fetch that ended with `done`. */
+  summary(report: Extract<PullReport, { done: boolean }>, elapsedMs: number): string;
+  /** What the device keeps of a fetch that broke off, and how it goes on. */
+  resumes: string;
+  /** What to check when the device never reported. */
+  silentHint: string;
+  /** What the delivered outcome adds to the job's step (files of an app). */
+  details?(report: Extract<PullReport, { done: boolean }>): Record<string, number>;
+}
+
+/** Devices whose report before their delivery followed is kept (one report each). */
+const MAX_EARLY_REPORTS = 4096;
+
+interface Follower {
+  job: string;
+  onReport: (report: PullReport) => void;
+}
+
+/**
+ * Follows fetches that devices make themselves (contract v3: an ESP32's
+ * image, an app's files). Every instance passes each report it sees on the
+ * devices' `ack` topics to {@link report}; the one delivering the job
+ * hears it. `done` is delivered; an `error` failed (final when the device
+ * refused the release itself); no report within the answer window is a
+ * silent device; reports that stop for `stallMs` a fetch that broke off
+ * (the device resumes on the next try).
+ */
+export class DeviceFetches {
+  private readonly following = new Map<string, Follower>();
+  /**
+   * The last report of each device that came while no delivery here followed
+   * it: a device starts fetching as soon as it has acked, and its first
+   * reports (all of them, for a small app) can come before the job's
+   * delivery starts following. Bounded, oldest dropped first.
+   */
+  private readonly early = new Map<string, PullReport>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly stallMs: number = DEFAULT_PULL_STALL_MS,
+  ) {}
+
+  /** A report a device published on its `ack` topic (reports of jobs not followed here are dropped). */
+  report(deviceId: string, report: PullReport): void {
+    const follower = this.following.get(deviceId);
+    if (follower?.job === report.job) {
+      follower.onReport(report);
+      return;
+    }
+    this.early.delete(deviceId);
+    this.early.set(deviceId, report);
+    if (this.early.size > MAX_EARLY_REPORTS) this.early.delete(this.early.keys().next().value as string);
+  }
+
+  follow(request: DeliveryRequest, f: FetchFollowing): Promise<DeliveryOutcome> {
+    const { job, signal } = request;
+    const { clock } = this;
+    if (signal.aborted) return Promise.resolve({ kind: "aborted" });
+    const started = clock.now();
+    let progress: DeliveryProgress = { bytes: 0, total: f.total, rate: 0, retransmits: 0 };
+    let heard = false;
+    return new Promise<DeliveryOutcome>((resolve) => {
+      let timer: Timer;
+      const end = (outcome: DeliveryOutcome) => {
+        timer.cancel();
+        signal.removeEventListener("abort", abort);
+        if (this.following.get(job.deviceId)?.job === job.id) this.following.delete(job.deviceId);
+        resolve(outcome);
+      };
+      const abort = () => end({ kind: "aborted" });
+      const silent = () =>
+        end({
+          kind: "silent",
+          neverAnswered: `Device ${job.deviceId} took the ${f.op} command but reported no progress fetching ${f.url} within ${seconds(request.waitMs)}. ${f.silentHint}`,
+        });
+      const stalled = () =>
+        end({
+          kind: "stopped",
+          reason: `The ${f.noun} of ${f.url} broke off at ${progress.bytes} of ${progress.total} bytes${progress.files !== undefined ? ` (${progress.files} of ${progress.of} files)` : ""}: no report from device ${job.deviceId} for ${seconds(this.stallMs)}. ${f.resumes}`,
+        });
+      timer = clock.setTimer(request.waitMs, silent);
+      signal.addEventListener("abort", abort, { once: true });
+      const follower: Follower = {
+        job: job.id,
+        onReport: (report) => {
+          const elapsedMs = clock.now() - started;
+          if ("error" in report) {
+            end({
+              kind: "failed",
+              reason: `Device ${job.deviceId} reports: ${report.error}`,
+              final: f.isFinal(report),
+            });
+            return;
+          }
+          heard = true;
+          progress = {
+            bytes: report.got,
+            total: report.total,
+            rate: elapsedMs > 0 ? Math.round((report.got * 1000) / elapsedMs) : 0,
+            retransmits: 0,
+            ...(report.files !== undefined && report.of !== undefined
+              ? { files: report.files, of: report.of }
+              : {}),
+          };
+          request.onProgress(progress);
+          timer.cancel();
+          if (report.done) {
+            const details = f.details?.(report);
+            end({
+              kind: "delivered",
+              progress,
+              elapsedMs,
+              summary: f.summary(report, elapsedMs),
+              ...(details ? { details } : {}),
+            });
+            return;
+          }
+          timer = clock.setTimer(this.stallMs, heard ? stalled : silent);
+        },
+      };
+      this.following.set(job.deviceId, follower);
+      const early = this.early.get(job.deviceId);
+      this.early.delete(job.deviceId);
+      if (early?.job === job.id) follower.onReport(early);
+    });
+  }
+}
+
+/** "0.4 s", "60 s". */
+export function seconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
+}

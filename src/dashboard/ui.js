@@ -78,7 +78,11 @@ export function statusText(device, now) {
   }
 }
 
-function jobStateText(job, device) {
+function jobStateText(job, device, app) {
+  // An app's device fetches the files itself, staying in its running app.
+  if (app && job.state === "pushing") return "device fetching the changed files";
+  if (app && job.state === "ready") return "device getting ready";
+  if (app && job.state === "verifying") return "verifying: waiting for the device to run the new app";
   switch (job.state) {
     case "queued":
       return "queued";
@@ -119,8 +123,8 @@ export function isAppJob(job, firmware) {
 /** An app job's numbers: files when the device's progress counts them, bytes always. */
 function appNumbers(job) {
   const files =
-    typeof job.files === "number" && typeof job.filesTotal === "number" && job.filesTotal > 0
-      ? `${job.files} of ${job.filesTotal} files · `
+    typeof job.files === "number" && typeof job.of === "number" && job.of > 0
+      ? `${job.files} of ${job.of} files · `
       : "";
   return `${files}${bytes(job.bytes)} of ${bytes(job.total)}`;
 }
@@ -134,7 +138,7 @@ export function JobProgress({ job, device, onCancel, app = false }) {
   const pushing = job.state === "pushing" && !app;
   const fetching = app && !TERMINAL.has(job.state) && job.total > 0;
   const left = pushing && job.rate > 0 ? ((job.total - job.bytes) / job.rate) * 1000 : null;
-  const label = jobStateText(job, device);
+  const label = jobStateText(job, device, app);
   return html`<div class=${`job job-${job.state}`} data-job=${jobId(job)}>
     <div class="job-head">
       <span class="job-state">${label}</span>

@@ -179,7 +179,7 @@ describe("Home Assistant: a second update entity per device for its app", () => 
     await late.endAsync();
   });
 
-  test("install creates a job for the newest release of the app for the device's board", async () => {
+  test("install creates a job for the newest release of the app for the device's board; the entity follows it to the end", async () => {
     await watcher.publishAsync("mpota/bridge/homeassistant/porch/app/install", "install", { qos: 1 });
     const job = await eventually(() => s.server.storage.jobs.activeForDevice("porch"), "the app job");
     assert.equal(job.firmwareId, releases.get("1.5")?.id.slice(0, 32));
@@ -187,5 +187,26 @@ describe("Home Assistant: a second update entity per device for its app", () => 
     await eventually(() => entity("porch").in_progress === true, "in progress on the app entity");
     // The firmware entity does not show the app's job as its own.
     assert.equal(JSON.parse(last("mpota/bridge/homeassistant/porch/state") ?? "{}").in_progress, false);
+    // The board gets the signed app command for that release, fetches, reports half, then the switch.
+    const command = (await porch.command(
+      (c) => c !== "" && (c as { op: string }).op === "app",
+    )) as unknown as {
+      job: string;
+      sha: string;
+      ver: string;
+    };
+    const m = releases.get("1.5") as SignedAppManifest;
+    assert.deepEqual([command.job, command.sha, command.ver], [job.id, m.id, "1.5"]);
+    await porch.ack({ job: job.id, ready: true, pull: true });
+    await porch.ack({ job: job.id, got: Math.floor(m.total / 2), total: m.total, files: 0, of: 1 });
+    await eventually(() => entity("porch").update_percentage === 50, "50 % on the app entity");
+    await porch.ack({ job: job.id, got: m.total, total: m.total, files: 1, of: 1, done: true });
+    await porch.state(appState("porch", "1.5"));
+    await eventually(
+      () => entity("porch").installed_version === "1.5" && entity("porch").in_progress === false,
+      "the app entity on 1.5, the job over",
+    );
+    assert.equal(entity("porch").latest_version, "1.5");
+    assert.equal((await s.server.storage.jobs.get(job.id))?.phase, "succeeded");
   });
 });

@@ -1,6 +1,5 @@
 import type { HaUpdateConfig, HaUpdateState } from "../api/ha-entity.ts";
 import type { Topics } from "../api/topics.ts";
-import { jobPercent } from "../api/views.ts";
 import { APP_KIND } from "../releases/app-kind.ts";
 import type { AppReleases } from "../releases/app-releases.ts";
 import type { ReleaseKinds } from "../releases/release-kind.ts";
@@ -71,6 +70,7 @@ export class AppEntity {
     job: JobRecord | undefined,
     dashboardUrl: string | undefined,
     activePhases: ReadonlySet<string>,
+    percentOf: (job: JobRecord) => number,
   ): Promise<HaUpdateState | undefined> {
     const app = reportedApp(device);
     if (app === undefined) return undefined;
@@ -83,7 +83,7 @@ export class AppEntity {
       latest_version: newer ? newer.version : app.ver,
       title: app.name,
       in_progress: appJob !== undefined,
-      update_percentage: appJob && activePhases.has(appJob.phase) ? jobPercent(appJob) : null,
+      update_percentage: appJob && activePhases.has(appJob.phase) ? percentOf(appJob) : null,
     };
     const rolledBack = device.state?.app?.rb;
     const notes = rolledBack

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import { UsageError } from "../../errors.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import type { HaUpdateConfig, HaUpdateState } from "../api/ha-entity.ts";
 import { type Json, type Topic, type Topics, toJson } from "../api/topics.ts";
@@ -14,8 +13,11 @@ import type { AppReleases } from "../releases/app-releases.ts";
 import { updateRefusalText, versionVerdict } from "../releases/downgrade-policy.ts";
 import type { ReleaseKinds } from "../releases/release-kind.ts";
 import { compareVersions } from "../releases/version-order.ts";
-import type { DeviceRecord, FirmwareRecord, Storage } from "../storage/storage.ts";
+import type { DeviceRecord, FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
 import { AppEntity, reportedApp } from "./app-entity.ts";
+import { dashboardBase } from "./dashboard-base.ts";
+
+export { dashboardBase };
 
 export const DEFAULT_HA_PREFIX = "homeassistant";
 export const HA_PAYLOAD_INSTALL = "install";
@@ -56,24 +58,8 @@ export interface HomeAssistantDeps {
 type Sent = { config: Json<HaUpdateConfig>; state: Json<HaUpdateState> };
 
 const ACTIVE_PUSH = new Set(["ready", "pushing", "verifying", "recovering"]);
-
-/** The dashboard URL as given, with one trailing slash; a UsageError when it is not an http(s) URL. */
-export function dashboardBase(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    parsed = new URL("invalid:");
-  }
-  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.host === "") {
-    throw new UsageError(
-      `The dashboard URL for Home Assistant's release links must be an http:// or https:// address with a host (such as http://mpota.local:8080/), not "${url.slice(0, 100)}".`,
-    );
-  }
-  parsed.hash = "";
-  parsed.search = "";
-  return parsed.href.endsWith("/") ? parsed.href : `${parsed.href}/`;
-}
+/** Jobs whose live percentage is kept at most (one whose end was missed cannot keep the map growing). */
+const MAX_LIVE_JOBS = 10_000;
 
 /**
  * Home Assistant MQTT discovery: one `update` entity per device. Its state
@@ -109,6 +95,8 @@ export class HomeAssistantFeature {
   /** Devices without an app whose app entity this process has cleared (once: it may be retained from before). */
   private readonly appCleared = new Set<string>();
   private readonly app: AppEntity | undefined;
+  /** The last percentage of each job pushing or fetching now, from its progress topic. */
+  private readonly live = new Map<string, number>();
   /** Devices whose entity was removed; published again only when they report a state again. */
   private readonly removed = new Set<string>();
   private readonly onReconnect = () => {
@@ -154,7 +142,12 @@ export class HomeAssistantFeature {
     await link.subscribe(t.allDevices("state"), quietly(readStateOrCleared), (m) => this.onState(m));
     await link.subscribe(t.allDevices("status"), quietly(readStatus), (m) => this.refreshFrom(m.topic));
     await link.subscribe(t.allJobProgress, readJobProgress, (m) => {
-      if (!m.retained) this.refresh(m.payload.device);
+      if (m.retained) return;
+      // The percentage of a push or fetch lives on this topic only (the job's row has it at the end).
+      if (this.live.size >= MAX_LIVE_JOBS) this.live.clear();
+      if (ACTIVE_PUSH.has(m.payload.state)) this.live.set(m.payload.job, m.payload.percent);
+      else this.live.delete(m.payload.job);
+      this.refresh(m.payload.device);
     });
     await link.subscribe(t.haInstall("+"), readText, (m) => {
       const id = m.topic.split("/").at(-2) as string;
@@ -249,7 +242,7 @@ export class HomeAssistantFeature {
       latest_version: latest ? latest.version : installed,
       title: running ? running.name : "Firmware unknown to mpota",
       in_progress: job !== undefined,
-      update_percentage: job && ACTIVE_PUSH.has(job.phase) ? jobPercent(job) : null,
+      update_percentage: job && ACTIVE_PUSH.has(job.phase) ? this.percentOf(job) : null,
     };
     const verdict = running && latest ? versionVerdict(fw, running, latest) : undefined;
     // The newest firmware of the line in the store is older than the one the device runs: installing
@@ -308,7 +301,7 @@ export class HomeAssistantFeature {
   ): Promise<void> {
     const id = device.id;
     const job = await this.d.storage.jobs.activeForDevice(id);
-    const value = await app.state(device, job, this.dashboardUrl, ACTIVE_PUSH);
+    const value = await app.state(device, job, this.dashboardUrl, ACTIVE_PUSH, (j) => this.percentOf(j));
     if (!value) {
       if (this.sentApp.has(id) || !this.appCleared.has(id)) await this.clearApp(id);
       return;
@@ -324,6 +317,11 @@ export class HomeAssistantFeature {
     if (last?.config !== config)
       await this.d.link.publish(t.haAppConfig(this.prefix, id), config, { retain: true });
     if (last?.state !== state) await this.d.link.publish(t.haAppState(id), state, { retain: true });
+  }
+
+  /** A job's percentage: the live one of its progress topic while it runs, else its row's. */
+  private percentOf(job: JobRecord): number {
+    return this.live.get(job.id) ?? jobPercent(job);
   }
 
   /** Removes a device's app entity (empty retained config and state). */

@@ -168,4 +168,51 @@ describe("the dashboard's app releases", { skip: SKIP }, () => {
     await page.goto(`${s.base}/#/devices`);
     await page.locator('tr[data-device="hall"] .badge-rollback').waitFor();
   });
+
+  test("an app update from the device page: files and bytes while the board fetches; a rollback fails the job with the loader's reason", async () => {
+    await page.goto(`${s.base}/#/device/hall`);
+    await page.getByLabel("App release to install").waitFor();
+    await page.getByRole("button", { name: "Update app" }).click();
+    const command = (await hall.command(
+      (c) => c !== "" && (c as { op: string }).op === "app",
+    )) as unknown as {
+      job: string;
+      ver: string;
+    };
+    assert.equal(command.ver, "1.1");
+    const release = (await call(s, "GET", "/api/v1/apps")).body.find(
+      (a: { version: string }) => a.version === "1.1",
+    );
+    await hall.ack({ job: command.job, ready: true, pull: true });
+    await hall.ack({ job: command.job, got: 1000, total: release.bytes, files: 1, of: 3 });
+    const job = page.locator(`.job[data-job="${command.job}"]`).first();
+    await job
+      .locator(".app-numbers")
+      .getByText(`1 of 3 files · 1000 B of ${(release.bytes / 1024).toFixed(1)} KiB`)
+      .waitFor();
+    assert.equal(await job.locator(".job-state").textContent(), "device fetching the changed files");
+    assert.equal(await job.locator(".job-target").textContent(), "app thermostat 1.1");
+    await hall.ack({
+      job: command.job,
+      got: release.bytes,
+      total: release.bytes,
+      files: 3,
+      of: 3,
+      done: true,
+    });
+    // The loader gave the new app up: the old one runs and the agent says why.
+    const why =
+      "rolled back thermostat 1.1: File \"lib/display.py\", line 1: ImportError: no module named 'tm1637'";
+    await hall.state(hallState({ rb: { job: command.job, why } }));
+    await page.locator(".job-failed .job-error").first().waitFor({ timeout: 15_000 });
+    assert.match(
+      (await page.locator(".job-failed .job-error").first().textContent()) ?? "",
+      /ImportError: no module named 'tm1637'/,
+    );
+    assert.equal(
+      await page.locator(".job-rollback").first().textContent(),
+      `Rolled back on the device: ${why}`,
+    );
+    assert.equal(await text("dd.device-app"), "thermostat 1.0");
+  });
 });

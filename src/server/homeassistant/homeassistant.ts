@@ -280,6 +280,8 @@ export class HomeAssistantFeature {
     if (!device?.state) return;
     const running = await this.d.storage.firmware.get(device.state.fw);
     const firmwareConfig = this.config(device, running);
+    // The app entity first: whoever has seen the firmware entity's messages has seen the app's (a removal too).
+    if (this.app) await this.publishApp(this.app, device, firmwareConfig, all);
     const value = await this.state(device);
     if (value) {
       const config = toJson(firmwareConfig);
@@ -289,7 +291,6 @@ export class HomeAssistantFeature {
       if (last?.config !== config) await this.d.link.publish(this.configTopic(id), config, { retain: true });
       if (last?.state !== state) await this.d.link.publish(this.stateTopic(id), state, { retain: true });
     }
-    if (this.app) await this.publishApp(this.app, device, firmwareConfig, all);
   }
 
   /** The app entity of a device: published while it reports an app, removed when it stops. */

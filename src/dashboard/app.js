@@ -5,6 +5,7 @@ import { render } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, api, apiList, LiveEvents, streamRefusal } from "./api.js";
 import { AddDevicePage } from "./pages/add-device.js";
+import { AppsPage } from "./pages/apps.js";
 import { AuditPage } from "./pages/audit.js";
 import { DevicePage } from "./pages/device.js";
 import { DevicesPage } from "./pages/devices.js";
@@ -208,9 +209,12 @@ function Shell({ auth, onLogout }) {
   else if (page === "add-device")
     body = html`<${AddDevicePage} key=${arg ?? ""} initialId=${arg} onChanged=${loadCredentials} />`;
   else if (page === "audit") body = html`<${AuditPage} />`;
+  else if (page === "apps") body = html`<${AppsPage} version=${firmware} selected=${arg} />`;
   else if (page === "firmware")
-    body = html`<${FirmwarePage} firmware=${firmware} devices=${devices} onChanged=${() => reload()} onLine=${onLine} selected=${arg} />`;
-  else if (page === "jobs") body = html`<${JobsPage} devices=${devices} jobs=${jobs} onCancel=${onCancel} />`;
+    // App releases are in the same store; the Apps page lists them.
+    body = html`<${FirmwarePage} firmware=${firmware.filter((f) => f.kind !== "app")} devices=${devices} onChanged=${() => reload()} onLine=${onLine} selected=${arg} />`;
+  else if (page === "jobs")
+    body = html`<${JobsPage} devices=${devices} jobs=${jobs} firmware=${firmware} onCancel=${onCancel} />`;
   else if (page === "rollouts") body = html`<${RolloutsPage} firmware=${firmware} devices=${devices} />`;
   else if (page === "rollout" && arg) body = html`<${RolloutPage} id=${arg} />`;
   else body = html`<${DevicesPage} ...${props} />`;
@@ -220,6 +224,7 @@ function Shell({ auth, onLogout }) {
       <nav>
         <a href="#/devices" class=${page === "devices" || page === "device" || page === "add-device" || !page ? "active" : ""}>Devices</a>
         <a href="#/firmware" class=${page === "firmware" ? "active" : ""}>Firmware</a>
+        <a href="#/apps" class=${page === "apps" ? "active" : ""}>Apps</a>
         <a href="#/jobs" class=${page === "jobs" ? "active" : ""}>Jobs</a>
         <a href="#/rollouts" class=${page === "rollouts" || page === "rollout" ? "active" : ""}>Rollouts</a>
         <a href="#/audit" class=${page === "audit" ? "active" : ""}>Audit</a>

@@ -36,13 +36,16 @@ export function chipOf(device, firmware) {
 /** Releases a device can take: not the one it runs, and built for its chip when that is known. */
 export function releasesFor(device, firmware) {
   const chip = chipOf(device, firmware);
-  return firmware.filter((f) => f.id !== device.fw && (chip === null || f.target === chip));
+  return firmware.filter(
+    (f) => f.kind !== "app" && f.id !== device.fw && (chip === null || f.target === chip),
+  );
 }
 
 /** The newest release of each line for each chip (the store lists newest first), by "name chip". */
 export function newestByLine(firmware) {
   const out = new Map();
   for (const f of firmware) {
+    if (f.kind === "app") continue;
     const key = `${f.name} ${f.target}`;
     if (!out.has(key)) out.set(key, f);
   }
@@ -75,7 +78,11 @@ export function statusText(device, now) {
   }
 }
 
-function jobStateText(job, device) {
+function jobStateText(job, device, app) {
+  // An app's device fetches the files itself, staying in its running app.
+  if (app && job.state === "pushing") return "device fetching the changed files";
+  if (app && job.state === "ready") return "device getting ready";
+  if (app && job.state === "verifying") return "verifying: waiting for the device to run the new app";
   switch (job.state) {
     case "queued":
       return "queued";
@@ -107,16 +114,35 @@ export function ErrorText({ error }) {
   return html`<div class="error" role="alert">${error.message ?? String(error)}</div>`;
 }
 
-/** A job's state, progress bar and numbers, with Cancel while it has not reached the device. */
-export function JobProgress({ job, device, onCancel }) {
+/** Whether a job installs an app release (the store's list of releases says which kind it is). */
+export function isAppJob(job, firmware) {
+  const id = job.firmware?.id;
+  return id !== undefined && firmware.some((f) => f.id === id && f.kind === "app");
+}
+
+/** An app job's numbers: files when the device's progress counts them, bytes always. */
+function appNumbers(job) {
+  const files =
+    typeof job.files === "number" && typeof job.of === "number" && job.of > 0
+      ? `${job.files} of ${job.of} files · `
+      : "";
+  return `${files}${bytes(job.bytes)} of ${bytes(job.total)}`;
+}
+
+/**
+ * A job's state, progress bar and numbers, with Cancel while it has not reached the device. `app`:
+ * the job installs an app release (the device fetches the files itself: files and bytes, no rate).
+ */
+export function JobProgress({ job, device, onCancel, app = false }) {
   const percent = job.state === "succeeded" ? 100 : (job.percent ?? 0);
-  const pushing = job.state === "pushing";
+  const pushing = job.state === "pushing" && !app;
+  const fetching = app && !TERMINAL.has(job.state) && job.total > 0;
   const left = pushing && job.rate > 0 ? ((job.total - job.bytes) / job.rate) * 1000 : null;
-  const label = jobStateText(job, device);
+  const label = jobStateText(job, device, app);
   return html`<div class=${`job job-${job.state}`} data-job=${jobId(job)}>
     <div class="job-head">
       <span class="job-state">${label}</span>
-      <span class="job-target">${job.firmware?.name} ${job.firmware?.version}</span>
+      <span class="job-target">${app ? "app " : ""}${job.firmware?.name} ${job.firmware?.version}</span>
       ${onCancel && CANCELLABLE.has(job.state) ? html`<button class="small" onClick=${() => onCancel(jobId(job))}>Cancel</button>` : null}
     </div>
     ${
@@ -134,6 +160,7 @@ export function JobProgress({ job, device, onCancel }) {
           }${job.retransmits ? ` · ${job.retransmits} retransmitted` : ""}</div>`
         : null
     }
+    ${fetching ? html`<div class="job-numbers app-numbers">${appNumbers(job)}</div>` : null}
     ${job.state === "failed" && job.error ? html`<div class="job-error">${job.error}</div>` : null}
   </div>`;
 }

@@ -346,7 +346,12 @@ function provisioningOf(core: Core): ProvisioningDeps {
 }
 
 /** Home Assistant's update entities, installing through the shared handlers (audited as Home Assistant). */
-function homeAssistantOf(core: Core, inbox: DeviceInbox, handlers: BridgeHandlers): HomeAssistantFeature {
+function homeAssistantOf(
+  core: Core,
+  inbox: DeviceInbox,
+  handlers: BridgeHandlers,
+  apps: AppReleases,
+): HomeAssistantFeature {
   const { storage, link, topics, clock, logger } = core;
   return new HomeAssistantFeature(
     {
@@ -363,6 +368,7 @@ function homeAssistantOf(core: Core, inbox: DeviceInbox, handlers: BridgeHandler
       kinds: core.library.kinds,
       version: core.info.version,
       logger: logger.child({ feature: "homeassistant" }),
+      apps,
     },
     core.options.homeAssistant,
   );
@@ -400,7 +406,7 @@ async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, fea
     server.http = http;
   }
   if (options.homeAssistant) {
-    server.homeAssistant = homeAssistantOf(core, inbox, handlers);
+    server.homeAssistant = homeAssistantOf(core, inbox, handlers, apps);
     await features.start(feature("homeassistant", server.homeAssistant));
   }
   server.heartbeat = new InstanceHeartbeat({

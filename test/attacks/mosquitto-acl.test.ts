@@ -196,6 +196,7 @@ describe("Mosquitto with the generated files: who may do what", { skip: MOSQUITT
         { topic: `${BASE}/bridge/request/update` },
         { topic: `${BASE}/bridge/state`, retain: true },
         { topic: `${BASE}/bridge/homeassistant/${B.id}/install` },
+        { topic: `${BASE}/bridge/homeassistant/${B.id}/app/install` },
         { topic: `${HA}/status` },
         { topic: `${HA}/update/x/config` },
         { topic: `${A.id}/state` },
@@ -283,6 +284,7 @@ describe("Mosquitto with the generated files: who may do what", { skip: MOSQUITT
       `${BASE}/bridge/request/devices`,
       `${BASE}/bridge/request/firmware/add`,
       `${BASE}/bridge/homeassistant/${A.id}/install`,
+      `${BASE}/bridge/homeassistant/${A.id}/app/install`,
       `${HA}/status`,
     ];
     for (const topic of allowed) await admin.client.publishAsync(topic, m, { qos: 1 });

@@ -67,6 +67,7 @@ describe("mosquittoConfig", () => {
         "topic read #",
         "topic write home/mpota/bridge/request/#",
         "topic write home/mpota/bridge/homeassistant/+/install",
+        "topic write home/mpota/bridge/homeassistant/+/app/install",
         "topic write homeassistant/status",
         "user sim-1",
         "topic read home/mpota/sim-1/cmd",

@@ -78,6 +78,7 @@ describe("device registry over MQTT", () => {
       wake: "power",
       sleep: null,
       job: null,
+      app: null,
     } satisfies DeviceView);
     assert.ok((view.lastStateAt as number) >= before);
     await dev.close();

@@ -9,11 +9,13 @@ import {
   downgradeQuestion,
   ErrorText,
   html,
+  isAppJob,
   JobProgress,
   releasesFor,
   statusText,
   TERMINAL,
 } from "../ui.js";
+import { appText, DeviceApp } from "./device-app.js";
 
 function Timeline({ id, version }) {
   const [job, setJob] = useState(null);
@@ -76,6 +78,7 @@ export function DevicePage({
     <dl class="facts">
       <dt>Status</dt><dd class="device-status">${statusText(d, now)}</dd>
       <dt>Chip</dt><dd class="device-chip">${chip ?? "–"}</dd>
+      <dt>App</dt><dd class="device-app">${appText(d) ?? "–"}</dd>
       <dt>Firmware</dt><dd>${d.firmware ? `${d.firmware.name} ${d.firmware.version}` : html`<span class="badge badge-unknown">unknown firmware</span>`} <code>${d.fw}</code></dd>
       <dt>MicroPython</dt><dd>${d.ver ?? "–"}</dd>
       <dt>Last seen</dt><dd>${ago(d.lastSeen, now)}</dd>
@@ -85,10 +88,11 @@ export function DevicePage({
       <dt>Flash</dt><dd>${bytes(d.flash)}</dd>
     </dl>
     <${DeviceTrust} device=${d} credentials=${credentials} base=${base} onChanged=${onCredentials} />
+    <${DeviceApp} device=${d} storeVersion=${firmware} busy=${Boolean(liveJob && !TERMINAL.has(liveJob.state))} onUpdate=${onUpdate} />
     <h3>Update</h3>
     ${
       liveJob && !TERMINAL.has(liveJob.state)
-        ? html`<${JobProgress} job=${liveJob} device=${d} onCancel=${onCancel} />`
+        ? html`<${JobProgress} job=${liveJob} device=${d} onCancel=${onCancel} app=${isAppJob(liveJob, firmware)} />`
         : html`<div class="toolbar">
             <select aria-label="Firmware to install" value=${chosen} onChange=${(e) => setTarget(e.target.value)}>
               ${choices.map((f) => html`<option value=${f.id}>${f.name} ${f.version}</option>`)}
@@ -105,7 +109,8 @@ export function DevicePage({
         const shown = open === j.id || (open === null && j === detail.jobs[0]);
         return html`<li>
           <button class="link" onClick=${() => setOpen(shown ? "" : j.id)}>${j.id}</button> ${time(j.createdAt)}
-          <${JobProgress} job=${current} device=${d} />
+          <${JobProgress} job=${current} device=${d} app=${isAppJob(current, firmware)} />
+          ${d.app?.rolledBack?.job === j.id ? html`<div class="job-rollback">Rolled back on the device: ${d.app.rolledBack.why}</div>` : null}
           ${shown ? html`<${Timeline} id=${j.id} version=${j.id === liveJob?.job ? versionKey : current.state} />` : null}
         </li>`;
       })}

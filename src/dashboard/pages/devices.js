@@ -3,12 +3,13 @@
 import { useMemo, useState } from "preact/hooks";
 import { ago, shortId, time } from "../format.js";
 import { TrustBadges, TrustBanner, trustProblems } from "../trust.js";
-import { chipOf, html, JobProgress, newestByLine, statusText, TERMINAL } from "../ui.js";
+import { chipOf, html, isAppJob, JobProgress, newestByLine, statusText, TERMINAL } from "../ui.js";
 
 const COLUMNS = [
   ["id", "Device"],
   ["status", "Status"],
   ["firmware", "Firmware"],
+  ["app", "App"],
   ["chip", "Chip"],
   ["lastSeen", "Last seen"],
   ["ip", "IP"],
@@ -21,6 +22,7 @@ function sortValue(device, key) {
   if (key === "firmware")
     return device.firmware ? `${device.firmware.name} ${device.firmware.version}` : `~${device.fw ?? ""}`;
   if (key === "job") return device.job?.state ?? "";
+  if (key === "app") return device.app?.name ? `${device.app.name} ${device.app.version}` : "";
   if (key === "chip") return device.chip ?? "";
   return device[key] ?? "";
 }
@@ -49,7 +51,7 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
     const list = [...devices.values()].filter((d) => {
       if (status !== "all" && d.status !== status) return false;
       if (!text) return true;
-      return [d.id, d.ip, d.fw, d.firmware?.name, d.firmware?.version].some(
+      return [d.id, d.ip, d.fw, d.firmware?.name, d.firmware?.version, d.app?.name].some(
         (v) => v && String(v).toLowerCase().includes(text),
       );
     });
@@ -65,7 +67,7 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
     html`<th><button class="sort" onClick=${() => setSort({ key, up: sort.key === key ? !sort.up : true })}>${label}${sort.key === key ? (sort.up ? " ▲" : " ▼") : ""}</button></th>`;
   return html`<section>
     <div class="toolbar">
-      <input type="search" placeholder="Filter by id, IP, firmware" aria-label="Filter devices" value=${filter} onInput=${(e) => setFilter(e.target.value)} />
+      <input type="search" placeholder="Filter by id, IP, firmware, app" aria-label="Filter devices" value=${filter} onInput=${(e) => setFilter(e.target.value)} />
       <select aria-label="Status" value=${status} onChange=${(e) => setStatus(e.target.value)}>
         <option value="all">every status</option>
         <option value="online">online</option>
@@ -96,6 +98,7 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
               <span class="fw" title=${d.fw ?? ""}> ${shortId(d.fw)}</span>
               ${newer ? html` <span class="badge badge-newer">${newer.version} available</span>` : null}
             </td>
+            <td class="app">${d.app?.name ? html`${d.app.name} ${d.app.version}` : d.app ? html`<span class="muted">no app yet</span>` : "–"}${d.app?.rolledBack ? html` <span class="badge badge-rollback" title=${d.app.rolledBack.why}>rolled back</span>` : null}</td>
             <td class="chip">${chip ?? "–"}</td>
             <td title=${time(d.lastSeen)}>${ago(d.lastSeen, now)}</td>
             <td>${d.ip ?? "–"}</td>
@@ -104,7 +107,7 @@ export function DevicesPage({ devices, firmware, jobs, now, onUpdate, onCancel, 
             <td class="update-cell">
               ${
                 job && !TERMINAL.has(job.state)
-                  ? html`<${JobProgress} job=${job} device=${d} onCancel=${onCancel} />`
+                  ? html`<${JobProgress} job=${job} device=${d} onCancel=${onCancel} app=${isAppJob(job, firmware)} />`
                   : newer
                     ? html`<button class="small" onClick=${() => onUpdate(d.id, newer.id)}>Update to ${newer.version}</button>`
                     : null

@@ -2,9 +2,9 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { time } from "../format.js";
-import { ErrorText, html, JobProgress, jobId } from "../ui.js";
+import { ErrorText, html, isAppJob, JobProgress, jobId } from "../ui.js";
 
-export function JobsPage({ devices, jobs, onCancel }) {
+export function JobsPage({ devices, jobs, firmware, onCancel }) {
   const [list, setList] = useState([]);
   const [error, setError] = useState(null);
   const version = [...jobs.values()].map((j) => `${jobId(j)}:${j.state}`).join(",");
@@ -20,7 +20,7 @@ export function JobsPage({ devices, jobs, onCancel }) {
         ${list.map((j) => {
           const current = jobs.get(j.id) ?? j;
           return html`<tr><td>${j.id}</td><td><a href=${`#/device/${encodeURIComponent(j.device)}`}>${j.device}</a></td><td>${time(j.createdAt)}</td>
-            <td><${JobProgress} job=${current} device=${devices.get(j.device)} onCancel=${onCancel} /></td></tr>`;
+            <td><${JobProgress} job=${current} device=${devices.get(j.device)} onCancel=${onCancel} app=${isAppJob(current, firmware)} /></td></tr>`;
         })}
       </tbody>
     </table></div>

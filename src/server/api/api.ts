@@ -49,6 +49,23 @@ export interface DeviceView {
   sleep: number | null;
   /** The device's active job, if any. */
   job: { id: string; state: JobPhase } | null;
+  /**
+   * The app a v3 agent reports (`state.app`): its release's name, version and
+   * manifest SHA-256, the board kind, and once after a rollback the job and
+   * the loader's reason; null when the device reports no app.
+   */
+  app: DeviceAppView | null;
+}
+
+export interface DeviceAppView {
+  name: string | null;
+  version: string | null;
+  /** SHA-256 of the installed manifest (64 hex); its first 32 digits are the release's identity. */
+  id: string | null;
+  board: string | null;
+  /** Bytes a new app may take on the device. */
+  free: number | null;
+  rolledBack: { job: string; why: string } | null;
 }
 
 export interface DeviceDetail extends DeviceView {

@@ -4,7 +4,8 @@
 export interface HaUpdateConfig {
   name: string;
   unique_id: string;
-  device_class: "firmware";
+  /** "firmware" for the firmware entity; left out for the app entity (Home Assistant has no class for it). */
+  device_class?: "firmware";
   entity_category: "config";
   state_topic: string;
   command_topic: string;

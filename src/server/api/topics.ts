@@ -42,6 +42,14 @@ export interface TopicMap {
   "<ha>/update/<id>/config": { from: "server"; retained: true; payload: HaUpdateConfig | "" };
   "<base>/bridge/homeassistant/<id>/state": { from: "server"; retained: true; payload: HaUpdateState | "" };
   "<base>/bridge/homeassistant/<id>/install": { from: "homeassistant"; retained: false; payload: string };
+  /** The second update entity of a device that reports an app (docs/app-updates.md). */
+  "<ha>/update/<id>/app/config": { from: "server"; retained: true; payload: HaUpdateConfig | "" };
+  "<base>/bridge/homeassistant/<id>/app/state": {
+    from: "server";
+    retained: true;
+    payload: HaUpdateState | "";
+  };
+  "<base>/bridge/homeassistant/<id>/app/install": { from: "homeassistant"; retained: false; payload: string };
   /** Home Assistant's birth and last will: `online`, `offline`. */
   "<ha>/status": { from: "homeassistant"; retained: true; payload: string };
 }
@@ -197,6 +205,23 @@ export class Topics {
   haInstall(id: string): Topic<PayloadOf<"<base>/bridge/homeassistant/<id>/install">> {
     return topic<"<base>/bridge/homeassistant/<id>/install">(
       `${this.base}/bridge/homeassistant/${id}/install`,
+    );
+  }
+
+  /** The app entity's discovery config: node id the device, object id `app`. */
+  haAppConfig(prefix: string, id: string): Topic<PayloadOf<"<ha>/update/<id>/app/config">> {
+    return topic<"<ha>/update/<id>/app/config">(`${prefix}/update/${id}/app/config`);
+  }
+
+  haAppState(id: string): Topic<PayloadOf<"<base>/bridge/homeassistant/<id>/app/state">> {
+    return topic<"<base>/bridge/homeassistant/<id>/app/state">(
+      `${this.base}/bridge/homeassistant/${id}/app/state`,
+    );
+  }
+
+  haAppInstall(id: string): Topic<PayloadOf<"<base>/bridge/homeassistant/<id>/app/install">> {
+    return topic<"<base>/bridge/homeassistant/<id>/app/install">(
+      `${this.base}/bridge/homeassistant/${id}/app/install`,
     );
   }
 }

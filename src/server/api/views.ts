@@ -120,5 +120,15 @@ export function deviceView(
     wake: s?.wake ?? null,
     sleep: s?.sleep ?? null,
     job: activeJob ? { id: activeJob.id, state: activeJob.phase } : null,
+    app: s?.app
+      ? {
+          name: s.app.name ?? null,
+          version: s.app.ver ?? null,
+          id: s.app.id ?? null,
+          board: s.app.board ?? null,
+          free: s.app.free ?? null,
+          rolledBack: s.app.rb ?? null,
+        }
+      : null,
   };
 }

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import { UsageError } from "../../errors.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import type { HaUpdateConfig, HaUpdateState } from "../api/ha-entity.ts";
 import { type Json, type Topic, type Topics, toJson } from "../api/topics.ts";
@@ -10,9 +9,15 @@ import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { type Inbound, quietly } from "../mqtt/payload-reader.ts";
 import { readJobProgress, readStateOrCleared, readStatus, readText } from "../mqtt/topic-readers.ts";
+import type { AppReleases } from "../releases/app-releases.ts";
 import { updateRefusalText, versionVerdict } from "../releases/downgrade-policy.ts";
 import type { ReleaseKinds } from "../releases/release-kind.ts";
-import type { DeviceRecord, FirmwareRecord, Storage } from "../storage/storage.ts";
+import { compareVersions } from "../releases/version-order.ts";
+import type { DeviceRecord, FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
+import { AppEntity, reportedApp } from "./app-entity.ts";
+import { dashboardBase } from "./dashboard-base.ts";
+
+export { dashboardBase };
 
 export const DEFAULT_HA_PREFIX = "homeassistant";
 export const HA_PAYLOAD_INSTALL = "install";
@@ -46,27 +51,15 @@ export interface HomeAssistantDeps {
   kinds: ReleaseKinds;
   version: string;
   logger: Logger;
+  /** App releases: with them a device that reports an app gets a second entity for it (app-entity.ts). */
+  apps?: AppReleases;
 }
+
+type Sent = { config: Json<HaUpdateConfig>; state: Json<HaUpdateState> };
 
 const ACTIVE_PUSH = new Set(["ready", "pushing", "verifying", "recovering"]);
-
-/** The dashboard URL as given, with one trailing slash; a UsageError when it is not an http(s) URL. */
-export function dashboardBase(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    parsed = new URL("invalid:");
-  }
-  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.host === "") {
-    throw new UsageError(
-      `The dashboard URL for Home Assistant's release links must be an http:// or https:// address with a host (such as http://mpota.local:8080/), not "${url.slice(0, 100)}".`,
-    );
-  }
-  parsed.hash = "";
-  parsed.search = "";
-  return parsed.href.endsWith("/") ? parsed.href : `${parsed.href}/`;
-}
+/** Jobs whose live percentage is kept at most (one whose end was missed cannot keep the map growing). */
+const MAX_LIVE_JOBS = 10_000;
 
 /**
  * Home Assistant MQTT discovery: one `update` entity per device. Its state
@@ -96,7 +89,14 @@ export class HomeAssistantFeature {
   /** Devices with a refresh queued that has not started yet (one is enough: it reads the newest records). */
   private readonly queued = new Set<string>();
   /** The config and state last published per device. */
-  private readonly sent = new Map<string, { config: Json<HaUpdateConfig>; state: Json<HaUpdateState> }>();
+  private readonly sent = new Map<string, Sent>();
+  /** The app entity's config and state last published per device. */
+  private readonly sentApp = new Map<string, Sent>();
+  /** Devices without an app whose app entity this process has cleared (once: it may be retained from before). */
+  private readonly appCleared = new Set<string>();
+  private readonly app: AppEntity | undefined;
+  /** The last percentage of each job pushing or fetching now, from its progress topic. */
+  private readonly live = new Map<string, number>();
   /** Devices whose entity was removed; published again only when they report a state again. */
   private readonly removed = new Set<string>();
   private readonly onReconnect = () => {
@@ -115,8 +115,12 @@ export class HomeAssistantFeature {
       t.allDevices("status"),
       t.allJobProgress,
       t.haInstall("+"),
+      t.haAppInstall("+"),
       t.haStatus(this.prefix),
     ];
+    this.app = d.apps
+      ? new AppEntity({ storage: d.storage, topics: t, kinds: d.kinds, apps: d.apps })
+      : undefined;
   }
 
   configTopic(id: string): Topic<HaUpdateConfig | ""> {
@@ -138,11 +142,20 @@ export class HomeAssistantFeature {
     await link.subscribe(t.allDevices("state"), quietly(readStateOrCleared), (m) => this.onState(m));
     await link.subscribe(t.allDevices("status"), quietly(readStatus), (m) => this.refreshFrom(m.topic));
     await link.subscribe(t.allJobProgress, readJobProgress, (m) => {
-      if (!m.retained) this.refresh(m.payload.device);
+      if (m.retained) return;
+      // The percentage of a push or fetch lives on this topic only (the job's row has it at the end).
+      if (this.live.size >= MAX_LIVE_JOBS) this.live.clear();
+      if (ACTIVE_PUSH.has(m.payload.state)) this.live.set(m.payload.job, m.payload.percent);
+      else this.live.delete(m.payload.job);
+      this.refresh(m.payload.device);
     });
     await link.subscribe(t.haInstall("+"), readText, (m) => {
       const id = m.topic.split("/").at(-2) as string;
       if (!m.retained) void this.install(id, m.payload).catch(warn);
+    });
+    await link.subscribe(t.haAppInstall("+"), readText, (m) => {
+      const id = m.topic.split("/").at(-3) as string;
+      if (!m.retained) void this.installApp(id, m.payload).catch(warn);
     });
     await link.subscribe(t.haStatus(this.prefix), readText, (m) => {
       if (m.payload === "online") void this.publishAll().catch(warn);
@@ -175,6 +188,8 @@ export class HomeAssistantFeature {
     await this.queue.run(id, async () => {
       this.removed.add(id);
       this.sent.delete(id);
+      // The app entity first: whoever sees the firmware entity go has seen both go.
+      if (this.app && (this.sentApp.has(id) || !this.appCleared.has(id))) await this.clearApp(id);
       await this.d.link.publish(this.configTopic(id), "", { retain: true });
       await this.d.link.publish(this.stateTopic(id), "", { retain: true });
       this.d.logger.info({ device: id }, "Home Assistant entity removed");
@@ -218,14 +233,16 @@ export class HomeAssistantFeature {
     if (!fw) return undefined;
     const running = await this.d.storage.firmware.get(fw);
     const latest = running ? await this.latestOf(running) : undefined;
-    const job = await this.d.storage.jobs.activeForDevice(device.id);
+    const active = await this.d.storage.jobs.activeForDevice(device.id);
+    // An app job is the app entity's to show.
+    const job = active && this.app && (await this.app.isAppJob(active)) ? undefined : active;
     const installed = running ? running.version : `unknown ${fw.slice(0, 8)}`;
     const state: HaUpdateState = {
       installed_version: installed,
       latest_version: latest ? latest.version : installed,
       title: running ? running.name : "Firmware unknown to mpota",
       in_progress: job !== undefined,
-      update_percentage: job && ACTIVE_PUSH.has(job.phase) ? jobPercent(job) : null,
+      update_percentage: job && ACTIVE_PUSH.has(job.phase) ? this.percentOf(job) : null,
     };
     const verdict = running && latest ? versionVerdict(fw, running, latest) : undefined;
     // The newest firmware of the line in the store is older than the one the device runs: installing
@@ -261,15 +278,61 @@ export class HomeAssistantFeature {
     if (this.stopped || this.removed.has(id)) return;
     const device = await this.d.storage.devices.get(id);
     if (!device?.state) return;
-    const value = await this.state(device);
-    if (!value) return;
     const running = await this.d.storage.firmware.get(device.state.fw);
-    const config = toJson(this.config(device, running));
+    const firmwareConfig = this.config(device, running);
+    // The app entity first: whoever has seen the firmware entity's messages has seen the app's (a removal too).
+    if (this.app) await this.publishApp(this.app, device, firmwareConfig, all);
+    const value = await this.state(device);
+    if (value) {
+      const config = toJson(firmwareConfig);
+      const state = toJson(value);
+      const last = all ? undefined : this.sent.get(id);
+      this.sent.set(id, { config, state });
+      if (last?.config !== config) await this.d.link.publish(this.configTopic(id), config, { retain: true });
+      if (last?.state !== state) await this.d.link.publish(this.stateTopic(id), state, { retain: true });
+    }
+  }
+
+  /** The app entity of a device: published while it reports an app, removed when it stops. */
+  private async publishApp(
+    app: AppEntity,
+    device: DeviceRecord,
+    firmwareConfig: HaUpdateConfig,
+    all: boolean,
+  ): Promise<void> {
+    const id = device.id;
+    const job = await this.d.storage.jobs.activeForDevice(id);
+    const value = await app.state(device, job, this.dashboardUrl, ACTIVE_PUSH, (j) => this.percentOf(j));
+    if (!value) {
+      if (this.sentApp.has(id) || !this.appCleared.has(id)) await this.clearApp(id);
+      return;
+    }
+    this.appCleared.delete(id);
+    if (value.release_summary) value.release_summary = summary(value.release_summary);
+    const key = firmwareConfig.unique_id.replace(/^mpota_/, "").replace(/_firmware$/, "");
+    const config = toJson(app.config(firmwareConfig, id, key));
     const state = toJson(value);
-    const last = all ? undefined : this.sent.get(id);
-    this.sent.set(id, { config, state });
-    if (last?.config !== config) await this.d.link.publish(this.configTopic(id), config, { retain: true });
-    if (last?.state !== state) await this.d.link.publish(this.stateTopic(id), state, { retain: true });
+    const last = all ? undefined : this.sentApp.get(id);
+    this.sentApp.set(id, { config, state });
+    const t = this.d.topics;
+    if (last?.config !== config)
+      await this.d.link.publish(t.haAppConfig(this.prefix, id), config, { retain: true });
+    if (last?.state !== state) await this.d.link.publish(t.haAppState(id), state, { retain: true });
+  }
+
+  /** A job's percentage: the live one of its progress topic while it runs, else its row's. */
+  private percentOf(job: JobRecord): number {
+    return this.live.get(job.id) ?? jobPercent(job);
+  }
+
+  /** Removes a device's app entity (empty retained config and state). */
+  private async clearApp(id: string): Promise<void> {
+    const had = this.sentApp.delete(id);
+    this.appCleared.add(id);
+    await this.d.link.publish(this.d.topics.haAppConfig(this.prefix, id), "", { retain: true });
+    await this.d.link.publish(this.d.topics.haAppState(id), "", { retain: true });
+    if (had)
+      this.d.logger.info({ device: id }, "Home Assistant app entity removed: the device reports no app");
   }
 
   private onState(message: Inbound<DeviceState | "">): void {
@@ -333,6 +396,37 @@ export class HomeAssistantFeature {
     } catch (error) {
       // Among the refusals, a downgrade: Home Assistant has no way to say allowDowngrade (its entity shows why).
       this.d.logger.warn({ device: id, err: (error as Error).message }, "Home Assistant install refused");
+    }
+    this.refresh(id);
+  }
+
+  /** Home Assistant pressed install on the app entity: the newest release of the app for the device's board. */
+  private async installApp(id: string, payload: string): Promise<void> {
+    if (payload !== HA_PAYLOAD_INSTALL || !this.app) {
+      this.d.logger.warn(
+        { device: id, payload: payload.slice(0, 40) },
+        "Home Assistant app command ignored: not the install payload",
+      );
+      return;
+    }
+    const device = await this.d.storage.devices.get(id);
+    const app = device ? reportedApp(device) : undefined;
+    const latest = app ? await this.app.latest(app.name, app.board) : undefined;
+    if (!app || !latest || compareVersions(latest.version, app.ver) <= 0) {
+      this.d.logger.warn(
+        { device: id },
+        app
+          ? "Home Assistant app install ignored: the device runs the newest release of its app"
+          : "Home Assistant app install ignored: the device reports no app",
+      );
+      return;
+    }
+    const ref = `${latest.name}@${latest.version}`;
+    try {
+      const job = await this.d.handlers.update({ device: id, firmware: ref });
+      this.d.logger.info({ device: id, job: job.id, app: ref }, "app update started from Home Assistant");
+    } catch (error) {
+      this.d.logger.warn({ device: id, err: (error as Error).message }, "Home Assistant app install refused");
     }
     this.refresh(id);
   }

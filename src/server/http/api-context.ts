@@ -26,6 +26,8 @@ export interface ApiContext {
   now: () => number;
   /** Body sizes, timeouts and page sizes (named settings). */
   limits: HttpLimits;
+  /** The data directory: its app key signs app releases uploaded as a zip. */
+  dataDir: string;
 }
 
 /** One request as a route's handler sees it. */

@@ -1,5 +1,6 @@
 import { recordAudit } from "../trust/audit.ts";
 import type { ApiRoute } from "./api-context.ts";
+import { uploadAppZip } from "./app-upload.ts";
 import { uploadFirmware } from "./firmware-upload.ts";
 import { HttpError } from "./http-error.ts";
 import { queryBoolean, queryFields, queryInteger, queryText } from "./http-json.ts";
@@ -150,6 +151,7 @@ export const FLEET_ROUTES: ApiRoute[] = [
     handle: async ({ ctx, h, request, reply }) =>
       reply(201, await h["app/add"](await readJsonBody(request, ctx.limits))),
   },
+  { method: "POST", path: "/apps/zip", handle: uploadAppZip },
   {
     method: "POST",
     path: "/update",

@@ -169,6 +169,7 @@ export class HttpFeature {
       logger: deps.logger,
       now: () => Date.now(),
       limits: this.limits,
+      dataDir: deps.dataDir,
     };
     const { headersTimeoutMs, requestTimeoutMs } = this.limits;
     this.server = createServer(

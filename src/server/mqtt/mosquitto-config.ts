@@ -189,6 +189,7 @@ function aclFile(input: MosquittoConfigInput, devices: ReadonlyArray<{ id: strin
     "topic read #",
     `topic write ${b}/bridge/request/#`,
     `topic write ${b}/bridge/homeassistant/+/install`,
+    `topic write ${b}/bridge/homeassistant/+/app/install`,
     `topic write ${input.haPrefix}/status`,
     "",
     "# Devices (user name = device id): read their own command topic, nothing else.",

@@ -18,6 +18,7 @@ export const AUDITED_ACTIONS: ReadonlySet<string> = new Set([
   "devices/allow-unsigned",
   "line/update",
   "token/rotate",
+  "app/upload",
 ]);
 
 /** Audit entries kept; older ones are pruned as new ones come. */

@@ -1,9 +1,11 @@
-# mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py).
-# Needs mpota_cmd.py, mpota_config.py, umqtt.simple, ota.py (ESP8266); see
-# README.md. Topics: <base>/<id>/state|status|cmd|ack.
+# mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
+# on a board with the app loader, mpota_appget.py). Needs mpota_cmd.py,
+# mpota_config.py, umqtt.simple, ota.py (ESP8266); see README.md. Topics:
+# <base>/<id>/state|status|cmd|ack.
 import gc
 import json
 import os
+import sys
 import time
 
 import esp
@@ -22,6 +24,7 @@ except ImportError:
 MAX_SLEEP = 4294
 # machine.reset_cause() 0..6 as the contract's wake names.
 WAKE = ("power", "wdt", "other", "wdt", "soft", "deepsleep", "hard")
+NOAPP = "no app loader on this board: install mpota_loader.py and its main.py (device/README.md)"
 
 
 def firmware_id(offset=0x3C000):
@@ -63,6 +66,14 @@ class Agent:
                 return adc.read() * scale
 
         self.vbat = vbat
+        self.t0 = time.ticks_ms()  # the wake began: a sleeper's app job stops APP_WAKE_MS after
+        self.ap = self.aj = None
+        try:
+            import mpota_loader  # the app loader: main.py ran it already
+
+            self._apps("boot")
+        except ImportError:
+            pass
         p = self.p = None
         if os.uname().sysname == "esp32":  # sys.platform, as fakes can set it
             from mpota_pull import Pull  # never loaded on the ESP8266
@@ -186,6 +197,13 @@ class Agent:
         self._ping = time.ticks_ms()
         self.mq.subscribe(self.base + "cmd", 1)
         self._pub("state", self._state(), True)
+        if self.ap is not None:
+            # The state reached the broker (QoS 1): the app that runs is kept.
+            import mpota_loader
+
+            mpota_loader.confirm()
+            if self.aj and self.aj.get("end") or "rb" in self.ap:
+                self._apps("online")
         self._pub("status", "online", True)
         if self.p:
             self.p.online()
@@ -207,6 +225,11 @@ class Agent:
             s["vbat"] = v
         if self.p:
             self.p.state(s)
+        if self.ap is not None:
+            s["v"] = 3
+            s["app"] = self.ap
+            if not self.p:
+                s["chip"] = "esp8266"
         return json.dumps(s)
 
     def _vbat(self):
@@ -242,11 +265,17 @@ class Agent:
         p = self.p
         if not m:
             # none, or the server cleared it (empty retained payload)
-            return p and p.resume()
+            return self._resume()
         g = self.g
         c = g.check(m)  # None: ignored, with a printed note
         if c is None:
-            return
+            return self._resume()
+        if c["op"] == "app":
+            if self.ap is None:
+                if g.commit(c):
+                    self._pub("ack", json.dumps({"job": c["job"], "ready": False, "error": NOAPP}))
+                return
+            return self._apps("take", c)
         if c["op"] == "keys":
             if g.commit(c, keys=c["keys"]):
                 self._pub("state", self._state(), True)
@@ -270,6 +299,26 @@ class Agent:
         self.up = False
         gc.collect()
         ota.start()
+
+    def _resume(self):
+        # A fetch left unfinished (firmware or app) goes on.
+        if self.p:
+            self.p.resume()
+        if self.aj and not self.aj.get("end"):
+            self._apps("resume")
+
+    def _apps(self, f, *args):
+        # App work runs in mpota_appget, loaded for it and dropped after, so
+        # the agent's heap carries the updater only while it runs.
+        import mpota_appget
+
+        try:
+            getattr(mpota_appget, f)(self, *args)
+        finally:
+            del mpota_appget
+            for m in ("mpota_appget", "mpota_stage", "mpota_app", "mpota_http"):
+                sys.modules.pop(m, None)
+            gc.collect()
 
     def _refuse(self, size):
         v = self._vbat()

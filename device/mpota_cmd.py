@@ -1,5 +1,6 @@
-# mpota signed commands (MQTT contract v2; v3 adds op pull, for the ESP32),
-# used by mpota_agent.py: checks them and keeps what it accepted in flash.
+# mpota signed commands (MQTT contract v2; v3 adds op pull, for the ESP32,
+# and op app, on any board), used by mpota_agent.py: checks them and keeps
+# what it accepted in flash.
 import json
 from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 from hashlib import sha256
@@ -12,6 +13,8 @@ INFO = b"\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x0
 ID = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 HEX = "0123456789abcdef"
 VER = ID + ".+"
+NAME = "abcdefghijklmnopqrstuvwxyz0123456789_-"
+MAXMAN = 66256  # the largest app manifest: 64 KiB of lines and the signature line
 # The two copies of the record (see Guard._save).
 SLOTS = ("/mpota_seq.0", "/mpota_seq.1")
 
@@ -103,11 +106,49 @@ def older(a, b):
     return a < b
 
 
+def _appver(s):
+    # An app version: 1 to 4 numbers of at most 9 digits, no leading zero.
+    if not _ok(s, "0123456789.", 39):
+        return False
+    p = s.split(".")
+    for n in p:
+        if not 0 < len(n) <= 9 or n[0] == "0" and len(n) > 1:
+            return False
+    return len(p) <= 4
+
+
+def shaurl(c):
+    # sha: 64 lowercase hex; url: ^https?://[^\s,]{1,240}$ (ASCII blanks as \s).
+    h = c.get("sha")
+    u = c.get("url")
+    if not (_ok(h, HEX, 64) and len(h) == 64 and isinstance(u, str)):
+        return False
+    u = u.split("://", 1) + [""]
+    for ch in u[1]:
+        if ch <= " " or ch == ",":
+            return False
+    return u[0] in ("http", "https") and 0 < len(u[1]) <= 240
+
+
+def _app(c):
+    # The fields of op app (v3, any board with the app loader).
+    n = c.get("name")
+    return (
+        _ok(c.get("job"), ID, 64)
+        and _ok(n, NAME, 32)
+        and n[0].isalpha()
+        and _appver(c.get("ver"))
+        and _int(c.get("down"), 0, 1)
+        and _int(c.get("size"), 1, MAXMAN)
+        and shaurl(c)
+    )
+
+
 def _fields(c, pull):
     # Rule 1 for a signed command: every field there and well-formed; op
     # pull (v3) only where the agent takes it: pull checks its own fields.
     op = c["op"]
-    v = 3 if op == "pull" else 2
+    v = 3 if op in ("pull", "app") else 2
     if not (
         _int(c.get("v"), v, v)
         and _ok(c.get("dev"), ID, 64)
@@ -125,6 +166,8 @@ def _fields(c, pull):
             if not keyhex(h):
                 return False
         return True
+    if op == "app":
+        return _app(c)
     return (
         (op == "ota" or v == 3 and pull and pull(c))
         and _ok(c.get("job"), ID, 64)
@@ -147,6 +190,8 @@ def message(c):
     # The signed bytes: the fields one per line, no trailing newline.
     if c["op"] == "keys":
         t = ",".join(c["keys"])
+    elif c["op"] == "app":
+        t = "%s\n%s\n%s\n%d\n%s\n%d\n%s" % (c["job"], c["name"], c["ver"], c["down"], c["sha"], c["size"], c["url"])
     else:
         t = "%s\n%s\n%d\n%s\n%d" % (c["job"], c["fw"], c["size"], c["ver"], c["down"])
         if c["v"] == 3:

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import { CommandSigner, TestBroker } from "../agent/support.ts";
+import {
+  AppServer,
+  acks,
+  appCommand,
+  appDevice,
+  appRelease,
+  nextAck,
+  nextState,
+  PASSWORD,
+  states,
+  twentyFiles,
+} from "./agent-app-support.ts";
+import { record } from "./slot-board.ts";
+
+// The agent's side of app updates (issue 19) under MicroPython 1.27 (wasm):
+// the unmodified agent, loader and updater on a simulated ESP8266
+// (LittleFS), a real broker (Aedes), and node:http standing in for the
+// server's device route. Checked: what the server would see (acks, states,
+// HTTP requests and their bytes) and what the board runs.
+
+const signer = new CommandSigner();
+const V1 = twentyFiles("1.0.0");
+const V2 = twentyFiles("1.1.0", 7); // m07.py changed
+const BAD = twentyFiles("1.2.0", 7, 'import m01\nraise ValueError("no sensor on pin 4")\n');
+
+let broker: TestBroker;
+let seq = 1;
+const cleanups: Array<() => Promise<void> | void> = [];
+
+before(async () => {
+  broker = await TestBroker.start();
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+after(async () => {
+  await broker.close();
+});
+
+async function rig(id: string): Promise<{ d: AgentDevice; server: AppServer }> {
+  const server = await AppServer.start(id, PASSWORD);
+  cleanups.push(() => server.close());
+  const d = appDevice(broker.url, id, signer);
+  cleanups.push(() => d.close());
+  const first = nextState(d, () => true);
+  await d.powerOn();
+  await first;
+  return { d, server };
+}
+
+/** Sends the app command for r and resolves with the state the board publishes running it. */
+async function update(id: string, d: AgentDevice, server: AppServer, r: typeof V1, job: string) {
+  server.active = r.sha;
+  const url = server.add(r);
+  const running = nextState(d, (app) => app.id === r.sha, 60_000);
+  // status online follows that state once the agent has confirmed the app.
+  let seen = false;
+  const online = d.waitFor(
+    "published",
+    (m) => {
+      if (m.topic.endsWith("/state")) seen = JSON.parse(m.payload.toString()).app?.id === r.sha;
+      return seen && m.topic.endsWith("/status") && m.payload.toString() === "online";
+    },
+    60_000,
+  );
+  await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url), true);
+  await online;
+  return running;
+}
+
+describe("the agent updates its app", () => {
+  test("a 20-file app: installed whole, then one file changed fetches that file and the manifest only", async () => {
+    const id = "app-20";
+    const { d, server } = await rig(id);
+    const s0 = states(d)[0] as { v: number; chip: string; app: Record<string, unknown> };
+    assert.equal(s0.v, 3);
+    assert.equal(s0.chip, "esp8266");
+    assert.deepEqual(Object.keys(s0.app).sort(), ["board", "free", "mpy"]);
+    assert.equal(s0.app.board, "esp8266");
+    assert.equal(s0.app.mpy, 0x2706);
+
+    const s1 = await update(id, d, server, V1, "j-first");
+    const app1 = s1.app as Record<string, unknown>;
+    assert.deepEqual([app1.name, app1.ver, app1.id], ["thermostat", "1.0.0", V1.sha]);
+    assert.ok(d.output.includes("app 1.0.0 1.0.0"), "the new app ran");
+    const a1 = acks(d, "j-first");
+    assert.deepEqual(a1[0], { job: "j-first", ready: true, pull: true });
+    const total = Object.values(V1.files).reduce((n, t) => n + t.length, 0);
+    assert.deepEqual(a1.at(-1), { job: "j-first", got: total, total, files: 20, of: 20, done: true });
+    assert.deepEqual(a1[1], { job: "j-first", got: 0, total, files: 0, of: 20 });
+    assert.equal(server.since(0).length, 21, "the manifest and 20 files");
+    // Confirmed once the state was out: the loader no longer counts boots.
+    assert.equal(record(d.fs)?.state, "ok");
+
+    const from = server.requests.length;
+    const s2 = await update(id, d, server, V2, "j-second");
+    assert.equal((s2.app as Record<string, unknown>).ver, "1.1.0");
+    assert.ok(d.output.includes("app 1.0.0 1.1.0"));
+    const sent = server.since(from);
+    assert.deepEqual(
+      sent.map((q) => q.what),
+      ["manifest", "m07.py"],
+    );
+    assert.equal(
+      sent.reduce((n, q) => n + q.sent, 0),
+      V2.manifest.length + (V2.files["m07.py"] as string).length,
+    );
+    const a2 = acks(d, "j-second");
+    assert.deepEqual(a2.at(-1), { job: "j-second", got: total, total, files: 20, of: 20, done: true });
+    assert.equal(record(d.fs)?.state, "ok");
+  });
+});

@@ -245,7 +245,8 @@ def run(a):
                     _ack(a, p)
                     last = p["got"]
             if p["files"] < p["of"]:
-                if end and time.ticks_diff(time.ticks_ms(), end) >= 0:
+                # Only a fetch costs the wake's time: kept and copied files cost no radio.
+                if w == "fetched" and end and time.ticks_diff(time.ticks_ms(), end) >= 0:
                     print("mpota: job %s stops at file %d of %d: the wake is over" % (job, p["files"], p["of"]))
                     return
                 if _low(a):

@@ -48,7 +48,7 @@ export function twentyFiles(version: string, changed?: number, main?: string): A
     "main.py": main ?? 'import m01, m07\nprint("app", m01.V, m07.V)\n',
   };
   for (let i = 1; i < 20; i++) {
-    const head = `V = "${i === changed ? version : "1.0.0"}"\nDATA = "`;
+    const head = `V = "${i === changed ? version : "1.0.0"}"\nI = ${i}\nDATA = "`;
     files[`m${String(i).padStart(2, "0")}.py`] = `${head}${"x".repeat(1000 - head.length - 2)}"\n`;
   }
   return appRelease(version, files);
@@ -71,10 +71,10 @@ export class AppServer {
   readonly requests: AppRequest[] = [];
   readonly releases = new Map<string, AppRelease>();
   active: string | undefined;
-  /** The next file request is answered with this many body bytes, then the socket is closed (once). */
-  cutAfter: number | undefined;
-  /** Called at the next file request instead of answering it (once); the socket is left open. */
-  onFile: ((path: string) => void) | undefined;
+  /** The request for this file is answered with `after` body bytes, then the socket is closed (once). */
+  cut: { file: string; after: number } | undefined;
+  /** At the request for this file, `then` is called instead of answering (once); the socket is left open. */
+  hold: { file: string; then: () => void } | undefined;
   /** A file path served with one byte changed (same length). */
   corrupt: string | undefined;
 
@@ -132,11 +132,11 @@ export class AppServer {
         res.end();
         return;
       }
-      const cut = this.cutAfter;
-      if (cut !== undefined && path.includes("/file/")) {
-        this.cutAfter = undefined;
-        seen.sent = cut;
-        res.write(body.subarray(0, cut), () => res.socket?.destroy());
+      const cut = this.cut;
+      if (cut !== undefined && this.name(path) === cut.file) {
+        this.cut = undefined;
+        seen.sent = cut.after;
+        res.write(body.subarray(0, cut.after), () => res.socket?.destroy());
         return;
       }
       seen.sent = body.length;
@@ -165,10 +165,10 @@ export class AppServer {
       reply(404, Buffer.from("not a file of this release"));
       return;
     }
-    const hook = this.onFile;
-    if (hook) {
-      this.onFile = undefined;
-      hook(hit[0]);
+    const hold = this.hold;
+    if (hold?.file === hit[0]) {
+      this.hold = undefined;
+      hold.then();
       return;
     }
     const body = Buffer.from(hit[1]);
@@ -247,4 +247,29 @@ export function nextState(d: AgentDevice, test: (app: Json) => boolean, timeoutM
 /** Resolves with the next ack from now on that satisfies `test`. */
 export function nextAck(d: AgentDevice, test: (a: Json) => boolean, timeoutMs = 30_000): Promise<Json> {
   return d.waitFor("published", (m) => m.topic.endsWith("/ack") && test(json(m)), timeoutMs).then(json);
+}
+
+/**
+ * Resolves with the first state from now on whose app satisfies `test`, once
+ * the status `online` that follows it is out: the agent has then confirmed
+ * the app and finished the job's record.
+ */
+export async function settled(
+  d: AgentDevice,
+  test: (app: Json) => boolean,
+  timeoutMs = 60_000,
+): Promise<Json> {
+  let state: Json | undefined;
+  await d.waitFor(
+    "published",
+    (m) => {
+      if (m.topic.endsWith("/state")) {
+        const s = json(m);
+        state = test((s.app ?? {}) as Json) ? s : undefined;
+      }
+      return state !== undefined && m.topic.endsWith("/status") && m.payload.toString() === "online";
+    },
+    timeoutMs,
+  );
+  return state as Json;
 }

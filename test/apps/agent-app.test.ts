@@ -11,6 +11,7 @@ import {
   nextAck,
   nextState,
   PASSWORD,
+  settled,
   states,
   twentyFiles,
 } from "./agent-app-support.ts";
@@ -26,6 +27,8 @@ const signer = new CommandSigner();
 const V1 = twentyFiles("1.0.0");
 const V2 = twentyFiles("1.1.0", 7); // m07.py changed
 const BAD = twentyFiles("1.2.0", 7, 'import m01\nraise ValueError("no sensor on pin 4")\n');
+
+const bytes = (r: typeof V1) => Object.values(r.files).reduce((n, t) => n + t.length, 0);
 
 let broker: TestBroker;
 let seq = 1;
@@ -56,19 +59,8 @@ async function rig(id: string): Promise<{ d: AgentDevice; server: AppServer }> {
 async function update(id: string, d: AgentDevice, server: AppServer, r: typeof V1, job: string) {
   server.active = r.sha;
   const url = server.add(r);
-  const running = nextState(d, (app) => app.id === r.sha, 60_000);
-  // status online follows that state once the agent has confirmed the app.
-  let seen = false;
-  const online = d.waitFor(
-    "published",
-    (m) => {
-      if (m.topic.endsWith("/state")) seen = JSON.parse(m.payload.toString()).app?.id === r.sha;
-      return seen && m.topic.endsWith("/status") && m.payload.toString() === "online";
-    },
-    60_000,
-  );
+  const running = settled(d, (app) => app.id === r.sha);
   await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url), true);
-  await online;
   return running;
 }
 
@@ -89,7 +81,7 @@ describe("the agent updates its app", () => {
     assert.ok(d.output.includes("app 1.0.0 1.0.0"), "the new app ran");
     const a1 = acks(d, "j-first");
     assert.deepEqual(a1[0], { job: "j-first", ready: true, pull: true });
-    const total = Object.values(V1.files).reduce((n, t) => n + t.length, 0);
+    const total = bytes(V1);
     assert.deepEqual(a1.at(-1), { job: "j-first", got: total, total, files: 20, of: 20, done: true });
     assert.deepEqual(a1[1], { job: "j-first", got: 0, total, files: 0, of: 20 });
     assert.equal(server.since(0).length, 21, "the manifest and 20 files");
@@ -112,5 +104,44 @@ describe("the agent updates its app", () => {
     const a2 = acks(d, "j-second");
     assert.deepEqual(a2.at(-1), { job: "j-second", got: total, total, files: 20, of: 20, done: true });
     assert.equal(record(d.fs)?.state, "ok");
+  });
+
+  test("a new app that raises at import is rolled back; the next state carries rb with the job and the error line, once", async () => {
+    const id = "app-rb";
+    const { d, server } = await rig(id);
+    await update(id, d, server, V1, "j-v1");
+    server.active = BAD.sha;
+    const url = server.add(BAD);
+    const back = settled(d, (app) => app.rb !== undefined);
+    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-bad", BAD, url), true);
+    const s = (await back).app as Record<string, unknown>;
+    assert.equal(s.id, V1.sha, "the old app runs again");
+    assert.equal(s.ver, "1.0.0");
+    const rb = s.rb as { job: string; why: string };
+    assert.equal(rb.job, "j-bad");
+    assert.match(
+      rb.why,
+      /^rolled back thermostat 1\.2\.0: File "\/app\/b\/main\.py", line 2.*ValueError: no sensor on pin 4$/,
+    );
+    assert.deepEqual(acks(d, "j-bad").at(-1), {
+      job: "j-bad",
+      got: bytes(BAD),
+      total: bytes(BAD),
+      files: 20,
+      of: 20,
+      done: true,
+    });
+    assert.ok(d.output.some((l) => l.includes("mpota_loader: rolled back thermostat 1.2.0")));
+    // Once: the next boot's state has no rb, and the old app is still confirmed.
+    const again = nextState(d, () => true);
+    await d.powerOff();
+    await d.powerOn();
+    const next = (await again).app as Record<string, unknown>;
+    assert.equal(next.id, V1.sha);
+    assert.equal(next.rb, undefined);
+    assert.deepEqual(
+      { active: record(d.fs)?.active, state: record(d.fs)?.state },
+      { active: "a", state: "ok" },
+    );
   });
 });

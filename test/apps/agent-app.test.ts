@@ -1,21 +1,21 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
 import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { buildEsp32AppImage } from "../support/esp32-image.ts";
 import {
   AppServer,
   acks,
   appCommand,
   appDevice,
-  appRelease,
-  nextAck,
   nextState,
   PASSWORD,
   settled,
   states,
   twentyFiles,
 } from "./agent-app-support.ts";
-import { record } from "./slot-board.ts";
+import { MODULUS, record } from "./slot-board.ts";
 
 // The agent's side of app updates (issue 19) under MicroPython 1.27 (wasm):
 // the unmodified agent, loader and updater on a simulated ESP8266
@@ -143,5 +143,39 @@ describe("the agent updates its app", () => {
       { active: record(d.fs)?.active, state: record(d.fs)?.state },
       { active: "a", state: "ok" },
     );
+  });
+
+  test("a simulated ESP32 (its own agent with the pull path) takes op app the same way", async () => {
+    const id = "app-esp32";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    const dev = new SimulatedEsp32Device({
+      id,
+      broker: broker.url,
+      firmware: buildEsp32AppImage({ size: 120_000, seed: 11 }),
+      agent: {
+        commandKeys: [signer.modulusHex],
+        appKeys: [MODULUS],
+        config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, RETRY_MS: 200 },
+      },
+    });
+    cleanups.push(() => dev.stop());
+    const d = dev.agent;
+    const first = settled(d, () => true);
+    await dev.start();
+    const s0 = (await first) as { v: number; chip: string; app: Record<string, unknown> };
+    assert.deepEqual([s0.v, s0.chip, s0.app.board, s0.app.mpy], [3, "esp32", "esp32", 0x2b06]);
+    const s1 = await update(id, d, server, V1, "j-esp32");
+    assert.equal((s1.app as Record<string, unknown>).id, V1.sha);
+    assert.ok(d.output.includes("app 1.0.0 1.0.0"));
+    assert.deepEqual(acks(d, "j-esp32").at(-1), {
+      job: "j-esp32",
+      got: bytes(V1),
+      total: bytes(V1),
+      files: 20,
+      of: 20,
+      done: true,
+    });
+    assert.equal(record(d.fs)?.state, "ok");
   });
 });

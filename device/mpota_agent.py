@@ -1,7 +1,6 @@
 # mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
-# on a board with the app loader, mpota_appget.py). Needs mpota_cmd.py,
-# mpota_config.py, umqtt.simple, ota.py (ESP8266); see README.md. Topics:
-# <base>/<id>/state|status|cmd|ack.
+# with the app loader, mpota_appget.py). Needs mpota_cmd.py, mpota_config.py,
+# umqtt.simple, ota.py (ESP8266); see README.md.
 import gc
 import json
 import os
@@ -24,7 +23,6 @@ except ImportError:
 MAX_SLEEP = 4294
 # machine.reset_cause() 0..6 as the contract's wake names.
 WAKE = ("power", "wdt", "other", "wdt", "soft", "deepsleep", "hard")
-NOAPP = "no app loader on this board: install mpota_loader.py and its main.py (device/README.md)"
 
 
 def firmware_id(offset=0x3C000):
@@ -66,10 +64,11 @@ class Agent:
                 return adc.read() * scale
 
         self.vbat = vbat
-        self.t0 = time.ticks_ms()  # the wake began: a sleeper's app job stops APP_WAKE_MS after
+        self.t0 = time.ticks_ms()  # a sleeper's app job stops APP_WAKE_MS after
         self.ap = self.aj = None
+        self.aok = False
         try:
-            import mpota_loader  # the app loader: main.py ran it already
+            import mpota_loader  # main.py ran it already
 
             self._apps("boot")
         except ImportError:
@@ -86,7 +85,7 @@ class Agent:
                 self.fw = "0" * 32
             cause = machine.reset_cause()
             self.wake = WAKE[cause] if 0 <= cause < len(WAKE) else "other"
-        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), p and p.fields)
+        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), self._v3)
         self.wlan = network.WLAN(network.STA_IF)
         self.ip = None
         self.mq = MQTTClient(
@@ -197,13 +196,8 @@ class Agent:
         self._ping = time.ticks_ms()
         self.mq.subscribe(self.base + "cmd", 1)
         self._pub("state", self._state(), True)
-        if self.ap is not None:
-            # The state reached the broker (QoS 1): the app that runs is kept.
-            import mpota_loader
-
-            mpota_loader.confirm()
-            if self.aj and self.aj.get("end") or "rb" in self.ap:
-                self._apps("online")
+        if self.ap is not None and not self.aok:
+            self._apps("online")  # the state is out: confirm the app
         self._pub("status", "online", True)
         if self.p:
             self.p.online()
@@ -271,10 +265,6 @@ class Agent:
         if c is None:
             return self._resume()
         if c["op"] == "app":
-            if self.ap is None:
-                if g.commit(c):
-                    self._pub("ack", json.dumps({"job": c["job"], "ready": False, "error": NOAPP}))
-                return
             return self._apps("take", c)
         if c["op"] == "keys":
             if g.commit(c, keys=c["keys"]):
@@ -300,6 +290,12 @@ class Agent:
         gc.collect()
         ota.start()
 
+    def _v3(self, c):
+        # The fields of op pull (the ESP32's) or app (with the app loader).
+        if c["op"] == "pull":
+            return self.p and self.p.fields(c)
+        return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
+
     def _resume(self):
         # A fetch left unfinished (firmware or app) goes on.
         if self.p:
@@ -308,12 +304,12 @@ class Agent:
             self._apps("resume")
 
     def _apps(self, f, *args):
-        # App work runs in mpota_appget, loaded for it and dropped after, so
-        # the agent's heap carries the updater only while it runs.
+        # In mpota_appget, loaded for it and dropped after: the heap
+        # carries the updater only while it runs.
         import mpota_appget
 
         try:
-            getattr(mpota_appget, f)(self, *args)
+            return getattr(mpota_appget, f)(self, *args)
         finally:
             del mpota_appget
             for m in ("mpota_appget", "mpota_stage", "mpota_app", "mpota_http"):

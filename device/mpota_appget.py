@@ -11,7 +11,7 @@ from binascii import hexlify
 from hashlib import sha256
 
 import mpota_loader as L
-from mpota_cmd import _read
+from mpota_cmd import HEX, ID, _int, _ok, _read
 
 # The two copies of the pending job's record, written in turn (as mpota_cmd's seq).
 RECS = ("/mpota_job.0", "/mpota_job.1")
@@ -94,9 +94,43 @@ def boot(a):
     a.ad = time.ticks_ms()  # the next try is due
 
 
+def fields(a, c):
+    # Rule 1 for op app (mpota_cmd checks the rest): name, version (1 to 4
+    # numbers), sha (64 lowercase hex: the manifest's), size, url
+    # ^https?://[^\s,]{1,240}$ (ASCII blanks as \s).
+    n = c.get("name")
+    v = c.get("ver")
+    h = c.get("sha")
+    u = c.get("url")
+    if not (
+        _ok(c.get("job"), ID, 64)
+        and _ok(n, "abcdefghijklmnopqrstuvwxyz0123456789_-", 32)
+        and n[0].isalpha()
+        and _ok(v, "0123456789.", 39)
+        and _int(c.get("down"), 0, 1)
+        and _int(c.get("size"), 1, 66256)  # 64 KiB of lines and the signature line
+        and _ok(h, HEX, 64)
+        and len(h) == 64
+        and isinstance(u, str)
+    ):
+        return False
+    v = v.split(".")
+    for x in v:
+        if not 0 < len(x) <= 9 or x[0] == "0" and x != "0":
+            return False
+    u = u.split("://", 1) + [""]
+    for ch in u[1]:
+        if ch <= " " or ch == ",":
+            return False
+    return len(v) <= 4 and u[0] in ("http", "https") and 0 < len(u[1]) <= 240
+
+
 def online(a):
-    # After the first state went out: a job that ended (done, or rolled back
-    # and now reported) is forgotten, with the loader's note.
+    # After the first state went out: the app that runs is kept (the loader
+    # stops counting its boots); a job that ended (done, or rolled back and
+    # now reported) is forgotten, with the loader's note.
+    L.confirm()
+    a.aok = True
     if a.aj and a.aj.get("end"):
         print("mpota: job", a.aj["job"], "rolled back" if "rb" in a.ap else "done")
         _forget(a)

@@ -13,8 +13,6 @@ INFO = b"\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x0
 ID = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 HEX = "0123456789abcdef"
 VER = ID + ".+"
-NAME = "abcdefghijklmnopqrstuvwxyz0123456789_-"
-MAXMAN = 66256  # the largest app manifest: 64 KiB of lines and the signature line
 # The two copies of the record (see Guard._save).
 SLOTS = ("/mpota_seq.0", "/mpota_seq.1")
 
@@ -106,47 +104,9 @@ def older(a, b):
     return a < b
 
 
-def _appver(s):
-    # An app version: 1 to 4 numbers of at most 9 digits, no leading zero.
-    if not _ok(s, "0123456789.", 39):
-        return False
-    p = s.split(".")
-    for n in p:
-        if not 0 < len(n) <= 9 or n[0] == "0" and len(n) > 1:
-            return False
-    return len(p) <= 4
-
-
-def shaurl(c):
-    # sha: 64 lowercase hex; url: ^https?://[^\s,]{1,240}$ (ASCII blanks as \s).
-    h = c.get("sha")
-    u = c.get("url")
-    if not (_ok(h, HEX, 64) and len(h) == 64 and isinstance(u, str)):
-        return False
-    u = u.split("://", 1) + [""]
-    for ch in u[1]:
-        if ch <= " " or ch == ",":
-            return False
-    return u[0] in ("http", "https") and 0 < len(u[1]) <= 240
-
-
-def _app(c):
-    # The fields of op app (v3, any board with the app loader).
-    n = c.get("name")
-    return (
-        _ok(c.get("job"), ID, 64)
-        and _ok(n, NAME, 32)
-        and n[0].isalpha()
-        and _appver(c.get("ver"))
-        and _int(c.get("down"), 0, 1)
-        and _int(c.get("size"), 1, MAXMAN)
-        and shaurl(c)
-    )
-
-
 def _fields(c, pull):
-    # Rule 1 for a signed command: every field there and well-formed; op
-    # pull (v3) only where the agent takes it: pull checks its own fields.
+    # Rule 1 for a signed command: every field there and well-formed; ops
+    # pull and app (v3) only where the agent takes them: pull(c) checks their own.
     op = c["op"]
     v = 3 if op in ("pull", "app") else 2
     if not (
@@ -166,13 +126,11 @@ def _fields(c, pull):
             if not keyhex(h):
                 return False
         return True
-    if op == "app":
-        return _app(c)
+    # An app names no firmware; its own rules are narrower than these.
     return (
         (op == "ota" or v == 3 and pull and pull(c))
         and _ok(c.get("job"), ID, 64)
-        and _ok(c.get("fw"), HEX, 32)
-        and len(c["fw"]) == 32
+        and (op == "app" or _ok(c.get("fw"), HEX, 32) and len(c["fw"]) == 32)
         and _int(c.get("size"), 0, MAX)
         and _ok(c.get("ver"), VER, 32)
         and _int(c.get("down"), 0, 1)

@@ -106,7 +106,7 @@ describe("an app update that breaks off resumes", () => {
     const id = "power-1";
     const { d, server } = await rig(id);
     const off = new Promise<void>((resolve) => {
-      server.hold = { file: "m10.py", then: () => void d.powerOff().then(resolve) };
+      server.hold = { file: "m10.py", run: () => void d.powerOff().then(resolve) };
     });
     await send(id, server, V1, "j-power");
     await off;

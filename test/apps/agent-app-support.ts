@@ -73,8 +73,8 @@ export class AppServer {
   active: string | undefined;
   /** The request for this file is answered with `after` body bytes, then the socket is closed (once). */
   cut: { file: string; after: number } | undefined;
-  /** At the request for this file, `then` is called instead of answering (once); the socket is left open. */
-  hold: { file: string; then: () => void } | undefined;
+  /** At the request for this file, `run` is called instead of answering (once); the socket is left open. */
+  hold: { file: string; run: () => void } | undefined;
   /** A file path served with one byte changed (same length). */
   corrupt: string | undefined;
 
@@ -168,7 +168,7 @@ export class AppServer {
     const hold = this.hold;
     if (hold?.file === hit[0]) {
       this.hold = undefined;
-      hold.then();
+      hold.run();
       return;
     }
     const body = Buffer.from(hit[1]);

@@ -194,6 +194,41 @@ describe("a wrong release is refused for good, the running app untouched", () =>
   });
 });
 
+describe("the server refuses the files", () => {
+  test("401 (wrong password) and 403 (not the device's job): final errors, nothing staged", async () => {
+    const id = "http-1";
+    const { d, server } = await rig(id, {
+      config: { MQTT_USER: id, MQTT_PASSWORD: "not-it", RETRY_MS: 200 },
+    });
+    const denied = nextAck(d, (a) => a.job === "j-401" && a.error !== undefined);
+    await send(id, server, V1, "j-401");
+    assert.deepEqual(await denied, {
+      job: "j-401",
+      error: `the server refused /${V1.sha}/manifest: HTTP 401 Unauthorized`,
+      final: true,
+    });
+    assert.deepEqual(
+      server.since(0).map((q) => q.status),
+      [401],
+    );
+    assert.equal(record(d.fs), undefined);
+  });
+
+  test("403 for a release that is not the device's active job", async () => {
+    const id = "http-2";
+    const { d, server } = await rig(id);
+    const url = server.add(V1);
+    server.active = V2.sha;
+    const denied = nextAck(d, (a) => a.job === "j-403" && a.error !== undefined);
+    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-403", V1, url), true);
+    assert.deepEqual(await denied, {
+      job: "j-403",
+      error: `the server refused /${V1.sha}/manifest: HTTP 403 Forbidden`,
+      final: true,
+    });
+  });
+});
+
 describe("commands the agent refuses", () => {
   test("replayed, forged, for another device: ignored, nothing fetched; a downgrade and a low battery: ready:false", async () => {
     const id = "cmd-1";

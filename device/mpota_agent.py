@@ -297,11 +297,13 @@ class Agent:
         return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
 
     def _resume(self):
-        # A fetch left unfinished (firmware or app) goes on.
+        # A fetch left unfinished (a broken link, a power cut, the end of a
+        # wake) goes on when its back-off has passed.
         if self.p:
             self.p.resume()
-        if self.aj and not self.aj.get("end"):
-            self._apps("resume")
+        j = self.aj
+        if j and not j.get("end") and time.ticks_diff(time.ticks_ms(), self.ad) >= 0:
+            self._apps("run")
 
     def _apps(self, f, *args):
         # In mpota_appget, loaded for it and dropped after: the heap

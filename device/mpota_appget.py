@@ -91,7 +91,7 @@ def boot(a):
             j["end"] = 1
     a.aj = j
     a.at = 0  # tries that broke off
-    a.ad = time.ticks_ms()  # the next try is due
+    a.ad = time.ticks_ms()  # the next try is due (the agent checks before loading this module)
 
 
 def fields(a, c):
@@ -129,8 +129,11 @@ def online(a):
     # After the first state went out: the app that runs is kept (the loader
     # stops counting its boots); a job that ended (done, or rolled back and
     # now reported) is forgotten, with the loader's note.
-    L.confirm()
-    a.aok = True
+    try:
+        L.confirm()
+        a.aok = True
+    except OSError as e:
+        print("mpota: cannot confirm the app:", repr(e))  # again at the next connect
     if a.aj and a.aj.get("end"):
         print("mpota: job", a.aj["job"], "rolled back" if "rb" in a.ap else "done")
         _forget(a)
@@ -178,14 +181,6 @@ def take(a, c):
     a._pub("status", "ota", True)
     a.at = 0
     run(a)
-
-
-def resume(a):
-    # A job left unfinished (a broken link, a power cut, the end of a wake)
-    # goes on when its back-off has passed.
-    j = a.aj
-    if j and not j.get("end") and time.ticks_diff(time.ticks_ms(), a.ad) >= 0:
-        run(a)
 
 
 def _refuse(a, c):
@@ -306,9 +301,9 @@ def run(a):
     # The switch is made: the new app starts at the next boot, on trial.
     p["done"] = True
     try:
-        os.remove(MAN)
         _ack(a, p)
         a.mq.disconnect()
+        os.remove(MAN)  # else the next boot does: the job is over once the new app runs
     except Exception as e:
         print("mpota:", repr(e))  # reset anyway: the next state tells the server
     a.up = False

@@ -195,7 +195,7 @@ describe("a wrong release is refused for good, the running app untouched", () =>
 });
 
 describe("the server refuses the files", () => {
-  test("401 (wrong password) and 403 (not the device's job): final errors, nothing staged", async () => {
+  test("401 for a wrong password: a final error, nothing staged", async () => {
     const id = "http-1";
     const { d, server } = await rig(id, {
       config: { MQTT_USER: id, MQTT_PASSWORD: "not-it", RETRY_MS: 200 },

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import type { FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
 import { CommandSigner, TestBroker } from "../agent/support.ts";
 import { buildEsp32AppImage } from "../support/esp32-image.ts";
@@ -44,10 +45,13 @@ after(async () => {
   await broker.close();
 });
 
-async function rig(id: string): Promise<{ d: AgentDevice; server: AppServer }> {
+async function rig(
+  id: string,
+  filesystem: FilesystemKind = "littlefs",
+): Promise<{ d: AgentDevice; server: AppServer }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
-  const d = appDevice(broker.url, id, signer);
+  const d = appDevice(broker.url, id, signer, { filesystem });
   cleanups.push(() => d.close());
   const first = nextState(d, () => true);
   await d.powerOn();
@@ -65,46 +69,47 @@ async function update(id: string, d: AgentDevice, server: AppServer, r: typeof V
 }
 
 describe("the agent updates its app", () => {
-  test("a 20-file app: installed whole, then one file changed fetches that file and the manifest only", async () => {
-    const id = "app-20";
-    const { d, server } = await rig(id);
-    const s0 = states(d)[0] as { v: number; chip: string; app: Record<string, unknown> };
-    assert.equal(s0.v, 3);
-    assert.equal(s0.chip, "esp8266");
-    assert.deepEqual(Object.keys(s0.app).sort(), ["board", "free", "mpy"]);
-    assert.equal(s0.app.board, "esp8266");
-    assert.equal(s0.app.mpy, 0x2706);
+  for (const fs of ["littlefs", "fat"] as const)
+    test(`a 20-file app (${fs}): installed whole, then one file changed fetches that file and the manifest only`, async () => {
+      const id = `app-20-${fs}`;
+      const { d, server } = await rig(id, fs);
+      const s0 = states(d)[0] as { v: number; chip: string; app: Record<string, unknown> };
+      assert.equal(s0.v, 3);
+      assert.equal(s0.chip, "esp8266");
+      assert.deepEqual(Object.keys(s0.app).sort(), ["board", "free", "mpy"]);
+      assert.equal(s0.app.board, "esp8266");
+      assert.equal(s0.app.mpy, 0x2706);
 
-    const s1 = await update(id, d, server, V1, "j-first");
-    const app1 = s1.app as Record<string, unknown>;
-    assert.deepEqual([app1.name, app1.ver, app1.id], ["thermostat", "1.0.0", V1.sha]);
-    assert.ok(d.output.includes("app 1.0.0 1.0.0"), "the new app ran");
-    const a1 = acks(d, "j-first");
-    assert.deepEqual(a1[0], { job: "j-first", ready: true, pull: true });
-    const total = bytes(V1);
-    assert.deepEqual(a1.at(-1), { job: "j-first", got: total, total, files: 20, of: 20, done: true });
-    assert.deepEqual(a1[1], { job: "j-first", got: 0, total, files: 0, of: 20 });
-    assert.equal(server.since(0).length, 21, "the manifest and 20 files");
-    // Confirmed once the state was out: the loader no longer counts boots.
-    assert.equal(record(d.fs)?.state, "ok");
+      const s1 = await update(id, d, server, V1, "j-first");
+      const app1 = s1.app as Record<string, unknown>;
+      assert.deepEqual([app1.name, app1.ver, app1.id], ["thermostat", "1.0.0", V1.sha]);
+      assert.ok(d.output.includes("app 1.0.0 1.0.0"), "the new app ran");
+      const a1 = acks(d, "j-first");
+      assert.deepEqual(a1[0], { job: "j-first", ready: true, pull: true });
+      const total = bytes(V1);
+      assert.deepEqual(a1.at(-1), { job: "j-first", got: total, total, files: 20, of: 20, done: true });
+      assert.deepEqual(a1[1], { job: "j-first", got: 0, total, files: 0, of: 20 });
+      assert.equal(server.since(0).length, 21, "the manifest and 20 files");
+      // Confirmed once the state was out: the loader no longer counts boots.
+      assert.equal(record(d.fs)?.state, "ok");
 
-    const from = server.requests.length;
-    const s2 = await update(id, d, server, V2, "j-second");
-    assert.equal((s2.app as Record<string, unknown>).ver, "1.1.0");
-    assert.ok(d.output.includes("app 1.0.0 1.1.0"));
-    const sent = server.since(from);
-    assert.deepEqual(
-      sent.map((q) => q.what),
-      ["manifest", "m07.py"],
-    );
-    assert.equal(
-      sent.reduce((n, q) => n + q.sent, 0),
-      V2.manifest.length + (V2.files["m07.py"] as string).length,
-    );
-    const a2 = acks(d, "j-second");
-    assert.deepEqual(a2.at(-1), { job: "j-second", got: total, total, files: 20, of: 20, done: true });
-    assert.equal(record(d.fs)?.state, "ok");
-  });
+      const from = server.requests.length;
+      const s2 = await update(id, d, server, V2, "j-second");
+      assert.equal((s2.app as Record<string, unknown>).ver, "1.1.0");
+      assert.ok(d.output.includes("app 1.0.0 1.1.0"));
+      const sent = server.since(from);
+      assert.deepEqual(
+        sent.map((q) => q.what),
+        ["manifest", "m07.py"],
+      );
+      assert.equal(
+        sent.reduce((n, q) => n + q.sent, 0),
+        V2.manifest.length + (V2.files["m07.py"] as string).length,
+      );
+      const a2 = acks(d, "j-second");
+      assert.deepEqual(a2.at(-1), { job: "j-second", got: total, total, files: 20, of: 20, done: true });
+      assert.equal(record(d.fs)?.state, "ok");
+    });
 
   test("a new app that raises at import is rolled back; the next state carries rb with the job and the error line, once", async () => {
     const id = "app-rb";

@@ -2,8 +2,11 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import type { FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
+import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
+import { buildSyntheticFirmware } from "../../src/simulator/synthetic-firmware.ts";
 import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { addressPool, FAST, key, SHORT_GPIO } from "../simulator/support.ts";
 import { buildEsp32AppImage } from "../support/esp32-image.ts";
 import {
   AppServer,
@@ -181,6 +184,36 @@ describe("the agent updates its app", () => {
       of: 20,
       done: true,
     });
+    assert.equal(record(d.fs)?.state, "ok");
+  });
+
+  test("a simulated ESP8266 with yaota8266 (the emulator) on FAT: the reset after the switch boots the new app", async () => {
+    const id = "app-yaota";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    const dev = new SimulatedDevice({
+      id,
+      address: addressPool()(),
+      broker: broker.url,
+      key,
+      firmware: buildSyntheticFirmware({ size: 40_000, seed: 1 }),
+      timing: FAST,
+      settings: SHORT_GPIO,
+      agent: {
+        commandKeys: [signer.modulusHex],
+        appKeys: [MODULUS],
+        filesystem: "fat",
+        config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, RETRY_MS: 200 },
+      },
+    });
+    cleanups.push(() => dev.stop());
+    const d = dev.agent;
+    const first = settled(d, () => true);
+    await dev.start();
+    await first;
+    const s1 = await update(id, d, server, V1, "j-yaota");
+    assert.equal((s1.app as Record<string, unknown>).id, V1.sha);
+    assert.ok(d.output.includes("app 1.0.0 1.0.0"));
     assert.equal(record(d.fs)?.state, "ok");
   });
 });

@@ -135,6 +135,26 @@ describe("an app update that breaks off resumes", () => {
   });
 });
 
+describe("the battery", () => {
+  test("drops below MIN_VBAT mid-update: the board stops before the next file, and goes on once it is charged", async () => {
+    const id = "batt-1";
+    const { d, server } = await rig(id, { vbat: 3.9, minVbat: 3.3 });
+    server.onFile = (path) => {
+      if (path === "m03.py") d.vbat = 3.1;
+    };
+    const stopped = nextAck(d, (a) => a.job === "j-batt" && a.error !== undefined);
+    await send(id, server, V1, "j-batt");
+    assert.deepEqual(await stopped, { job: "j-batt", error: "OSError('battery low',)", final: false });
+    assert.deepEqual(fileRequests(server), ["m01.py", "m02.py", "m03.py"]);
+    assert.ok(d.fs.readFile("/mpota_job.0") ?? d.fs.readFile("/mpota_job.1"), "the job stays on flash");
+    server.onFile = undefined;
+    const up = settled(d, (app) => app.id === V1.sha);
+    d.vbat = 3.9;
+    await up;
+    assert.equal(fileRequests(server).length, 20, "m01..m03 kept, the rest fetched once");
+  });
+});
+
 describe("a wrong release is refused for good, the running app untouched", () => {
   test("a file whose bytes differ from its digest: final error, the job's record gone, the old app runs", async () => {
     const id = "digest-1";

@@ -75,6 +75,8 @@ export class AppServer {
   cut: { file: string; after: number } | undefined;
   /** At the request for this file, `run` is called instead of answering (once); the socket is left open. */
   hold: { file: string; run: () => void } | undefined;
+  /** Called at each file request, with the file's path, before it is answered. */
+  onFile: ((path: string) => void) | undefined;
   /** A file path served with one byte changed (same length). */
   corrupt: string | undefined;
 
@@ -165,6 +167,7 @@ export class AppServer {
       reply(404, Buffer.from("not a file of this release"));
       return;
     }
+    this.onFile?.(hit[0]);
     const hold = this.hold;
     if (hold?.file === hit[0]) {
       this.hold = undefined;

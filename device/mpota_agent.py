@@ -1,9 +1,10 @@
-# mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py).
-# Needs mpota_cmd.py, mpota_config.py, umqtt.simple, ota.py (ESP8266); see
-# README.md. Topics: <base>/<id>/state|status|cmd|ack.
+# mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
+# with the app loader, mpota_appget.py). Needs mpota_cmd.py, mpota_config.py,
+# umqtt.simple, ota.py (ESP8266); see README.md.
 import gc
 import json
 import os
+import sys
 import time
 
 import esp
@@ -63,6 +64,15 @@ class Agent:
                 return adc.read() * scale
 
         self.vbat = vbat
+        self.t0 = time.ticks_ms()  # a sleeper's app job stops APP_WAKE_MS after
+        self.ap = self.aj = None
+        self.aok = False
+        try:
+            import mpota_loader  # main.py ran it already
+
+            self._apps("boot")
+        except ImportError:
+            pass
         p = self.p = None
         if os.uname().sysname == "esp32":  # sys.platform, as fakes can set it
             from mpota_pull import Pull  # never loaded on the ESP8266
@@ -75,7 +85,7 @@ class Agent:
                 self.fw = "0" * 32
             cause = machine.reset_cause()
             self.wake = WAKE[cause] if 0 <= cause < len(WAKE) else "other"
-        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), p and p.fields)
+        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), self._v3)
         self.wlan = network.WLAN(network.STA_IF)
         self.ip = None
         self.mq = MQTTClient(
@@ -186,6 +196,8 @@ class Agent:
         self._ping = time.ticks_ms()
         self.mq.subscribe(self.base + "cmd", 1)
         self._pub("state", self._state(), True)
+        if self.ap is not None and not self.aok:
+            self._apps("online")  # the state is out: confirm the app
         self._pub("status", "online", True)
         if self.p:
             self.p.online()
@@ -207,6 +219,11 @@ class Agent:
             s["vbat"] = v
         if self.p:
             self.p.state(s)
+        if self.ap is not None:
+            s["v"] = 3
+            s["app"] = self.ap
+            if not self.p:
+                s["chip"] = "esp8266"
         return json.dumps(s)
 
     def _vbat(self):
@@ -242,11 +259,13 @@ class Agent:
         p = self.p
         if not m:
             # none, or the server cleared it (empty retained payload)
-            return p and p.resume()
+            return self._resume()
         g = self.g
         c = g.check(m)  # None: ignored, with a printed note
         if c is None:
-            return
+            return self._resume()
+        if c["op"] == "app":
+            return self._apps("take", c)
         if c["op"] == "keys":
             if g.commit(c, keys=c["keys"]):
                 self._pub("state", self._state(), True)
@@ -270,6 +289,34 @@ class Agent:
         self.up = False
         gc.collect()
         ota.start()
+
+    def _v3(self, c):
+        # The fields of op pull (the ESP32's) or app (with the app loader).
+        if c["op"] == "pull":
+            return self.p and self.p.fields(c)
+        return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
+
+    def _resume(self):
+        # A fetch left unfinished (a broken link, a power cut, the end of a
+        # wake) goes on when its back-off has passed.
+        if self.p:
+            self.p.resume()
+        j = self.aj
+        if j and not j.get("end") and time.ticks_diff(time.ticks_ms(), self.ad) >= 0:
+            self._apps("run")
+
+    def _apps(self, f, *args):
+        # In mpota_appget, loaded for it and dropped after: the heap
+        # carries the updater only while it runs.
+        import mpota_appget
+
+        try:
+            return getattr(mpota_appget, f)(self, *args)
+        finally:
+            del mpota_appget
+            for m in ("mpota_appget", "mpota_stage", "mpota_app", "mpota_http"):
+                sys.modules.pop(m, None)
+            gc.collect()
 
     def _refuse(self, size):
         v = self._vbat()

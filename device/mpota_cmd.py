@@ -1,5 +1,6 @@
-# mpota signed commands (MQTT contract v2; v3 adds op pull, for the ESP32),
-# used by mpota_agent.py: checks them and keeps what it accepted in flash.
+# mpota signed commands (MQTT contract v2; v3 adds op pull, for the ESP32,
+# and op app, on any board), used by mpota_agent.py: checks them and keeps
+# what it accepted in flash.
 import json
 from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 from hashlib import sha256
@@ -104,10 +105,10 @@ def older(a, b):
 
 
 def _fields(c, pull):
-    # Rule 1 for a signed command: every field there and well-formed; op
-    # pull (v3) only where the agent takes it: pull checks its own fields.
+    # Rule 1 for a signed command: every field there and well-formed; ops
+    # pull and app (v3) only where the agent takes them: pull(c) checks their own.
     op = c["op"]
-    v = 3 if op == "pull" else 2
+    v = 3 if op in ("pull", "app") else 2
     if not (
         _int(c.get("v"), v, v)
         and _ok(c.get("dev"), ID, 64)
@@ -125,11 +126,11 @@ def _fields(c, pull):
             if not keyhex(h):
                 return False
         return True
+    # An app names no firmware; its own rules are narrower than these.
     return (
         (op == "ota" or v == 3 and pull and pull(c))
         and _ok(c.get("job"), ID, 64)
-        and _ok(c.get("fw"), HEX, 32)
-        and len(c["fw"]) == 32
+        and (op == "app" or _ok(c.get("fw"), HEX, 32) and len(c["fw"]) == 32)
         and _int(c.get("size"), 0, MAX)
         and _ok(c.get("ver"), VER, 32)
         and _int(c.get("down"), 0, 1)
@@ -147,6 +148,8 @@ def message(c):
     # The signed bytes: the fields one per line, no trailing newline.
     if c["op"] == "keys":
         t = ",".join(c["keys"])
+    elif c["op"] == "app":
+        t = "%s\n%s\n%s\n%d\n%s\n%d\n%s" % (c["job"], c["name"], c["ver"], c["down"], c["sha"], c["size"], c["url"])
     else:
         t = "%s\n%s\n%d\n%s\n%d" % (c["job"], c["fw"], c["size"], c["ver"], c["down"])
         if c["v"] == 3:

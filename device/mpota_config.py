@@ -12,6 +12,12 @@ DEVICE_ID = None
 # the server's command key (`openssl rsa -in command-key.pem -modulus
 # -noout`). A signed `keys` command replaces them from then on.
 CMD_KEYS = ()
+# Moduli (hex) of the keys whose app releases the board installs, up to 3:
+# `mpota app key` prints the server's; `mpota devices add` writes it here.
+APP_KEYS = ()
+# A sleepy board's app update stops between files this long after the wake
+# began and goes on at the next wake.
+APP_WAKE_MS = 20000
 # True: also obey unsigned commands (contract v1), as agents before
 # signed commands did. Anyone who can publish on the broker can then
 # send the board into OTA mode.

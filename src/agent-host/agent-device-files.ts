@@ -42,15 +42,18 @@ export function agentDeviceFiles(o: AgentDeviceOptions, broker: BrokerAddress): 
     KEEPALIVE: o.keepalive ?? 60,
     CMD_KEYS: o.commandKeys ?? [],
     ALLOW_UNSIGNED: o.allowUnsigned ?? false,
+    ...(o.appKeys ? { APP_KEYS: o.appKeys } : {}),
     ...o.config,
   };
   const main =
     o.main ??
-    (sleepSeconds > 0
-      ? sleepyMain(readDeviceFile(EXAMPLE_MAINS.sleepy, dir), o.awakeMs ?? 0)
-      : readDeviceFile(EXAMPLE_MAINS.alwaysOn, dir));
+    (o.appKeys
+      ? readDeviceFile(EXAMPLE_MAINS.app, dir)
+      : sleepSeconds > 0
+        ? sleepyMain(readDeviceFile(EXAMPLE_MAINS.sleepy, dir), o.awakeMs ?? 0)
+        : readDeviceFile(EXAMPLE_MAINS.alwaysOn, dir));
   return {
-    ...readAgentFiles(dir, o.chip),
+    ...readAgentFiles(dir, o.chip, o.appKeys !== undefined),
     "mpota_config.py": renderConfig(config),
     "main.py": main,
     ...o.files,

@@ -52,6 +52,12 @@ export interface AgentDeviceOptions {
   mainAppOffset?: number;
   /** CMD_KEYS: moduli (hex) of the keys the agent accepts signed commands from; default none. */
   commandKeys?: readonly string[];
+  /**
+   * APP_KEYS: moduli (hex) of the app keys the board trusts. Given, the board
+   * runs apps: it holds the app loader and updater (APP_FILES), and its
+   * main.py (unless `main`) runs the loader, then the agent.
+   */
+  appKeys?: readonly string[];
   /** ALLOW_UNSIGNED: act on unsigned (contract v1) commands too; default false, as the agent's own default. */
   allowUnsigned?: boolean;
   /** More mpota_config.py settings; they win over the ones above. */

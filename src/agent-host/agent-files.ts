@@ -21,10 +21,25 @@ export const ESP32_AGENT_FILES = [
   "lib/umqtt/simple.py",
 ] as const;
 
+/**
+ * A board that runs an app (docs/app-updates.md) also holds the loader, which
+ * never changes, and the modules of an app update, which the agent imports
+ * only while one runs.
+ */
+export const APP_FILES = [
+  "mpota_loader.py",
+  "mpota_app.py",
+  "mpota_stage.py",
+  "mpota_appget.py",
+  "mpota_http.py",
+] as const;
+
 /** The example main.py files under device/examples/. */
 export const EXAMPLE_MAINS = {
   sleepy: "examples/sleepy_main.py",
   alwaysOn: "examples/always_on_main.py",
+  /** The loader, then the agent (sleepy or always on by SLEEP). */
+  app: "examples/app_main.py",
 } as const;
 
 export function readDeviceFile(path: string, dir: string = DEVICE_DIR): string {
@@ -38,14 +53,16 @@ export function readDeviceFile(path: string, dir: string = DEVICE_DIR): string {
   }
 }
 
-/** The unmodified agent files, keyed by their path on the device. */
+/** The unmodified agent files, keyed by their path on the device; with `apps`, the app loader and updater too. */
 export function readAgentFiles(
   dir: string = DEVICE_DIR,
   chip: "esp8266" | "esp32" = "esp8266",
+  apps = false,
 ): Record<string, string> {
   const files: Record<string, string> = {};
   for (const path of chip === "esp32" ? ESP32_AGENT_FILES : AGENT_FILES)
     files[path] = readDeviceFile(path, dir);
+  if (apps) for (const path of APP_FILES) files[path] = readDeviceFile(path, dir);
   return files;
 }
 

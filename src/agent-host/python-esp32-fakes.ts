@@ -6,7 +6,7 @@
  * what the C code raises. `network` and `socket` are the ESP8266's.
  */
 import { ESP_ERR_NAMES } from "../firmware/esp-err.ts";
-import { HOST_MODULES } from "./python-fakes.ts";
+import { BOARD_MPY, HOST_MODULES, sysSource } from "./python-fakes.ts";
 import { machineSource } from "./python-machine-fake.ts";
 
 const machine = machineSource({
@@ -220,25 +220,12 @@ class Partition:
         _chk(_h.esp32_mark_valid())
 `;
 
-/** sys.platform is "esp32": a module standing in for the wasm port's sys (whose attributes are read-only). */
-const sys = `import sys as _s
-
-platform = "esp32"
-
-
-def __getattr__(name):
-    return getattr(_s, name)
-
-
-_s.modules["sys"] = _s.modules["usys"] = _s.modules["_mpota_sys"]
-`;
-
 /** /lib modules written into every simulated ESP32. */
 export const ESP32_HOST_MODULES: Record<string, string> = {
   "lib/machine.py": machine,
   "lib/esp.py": esp,
   "lib/esp32.py": esp32,
-  "lib/_mpota_sys.py": sys,
+  "lib/_mpota_sys.py": sysSource("esp32", BOARD_MPY.esp32),
   "lib/network.py": HOST_MODULES["lib/network.py"] as string,
   "lib/socket.py": HOST_MODULES["lib/socket.py"] as string,
 };

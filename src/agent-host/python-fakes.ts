@@ -215,8 +215,42 @@ class socket:
         _h.sock_close(self._id)
 `;
 
+/**
+ * `sys` as the board's build has it: `sys.platform` and
+ * `sys.implementation._mpy` (v1.27: .mpy version 6, sub-version 3, the native
+ * architecture in bits 10-13), over the wasm port's sys, whose attributes are
+ * read-only. The prelude imports it, so it stands in sys.modules for "sys".
+ */
+export function sysSource(platform: string, mpy: number): string {
+  return `import sys as _s
+
+platform = ${JSON.stringify(platform)}
+
+
+class _Implementation:
+    _mpy = ${mpy}
+
+    def __getattr__(self, name):
+        return getattr(_s.implementation, name)
+
+
+implementation = _Implementation()
+
+
+def __getattr__(name):
+    return getattr(_s, name)
+
+
+_s.modules["sys"] = _s.modules["usys"] = _s.modules["_mpota_sys"]
+`;
+}
+
+/** sys.implementation._mpy of MicroPython 1.27: the ESP8266 (xtensa), the ESP32 (xtensawin). */
+export const BOARD_MPY = { esp8266: 0x2706, esp32: 0x2b06 } as const;
+
 /** /lib modules written into every simulated device. */
 export const HOST_MODULES: Record<string, string> = {
+  "lib/_mpota_sys.py": sysSource("esp8266", BOARD_MPY.esp8266),
   "lib/machine.py": machine,
   "lib/esp.py": esp,
   "lib/network.py": network,
@@ -245,7 +279,7 @@ const ESP8266_UNAME: UnameFields = {
 export function preludeSource(
   version: string,
   uname: UnameFields = ESP8266_UNAME,
-  modules = "machine, esp, network, socket",
+  modules = "_mpota_sys, machine, esp, network, socket",
 ): string {
   const release = /^v?(\d+\.\d+\.\d+)/.exec(version)?.[1] ?? "1.27.0";
   return `import os

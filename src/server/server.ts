@@ -1,5 +1,6 @@
 import { type Logger, pino } from "pino";
 import type { PythonValue } from "../agent-host/agent-files.ts";
+import { defaultAppKeyPath, loadAppKey } from "../apps/app-key.ts";
 import { systemClock } from "../net/clock.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
 import { DEFAULT_BLOCK_SIZE } from "../protocol/datagram.ts";
@@ -337,6 +338,8 @@ function provisioningOf(core: Core): ProvisioningDeps {
     storage,
     base: topics.base,
     commandKeys: () => core.keyRing.trusted().map((k) => ({ modulusHex: k.modulusHex, kid: k.kid })),
+    // The key `mpota app add` signs with unless --key names another; made here if missing, as there.
+    appKeys: () => [loadAppKey(defaultAppKeyPath(core.dataDir), { create: true }).modulusHex],
     broker: () => address,
     now: () => clock.now(),
     credentialChanged: (id) => {

@@ -113,10 +113,12 @@ describe("device/ sources", () => {
     }
     const agent = measured.get("mpota_agent.py") as [number, number];
     const cmd = measured.get("mpota_cmd.py") as [number, number];
-    assert.ok(agent[0] < 10_000, "mpota_agent.py stays under 10 KB of source");
+    // 12 KB since the app update hooks (issue 19); what the board keeps after compiling is bounded below.
+    assert.ok(agent[0] < 12_000, "mpota_agent.py stays under 12 KB of source");
     assert.ok(agent[1] < 8_192, "mpota_agent keeps under 8 KiB of heap after import");
     assert.ok(cmd[0] < 10_000, "mpota_cmd.py stays under 10 KB of source");
-    assert.ok(cmd[1] < 7_168, "mpota_cmd keeps under 7 KiB of heap after import");
+    // 7.25 KiB since op app's signed bytes (issue 19): its field rules live in mpota_appget, loaded on demand.
+    assert.ok(cmd[1] < 7_424, "mpota_cmd keeps under 7.25 KiB of heap after import");
     // What a board holds once the agent is imported (mpota_agent imports the rest).
     const total = [...measured.values()].reduce((sum, [, resident]) => sum + resident, 0);
     assert.ok(total < 20_480, `the agent with its modules keeps under 20 KiB of heap (${total})`);

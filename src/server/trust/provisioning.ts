@@ -18,6 +18,12 @@ export interface ProvisioningDeps {
   base: string;
   /** The command keys devices trust: modulus hex and key id, newest first (at most 3). */
   commandKeys: () => Array<{ modulusHex: string; kid: string }>;
+  /**
+   * APP_KEYS of the config: moduli (hex) of the keys whose app releases
+   * boards trust (the data directory's app key, made if missing); absent:
+   * the config has no APP_KEYS line of its own.
+   */
+  appKeys?: () => string[];
   /** Where devices reach the broker when the request does not say. */
   broker: () => { host: string; port: number };
   now: () => number;
@@ -105,6 +111,14 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
       DEVICE_ID: pythonString(id),
       BASE_TOPIC: pythonString(deps.base),
       CMD_KEYS: `(${keys.map((k) => `${pythonString(k.modulusHex)},`).join(" ")})`,
+      ...(deps.appKeys
+        ? {
+            APP_KEYS: `(${deps
+              .appKeys()
+              .map((k) => `${pythonString(k)},`)
+              .join(" ")})`,
+          }
+        : {}),
     });
     return {
       device: id,

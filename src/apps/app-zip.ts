@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { crc32 } from "node:zlib";
+import * as zlib from "node:zlib";
 import yauzl from "yauzl";
 import { AppReleaseError } from "./app-errors.ts";
 import type { AppFolder, AppFolderFile } from "./app-folder.ts";
@@ -40,8 +40,9 @@ interface Entry {
 
 const refuse = (why: string) => new AppReleaseError(`The zip is refused: ${why}. Nothing was stored.`);
 
-/** yauzl's refusal of the container, said with what to do. */
-function containerProblem(error: unknown): AppReleaseError {
+/** yauzl's refusal of the container, said with what to do (mpota's own refusals pass as they are). */
+function refusal(error: unknown): AppReleaseError {
+  if (error instanceof AppReleaseError) return error;
   const message = error instanceof Error ? error.message : String(error);
   if (/signature not found/i.test(message)) {
     return refuse("it is not a zip file (no end of central directory); zip the app's folder and upload that");
@@ -53,45 +54,9 @@ function containerProblem(error: unknown): AppReleaseError {
     `it cannot be read as a zip (${message.slice(0, 200)}); zip the app's folder again and upload that`,
   );
 }
-
-function openZip(buffer: Buffer): Promise<yauzl.ZipFile> {
-  return new Promise((resolve, reject) => {
-    // Names are decoded here, not by yauzl, whose own path check would refuse "../x" before
-    // mpota's path rules can say why; strictFileNames keeps a backslash for those rules to see.
-    const options = {
-      lazyEntries: true,
-      decodeStrings: false,
-      validateEntrySizes: true,
-      strictFileNames: true,
-    };
-    yauzl.fromBuffer(buffer, options, (error, zipfile) =>
-      error ? reject(containerProblem(error)) : resolve(zipfile),
-    );
-  });
-}
-
-/** The central directory's next entry (undefined after the last); one listener set per read. */
-function nextEntry(zipfile: yauzl.ZipFile): Promise<yauzl.Entry | undefined> {
-  return new Promise((resolve, reject) => {
-    const settle = () => {
-      zipfile.off("entry", onEntry).off("end", onEnd).off("error", onError);
-    };
-    const onEntry = (entry: yauzl.Entry) => {
-      settle();
-      resolve(entry);
-    };
-    const onEnd = () => {
-      settle();
-      resolve(undefined);
-    };
-    const onError = (error: Error) => {
-      settle();
-      reject(containerProblem(error));
-    };
-    zipfile.on("entry", onEntry).on("end", onEnd).on("error", onError);
-    zipfile.readEntry();
-  });
-}
+const rethrow = (error: unknown): never => {
+  throw refusal(error);
+};
 
 /** The central directory's entries, with every count, kind and size bound checked before any data is read. */
 async function centralEntries(zipfile: yauzl.ZipFile): Promise<Entry[]> {
@@ -104,7 +69,7 @@ async function centralEntries(zipfile: yauzl.ZipFile): Promise<Entry[]> {
   const entries: Entry[] = [];
   let files = 0;
   let total = 0;
-  for (let zipped = await nextEntry(zipfile); zipped; zipped = await nextEntry(zipfile)) {
+  for await (const zipped of zipfile.eachEntry()) {
     const name = yauzl.getFileNameLowLevel(
       zipped.generalPurposeBitFlag,
       zipped.fileNameRaw,
@@ -146,45 +111,44 @@ async function centralEntries(zipfile: yauzl.ZipFile): Promise<Entry[]> {
 async function entryBytes(zipfile: yauzl.ZipFile, entry: Entry): Promise<Buffer> {
   const { name, zipped } = entry;
   const size = zipped.uncompressedSize;
-  const local = await new Promise<yauzl.LocalFileHeader>((resolve, reject) =>
-    zipfile.readLocalFileHeader(zipped, (error, header) =>
-      error ? reject(containerProblem(error)) : resolve(header),
-    ),
-  );
+  const local = await zipfile.readLocalFileHeaderPromise(zipped).catch(rethrow);
   // A local name other than the central one is a way to show one file to a checker and write another.
   if (!local.fileName.equals(zipped.fileNameRaw)) {
     throw refuse(`the entry ${name} has another name in its local header`);
   }
-  const stream = await zipfile.openReadStreamPromise(zipped).catch((error) => {
-    throw containerProblem(error);
-  });
+  const stream = await zipfile.openReadStreamPromise(zipped).catch(rethrow);
   const chunks: Buffer[] = [];
   let length = 0;
-  await new Promise<void>((resolve, reject) => {
-    stream.on("data", (chunk: Buffer) => {
+  const past = `${name} inflates to more than the ${size} bytes it declares`;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
       length += chunk.length;
       // yauzl stops an inflate past the declared size too; this ceiling holds for stored entries as well.
-      if (length > size) {
-        stream.destroy();
-        reject(refuse(`${name} inflates to more than the ${size} bytes it declares`));
-        return;
-      }
+      if (length > size) throw refuse(past);
       chunks.push(chunk);
-    });
-    stream.on("error", (error: Error) => {
-      const why = /too many bytes/.test(error.message)
-        ? `${name} inflates to more than the ${size} bytes it declares`
-        : /not enough bytes/.test(error.message)
-          ? `${name} holds fewer bytes than the ${size} it declares; the zip is damaged, zip the folder again`
-          : `${name} cannot be inflated (${error.message.slice(0, 200)}); the zip is damaged, zip the folder again`;
-      reject(refuse(why));
-    });
-    stream.on("end", () => resolve());
-  });
+    }
+  } catch (error) {
+    if (error instanceof AppReleaseError) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    const damaged = "the zip is damaged, zip the folder again";
+    throw refuse(
+      /too many bytes/.test(message)
+        ? past
+        : /not enough bytes/.test(message)
+          ? `${name} holds fewer bytes than the ${size} it declares; ${damaged}`
+          : `${name} cannot be inflated (${message.slice(0, 200)}); ${damaged}`,
+    );
+  }
   const bytes = Buffer.concat(chunks, length);
   if (bytes.length !== size) throw refuse(`${name} holds ${bytes.length} bytes, not the ${size} it declares`);
-  // yauzl leaves the CRC to its caller.
-  if (crc32(bytes) >>> 0 !== zipped.crc32)
+  // yauzl leaves the CRC to its caller. zlib.crc32 came in Node 20.15: looked up here, not imported
+  // by name, so an older Node 20 fails this upload with a reason instead of failing to load the server.
+  if (typeof zlib.crc32 !== "function") {
+    throw new AppReleaseError(
+      "Reading an app zip needs Node 20.15 or later (zlib.crc32); update Node and upload again.",
+    );
+  }
+  if (zlib.crc32(bytes) >>> 0 !== zipped.crc32)
     throw refuse(`${name} does not match its CRC; the zip is damaged, zip the folder again`);
   return bytes;
 }
@@ -231,10 +195,19 @@ export async function readAppZip(zip: Uint8Array): Promise<AppFolder> {
   if (zip.length > MAX_APP_ZIP_BYTES) {
     throw refuse(`it is ${zip.length} bytes; an app's zip holds at most ${MAX_APP_ZIP_BYTES}`);
   }
-  const zipfile = await openZip(Buffer.from(zip.buffer, zip.byteOffset, zip.length));
+  // Names are decoded in centralEntries, not by yauzl, whose own path check would refuse "../x" before
+  // mpota's path rules say why; strictFileNames keeps a backslash for those rules to see.
+  const options = {
+    lazyEntries: true,
+    decodeStrings: false,
+    validateEntrySizes: true,
+    strictFileNames: true,
+  };
+  const buffer = Buffer.from(zip.buffer, zip.byteOffset, zip.length);
+  const zipfile = await yauzl.fromBufferPromise(buffer, options).catch(rethrow);
   try {
     const skipped: string[] = [];
-    const wanted = keptFiles(await centralEntries(zipfile), skipped);
+    const wanted = keptFiles(await centralEntries(zipfile).catch(rethrow), skipped);
     if (wanted.length === 0) {
       throw refuse(
         `it holds no app files${skipped.length > 0 ? ` (only ${skipped.slice(0, 5).join(", ")}, which are left out)` : ""}`,

@@ -115,6 +115,24 @@ describe("POST /api/v1/apps/zip: an app folder's zip becomes a signed release", 
     assert.equal(reply.body.key.created, false);
   });
 
+  test("a zip with ZIP64 records (zip -fz, as zip writes from a pipe) is read the same way", async (t) => {
+    if (!existsSync("/usr/bin/zip")) {
+      t.skip("no /usr/bin/zip on this machine");
+      return;
+    }
+    const dir = join(data.dir, "src64", "thermostat");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "main.py"), MAIN);
+    const file = join(data.dir, "src64", "app.zip");
+    execFileSync("/usr/bin/zip", ["-q", "-fz", "-r", file, "thermostat"], { cwd: join(data.dir, "src64") });
+    // The end of a ZIP64 archive: its end record and locator before the classic end record.
+    assert.ok(readFileSync(file).includes(Buffer.from([0x50, 0x4b, 0x06, 0x06])));
+    const reply = await upload(readFileSync(file), "name=thermostat&version=1.6.0");
+    assert.equal(reply.status, 201, JSON.stringify(reply.body));
+    assert.equal(reply.body.app.files, 1);
+    assert.equal(reply.body.app.bytes, MAIN.length);
+  });
+
   test("without credentials: 401, nothing read or stored", async () => {
     const before = storedFiles();
     const reply = await upload(
@@ -184,6 +202,29 @@ describe("POST /api/v1/apps/zip: an app folder's zip becomes a signed release", 
       () =>
         buildZip([{ name: "big.bin", packed: Buffer.alloc(8), method: 8, declaredSize: 2 * 1024 * 1024 }]),
       /big\.bin inflates to 2097152 bytes; an app file holds at most 1048576/,
+    ],
+    [
+      "a ZIP64 size over an app file's bound (the bounds apply to what ZIP64 declares)",
+      () =>
+        buildZip([
+          { name: "big.bin", packed: Buffer.alloc(8), method: 8, declaredSize: 2 * 1024 * 1024, zip64: true },
+        ]),
+      /big\.bin inflates to 2097152 bytes; an app file holds at most 1048576/,
+    ],
+    [
+      "an entry whose bytes do not match its CRC",
+      () => buildZip([{ name: "main.py", data: MAIN, crc: 0x12345678 }]),
+      /The zip is refused: main\.py does not match its CRC; the zip is damaged, zip the folder again\./,
+    ],
+    [
+      "a stored entry whose sizes disagree (caught by yauzl, said with what to do)",
+      () => buildZip([{ name: "main.py", data: MAIN, method: 0, declaredSize: 10 }]),
+      /The zip is refused: it cannot be read as a zip \(.*size mismatch.*\); zip the app's folder again and upload that\./,
+    ],
+    [
+      "a zip that spans several disks",
+      () => buildZip([{ name: "main.py", data: MAIN }], { disk: 1 }),
+      /The zip is refused: it spans several disks; zip the app's folder into one file\./,
     ],
     [
       "too many entries",

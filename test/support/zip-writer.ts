@@ -18,6 +18,10 @@ export interface ZipEntry {
   /** Unix mode in the external attributes (made by Unix); default 0o100644, or 0o040755 for a name ending in /. */
   mode?: number;
   flags?: number;
+  /** The CRC-32 written in the headers (default: the data's). */
+  crc?: number;
+  /** Sizes in a ZIP64 extra field, with 0xffffffff in the central record's size fields. */
+  zip64?: boolean;
   /** The packed bytes as they are (default: deflated or stored `data`). */
   packed?: Uint8Array;
 }
@@ -38,7 +42,7 @@ export function crc32(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-export function buildZip(entries: ZipEntry[], options: { count?: number } = {}): Buffer {
+export function buildZip(entries: ZipEntry[], options: { count?: number; disk?: number } = {}): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
@@ -49,7 +53,7 @@ export function buildZip(entries: ZipEntry[], options: { count?: number } = {}):
     const name = Buffer.from(e.name, "latin1");
     const localName = Buffer.from(e.localName ?? e.name, "latin1");
     const size = e.declaredSize ?? data.length;
-    const crc = crc32(data);
+    const crc = e.crc ?? crc32(data);
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
@@ -67,18 +71,28 @@ export function buildZip(entries: ZipEntry[], options: { count?: number } = {}):
     central.writeUInt16LE(e.flags ?? 0, 8);
     central.writeUInt16LE(method, 10);
     central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(packed.length, 20);
-    central.writeUInt32LE(size, 24);
+    central.writeUInt32LE(e.zip64 ? 0xffffffff : packed.length, 20);
+    central.writeUInt32LE(e.zip64 ? 0xffffffff : size, 24);
     central.writeUInt16LE(name.length, 28);
+    // The ZIP64 extended information field: id 1, then the sizes the record left at 0xffffffff.
+    const extra = Buffer.alloc(e.zip64 ? 20 : 0);
+    if (e.zip64) {
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(16, 2);
+      extra.writeBigUInt64LE(BigInt(size), 4);
+      extra.writeBigUInt64LE(BigInt(packed.length), 12);
+    }
+    central.writeUInt16LE(extra.length, 30);
     const mode = e.mode ?? (e.name.endsWith("/") ? 0o040755 : 0o100644);
     central.writeUInt32LE(((mode << 16) | (e.name.endsWith("/") ? 0x10 : 0)) >>> 0, 38);
     central.writeUInt32LE(offset, 42);
-    centrals.push(central, name);
+    centrals.push(central, name, extra);
     offset += 30 + localName.length + packed.length;
   }
   const directory = Buffer.concat(centrals);
   const end = Buffer.alloc(22);
   end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(options.disk ?? 0, 4);
   const count = options.count ?? entries.length;
   end.writeUInt16LE(count, 8);
   end.writeUInt16LE(count, 10);

@@ -69,7 +69,7 @@ export async function uploadAppZip(call: ApiCall): Promise<void> {
     request: { name, version, boards, bytes: zip.length },
   };
   try {
-    const folder = readAppZip(zip);
+    const folder = await readAppZip(zip);
     key = loadAppKey(defaultAppKeyPath(dataDir), { create: true });
     const manifest = signAppManifest(
       {

@@ -2,7 +2,8 @@
 // real loopback UDP under each link profile and prints the figures issue 4
 // asks for. Results: bench/results/push.json and bench/results/push.svg.
 // Then the ESP32 rows (bench/esp32-pull-bench.ts): `npm run bench -- esp32`
-// runs those alone.
+// runs those alone; and the app rows (bench/app-update-bench.ts): `npm run
+// bench -- app`.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { deviceFloorMs } from "../src/emulator/timing.ts";
@@ -13,6 +14,7 @@ import { signImage } from "../src/protocol/image-packets.ts";
 import { generateKeyPair, type SigningKey } from "../src/protocol/rsa-key.ts";
 import { probeBlockSize } from "../src/transfer/block-probe.ts";
 import { COMPAT_TUNING, DEFAULT_TUNING, push } from "../src/transfer/sender.ts";
+import { runAppBench } from "./app-update-bench.ts";
 import { runEsp32Bench } from "./esp32-pull-bench.ts";
 
 const IMAGE_SIZE = 600 * 1024;
@@ -181,7 +183,10 @@ async function main(): Promise<void> {
   ];
   const only = process.argv.slice(2);
   const selected = only.length ? rows.filter((r) => only.some((o) => r.name.includes(o))) : rows;
-  if (selected.length === 0) return runEsp32Bench(only);
+  if (selected.length === 0) {
+    await runEsp32Bench(only);
+    return runAppBench(only);
+  }
   const results: Measured[] = [];
   for (const [i, row] of selected.entries()) {
     process.stderr.write(`running: ${row.name} ... `);
@@ -239,6 +244,7 @@ async function main(): Promise<void> {
   writeFileSync(new URL("push.svg", dir), svgChart(results));
   console.log("written: bench/results/push.json, bench/results/push.svg");
   await runEsp32Bench(only);
+  await runAppBench(only);
 }
 
 await main();

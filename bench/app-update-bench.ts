@@ -1,0 +1,239 @@
+// The app rows of `npm run bench` (issue 19): a 20-file app of about 60 KiB
+// installed, then changed in one file, by the real agent (device/ under
+// MicroPython) on the emulated ESP32 and ESP8266, from the real server over
+// relays that stand for the WiFi link (bench/shaped-link.ts). Per row: wall
+// time from the update request to the job's success (the new app started
+// and its state reached the server), the bytes that crossed the HTTP and
+// MQTT relays, and the bytes that changed (the manifest and the files the
+// board lacked). Then the agent's heap during an update, from the tests that
+// measure it. Results: bench/results/app-update.json.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { type AppKey, defaultAppKeyPath, loadAppKey } from "../src/apps/app-key.ts";
+import { signAppManifest } from "../src/apps/app-signature.ts";
+import { BridgeClient } from "../src/server/bridge/bridge-client.ts";
+import { SimulatedDevice } from "../src/simulator/simulated-device.ts";
+import { SimulatedEsp32Device } from "../src/simulator/simulated-esp32-device.ts";
+import { buildSyntheticFirmware } from "../src/simulator/synthetic-firmware.ts";
+import { jobEnd } from "../test/server/support/job-suite.ts";
+import { FAST_TIMINGS, startTestServer, tempDir } from "../test/server/support/test-server.ts";
+import { eventually } from "../test/server/support/wait.ts";
+import { addressPool, FAST, key, provisioned, SHORT_GPIO } from "../test/simulator/support.ts";
+import { buildEsp32AppImage } from "../test/support/esp32-image.ts";
+import { type LinkModel, shapedLink } from "./shaped-link.ts";
+
+const LAN: LinkModel = { delayMs: 2, bytesPerSecond: 1_000_000 };
+const FILES = 20;
+const FILE_BYTES = 3072;
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/** 20 files of 3 KiB (60 KiB); `changed` gives one module the version's text. */
+function appFiles(version: string, changed?: number): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  files.set("main.py", Buffer.from('import m01, m07\nprint("bench app", m01.V, m07.V)\n'));
+  for (let i = 1; i < FILES; i++) {
+    const head = `V = "${i === changed ? version : "1.0.0"}"\nDATA = "`;
+    files.set(
+      `m${String(i).padStart(2, "0")}.py`,
+      Buffer.from(`${head}${"x".repeat(FILE_BYTES - head.length - 2)}"\n`),
+    );
+  }
+  return files;
+}
+
+export interface AppRow {
+  board: "esp32" | "esp8266";
+  what: "first install" | "one-file change";
+  link: LinkModel;
+  seconds: number;
+  appBytes: number;
+  /** The manifest and the files the board lacked: what had to travel. */
+  changedBytes: number;
+  httpBytes: number;
+  mqttBytes: number;
+}
+
+async function addRelease(bridge: BridgeClient, key: AppKey, version: string, files: Map<string, Buffer>) {
+  const m = signAppManifest(
+    {
+      name: "bench-app",
+      version,
+      boards: ["esp32", "esp8266"],
+      mpy: undefined,
+      files: [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha(bytes) })),
+    },
+    key.privateKey,
+  );
+  await bridge.request("app/add", {
+    manifest: m.bytes.toString("base64"),
+    files: Object.fromEntries([...files.values()].map((b) => [sha(b), b.toString("base64")])),
+  });
+  return m;
+}
+
+/** One board: the first install, then a one-file change; two rows. */
+export async function runAppBoard(board: "esp32" | "esp8266", link: LinkModel = LAN): Promise<AppRow[]> {
+  const data = tempDir("mpota-bench-app-");
+  let httpPort = 0;
+  const http = await shapedLink(link, () => httpPort);
+  let brokerPort = 0;
+  const mqtt = await shapedLink(link, () => brokerPort);
+  const s = await startTestServer(data.dir, {
+    http: { host: "127.0.0.1", port: 0 },
+    deviceUrl: `http://127.0.0.1:${http.port}`,
+    timings: { ...FAST_TIMINGS, firstAnswerMs: 60_000, verifyTimeoutMs: 60_000 },
+  });
+  const bridge = await BridgeClient.connect({ connection: { url: s.url } });
+  let stop: (() => Promise<void>) | undefined;
+  try {
+    const address = s.server.http?.address;
+    if (!address) throw new Error("the server has no HTTP listener");
+    httpPort = address.port;
+    brokerPort = Number(new URL(s.brokerUrl).port);
+    const appKey = loadAppKey(defaultAppKeyPath(data.dir), { create: true });
+    const v1 = appFiles("1.0.0");
+    const v2 = appFiles("1.0.1", 7);
+    const m1 = await addRelease(bridge, appKey, "1.0.0", v1);
+    const m2 = await addRelease(bridge, appKey, "1.0.1", v2);
+    const id = `app-bench-${board}`;
+    const access = await provisioned(s, id);
+    const broker = { ...access.broker, host: "127.0.0.1", port: mqtt.port };
+    const agent = { ...access.agent, appKeys: [appKey.modulusHex] };
+    if (board === "esp32") {
+      const d = new SimulatedEsp32Device({
+        id,
+        broker,
+        firmware: buildEsp32AppImage({ size: 200_000, seed: 90 }),
+        agent,
+      });
+      await d.start();
+      stop = () => d.stop();
+    } else {
+      const d = new SimulatedDevice({
+        id,
+        address: addressPool()(),
+        broker,
+        key,
+        firmware: buildSyntheticFirmware({ size: 40_000, seed: 91 }),
+        timing: FAST,
+        settings: SHORT_GPIO,
+        agent: { ...agent, filesystem: "fat" },
+      });
+      await d.start();
+      stop = () => d.stop();
+    }
+    await eventually(
+      async () => (await bridge.request("devices", {})).find((x) => x.id === id && x.app?.board === board),
+      `${id} reports its app`,
+      60_000,
+    );
+    const rows: AppRow[] = [];
+    const total = (files: Map<string, Buffer>) => [...files.values()].reduce((n, b) => n + b.length, 0);
+    for (const [what, version, m, changedBytes] of [
+      ["first install", "1.0.0", m1, m1.bytes.length + total(v1)],
+      ["one-file change", "1.0.1", m2, m2.bytes.length + (v2.get("m07.py") as Buffer).length],
+    ] as const) {
+      const [up0, down0, mup0, mdown0] = [http.up, http.down, mqtt.up, mqtt.down];
+      const started = performance.now();
+      const job = await bridge.request("update", { device: id, firmware: `bench-app@${version}` });
+      const end = await jobEnd(bridge, job.id, 300_000);
+      const seconds = (performance.now() - started) / 1000;
+      if (end.state !== "succeeded")
+        throw new Error(`the ${board} app job ended ${end.state}: ${end.error ?? ""}`);
+      const device = await bridge.request("device", { id });
+      if (device.app?.id !== m.id) throw new Error(`${id} does not run ${version}`);
+      rows.push({
+        board,
+        what,
+        link,
+        seconds,
+        appBytes: total(version === "1.0.0" ? v1 : v2),
+        changedBytes,
+        httpBytes: http.up - up0 + (http.down - down0),
+        mqttBytes: mqtt.up - mup0 + (mqtt.down - mdown0),
+      });
+    }
+    return rows;
+  } finally {
+    await stop?.();
+    await bridge.close();
+    await s.stop();
+    await http.close();
+    await mqtt.close();
+    data.remove();
+  }
+}
+
+/** The heap figures the tests measure under MicroPython (wasm), read from their diagnostics. */
+export function appHeap(): Record<string, number> | null {
+  const run = (file: string) =>
+    spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=tap", file], {
+      encoding: "utf8",
+      cwd: new URL("..", import.meta.url).pathname,
+    }).stdout;
+  const sources = run("test/agent/device-sources.test.ts");
+  const resident = (name: string) =>
+    Number(
+      new RegExp(`${name.replace(/[./]/g, "\\$&")}: \\d+ bytes of source, (\\d+) bytes of heap`).exec(
+        sources,
+      )?.[1],
+    );
+  const modules = /the update's modules: (\d+) bytes while an update runs; (\d+) after/.exec(
+    run("test/apps/agent-app-heap.test.ts"),
+  );
+  const steps =
+    /ESP8266[^:]*: modules (\d+); first install: live \d+, step peak <= (\d+); one change: live \d+, step peak <= (\d+)/.exec(
+      run("test/apps/update-heap.test.ts"),
+    );
+  if (!modules || !steps) return null;
+  const agent =
+    resident("mpota_agent.py") +
+    resident("mpota_cmd.py") +
+    resident("lib/umqtt/simple.py") +
+    resident("ota.py");
+  const updater = Number(modules[1]);
+  // update-heap's step peak sits on the loader, mpota_app and mpota_stage: what a file step adds is above those.
+  const stepWork = Math.max(Number(steps[2]), Number(steps[3])) - Number(steps[1]);
+  return { agent, updater, stepWork, afterDropped: Number(modules[2]), peak: agent + updater + stepWork };
+}
+
+export async function runAppBench(only: string[]): Promise<void> {
+  const boards = (["esp32", "esp8266"] as const).filter(
+    (b) => only.length === 0 || only.some((o) => `app ${b}`.includes(o)),
+  );
+  if (boards.length === 0) return;
+  const rows: AppRow[] = [];
+  for (const b of boards) {
+    process.stderr.write(`running: app update on ${b} ... `);
+    const measured = await runAppBoard(b);
+    rows.push(...measured);
+    process.stderr.write(`${measured.map((r) => `${r.seconds.toFixed(1)} s`).join(", ")}\n`);
+  }
+  for (const r of rows) {
+    console.log(
+      [
+        `app ${r.board}, ${r.what}`.padEnd(32),
+        `${r.seconds.toFixed(1)} s`,
+        `HTTP ${r.httpBytes} B`,
+        `changed ${r.changedBytes} B`,
+        `x${(r.httpBytes / r.changedBytes).toFixed(2)} of the changed bytes`,
+        `MQTT ${r.mqttBytes} B`,
+        `(app ${r.appBytes} B)`,
+      ].join("  "),
+    );
+  }
+  const heap = appHeap();
+  if (heap) {
+    console.log(
+      `agent heap during an app update (MicroPython wasm, ESP8266 profile): the agent at rest ${heap.agent} B + the update's modules ${heap.updater} B + a file step's work ${heap.stepWork} B = ${heap.peak} B at the peak, besides the loader; ${heap.afterDropped} B stay after the update. An ESP8266 has about 30-40 KiB free after boot with WiFi: as .py source the agent and the updater do not fit it together (they must be frozen into the firmware).`,
+    );
+  }
+  const dir = new URL("./results/", import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  const meta = { date: new Date().toISOString(), node: process.version, loadAverage: loadavg(), rows, heap };
+  writeFileSync(new URL("app-update.json", dir), `${JSON.stringify(meta, null, 2)}\n`);
+  console.log("written: bench/results/app-update.json");
+}

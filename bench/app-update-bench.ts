@@ -8,11 +8,9 @@
 // board lacked). Then the agent's heap during an update, from the tests that
 // measure it. Results: bench/results/app-update.json.
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { type AppKey, defaultAppKeyPath, loadAppKey } from "../src/apps/app-key.ts";
-import { signAppManifest } from "../src/apps/app-signature.ts";
+import { defaultAppKeyPath, loadAppKey } from "../src/apps/app-key.ts";
 import { BridgeClient } from "../src/server/bridge/bridge-client.ts";
 import { SimulatedDevice } from "../src/simulator/simulated-device.ts";
 import { SimulatedEsp32Device } from "../src/simulator/simulated-esp32-device.ts";
@@ -21,28 +19,16 @@ import { jobEnd } from "../test/server/support/job-suite.ts";
 import { FAST_TIMINGS, startTestServer, tempDir } from "../test/server/support/test-server.ts";
 import { eventually } from "../test/server/support/wait.ts";
 import { addressPool, FAST, key, provisioned, SHORT_GPIO } from "../test/simulator/support.ts";
+import { addAppRelease, twentyFiles } from "../test/support/app-releases.ts";
 import { buildEsp32AppImage } from "../test/support/esp32-image.ts";
 import { type LinkModel, shapedLink } from "./shaped-link.ts";
 
 const LAN: LinkModel = { delayMs: 2, bytesPerSecond: 1_000_000 };
-const FILES = 20;
 const FILE_BYTES = 3072;
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
 /** 20 files of 3 KiB (60 KiB); `changed` gives one module the version's text. */
-function appFiles(version: string, changed?: number): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
-  files.set("main.py", Buffer.from('import m01, m07\nprint("bench app", m01.V, m07.V)\n'));
-  for (let i = 1; i < FILES; i++) {
-    const head = `V = "${i === changed ? version : "1.0.0"}"\nDATA = "`;
-    files.set(
-      `m${String(i).padStart(2, "0")}.py`,
-      Buffer.from(`${head}${"x".repeat(FILE_BYTES - head.length - 2)}"\n`),
-    );
-  }
-  return files;
-}
+const appFiles = (version: string, changed?: number) =>
+  twentyFiles(version, { fileBytes: FILE_BYTES, ...(changed !== undefined ? { changed } : {}) });
 
 export interface AppRow {
   board: "esp32" | "esp8266";
@@ -54,24 +40,6 @@ export interface AppRow {
   changedBytes: number;
   httpBytes: number;
   mqttBytes: number;
-}
-
-async function addRelease(bridge: BridgeClient, key: AppKey, version: string, files: Map<string, Buffer>) {
-  const m = signAppManifest(
-    {
-      name: "bench-app",
-      version,
-      boards: ["esp32", "esp8266"],
-      mpy: undefined,
-      files: [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha(bytes) })),
-    },
-    key.privateKey,
-  );
-  await bridge.request("app/add", {
-    manifest: m.bytes.toString("base64"),
-    files: Object.fromEntries([...files.values()].map((b) => [sha(b), b.toString("base64")])),
-  });
-  return m;
 }
 
 /** One board: the first install, then a one-file change; two rows. */
@@ -96,8 +64,8 @@ export async function runAppBoard(board: "esp32" | "esp8266", link: LinkModel = 
     const appKey = loadAppKey(defaultAppKeyPath(data.dir), { create: true });
     const v1 = appFiles("1.0.0");
     const v2 = appFiles("1.0.1", 7);
-    const m1 = await addRelease(bridge, appKey, "1.0.0", v1);
-    const m2 = await addRelease(bridge, appKey, "1.0.1", v2);
+    const m1 = await addAppRelease(bridge, appKey, "bench-app", "1.0.0", v1);
+    const m2 = await addAppRelease(bridge, appKey, "bench-app", "1.0.1", v2);
     const id = `app-bench-${board}`;
     const access = await provisioned(s, id);
     const broker = { ...access.broker, host: "127.0.0.1", port: mqtt.port };

@@ -1,14 +1,13 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { type AppKey, defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
-import { signAppManifest } from "../../src/apps/app-signature.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
 import { jobEnd, kinds } from "../server/support/job-suite.ts";
 import { FAST_TIMINGS, startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { provisioned } from "../simulator/support.ts";
+import { addAppRelease, twentyFiles } from "../support/app-releases.ts";
 import { buildEsp32AppImage } from "../support/esp32-image.ts";
 
 // App updates with nothing faked but the chip: the real server (embedded
@@ -17,22 +16,6 @@ import { buildEsp32AppImage } from "../support/esp32-image.ts";
 // the emulated ESP32, the files fetched over loopback HTTP. Checked: what a
 // user sees (the job's end and reason, the registry's app) and what
 // travelled (the server's log of each file it served).
-
-const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
-
-/** A 20-file app of about 1 KiB a file; `changed` gives one module the version's text. */
-function twentyFiles(version: string, changed?: number, main?: string): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
-  files.set("main.py", Buffer.from(main ?? 'import m01, m07\nprint("thermostat", m01.V, m07.V)\n'));
-  for (let i = 1; i < 20; i++) {
-    const head = `V = "${i === changed ? version : "1.0.0"}"\nI = ${i}\nDATA = "`;
-    files.set(
-      `m${String(i).padStart(2, "0")}.py`,
-      Buffer.from(`${head}${"x".repeat(1000 - head.length - 2)}"\n`),
-    );
-  }
-  return files;
-}
 
 describe("server + real MicroPython agent + emulated ESP32: app updates", () => {
   const data = tempDir("mpota-e2e-app-");
@@ -43,20 +26,7 @@ describe("server + real MicroPython agent + emulated ESP32: app updates", () => 
   const released = new Map<string, string>();
 
   async function release(version: string, files: Map<string, Buffer>): Promise<string> {
-    const m = signAppManifest(
-      {
-        name: "thermostat",
-        version,
-        boards: ["esp32", "esp8266"],
-        mpy: undefined,
-        files: [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha(bytes) })),
-      },
-      key.privateKey,
-    );
-    await bridge.request("app/add", {
-      manifest: m.bytes.toString("base64"),
-      files: Object.fromEntries([...files.values()].map((b) => [sha(b), b.toString("base64")])),
-    });
+    const m = await addAppRelease(bridge, key, "thermostat", version, files);
     released.set(version, m.id);
     return m.id;
   }
@@ -69,8 +39,11 @@ describe("server + real MicroPython agent + emulated ESP32: app updates", () => 
     bridge = await BridgeClient.connect({ connection: { url: s.url } });
     key = loadAppKey(defaultAppKeyPath(data.dir), { create: true });
     await release("1.0.0", twentyFiles("1.0.0"));
-    await release("1.0.1", twentyFiles("1.0.1", 7));
-    await release("1.0.2", twentyFiles("1.0.2", 7, 'import m01\nraise ValueError("no sensor on pin 4")\n'));
+    await release("1.0.1", twentyFiles("1.0.1", { changed: 7 }));
+    await release(
+      "1.0.2",
+      twentyFiles("1.0.2", { changed: 7, main: 'import m01\nraise ValueError("no sensor on pin 4")\n' }),
+    );
   });
   after(async () => {
     for (const d of devices) await d.stop();

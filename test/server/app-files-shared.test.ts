@@ -1,17 +1,16 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
-import { signAppManifest } from "../../src/apps/app-signature.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { addAppRelease, sha256Hex } from "../support/app-releases.ts";
 import { freshDatabase, postgresTestBackend } from "../support/postgres.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";
 import { eventually } from "./support/wait.ts";
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const sha = sha256Hex;
 
 // Two server instances on one PostgreSQL database, each with its own data
 // directory: an app added through one is served to a board by the other.
@@ -49,20 +48,7 @@ describe("app files shared by server instances on one PostgreSQL database", {
 
   it("a board fetches, from the instance that did not store it, the files another instance added", async () => {
     const key = loadAppKey(defaultAppKeyPath(a.dir), { create: true });
-    const m = signAppManifest(
-      {
-        name: "thermostat",
-        version: "1.0.0",
-        boards: ["esp32"],
-        mpy: undefined,
-        files: [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha(bytes) })),
-      },
-      key.privateKey,
-    );
-    await bridgeA.request("app/add", {
-      manifest: m.bytes.toString("base64"),
-      files: Object.fromEntries([...files.values()].map((x) => [sha(x), x.toString("base64")])),
-    });
+    const m = await addAppRelease(bridgeA, key, "thermostat", "1.0.0", files, ["esp32"]);
     const sensor = files.get("sensor.py") as Buffer;
     const cached = join(b.dir, "apps", "files", sha(sensor));
     assert.equal(existsSync(cached), false, "instance B's data directory lacks the file");

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
-import type { AppManifestFields } from "../../src/apps/app-manifest.ts";
-import { signAppManifest } from "../../src/apps/app-signature.ts";
+import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
 import { type SignedAppCommand, signedBytes, verifyCommand } from "../../src/protocol/command-signature.ts";
 import type { JobProgressMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { addAppRelease, sha256Hex } from "../support/app-releases.ts";
 import { jobEnd, kinds } from "./support/job-suite.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";
 import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";
@@ -20,7 +19,7 @@ import { eventually } from "./support/wait.ts";
 // its loader) runs in test/apps and test/e2e; here every step is the test's,
 // so nothing waits on a timer.
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const sha = sha256Hex;
 
 /** A 20-file app; `changed` alters lib/mod07.py. */
 function appFiles(changed = false): Map<string, Buffer> {
@@ -30,16 +29,6 @@ function appFiles(changed = false): Map<string, Buffer> {
     files.set(path, Buffer.from(`# ${path}\n${"x = 1\n".repeat(400)}${changed && i === 7 ? "y = 2\n" : ""}`));
   }
   return files;
-}
-
-function fields(version: string, files: Map<string, Buffer>): AppManifestFields {
-  return {
-    name: "thermostat",
-    version,
-    boards: ["esp32", "esp8266"],
-    mpy: undefined,
-    files: [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha(bytes) })),
-  };
 }
 
 interface Board {
@@ -54,25 +43,16 @@ describe("app pull (contract v3): a scripted board against the real server", () 
   let bridge: BridgeClient;
   const v1 = appFiles();
   const v2 = appFiles(true);
-  let m1: ReturnType<typeof signAppManifest>;
-  let m2: ReturnType<typeof signAppManifest>;
+  let m1: SignedAppManifest;
+  let m2: SignedAppManifest;
   const boards: Board[] = [];
 
   before(async () => {
     s = await startTestServer(t.dir, { http: { host: "127.0.0.1", port: 0 }, pullStallMs: 400 });
     bridge = await BridgeClient.connect({ connection: { url: s.url } });
     const key = loadAppKey(defaultAppKeyPath(t.dir), { create: true });
-    m1 = signAppManifest(fields("1.4.0", v1), key.privateKey);
-    m2 = signAppManifest(fields("1.4.1", v2), key.privateKey);
-    for (const [m, files] of [
-      [m1, v1],
-      [m2, v2],
-    ] as const) {
-      await bridge.request("app/add", {
-        manifest: m.bytes.toString("base64"),
-        files: Object.fromEntries([...files.values()].map((b) => [sha(b), b.toString("base64")])),
-      });
-    }
+    m1 = await addAppRelease(bridge, key, "thermostat", "1.4.0", v1);
+    m2 = await addAppRelease(bridge, key, "thermostat", "1.4.1", v2);
   });
   after(async () => {
     for (const b of boards) await b.mqtt.close();

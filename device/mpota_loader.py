@@ -130,21 +130,18 @@ def run(tries=TRIES):
     except Exception as e:
         if r[3] != "new":
             raise
-        _reset(r, e)
-
-
-def _reset(r, e):
-    _back(r, _line(e))
-    # Modules of the failed app may be loaded: start the previous one afresh.
-    import machine
-
-    machine.reset()
+        give_up(e)
+        raise
 
 
 def give_up(e):
-    # For main.py after run(): the agent that a new app ships (its slot is
-    # first on sys.path) raised e at import or start. Back to the previous
-    # app and its agent at once; returns only if the app is confirmed.
+    # A new app failed: at import (above), or in the agent it ships (its
+    # slot is first on sys.path), for main.py after run(). Back to the
+    # previous app at once; returns only if the app is confirmed.
     r = read()
     if r and r[3] == "new":
-        _reset(r, e)
+        _back(r, _line(e))
+        # Modules of the failed app may be loaded: start the previous one afresh.
+        import machine
+
+        machine.reset()

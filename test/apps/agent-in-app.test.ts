@@ -182,6 +182,29 @@ describe("the agent as part of an app release", () => {
     );
   });
 
+  test("a first app whose agent raises at import: nothing to go back to, the agent on / runs and reports rb", async () => {
+    const id = "agent-in-app-first";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    const d = appDevice(broker.url, id, signer);
+    cleanups.push(() => d.close());
+    const first = nextState(d, () => true);
+    await d.powerOn();
+    await first;
+    const back = settled(d, (a) => a.rb !== undefined);
+    await publish(id, server, BROKEN, "j-first");
+    const s = (await back).app as Record<string, unknown>;
+    assert.equal(s.id, undefined, "no app runs");
+    assert.match(
+      (s.rb as { why: string }).why,
+      /^rolled back thermostat 1\.2\.0: File "\/app\/a\/mpota_agent\.py", line 2/,
+    );
+    assert.equal((s.rb as { job: string }).job, "j-first");
+    assert.equal(printed(d, "agent C /app/a/mpota_agent.py"), 1);
+    assert.ok(d.output.includes("mpota_loader: no app to start"));
+    assert.equal(record(d.fs)?.state, "bad");
+  });
+
   test("a confirmed app whose agent fails is not rolled back: the board prints the error and stops", async () => {
     const id = "agent-in-app-ok";
     const { d } = await rig(id);

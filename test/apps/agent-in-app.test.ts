@@ -205,6 +205,32 @@ describe("the agent as part of an app release", () => {
     assert.equal(record(d.fs)?.state, "bad");
   });
 
+  test("a sleepy board: a release whose agent raises at import is rolled back in the same wake", async () => {
+    const id = "agent-in-app-sleepy";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    await publish(id, server, A, "j-sleepy-a");
+    const d = appDevice(broker.url, id, signer, { sleepSeconds: 60, autoWake: false });
+    cleanups.push(() => d.close());
+    d.on("deepsleep", () => void d.boot(ResetCause.DEEPSLEEP_RESET));
+    const a = settled(d, (app) => app.id === A.sha);
+    await d.powerOn();
+    await a;
+    const back = settled(d, (app) => app.rb !== undefined);
+    await publish(id, server, BROKEN, "j-sleepy-broken");
+    const s = (await back).app as Record<string, unknown>;
+    assert.equal(s.id, A.sha);
+    assert.equal((s.rb as { job: string }).job, "j-sleepy-broken");
+    assert.match((s.rb as { why: string }).why, /File "\/app\/b\/mpota_agent\.py", line 2/);
+    // At once: the broken agent ran in one boot, not once a wake until the boot count ran out.
+    assert.equal(printed(d, "agent C /app/b/mpota_agent.py"), 1);
+    const gaveUp = d.output.findIndex((l) =>
+      l.startsWith("mpota_loader: rolled back thermostat 1.2.0: File"),
+    );
+    assert.ok(gaveUp >= 0);
+    assert.ok(d.output.slice(gaveUp).some((l) => l.includes("agent A /app/a/mpota_agent.py")));
+  });
+
   test("a confirmed app whose agent fails is not rolled back: the board prints the error and stops", async () => {
     const id = "agent-in-app-ok";
     const { d } = await rig(id);

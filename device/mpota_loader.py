@@ -130,6 +130,16 @@ def run(tries=TRIES):
     except Exception as e:
         if r[3] != "new":
             raise
+        give_up(e)
+        raise
+
+
+def give_up(e):
+    # A new app failed: at import (above), or in the agent it ships (its
+    # slot is first on sys.path), for main.py after run(). Back to the
+    # previous app at once; returns only if the app is confirmed.
+    r = read()
+    if r and r[3] == "new":
         _back(r, _line(e))
         # Modules of the failed app may be loaded: start the previous one afresh.
         import machine

@@ -115,12 +115,13 @@ export function DeviceTrust({ device, credentials, base, onChanged }) {
       const view = await api("POST", `/devices/${encodeURIComponent(device.id)}/allow-unsigned`, {
         json: { allow },
       });
+      // The switch shows the stored value: the stored credentials first, then the word that it changed.
+      await onChanged();
       setDone(
         view.allowUnsigned
           ? `Unsigned commands are now allowed for ${view.device}.`
           : `Commands to ${view.device} must be signed again.`,
       );
-      await onChanged();
     } catch (e) {
       setError(e);
     } finally {
@@ -130,7 +131,7 @@ export function DeviceTrust({ device, credentials, base, onChanged }) {
   return html`<div class="device-trust">
     <h3>Commands and credential</h3>
     <dl class="facts">
-      <dt>Agent</dt><dd class="agent-version">${device.v === 2 ? "contract v2: verifies signed commands" : device.v === 1 ? "contract v1: cannot verify signed commands" : "not reported yet"}</dd>
+      <dt>Agent</dt><dd class="agent-version">${device.v >= 2 ? `contract v${device.v}: verifies signed commands` : device.v === 1 ? "contract v1: cannot verify signed commands" : "not reported yet"}</dd>
       <dt>Credential</dt><dd class="credential">${
         credentials === null
           ? "– (this server does not say)"

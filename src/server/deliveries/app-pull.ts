@@ -1,9 +1,8 @@
 import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { JobRecord } from "../storage/storage.ts";
 import { appPullWords } from "./app-pull-words.ts";
-import type { Delivery, DeliveryOutcome, DeliveryRequest, FetchCommand } from "./delivery.ts";
-import { NO_DEVICE_ROUTE } from "./device-fetch.ts";
-import { type DeviceFetchOptions, deviceUrlOf } from "./esp32-pull.ts";
+import type { DeliveryRequest, FetchCommand } from "./delivery.ts";
+import { type FetchFollowing, FetchingDelivery } from "./device-fetch.ts";
 
 export const APP_PULL = "app-pull";
 /** The device route's path for an app release, below the device URL (http/device-app-route.ts). */
@@ -20,37 +19,21 @@ export const DEVICE_APP_PATH = "/device/app/";
  * digest differs, a release for another board, no room) fails the job: the
  * release itself is wrong and a new try would end the same way.
  */
-export class AppPullDelivery implements Delivery {
+export class AppPullDelivery extends FetchingDelivery {
   readonly name = APP_PULL;
   readonly words = appPullWords;
-  readonly fetchedByDevice = true;
-
-  constructor(private readonly o: DeviceFetchOptions) {}
-
-  get unavailable(): Delivery["unavailable"] {
-    return this.o.available ? undefined : NO_DEVICE_ROUTE;
-  }
 
   /** The signed `app` command's fields: the manifest's SHA-256 and size, and where the board fetches. */
   command(job: JobRecord, artifact: CheckedArtifact): FetchCommand | undefined {
-    const base = this.o.deviceUrl();
-    if (base === undefined) return undefined;
-    return {
-      op: "app",
-      name: job.firmwareName,
-      ver: job.firmwareVersion,
-      sha: artifact.sha256,
-      size: artifact.bytes.length,
-      url: deviceUrlOf(base, `${DEVICE_APP_PATH}${artifact.sha256}`),
-    };
+    const url = this.deviceUrl(`${DEVICE_APP_PATH}${artifact.sha256}`);
+    if (url === undefined) return undefined;
+    const { firmwareName: name, firmwareVersion: ver } = job;
+    return { op: "app", name, ver, sha: artifact.sha256, size: artifact.bytes.length, url };
   }
 
-  deliver(request: DeliveryRequest): Promise<DeliveryOutcome> {
-    const url = this.command(request.job, request.artifact)?.url;
-    if (url === undefined)
-      return Promise.resolve({ kind: "failed", reason: NO_DEVICE_ROUTE.job, final: true });
+  protected following(request: DeliveryRequest, url: string): FetchFollowing {
     const { job } = request;
-    return this.o.fetches.follow(request, {
+    return {
       url,
       noun: "fetch",
       op: "app",
@@ -65,6 +48,6 @@ export class AppPullDelivery implements Delivery {
       resumes: "The board keeps the files it staged and checked, and fetches the rest on the next try.",
       silentHint:
         "Check that the board reaches that address (the server's --device-url; a firewall on the HTTP port), that its agent is v3 with the app modules (device/mpota_app.py, mpota_stage.py) and that its main.py runs mpota_loader.",
-    });
+    };
   }
 }

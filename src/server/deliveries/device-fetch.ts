@@ -1,6 +1,10 @@
 import type { Clock, Timer } from "../../net/clock.ts";
+import type { FetchCommand } from "../../protocol/command-signature.ts";
 import type { PullReport } from "../../protocol/mqtt-contract.ts";
-import type { DeliveryOutcome, DeliveryProgress, DeliveryRequest } from "./delivery.ts";
+import type { CheckedArtifact } from "../releases/release-kind.ts";
+import type { JobRecord } from "../storage/storage.ts";
+import type { Delivery, DeliveryOutcome, DeliveryProgress, DeliveryRequest } from "./delivery.ts";
+import type { DeliveryWords } from "./delivery-words.ts";
 
 /** A fetch with no report for this long has broken off (agents report about every 64 KiB, or every file). */
 export const DEFAULT_PULL_STALL_MS = 60_000;
@@ -155,4 +159,50 @@ export class DeviceFetches {
 /** "0.4 s", "60 s". */
 export function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
+}
+
+export interface DeviceFetchOptions {
+  /** Whether the server has an HTTP listener (the device routes) at all. */
+  available: boolean;
+  /** The base URL devices fetch from (`--device-url`), or undefined while it is not known yet (port 0 before listening). */
+  deviceUrl: () => string | undefined;
+  /** Follows the devices' reports (shared by every delivery whose device fetches). */
+  fetches: DeviceFetches;
+}
+
+/**
+ * A delivery whose device fetches the release itself from a device route:
+ * unavailable without an HTTP listener, its command names a URL below the
+ * device URL, and delivering is following the device's reports. A kind of
+ * fetch says only its command and what its reports mean.
+ */
+export abstract class FetchingDelivery implements Delivery {
+  abstract readonly name: string;
+  abstract readonly words: DeliveryWords;
+  readonly fetchedByDevice = true;
+
+  constructor(protected readonly o: DeviceFetchOptions) {}
+
+  get unavailable(): Delivery["unavailable"] {
+    return this.o.available ? undefined : NO_DEVICE_ROUTE;
+  }
+
+  /** The signed command's fields, or undefined while the device URL is not known. */
+  abstract command(job: JobRecord, artifact: CheckedArtifact): FetchCommand | undefined;
+
+  /** What the reports of this kind of fetch mean, for the job's log. */
+  protected abstract following(request: DeliveryRequest, url: string): FetchFollowing;
+
+  /** `path` below the device URL, or undefined while that is not known. */
+  protected deviceUrl(path: string): string | undefined {
+    const base = this.o.deviceUrl();
+    return base === undefined ? undefined : `${base.replace(/\/+$/, "")}${path}`;
+  }
+
+  deliver(request: DeliveryRequest): Promise<DeliveryOutcome> {
+    const url = this.command(request.job, request.artifact)?.url;
+    if (url === undefined)
+      return Promise.resolve({ kind: "failed", reason: NO_DEVICE_ROUTE.job, final: true });
+    return this.o.fetches.follow(request, this.following(request, url));
+  }
 }

@@ -1,7 +1,7 @@
 import type { CheckedArtifact } from "../releases/release-kind.ts";
 import type { JobRecord } from "../storage/storage.ts";
-import type { Delivery, DeliveryOutcome, DeliveryRequest, FetchCommand } from "./delivery.ts";
-import { type DeviceFetches, NO_DEVICE_ROUTE } from "./device-fetch.ts";
+import type { DeliveryRequest, FetchCommand } from "./delivery.ts";
+import { type FetchFollowing, FetchingDelivery } from "./device-fetch.ts";
 import { esp32PullWords } from "./esp32-pull-words.ts";
 
 export const ESP32_PULL = "esp32-pull";
@@ -11,20 +11,6 @@ export const DEVICE_FIRMWARE_PATH = "/device/firmware/";
 /** Device errors a new try of the same image cannot fix (the image itself is refused on the device). */
 const FINAL_ERROR = /set_boot|VALIDATE|no OTA partition|does not fit|too (big|large)|refused/i;
 
-export interface DeviceFetchOptions {
-  /** Whether the server has an HTTP listener (the device routes) at all. */
-  available: boolean;
-  /** The base URL devices fetch from (`--device-url`), or undefined while it is not known yet (port 0 before listening). */
-  deviceUrl: () => string | undefined;
-  /** Follows the devices' reports (shared by every delivery whose device fetches). */
-  fetches: DeviceFetches;
-}
-
-/** `base` without trailing slashes, then `path`. */
-export function deviceUrlOf(base: string, path: string): string {
-  return `${base.replace(/\/+$/, "")}${path}`;
-}
-
 /**
  * The ESP32 delivery: the device fetches the image itself (from the device
  * route, http/device-firmware-route.ts) into its other app slot, named by
@@ -32,34 +18,19 @@ export function deviceUrlOf(base: string, path: string): string {
  * (followed by device-fetch.ts). A fetch that broke off resumes with an
  * HTTP Range request on the next try.
  */
-export class Esp32PullDelivery implements Delivery {
+export class Esp32PullDelivery extends FetchingDelivery {
   readonly name = ESP32_PULL;
   readonly words = esp32PullWords;
-  readonly fetchedByDevice = true;
-
-  constructor(private readonly o: DeviceFetchOptions) {}
-
-  get unavailable(): Delivery["unavailable"] {
-    return this.o.available ? undefined : NO_DEVICE_ROUTE;
-  }
 
   /** The signed command's `sha` and `url` for this artifact. */
   command(_job: JobRecord, artifact: CheckedArtifact): FetchCommand | undefined {
-    const base = this.o.deviceUrl();
-    if (base === undefined) return undefined;
-    return {
-      op: "pull",
-      sha: artifact.sha256,
-      url: deviceUrlOf(base, `${DEVICE_FIRMWARE_PATH}${artifact.identity}`),
-    };
+    const url = this.deviceUrl(`${DEVICE_FIRMWARE_PATH}${artifact.identity}`);
+    return url === undefined ? undefined : { op: "pull", sha: artifact.sha256, url };
   }
 
-  deliver(request: DeliveryRequest): Promise<DeliveryOutcome> {
-    const url = this.command(request.job, request.artifact)?.url;
-    if (url === undefined)
-      return Promise.resolve({ kind: "failed", reason: NO_DEVICE_ROUTE.job, final: true });
+  protected following(request: DeliveryRequest, url: string): FetchFollowing {
     const { job } = request;
-    return this.o.fetches.follow(request, {
+    return {
       url,
       noun: "pull",
       op: "pull",
@@ -70,6 +41,6 @@ export class Esp32PullDelivery implements Delivery {
       resumes: "The device keeps what it wrote and resumes from there (HTTP Range) on the next try.",
       silentHint:
         "Check that the device reaches that address (the server's --device-url; a firewall on the HTTP port) and that its agent is v3 (device/mpota_pull.py).",
-    });
+    };
   }
 }

@@ -54,7 +54,11 @@ describe("an unreachable database in the log", { timeout: 60_000 }, () => {
       async () => (await s.server.storage.devices.get("out-a"))?.state?.fw === "ab".repeat(16),
       "the state sent after the outage stored",
     );
-    const back = s.logs.find("database reachable again: device messages are stored again");
+    // The state is stored before the job listener runs, and the line comes after both: wait for it.
+    const backLine = "database reachable again: device messages are stored again";
+    await eventually(() => s.logs.find(backLine).length > 0, "the line saying the database is back");
+    await s.server.inbox.idle();
+    const back = s.logs.find(backLine);
     assert.equal(back.length, 1);
     assert.equal(back[0]?.kept, 15);
     assert.equal(back[0]?.dropped, 15);

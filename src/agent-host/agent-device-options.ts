@@ -5,6 +5,7 @@ import type { BrokerAddress } from "./broker-address.ts";
 import type { DeviceFilesystem, FilesystemKind } from "./device-filesystem.ts";
 import type { Esp32BoardPort } from "./esp32-board-port.ts";
 import type { FlashSource } from "./flash-source.ts";
+import type { MicroPythonRelease } from "./micropython-release.ts";
 
 export interface WifiOptions {
   /** WLAN.isconnected() (default true: the ESP8266 keeps its WiFi credentials). */
@@ -82,7 +83,9 @@ export interface AgentDeviceOptions {
   flashSize?: number;
   /** esp.flash_user_start(): where the filesystem starts; default 0xd4000 (v1.27 OTA build). */
   flashUserStart?: number;
-  /** os.uname().version */
+  /** The MicroPython the device runs (default "1.27"; "1.29" is a development dependency). */
+  micropython?: MicroPythonRelease;
+  /** os.uname().version; default the banner of `micropython`'s build. */
   version?: string;
   /** After deepsleep(ms), boot with DEEPSLEEP_RESET when ms have passed on `clock` (default true). */
   autoWake?: boolean;

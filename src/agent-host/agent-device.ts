@@ -13,6 +13,7 @@ import { serveEsp32Call } from "./esp32-calls.ts";
 import { type FlashSource, flashSource } from "./flash-source.ts";
 import { serveFsCall } from "./fs-calls.ts";
 import { PowerCut } from "./fs-step.ts";
+import { DEFAULT_MICROPYTHON, MICROPYTHON_BUILDS } from "./micropython-release.ts";
 import { ModelledDelay } from "./modelled-delay.ts";
 import { decodePublish, MqttPacketReader, MqttPacketType, type PublishedMessage } from "./mqtt-packets.ts";
 import { ResetCause } from "./reset-cause.ts";
@@ -179,6 +180,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
           (request) => this.hostCall(request),
           (event) => this.workerEvent(event),
           (error) => this.workerFailed(error),
+          this.options.micropython ?? DEFAULT_MICROPYTHON,
         );
         if (cuts !== this.powerCuts) {
           // Powered off (or closed) while the worker started: it must not outlive the device.
@@ -196,7 +198,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         flashSize: this.options.flashSize ?? this.flash.size,
         flashUserStart: this.options.flashUserStart ?? 0xd4000,
         wifi: { ...DEFAULT_WIFI, ...this.options.wifi, ...this.wifiOverride },
-        version: this.options.version ?? "v1.27.0 on 2025-12-10",
+        version:
+          this.options.version ?? MICROPYTHON_BUILDS[this.options.micropython ?? DEFAULT_MICROPYTHON].banner,
         chip: this.options.chip ?? "esp8266",
         ...(this.options.esp32 ? { boardName: this.options.esp32.boardName } : {}),
       });

@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { MessageChannel, type MessagePort, type TransferListItem, Worker } from "node:worker_threads";
+import { type MicroPythonRelease, micropythonUrl } from "./micropython-release.ts";
 import { serveHostCalls } from "./sync-call.ts";
 import type { BootRequest, HostCall, HostReply, WorkerEvent } from "./worker-protocol.ts";
 
@@ -61,11 +62,11 @@ export class WorkerLink {
     handler: (request: HostCall) => Promise<HostReply>,
     onEvent: (event: WorkerEvent) => void,
     onFailure: (error: Error) => void,
+    release: MicroPythonRelease,
   ): Promise<WorkerLink> {
+    const micropython = micropythonUrl(release);
     const { port1, port2 } = new MessageChannel();
     const flag = new Int32Array(new SharedArrayBuffer(4));
-    // Resolved here: a bundled worker runs from an eval'd module, where bare specifiers resolve from the cwd.
-    const micropython = import.meta.resolve("@micropython/micropython-webassembly-pyscript");
     const worker = await spawn({ port: port2, flag, micropython }, [port2]);
     const link = new WorkerLink(worker, port1, flag);
     serveHostCalls(port1, flag, async (request) => {

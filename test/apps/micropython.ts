@@ -1,12 +1,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
+import {
+  DEFAULT_MICROPYTHON,
+  type MicroPythonRelease,
+  micropythonUrl,
+} from "../../src/agent-host/micropython-release.ts";
 
-// One real MicroPython (the wasm build, v1.27) per test file, with
-// device/mpota_app.py on its filesystem. One interpreter per JS realm, so
-// the tests of a file run one after another (node:test's default).
-
-const MICROPYTHON_PACKAGE: string = "@micropython/micropython-webassembly-pyscript";
+// One real MicroPython (the wasm build, v1.27 unless asked for 1.29) per
+// test file, with device/mpota_app.py on its filesystem. One interpreter per
+// JS realm, so the tests of a file run one after another (node:test's default).
 
 interface MicroPython {
   runPython(code: string): unknown;
@@ -18,7 +21,7 @@ interface MicroPython {
   };
 }
 
-/** `sys.implementation._mpy` of v1.27 boards: version 6, sub-version 3, and the native architecture. */
+/** `sys.implementation._mpy` of v1.27 and v1.29 boards: version 6, sub-version 3, and the native architecture. */
 export const BOARD_MPY = { esp8266: 0x2706, esp32: 0x2b06, rp2: 0x1306 } as const;
 
 export class Board {
@@ -26,8 +29,10 @@ export class Board {
 
   private constructor(private readonly mp: MicroPython) {}
 
-  static async start(): Promise<Board> {
-    const { loadMicroPython } = (await import(MICROPYTHON_PACKAGE)) as {
+  static async start(options: { micropython?: MicroPythonRelease } = {}): Promise<Board> {
+    const { loadMicroPython } = (await import(
+      micropythonUrl(options.micropython ?? DEFAULT_MICROPYTHON)
+    )) as {
       loadMicroPython: (options: object) => Promise<MicroPython>;
     };
     let board: Board | undefined;

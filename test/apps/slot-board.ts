@@ -7,6 +7,7 @@ import type { RunEnd } from "../../src/agent-host/agent-device-events.ts";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
 import { DeviceFilesystem, type FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
 import type { FsStep } from "../../src/agent-host/fs-step.ts";
+import { DEFAULT_MICROPYTHON, type MicroPythonRelease } from "../../src/agent-host/micropython-release.ts";
 import { appKeyModulus } from "../../src/apps/app-key.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
 import type { MpyNeed } from "../../src/apps/mpy-header.ts";
@@ -19,7 +20,7 @@ import { BOARD_MPY } from "./micropython.ts";
 /**
  * What the app tests fake of each board kind: `sys.platform`, the
  * filesystem MicroPython formats on it and its size (what `os.statvfs`
- * reports), `sys.implementation._mpy` (v1.27), and the heap an app can count
+ * reports), `sys.implementation._mpy` (v1.27 and v1.29 alike), and the heap an app can count
  * on after boot. Sources in docs/app-updates.md ("Boards").
  */
 export interface BoardProfile {
@@ -157,7 +158,10 @@ except mpota_app.AppError as e:
 /** How a run ended: at its end (REPL, reset, sleep) or at a power cut before a step. */
 export type Outcome = { cut: FsStep } | { end: RunEnd };
 
-export function device(fs: DeviceFilesystem): AgentDevice {
+export function device(
+  fs: DeviceFilesystem,
+  micropython: MicroPythonRelease = DEFAULT_MICROPYTHON,
+): AgentDevice {
   const files: Record<string, string> = {};
   for (const f of ["mpota_loader.py", "mpota_app.py", "mpota_stage.py"])
     files[f] = readFileSync(join(DEVICE_DIR, f), "utf8");
@@ -169,6 +173,7 @@ export function device(fs: DeviceFilesystem): AgentDevice {
     files,
     filesystem: fs,
     autoRestart: false,
+    micropython,
   });
 }
 

@@ -149,14 +149,14 @@ export function appHeap(): Record<string, number> | null {
         sources,
       )?.[1],
     );
-  const modules = /the update's modules: (\d+) bytes while an update runs; (\d+) after/.exec(
-    run("test/apps/agent-app-heap.test.ts"),
-  );
+  const heapTest = run("test/apps/agent-app-heap.test.ts");
+  const modules = /the update's modules: (\d+) bytes while an update runs; (\d+) after/.exec(heapTest);
+  const boot = /the update boot: (\d+) bytes of modules, and umqtt.simple (\d+) as .py/.exec(heapTest);
   const steps =
     /ESP8266[^:]*: modules (\d+); first install: live \d+, step peak <= (\d+); one change: live \d+, step peak <= (\d+)/.exec(
       run("test/apps/update-heap.test.ts"),
     );
-  if (!modules || !steps) return null;
+  if (!modules || !steps || !boot) return null;
   const agent =
     resident("mpota_agent.py") +
     resident("mpota_cmd.py") +
@@ -165,7 +165,18 @@ export function appHeap(): Record<string, number> | null {
   const updater = Number(modules[1]);
   // update-heap's step peak sits on the loader, mpota_app and mpota_stage: what a file step adds is above those.
   const stepWork = Math.max(Number(steps[2]), Number(steps[3])) - Number(steps[1]);
-  return { agent, updater, stepWork, afterDropped: Number(modules[2]), peak: agent + updater + stepWork };
+  const bootModules = Number(boot[1]);
+  const umqtt = Number(boot[2]);
+  return {
+    agent,
+    updater,
+    stepWork,
+    afterDropped: Number(modules[2]),
+    peak: agent + updater + stepWork,
+    bootModules,
+    umqtt,
+    bootPeak: bootModules + umqtt + stepWork,
+  };
 }
 
 export async function runAppBench(only: string[]): Promise<void> {
@@ -196,7 +207,7 @@ export async function runAppBench(only: string[]): Promise<void> {
   const heap = appHeap();
   if (heap) {
     console.log(
-      `agent heap during an app update (MicroPython wasm, ESP8266 profile): the agent at rest ${heap.agent} B + the update's modules ${heap.updater} B + a file step's work ${heap.stepWork} B = ${heap.peak} B at the peak, besides the loader; ${heap.afterDropped} B stay after the update. An ESP8266 has about 30-40 KiB free after boot with WiFi: as .py source the agent and the updater do not fit it together (they must be frozen into the firmware).`,
+      `heap during an app update (MicroPython wasm, .py sources): under the agent (the ESP32) ${heap.agent} B of agent + ${heap.updater} B of update modules + ${heap.stepWork} B of a file step = ${heap.peak} B besides the loader (${heap.afterDropped} B stay after); in the ESP8266's update boot ${heap.bootModules} B of loader and update modules + ${heap.stepWork} B of a file step = ${heap.bootModules + heap.stepWork} B with umqtt.simple frozen (ESP8266_GENERIC 2 MiB+), ${heap.bootPeak} B with umqtt.simple as .py (${heap.umqtt} B; the 1 MiB and OTA builds). An ESP8266 has about 30-40 KiB free after boot with WiFi.`,
     );
   }
   const dir = new URL("./results/", import.meta.url);

@@ -314,7 +314,7 @@ class Agent:
             return getattr(mpota_appget, f)(self, *args)
         finally:
             del mpota_appget
-            for m in ("mpota_appget", "mpota_stage", "mpota_app", "mpota_http"):
+            for m in ("mpota_appget", "mpota_appjob", "mpota_stage", "mpota_app", "mpota_http"):
                 sys.modules.pop(m, None)
             gc.collect()
 

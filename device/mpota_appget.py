@@ -1,37 +1,17 @@
 # mpota app updates, the agent's side (contract v3, op app): what the state
-# says of the app, the pending job on flash, and the job itself: the
-# manifest and the changed files over HTTP, staged by mpota_stage, progress
-# on ack, the switch, reset. mpota_agent.py imports this module only while
-# it has app work and drops it after. See README.md and docs/app-updates.md.
-import json
+# says of the app, the checks of a command, and where the job runs: here,
+# or (a board short of heap, the ESP8266) in a boot that only updates
+# (mpota_appboot). The job itself is mpota_appjob. mpota_agent.py imports
+# this module only while it has app work and drops it after. See README.md
+# and docs/app-updates.md.
 import os
 import sys
 import time
-from binascii import hexlify
-from hashlib import sha256
 
+import mpota_appjob as J
 import mpota_loader as L
-from mpota_cmd import HEX, ID, _int, _ok, _read
-
-# The two copies of the pending job's record, written in turn (as mpota_cmd's seq).
-RECS = ("/mpota_job.0", "/mpota_job.1")
-MAN = "/mpota_job.man"  # the job's manifest as received
-EVERY = 65536  # at least one progress report per 64 KiB staged
-WAKE_MS = 20000  # a sleepy board's wake ends here (APP_WAKE_MS); it goes on at the next wake
-
-
-def _digest(path, buf):
-    # SHA-256 (hex) of a file, None if it cannot be read.
-    h = sha256()
-    try:
-        with open(path, "rb") as f:
-            while True:
-                k = f.readinto(buf)
-                if not k:
-                    return hexlify(h.digest()).decode()
-                h.update(memoryview(buf)[:k])
-    except OSError:
-        return None
+from mpota_appjob import MAN, _ack, _clean, _digest, _forget, _save
+from mpota_cmd import HEX, ID, _int, _ok
 
 
 def _used(d, bs):
@@ -47,10 +27,6 @@ def _used(d, bs):
 
 def _ver(s):
     return [int(n) for n in s.split(".")]
-
-
-def _clean(t):
-    return "".join(" " if c < " " else c for c in t)[:200]
 
 
 def boot(a):
@@ -73,15 +49,8 @@ def boot(a):
     bs = st[1] or st[0]
     ap["free"] = st[4] * bs + _used("%s/%s" % (L.ROOT, "b" if cur == "a" else "a"), bs)
     a.ap = ap
-    a.aj = j = None
-    a.an = 0
-    a.ai = 1
-    for i in (0, 1):
-        x = _read(RECS[i])
-        if x and x["n"] > a.an:
-            a.an = x["n"]
-            a.ai = i
-            j = x["p"]
+    J.load(a)
+    j = a.aj
     if j:
         note = L.rolled_back()
         if ap.get("id") == j["sha"]:
@@ -89,9 +58,10 @@ def boot(a):
         elif note and note.startswith("rolled back %s %s:" % (j["name"], j["ver"])):
             ap["rb"] = {"job": j["job"], "why": _clean(note)}
             j["end"] = 1
-    a.aj = j
-    a.at = 0  # tries that broke off
-    a.ad = time.ticks_ms()  # the next try is due (the agent checks before loading this module)
+    a.at = j.get("t", 0) if j else 0  # tries that broke off (an update boot counts its own)
+    # The next try is due (the agent checks before loading this module): at
+    # once, or after the back-off when an update boot tried in this boot.
+    a.ad = time.ticks_add(time.ticks_ms(), 1000 * min(60, 1 << a.at) if getattr(L, "updated", 0) else 0)
 
 
 def fields(a, c):
@@ -196,145 +166,23 @@ def _refuse(a, c):
     return None
 
 
-def _low(a):
-    v = a._vbat()
-    return a.vmin and v is not None and v < a.vmin
-
-
 def run(a):
-    # Fetches and stages the pending job; at the switch reports done and
-    # resets. Returns when the job failed or stopped (it is then kept and
-    # goes on at the next try, boot or wake).
-    import mpota_http as H
-    import mpota_stage as S
-    from mpota_app import AppError
-
-    j = a.aj
-    job = j["job"]
-    buf = bytearray(512)
-    user = a.id
-    pw = a._c("MQTT_PASSWORD")
-    end = a.sleep_s > 0 and time.ticks_add(a.t0, a._c("APP_WAKE_MS", WAKE_MS))
-    p = {"job": job, "got": 0, "total": 0, "files": 0, "of": 0}
-
-    def fetch(d, size, path, rec):
-        s, n = H.get("%s/file/%s" % (j["url"], d), user, pw)
-        try:
-            if n != size:
-                raise H.Refused("the server sends %d bytes of %s, the manifest says %d" % (n, path, size))
-            mv = memoryview(buf)
-            while rec.n < size:
-                k = s.readinto(mv[: min(len(buf), size - rec.n)])
-                if not k:
-                    raise OSError("the server closed at byte %d of %d of %s" % (rec.n, size, path))
-                rec.write(mv[:k])
-        finally:
-            s.close()
-
+    # Runs the pending job here, or in a boot that only updates: the agent
+    # and mpota_cmd (about 13 KB as .py) leave the heap to the update, which
+    # an ESP8266 needs (docs/app-updates.md "Heap"). APP_UPDATE_BOOT says
+    # which; by default the ESP8266 reboots for it.
+    if not (a._c("APP_UPDATE_BOOT", sys.platform == "esp8266") and hasattr(L, "BOOT")):
+        return J.run(a)  # (a loader older than the update boot: here too)
+    if L.updated and a.sleep_s:
+        return  # this wake's update boot has run: the rest waits for the next wake
+    with open(L.BOOT, "w"):
+        pass
+    print("mpota: job", a.aj["job"], "goes on in a boot that only updates")
     try:
-        if _low(a):
-            raise OSError("battery low")
-        if _digest(MAN, buf) != j["sha"]:
-            s, n = H.get(j["url"] + "/manifest", user, pw)
-            try:
-                if n != j["size"]:
-                    raise H.Refused("the server sends a manifest of %d bytes, the command says %d" % (n, j["size"]))
-                with open(MAN, "wb") as f:
-                    mv = memoryview(buf)
-                    while n:
-                        k = s.readinto(mv[: min(len(buf), n)])
-                        if not k:
-                            raise OSError("the server closed %d bytes before the manifest's end" % n)
-                        f.write(mv[:k])
-                        n -= k
-            finally:
-                s.close()
-            if _digest(MAN, buf) != j["sha"]:
-                raise AppError("the manifest's SHA-256 is not the command's: not the release the job names")
-        with open(MAN, "rb") as f:
-            for _ in range(7):
-                t = f.readline(80)
-                if t[:6] == b"files ":
-                    t = t.split()
-                    p["of"], p["total"] = int(t[1]), int(t[2])
-        last = 0
-        for st in S.steps(MAN, a._c("APP_KEYS", ()), fetch, down=bool(j["down"]), buf=buf):
-            w = st[0]
-            if w == "switch":
-                break
-            if w in ("kept", "copied", "fetched"):
-                p["files"] += 1
-                p["got"] += st[2]
-            if w == "check" or w == "space":
-                if w == "space":
-                    _ack(a, p)
-                continue
-            if w == "fetched" or p["got"] - last >= EVERY or p["files"] % 8 == 0:
-                if p["files"] < p["of"]:
-                    _ack(a, p)
-                    last = p["got"]
-            if p["files"] < p["of"]:
-                # Only a fetch costs the wake's time: kept and copied files cost no radio.
-                if w == "fetched" and end and time.ticks_diff(time.ticks_ms(), end) >= 0:
-                    print("mpota: job %s stops at file %d of %d: the wake is over" % (job, p["files"], p["of"]))
-                    return
-                if _low(a):
-                    raise OSError("battery low")
-    except (AppError, H.Refused) as e:
-        # The release itself is wrong (or the server will not give it): trying again cannot help.
-        _forget(a)
-        _ack(a, {"job": job, "error": _clean(str(e)), "final": True})
-        a._pub("status", "online", True)
-        return
-    except Exception as e:
-        # The server or the WiFi went away, or flash failed: what is
-        # verified stays on flash; again after 2, 4 .. 60 s (a sleeper at its next wake).
-        a.at += 1
-        w = min(60, 1 << a.at)
-        a.ad = time.ticks_add(time.ticks_ms(), w * 1000)
-        print("mpota: job %s stopped at file %d of %d (%r), again in %d s" % (job, p["files"], p["of"], e, w))
-        try:
-            _ack(a, {"job": job, "error": _clean(repr(e)), "final": False})
-        except Exception:
-            pass
-        return
-    # The switch is made: the new app starts at the next boot, on trial.
-    p["done"] = True
-    try:
-        _ack(a, p)
         a.mq.disconnect()
-        os.remove(MAN)  # else the next boot does: the job is over once the new app runs
-    except Exception as e:
-        print("mpota:", repr(e))  # reset anyway: the next state tells the server
+    except Exception:
+        pass
     a.up = False
     import machine
 
     machine.reset()
-
-
-def _ack(a, d):
-    a._pub("ack", json.dumps(d))
-
-
-# --- the record on flash ---
-
-
-def _save(a):
-    # As mpota_cmd's seq record: the copy not holding the current record is
-    # written, so a power cut leaves the old record or the new one.
-    a.an += 1
-    b = json.dumps({"n": a.an, "p": a.aj})
-    i = 1 - a.ai
-    with open(RECS[i], "w") as f:
-        f.write(hexlify(sha256(b).digest()[:8]).decode() + b)
-    a.ai = i
-
-
-def _forget(a):
-    # The older copy first: a cut between leaves the newer one, never an older.
-    a.aj = None
-    for p in (RECS[1 - a.ai], RECS[a.ai], MAN):
-        try:
-            os.remove(p)
-        except OSError:
-            pass

@@ -13,6 +13,8 @@ ROOT = "/app"
 NOTE = ROOT + "/rollback"  # why the last new app was given up; the agent reports it
 TRIES = 3
 MAGIC = "mpota-slot/1"
+BOOT = "/mpota_job.boot"  # the agent asks for a boot that only updates the app
+updated = False  # that boot ran, before the app (the agent then waits before asking again)
 
 
 def _sum(body):
@@ -102,6 +104,15 @@ def rolled_back():
 
 
 def run(tries=TRIES):
+    global updated
+    if not updated:
+        try:
+            os.remove(BOOT)  # first: a boot that fails in the update starts the app next time
+            updated = True
+        except OSError:
+            pass
+        if updated:
+            _update()
     r = read()
     if r is None or r[3] == "bad":
         print("mpota_loader: no app to start")
@@ -145,3 +156,20 @@ def give_up(e):
         import machine
 
         machine.reset()
+
+
+def _update():
+    # The pending app job, with the heap to itself: no app, no agent yet
+    # (mpota_appboot). It resets into the new app, or returns and the app
+    # starts as usual; its modules are dropped either way.
+    try:
+        import mpota_appboot
+
+        mpota_appboot.run()
+    except Exception as e:
+        sys.print_exception(e)
+    for m in ("mpota_appboot", "mpota_appjob", "mpota_stage", "mpota_app", "mpota_http"):
+        sys.modules.pop(m, None)
+    import gc
+
+    gc.collect()

@@ -31,6 +31,8 @@ export const APP_FILES = [
   "mpota_app.py",
   "mpota_stage.py",
   "mpota_appget.py",
+  "mpota_appjob.py",
+  "mpota_appboot.py",
   "mpota_http.py",
 ] as const;
 

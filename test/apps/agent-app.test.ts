@@ -92,6 +92,12 @@ describe("the agent updates its app", () => {
       const total = bytes(V1);
       assert.deepEqual(a1.at(-1), { job: "j-first", got: total, total, files: 20, of: 20, done: true });
       assert.deepEqual(a1[1], { job: "j-first", got: 0, total, files: 0, of: 20 });
+      // An ESP8266 fetches in a boot that only updates: the agent asked for it and reset.
+      assert.ok(
+        d.output.includes("mpota: job j-first goes on in a boot that only updates"),
+        d.output.join("\n"),
+      );
+      assert.ok(d.output.includes("mpota: update boot for job j-first"));
       assert.equal(server.since(0).length, 21, "the manifest and 20 files");
       // Confirmed once the state was out: the loader no longer counts boots.
       assert.equal(record(d.fs)?.state, "ok");
@@ -176,6 +182,8 @@ describe("the agent updates its app", () => {
     const s1 = await update(id, d, server, V1, "j-esp32");
     assert.equal((s1.app as Record<string, unknown>).id, V1.sha);
     assert.ok(d.output.includes("app 1.0.0 1.0.0"));
+    // Its heap is large enough to update under the agent: no boot that only updates.
+    assert.ok(!d.output.some((l) => l.includes("update boot")), d.output.join("\n"));
     assert.deepEqual(acks(d, "j-esp32").at(-1), {
       job: "j-esp32",
       got: bytes(V1),
@@ -214,6 +222,7 @@ describe("the agent updates its app", () => {
     const s1 = await update(id, d, server, V1, "j-yaota");
     assert.equal((s1.app as Record<string, unknown>).id, V1.sha);
     assert.ok(d.output.includes("app 1.0.0 1.0.0"));
+    assert.ok(d.output.includes("mpota: update boot for job j-yaota"), d.output.join("\n"));
     assert.equal(record(d.fs)?.state, "ok");
   });
 });

@@ -17,7 +17,9 @@ import { DEFAULT_MQTT_PORT, EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import type { MqttConnection } from "./mqtt/mqtt-connect.ts";
 import { MqttLink } from "./mqtt/mqtt-link.ts";
 import { SERVER_USERNAME } from "./mqtt/principals.ts";
+import { AppFiles } from "./releases/app-files.ts";
 import { appKind } from "./releases/app-kind.ts";
+import { AppReleases } from "./releases/app-releases.ts";
 import { esp32AppKind } from "./releases/esp32-app-kind.ts";
 import { esp8266OtaKind } from "./releases/esp8266-ota-kind.ts";
 import { FirmwareLibrary } from "./releases/firmware-library.ts";
@@ -25,7 +27,7 @@ import { ReleaseKinds } from "./releases/release-kind.ts";
 import { rolloutsTargeting, targetOfRolloutsText } from "./rollouts/rollout-membership.ts";
 import { DEFAULT_DATA_DIR, type ServerOptions } from "./server-options.ts";
 import { openStorage } from "./storage/open-storage.ts";
-import type { Storage } from "./storage/storage.ts";
+import type { FirmwareRecord, Storage } from "./storage/storage.ts";
 import { CommandKeyRing } from "./trust/command-key-ring.ts";
 
 /**
@@ -56,6 +58,7 @@ export interface Core {
   maxAttempts: number;
   storage: Storage;
   library: FirmwareLibrary;
+  apps: AppReleases;
   keyRing: CommandKeyRing;
   adminTokenPath: string;
   newAdminToken: string | undefined;
@@ -87,7 +90,10 @@ export async function openCore(options: ServerOptions, logger: Logger, features:
       const rollouts = await rolloutsTargeting(storage, id);
       return rollouts.length > 0 ? targetOfRolloutsText(what, rollouts) : undefined;
     },
+    // An update or rollout may name an app `mpota app add` stored beside the server.
+    takeIn: (ref): Promise<FirmwareRecord | undefined> => apps.takeIn(ref),
   });
+  const apps: AppReleases = new AppReleases(library, dataDir, new AppFiles(dataDir, storage.images));
   await library.checkShared();
   // The admin token: the HTTP API's token and the password of the MQTT user mpota-admin.
   const ensured = ensureAdminToken(dataDir);
@@ -119,6 +125,7 @@ export async function openCore(options: ServerOptions, logger: Logger, features:
     maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     storage,
     library,
+    apps,
     keyRing,
     adminTokenPath: ensured.path,
     newAdminToken: ensured.created ? ensured.token : undefined,

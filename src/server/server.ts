@@ -27,8 +27,7 @@ import type { EmbeddedBroker } from "./mqtt/embedded-broker.ts";
 import { type MqttConnection, safeUrl } from "./mqtt/mqtt-connect.ts";
 import type { MqttLink } from "./mqtt/mqtt-link.ts";
 import { readPullReport } from "./mqtt/topic-readers.ts";
-import { AppFiles } from "./releases/app-files.ts";
-import { AppReleases } from "./releases/app-releases.ts";
+import type { AppReleases } from "./releases/app-releases.ts";
 import type { FirmwareLibrary } from "./releases/firmware-library.ts";
 import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import { heldByRolloutText, rolloutHolding } from "./rollouts/rollout-membership.ts";
@@ -386,7 +385,7 @@ async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, fea
   const info = () => core.info;
   const status = () => statusView(storage, core.owner, heartbeatMs, clock.now());
   // One set of handlers for the bridge, the HTTP API and Home Assistant.
-  const apps = new AppReleases(library, core.dataDir, new AppFiles(core.dataDir, storage.images));
+  const apps = core.apps;
   const handlers = bridgeHandlers({ storage, library, runner, rollouts, info, status, provisioning, apps });
   const bridge = new Bridge({
     link,

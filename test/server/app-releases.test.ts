@@ -194,4 +194,16 @@ describe("app releases in the server (bridge app/add, app/list; name@version in 
       /There is no app release heater 9\.0\.0/,
     );
   });
+
+  it("takes in a release `mpota app add` stored beside the server when an update names it, but never to remove it", async () => {
+    const files = appFiles();
+    files.set("boot_extra.py", Buffer.from("w = 6\n"));
+    const m = signAppManifest({ ...fields("6.0.0", files), name: "heater" }, key.privateKey);
+    storeAppRelease(t.dir, m, new Map([...files.values()].map((b) => [sha(b), b])));
+    await assert.rejects(s.server.library.remove("heater@6.0.0"), /No firmware "heater" version "6\.0\.0"/);
+    const taken = await s.server.library.resolve("heater@6.0.0");
+    assert.deepEqual([taken.kind, taken.name, taken.version], ["app", "heater", "6.0.0"]);
+    assert.equal((await s.server.library.resolve("heater@6.0.0")).id, taken.id, "taken in once");
+    await assert.rejects(s.server.library.resolve("heater@7.0.0"), /No firmware "heater" version "7\.0\.0"/);
+  });
 });

@@ -122,6 +122,35 @@ export class AppReleases {
     return this.addRow(manifest, null, verdicts);
   }
 
+  /**
+   * The row for `name` or `name@version` when only the app store beside the
+   * server holds it (`mpota app add` there, then `mpota update`): taken in as
+   * `import` does. Undefined when the app store has no such release.
+   */
+  async takeIn(ref: string): Promise<FirmwareRecord | undefined> {
+    const at = ref.indexOf("@");
+    const name = at < 0 ? ref : ref.slice(0, at);
+    const version = at < 0 ? undefined : ref.slice(at + 1);
+    const stored = listAppReleases(this.dataDir).some(
+      (r) => r.name === name && (version === undefined || r.version === version),
+    );
+    if (!stored) return undefined;
+    try {
+      return (await this.import(ref)).record;
+    } catch (error) {
+      // Two requests at once: the other one took it in.
+      let id: string | undefined;
+      try {
+        id = appIdentity(readAppRelease(this.dataDir, ref).id);
+      } catch {
+        throw error;
+      }
+      const held = (await this.library.list()).find((r) => r.id === id);
+      if (held) return held;
+      throw error;
+    }
+  }
+
   /** The app releases of the release store, newest first, with their manifests. */
   async list(): Promise<AppReleaseView[]> {
     const rows = (await this.library.list()).filter((r) => this.library.kinds.of(r).name === APP_KIND);

@@ -57,6 +57,12 @@ export interface FirmwareLibraryOptions {
    * root, so the store does not depend on rollouts.
    */
   rolloutsTargeting?: (id: string, what: string) => Promise<string | undefined>;
+  /**
+   * A release the store does not hold yet, taken in when a name (or
+   * name@version) asks for it: an app `mpota app add` stored beside the
+   * server. Undefined when there is none by that name.
+   */
+  takeIn?: (ref: string) => Promise<FirmwareRecord | undefined>;
 }
 
 /**
@@ -190,7 +196,11 @@ export class FirmwareLibrary {
    * Finds a firmware by identity (32 hex digits, or a unique prefix of at
    * least 6), `name@version`, or `name` (the newest of that name).
    */
-  async resolve(ref: string): Promise<FirmwareRecord> {
+  resolve(ref: string): Promise<FirmwareRecord> {
+    return this.find(ref, true);
+  }
+
+  private async find(ref: string, takeIn: boolean): Promise<FirmwareRecord> {
     const text = typeof ref === "string" ? ref.trim() : "";
     if (text === "")
       throw new RequestError(
@@ -216,6 +226,8 @@ export class FirmwareLibrary {
     const version = at > 0 ? text.slice(at + 1) : undefined;
     const found = await this.storage.firmware.findByName(name, version);
     if (found[0]) return found[0];
+    const taken = takeIn ? await this.options.takeIn?.(text) : undefined;
+    if (taken) return taken;
     throw new RequestError(
       `No firmware ${version === undefined ? `named "${shorten(name)}"` : `"${shorten(name)}" version "${shorten(version)}"`} is in the store. Add it with \`mpota firmware add FILE --name NAME --version VERSION\`, or see \`mpota firmware list\`.`,
     );
@@ -227,7 +239,8 @@ export class FirmwareLibrary {
 
   /** Removes metadata and file, unless an active rollout or job still needs the image. */
   async remove(ref: string): Promise<FirmwareRecord> {
-    const record = await this.resolve(ref);
+    // Only what the store holds: a release beside it is not taken in to be removed.
+    const record = await this.find(ref, false);
     const held = await this.options.rolloutsTargeting?.(record.id, `${record.name} ${record.version}`);
     if (held !== undefined) throw new RequestError(held);
     const users = (await this.storage.jobs.list({ active: true })).filter((j) => j.firmwareId === record.id);

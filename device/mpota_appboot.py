@@ -2,10 +2,10 @@
 # The agent saved the job, asked for this boot (mpota_loader.BOOT) and
 # reset; the loader runs this before the app and the agent start, so the
 # update has the heap without them (docs/app-updates.md "Heap"). It
-# connects WiFi and MQTT as the agent does, reports on ack as the agent
-# would (mpota_appjob), and resets into the new app, or returns: the app
-# and the agent then start, and the job stays on flash for the agent to
-# try again after its back-off (a sleeper at its next wake).
+# connects WiFi and MQTT as the agent does (publishing only), reports on
+# ack as the agent would (mpota_appjob), and resets into the new app, or
+# returns: the app and the agent then start, and the job stays on flash for
+# the agent to try again after its back-off (a sleeper at its next wake).
 import time
 from binascii import hexlify
 
@@ -28,7 +28,7 @@ class Lean:
         self.at = 0
         self.ad = self.t0
         self.up = False
-        self.mq = None
+        self.mq = self  # for mpota_appjob: a.mq.disconnect()
 
     def _c(self, name, default=None):
         return getattr(self.cfg, name, default)
@@ -52,13 +52,60 @@ class Lean:
                 if time.ticks_diff(time.ticks_ms(), t) > self._c("WIFI_TIMEOUT_MS", 15000):
                     raise OSError("no WiFi")
                 time.sleep_ms(100)
-        from umqtt.simple import MQTTClient
+        import socket
 
         c = self._c
-        m = self.mq = MQTTClient(self.id, c("MQTT_HOST"), c("MQTT_PORT", 1883), c("MQTT_USER"), c("MQTT_PASSWORD"), c("KEEPALIVE", 60))
-        m.set_last_will(self.base + "status", "offline", True, 1)
-        m.connect()
+        u = c("MQTT_USER")
+        s = self.s = socket.socket()
+        s.connect(socket.getaddrinfo(c("MQTT_HOST"), c("MQTT_PORT", 1883))[0][-1])
+        # CONNECT (MQTT 3.1.1), as umqtt.simple sends it for the agent: a clean
+        # session, the will (status "offline", retained, QoS 1), user and
+        # password when a user is set.
+        ka = c("KEEPALIVE", 60)
+        b = b"\0\4MQTT\4" + bytes((0x2E | (0xC0 if u else 0), ka >> 8, ka & 255)) + _s(self.id)
+        b += _s(self.base + "status") + _s("offline")
+        if u:
+            b += _s(u) + _s(c("MQTT_PASSWORD") or "")
+        self._send(0x10, b)
+        r = s.read(4)
+        if not r or r[0] != 0x20 or r[3]:
+            raise OSError("the broker refused the update boot's connection: %r" % r)
         self.up = True
+
+    # umqtt.simple would cost 5.6 KB of heap as .py (the 1 MiB and OTA
+    # builds do not freeze it); the update boot needs only CONNECT, PUBLISH
+    # at QoS 1 and DISCONNECT. mpota_appjob calls a.mq.disconnect().
+
+    def _send(self, h, b):
+        n = len(b)
+        x = bytearray((h,))
+        while True:
+            x.append(n & 0x7F | (0x80 if n > 127 else 0))
+            n >>= 7
+            if not n:
+                break
+        self.s.write(x)
+        self.s.write(b)
+
+    def _pub(self, sub, msg, retain=False):
+        # Packet id 1 each time: one PUBLISH is in flight at a time.
+        self._send(0x32 | (1 if retain else 0), _s(self.base + sub) + b"\0\1" + msg.encode())
+        r = self.s.read(4)
+        if not r or r[0] != 0x40:
+            raise OSError("no PUBACK from the broker: %r" % r)
+
+    def disconnect(self):
+        try:
+            self.s.write(b"\xe0\0")
+        finally:
+            self.s.close()
+            self.up = False
+
+
+def _s(t):
+    # An MQTT string: its length in two bytes, then its UTF-8.
+    t = t.encode()
+    return bytes((len(t) >> 8, len(t) & 255)) + t
 
 
 def run():
@@ -84,6 +131,6 @@ def run():
         j["t"] = a.at
         J._save(a)
     try:
-        a.mq.disconnect()
+        a.disconnect()
     except Exception:
         pass

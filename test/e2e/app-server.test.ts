@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type AppKey, defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
+import { buildSyntheticFirmware } from "../../src/simulator/synthetic-firmware.ts";
 import { jobEnd, kinds } from "../server/support/job-suite.ts";
 import { FAST_TIMINGS, startTestServer, type TestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
-import { provisioned } from "../simulator/support.ts";
+import { addressPool, FAST, provisioned, SHORT_GPIO, key as yaotaKey } from "../simulator/support.ts";
 import { addAppRelease, twentyFiles } from "../support/app-releases.ts";
 import { buildEsp32AppImage } from "../support/esp32-image.ts";
 
@@ -17,12 +19,12 @@ import { buildEsp32AppImage } from "../support/esp32-image.ts";
 // user sees (the job's end and reason, the registry's app) and what
 // travelled (the server's log of each file it served).
 
-describe("server + real MicroPython agent + emulated ESP32: app updates", () => {
+describe("server + real MicroPython agent + emulated ESP32 and ESP8266: app updates", () => {
   const data = tempDir("mpota-e2e-app-");
   let s: TestServer;
   let bridge: BridgeClient;
   let key: AppKey;
-  const devices: SimulatedEsp32Device[] = [];
+  const devices: { stop(): Promise<void> }[] = [];
   const released = new Map<string, string>();
 
   async function release(version: string, files: Map<string, Buffer>): Promise<string> {
@@ -113,6 +115,50 @@ describe("server + real MicroPython agent + emulated ESP32: app updates", () => 
     const after3 = await bridge.request("device", { id: "app-e2e-1" });
     assert.equal(after3.app?.version, "1.0.1", "the previous app runs");
     assert.equal(after3.app?.rolledBack?.job, third.id, "the registry shows the rollback");
+  });
+
+  test("an ESP8266 (yaota8266 build, FAT) installs and changes its app in a boot without its agent", async () => {
+    const id = "app-e2e-8266";
+    const access = await provisioned(s, id);
+    const d = new SimulatedDevice({
+      id,
+      address: addressPool()(),
+      broker: access.broker,
+      key: yaotaKey,
+      firmware: buildSyntheticFirmware({ size: 40_000, seed: 72 }),
+      timing: FAST,
+      settings: SHORT_GPIO,
+      agent: { ...access.agent, appKeys: [key.modulusHex], filesystem: "fat" },
+    });
+    devices.push(d);
+    await d.start();
+    await eventually(
+      async () =>
+        (await bridge.request("devices", {})).find((x) => x.id === id && x.app?.board === "esp8266"),
+      `${id} reports its app`,
+      30_000,
+    );
+    for (const [version, files] of [
+      ["1.0.0", 21],
+      ["1.0.1", 2],
+    ] as const) {
+      const job = await bridge.request("update", { device: id, firmware: `thermostat@${version}` });
+      const end = await jobEnd(bridge, job.id, 60_000);
+      assert.equal(end.state, "succeeded", end.error ?? "");
+      assert.equal(served(job.id).length, files);
+      assert.ok(
+        d.agent.output.includes(`mpota: update boot for job ${job.id}`),
+        "fetched in the update boot",
+      );
+      assert.ok(d.agent.output.includes(`thermostat 1.0.0 ${version}`), "the new app ran");
+      // The update boot's own MQTT publisher carried the board's reports: the done one names the files.
+      assert.match(
+        end.steps.find((x) => x.kind === "push-done")?.message ?? "",
+        new RegExp(
+          `^Board ${id} staged thermostat ${version.replaceAll(".", "\\.")} \\(20 files, \\d+ bytes\\)`,
+        ),
+      );
+    }
   });
 
   test("a sleepy board takes its app over several wakes", async () => {

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
-import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import { describe, test } from "node:test";
 import type { DeviceFilesystem } from "../../src/agent-host/device-filesystem.ts";
 import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import {
   BOARDS,
-  device,
+  boardsClosedAfter,
   LOADER_MAIN,
   NEW,
   OLD,
@@ -26,16 +25,7 @@ import {
 // runs the old app or the new one, each complete, never a mix. The cut stops
 // the interpreter from outside (no finally, no close), before the step.
 
-const devices: AgentDevice[] = [];
-after(async () => {
-  for (const d of devices) await d.close();
-});
-
-function board(fs: DeviceFilesystem): AgentDevice {
-  const d = device(fs);
-  devices.push(d);
-  return d;
-}
+const board = boardsClosedAfter();
 
 /** Runs main on a copy of fs with the power cut before step k; returns the copy and the step cut. */
 async function cutAt(prepared: DeviceFilesystem, main: string, k: number) {

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
-import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import { describe, test } from "node:test";
 import type { DeviceFilesystem } from "../../src/agent-host/device-filesystem.ts";
 import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import {
   BOARDS,
   type BoardProfile,
-  device,
+  boardsClosedAfter,
   ESP8266,
   LOADER_MAIN,
   NEW,
@@ -30,16 +29,7 @@ import {
 // discards the partial stage. A power cut after every single write of a
 // resumed update, in turn, leaves the old app, complete.
 
-const devices: AgentDevice[] = [];
-after(async () => {
-  for (const d of devices) await d.close();
-});
-
-function board(fs: DeviceFilesystem): AgentDevice {
-  const d = device(fs);
-  devices.push(d);
-  return d;
-}
+const board = boardsClosedAfter();
 
 const show = (s: FsStep) => `${s.op} ${s.path}`;
 /** The update, step by step (`kept x`, `copied x`, `fetched x`). */

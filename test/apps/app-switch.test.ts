@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
-import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import { describe, test } from "node:test";
 import { DeviceFilesystem } from "../../src/agent-host/device-filesystem.ts";
 import {
   BOARDS,
+  boardsClosedAfter,
   confirmLine,
-  device,
   LOADER_MAIN,
   NEW,
   OLD,
@@ -24,16 +23,7 @@ import {
 // v1.27) on each board profile (the ESP8266 on FAT, the ESP32 and the Pico W
 // on LittleFS): the switch and the way back.
 
-const devices: AgentDevice[] = [];
-after(async () => {
-  for (const d of devices) await d.close();
-});
-
-function board(fs: DeviceFilesystem): AgentDevice {
-  const d = device(fs);
-  devices.push(d);
-  return d;
-}
+const board = boardsClosedAfter();
 
 for (const b of BOARDS) {
   describe(`${b.label}: the switch`, () => {

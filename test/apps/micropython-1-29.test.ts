@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
-import type { DeviceFilesystem } from "../../src/agent-host/device-filesystem.ts";
 import type { FsStep } from "../../src/agent-host/fs-step.ts";
 import {
   MICROPYTHON_BUILDS,
@@ -15,7 +13,7 @@ import { AppServer, acks, appCommand, PASSWORD, settled, twentyFiles } from "./a
 import { BOARD_MPY, Board } from "./micropython.ts";
 import {
   BOARDS,
-  device,
+  boardsClosedAfter,
   LOADER_MAIN,
   MODULUS,
   NEW,
@@ -38,16 +36,7 @@ import {
 // takes on 1.27), refusals, and the real agent on a simulated ESP32. Same
 // helpers and the same unmodified device code as the 1.27 tests.
 
-const devices: AgentDevice[] = [];
-after(async () => {
-  for (const d of devices) await d.close();
-});
-
-function board(fs: DeviceFilesystem): AgentDevice {
-  const d = device(fs, "1.29");
-  devices.push(d);
-  return d;
-}
+const board = boardsClosedAfter("1.29");
 
 const show = (s: FsStep) => `${s.op} ${s.path}`;
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { after } from "node:test";
 import { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import type { RunEnd } from "../../src/agent-host/agent-device-events.ts";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
@@ -175,6 +176,21 @@ export function device(
     autoRestart: false,
     micropython,
   });
+}
+
+/** `device`, each board closed after the file's tests: what every slot test file needs. */
+export function boardsClosedAfter(
+  micropython: MicroPythonRelease = DEFAULT_MICROPYTHON,
+): (fs: DeviceFilesystem) => AgentDevice {
+  const devices: AgentDevice[] = [];
+  after(async () => {
+    for (const d of devices) await d.close();
+  });
+  return (fs) => {
+    const d = device(fs, micropython);
+    devices.push(d);
+    return d;
+  };
 }
 
 /** Powers on with this main.py and resolves with how the run ended. */

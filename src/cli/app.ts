@@ -12,6 +12,7 @@ import {
   storeAppRelease,
 } from "../apps/app-store.ts";
 import { archName, mpyNeed } from "../apps/mpy-header.ts";
+import { checkPythonSources } from "../apps/python-check.ts";
 import { formatTable, sizeText } from "../firmware/format.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import type { CliIo } from "./io.ts";
@@ -29,6 +30,8 @@ interface AddOptions extends KeyOptions {
   name: string;
   version: string;
   board: string;
+  /** False with --no-compile-check. */
+  compileCheck: boolean;
 }
 
 const dataOption = () =>
@@ -64,6 +67,11 @@ function summary(m: SignedAppManifest) {
 async function appAdd(dir: string, options: AddOptions, io: CliIo): Promise<void> {
   const boards = parseAppBoards(options.board);
   const folder = readAppFolder(dir);
+  if (options.compileCheck)
+    await checkPythonSources(
+      folder.files,
+      "or pass --no-compile-check for .py files that are not MicroPython source",
+    );
   const key: AppKey = loadAppKey(options.key ?? defaultAppKeyPath(options.data), {
     create: options.key === undefined,
   });
@@ -197,6 +205,7 @@ export function registerAppCommand(program: Command, io: CliIo): void {
       `board kinds it suits, as sys.platform names them (${APP_BOARDS.join(", ")})`,
       APP_BOARDS.join(","),
     )
+    .option("--no-compile-check", "store .py files that MicroPython 1.27 cannot compile (by default refused)")
     .addOption(keyOption())
     .addOption(dataOption())
     .option("--json", "print the release as JSON")

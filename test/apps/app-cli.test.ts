@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync } from "node:crypto";
 import {
   chmodSync,
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -214,6 +215,37 @@ Left out: .git/, __pycache__/
     assert.equal(v.code, 52);
     assert.match(v.stderr, /The app version "1.4.0-rc1" is not allowed: use 1 to 4 numbers joined by dots/);
     assert.deepEqual(readdirSync(join(data, "apps/releases")), ["thermostat"], "nothing of 'bad' was stored");
+  });
+
+  test(".py files MicroPython cannot compile are refused with the file and line, unless --no-compile-check", async () => {
+    const broken = folder({
+      "main.py": MAIN,
+      "sensor.py": "def run(:\n    pass\n",
+      "lib/units.py": "C = 1\nF = (\n",
+      "notes.txt": "def (",
+    });
+    const own = join(temp.dir, "data-syntax");
+    const r = await runCli(["app", "add", broken, "--name", "syntax", "--version", "1.0", "--data", own]);
+    assert.equal(r.code, 52, r.stderr);
+    assert.match(
+      r.stderr,
+      /2 .py files do not compile under MicroPython 1.27: lib\/units.py: line 3: SyntaxError: invalid syntax; sensor.py: line 1: SyntaxError: invalid syntax\. A board would fail to import them: fix the files and add the release again \(or pass --no-compile-check for .py files that are not MicroPython source\)\./,
+    );
+    assert.equal(existsSync(own), false, "nothing stored, not even the data directory or a key");
+    const skipped = await runCli([
+      "app",
+      "add",
+      broken,
+      "--name",
+      "syntax",
+      "--version",
+      "1.0",
+      "--data",
+      own,
+      "--no-compile-check",
+    ]);
+    assert.equal(skipped.code, 0, skipped.stderr);
+    assert.match(skipped.stdout, /Added syntax 1.0: 4 files/);
   });
 
   test("a signing key boards cannot check is refused (exit 53)", async () => {

@@ -266,6 +266,15 @@ describe("POST /api/v1/apps/zip: an app folder's zip becomes a signed release", 
       /it is not a zip file \(no end of central directory\)/,
     ],
     [
+      "a .py file MicroPython cannot compile",
+      () =>
+        buildZip([
+          { name: "main.py", data: MAIN },
+          { name: "lib/sensor.py", data: Buffer.from("def read(:\n    return 1\n") },
+        ]),
+      /A \.py file does not compile under MicroPython 1\.27: lib\/sensor\.py: line 1: SyntaxError: invalid syntax\. A board would fail to import it: fix the file and add the release again\./,
+    ],
+    [
       "only clutter",
       () => buildZip([{ name: ".git/config", data: Buffer.from("x") }]),
       /it holds no app files \(only \.git\/config, which are left out\)/,

@@ -4,6 +4,7 @@ import { APP_BOARDS, parseAppBoards } from "../../apps/app-manifest.ts";
 import { signAppManifest } from "../../apps/app-signature.ts";
 import { MAX_APP_ZIP_BYTES, readAppZip } from "../../apps/app-zip.ts";
 import { mpyNeed } from "../../apps/mpy-header.ts";
+import { checkPythonSources } from "../../apps/python-check.ts";
 import { RequestError } from "../base/request-error.ts";
 import { recordAudit } from "../trust/audit.ts";
 import type { ApiCall } from "./api-context.ts";
@@ -70,6 +71,7 @@ export async function uploadAppZip(call: ApiCall): Promise<void> {
   };
   try {
     const folder = await readAppZip(zip);
+    await checkPythonSources(folder.files);
     key = loadAppKey(defaultAppKeyPath(dataDir), { create: true });
     const manifest = signAppManifest(
       {

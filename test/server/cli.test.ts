@@ -10,6 +10,7 @@ import { registerJobsCommand } from "../../src/cli/jobs.ts";
 import { registerServeCommand, serveCommand } from "../../src/cli/serve.ts";
 import type { ServeOptions } from "../../src/cli/serve-options.ts";
 import { serverSettings } from "../../src/cli/serve-settings.ts";
+import { loadServerKey } from "../../src/cli/serve-signing-key.ts";
 import { registerUpdateCommand } from "../../src/cli/update.ts";
 import { MpotaError, UsageError } from "../../src/errors.ts";
 import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
@@ -371,7 +372,7 @@ describe("mpota serve options", () => {
     assert.deepEqual(settings.allowNetworks, ["private", "100.64.0.0/10"]);
   });
 
-  it("runs without a key when ./priv.key does not exist, and says updates are refused", async () => {
+  it("runs without a key when ./priv.key does not exist, and says only ESP8266 pushes are refused", async () => {
     const t = tempDir();
     const previous = process.cwd();
     process.chdir(t.dir);
@@ -379,14 +380,23 @@ describe("mpota serve options", () => {
     let stop: () => void = () => undefined;
     try {
       const { key: _k, ...options } = serveDefaults(seededDataDir(join(t.dir, "data")));
-      const serving = serveCommand(options, io, new Promise<void>((resolve) => (stop = resolve)));
+      const serving = serveCommand(
+        { ...options, http: true, httpHost: "127.0.0.1", httpPort: 0 },
+        io,
+        new Promise<void>((resolve) => (stop = resolve)),
+      );
       await eventually(() => io.stderrText.includes("mpota server running"), "started");
       assert.match(
         io.stderrText,
-        /no signing key \(\.\/priv\.key does not exist\): devices are registered, but updates are refused/,
+        /; no signing key \(\.\/priv\.key does not exist\): ESP8266 firmware updates \(the push to yaota8266\) are refused until you restart with --key FILE \(`mpota keys new` makes one\); app updates and ESP32 firmware updates do not need it \(the devices fetch them over HTTP\)\.\n/,
       );
       stop();
       await serving;
+      // With --no-http the devices have nowhere to fetch from either: the note says so.
+      assert.match(
+        loadServerKey(undefined, new MemoryIo(), false).note,
+        /; app updates and ESP32 firmware updates do not need it, but the devices fetch them over HTTP, which --no-http turns off$/,
+      );
     } finally {
       process.chdir(previous);
       t.remove();

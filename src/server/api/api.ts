@@ -124,6 +124,13 @@ export interface JobView {
   retransmits: number;
   /** The address of the push (the one the device reported), "ip:port". */
   target: string | null;
+  /**
+   * How the release reaches the device ("udp-push", "esp32-pull", "app-pull"),
+   * and whether the device fetches it itself (then `target` is only where its
+   * ack came from, no address anything is sent to). Absent from older servers.
+   */
+  delivery?: string;
+  fetchedByDevice?: boolean;
   error: string | null;
   createdAt: number;
   updatedAt: number;
@@ -142,6 +149,8 @@ export interface JobStepView {
 export interface JobDetail extends JobView {
   /** The job was asked for with `allowDowngrade` (it may install a firmware older than the device runs). */
   allowDowngrade: boolean;
+  /** An app job's release as its manifest lists it (`firmware.size` is the manifest's own size). */
+  app?: { files: number; bytes: number };
   steps: JobStepView[];
 }
 

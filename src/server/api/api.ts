@@ -187,7 +187,7 @@ export interface BridgeInfoMessage {
   version: string;
   base: string;
   storage: string;
-  /** Bits of the signing key, or null when the server has none (updates are refused). */
+  /** Bits of the signing key, or null when the server has none (ESP8266 pushes are refused). */
   keyBits: number | null;
   /** Devices known, and how many of them `<base>/bridge/devices` lists (it is bounded). */
   devices: { count: number; listed: number };
@@ -224,7 +224,7 @@ export interface ServerInfo {
   storage: string;
   /** Networks the server pushes to. */
   networks: string[];
-  /** Bits of the signing key, or null when the server has none (updates are refused). */
+  /** Bits of the signing key, or null when the server has none (ESP8266 pushes are refused). */
   keyBits: number | null;
   startedAt: number;
 }

@@ -129,7 +129,7 @@ function firmwareText(d: DeviceView): string {
 
 /** The app a board reports: "-" when its agent reports none at all, "none" when it runs no app yet. */
 function appText(d: DeviceView, width = Number.POSITIVE_INFINITY): string {
-  if (d.app === null) return "-";
+  if (!d.app) return "-"; // null, or absent from an older server's answer
   const app = d.app.name !== null ? `${d.app.name} ${d.app.version ?? "?"}` : "none";
   const text = d.app.rolledBack ? `${app} (rolled back)` : app;
   // A name and version may take 70 characters: a table cell is cut (`devices show` has it whole).
@@ -181,7 +181,7 @@ export function deviceText(d: DeviceDetail, now = Date.now()): string {
     `Device ${d.id}`,
     `  status     ${statusText(d, now)}${d.statusAt === null ? "" : ` (since ${relativeTime(d.statusAt, now)})`}`,
     `  firmware   ${firmwareText(d)}${d.fw ? `  ${d.fw}` : ""}`,
-    `  app        ${d.app === null ? "- (the agent reports no app)" : appDetail(d.app)}`,
+    `  app        ${d.app ? appDetail(d.app) : "- (the agent reports no app)"}`,
     ...(d.app?.rolledBack ? [`  rollback   job ${d.app.rolledBack.job}: ${d.app.rolledBack.why}`] : []),
     `  version    ${d.ver ?? "-"}`,
     `  address    ${d.ip ?? "-"}`,

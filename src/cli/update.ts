@@ -111,7 +111,9 @@ export function registerUpdateCommand(program: Command, io: CliIo): void {
       `
 The server publishes a retained command for the device; the device acknowledges it,
 resets into OTA mode, the server pushes the image and waits for the device to report
-the new firmware. A sleeping device takes the command at its next wake: the job waits.
+the new firmware. An ESP32 fetches its image instead, and a board an app's manifest and
+changed files, from the server's HTTP device routes. A sleeping device takes the command
+at its next wake: the job waits.
 
 A firmware older than the one the device runs (same name, lower version) is refused
 unless --allow-downgrade is given. A device running firmware the store does not know

@@ -13,7 +13,7 @@ import {
 } from "../apps/app-store.ts";
 import { archName, mpyNeed } from "../apps/mpy-header.ts";
 import { checkPythonSources } from "../apps/python-check.ts";
-import { formatTable, sizeText } from "../firmware/format.ts";
+import { formatTable, sizeBrief, sizeText } from "../firmware/format.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import type { CliIo } from "./io.ts";
 
@@ -109,7 +109,7 @@ async function appAdd(dir: string, options: AddOptions, io: CliIo): Promise<void
     lines.push(
       `Added ${manifest.name} ${manifest.version}: ${manifest.files.length} file${manifest.files.length === 1 ? "" : "s"}, ${sizeText(manifest.total)}, for ${manifest.boards.join(", ")}; .mpy ${mpyText(manifest) === "-" ? "none" : `version ${mpyText(manifest)}`}.`,
       `Release ${manifest.id.slice(0, 12)}, signed with app key ${key.kid} (${key.path}).`,
-      `Stored ${result.filesWritten} new file${result.filesWritten === 1 ? "" : "s"} (${sizeText(result.bytesWritten)}) in ${appStoreDir(options.data)}${result.filesWritten < manifest.files.length ? "; the others were there already" : ""}.`,
+      `Stored ${result.filesWritten} new file${result.filesWritten === 1 ? "" : "s"} (${sizeBrief(result.bytesWritten)}) in ${appStoreDir(options.data)}${result.filesWritten < manifest.files.length ? "; the others were there already" : ""}.`,
     );
   }
   if (folder.skipped.length > 0) lines.push(`Left out: ${folder.skipped.join(", ")}`);

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
-import { formatTable } from "../firmware/format.ts";
+import { formatTable, sizeBrief } from "../firmware/format.ts";
 import type { ProvisionedDevice } from "../server/api/admin-views.ts";
 import type { DeviceDetail, DeviceView } from "../server/api/api.ts";
 import { BridgeClient, DEFAULT_CLIENT_URL } from "../server/bridge/bridge-client.ts";
@@ -127,6 +127,25 @@ function firmwareText(d: DeviceView): string {
   return d.fw ? `${d.fw.slice(0, 8)} (unknown)` : "-";
 }
 
+/** The app a board reports: "-" when its agent reports none at all, "none" when it runs no app yet. */
+function appText(d: DeviceView, width = Number.POSITIVE_INFINITY): string {
+  if (!d.app) return "-"; // null, or absent from an older server's answer
+  const app = d.app.name !== null ? `${d.app.name} ${d.app.version ?? "?"}` : "none";
+  const text = d.app.rolledBack ? `${app} (rolled back)` : app;
+  // A name and version may take 70 characters: a table cell is cut (`devices show` has it whole).
+  return text.length > width ? `${text.slice(0, width - 3)}...` : text;
+}
+
+function appDetail(app: NonNullable<DeviceView["app"]>): string {
+  const facts = [
+    ...(app.board !== null ? [`${app.board} board`] : []),
+    ...(app.free !== null ? [`${sizeBrief(app.free)} free`] : []),
+  ];
+  const release = app.id !== null ? `, release ${app.id.slice(0, 12)}` : "";
+  const name = app.name !== null ? `${app.name} ${app.version ?? "?"}${release}` : "none";
+  return `${name}${facts.length > 0 ? ` (${facts.join(", ")})` : ""}`;
+}
+
 function statusText(d: DeviceView, now: number): string {
   if (d.status === "sleeping" && d.nextWakeAt !== null) {
     return d.nextWakeAt >= now
@@ -140,12 +159,13 @@ export function devicesTable(devices: DeviceView[], now = Date.now()): string {
   if (devices.length === 0) {
     return "No devices yet. A device appears when its agent publishes <base>/<id>/state (see docs/mqtt.md).\n";
   }
-  const rows = [["DEVICE", "STATUS", "FIRMWARE", "IP", "RSSI", "VBAT", "LAST SEEN", "JOB"]];
+  const rows = [["DEVICE", "STATUS", "FIRMWARE", "APP", "IP", "RSSI", "VBAT", "LAST SEEN", "JOB"]];
   for (const d of devices) {
     rows.push([
       d.id,
       statusText(d, now),
       firmwareText(d),
+      appText(d, 32),
       d.ip ?? "-",
       d.rssi === null ? "-" : String(d.rssi),
       d.vbat === null ? "-" : d.vbat.toFixed(2),
@@ -161,6 +181,8 @@ export function deviceText(d: DeviceDetail, now = Date.now()): string {
     `Device ${d.id}`,
     `  status     ${statusText(d, now)}${d.statusAt === null ? "" : ` (since ${relativeTime(d.statusAt, now)})`}`,
     `  firmware   ${firmwareText(d)}${d.fw ? `  ${d.fw}` : ""}`,
+    `  app        ${d.app ? appDetail(d.app) : "- (the agent reports no app)"}`,
+    ...(d.app?.rolledBack ? [`  rollback   job ${d.app.rolledBack.job}: ${d.app.rolledBack.why}`] : []),
     `  version    ${d.ver ?? "-"}`,
     `  address    ${d.ip ?? "-"}`,
     `  rssi       ${d.rssi ?? "-"}   vbat ${d.vbat ?? "-"}   mem ${d.mem ?? "-"}   flash ${d.flash ?? "-"}`,

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { formatTable } from "../firmware/format.ts";
+import { formatTable, sizeBrief } from "../firmware/format.ts";
 import type { JobDetail, JobView } from "../server/api/api.ts";
 import {
   addBridgeOptions,
@@ -13,15 +13,47 @@ import type { CliIo } from "./io.ts";
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
-export function progressText(
-  j: Pick<JobView, "state" | "percent" | "bytes" | "total" | "rate"> & { files?: number; of?: number },
-): string {
-  // An app's fetch: files staged of the release's, beside the bytes.
-  const files = j.files !== undefined && j.of !== undefined ? `, ${j.files} of ${j.of} files` : "";
-  if (j.state === "pushing")
-    return `${j.percent}% of ${kib(j.total)}${files}${j.rate > 0 ? ` at ${kib(j.rate)}/s` : ""}`;
+/** How the job's release travels, as a newer server's `update`, `job` and `jobs` answers say. */
+export type DeliveryFacts = Pick<JobView, "delivery" | "fetchedByDevice">;
+
+type ProgressFields = Pick<JobView, "state" | "percent" | "bytes" | "total" | "rate"> & {
+  files?: number;
+  of?: number;
+};
+
+// The delivery whose board fetches an app's manifest and changed files (src/server/deliveries/app-pull.ts).
+const APP_PULL = "app-pull";
+
+/** Whether the job's release is an app (its board reports files staged; older servers say so only that way). */
+export function isAppJob(j: ProgressFields, how: DeliveryFacts): boolean {
+  return how.delivery === APP_PULL || (j.files !== undefined && j.of !== undefined);
+}
+
+/**
+ * A job's progress in a few words. An app's board reports the files it has
+ * staged of the release's: those it fetched and those it held already (kept
+ * or copied on its own flash, with no radio), so no rate and no "pushed";
+ * until its first report only the manifest's size is known, so no total.
+ */
+export function progressText(j: ProgressFields, how: DeliveryFacts = j as DeliveryFacts): string {
   if (j.state === "succeeded") return "done";
-  return j.bytes > 0 ? `${j.percent}% (last push)` : "-";
+  const app = isAppJob(j, how);
+  if (j.state === "pushing") {
+    if (app) {
+      if (j.files !== undefined && j.of !== undefined)
+        return `${j.files} of ${j.of} files staged (${j.bytes >= j.total ? kib(j.total) : `${(j.bytes / 1024).toFixed(1)} of ${kib(j.total)}`})`;
+      return j.bytes > 0 ? `${j.percent}% of ${kib(j.total)} staged` : "no report from the board yet";
+    }
+    return `${j.percent}% of ${kib(j.total)}${j.rate > 0 ? ` at ${kib(j.rate)}/s` : ""}`;
+  }
+  return j.bytes > 0 ? `${j.percent}% (last ${how.fetchedByDevice || app ? "fetch" : "push"})` : "-";
+}
+
+/** The release's identity and size: for an app its files and bytes, else the manifest's own size said as such. */
+function releaseText(j: JobDetail): string {
+  if (j.app) return `${j.firmware.id}, ${j.app.files} files, ${sizeBrief(j.app.bytes)}`;
+  if (j.delivery === APP_PULL) return `${j.firmware.id}, manifest ${j.firmware.size} bytes`;
+  return `${j.firmware.id}, ${j.firmware.size} bytes`;
 }
 
 export function jobsTable(jobs: JobView[], now = Date.now()): string {
@@ -45,11 +77,14 @@ export function jobsTable(jobs: JobView[], now = Date.now()): string {
 
 export function jobText(j: JobDetail, now = Date.now()): string {
   const lines = [
-    `Job ${j.id}: ${j.device} to ${j.firmware.name} ${j.firmware.version} (${j.firmware.id}, ${j.firmware.size} bytes)`,
+    `Job ${j.id}: ${j.device} to ${j.firmware.name} ${j.firmware.version} (${releaseText(j)})`,
     `  state      ${j.state}${j.dueAt !== null && j.finishedAt === null ? ` (next step ${relativeTime(j.dueAt, now)})` : ""}`,
     `  tries      ${j.attempt} of ${j.maxAttempts}`,
     `  progress   ${progressText(j)}${j.retransmits > 0 ? `, ${j.retransmits} retransmits` : ""}`,
-    `  address    ${j.target ?? "- (the device reports it when it takes the command)"}`,
+    // A device that fetches its release is sent nothing at an address: its ack's address says nothing here.
+    ...(j.fetchedByDevice
+      ? []
+      : [`  address    ${j.target ?? "- (the device reports it when it takes the command)"}`]),
     `  created    ${relativeTime(j.createdAt, now)}${j.finishedAt === null ? "" : `, finished ${relativeTime(j.finishedAt, now)}`}`,
   ];
   if (j.allowDowngrade) lines.push("  downgrade  allowed on request (--allow-downgrade)");

@@ -26,7 +26,7 @@ export function listenerLines(
     const deviceUrl = server.deviceUrl;
     if (deviceUrl !== undefined)
       lines.push(
-        `ESP32 devices fetch their images at ${deviceUrl}/device/firmware/<fw>${view.loopbackOnly ? " (this machine only: --http-host 0.0.0.0, and --device-url when devices reach it under another address)" : " (--device-url changes it)"}`,
+        `Devices fetch ESP32 firmware at ${deviceUrl}/device/firmware/<fw> and apps below ${deviceUrl}/device/app/<sha>/${view.loopbackOnly ? " (this machine only: --http-host 0.0.0.0, and --device-url when devices reach it under another address)" : " (--device-url changes it)"}`,
       );
     if (!view.loopbackOnly) {
       notes.push(

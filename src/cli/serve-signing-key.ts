@@ -4,14 +4,24 @@ import type { SigningKey } from "../protocol/rsa-key.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey } from "./key-options.ts";
 
+/**
+ * Without the key only the UDP push to yaota8266 is refused: app releases
+ * are signed with the app key and the commands with the command key, and
+ * ESP32 images and apps are fetched by the devices over the HTTP listener.
+ * `http`: whether that listener runs (--no-http turns it off).
+ */
 export function loadServerKey(
   path: string | undefined,
   io: CliIo,
+  http = true,
 ): { key: SigningKey | undefined; note: string } {
   if (path === undefined && !existsSync(DEFAULT_KEY_FILE)) {
+    const fetched = http
+      ? "app updates and ESP32 firmware updates do not need it (the devices fetch them over HTTP)"
+      : "app updates and ESP32 firmware updates do not need it, but the devices fetch them over HTTP, which --no-http turns off";
     return {
       key: undefined,
-      note: `no signing key (${DEFAULT_KEY_FILE} does not exist): devices are registered, but updates are refused until you restart with --key FILE (\`mpota keys new\` makes one)`,
+      note: `no signing key (${DEFAULT_KEY_FILE} does not exist): ESP8266 firmware updates (the push to yaota8266) are refused until you restart with --key FILE (\`mpota keys new\` makes one); ${fetched}`,
     };
   }
   const file = path ?? DEFAULT_KEY_FILE;

@@ -43,7 +43,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
   });
   const settings = serverSettings(options);
   const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits, deviceUrl } = settings;
-  const { key, note } = loadServerKey(options.key, io);
+  const { key, note } = loadServerKey(options.key, io, httpWanted(options));
   let certificate: ServedCertificate | undefined;
   let broker = settings.broker;
   if (brokerTls && broker.kind === "embedded") {

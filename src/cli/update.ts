@@ -5,7 +5,7 @@ import type { JobProgressMessage, JobView } from "../server/api/api.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
-import { progressText } from "./jobs.ts";
+import { isAppJob, progressText } from "./jobs.ts";
 
 /** `update --follow` saw the job end without success. */
 export class JobFailedError extends MpotaError {
@@ -34,7 +34,11 @@ async function follow(
   const unsubscribe = await bridge.watchJob(job.id, (message) => {
     if (json) io.out(`${JSON.stringify(message)}\n`);
     else {
-      const line = `${message.state}${message.state === "pushing" ? ` ${progressText(message)}` : ""}${message.attempt > 1 ? ` (try ${message.attempt} of ${message.maxAttempts})` : ""}`;
+      // The job's phase is "pushing" whoever moves the bytes: a device that fetches them is said to fetch.
+      const app = isAppJob(message, job);
+      const fetched = job.fetchedByDevice ?? app;
+      const state = message.state === "pushing" && fetched ? "fetching" : message.state;
+      const line = `${state}${message.state === "pushing" ? `${app ? ", " : " "}${progressText(message, job)}` : ""}${message.attempt > 1 ? ` (try ${message.attempt} of ${message.maxAttempts})` : ""}`;
       // One line per state, and per 10 % while pushing.
       const key = `${message.state}/${message.attempt}/${message.state === "pushing" ? Math.floor(message.percent / 10) : ""}`;
       if (key !== last) io.err(`${job.id}: ${line}\n`);
@@ -66,6 +70,9 @@ export async function updateCommand(
       io.out(
         `Job ${job.id}: update ${job.device} to ${job.firmware.name} ${job.firmware.version} (${job.firmware.id}).\n` +
           "The command is retained on the broker: an awake device takes it now, a sleeping one at its next wake.\n" +
+          (isAppJob(job, job)
+            ? "The board fetches the signed manifest and only the files it does not hold; the others it stages from its own flash. Progress counts the files staged.\n"
+            : "") +
           (options.follow
             ? ""
             : `Follow it with \`mpota jobs show ${job.id}\`, or watch ${options.base}/bridge/jobs/${job.id}.\n`),
@@ -104,7 +111,9 @@ export function registerUpdateCommand(program: Command, io: CliIo): void {
       `
 The server publishes a retained command for the device; the device acknowledges it,
 resets into OTA mode, the server pushes the image and waits for the device to report
-the new firmware. A sleeping device takes the command at its next wake: the job waits.
+the new firmware. An ESP32 fetches its image instead, and a board an app's manifest and
+changed files, from the server's HTTP device routes. A sleeping device takes the command
+at its next wake: the job waits.
 
 A firmware older than the one the device runs (same name, lower version) is refused
 unless --allow-downgrade is given. A device running firmware the store does not know

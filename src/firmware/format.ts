@@ -18,6 +18,14 @@ export function sizeText(bytes: number): string {
   return `${exact} (${kib < 1024 ? `${kib.toFixed(1)} KiB` : `${(kib / 1024).toFixed(2)} MiB`})`;
 }
 
+/** Bytes for a parenthesis: "18.6 KiB, 19,050 bytes" (no parenthesis inside), or "65 bytes". */
+export function sizeBrief(bytes: number): string {
+  const exact = `${bytes.toLocaleString("en-US")} bytes`;
+  if (Math.abs(bytes) < 1024) return exact;
+  const kib = bytes / 1024;
+  return `${kib < 1024 ? `${kib.toFixed(1)} KiB` : `${(kib / 1024).toFixed(2)} MiB`}, ${exact}`;
+}
+
 /** Reads a little-endian u32 at `offset`; undefined when it does not fit in `bytes`. */
 export function readU32(bytes: Uint8Array, offset: number): number | undefined {
   if (offset < 0 || offset + 4 > bytes.length) return undefined;

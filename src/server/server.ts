@@ -152,7 +152,7 @@ export class MpotaServer {
       );
       if (!options.key)
         logger.warn(
-          "no signing key: devices are registered, but updates are refused until the server has --key",
+          `no signing key: ESP8266 firmware updates (the push to yaota8266) are refused until the server has --key; app and ESP32 updates, which the devices fetch over HTTP, do not need it${options.http ? "" : " (but this server has no HTTP listener)"}`,
         );
       return server;
     } catch (error) {

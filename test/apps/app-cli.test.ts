@@ -122,6 +122,27 @@ Left out: .git/, __pycache__/
     assert.equal(readdirSync(join(data, "apps/files")).length, 4);
   });
 
+  test("a size of a KiB or more is given in KiB and bytes, without a parenthesis inside another", async () => {
+    const big = folder({ "main.py": MAIN, "table.dat": Buffer.alloc(19_050, 7) });
+    // A data directory of its own (the listing below counts this one's releases), signed with the key made above.
+    const r = await runCli([
+      "app",
+      "add",
+      big,
+      "--name",
+      "logger",
+      "--version",
+      "1.0.0",
+      "--data",
+      join(temp.dir, "data-big"),
+      "--key",
+      join(data, "app-key.pem"),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Added logger 1\.0\.0: 2 files, 19,077 bytes \(18\.6 KiB\), for /);
+    assert.match(r.stdout, /\nStored 2 new files \(18\.6 KiB, 19,077 bytes\) in .*apps\.\n$/);
+  });
+
   test("folders a board could not take are refused with the file and the rule, and nothing is stored", async () => {
     const cases: Array<[Record<string, string | Buffer>, string[], RegExp]> = [
       [

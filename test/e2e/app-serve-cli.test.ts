@@ -88,6 +88,15 @@ describe("mpota serve (a CLI process) + real MicroPython agent + emulated ESP32:
     const mqtt = /^MQTT broker: (mqtt:\/\/127\.0\.0\.1:\d+) \(/m.exec(banner);
     assert.ok(mqtt?.[1], `no broker line in:\n${banner}`);
     broker = mqtt[1];
+    // No ./priv.key: only the ESP8266's push needs it, and the banner says so; and where boards fetch.
+    assert.match(
+      banner,
+      /; no signing key \(\.\/priv\.key does not exist\): ESP8266 firmware updates \(the push to yaota8266\) are refused until you restart with --key FILE \(`mpota keys new` makes one\); app updates and ESP32 firmware updates do not need it \(the devices fetch them over HTTP\)\./,
+    );
+    assert.match(
+      banner,
+      /^Devices fetch ESP32 firmware at (http:\/\/\S+)\/device\/firmware\/<fw> and apps below \1\/device\/app\/<sha>\/ \(/m,
+    );
     const token = readFileSync(join(data, "admin-token"), "utf8").trim();
     // The test's own view of the registry, polled while the board boots.
     bridge = await BridgeClient.connect({
@@ -190,7 +199,10 @@ describe("mpota serve (a CLI process) + real MicroPython agent + emulated ESP32:
     );
 
     /** `mpota update DEVICE REF --follow`; the job id it printed; the server's log of that job's fetches. */
-    async function update(ref: string, version: string): Promise<{ job: string; served: string[] }> {
+    async function update(
+      ref: string,
+      version: string,
+    ): Promise<{ job: string; served: string[]; run: CliResult }> {
       const run = await mpota(["update", DEVICE, ref, "--follow", ...server()]);
       ok(run, `update ${ref}`);
       const job = new RegExp(
@@ -209,7 +221,7 @@ describe("mpota serve (a CLI process) + real MicroPython agent + emulated ESP32:
         `the server's log of ${job}'s end`,
         10_000,
       );
-      return { job, served: logs("device app fetch", { job }).map((l) => l.file as string) };
+      return { job, served: logs("device app fetch", { job }).map((l) => l.file as string), run };
     }
 
     const install = await update("thermostat@1.0.0", "1.0.0");
@@ -220,9 +232,45 @@ describe("mpota serve (a CLI process) + real MicroPython agent + emulated ESP32:
     assert.deepEqual(change.served, ["manifest", "m07.py"]);
     assert.ok(board.agent.output.includes("thermostat 1.0.0 1.0.1"), "the new app ran");
 
+    // What --follow said: the board fetches and stages; no push, no rate, no total it did not know.
+    const total = /^Added thermostat 1\.0\.1: 20 files, ([\d,]+) bytes \((\d+\.\d) KiB\)/m.exec(
+      second.stdout,
+    );
+    assert.ok(total?.[1] && total[2], second.stdout);
+    assert.match(
+      change.run.stdout,
+      /^The board fetches the signed manifest and only the files it does not hold; the others it stages from its own flash\. Progress counts the files staged\.$/m,
+    );
+    assert.match(
+      change.run.stderr,
+      new RegExp(
+        `^${change.job}: fetching, 20 of 20 files staged \\(${total[2].replace(".", "\\.")} KiB\\)$`,
+        "m",
+      ),
+    );
+    assert.doesNotMatch(change.run.stderr, /pushing|KiB\/s/);
+
     const jobs = await mpota(["jobs", "show", change.job, ...server()]);
     ok(jobs, "jobs show");
     assert.match(jobs.stdout, /^ {2}state {6}succeeded$/m);
+    // The release's files and bytes, not the manifest's; no ESP8266 push address.
+    assert.match(
+      jobs.stdout,
+      new RegExp(
+        `^Job ${change.job}: ${DEVICE} to thermostat 1\\.0\\.1 \\([0-9a-f]{32}, 20 files, ${total[2].replace(".", "\\.")} KiB, ${total[1]} bytes\\)$`,
+        "m",
+      ),
+    );
+    assert.doesNotMatch(jobs.stdout, /address/);
+    const text = await mpota(["devices", "show", DEVICE, ...server()]);
+    ok(text, "devices show (text)");
+    assert.match(
+      text.stdout,
+      new RegExp(`^ {2}app {8}thermostat 1\\.0\\.1, release ${release} \\(esp32 board, .* free\\)$`, "m"),
+    );
+    const table = await mpota(["devices", ...server()]);
+    ok(table, "devices");
+    assert.match(table.stdout, new RegExp(`^${DEVICE} +\\S+ +.+ +thermostat 1\\.0\\.1 +`, "m"));
     const shown = await mpota(["devices", "show", DEVICE, "--json", ...server()]);
     ok(shown, "devices show");
     const device = JSON.parse(shown.stdout) as { app?: { name?: string; version?: string; id?: string } };

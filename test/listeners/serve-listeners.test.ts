@@ -95,7 +95,7 @@ describe("mpota serve's listeners, as a user sees them", () => {
       assert.match(
         stderr,
         new RegExp(
-          `^ESP32 devices fetch their images at http://127\\.0\\.0\\.1:${dashboard.port}/device/firmware/<fw> \\(this machine only: --http-host 0\\.0\\.0\\.0, and --device-url when devices reach it under another address\\)$`,
+          `^Devices fetch ESP32 firmware at http://127\\.0\\.0\\.1:${dashboard.port}/device/firmware/<fw> and apps below http://127\\.0\\.0\\.1:${dashboard.port}/device/app/<sha>/ \\(this machine only: --http-host 0\\.0\\.0\\.0, and --device-url when devices reach it under another address\\)$`,
           "m",
         ),
       );

@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
+import { jobText, progressText } from "../../src/cli/jobs.ts";
 import { type SignedAppCommand, signedBytes, verifyCommand } from "../../src/protocol/command-signature.ts";
 import type { JobProgressMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -113,6 +114,7 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     });
     const job = await bridge.request("update", { device: "app-1", firmware: "thermostat@1.4.1" });
     assert.equal(job.firmware.id, m2.id.slice(0, 32));
+    assert.deepEqual([job.delivery, job.fetchedByDevice], ["app-pull", true]);
     await watcher.subscribeAsync(`mpota/bridge/jobs/${job.id}`, { qos: 1 });
     const cmd = await appCommand(b);
     const url = `${s.server.deviceUrl}/device/app/${m2.id}`;
@@ -141,6 +143,15 @@ describe("app pull (contract v3): a scripted board against the real server", () 
       async () => progress.some((p) => p.files === 10 && p.of === 20),
       "files on the progress topic",
     );
+    // What `mpota update --follow` prints of them: before the board's first report only the
+    // manifest's size is known (no total claimed), then the files staged.
+    const fetching = progress.filter((p) => p.state === "pushing");
+    assert.deepEqual([fetching[0]?.bytes, fetching[0]?.total], [0, m2.bytes.length]);
+    assert.equal(progressText(fetching[0] as JobProgressMessage, job), "no report from the board yet");
+    assert.equal(
+      progressText(progress.find((p) => p.files === 10) as JobProgressMessage, job),
+      `10 of 20 files staged (${(Math.floor(total / 2) / 1024).toFixed(1)} of ${(total / 1024).toFixed(1)} KiB)`,
+    );
     await b.mqtt.ack({ job: job.id, got: total, total, files: 20, of: 20, done: true });
     await phase(job.id, "verifying");
     // The new app runs and the agent reports it.
@@ -150,6 +161,16 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await watcher.endAsync();
     assert.equal(end.state, "succeeded", end.error ?? "");
     assert.deepEqual(kinds(end), ["created", "command", "ack", "push-started", "push-done", "succeeded"]);
+    // `mpota jobs show`: the release's files and bytes (not the manifest's size), no push address.
+    assert.deepEqual(end.app, { files: 20, bytes: total });
+    const shown = jobText(end);
+    assert.match(
+      shown,
+      new RegExp(
+        `^Job ${job.id}: app-1 to thermostat 1\\.4\\.1 \\(${m2.id.slice(0, 32)}, 20 files, ${(total / 1024).toFixed(1)} KiB, ${total.toLocaleString("en-US")} bytes\\)\n`,
+      ),
+    );
+    assert.doesNotMatch(shown, /address/);
     assert.equal(
       end.steps.find((x) => x.kind === "ack")?.message,
       "Device is ready; it fetches the release itself (from 127.0.0.1).",

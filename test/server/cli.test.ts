@@ -10,6 +10,7 @@ import { registerJobsCommand } from "../../src/cli/jobs.ts";
 import { registerServeCommand, serveCommand } from "../../src/cli/serve.ts";
 import type { ServeOptions } from "../../src/cli/serve-options.ts";
 import { serverSettings } from "../../src/cli/serve-settings.ts";
+import { loadServerKey } from "../../src/cli/serve-signing-key.ts";
 import { registerUpdateCommand } from "../../src/cli/update.ts";
 import { MpotaError, UsageError } from "../../src/errors.ts";
 import { EmbeddedBroker } from "../../src/server/mqtt/embedded-broker.ts";
@@ -209,11 +210,11 @@ describe("mpota serve and the commands that ask it", () => {
     await dev.status("sleeping");
     await eventually(async () => (await ask("devices")).stdout.includes("sleeping"), "porch listed");
     const table = await ask("devices");
-    assert.match(table.stdout, /^DEVICE +STATUS +FIRMWARE +IP +RSSI +VBAT +LAST SEEN +JOB\n/);
+    assert.match(table.stdout, /^DEVICE +STATUS +FIRMWARE +APP +IP +RSSI +VBAT +LAST SEEN +JOB\n/);
     assert.match(
       table.stdout,
       new RegExp(
-        `\\nporch +sleeping, wakes in (9|10) min +${imageIdentity(v1).slice(0, 8)} \\(unknown\\) +192\\.168\\.1\\.40 +-58 +3\\.10 +\\d+ s ago +-\\n$`,
+        `\\nporch +sleeping, wakes in (9|10) min +${imageIdentity(v1).slice(0, 8)} \\(unknown\\) +- +192\\.168\\.1\\.40 +-58 +3\\.10 +\\d+ s ago +-\\n$`,
       ),
     );
     const json = JSON.parse((await ask("devices", "--json")).stdout) as Array<{ id: string; ip: string }>;
@@ -224,7 +225,58 @@ describe("mpota serve and the commands that ask it", () => {
     const show = await ask("devices", "show", "porch");
     assert.match(show.stdout, /^Device porch\n {2}status {5}sleeping, wakes in/);
     assert.match(show.stdout, /State history \(newest first\):/);
+    assert.match(show.stdout, /\n {2}app {8}- \(the agent reports no app\)\n/);
     await dev.close();
+  });
+
+  it("shows the app a board runs, and the loader's reason after a rollback", async () => {
+    const id = "a".repeat(64);
+    const why = "rolled back thermostat 1.0.1: main.py line 3: NameError: name 'sensr' isn't defined";
+    const shed = await MqttDevice.connect(url, "shed", "mpota", await provision("shed"));
+    const app = { name: "thermostat", ver: "1.0.0", id, board: "esp32", free: 480_000 };
+    await shed.state({
+      v: 3,
+      fw: "c".repeat(32),
+      ip: "192.168.1.41",
+      chip: "esp32",
+      app: { ...app, rb: { job: "j-gone", why } },
+    });
+    await eventually(async () => (await ask("devices")).stdout.includes("shed"), "shed listed");
+    const table = await ask("devices");
+    assert.match(
+      table.stdout,
+      /\nshed +online +cccccccc \(unknown\) +thermostat 1\.0\.0 \(rolled back\) +192\.168\.1\.41 /,
+    );
+    const show = await ask("devices", "show", "shed");
+    assert.match(
+      show.stdout,
+      /\n {2}app {8}thermostat 1\.0\.0, release aaaaaaaaaaaa \(esp32 board, 468\.8 KiB, 480,000 bytes free\)\n {2}rollback {3}job j-gone: rolled back thermostat 1\.0\.1: main\.py line 3: NameError: name 'sensr' isn't defined\n/,
+    );
+    // A board with the app agent that runs no app yet.
+    await shed.state({
+      v: 3,
+      fw: "c".repeat(32),
+      ip: "192.168.1.41",
+      chip: "esp32",
+      app: { board: "esp32", free: 480_000 },
+    });
+    await eventually(
+      async () => (await ask("devices")).stdout.match(/\nshed .* none /),
+      "shed without an app",
+    );
+    // The longest name and a long version: the table's cell is cut, `devices show` has them whole.
+    const long = { name: "a_very_long_application_name_xyz", ver: "123456789.123456789", id };
+    await shed.state({ v: 3, fw: "c".repeat(32), ip: "192.168.1.41", chip: "esp32", app: long });
+    const cut = await eventually(
+      async () => /\nshed .* (a_very\S*) +192/.exec((await ask("devices")).stdout)?.[1],
+      "shed with a long app name",
+    );
+    assert.equal(cut, "a_very_long_application_name_...");
+    assert.match(
+      (await ask("devices", "show", "shed")).stdout,
+      /\n {2}app {8}a_very_long_application_name_xyz 123456789\.123456789, release a{12}\n/,
+    );
+    await shed.close();
   });
 
   it("starts an update, shows and cancels the job", async () => {
@@ -253,6 +305,8 @@ describe("mpota serve and the commands that ask it", () => {
       show.stdout,
       new RegExp(`^Job ${id}: porch to sensor 2\\.0 \\(${imageIdentity(v2)}, 42000 bytes\\)\\n`),
     );
+    // The ESP8266's image is pushed to the address its ack gives: not known before.
+    assert.match(show.stdout, /\n {2}address {4}- \(the device reports it when it takes the command\)\n/);
     assert.match(show.stdout, /Steps:\n {2}\d\d:\d\d:\d\d\.\d{3} {2}created +Update of porch to sensor 2\.0/);
     const cancelled = await ask("jobs", "cancel", id);
     assert.equal(cancelled.stdout, `Job ${id} cancelled; the command for porch was withdrawn.\n`);
@@ -371,7 +425,7 @@ describe("mpota serve options", () => {
     assert.deepEqual(settings.allowNetworks, ["private", "100.64.0.0/10"]);
   });
 
-  it("runs without a key when ./priv.key does not exist, and says updates are refused", async () => {
+  it("runs without a key when ./priv.key does not exist, and says only ESP8266 pushes are refused", async () => {
     const t = tempDir();
     const previous = process.cwd();
     process.chdir(t.dir);
@@ -379,14 +433,23 @@ describe("mpota serve options", () => {
     let stop: () => void = () => undefined;
     try {
       const { key: _k, ...options } = serveDefaults(seededDataDir(join(t.dir, "data")));
-      const serving = serveCommand(options, io, new Promise<void>((resolve) => (stop = resolve)));
+      const serving = serveCommand(
+        { ...options, http: true, httpHost: "127.0.0.1", httpPort: 0 },
+        io,
+        new Promise<void>((resolve) => (stop = resolve)),
+      );
       await eventually(() => io.stderrText.includes("mpota server running"), "started");
       assert.match(
         io.stderrText,
-        /no signing key \(\.\/priv\.key does not exist\): devices are registered, but updates are refused/,
+        /; no signing key \(\.\/priv\.key does not exist\): ESP8266 firmware updates \(the push to yaota8266\) are refused until you restart with --key FILE \(`mpota keys new` makes one\); app updates and ESP32 firmware updates do not need it \(the devices fetch them over HTTP\)\.\n/,
       );
       stop();
       await serving;
+      // With --no-http the devices have nowhere to fetch from either: the note says so.
+      assert.match(
+        loadServerKey(undefined, new MemoryIo(), false).note,
+        /; app updates and ESP32 firmware updates do not need it, but the devices fetch them over HTTP, which --no-http turns off$/,
+      );
     } finally {
       process.chdir(previous);
       t.remove();

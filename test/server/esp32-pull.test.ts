@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
+import { jobText } from "../../src/cli/jobs.ts";
 import { signedBytes } from "../../src/protocol/command-signature.ts";
 import type { JobProgressMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -122,6 +123,14 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
     );
     // The device's own reports reached the job's progress topic.
     assert.ok(progress.some((p) => p.state === "pushing" && p.bytes > 0 && p.bytes < B.length));
+    // `mpota jobs show`: the image's size, and no push address (the device fetched it).
+    assert.deepEqual([job.delivery, job.fetchedByDevice, end.fetchedByDevice], ["esp32-pull", true, true]);
+    const shown = jobText(end);
+    assert.match(
+      shown,
+      new RegExp(`^Job ${job.id}: esp-1 to board 2\\.0 \\(${B_ID}, ${B.length} bytes\\)\n`),
+    );
+    assert.doesNotMatch(shown, /address/);
     const device = await bridge.request("device", { id: "esp-1" });
     assert.deepEqual([device.fw, device.v, device.chip, device.firmware?.version], [B_ID, 3, "esp32", "2.0"]);
     // Its job is over: the route no longer gives it the image.

@@ -124,6 +124,13 @@ export interface JobView {
   retransmits: number;
   /** The address of the push (the one the device reported), "ip:port". */
   target: string | null;
+  /**
+   * How the release reaches the device ("udp-push", "esp32-pull", "app-pull"),
+   * and whether the device fetches it itself (then `target` is only where its
+   * ack came from, no address anything is sent to). Absent from older servers.
+   */
+  delivery?: string;
+  fetchedByDevice?: boolean;
   error: string | null;
   createdAt: number;
   updatedAt: number;
@@ -142,6 +149,8 @@ export interface JobStepView {
 export interface JobDetail extends JobView {
   /** The job was asked for with `allowDowngrade` (it may install a firmware older than the device runs). */
   allowDowngrade: boolean;
+  /** An app job's release as its manifest lists it (`firmware.size` is the manifest's own size). */
+  app?: { files: number; bytes: number };
   steps: JobStepView[];
 }
 
@@ -178,7 +187,7 @@ export interface BridgeInfoMessage {
   version: string;
   base: string;
   storage: string;
-  /** Bits of the signing key, or null when the server has none (updates are refused). */
+  /** Bits of the signing key, or null when the server has none (ESP8266 pushes are refused). */
   keyBits: number | null;
   /** Devices known, and how many of them `<base>/bridge/devices` lists (it is bounded). */
   devices: { count: number; listed: number };
@@ -215,7 +224,7 @@ export interface ServerInfo {
   storage: string;
   /** Networks the server pushes to. */
   networks: string[];
-  /** Bits of the signing key, or null when the server has none (updates are refused). */
+  /** Bits of the signing key, or null when the server has none (ESP8266 pushes are refused). */
   keyBits: number | null;
   startedAt: number;
 }

@@ -1,9 +1,10 @@
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import type { StatusView } from "../api/admin-views.ts";
-import type { ServerInfo } from "../api/api.ts";
+import type { JobDetail, JobView, ServerInfo } from "../api/api.ts";
 import { deviceView, firmwareView, jobView, stepView } from "../api/views.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
+import { APP_KIND } from "../releases/app-kind.ts";
 import type { AppReleases } from "../releases/app-releases.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
@@ -97,6 +98,33 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
   const devicesRunning = async (id: string) =>
     (await storage.devices.list()).filter((d) => d.state?.fw === id).length;
 
+  // How each job's release travels, from its kind (looked up once per release of a list):
+  // the CLI shows no push address and no "pushing" for a release the device fetches.
+  const jobViews = async (jobs: JobRecord[]): Promise<JobView[]> => {
+    const facts = new Map<string, Promise<{ delivery: string; fetchedByDevice: boolean }>>();
+    const factsOf = async (job: JobRecord) => ({
+      delivery: (await library.kindOf(job.firmwareId)).delivery,
+      fetchedByDevice: await runner.fetchedByDevice(job),
+    });
+    return Promise.all(
+      jobs.map(async (job) => {
+        const f = facts.get(job.firmwareId) ?? factsOf(job);
+        facts.set(job.firmwareId, f);
+        return { ...jobView(job), ...(await f) };
+      }),
+    );
+  };
+  /** An app job's files and bytes, from its release's manifest (none when it cannot be read). */
+  const appOf = async (job: JobRecord): Promise<JobDetail["app"]> => {
+    if (deps.apps === undefined || (await library.kindOf(job.firmwareId)).name !== APP_KIND) return undefined;
+    try {
+      const manifest = await deps.apps.manifestOf(job.firmwareId);
+      return { files: manifest.files.length, bytes: manifest.total };
+    } catch {
+      return undefined; // removed or damaged: the job still shows, with the manifest's size only
+    }
+  };
+
   return {
     ...appHandlers(deps.apps, storage),
     info: async () => deps.info(),
@@ -175,7 +203,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       const firmware = stringField(request, "firmware", "the firmware's identity, name@version or name");
       const allowDowngrade = optionalBoolean(request, "allowDowngrade");
       const job = await runner.create(device, firmware, allowDowngrade ? { allowDowngrade } : {});
-      return jobView(job);
+      return (await jobViews([job]))[0] as JobView;
     },
 
     jobs: async (request) => {
@@ -187,7 +215,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
         ...(active !== undefined ? { active } : {}),
         limit,
       });
-      return jobs.map(jobView);
+      return jobViews(jobs);
     },
 
     job: async (request) => {
@@ -198,7 +226,13 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
           notFound: true,
         });
       const steps = await storage.jobs.steps(id);
-      return { ...jobView(job), allowDowngrade: jobAllowsDowngrade(steps), steps: steps.map(stepView) };
+      const app = await appOf(job);
+      return {
+        ...((await jobViews([job]))[0] as JobView),
+        allowDowngrade: jobAllowsDowngrade(steps),
+        ...(app ? { app } : {}),
+        steps: steps.map(stepView),
+      };
     },
 
     "job/cancel": async (request) => jobView(await runner.cancel(stringField(request, "id", "the job id"))),

@@ -130,7 +130,7 @@ export class JobRunner extends ScheduledFeature {
   }
 
   /** Whether the job's release is one the device fetches itself (an ESP32's image, an app). */
-  private async fetchedByDevice(job: JobRecord): Promise<boolean> {
+  async fetchedByDevice(job: JobRecord): Promise<boolean> {
     return (await this.deliveryOf(job))?.fetchedByDevice === true;
   }
 

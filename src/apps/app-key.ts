@@ -18,6 +18,7 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { commandKeyId } from "../protocol/command-key-facts.ts";
+import { rsaNumbers } from "../protocol/rsa-numbers.ts";
 import { AppKeyError } from "./app-errors.ts";
 
 /** The app key's file name in the data directory (when no --key names another). */
@@ -50,10 +51,10 @@ export function appKeyModulus(key: KeyObject, what: string): Buffer {
       `${what} is a ${key.asymmetricKeyType ?? "secret"} key; app releases are signed with RSA (exponent 65537, 2048 to 4096 bits), which boards check in pure MicroPython.`,
     );
   }
-  const jwk = key.export({ format: "jwk" });
-  let modulus = Buffer.from(jwk.n ?? "", "base64url");
+  const numbers = rsaNumbers(key);
+  let modulus = numbers.n;
   while (modulus.length > 1 && modulus[0] === 0) modulus = modulus.subarray(1);
-  const e = Buffer.from(jwk.e ?? "", "base64url").toString("hex");
+  const e = numbers.e.toString("hex");
   if (e.length === 0 || BigInt(`0x${e}`) !== BigInt(APP_KEY_EXPONENT)) {
     throw new AppKeyError(
       `${what} has public exponent ${e.length === 0 ? 0 : BigInt(`0x${e}`)}; boards check app signatures with exponent 65537 only. Use a key made by mpota or \`openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048\`.`,

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
+import { rsaNumbers } from "./rsa-numbers.ts";
 
 // What a command key is: RSA with exponent 65537, 2048 to 4096 bits, named
 // by its `kid`; the moduli devices trust are written in lowercase hex.
@@ -63,9 +64,9 @@ export function rsaFacts(key: KeyObject, what: string): RsaFacts {
       `${what} is a ${key.asymmetricKeyType ?? "secret"} key; commands are signed with RSA (PKCS#1 v1.5, SHA-256, exponent 65537).`,
     );
   }
-  const jwk = key.export({ format: "jwk" });
-  const modulus = stripLeadingZeros(Buffer.from(jwk.n ?? "", "base64url"));
-  const e = Buffer.from(jwk.e ?? "", "base64url");
+  const numbers = rsaNumbers(key);
+  const modulus = stripLeadingZeros(numbers.n);
+  const e = numbers.e;
   const exponent = e.length === 0 ? 0n : BigInt(`0x${e.toString("hex")}`);
   if (exponent !== BigInt(COMMAND_KEY_EXPONENT)) {
     throw new CommandKeyError(

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
+import { rsaNumbers } from "./rsa-numbers.ts";
 
 /** A key file could not be used: missing, malformed, or not a yaota8266 key. */
 export class KeyError extends MpotaError {
@@ -23,11 +24,6 @@ export interface SigningKey extends PublicKeyInfo {
   privateKey: KeyObject;
 }
 
-function bigFromBase64Url(value: string): bigint {
-  const hex = Buffer.from(value, "base64url").toString("hex");
-  return hex.length === 0 ? 0n : BigInt(`0x${hex}`);
-}
-
 export function modulusToBigInt(modulus: Uint8Array): bigint {
   return BigInt(`0x${Buffer.from(modulus).toString("hex") || "0"}`);
 }
@@ -38,14 +34,14 @@ function checkRsaKey(key: KeyObject, source: string): PublicKeyInfo {
       `${source} holds a ${key.asymmetricKeyType ?? "non-RSA"} key; yaota8266 needs an RSA key with exponent 3. Create one with \`mpota keys new\`.`,
     );
   }
-  const jwk = key.export({ format: "jwk" });
-  const e = bigFromBase64Url(jwk.e ?? "");
+  const numbers = rsaNumbers(key);
+  const e = modulusToBigInt(numbers.e);
   if (e !== YAOTA_EXPONENT) {
     throw new KeyError(
       `${source} has public exponent ${e}, but the yaota8266 receiver only verifies exponent 3, so every packet signed with it would be dropped. Create a suitable key with \`mpota keys new\` (or \`openssl genrsa -3 512\`).`,
     );
   }
-  let modulus = Buffer.from(jwk.n ?? "", "base64url");
+  let modulus = numbers.n;
   while (modulus.length > 0 && modulus[0] === 0) modulus = modulus.subarray(1);
   if (modulus.length < 64) {
     throw new KeyError(

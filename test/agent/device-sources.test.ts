@@ -5,6 +5,7 @@ import { join, relative } from "node:path";
 import { before, describe, test } from "node:test";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
 import { HOST_MODULES } from "../../src/agent-host/python-fakes.ts";
+import { rsaNumbers } from "../../src/protocol/rsa-numbers.ts";
 
 // Every .py under device/ must compile under MicroPython 1.27 (the grammar
 // the boards run), and the agent must stay small: the sizes below are the
@@ -137,7 +138,7 @@ describe("device/ sources", () => {
 
   test("one signature check (RSA 2048, e = 65537): time and heap, as device/README.md documents", (t) => {
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-    const n = Buffer.from(publicKey.export({ format: "jwk" }).n as string, "base64url").toString("hex");
+    const n = rsaNumbers(publicKey).n.toString("hex");
     const msg = "mpota-cmd/2\nsim-2\n12\nota\nj-7f3a\n0123456789abcdef0123456789abcdef\n612352\n1.4.0\n0";
     const sig = sign("sha256", Buffer.from(msg), privateKey).toString("hex");
     const run = (code: string) => {

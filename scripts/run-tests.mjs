@@ -109,6 +109,8 @@ function runTests(list, env) {
         "--test-reporter=tap",
         `--test-reporter-destination=${tapFile}`,
         "--test-concurrency=2",
+        // A hung test fails by name instead of holding CI forever (a Node 20 deadlock once did: src/protocol/rsa-numbers.ts).
+        "--test-timeout=600000",
         ...list,
       ],
       { stdio: "inherit", env: { ...process.env, ...env } },

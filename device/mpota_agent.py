@@ -1,7 +1,6 @@
 # mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
 # with the app loader, mpota_appget.py). Needs mpota_cmd.py, mpota_config.py,
-# umqtt.simple, ota.py (ESP8266); see README.md. On a board with no esp
-# module (a Pico W, sys.platform rp2) it takes app updates only.
+# umqtt.simple, ota.py (ESP8266) or mpota_rp2.py (Pico W); see README.md.
 import gc
 import json
 import os
@@ -15,9 +14,9 @@ from mpota_cmd import Guard
 from umqtt.simple import MQTTClient
 
 try:
-    import esp  # the ESP8266's and the ESP32's
+    import esp
 except ImportError:
-    esp = None  # rp2: mpota does not update its firmware
+    esp = None  # rp2 (mpota_rp2)
 try:
     import ota  # yaota8266's entry: the ESP8266's only
 except ImportError:
@@ -27,19 +26,6 @@ except ImportError:
 MAX_SLEEP = 4294
 # machine.reset_cause() 0..6 as the contract's wake names.
 WAKE = ("power", "wdt", "other", "wdt", "soft", "deepsleep", "hard")
-# The refusal of a firmware update (op ota or pull) on a board without esp.
-ONLY_APP = "this %s board takes app updates only: mpota does not update its firmware (flash MicroPython by USB)"
-
-
-def build_id():
-    # A board whose firmware mpota leaves alone (rp2): fw names the
-    # MicroPython build it runs, the first 32 hex digits of the SHA-256 of
-    # its banner's words (os.uname() version and machine); a new build
-    # flashed by USB gives another fw.
-    from hashlib import sha256
-
-    u = os.uname()
-    return hexlify(sha256("%s; %s" % (u.version, u.machine)).digest()[:16]).decode()
 
 
 def firmware_id(offset=0x3C000):
@@ -95,11 +81,10 @@ class Agent:
             from mpota_pull import Pull  # never loaded on the ESP8266
 
             p = self.p = Pull(self)  # sets fw and wake
-        elif esp is None:
-            self.fw = build_id()
-            # rp2: 1 power-on or the RUN pin, 3 the watchdog, which also
-            # ends machine.reset() and a deep sleep: no telling them apart.
-            self.wake = "power" if machine.reset_cause() == 1 else "other"
+        elif not esp:
+            from mpota_rp2 import ident
+
+            self.fw, self.wake = ident()
         else:
             self.fw = firmware_id(self.app)
             if self.fw is None:
@@ -246,7 +231,7 @@ class Agent:
             s["v"] = 3
             s["app"] = self.ap
             if not self.p:
-                s["chip"] = sys.platform  # esp8266, or rp2
+                s["chip"] = sys.platform
         return json.dumps(s)
 
     def _vbat(self):
@@ -300,7 +285,10 @@ class Agent:
             return
         if p:
             return p.take(c)
-        err = (esp is None and ONLY_APP % sys.platform) or g.downgrade(c) or self._refuse(c.get("size", 0))
+        if esp:
+            err = g.downgrade(c) or self._refuse(c.get("size", 0))
+        else:
+            from mpota_rp2 import REFUSE as err
         if not g.commit(c, None if err else c.get("ver")):
             return
         if err:
@@ -316,8 +304,7 @@ class Agent:
     def _v3(self, c):
         # The fields of op pull (the ESP32's) or app (with the app loader).
         if c["op"] == "pull":
-            # Without an esp module, taken to be refused (ONLY_APP).
-            return self.p.fields(c) if self.p else esp is None
+            return self.p.fields(c) if self.p else not esp  # rp2: to refuse
         return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
 
     def _resume(self):

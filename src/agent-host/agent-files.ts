@@ -23,7 +23,12 @@ export const ESP32_AGENT_FILES = [
 ] as const;
 
 /** A Pico W's (rp2): no firmware updater at all; mpota updates its app only. */
-export const RP2_AGENT_FILES = ["mpota_agent.py", "mpota_cmd.py", "lib/umqtt/simple.py"] as const;
+export const RP2_AGENT_FILES = [
+  "mpota_agent.py",
+  "mpota_cmd.py",
+  "mpota_rp2.py",
+  "lib/umqtt/simple.py",
+] as const;
 
 /**
  * A board that runs an app (docs/app-updates.md) also holds the loader, which

@@ -4,10 +4,9 @@ import { BOARD_PORTS } from "../agent-host/board-ports.ts";
 import type { BrokerAddress } from "../agent-host/broker-address.ts";
 import { DeviceFilesystem } from "../agent-host/device-filesystem.ts";
 import { PICO_W_FS_BYTES } from "../agent-host/python-rp2-fakes.ts";
-import { type Clock, systemClock, type Timer } from "../net/clock.ts";
-import { SimulatedBoard } from "./simulated-board.ts";
+import { type Clock, systemClock } from "../net/clock.ts";
+import { SelfBootedBoard } from "./self-booted-board.ts";
 import type { SimulatedDeviceSummary } from "./simulated-device.ts";
-import type { SimulatedStatus } from "./simulated-events.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
 export interface SimulatedPicoWOptions {
@@ -34,7 +33,7 @@ const RP2 = BOARD_PORTS.rp2;
  * reboots through the watchdog, and a deep sleep is a light sleep ended by
  * that same reboot, so every boot after the first says WDT_RESET.
  */
-export class SimulatedPicoWDevice extends SimulatedBoard {
+export class SimulatedPicoWDevice extends SelfBootedBoard {
   readonly id: string;
   readonly agent: AgentDevice;
   readonly sleepSeconds: number;
@@ -42,9 +41,6 @@ export class SimulatedPicoWDevice extends SimulatedBoard {
   protected readonly clock: Clock;
   protected readonly baseTopic: string;
   private bootCount = 0;
-  private asleep = false;
-  private powered = false;
-  private wakeTimer: Timer | undefined;
   private lastFw: string | undefined;
 
   constructor(options: SimulatedPicoWOptions) {
@@ -73,11 +69,7 @@ export class SimulatedPicoWDevice extends SimulatedBoard {
       if (e.type === "checkin" && typeof e.state.fw === "string") this.lastFw = e.state.fw;
     });
     this.agent.on("reset", () => this.boot(RP2.resetCause));
-    this.agent.on("deepsleep", ({ ms }) => this.deepSleep(ms));
-    this.agent.on("ended", (end) => {
-      if (end.kind === "exit") this.halt("main.py ended; the board sits at the REPL");
-      else if (end.kind === "crash") this.halt(`main.py raised: ${end.error}`);
-    });
+    this.wireSleepAndEnd(this.agent);
   }
 
   /** Times the chip started (power-on included). */
@@ -109,13 +101,6 @@ export class SimulatedPicoWDevice extends SimulatedBoard {
     this.boot(RP2.powerOnCause);
   }
 
-  /** Ends a deep sleep now (the light sleep's timer fires). Does nothing unless it sleeps. */
-  wake(): void {
-    if (this.closing || !this.asleep) return;
-    this.cancelWake();
-    this.boot(RP2.wakeCause);
-  }
-
   /** Powers off for good and releases the worker. */
   async stop(): Promise<void> {
     if (this.closing) return;
@@ -126,24 +111,9 @@ export class SimulatedPicoWDevice extends SimulatedBoard {
     this.setStatus("off");
   }
 
-  protected derivedStatus(): SimulatedStatus {
-    if (!this.powered) return "off";
-    if (this.haltedWith !== undefined) return "halted";
-    if (this.asleep) return "sleeping";
-    return this.agent.phase === "running" ? "awake" : "booting";
-  }
-
-  private deepSleep(ms: number | null): void {
-    if (this.closing) return;
-    this.asleep = true;
-    this.emit({ type: "deepsleep", ms });
-    this.refresh();
-    this.cancelWake();
-    if (ms === null) return;
-    this.wakeTimer = this.clock.setTimer(ms, () => {
-      this.wakeTimer = undefined;
-      if (!this.closing && this.asleep) this.boot(RP2.wakeCause);
-    });
+  /** The light sleep ends in a watchdog reboot. */
+  protected wakeUp(): void {
+    this.boot(RP2.wakeCause);
   }
 
   private boot(cause: number): void {
@@ -158,10 +128,5 @@ export class SimulatedPicoWDevice extends SimulatedBoard {
       },
     );
     this.refresh();
-  }
-
-  private cancelWake(): void {
-    this.wakeTimer?.cancel();
-    this.wakeTimer = undefined;
   }
 }

@@ -121,4 +121,18 @@ describe("the agent on a Pico W (rp2)", () => {
     assert.equal(d.resetCause, 3);
     assert.equal(lastState(d).wake, "other");
   });
+
+  test("a sleeper's deep sleep ends in a reboot the agent reports as wake other (no RTC memory kept)", async () => {
+    const d = new AgentDevice({ broker: broker.url, chip: "rp2", id: "pico-sleepy", sleepSeconds: 1 });
+    devices.push(d);
+    const sleeping = d.waitFor("deepsleep");
+    await d.powerOn();
+    assert.equal((await sleeping).ms, 1000);
+    assert.deepEqual(lastState(d).wake, "power");
+    // Registered before the 1 s timer fires: the next state is the one after the wake.
+    await d.waitFor("published", (m) => m.topic.endsWith("/state"));
+    assert.equal(d.resetCause, 3, "WDT_RESET after the light sleep's reset");
+    assert.equal(lastState(d).wake, "other");
+    assert.equal(d.rtc.length, 0);
+  });
 });

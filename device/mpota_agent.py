@@ -1,19 +1,22 @@
 # mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
 # with the app loader, mpota_appget.py). Needs mpota_cmd.py, mpota_config.py,
-# umqtt.simple, ota.py (ESP8266); see README.md.
+# umqtt.simple, ota.py (ESP8266) or mpota_rp2.py (Pico W); see README.md.
 import gc
 import json
 import os
 import sys
 import time
 
-import esp
 import machine
 import network
 from binascii import hexlify
 from mpota_cmd import Guard
 from umqtt.simple import MQTTClient
 
+try:
+    import esp
+except ImportError:
+    esp = None  # rp2 (mpota_rp2)
 try:
     import ota  # yaota8266's entry: the ESP8266's only
 except ImportError:
@@ -78,6 +81,10 @@ class Agent:
             from mpota_pull import Pull  # never loaded on the ESP8266
 
             p = self.p = Pull(self)  # sets fw and wake
+        elif not esp:
+            from mpota_rp2 import ident
+
+            self.fw, self.wake = ident()
         else:
             self.fw = firmware_id(self.app)
             if self.fw is None:
@@ -207,7 +214,8 @@ class Agent:
         s = {"v": 2, "fw": self.fw, "ip": self.ip, "wake": self.wake, "sleep": self.sleep_s}
         s["seq"] = self.g.seq
         s["keys"] = self.g.kids()
-        s["flash"] = esp.flash_size()
+        if esp:
+            s["flash"] = esp.flash_size()
         s["mem"] = gc.mem_free()
         try:
             s["ver"] = os.uname().version
@@ -223,7 +231,7 @@ class Agent:
             s["v"] = 3
             s["app"] = self.ap
             if not self.p:
-                s["chip"] = "esp8266"
+                s["chip"] = sys.platform
         return json.dumps(s)
 
     def _vbat(self):
@@ -277,7 +285,10 @@ class Agent:
             return
         if p:
             return p.take(c)
-        err = g.downgrade(c) or self._refuse(c.get("size", 0))
+        if esp:
+            err = g.downgrade(c) or self._refuse(c.get("size", 0))
+        else:
+            from mpota_rp2 import REFUSE as err
         if not g.commit(c, None if err else c.get("ver")):
             return
         if err:
@@ -293,7 +304,7 @@ class Agent:
     def _v3(self, c):
         # The fields of op pull (the ESP32's) or app (with the app loader).
         if c["op"] == "pull":
-            return self.p and self.p.fields(c)
+            return self.p.fields(c) if self.p else not esp  # rp2: to refuse
         return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
 
     def _resume(self):

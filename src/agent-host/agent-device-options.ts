@@ -6,6 +6,7 @@ import type { DeviceFilesystem, FilesystemKind } from "./device-filesystem.ts";
 import type { Esp32BoardPort } from "./esp32-board-port.ts";
 import type { FlashSource } from "./flash-source.ts";
 import type { MicroPythonRelease } from "./micropython-release.ts";
+import type { BoardChip } from "./worker-protocol.ts";
 
 export interface WifiOptions {
   /** WLAN.isconnected() (default true: the ESP8266 keeps its WiFi credentials). */
@@ -21,23 +22,26 @@ export interface WifiOptions {
 export interface AgentDeviceOptions {
   /** The broker the agent connects to: `mqtt://[user:password@]host[:port]` or its parts. */
   broker: string | BrokerAddress;
-  /** The device's flash: a Uint8Array (read live), a file path, or a {@link FlashSource}; an ESP32 reads its board's. */
+  /** The device's flash: a Uint8Array (read live), a file path, or a {@link FlashSource}; an ESP32 reads its board's; rp2 has none to read. */
   flash?: Uint8Array | string | FlashSource;
   /**
    * The chip (default "esp8266"). "esp32" gives the interpreter the ESP32's
    * modules (machine values, esp, esp32.Partition on `esp32`, sys.platform,
-   * os.uname) and needs `esp32`.
+   * os.uname) and needs `esp32`; "rp2" a Raspberry Pi Pico W's
+   * (python-rp2-fakes.ts: no esp module, no RTC memory, no flash to read).
    */
-  chip?: "esp8266" | "esp32";
+  chip?: BoardChip;
   /**
    * The ESP32's board (the emulator's Esp32Board): flash, partition table,
    * otadata. Its bootloader is not run here: whoever boots the device (the
    * simulator) runs it, so `autoRestart` and `autoWake` default to false.
    */
   esp32?: Esp32BoardPort;
+  /** rp2: MICROPY_HW_BOARD_NAME of the build (default "Raspberry Pi Pico W"; os.uname().machine adds " with RP2040"). */
+  boardName?: string;
   /** DEVICE_ID in mpota_config.py; default none, so the agent uses the hex of unique_id(). */
   id?: string;
-  /** machine.unique_id(), 4 bytes (ESP32: 6, the MAC); default derived from `id`. */
+  /** machine.unique_id(), 4 bytes (ESP32: 6, the MAC; rp2: 8, the flash chip's id); default derived from `id`. */
   uniqueId?: Uint8Array;
   /** RTC memory at the first power-on (default empty). */
   rtc?: Uint8Array;

@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { hasRtcMagic, RTC_MEMORY_MAX } from "../firmware/rtc-memory.ts";
+import { hasRtcMagic } from "../firmware/rtc-memory.ts";
 import { type Clock, systemClock, type Timer } from "../net/clock.ts";
 import type { AgentDeviceEvents, DevicePhase } from "./agent-device-events.ts";
 import { agentDeviceFiles } from "./agent-device-files.ts";
 import { type AgentDeviceOptions, DEFAULT_WIFI, type WifiOptions } from "./agent-device-options.ts";
 import { AgentHostError } from "./agent-host-error.ts";
+import { BOARD_PORTS, type BoardPort } from "./board-ports.ts";
 import { type BrokerAddress, parseBroker } from "./broker-address.ts";
 import { DeviceFilesystem } from "./device-filesystem.ts";
 import { DeviceSockets, Errno } from "./device-sockets.ts";
@@ -16,15 +17,12 @@ import { PowerCut } from "./fs-step.ts";
 import { DEFAULT_MICROPYTHON, MICROPYTHON_BUILDS } from "./micropython-release.ts";
 import { ModelledDelay } from "./modelled-delay.ts";
 import { decodePublish, MqttPacketReader, MqttPacketType, type PublishedMessage } from "./mqtt-packets.ts";
-import { ResetCause } from "./reset-cause.ts";
 import { WorkerLink } from "./worker-link.ts";
 import type { HostCall, HostReply, RunOutcome, WorkerEvent } from "./worker-protocol.ts";
 
 // The device's public surface, defined beside it: importers of the device keep one place to import from.
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
-/** MICROPY_HW_RTC_USER_MEM_MAX of the ESP32 port. */
-const ESP32_RTC_MEMORY_MAX = 2048;
 
 /**
  * One simulated ESP8266 running the unmodified device agent under real
@@ -49,7 +47,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   private readonly options: AgentDeviceOptions;
   private readonly broker: BrokerAddress;
   private readonly flash: FlashSource;
-  private readonly rtcMax: number;
+  private readonly port: BoardPort;
   private readonly uniqueId: Uint8Array;
   private readonly clock: Clock;
   private readonly sockets: DeviceSockets;
@@ -63,7 +61,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   private wakeTimer: Timer | undefined;
   private currentPhase: DevicePhase = "off";
   private bootCount = 0;
-  private bootCause: number = ResetCause.PWRON_RESET;
+  private bootCause: number;
   private battery: number | undefined;
   private firstPowerOn = true;
   private wifiOverride: Partial<WifiOptions> = {};
@@ -73,16 +71,18 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
     this.options = options;
     this.broker = parseBroker(options.broker);
     const esp32 = options.chip === "esp32";
+    this.port = BOARD_PORTS[options.chip ?? "esp8266"];
+    this.bootCause = this.port.powerOnCause;
     if (esp32 && !options.esp32) {
       throw new AgentHostError(
         "A simulated ESP32 needs its board (the esp32 option: the emulator's Esp32Board).",
       );
     }
-    const flash = esp32 ? options.esp32 : options.flash;
+    // A Pico W's agent reads no flash (the rp2 port has no esp module).
+    const flash = esp32 ? options.esp32 : options.chip === "rp2" ? new Uint8Array(0) : options.flash;
     if (!flash) throw new AgentHostError("A simulated ESP8266 needs its flash (the flash option).");
     this.flash = flashSource(flash);
-    const idLength = esp32 ? 6 : 4;
-    this.rtcMax = esp32 ? ESP32_RTC_MEMORY_MAX : RTC_MEMORY_MAX;
+    const idLength = this.port.idLength;
     this.uniqueId =
       options.uniqueId ??
       createHash("sha256")
@@ -91,7 +91,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         .subarray(0, idLength);
     if (this.uniqueId.length !== idLength) {
       throw new AgentHostError(
-        `machine.unique_id() of an ${esp32 ? "ESP32" : "ESP8266"} is ${idLength} bytes, not ${this.uniqueId.length}.`,
+        `machine.unique_id() of ${this.port.label} is ${idLength} bytes, not ${this.uniqueId.length}.`,
       );
     }
     this.rtcBytes = new Uint8Array(0);
@@ -133,8 +133,10 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   }
 
   set rtc(value: Uint8Array) {
-    if (value.length > this.rtcMax) {
-      throw new AgentHostError(`RTC user memory holds at most ${this.rtcMax} bytes, not ${value.length}.`);
+    if (value.length > this.port.rtcMax) {
+      throw new AgentHostError(
+        `RTC user memory of ${this.port.label} holds at most ${this.port.rtcMax} bytes, not ${value.length}.`,
+      );
     }
     this.rtcBytes = value.slice();
   }
@@ -153,8 +155,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
   powerOn(): Promise<void> {
     if (!this.firstPowerOn) this.rtcBytes = new Uint8Array(0);
     this.firstPowerOn = false;
-    // The ESP32 port numbers PWRON_RESET 1 (modmachine.c), the ESP8266 0.
-    return this.boot(this.options.chip === "esp32" ? 1 : ResetCause.PWRON_RESET);
+    return this.boot(this.port.powerOnCause);
   }
 
   /**
@@ -202,6 +203,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
           this.options.version ?? MICROPYTHON_BUILDS[this.options.micropython ?? DEFAULT_MICROPYTHON].banner,
         chip: this.options.chip ?? "esp8266",
         ...(this.options.esp32 ? { boardName: this.options.esp32.boardName } : {}),
+        ...(this.options.boardName ? { boardName: this.options.boardName } : {}),
       });
       await booted;
     } catch (error) {
@@ -392,7 +394,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         this.emit("reset", { rtc: this.rtc, ota });
         if (ota) this.emit("ota", { rtc: this.rtc });
         this.emit("ended", { kind: "reset", rtc: this.rtc, ota });
-        if (!ota && this.autoRestart) this.bootLater(ResetCause.SOFT_RESET, 0);
+        if (!ota && this.autoRestart) this.bootLater(this.port.resetCause, 0);
         return;
       }
       case "deepsleep":
@@ -400,7 +402,7 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
         this.emit("deepsleep", { ms: outcome.ms });
         this.emit("ended", { kind: "deepsleep", ms: outcome.ms });
         if (outcome.ms !== null && this.autoWake) {
-          this.bootLater(ResetCause.DEEPSLEEP_RESET, outcome.ms);
+          this.bootLater(this.port.wakeCause, outcome.ms);
         }
         return;
       case "exit":
@@ -416,11 +418,11 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
 
   /** An ESP32's resets go through its bootloader, which the caller runs: no automatic boot by default. */
   private get autoRestart(): boolean {
-    return this.options.autoRestart ?? this.options.chip !== "esp32";
+    return this.options.autoRestart ?? this.port.restartsItself;
   }
 
   private get autoWake(): boolean {
-    return this.options.autoWake ?? this.options.chip !== "esp32";
+    return this.options.autoWake ?? this.port.restartsItself;
   }
 
   private bootLater(cause: number, ms: number): void {

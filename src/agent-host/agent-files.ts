@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FileError } from "../errors.ts";
+import type { BoardChip } from "./worker-protocol.ts";
 
 /** The project's device/ folder: the agent a user copies to the board. */
 export const DEVICE_DIR = fileURLToPath(new URL("../../device/", import.meta.url));
@@ -18,6 +19,14 @@ export const ESP32_AGENT_FILES = [
   "mpota_agent.py",
   "mpota_cmd.py",
   "mpota_pull.py",
+  "lib/umqtt/simple.py",
+] as const;
+
+/** A Pico W's (rp2): no firmware updater at all; mpota updates its app only. */
+export const RP2_AGENT_FILES = [
+  "mpota_agent.py",
+  "mpota_cmd.py",
+  "mpota_rp2.py",
   "lib/umqtt/simple.py",
 ] as const;
 
@@ -58,11 +67,11 @@ export function readDeviceFile(path: string, dir: string = DEVICE_DIR): string {
 /** The unmodified agent files, keyed by their path on the device; with `apps`, the app loader and updater too. */
 export function readAgentFiles(
   dir: string = DEVICE_DIR,
-  chip: "esp8266" | "esp32" = "esp8266",
+  chip: BoardChip = "esp8266",
   apps = false,
 ): Record<string, string> {
   const files: Record<string, string> = {};
-  for (const path of chip === "esp32" ? ESP32_AGENT_FILES : AGENT_FILES)
+  for (const path of chip === "esp32" ? ESP32_AGENT_FILES : chip === "rp2" ? RP2_AGENT_FILES : AGENT_FILES)
     files[path] = readDeviceFile(path, dir);
   if (apps) for (const path of APP_FILES) files[path] = readDeviceFile(path, dir);
   return files;

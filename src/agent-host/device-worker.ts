@@ -1,13 +1,13 @@
 /**
- * Worker entry: one simulated ESP8266 running MicroPython 1.27 (wasm). Each
+ * Worker entry: one simulated board (ESP8266, ESP32, Pico W) running MicroPython 1.27 (wasm). Each
  * `boot` message starts a fresh interpreter (only one exists at a time in
  * this thread) with the fake modules and the carried RTC memory, mounts the
  * device filesystem (kept by the main thread) at "/", runs boot.py and
  * main.py, and reports how the run ended.
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
-import { ESP32_HOST_MODULES, esp32Uname } from "./python-esp32-fakes.ts";
-import { HOST_MODULES, preludeSource, runScriptSource } from "./python-fakes.ts";
+import { boardModules } from "./board-modules.ts";
+import { runScriptSource } from "./python-fakes.ts";
 import { FILESYSTEM_MODULE } from "./python-fs-fake.ts";
 import { callHostSync } from "./sync-call.ts";
 import type {
@@ -117,9 +117,9 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
   });
 
   // The fake C modules are imported from the wasm port's own filesystem, which the prelude then replaces.
-  const esp32 = boot.chip === "esp32";
+  const board = boardModules(boot);
   const hostFiles: Record<string, string> = {
-    ...(esp32 ? ESP32_HOST_MODULES : HOST_MODULES),
+    ...board.files,
     [FILESYSTEM_MODULE.path]: FILESYSTEM_MODULE.source,
   };
   for (const [path, text] of Object.entries(hostFiles)) {
@@ -128,15 +128,7 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     if (dir) mp.FS.mkdirTree(dir);
     mp.FS.writeFile(full, text);
   }
-  mp.runPython(
-    esp32
-      ? preludeSource(
-          boot.version,
-          esp32Uname(boot.boardName ?? "Generic ESP32 module"),
-          "_mpota_sys, machine, esp, esp32, network, socket",
-        )
-      : preludeSource(boot.version),
-  );
+  mp.runPython(board.prelude);
   post({ type: "booted" });
 
   for (const script of ["boot.py", "main.py"]) {

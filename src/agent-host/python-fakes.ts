@@ -245,8 +245,8 @@ _s.modules["sys"] = _s.modules["usys"] = _s.modules["_mpota_sys"]
 `;
 }
 
-/** sys.implementation._mpy of MicroPython 1.27: the ESP8266 (xtensa), the ESP32 (xtensawin). */
-export const BOARD_MPY = { esp8266: 0x2706, esp32: 0x2b06 } as const;
+/** sys.implementation._mpy of MicroPython 1.27: the ESP8266 (xtensa), the ESP32 (xtensawin), the Pico W (armv6m). */
+export const BOARD_MPY = { esp8266: 0x2706, esp32: 0x2b06, rp2: 0x1306 } as const;
 
 /** /lib modules written into every simulated device. */
 export const HOST_MODULES: Record<string, string> = {

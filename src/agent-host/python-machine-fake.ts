@@ -8,14 +8,30 @@
 export interface MachinePort {
   /** The reset-cause constants (and any other module constants), as Python lines. */
   constants: string;
-  /** MICROPY_HW_RTC_USER_MEM_MAX: ESP8266 492, ESP32 2048. */
-  rtcMax: number;
+  /** MICROPY_HW_RTC_USER_MEM_MAX: ESP8266 492, ESP32 2048; null: no RTC.memory() (rp2's RTC keeps the time only). */
+  rtcMax: number | null;
   /** machine.freq() at boot. */
   freq: number;
   /** Pin.IN, OUT, OPEN_DRAIN, PULL_UP ... as class-body lines. */
   pinConstants: string;
   /** More module code (ADC, soft_reset ...). */
   extra: string;
+}
+
+const RTC_WITHOUT_MEMORY = `class RTC:
+    pass`;
+
+function rtcWithMemory(max: number): string {
+  return `class RTC:
+    def memory(self, data=None):
+        if data is None:
+            return unhexlify(_h.rtc_get())
+        if isinstance(data, str):
+            data = data.encode()
+        data = bytes(data)
+        if len(data) > ${max}:
+            raise ValueError("buffer too long")
+        _h.rtc_set(hexlify(data).decode())`;
 }
 
 /** A port's `machine` module: its constants and extras around what both ports' fakes share. */
@@ -72,16 +88,7 @@ def enable_irq(state=0):
     pass
 
 
-class RTC:
-    def memory(self, data=None):
-        if data is None:
-            return unhexlify(_h.rtc_get())
-        if isinstance(data, str):
-            data = data.encode()
-        data = bytes(data)
-        if len(data) > ${port.rtcMax}:
-            raise ValueError("buffer too long")
-        _h.rtc_set(hexlify(data).decode())
+${port.rtcMax === null ? RTC_WITHOUT_MEMORY : rtcWithMemory(port.rtcMax)}
 
 
 class Pin:

@@ -3,13 +3,16 @@
  * runs one MicroPython interpreter at a time. Byte strings travel as hex.
  */
 
+/** The ports a simulated device can be: the ESP8266, the ESP32, the rp2 (a Pico W). */
+export type BoardChip = "esp8266" | "esp32" | "rp2";
+
 /** Starts a fresh interpreter: one boot of the simulated device. */
 export interface BootRequest {
   type: "boot";
   resetCause: number;
   /** RTC user memory carried over from the previous run, hex. */
   rtc: string;
-  /** 4 bytes, hex. */
+  /** 4 bytes (ESP32: 6, rp2: 8), hex. */
   uniqueId: string;
   flashSize: number;
   flashUserStart: number;
@@ -17,8 +20,8 @@ export interface BootRequest {
   /** `os.uname().version` */
   version: string;
   /** The chip whose modules the interpreter gets (default esp8266). */
-  chip?: "esp8266" | "esp32";
-  /** ESP32: MICROPY_HW_BOARD_NAME of the build (os.uname().machine is "<board> with ESP32"). */
+  chip?: BoardChip;
+  /** ESP32, rp2: MICROPY_HW_BOARD_NAME of the build (os.uname().machine is "<board> with <MCU>"). */
   boardName?: string;
 }
 

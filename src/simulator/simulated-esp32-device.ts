@@ -4,10 +4,10 @@ import type { BrokerAddress } from "../agent-host/broker-address.ts";
 import { Esp32Board } from "../emulator/esp32-board.ts";
 import { ESP32_RESET_CAUSE, type Esp32ResetKind } from "../emulator/esp32-bootloader.ts";
 import type { Esp32PartitionTable } from "../emulator/esp32-partition-table.ts";
-import { type Clock, systemClock, type Timer } from "../net/clock.ts";
-import { SimulatedBoard } from "./simulated-board.ts";
+import { type Clock, systemClock } from "../net/clock.ts";
+import { SelfBootedBoard } from "./self-booted-board.ts";
 import type { SimulatedDeviceSummary } from "./simulated-device.ts";
-import { ESP32_WAKE_NAMES, type SimulatedStatus } from "./simulated-events.ts";
+import { ESP32_WAKE_NAMES } from "./simulated-events.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
 /**
@@ -53,7 +53,7 @@ const MAX_PANICS = 8;
  * without reading otadata, and a firmware whose behaviour is `crash` panics
  * so the bootloader rolls back at the next boot.
  */
-export class SimulatedEsp32Device extends SimulatedBoard {
+export class SimulatedEsp32Device extends SelfBootedBoard {
   readonly id: string;
   readonly board: Esp32Board;
   readonly agent: AgentDevice;
@@ -67,9 +67,6 @@ export class SimulatedEsp32Device extends SimulatedBoard {
   private updateCount = 0;
   private bootCount = 0;
   private panics = 0;
-  private asleep = false;
-  private powered = false;
-  private wakeTimer: Timer | undefined;
 
   constructor(options: SimulatedEsp32Options) {
     super();
@@ -102,12 +99,7 @@ export class SimulatedEsp32Device extends SimulatedBoard {
     });
     this.wireAgent(this.agent);
     this.agent.on("reset", () => this.chipReset("software"));
-    this.agent.on("deepsleep", ({ ms }) => this.deepSleep(ms));
-    this.agent.on("ended", (end) => {
-      // MicroPython prints the traceback and sits at the REPL; nothing resets the chip.
-      if (end.kind === "exit") this.halt("main.py ended; the board sits at the REPL");
-      else if (end.kind === "crash") this.halt(`main.py raised: ${end.error}`);
-    });
+    this.wireSleepAndEnd(this.agent);
   }
 
   /** The identity (first 32 hex digits of the ELF SHA-256) of the app that runs or ran last. */
@@ -170,13 +162,6 @@ export class SimulatedEsp32Device extends SimulatedBoard {
     this.boot(kind);
   }
 
-  /** Fires the RTC timer of a sleeping device now (a deep-sleep wake). Does nothing unless it sleeps. */
-  wake(): void {
-    if (this.closing || !this.asleep) return;
-    this.cancelWake();
-    this.boot("deepsleep");
-  }
-
   /** Powers off for good and releases the worker. */
   async stop(): Promise<void> {
     if (this.closing) return;
@@ -188,29 +173,14 @@ export class SimulatedEsp32Device extends SimulatedBoard {
     this.setStatus("off");
   }
 
-  protected derivedStatus(): SimulatedStatus {
-    if (!this.powered) return "off";
-    if (this.haltedWith !== undefined) return "halted";
-    if (this.asleep) return "sleeping";
-    return this.agent.phase === "running" ? "awake" : "booting";
+  /** The RTC timer fires: the bootloader boots the partition that ran before, without reading otadata. */
+  protected wakeUp(): void {
+    this.boot("deepsleep");
   }
 
   private chipReset(kind: Esp32ResetKind): void {
     if (this.closing) return;
     this.boot(kind);
-  }
-
-  private deepSleep(ms: number | null): void {
-    if (this.closing) return;
-    this.asleep = true;
-    this.emit({ type: "deepsleep", ms });
-    this.refresh();
-    this.cancelWake();
-    if (ms === null) return;
-    this.wakeTimer = this.clock.setTimer(ms, () => {
-      this.wakeTimer = undefined;
-      if (!this.closing && this.asleep) this.boot("deepsleep");
-    });
   }
 
   private boot(kind: Esp32ResetKind): void {
@@ -273,10 +243,5 @@ export class SimulatedEsp32Device extends SimulatedBoard {
       });
     } else void start();
     this.refresh();
-  }
-
-  private cancelWake(): void {
-    this.wakeTimer?.cancel();
-    this.wakeTimer = undefined;
   }
 }

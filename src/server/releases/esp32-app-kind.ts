@@ -6,6 +6,7 @@ import { refusalMessage } from "../../firmware/preflight.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
+import { refuseAppOnlyChip } from "./app-only-chips.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";
 import type { CheckedRelease, ReleaseKind, UploadOptions } from "./release-kind.ts";
 
@@ -88,6 +89,7 @@ export const esp32AppKind: ReleaseKind = {
    */
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
     const chip = parseEsp32AppImage(artifact, source).chip;
+    refuseAppOnlyChip(state, source);
     if (state.v < 3 || state.chip === undefined) {
       throw new RequestError(
         `${source}: the device reports contract v${state.v}${state.chip ? "" : " without its chip"}, so it cannot fetch an ${chip.label} image into its other slot. Install the current agent (device/ of mpota, contract v3) on it first; an ESP8266 cannot run an ${chip.label} image at all.`,

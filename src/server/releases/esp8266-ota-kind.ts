@@ -3,6 +3,7 @@ import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
+import { refuseAppOnlyChip } from "./app-only-chips.ts";
 import { firmwareChecks } from "./firmware-checks.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";
 import type { CheckedRelease, ReleaseKind, UploadOptions } from "./release-kind.ts";
@@ -49,6 +50,7 @@ export const esp8266OtaKind: ReleaseKind = {
 
   /** The layout checks again, against the flash size the device reports (when it is one an ESP8266 has). */
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
+    refuseAppOnlyChip(state, source);
     // Only a v3 agent names its chip; one on an ESP32 cannot take an ESP8266 image.
     if (state.chip !== undefined && state.chip !== "esp8266") {
       throw new RequestError(

@@ -16,6 +16,17 @@ export interface RsaNumbers {
  * Node 22 and 24 do not deadlock; test/protocol/rsa-numbers.test.ts shows it.
  */
 export function rsaNumbers(key: KeyObject): RsaNumbers {
+  // A KeyObject never changes, and the server signs every command with the same one: read it once.
+  let numbers = read.get(key);
+  if (!numbers) {
+    numbers = numbersOf(key);
+    read.set(key, numbers);
+  }
+  // Copies: a caller may change what it gets.
+  return { n: Buffer.from(numbers.n), e: Buffer.from(numbers.e) };
+}
+
+function numbersOf(key: KeyObject): RsaNumbers {
   const publicKey = key.type === "public" ? key : createPublicKey(key);
   const copy = createPublicKey({
     key: publicKey.export({ type: "spki", format: "der" }),
@@ -25,3 +36,5 @@ export function rsaNumbers(key: KeyObject): RsaNumbers {
   const jwk = copy.export({ format: "jwk" });
   return { n: Buffer.from(jwk.n ?? "", "base64url"), e: Buffer.from(jwk.e ?? "", "base64url") };
 }
+
+const read = new WeakMap<KeyObject, RsaNumbers>();

@@ -22,6 +22,7 @@ WAKE = ("other", "power", "hard", "wdt", "deepsleep", "soft")
 RECS = ("/mpota_pull.0", "/mpota_pull.1")
 NOSLOT = "no OTA partition: this board has one app slot; reflash it with the OTA variant"
 BADSHA = "sha256 mismatch: the image was corrupted on the way; nothing was switched"
+LOW = "battery low"
 
 
 class Refused(Exception):
@@ -177,13 +178,16 @@ class Pull:
     def _refuse(self, size):
         if not self.to:
             return NOSLOT
-        a = self.a
-        v = a._vbat()
-        if a.vmin and v is not None and v < a.vmin:
-            return "battery low"
+        if self._low():
+            return LOW
         if size > self.slot:
             return "no room: size %d > the slot's %d bytes" % (size, self.slot)
         return None
+
+    def _low(self):
+        a = self.a
+        v = a._vbat()
+        return a.vmin and v is not None and v < a.vmin
 
     def _ack(self, d):
         self.a._pub("ack", json.dumps(d))
@@ -210,6 +214,10 @@ class Pull:
             h.update(buf if k == B else memoryview(buf)[:k])
             n += k
         try:
+            # Also when it resumes (a boot, a wake, a back-off): the battery
+            # may have run down since the command was taken.
+            if self._low():
+                raise OSError(LOW)
             if got < T:
                 if got:
                     print("mpota: job", job, "resumes at", got)
@@ -229,6 +237,9 @@ class Pull:
             w = min(60, 1 << self.tries)
             self.due = time.ticks_add(time.ticks_ms(), w * 1000)
             print("mpota: job %s stopped at %d of %d bytes (%r), again in %d s" % (job, r["got"], T, e, w))
+            if e.args and e.args[0] == LOW:
+                # The server hears why (a try that failed; it asks again later).
+                self._ack({"job": job, "error": LOW})
             return
         if hexlify(h.digest()).decode() != r["sha"]:
             return self._fail(job, BADSHA)
@@ -337,6 +348,8 @@ class Pull:
                 if blk % EVERY == 0 and got < T:
                     self._save()
                     self._ack({"job": r["job"], "got": got, "total": T})
+                    if self._low():
+                        raise OSError(LOW)
         return h, got
 
     # --- the record on flash ---

@@ -49,7 +49,12 @@ interface Rig {
 }
 
 /** A board flashed with firmware A (OTA layout unless `factory`), its agent online, and an image server. */
-async function rig(id: string, factory = false, sleepSeconds = 0): Promise<Rig> {
+async function rig(
+  id: string,
+  factory = false,
+  sleepSeconds = 0,
+  battery?: { vbat: number; minVbat: number },
+): Promise<Rig> {
   const board = new Esp32Board(factory ? { table: ESP32_FACTORY_TABLE } : {});
   board.writeImage(factory ? "factory" : "ota_0", imageA);
   const server = await ImageServer.start(id, PASSWORD);
@@ -60,9 +65,16 @@ async function rig(id: string, factory = false, sleepSeconds = 0): Promise<Rig> 
     broker: broker.url,
     id,
     commandKeys: [signer.modulusHex],
-    config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, RETRY_MS: 200 },
+    config: {
+      MQTT_USER: id,
+      MQTT_PASSWORD: PASSWORD,
+      RETRY_MS: 200,
+      // The ESP32 fake's ADC.read() is 12 bits over 3.3 V: this scale reads volts.
+      ...(battery ? { VBAT_ADC_SCALE: 3.3 / 4095 } : {}),
+    },
     files: { "mpota_pull.py": pullSource },
     sleepSeconds,
+    ...(battery ?? {}),
   });
   cleanups.push(() => d.close());
   board.boot("power-on");
@@ -280,6 +292,40 @@ describe("ESP32: an update by pull", () => {
       writes.slice(cutAt).every(([, o]) => o >= 131072),
       "nothing below the recorded point is written again",
     );
+    assert.equal(await rebootAfterReset(r), "ota_1");
+    assert.equal(states(r.d).at(-1).fw, fwB);
+  });
+
+  test("a pull resumed at boot with the battery below MIN_VBAT writes nothing and says so; charged, it goes on", async () => {
+    const r = await rig("e32-batt", false, 0, { vbat: 3.9, minVbat: 3.3 });
+    r.server.holdAfter = 150_000;
+    const writes = logWrites(r.board);
+    const second = r.d.waitFor(
+      "published",
+      (m) => m.topic.endsWith("/ack") && JSON.parse(m.payload.toString()).got === 131072,
+    );
+    await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
+    await second;
+    await r.d.powerOff();
+    r.board.powerOff();
+    const cutAt = writes.length;
+    // The battery ran down while the board was off.
+    r.d.vbat = 3.0;
+    r.board.boot("power-on");
+    const low = r.d.waitFor(
+      "published",
+      (m) => m.topic.endsWith("/ack") && JSON.parse(m.payload.toString()).error !== undefined,
+    );
+    await r.d.powerOn();
+    assert.deepEqual(JSON.parse((await low).payload.toString()), { job: job(r), error: "battery low" });
+    assert.equal(r.server.requests.length, 1, "no fetch while the battery is low");
+    assert.equal(writes.length, cutAt, "nothing written while the battery is low");
+    // Charged: after its back-off the agent goes on from its record by itself.
+    const reset = r.d.waitFor("ended", (e) => e.kind === "reset", 60_000);
+    r.d.vbat = 3.9;
+    await reset;
+    assert.equal(r.server.requests.at(-1)?.range, "bytes=131072-");
+    assert.ok(writes.slice(cutAt).every(([, o]) => o >= 131072));
     assert.equal(await rebootAfterReset(r), "ota_1");
     assert.equal(states(r.d).at(-1).fw, fwB);
   });

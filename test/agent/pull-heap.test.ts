@@ -96,8 +96,13 @@ class Slot:
 
 
 class Agent:
+    vmin = 3.3
+
     def _pub(self, sub, msg, retain=False):
         pass
+
+    def _vbat(self):
+        return 3.9
 
 
 p = object.__new__(mpota_pull.Pull)

@@ -170,6 +170,7 @@ async function main(): Promise<void> {
     { name: "busy, --compat, 256", link: "busy", mode: "compat", block: 256, baudRate: 115200 },
     { name: "poor, mpota, 256", link: "poor", mode: "mpota", block: 256, baudRate: 115200 },
     { name: "poor, --compat, 256", link: "poor", mode: "compat", block: 256, baudRate: 115200 },
+    { name: "poor, mpota, --block auto", link: "poor", mode: "mpota", block: "auto", baudRate: 115200 },
     { name: "lan, mpota, --block auto", link: "lan", mode: "mpota", block: "auto", baudRate: 115200 },
     {
       name: "lan ≤548 B, --block auto",

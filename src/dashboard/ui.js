@@ -41,6 +41,18 @@ export function releasesFor(device, firmware) {
   );
 }
 
+/**
+ * Why `release` cannot go to `device`, or null when it can as far as the page knows: the chips
+ * its kind serves (the release view's `chips`, the kind's own declaration; null: any chip, an app
+ * release) do not hold the device's chip. The server refuses the same device with its own words.
+ */
+export function notEligibleReason(device, release, firmware) {
+  if (!release?.chips) return null;
+  const chip = chipOf(device, firmware);
+  if (chip === null || release.chips.includes(chip)) return null;
+  return `its chip is ${chip}; ${release.name} ${release.version} is for ${release.chips.join(", ")} only`;
+}
+
 /** The newest release of each line for each chip (the store lists newest first), by "name chip". */
 export function newestByLine(firmware) {
   const out = new Map();

@@ -164,7 +164,7 @@ describe("ESP32 app images in the release store (HTTP upload)", () => {
       ],
       [
         v3,
-        "sensor 2.0 for lab: the image is for the ESP8266 (yaota8266), the device reports esp32. Pick a release built for esp32.",
+        "sensor 2.0 for lab: the release is built for esp8266, the device reports esp32. Pick a release built for esp32.",
         "sensor@2.0",
       ],
     ];

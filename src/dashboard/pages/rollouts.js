@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { bytes, duration, time } from "../format.js";
 import { ErrorText, html } from "../ui.js";
+import { eligibility, NotEligible } from "./rollout-eligible.js";
 
 /** Rollouts the list page keeps (the API's default page). */
 const LIST_LIMIT = 50;
@@ -179,6 +180,14 @@ function numberOrUndefined(text) {
   return text.trim() === "" ? undefined : Number(text);
 }
 
+/** The ids typed into the form's list, in order. */
+function deviceIds(text) {
+  return text
+    .split(/[\s,]+/)
+    .map((d) => d.trim())
+    .filter((d) => d !== "");
+}
+
 export function CreateRollout({ firmware, devices, onCreated }) {
   const lines = [...new Set(firmware.map((f) => f.name))];
   const [form, setForm] = useState({
@@ -214,11 +223,7 @@ export function CreateRollout({ firmware, devices, onCreated }) {
       allowDowngrade: form.allowDowngrade,
       onError: form.onError,
     };
-    if (form.by === "devices")
-      request.devices = form.devices
-        .split(/[\s,]+/)
-        .map((d) => d.trim())
-        .filter((d) => d !== "");
+    if (form.by === "devices") request.devices = deviceIds(form.devices);
     else if (form.by === "tag") request.tag = form.tag;
     else request.line = form.line || lines[0] || "";
     if (form.start) request.startAt = new Date(form.start).getTime();
@@ -231,7 +236,10 @@ export function CreateRollout({ firmware, devices, onCreated }) {
       setBusy(false);
     }
   };
-  const known = [...devices.keys()].sort();
+  // Only devices the chosen release can go to are offered; the others are listed with the reason.
+  const release = firmware.find((f) => f.id === chosenFirmware);
+  const { eligible, notEligible } = eligibility(devices, release, firmware);
+  const named = new Set(form.by === "devices" ? deviceIds(form.devices) : []);
   return html`<form class="rollout-form" onSubmit=${submit}>
     <div class="fields">
       <label>Firmware
@@ -248,8 +256,8 @@ export function CreateRollout({ firmware, devices, onCreated }) {
       </label>
       ${
         form.by === "devices"
-          ? html`<label class="wide">Device ids <input name="devices" list="rollout-known-devices" placeholder=${known.slice(0, 3).join(", ") || "kitchen, garden"} value=${form.devices} onInput=${set("devices")} />
-              <datalist id="rollout-known-devices">${known.map((id) => html`<option value=${id}></option>`)}</datalist>
+          ? html`<label class="wide">Device ids <input name="devices" list="rollout-known-devices" placeholder=${eligible.slice(0, 3).join(", ") || "kitchen, garden"} value=${form.devices} onInput=${set("devices")} />
+              <datalist id="rollout-known-devices">${eligible.map((id) => html`<option value=${id}></option>`)}</datalist>
               <span class="hint field-hint">In this order: the first ones form the first group.</span>
             </label>`
           : form.by === "tag"
@@ -261,6 +269,7 @@ export function CreateRollout({ firmware, devices, onCreated }) {
               </label>`
       }
     </div>
+    <${NotEligible} release=${release} notEligible=${notEligible} named=${named} by=${form.by} />
     <div class="fields">
       <label>Groups <input name="groups" value=${form.groups} onInput=${set("groups")} /><span class="hint field-hint">A number of devices, a share, or rest: "1, 10%, rest".</span></label>
       <label>Success threshold (%) <input name="success" type="number" step="any" class="narrow" value=${form.success} onInput=${set("success")} /></label>

@@ -83,6 +83,12 @@ export interface FirmwareView extends FirmwareRef {
   kind: string;
   /** The chip it is built for ("esp8266", "esp32", "esp32s3"): it goes only to devices of that chip. */
   target: string;
+  /**
+   * The chips (a device's `chip`) its kind serves: a device reporting
+   * another is refused ("takes app updates only", for a Pico W given a
+   * firmware). Null: any chip (an app release; its boards decide).
+   */
+  chips: string[] | null;
   checks: StoredVerdict[];
   /** Devices whose last state reports this firmware. */
   devices: number;

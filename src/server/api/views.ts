@@ -72,11 +72,11 @@ export function firmwareRef(record: FirmwareRecord): FirmwareRef {
   return { id: record.id, name: record.name, version: record.version };
 }
 
-/** `kind`: its release kind and the chip it is built for (the caller knows the kinds). */
+/** `kind`: its release kind, the chip it is built for and the chips its kind serves (the caller knows the kinds). */
 export function firmwareView(
   record: FirmwareRecord,
   devices: number,
-  kind: { kind: string; target: string },
+  kind: { kind: string; target: string; chips: string[] | null },
 ): FirmwareView {
   return {
     ...firmwareRef(record),
@@ -87,6 +87,7 @@ export function firmwareView(
     build: record.build,
     kind: kind.kind,
     target: kind.target,
+    chips: kind.chips,
     checks: record.checks,
     devices,
   };

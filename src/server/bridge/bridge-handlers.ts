@@ -86,10 +86,11 @@ function decodeImage(request: Record<string, unknown>): Uint8Array {
 /** The bridge's request handlers, over storage, the firmware library and the job runner. */
 export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
   const { storage, library, runner } = deps;
-  const kindOf = (f: FirmwareRecord) => ({
-    kind: library.kinds.of(f).name,
-    target: library.kinds.targetOf(f),
-  });
+  const kindOf = (f: FirmwareRecord) => {
+    const kind = library.kinds.of(f);
+    const chips = kind.chips === "any" ? null : [...kind.chips].sort();
+    return { kind: kind.name, target: library.kinds.targetOf(f), chips };
+  };
 
   const firmwareIndex = async () =>
     new Map((await storage.firmware.list()).map((f) => [f.id, f] as [string, FirmwareRecord]));

@@ -4,6 +4,7 @@ import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
+import { chipRefusal } from "../releases/chip-refusal.ts";
 import {
   DowngradeRefusedError,
   updateRefusalText,
@@ -69,10 +70,11 @@ export function unsignedRefusalText(deviceId: string): string {
 /**
  * The checks of a request to update a device, in the order a user meets
  * them: the device, its credential and agent, the release, a rollout that
- * holds the device, the versions, the address, and last what the release's
- * kind says of the device. Throws {@link RequestError} with the reason.
- * The artifact is read and checked here, once for the job (the release
- * cache keeps it for the job's later steps).
+ * holds the device, its hardware (the target of what it runs, the chip it
+ * reports against the kind's `chips`), the versions, the address, and last
+ * what the release's kind says of the device. Throws {@link RequestError}
+ * with the reason. The artifact is read and checked here, once for the job
+ * (the release cache keeps it for the job's later steps).
  */
 export async function checkJobRequest(
   d: JobRequestDeps,
@@ -125,6 +127,14 @@ export async function checkJobRequest(
       );
     }
   }
+  // A device whose chip the release's kind does not serve (a Pico W and any firmware): refused here, for every kind.
+  const chip = chipRefusal(
+    d.library.kinds,
+    firmware,
+    state.chip,
+    `${firmware.name} ${firmware.version} for ${deviceId}`,
+  );
+  if (chip !== undefined) throw new RequestError(chip);
   // An app the server never stored is still named by the board (its state's app name and version).
   const running =
     stored ??

@@ -46,6 +46,8 @@ export const appKind: ReleaseKind = {
     bytes.length >= HEADER.length && Buffer.from(bytes.subarray(0, HEADER.length)).equals(HEADER),
   owns: (release: FirmwareRecord) => release.kind === APP_KIND || release.build === APP_KIND,
   target: () => APP_KIND,
+  // The manifest's boards and the device's .mpy decide (checkDevice), not the chip.
+  chips: "any",
 
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     const manifest = appManifestOf(bytes, options.source);

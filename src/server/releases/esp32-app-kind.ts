@@ -6,7 +6,6 @@ import { refusalMessage } from "../../firmware/preflight.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
-import { refuseAppOnlyChip } from "./app-only-chips.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";
 import type { CheckedRelease, ReleaseKind, UploadOptions } from "./release-kind.ts";
 
@@ -42,7 +41,7 @@ export const esp32AppKind: ReleaseKind = {
   recognises: (bytes: Uint8Array) => isEsp32AppImage(bytes) || findMergedFirmware(bytes) !== null,
   owns: (release: FirmwareRecord) => ESP32_BUILDS.has(release.build),
   target: (release: FirmwareRecord) => release.build ?? ESP32_APP,
-  runsOn: (chip: string) => ESP32_BUILDS.has(chip),
+  chips: new Set(ESP32_CHIPS.map((c) => c.name)),
 
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     const result = preflightEsp32(bytes, { source: options.source });
@@ -85,11 +84,11 @@ export const esp32AppKind: ReleaseKind = {
    * Contract v3's state says what the device is: its chip, and how large
    * the app slot an update is written to (0: the board has one app slot, a
    * firmware flashed without the OTA partition table). A v1/v2 agent
-   * cannot pull at all: it would ignore the command.
+   * cannot pull at all: it would ignore the command. A device of a chip
+   * that is no ESP32 was refused before (`chips`, jobs/job-request.ts).
    */
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
     const chip = parseEsp32AppImage(artifact, source).chip;
-    refuseAppOnlyChip(state, source);
     if (state.v < 3 || state.chip === undefined) {
       throw new RequestError(
         `${source}: the device reports contract v${state.v}${state.chip ? "" : " without its chip"}, so it cannot fetch an ${chip.label} image into its other slot. Install the current agent (device/ of mpota, contract v3) on it first; an ESP8266 cannot run an ${chip.label} image at all.`,

@@ -1,9 +1,7 @@
 import { checkFlashSize, DEFAULT_FLASH_SIZE } from "../../firmware/flash-layout.ts";
 import { checkMd5Trailer } from "../../firmware/micropython-image.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
-import { RequestError } from "../base/request-error.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
-import { refuseAppOnlyChip } from "./app-only-chips.ts";
 import { firmwareChecks } from "./firmware-checks.ts";
 import { FirmwareIntegrityError } from "./firmware-files.ts";
 import type { CheckedRelease, ReleaseKind, UploadOptions } from "./release-kind.ts";
@@ -28,7 +26,7 @@ export const esp8266OtaKind: ReleaseKind = {
   recognises: () => true,
   owns: (release: FirmwareRecord) => ESP8266_BUILDS.has(release.build),
   target: () => "esp8266",
-  runsOn: (chip: string) => chip === "esp8266",
+  chips: new Set(["esp8266"]),
 
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     const checked = firmwareChecks(bytes, {
@@ -48,15 +46,12 @@ export const esp8266OtaKind: ReleaseKind = {
     }
   },
 
-  /** The layout checks again, against the flash size the device reports (when it is one an ESP8266 has). */
+  /**
+   * The layout checks again, against the flash size the device reports
+   * (when it is one an ESP8266 has). A device of another chip was refused
+   * before (`chips`, jobs/job-request.ts).
+   */
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
-    refuseAppOnlyChip(state, source);
-    // Only a v3 agent names its chip; one on an ESP32 cannot take an ESP8266 image.
-    if (state.chip !== undefined && state.chip !== "esp8266") {
-      throw new RequestError(
-        `${source}: the image is for the ESP8266 (yaota8266), the device reports ${state.chip}. Pick a release built for ${state.chip}.`,
-      );
-    }
     if (state.flash === undefined || !isFlashSize(state.flash)) return;
     firmwareChecks(artifact, { flashSize: state.flash, source });
   },

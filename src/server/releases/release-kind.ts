@@ -10,7 +10,7 @@ import type { FirmwareRecord, StoredVerdict } from "../storage/storage.ts";
  * reports once it runs it), whether a device can take it, and which
  * delivery (deliveries/delivery.ts) brings it there. The ESP8266 yaota8266
  * image (esp8266-ota-kind.ts) and the ESP32 app for the other OTA slot
- * (esp32-app-kind.ts).
+ * (esp32-app-kind.ts), and app releases of Python files (app-kind.ts).
  */
 
 export interface UploadOptions {
@@ -81,8 +81,14 @@ export interface ReleaseKind {
    * another. Without it, the kind's name.
    */
   target?(release: FirmwareRecord): string;
-  /** Whether a device reporting this `chip` (contract v3's state) runs releases of this kind. */
-  runsOn?(chip: string): boolean;
+  /**
+   * The chips (contract v3's `chip`) whose devices take releases of this
+   * kind, or "any" (an app release goes wherever the agent runs). A job
+   * request refuses a device reporting another chip, once for every kind
+   * (releases/chip-refusal.ts); rollouts leave such devices out and the
+   * dashboard offers only devices of these chips (the release view's `chips`).
+   */
+  readonly chips: ReadonlySet<string> | "any";
   /** Checks an upload; throws {@link RequestError} listing every cause and fix. */
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease;
   /** Throws FirmwareIntegrityError unless `bytes` are the artifact with this identity. */
@@ -146,9 +152,9 @@ export class ReleaseKinds {
     return kind.target?.(release) ?? kind.name;
   }
 
-  /** The kind a device reporting `chip` runs, when one says so. */
+  /** The kind a device reporting `chip` runs: the first that names the chip (an app kind serves any, naming none). */
   forChip(chip: string | undefined): ReleaseKind | undefined {
-    return chip === undefined ? undefined : this.all.find((k) => k.runsOn?.(chip));
+    return chip === undefined ? undefined : this.all.find((k) => k.chips !== "any" && k.chips.has(chip));
   }
 
   /**

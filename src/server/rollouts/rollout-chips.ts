@@ -1,8 +1,9 @@
-/** Which selected devices a release cannot go to because it is built for another chip. */
+/** Which selected devices a release cannot go to: another chip (the kind's `chips`), or what the kind checks. */
 
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
 import { RequestError } from "../base/request-error.ts";
+import { appOnlyChip, chipRefusal, servesChip } from "../releases/chip-refusal.ts";
 import type { ReleaseKind, ReleaseKinds } from "../releases/release-kind.ts";
 import type { FirmwareRecord } from "../storage/storage.ts";
 
@@ -30,9 +31,38 @@ function deviceTarget(
     const target = kinds.targetOf(running);
     return { target, fits: target === kinds.targetOf(release) };
   }
-  const runsOn = kinds.of(release).runsOn;
-  if (c.chip === undefined || !runsOn) return undefined;
-  return { target: c.chip, fits: runsOn(c.chip) };
+  if (c.chip === undefined) return undefined;
+  return { target: c.chip, fits: servesChip(kinds.of(release), c.chip) };
+}
+
+/**
+ * A selection holding devices whose chip only app releases serve (a Pico W,
+ * given a firmware) is refused in the job request's words (chip-refusal.ts)
+ * when the user named them, or when no other device is left; from a tag or
+ * a line they are left out, as devices of another chip are.
+ */
+function refuseAppOnly(
+  kinds: ReleaseKinds,
+  release: FirmwareRecord,
+  others: readonly ChipCandidate[],
+  named: boolean,
+): void {
+  const refused = others.flatMap((c) => {
+    if (c.chip === undefined || !appOnlyChip(kinds, c.chip)) return [];
+    const why = chipRefusal(
+      kinds,
+      release,
+      c.chip,
+      `${release.name} ${release.version} for ${shorten(c.id)}`,
+    );
+    return why === undefined ? [] : [why];
+  });
+  const first = refused[0];
+  if (first === undefined) return;
+  const more = refused.length - 1;
+  throw new RequestError(
+    `Refused: ${first}${more > 0 ? ` ${more} more selected device${more === 1 ? " takes" : "s take"} app updates only too.` : ""}${named ? ` Leave ${refused.length === 1 ? "it" : "them"} out of the list.` : ""}`,
+  );
 }
 
 /**
@@ -52,12 +82,17 @@ export function byChip<C extends ChipCandidate>(
   const target = kinds.targetOf(release);
   const fit: C[] = [];
   const other = new Map<string, string[]>();
+  const others: C[] = [];
   for (const c of candidates) {
     const found = deviceTarget(kinds, release, c, store);
     if (!found || found.fits) fit.push(c);
-    else other.set(found.target, [...(other.get(found.target) ?? []), c.id]);
+    else {
+      other.set(found.target, [...(other.get(found.target) ?? []), c.id]);
+      others.push(c);
+    }
   }
   if (other.size === 0) return { fit, leftOut: undefined };
+  if (named || fit.length === 0) refuseAppOnly(kinds, release, others, named);
   const what = `${release.name} ${release.version} is built for ${target}`;
   const lists = [...other.entries()].map(
     ([chip, ids]) =>

@@ -47,6 +47,7 @@ export const bundleKind: ReleaseKind = {
   recognises: (bytes) =>
     Buffer.from(bytes.subarray(0, BUNDLE_MAGIC.length)).toString("latin1") === BUNDLE_MAGIC,
   owns: (release: FirmwareRecord) => release.build === "bundle",
+  chips: "any",
   check(bytes: Uint8Array, options: UploadOptions): CheckedRelease {
     if (!bundleKind.recognises(bytes)) {
       throw new RequestError(

@@ -159,6 +159,8 @@ def run(a):
         a.at += 1
         w = min(60, 1 << a.at)
         a.ad = time.ticks_add(time.ticks_ms(), w * 1000)
+        # An errno not named on the way is the flash's, or the broker link's
+        # (a ping, a report): then the ack below cannot go out either.
         e = _clean(why(e, "flash error"))
         print("mpota: job %s stopped at file %d of %d (%s), again in %d s" % (job, p["files"], p["of"], e, w))
         try:

@@ -24,6 +24,7 @@ class Lean:
         self.sleep_s = c("SLEEP", 0)
         self.vmin = c("MIN_VBAT", 0)
         self.scale = c("VBAT_ADC_SCALE")
+        self.ka = c("KEEPALIVE", 60)
         self.t0 = time.ticks_ms()
         self.at = 0
         self.ad = self.t0
@@ -36,9 +37,6 @@ class Lean:
     def _vbat(self):
         # VBAT_ADC_SCALE only: a vbat function given to the agent in main.py is not known here.
         return round(machine.ADC(0).read() * self.scale, 2) if self.scale else None
-
-    def _pub(self, sub, msg, retain=False):
-        self.mq.publish(self.base + sub, msg, retain, 1)
 
     def connect(self):
         w = network.WLAN(network.STA_IF)
@@ -61,38 +59,47 @@ class Lean:
         # CONNECT (MQTT 3.1.1), as umqtt.simple sends it for the agent: a clean
         # session, the will (status "offline", retained, QoS 1), user and
         # password when a user is set.
-        ka = c("KEEPALIVE", 60)
+        ka = self.ka
         b = b"\0\4MQTT\4" + bytes((0x2E | (0xC0 if u else 0), ka >> 8, ka & 255)) + _s(self.id)
         b += _s(self.base + "status") + _s("offline")
         if u:
             b += _s(u) + _s(c("MQTT_PASSWORD") or "")
-        self._send(0x10, b)
-        r = s.read(4)
-        if not r or r[0] != 0x20 or r[3]:
+        r = self._send(0x10, b)
+        if r[3]:
             raise OSError("the broker refused the update boot's connection: %r" % r)
         self.up = True
 
     # umqtt.simple would cost 5.6 KB of heap as .py (the 1 MiB and OTA
     # builds do not freeze it); the update boot needs only CONNECT, PUBLISH
-    # at QoS 1 and DISCONNECT. mpota_appjob calls a.mq.disconnect().
+    # at QoS 1, PINGREQ and DISCONNECT. mpota_appjob calls a.mq.disconnect()
+    # and a.mq.ping() (J._alive), and keeps a._ping.
 
-    def _send(self, h, b):
-        n = len(b)
+    def _send(self, h, b, n=4):
+        # A packet, then its answer: CONNACK, PUBACK, PINGRESP (n=2), each
+        # h's type + 1. The broker answers at once and sends nothing unasked
+        # (no subscription), so the next bytes are the answer.
+        k = len(b)
         x = bytearray((h,))
         while True:
-            x.append(n & 0x7F | (0x80 if n > 127 else 0))
-            n >>= 7
-            if not n:
+            x.append(k & 0x7F | (0x80 if k > 127 else 0))
+            k >>= 7
+            if not k:
                 break
-        self.s.write(x)
-        self.s.write(b)
+        s = self.s
+        s.write(x)
+        s.write(b)
+        self._ping = time.ticks_ms()  # any packet keeps the connection alive: J._alive pings after none
+        r = s.read(n)
+        if not r or r[0] != (h & 0xF0) + 16:
+            raise OSError("the broker answered %r" % r)
+        return r
 
     def _pub(self, sub, msg, retain=False):
         # Packet id 1 each time: one PUBLISH is in flight at a time.
         self._send(0x32 | (1 if retain else 0), _s(self.base + sub) + b"\0\1" + msg.encode())
-        r = self.s.read(4)
-        if not r or r[0] != 0x40:
-            raise OSError("no PUBACK from the broker: %r" % r)
+
+    def ping(self):
+        self._send(0xC0, b"", 2)
 
     def disconnect(self):
         try:

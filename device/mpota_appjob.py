@@ -31,6 +31,30 @@ def _digest(path, buf):
         return None
 
 
+def why(e, at):
+    # An error in the words a user reads (the job's log, the dashboard):
+    # one raised with words keeps them ("battery low"); one with an errno
+    # is at, then the errno's name and number; anything else its repr.
+    a = e.args
+    if not isinstance(e, OSError) or not a:
+        return repr(e)
+    if type(a[0]) is not int:
+        return str(e)
+    t = str(e)  # "[Errno 104] ECONNRESET"; the number alone where the port has no name for it
+    return "%s (%serrno %d)" % (at, t.split()[-1] + ", " if t[0] == "[" else "", a[0])
+
+
+def _alive(a):
+    # MQTT 3.1.1 (3.1.2.10): a client sends a packet at least every
+    # keep-alive, else the broker closes the connection at 1.5 of them and
+    # publishes the will ("offline" in mid-update). A slow file sends
+    # nothing for long: a PINGREQ once half the keep-alive has passed, as
+    # the agent's poll() does (a.ka, a._ping and a.mq.ping() are its own).
+    if a.ka and time.ticks_diff(time.ticks_ms(), a._ping) >= a.ka * 500:
+        a.mq.ping()
+        a._ping = time.ticks_ms()
+
+
 def _clean(t):
     return "".join(" " if c < " " else c for c in t)[:200]
 
@@ -56,38 +80,41 @@ def run(a):
     end = a.sleep_s > 0 and time.ticks_add(a.t0, a._c("APP_WAKE_MS", WAKE_MS))
     p = {"job": job, "got": 0, "total": 0, "files": 0, "of": 0}
 
-    def fetch(d, size, path, rec):
-        s, n = H.get("%s/file/%s" % (j["url"], d), user, pw)
+    def get(u, n, f, what):
+        # GET the release's u into f (the manifest's file, a file's stage
+        # record): n bytes, or an error in words (why).
+        x = j["url"]
         try:
-            if n != size:
-                raise H.Refused("the server sends %d bytes of %s, the manifest says %d" % (n, path, size))
+            s, m = H.get(x + u, user, pw)
+        except OSError as e:
+            raise OSError(why(e, "no connection to " + x.split("/", 3)[2]))
+        try:
+            if m != n:
+                raise H.Refused("the server sends %d bytes of %s instead of %d" % (m, what, n))
             mv = memoryview(buf)
-            while rec.n < size:
-                k = s.readinto(mv[: min(len(buf), size - rec.n)])
-                if not k:
-                    raise OSError("the server closed at byte %d of %d of %s" % (rec.n, size, path))
-                rec.write(mv[:k])
+            i = 0
+            while i < n:
+                _alive(a)
+                try:
+                    k = s.readinto(mv[: min(len(buf), n - i)])
+                    if not k:
+                        raise OSError("the server closed")
+                except OSError as e:
+                    raise OSError("%s at byte %d of %d of %s" % (why(e, "the connection broke"), i, n, what))
+                f.write(mv[:k])
+                i += k
         finally:
             s.close()
+
+    def fetch(d, size, path, rec):
+        get("/file/" + d, size, rec, path)
 
     try:
         if _low(a):
             raise OSError("battery low")
         if _digest(MAN, buf) != j["sha"]:
-            s, n = H.get(j["url"] + "/manifest", user, pw)
-            try:
-                if n != j["size"]:
-                    raise H.Refused("the server sends a manifest of %d bytes, the command says %d" % (n, j["size"]))
-                with open(MAN, "wb") as f:
-                    mv = memoryview(buf)
-                    while n:
-                        k = s.readinto(mv[: min(len(buf), n)])
-                        if not k:
-                            raise OSError("the server closed %d bytes before the manifest's end" % n)
-                        f.write(mv[:k])
-                        n -= k
-            finally:
-                s.close()
+            with open(MAN, "wb") as f:
+                get("/manifest", j["size"], f, "manifest")
             if _digest(MAN, buf) != j["sha"]:
                 raise AppError("the manifest's SHA-256 is not the command's: not the release the job names")
         with open(MAN, "rb") as f:
@@ -98,6 +125,7 @@ def run(a):
                     p["of"], p["total"] = int(t[1]), int(t[2])
         last = 0
         for st in S.steps(MAN, a._c("APP_KEYS", ()), fetch, down=bool(j["down"]), buf=buf):
+            _alive(a)  # a copy or the signature's check can take long too
             w = st[0]
             if w == "switch":
                 break
@@ -131,9 +159,12 @@ def run(a):
         a.at += 1
         w = min(60, 1 << a.at)
         a.ad = time.ticks_add(time.ticks_ms(), w * 1000)
-        print("mpota: job %s stopped at file %d of %d (%r), again in %d s" % (job, p["files"], p["of"], e, w))
+        # An errno not named on the way is the flash's, or the broker link's
+        # (a ping, a report): then the ack below cannot go out either.
+        e = _clean(why(e, "flash error"))
+        print("mpota: job %s stopped at file %d of %d (%s), again in %d s" % (job, p["files"], p["of"], e, w))
         try:
-            _ack(a, {"job": job, "error": _clean(repr(e)), "final": False})
+            _ack(a, {"job": job, "error": e, "final": False})
         except Exception:
             pass
         return

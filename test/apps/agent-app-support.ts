@@ -73,6 +73,8 @@ export class AppServer {
   active: string | undefined;
   /** The request for this file is answered with `after` body bytes, then the socket is closed (once). */
   cut: { file: string; after: number } | undefined;
+  /** This file is sent `bytes` at a time, a piece every `everyMs` (a slow link). */
+  trickle: { file: string; bytes: number; everyMs: number } | undefined;
   /** At the request for this file, `run` is called instead of answering (once); the socket is left open. */
   hold: { file: string; run: () => void } | undefined;
   /** Called at each file request, with the file's path, before it is answered. */
@@ -142,6 +144,18 @@ export class AppServer {
         return;
       }
       seen.sent = body.length;
+      const slow = this.trickle;
+      if (slow !== undefined && this.name(path) === slow.file) {
+        let at = 0;
+        const next = () => {
+          if (res.destroyed) return;
+          at += slow.bytes;
+          if (at >= body.length) res.end(body.subarray(at - slow.bytes));
+          else res.write(body.subarray(at - slow.bytes, at), () => setTimeout(next, slow.everyMs));
+        };
+        next();
+        return;
+      }
       res.end(body);
     };
     if (req.headers.authorization !== this.auth) {

@@ -159,7 +159,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       return {
         ...deviceView(device, firmware, active),
         history: history.map((h) => ({ at: h.at, state: h.state })),
-        jobs: jobs.map(jobView),
+        jobs: await jobViews(jobs),
       };
     },
 

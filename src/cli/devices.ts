@@ -171,7 +171,7 @@ export function devicesTable(devices: DeviceView[], now = Date.now()): string {
       d.rssi === null ? "-" : String(d.rssi),
       d.vbat === null ? "-" : d.vbat.toFixed(2),
       relativeTime(d.lastSeen, now),
-      d.job ? `${d.job.id} ${d.job.state}` : "-",
+      d.job ? `${d.job.id} ${phaseWord(d.job.state, deviceFetches(d.job))}` : "-",
     ]);
   }
   return formatTable(rows, { header: true });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { deviceText } from "../../src/cli/devices.ts";
+import { devicesTable, deviceText } from "../../src/cli/devices.ts";
 import { jobsTable, jobText } from "../../src/cli/jobs.ts";
 import { rolloutsTable, rolloutText } from "../../src/cli/rollout-text.ts";
 import type { DeviceDetail, JobDetail, JobView } from "../../src/server/api/api.ts";
@@ -141,7 +141,7 @@ describe("`mpota jobs`: what each job installs, and how its bytes move", () => {
   });
 });
 
-describe("`mpota devices show`: the device's jobs", () => {
+describe("`mpota devices` and `devices show`: the device's jobs", () => {
   it("say what each installed and fetching for a release the device fetches", () => {
     const device: DeviceDetail = {
       id: "porch",
@@ -177,6 +177,20 @@ describe("`mpota devices show`: the device's jobs", () => {
         { ...firmwareJob, id: "j-99887766aa", state: "succeeded", finishedAt: 50_000 },
       ],
     };
+    // `mpota devices`: the JOB column of a board fetching an app, beside one whose image is pushed.
+    const list = devicesTable(
+      [
+        { ...device, job: { id: appJob.id, state: "pushing", delivery: "app-pull", fetchedByDevice: true } },
+        {
+          ...device,
+          id: "kitchen",
+          job: { id: firmwareJob.id, state: "pushing", delivery: "udp-push", fetchedByDevice: false },
+        },
+      ],
+      NOW,
+    ).split("\n");
+    assert.match(list[2] ?? "", /^porch {3}.* j-a1b2c3d4e5 fetching$/);
+    assert.match(list[3] ?? "", /^kitchen .* j-0f1e2d3c4b pushing$/);
     const text = deviceText(device, NOW);
     assert.equal(
       text.slice(text.indexOf("\nJobs (newest first):\n") + 1),

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
-import { deviceText } from "../../src/cli/devices.ts";
+import { devicesTable, deviceText } from "../../src/cli/devices.ts";
 import { jobText, progressText } from "../../src/cli/jobs.ts";
 import { rolloutText } from "../../src/cli/rollout-text.ts";
 import { type SignedAppCommand, signedBytes, verifyCommand } from "../../src/protocol/command-signature.ts";
@@ -131,6 +131,9 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     );
     await b.mqtt.ack({ job: job.id, ready: true, pull: true });
     await phase(job.id, "pushing");
+    // `mpota devices`: the board's job is a release it fetches, so its JOB column says so.
+    const listed = (await bridge.request("devices", {})).filter((d) => d.id === "app-1");
+    assert.match(devicesTable(listed), new RegExp(` ${job.id} fetching\n$`));
     const manifest = await get(b, `${cmd.url}/manifest`);
     assert.equal(manifest.status, 200);
     assert.ok(Buffer.from(await manifest.arrayBuffer()).equals(m2.bytes));

@@ -138,7 +138,16 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
         firmwareIndex(),
         activeJobs(),
       ]);
-      return devices.map((d) => deviceView(d, firmware, jobs.get(d.id)));
+      const views = devices.map((d) => deviceView(d, firmware, jobs.get(d.id)));
+      // How each active job's release travels: `mpota devices` says "fetching" for a release the device fetches.
+      const active = devices.flatMap((d) => jobs.get(d.id) ?? []);
+      const facts = new Map((await jobViews(active)).map((j) => [j.id, j] as [string, JobView]));
+      return views.map((v) => {
+        const j = v.job ? facts.get(v.job.id) : undefined;
+        return v.job && j
+          ? { ...v, job: { ...v.job, delivery: j.delivery, fetchedByDevice: j.fetchedByDevice } }
+          : v;
+      });
     },
 
     device: async (request) => {

@@ -24,7 +24,7 @@ export function isEsp32Check(bytes: Uint8Array, chip: ChipChoice | undefined): b
 export function renderEsp32CheckReport(report: Esp32CheckReport, chip: ChipChoice | undefined): string {
   const device =
     chip === undefined ? "an ESP32-family chip" : chip === "esp8266" ? "an ESP8266" : `an ${chip.label}`;
-  const head = `${report.file} for ${device}, app slot ${sizeText(report.slot.size)} (${report.slot.layout}): ${report.ok ? "OK" : "REFUSED"}`;
+  const head = `${report.file} for ${device}, app slot ${sizeText(report.slot.size)}, ${report.slot.layout}: ${report.ok ? "OK" : "REFUSED"}`;
   const identity = report.identity
     ? `\nidentity ${report.identity} (ELF SHA-256)${report.micropython ? `, MicroPython ${report.micropython}` : ""}${report.idfVersion ? `, ESP-IDF ${report.idfVersion}` : ""}`
     : "";

@@ -49,7 +49,8 @@ export function layoutRegions(result: PreflightResult): FlashRegion[] {
     {
       start: l.appOffset,
       end: l.appEnd,
-      content: `app, ${sizeText(result.imageSize)}${fits ? "" : l.appEnd > l.flashSize ? " (past the end of the flash!)" : " (over the SDK's sectors!)"}`,
+      // sizeText ends in its own parenthesis ("589,872 bytes (576.0 KiB)"): the warning follows a colon.
+      content: `app, ${sizeText(result.imageSize)}${fits ? "" : l.appEnd > l.flashSize ? ": past the end of the flash!" : ": over the SDK's sectors!"}`,
     },
   ];
   if (l.firmwareRoom > 0) {

@@ -10,6 +10,7 @@ import { BrokerConnectError } from "../server/mqtt/mqtt-connect.ts";
 import { ADMIN_USERNAME } from "../server/mqtt/principals.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import type { CliIo } from "./io.ts";
+import { deviceFetches, phaseWord, RELEASE_CELL, releaseWords } from "./job-words.ts";
 import { parseIntegerOption } from "./key-options.ts";
 import { addMqttOptions, type MqttCliOptions, mqttConnection } from "./mqtt-options.ts";
 import { checkOutputFree, writeFileAtomic } from "./write-file.ts";
@@ -170,7 +171,7 @@ export function devicesTable(devices: DeviceView[], now = Date.now()): string {
       d.rssi === null ? "-" : String(d.rssi),
       d.vbat === null ? "-" : d.vbat.toFixed(2),
       relativeTime(d.lastSeen, now),
-      d.job ? `${d.job.id} ${d.job.state}` : "-",
+      d.job ? `${d.job.id} ${phaseWord(d.job.state, deviceFetches(d.job))}` : "-",
     ]);
   }
   return formatTable(rows, { header: true });
@@ -205,9 +206,14 @@ export function deviceText(d: DeviceDetail, now = Date.now()): string {
   }
   if (d.jobs.length > 0) {
     lines.push("", "Jobs (newest first):");
-    const rows = [["JOB", "STATE", "FIRMWARE", "CREATED"]];
+    const rows = [["JOB", "STATE", "RELEASE", "CREATED"]];
     for (const j of d.jobs)
-      rows.push([j.id, j.state, `${j.firmware.name} ${j.firmware.version}`, relativeTime(j.createdAt, now)]);
+      rows.push([
+        j.id,
+        phaseWord(j.state, deviceFetches(j)),
+        releaseWords(j.firmware, j, RELEASE_CELL),
+        relativeTime(j.createdAt, now),
+      ]);
     lines.push(formatTable(rows, { header: true, indent: "  " }).trimEnd());
   }
   return `${lines.join("\n")}\n`;

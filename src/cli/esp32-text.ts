@@ -46,7 +46,7 @@ export function esp32Text(e: Esp32Inspection): string[] {
     ["SHA-256", hash],
     [
       "image size",
-      `${sizeText(image.imageLength)}${image.trailingBytes > 0 ? ` (+ ${image.trailingBytes} bytes after it)` : ""}`,
+      `${sizeText(image.imageLength)}${image.trailingBytes > 0 ? ` and ${image.trailingBytes} bytes after it` : ""}`,
     ],
     ["slot", slot],
   ];

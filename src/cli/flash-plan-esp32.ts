@@ -12,7 +12,7 @@ import {
   partitionKind,
 } from "../firmware/esp32-partition-table-file.ts";
 import { type Esp32PreflightResult, preflightEsp32 } from "../firmware/esp32-preflight.ts";
-import { hex, sizeText } from "../firmware/format.ts";
+import { hex, sizeBrief, sizeText } from "../firmware/format.ts";
 import { FlashPlanError } from "../firmware/full-flash.ts";
 import { readImageFileSync } from "../firmware/image-file.ts";
 import { PreflightError, refusalMessage } from "../firmware/preflight.ts";
@@ -59,7 +59,7 @@ function render(plan: Esp32FlashPlan): string {
   out.push(line(PARTITION_TABLE_OFFSET, PARTITION_TABLE_LENGTH, "partition table"));
   for (const e of p.entries)
     out.push(
-      line(e.offset, e.size, `${e.label} (${e.kind}, ${sizeText(e.size)})${e.holds ? `: ${e.holds}` : ""}`),
+      line(e.offset, e.size, `${e.label} (${e.kind}, ${sizeBrief(e.size)})${e.holds ? `: ${e.holds}` : ""}`),
     );
   out.push("");
   const a = plan.app;
@@ -146,7 +146,7 @@ export function runEsp32FlashPlan(
   );
   if (overlaps.length > 0) warnings.push(`partitions ${overlaps.map((e) => e.label).join(", ")} overlap.`);
   const holds = (e: PartitionTableEntry): string | null => {
-    if (e === ota0) return `this firmware's app (${sizeText(app.length)}), booted first`;
+    if (e === ota0) return `this firmware's app, ${sizeText(app.length)}, booted first`;
     if (table.ota?.slots.includes(e)) return "empty (erased); the first update goes here";
     if (e === table.ota?.otadata) return "erased: the bootloader starts ota_0";
     return null;

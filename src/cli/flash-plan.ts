@@ -97,7 +97,7 @@ function render(plan: FlashPlan): string {
   out.push(
     `bootloader ${b.file}: GPIO mask ${b.gpioMask === null ? "?" : hex(b.gpioMask)}, wait ${b.gpioWaitMs ?? "?"} ms, key ${b.keyFound === null ? "not checked" : b.keyFound ? "matches" : "does NOT match"}`,
   );
-  if (plan.output) out.push(`wrote ${plan.output.file} (${sizeText(plan.output.size)})`);
+  if (plan.output) out.push(`wrote ${plan.output.file}: ${sizeText(plan.output.size)}`);
   out.push("");
   if (plan.board) out.push(`Enter flash mode: ${plan.board.enterFlashMode}`);
   if (plan.board?.note) out.push(`Note: ${plan.board.note}`);

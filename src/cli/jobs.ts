@@ -10,24 +10,21 @@ import {
   withBridge,
 } from "./devices.ts";
 import type { CliIo } from "./io.ts";
+import {
+  type DeliveryFacts,
+  deviceFetches,
+  isAppJob,
+  phaseWord,
+  RELEASE_CELL,
+  releaseWords,
+} from "./job-words.ts";
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
-
-/** How the job's release travels, as a newer server's `update`, `job` and `jobs` answers say. */
-export type DeliveryFacts = Pick<JobView, "delivery" | "fetchedByDevice">;
 
 type ProgressFields = Pick<JobView, "state" | "percent" | "bytes" | "total" | "rate"> & {
   files?: number;
   of?: number;
 };
-
-// The delivery whose board fetches an app's manifest and changed files (src/server/deliveries/app-pull.ts).
-const APP_PULL = "app-pull";
-
-/** Whether the job's release is an app (its board reports files staged; older servers say so only that way). */
-export function isAppJob(j: ProgressFields, how: DeliveryFacts): boolean {
-  return how.delivery === APP_PULL || (j.files !== undefined && j.of !== undefined);
-}
 
 /**
  * A job's progress in a few words. An app's board reports the files it has
@@ -46,25 +43,25 @@ export function progressText(j: ProgressFields, how: DeliveryFacts = j as Delive
     }
     return `${j.percent}% of ${kib(j.total)}${j.rate > 0 ? ` at ${kib(j.rate)}/s` : ""}`;
   }
-  return j.bytes > 0 ? `${j.percent}% (last ${how.fetchedByDevice || app ? "fetch" : "push"})` : "-";
+  return j.bytes > 0 ? `${j.percent}% (last ${deviceFetches(how, app) ? "fetch" : "push"})` : "-";
 }
 
 /** The release's identity and size: for an app its files and bytes, else the manifest's own size said as such. */
 function releaseText(j: JobDetail): string {
   if (j.app) return `${j.firmware.id}, ${j.app.files} files, ${sizeBrief(j.app.bytes)}`;
-  if (j.delivery === APP_PULL) return `${j.firmware.id}, manifest ${j.firmware.size} bytes`;
+  if (isAppJob(j, j)) return `${j.firmware.id}, manifest ${j.firmware.size} bytes`;
   return `${j.firmware.id}, ${j.firmware.size} bytes`;
 }
 
 export function jobsTable(jobs: JobView[], now = Date.now()): string {
-  if (jobs.length === 0) return "No jobs. Start one with `mpota update DEVICE FIRMWARE`.\n";
-  const rows = [["JOB", "DEVICE", "FIRMWARE", "STATE", "TRY", "PROGRESS", "UPDATED"]];
+  if (jobs.length === 0) return "No jobs. Start one with `mpota update DEVICE RELEASE`.\n";
+  const rows = [["JOB", "DEVICE", "RELEASE", "STATE", "TRY", "PROGRESS", "UPDATED"]];
   for (const j of jobs) {
     rows.push([
       j.id,
       j.device,
-      `${j.firmware.name} ${j.firmware.version}`,
-      j.state,
+      releaseWords(j.firmware, j, RELEASE_CELL),
+      phaseWord(j.state, deviceFetches(j)),
       `${j.attempt}/${j.maxAttempts}`,
       progressText(j),
       relativeTime(j.updatedAt, now),
@@ -77,8 +74,8 @@ export function jobsTable(jobs: JobView[], now = Date.now()): string {
 
 export function jobText(j: JobDetail, now = Date.now()): string {
   const lines = [
-    `Job ${j.id}: ${j.device} to ${j.firmware.name} ${j.firmware.version} (${releaseText(j)})`,
-    `  state      ${j.state}${j.dueAt !== null && j.finishedAt === null ? ` (next step ${relativeTime(j.dueAt, now)})` : ""}`,
+    `Job ${j.id}: ${j.device} to ${releaseWords(j.firmware, j)} (${releaseText(j)})`,
+    `  state      ${phaseWord(j.state, deviceFetches(j))}${j.dueAt !== null && j.finishedAt === null ? ` (next step ${relativeTime(j.dueAt, now)})` : ""}`,
     `  tries      ${j.attempt} of ${j.maxAttempts}`,
     `  progress   ${progressText(j)}${j.retransmits > 0 ? `, ${j.retransmits} retransmits` : ""}`,
     // A device that fetches its release is sent nothing at an address: its ack's address says nothing here.

@@ -7,6 +7,7 @@ import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { DEFAULT_GROUPS, parseGroupSize } from "../server/rollouts/rollout-request.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
+import { releaseWords } from "./job-words.ts";
 import { integerOption, numberOption } from "./rollout-options.ts";
 import { countsText, stateText } from "./rollout-text.ts";
 
@@ -102,7 +103,7 @@ async function follow(
   let last = "";
   for (;;) {
     const r = await bridge.request("rollout/show", { id, events: 0 });
-    const line = `${stateText(r, Date.now())}: ${countsText(r.counts)}`;
+    const line = `${stateText(r, Date.now())}: ${countsText(r.counts, r)}`;
     if (line !== last) {
       if (json) io.out(`${JSON.stringify({ ...r, devices: undefined, events: undefined })}\n`);
       else io.err(`${id}: ${line}\n`);
@@ -118,15 +119,18 @@ export function registerRolloutCreateCommand(rollout: Command, io: CliIo): void 
   addBridgeOptions(
     rollout
       .command("create")
-      .description("start a rollout of a firmware from the store to selected devices")
+      .description("start a rollout of a release from the store (a firmware or an app) to selected devices")
       .argument(
-        "<firmware>",
-        "firmware identity (or its first 6+ digits), name@version, or name (the newest)",
+        "<release>",
+        "firmware or app: its identity (or its first 6+ digits), name@version, or name (the newest)",
       ),
   )
     .option("--devices <ids>", "these devices, comma-separated (the first ones form the first group)")
     .option("--tag <tag>", "every device with this tag (see `mpota rollout tag`)")
-    .option("--line <name>", "every device running a firmware of this name from the store")
+    .option(
+      "--line <name>",
+      "every device running a release of this name from the store (its firmware; for an app, its app)",
+    )
     .option(
       "--groups <list>",
       `groups in order: a number of devices, a share, or rest (default ${DEFAULT_GROUPS})`,
@@ -187,7 +191,7 @@ as done. Examples:
         if (options.json && !options.follow) printJson(io, r);
         if (!options.json) {
           io.out(
-            `Rollout ${r.id}: ${r.firmware.name} ${r.firmware.version} to ${r.counts.total} device${r.counts.total === 1 ? "" : "s"} in groups of ${r.groups.map((g) => g.size).join(" + ")}; ${stateText(r, Date.now())}.\n` +
+            `Rollout ${r.id}: ${releaseWords(r.firmware, r)} to ${r.counts.total} device${r.counts.total === 1 ? "" : "s"} in groups of ${r.groups.map((g) => g.size).join(" + ")}; ${stateText(r, Date.now())}.\n` +
               (options.follow ? "" : `Follow it with \`mpota rollout show ${r.id}\`.\n`),
           );
         }

@@ -3,6 +3,7 @@
 import { formatTable } from "../firmware/format.ts";
 import type { RolloutCounts, RolloutDetail, RolloutView } from "../server/api/rollout-api.ts";
 import { relativeTime } from "./devices.ts";
+import { type DeliveryFacts, deviceFetches, phaseWord, RELEASE_CELL, releaseWords } from "./job-words.ts";
 
 function selectorText(r: RolloutView): string {
   const s = r.selector;
@@ -11,8 +12,8 @@ function selectorText(r: RolloutView): string {
   return s.devices.length <= 3 ? s.devices.join(", ") : `${s.devices.length} devices`;
 }
 
-/** "3 done, 1 pushing, 2 pending": the non-zero counts, in a rollout's order. */
-export function countsText(c: RolloutCounts): string {
+/** "3 done, 1 pushing, 2 pending": the non-zero counts, in a rollout's order ("fetching" for a release devices fetch). */
+export function countsText(c: RolloutCounts, how: DeliveryFacts = {}): string {
   const order: Array<Exclude<keyof RolloutCounts, "total">> = [
     "done",
     "verifying",
@@ -24,7 +25,7 @@ export function countsText(c: RolloutCounts): string {
     "skipped",
     "cancelled",
   ];
-  const parts = order.filter((k) => c[k] > 0).map((k) => `${c[k]} ${k}`);
+  const parts = order.filter((k) => c[k] > 0).map((k) => `${c[k]} ${phaseWord(k, deviceFetches(how))}`);
   return parts.length > 0 ? parts.join(", ") : "no devices";
 }
 
@@ -36,14 +37,14 @@ export function stateText(r: RolloutView, now: number): string {
 
 export function rolloutsTable(list: RolloutView[], now = Date.now()): string {
   if (list.length === 0) {
-    return "No rollouts. Start one with `mpota rollout create FIRMWARE --tag TAG` (or --devices, --line).\n";
+    return "No rollouts. Start one with `mpota rollout create RELEASE --tag TAG` (or --devices, --line).\n";
   }
-  const rows = [["ROLLOUT", "NAME", "FIRMWARE", "DEVICES", "STATE", "DONE", "FAILED", "CREATED"]];
+  const rows = [["ROLLOUT", "NAME", "RELEASE", "DEVICES", "STATE", "DONE", "FAILED", "CREATED"]];
   for (const r of list) {
     rows.push([
       r.id,
       r.name ?? "-",
-      `${r.firmware.name} ${r.firmware.version}`,
+      releaseWords(r.firmware, r, RELEASE_CELL),
       selectorText(r),
       stateText(r, now),
       `${r.counts.done}/${r.counts.total}`,
@@ -57,6 +58,7 @@ export function rolloutsTable(list: RolloutView[], now = Date.now()): string {
 }
 
 function groupsTable(r: RolloutView, indent: string): string {
+  const fetches = deviceFetches(r);
   const rows = [
     [
       "GROUP",
@@ -66,7 +68,7 @@ function groupsTable(r: RolloutView, indent: string): string {
       "STATE",
       "PENDING",
       "SCHEDULED",
-      "PUSHING",
+      phaseWord("pushing", fetches).toUpperCase(),
       "VERIFYING",
       "DONE",
       "FAILED",
@@ -96,12 +98,12 @@ function groupsTable(r: RolloutView, indent: string): string {
 export function rolloutText(r: RolloutDetail, now = Date.now()): string {
   const p = r.policy;
   const lines = [
-    `Rollout ${r.id}${r.name ? ` "${r.name}"` : ""}: ${r.firmware.name} ${r.firmware.version} (${r.firmware.id}) to ${selectorText(r)}`,
+    `Rollout ${r.id}${r.name ? ` "${r.name}"` : ""}: ${releaseWords(r.firmware, r)} (${r.firmware.id}) to ${selectorText(r)}`,
     `  state      ${stateText(r, now)}`,
   ];
   if (r.reason) lines.push(`  ${r.state === "completed" ? "result" : "reason"}     ${r.reason}`);
   lines.push(
-    `  devices    ${r.counts.total}: ${countsText(r.counts)}`,
+    `  devices    ${r.counts.total}: ${countsText(r.counts, r)}`,
     `  policy     ${p.maxAttempts} tries per device, timeout ${p.timeout} s (sleepy devices: plus their sleep), ${p.concurrency} at once, ${p.onError} on errors${p.allowDowngrade ? ", downgrades allowed" : ""}`,
     `  created    ${relativeTime(r.createdAt, now)}${r.startedAt !== null ? `, started ${relativeTime(r.startedAt, now)}` : ""}${r.finishedAt !== null ? `, ended ${relativeTime(r.finishedAt, now)}` : ""}`,
     "",
@@ -116,7 +118,7 @@ export function rolloutText(r: RolloutDetail, now = Date.now()): string {
       rows.push([
         d.device,
         String(d.group + 1),
-        `${d.status}${d.sleepy && d.status === "scheduled" ? " (asleep)" : ""}`,
+        `${phaseWord(d.status, deviceFetches(r))}${d.sleepy && d.status === "scheduled" ? " (asleep)" : ""}`,
         d.job ?? "-",
         d.reason ?? "",
       ]);

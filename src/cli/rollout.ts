@@ -76,7 +76,7 @@ export function registerRolloutCommand(program: Command, io: CliIo): void {
         options.json,
         r,
         () =>
-          `Rollout ${r.id} paused: ${countsText(r.counts)}. Resume with \`mpota rollout resume ${r.id}\`.\n`,
+          `Rollout ${r.id} paused: ${countsText(r.counts, r)}. Resume with \`mpota rollout resume ${r.id}\`.\n`,
       );
     });
 
@@ -93,7 +93,7 @@ export function registerRolloutCommand(program: Command, io: CliIo): void {
       io,
       options.json,
       r,
-      () => `Rollout ${r.id} ${stateText(r, Date.now())}: ${countsText(r.counts)}.\n`,
+      () => `Rollout ${r.id} ${stateText(r, Date.now())}: ${countsText(r.counts, r)}.\n`,
     );
   });
 
@@ -108,7 +108,7 @@ export function registerRolloutCommand(program: Command, io: CliIo): void {
       const r = await withBridge(options, (bridge) =>
         bridge.request("rollout/abort", { id, ...(options.reason ? { reason: options.reason } : {}) }),
       );
-      printAnswer(io, options.json, r, () => `Rollout ${r.id} aborted: ${countsText(r.counts)}.\n`);
+      printAnswer(io, options.json, r, () => `Rollout ${r.id} aborted: ${countsText(r.counts, r)}.\n`);
     });
 
   addBridgeOptions(

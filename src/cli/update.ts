@@ -5,7 +5,8 @@ import type { JobProgressMessage, JobView } from "../server/api/api.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
-import { isAppJob, progressText } from "./jobs.ts";
+import { deviceFetches, isAppJob, phaseWord } from "./job-words.ts";
+import { progressText } from "./jobs.ts";
 
 /** `update --follow` saw the job end without success. */
 export class JobFailedError extends MpotaError {
@@ -34,10 +35,8 @@ async function follow(
   const unsubscribe = await bridge.watchJob(job.id, (message) => {
     if (json) io.out(`${JSON.stringify(message)}\n`);
     else {
-      // The job's phase is "pushing" whoever moves the bytes: a device that fetches them is said to fetch.
       const app = isAppJob(message, job);
-      const fetched = job.fetchedByDevice ?? app;
-      const state = message.state === "pushing" && fetched ? "fetching" : message.state;
+      const state = phaseWord(message.state, deviceFetches(job, app));
       const line = `${state}${message.state === "pushing" ? `${app ? ", " : " "}${progressText(message, job)}` : ""}${message.attempt > 1 ? ` (try ${message.attempt} of ${message.maxAttempts})` : ""}`;
       // One line per state, and per 10 % while pushing.
       const key = `${message.state}/${message.attempt}/${message.state === "pushing" ? Math.floor(message.percent / 10) : ""}`;

@@ -298,6 +298,14 @@ async function startFleet(
     leaseMs: timings.leaseMs,
     pollMs: timings.pollMs,
     maxAttempts: core.maxAttempts,
+    deliveryOf: (release) => {
+      const delivery = core.library.kinds.of(release).delivery;
+      try {
+        return { delivery, fetchedByDevice: deliveries.get(delivery).fetchedByDevice === true };
+      } catch {
+        return { delivery, fetchedByDevice: false }; // this server lacks it: its jobs fail saying so
+      }
+    },
     refusal: (release) => {
       if (!release) return deliveries.noneAvailable;
       try {

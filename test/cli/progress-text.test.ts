@@ -94,7 +94,7 @@ describe("`mpota jobs show`", () => {
     assert.equal(
       lines(job),
       [
-        "Job j-1: porch to thermostat 1.0.1 (0123456789abcdef0123456789abcdef, 20 files, 18.6 KiB, 19,050 bytes)",
+        "Job j-1: porch to app thermostat 1.0.1 (0123456789abcdef0123456789abcdef, 20 files, 18.6 KiB, 19,050 bytes)",
         "  state      succeeded",
         "  tries      1 of 5",
         "  progress   done",
@@ -105,7 +105,7 @@ describe("`mpota jobs show`", () => {
     const { app: _app, ...unread } = job;
     assert.match(
       jobText(unread, 3_000),
-      /^Job j-1: porch to thermostat 1\.0\.1 \(0123456789abcdef0123456789abcdef, manifest 1985 bytes\)\n/,
+      /^Job j-1: porch to app thermostat 1\.0\.1 \(0123456789abcdef0123456789abcdef, manifest 1985 bytes\)\n/,
     );
   });
 
@@ -119,7 +119,7 @@ describe("`mpota jobs show`", () => {
     };
     assert.match(
       jobText(push, 3_000),
-      /^Job j-1: porch to thermostat 1\.0\.1 \(0123456789abcdef0123456789abcdef, 42000 bytes\)\n(.*\n){3} {2}address {4}127\.0\.0\.1:8266\n/,
+      /^Job j-1: porch to firmware thermostat 1\.0\.1 \(0123456789abcdef0123456789abcdef, 42000 bytes\)\n(.*\n){3} {2}address {4}127\.0\.0\.1:8266\n/,
     );
   });
 });

@@ -257,7 +257,7 @@ describe("mpota serve (a CLI process) + real MicroPython agent + emulated ESP32:
     assert.match(
       jobs.stdout,
       new RegExp(
-        `^Job ${change.job}: ${DEVICE} to thermostat 1\\.0\\.1 \\([0-9a-f]{32}, 20 files, ${total[2].replace(".", "\\.")} KiB, ${total[1]} bytes\\)$`,
+        `^Job ${change.job}: ${DEVICE} to app thermostat 1\\.0\\.1 \\([0-9a-f]{32}, 20 files, ${total[2].replace(".", "\\.")} KiB, ${total[1]} bytes\\)$`,
         "m",
       ),
     );

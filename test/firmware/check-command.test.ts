@@ -77,7 +77,7 @@ describe("mpota check", () => {
     );
     assert.match(
       r.stdout,
-      /\n {2}0x03c000-0x0d2000 {2}app, 614,400 bytes \(600\.0 KiB\) \(past the end of the flash!\)\n {2}0x07b000-0x080000 {2}SDK/,
+      /\n {2}0x03c000-0x0d2000 {2}app, 614,400 bytes \(600\.0 KiB\): past the end of the flash!\n {2}0x07b000-0x080000 {2}SDK/,
     );
   });
 

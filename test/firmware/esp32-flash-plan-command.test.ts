@@ -93,17 +93,17 @@ describe("mpota flash-plan --chip esp32", () => {
     assert.ok(out.includes("\n  0x008000-0x008c00  partition table\n"));
     assert.ok(
       out.includes(
-        "\n  0x00d000-0x00f000  otadata (data otadata, 8,192 bytes (8.0 KiB)): erased: the bootloader starts ota_0\n",
+        "\n  0x00d000-0x00f000  otadata (data otadata, 8.0 KiB, 8,192 bytes): erased: the bootloader starts ota_0\n",
       ),
     );
     assert.ok(
       out.includes(
-        "\n  0x010000-0x190000  ota_0 (app ota_0, 1,572,864 bytes (1.50 MiB)): this firmware's app (204,800 bytes (200.0 KiB)), booted first\n",
+        "\n  0x010000-0x190000  ota_0 (app ota_0, 1.50 MiB, 1,572,864 bytes): this firmware's app, 204,800 bytes (200.0 KiB), booted first\n",
       ),
     );
     assert.ok(
       out.includes(
-        "\n  0x190000-0x310000  ota_1 (app ota_1, 1,572,864 bytes (1.50 MiB)): empty (erased); the first update goes here\n",
+        "\n  0x190000-0x310000  ota_1 (app ota_1, 1.50 MiB, 1,572,864 bytes): empty (erased); the first update goes here\n",
       ),
     );
     assert.ok(out.includes(`\napp at 0x10000: identity ${esp32Identity({ seed: 7 })}, MicroPython v1.27.0`));

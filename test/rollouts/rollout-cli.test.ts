@@ -83,23 +83,25 @@ describe("mpota rollout", () => {
     );
     assert.equal(created.code, 0, created.stderr);
     const id =
-      /^Rollout (r-[0-9a-f]+): sensor 2\.0 to 2 devices in groups of 1 \+ 1; running, group 1 of 2\.\n/.exec(
+      /^Rollout (r-[0-9a-f]+): firmware sensor 2\.0 to 2 devices in groups of 1 \+ 1; running, group 1 of 2\.\n/.exec(
         created.stdout,
       )?.[1];
     assert.ok(id, created.stdout);
 
     const list = await ask("list");
-    assert.match(list.stdout, /^ROLLOUT\s+NAME\s+FIRMWARE\s+DEVICES\s+STATE\s+DONE\s+FAILED\s+CREATED\n/);
+    assert.match(list.stdout, /^ROLLOUT\s+NAME\s+RELEASE\s+DEVICES\s+STATE\s+DONE\s+FAILED\s+CREATED\n/);
     assert.match(
       list.stdout,
-      new RegExp(`${id}\\s+beds\\s+sensor 2\\.0\\s+tag garden\\s+running, group 1 of 2\\s+0/2\\s+0\\s+`),
+      new RegExp(
+        `${id}\\s+beds\\s+firmware sensor 2\\.0\\s+tag garden\\s+running, group 1 of 2\\s+0/2\\s+0\\s+`,
+      ),
     );
 
     const shown = await ask("show", "beds");
     assert.equal(shown.code, 0);
     assert.match(
       shown.stdout,
-      new RegExp(`^Rollout ${id} "beds": sensor 2\\.0 \\(${ID2}\\) to tag garden\\n`),
+      new RegExp(`^Rollout ${id} "beds": firmware sensor 2\\.0 \\(${ID2}\\) to tag garden\\n`),
     );
     assert.match(shown.stdout, /devices {4}2: 1 scheduled, 1 pending\n/);
     assert.match(

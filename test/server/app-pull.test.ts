@@ -3,7 +3,9 @@ import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
+import { devicesTable, deviceText } from "../../src/cli/devices.ts";
 import { jobText, progressText } from "../../src/cli/jobs.ts";
+import { rolloutText } from "../../src/cli/rollout-text.ts";
 import { type SignedAppCommand, signedBytes, verifyCommand } from "../../src/protocol/command-signature.ts";
 import type { JobProgressMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -129,6 +131,9 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     );
     await b.mqtt.ack({ job: job.id, ready: true, pull: true });
     await phase(job.id, "pushing");
+    // `mpota devices`: the board's job is a release it fetches, so its JOB column says so.
+    const listed = (await bridge.request("devices", {})).filter((d) => d.id === "app-1");
+    assert.match(devicesTable(listed), new RegExp(` ${job.id} fetching\n$`));
     const manifest = await get(b, `${cmd.url}/manifest`);
     assert.equal(manifest.status, 200);
     assert.ok(Buffer.from(await manifest.arrayBuffer()).equals(m2.bytes));
@@ -167,10 +172,20 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     assert.match(
       shown,
       new RegExp(
-        `^Job ${job.id}: app-1 to thermostat 1\\.4\\.1 \\(${m2.id.slice(0, 32)}, 20 files, ${(total / 1024).toFixed(1)} KiB, ${total.toLocaleString("en-US")} bytes\\)\n`,
+        `^Job ${job.id}: app-1 to app thermostat 1\\.4\\.1 \\(${m2.id.slice(0, 32)}, 20 files, ${(total / 1024).toFixed(1)} KiB, ${total.toLocaleString("en-US")} bytes\\)\n`,
       ),
     );
     assert.doesNotMatch(shown, /address/);
+    // `mpota devices show`: the device's job names the app it installed.
+    const device = await bridge.request("device", { id: "app-1" });
+    assert.deepEqual(
+      device.jobs.map((j) => [j.id, j.delivery, j.fetchedByDevice]),
+      [[job.id, "app-pull", true]],
+    );
+    assert.match(
+      deviceText(device),
+      new RegExp(`\n {2}${job.id} {2}succeeded {2}app thermostat 1\\.4\\.1 {2}`),
+    );
     assert.equal(
       end.steps.find((x) => x.kind === "ack")?.message,
       "Device is ready; it fetches the release itself (from 127.0.0.1).",
@@ -356,6 +371,13 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     );
     assert.equal(end.state, "completed", end.reason ?? "");
     assert.equal(end.reason, "All 3 devices verified on thermostat 1.4.1.");
+    // `mpota rollout show` names the app, and says its boards fetch it.
+    assert.deepEqual([created.delivery, end.delivery, end.fetchedByDevice], ["app-pull", "app-pull", true]);
+    assert.match(rolloutText(end), new RegExp(`^Rollout ${created.id}: app thermostat 1\\.4\\.1 \\(`));
+    assert.match(
+      rolloutText(end),
+      /\n {2}GROUP +SIZE +SUCCESS +ERRORS +STATE +PENDING +SCHEDULED +FETCHING +VERIFYING/,
+    );
     assert.deepEqual(end.devices.map((d) => d.device).sort(), ids);
     const createdEvent = end.events.find((e) => e.kind === "created")?.message ?? "";
     assert.match(

@@ -297,13 +297,13 @@ describe("mpota serve and the commands that ask it", () => {
     assert.match(
       jobs.stdout,
       new RegExp(
-        `^JOB +DEVICE +FIRMWARE +STATE +TRY +PROGRESS +UPDATED\\n-+.*\\n${id} +porch +sensor 2\\.0 +(queued|waiting) +0/5 +- +\\d+ s ago\\n$`,
+        `^JOB +DEVICE +RELEASE +STATE +TRY +PROGRESS +UPDATED\\n-+.*\\n${id} +porch +firmware sensor 2\\.0 +(queued|waiting) +0/5 +- +\\d+ s ago\\n$`,
       ),
     );
     const show = await ask("jobs", "show", id);
     assert.match(
       show.stdout,
-      new RegExp(`^Job ${id}: porch to sensor 2\\.0 \\(${imageIdentity(v2)}, 42000 bytes\\)\\n`),
+      new RegExp(`^Job ${id}: porch to firmware sensor 2\\.0 \\(${imageIdentity(v2)}, 42000 bytes\\)\\n`),
     );
     // The ESP8266's image is pushed to the address its ack gives: not known before.
     assert.match(show.stdout, /\n {2}address {4}- \(the device reports it when it takes the command\)\n/);

@@ -128,7 +128,7 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
     const shown = jobText(end);
     assert.match(
       shown,
-      new RegExp(`^Job ${job.id}: esp-1 to board 2\\.0 \\(${B_ID}, ${B.length} bytes\\)\n`),
+      new RegExp(`^Job ${job.id}: esp-1 to firmware board 2\\.0 \\(${B_ID}, ${B.length} bytes\\)\n`),
     );
     assert.doesNotMatch(shown, /address/);
     const device = await bridge.request("device", { id: "esp-1" });

@@ -47,8 +47,11 @@ export interface DeviceView {
   flash: number | null;
   wake: string | null;
   sleep: number | null;
-  /** The device's active job, if any. */
-  job: { id: string; state: JobPhase } | null;
+  /**
+   * The device's active job, if any; the bridge's `devices` answer adds how
+   * its release travels, as a job's view says.
+   */
+  job: ({ id: string; state: JobPhase } & Pick<JobView, "delivery" | "fetchedByDevice">) | null;
   /**
    * The app a v3 agent reports (`state.app`): its release's name, version and
    * manifest SHA-256, the board kind, and once after a rollback the job and

@@ -87,6 +87,13 @@ export interface RolloutView {
   id: string;
   name: string | null;
   firmware: { id: string; name: string; version: string; size: number };
+  /**
+   * How the release reaches each device ("udp-push", "esp32-pull", "app-pull")
+   * and whether the device fetches it itself, as a job's view says; absent
+   * from older servers and from the retained progress topic.
+   */
+  delivery?: string;
+  fetchedByDevice?: boolean;
   selector: RolloutSelector;
   state: RolloutState;
   pauseKind: PauseKind | null;

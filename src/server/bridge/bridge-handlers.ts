@@ -139,7 +139,16 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
         firmwareIndex(),
         activeJobs(),
       ]);
-      return devices.map((d) => deviceView(d, firmware, jobs.get(d.id)));
+      const views = devices.map((d) => deviceView(d, firmware, jobs.get(d.id)));
+      // How each active job's release travels: `mpota devices` says "fetching" for a release the device fetches.
+      const active = devices.flatMap((d) => jobs.get(d.id) ?? []);
+      const facts = new Map((await jobViews(active)).map((j) => [j.id, j] as [string, JobView]));
+      return views.map((v) => {
+        const j = v.job ? facts.get(v.job.id) : undefined;
+        return v.job && j
+          ? { ...v, job: { ...v.job, delivery: j.delivery, fetchedByDevice: j.fetchedByDevice } }
+          : v;
+      });
     },
 
     device: async (request) => {
@@ -160,7 +169,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       return {
         ...deviceView(device, firmware, active),
         history: history.map((h) => ({ at: h.at, state: h.state })),
-        jobs: jobs.map(jobView),
+        jobs: await jobViews(jobs),
       };
     },
 

@@ -34,4 +34,6 @@ export interface RolloutEngineOptions {
    * listener for an ESP32's pull), or without one any release at all; undefined when it can.
    */
   refusal?: (release?: FirmwareRecord) => string | undefined;
+  /** How `release` reaches a device: its delivery's name and whether the device fetches it (shown in the rollout's views). */
+  deliveryOf: (release: FirmwareRecord) => { delivery: string; fetchedByDevice: boolean };
 }

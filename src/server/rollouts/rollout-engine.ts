@@ -85,7 +85,9 @@ export class RolloutEngine extends ScheduledFeature {
   async list(filter: { active?: boolean; limit?: number }): Promise<RolloutView[]> {
     const rollouts = await this.o.storage.rollouts.list(filter);
     return Promise.all(
-      rollouts.map(async (r) => rolloutView(r, await this.o.storage.rollouts.snapshot(r.id))),
+      rollouts.map(async (r) =>
+        this.withDelivery(r, rolloutView(r, await this.o.storage.rollouts.snapshot(r.id))),
+      ),
     );
   }
 
@@ -95,7 +97,13 @@ export class RolloutEngine extends ScheduledFeature {
       this.o.storage.rollouts.snapshot(r.id),
       this.o.storage.rollouts.events(r.id, events),
     ]);
-    return rolloutDetail(r, devices, log);
+    return this.withDelivery(r, rolloutDetail(r, devices, log));
+  }
+
+  /** The view with how the release travels (the CLI says "fetching" for a release the devices fetch). */
+  private async withDelivery<T extends RolloutView>(r: RolloutRecord, view: T): Promise<T> {
+    const release = await this.o.storage.firmware.get(r.firmwareId);
+    return release === undefined ? view : { ...view, ...this.o.deliveryOf(release) };
   }
 
   /** Stops giving devices their turn; jobs the devices have not taken yet are taken back, pushes under way finish. */
@@ -222,7 +230,7 @@ export class RolloutEngine extends ScheduledFeature {
       });
     this.kick();
     const r = (await this.o.storage.rollouts.get(id)) as RolloutRecord;
-    return rolloutView(r, await this.o.storage.rollouts.snapshot(id));
+    return this.withDelivery(r, rolloutView(r, await this.o.storage.rollouts.snapshot(id)));
   }
 
   // ---- driving ---------------------------------------------------------------

@@ -209,7 +209,7 @@ export function preflightEsp32(bytes: Uint8Array, options: Esp32PreflightOptions
     add(
       "slot-size",
       "refusal",
-      `${sizeText(bytes.length)} is larger than the ${sizeText(slotSize)} app slot (${layout}) by ${sizeText(bytes.length - slotSize)}: it cannot be written there.`,
+      `${sizeText(bytes.length)} is larger than the app slot by ${sizeText(bytes.length - slotSize)}: it cannot be written there. The slot (${layout}) holds ${sizeText(slotSize)}.`,
       "Build a smaller firmware (freeze fewer modules, leave out features), or move the board to a layout with larger app slots (a serial reflash).",
     );
 

@@ -207,7 +207,7 @@ function inspectAnyFirmware(bytes: Uint8Array, options: InspectOptions): Inspect
         ? `all ${sig.checked} signatures verify`
         : `${sig.checked - sig.valid} of ${sig.checked} signatures fail`
       : "signatures not checked";
-    report.summary = `canned .ota update: ${ota.dataPackets} data datagrams of up to ${ota.blockSize} bytes carrying ${sizeText(ota.imageSize)}${m ? ` (${micropythonSummary(m)})` : ""}; checksum ok; ${sigText}`;
+    report.summary = `canned .ota update: ${ota.dataPackets} data datagrams of up to ${ota.blockSize} bytes carrying ${m ? micropythonSummary(m) : sizeText(ota.imageSize)}; checksum ok; ${sigText}`;
     return report;
   }
 
@@ -330,6 +330,6 @@ function inspectAnyFirmware(bytes: Uint8Array, options: InspectOptions): Inspect
   report.kind = "unknown";
   report.unknown = unknown;
   if (errors.length === 0) errors.push(`Not a firmware image I know. ${unknown.hint}`);
-  report.summary = `not a firmware image I know: looks like ${unknown.looksLike} (${sizeText(bytes.length)}${bytes.length > 0 ? `, starts ${unknown.firstBytes}` : ""})`;
+  report.summary = `not a firmware image I know: looks like ${unknown.looksLike}, ${sizeText(bytes.length)}${bytes.length > 0 ? `, starting ${unknown.firstBytes}` : ""}`;
   return report;
 }

@@ -161,7 +161,7 @@ export function preflight(bytes: Uint8Array, options: PreflightOptions): Preflig
       add(
         "file-kind",
         "ok",
-        `${source} is a canned .ota update; the firmware it carries (${sizeText(image.length)}) is checked below.`,
+        `${source} is a canned .ota update; the firmware it carries, ${sizeText(image.length)}, is checked below.`,
         null,
       );
     } catch (error) {
@@ -303,7 +303,7 @@ export function preflight(bytes: Uint8Array, options: PreflightOptions): Preflig
     add(
       "flash-size",
       "ok",
-      `The app occupies ${hex(appOffset)}-${hex(appEnd)} of ${size} (${sizeText(image.length)}); ${sizeText(Math.max(0, growthLimit - appEnd))} are left for larger builds before ${hex(growthLimit)}.`,
+      `The app occupies ${hex(appOffset)}-${hex(appEnd)} of ${size}: ${sizeText(image.length)}; ${sizeText(Math.max(0, growthLimit - appEnd))} are left for larger builds before ${hex(growthLimit)}.`,
       null,
     );
   }
@@ -338,7 +338,7 @@ export function preflight(bytes: Uint8Array, options: PreflightOptions): Preflig
     add(
       "filesystem",
       "ok",
-      `Room left for the filesystem: ${sizeText(layout.filesystemSize)} (${hex(layout.filesystemStart)}-${hex(layout.usableEnd)}, as MicroPython's flashbdev.py lays it out for the OTA build; the last 20 KiB stay with the SDK).`,
+      `Room left for the filesystem: ${sizeText(layout.filesystemSize)} at ${hex(layout.filesystemStart)}-${hex(layout.usableEnd)}, as MicroPython's flashbdev.py lays it out for the OTA build; the last 20 KiB stay with the SDK.`,
       null,
     );
   }

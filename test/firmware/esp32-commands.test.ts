@@ -107,7 +107,7 @@ describe("mpota inspect and check with ESP32 app images", () => {
     assert.equal(b.code, 10);
     assert.match(
       b.stdout,
-      /\n {2}REFUSED {2}slot-size {6}1,712,512 bytes \(1\.63 MiB\) is larger than the 1,572,864 bytes \(1\.50 MiB\) app slot .* by 139,648 bytes \(136\.4 KiB\)/,
+      /\n {2}REFUSED {2}slot-size {6}1,712,512 bytes \(1\.63 MiB\) is larger than the app slot by 139,648 bytes \(136\.4 KiB\): it cannot be written there\. The slot \(.*\) holds 1,572,864 bytes \(1\.50 MiB\)\./,
     );
     assert.match(b.stdout, /fix: Build a smaller firmware/);
     // A layout with larger slots (a custom partition table) takes it.

@@ -145,7 +145,7 @@ describe("mpota inspect", () => {
     const start = Buffer.from("remember the mil").toString("hex");
     assert.equal(
       r.stdout.split("\n")[0],
-      `${f("notes.txt")}: not a firmware image I know: looks like text (18 bytes, starts ${start})`,
+      `${f("notes.txt")}: not a firmware image I know: looks like text, 18 bytes, starting ${start}`,
     );
     assert.match(r.stdout, /\n {2}looks like +text\n/);
   });

@@ -67,7 +67,7 @@ describe("preflight", () => {
     assert.equal(r.layout.firmwareRoom, 0xd4000 - (0x3c000 + 600 * 1024));
     assert.match(
       verdict(r, "filesystem").message,
-      /^Room left for the filesystem: 155,648 bytes \(152\.0 KiB\) \(0xd5000-0xfb000/,
+      /^Room left for the filesystem: 155,648 bytes \(152\.0 KiB\) at 0xd5000-0xfb000/,
     );
     assert.equal(assertPreflight(ota, { flashSize: MiB }).ok, true);
   });

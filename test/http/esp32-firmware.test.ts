@@ -83,7 +83,7 @@ describe("ESP32 app images in the release store (HTTP upload)", () => {
     assert.equal(big.status, 400);
     assert.match(
       big.body.error,
-      /1,712,512 bytes \(1\.63 MiB\) is larger than the 1,572,864 bytes \(1\.50 MiB\) app slot/,
+      /1,712,512 bytes \(1\.63 MiB\) is larger than the app slot by 139,648 bytes \(136\.4 KiB\): it cannot be written there\. The slot \(.*\) holds 1,572,864 bytes \(1\.50 MiB\)\./,
     );
     assert.equal((await call(s, "GET", "/api/v1/firmware")).body.length, 2);
   });

@@ -2,11 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Command, CommanderError } from "commander";
 import { MemoryIo } from "../../src/cli/io.ts";
-import { registerSimulateCommand } from "../../src/cli/simulate.ts";
-import type { SimulateDeps } from "../../src/cli/simulate-options.ts";
-import { MpotaError } from "../../src/errors.ts";
 import { checkMd5Trailer } from "../../src/firmware/micropython-image.ts";
 import { DEFAULT_SETTINGS, renderConfigH } from "../../src/protocol/config-h.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -22,38 +18,8 @@ import { FAST_TIMINGS, startTestServer, tempDir } from "../server/support/test-s
 import { eventually } from "../server/support/wait.ts";
 import { makeTempDir } from "../support/cli.ts";
 import { fixturePath } from "../support/fixtures.ts";
-import { addressPool, FAST, key, SHORT_GPIO, stateWhere } from "./support.ts";
-
-// `mpota simulate` through its own commander program (registered in src/cli/commands.ts by the lead).
-
-interface Run {
-  code: number;
-  io: MemoryIo;
-  error?: unknown;
-}
-
-/** Runs `mpota simulate ARGS` in-process as main() would: MpotaError -> its exit code. */
-async function simulate(args: string[], deps: SimulateDeps = {}, io = new MemoryIo()): Promise<Run> {
-  const program = new Command("mpota").exitOverride().configureOutput({
-    writeOut: (s) => io.out(s),
-    writeErr: (s) => io.err(s),
-  });
-  registerSimulateCommand(program, io, { timing: FAST, settings: SHORT_GPIO, ...deps });
-  for (const cmd of program.commands) {
-    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-  }
-  try {
-    await program.parseAsync(["node", "mpota", "simulate", ...args]);
-    return { code: 0, io };
-  } catch (error) {
-    if (error instanceof CommanderError) return { code: error.exitCode === 0 ? 0 : 2, io, error };
-    if (error instanceof MpotaError) {
-      io.err(`mpota: ${error.message}\n`);
-      return { code: error.exitCode, io, error };
-    }
-    throw error;
-  }
-}
+import { type Run, simulate, untilOutput } from "./simulate-run.ts";
+import { addressPool, key, stateWhere } from "./support.ts";
 
 const keyFile = fixturePath("reference/priv-pkcs1.key");
 const nextAddress = addressPool();
@@ -67,14 +33,6 @@ after(async () => {
   await broker.close();
   tmp.remove();
 });
-
-async function untilOutput(io: MemoryIo, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(io.stdout)) {
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in output:\n${io.stdout}${io.stderrText}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("mpota simulate", () => {
   test("--devices 2: both power on, check in on the broker, and stop cleanly when aborted", async () => {
@@ -325,6 +283,10 @@ describe("mpota simulate", () => {
       [["--id-prefix", "a/b"], /--id-prefix "a\/b" must be/],
       [["--first-address", "10.0.0.1"], /not a loopback address/],
       [["--devices", "2", "--esp32", "3"], /--esp32 is how many of the 2 devices are ESP32s/],
+      [
+        ["--devices", "2", "--esp32", "1", "--pico-w", "2"],
+        /--pico-w is how many of the 2 devices are Pico Ws: a whole number from 0 to 1 \(1 of them is an ESP32\), not 2/,
+      ],
       [["--key", join(tmp.dir, "missing.key")], /missing\.key does not exist/],
     ];
     for (const [args, message] of cases) {

@@ -18,7 +18,7 @@ import { FAST_TIMINGS, startTestServer, tempDir } from "../server/support/test-s
 import { eventually } from "../server/support/wait.ts";
 import { makeTempDir } from "../support/cli.ts";
 import { fixturePath } from "../support/fixtures.ts";
-import { type Run, simulate, untilOutput } from "./simulate-run.ts";
+import { endServerRun, type Run, simulate, untilOutput } from "./simulate-run.ts";
 import { addressPool, key, stateWhere } from "./support.ts";
 
 const keyFile = fixturePath("reference/priv-pkcs1.key");
@@ -256,12 +256,7 @@ describe("mpota simulate", () => {
       assert.equal(end.state, "succeeded", end.error ?? "");
       await untilOutput(io, new RegExp(`prov-1\\s+checked in: fw ${firmwareIdentity(update)}`), 30_000);
     } finally {
-      stop.abort();
-      const code = (await running)?.code;
-      await bridge.close();
-      await s.stop();
-      data.remove();
-      assert.equal(code, 0, io.stderrText);
+      await endServerRun({ stop, running, io }, { bridge, s, data });
     }
     assert.match(io.stdout, /prov-1\s+\S+\s+off\s+\S+\s+always on\s+none\s+\d+\s+\d+\s+1/);
   });

@@ -8,7 +8,7 @@ import { jobEnd } from "../server/support/job-suite.ts";
 import { FAST_TIMINGS, startTestServer, tempDir } from "../server/support/test-server.ts";
 import { eventually } from "../server/support/wait.ts";
 import { addAppRelease } from "../support/app-releases.ts";
-import { type Run, simulate, untilOutput } from "./simulate-run.ts";
+import { endServerRun, type Run, simulate, untilOutput } from "./simulate-run.ts";
 import { addressPool } from "./support.ts";
 
 // `mpota simulate --pico-w`: a Raspberry Pi Pico W (the real agent, loader
@@ -95,12 +95,7 @@ test("--pico-w 1 against an mpota server: it registers as rp2, takes an app upda
       /the device is a Raspberry Pi Pico W \(rp2\), which takes app updates only: mpota does not update its firmware\. Update its app with an app release/,
     );
   } finally {
-    stop.abort();
-    const code = (await running)?.code;
-    await bridge.close();
-    await s.stop();
-    data.remove();
-    assert.equal(code, 0, io.stderrText);
+    await endServerRun({ stop, running, io }, { bridge, s, data });
   }
   assert.match(
     io.stdout,

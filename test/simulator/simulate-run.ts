@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { Command, CommanderError } from "commander";
 import { MemoryIo } from "../../src/cli/io.ts";
 import { registerSimulateCommand } from "../../src/cli/simulate.ts";
@@ -34,6 +35,22 @@ export async function simulate(args: string[], deps: SimulateDeps = {}, io = new
     }
     throw error;
   }
+}
+
+/**
+ * Ends a run against a test server: stops it as Ctrl-C would, then the
+ * bridge and the server, removes the data, and asserts the run exited 0.
+ */
+export async function endServerRun(
+  run: { stop: AbortController; running: Promise<Run> | undefined; io: MemoryIo },
+  server: { bridge: { close(): Promise<void> }; s: { stop(): Promise<void> }; data: { remove(): void } },
+): Promise<void> {
+  run.stop.abort();
+  const code = (await run.running)?.code;
+  await server.bridge.close();
+  await server.s.stop();
+  server.data.remove();
+  assert.equal(code, 0, run.io.stderrText);
 }
 
 /** Resolves once the command's output matches `pattern`; fails with the output so far after `timeoutMs`. */

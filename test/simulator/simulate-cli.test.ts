@@ -354,6 +354,34 @@ describe("mpota simulate", () => {
     assert.deepEqual(app && [app.fw, app.wake], [esp32Identity({ seed: 1 }).slice(0, 32), "power"]);
   });
 
+  test("--pico-w 1 --no-provision: the Pico W comes up as an rp2 app board, and the start line says it trusts no app key", async () => {
+    const first = nextAddress();
+    const second = nextAddress();
+    const stop = new AbortController();
+    const io = new MemoryIo();
+    const running = simulate(
+      [
+        ...["--devices", "2", "--pico-w", "1", "--mqtt", broker.url, "--no-provision", "--key", keyFile],
+        ...["--first-address", first, "--id-prefix", "np", "--firmware-size", "40000", "--stagger-ms", "0"],
+      ],
+      { stop: stop.signal },
+      io,
+    );
+    const state = await Promise.race([
+      stateWhere(broker, "np-2", () => true),
+      running.then((r) => assert.fail(`simulate ended early (${r.code}): ${r.io.stderrText}`)),
+    ]);
+    assert.deepEqual([state.chip, state.ip, (state.app as { board?: string }).board], ["rp2", second, "rp2"]);
+    await untilOutput(io, /np-2\s+checked in: .*; chip rp2, no app yet/);
+    stop.abort();
+    assert.equal((await running).code, 0, io.stderrText);
+    assert.match(
+      io.stdout,
+      /; firmware [0-9a-f]{32} \(synthetic image, seed 1\), bootloader key 512-bit; the last 1 is a Pico W \(app updates only, no app key without provisioning: every app release is refused\)\. Ctrl-C stops\./,
+    );
+    assert.match(io.stdout, /np-1\s+boot8266 \(power on\)/, "the first is an ESP8266");
+  });
+
   test("--write-esp32-firmware writes the synthetic ESP32 app for --seed; --esp32-firmware must be one set_boot takes", async () => {
     const path = join(tmp.dir, "esp32.bin");
     const r = await simulate(["--write-esp32-firmware", path, "--seed", "2"]);

@@ -18,10 +18,15 @@ import { FAST_TIMINGS, startTestServer, tempDir } from "../server/support/test-s
 import { eventually } from "../server/support/wait.ts";
 import { makeTempDir } from "../support/cli.ts";
 import { fixturePath } from "../support/fixtures.ts";
-import { endServerRun, type Run, simulate, untilOutput } from "./simulate-run.ts";
+import { endServerRun, type Run, simulate, startSimulate, untilOutput } from "./simulate-run.ts";
 import { addressPool, key, stateWhere } from "./support.ts";
 
 const keyFile = fixturePath("reference/priv-pkcs1.key");
+/** A fleet on the test broker without provisioning: ids <prefix>-<n> from address `first`, small images, no stagger. */
+const unprovisioned = (first: string, prefix: string) => [
+  ...["--mqtt", broker.url, "--no-provision", "--key", keyFile, "--first-address", first],
+  ...["--id-prefix", prefix, "--firmware-size", "40000", "--stagger-ms", "0"],
+];
 const nextAddress = addressPool();
 let broker: TestBroker;
 const tmp = makeTempDir("mpota-simulate-");
@@ -317,17 +322,10 @@ describe("mpota simulate", () => {
   test("--esp32 1: the last device is an ESP32 whose bootloader starts its app from ota_0", async () => {
     const first = nextAddress();
     const second = nextAddress();
-    const stop = new AbortController();
-    const io = new MemoryIo();
-    const running = simulate(
-      [
-        ...["--devices", "2", "--esp32", "1", "--mqtt", broker.url, "--no-provision", "--key", keyFile],
-        ...["--first-address", first, "--id-prefix", "mix", "--firmware-size", "40000", "--stagger-ms", "0"],
-        "--json",
-      ],
-      { stop: stop.signal },
-      io,
-    );
+    const { stop, io, running } = startSimulate([
+      ...["--devices", "2", "--esp32", "1", ...unprovisioned(first, "mix")],
+      "--json",
+    ]);
     await untilOutput(io, /"device":"mix-2","type":"app-start"/);
     stop.abort();
     const { code } = await running;
@@ -357,16 +355,13 @@ describe("mpota simulate", () => {
   test("--pico-w 1 --no-provision: the Pico W comes up as an rp2 app board, and the start line says it trusts no app key", async () => {
     const first = nextAddress();
     const second = nextAddress();
-    const stop = new AbortController();
-    const io = new MemoryIo();
-    const running = simulate(
-      [
-        ...["--devices", "2", "--pico-w", "1", "--mqtt", broker.url, "--no-provision", "--key", keyFile],
-        ...["--first-address", first, "--id-prefix", "np", "--firmware-size", "40000", "--stagger-ms", "0"],
-      ],
-      { stop: stop.signal },
-      io,
-    );
+    const { stop, io, running } = startSimulate([
+      "--devices",
+      "2",
+      "--pico-w",
+      "1",
+      ...unprovisioned(first, "np"),
+    ]);
     const state = await Promise.race([
       stateWhere(broker, "np-2", () => true),
       running.then((r) => assert.fail(`simulate ended early (${r.code}): ${r.io.stderrText}`)),

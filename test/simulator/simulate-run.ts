@@ -37,6 +37,16 @@ export async function simulate(args: string[], deps: SimulateDeps = {}, io = new
   }
 }
 
+/** Starts `mpota simulate ARGS` in the background; aborting `stop` ends it as Ctrl-C would. */
+export function startSimulate(
+  args: string[],
+  deps: SimulateDeps = {},
+): { stop: AbortController; io: MemoryIo; running: Promise<Run> } {
+  const stop = new AbortController();
+  const io = new MemoryIo();
+  return { stop, io, running: simulate(args, { ...deps, stop: stop.signal }, io) };
+}
+
 /**
  * Ends a run against a test server: stops it as Ctrl-C would, then the
  * bridge and the server, removes the data, and asserts the run exited 0.

@@ -148,7 +148,7 @@ export class Fleet {
     const firstEsp32 = firstPicoW - (options.esp32?.count ?? 0);
     if (firstEsp32 < 0) {
       throw new SimulatorError(
-        `A fleet of ${options.count} devices cannot hold ${options.esp32?.count ?? 0} ESP32s and ${options.picoW?.count ?? 0} Pico Ws.`,
+        `A fleet of ${options.count} devices cannot hold ${options.count - firstEsp32} ESP32s and Pico Ws (${options.esp32?.count ?? 0} + ${options.picoW?.count ?? 0}): raise count or ask for fewer.`,
       );
     }
     this.devices = addresses.map((address, i) => {

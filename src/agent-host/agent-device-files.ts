@@ -22,6 +22,20 @@ function sleepyMain(example: string, awakeMs: number): string {
   return `${example.slice(0, at)}${publish[1]}machine.lightsleep(${Math.round(awakeMs)})\n${example.slice(at)}`;
 }
 
+/** Whether the board loads the update boot: APP_UPDATE_BOOT of its config, as the agent reads it (default: an ESP8266). */
+function updateBoot(o: AgentDeviceOptions): boolean {
+  const set = o.config?.APP_UPDATE_BOOT;
+  if (set === undefined) return (o.chip ?? "esp8266") === "esp8266";
+  // Python's truth: None, False, 0, "" and () are false.
+  return !(
+    set === null ||
+    set === false ||
+    set === 0 ||
+    set === "" ||
+    (Array.isArray(set) && set.length === 0)
+  );
+}
+
 /** mpota_config.py from the options (their `config` wins), main.py, the agent and `files`. */
 export function agentDeviceFiles(o: AgentDeviceOptions, broker: BrokerAddress): Record<string, string> {
   const dir = o.deviceDir ?? DEVICE_DIR;
@@ -53,7 +67,7 @@ export function agentDeviceFiles(o: AgentDeviceOptions, broker: BrokerAddress): 
         ? sleepyMain(readDeviceFile(EXAMPLE_MAINS.sleepy, dir), o.awakeMs ?? 0)
         : readDeviceFile(EXAMPLE_MAINS.alwaysOn, dir));
   return {
-    ...readAgentFiles(dir, o.chip, o.appKeys !== undefined),
+    ...readAgentFiles(dir, o.chip, o.appKeys !== undefined, updateBoot(o)),
     "mpota_config.py": renderConfig(config),
     "main.py": main,
     ...o.files,

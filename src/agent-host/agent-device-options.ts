@@ -59,8 +59,9 @@ export interface AgentDeviceOptions {
   commandKeys?: readonly string[];
   /**
    * APP_KEYS: moduli (hex) of the app keys the board trusts. Given, the board
-   * runs apps: it holds the app loader and updater (APP_FILES), and its
-   * main.py (unless `main`) runs the loader, then the agent.
+   * runs apps: it holds the app loader and updater (APP_FILES, and on an
+   * ESP8266 the update boot), and its main.py (unless `main`) runs the
+   * loader, then the agent.
    */
   appKeys?: readonly string[];
   /** ALLOW_UNSIGNED: act on unsigned (contract v1) commands too; default false, as the agent's own default. */

@@ -41,9 +41,15 @@ export const APP_FILES = [
   "mpota_stage.py",
   "mpota_appget.py",
   "mpota_appjob.py",
-  "mpota_appboot.py",
   "mpota_http.py",
 ] as const;
+
+/**
+ * The update boot's (docs/app-updates.md "The update boot"): only a board
+ * with APP_UPDATE_BOOT on loads it, by default an ESP8266; the ESP32 and the
+ * Pico W update in place (device/README.md copies it to an ESP8266 only).
+ */
+export const UPDATE_BOOT_FILES = ["mpota_appboot.py"] as const;
 
 /** The example main.py files under device/examples/. */
 export const EXAMPLE_MAINS = {
@@ -64,16 +70,22 @@ export function readDeviceFile(path: string, dir: string = DEVICE_DIR): string {
   }
 }
 
-/** The unmodified agent files, keyed by their path on the device; with `apps`, the app loader and updater too. */
+/**
+ * The unmodified agent files, keyed by their path on the device; with `apps`,
+ * the app loader and updater too, and with `updateBoot` (default: on an
+ * ESP8266) the update boot.
+ */
 export function readAgentFiles(
   dir: string = DEVICE_DIR,
   chip: BoardChip = "esp8266",
   apps = false,
+  updateBoot = chip === "esp8266",
 ): Record<string, string> {
   const files: Record<string, string> = {};
   for (const path of chip === "esp32" ? ESP32_AGENT_FILES : chip === "rp2" ? RP2_AGENT_FILES : AGENT_FILES)
     files[path] = readDeviceFile(path, dir);
   if (apps) for (const path of APP_FILES) files[path] = readDeviceFile(path, dir);
+  if (apps && updateBoot) for (const path of UPDATE_BOOT_FILES) files[path] = readDeviceFile(path, dir);
   return files;
 }
 

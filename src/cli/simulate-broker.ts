@@ -67,6 +67,8 @@ export async function provisionFleet(
           username: device.username,
           password: device.secret,
           config: { CMD_KEYS: device.commandKeyModuli },
+          // A server from before appKeyModuli answers without it: the board then trusts no app key.
+          appKeys: device.appKeyModuli ?? [],
         });
       }
     },

@@ -21,8 +21,10 @@ export const DEFAULT_SIMULATOR_BROKER = "mqtt://localhost:1883";
 
 export interface SimulateCommandOptions {
   devices: number;
-  /** How many of the devices (the last ones) are ESP32s (OTA variant); default 0. */
+  /** How many of the devices (after the ESP8266s) are ESP32s (OTA variant); default 0. */
   esp32?: number;
+  /** How many of the devices (the last ones) are Raspberry Pi Pico Ws; default 0. */
+  picoW?: number;
   /** The ESP32s' first app (micropython.bin); default a synthetic one from --seed. */
   esp32Firmware?: string;
   writeEsp32Firmware?: string;
@@ -149,6 +151,12 @@ export function checkOptions(options: SimulateCommandOptions): void {
   if (!Number.isSafeInteger(esp32) || esp32 < 0 || esp32 > options.devices) {
     throw new UsageError(
       `--esp32 is how many of the ${options.devices} devices are ESP32s: a whole number from 0 to ${options.devices}, not ${esp32}. Raise --devices for more.`,
+    );
+  }
+  const picoW = options.picoW ?? 0;
+  if (!Number.isSafeInteger(picoW) || picoW < 0 || picoW > options.devices - esp32) {
+    throw new UsageError(
+      `--pico-w is how many of the ${options.devices} devices are Pico Ws: a whole number from 0 to ${options.devices - esp32}${esp32 > 0 ? ` (${esp32} of them ${esp32 === 1 ? "is an ESP32" : "are ESP32s"})` : ""}, not ${picoW}. Raise --devices for more.`,
     );
   }
   // Before the devices are provisioned: a fleet that cannot have its addresses must not get credentials.

@@ -65,11 +65,11 @@ export async function simulateCommand(
   checkOptions(options);
   const broker = brokerFrom(options);
   const esp32Count = options.esp32 ?? 0;
-  // A fleet of ESP32s only has no yaota8266 bootloader, so no key to load.
+  const picoWCount = options.picoW ?? 0;
+  const esp8266Count = options.devices - esp32Count - picoWCount;
+  // A fleet without ESP8266s has no yaota8266 bootloader, so no key to load.
   const { key, settings } =
-    esp32Count === options.devices
-      ? { key: undefined, settings: { ...DEFAULT_SETTINGS } }
-      : keyAndSettings(options);
+    esp8266Count === 0 ? { key: undefined, settings: { ...DEFAULT_SETTINGS } } : keyAndSettings(options);
   const { image, source } = initialFirmware(options, settings.mainAppOffset);
   const esp32 = esp32Count > 0 ? initialEsp32Firmware(options) : undefined;
   await probeBroker(broker, options.mqtt);
@@ -91,6 +91,8 @@ export async function simulateCommand(
     ...(key ? { key } : {}),
     firmware: image,
     ...(esp32 ? { esp32: { count: esp32Count, firmware: esp32.image } } : {}),
+    // Without provisioning a Pico W learns no app key: it runs apps but refuses every release.
+    ...(picoWCount > 0 ? { picoW: { count: picoWCount, appKeys: [] } } : {}),
     sleepSeconds: options.sleep,
     sleepyShare: options.sleepyShare,
     awakeMs: options.awakeMs,
@@ -121,9 +123,10 @@ export async function simulateCommand(
       firmware: fw ?? null,
       source,
       esp32: esp32 ? { count: esp32Count, source: esp32.source } : null,
+      picoW: picoWCount > 0 ? { count: picoWCount, appKeys: access ? "server" : "none" } : null,
       keyBits: key?.bits ?? null,
     },
-    `simulating ${options.devices} device${options.devices === 1 ? "" : "s"} (${options.devices - sleepy} always on, ${sleepy} sleeping ${options.sleep} s) on ${fleet.devices[0]?.address}${options.devices > 1 ? ` to ${fleet.devices.at(-1)?.address}` : ""}, broker ${options.mqtt}, link ${options.link}; firmware ${fw} (${source})${key ? `, bootloader key ${key.bits}-bit` : ""}${esp32 ? `; the last ${esp32Count} ${esp32Count === 1 ? "is an ESP32" : "are ESP32s"} (OTA variant, ${esp32.source})` : ""}. Ctrl-C stops.`,
+    `simulating ${options.devices} device${options.devices === 1 ? "" : "s"} (${options.devices - sleepy} always on, ${sleepy} sleeping ${options.sleep} s) on ${fleet.devices[0]?.address}${options.devices > 1 ? ` to ${fleet.devices.at(-1)?.address}` : ""}, broker ${options.mqtt}, link ${options.link}${esp8266Count > 0 ? `; firmware ${fw} (${source})${key ? `, bootloader key ${key.bits}-bit` : ""}` : ""}${esp32 ? `; ${esp32Count} ${esp32Count === 1 ? "is an ESP32" : "are ESP32s"} (OTA variant, ${esp32.source})` : ""}${picoWCount > 0 ? `; the last ${picoWCount} ${picoWCount === 1 ? "is a Pico W" : "are Pico Ws"} (app updates only, ${access ? "trusting the server's app key" : "no app key without provisioning: every app release is refused"})` : ""}. Ctrl-C stops.`,
   );
 
   const cleanups: Array<() => void> = [];
@@ -168,13 +171,19 @@ export function registerSimulateCommand(program: Command, io: CliIo, deps: Simul
   return program
     .command("simulate")
     .description(
-      "Run simulated ESP8266 devices (yaota8266 emulator + the real MicroPython agent), each on its own loopback address, against an MQTT broker: watch updates happen without hardware.",
+      "Run simulated devices (ESP8266s with the yaota8266 emulator, ESP32s, Pico Ws; each the real MicroPython agent), each on its own loopback address, against an MQTT broker: watch updates happen without hardware.",
     )
     .option("--devices <n>", "how many devices", parseIntegerOption("--devices"), 1)
     .option(
       "--esp32 <n>",
-      "how many of the devices (the last ones) are ESP32s with MicroPython's OTA variant: two app slots, otadata, the bootloader's rollback",
+      "how many of the devices (after the ESP8266s) are ESP32s with MicroPython's OTA variant: two app slots, otadata, the bootloader's rollback",
       parseIntegerOption("--esp32"),
+      0,
+    )
+    .option(
+      "--pico-w <n>",
+      "how many of the devices (the last ones) are Raspberry Pi Pico Ws: app updates only (mpota does not update their firmware), from releases signed by the server's app key",
+      parseIntegerOption("--pico-w"),
       0,
     )
     .option(
@@ -280,10 +289,15 @@ run under real MicroPython 1.27. It checks in on <base>/<id>/state, takes an
 update command from the server, resets into OTA mode with the RTC magic,
 receives the push, and boots the new firmware if its MD5 checks out.
 Sleepy devices deep-sleep and pick up a pending update on their next wake.
-With --esp32 N the last N devices are ESP32s (ESP32_GENERIC's OTA variant):
-the same agent pulls an update into the other app slot, set_boot() and a
-hard reset switch to it, and ESP-IDF's bootloader rolls back a firmware
-that does not confirm itself.
+With --esp32 N, N devices after the ESP8266s are ESP32s (ESP32_GENERIC's
+OTA variant): the same agent pulls an update into the other app slot,
+set_boot() and a hard reset switch to it, and ESP-IDF's bootloader rolls
+back a firmware that does not confirm itself.
+With --pico-w N the last N devices are Raspberry Pi Pico Ws (RPI_PICO_W):
+they report chip rp2 and run an app that the server updates in place
+(mpota app add, then mpota update <id> <app>@<version>); a firmware update
+for them is refused. They trust the server's app key, which provisioning
+gives them (with --no-provision they trust none).
 Linux routes all of 127.0.0.0/8 to loopback; on macOS add aliases first
 (sudo ifconfig lo0 alias 127.0.1.1 up, and so on).
 
@@ -292,6 +306,7 @@ Example:
   mpota simulate --devices 4 --sleep 30        # 2 always on, 2 sleeping 30 s
   mpota simulate --write-firmware new.bin --seed 2
   mpota simulate --devices 4 --esp32 2         # 2 ESP8266s and 2 ESP32s
+  mpota simulate --devices 3 --esp32 1 --pico-w 1   # an ESP8266, an ESP32, a Pico W
   mpota simulate --write-esp32-firmware new-esp32.bin --seed 2
   mpota simulate --write-bootloader yaota8266.bin --key priv.key   # synthetic: never flash it
   mpota firmware add new.bin && mpota update sim-1 new.bin`,

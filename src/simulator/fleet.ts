@@ -11,21 +11,27 @@ import { SimulatedDevice, type SimulatedDeviceSummary } from "./simulated-device
 import type { SimulatedDeviceOptions } from "./simulated-device-options.ts";
 import { SimulatedEsp32Device } from "./simulated-esp32-device.ts";
 import type { SimulatedEvent, SimulatedStatus } from "./simulated-events.ts";
+import { SimulatedPicoWDevice } from "./simulated-pico-w-device.ts";
 import { SimulatorError } from "./simulator-error.ts";
 
 /** Where the first device of a fleet listens by default (127.0.0.2 is `mpota emulate`'s default). */
 export const DEFAULT_FIRST_ADDRESS = "127.0.1.1";
 
-/** A device of a fleet: an ESP8266 with yaota8266 or an ESP32 (OTA variant). */
-export type FleetDevice = SimulatedDevice | SimulatedEsp32Device;
+/** A device of a fleet: an ESP8266 with yaota8266, an ESP32 (OTA variant) or a Pico W. */
+export type FleetDevice = SimulatedDevice | SimulatedEsp32Device | SimulatedPicoWDevice;
 
 export interface FleetOptions {
   /** How many devices. */
   count: number;
-  /** How many of them (the last ones) are ESP32s, and the app image in their ota_0. */
+  /** How many of them are ESP32s (after the ESP8266s), and the app image in their ota_0. */
   esp32?: { count: number; firmware: Uint8Array };
+  /**
+   * How many of them (the last ones) are Pico Ws, and the app keys (APP_KEYS)
+   * they trust unless a device's `access` gives its own: they run apps.
+   */
+  picoW?: { count: number; appKeys?: readonly string[] };
   broker: string | BrokerAddress;
-  /** The public key the ESP8266s' bootloaders hold (a fleet of ESP32s only needs none). */
+  /** The public key the ESP8266s' bootloaders hold (a fleet without ESP8266s needs none). */
   key?: PublicKeyInfo;
   /** The image every device starts with at MAIN_APP_OFFSET. */
   firmware: Uint8Array;
@@ -70,6 +76,8 @@ export interface DeviceAccess {
   username: string;
   password: string;
   config?: Record<string, PythonValue>;
+  /** The app keys (APP_KEYS) it trusts: a Pico W of the fleet takes these. */
+  appKeys?: readonly string[];
 }
 
 function parseIpv4(address: string): number {
@@ -136,7 +144,13 @@ export class Fleet {
     const sleepSeconds = options.sleepSeconds ?? 0;
     const sleepy = sleepSeconds > 0 ? sleepyIndexes(options.count, options.sleepyShare ?? 0.5) : new Set();
     const prefix = options.idPrefix ?? "sim";
-    const firstEsp32 = options.count - (options.esp32?.count ?? 0);
+    const firstPicoW = options.count - (options.picoW?.count ?? 0);
+    const firstEsp32 = firstPicoW - (options.esp32?.count ?? 0);
+    if (firstEsp32 < 0) {
+      throw new SimulatorError(
+        `A fleet of ${options.count} devices cannot hold ${options.count - firstEsp32} ESP32s and Pico Ws (${options.esp32?.count ?? 0} + ${options.picoW?.count ?? 0}): raise count or ask for fewer.`,
+      );
+    }
     this.devices = addresses.map((address, i) => {
       const id = `${prefix}-${i + 1}`;
       const access = options.access?.(id);
@@ -151,21 +165,17 @@ export class Fleet {
       const broker = access
         ? { ...parseBroker(options.broker), username: access.username, password: access.password }
         : options.broker;
+      const sleepFor = sleepy.has(i) ? sleepSeconds : 0;
       const device: FleetDevice =
-        options.esp32 && i >= firstEsp32
-          ? new SimulatedEsp32Device({
-              id,
-              address,
-              broker,
-              firmware: options.esp32.firmware,
-              sleepSeconds: sleepy.has(i) ? sleepSeconds : 0,
-              clock: options.clock ?? systemClock,
-              ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
-              ...(options.baseTopic !== undefined ? { baseTopic: options.baseTopic } : {}),
-              ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
-              ...agent,
-            })
-          : this.esp8266(id, address, broker, i, sleepy.has(i) ? sleepSeconds : 0, agent);
+        i >= firstPicoW
+          ? this.picoW(id, address, broker, sleepFor, access)
+          : options.esp32 && i >= firstEsp32
+            ? new SimulatedEsp32Device({
+                ...this.selfBooted(id, address, broker, sleepFor),
+                firmware: options.esp32.firmware,
+                ...agent,
+              })
+            : this.esp8266(id, address, broker, i, sleepFor, agent);
       const onEvent = options.onEvent;
       if (onEvent) this.unsubscribe.push(device.events.on("event", (e) => onEvent(device, e)));
       const onStatus = options.onStatus;
@@ -173,6 +183,40 @@ export class Fleet {
         this.unsubscribe.push(device.events.on("status", (e) => onStatus(device, e.status, e.previous)));
       }
       return device;
+    });
+  }
+
+  /** What the ESP32s and Pico Ws of the fleet take alike. */
+  private selfBooted(id: string, address: string, broker: string | BrokerAddress, sleepSeconds: number) {
+    const options = this.options;
+    return {
+      id,
+      address,
+      broker,
+      sleepSeconds,
+      clock: options.clock ?? systemClock,
+      ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
+      ...(options.baseTopic !== undefined ? { baseTopic: options.baseTopic } : {}),
+      ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
+    };
+  }
+
+  /** A Pico W runs apps (its only updates): APP_KEYS from its access, else the fleet's. */
+  private picoW(
+    id: string,
+    address: string,
+    broker: string | BrokerAddress,
+    sleepSeconds: number,
+    access: DeviceAccess | undefined,
+  ): SimulatedPicoWDevice {
+    const agent = this.options.device?.agent;
+    return new SimulatedPicoWDevice({
+      ...this.selfBooted(id, address, broker, sleepSeconds),
+      agent: {
+        ...agent,
+        config: { ...agent?.config, ...access?.config },
+        appKeys: access?.appKeys ?? this.options.picoW?.appKeys ?? [],
+      },
     });
   }
 

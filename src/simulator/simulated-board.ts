@@ -1,4 +1,6 @@
 import type { AgentDevice } from "../agent-host/agent-device.ts";
+import type { AgentDeviceOptions } from "../agent-host/agent-device-options.ts";
+import type { BrokerAddress } from "../agent-host/broker-address.ts";
 import type { PublishedMessage } from "../agent-host/mqtt-packets.ts";
 import { Listeners } from "../emulator/listeners.ts";
 import type { Clock } from "../net/clock.ts";
@@ -14,15 +16,27 @@ function parseJson(payload: Buffer): Record<string, unknown> | undefined {
   }
 }
 
+/** What a board's options say of its agent, as every board takes them. */
+export interface BoardAgentOptions {
+  broker: string | BrokerAddress;
+  awakeMs?: number;
+  cmdWaitMs?: number;
+  agent?: { wifi?: AgentDeviceOptions["wifi"] };
+}
+
 /**
  * What every simulated board shares (the ESP8266 with yaota8266, the
- * ESP32 with its bootloader): the event stream and status, waiting for
- * them, and the agent's output, check-ins, acks and failures turned into
- * events. A subclass says what the board is doing (`derivedStatus`).
+ * ESP32 with its bootloader, the Pico W): the event stream and status,
+ * waiting for them, the options every board gives its agent, and the
+ * agent's output, check-ins, acks and failures turned into events. A
+ * subclass says what the board is doing (`derivedStatus`).
  */
 export abstract class SimulatedBoard {
   readonly events = new Listeners<SimulatedDeviceEvents>();
   abstract readonly id: string;
+  /** The IP the agent reports. */
+  abstract readonly address: string;
+  abstract readonly sleepSeconds: number;
 
   protected abstract readonly clock: Clock;
   protected abstract readonly baseTopic: string;
@@ -57,6 +71,26 @@ export abstract class SimulatedBoard {
 
   /** What the board is doing now, from its parts. */
   protected abstract derivedStatus(): SimulatedStatus;
+
+  /**
+   * The agent options every board sets the same way, over what the caller
+   * passes through: who the agent is, where it reports, its IP, and that the
+   * board, not the agent, decides what boots after a reset or a deep sleep.
+   */
+  protected agentOptions(o: BoardAgentOptions): AgentDeviceOptions {
+    return {
+      broker: o.broker,
+      id: this.id,
+      sleepSeconds: this.sleepSeconds,
+      baseTopic: this.baseTopic,
+      wifi: { ...o.agent?.wifi, ip: this.address },
+      clock: this.clock,
+      autoWake: false,
+      autoRestart: false,
+      ...(o.awakeMs !== undefined ? { awakeMs: o.awakeMs } : {}),
+      ...(o.cmdWaitMs !== undefined ? { cmdWaitMs: o.cmdWaitMs } : {}),
+    };
+  }
 
   /** Events from the agent every board reports the same way. */
   protected wireAgent(agent: AgentDevice): void {

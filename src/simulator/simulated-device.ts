@@ -102,20 +102,10 @@ export class SimulatedDevice extends SimulatedBoard {
     });
     this.agent = new AgentDevice({
       ...options.agent,
-      broker: options.broker,
+      ...this.agentOptions(options),
       flash,
       flashSize: flash.size,
-      id: options.id,
-      sleepSeconds: this.sleepSeconds,
-      baseTopic: this.baseTopic,
       mainAppOffset: this.settings.mainAppOffset,
-      wifi: { ...options.agent?.wifi, ip: options.address },
-      clock: this.clock,
-      // The emulator decides what boots after a reset or a deep sleep.
-      autoWake: false,
-      autoRestart: false,
-      ...(options.awakeMs !== undefined ? { awakeMs: options.awakeMs } : {}),
-      ...(options.cmdWaitMs !== undefined ? { cmdWaitMs: options.cmdWaitMs } : {}),
     });
     this.wire();
   }

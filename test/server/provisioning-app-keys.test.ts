@@ -26,7 +26,7 @@ describe("devices/add writes APP_KEYS", () => {
   it("the app key's modulus, the key made when missing, the same for every device", async () => {
     const path = defaultAppKeyPath(t.dir);
     assert.equal(existsSync(path), false);
-    const porch = (await admin.request("devices/add", { id: "porch" })) as { config: string };
+    const porch = await admin.request("devices/add", { id: "porch" });
     assert.equal(existsSync(path), true, "app-key.pem made as `mpota app add` makes it");
     const modulus = loadAppKey(path, { create: false }).modulusHex;
     const line = `APP_KEYS = (${JSON.stringify(modulus)},)`;
@@ -38,6 +38,8 @@ describe("devices/add writes APP_KEYS", () => {
       line,
     );
     assert.match(porch.config, /^CMD_KEYS = \("[0-9a-f]+",\)$/m, "beside the command keys");
+    // The same moduli in the answer itself, for a caller that sets up a board another way (`mpota simulate`).
+    assert.deepEqual(porch.appKeyModuli, [modulus]);
     const shed = (await admin.request("devices/add", { id: "shed" })) as { config: string };
     assert.ok(shed.config.includes(line));
   });

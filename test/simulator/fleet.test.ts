@@ -148,6 +148,27 @@ describe("a fleet against a real broker", () => {
     assert.ok(fleet.summary().every((s) => s.status === "off"));
   });
 
+  test("more ESP32s and Pico Ws than devices are refused before anything is made", () => {
+    assert.throws(
+      () =>
+        new Fleet({
+          count: 2,
+          broker: broker.url,
+          firmware: buildSyntheticFirmware({ size: 40_000 }),
+          esp32: { count: 1, firmware: new Uint8Array(0) },
+          picoW: { count: 2 },
+        }),
+      (error: Error) => {
+        assert.ok(error instanceof SimulatorError);
+        assert.equal(
+          error.message,
+          "A fleet of 2 devices cannot hold 3 ESP32s and Pico Ws (1 + 2): raise count or ask for fewer.",
+        );
+        return true;
+      },
+    );
+  });
+
   test("an address already taken stops the fleet with advice, releasing what it bound", async () => {
     const first = nextAddress();
     const taken = loopbackAddresses(2, first)[1] as string;

@@ -2,11 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Command, CommanderError } from "commander";
 import { MemoryIo } from "../../src/cli/io.ts";
-import { registerSimulateCommand } from "../../src/cli/simulate.ts";
-import type { SimulateDeps } from "../../src/cli/simulate-options.ts";
-import { MpotaError } from "../../src/errors.ts";
 import { checkMd5Trailer } from "../../src/firmware/micropython-image.ts";
 import { DEFAULT_SETTINGS, renderConfigH } from "../../src/protocol/config-h.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -22,40 +18,15 @@ import { FAST_TIMINGS, startTestServer, tempDir } from "../server/support/test-s
 import { eventually } from "../server/support/wait.ts";
 import { makeTempDir } from "../support/cli.ts";
 import { fixturePath } from "../support/fixtures.ts";
-import { addressPool, FAST, key, SHORT_GPIO, stateWhere } from "./support.ts";
-
-// `mpota simulate` through its own commander program (registered in src/cli/commands.ts by the lead).
-
-interface Run {
-  code: number;
-  io: MemoryIo;
-  error?: unknown;
-}
-
-/** Runs `mpota simulate ARGS` in-process as main() would: MpotaError -> its exit code. */
-async function simulate(args: string[], deps: SimulateDeps = {}, io = new MemoryIo()): Promise<Run> {
-  const program = new Command("mpota").exitOverride().configureOutput({
-    writeOut: (s) => io.out(s),
-    writeErr: (s) => io.err(s),
-  });
-  registerSimulateCommand(program, io, { timing: FAST, settings: SHORT_GPIO, ...deps });
-  for (const cmd of program.commands) {
-    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-  }
-  try {
-    await program.parseAsync(["node", "mpota", "simulate", ...args]);
-    return { code: 0, io };
-  } catch (error) {
-    if (error instanceof CommanderError) return { code: error.exitCode === 0 ? 0 : 2, io, error };
-    if (error instanceof MpotaError) {
-      io.err(`mpota: ${error.message}\n`);
-      return { code: error.exitCode, io, error };
-    }
-    throw error;
-  }
-}
+import { endServerRun, type Run, simulate, startSimulate, untilOutput } from "./simulate-run.ts";
+import { addressPool, key, stateWhere } from "./support.ts";
 
 const keyFile = fixturePath("reference/priv-pkcs1.key");
+/** A fleet on the test broker without provisioning: ids <prefix>-<n> from address `first`, small images, no stagger. */
+const unprovisioned = (first: string, prefix: string) => [
+  ...["--mqtt", broker.url, "--no-provision", "--key", keyFile, "--first-address", first],
+  ...["--id-prefix", prefix, "--firmware-size", "40000", "--stagger-ms", "0"],
+];
 const nextAddress = addressPool();
 let broker: TestBroker;
 const tmp = makeTempDir("mpota-simulate-");
@@ -67,14 +38,6 @@ after(async () => {
   await broker.close();
   tmp.remove();
 });
-
-async function untilOutput(io: MemoryIo, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(io.stdout)) {
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in output:\n${io.stdout}${io.stderrText}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("mpota simulate", () => {
   test("--devices 2: both power on, check in on the broker, and stop cleanly when aborted", async () => {
@@ -298,12 +261,7 @@ describe("mpota simulate", () => {
       assert.equal(end.state, "succeeded", end.error ?? "");
       await untilOutput(io, new RegExp(`prov-1\\s+checked in: fw ${firmwareIdentity(update)}`), 30_000);
     } finally {
-      stop.abort();
-      const code = (await running)?.code;
-      await bridge.close();
-      await s.stop();
-      data.remove();
-      assert.equal(code, 0, io.stderrText);
+      await endServerRun({ stop, running, io }, { bridge, s, data });
     }
     assert.match(io.stdout, /prov-1\s+\S+\s+off\s+\S+\s+always on\s+none\s+\d+\s+\d+\s+1/);
   });
@@ -325,6 +283,10 @@ describe("mpota simulate", () => {
       [["--id-prefix", "a/b"], /--id-prefix "a\/b" must be/],
       [["--first-address", "10.0.0.1"], /not a loopback address/],
       [["--devices", "2", "--esp32", "3"], /--esp32 is how many of the 2 devices are ESP32s/],
+      [
+        ["--devices", "2", "--esp32", "1", "--pico-w", "2"],
+        /--pico-w is how many of the 2 devices are Pico Ws: a whole number from 0 to 1 \(1 of them is an ESP32\), not 2/,
+      ],
       [["--key", join(tmp.dir, "missing.key")], /missing\.key does not exist/],
     ];
     for (const [args, message] of cases) {
@@ -360,17 +322,10 @@ describe("mpota simulate", () => {
   test("--esp32 1: the last device is an ESP32 whose bootloader starts its app from ota_0", async () => {
     const first = nextAddress();
     const second = nextAddress();
-    const stop = new AbortController();
-    const io = new MemoryIo();
-    const running = simulate(
-      [
-        ...["--devices", "2", "--esp32", "1", "--mqtt", broker.url, "--no-provision", "--key", keyFile],
-        ...["--first-address", first, "--id-prefix", "mix", "--firmware-size", "40000", "--stagger-ms", "0"],
-        "--json",
-      ],
-      { stop: stop.signal },
-      io,
-    );
+    const { stop, io, running } = startSimulate([
+      ...["--devices", "2", "--esp32", "1", ...unprovisioned(first, "mix")],
+      "--json",
+    ]);
     await untilOutput(io, /"device":"mix-2","type":"app-start"/);
     stop.abort();
     const { code } = await running;
@@ -395,6 +350,31 @@ describe("mpota simulate", () => {
     assert.deepEqual(boot && [boot.partition, boot.resetCause, boot.fastBoot], ["ota_0", 1, false]);
     const app = lines.find((l) => l.device === "mix-2" && l.type === "app-start");
     assert.deepEqual(app && [app.fw, app.wake], [esp32Identity({ seed: 1 }).slice(0, 32), "power"]);
+  });
+
+  test("--pico-w 1 --no-provision: the Pico W comes up as an rp2 app board, and the start line says it trusts no app key", async () => {
+    const first = nextAddress();
+    const second = nextAddress();
+    const { stop, io, running } = startSimulate([
+      "--devices",
+      "2",
+      "--pico-w",
+      "1",
+      ...unprovisioned(first, "np"),
+    ]);
+    const state = await Promise.race([
+      stateWhere(broker, "np-2", () => true),
+      running.then((r) => assert.fail(`simulate ended early (${r.code}): ${r.io.stderrText}`)),
+    ]);
+    assert.deepEqual([state.chip, state.ip, (state.app as { board?: string }).board], ["rp2", second, "rp2"]);
+    await untilOutput(io, /np-2\s+checked in: .*; chip rp2, no app yet/);
+    stop.abort();
+    assert.equal((await running).code, 0, io.stderrText);
+    assert.match(
+      io.stdout,
+      /; firmware [0-9a-f]{32} \(synthetic image, seed 1\), bootloader key 512-bit; the last 1 is a Pico W \(app updates only, no app key without provisioning: every app release is refused\)\. Ctrl-C stops\./,
+    );
+    assert.match(io.stdout, /np-1\s+boot8266 \(power on\)/, "the first is an ESP8266");
   });
 
   test("--write-esp32-firmware writes the synthetic ESP32 app for --seed; --esp32-firmware must be one set_boot takes", async () => {

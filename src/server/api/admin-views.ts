@@ -35,6 +35,8 @@ export interface ProvisionedDevice {
   commandKeys: string[];
   /** The same keys' moduli (hex), as CMD_KEYS holds them. */
   commandKeyModuli: string[];
+  /** The moduli (hex) of the app keys written into the config's APP_KEYS (none: no APP_KEYS line). */
+  appKeyModuli: string[];
 }
 
 export interface CredentialView {

@@ -103,6 +103,7 @@ function brokerFor(
 export function provisioningHandlers(deps: ProvisioningDeps) {
   const issue = (id: string, secret: string, broker: { host: string; port: number }): ProvisionedDevice => {
     const keys = deps.commandKeys();
+    const appKeys = deps.appKeys?.();
     const config = agentConfig({
       MQTT_HOST: pythonString(broker.host),
       MQTT_PORT: String(broker.port),
@@ -111,14 +112,7 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
       DEVICE_ID: pythonString(id),
       BASE_TOPIC: pythonString(deps.base),
       CMD_KEYS: `(${keys.map((k) => `${pythonString(k.modulusHex)},`).join(" ")})`,
-      ...(deps.appKeys
-        ? {
-            APP_KEYS: `(${deps
-              .appKeys()
-              .map((k) => `${pythonString(k)},`)
-              .join(" ")})`,
-          }
-        : {}),
+      ...(appKeys ? { APP_KEYS: `(${appKeys.map((k) => `${pythonString(k)},`).join(" ")})` } : {}),
     });
     return {
       device: id,
@@ -128,6 +122,7 @@ export function provisioningHandlers(deps: ProvisioningDeps) {
       broker,
       commandKeys: keys.map((k) => k.kid),
       commandKeyModuli: keys.map((k) => k.modulusHex),
+      appKeyModuli: appKeys ?? [],
     };
   };
 

@@ -155,6 +155,7 @@ export class HttpFeature {
       storage: deps.storage,
       stream: this.stream,
       logger: deps.logger,
+      rollouts: deps.rollouts,
     });
     this.files = new StaticFiles();
     const ctx: ApiContext = {

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { RolloutView } from "../api/rollout-api.ts";
+import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import type { Topics } from "../api/topics.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { readBridgeResponse, readRolloutProgress } from "../mqtt/topic-readers.ts";
@@ -13,6 +14,8 @@ export interface RolloutEventsOptions {
   storage: Storage;
   stream: EventStream;
   logger: Logger;
+  /** Adds how the rollout's release travels, as the engine's list and show do. */
+  rollouts: Pick<RolloutEngine, "withDelivery">;
   /** Changes within this window are looked at once (default 200 ms). */
   coalesceMs?: number;
 }
@@ -127,7 +130,7 @@ export class RolloutEvents {
         this.lastSent.delete(id);
         continue;
       }
-      const view = rolloutView(r, await rollouts.snapshot(id));
+      const view = await this.o.rollouts.withDelivery(r, rolloutView(r, await rollouts.snapshot(id)));
       const text = JSON.stringify(view);
       if (this.lastSent.get(id) !== text) this.o.stream.publish("rollout", view);
       if (ENDED.has(view.state) && open(view) === 0) this.lastSent.delete(id);

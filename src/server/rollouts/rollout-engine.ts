@@ -100,8 +100,11 @@ export class RolloutEngine extends ScheduledFeature {
     return this.withDelivery(r, rolloutDetail(r, devices, log));
   }
 
-  /** The view with how the release travels (the CLI says "fetching" for a release the devices fetch). */
-  private async withDelivery<T extends RolloutView>(r: RolloutRecord, view: T): Promise<T> {
+  /**
+   * The view with how the release travels (the CLI says "fetching" for a
+   * release the devices fetch); the page's rollout events carry the same.
+   */
+  async withDelivery<T extends RolloutView>(r: RolloutRecord, view: T): Promise<T> {
     const release = await this.o.storage.firmware.get(r.firmwareId);
     return release === undefined ? view : { ...view, ...this.o.deliveryOf(release) };
   }

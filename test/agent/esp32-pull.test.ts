@@ -143,6 +143,24 @@ function logWrites(board: Esp32Board): Array<[string, number]> {
 
 const job = (r: Rig) => `j-${r.id}`;
 
+/**
+ * Starts a pull that stalls after 150,000 bytes, waits until the record holds 131,072 (saved every
+ * 64 KiB), and cuts the power; returns the partition writes and how many came before the cut.
+ */
+async function cutMidPull(r: Rig): Promise<{ writes: Array<[string, number]>; cutAt: number }> {
+  r.server.holdAfter = 150_000;
+  const writes = logWrites(r.board);
+  const second = r.d.waitFor(
+    "published",
+    (m) => m.topic.endsWith("/ack") && JSON.parse(m.payload.toString()).got === 131072,
+  );
+  await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
+  await second;
+  await r.d.powerOff();
+  r.board.powerOff();
+  return { writes, cutAt: writes.length };
+}
+
 describe("ESP32: the agent's state", () => {
   test("v3 with the ELF SHA-256 identity, chip, the free slot's size and the running label", async () => {
     const r = await rig("e32-state");
@@ -268,17 +286,7 @@ describe("ESP32: an update by pull", () => {
 
   test("a power cut mid-transfer: at the next boot the agent resumes from its record on flash", async () => {
     const r = await rig("e32-cut");
-    r.server.holdAfter = 150_000; // the transfer stalls there: the cut comes mid-transfer
-    const writes = logWrites(r.board);
-    const second = r.d.waitFor(
-      "published",
-      (m) => m.topic.endsWith("/ack") && JSON.parse(m.payload.toString()).got === 131072,
-    );
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
-    await second;
-    await r.d.powerOff();
-    r.board.powerOff();
-    const cutAt = writes.length;
+    const { writes, cutAt } = await cutMidPull(r);
     // Power back on: the agent reports A, then goes on with the pull by itself.
     r.board.boot("power-on");
     const reset = r.d.waitFor("ended", (e) => e.kind === "reset", 60_000);
@@ -298,17 +306,7 @@ describe("ESP32: an update by pull", () => {
 
   test("a pull resumed at boot with the battery below MIN_VBAT writes nothing and says so; charged, it goes on", async () => {
     const r = await rig("e32-batt", false, 0, { vbat: 3.9, minVbat: 3.3 });
-    r.server.holdAfter = 150_000;
-    const writes = logWrites(r.board);
-    const second = r.d.waitFor(
-      "published",
-      (m) => m.topic.endsWith("/ack") && JSON.parse(m.payload.toString()).got === 131072,
-    );
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
-    await second;
-    await r.d.powerOff();
-    r.board.powerOff();
-    const cutAt = writes.length;
+    const { writes, cutAt } = await cutMidPull(r);
     // The battery ran down while the board was off.
     r.d.vbat = 3.0;
     r.board.boot("power-on");

@@ -55,6 +55,10 @@ class Lean:
         c = self._c
         u = c("MQTT_USER")
         s = self.s = socket.socket()
+        # A broker that takes the connection and never answers (hung, or its
+        # host gone with the connection half open) ends the try after a
+        # keep-alive, instead of holding the boot, and the app, for good.
+        s.settimeout(self.ka or 60)
         s.connect(socket.getaddrinfo(c("MQTT_HOST"), c("MQTT_PORT", 1883))[0][-1])
         # CONNECT (MQTT 3.1.1), as umqtt.simple sends it for the agent: a clean
         # session, the will (status "offline", retained, QoS 1), user and

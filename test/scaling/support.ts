@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { RolloutDetail } from "../../src/server/api/rollout-api.ts";
@@ -53,16 +53,23 @@ export class RestartableMosquitto {
   private async run(): Promise<void> {
     const child = spawn(MOSQUITTO, ["-c", this.config], { stdio: "ignore" });
     this.child = child;
-    // Ready when the port accepts connections.
+    // Ready when the port accepts a connection. (Probing by binding the port
+    // ourselves, as this did, could hold it at the moment Mosquitto binds:
+    // Mosquitto then exits with "address in use" and the wait times out.)
     await eventually(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = createServer().listen(this.port, "127.0.0.1");
-          socket.once("listening", () => socket.close(() => resolve(false)));
-          socket.once("error", () => resolve(true));
-        }),
+      () => {
+        if (child.exitCode !== null) throw new Error(`mosquitto exited with code ${child.exitCode}`);
+        return new Promise<boolean>((resolve) => {
+          const socket = connect(this.port, "127.0.0.1");
+          socket.once("connect", () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.once("error", () => resolve(false));
+        });
+      },
       `mosquitto on ${this.port}`,
-      5000,
+      10_000,
     );
   }
 

@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
 import type { RolloutView } from "../api/rollout-api.ts";
-import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import type { Topics } from "../api/topics.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { readBridgeResponse, readRolloutProgress } from "../mqtt/topic-readers.ts";
+import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import { rolloutView } from "../rollouts/rollout-views.ts";
 import type { Storage } from "../storage/storage.ts";
 import type { EventStream } from "./event-stream.ts";

@@ -40,6 +40,33 @@ describe("the new-device gate", () => {
     assert.equal(lines[0]?.limit, "max-devices");
   });
 
+  it("never registers more than the cap when the count is read before writes that finish while it runs", async () => {
+    // As a database does: the count sees the rows committed when the query starts and answers later,
+    // while registrations already let in finish meanwhile (PostgreSQL under load, in CI).
+    const clock = new VirtualClock(1_000_000);
+    const registry = new Set<string>();
+    const g = new NewDeviceGate({
+      limits: { maxDevices: 20, newPerMinute: 10_000 },
+      count: () => {
+        const n = registry.size;
+        return new Promise((resolve) => setTimeout(() => resolve(n), 3));
+      },
+      provisioned: async () => false,
+      clock,
+      logger: new LogCapture().logger,
+    });
+    await Promise.all(
+      ids("r", 300).map((id) =>
+        g.admit(id, "state", async () => {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          registry.add(id);
+          return id;
+        }),
+      ),
+    );
+    assert.equal(registry.size, 20);
+  });
+
   it("lets newPerMinute in at once, then refills evenly; provisioned ids pass over the rate without a token", async () => {
     const g = gate({ maxDevices: 10_000, newPerMinute: 60 }, new Set(["added-1", "added-2"]));
     await Promise.all(ids("a", 100).map((id) => g.admit(id)));

@@ -122,8 +122,11 @@ export class NewDeviceGate {
     const { maxDevices } = this.o.limits;
     const now = this.o.clock.now();
     if (!this.places || now - this.places.at > 5000 || this.places.count >= maxDevices - 100) {
-      // Ids being written may or may not be in the count yet: counted as taken, so never over the cap.
-      this.places = { count: (await this.o.count()) + this.writing, at: now };
+      // Ids being written may or may not be in the count yet: counted as taken, so never over the
+      // cap. Taken before the count is read: a write that finishes while the count runs (and
+      // leaves `writing`) may be missing from what the count saw, and was let in one too many.
+      const writing = this.writing;
+      this.places = { count: (await this.o.count()) + writing, at: now };
     }
     if (this.places.count < maxDevices) {
       this.places.count++;

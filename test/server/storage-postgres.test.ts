@@ -99,7 +99,7 @@ describe("PostgreSQL storage", skip, () => {
       rows,
       POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, description: m.description })),
     );
-    assert.equal(POSTGRES_SCHEMA_VERSION, 5);
+    assert.equal(POSTGRES_SCHEMA_VERSION, 6);
   });
 
   it("migrates once when several instances start together", async () => {
@@ -323,14 +323,12 @@ describe("PostgreSQL storage", skip, () => {
     const old = await openPostgresStorage(url, {
       migrations: POSTGRES_MIGRATIONS.filter((m) => m.version <= 3),
     });
-    await old.devices.recordState({
-      id: "old",
-      state: { v: 1, fw: "a".repeat(32), ip: "10.0.0.9" },
-      at: 1,
-      digest: "x",
-      nextWakeAt: null,
-      historyLimit: 5,
-    });
+    // A row as that version wrote it (today's store writes columns it does not have).
+    await adminQuery(
+      "INSERT INTO devices (id, state, first_seen, last_seen, last_state_at, state_digest) VALUES ('old', $1, 1, 1, 1, 'x')",
+      [JSON.stringify({ v: 1, fw: "a".repeat(32), ip: "10.0.0.9" })],
+      dbName(url),
+    );
     await old.settings.putIfAbsent("firmware-dir-id", "kept");
     await old.images?.put("a".repeat(32), new Uint8Array([1, 2, 3]));
     await old.close();
@@ -359,7 +357,7 @@ describe("PostgreSQL storage", skip, () => {
     );
     assert.deepEqual(
       rows.map((r) => r.version),
-      [1, 2, 3, 4, 5],
+      [1, 2, 3, 4, 5, 6],
     );
   });
 
@@ -698,7 +696,7 @@ describe("mpota db", skip, () => {
     assert.match(
       before.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n$`,
+        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n  6  when each device's stored state was received\n$`,
       ),
     );
     assert.ok(!before.stdout.includes(TEST_PASSWORD));
@@ -708,7 +706,7 @@ describe("mpota db", skip, () => {
     assert.match(
       migrated.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nSchema version 5: up to date\\.\n$`,
+        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nSchema version 6: up to date\\.\n$`,
       ),
     );
 
@@ -725,7 +723,10 @@ describe("mpota db", skip, () => {
 
     const again = await runCli(["db", "migrate", "--db", url]);
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, /\nNothing to do: schema version 5 is current\.\n$/);
+    assert.match(
+      again.stdout,
+      new RegExp(`\nNothing to do: schema version ${POSTGRES_SCHEMA_VERSION} is current\\.\n$`),
+    );
   });
 
   it("fails with exit code 24 and what to check when the login is refused (real process)", async () => {
@@ -753,7 +754,12 @@ describe("mpota db", skip, () => {
     assert.equal(JSON.parse(status.stdout).state, "too-new");
     const migrate = await runCli(["db", "migrate", "--db", url]);
     assert.equal(migrate.code, 25);
-    assert.match(migrate.stderr, /has schema version 7, but this mpota knows only up to version 5/);
+    assert.match(
+      migrate.stderr,
+      new RegExp(
+        `has schema version ${POSTGRES_SCHEMA_VERSION + 2}, but this mpota knows only up to version ${POSTGRES_SCHEMA_VERSION}`,
+      ),
+    );
   });
 
   it("works on SQLite in --data, and refuses a --db that is not PostgreSQL", async () => {
@@ -766,14 +772,14 @@ describe("mpota db", skip, () => {
       assert.equal(parsed.schemaVersion, 0);
       assert.deepEqual(
         parsed.pending.map((m: { version: number }) => m.version),
-        [1, 2, 3, 4, 5],
+        [1, 2, 3, 4, 5, 6],
       );
       const migrated = await runCli(["db", "migrate", "--data", t.dir]);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.match(migrated.stdout, /^Database: SQLite .*mpota\.db\nApplied migration 1: /);
       assert.match(
         migrated.stdout,
-        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nSchema version 5: up to date\.\n$/,
+        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nSchema version 6: up to date\.\n$/,
       );
       const bad = await runCli(["db", "status", "--db", "mysql://root:hunter2@db/mpota"]);
       assert.equal(bad.code, 2);

@@ -111,8 +111,8 @@ describe("SQLite storage", () => {
         await storage.close();
       }
       const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
-      assert.equal(check.pragma("user_version"), 5);
-      assert.equal(SQLITE_SCHEMA_VERSION, 5);
+      assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION);
+      assert.equal(SQLITE_SCHEMA_VERSION, 6);
       check.close();
     } finally {
       t.remove();

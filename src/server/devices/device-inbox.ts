@@ -220,21 +220,25 @@ export class DeviceInbox {
   async refreshState(id: string): Promise<boolean> {
     const message = await this.o.link.readRetained(this.o.topics.device(id, "state"), readState);
     if (!message) return false;
-    return (await this.storeState(id, message)) !== null;
+    return (await this.storeState(id, message, this.o.clock.now())) !== null;
   }
 
   /** Each handler says whether the database took the message. */
   private async onState(id: string, message: Inbound<DeviceState>, receivedAt: number): Promise<boolean> {
-    const stored = await this.storeState(id, message);
+    const stored = await this.storeState(id, message, receivedAt);
     if (!stored) return false;
     await this.o.listener.handleState(stored.device, stored.state, receivedAt);
     return true;
   }
 
-  /** Stores a state the contract's reader accepted; null when it is already known, or a new id over the limits. */
+  /**
+   * Stores a state the contract's reader accepted; null when it is already known, older than the
+   * stored one (another instance handled a later one first), or a new id over the limits.
+   */
   private async storeState(
     id: string,
     message: Inbound<DeviceState>,
+    receivedAt: number,
   ): Promise<{ device: DeviceRecord; state: DeviceState } | null> {
     const retained = message.retained;
     if (message.warnings.length > 0)
@@ -253,10 +257,18 @@ export class DeviceInbox {
         id,
         state,
         at: now,
+        receivedAt,
         digest,
         nextWakeAt,
         historyLimit: this.o.historyLimit,
       });
+      if (!device) {
+        this.o.logger.info(
+          { device: id, fw: state.fw, retained },
+          "older state ignored: a later one is stored",
+        );
+        return null;
+      }
       // A device sends its state only while it is connected, before its status=online: a live
       // state from a device stored as sleeping (or offline, or in OTA mode) means it is awake.
       // Left as it was, a sleeper that just woke would show as asleep with a new wake time.

@@ -76,14 +76,15 @@ export class JobMessages {
       await this.o.withLease(
         current.id,
         async (job) => {
+          // A state that reached the server before the delivery ended was sent before the device
+          // switched: states wait for the database (and, with several instances, may wait in one
+          // while another carries the delivery on), so they can be handled after the end.
+          const sentBefore =
+            job.phase === "verifying" && receivedAt !== undefined && receivedAt < (job.pushedAt ?? 0);
           // A device fetching its release runs the old one until it switches: its state during a
-          // broken-off fetch (it reconnected, woke, or the server restarted) is no failed try, nor
-          // one that reached the server before its fetch ended (states wait for the database; the
-          // fetch's reports do not, so the end of a fetch can overtake the state sent before it).
+          // broken-off fetch (it reconnected, woke, or the server restarted) is no failed try.
           const beforeSwitch =
-            (job.phase === "recovering" ||
-              (job.phase === "verifying" && receivedAt !== undefined && receivedAt < (job.pushedAt ?? 0))) &&
-            (await this.o.fetchedByDevice(job));
+            sentBefore || (job.phase === "recovering" && (await this.o.fetchedByDevice(job)));
           if (running === job.firmwareId) {
             await this.o.ledger.succeedIfReported(job);
           } else if ((job.phase === "verifying" || job.phase === "recovering") && !beforeSwitch) {
@@ -95,6 +96,13 @@ export class JobMessages {
               {
                 fw: running,
               },
+            );
+          } else if (sentBefore) {
+            await this.o.ledger.note(
+              job.id,
+              "device-state",
+              `Device reported ${what(kind, running)} before the ${(await this.o.wordsOf(job)).noun} ended; waiting for its state after the switch.`,
+              { fw: running },
             );
           } else {
             const next = state.sleep ? `, sleeping ${state.sleep} s next` : "";

@@ -19,6 +19,14 @@ export function deviceFromRow(row: Row): DeviceRecord {
   };
 }
 
+/**
+ * The condition on a state's upsert that keeps the stored state when it was received after the
+ * new one, by at most `window` ms (a SQL parameter): see DeviceStore.recordState.
+ */
+export const notStale = (window: string): string =>
+  `devices.state_received_at IS NULL OR excluded.state_received_at >= devices.state_received_at
+     OR devices.state_received_at - excluded.state_received_at > ${window}`;
+
 export function deviceStateFromRow(row: Row): DeviceStateEntry {
   return {
     deviceId: row.device_id as string,

@@ -1,6 +1,11 @@
-import { deviceFromRow, deviceStateFromRow } from "./device-rows.ts";
+import { deviceFromRow, deviceStateFromRow, notStale } from "./device-rows.ts";
 import type { PostgresDb as Db } from "./postgres-connection.ts";
-import type { DeviceRecord, DeviceStateEntry, DeviceStore } from "./storage.ts";
+import {
+  type DeviceRecord,
+  type DeviceStateEntry,
+  type DeviceStore,
+  STALE_STATE_WINDOW_MS,
+} from "./storage.ts";
 
 type Row = Record<string, unknown>;
 
@@ -8,18 +13,29 @@ type Row = Record<string, unknown>;
 export class PostgresDeviceStore implements DeviceStore {
   constructor(private readonly db: Db) {}
 
-  async recordState(input: Parameters<DeviceStore["recordState"]>[0]): Promise<DeviceRecord> {
+  async recordState(input: Parameters<DeviceStore["recordState"]>[0]): Promise<DeviceRecord | null> {
     return this.db.tx("recording a device state", async (sql) => {
       const state = JSON.stringify(input.state);
       const row = (await sql.one(
-        `INSERT INTO devices (id, state, first_seen, last_seen, last_state_at, next_wake_at, state_digest)
-         VALUES ($1, $2, $3, $3, $3, $4, $5)
+        `INSERT INTO devices (id, state, first_seen, last_seen, last_state_at, next_wake_at, state_digest,
+           state_received_at)
+         VALUES ($1, $2, $3, $3, $3, $4, $5, $6)
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen,
            last_state_at = excluded.last_state_at, next_wake_at = excluded.next_wake_at,
-           state_digest = excluded.state_digest
+           state_digest = excluded.state_digest, state_received_at = excluded.state_received_at
+         WHERE ${notStale("$7")}
          RETURNING *`,
-        [input.id, state, input.at, input.nextWakeAt, input.digest],
-      )) as Row;
+        [
+          input.id,
+          state,
+          input.at,
+          input.nextWakeAt,
+          input.digest,
+          input.receivedAt ?? input.at,
+          STALE_STATE_WINDOW_MS,
+        ],
+      )) as Row | undefined;
+      if (!row) return null;
       await sql.run("INSERT INTO device_states (device_id, at, state) VALUES ($1, $2, $3)", [
         input.id,
         input.at,

@@ -263,5 +263,14 @@ ${table(
 ALTER TABLE firmware ADD COLUMN kind TEXT;
 `,
     },
+    {
+      version: 6,
+      description: "when each device's stored state was received",
+      // last_state_at is when the state was handled, which waits for the database; this is when
+      // it reached the server, to keep an older state from overwriting a newer one (DeviceStore.recordState).
+      sql: `
+ALTER TABLE devices ADD COLUMN state_received_at ${d.time};
+`,
+    },
   ];
 }

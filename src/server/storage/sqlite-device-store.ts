@@ -1,17 +1,24 @@
-import { deviceFromRow, deviceStateFromRow } from "./device-rows.ts";
+import { deviceFromRow, deviceStateFromRow, notStale } from "./device-rows.ts";
 import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-database.ts";
-import type { DeviceRecord, DeviceStateEntry, DeviceStore } from "./storage.ts";
+import {
+  type DeviceRecord,
+  type DeviceStateEntry,
+  type DeviceStore,
+  STALE_STATE_WINDOW_MS,
+} from "./storage.ts";
 
 /** Devices and their state history in SQLite. */
 export class SqliteDeviceStore implements DeviceStore {
-  private readonly insertState: (input: Parameters<DeviceStore["recordState"]>[0]) => Row;
+  private readonly insertState: (input: Parameters<DeviceStore["recordState"]>[0]) => Row | null;
 
   constructor(private readonly db: Db) {
     const upsertDeviceState = db.prepare(`
-      INSERT INTO devices (id, state, first_seen, last_seen, last_state_at, next_wake_at, state_digest)
-      VALUES (@id, @state, @at, @at, @at, @nextWakeAt, @digest)
+      INSERT INTO devices (id, state, first_seen, last_seen, last_state_at, next_wake_at, state_digest, state_received_at)
+      VALUES (@id, @state, @at, @at, @at, @nextWakeAt, @digest, @receivedAt)
       ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen,
-        last_state_at = excluded.last_state_at, next_wake_at = excluded.next_wake_at, state_digest = excluded.state_digest
+        last_state_at = excluded.last_state_at, next_wake_at = excluded.next_wake_at, state_digest = excluded.state_digest,
+        state_received_at = excluded.state_received_at
+      WHERE ${notStale("@window")}
       RETURNING *`);
     const addHistory = db.prepare("INSERT INTO device_states (device_id, at, state) VALUES (?, ?, ?)");
     const trimHistory = db.prepare(`
@@ -23,17 +30,21 @@ export class SqliteDeviceStore implements DeviceStore {
         id: input.id,
         state,
         at: input.at,
+        receivedAt: input.receivedAt ?? input.at,
+        window: STALE_STATE_WINDOW_MS,
         nextWakeAt: input.nextWakeAt,
         digest: input.digest,
-      }) as Row;
+      }) as Row | undefined;
+      if (!row) return null;
       addHistory.run(input.id, input.at, state);
       trimHistory.run({ id: input.id, keep: Math.max(1, input.historyLimit) });
       return row;
     });
   }
 
-  async recordState(input: Parameters<DeviceStore["recordState"]>[0]): Promise<DeviceRecord> {
-    return deviceFromRow(this.insertState(input));
+  async recordState(input: Parameters<DeviceStore["recordState"]>[0]): Promise<DeviceRecord | null> {
+    const row = this.insertState(input);
+    return row && deviceFromRow(row);
   }
 
   async recordStatus(input: Parameters<DeviceStore["recordStatus"]>[0]): Promise<DeviceRecord> {

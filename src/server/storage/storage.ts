@@ -79,6 +79,13 @@ export interface DeviceRecord {
   stateDigest: string | null;
 }
 
+/**
+ * How much older than the stored state a state may be and still be refused as stale: longer than a
+ * state can wait in an instance for the database, and short enough that a wall clock stepped back
+ * (NTP) holds a device's new states back for at most this long.
+ */
+export const STALE_STATE_WINDOW_MS = 10 * 60_000;
+
 export interface DeviceStateEntry {
   deviceId: string;
   at: number;
@@ -86,15 +93,22 @@ export interface DeviceStateEntry {
 }
 
 export interface DeviceStore {
-  /** Stores a state (device row and history entry in one transaction); keeps the newest `historyLimit` entries. */
+  /**
+   * Stores a state (device row and history entry in one transaction); keeps the newest `historyLimit`
+   * entries. `at` is when it was handled, `receivedAt` (default `at`) when it reached the server.
+   * Null, and nothing written, when the stored state was received after this one (and at most
+   * {@link STALE_STATE_WINDOW_MS} after): with several instances one device's states can be
+   * handled out of order, one instance's waiting for the database while another's went through.
+   */
   recordState(input: {
     id: string;
     state: DeviceState;
     at: number;
+    receivedAt?: number;
     digest: string;
     nextWakeAt: number | null;
     historyLimit: number;
-  }): Promise<DeviceRecord>;
+  }): Promise<DeviceRecord | null>;
   recordStatus(input: {
     id: string;
     status: DeviceStatus;

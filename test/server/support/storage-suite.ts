@@ -7,6 +7,7 @@ import {
   CredentialExistsError,
   LeaseLostError,
   type NewJob,
+  STALE_STATE_WINDOW_MS,
   type Storage,
   StorageError,
 } from "../../../src/server/storage/storage.ts";
@@ -340,6 +341,41 @@ export function defineStorageSuite(
         (await storage.devices.list()).map((d) => d.id),
         ["B-1", "a-3", "b-2", "dev1", "dev2"],
       );
+    });
+
+    it("keeps a state received later over one handled after it (two instances, one waiting for the database)", async () => {
+      const record = (fw: string, at: number, receivedAt: number | undefined, digest: string) =>
+        storage.devices.recordState({
+          id: "order1",
+          state: state(fw),
+          at,
+          receivedAt,
+          digest,
+          nextWakeAt: null,
+          historyLimit: 5,
+        });
+      // The newer state (received at 5000) is handled first; the older one (received at 4000) after it.
+      assert.equal((await record(FW_B, 5100, 5000, "new"))?.state?.fw, FW_B);
+      assert.equal(await record(FW_A, 5200, 4000, "old"), null, "the older state is refused");
+      let device = await storage.devices.get("order1");
+      assert.equal(device?.state?.fw, FW_B);
+      assert.equal(device?.stateDigest, "new");
+      assert.equal(device?.lastStateAt, 5100);
+      assert.deepEqual(
+        (await storage.devices.history("order1", 10)).map((h) => h.state.fw),
+        [FW_B],
+        "nothing of the older state in the history",
+      );
+      // A state received at the same time or later is stored.
+      assert.equal((await record(FW_A, 5300, 5000, "same"))?.state?.fw, FW_A);
+      assert.equal((await record(FW_B, 5400, 6000, "later"))?.state?.fw, FW_B);
+      // A wall clock stepped back by more than the window does not hold the device's states back.
+      const stepped = 6000 - STALE_STATE_WINDOW_MS - 1;
+      assert.equal((await record(FW_A, stepped + 100, stepped, "stepped"))?.stateDigest, "stepped");
+      // Without a receive time (as before the column existed) the handling time stands in.
+      device = (await record(FW_B, stepped + 200, undefined, "plain")) ?? undefined;
+      assert.equal(device?.stateDigest, "plain");
+      assert.equal(device?.lastStateAt, stepped + 200);
     });
 
     it("keeps a heartbeat row per instance, oldest started first, and prunes silent ones", async () => {

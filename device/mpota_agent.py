@@ -1,6 +1,5 @@
 # mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
-# with the app loader, mpota_appget.py). Needs mpota_cmd.py, mpota_config.py,
-# umqtt.simple, ota.py (ESP8266) or mpota_rp2.py (Pico W); see README.md.
+# with the app loader, mpota_appget.py). What it needs: README.md.
 import gc
 import json
 import os
@@ -95,9 +94,7 @@ class Agent:
         self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), self._v3)
         self.wlan = network.WLAN(network.STA_IF)
         self.ip = None
-        self.mq = MQTTClient(
-            self.id, c("MQTT_HOST"), c("MQTT_PORT", 1883), c("MQTT_USER"), c("MQTT_PASSWORD"), self.ka
-        )
+        self.mq = MQTTClient(self.id, c("MQTT_HOST"), c("MQTT_PORT", 1883), c("MQTT_USER"), c("MQTT_PASSWORD"), self.ka)
         self.mq.set_callback(self._on)
         self.mq.set_last_will(self.base + "status", "offline", True, 1)
         self.up = False
@@ -106,8 +103,6 @@ class Agent:
 
     def _c(self, name, default=None):
         return getattr(self.cfg, name, default)
-
-    # --- for the user's main.py ---
 
     def checkin(self):
         # Reports state and status=online, waits CMD_WAIT_MS for a retained
@@ -180,8 +175,6 @@ class Agent:
             if not self.poll(1000):
                 time.sleep_ms(100)
 
-    # --- the contract ---
-
     def _pub(self, sub, msg, retain=False):
         self.mq.publish(self.base + sub, msg, retain, 1)
 
@@ -198,7 +191,10 @@ class Agent:
                     raise OSError("no WiFi")
                 time.sleep_ms(100)
         self.ip = w.ifconfig()[0]
-        self.mq.connect()
+        try:  # a broker that never answers (hung, host gone) fails the try: ETIMEDOUT
+            self.mq.connect(True, self.ka or 60)
+        except TypeError:  # umqtt.simple frozen before v1.25: no timeout
+            self.mq.connect()
         self.up = True
         self._ping = time.ticks_ms()
         self.mq.subscribe(self.base + "cmd", 1)
@@ -211,9 +207,8 @@ class Agent:
 
     def _state(self):
         gc.collect()
-        s = {"v": 2, "fw": self.fw, "ip": self.ip, "wake": self.wake, "sleep": self.sleep_s}
-        s["seq"] = self.g.seq
-        s["keys"] = self.g.kids()
+        g = self.g
+        s = {"v": 2, "fw": self.fw, "ip": self.ip, "wake": self.wake, "sleep": self.sleep_s, "seq": g.seq, "keys": g.kids()}
         if esp:
             s["flash"] = esp.flash_size()
         s["mem"] = gc.mem_free()
@@ -308,8 +303,7 @@ class Agent:
         return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
 
     def _resume(self):
-        # A fetch left unfinished (a broken link, a power cut, the end of a
-        # wake) goes on when its back-off has passed.
+        # An unfinished fetch (a cut link, a power cut, a wake's end) goes on after its back-off.
         if self.p:
             self.p.resume()
         j = self.aj

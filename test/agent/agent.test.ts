@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import type { AgentDeviceOptions } from "../../src/agent-host/agent-device-options.ts";
+import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
 import { buildFlash } from "../../src/agent-host/flash-source.ts";
 import { MqttPacketType } from "../../src/agent-host/mqtt-packets.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
 import { VirtualClock } from "../../src/net/clock.ts";
 import { buildMicroPythonImage, imageIdentity } from "../support/images.ts";
-import { CommandSigner, TestBroker } from "./support.ts";
+import { CommandSigner, MuteRelay, TestBroker } from "./support.ts";
 
 // The device agent's own files (device/) under MicroPython 1.27 (wasm), against a real broker.
 
@@ -350,6 +353,104 @@ describe("when the network fails", () => {
       d.output.some((l) => l.startsWith("mpota: connection lost: OSError(104")),
       d.output.join("\n"),
     );
+  });
+});
+
+describe("a broker that takes the connection and never answers", () => {
+  // A hung broker, or one whose host is gone with the connection half open: no CONNACK ever
+  // comes. The agent's connect times out after its keep-alive (here 1 s) with ETIMEDOUT, the
+  // port's error for a socket timeout, and the try fails as a refused one does.
+  const relays: MuteRelay[] = [];
+  afterEach(async () => {
+    await Promise.all(relays.splice(0).map((r) => r.close()));
+  });
+  async function muteRelay(): Promise<MuteRelay> {
+    const relay = await MuteRelay.start(broker.url);
+    relays.push(relay);
+    relay.mute = true;
+    return relay;
+  }
+  const timedOut = (prefix: string) => (line: string) => line === `${prefix} OSError(110,)`;
+
+  test("an always-on device gives up after a keep-alive, tries again after RETRY_MS, and is online once the broker answers", async () => {
+    const relay = await muteRelay();
+    const d = device({ id: "mute-on-1", broker: relay.url, keepalive: 1, config: { RETRY_MS: 100 } });
+    let lost = 0;
+    d.on("stdout", (line) => {
+      if (timedOut("mpota: connection lost:")(line)) lost++;
+    });
+    const second = d.waitFor("stdout", () => lost === 2, 15_000);
+    await d.powerOn();
+    await second;
+    assert.ok(relay.muted >= 2, `each try was a new connection (${relay.muted})`);
+    const online = broker.seen("mpota/mute-on-1/status", "online", 15_000);
+    relay.mute = false;
+    await online;
+    assert.equal(JSON.parse(await broker.seen("mpota/mute-on-1/state")).fw, fw);
+    assert.equal(d.boots, 1, "no reset: the same loop went on");
+    assert.equal(d.phase, "running");
+    // The tries that gave up closed their sockets: only the live connection is open.
+    assert.equal(relay.open, 1);
+  });
+
+  test("a sleepy device's check-in gives up after a keep-alive and it goes back to deep sleep; the next wake checks in", async () => {
+    const relay = await muteRelay();
+    const d = device({
+      id: "mute-sleep-1",
+      broker: relay.url,
+      keepalive: 1,
+      sleepSeconds: 60,
+      autoWake: false,
+    });
+    const sleep = d.waitFor("deepsleep", undefined, 15_000);
+    await d.powerOn();
+    assert.deepEqual(await sleep, { ms: 60_000 });
+    assert.ok(d.output.some(timedOut("mpota: offline:")), d.output.join("\n"));
+    assert.deepEqual(d.published, []);
+    relay.mute = false;
+    const online = broker.seen("mpota/mute-sleep-1/status", "online");
+    await d.boot(ResetCause.DEEPSLEEP_RESET);
+    await online;
+    assert.equal(relay.muted, 1);
+  });
+
+  test("a broker that hangs after its CONNACK and SUBACK: the publish waiting for its PUBACK gives up after a keep-alive, and the next try goes through", async () => {
+    const relay = await muteRelay();
+    relay.mute = false;
+    relay.answerBytes = 4 + 5; // CONNACK, then SUBACK for the one topic; no PUBACK for the state
+    const d = device({ id: "mute-mid-1", broker: relay.url, keepalive: 1, config: { RETRY_MS: 100 } });
+    const lost = d.waitFor("stdout", timedOut("mpota: connection lost:"), 15_000);
+    await d.powerOn();
+    await lost;
+    // The state reached the broker; the agent never saw it acknowledged, so it went no further.
+    assert.equal(JSON.parse(await broker.seen("mpota/mute-mid-1/state")).fw, fw);
+    assert.ok(!broker.on("mpota/mute-mid-1/status").includes("online"));
+    relay.answerBytes = undefined;
+    await broker.seen("mpota/mute-mid-1/status", "online", 15_000);
+    assert.equal(d.boots, 1);
+  });
+
+  test("with an umqtt.simple whose connect() takes no timeout (frozen before v1.25) the agent still connects", async () => {
+    // mpota's client under another name, with connect() as umqtt.simple had it before 1.5.
+    const old = [
+      "from umqtt_mpota import MQTTClient as _C",
+      "",
+      "",
+      "class MQTTClient(_C):",
+      "    def connect(self, clean_session=True):",
+      "        return _C.connect(self, clean_session)",
+      "",
+    ].join("\n");
+    const files = {
+      "lib/umqtt_mpota.py": readFileSync(join(DEVICE_DIR, "lib/umqtt/simple.py"), "utf8"),
+      "lib/umqtt/simple.py": old,
+    };
+    const d = device({ id: "old-umqtt-1", files });
+    await d.powerOn();
+    await broker.seen("mpota/old-umqtt-1/status", "online").catch((e) => {
+      throw new Error(`${e}\n${d.output.join("\n")}`);
+    });
+    assert.ok(!d.output.some((l) => l.includes("offline")), d.output.join("\n"));
   });
 });
 

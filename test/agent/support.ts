@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { once } from "node:events";
-import { type AddressInfo, createServer, type Server } from "node:net";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { Aedes } from "aedes";
 import mqtt, { type MqttClient } from "mqtt";
 import { commandKeyId, publicModulusHex } from "../../src/protocol/command-key-facts.ts";
@@ -153,5 +153,69 @@ export class CommandSigner {
   /** A signed keys command naming these moduli. */
   keys(dev: string, keys: string[], seq = this.nextSeq++): string {
     return encodeCommand(signCommand({ op: "keys", dev, seq, keys }, this.privateKey));
+  }
+}
+
+/**
+ * A TCP relay in front of a broker that can go mute: while `mute`, it takes
+ * each connection and never answers (a hung broker, or one whose host is gone
+ * with the connection half open); otherwise it pipes to the broker, or with
+ * `answerBytes` set passes only that many of the broker's bytes on a new
+ * connection and then nothing (a broker that hangs mid-session).
+ */
+export class MuteRelay {
+  mute = false;
+  answerBytes: number | undefined;
+  /** Connections taken while mute. */
+  muted = 0;
+  private readonly held = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+  ) {}
+
+  static async start(brokerUrl: string): Promise<MuteRelay> {
+    const port = Number(new URL(brokerUrl).port);
+    const server = createServer();
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const relay = new MuteRelay(server, `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    server.on("connection", (client) => relay.take(client, port));
+    return relay;
+  }
+
+  private take(client: Socket, port: number): void {
+    this.held.add(client);
+    client.on("close", () => this.held.delete(client));
+    client.on("error", () => undefined);
+    if (this.mute) {
+      this.muted++;
+      client.resume(); // read and drop what the device sends
+      return;
+    }
+    let left = this.answerBytes ?? Number.POSITIVE_INFINITY;
+    const up = connect(port, "127.0.0.1");
+    // Once mute, the broker closing its side (its keep-alive ran out) does not reach the device.
+    up.on("close", () => {
+      if (left > 0) client.destroy();
+    });
+    up.on("error", () => undefined);
+    client.on("close", () => up.destroy());
+    client.pipe(up);
+    up.on("data", (chunk: Buffer) => {
+      if (left > 0) client.write(chunk.subarray(0, left));
+      left -= chunk.length;
+    });
+  }
+
+  /** How many connections are open now (a device that gave up has closed its one). */
+  get open(): number {
+    return this.held.size;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.held) s.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
   }
 }

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
-import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import { type AddressInfo, createServer } from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
-import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { CommandSigner, MuteRelay, TestBroker } from "../agent/support.ts";
 import {
   type AppRelease,
   AppServer,
@@ -128,39 +128,19 @@ describe("an app update that breaks off resumes", () => {
 
   test("a broker that stops answering during the update boot: it gives up after a keep-alive, the app starts, the agent resumes", async () => {
     const id = "mute-1";
-    // A relay in front of the broker that can go mute: it takes connections and never answers
-    // (a hung broker, or its host gone with the connection half open).
-    let mute = false;
-    const relay = createServer((client) => {
-      client.on("error", () => undefined);
-      if (mute) return;
-      const up = connect(Number(new URL(broker.url).port), "127.0.0.1");
-      up.on("error", () => client.destroy());
-      client.pipe(up).pipe(client);
-    });
-    const held = new Set<Socket>();
-    relay.on("connection", (s) => {
-      held.add(s);
-      s.on("close", () => held.delete(s));
-    });
-    relay.listen(0, "127.0.0.1");
-    await once(relay, "listening");
-    cleanups.push(() => {
-      for (const s of held) s.destroy();
-      relay.close();
-    });
-    const relayUrl = `mqtt://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    const relay = await MuteRelay.start(broker.url);
+    cleanups.push(() => relay.close());
     const { d, server } = await rig(id, {
-      broker: relayUrl,
+      broker: relay.url,
       config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, RETRY_MS: 200, KEEPALIVE: 2 },
     });
     const intoBoot = d.waitFor("reset", () => true);
     await send(id, server, V1, "j-mute");
     await intoBoot;
-    mute = true; // from the update boot's connection on
+    relay.mute = true; // from the update boot's connection on
     const gaveUp = d.waitFor("stdout", (line) => line.includes("mpota: update boot:"), 30_000);
     const line = await gaveUp;
-    mute = false;
+    relay.mute = false;
     assert.match(line, /110|ETIMEDOUT/, "a timeout, not a refusal");
     assert.deepEqual(server.requests.length, 0, "nothing fetched in the mute boot");
     // The app and the agent start; the agent asks again after its back-off and the update goes through.

@@ -26,7 +26,7 @@ import { record } from "./slot-board.ts";
 
 const signer = new CommandSigner();
 const AGENT = readDeviceFile("mpota_agent.py");
-const CONNECT = "        self.mq.connect()\n";
+const CONNECT = "            self.mq.connect(True, self.ka or 60)\n";
 assert.ok(AGENT.includes(CONNECT), "the agent connects in _online");
 
 /** The real agent, printing `agent <tag> <its file>` when imported. */
@@ -39,7 +39,7 @@ const B = app("1.1.0", agentAs("B"));
 /** Its agent raises at import: a module the release forgot. */
 const BROKEN = app("1.2.0", `${agentAs("C", "import mpota_sensors\n")}${AGENT}`);
 /** Its agent imports and runs but never reaches the broker, so never confirms. */
-const DEAF = app("1.3.0", agentAs("D", AGENT.replace(CONNECT, '        raise OSError("no broker")\n')));
+const DEAF = app("1.3.0", agentAs("D", AGENT.replace(CONNECT, '            raise OSError("no broker")\n')));
 
 let broker: TestBroker;
 let seq = 1;

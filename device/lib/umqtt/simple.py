@@ -86,7 +86,10 @@ class MQTTClient:
     def connect(self, clean_session=True, timeout=None):
         if self.sock:
             self.sock.close()
-        s = socket.socket()
+        # timeout bounds every read while connected (None: each waits for
+        # good), so a broker that stops answering fails the call (ETIMEDOUT).
+        self.t = timeout
+        s = self.sock = socket.socket()  # at once: a caller closes it if connect fails
         s.settimeout(timeout)
         s.connect(socket.getaddrinfo(self.server, self.port)[0][-1])
         if self.ssl is True:
@@ -132,6 +135,7 @@ class MQTTClient:
 
     def _await(self, kind, pid):
         # Processes packets until the acknowledgement `kind` for `pid` arrives.
+        self.sock.settimeout(self.t)
         while True:
             self.wait_msg()
             a = self._ack
@@ -169,7 +173,7 @@ class MQTTClient:
         # Reads one packet. None when there is nothing (non-blocking socket)
         # or it was a PINGRESP; otherwise the packet's first byte.
         first = self.sock.read(1)
-        self.sock.setblocking(True)
+        self.sock.settimeout(self.t)
         if first is None:
             return None
         if not first:

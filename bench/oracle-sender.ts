@@ -196,7 +196,7 @@ export class OracleSender {
   /**
    * The first index at or after `from` that the receiver will still need:
    * for the perfect oracle, past every index a copy of which is on its way;
-   * for the NACK oracle, `from` itself (it cannot tell late from lost).
+   * for the NACK and late oracles, `from` itself (they cannot tell late from lost).
    */
   private firstNeeded(from: number): number {
     let index = Math.max(from, this.knownTaken);

@@ -37,7 +37,29 @@ export interface ModelBOptions {
   jitter?: "from" | "around";
   /** Losses in bursts of this mean length (each way), at the profile's mean loss rate. */
   burst?: { length: number };
+  /**
+   * Told what became of each datagram that reached the receiver's link, for
+   * bench/oracle-sender.ts only: no real sender sees this. Called at the time
+   * the link loses a datagram, or as the receiver starts handling one with the
+   * time its handling ends. Consumes no randomness and sets no timers, so
+   * runs without it are unchanged.
+   */
+  observe?: (event: ModelBEvent) => void;
 }
+
+/** What the receiver did with one datagram, by its sequence number. */
+export type ModelBEvent =
+  | { kind: "lost"; seq: number }
+  | { kind: "overflow"; seq: number }
+  | {
+      kind: "handled";
+      seq: number;
+      outcome: "accepted" | "duplicate" | "unexpected" | "other";
+      /** The offset the receiver expects next, after this datagram. */
+      expected: number;
+      /** When its handling ends (the acknowledgement, if any, leaves then). */
+      endsAt: number;
+    };
 
 export interface ModelBCounts {
   received: number;
@@ -82,6 +104,10 @@ function ipv4Word(address: string): number {
   return ((d << 24) | (c << 16) | (b << 8) | a) >>> 0;
 }
 
+function seqOf(datagram: Uint8Array): number {
+  return datagram.length >= 4 ? Buffer.from(datagram.subarray(0, 4)).readUInt32LE(0) : -1;
+}
+
 interface Parsed {
   seq: number;
   len: number;
@@ -121,7 +147,13 @@ export class ModelBReceiver {
       key: { kty: "RSA", n: b64(options.modulus), e: b64(new Uint8Array([3])) },
       format: "jwk",
     });
-    channel.onMessage((data, from) => this.carry(options.link.inbound, () => this.arrive(data, from)));
+    channel.onMessage((data, from) =>
+      this.carry(
+        options.link.inbound,
+        () => this.arrive(data, from),
+        () => options.observe?.({ kind: "lost", seq: seqOf(data) }),
+      ),
+    );
   }
 
   static async start(options: ModelBOptions): Promise<ModelBReceiver> {
@@ -153,7 +185,7 @@ export class ModelBReceiver {
    * [-J, +J] ("around"). The second reading of "10 ms jitter" swaps
    * neighbours sent 10 ms apart far more often.
    */
-  private carry(d: LinkDirection, deliver: () => void): void {
+  private carry(d: LinkDirection, deliver: () => void, onLost?: () => void): void {
     const { random, burst } = this.options;
     let lost: boolean;
     if (burst) {
@@ -165,6 +197,7 @@ export class ModelBReceiver {
     } else lost = random() < d.loss;
     if (lost) {
       this.counts.linkLost++;
+      onLost?.();
       return;
     }
     const r = random();
@@ -176,8 +209,10 @@ export class ModelBReceiver {
     if (this.finished) return;
     this.counts.received++;
     if (this.busy) {
-      if (this.ring.length >= RX_SLOTS) this.counts.queueOverflows++;
-      else this.ring.push({ data, from });
+      if (this.ring.length >= RX_SLOTS) {
+        this.counts.queueOverflows++;
+        this.options.observe?.({ kind: "overflow", seq: seqOf(data) });
+      } else this.ring.push({ data, from });
       return;
     }
     this.handle(data, from, this.options.clock.now());
@@ -230,6 +265,7 @@ export class ModelBReceiver {
     let ack: Uint8Array | undefined;
     let ackAt = 0;
     let wasted = true;
+    let outcome: "accepted" | "duplicate" | "unexpected" | "other" = "other";
     if (p) {
       t = this.uart.print(line.offsetLen(p.offset, p.len), t);
       if (p.len === 0) {
@@ -239,13 +275,16 @@ export class ModelBReceiver {
       }
       if (p.offset === this.previous) {
         this.counts.duplicates++;
+        outcome = "duplicate";
         ack = this.ackFor(datagram);
         ackAt = t;
       } else if (p.offset !== this.expected || this.fill + p.len > SECTOR) {
         this.counts.unexpectedOffset++;
+        outcome = "unexpected";
         t = this.uart.print(line.unexpected, t);
       } else {
         wasted = false;
+        outcome = "accepted";
         this.counts.accepted++;
         this.sector.set(p.data, this.fill);
         this.fill += p.len;
@@ -263,6 +302,13 @@ export class ModelBReceiver {
     }
     t = this.uart.print(line.full((t - start) * 1000), t);
     if (wasted) this.counts.wastedMs += t - t0;
+    this.options.observe?.({
+      kind: "handled",
+      seq: seqOf(datagram),
+      outcome,
+      expected: this.expected,
+      endsAt: t,
+    });
     if (ack) {
       const at = this.options.ackLeaves === "sendto" ? ackAt : t;
       const reply = ack;

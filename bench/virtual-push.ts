@@ -8,6 +8,8 @@ import { VirtualClock } from "../src/net/clock.ts";
 import type { LinkProfile } from "../src/net/impairment.ts";
 import { MemoryNetwork } from "../src/net/memory-network.ts";
 import { seededRandom } from "../src/net/random.ts";
+import type { UdpChannel, UdpEndpoint } from "../src/net/udp-channel.ts";
+import type { SignedPacket } from "../src/protocol/datagram.ts";
 import { signImage } from "../src/protocol/image-packets.ts";
 import type { SigningKey } from "../src/protocol/rsa-key.ts";
 import { probeBlockSize } from "../src/transfer/block-probe.ts";
@@ -27,9 +29,23 @@ export interface VirtualRun {
   image: Uint8Array;
   key: SigningKey;
   tuning?: PushTuning;
-  /** Model B's readings of the link (jitter around the delay, bursty loss). */
-  modelB?: Pick<ModelBOptions, "jitter" | "burst">;
+  /** Model B's readings of the link (jitter around the delay, bursty loss), and its oracle hook. */
+  modelB?: Pick<ModelBOptions, "jitter" | "burst" | "observe">;
+  /** Another sender in place of mpota's (bench/oracle-sender.ts); 256-byte blocks only. */
+  sender?: VirtualSender;
 }
+
+export interface VirtualSenderContext {
+  channel: UdpChannel;
+  device: UdpEndpoint;
+  clock: VirtualClock;
+  /** The data packets in offset order, then the end packets. */
+  packets: SignedPacket[];
+}
+
+export type VirtualSender = (
+  context: VirtualSenderContext,
+) => Promise<{ datagramsSent: number; retransmits: number; timeouts: number }>;
 
 export interface VirtualResult {
   seconds: number;
@@ -128,19 +144,21 @@ export async function runVirtualPush(run: VirtualRun): Promise<VirtualResult> {
     }
     const packets = signImage(image, key, block);
     const result = await clock.run(
-      push({
-        channel,
-        device: receiver.endpoint,
-        clock,
-        tuning: run.tuning ?? (run.mode === "compat" ? COMPAT_TUNING : DEFAULT_TUNING),
-        firstSeq,
-        source: {
-          totalBytes: image.length,
-          packets: (async function* () {
-            yield* packets;
-          })(),
-        },
-      }),
+      run.sender
+        ? run.sender({ channel, device: receiver.endpoint, clock, packets })
+        : push({
+            channel,
+            device: receiver.endpoint,
+            clock,
+            tuning: run.tuning ?? (run.mode === "compat" ? COMPAT_TUNING : DEFAULT_TUNING),
+            firstSeq,
+            source: {
+              totalBytes: image.length,
+              packets: (async function* () {
+                yield* packets;
+              })(),
+            },
+          }),
     );
     const seconds = (clock.now() - started) / 1000;
     // Let the end packets land and the last sector be written.

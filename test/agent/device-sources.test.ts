@@ -213,8 +213,8 @@ gc.enable()`),
       `verify: ${median} us (median of 5 runs of 20, wasm), ${total} bytes allocated in all, about ${peak} bytes live at once (${numbers} for the three numbers, ${step} for one step)`,
     );
     assert.equal(ok, "True False");
-    // Bounds with room for a slow machine; the figures are in device/README.md.
-    assert.ok(median < 100_000, "one check takes under 100 ms in the wasm build");
+    // The time is a figure, not a bound: `npm run bench -- app` prints it from the line above
+    // (bench/app-update-bench.ts). Heap bounds with room; the figures are in device/README.md.
     assert.ok(peak < 4_096, "one check holds under 4 KiB at once");
     assert.ok(total < 32_768, "one check allocates under 32 KiB in all (reclaimed by the collector)");
   });

@@ -11,6 +11,8 @@ import { eventually } from "./support/wait.ts";
  * one when the database answers again, not a line per message (issue 16).
  * The database's answer is injected as mpota's PostgreSQL store gives it (a
  * StorageUnavailableError); a real outage is in test/scaling/lost-state.test.ts.
+ * The job runner and the rollout engine log the same words when their due
+ * work waits: the line's `feature` field tells which.
  */
 describe("an unreachable database in the log", { timeout: 60_000 }, () => {
   const t = tempDir();
@@ -63,5 +65,50 @@ describe("an unreachable database in the log", { timeout: 60_000 }, () => {
     assert.equal(back[0]?.kept, 15);
     assert.equal(back[0]?.dropped, 15);
     for (const device of devices) await device.client.endAsync();
+  });
+
+  it("names the feature whose due work waits: the job runner and the rollout engine log the same words", async () => {
+    const { jobs, rollouts } = s.server.storage;
+    const claimDue = jobs.claimDue.bind(jobs);
+    const claimOpen = rollouts.claimOpen.bind(rollouts);
+    const down = (what: string) => async (): Promise<never> => {
+      throw new StorageUnavailableError(
+        `Lost the connection to PostgreSQL mpota@db:5432/mpota while ${what} (connect ECONNREFUSED)`,
+      );
+    };
+    const waits = "database unreachable; due work waits until it is back";
+    const before = s.logs.lines.length;
+    jobs.claimDue = down("claiming due jobs");
+    rollouts.claimOpen = down("claiming open rollouts");
+    try {
+      // Both loops look every pollMs (50 ms here): each meets the outage on its own.
+      await eventually(
+        () =>
+          s.logs.find(waits, { feature: "jobs" }).length > 0 &&
+          s.logs.find(waits, { feature: "rollouts" }).length > 0,
+        "both features' outage lines",
+      );
+    } finally {
+      jobs.claimDue = claimDue;
+      rollouts.claimOpen = claimOpen;
+    }
+    const back = "database reachable again";
+    await eventually(
+      () =>
+        s.logs.find(back, { feature: "jobs" }).length > 0 &&
+        s.logs.find(back, { feature: "rollouts" }).length > 0,
+      "both features' lines saying the database is back",
+    );
+    const lines = s.logs.lines
+      .slice(before)
+      .filter((l) => l.msg === waits || l.msg === back)
+      .map((l) => `${String(l.feature)}: ${l.msg}${l.err ? ` (${String(l.err)})` : ""}`)
+      .sort();
+    assert.deepEqual(lines, [
+      "jobs: database reachable again",
+      "jobs: database unreachable; due work waits until it is back (Lost the connection to PostgreSQL mpota@db:5432/mpota while claiming due jobs (connect ECONNREFUSED))",
+      "rollouts: database reachable again",
+      "rollouts: database unreachable; due work waits until it is back (Lost the connection to PostgreSQL mpota@db:5432/mpota while claiming open rollouts (connect ECONNREFUSED))",
+    ]);
   });
 });

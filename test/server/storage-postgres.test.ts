@@ -581,7 +581,7 @@ describe("PostgreSQL storage", skip, () => {
         await eventually(
           () =>
             s.logs
-              .find("database unreachable; due work waits until it is back")
+              .find("database unreachable; due work waits until it is back", { feature: "jobs" })
               .some((l) =>
                 /^Lost the connection to PostgreSQL postgres@127\.0\.0\.1:\d+\/served while (claiming due jobs|reading the next due job) \(/.test(
                   String(l.err),

@@ -241,6 +241,27 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await bridge.request("job/cancel", { id: job.id }).catch(() => undefined);
   });
 
+  it("a battery low mid-fetch says to charge the board, and that it keeps what it staged", async () => {
+    const b = await board("app-low");
+    const job = await bridge.request("update", { device: "app-low", firmware: "thermostat@1.4.1" });
+    await appCommand(b);
+    await b.mqtt.ack({ job: job.id, ready: true, pull: true });
+    await phase(job.id, "pushing");
+    // As device/mpota_appjob.py below MIN_VBAT between two files.
+    await b.mqtt.ack({ job: job.id, got: 4_800, total: 48_000, files: 2, of: 20 });
+    await b.mqtt.ack({ job: job.id, error: "battery low", final: false });
+    await eventually(
+      async () => (await s.server.storage.jobs.steps(job.id)).some((x) => x.kind === "retry"),
+      "the try failed",
+    );
+    const shown = jobText(await bridge.request("job", { id: job.id }));
+    assert.match(
+      shown,
+      /\n {2}last error {2}Device app-low stopped the fetch at 4800 of 48000 bytes \(2 of 20 files\): battery low \(below the MIN_VBAT in its config\)\. Charge it or put it on power\. The board keeps the files it staged and checked, and fetches the rest on the next try\. Each stop for the battery uses one of the job's tries\.\n/,
+    );
+    await bridge.request("job/cancel", { id: job.id }).catch(() => undefined);
+  });
+
   it("a state whose app reports the rollback of the job fails it with the loader's reason", async () => {
     const b = await board("app-4");
     const job = await bridge.request("update", { device: "app-4", firmware: "thermostat@1.4.1" });

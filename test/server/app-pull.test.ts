@@ -4,8 +4,10 @@ import { connectAsync } from "mqtt";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
 import { devicesTable, deviceText } from "../../src/cli/devices.ts";
+import { MemoryIo } from "../../src/cli/io.ts";
 import { jobText, progressText } from "../../src/cli/jobs.ts";
 import { rolloutText } from "../../src/cli/rollout-text.ts";
+import { updateCommand } from "../../src/cli/update.ts";
 import { type SignedAppCommand, signedBytes, verifyCommand } from "../../src/protocol/command-signature.ts";
 import type { JobProgressMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -413,5 +415,16 @@ describe("app pull (contract v3): a scripted board against the real server", () 
           "Refused: thermostat 1.4.1 for roll-rp2: thermostat 1.4.1 is for esp32, esp8266; the device is a rp2 board. Add the release again with --board rp2 if its files run there. Leave it out of the list.",
       },
     );
+  });
+  it("`mpota update` says it starts an app update", async () => {
+    await board("app-words");
+    const io = new MemoryIo();
+    const options = { mqtt: s.brokerUrl, base: "mpota", timeout: 5, data: t.dir };
+    const job = await updateCommand("app-words", "thermostat@1.4.1", options, io);
+    assert.equal(
+      io.stdout.split("\n")[0],
+      `Job ${job.id}: update app-words to app thermostat 1.4.1 (${m2.id.slice(0, 32)}).`,
+    );
+    await bridge.request("job/cancel", { id: job.id });
   });
 });

@@ -282,8 +282,13 @@ describe("mpota serve and the commands that ask it", () => {
   it("starts an update, shows and cancels the job", async () => {
     const r = await ask("update", "porch", "sensor@2.0");
     assert.equal(r.code, 0, r.stderr);
-    const id = /^Job (j-[0-9a-f]+): update porch to sensor 2\.0/.exec(r.stdout)?.[1];
+    const id = /^Job (j-[0-9a-f]+): /.exec(r.stdout)?.[1];
     assert.ok(id, r.stdout);
+    // It says what it installs: firmware (an app's says "app").
+    assert.equal(
+      r.stdout.split("\n")[0],
+      `Job ${id}: update porch to firmware sensor 2.0 (${imageIdentity(v2)}).`,
+    );
     assert.match(r.stdout, /a sleeping one at its next wake/);
     const again = await ask("update", "porch", "sensor@2.0");
     assert.equal(again.code, 22);
@@ -324,7 +329,7 @@ describe("mpota serve and the commands that ask it", () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(
         r.stdout,
-        /^Job j-[0-9a-f]+: update kitchen to sensor 2\.0 .*\n.*\nkitchen now runs sensor 2\.0\.\n$/,
+        /^Job j-[0-9a-f]+: update kitchen to firmware sensor 2\.0 .*\n.*\nkitchen now runs firmware sensor 2\.0\.\n$/,
       );
       assert.match(r.stderr, /^j-[0-9a-f]+: (queued|waiting)\n/);
       assert.match(r.stderr, /: pushing \d+% of 41\.0 KiB/);

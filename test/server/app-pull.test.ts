@@ -135,7 +135,7 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await phase(job.id, "pushing");
     // `mpota devices`: the board's job is a release it fetches, so its JOB column says so.
     const listed = (await bridge.request("devices", {})).filter((d) => d.id === "app-1");
-    assert.match(devicesTable(listed), new RegExp(` ${job.id} fetching\n$`));
+    assert.match(devicesTable(listed, Date.now(), 200), new RegExp(` ${job.id} fetching\n$`));
     const manifest = await get(b, `${cmd.url}/manifest`);
     assert.equal(manifest.status, 200);
     assert.ok(Buffer.from(await manifest.arrayBuffer()).equals(m2.bytes));

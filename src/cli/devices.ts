@@ -13,6 +13,7 @@ import type { CliIo } from "./io.ts";
 import { deviceFetches, phaseWord, RELEASE_CELL, releaseWords } from "./job-words.ts";
 import { parseIntegerOption } from "./key-options.ts";
 import { addMqttOptions, type MqttCliOptions, mqttConnection } from "./mqtt-options.ts";
+import { DEFAULT_TABLE_WIDTH, fitTable, tableWidth } from "./table-fit.ts";
 import { checkOutputFree, writeFileAtomic } from "./write-file.ts";
 
 export interface BridgeCommandOptions extends MqttCliOptions {
@@ -156,7 +157,7 @@ function statusText(d: DeviceView, now: number): string {
   return d.status ?? "-";
 }
 
-export function devicesTable(devices: DeviceView[], now = Date.now()): string {
+export function devicesTable(devices: DeviceView[], now = Date.now(), width = DEFAULT_TABLE_WIDTH): string {
   if (devices.length === 0) {
     return "No devices yet. A device appears when its agent publishes <base>/<id>/state (see docs/mqtt.md).\n";
   }
@@ -174,7 +175,14 @@ export function devicesTable(devices: DeviceView[], now = Date.now()): string {
       d.job ? `${d.job.id} ${phaseWord(d.job.state, deviceFetches(d.job))}` : "-",
     ]);
   }
-  return formatTable(rows, { header: true });
+  // Device ids, addresses and job ids stay whole; the status, the releases and the job's phase are cut.
+  const fitted = fitTable(rows, width, [
+    [1, "end"],
+    [2, "keep-last-word"],
+    [3, "keep-last-word"],
+    [8, "keep-first-word"],
+  ]);
+  return formatTable(fitted, { header: true });
 }
 
 export function deviceText(d: DeviceDetail, now = Date.now()): string {
@@ -236,7 +244,7 @@ export function registerDevicesCommand(program: Command, io: CliIo): void {
   ).action(async (id: string | undefined, options: BridgeCommandOptions) => {
     if (id !== undefined) return show(id, options);
     const list = await withBridge(options, (bridge) => bridge.request("devices", {}));
-    printAnswer(io, options.json, list, () => devicesTable(list));
+    printAnswer(io, options.json, list, () => devicesTable(list, Date.now(), tableWidth(io)));
   });
   addBridgeOptions(
     devices

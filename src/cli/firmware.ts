@@ -16,6 +16,7 @@ import {
 } from "./devices.ts";
 import type { CliIo } from "./io.ts";
 import { parseFlashSize } from "./key-options.ts";
+import { DEFAULT_TABLE_WIDTH, fitTable, tableWidth } from "./table-fit.ts";
 
 interface FirmwareAddOptions extends BridgeCommandOptions {
   name: string;
@@ -32,7 +33,7 @@ function verdictLines(verdicts: StoredVerdict[]): string {
     .join("");
 }
 
-export function firmwareTable(list: FirmwareView[], now = Date.now()): string {
+export function firmwareTable(list: FirmwareView[], now = Date.now(), width = DEFAULT_TABLE_WIDTH): string {
   if (list.length === 0)
     return "The store is empty. Add an image with `mpota firmware add FILE --name NAME --version VERSION`.\n";
   // FOR: the chip a firmware is built for (esp8266, esp32, esp32s3), or "app" for an app release.
@@ -50,7 +51,14 @@ export function firmwareTable(list: FirmwareView[], now = Date.now()): string {
       f.notes ? (f.notes.length > 40 ? `${f.notes.slice(0, 39)}…` : f.notes).replace(/\s+/g, " ") : "",
     ]);
   }
-  return formatTable(rows, { header: true });
+  // Name, version and identity are what `mpota update` takes: only the build and the notes are cut.
+  return formatTable(
+    fitTable(rows, width, [
+      [8, "end"],
+      [5, "end"],
+    ]),
+    { header: true },
+  );
 }
 
 export async function firmwareAddCommand(
@@ -113,7 +121,7 @@ export function registerFirmwareCommand(program: Command, io: CliIo): void {
     firmware.command("list", { isDefault: true }).description("list the store (the default)"),
   ).action(async (options: BridgeCommandOptions) => {
     const list = await withBridge(options, (bridge) => bridge.request("firmware/list", {}));
-    printAnswer(io, options.json, list, () => firmwareTable(list));
+    printAnswer(io, options.json, list, () => firmwareTable(list, Date.now(), tableWidth(io)));
   });
   addBridgeOptions(
     firmware

@@ -5,6 +5,8 @@ export interface CliIo {
   /** True when stderr is a terminal (progress bars), false for pipes and logs. */
   readonly interactive: boolean;
   readonly stderr: NodeJS.WritableStream;
+  /** The terminal's width when stdout is one; undefined for pipes and files (tables are laid out for 100). */
+  readonly columns?: number | undefined;
 }
 
 export const processIo: CliIo = {
@@ -12,6 +14,9 @@ export const processIo: CliIo = {
   err: (text) => process.stderr.write(text),
   get interactive() {
     return process.stderr.isTTY === true;
+  },
+  get columns() {
+    return process.stdout.isTTY === true ? process.stdout.columns : undefined;
   },
   stderr: process.stderr,
 };

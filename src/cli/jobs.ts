@@ -18,6 +18,7 @@ import {
   RELEASE_CELL,
   releaseWords,
 } from "./job-words.ts";
+import { DEFAULT_TABLE_WIDTH, fitTable, tableWidth } from "./table-fit.ts";
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
@@ -53,7 +54,7 @@ function releaseText(j: JobDetail): string {
   return `${j.firmware.id}, ${j.firmware.size} bytes`;
 }
 
-export function jobsTable(jobs: JobView[], now = Date.now()): string {
+export function jobsTable(jobs: JobView[], now = Date.now(), width = DEFAULT_TABLE_WIDTH): string {
   if (jobs.length === 0) return "No jobs. Start one with `mpota update DEVICE RELEASE`.\n";
   const rows = [["JOB", "DEVICE", "RELEASE", "STATE", "TRY", "PROGRESS", "UPDATED"]];
   for (const j of jobs) {
@@ -69,7 +70,12 @@ export function jobsTable(jobs: JobView[], now = Date.now()): string {
   }
   const failed = jobs.filter((j) => j.state === "failed" && j.error);
   const notes = failed.length > 0 ? `\n${failed.map((j) => `${j.id}: ${j.error}`).join("\n")}\n` : "";
-  return `${formatTable(rows, { header: true })}${notes}`;
+  // Job and device ids stay whole: the release keeps its version, the progress its start.
+  const fitted = fitTable(rows, width, [
+    [5, "end"],
+    [2, "keep-last-word"],
+  ]);
+  return `${formatTable(fitted, { header: true })}${notes}`;
 }
 
 export function jobText(j: JobDetail, now = Date.now()): string {
@@ -116,7 +122,7 @@ export function registerJobsCommand(program: Command, io: CliIo): void {
           ...(Number.isInteger(options.limit) && options.limit > 0 ? { limit: options.limit } : {}),
         }),
       );
-      printAnswer(io, options.json, list, () => jobsTable(list));
+      printAnswer(io, options.json, list, () => jobsTable(list, Date.now(), tableWidth(io)));
     });
   addBridgeOptions(
     jobs.command("show").description("one job with every step").argument("<job>", "job id"),

@@ -4,6 +4,7 @@ import { formatTable } from "../firmware/format.ts";
 import type { RolloutCounts, RolloutDetail, RolloutView } from "../server/api/rollout-api.ts";
 import { relativeTime } from "./devices.ts";
 import { type DeliveryFacts, deviceFetches, phaseWord, RELEASE_CELL, releaseWords } from "./job-words.ts";
+import { DEFAULT_TABLE_WIDTH, fitTable } from "./table-fit.ts";
 
 function selectorText(r: RolloutView): string {
   const s = r.selector;
@@ -35,7 +36,7 @@ export function stateText(r: RolloutView, now: number): string {
   return r.state;
 }
 
-export function rolloutsTable(list: RolloutView[], now = Date.now()): string {
+export function rolloutsTable(list: RolloutView[], now = Date.now(), width = DEFAULT_TABLE_WIDTH): string {
   if (list.length === 0) {
     return "No rollouts. Start one with `mpota rollout create RELEASE --tag TAG` (or --devices, --line).\n";
   }
@@ -54,7 +55,14 @@ export function rolloutsTable(list: RolloutView[], now = Date.now()): string {
   }
   const why = list.filter((r) => r.state === "paused" && r.reason);
   const notes = why.length > 0 ? `\n${why.map((r) => `${r.id}: ${r.reason}`).join("\n")}\n` : "";
-  return `${formatTable(rows, { header: true })}${notes}`;
+  // The rollout's id stays whole (its name, a label, may be cut: `rollout show ID` finds it).
+  const fitted = fitTable(rows, width, [
+    [1, "end"],
+    [2, "keep-last-word"],
+    [3, "end"],
+    [4, "end"],
+  ]);
+  return `${formatTable(fitted, { header: true })}${notes}`;
 }
 
 function groupsTable(r: RolloutView, indent: string): string {

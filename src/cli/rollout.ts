@@ -5,6 +5,7 @@ import type { CliIo } from "./io.ts";
 import { registerRolloutCreateCommand } from "./rollout-create.ts";
 import { integerOption } from "./rollout-options.ts";
 import { countsText, rolloutsTable, rolloutText, stateText } from "./rollout-text.ts";
+import { tableWidth } from "./table-fit.ts";
 
 interface ListOptions extends BridgeCommandOptions {
   active?: boolean;
@@ -41,7 +42,7 @@ export function registerRolloutCommand(program: Command, io: CliIo): void {
       const list = await withBridge(options, (bridge) =>
         bridge.request("rollout/list", { ...(options.active ? { active: true } : {}), limit: options.limit }),
       );
-      printAnswer(io, options.json, list, () => rolloutsTable(list));
+      printAnswer(io, options.json, list, () => rolloutsTable(list, Date.now(), tableWidth(io)));
     });
 
   addBridgeOptions(

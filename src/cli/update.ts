@@ -5,7 +5,7 @@ import type { JobProgressMessage, JobView } from "../server/api/api.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
 import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
 import type { CliIo } from "./io.ts";
-import { deviceFetches, isAppJob, phaseWord } from "./job-words.ts";
+import { deviceFetches, isAppJob, phaseWord, releaseWords } from "./job-words.ts";
 import { progressText } from "./jobs.ts";
 
 /** `update --follow` saw the job end without success. */
@@ -67,7 +67,7 @@ export async function updateCommand(
     if (options.json && !options.follow) printJson(io, job);
     if (!options.json) {
       io.out(
-        `Job ${job.id}: update ${job.device} to ${job.firmware.name} ${job.firmware.version} (${job.firmware.id}).\n` +
+        `Job ${job.id}: update ${job.device} to ${releaseWords(job.firmware, job)} (${job.firmware.id}).\n` +
           "The command is retained on the broker: an awake device takes it now, a sleeping one at its next wake.\n" +
           (isAppJob(job, job)
             ? "The board fetches the signed manifest and only the files it does not hold; the others it stages from its own flash. Progress counts the files staged.\n"
@@ -82,7 +82,7 @@ export async function updateCommand(
     if (end.state !== "succeeded") {
       throw new JobFailedError(`Job ${job.id} ${end.state}${end.error ? `: ${end.error}` : "."}`);
     }
-    if (!options.json) io.out(`${job.device} now runs ${job.firmware.name} ${job.firmware.version}.\n`);
+    if (!options.json) io.out(`${job.device} now runs ${releaseWords(job.firmware, job)}.\n`);
     return job;
   });
 }

@@ -8,7 +8,7 @@ import type { ServerInfo } from "./api/api.ts";
 import type { Topics } from "./api/topics.ts";
 import { type Feature, FeatureList } from "./base/features.ts";
 import { Bridge, type BridgeHandlers } from "./bridge/bridge.ts";
-import { bridgeHandlers } from "./bridge/bridge-handlers.ts";
+import { type BridgeHandlerDeps, bridgeHandlers } from "./bridge/bridge-handlers.ts";
 import { DEFAULT_HEARTBEAT_MS, InstanceHeartbeat, statusView } from "./cluster/instances.ts";
 import { Presence } from "./cluster/presence.ts";
 import { AppPullDelivery } from "./deliveries/app-pull.ts";
@@ -33,7 +33,7 @@ import { RolloutEngine } from "./rollouts/rollout-engine.ts";
 import { heldByRolloutText, rolloutHolding } from "./rollouts/rollout-membership.ts";
 import { type Core, openCore } from "./server-core.ts";
 import type { ServerOptions } from "./server-options.ts";
-import type { Storage } from "./storage/storage.ts";
+import type { FirmwareRecord, Storage } from "./storage/storage.ts";
 import { auditedHandlers } from "./trust/audit.ts";
 import type { CommandKey } from "./trust/command-key.ts";
 import type { CommandKeyRing } from "./trust/command-key-ring.ts";
@@ -46,6 +46,8 @@ interface Fleet {
   runner: JobRunner;
   inbox: DeviceInbox;
   rollouts: RolloutEngine;
+  /** How a release reaches a device (its delivery's name, whether the device fetches it). */
+  deliveryOf: BridgeHandlerDeps["deliveryOf"];
 }
 
 /**
@@ -241,6 +243,15 @@ async function startFleet(
 ): Promise<Fleet> {
   const { options, storage, link, topics, clock, logger, keyRing, owner, timings } = core;
   const deliveries = deliveriesOf(core, await fetchingDeliveriesOf(core, () => server()?.http));
+  // How a release reaches a device, from its record (the default kind's for a release not stored).
+  const deliveryOf = (release: FirmwareRecord | undefined) => {
+    const delivery = core.library.kinds.of(release).delivery;
+    try {
+      return { delivery, fetchedByDevice: deliveries.get(delivery).fetchedByDevice === true };
+    } catch {
+      return { delivery, fetchedByDevice: false }; // this server lacks it: its jobs fail saying so
+    }
+  };
   const runner: JobRunner = new JobRunner({
     storage,
     link,
@@ -298,14 +309,7 @@ async function startFleet(
     leaseMs: timings.leaseMs,
     pollMs: timings.pollMs,
     maxAttempts: core.maxAttempts,
-    deliveryOf: (release) => {
-      const delivery = core.library.kinds.of(release).delivery;
-      try {
-        return { delivery, fetchedByDevice: deliveries.get(delivery).fetchedByDevice === true };
-      } catch {
-        return { delivery, fetchedByDevice: false }; // this server lacks it: its jobs fail saying so
-      }
-    },
+    deliveryOf,
     refusal: (release) => {
       if (!release) return deliveries.noneAvailable;
       try {
@@ -318,7 +322,7 @@ async function startFleet(
   await features.start(feature("jobs", runner));
   await features.start(feature("devices", inbox));
   await features.start(feature("rollouts", rollouts));
-  return { runner, inbox, rollouts };
+  return { runner, inbox, rollouts, deliveryOf };
 }
 
 /** A named feature over an object with start() and stop(). */
@@ -387,14 +391,24 @@ function homeAssistantOf(
 /** The bridge API, the dashboard, Home Assistant, the heartbeat and the presence, over one set of handlers. */
 async function startFrontEnds(core: Core, fleet: Fleet, server: MpotaServer, features: FeatureList) {
   const { options, storage, link, topics, clock, logger, library } = core;
-  const { runner, inbox, rollouts } = fleet;
+  const { runner, inbox, rollouts, deliveryOf } = fleet;
   const provisioning = provisioningOf(core);
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const info = () => core.info;
   const status = () => statusView(storage, core.owner, heartbeatMs, clock.now());
   // One set of handlers for the bridge, the HTTP API and Home Assistant.
   const apps = core.apps;
-  const handlers = bridgeHandlers({ storage, library, runner, rollouts, info, status, provisioning, apps });
+  const handlers = bridgeHandlers({
+    storage,
+    library,
+    runner,
+    deliveryOf,
+    rollouts,
+    info,
+    status,
+    provisioning,
+    apps,
+  });
   const bridge = new Bridge({
     link,
     topics,

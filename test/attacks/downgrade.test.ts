@@ -198,7 +198,7 @@ describe("downgrades need a word, on every path that updates a device", () => {
     assert.equal(allowed.code, 0, allowed.stderr);
     assert.match(
       allowed.stdout,
-      /^Job j-[0-9a-f]+: update barn to sensor 1\.0 .*\nbarn now runs sensor 1\.0\.\n$/s,
+      /^Job j-[0-9a-f]+: update barn to firmware sensor 1\.0 .*\nbarn now runs firmware sensor 1\.0\.\n$/s,
     );
     assert.equal(twin("barn").boots.at(-1), imageIdentity(SENSOR_1));
   });

@@ -320,12 +320,18 @@ describe("`mpota rollout list` and `rollout show`", () => {
     assert.equal(
       rolloutsTable([appRollout, firmwareRollout], NOW),
       [
-        "ROLLOUT       NAME     RELEASE               DEVICES        STATE                  DONE  FAILED  CREATED",
-        "------------  -------  --------------------  -------------  ---------------------  ----  ------  ---------",
-        "r-3f9a0c12d4  porches  app thermostat 1.4.1  tag porch      running, group 1 of 2  1/3   0       1 min ago",
-        "r-77aa00bb11  -        firmware sensor 2.0   kitchen, hall  completed              2/2   0       1 min ago",
+        // 106 columns whole: the widest free text (release, state) is cut to fit 100.
+        "ROLLOUT       NAME     RELEASE            DEVICES        STATE               DONE  FAILED  CREATED",
+        "------------  -------  -----------------  -------------  ------------------  ----  ------  ---------",
+        "r-3f9a0c12d4  porches  app thermo… 1.4.1  tag porch      running, group 1 …  1/3   0       1 min ago",
+        "r-77aa00bb11  -        firmware sen… 2.0  kitchen, hall  completed           2/2   0       1 min ago",
         "",
       ].join("\n"),
+    );
+    // A terminal wider than that shows it whole.
+    assert.match(
+      rolloutsTable([appRollout, firmwareRollout], NOW, 120),
+      / app thermostat 1\.4\.1 .* running, group 1 of 2 /,
     );
   });
 

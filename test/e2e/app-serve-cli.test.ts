@@ -206,13 +206,13 @@ describe("mpota serve (a CLI process) + real MicroPython agent + emulated ESP32:
       const run = await mpota(["update", DEVICE, ref, "--follow", ...server()]);
       ok(run, `update ${ref}`);
       const job = new RegExp(
-        `^Job (\\S+): update ${DEVICE} to thermostat ${version.replace(/\./g, "\\.")} \\(`,
+        `^Job (\\S+): update ${DEVICE} to app thermostat ${version.replace(/\./g, "\\.")} \\(`,
         "m",
       ).exec(run.stdout)?.[1];
       assert.ok(job, run.stdout);
       assert.match(
         run.stdout,
-        new RegExp(`^${DEVICE} now runs thermostat ${version.replace(/\./g, "\\.")}\\.$`, "m"),
+        new RegExp(`^${DEVICE} now runs app thermostat ${version.replace(/\./g, "\\.")}\\.$`, "m"),
       );
       assert.match(run.stderr, new RegExp(`^${job}: succeeded$`, "m"));
       // The server logs the job's end after every fetch of it: once that line is out, so are they.

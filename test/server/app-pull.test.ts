@@ -4,8 +4,10 @@ import { connectAsync } from "mqtt";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
 import { devicesTable, deviceText } from "../../src/cli/devices.ts";
+import { MemoryIo } from "../../src/cli/io.ts";
 import { jobText, progressText } from "../../src/cli/jobs.ts";
 import { rolloutText } from "../../src/cli/rollout-text.ts";
+import { updateCommand } from "../../src/cli/update.ts";
 import { type SignedAppCommand, signedBytes, verifyCommand } from "../../src/protocol/command-signature.ts";
 import type { JobProgressMessage } from "../../src/server/api/api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
@@ -133,7 +135,7 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await phase(job.id, "pushing");
     // `mpota devices`: the board's job is a release it fetches, so its JOB column says so.
     const listed = (await bridge.request("devices", {})).filter((d) => d.id === "app-1");
-    assert.match(devicesTable(listed), new RegExp(` ${job.id} fetching\n$`));
+    assert.match(devicesTable(listed, Date.now(), 200), new RegExp(` ${job.id} fetching\n$`));
     const manifest = await get(b, `${cmd.url}/manifest`);
     assert.equal(manifest.status, 200);
     assert.ok(Buffer.from(await manifest.arrayBuffer()).equals(m2.bytes));
@@ -238,6 +240,27 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await phase(job.id, "retrying");
     const current = await s.server.storage.jobs.get(job.id);
     assert.match(current?.error ?? "", /^Device app-3 reports: OSError: \[Errno 113\] EHOSTUNREACH$/);
+    await bridge.request("job/cancel", { id: job.id }).catch(() => undefined);
+  });
+
+  it("a battery low mid-fetch says to charge the board, and that it keeps what it staged", async () => {
+    const b = await board("app-low");
+    const job = await bridge.request("update", { device: "app-low", firmware: "thermostat@1.4.1" });
+    await appCommand(b);
+    await b.mqtt.ack({ job: job.id, ready: true, pull: true });
+    await phase(job.id, "pushing");
+    // As device/mpota_appjob.py below MIN_VBAT between two files.
+    await b.mqtt.ack({ job: job.id, got: 4_800, total: 48_000, files: 2, of: 20 });
+    await b.mqtt.ack({ job: job.id, error: "battery low", final: false });
+    await eventually(
+      async () => (await s.server.storage.jobs.steps(job.id)).some((x) => x.kind === "retry"),
+      "the try failed",
+    );
+    const shown = jobText(await bridge.request("job", { id: job.id }));
+    assert.match(
+      shown,
+      /\n {2}last error {2}Device app-low stopped the fetch at 4800 of 48000 bytes \(2 of 20 files\): battery low \(below the MIN_VBAT in its config\)\. Charge it or put it on power\. The board keeps the files it staged and checked, and fetches the rest on the next try\. Each stop for the battery uses one of the job's tries\.\n/,
+    );
     await bridge.request("job/cancel", { id: job.id }).catch(() => undefined);
   });
 
@@ -392,5 +415,16 @@ describe("app pull (contract v3): a scripted board against the real server", () 
           "Refused: thermostat 1.4.1 for roll-rp2: thermostat 1.4.1 is for esp32, esp8266; the device is a rp2 board. Add the release again with --board rp2 if its files run there. Leave it out of the list.",
       },
     );
+  });
+  it("`mpota update` says it starts an app update", async () => {
+    await board("app-words");
+    const io = new MemoryIo();
+    const options = { mqtt: s.brokerUrl, base: "mpota", timeout: 5, data: t.dir };
+    const job = await updateCommand("app-words", "thermostat@1.4.1", options, io);
+    assert.equal(
+      io.stdout.split("\n")[0],
+      `Job ${job.id}: update app-words to app thermostat 1.4.1 (${m2.id.slice(0, 32)}).`,
+    );
+    await bridge.request("job/cancel", { id: job.id });
   });
 });

@@ -153,7 +153,8 @@ describe("mpota serve and the commands that ask it", () => {
     assert.match(list.stdout, /^NAME +VERSION +FOR +IDENTITY +SIZE +MICROPYTHON +DEVICES +ADDED +NOTES\n-+/);
     assert.match(
       list.stdout,
-      new RegExp(`\\nsensor +2\\.0 +esp8266 +${imageIdentity(v2)} +42000 +- +0 +\\d+ s ago +faster wake\\n$`),
+      // 109 columns whole: piped, the list keeps to 100 and the notes are cut (`firmware show` has them).
+      new RegExp(`\\nsensor +2\\.0 +esp8266 +${imageIdentity(v2)} +42000 +- +0 +\\d+ s ago +faste…\\n$`),
     );
     const json = await ask("firmware", "list", "--json");
     assert.deepEqual(
@@ -245,7 +246,8 @@ describe("mpota serve and the commands that ask it", () => {
     const table = await ask("devices");
     assert.match(
       table.stdout,
-      /\nshed +online +cccccccc \(unknown\) +thermostat 1\.0\.0 \(rolled back\) +192\.168\.1\.41 /,
+      // 117 columns whole: piped, the list keeps to 100; the app's note stays (`devices show` has it all).
+      /\nshed +online +cccc… \(unknown\) +t… \(rolled back\) +192\.168\.1\.41 /,
     );
     const show = await ask("devices", "show", "shed");
     assert.match(
@@ -271,7 +273,7 @@ describe("mpota serve and the commands that ask it", () => {
       async () => /\nshed .* (a_very\S*) +192/.exec((await ask("devices")).stdout)?.[1],
       "shed with a long app name",
     );
-    assert.equal(cut, "a_very_long_application_name_...");
+    assert.equal(cut, "a_very_long_app…"); // piped: cut again to keep the row to 100 columns
     assert.match(
       (await ask("devices", "show", "shed")).stdout,
       /\n {2}app {8}a_very_long_application_name_xyz 123456789\.123456789, release a{12}\n/,
@@ -282,8 +284,13 @@ describe("mpota serve and the commands that ask it", () => {
   it("starts an update, shows and cancels the job", async () => {
     const r = await ask("update", "porch", "sensor@2.0");
     assert.equal(r.code, 0, r.stderr);
-    const id = /^Job (j-[0-9a-f]+): update porch to sensor 2\.0/.exec(r.stdout)?.[1];
+    const id = /^Job (j-[0-9a-f]+): /.exec(r.stdout)?.[1];
     assert.ok(id, r.stdout);
+    // It says what it installs: firmware (an app's says "app").
+    assert.equal(
+      r.stdout.split("\n")[0],
+      `Job ${id}: update porch to firmware sensor 2.0 (${imageIdentity(v2)}).`,
+    );
     assert.match(r.stdout, /a sleeping one at its next wake/);
     const again = await ask("update", "porch", "sensor@2.0");
     assert.equal(again.code, 22);
@@ -324,7 +331,7 @@ describe("mpota serve and the commands that ask it", () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(
         r.stdout,
-        /^Job j-[0-9a-f]+: update kitchen to sensor 2\.0 .*\n.*\nkitchen now runs sensor 2\.0\.\n$/,
+        /^Job j-[0-9a-f]+: update kitchen to firmware sensor 2\.0 .*\n.*\nkitchen now runs firmware sensor 2\.0\.\n$/,
       );
       assert.match(r.stderr, /^j-[0-9a-f]+: (queued|waiting)\n/);
       assert.match(r.stderr, /: pushing \d+% of 41\.0 KiB/);

@@ -227,6 +227,34 @@ describe("ESP32 pull (contract v3): a scripted device against the real server", 
     assert.ok(dev.slot.equals(Buffer.from(B)));
     await dev.close();
   });
+
+  it("a battery low mid-pull tells the user to charge the device; the next try resumes where it stopped", async () => {
+    const { dev, job, cmd } = await pulling(s, bridge, "esp-7");
+    await dev.fetch(cmd, { stopAfter: 100_000 });
+    // As device/mpota_pull.py below MIN_VBAT: it keeps the blocks it wrote and says why it stopped.
+    await dev.report({ job: job.id, error: "battery low" });
+    // The server asks again with the command; the device, charged, takes it and resumes.
+    await eventually(async () => (await stepCount(s, job.id, "command")) === 2, "the command again");
+    await dev.report({ job: job.id, ready: true, pull: true });
+    await eventually(async () => (await stepCount(s, job.id, "push-started")) === 2, "a second try");
+    const second = await dev.fetch(cmd);
+    assert.equal(second.contentRange, `bytes 100000-299999/${B.length}`);
+    assert.equal(await dev.finish(cmd), true);
+    dev.fw = B_ID;
+    await dev.state();
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "succeeded", end.error ?? "");
+    // `mpota jobs show`: what stopped it, what to do, what happens next.
+    const shown = jobText(end).split("\n");
+    assert.deepEqual(
+      shown.filter((line) => / (push-failed|retry) /.test(line)).map((line) => line.slice(16)),
+      [
+        "push-failed    Device esp-7 stopped the pull at 65536 of 300000 bytes: battery low (below the MIN_VBAT in its config). Charge it or put it on power. The device keeps what it wrote and resumes from there (HTTP Range) on the next try. Each stop for the battery uses one of the job's tries.",
+        "retry          Try 1 of 5 failed; asking the device again in 0.1 s (or at once when the device takes the retained command).",
+      ],
+    );
+    await dev.close();
+  });
 });
 
 describe("ESP32 jobs speak of the device's fetch, not of a push to OTA mode", () => {

@@ -19,6 +19,8 @@ export interface BridgeHandlerDeps {
   storage: Storage;
   library: FirmwareLibrary;
   runner: JobRunner;
+  /** How a release reaches a device (the default kind's for a release not stored). */
+  deliveryOf: (release: FirmwareRecord | undefined) => { delivery: string; fetchedByDevice: boolean };
   /** The rollout engine; without it the rollout requests are refused. */
   rollouts?: RolloutEngine;
   info: () => ServerInfo;
@@ -99,25 +101,24 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
   const devicesRunning = async (id: string) =>
     (await storage.devices.list()).filter((d) => d.state?.fw === id).length;
 
-  // How each job's release travels, from its kind (looked up once per release of a list):
-  // the CLI shows no push address and no "pushing" for a release the device fetches.
-  const jobViews = async (jobs: JobRecord[]): Promise<JobView[]> => {
-    const facts = new Map<string, Promise<{ delivery: string; fetchedByDevice: boolean }>>();
-    const factsOf = async (job: JobRecord) => ({
-      delivery: (await library.kindOf(job.firmwareId)).delivery,
-      fetchedByDevice: await runner.fetchedByDevice(job),
-    });
+  // How each job's release travels, from its kind: the CLI shows no push address and no
+  // "pushing" for a release the device fetches. Each release is read once per answer, from
+  // `firmware` (the whole store's index) when the handler has it, else from storage.
+  const jobViews = async (jobs: JobRecord[], firmware?: Map<string, FirmwareRecord>): Promise<JobView[]> => {
+    const facts = new Map<string, Promise<ReturnType<BridgeHandlerDeps["deliveryOf"]>>>();
+    const factsOf = async (id: string) =>
+      deps.deliveryOf(firmware ? firmware.get(id) : await storage.firmware.get(id));
     return Promise.all(
       jobs.map(async (job) => {
-        const f = facts.get(job.firmwareId) ?? factsOf(job);
+        const f = facts.get(job.firmwareId) ?? factsOf(job.firmwareId);
         facts.set(job.firmwareId, f);
         return { ...jobView(job), ...(await f) };
       }),
     );
   };
   /** An app job's files and bytes, from its release's manifest (none when it cannot be read). */
-  const appOf = async (job: JobRecord): Promise<JobDetail["app"]> => {
-    if (deps.apps === undefined || (await library.kindOf(job.firmwareId)).name !== APP_KIND) return undefined;
+  const appOf = async (job: JobRecord, release: FirmwareRecord | undefined): Promise<JobDetail["app"]> => {
+    if (deps.apps === undefined || library.kinds.of(release).name !== APP_KIND) return undefined;
     try {
       const manifest = await deps.apps.manifestOf(job.firmwareId);
       return { files: manifest.files.length, bytes: manifest.total };
@@ -142,7 +143,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       const views = devices.map((d) => deviceView(d, firmware, jobs.get(d.id)));
       // How each active job's release travels: `mpota devices` says "fetching" for a release the device fetches.
       const active = devices.flatMap((d) => jobs.get(d.id) ?? []);
-      const facts = new Map((await jobViews(active)).map((j) => [j.id, j] as [string, JobView]));
+      const facts = new Map((await jobViews(active, firmware)).map((j) => [j.id, j] as [string, JobView]));
       return views.map((v) => {
         const j = v.job ? facts.get(v.job.id) : undefined;
         return v.job && j
@@ -169,7 +170,7 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       return {
         ...deviceView(device, firmware, active),
         history: history.map((h) => ({ at: h.at, state: h.state })),
-        jobs: await jobViews(jobs),
+        jobs: await jobViews(jobs, firmware),
       };
     },
 
@@ -235,10 +236,14 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
         throw new RequestError(`There is no job "${shorten(id)}". \`mpota jobs\` lists them.`, {
           notFound: true,
         });
-      const steps = await storage.jobs.steps(id);
-      const app = await appOf(job);
+      const [steps, release] = await Promise.all([
+        storage.jobs.steps(id),
+        storage.firmware.get(job.firmwareId),
+      ]);
+      const app = await appOf(job, release);
+      const known = new Map(release ? [[job.firmwareId, release]] : []);
       return {
-        ...((await jobViews([job]))[0] as JobView),
+        ...((await jobViews([job], known))[0] as JobView),
         allowDowngrade: jobAllowsDowngrade(steps),
         ...(app ? { app } : {}),
         steps: steps.map(stepView),

@@ -115,10 +115,14 @@ export class DeviceFetches {
         onReport: (report) => {
           const elapsedMs = clock.now() - started;
           if ("error" in report) {
+            const final = f.isFinal(report);
             end({
               kind: "failed",
-              reason: `Device ${job.deviceId} reports: ${report.error}`,
-              final: f.isFinal(report),
+              reason:
+                !final && LOW_BATTERY.test(report.error)
+                  ? lowBatteryText(job.deviceId, f, progress)
+                  : `Device ${job.deviceId} reports: ${report.error}`,
+              final,
             });
             return;
           }
@@ -154,6 +158,21 @@ export class DeviceFetches {
       if (early?.job === job.id) follower.onReport(early);
     });
   }
+}
+
+/** The agents' words for a fetch they stop below MIN_VBAT (device/mpota_pull.py, mpota_appjob.py). */
+const LOW_BATTERY = /^battery low$/i;
+
+/**
+ * A fetch the device stopped for its battery: what to do about it, and what
+ * happens next. The device keeps what it wrote; the failed try's retry step
+ * says when the server asks again (a sleeper takes that command at its next
+ * wake), and each such stop uses one of the job's tries.
+ */
+function lowBatteryText(deviceId: string, f: FetchFollowing, progress: DeliveryProgress): string {
+  const files = progress.files !== undefined ? ` (${progress.files} of ${progress.of} files)` : "";
+  const where = progress.bytes > 0 ? ` at ${progress.bytes} of ${progress.total} bytes${files}` : "";
+  return `Device ${deviceId} stopped the ${f.noun}${where}: battery low (below the MIN_VBAT in its config). Charge it or put it on power. ${f.resumes} Each stop for the battery uses one of the job's tries.`;
 }
 
 /** "0.4 s", "60 s". */

@@ -13,7 +13,7 @@ import type {
   RolloutRecord,
   RolloutState,
 } from "../storage/rollout-store.ts";
-import { LeaseLostError, type Storage } from "../storage/storage.ts";
+import { type FirmwareRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
 import { createRollout } from "./rollout-creation.ts";
 import { startDevice } from "./rollout-device-turn.ts";
 import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
@@ -84,9 +84,16 @@ export class RolloutEngine extends ScheduledFeature {
 
   async list(filter: { active?: boolean; limit?: number }): Promise<RolloutView[]> {
     const rollouts = await this.o.storage.rollouts.list(filter);
+    // Rollouts often share a release: each is read once per list, not once per rollout.
+    const reads = new Map<string, Promise<FirmwareRecord | undefined>>();
+    const releaseOf = (id: string) => {
+      const read = reads.get(id) ?? this.o.storage.firmware.get(id);
+      reads.set(id, read);
+      return read;
+    };
     return Promise.all(
       rollouts.map(async (r) =>
-        this.withDelivery(r, rolloutView(r, await this.o.storage.rollouts.snapshot(r.id))),
+        this.withDelivery(r, rolloutView(r, await this.o.storage.rollouts.snapshot(r.id)), releaseOf),
       ),
     );
   }
@@ -104,8 +111,12 @@ export class RolloutEngine extends ScheduledFeature {
    * The view with how the release travels (the CLI says "fetching" for a
    * release the devices fetch); the page's rollout events carry the same.
    */
-  async withDelivery<T extends RolloutView>(r: RolloutRecord, view: T): Promise<T> {
-    const release = await this.o.storage.firmware.get(r.firmwareId);
+  async withDelivery<T extends RolloutView>(
+    r: RolloutRecord,
+    view: T,
+    releaseOf: (id: string) => Promise<FirmwareRecord | undefined> = (id) => this.o.storage.firmware.get(id),
+  ): Promise<T> {
+    const release = await releaseOf(r.firmwareId);
     return release === undefined ? view : { ...view, ...this.o.deliveryOf(release) };
   }
 

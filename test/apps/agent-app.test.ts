@@ -196,6 +196,27 @@ describe("the agent updates its app", () => {
     await broker.publish(`mpota/${id}/cmd`, "", true);
   });
 
+  test("a Pico W below MIN_VBAT (VSYS, by VBAT_ADC_SCALE) answers ready:false, battery low; nothing fetched", async () => {
+    const id = "app-pico-low";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    const d = appDevice(broker.url, id, signer, { chip: "rp2", vbat: 3.2, minVbat: 3.3 });
+    cleanups.push(() => d.close());
+    const first = nextState(d, () => true);
+    await d.powerOn();
+    assert.equal((await first).vbat, 3.2);
+    const refused = d.waitFor("published", (m) => m.topic.endsWith("/ack"));
+    server.active = V1.sha;
+    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-low", V1, server.add(V1)), true);
+    assert.deepEqual(JSON.parse((await refused).payload.toString()), {
+      job: "j-low",
+      ready: false,
+      error: "battery low",
+    });
+    assert.equal(server.requests.length, 0);
+    await broker.publish(`mpota/${id}/cmd`, "", true);
+  });
+
   test("a simulated ESP32 (its own agent with the pull path) takes op app the same way", async () => {
     const id = "app-esp32";
     const server = await AppServer.start(id, PASSWORD);

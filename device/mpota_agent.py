@@ -21,7 +21,7 @@ try:
 except ImportError:
     pass
 
-# machine.deepsleep() holds the time in microseconds in a u32: about 71.5 min.
+# machine.deepsleep() holds microseconds in a u32: about 71.5 min.
 MAX_SLEEP = 4294
 # machine.reset_cause() 0..6 as the contract's wake names.
 WAKE = ("power", "wdt", "other", "wdt", "soft", "deepsleep", "hard")
@@ -60,7 +60,7 @@ class Agent:
         self.ka = c("KEEPALIVE", 60)
         scale = c("VBAT_ADC_SCALE")
         if vbat is None and scale:
-            adc = machine.ADC(0)
+            adc = machine.ADC(0) if esp else __import__("mpota_rp2")  # rp2: VSYS
 
             def vbat():
                 return adc.read() * scale
@@ -191,7 +191,7 @@ class Agent:
                     raise OSError("no WiFi")
                 time.sleep_ms(100)
         self.ip = w.ifconfig()[0]
-        try:  # a broker that never answers (hung, host gone) fails the try: ETIMEDOUT
+        try:  # a broker that never answers (hung, host gone): ETIMEDOUT
             self.mq.connect(True, self.ka or 60)
         except TypeError:  # umqtt.simple frozen before v1.25: no timeout
             self.mq.connect()
@@ -264,7 +264,7 @@ class Agent:
             # none, or the server cleared it (empty retained payload)
             return self._resume()
         g = self.g
-        c = g.check(m)  # None: ignored, with a printed note
+        c = g.check(m)  # None: ignored
         if c is None:
             return self._resume()
         if c["op"] == "app":
@@ -303,7 +303,7 @@ class Agent:
         return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
 
     def _resume(self):
-        # An unfinished fetch (a cut link, a power cut, a wake's end) goes on after its back-off.
+        # An unfinished fetch (cut link, power cut, wake's end) goes on after its back-off.
         if self.p:
             self.p.resume()
         j = self.aj

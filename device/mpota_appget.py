@@ -106,6 +106,10 @@ def online(a):
         print("mpota: cannot confirm the app:", repr(e))  # again at the next connect
     if a.aj and a.aj.get("end"):
         print("mpota: job", a.aj["job"], "rolled back" if "rb" in a.ap else "done")
+        # Its command (the last one taken) stays retained until the server
+        # has read the state just sent, so the broker hands it over again
+        # now: mpota_cmd ignores that seq without a "replayed" note.
+        a.g.done = a.g.seq
         _forget(a)
         try:
             os.remove(L.NOTE)

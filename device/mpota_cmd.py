@@ -1,6 +1,5 @@
-# mpota signed commands (MQTT contract v2; v3 adds op pull, for the ESP32,
-# and op app, on any board), used by mpota_agent.py: checks them and keeps
-# what it accepted in flash.
+# mpota signed commands (MQTT contract v2; v3: op pull, ESP32, op app),
+# used by mpota_agent.py: checks them and keeps what it accepted in flash.
 import json
 from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 from hashlib import sha256
@@ -185,7 +184,7 @@ class Guard:
         if isinstance(keys, str):
             keys = (keys,)
         self.cfg = keys
-        self.n = self.seq = 0
+        self.n = self.seq = self.done = 0
         self.ver = self.mods = None
         self.slot = 1
         for i in (0, 1):
@@ -238,8 +237,8 @@ class Guard:
         b = _sig(c["sig"], len(n))
         if b is None or not verify(n, message(c), b):
             return _no("cmd with a bad signature, seq", s)
-        if s <= self.seq:
-            return _no("replayed cmd, seq", "%d <= %d" % (s, self.seq))
+        if s <= self.seq:  # done: see mpota_appget.online
+            return None if s == self.done else _no("replayed cmd, seq", "%d <= %d" % (s, self.seq))
         if s > self.seq + FUTURE:
             return _no("cmd from the future, seq", "%d > %d + %d" % (s, self.seq, FUTURE))
         return c

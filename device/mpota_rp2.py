@@ -20,3 +20,26 @@ def ident():
     u = os.uname()
     fw = hexlify(sha256("%s; %s" % (u.version, u.machine)).digest()[:16]).decode()
     return fw, "power" if machine.reset_cause() == 1 else "other"
+
+
+def read():
+    # VSYS for VBAT_ADC_SCALE (the agent calls this where an ESP has
+    # ADC(0).read()): read_u16() of ADC3, GPIO29, which sees VSYS through a
+    # 1/3 divider only while GPIO25 is high. On a Pico W both are the CYW43's
+    # SPI lines: 29 its clock, 25 its select, high while the bus is idle.
+    # The pico-sdk driver puts 29 back to its PIO, pulled down, as each
+    # transfer starts (cyw43_bus_pio_spi.c), so no transfer may start between
+    # taking the pin and reading it: pico-examples' adc/read_vsys holds the
+    # CYW43 lock for that; Python cannot, but with interrupts off none
+    # starts: the driver runs in our own calls or from PendSV on this core
+    # (ports/rp2/mpnetworkport.c); not a thread on the other core. ADC(29)
+    # gives the pin to the ADC (adc_gpio_init); ADC(3) would leave it to the
+    # PIO (ports/rp2/machine_adc.c). The first sample after that is low.
+    s = machine.disable_irq()
+    try:
+        machine.Pin(25, machine.Pin.OUT, value=1)
+        a = machine.ADC(29)
+        a.read_u16()
+        return a.read_u16()
+    finally:
+        machine.enable_irq(s)

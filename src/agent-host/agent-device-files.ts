@@ -49,8 +49,9 @@ export function agentDeviceFiles(o: AgentDeviceOptions, broker: BrokerAddress): 
     BASE_TOPIC: o.baseTopic ?? "mpota",
     SLEEP: sleepSeconds,
     MIN_VBAT: o.minVbat ?? 0,
-    // ADC(0) counts 0..1024; the host reports the battery as round(volts * 256).
-    VBAT_ADC_SCALE: o.vbat === undefined ? null : 1 / 256,
+    // ADC(0) counts 0..1024; the host reports the battery as round(volts * 256). A Pico W
+    // reads VSYS/3 in read_u16() counts of 3.3 V (mpota_rp2.read).
+    VBAT_ADC_SCALE: o.vbat === undefined ? null : o.chip === "rp2" ? (3 * 3.3) / 65535 : 1 / 256,
     CMD_WAIT_MS: o.cmdWaitMs ?? 500,
     MAIN_APP_OFFSET: o.mainAppOffset ?? DEFAULT_MAIN_APP_OFFSET,
     KEEPALIVE: o.keepalive ?? 60,

@@ -23,19 +23,74 @@ WDT_RESET = 3`,
     PULL_DOWN = 2`,
   extra: `
 
+# GPIO25 and GPIO29 are the CYW43's SPI select and clock on a Pico W
+# (pico-sdk cyw43_bus_pio_spi.c): 25 an output, high while the bus is idle;
+# 29 on the PIO, pulled down, where the driver puts it back as each
+# transfer starts (_spi). 29 reaches VSYS (a 200k/100k divider) only while
+# 25 is high (a FET gated by it).
+_io = {25: 1, 29: "pio"}
+
+
+def _spi():
+    _io[29] = "pio"
+
+
+class Pin(Pin):
+    def __init__(self, id, mode=-1, pull=-1, value=None):
+        super().__init__(id, mode, pull, value)
+        if id == 29:
+            _io[29] = "pd" if pull == Pin.PULL_DOWN else "in"
+        if id == 25 and value is not None:
+            _io[25] = self._v
+
+    def value(self, v=None):
+        r = super().value(v)
+        if self._id == 25 and v is not None:
+            _io[25] = self._v
+        return r
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
 class ADC:
-    # rp2's ADC has read_u16 only; ADC(0) reads the battery here (the host reports mV, 3.3 V full scale).
-    def __init__(self, pin):
-        self._pin = pin
+    # machine_adc.c: ADC(0..4) takes a channel and leaves its pin as it is;
+    # ADC(26..29) or ADC(Pin) runs adc_gpio_init on the pin (function NULL,
+    # no pulls). read_u16: the 12-bit sample scaled to 16 bits.
+    CORE_TEMP = 4
+
+    def __init__(self, id):
+        if isinstance(id, int) and 0 <= id <= 4:
+            self._ch = id
+            return
+        g = id._id if isinstance(id, Pin) else id
+        if not isinstance(g, int) or not 26 <= g <= 29:
+            raise ValueError("Pin doesn't have ADC capabilities")
+        if g == 29:
+            _io[29] = "adc"
+        self._ch = g - 26
 
     def read_u16(self):
-        return min(65535, _h.adc(2) * 65535 // 3300)
+        # Only channel 3 has something wired (VSYS/3, the host's battery in mV);
+        # 4 is the sensor at 27 C (0.706 V). A pull-down beside the divider's
+        # 100k (the PIO's state) reads about VSYS/7; select low, nothing.
+        mv = 706
+        if self._ch != 4:
+            mv = 0
+            if self._ch == 3 and _io[25]:
+                mv = _h.adc(2) // (7 if _io[29] in ("pio", "pd") else 3)
+        raw = min(4095, mv * 4095 // 3300)
+        return raw << 4 | raw >> 8
 `,
 });
 
 // network_cyw43.c: status() is the lwIP link status (cyw43's CYW43_LINK_* values, which
 // modnetwork.c gives the STAT_ names); isconnected() is link status UP.
 const network = `import _mpota_host as _h
+import machine
 
 STA_IF = 0
 AP_IF = 1
@@ -58,9 +113,11 @@ class WLAN:
     def active(self, on=None):
         if on is None:
             return self._on
+        machine._spi()
         self._on = bool(on)
 
     def connect(self, ssid=None, key=None, bssid=None):
+        machine._spi()
         self._on = True
 
     def disconnect(self):
@@ -81,6 +138,7 @@ class WLAN:
                 return STAT_GOT_IP
             return STAT_CONNECTING if self._on else STAT_IDLE
         if param == "rssi":
+            machine._spi()  # an ioctl to the chip
             return _h.wlan_rssi()
         raise ValueError("unknown status param")
 

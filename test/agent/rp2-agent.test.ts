@@ -122,6 +122,45 @@ describe("the agent on a Pico W (rp2)", () => {
     assert.equal(lastState(d).wake, "other");
   });
 
+  test("VBAT_ADC_SCALE: the state carries VSYS, read on GPIO29 with the CYW43's select high", async () => {
+    // The harness sets VBAT_ADC_SCALE = 3 * 3.3 / 65535 on a Pico W (read_u16 counts of VSYS/3).
+    const d = await online({ id: "pico-vsys", vbat: 3.7 });
+    assert.equal(lastState(d).vbat, 3.7);
+    assert.ok(!d.output.some((l) => l.startsWith("mpota: vbat:")), d.output.join("\n"));
+    // Each state reads it afresh: the rssi before it was an SPI transfer, which took GPIO29 back.
+    d.vbat = 3.1;
+    const next = d.nextPublish("state");
+    await broker.publish("mpota/pico-vsys/cmd", signer.keys("pico-vsys", [signer.modulusHex]), false);
+    assert.equal(JSON.parse((await next).payload.toString()).vbat, 3.1);
+  });
+
+  test("the fake's GPIO29 as machine_adc.c and the CYW43 driver leave it; mpota_rp2.read() takes it each time", async () => {
+    const d = new AgentDevice({
+      broker: broker.url,
+      chip: "rp2",
+      vbat: 3.7,
+      autoWake: false,
+      autoRestart: false,
+      main: [
+        "import machine, network, mpota_rp2",
+        "v = lambda n: round(n * 9.9 / 65535, 2)",
+        "print(v(machine.ADC(3).read_u16()))  # a channel number leaves the pin on the PIO",
+        "a = machine.ADC(29)",
+        "print(v(a.read_u16()))",
+        "network.WLAN(network.STA_IF).status('rssi')",
+        "print(v(a.read_u16()))  # the transfer took the pin back",
+        "machine.Pin(25, machine.Pin.OUT, value=0)",
+        "print(v(machine.ADC(29).read_u16()))  # select low: the divider is cut off",
+        "print(v(mpota_rp2.read()))",
+      ].join("\n"),
+    });
+    devices.push(d);
+    const ended = d.waitFor("ended");
+    await d.powerOn();
+    assert.equal((await ended).kind, "exit");
+    assert.deepEqual(d.output, ["1.58", "3.7", "1.58", "0.0", "3.7"]);
+  });
+
   test("a sleeper's deep sleep ends in a reboot the agent reports as wake other (no RTC memory kept)", async () => {
     const d = new AgentDevice({ broker: broker.url, chip: "rp2", id: "pico-sleepy", sleepSeconds: 1 });
     devices.push(d);

@@ -301,19 +301,23 @@ describe("commands the agent refuses", () => {
   test("replayed, forged, for another device: ignored, nothing fetched; a downgrade and a low battery: ready:false", async () => {
     const id = "cmd-1";
     const { d, server } = await rig(id, { vbat: 3.9, minVbat: 3.3 });
+    const older = seq++; // signed before j-v2's, never sent: what an attacker may have captured
     await installed(id, d, server, V2, "j-v2");
     const from = server.requests.length;
     const acked = acks(d).length;
     const url = server.add(V1);
     server.active = V1.sha;
-    // The very command that installed V2, again.
+    // The very command that installed V2, again (as the broker hands it over after the reset).
     const replay = appCommand(signer, id, seq - 1, "j-v2", V2, server.add(V2));
+    const old = appCommand(signer, id, older, "j-old", V1, url);
     const good = JSON.parse(appCommand(signer, id, seq++, "j-forged", V1, url)) as Record<string, unknown>;
     const forged = JSON.stringify({ ...good, url: "http://127.0.0.1:1/evil" });
     const other = appCommand(signer, "someone-else", seq++, "j-other", V1, url);
-    // Each is ignored with its reason (the retained command of V2 may be seen again at the reboot too).
+    // The command of the job just done is ignored without a note; the others each with its reason.
+    // The agent takes commands in order: once the first note is out, it has seen the replay.
+    await broker.publish(`mpota/${id}/cmd`, replay, true);
     for (const [c, why] of [
-      [replay, `mpota: ignored replayed cmd, seq ${seq - 3} <= ${seq - 3}`],
+      [old, `mpota: ignored replayed cmd, seq ${older} <= ${seq - 3}`],
       [forged, `mpota: ignored cmd with a bad signature, seq ${seq - 2}`],
       [other, "mpota: ignored cmd for device someone-else"],
     ] as const) {
@@ -321,6 +325,10 @@ describe("commands the agent refuses", () => {
       await broker.publish(`mpota/${id}/cmd`, c, true);
       await noted;
     }
+    assert.deepEqual(
+      d.output.filter((l) => l.includes("replayed")),
+      [`mpota: ignored replayed cmd, seq ${older} <= ${seq - 3}`],
+    );
     assert.equal(acks(d).length, acked);
     assert.equal(server.requests.length, from);
 

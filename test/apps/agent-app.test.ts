@@ -159,6 +159,64 @@ describe("the agent updates its app", () => {
     );
   });
 
+  test("a Pico W (rp2): the retained command of the job it just did comes again after the reset, ignored without a note; an older one is still a replay", async () => {
+    const id = "app-pico";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    const d = appDevice(broker.url, id, signer, { chip: "rp2" });
+    cleanups.push(() => d.close());
+    const first = nextState(d, () => true);
+    await d.powerOn();
+    assert.equal((await first).chip, "rp2");
+    // The broker keeps each command retained, as the server does until it reads the new app in
+    // the state: the board gets it again at once after the reset that follows the switch.
+    const s1 = seq;
+    await update(id, d, server, V1, "j-pico-1");
+    const s2 = seq;
+    await update(id, d, server, V2, "j-pico-2");
+    const cmd2 = appCommand(signer, id, s2, "j-pico-2", V2, server.add(V2));
+    const cmd1 = appCommand(signer, id, s1, "j-pico-1", V1, server.add(V1));
+    // The same command once more, as anybody on the broker could send it: nothing happens, nothing said.
+    await broker.publish(`mpota/${id}/cmd`, cmd2, true);
+    // An older one (captured by an attacker) is a replay: refused, with the note. The agent takes
+    // commands in order, so once this note is out it has seen every earlier one.
+    const note = d.waitFor("stdout", (l) => l.includes("replayed"));
+    await broker.publish(`mpota/${id}/cmd`, cmd1, true);
+    assert.equal(await note, `mpota: ignored replayed cmd, seq ${s1} <= ${s2}`);
+    const out = d.output.join("\n");
+    assert.ok(out.includes("mpota: job j-pico-1 done") && out.includes("mpota: job j-pico-2 done"), out);
+    assert.deepEqual(
+      d.output.filter((l) => l.includes("replayed")),
+      [`mpota: ignored replayed cmd, seq ${s1} <= ${s2}`],
+    );
+    for (const job of ["j-pico-1", "j-pico-2"]) {
+      assert.equal(acks(d, job).filter((a) => a.ready).length, 1, `${job}: taken once`);
+    }
+    assert.equal((states(d).at(-1)?.app as Record<string, unknown> | undefined)?.id, V2.sha);
+    await broker.publish(`mpota/${id}/cmd`, "", true);
+  });
+
+  test("a Pico W below MIN_VBAT (VSYS, by VBAT_ADC_SCALE) answers ready:false, battery low; nothing fetched", async () => {
+    const id = "app-pico-low";
+    const server = await AppServer.start(id, PASSWORD);
+    cleanups.push(() => server.close());
+    const d = appDevice(broker.url, id, signer, { chip: "rp2", vbat: 3.2, minVbat: 3.3 });
+    cleanups.push(() => d.close());
+    const first = nextState(d, () => true);
+    await d.powerOn();
+    assert.equal((await first).vbat, 3.2);
+    const refused = d.waitFor("published", (m) => m.topic.endsWith("/ack"));
+    server.active = V1.sha;
+    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-low", V1, server.add(V1)), true);
+    assert.deepEqual(JSON.parse((await refused).payload.toString()), {
+      job: "j-low",
+      ready: false,
+      error: "battery low",
+    });
+    assert.equal(server.requests.length, 0);
+    await broker.publish(`mpota/${id}/cmd`, "", true);
+  });
+
   test("a simulated ESP32 (its own agent with the pull path) takes op app the same way", async () => {
     const id = "app-esp32";
     const server = await AppServer.start(id, PASSWORD);

@@ -87,6 +87,9 @@ test("--pico-w 1 against an mpota server: it registers as rp2, takes an app upda
       /pico-1\s+checked in: fw [0-9a-f]{32}, .*; chip rp2, app thermostat 1\.0\.0/,
       30_000,
     );
+    // The job's command, still retained when the board comes back, is the one it just did: no note.
+    await untilOutput(io, new RegExp(`pico-1\\s+agent: mpota: job ${job.id} done`), 30_000);
+    assert.doesNotMatch(io.stdout, /replayed/);
     const view = await bridge.request("device", { id: "pico-1" });
     assert.deepEqual([view.app?.name, view.app?.version], ["thermostat", "1.0.0"]);
 

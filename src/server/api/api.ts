@@ -281,6 +281,12 @@ export interface BridgeApi extends RolloutBridgeApi {
        * update is refused, the same as rollouts and line updates.
        */
       allowDowngrade?: boolean;
+      /**
+       * Install the app release even when the board runs an app of another
+       * name, which it replaces; without it such an update is refused, and a
+       * rollout leaves such boards out (docs/app-updates.md).
+       */
+      replaceApp?: boolean;
     };
     response: JobView;
   };

@@ -212,7 +212,11 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       const device = stringField(request, "device", "the device id");
       const firmware = stringField(request, "firmware", "the firmware's identity, name@version or name");
       const allowDowngrade = optionalBoolean(request, "allowDowngrade");
-      const job = await runner.create(device, firmware, allowDowngrade ? { allowDowngrade } : {});
+      const replaceApp = optionalBoolean(request, "replaceApp");
+      const job = await runner.create(device, firmware, {
+        ...(allowDowngrade ? { allowDowngrade } : {}),
+        ...(replaceApp ? { replaceApp } : {}),
+      });
       return (await jobViews([job]))[0] as JobView;
     },
 

@@ -53,6 +53,7 @@ export async function startDevice(
       origin: `rollout ${r.id}, ${groupName(r, group).toLowerCase()}`,
       rollout: r.id,
       allowDowngrade: r.policy.allowDowngrade,
+      ...(r.policy.replaceApp ? { replaceApp: true } : {}),
     });
     return scheduled(
       job,

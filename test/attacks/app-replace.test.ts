@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
 import type { SignedAppManifest } from "../../src/apps/app-manifest.ts";
 import { MemoryIo } from "../../src/cli/io.ts";
+import { jobText } from "../../src/cli/jobs.ts";
 import { createRequest } from "../../src/cli/rollout-create.ts";
 import { rolloutText } from "../../src/cli/rollout-text.ts";
 import { registerUpdateCommand } from "../../src/cli/update.ts";
@@ -153,6 +154,12 @@ describe("an app of another name replaces the board's app only on request", () =
     assert.equal(end.state, "succeeded", end.error ?? "");
     assert.deepEqual(kinds(end), ["created", "command", "ack", "push-started", "push-done", "succeeded"]);
     assert.equal(end.allowDowngrade, false);
+    assert.deepEqual(end.replacedApp, { name: "thermostat", version: "1.4.0" });
+    // `mpota jobs show` says so.
+    assert.match(
+      jobText(end),
+      /\n {2}replaces {3}the app thermostat 1\.4\.0, on request \(--replace-app\)\n/,
+    );
     assert.match(
       end.steps[0]?.message ?? "",
       /requested\. It replaces the app thermostat 1\.4\.0, on request \(replaceApp\)\.$/,
@@ -203,6 +210,7 @@ describe("an app of another name replaces the board's app only on request", () =
     assert.deepEqual([cmd.job, cmd.name, cmd.down], [job.id, "lights", 0]);
     const detail = await bridge.request("job", { id: job.id });
     assert.doesNotMatch(detail.steps[0]?.message ?? "", /replace/);
+    assert.equal(detail.replacedApp, undefined);
     await bridge.request("job/cancel", { id: job.id });
   });
 

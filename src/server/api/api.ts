@@ -158,6 +158,8 @@ export interface JobStepView {
 export interface JobDetail extends JobView {
   /** The job was asked for with `allowDowngrade` (it may install a firmware older than the device runs). */
   allowDowngrade: boolean;
+  /** Present when the job was asked for with `replaceApp` and replaces this app of another name. */
+  replacedApp?: { name: string; version: string };
   /** An app job's release as its manifest lists it (`firmware.size` is the manifest's own size). */
   app?: { files: number; bytes: number };
   steps: JobStepView[];

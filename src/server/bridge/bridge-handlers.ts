@@ -6,6 +6,7 @@ import { RequestError } from "../base/request-error.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
 import { APP_KIND } from "../releases/app-kind.ts";
 import type { AppReleases } from "../releases/app-releases.ts";
+import { jobReplacedApp } from "../releases/app-replace-policy.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
@@ -241,9 +242,11 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
         });
       const steps = await storage.jobs.steps(id);
       const app = await appOf(job);
+      const replacedApp = jobReplacedApp(steps);
       return {
         ...((await jobViews([job]))[0] as JobView),
         allowDowngrade: jobAllowsDowngrade(steps),
+        ...(replacedApp ? { replacedApp } : {}),
         ...(app ? { app } : {}),
         steps: steps.map(stepView),
       };

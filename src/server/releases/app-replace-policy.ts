@@ -42,6 +42,15 @@ export function replacementNote(from: FirmwareName): string {
   return `It replaces the app ${from.name} ${from.version}, on request (replaceApp).`;
 }
 
+/** The app a job replaced on request (its first step records it), or undefined. */
+export function jobReplacedApp(steps: readonly JobStep[]): FirmwareName | undefined {
+  const data = steps.find((s) => s.kind === "created")?.data;
+  const from = data?.replacesApp as Partial<FirmwareName> | undefined;
+  if (data?.replaceApp !== true || typeof from?.name !== "string" || typeof from.version !== "string")
+    return undefined;
+  return { name: from.name, version: from.version };
+}
+
 /**
  * Whether a job replaces an app of another name on request (its first step,
  * "created", records it). Such a job's command is signed with `down 1`: the

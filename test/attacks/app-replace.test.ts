@@ -270,4 +270,58 @@ describe("an app of another name replaces the board's app only on request", () =
     );
     await bridge.request("rollout/abort", { id: replacing.id });
   });
+
+  test("rollout: a board whose app changed to another before its turn is skipped, with the reason", async () => {
+    const first = await board("s-a-fresh", room);
+    // An older lights the server never stored: the board names it.
+    const later = await board("s-z-lights", { name: "lights", ver: "0.9", id: "e".repeat(64), ...room });
+    for (const b of [first, later]) await bridge.request("device/tags", { id: b.id, tags: ["switch-lab"] });
+    const created = await bridge.request("rollout/create", {
+      firmware: "lights@1.0",
+      tag: "switch-lab",
+      groups: "1,rest",
+      timeout: 60,
+    });
+    const listed = await bridge.request("rollout/show", { id: created.id, events: 10 });
+    assert.deepEqual(
+      listed.devices.map((d) => d.device),
+      [first.id, later.id],
+    );
+    // Before its turn (the second group), someone put thermostat on it.
+    await state(later, runsThermostat());
+    await eventually(
+      async () => (await s.server.storage.devices.get(later.id))?.state?.app?.name === "thermostat",
+      "thermostat reported",
+    );
+    const cmd = await appCommand(first);
+    await first.mqtt.ack({ job: cmd.job, ready: true, pull: true });
+    await phase(cmd.job, "pushing");
+    await first.mqtt.ack({
+      job: cmd.job,
+      got: lights.total,
+      total: lights.total,
+      files: 2,
+      of: 2,
+      done: true,
+    });
+    await phase(cmd.job, "verifying");
+    await state(first, runsLights());
+    const turned = await eventually(
+      async () => {
+        const r = await bridge.request("rollout/show", { id: created.id, events: 100 });
+        return r.devices.find((d) => d.device === later.id && d.status !== "pending") ? r : undefined;
+      },
+      `${later.id} had its turn`,
+      30_000,
+    );
+    const skipped = turned.devices.find((d) => d.device === later.id);
+    assert.equal(skipped?.status, "skipped");
+    assert.equal(
+      skipped?.reason,
+      `Skipped: ${later.id} now runs another app than when the rollout was created, and the rollout replaces no app without replace-app. ${refusal(later.id)}`,
+    );
+    assert.ok(turned.events.some((e) => e.kind === "device-skipped" && e.message === skipped?.reason));
+    await untouched(later);
+    await bridge.request("rollout/abort", { id: created.id }).catch(() => undefined);
+  });
 });

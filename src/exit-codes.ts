@@ -44,7 +44,7 @@ export const EXIT_CODES = {
   requestRefused: {
     code: 22,
     meaning:
-      "the server refused the request (unknown device or firmware, bad input, a downgrade without `--allow-downgrade`, a conflicting job)",
+      "the server refused the request (unknown device or firmware, bad input, a downgrade without `--allow-downgrade`, an app of another name without `--replace-app`, a conflicting job)",
   },
   noServer: { code: 23, meaning: "the broker answered, but no mpota server replied" },
   storage: {

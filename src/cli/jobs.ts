@@ -91,6 +91,10 @@ export function jobText(j: JobDetail, now = Date.now()): string {
     `  created    ${relativeTime(j.createdAt, now)}${j.finishedAt === null ? "" : `, finished ${relativeTime(j.finishedAt, now)}`}`,
   ];
   if (j.allowDowngrade) lines.push("  downgrade  allowed on request (--allow-downgrade)");
+  if (j.replacedApp)
+    lines.push(
+      `  replaces   the app ${j.replacedApp.name} ${j.replacedApp.version}, on request (--replace-app)`,
+    );
   if (j.error) lines.push(`  ${j.state === "failed" ? "reason" : "last error"}  ${j.error}`);
   lines.push("", "Steps:");
   for (const s of j.steps)

@@ -45,6 +45,7 @@ interface CreateOptions extends BridgeCommandOptions {
   deviceTimeout?: number;
   concurrency?: number;
   allowDowngrade?: boolean;
+  replaceApp?: boolean;
   onError?: string;
   startAt?: string;
   name?: string;
@@ -84,6 +85,7 @@ export function createRequest(firmware: string, o: CreateOptions): RolloutCreate
     ...(o.deviceTimeout !== undefined ? { timeout: o.deviceTimeout } : {}),
     ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
     ...(o.allowDowngrade ? { allowDowngrade: true } : {}),
+    ...(o.replaceApp ? { replaceApp: true } : {}),
     ...(o.onError !== undefined ? { onError: o.onError as "pause" | "abort" } : {}),
     ...(o.startAt !== undefined ? { startAt: o.startAt } : {}),
     ...(o.name !== undefined ? { name: o.name } : {}),
@@ -167,6 +169,10 @@ export function registerRolloutCreateCommand(rollout: Command, io: CliIo): void 
       integerOption("--concurrency", 1, 1000),
     )
     .option("--allow-downgrade", "roll out a firmware older than what some devices run")
+    .option(
+      "--replace-app",
+      "roll an app out also to boards running an app of another name, replacing it (left out otherwise)",
+    )
     .option("--on-error <action>", "pause (default) or abort when a group crosses its error threshold")
     .option("--start-at <time>", "start later: ISO 8601 time, e.g. 2030-01-31T22:00:00Z")
     .option("--name <name>", "a name to find the rollout by")

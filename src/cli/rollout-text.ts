@@ -112,7 +112,7 @@ export function rolloutText(r: RolloutDetail, now = Date.now()): string {
   if (r.reason) lines.push(`  ${r.state === "completed" ? "result" : "reason"}     ${r.reason}`);
   lines.push(
     `  devices    ${r.counts.total}: ${countsText(r.counts, r)}`,
-    `  policy     ${p.maxAttempts} tries per device, timeout ${p.timeout} s (sleepy devices: plus their sleep), ${p.concurrency} at once, ${p.onError} on errors${p.allowDowngrade ? ", downgrades allowed" : ""}`,
+    `  policy     ${p.maxAttempts} tries per device, timeout ${p.timeout} s (sleepy devices: plus their sleep), ${p.concurrency} at once, ${p.onError} on errors${p.allowDowngrade ? ", downgrades allowed" : ""}${p.replaceApp ? ", apps of another name replaced" : ""}`,
     `  created    ${relativeTime(r.createdAt, now)}${r.startedAt !== null ? `, started ${relativeTime(r.startedAt, now)}` : ""}${r.finishedAt !== null ? `, ended ${relativeTime(r.finishedAt, now)}` : ""}`,
     "",
     groupsTable(r, "  "),

@@ -16,6 +16,7 @@ export class JobFailedError extends MpotaError {
 interface UpdateOptions extends BridgeCommandOptions {
   follow?: boolean;
   allowDowngrade?: boolean;
+  replaceApp?: boolean;
 }
 
 const FINAL = ["succeeded", "failed", "cancelled"];
@@ -63,6 +64,7 @@ export async function updateCommand(
       device,
       firmware,
       ...(options.allowDowngrade ? { allowDowngrade: true } : {}),
+      ...(options.replaceApp ? { replaceApp: true } : {}),
     });
     if (options.json && !options.follow) printJson(io, job);
     if (!options.json) {
@@ -105,6 +107,10 @@ export function registerUpdateCommand(program: Command, io: CliIo): void {
       "--allow-downgrade",
       "install the firmware even if it is older than the one the device runs (refused otherwise)",
     )
+    .option(
+      "--replace-app",
+      "install an app even if the board runs an app of another name, which it replaces (refused otherwise)",
+    )
     .addHelpText(
       "after",
       `
@@ -117,7 +123,10 @@ at its next wake: the job waits.
 A firmware older than the one the device runs (same name, lower version) is refused
 unless --allow-downgrade is given. A device running firmware the store does not know
 cannot be compared: the update goes ahead, and a device with a v2 agent still refuses
-a version older than the highest it has accepted.`,
+a version older than the highest it has accepted.
+
+An app whose name differs from the app the board runs would replace that app: it is
+refused unless --replace-app is given. A board with no app installed needs no word.`,
     )
     .action(async (device: string, firmware: string, options: UpdateOptions) => {
       await updateCommand(device, firmware, options, io);

@@ -158,6 +158,8 @@ export interface JobStepView {
 export interface JobDetail extends JobView {
   /** The job was asked for with `allowDowngrade` (it may install a firmware older than the device runs). */
   allowDowngrade: boolean;
+  /** Present when the job was asked for with `replaceApp` and replaces this app of another name. */
+  replacedApp?: { name: string; version: string };
   /** An app job's release as its manifest lists it (`firmware.size` is the manifest's own size). */
   app?: { files: number; bytes: number };
   steps: JobStepView[];
@@ -281,6 +283,12 @@ export interface BridgeApi extends RolloutBridgeApi {
        * update is refused, the same as rollouts and line updates.
        */
       allowDowngrade?: boolean;
+      /**
+       * Install the app release even when the board runs an app of another
+       * name, which it replaces; without it such an update is refused, and a
+       * rollout leaves such boards out (docs/app-updates.md).
+       */
+      replaceApp?: boolean;
     };
     response: JobView;
   };

@@ -43,6 +43,8 @@ export interface RolloutCreateRequest {
   /** Devices updated at once. */
   concurrency?: number;
   allowDowngrade?: boolean;
+  /** Replace the app of boards running an app of another name (default: leave them out). */
+  replaceApp?: boolean;
   /** What crossing an error threshold does (default pause). */
   onError?: "pause" | "abort";
   /** When to start: ms since the epoch or an ISO 8601 time; default now. */
@@ -105,6 +107,8 @@ export interface RolloutView {
     timeout: number;
     concurrency: number;
     allowDowngrade: boolean;
+    /** Present (true) when the rollout replaces apps of another name. */
+    replaceApp?: boolean;
     onError: "pause" | "abort";
   };
   startAt: number;

@@ -6,6 +6,7 @@ import { RequestError } from "../base/request-error.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
 import { APP_KIND } from "../releases/app-kind.ts";
 import type { AppReleases } from "../releases/app-releases.ts";
+import { jobReplacedApp } from "../releases/app-replace-policy.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
@@ -213,7 +214,11 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       const device = stringField(request, "device", "the device id");
       const firmware = stringField(request, "firmware", "the firmware's identity, name@version or name");
       const allowDowngrade = optionalBoolean(request, "allowDowngrade");
-      const job = await runner.create(device, firmware, allowDowngrade ? { allowDowngrade } : {});
+      const replaceApp = optionalBoolean(request, "replaceApp");
+      const job = await runner.create(device, firmware, {
+        ...(allowDowngrade ? { allowDowngrade } : {}),
+        ...(replaceApp ? { replaceApp } : {}),
+      });
       return (await jobViews([job]))[0] as JobView;
     },
 
@@ -242,9 +247,11 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
       ]);
       const app = await appOf(job, release);
       const known = new Map(release ? [[job.firmwareId, release]] : []);
+      const replacedApp = jobReplacedApp(steps);
       return {
         ...((await jobViews([job], known))[0] as JobView),
         allowDowngrade: jobAllowsDowngrade(steps),
+        ...(replacedApp ? { replacedApp } : {}),
         ...(app ? { app } : {}),
         steps: steps.map(stepView),
       };

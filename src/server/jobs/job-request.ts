@@ -4,6 +4,12 @@ import type { Topics } from "../api/topics.ts";
 import { RequestError } from "../base/request-error.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
+import {
+  type AppReplacement,
+  AppReplaceRefusedError,
+  appReplacement,
+  appReplaceRefusalText,
+} from "../releases/app-replace-policy.ts";
 import { chipRefusal } from "../releases/chip-refusal.ts";
 import {
   DowngradeRefusedError,
@@ -31,6 +37,12 @@ export interface JobCreateOptions {
    * step, for the signed command's `down`.
    */
   allowDowngrade?: boolean;
+  /**
+   * Go ahead when the app release's name is not the name of the app the
+   * board runs (default: refuse, AppReplaceRefusedError). Recorded in the
+   * job's first step, for the signed command's `down`.
+   */
+  replaceApp?: boolean;
 }
 
 export interface JobRequestDeps {
@@ -52,6 +64,8 @@ export interface CheckedJobRequest {
   firmware: FirmwareRecord;
   state: DeviceState;
   verdict: VersionVerdict;
+  /** Whether the release replaces an app of another name (allowed by `replaceApp`). */
+  replacement: AppReplacement;
   artifact: CheckedArtifact;
   /** The identity of what the device runs of the release's kind ("none": no app yet). */
   from: string;
@@ -146,6 +160,16 @@ export async function checkJobRequest(
   if (verdict.kind === "downgrade" && options.allowDowngrade !== true) {
     throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));
   }
+  // Only an app's kind reports a name for what runs: a board with another app installed loses it.
+  const replacement = appReplacement(
+    reported.name !== undefined && reported.version !== undefined
+      ? { name: reported.name, version: reported.version }
+      : undefined,
+    firmware,
+  );
+  if (replacement.kind === "replace" && options.replaceApp !== true) {
+    throw new AppReplaceRefusedError(appReplaceRefusalText(deviceId, replacement.from, firmware));
+  }
   const refusal = d.policy.refusal(state.ip);
   if (refusal) {
     throw new RequestError(
@@ -160,5 +184,5 @@ export async function checkJobRequest(
     throw error;
   }
   kind.checkDevice(artifact.bytes, state, `${firmware.name} ${firmware.version} for ${deviceId}`);
-  return { firmware, state, verdict, artifact, from };
+  return { firmware, state, verdict, replacement, artifact, from };
 }

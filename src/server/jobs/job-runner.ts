@@ -14,6 +14,7 @@ import type { Deliveries, Delivery, FetchCommand } from "../deliveries/delivery.
 import { type DeliveryWords, plainWords } from "../deliveries/delivery-words.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
+import { replacementNote } from "../releases/app-replace-policy.ts";
 import { versionNote } from "../releases/downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
@@ -194,10 +195,17 @@ export class JobRunner extends ScheduledFeature {
 
   /** Creates a job for a known device and a release in the store. */
   async create(deviceId: string, firmwareRef: string, options: JobCreateOptions = {}): Promise<JobRecord> {
-    const { firmware, verdict, from } = await checkJobRequest(this.o, deviceId, firmwareRef, options);
+    const { firmware, verdict, replacement, from } = await checkJobRequest(
+      this.o,
+      deviceId,
+      firmwareRef,
+      options,
+    );
     const allowDowngrade = options.allowDowngrade === true;
     const id = `j-${randomBytes(5).toString("hex")}`;
-    const note = versionNote(from, verdict, firmware, allowDowngrade);
+    const replaces = replacement.kind === "replace" ? replacement.from : undefined;
+    // A replacement's versions are of two apps: its note says what it replaces, not how they order.
+    const note = replaces ? replacementNote(replaces) : versionNote(from, verdict, firmware, allowDowngrade);
     const result = await this.o.storage.jobs.create(
       {
         id,
@@ -216,6 +224,7 @@ export class JobRunner extends ScheduledFeature {
           from,
           ...(allowDowngrade ? { allowDowngrade: true } : {}),
           ...(verdict.kind === "downgrade" ? { downgradeFrom: verdict.from } : {}),
+          ...(replaces ? { replaceApp: true, replacesApp: replaces } : {}),
         },
       ),
     );

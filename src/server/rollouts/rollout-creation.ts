@@ -6,6 +6,7 @@ import { RequestError } from "../base/request-error.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
 import { FirmwareIntegrityError } from "../releases/firmware-files.ts";
 import { runningOf } from "../releases/release-kind.ts";
+import { byAppName } from "./rollout-apps.ts";
 import { byChip, byDevice } from "./rollout-chips.ts";
 import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
 import { type Candidate, planRollout } from "./rollout-plan.ts";
@@ -88,10 +89,18 @@ export async function createRollout(
   const fits = kind.running
     ? byDevice(kind, artifact, firmware, chips.fit, states, sel.kind === "devices")
     : chips;
-  const leftOut = [chips.leftOut, fits === chips ? undefined : fits.leftOut].filter((x) => x !== undefined);
   const now = o.clock.now();
   const target = { id: firmware.id, name: firmware.name, version: firmware.version };
-  const plan = planRollout(input, target, fits.fit, names, now);
+  // An app release would replace a board's app of another name: only with replaceApp.
+  const apps = kind.running
+    ? byAppName(kind, target, fits.fit, states, sel.kind === "devices", input.replaceApp)
+    : fits;
+  const leftOut = [
+    chips.leftOut,
+    fits === chips ? undefined : fits.leftOut,
+    apps === fits ? undefined : apps.leftOut,
+  ].filter((x) => x !== undefined);
+  const plan = planRollout(input, target, apps.fit, names, now);
   const id = `r-${randomBytes(5).toString("hex")}`;
   const groups = plan.groups.map((g) => g.size).join(" + ");
   const result = await o.storage.rollouts.create(
@@ -110,6 +119,7 @@ export async function createRollout(
         timeoutMs: input.timeoutMs,
         concurrency: input.concurrency,
         allowDowngrade: input.allowDowngrade,
+        ...(input.replaceApp ? { replaceApp: true } : {}),
         onError: input.onError,
       },
       state: "scheduled",

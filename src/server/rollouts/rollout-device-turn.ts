@@ -1,5 +1,6 @@
 /** A device's turn in a rollout: a job of its own, the job it already has, or the reason it fails. */
 import { RequestError } from "../base/request-error.ts";
+import { AppReplaceRefusedError } from "../releases/app-replace-policy.ts";
 import type { NewRolloutEvent, RolloutDevicePatch, RolloutRecord } from "../storage/rollout-store.ts";
 import type { JobRecord } from "../storage/storage.ts";
 import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
@@ -35,6 +36,11 @@ export async function startDevice(
       data: { device: s.deviceId },
     },
   });
+  // Not updated on purpose, as a device the rollout would downgrade (rollout-step.ts).
+  const skipped = (reason: string) => ({
+    patch: { deviceId: s.deviceId, state: "skipped" as const, finishedAt: now, fromFw: s.fromFw, reason },
+    event: { at: now, kind: "device-skipped", message: reason, data: { device: s.deviceId } },
+  });
   const active = await o.storage.jobs.activeForDevice(s.deviceId);
   if (active) {
     if (active.firmwareId === r.firmwareId) {
@@ -53,6 +59,7 @@ export async function startDevice(
       origin: `rollout ${r.id}, ${groupName(r, group).toLowerCase()}`,
       rollout: r.id,
       allowDowngrade: r.policy.allowDowngrade,
+      ...(r.policy.replaceApp ? { replaceApp: true } : {}),
     });
     return scheduled(
       job,
@@ -60,6 +67,11 @@ export async function startDevice(
     );
   } catch (error) {
     if (!(error instanceof RequestError)) throw error;
+    if (error instanceof AppReplaceRefusedError) {
+      return skipped(
+        `Skipped: ${s.deviceId} now runs another app than when the rollout was created, and the rollout replaces no app without replace-app. ${error.message}`,
+      );
+    }
     // Another instance gave the device its turn at the same moment (this one's lease ran out
     // mid-step): follow that job rather than fail the device.
     const raced = await o.storage.jobs.activeForDevice(s.deviceId);

@@ -43,6 +43,8 @@ export interface RolloutInput {
   timeoutMs: number;
   concurrency: number;
   allowDowngrade: boolean;
+  /** Replace the app of boards running an app of another name (otherwise they are left out). */
+  replaceApp: boolean;
   onError: "pause" | "abort";
   /** ms since the epoch, or undefined for now. */
   startAt: number | undefined;
@@ -260,6 +262,7 @@ export function parseRolloutRequest(request: Record<string, unknown>): RolloutIn
     timeoutMs: Math.round(((timeout as number | undefined) ?? DEFAULT_TIMEOUT_S) * 1000),
     concurrency: integer(request.concurrency, '"concurrency"', 1, MAX_CONCURRENCY) ?? DEFAULT_CONCURRENCY,
     allowDowngrade: boolean(request.allowDowngrade, '"allowDowngrade"') ?? false,
+    replaceApp: boolean(request.replaceApp, '"replaceApp"') ?? false,
     onError,
     startAt: parseStartAt(request.startAt),
     name: name === undefined || name === "" ? null : name,

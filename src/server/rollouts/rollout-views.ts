@@ -79,6 +79,7 @@ export function rolloutView(r: RolloutRecord, devices: readonly RolloutDeviceSna
       timeout: r.policy.timeoutMs / 1000,
       concurrency: r.policy.concurrency,
       allowDowngrade: r.policy.allowDowngrade,
+      ...(r.policy.replaceApp ? { replaceApp: true } : {}),
       onError: r.policy.onError,
     },
     startAt: r.startAt,

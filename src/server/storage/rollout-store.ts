@@ -71,6 +71,8 @@ export interface RolloutPolicy {
   /** Devices of the rollout being updated at once (sleepy devices count from the moment they take the command). */
   concurrency: number;
   allowDowngrade: boolean;
+  /** An app rollout replaces apps of another name (absent: it leaves such boards out). */
+  replaceApp?: boolean;
   /** What crossing an error threshold does. */
   onError: "pause" | "abort";
 }

@@ -10,6 +10,7 @@ import {
 } from "../../protocol/command-signature.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { type Json, toJson } from "../api/topics.ts";
+import { jobReplacesApp } from "../releases/app-replace-policy.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
@@ -55,7 +56,9 @@ export class CommandSigner {
         `Device ${job.deviceId} is not provisioned, so the server keeps no command counter for it and cannot sign its commands. Provision it with \`mpota devices add ${job.deviceId}\` and put the mpota_config.py it writes on the device.`,
       );
     }
-    const down = jobAllowsDowngrade(await this.storage.jobs.steps(job.id)) ? 1 : 0;
+    const steps = await this.storage.jobs.steps(job.id);
+    // A replaced app's version says nothing of the new one's, but the agent orders them: the user's word covers it.
+    const down = jobAllowsDowngrade(steps) || jobReplacesApp(steps) ? 1 : 0;
     const fields: OtaCommandFields = {
       op: "ota",
       dev: job.deviceId,

@@ -197,7 +197,7 @@ describe("an app of another name replaces the board's app only on request", () =
     await untouched(b);
     const allowed = await mpotaUpdate([b.id, "lights@1.0", "--replace-app", ...args]);
     assert.equal(allowed.code, 0, allowed.stderr);
-    assert.match(allowed.stdout, new RegExp(`^Job (j-[0-9a-f]+): update ${b.id} to lights 1\\.0 \\(`));
+    assert.match(allowed.stdout, new RegExp(`^Job (j-[0-9a-f]+): update ${b.id} to app lights 1\\.0 \\(`));
     const id = /^Job (j-[0-9a-f]+)/.exec(allowed.stdout)?.[1] as string;
     assert.equal((await appCommand(b)).job, id);
     await bridge.request("job/cancel", { id });

@@ -61,10 +61,9 @@ export class DeviceFetches {
    * The last report of each device that came while no delivery here followed
    * it: a device starts fetching as soon as it has acked, and its first
    * reports (all of them, for a small app) can come before the job's
-   * delivery starts following. Bounded, oldest dropped first. `at`: when it
-   * was handled, to tell a report of this try from one of an earlier try.
+   * delivery starts following. Bounded, oldest dropped first.
    */
-  private readonly early = new Map<string, { report: PullReport; at: number }>();
+  private readonly early = new Map<string, PullReport>();
 
   constructor(
     private readonly clock: Clock,
@@ -79,7 +78,7 @@ export class DeviceFetches {
       return;
     }
     this.early.delete(deviceId);
-    this.early.set(deviceId, { report, at: this.clock.now() });
+    this.early.set(deviceId, report);
     if (this.early.size > MAX_EARLY_REPORTS) this.early.delete(this.early.keys().next().value as string);
   }
 
@@ -154,12 +153,9 @@ export class DeviceFetches {
         },
       };
       this.following.set(job.deviceId, follower);
-      // Only a report handled since this try's ack (a device's reports come after its ack, in its
-      // order): one from before, such as the "battery low" of a resume the device tried on its own
-      // between the server's tries, would fail this try at once though the device may be charged.
       const early = this.early.get(job.deviceId);
       this.early.delete(job.deviceId);
-      if (early?.report.job === job.id && early.at >= (job.ackedAt ?? 0)) follower.onReport(early.report);
+      if (early?.job === job.id) follower.onReport(early);
     });
   }
 }

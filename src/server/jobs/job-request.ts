@@ -5,14 +5,14 @@ import { RequestError } from "../base/request-error.ts";
 import type { Deliveries } from "../deliveries/delivery.ts";
 import type { NetworkPolicy } from "../devices/network-policy.ts";
 import {
-  type AppReplacement,
   AppReplaceRefusedError,
-  appReplacement,
   appReplaceRefusalText,
+  replacedApp,
 } from "../releases/app-replace-policy.ts";
 import { chipRefusal } from "../releases/chip-refusal.ts";
 import {
   DowngradeRefusedError,
+  type FirmwareName,
   updateRefusalText,
   type VersionVerdict,
   versionVerdict,
@@ -64,8 +64,8 @@ export interface CheckedJobRequest {
   firmware: FirmwareRecord;
   state: DeviceState;
   verdict: VersionVerdict;
-  /** Whether the release replaces an app of another name (allowed by `replaceApp`). */
-  replacement: AppReplacement;
+  /** The app of another name the release replaces (allowed by `replaceApp`), or undefined. */
+  replaces: FirmwareName | undefined;
   artifact: CheckedArtifact;
   /** The identity of what the device runs of the release's kind ("none": no app yet). */
   from: string;
@@ -160,15 +160,9 @@ export async function checkJobRequest(
   if (verdict.kind === "downgrade" && options.allowDowngrade !== true) {
     throw new DowngradeRefusedError(updateRefusalText(deviceId, verdict.from, firmware));
   }
-  // Only an app's kind reports a name for what runs: a board with another app installed loses it.
-  const replacement = appReplacement(
-    reported.name !== undefined && reported.version !== undefined
-      ? { name: reported.name, version: reported.version }
-      : undefined,
-    firmware,
-  );
-  if (replacement.kind === "replace" && options.replaceApp !== true) {
-    throw new AppReplaceRefusedError(appReplaceRefusalText(deviceId, replacement.from, firmware));
+  const replaces = replacedApp(reported, firmware);
+  if (replaces && options.replaceApp !== true) {
+    throw new AppReplaceRefusedError(appReplaceRefusalText(deviceId, replaces, firmware));
   }
   const refusal = d.policy.refusal(state.ip);
   if (refusal) {
@@ -184,5 +178,5 @@ export async function checkJobRequest(
     throw error;
   }
   kind.checkDevice(artifact.bytes, state, `${firmware.name} ${firmware.version} for ${deviceId}`);
-  return { firmware, state, verdict, replacement, artifact, from };
+  return { firmware, state, verdict, replaces, artifact, from };
 }

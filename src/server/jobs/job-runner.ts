@@ -195,7 +195,7 @@ export class JobRunner extends ScheduledFeature {
 
   /** Creates a job for a known device and a release in the store. */
   async create(deviceId: string, firmwareRef: string, options: JobCreateOptions = {}): Promise<JobRecord> {
-    const { firmware, verdict, replacement, from } = await checkJobRequest(
+    const { firmware, verdict, replaces, from } = await checkJobRequest(
       this.o,
       deviceId,
       firmwareRef,
@@ -203,7 +203,6 @@ export class JobRunner extends ScheduledFeature {
     );
     const allowDowngrade = options.allowDowngrade === true;
     const id = `j-${randomBytes(5).toString("hex")}`;
-    const replaces = replacement.kind === "replace" ? replacement.from : undefined;
     // A replacement's versions are of two apps: its note says what it replaces, not how they order.
     const note = replaces ? replacementNote(replaces) : versionNote(from, verdict, firmware, allowDowngrade);
     const result = await this.o.storage.jobs.create(

@@ -12,16 +12,18 @@ import type { FirmwareName } from "./downgrade-policy.ts";
  * any command is sent.
  */
 
-/** What an update would do to a board's app: nothing of note, or replace an app of another name. */
-export type AppReplacement = { kind: "none" } | { kind: "replace"; from: FirmwareName };
-
 /**
- * Whether updating a board that runs the app `running` (undefined: none,
- * or the release is no app) to the app release `target` replaces it.
+ * The app an update to `target` would replace on a board that runs `running`
+ * (what its release kind reads from the state: only an app's kind names what
+ * runs), or undefined: no app installed, the same app, or no app release.
  */
-export function appReplacement(running: FirmwareName | undefined, target: FirmwareName): AppReplacement {
-  if (running === undefined || running.name === target.name) return { kind: "none" };
-  return { kind: "replace", from: { name: running.name, version: running.version } };
+export function replacedApp(
+  running: { name?: string; version?: string } | undefined,
+  target: FirmwareName,
+): FirmwareName | undefined {
+  if (running?.name === undefined || running.version === undefined || running.name === target.name)
+    return undefined;
+  return { name: running.name, version: running.version };
 }
 
 /** "board1 runs the app thermostat 1.4.0" */
@@ -49,14 +51,4 @@ export function jobReplacedApp(steps: readonly JobStep[]): FirmwareName | undefi
   if (data?.replaceApp !== true || typeof from?.name !== "string" || typeof from.version !== "string")
     return undefined;
   return { name: from.name, version: from.version };
-}
-
-/**
- * Whether a job replaces an app of another name on request (its first step,
- * "created", records it). Such a job's command is signed with `down 1`: the
- * agent orders the new app's version against the installed app's whatever
- * their names, and the user's word to replace the app covers its version.
- */
-export function jobReplacesApp(steps: readonly JobStep[]): boolean {
-  return steps.find((s) => s.kind === "created")?.data?.replaceApp === true;
 }

@@ -2,7 +2,7 @@
 
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { shorten } from "../../protocol/mqtt-contract.ts";
-import { AppReplaceRefusedError, appReplacement, replacedAppText } from "../releases/app-replace-policy.ts";
+import { AppReplaceRefusedError, replacedApp, replacedAppText } from "../releases/app-replace-policy.ts";
 import type { FirmwareName } from "../releases/downgrade-policy.ts";
 import { type ReleaseKind, runningOf } from "../releases/release-kind.ts";
 
@@ -39,14 +39,8 @@ export function byAppName<C extends { id: string }>(
   const replaced: Array<{ id: string; from: FirmwareName }> = [];
   for (const c of candidates) {
     const state = states.get(c.id);
-    const running = state ? runningOf(kind, state) : undefined;
-    const verdict = appReplacement(
-      running?.name !== undefined && running.version !== undefined
-        ? { name: running.name, version: running.version }
-        : undefined,
-      target,
-    );
-    if (verdict.kind === "replace") replaced.push({ id: c.id, from: verdict.from });
+    const from = replacedApp(state && runningOf(kind, state), target);
+    if (from) replaced.push({ id: c.id, from });
     else fit.push(c);
   }
   const n = replaced.length;

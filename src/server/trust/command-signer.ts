@@ -10,7 +10,7 @@ import {
 } from "../../protocol/command-signature.ts";
 import type { DeviceState } from "../../protocol/mqtt-contract.ts";
 import { type Json, toJson } from "../api/topics.ts";
-import { jobReplacesApp } from "../releases/app-replace-policy.ts";
+import { jobReplacedApp } from "../releases/app-replace-policy.ts";
 import { jobAllowsDowngrade } from "../releases/downgrade-policy.ts";
 import type { JobRecord, Storage } from "../storage/storage.ts";
 import type { CommandKeyRing } from "./command-key-ring.ts";
@@ -58,7 +58,7 @@ export class CommandSigner {
     }
     const steps = await this.storage.jobs.steps(job.id);
     // A replaced app's version says nothing of the new one's, but the agent orders them: the user's word covers it.
-    const down = jobAllowsDowngrade(steps) || jobReplacesApp(steps) ? 1 : 0;
+    const down = jobAllowsDowngrade(steps) || jobReplacedApp(steps) !== undefined ? 1 : 0;
     const fields: OtaCommandFields = {
       op: "ota",
       dev: job.deviceId,

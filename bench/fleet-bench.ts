@@ -9,10 +9,13 @@
 //          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
 //          --registry N (10000; 0 skips the row)  --rounds N (3: rounds of reports)
 //          --image-kib K (128)
+//          --esp32 N (200; 0 skips the row): ESP32s (contract v3, scripted) that pull a
+//          1.5 MiB release over HTTP from one server on SQLite, in a rollout
 //          --setups sqlite,pg1,pg2,pg3 (the rollout rows: one server on SQLite with its
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
 import { type ChildProcess, spawn } from "node:child_process";
+import { createPublicKey } from "node:crypto";
 import {
   copyFileSync,
   mkdirSync,
@@ -37,9 +40,11 @@ import { DEFAULT_JOB_TIMINGS } from "../src/server/jobs/job-timings.ts";
 import { ADMIN_USERNAME } from "../src/server/mqtt/principals.ts";
 import { COMMAND_KEY_FILE } from "../src/server/trust/command-key.ts";
 import { loopbackAddresses, sleepyIndexes } from "../src/simulator/fleet.ts";
+import { buildEsp32AppImage, esp32Identity } from "../src/simulator/synthetic-esp32-app.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synthetic-firmware.ts";
 import { freshDatabase, startPostgresCluster } from "../test/support/postgres.ts";
 import { BenchDevice } from "./fleet-device.ts";
+import { BenchEsp32Device } from "./fleet-esp32-device.ts";
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -60,6 +65,11 @@ const REGISTRY = Math.floor(option("registry", 10_000));
 /** Rounds of every registry device reporting again (10 s each). */
 const REPORT_ROUNDS = Math.max(1, Math.floor(option("rounds", 3)));
 const IMAGE_BYTES = Math.floor(option("image-kib", 128) * 1024);
+const ESP32_DEVICES = Math.floor(option("esp32", 200));
+/** Close to the OTA variant's 1.5 MiB slot, as real builds are. */
+const ESP32_IMAGE_BYTES = 0x180000 - 4096;
+/** From `machine.reset()` to the new firmware's first state (a typical ESP32 boot and WiFi join). */
+const ESP32_BOOT_MS = 2000;
 const BLOCK = 256;
 /** Rollout rows: "sqlite" (one server, embedded broker), "pg1", "pg2", "pg3" (instances on PostgreSQL + Mosquitto). */
 const SETUPS = (() => {
@@ -81,6 +91,7 @@ interface ServerProcess {
   adminUrl: string;
   /** The dashboard and API (no auth, loopback). */
   http: string;
+  dataDir: string;
   stats(): Promise<{ cpuSeconds: number; rssBytes: number; maxRssBytes: number }>;
   stop(): Promise<void>;
 }
@@ -194,6 +205,7 @@ async function startServer(config: {
     url,
     adminUrl: config.mqtt ? url : admin.toString().replace(/\/$/, ""),
     http,
+    dataDir: config.dataDir,
     stats: async () => processStats(pid),
     async stop() {
       child.kill("SIGTERM");
@@ -507,6 +519,127 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
   return row;
 }
 
+/**
+ * ESP32s pull their release over HTTP from the server (contract v3): one
+ * rollout of a 1.5 MiB image to ESP32_DEVICES scripted boards, CONCURRENCY at
+ * a time, against one server on SQLite. What it shows is the server's side
+ * of a pull fleet: its memory while it streams many images at once, its CPU
+ * per device, and how fast devices that read at loopback speed get through.
+ */
+async function esp32Row(keyFile: string) {
+  console.log(`\n== ESP32 pulls: ${ESP32_DEVICES} devices, SQLite, embedded broker, 1 instance`);
+  const deployment = await sqliteDeployment(keyFile);
+  const server = deployment.servers[0] as ServerProcess;
+  const bridge = await BridgeClient.connect({ connection: { url: deployment.adminUrl }, timeoutMs: 60_000 });
+  const banner = "v1.27.0 on 2025-12-09";
+  const v1 = buildEsp32AppImage({ size: ESP32_IMAGE_BYTES, seed: 91, banner });
+  const v2 = buildEsp32AppImage({ size: ESP32_IMAGE_BYTES, seed: 92, banner });
+  const fw1 = esp32Identity({ seed: 91 }).slice(0, 32);
+  const fw2 = esp32Identity({ seed: 92 }).slice(0, 32);
+  for (const [image, version] of [
+    [v1, "1.0"],
+    [v2, "2.0"],
+  ] as const) {
+    const r = await fetch(
+      `${server.http}/api/v1/firmware?name=board&version=${version}&filename=micropython.bin`,
+      {
+        method: "POST",
+        body: image,
+        headers: { "content-type": "application/octet-stream" },
+      },
+    );
+    if (r.status !== 201)
+      throw new Error(`adding the ESP32 release ${version}: HTTP ${r.status} ${await r.text()}`);
+  }
+  const ids = Array.from({ length: ESP32_DEVICES }, (_, i) => `esp-${i + 1}`);
+  const secrets = await provision(bridge, ids);
+  const commandKey = createPublicKey(readFileSync(join(server.dataDir, COMMAND_KEY_FILE)));
+  const updates = new Map<string, number>();
+  const devices = ids.map(
+    (id) =>
+      new BenchEsp32Device({
+        id,
+        url: deployment.url,
+        password: secrets.get(id) as string,
+        commandKey,
+        fw: fw1,
+        bootMs: ESP32_BOOT_MS,
+        onBoot: (fw) => {
+          if (fw === fw2) updates.set(id, (updates.get(id) ?? 0) + 1);
+        },
+      }),
+  );
+  for (let i = 0; i < devices.length; i += 50)
+    await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
+  const known = Date.now();
+  for (;;) {
+    const list = await bridge.request("devices", {});
+    if (list.filter((d) => d.fw === fw1).length === ESP32_DEVICES) break;
+    if (Date.now() - known > 120_000)
+      throw new Error(`only ${list.length} of ${ESP32_DEVICES} ESP32s checked in`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const before = await stats(deployment);
+  const started = Date.now();
+  const created = await bridge.request("rollout/create", {
+    firmware: "board@2.0",
+    line: "board",
+    groups: "1,10%,rest",
+    successThreshold: 95,
+    errorThreshold: 10,
+    concurrency: CONCURRENCY,
+  });
+  console.log(
+    `Rollout ${created.id}: ${ESP32_DEVICES} ESP32s, groups ${created.groups.map((g) => g.size).join(" + ")}, concurrency ${CONCURRENCY}`,
+  );
+  let end: RolloutDetail;
+  let peakRss = 0;
+  const rssDuring: number[] = [];
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const r = await bridge.request("rollout/show", { id: created.id, events: 0 });
+    const now = (await stats(deployment)).rssBytes;
+    peakRss = Math.max(peakRss, now);
+    rssDuring.push(now);
+    if (rssDuring.length % 10 === 1)
+      console.log(
+        `  ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  scheduled ${r.counts.scheduled}  fetching ${r.counts.pushing}  verifying ${r.counts.verifying}  done ${r.counts.done}  failed ${r.counts.failed}  server RSS ${mb(now)} MB`,
+      );
+    if (r.state !== "running") {
+      end = r;
+      break;
+    }
+  }
+  const after = await stats(deployment);
+  const lastDone = Math.max(...end.devices.map((d) => d.finishedAt ?? 0));
+  const minutes = (lastDone - (end.startedAt ?? started)) / 60_000;
+  const bytes = devices.reduce((sum, d) => sum + d.bytesFetched, 0);
+  const sortedRss = [...rssDuring].sort((a, b) => a - b);
+  const row = {
+    devices: ESP32_DEVICES,
+    concurrency: CONCURRENCY,
+    imageBytes: ESP32_IMAGE_BYTES,
+    bootMs: ESP32_BOOT_MS,
+    state: end.state,
+    reason: end.reason,
+    verified: end.counts.done,
+    failed: end.counts.failed + end.counts.overdue,
+    devicesPerMinute: end.counts.done / minutes,
+    bytesServed: bytes,
+    servedMBPerSecond: bytes / 1024 / 1024 / (minutes * 60),
+    devicesUpdatedTwice: [...updates.values()].filter((n) => n > 1).length,
+    serverCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    serverCpuMsPerDevice: ((after.cpuSeconds - before.cpuSeconds) * 1000) / Math.max(1, end.counts.done),
+    serverRssBeforeMB: mb(before.rssBytes),
+    serverRssDuringMB: { p50: mb(quantile(sortedRss, 0.5)), max: mb(peakRss) },
+    serverPeakRssMB: mb(Math.max(peakRss, after.maxRssBytes)),
+  };
+  await bridge.close();
+  await Promise.all(devices.map((d) => d.close()));
+  await deployment.stop();
+  return row;
+}
+
 async function registryRow(keyFile: string) {
   const dir = mkdtempSync(join(tmpdir(), "mpota-fleet-registry-"));
   const server = await startServer({ dataDir: dir, keyFile });
@@ -679,6 +812,14 @@ try {
     );
   }
   const rollout = rows[0] ?? null;
+  const esp32 = ESP32_DEVICES > 0 ? await esp32Row(keyFile) : null;
+  if (esp32) {
+    console.log(
+      `ESP32 pulls: ${esp32.state}, ${esp32.verified} verified, ${esp32.failed} failed, ${esp32.devicesUpdatedTwice} updated twice; ${esp32.devicesPerMinute.toFixed(1)} devices/min, ` +
+        `${(esp32.bytesServed / 1024 / 1024).toFixed(0)} MiB served at ${esp32.servedMBPerSecond.toFixed(1)} MiB/s\n` +
+        `  server: ${esp32.serverCpuSeconds.toFixed(1)} CPU s (${esp32.serverCpuMsPerDevice.toFixed(0)} ms a device), RSS ${esp32.serverRssBeforeMB} MB before, ${esp32.serverRssDuringMB.p50} MB median and ${esp32.serverRssDuringMB.max} MB at most during the rollout (peak ${esp32.serverPeakRssMB} MB)`,
+    );
+  }
   const registry = REGISTRY > 0 ? await registryRow(keyFile) : null;
   if (registry) {
     const m = registry.messageLatencyMs;
@@ -690,10 +831,10 @@ try {
   }
   const out = new URL("./results/", import.meta.url).pathname;
   mkdirSync(out, { recursive: true });
-  const name = rollout ? `fleet-${DEVICES}` : `registry-${REGISTRY}`;
+  const name = rollout ? `fleet-${DEVICES}` : esp32 ? `esp32-fleet-${ESP32_DEVICES}` : `registry-${REGISTRY}`;
   writeFileSync(
     join(out, `${name}.json`),
-    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, rollouts: rows, registry }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, rollouts: rows, esp32, registry }, null, 2)}\n`,
   );
   if (rollout) writeFileSync(join(out, `${name}.svg`), chart(rollout));
   console.log(`Figures: bench/results/${name}.json${rollout ? `, bench/results/${name}.svg` : ""}`);

@@ -33,6 +33,7 @@ describe("the dashboard's consent to replace another app", { skip: SKIP }, () =>
   let firmwareId: string;
   /** The bodies and headers of the page's POST /api/v1/rollouts, in order. */
   const creates: Array<{ body: Record<string, unknown>; headers: Record<string, string> }> = [];
+  const pending: Promise<void>[] = [];
 
   const addApp = async (name: string, version: string) => {
     const added = await call(s, "POST", `/api/v1/apps/zip?name=${name}&version=${version}&boards=esp32`, {
@@ -66,9 +67,16 @@ describe("the dashboard's consent to replace another app", { skip: SKIP }, () =>
     browser = await launchChromium();
     page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     page.setDefaultTimeout(15_000);
+    // The headers as sent, cookie included (allHeaders), read before the answer arrives.
     page.on("request", (r: Request) => {
-      if (r.method() === "POST" && new URL(r.url()).pathname === "/api/v1/rollouts")
-        creates.push({ body: r.postDataJSON(), headers: r.headers() });
+      if (r.method() !== "POST" || new URL(r.url()).pathname !== "/api/v1/rollouts") return;
+      const entry = { body: r.postDataJSON(), headers: {} as Record<string, string> };
+      creates.push(entry);
+      pending.push(
+        r.allHeaders().then((h) => {
+          entry.headers = h;
+        }),
+      );
     });
     await logIn(page, s);
   });
@@ -104,7 +112,9 @@ describe("the dashboard's consent to replace another app", { skip: SKIP }, () =>
     assert.equal(creates.length, 1);
     assert.equal("replaceApp" in creates[0].body, false, "not sent while the box is clear");
     // The dashboard's requests still carry the header a cross-site form cannot send, and its session cookie.
+    await Promise.all(pending);
     assert.equal(creates[0].headers["x-mpota-request"], "1");
+    assert.match(creates[0].headers.cookie ?? "", /(^|; )mpota_session=[^;]+/);
     assert.deepEqual((await call(s, "GET", "/api/v1/rollouts")).body, []);
     assert.deepEqual(
       porch.commands.filter((c) => c !== ""),
@@ -123,6 +133,9 @@ describe("the dashboard's consent to replace another app", { skip: SKIP }, () =>
     await page.waitForURL(/#\/rollout\/r-[0-9a-f]+$/);
     assert.equal(creates.length, 2);
     assert.equal(creates[1].body.replaceApp, true);
+    await Promise.all(pending);
+    assert.equal(creates[1].headers["x-mpota-request"], "1");
+    assert.match(creates[1].headers.cookie ?? "", /(^|; )mpota_session=[^;]+/);
     const perDevice = page
       .locator("dl.facts dt", { hasText: "Per device" })
       .locator("xpath=following-sibling::dd[1]");

@@ -177,6 +177,8 @@ describe("an app of another name replaces the board's app only on request", () =
     });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error, refusal(b.id));
+    // A client (the dashboard) tells this refusal from others by its cause, not by its words.
+    assert.equal(refused.body.cause, "app-replace");
     await untouched(b);
     const allowed = await call(s, "POST", "/api/v1/update", {
       json: { device: b.id, firmware: "lights@1.0", replaceApp: true },

@@ -176,6 +176,9 @@ export function RolloutsPage({ firmware, devices }) {
 
 // ---- the form ---------------------------------------------------------------
 
+/** The box that allows an app release to replace a board's app of another name (replaceApp). */
+const REPLACE_APP_BOX = "Replace another app if a board runs one";
+
 function numberOrUndefined(text) {
   return text.trim() === "" ? undefined : Number(text);
 }
@@ -202,6 +205,7 @@ export function CreateRollout({ firmware, devices, onCreated }) {
     concurrency: "10",
     start: "",
     allowDowngrade: false,
+    replaceApp: false,
     onError: "pause",
     name: "",
   });
@@ -210,6 +214,9 @@ export function CreateRollout({ firmware, devices, onCreated }) {
   const set = (key) => (event) =>
     setForm({ ...form, [key]: event.target.type === "checkbox" ? event.target.checked : event.target.value });
   const chosenFirmware = form.firmware || firmware[0]?.id || "";
+  // Only an app release can replace a board's app (one of another name): the box is offered for those.
+  const release = firmware.find((f) => f.id === chosenFirmware);
+  const isApp = release?.kind === "app";
   const submit = async (event) => {
     event.preventDefault();
     setBusy(true);
@@ -223,6 +230,8 @@ export function CreateRollout({ firmware, devices, onCreated }) {
       allowDowngrade: form.allowDowngrade,
       onError: form.onError,
     };
+    // Sent only when ticked: without it the server leaves such boards out, or refuses them by name.
+    if (isApp && form.replaceApp) request.replaceApp = true;
     if (form.by === "devices") request.devices = deviceIds(form.devices);
     else if (form.by === "tag") request.tag = form.tag;
     else request.line = form.line || lines[0] || "";
@@ -237,7 +246,6 @@ export function CreateRollout({ firmware, devices, onCreated }) {
     }
   };
   // Only devices the chosen release can go to are offered; the others are listed with the reason.
-  const release = firmware.find((f) => f.id === chosenFirmware);
   const { eligible, notEligible } = eligibility(devices, release, firmware);
   const named = new Set(form.by === "devices" ? deviceIds(form.devices) : []);
   return html`<form class="rollout-form" onSubmit=${submit}>
@@ -285,8 +293,21 @@ export function CreateRollout({ firmware, devices, onCreated }) {
       <label>Name <input name="name" placeholder="optional" value=${form.name} onInput=${set("name")} /></label>
     </div>
     <label class="check"><input type="checkbox" name="allowDowngrade" checked=${form.allowDowngrade} onChange=${set("allowDowngrade")} /> Allow downgrade (install it on devices that run a newer version)</label>
+    ${
+      isApp
+        ? html`<label class="check"><input type="checkbox" name="replaceApp" checked=${form.replaceApp} onChange=${set("replaceApp")} /> ${REPLACE_APP_BOX}<span class="hint field-hint"> A board that runs an app of another name loses that app: ${release.name} takes its place.</span></label>`
+        : null
+    }
     <button type="submit" disabled=${busy || !chosenFirmware}>${busy ? "Creating…" : "Create rollout"}</button>
-    ${error ? html`<div class="result refused" role="alert"><strong>Refused; no rollout was created.</strong><pre>${error.message}</pre></div>` : null}
+    ${
+      error
+        ? html`<div class="result refused" role="alert"><strong>Refused; no rollout was created.</strong><pre>${error.message}</pre>${
+            error.body?.cause === "app-replace"
+              ? html`<p class="refused-hint">To replace those apps, tick “${REPLACE_APP_BOX}” above and create the rollout again; to keep them, leave those boards out.</p>`
+              : null
+          }</div>`
+        : null
+    }
   </form>`;
 }
 
@@ -394,7 +415,7 @@ export function RolloutPage({ id }) {
       <dt>Firmware</dt><dd>${r.firmware.name} ${r.firmware.version} <code title=${r.firmware.id}>${r.firmware.id.slice(0, 8)}</code> (${bytes(r.firmware.size)})</dd>
       <dt>Devices</dt><dd>${selectorText(r.selector)}: ${r.counts.total}</dd>
       <dt>Progress</dt><dd class="overall"><${StateBar} counts=${r.counts} /></dd>
-      <dt>Per device</dt><dd>${r.policy.maxAttempts} ${r.policy.maxAttempts === 1 ? "try" : "tries"}, timeout ${duration(r.policy.timeout * 1000)} (sleepy devices: plus their sleep), ${r.policy.concurrency} at once${r.policy.allowDowngrade ? ", downgrades allowed" : ""}</dd>
+      <dt>Per device</dt><dd>${r.policy.maxAttempts} ${r.policy.maxAttempts === 1 ? "try" : "tries"}, timeout ${duration(r.policy.timeout * 1000)} (sleepy devices: plus their sleep), ${r.policy.concurrency} at once${r.policy.allowDowngrade ? ", downgrades allowed" : ""}${r.policy.replaceApp ? ", apps of another name replaced" : ""}</dd>
       <dt>On errors</dt><dd>${r.policy.onError}</dd>
       <dt>Start</dt><dd>${time(r.startAt)}${r.startedAt ? ` (started ${time(r.startedAt)})` : ""}</dd>
       <dt>Finished</dt><dd>${time(r.finishedAt)}</dd>

@@ -13,6 +13,7 @@ import type { DeviceInbox } from "../devices/device-inbox.ts";
 import type { JobRunner } from "../jobs/job-runner.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { AppFiles } from "../releases/app-files.ts";
+import { AppReplaceRefusedError } from "../releases/app-replace-policy.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { RolloutEngine } from "../rollouts/rollout-engine.ts";
 import { DiskFullError } from "../storage/disk-full.ts";
@@ -315,7 +316,11 @@ export class HttpFeature {
     } else if (error instanceof MpotaError) {
       // A request that names something unknown is 404 wherever it is thrown.
       status = error instanceof RequestError && error.notFound ? 404 : 400;
-      body = { error: error.message };
+      // The dashboard points at its "Replace another app" box by this, not by the message's words.
+      body = {
+        error: error.message,
+        ...(error instanceof AppReplaceRefusedError ? { cause: "app-replace" } : {}),
+      };
     } else {
       this.deps.logger.error(
         { url: request.url?.slice(0, 200), err: (error as Error)?.stack ?? String(error) },

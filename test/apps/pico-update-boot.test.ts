@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
+import type { MicroPythonRelease } from "../../src/agent-host/micropython-release.ts";
 import type { PublishedMessage } from "../../src/agent-host/mqtt-packets.ts";
 import { CommandSigner, TestBroker } from "../agent/support.ts";
 import {
@@ -41,11 +42,15 @@ after(async () => {
   await broker.close();
 });
 
-async function pico(id: string): Promise<{ d: AgentDevice; server: AppServer }> {
+async function pico(
+  id: string,
+  micropython: MicroPythonRelease = "1.27",
+): Promise<{ d: AgentDevice; server: AppServer }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
   const d = appDevice(broker.url, id, signer, {
     chip: "rp2",
+    micropython,
     vbat: 3.7,
     minVbat: 3.3,
     config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, RETRY_MS: 200, APP_UPDATE_BOOT: true },
@@ -67,26 +72,28 @@ async function send(id: string, server: AppServer, job: string): Promise<void> {
 const DONE = (job: string) => ({ job, got: bytes, total: bytes, files: 20, of: 20, done: true });
 
 describe("a Pico W with APP_UPDATE_BOOT: the update boot reads VSYS as the agent does", () => {
-  test("VBAT_ADC_SCALE set, VSYS above MIN_VBAT: the app is installed in the update boot", async () => {
-    const id = "pico-boot";
-    const { d, server } = await pico(id);
-    const ended = nextAck(d, (a) => a.job === "j-boot" && (a.done === true || a.error !== undefined));
-    const running = settled(d, (app) => app.id === V1.sha);
-    void running.catch(() => undefined); // awaited below, once the ack says how the job ended
-    await send(id, server, "j-boot");
-    assert.deepEqual(await ended, DONE("j-boot"));
-    const s1 = await running;
-    assert.deepEqual([s1.vbat, (s1.app as Record<string, unknown>).ver], [3.7, "1.0.0"]);
-    const out = d.output.join("\n");
-    assert.ok(out.includes("mpota: job j-boot goes on in a boot that only updates"), out);
-    assert.ok(out.includes("mpota: update boot for job j-boot"), out);
-    assert.ok(d.output.includes("app 1.0.0 1.0.0"), out);
-    assert.ok(!d.output.some((l) => l.includes("stopped") || l.startsWith("mpota: vbat:")), out);
-    assert.deepEqual(acks(d, "j-boot")[0], { job: "j-boot", ready: true, pull: true });
-    assert.equal(server.since(0).length, 21, "the manifest and 20 files, each once");
-    assert.equal(record(d.fs)?.state, "ok");
-    await broker.publish(`mpota/${id}/cmd`, "", true);
-  });
+  for (const release of ["1.27", "1.29"] as const)
+    test(`MicroPython ${release}: VBAT_ADC_SCALE set, VSYS above MIN_VBAT: the app is installed in the update boot`, async () => {
+      const id = `pico-boot-${release.replace(".", "")}`;
+      const { d, server } = await pico(id, release);
+      const job = `j-${id}`;
+      const ended = nextAck(d, (a) => a.job === job && (a.done === true || a.error !== undefined));
+      const running = settled(d, (app) => app.id === V1.sha);
+      void running.catch(() => undefined); // awaited below, once the ack says how the job ended
+      await send(id, server, job);
+      assert.deepEqual(await ended, DONE(job));
+      const s1 = await running;
+      assert.deepEqual([s1.vbat, (s1.app as Record<string, unknown>).ver], [3.7, "1.0.0"]);
+      const out = d.output.join("\n");
+      assert.ok(out.includes(`mpota: job ${job} goes on in a boot that only updates`), out);
+      assert.ok(out.includes(`mpota: update boot for job ${job}`), out);
+      assert.ok(d.output.includes("app 1.0.0 1.0.0"), out);
+      assert.ok(!d.output.some((l) => l.includes("stopped") || l.startsWith("mpota: vbat:")), out);
+      assert.deepEqual(acks(d, job)[0], { job, ready: true, pull: true });
+      assert.equal(server.since(0).length, 21, "the manifest and 20 files, each once");
+      assert.equal(record(d.fs)?.state, "ok");
+      await broker.publish(`mpota/${id}/cmd`, "", true);
+    });
 
   test("VSYS falls below MIN_VBAT before the update boot: it stops with 'battery low', fetches nothing, and installs once charged", async () => {
     const id = "pico-boot-low";

@@ -91,7 +91,7 @@ class Agent:
                 self.fw = "0" * 32
             cause = machine.reset_cause()
             self.wake = WAKE[cause] if 0 <= cause < len(WAKE) else "other"
-        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), self._v3)
+        self.g = Guard(self.id, c("CMD_KEYS", ()), c("ALLOW_UNSIGNED", False), self._v3, self.fw)
         self.wlan = network.WLAN(network.STA_IF)
         self.ip = None
         self.mq = MQTTClient(self.id, c("MQTT_HOST"), c("MQTT_PORT", 1883), c("MQTT_USER"), c("MQTT_PASSWORD"), self.ka)

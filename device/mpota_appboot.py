@@ -35,8 +35,23 @@ class Lean:
         return getattr(self.cfg, name, default)
 
     def _vbat(self):
-        # VBAT_ADC_SCALE only: a vbat function given to the agent in main.py is not known here.
-        return round(machine.ADC(0).read() * self.scale, 2) if self.scale else None
+        # As the agent reads it, by VBAT_ADC_SCALE only (a vbat function given
+        # to the agent in main.py is not known here): ADC(0).read() on an ESP;
+        # rp2 has no esp module nor ADC.read(), and VSYS takes mpota_rp2.read().
+        # A reading that fails leaves the battery unknown, as in the agent,
+        # rather than stopping every try of the job.
+        if self.scale:
+            try:
+                try:
+                    import esp
+
+                    a = machine.ADC(0)
+                except ImportError:
+                    import mpota_rp2 as a
+                return round(a.read() * self.scale, 2)
+            except Exception as e:
+                print("mpota: vbat:", repr(e))
+        return None
 
     def connect(self):
         w = network.WLAN(network.STA_IF)

@@ -177,10 +177,8 @@ class Guard:
     # Kept across power cuts, resets, deep sleep: n (records written), seq
     # (highest accepted), ver (last update accepted), keys (moduli; None: CMD_KEYS).
 
-    def __init__(self, dev, keys=(), unsigned=False, pull=None):
-        self.dev = dev
-        self.unsigned = unsigned
-        self.pull = pull
+    def __init__(self, dev, keys=(), unsigned=False, pull=None, fw=0):
+        self.dev, self.fw, self.unsigned, self.pull = dev, fw, unsigned, pull
         if isinstance(keys, str):
             keys = (keys,)
         self.cfg = keys
@@ -190,11 +188,7 @@ class Guard:
         for i in (0, 1):
             r = _read(SLOTS[i])
             if r and r["n"] > self.n:
-                self.n = r["n"]
-                self.seq = r["seq"]
-                self.ver = r["ver"]
-                self.mods = r["keys"]
-                self.slot = i
+                self.n, self.seq, self.ver, self.mods, self.slot = r["n"], r["seq"], r["ver"], r["keys"], i
         self._use()
 
     def _use(self):
@@ -237,8 +231,8 @@ class Guard:
         b = _sig(c["sig"], len(n))
         if b is None or not verify(n, message(c), b):
             return _no("cmd with a bad signature, seq", s)
-        if s <= self.seq:  # done: see mpota_appget.online
-            return None if s == self.done else _no("replayed cmd, seq", "%d <= %d" % (s, self.seq))
+        if s <= self.seq:  # its job over: no note (done: mpota_appget.online; or its fw runs)
+            return None if s == self.done or s == self.seq and c.get("fw") == self.fw else _no("replayed cmd, seq", "%d <= %d" % (s, self.seq))
         if s > self.seq + FUTURE:
             return _no("cmd from the future, seq", "%d > %d + %d" % (s, self.seq, FUTURE))
         return c
@@ -248,7 +242,6 @@ class Guard:
         v = self.ver
         if "sig" in c and not c["down"] and v and older(c["ver"], v):
             return "downgrade refused: %s is older than %s (allow the downgrade)" % (c["ver"], v)
-        return None
 
     def commit(self, c, ver=None, keys=None):
         # Rule 7: records a signed command in flash before the agent answers

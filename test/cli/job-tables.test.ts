@@ -5,6 +5,7 @@ import { jobsTable, jobText } from "../../src/cli/jobs.ts";
 import { rolloutsTable, rolloutText } from "../../src/cli/rollout-text.ts";
 import type { DeviceDetail, JobDetail, JobView } from "../../src/server/api/api.ts";
 import type { RolloutDetail, RolloutView } from "../../src/server/api/rollout-api.ts";
+import { emptyCounts } from "../../src/server/rollouts/rollout-views.ts";
 
 // What `mpota jobs`, `jobs show`, `devices show` and `rollout list/show` print
 // for an app job (the board fetches a release of Python files) beside a
@@ -208,19 +209,7 @@ describe("`mpota devices` and `devices show`: the device's jobs", () => {
 });
 
 describe("`mpota rollout list` and `rollout show`", () => {
-  const counts = (c: Partial<RolloutView["counts"]>): RolloutView["counts"] => ({
-    total: 0,
-    pending: 0,
-    scheduled: 0,
-    pushing: 0,
-    verifying: 0,
-    done: 0,
-    failed: 0,
-    overdue: 0,
-    skipped: 0,
-    cancelled: 0,
-    ...c,
-  });
+  const counts = (c: Partial<RolloutView["counts"]>): RolloutView["counts"] => ({ ...emptyCounts(), ...c });
   const group = (
     index: number,
     spec: string,

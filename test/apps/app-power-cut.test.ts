@@ -32,7 +32,7 @@ import {
 // leaves exactly that copy: DeviceFilesystem asks beforeStep before it changes
 // anything, and the cut drops only the open files, which a copy never holds.
 // Cutting for real instead costs a new worker and MicroPython start per cut,
-// plus the run up to it (most of this file's time, once). So a real cut is
+// plus the run up to it: most of this file's time when it did. So a real cut is
 // made before the first write of each kind (create, commit, truncate, mkdir,
 // rmdir, remove, rename: each changes the flash in its own code, the FAT and
 // LittleFS ones apart) on each filesystem, and must leave the flash its copy

@@ -1,4 +1,5 @@
 import { posix } from "node:path";
+import { AgentHostError } from "./agent-host-error.ts";
 import { FsErrno, FsFailure } from "./fs-errno.ts";
 import { type FsStep, PowerCut } from "./fs-step.ts";
 
@@ -118,6 +119,23 @@ export class DeviceFilesystem {
     for (const [path, e] of this.entries)
       copy.entries.set(path, e.dir ? e : { dir: false, data: Buffer.from(e.data) });
     return copy;
+  }
+
+  /**
+   * Puts back what was on flash when `copy` was taken with clone(): the same
+   * board rewound, so a test reuses one device (and its worker) for many
+   * states. Open files are dropped; the step log goes on.
+   */
+  restore(copy: DeviceFilesystem): void {
+    if (copy.kind !== this.kind || copy.capacity !== this.capacity) {
+      throw new AgentHostError(
+        `Cannot restore a ${copy.kind} filesystem of ${copy.capacity} bytes onto a ${this.kind} one of ${this.capacity}: restore a clone of this board's own filesystem.`,
+      );
+    }
+    this.handles.clear();
+    this.entries.clear();
+    for (const [path, e] of copy.entries)
+      this.entries.set(path, e.dir ? e : { dir: false, data: Buffer.from(e.data) });
   }
 
   /** A power cut, reset or deep sleep: open files vanish with what was not flushed. */

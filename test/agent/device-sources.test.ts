@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
-import { HOST_MODULES } from "../../src/agent-host/python-fakes.ts";
 import { rsaNumbers } from "../../src/protocol/rsa-numbers.ts";
+import { type DeviceInterpreter, deviceFiles, freshInterpreter } from "../support/device-interpreter.ts";
 
 // Every .py under device/ must compile under MicroPython 1.27 (the grammar
 // the boards run), and the agent must stay small: the sizes below are the
@@ -14,65 +14,8 @@ import { rsaNumbers } from "../../src/protocol/rsa-numbers.ts";
 // the next one measures, as they were when the sizes ran after the compile
 // check (about 4 KB less than a board holds).
 
-const MICROPYTHON_PACKAGE: string = "@micropython/micropython-webassembly-pyscript";
-
-interface MicroPython {
-  registerJsModule(name: string, module: object): void;
-  runPython(code: string): unknown;
-  FS: { mkdirTree(path: string): void; writeFile(path: string, data: string): void };
-}
-
-function pythonFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .sort()
-    .flatMap((name) => {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) return pythonFiles(path);
-      return name.endsWith(".py") ? [path] : [];
-    });
-}
-
-const files = pythonFiles(DEVICE_DIR).map((path) => ({
-  name: relative(DEVICE_DIR, path),
-  source: readFileSync(path, "utf8"),
-}));
-
-/** A fresh interpreter for one test: the host's fakes and every device/ file on its filesystem, nothing run yet. */
-interface Board {
-  /** Runs Python; returns the last line it printed. */
-  run(code: string): string;
-  /** Runs Python; returns every line it printed. */
-  lines(code: string): string[];
-}
-
-async function freshBoard(): Promise<Board> {
-  const { loadMicroPython } = (await import(MICROPYTHON_PACKAGE)) as {
-    loadMicroPython: (options: object) => Promise<MicroPython>;
-  };
-  const printed: string[] = [];
-  const mp = await loadMicroPython({
-    stdout: (line: string) => printed.push(line),
-    stderr: (line: string) => printed.push(line),
-  });
-  mp.registerJsModule("_mpota_host", {});
-  for (const [path, text] of Object.entries({ ...HOST_MODULES, "mpota_config.py": "MQTT_HOST = 'h'\n" })) {
-    mp.FS.mkdirTree(`/${path.slice(0, path.lastIndexOf("/"))}`);
-    mp.FS.writeFile(`/${path}`, text);
-  }
-  for (const { name, source } of files) {
-    if (name.includes("/")) mp.FS.mkdirTree(`/${name.slice(0, name.lastIndexOf("/"))}`);
-    mp.FS.writeFile(`/${name}`, source);
-  }
-  const lines = (code: string) => {
-    printed.length = 0;
-    mp.runPython(code);
-    return [...printed];
-  };
-  return { lines, run: (code) => lines(code).at(-1) ?? "" };
-}
-
 /** Heap bytes a module keeps after import (bytecode and objects), as measured by gc.mem_alloc(). */
-function residentAfterImport(board: Board, module: string): number {
+function residentAfterImport(board: DeviceInterpreter, module: string): number {
   return Number(
     board.run(
       `import gc\ngc.collect()\n_a = gc.mem_alloc()\n__import__(${JSON.stringify(module)})\ngc.collect()\nprint(gc.mem_alloc() - _a)`,
@@ -95,9 +38,9 @@ function documentedSizes(): Map<string, [number, number]> {
 
 describe("device/ sources", () => {
   test("every .py compiles under MicroPython 1.27", async () => {
-    assert.ok(files.length >= 6, `found ${files.map((f) => f.name)}`);
-    const board = await freshBoard();
-    for (const { name, source } of files) {
+    assert.ok(deviceFiles.length >= 6, `found ${deviceFiles.map((f) => f.name)}`);
+    const board = await freshInterpreter();
+    for (const { name, source } of deviceFiles) {
       const printed = board.lines(
         `try:\n    compile(${JSON.stringify(source)}, ${JSON.stringify(name)}, "exec")\n    print("ok")\nexcept SyntaxError as e:\n    print("SyntaxError", e)`,
       );
@@ -106,13 +49,13 @@ describe("device/ sources", () => {
   });
 
   test("no f-strings: % formatting keeps the ESP8266 heap calm", () => {
-    for (const { name, source } of files) {
+    for (const { name, source } of deviceFiles) {
       assert.doesNotMatch(source, /(^|[^\w])f["']/m, name);
     }
   });
 
   test("sizes: the agent's source and resident heap are as device/README.md documents", async (t) => {
-    const board = await freshBoard();
+    const board = await freshInterpreter();
     const measured = new Map<string, [number, number]>();
     // What the port has built in (here: the host's fakes) is imported first; each
     // module is then measured on top of the ones it imports, in the order the
@@ -125,7 +68,7 @@ describe("device/ sources", () => {
       ["mpota_cmd.py", "mpota_cmd"],
       ["mpota_agent.py", "mpota_agent"],
     ] as const) {
-      const source = Buffer.byteLength(files.find((f) => f.name === name)?.source ?? "");
+      const source = Buffer.byteLength(deviceFiles.find((f) => f.name === name)?.source ?? "");
       measured.set(name, [source, residentAfterImport(board, module)]);
     }
     for (const [name, [source, resident]] of measured) {
@@ -157,29 +100,19 @@ describe("device/ sources", () => {
     }
   });
 
-  test("one signature check (RSA 2048, e = 65537): time and heap, as device/README.md documents", async (t) => {
+  test("one signature check (RSA 2048, e = 65537): its heap, as device/README.md documents", async (t) => {
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const n = rsaNumbers(publicKey).n.toString("hex");
     const msg = "mpota-cmd/2\nsim-2\n12\nota\nj-7f3a\n0123456789abcdef0123456789abcdef\n612352\n1.4.0\n0";
     const sig = sign("sha256", Buffer.from(msg), privateKey).toString("hex");
-    const board = await freshBoard();
+    const board = await freshInterpreter();
     const run = (code: string) => board.run(code);
-    const ok = run(`import gc, time, mpota_cmd
+    const ok = run(`import gc, mpota_cmd
 from binascii import unhexlify
 n = unhexlify(${JSON.stringify(n)})
 sig = unhexlify(${JSON.stringify(sig)})
 msg = ${JSON.stringify(msg)}.encode()
 print(mpota_cmd.verify(n, msg, sig), mpota_cmd.verify(n, msg + b"x", sig))`);
-    const median = Number(
-      run(`times = []
-for i in range(5):
-    t0 = time.ticks_ms()
-    for j in range(20):
-        mpota_cmd.verify(n, msg, sig)
-    times.append(time.ticks_diff(time.ticks_ms(), t0) * 50)
-times.sort()
-print(times[2])`),
-    );
     // Everything one check allocates, with the collector off (all garbage afterwards).
     const total = Number(
       run(`gc.collect()
@@ -210,11 +143,11 @@ gc.enable()`),
     );
     const peak = numbers + step;
     t.diagnostic(
-      `verify: ${median} us (median of 5 runs of 20, wasm), ${total} bytes allocated in all, about ${peak} bytes live at once (${numbers} for the three numbers, ${step} for one step)`,
+      `verify: ${total} bytes allocated in all, about ${peak} bytes live at once (${numbers} for the three numbers, ${step} for one step)`,
     );
     assert.equal(ok, "True False");
-    // The time is a figure, not a bound: `npm run bench -- app` prints it from the line above
-    // (bench/app-update-bench.ts). Heap bounds with room; the figures are in device/README.md.
+    // Heap bounds with room; the figures are in device/README.md. Its time is a figure, not a
+    // bound: `npm run bench -- app` measures it (bench/app-update-bench.ts).
     assert.ok(peak < 4_096, "one check holds under 4 KiB at once");
     assert.ok(total < 32_768, "one check allocates under 32 KiB in all (reclaimed by the collector)");
   });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { DeviceFilesystem } from "../../src/agent-host/device-filesystem.ts";
+import { FsErrno } from "../../src/agent-host/fs-errno.ts";
 import { Board } from "./micropython.ts";
 import { device, runOnce } from "./slot-board.ts";
 
@@ -24,4 +25,30 @@ test("readline(n) on the fake matches MicroPython's own files", async () => {
   assert.deepEqual(board.run(SCRIPT), [EXPECTED]);
   fs.writeFile("/lines.txt", "abcdef\nghi\nxy");
   assert.deepEqual((await runOnce(d, SCRIPT)).output, [EXPECTED]);
+});
+
+test("restore puts back a clone: its files and empty folders, nothing written since, no open file", () => {
+  const board = new DeviceFilesystem({ kind: "littlefs" });
+  board.writeFile("/app/a/main.py", "print(1)\n");
+  board.mkdir("/", "/app/b");
+  const before = board.clone();
+  board.writeFile("/app/a/main.py", "print(2)\n");
+  board.rmdir("/", "/app/b");
+  board.writeFile("/extra.py", "x = 1\n");
+  const fd = board.open("/", "/app/a/main.py", "r");
+  board.restore(before);
+  assert.deepEqual(board.files(), ["/app/a/main.py"]);
+  assert.equal(board.readFile("/app/a/main.py")?.toString(), "print(1)\n");
+  assert.deepEqual(board.listdir("/", "/app"), [
+    ["a", 0x4000, 0],
+    ["b", 0x4000, 0],
+  ]);
+  assert.throws(() => board.read(fd, 1), { errno: FsErrno.EBADF });
+  // The restored board and the copy are independent: a write to one leaves the other as it was.
+  board.writeFile("/app/a/main.py", "print(3)\n");
+  assert.equal(before.readFile("/app/a/main.py")?.toString(), "print(1)\n");
+  assert.throws(
+    () => board.restore(new DeviceFilesystem({ kind: "fat" })),
+    /Cannot restore a fat filesystem of 405504 bytes onto a littlefs one of 405504: restore a clone/,
+  );
 });

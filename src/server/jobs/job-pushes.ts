@@ -101,6 +101,8 @@ export class JobPushes {
       await ledger.fail(job, error.message);
       return;
     }
+    // A device that fetches resumes on its own between tries: its delivery tells this try's reports by it.
+    const commandAt = delivery.fetchedByDevice ? await ledger.lastStepAt(job.id, "command") : undefined;
     const started = await ledger.update(job, {
       patch: {
         phase: "pushing",
@@ -123,7 +125,7 @@ export class JobPushes {
     const abort = new AbortController();
     const push: RunningPush = { abort, done: Promise.resolve() };
     this.running.set(job.id, push);
-    push.done = this.run(started, delivery, artifact, waitMs, abort).finally(() => {
+    push.done = this.run(started, delivery, artifact, waitMs, abort, commandAt).finally(() => {
       this.running.delete(job.id);
       this.o.onEnded();
     });
@@ -135,6 +137,7 @@ export class JobPushes {
     artifact: CheckedArtifact,
     waitMs: number,
     abort: AbortController,
+    commandAt: number | undefined,
   ): Promise<void> {
     const { timings, ledger, logger } = this.o;
     let lastPublish = 0;
@@ -157,6 +160,12 @@ export class JobPushes {
           if (now - lastPublish < timings.progressIntervalMs && p.bytes < p.total) return;
           lastPublish = now;
           ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
+        },
+        commandAt,
+        note: (kind, message, data) => {
+          ledger.note(job.id, kind, message, data).catch((error: unknown) => {
+            logger.warn({ job: job.id, kind, err: (error as Error).message }, "job note not stored");
+          });
         },
       });
     } catch (error) {

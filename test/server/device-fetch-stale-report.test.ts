@@ -13,11 +13,13 @@ const B = buildEsp32AppImage({ size: 300_000, seed: 92, banner: "v1.27.0 on 2025
 const A_ID = esp32Identity({ seed: 91 }).slice(0, 32);
 const B_ID = esp32Identity({ seed: 92 }).slice(0, 32);
 /**
- * Between the server's tries: long enough that the device's own resume
- * lands well before the next command (more than the 1 s the server allows
- * for clocks that differ between instances).
+ * Between the server's tries: the device's own resume at the start of it
+ * lands well before the next command (by more than the 1 s the server
+ * allows for clocks that differ between instances).
  */
 const RETRY_MS = 2500;
+/** Answer and stall windows that a loaded machine cannot run out (these tests end tries by reports). */
+const PATIENT_MS = 15_000;
 
 /** An ESP32 (contract v3) running A, known to the server. */
 async function esp32(s: TestServer, id: string): Promise<Esp32Device> {
@@ -48,8 +50,13 @@ describe("a device's report from before the try's command does not decide the tr
   before(async () => {
     s = await startTestServer(t.dir, {
       http: { host: "127.0.0.1", port: 0 },
-      pullStallMs: 400,
-      timings: { retryBaseMs: RETRY_MS, retryMaxMs: RETRY_MS },
+      pullStallMs: PATIENT_MS,
+      timings: {
+        retryBaseMs: RETRY_MS,
+        retryMaxMs: RETRY_MS,
+        firstAnswerMs: PATIENT_MS,
+        repushAnswerMs: PATIENT_MS,
+      },
     });
     await s.server.library.add({ bytes: A, name: "board", version: "1.0" });
     await s.server.library.add({ bytes: B, name: "board", version: "2.0" });
@@ -70,9 +77,11 @@ describe("a device's report from before the try's command does not decide the tr
     // Try 1: the battery runs down mid-fetch; the device keeps what it wrote.
     await dev.fetch(first, { stopAfter: 100_000 });
     await dev.report({ job: job.id, error: "battery low" });
-    await eventually(async () => (await stepCount(s, job.id, "retry")) === 1, "try 1 failed");
-    // Before the server asks again, the device resumes on its own and finds its battery still low.
+    // That ended the try. Before the server asks again, the device resumes on its own and finds its
+    // battery still low (it reports right away here, so the server's backoff separates the report
+    // from the next command however slow the machine is).
     await dev.report({ job: job.id, error: "battery low" });
+    await eventually(async () => (await stepCount(s, job.id, "retry")) === 1, "try 1 failed");
     // Then it is charged. It takes the server's next command and acks; its first report comes only
     // after it has hashed the blocks it wrote, so the server follows before it hears from it.
     const second = (await dev.mqtt.command(
@@ -90,20 +99,25 @@ describe("a device's report from before the try's command does not decide the tr
     assert.equal(end.state, "succeeded", end.error ?? "");
     // One try failed (the battery, genuinely); the second went on. The old report is in the log, set aside.
     assert.equal(end.attempt, 2);
-    assert.deepEqual(kinds(end), [
-      "created",
-      "command",
-      "ack",
-      "push-started",
-      "push-failed",
-      "retry",
-      "command",
-      "ack",
-      "push-started",
-      "stale-report",
-      "push-done",
-      "succeeded",
-    ]);
+    const failed = end.steps.filter((x) => x.kind === "push-failed").map((x) => x.message);
+    assert.deepEqual(
+      kinds(end),
+      [
+        "created",
+        "command",
+        "ack",
+        "push-started",
+        "push-failed",
+        "retry",
+        "command",
+        "ack",
+        "push-started",
+        "stale-report",
+        "push-done",
+        "succeeded",
+      ],
+      failed.join("\n"),
+    );
     assert.match(
       end.steps.find((x) => x.kind === "stale-report")?.message ?? "",
       /^Device esp-b's report "battery low" came \d+\.\d s before this try's command: it is from an earlier try, or from the device going on by itself between tries, and does not count for this one\.$/,

@@ -93,10 +93,13 @@ export class DeviceFetches {
     if (this.early.size > MAX_EARLY_REPORTS) this.early.delete(this.early.keys().next().value as string);
   }
 
-  follow(request: DeliveryRequest, f: FetchFollowing): Promise<DeliveryOutcome> {
+  async follow(request: DeliveryRequest, f: FetchFollowing): Promise<DeliveryOutcome> {
     const { job, signal } = request;
     const { clock } = this;
-    if (signal.aborted) return Promise.resolve({ kind: "aborted" });
+    if (signal.aborted) return { kind: "aborted" };
+    // Read before following: a report that comes meanwhile is kept, and taken up below.
+    const commandAt = await request.commandAt?.();
+    if (signal.aborted) return { kind: "aborted" };
     const started = clock.now();
     let progress: DeliveryProgress = { bytes: 0, total: f.total, rate: 0, retransmits: 0 };
     let heard = false;
@@ -172,7 +175,7 @@ export class DeviceFetches {
       // is from then: its "battery low" would fail this try at once, though the device that took
       // the command may have been charged since. Reports do not pass the device's queue behind its
       // ack (they come on a subscription of their own), so the ack's time cannot tell them apart.
-      const before = request.commandAt === undefined ? 0 : request.commandAt - early.receivedAt;
+      const before = commandAt === undefined ? 0 : commandAt - early.receivedAt;
       if (before > COMMAND_CLOCK_SLACK_MS) {
         request.note?.("stale-report", staleReportText(job.deviceId, early.report, before), {
           report: early.report,

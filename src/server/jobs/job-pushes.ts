@@ -101,8 +101,6 @@ export class JobPushes {
       await ledger.fail(job, error.message);
       return;
     }
-    // A device that fetches resumes on its own between tries: its delivery tells this try's reports by it.
-    const commandAt = delivery.fetchedByDevice ? await ledger.lastStepAt(job.id, "command") : undefined;
     const started = await ledger.update(job, {
       patch: {
         phase: "pushing",
@@ -125,7 +123,7 @@ export class JobPushes {
     const abort = new AbortController();
     const push: RunningPush = { abort, done: Promise.resolve() };
     this.running.set(job.id, push);
-    push.done = this.run(started, delivery, artifact, waitMs, abort, commandAt).finally(() => {
+    push.done = this.run(started, delivery, artifact, waitMs, abort).finally(() => {
       this.running.delete(job.id);
       this.o.onEnded();
     });
@@ -137,7 +135,6 @@ export class JobPushes {
     artifact: CheckedArtifact,
     waitMs: number,
     abort: AbortController,
-    commandAt: number | undefined,
   ): Promise<void> {
     const { timings, ledger, logger } = this.o;
     let lastPublish = 0;
@@ -161,7 +158,16 @@ export class JobPushes {
           lastPublish = now;
           ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
         },
-        commandAt,
+        // Read once the lease is being renewed: the delivery asks only when the device fetches.
+        commandAt: () =>
+          ledger.lastStepAt(job.id, "command").catch((error: unknown) => {
+            // Without it a report kept from before the command counts, as it did before there was this check.
+            logger.warn(
+              { job: job.id, err: (error as Error).message },
+              "could not read the job's command step",
+            );
+            return undefined;
+          }),
         note: (kind, message, data) => {
           ledger.note(job.id, kind, message, data).catch((error: unknown) => {
             logger.warn({ job: job.id, kind, err: (error as Error).message }, "job note not stored");

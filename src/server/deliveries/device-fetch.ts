@@ -173,8 +173,11 @@ export class DeviceFetches {
       // A device that fetches goes on by itself between the server's tries (at a boot, a wake, a
       // back-off) and reports so, under the same job. A report received before this try's command
       // is from then: its "battery low" would fail this try at once, though the device that took
-      // the command may have been charged since. Reports do not pass the device's queue behind its
-      // ack (they come on a subscription of their own), so the ack's time cannot tell them apart.
+      // the command may have been charged since (the command's ack checks the battery again). Reports
+      // do not pass the device's queue behind its ack (they come on a subscription of their own), so
+      // the ack's time cannot tell them apart. A try that follows again without a new command (a
+      // fetch that broke off) takes what the device reported since that command: it is the fetch
+      // this try follows, and the device's latest word on it.
       const before = commandAt === undefined ? 0 : commandAt - early.receivedAt;
       if (before > COMMAND_CLOCK_SLACK_MS) {
         request.note?.("stale-report", staleReportText(job.deviceId, early.report, before), {

@@ -37,6 +37,16 @@ export interface DeliveryRequest {
   /** Aborted when the server stops: resolve with `{ kind: "aborted" }` at once. */
   signal: AbortSignal;
   onProgress: (progress: DeliveryProgress) => void;
+  /**
+   * When this try's command was stamped: the job's last `command` step,
+   * written just before it was published, maybe by another instance
+   * (undefined when none is stored or it cannot be read). The device
+   * reports on a try only after it took that command. Read from storage on
+   * demand, by a delivery the device fetches.
+   */
+  commandAt?: () => Promise<number | undefined>;
+  /** Adds a step to the job's log that changes nothing (a report the delivery set aside, and why). */
+  note?: (kind: string, message: string, data: Record<string, unknown>) => void;
 }
 
 export type DeliveryOutcome =

@@ -41,6 +41,16 @@ export interface FetchFollowing {
 /** Devices whose report before their delivery followed is kept (one report each). */
 const MAX_EARLY_REPORTS = 4096;
 
+/**
+ * How much earlier than the try's command a kept report may have been
+ * received and still count for the try. The command's time is stamped by
+ * the instance that sent it and the report's by the one that received it,
+ * so this covers a difference between their clocks (NTP keeps it to
+ * milliseconds). A battery read this close before the command is hardly
+ * out of date.
+ */
+export const COMMAND_CLOCK_SLACK_MS = 1_000;
+
 interface Follower {
   job: string;
   onReport: (report: PullReport) => void;
@@ -61,9 +71,10 @@ export class DeviceFetches {
    * The last report of each device that came while no delivery here followed
    * it: a device starts fetching as soon as it has acked, and its first
    * reports (all of them, for a small app) can come before the job's
-   * delivery starts following. Bounded, oldest dropped first.
+   * delivery starts following. Bounded, oldest dropped first. `receivedAt`
+   * tells a report of this try from one of before its command.
    */
-  private readonly early = new Map<string, PullReport>();
+  private readonly early = new Map<string, { report: PullReport; receivedAt: number }>();
 
   constructor(
     private readonly clock: Clock,
@@ -78,14 +89,17 @@ export class DeviceFetches {
       return;
     }
     this.early.delete(deviceId);
-    this.early.set(deviceId, report);
+    this.early.set(deviceId, { report, receivedAt: this.clock.now() });
     if (this.early.size > MAX_EARLY_REPORTS) this.early.delete(this.early.keys().next().value as string);
   }
 
-  follow(request: DeliveryRequest, f: FetchFollowing): Promise<DeliveryOutcome> {
+  async follow(request: DeliveryRequest, f: FetchFollowing): Promise<DeliveryOutcome> {
     const { job, signal } = request;
     const { clock } = this;
-    if (signal.aborted) return Promise.resolve({ kind: "aborted" });
+    if (signal.aborted) return { kind: "aborted" };
+    // Read before following: a report that comes meanwhile is kept, and taken up below.
+    const commandAt = await request.commandAt?.();
+    if (signal.aborted) return { kind: "aborted" };
     const started = clock.now();
     let progress: DeliveryProgress = { bytes: 0, total: f.total, rate: 0, retransmits: 0 };
     let heard = false;
@@ -155,9 +169,35 @@ export class DeviceFetches {
       this.following.set(job.deviceId, follower);
       const early = this.early.get(job.deviceId);
       this.early.delete(job.deviceId);
-      if (early?.job === job.id) follower.onReport(early);
+      if (early?.report.job !== job.id) return;
+      // A device that fetches goes on by itself between the server's tries (at a boot, a wake, a
+      // back-off) and reports so, under the same job. A report received before this try's command
+      // is from then: its "battery low" would fail this try at once, though the device that took
+      // the command may have been charged since (the command's ack checks the battery again). Reports
+      // do not pass the device's queue behind its ack (they come on a subscription of their own), so
+      // the ack's time cannot tell them apart. A try that follows again without a new command (a
+      // fetch that broke off) takes what the device reported since that command: it is the fetch
+      // this try follows, and the device's latest word on it.
+      const before = commandAt === undefined ? 0 : commandAt - early.receivedAt;
+      if (before > COMMAND_CLOCK_SLACK_MS) {
+        request.note?.("stale-report", staleReportText(job.deviceId, early.report, before), {
+          report: early.report,
+          beforeCommandMs: before,
+        });
+        return;
+      }
+      follower.onReport(early.report);
     });
   }
+}
+
+/** The job log's line for a kept report that came before the try's command. */
+function staleReportText(deviceId: string, report: PullReport, beforeMs: number): string {
+  const what =
+    "error" in report
+      ? `"${report.error}"`
+      : `(${report.got} of ${report.total} bytes${report.done ? ", done" : ""})`;
+  return `Device ${deviceId}'s report ${what} came ${seconds(beforeMs)} before this try's command: it is from an earlier try, or from the device going on by itself between tries, and does not count for this one.`;
 }
 
 /** The agents' words for a fetch they stop below MIN_VBAT (device/mpota_pull.py, mpota_appjob.py). */

@@ -54,6 +54,11 @@ export class JobLedger {
     return (await this.o.storage.jobs.steps(id)).some((step) => step.kind === kind);
   }
 
+  /** When the job's last step of this kind was written, or undefined when it has none. */
+  async lastStepAt(id: string, kind: string): Promise<number | undefined> {
+    return (await this.o.storage.jobs.steps(id)).findLast((step) => step.kind === kind)?.at;
+  }
+
   get now(): number {
     return this.o.clock.now();
   }

@@ -158,6 +158,21 @@ export class JobPushes {
           lastPublish = now;
           ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
         },
+        // Read once the lease is being renewed: the delivery asks only when the device fetches.
+        commandAt: () =>
+          ledger.lastStepAt(job.id, "command").catch((error: unknown) => {
+            // Without it a report kept from before the command counts, as it did before there was this check.
+            logger.warn(
+              { job: job.id, err: (error as Error).message },
+              "could not read the job's command step",
+            );
+            return undefined;
+          }),
+        note: (kind, message, data) => {
+          ledger.note(job.id, kind, message, data).catch((error: unknown) => {
+            logger.warn({ job: job.id, kind, err: (error as Error).message }, "job note not stored");
+          });
+        },
       });
     } catch (error) {
       outcome = {

@@ -76,7 +76,14 @@ describe("a second kind of release with a second delivery (the seams)", () => {
   let bridge: BridgeClient;
 
   before(async () => {
-    s = await startTestServer(t.dir, { releaseKinds: [bundleKind], deliveries: [delivery] });
+    s = await startTestServer(t.dir, {
+      releaseKinds: [bundleKind],
+      deliveries: [delivery],
+      // A push stops when its lease cannot be renewed in time, and with the fast timings' 1 s lease
+      // a stall of about half a second does that: a loaded machine stalls this process that long
+      // at times, and the job then ended without its push-done (its steps are asserted here).
+      timings: { leaseMs: 10_000 },
+    });
     await delivery.attach(s.url);
     bridge = await BridgeClient.connect({ connection: { url: s.url } });
     for (const [bytes, version] of [

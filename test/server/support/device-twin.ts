@@ -127,8 +127,24 @@ export class DeviceTwin {
     await mqtt.close();
     this.mqtt = undefined;
     this.sleepTimer = setTimeout(() => {
+      this.sleepTimer = undefined;
       if (!this.closed && this.emulator.state === "app") this.emulator.reset("deepsleep");
     }, sleepMs);
+  }
+
+  /**
+   * Ends a sleepy device's sleep now, as its timer would: it boots its app
+   * and runs its agent. Waits until the agent has gone to sleep first, so a
+   * test decides what happens before the wake (a job created while it sleeps).
+   */
+  async wake(): Promise<void> {
+    await this.session;
+    if (this.sleepTimer === undefined || this.closed || this.emulator.state !== "app") {
+      throw new Error(`Device ${this.options.id} is not asleep: it cannot be woken.`);
+    }
+    clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
+    this.emulator.reset("deepsleep");
   }
 
   async close(): Promise<void> {

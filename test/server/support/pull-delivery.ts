@@ -162,9 +162,15 @@ export class PullDelivery implements Delivery {
         this.offers.delete(job.deviceId);
         resolve(outcome);
       };
-      const silence = this.clock.setTimer(request.waitMs, () =>
-        end({ kind: "silent", neverAnswered: `Device ${job.deviceId} never fetched ${artifact.identity}.` }),
-      );
+      // waitMs bounds the silence before an answer and between reports, as the real fetch
+      // deliveries do, not the whole fetch: one that took longer on a loaded machine failed as silent.
+      const silent = () =>
+        end(
+          heard
+            ? { kind: "stopped", reason: `Device ${job.deviceId} stopped reporting its fetch.` }
+            : { kind: "silent", neverAnswered: `Device ${job.deviceId} never fetched ${artifact.identity}.` },
+        );
+      let silence = this.clock.setTimer(request.waitMs, silent);
       const abort = () => end({ kind: "aborted" });
       signal.addEventListener("abort", abort, { once: true });
       this.offers.set(job.deviceId, {
@@ -188,6 +194,8 @@ export class PullDelivery implements Delivery {
             return;
           }
           heard = true;
+          silence.cancel();
+          silence = this.clock.setTimer(request.waitMs, silent);
           if (report.done) {
             end({
               kind: "delivered",

@@ -15,6 +15,9 @@ import { declinedMessage, declinedPermanentlyMessage, isPermanentDecline } from 
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
 
+/** The step a job gets when its device takes its command after it ended. */
+const LATE_ACK = "late-ack";
+
 export interface JobMessagesOptions {
   storage: Storage;
   ledger: JobLedger;
@@ -145,6 +148,7 @@ export class JobMessages {
         { device: device.id, ackJob: ack.job, activeJob: active?.id ?? null },
         "ack ignored: it names no active job of this device",
       );
+      if (answer.ready === true) await this.lateAck(device, ack.job);
       return;
     }
     await this.o.queue.run(active.id, () =>
@@ -163,6 +167,28 @@ export class JobMessages {
         },
         this.messageLeaseWaitMs,
       ),
+    );
+  }
+
+  /**
+   * A device took the command of one of its jobs that has ended meanwhile
+   * (cancelled, or a rollout took it back, while the command was on its
+   * way): the device acts on it all the same, so its job says what the
+   * device does now. Once per job, whatever the device repeats; only the
+   * job's own device can add it.
+   */
+  private async lateAck(device: DeviceRecord, jobId: string): Promise<void> {
+    const job = await this.o.storage.jobs.get(jobId);
+    if (!job || job.deviceId !== device.id || !isTerminal(job.phase)) return;
+    if ((await this.o.storage.jobs.steps(job.id)).some((step) => step.kind === LATE_ACK)) return;
+    const ended = job.phase === "cancelled" ? "was cancelled" : `had ended (${job.phase})`;
+    const then = (await this.o.fetchedByDevice(job))
+      ? "it asks for the release, the server refuses it (the job is over), and the device goes on with what it runs."
+      : "it has reset into OTA mode, where yaota8266 waits up to a minute for a push that will not come, and then boots the firmware it had.";
+    await this.o.ledger.note(
+      job.id,
+      LATE_ACK,
+      `Device ${job.deviceId} took this job's command after the job ${ended}: ${then}`,
     );
   }
 

@@ -43,7 +43,10 @@ export const FAST_TIMINGS: JobTimings = {
   retryBaseMs: 100,
   retryMaxMs: 400,
   ackTimeoutMs: 0,
-  leaseMs: 1000,
+  // A push stops when its lease was not renewed for two thirds of it. At 1 s a stall of half a
+  // second on a loaded machine interrupted pushes (an `interrupted` step in tests that compare
+  // steps); a test about a lease running out sets its own.
+  leaseMs: 3000,
   pollMs: 50,
   progressIntervalMs: 50,
 };

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import { DEVICE_DIR } from "../../src/agent-host/agent-files.ts";
 import { Esp32Board } from "../../src/emulator/esp32-board.ts";
 import { ESP32_FACTORY_TABLE } from "../../src/emulator/esp32-partition-table.ts";
 import { buildEsp32AppImage, esp32Identity } from "../support/esp32-image.ts";
 import { ImageServer, type PullFields, sha256Hex, signedPull } from "./pull-support.ts";
-import { CommandSigner, TestBroker } from "./support.ts";
+import { brokerHooks, CommandSigner } from "./support.ts";
 
 // The ESP32 pull path end to end under MicroPython 1.27 (wasm): the
 // unmodified agent on the emulated ESP32 board (esp32.Partition over
@@ -28,18 +28,8 @@ const fwA = esp32Identity(A).slice(0, 32);
 const fwB = esp32Identity(B).slice(0, 32);
 const pullSource = readFileSync(join(DEVICE_DIR, "mpota_pull.py"), "utf8");
 
-let broker: TestBroker;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 interface Rig {
   board: Esp32Board;
@@ -62,7 +52,7 @@ async function rig(
   const d = new AgentDevice({
     chip: "esp32",
     esp32: board,
-    broker: broker.url,
+    broker: hooks.broker.url,
     id,
     commandKeys: [signer.modulusHex],
     config: {
@@ -114,7 +104,7 @@ function pull(r: Rig, over: Partial<PullFields> = {}): string {
 /** Publishes a pull and resolves when the device has reset (machine.reset() after set_boot). */
 async function pulledAndReset(r: Rig, cmd = pull(r)): Promise<void> {
   const reset = r.d.waitFor("ended", (e) => e.kind === "reset", 60_000);
-  await broker.publish(`mpota/${r.id}/cmd`, cmd, false);
+  await hooks.broker.publish(`mpota/${r.id}/cmd`, cmd, false);
   await reset;
 }
 
@@ -154,7 +144,7 @@ async function cutMidPull(r: Rig): Promise<{ writes: Array<[string, number]>; cu
     "published",
     (m) => m.topic.endsWith("/ack") && JSON.parse(m.payload.toString()).got === 131072,
   );
-  await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
+  await hooks.broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
   await second;
   await r.d.powerOff();
   r.board.powerOff();
@@ -224,7 +214,7 @@ describe("ESP32: an update by pull", () => {
       (m) => m.topic.endsWith("/ack") && m.payload.includes('"error"'),
       30_000,
     );
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
+    await hooks.broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
     assert.deepEqual(JSON.parse((await err).payload.toString()), {
       job: job(r),
       error: "sha256 mismatch: the image was corrupted on the way; nothing was switched",
@@ -249,7 +239,7 @@ describe("ESP32: an update by pull", () => {
       (m) => m.topic.endsWith("/ack") && m.payload.includes('"error"'),
       30_000,
     );
-    await broker.publish(
+    await hooks.broker.publish(
       `mpota/${r.id}/cmd`,
       pull(r, { size: junk.length, sha: sha256Hex(junk), url }),
       false,
@@ -334,7 +324,7 @@ describe("ESP32: an update by pull", () => {
     assert.equal(s.slot, 0);
     assert.equal(s.run, "factory");
     const ack = r.d.waitFor("published", (m) => m.topic.endsWith("/ack"));
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
+    await hooks.broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
     assert.deepEqual(JSON.parse((await ack).payload.toString()), {
       job: job(r),
       ready: false,
@@ -370,7 +360,7 @@ describe("ESP32: an update by pull", () => {
     const r = await rig("e32-sleepy", false, 60);
     const slept = r.d.waitFor("ended", (e) => e.kind === "deepsleep");
     await slept;
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r), true);
+    await hooks.broker.publish(`mpota/${r.id}/cmd`, pull(r), true);
     // The wake: the bootloader's fast path boots the slot that ran before.
     assert.equal(r.board.boot("deepsleep").partition?.label, "ota_0");
     const reset = r.d.waitFor("ended", (e) => e.kind === "reset", 60_000);
@@ -390,7 +380,7 @@ describe("ESP32: an update by pull", () => {
   test("an ota command (the ESP8266's path) is refused on an ESP32, with the reason", async () => {
     const r = await rig("e32-ota");
     const ack = r.d.waitFor("published", (m) => m.topic.endsWith("/ack"));
-    await broker.publish(
+    await hooks.broker.publish(
       `mpota/${r.id}/cmd`,
       signer.ota({ dev: r.id, job: job(r), fw: fwB, seq: nextSeq++ }),
       false,
@@ -406,11 +396,11 @@ describe("ESP32: an update by pull", () => {
     const r = await rig("e32-retry");
     r.server.dropAfter = 100_000;
     const stopped = r.d.waitFor("stdout", (l) => l.startsWith(`mpota: job ${job(r)} stopped at 98304 of`));
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
+    await hooks.broker.publish(`mpota/${r.id}/cmd`, pull(r), false);
     await stopped;
     // Within the agent's 2 s back-off, the retry arrives and is taken at once.
     const reset = r.d.waitFor("ended", (e) => e.kind === "reset", 60_000);
-    await broker.publish(`mpota/${r.id}/cmd`, pull(r, { job: "j-retry" }), false);
+    await hooks.broker.publish(`mpota/${r.id}/cmd`, pull(r, { job: "j-retry" }), false);
     await reset;
     assert.deepEqual(
       r.server.requests.map((q) => q.range ?? null),

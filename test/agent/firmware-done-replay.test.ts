@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
@@ -16,7 +16,7 @@ import {
 } from "../simulator/support.ts";
 import { buildEsp32AppImage, esp32Identity } from "../support/esp32-image.ts";
 import { ImageServer, sha256Hex, signedPull } from "./pull-support.ts";
-import { CommandSigner, TestBroker } from "./support.ts";
+import { brokerHooks, CommandSigner } from "./support.ts";
 
 // After a firmware update the board resets into the new firmware, and the
 // broker hands over the job's command again: the server withdraws it only
@@ -27,18 +27,8 @@ import { CommandSigner, TestBroker } from "./support.ts";
 // MicroPython 1.27 (wasm): an ESP8266 on the yaota8266 emulator, pushed over
 // UDP, and an ESP32 that pulls over HTTP (the emulated board and bootloader).
 
-let broker: TestBroker;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 /**
  * Publishes `older` once the board runs the new firmware, and resolves with every "replayed" note
@@ -47,7 +37,7 @@ after(async () => {
  */
 async function replayNotes(d: AgentDevice, id: string, older: string, olderSeq: number): Promise<string[]> {
   const noted = d.waitFor("stdout", (l) => l.startsWith(`mpota: ignored replayed cmd, seq ${olderSeq} <=`));
-  await broker.publish(`mpota/${id}/cmd`, older, false);
+  await hooks.broker.publish(`mpota/${id}/cmd`, older, false);
   await noted;
   return d.output.filter((l) => l.includes("replayed"));
 }
@@ -60,7 +50,7 @@ test("ESP8266 (yaota8266): the retained command of the update just done is ignor
   const device = new SimulatedDevice({
     id,
     address: addressPool()(),
-    broker: broker.url,
+    broker: hooks.broker.url,
     key,
     firmware: imageA,
     timing: FAST,
@@ -69,7 +59,7 @@ test("ESP8266 (yaota8266): the retained command of the update just done is ignor
   });
   cleanups.push(() => device.stop());
   await device.start();
-  await stateWhere(broker, id, () => true);
+  await stateWhere(hooks.broker, id, () => true);
   // Signed before the job's command (a lower seq) and never sent until the end.
   const older = command(id, "j-older", fwB, imageB.length);
   const job = command(id, "j-fw", fwB, imageB.length);
@@ -78,18 +68,18 @@ test("ESP8266 (yaota8266): the retained command of the update just done is ignor
     number,
   ];
   const acked = device.agent.nextPublish("ack");
-  await broker.publish(`mpota/${id}/cmd`, job, true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, job, true);
   const ack = JSON.parse((await acked).payload.toString()) as { ip: string; port: number; ready: boolean };
   assert.equal(ack.ready, true);
   await device.waitForStatus("ota", 10_000);
   await pushImage({ address: ack.ip, port: ack.port }, imageB);
-  const s = await stateWhere(broker, id, (x) => x.fw === fwB);
+  const s = await stateWhere(hooks.broker, id, (x) => x.fw === fwB);
   assert.equal(s.seq, jobSeq);
   assert.deepEqual(await replayNotes(device.agent, id, older, olderSeq), [
     `mpota: ignored replayed cmd, seq ${olderSeq} <= ${jobSeq}`,
   ]);
   assert.equal(device.agent.published.filter((m) => m.topic.endsWith("/ack")).length, 1, "taken once");
-  await broker.publish(`mpota/${id}/cmd`, "", true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, "", true);
 });
 
 test("ESP32 (pull): the retained command of the update just done is ignored without a note; an older one is a replay", async () => {
@@ -104,7 +94,7 @@ test("ESP32 (pull): the retained command of the update just done is ignored with
   cleanups.push(() => server.close());
   const dev = new SimulatedEsp32Device({
     id,
-    broker: broker.url,
+    broker: hooks.broker.url,
     firmware: buildEsp32AppImage(A),
     agent: {
       commandKeys: [signer.modulusHex],
@@ -136,7 +126,7 @@ test("ESP32 (pull): the retained command of the update just done is ignored with
       signer,
     );
   const done = d.waitFor("stdout", (l) => l === "mpota: job j-pull done", 60_000);
-  await broker.publish(`mpota/${id}/cmd`, pull(2, "j-pull"), true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, pull(2, "j-pull"), true);
   await done;
   const s = JSON.parse(
     (d.published.filter((m) => m.topic.endsWith("/state")).at(-1)?.payload ?? "{}").toString(),
@@ -146,5 +136,5 @@ test("ESP32 (pull): the retained command of the update just done is ignored with
     "mpota: ignored replayed cmd, seq 1 <= 2",
   ]);
   assert.equal(d.published.filter((m) => m.topic.endsWith("/ack") && m.payload.includes("ready")).length, 1);
-  await broker.publish(`mpota/${id}/cmd`, "", true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, "", true);
 });

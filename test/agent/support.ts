@@ -1,6 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
+import { after, afterEach, before } from "node:test";
 import { Aedes } from "aedes";
 import mqtt, { type MqttClient } from "mqtt";
 import { commandKeyId, publicModulusHex } from "../../src/protocol/command-key-facts.ts";
@@ -16,6 +17,31 @@ export interface Login {
   clientId: string;
   username?: string;
   password?: string;
+}
+
+/**
+ * A file's (or suite's) broker, started before its tests and closed after them, and its cleanups:
+ * what a test pushes onto `cleanups` (boards, servers) is undone after that test, last first.
+ */
+export function brokerHooks(): { readonly broker: TestBroker; cleanups: Array<() => Promise<void> | void> } {
+  let started: TestBroker | undefined;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  before(async () => {
+    started = await TestBroker.start();
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  after(async () => {
+    await started?.close();
+  });
+  return {
+    get broker(): TestBroker {
+      if (!started) throw new Error("brokerHooks: the broker starts in a before hook; use it inside tests");
+      return started;
+    },
+    cleanups,
+  };
 }
 
 /** A real broker (Aedes) on a loopback port chosen by the OS, plus a subscriber that records everything. */

@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
 import { type AddressInfo, createServer } from "node:net";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
 import { signAppManifest } from "../../src/apps/app-signature.ts";
-import { CommandSigner, MuteRelay, TestBroker } from "../agent/support.ts";
+import { brokerHooks, CommandSigner, MuteRelay } from "../agent/support.ts";
 import {
   type AppRelease,
   AppServer,
@@ -34,19 +34,9 @@ const signer = new CommandSigner();
 const V1 = twentyFiles("1.0.0");
 const V2 = twentyFiles("1.1.0", 7);
 
-let broker: TestBroker;
 let seq = 1;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 async function rig(
   id: string,
@@ -54,7 +44,7 @@ async function rig(
 ): Promise<{ d: AgentDevice; server: AppServer }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
-  const d = appDevice(broker.url, id, signer, extra);
+  const d = appDevice(hooks.broker.url, id, signer, extra);
   cleanups.push(() => d.close());
   const first = settled(d, () => true);
   await d.powerOn();
@@ -71,7 +61,7 @@ async function send(
 ): Promise<void> {
   server.active = r.sha;
   const url = server.add(r);
-  await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url, down), true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url, down), true);
 }
 
 async function installed(id: string, d: AgentDevice, server: AppServer, r: AppRelease, job: string) {
@@ -117,7 +107,7 @@ describe("an app update that breaks off resumes", () => {
     server.add(V1);
     const url = `http://127.0.0.1:${port}/device/app/${V1.sha}`;
     const stopped = nextAck(d, (a) => a.job === "j-refused" && a.error !== undefined);
-    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-refused", V1, url), true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-refused", V1, url), true);
     assert.deepEqual(await stopped, {
       job: "j-refused",
       error: `no connection to 127.0.0.1:${port} (ECONNRESET, errno 104)`,
@@ -128,7 +118,7 @@ describe("an app update that breaks off resumes", () => {
 
   test("a broker that stops answering during the update boot: it gives up after a keep-alive, the app starts, the agent resumes", async () => {
     const id = "mute-1";
-    const relay = await MuteRelay.start(broker.url);
+    const relay = await MuteRelay.start(hooks.broker.url);
     cleanups.push(() => relay.close());
     const { d, server } = await rig(id, {
       broker: relay.url,
@@ -288,7 +278,7 @@ describe("the server refuses the files", () => {
     const url = server.add(V1);
     server.active = V2.sha;
     const denied = nextAck(d, (a) => a.job === "j-403" && a.error !== undefined);
-    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-403", V1, url), true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-403", V1, url), true);
     assert.deepEqual(await denied, {
       job: "j-403",
       error: `the server refused /${V1.sha}/manifest: HTTP 403 Forbidden`,
@@ -315,14 +305,14 @@ describe("commands the agent refuses", () => {
     const other = appCommand(signer, "someone-else", seq++, "j-other", V1, url);
     // The command of the job just done is ignored without a note; the others each with its reason.
     // The agent takes commands in order: once the first note is out, it has seen the replay.
-    await broker.publish(`mpota/${id}/cmd`, replay, true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, replay, true);
     for (const [c, why] of [
       [old, `mpota: ignored replayed cmd, seq ${older} <= ${seq - 3}`],
       [forged, `mpota: ignored cmd with a bad signature, seq ${seq - 2}`],
       [other, "mpota: ignored cmd for device someone-else"],
     ] as const) {
       const noted = d.waitFor("stdout", (l) => l === why);
-      await broker.publish(`mpota/${id}/cmd`, c, true);
+      await hooks.broker.publish(`mpota/${id}/cmd`, c, true);
       await noted;
     }
     assert.deepEqual(
@@ -359,7 +349,7 @@ describe("a sleepy board", () => {
     });
     await send(id, server, small, "j-sleepy");
     // APP_WAKE_MS 0: every wake's time is over after one file.
-    const d = appDevice(broker.url, id, signer, {
+    const d = appDevice(hooks.broker.url, id, signer, {
       sleepSeconds: 60,
       autoWake: false,
       config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, APP_WAKE_MS: 0 },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import { MqttPacketType } from "../../src/agent-host/mqtt-packets.ts";
-import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { brokerHooks, CommandSigner } from "../agent/support.ts";
 import {
   AppServer,
   acks,
@@ -25,18 +25,8 @@ const KEEPALIVE = 3; // s: Aedes drops a connection silent for 4.5 s
 const BIG = `DATA = "${"x".repeat(8192 - 10)}"\n`;
 const SLOW = appRelease("1.0.0", { "big.py": BIG, "main.py": 'import big\nprint("big", len(big.DATA))\n' });
 
-let broker: TestBroker;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 /**
  * Updates a board to SLOW (big.py trickled in) with a short KEEPALIVE; returns the
@@ -47,7 +37,7 @@ after(async () => {
 async function slowUpdate(id: string, updateBoot: boolean): Promise<{ sent: number[]; fromBig: number }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
-  const d = appDevice(broker.url, id, signer, {
+  const d = appDevice(hooks.broker.url, id, signer, {
     config: { MQTT_USER: id, MQTT_PASSWORD: PASSWORD, RETRY_MS: 200, KEEPALIVE, APP_UPDATE_BOOT: updateBoot },
   });
   cleanups.push(() => d.close());
@@ -75,14 +65,14 @@ async function slowUpdate(id: string, updateBoot: boolean): Promise<{ sent: numb
   const url = server.add(SLOW);
   const up = settled(d, (app) => app.id === SLOW.sha);
   const started = Date.now();
-  await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, 1, `j-${id}`, SLOW, url), true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, 1, `j-${id}`, SLOW, url), true);
   await up;
   // The file did take longer than the broker waits for a silent client.
   assert.ok(Date.now() - started > KEEPALIVE * 1500, `the update took ${Date.now() - started} ms`);
 
   assert.ok(d.output.includes("big 8182"), "the new app ran");
   // The broker never gave up on the board: no will, and one try did it.
-  assert.equal(broker.on(`mpota/${id}/status`).includes("offline"), false, "the will was published");
+  assert.equal(hooks.broker.on(`mpota/${id}/status`).includes("offline"), false, "the will was published");
   assert.equal(d.output.filter((l) => l === `mpota: update boot for job j-${id}`).length, updateBoot ? 1 : 0);
   assert.deepEqual(
     server.since(0).map((q) => q.what),

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import type { FilesystemKind } from "../../src/agent-host/device-filesystem.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
 import { buildSyntheticFirmware } from "../../src/simulator/synthetic-firmware.ts";
-import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { brokerHooks, CommandSigner } from "../agent/support.ts";
 import { addressPool, FAST, key, SHORT_GPIO } from "../simulator/support.ts";
 import { buildEsp32AppImage } from "../support/esp32-image.ts";
 import {
@@ -34,19 +34,9 @@ const BAD = twentyFiles("1.2.0", 7, 'import m01\nraise ValueError("no sensor on 
 
 const bytes = (r: typeof V1) => Object.values(r.files).reduce((n, t) => n + t.length, 0);
 
-let broker: TestBroker;
 let seq = 1;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 async function rig(
   id: string,
@@ -54,7 +44,7 @@ async function rig(
 ): Promise<{ d: AgentDevice; server: AppServer }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
-  const d = appDevice(broker.url, id, signer, { filesystem });
+  const d = appDevice(hooks.broker.url, id, signer, { filesystem });
   cleanups.push(() => d.close());
   const first = nextState(d, () => true);
   await d.powerOn();
@@ -67,7 +57,7 @@ async function update(id: string, d: AgentDevice, server: AppServer, r: typeof V
   server.active = r.sha;
   const url = server.add(r);
   const running = settled(d, (app) => app.id === r.sha);
-  await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url), true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url), true);
   return running;
 }
 
@@ -127,7 +117,7 @@ describe("the agent updates its app", () => {
     server.active = BAD.sha;
     const url = server.add(BAD);
     const back = settled(d, (app) => app.rb !== undefined);
-    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-bad", BAD, url), true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-bad", BAD, url), true);
     const s = (await back).app as Record<string, unknown>;
     assert.equal(s.id, V1.sha, "the old app runs again");
     assert.equal(s.ver, "1.0.0");
@@ -163,7 +153,7 @@ describe("the agent updates its app", () => {
     const id = "app-pico";
     const server = await AppServer.start(id, PASSWORD);
     cleanups.push(() => server.close());
-    const d = appDevice(broker.url, id, signer, { chip: "rp2" });
+    const d = appDevice(hooks.broker.url, id, signer, { chip: "rp2" });
     cleanups.push(() => d.close());
     const first = nextState(d, () => true);
     await d.powerOn();
@@ -177,11 +167,11 @@ describe("the agent updates its app", () => {
     const cmd2 = appCommand(signer, id, s2, "j-pico-2", V2, server.add(V2));
     const cmd1 = appCommand(signer, id, s1, "j-pico-1", V1, server.add(V1));
     // The same command once more, as anybody on the broker could send it: nothing happens, nothing said.
-    await broker.publish(`mpota/${id}/cmd`, cmd2, true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, cmd2, true);
     // An older one (captured by an attacker) is a replay: refused, with the note. The agent takes
     // commands in order, so once this note is out it has seen every earlier one.
     const note = d.waitFor("stdout", (l) => l.includes("replayed"));
-    await broker.publish(`mpota/${id}/cmd`, cmd1, true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, cmd1, true);
     assert.equal(await note, `mpota: ignored replayed cmd, seq ${s1} <= ${s2}`);
     const out = d.output.join("\n");
     assert.ok(out.includes("mpota: job j-pico-1 done") && out.includes("mpota: job j-pico-2 done"), out);
@@ -193,28 +183,32 @@ describe("the agent updates its app", () => {
       assert.equal(acks(d, job).filter((a) => a.ready).length, 1, `${job}: taken once`);
     }
     assert.equal((states(d).at(-1)?.app as Record<string, unknown> | undefined)?.id, V2.sha);
-    await broker.publish(`mpota/${id}/cmd`, "", true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, "", true);
   });
 
   test("a Pico W below MIN_VBAT (VSYS, by VBAT_ADC_SCALE) answers ready:false, battery low; nothing fetched", async () => {
     const id = "app-pico-low";
     const server = await AppServer.start(id, PASSWORD);
     cleanups.push(() => server.close());
-    const d = appDevice(broker.url, id, signer, { chip: "rp2", vbat: 3.2, minVbat: 3.3 });
+    const d = appDevice(hooks.broker.url, id, signer, { chip: "rp2", vbat: 3.2, minVbat: 3.3 });
     cleanups.push(() => d.close());
     const first = nextState(d, () => true);
     await d.powerOn();
     assert.equal((await first).vbat, 3.2);
     const refused = d.waitFor("published", (m) => m.topic.endsWith("/ack"));
     server.active = V1.sha;
-    await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, "j-low", V1, server.add(V1)), true);
+    await hooks.broker.publish(
+      `mpota/${id}/cmd`,
+      appCommand(signer, id, seq++, "j-low", V1, server.add(V1)),
+      true,
+    );
     assert.deepEqual(JSON.parse((await refused).payload.toString()), {
       job: "j-low",
       ready: false,
       error: "battery low",
     });
     assert.equal(server.requests.length, 0);
-    await broker.publish(`mpota/${id}/cmd`, "", true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, "", true);
   });
 
   test("a simulated ESP32 (its own agent with the pull path) takes op app the same way", async () => {
@@ -223,7 +217,7 @@ describe("the agent updates its app", () => {
     cleanups.push(() => server.close());
     const dev = new SimulatedEsp32Device({
       id,
-      broker: broker.url,
+      broker: hooks.broker.url,
       firmware: buildEsp32AppImage({ size: 120_000, seed: 11 }),
       agent: {
         commandKeys: [signer.modulusHex],
@@ -260,7 +254,7 @@ describe("the agent updates its app", () => {
     const dev = new SimulatedDevice({
       id,
       address: addressPool()(),
-      broker: broker.url,
+      broker: hooks.broker.url,
       key,
       firmware: buildSyntheticFirmware({ size: 40_000, seed: 1 }),
       timing: FAST,

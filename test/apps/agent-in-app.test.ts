@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import { readDeviceFile } from "../../src/agent-host/agent-files.ts";
 import { ResetCause } from "../../src/agent-host/reset-cause.ts";
-import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { brokerHooks, CommandSigner } from "../agent/support.ts";
 import {
   type AppRelease,
   AppServer,
@@ -41,19 +41,9 @@ const BROKEN = app("1.2.0", `${agentAs("C", "import mpota_sensors\n")}${AGENT}`)
 /** Its agent imports and runs but never reaches the broker, so never confirms. */
 const DEAF = app("1.3.0", agentAs("D", AGENT.replace(CONNECT, '            raise OSError("no broker")\n')));
 
-let broker: TestBroker;
 let seq = 1;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 const printed = (d: AgentDevice, text: string) => d.output.filter((l) => l.includes(text)).length;
 
@@ -61,7 +51,7 @@ const printed = (d: AgentDevice, text: string) => d.output.filter((l) => l.inclu
 async function rig(id: string): Promise<{ d: AgentDevice; server: AppServer }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
-  const d = appDevice(broker.url, id, signer);
+  const d = appDevice(hooks.broker.url, id, signer);
   cleanups.push(() => d.close());
   const first = nextState(d, () => true);
   await d.powerOn();
@@ -80,7 +70,7 @@ async function rig(id: string): Promise<{ d: AgentDevice; server: AppServer }> {
 async function publish(id: string, server: AppServer, r: AppRelease, job: string) {
   server.active = r.sha;
   const url = server.add(r);
-  await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url), true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, r, url), true);
 }
 
 async function update(id: string, d: AgentDevice, server: AppServer, r: AppRelease, job: string) {
@@ -186,7 +176,7 @@ describe("the agent as part of an app release", () => {
     const id = "agent-in-app-first";
     const server = await AppServer.start(id, PASSWORD);
     cleanups.push(() => server.close());
-    const d = appDevice(broker.url, id, signer);
+    const d = appDevice(hooks.broker.url, id, signer);
     cleanups.push(() => d.close());
     const first = nextState(d, () => true);
     await d.powerOn();
@@ -210,7 +200,7 @@ describe("the agent as part of an app release", () => {
     const server = await AppServer.start(id, PASSWORD);
     cleanups.push(() => server.close());
     await publish(id, server, A, "j-sleepy-a");
-    const d = appDevice(broker.url, id, signer, { sleepSeconds: 60, autoWake: false });
+    const d = appDevice(hooks.broker.url, id, signer, { sleepSeconds: 60, autoWake: false });
     cleanups.push(() => d.close());
     d.on("deepsleep", () => void d.boot(ResetCause.DEEPSLEEP_RESET));
     const a = settled(d, (app) => app.id === A.sha);

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { AgentDevice } from "../../src/agent-host/agent-device.ts";
 import type { MicroPythonRelease } from "../../src/agent-host/micropython-release.ts";
 import type { PublishedMessage } from "../../src/agent-host/mqtt-packets.ts";
-import { CommandSigner, TestBroker } from "../agent/support.ts";
+import { brokerHooks, CommandSigner } from "../agent/support.ts";
 import {
   AppServer,
   acks,
@@ -28,19 +28,9 @@ const signer = new CommandSigner();
 const V1 = twentyFiles("1.0.0");
 const bytes = Object.values(V1.files).reduce((n, t) => n + t.length, 0);
 
-let broker: TestBroker;
 let seq = 1;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-before(async () => {
-  broker = await TestBroker.start();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-after(async () => {
-  await broker.close();
-});
+const hooks = brokerHooks();
+const { cleanups } = hooks;
 
 async function pico(
   id: string,
@@ -48,7 +38,7 @@ async function pico(
 ): Promise<{ d: AgentDevice; server: AppServer }> {
   const server = await AppServer.start(id, PASSWORD);
   cleanups.push(() => server.close());
-  const d = appDevice(broker.url, id, signer, {
+  const d = appDevice(hooks.broker.url, id, signer, {
     chip: "rp2",
     micropython,
     vbat: 3.7,
@@ -66,7 +56,7 @@ async function pico(
 /** Publishes the app command for V1 as job `job`. */
 async function send(id: string, server: AppServer, job: string): Promise<void> {
   server.active = V1.sha;
-  await broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, V1, server.add(V1)), true);
+  await hooks.broker.publish(`mpota/${id}/cmd`, appCommand(signer, id, seq++, job, V1, server.add(V1)), true);
 }
 
 const DONE = (job: string) => ({ job, got: bytes, total: bytes, files: 20, of: 20, done: true });
@@ -92,7 +82,7 @@ describe("a Pico W with APP_UPDATE_BOOT: the update boot reads VSYS as the agent
       assert.deepEqual(acks(d, job)[0], { job, ready: true, pull: true });
       assert.equal(server.since(0).length, 21, "the manifest and 20 files, each once");
       assert.equal(record(d.fs)?.state, "ok");
-      await broker.publish(`mpota/${id}/cmd`, "", true);
+      await hooks.broker.publish(`mpota/${id}/cmd`, "", true);
     });
 
   test("VSYS falls below MIN_VBAT before the update boot: it stops with 'battery low', fetches nothing, and installs once charged", async () => {
@@ -128,6 +118,6 @@ describe("a Pico W with APP_UPDATE_BOOT: the update boot reads VSYS as the agent
     assert.deepEqual(acks(d, "j-low").at(-1), DONE("j-low"));
     assert.equal(d.output.filter((l) => l === "mpota: update boot for job j-low").length, 2);
     assert.equal(server.since(0).length, 21);
-    await broker.publish(`mpota/${id}/cmd`, "", true);
+    await hooks.broker.publish(`mpota/${id}/cmd`, "", true);
   });
 });

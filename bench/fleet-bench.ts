@@ -375,6 +375,20 @@ async function provision(bridge: BridgeClient, ids: string[]): Promise<Map<strin
   return secrets;
 }
 
+/** Waits until `count` devices report `fw` (2 minutes at most: a device that never checks in stops the row). */
+async function checkedIn(bridge: BridgeClient, fw: string, count: number, what: string): Promise<void> {
+  const since = Date.now();
+  for (;;) {
+    const list = await bridge.request("devices", {});
+    if (list.filter((d) => d.fw === fw).length === count) return;
+    if (Date.now() - since > 120_000)
+      throw new Error(
+        `only ${list.length} of ${count} ${what} checked in within 2 minutes: see the server's log above`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
 async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generateKeyPair>["key"]) {
   console.log(`\n== ${deployment.label}`);
   const bridge = await BridgeClient.connect({ connection: { url: deployment.adminUrl }, timeoutMs: 60_000 });
@@ -427,13 +441,7 @@ async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generat
   console.log(`Starting ${DEVICES} devices (${sleepy.size} sleepy, ${SLEEP_S} s) ...`);
   for (let i = 0; i < devices.length; i += 50)
     await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
-  const known = Date.now();
-  for (;;) {
-    const list = await bridge.request("devices", {});
-    if (list.filter((d) => d.fw === fw1).length === DEVICES) break;
-    if (Date.now() - known > 120_000) throw new Error(`only ${list.length} of ${DEVICES} devices checked in`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
+  await checkedIn(bridge, fw1, DEVICES, "devices");
   const before = await stats(deployment);
   const sharedBefore = deployment.sharedCpuSeconds?.() ?? 0;
   const started = Date.now();
@@ -571,14 +579,7 @@ async function esp32Row(keyFile: string) {
   );
   for (let i = 0; i < devices.length; i += 50)
     await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
-  const known = Date.now();
-  for (;;) {
-    const list = await bridge.request("devices", {});
-    if (list.filter((d) => d.fw === fw1).length === ESP32_DEVICES) break;
-    if (Date.now() - known > 120_000)
-      throw new Error(`only ${list.length} of ${ESP32_DEVICES} ESP32s checked in`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
+  await checkedIn(bridge, fw1, ESP32_DEVICES, "ESP32s");
   const before = await stats(deployment);
   const started = Date.now();
   const created = await bridge.request("rollout/create", {

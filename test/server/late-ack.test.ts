@@ -56,7 +56,7 @@ describe("an ack that comes after its job ended", () => {
     );
     assert.equal(
       steps.at(-1)?.message,
-      "Device fan took this job's command after the job was cancelled: it has reset into OTA mode, where yaota8266 waits up to a minute for a push that will not come, and then boots the firmware it had.",
+      "Device fan took this job's command after the job was cancelled: it has reset into OTA mode, where yaota8266 waits up to a minute for a push that will not come, and then boots the firmware it had. It was not updated: to install sensor 1.0 after all, update it again (a paused rollout gives it its turn again when resumed).",
     );
     // The device repeats itself (a reconnect, a replay): still one step, and the job stays cancelled.
     await dev.ack({ job: job.id, ready: true, ip: "192.168.4.3", port: 8266 });

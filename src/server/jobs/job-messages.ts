@@ -188,7 +188,7 @@ export class JobMessages {
     await this.o.ledger.note(
       job.id,
       LATE_ACK,
-      `Device ${job.deviceId} took this job's command after the job ${ended}: ${then}`,
+      `Device ${job.deviceId} took this job's command after the job ${ended}: ${then} ${again(job)}`,
     );
   }
 
@@ -268,4 +268,9 @@ export class JobMessages {
 /** "firmware <fw>", or for a kind that reports a name of its own (an app) "app <identity>". */
 function what(kind: ReleaseKind, running: string): string {
   return kind.running ? `${kind.name} ${running}` : `firmware ${running}`;
+}
+
+/** What to do about a late ack: nothing was installed, so another update is needed to install the release. */
+function again(job: JobRecord): string {
+  return `It was not updated: to install ${job.firmwareName} ${job.firmwareVersion} after all, update it again (a paused rollout gives it its turn again when resumed).`;
 }

@@ -21,6 +21,8 @@ interface Row {
   block: number | "auto";
   models: ReceiverModel[];
   modelB?: VirtualRun["modelB"];
+  /** The emulator's costs where they differ from the spec's model. */
+  timing?: VirtualRun["timing"];
 }
 
 const worse: LinkProfile = {
@@ -37,6 +39,20 @@ const rows: Row[] = [
   { name: "poor, 256", link: LINK_PROFILES.poor, mode: "mpota", block: 256, models: both },
   { name: "poor, --compat", link: LINK_PROFILES.poor, mode: "compat", block: 256, models: both },
   { name: "poor, --block auto", link: LINK_PROFILES.poor, mode: "mpota", block: "auto", models: both },
+  { name: "busy, --block auto", link: LINK_PROFILES.busy, mode: "mpota", block: "auto", models: both },
+  // The spec's slower flash: erase 300-400 ms a sector worst case (and PUYA parts), 40-70 typical.
+  ...[150, 400].flatMap((erase) =>
+    (["lan", "poor"] as const).map(
+      (link): Row => ({
+        name: `${link}, flash erasing ${erase} ms a sector, 256`,
+        link: LINK_PROFILES[link],
+        mode: "mpota",
+        block: 256,
+        models: ["emulator"],
+        timing: { sectorEraseMs: erase },
+      }),
+    ),
+  ),
   { name: "worse (5 %, 20 ms jitter), 256", link: worse, mode: "mpota", block: 256, models: both },
   {
     name: "poor, bursty loss (mean 3 in a row), 256",
@@ -102,6 +118,7 @@ for (const row of selected) {
           image,
           key,
           ...(row.modelB ? { modelB: row.modelB } : {}),
+          ...(row.timing ? { timing: row.timing } : {}),
         }),
       );
     }

@@ -3,7 +3,7 @@
 // free of the loaded machine's timer noise, so figures compare before/after.
 import { EmulatedDevice } from "../src/emulator/device.ts";
 import { MemoryFlash } from "../src/emulator/flash.ts";
-import { deviceFloorMs } from "../src/emulator/timing.ts";
+import { type DeviceTiming, deviceFloorMs } from "../src/emulator/timing.ts";
 import { VirtualClock } from "../src/net/clock.ts";
 import type { LinkProfile } from "../src/net/impairment.ts";
 import { MemoryNetwork } from "../src/net/memory-network.ts";
@@ -33,6 +33,8 @@ export interface VirtualRun {
   modelB?: Pick<ModelBOptions, "jitter" | "burst" | "observe">;
   /** Another sender in place of mpota's (bench/oracle-sender.ts); 256-byte blocks only. */
   sender?: VirtualSender;
+  /** The emulator's costs where they differ from the spec's model (a slower flash). */
+  timing?: Partial<DeviceTiming>;
 }
 
 export interface VirtualSenderContext {
@@ -105,6 +107,7 @@ async function startReceiver(
     settings: { gpioMask: 0 },
     link: run.link,
     random,
+    ...(run.timing ? { timing: run.timing } : {}),
   });
   await device.powerOn();
   await clock.run(device.waitForState("ota"));
@@ -164,7 +167,9 @@ export async function runVirtualPush(run: VirtualRun): Promise<VirtualResult> {
     // Let the end packets land and the last sector be written.
     await clock.advance(500);
     const floorMs =
-      run.model === "model-b" ? modelBFloorMs(image.length, block) : deviceFloorMs(image.length, block);
+      run.model === "model-b"
+        ? modelBFloorMs(image.length, block)
+        : deviceFloorMs(image.length, block, run.timing);
     return {
       seconds,
       floorSeconds: floorMs / 1000,

@@ -190,7 +190,7 @@ export class PushSession {
       // than the queue holds with them.
       (!this.started ||
         !this.sectorWritePossible() ||
-        this.inFlight.count(now, this.ackClock.handledWithinMs) <= this.tuning.maxWindow)
+        this.inFlight.count(now, this.handledWithinMs()) <= this.tuning.maxWindow)
     ) {
       // Datagrams leave at the receiver's own pace: bursts gain nothing (it
       // takes one at a time) and get reordered by jitter, and the receiver
@@ -226,6 +226,17 @@ export class PushSession {
       if (packet && (packet.offset + packet.length) % SECTOR_SIZE === 0) return true;
     }
     return false;
+  }
+
+  /**
+   * How long the receiver may hold a datagram. A full queue (the window and
+   * the datagram it is handling) completes one sector at 256-byte blocks but
+   * two at 1024, and the datagrams behind both writes wait for both.
+   */
+  private handledWithinMs(): number {
+    const queued = this.tuning.maxWindow + 1;
+    const block = this.window[0]?.length ?? SECTOR_SIZE;
+    return this.ackClock.handledWithinMs(Math.ceil((queued * block) / SECTOR_SIZE));
   }
 
   private armTimer(ms: number): void {

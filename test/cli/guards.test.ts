@@ -71,6 +71,26 @@ describe("mpota push: only one device's unicast address", () => {
   }
 });
 
+describe("mpota push --to with a port in it", () => {
+  for (const [target, fix] of [
+    ["127.0.0.57:8266", "--to 127.0.0.57 --port 8266"],
+    ["127.0.0.57:99999", "--to 127.0.0.57 --port 99999"],
+    ["esp-kitchen.local:8266", "--to esp-kitchen.local --port 8266"],
+    ["[fe80::1]:8266", "--to fe80::1 --port 8266"],
+  ] as const) {
+    test(`--to ${target}: exit 2 naming --port, not "does not resolve"`, async () => {
+      const r = await runCliProcess(["push", "firmware-ota.bin", "--to", target, "--wait", "1"], {
+        cwd: tmp.dir,
+      });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--to takes the device's address without a port/);
+      assert.ok(r.stderr.includes(`use ${fix}`), r.stderr);
+      assert.doesNotMatch(r.stderr, /does not resolve|pushing|waiting for/);
+      assertNoInternalError(r.stderr);
+    });
+  }
+});
+
 describe("files larger than any flash are refused from their size", () => {
   for (const args of [
     ["check", "huge.bin", "--flash-size", "1M"],

@@ -28,6 +28,23 @@ describe("every command has --help", () => {
     });
   }
 
+  // An example copied from a help text has to run: `firmware add` refuses to
+  // start without --name and --version, and `update` takes what it stored.
+  test("help examples of `mpota firmware add` give the --name and --version it requires", async () => {
+    let examples = 0;
+    for (const path of paths) {
+      const r = await runCli([...path, "--help"]);
+      for (const line of r.stdout.split("\n")) {
+        if (!/mpota firmware add [^\s[]/.test(line)) continue;
+        examples++;
+        assert.match(line, /--name \S+ --version \S+/, `mpota ${path.join(" ")} --help: ${line}`);
+        const update = /mpota update \S+ (\S+)/.exec(line);
+        if (update !== null) assert.match(update[1] as string, /@/, `mpota ${path.join(" ")} --help: ${line}`);
+      }
+    }
+    assert.ok(examples >= 1, "no help text shows `mpota firmware add`");
+  });
+
   test("an unknown command exits 2 and says so", async () => {
     const r = await runCli(["frobnicate"]);
     assert.equal(r.code, 2);

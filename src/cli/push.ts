@@ -16,6 +16,7 @@ import {
   push,
 } from "../transfer/sender.ts";
 import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
+import { rejectPortInAddress } from "./address-option.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 import { unusualKeyWarning } from "./keys.ts";
@@ -166,20 +167,6 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
   }
 }
 
-/**
- * `--to 192.168.1.50:8266` (the form the emulator and most tools print) would
- * otherwise go to the name resolver and come back as "does not resolve",
- * which hides the real fix: the port has an option of its own.
- */
-function rejectPortInTarget(to: string): void {
-  const text = to.trim();
-  const withPort = /^\[(.+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
-  if (withPort === null) return;
-  throw new UsageError(
-    `--to takes the device's address without a port: use --to ${withPort[1]} --port ${withPort[2]} (the port is 1 to 65535; 8266, the default, is yaota8266's).`,
-  );
-}
-
 export function registerPushCommand(program: Command, io: CliIo): void {
   const command = program
     .command("push")
@@ -220,7 +207,7 @@ Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped 
 33 --to is not one device (broadcast, multicast, 0.0.0.0, or a name that does not resolve), 2 usage, 3 file problem, 4 key problem, 5 damaged .ota file, 10 firmware refused by the checks.`,
     )
     .action(async (file: string, options: PushCommandOptions) => {
-      rejectPortInTarget(options.to);
+      rejectPortInAddress("--to", options.to);
       if (options.port < 1 || options.port > 65535)
         throw new UsageError("--port must be between 1 and 65535.");
       await pushCommand(file, options, io);

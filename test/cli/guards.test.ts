@@ -83,12 +83,41 @@ describe("mpota push --to with a port in it", () => {
         cwd: tmp.dir,
       });
       assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, /--to takes the device's address without a port/);
+      assert.match(r.stderr, /--to takes an address without a port/);
       assert.ok(r.stderr.includes(`use ${fix}`), r.stderr);
       assert.doesNotMatch(r.stderr, /does not resolve|pushing|waiting for/);
       assertNoInternalError(r.stderr);
     });
   }
+});
+
+describe("mpota emulate --bind that is not an address of this machine", () => {
+  test("--bind 127.0.0.60:8266: exit 2 naming --port, not an internal error", async () => {
+    const r = await runCliProcess(
+      ["emulate", "--key", "priv.key", "--bind", "127.0.0.60:8266", "--no-console"],
+      {
+        cwd: tmp.dir,
+      },
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--bind takes an address without a port: use --bind 127\.0\.0\.60 --port 8266/);
+    assertNoInternalError(r.stderr);
+  });
+
+  test("--bind nosuchhost.invalid: exit 7 saying it does not resolve and what to give", async () => {
+    const r = await runCliProcess(
+      ["emulate", "--key", "priv.key", "--bind", "nosuchhost.invalid", "--no-console"],
+      {
+        cwd: tmp.dir,
+      },
+    );
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(
+      r.stderr,
+      /--bind nosuchhost\.invalid does not resolve to an address: give one of this machine's addresses/,
+    );
+    assertNoInternalError(r.stderr);
+  });
 });
 
 describe("files larger than any flash are refused from their size", () => {

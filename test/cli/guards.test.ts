@@ -120,6 +120,32 @@ describe("mpota emulate --bind that is not an address of this machine", () => {
   });
 });
 
+describe("mpota serve on an address that is not this machine's", () => {
+  // 192.0.2.7 is TEST-NET-1 (RFC 5737): never configured on a machine.
+  for (const [option, code, words] of [
+    [
+      "--mqtt-host",
+      21,
+      /cannot listen on 192\.0\.2\.7:0: 192\.0\.2\.7 is not an address of this machine\. Give one of its addresses with --mqtt-host, or 0\.0\.0\.0/,
+    ],
+    [
+      "--http-host",
+      29,
+      /cannot listen on 192\.0\.2\.7:0: 192\.0\.2\.7 is not an address of this machine\. Give one of its addresses with --http-host/,
+    ],
+  ] as const) {
+    test(`${option} 192.0.2.7: exit ${code} naming ${option}`, async () => {
+      const args = ["serve", "--data", file(`data-${option.slice(2)}`), "--mqtt-host", "127.0.0.1"];
+      args.push("--mqtt-port", "0", "--http-port", "0", option, "192.0.2.7");
+      const r = await runCliProcess(args, { cwd: tmp.dir });
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stderr, words);
+      assert.doesNotMatch(r.stderr, /EADDRNOTAVAIL|Pick another with --http-port/);
+      assertNoInternalError(r.stderr);
+    });
+  }
+});
+
 describe("files larger than any flash are refused from their size", () => {
   for (const args of [
     ["check", "huge.bin", "--flash-size", "1M"],

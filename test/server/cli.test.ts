@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command, CommanderError } from "commander";
@@ -362,6 +364,25 @@ describe("the commands without a server", () => {
       r.stderr,
       `mpota: Nothing accepts connections at ${url} (connection refused).\nNo mpota server can be reached through ${url}. Start it with \`mpota serve\` (or \`npm start\` in the mpota folder), or pass --mqtt URL for the broker your server uses.\n`,
     );
+  });
+
+  it("explain that what answers at --mqtt is not a broker (the dashboard's port)", async () => {
+    const http = createServer((_request, response) => response.end("dashboard"));
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    const { port } = http.address() as AddressInfo;
+    try {
+      const r = await mpota(["devices", "--mqtt", `mqtt://127.0.0.1:${port}`, "--timeout", "2"]);
+      assert.equal(r.code, 20);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^mpota: Cannot connect to the broker at mqtt://127\\.0\\.0\\.1:${port}: what answers there does not speak MQTT \\(.+\\)\\. Is that the dashboard's HTTP port\\? Give the broker's port`,
+        ),
+      );
+    } finally {
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 
   it("explain that the broker runs but no server answers", async () => {

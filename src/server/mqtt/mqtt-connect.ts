@@ -121,7 +121,18 @@ export function describeConnectError(error: unknown, url: string): string {
   if (isTlsError(error)) {
     return `The TLS connection to ${where} failed: ${e?.message}. Give the CA that signed the broker's certificate with --mqtt-ca (or --mqtt-insecure for a test broker).`;
   }
+  if (code === undefined && isPacketParseError(error)) {
+    // The usual cause is the dashboard's port: an HTTP reply read as MQTT
+    // ("Invalid header flag bits, must be 0x0 for puback packet").
+    return `Cannot connect to the broker at ${where}: what answers there does not speak MQTT (${e?.message}). Is that the dashboard's HTTP port? Give the broker's port: \`mpota serve\` prints it ("MQTT broker: mqtt://..."; --mqtt-port, 1883 by default).`;
+  }
   return `Cannot connect to the broker at ${where}: ${(error as Error)?.message ?? String(error)}.`;
+}
+
+/** An error of MQTT.js's packet parser: the bytes that came back are not MQTT. */
+function isPacketParseError(error: unknown): boolean {
+  const message = (error as { message?: unknown } | undefined)?.message;
+  return typeof message === "string" && /packet|^Invalid |^Malformed /i.test(message);
 }
 
 function isTlsError(error: unknown): boolean {

@@ -324,6 +324,32 @@ describe("mpota serve and the commands that ask it", () => {
     assert.match(gone.stderr, /has already been cancelled/);
   });
 
+  it("says that an offline device takes the update only when it connects again", async () => {
+    const attic = await MqttDevice.connect(url, "attic", "mpota", await provision("attic"));
+    await attic.state({ fw: imageIdentity(v1), ip: "192.168.1.42" });
+    await attic.status("offline");
+    await eventually(async () => /\nattic +offline/.test((await ask("devices")).stdout), "attic offline");
+    const r = await ask("update", "attic", "sensor@2.0");
+    assert.equal(r.code, 0, r.stderr);
+    const id = /^Job (j-[0-9a-f]+): /.exec(r.stdout)?.[1];
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `\nattic is offline \\(last seen \\d+ s ago\\): the job waits until it connects again; \`mpota jobs cancel ${id}\` withdraws it\\.\n`,
+      ),
+    );
+    assert.equal((await ask("jobs", "cancel", id as string)).code, 0);
+    // An online device gets no such line.
+    await attic.status("online");
+    await eventually(async () => /\nattic +online/.test((await ask("devices")).stdout), "attic online");
+    const online = await ask("update", "attic", "sensor@2.0");
+    assert.equal(online.code, 0, online.stderr);
+    assert.doesNotMatch(online.stdout, /offline/);
+    const second = /^Job (j-[0-9a-f]+): /.exec(online.stdout)?.[1] as string;
+    assert.equal((await ask("jobs", "cancel", second)).code, 0);
+    await attic.close();
+  });
+
   it("follows an update to its end", async () => {
     const twin = new DeviceTwin({ url, id: "kitchen", image: v1, mqttOptions: await provision("kitchen") });
     await twin.start();

@@ -411,6 +411,39 @@ describe("the commands without a server", () => {
     }
   });
 
+  it("serve --mqtt with nothing at that URL: says it starts no broker of its own, and what to do", async () => {
+    const logs = new LogCapture("silent");
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: logs.logger });
+    const url = broker.url;
+    await broker.close();
+    const t = tempDir();
+    try {
+      const data = seededDataDir(join(t.dir, "data"));
+      const key = fixturePath("reference/priv-pkcs1.key");
+      const r = await mpota([
+        "serve",
+        "--data",
+        data,
+        "--mqtt",
+        url,
+        "--key",
+        key,
+        "--no-http",
+        "--log-level",
+        "silent",
+      ]);
+      assert.equal(r.code, 20, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `mpota: Nothing accepts connections at ${url.replace(/\./g, "\\.")} \\(connection refused\\)\\.\nWith --mqtt, mpota serve uses that broker and starts none of its own: start it \\(Mosquitto: docs/mosquitto\\.md\\), check the URL's host and port, or leave out --mqtt to run the embedded broker\\.\n$`,
+        ),
+      );
+    } finally {
+      t.remove();
+    }
+  });
+
   it("explain that the broker runs but no server answers", async () => {
     const logs = new LogCapture("silent");
     const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: logs.logger });

@@ -7,6 +7,17 @@ import { EXIT_CODES } from "../../exit-codes.ts";
 /** The broker could not be reached or refused the connection. */
 export class BrokerConnectError extends MpotaError {
   override readonly exitCode: number = EXIT_CODES.brokerConnect.code;
+  /**
+   * No broker answered at the URL (refused, unresolved, unreachable, silent),
+   * as against one that answered and refused this client: only then is
+   * "start the broker" the advice.
+   */
+  readonly unreachable: boolean;
+
+  constructor(message: string, options: { cause?: unknown; unreachable?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.unreachable = options.unreachable === true;
+  }
 }
 
 /** How to reach a broker: the embedded one or an external one such as Mosquitto. */
@@ -135,6 +146,12 @@ function isPacketParseError(error: unknown): boolean {
   return typeof message === "string" && /packet|^Invalid |^Malformed /i.test(message);
 }
 
+/** A failure of the socket itself (ECONNREFUSED, ENOTFOUND, EHOSTUNREACH ...): nothing that speaks MQTT answered. */
+function isSocketError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && !isTlsError(error);
+}
+
 function isTlsError(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   return typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL|HOSTNAME/.test(code);
@@ -151,6 +168,7 @@ export function connectClient(connection: MqttConnection, options: ConnectOption
         lastError === undefined
           ? `The broker at ${safeUrl(connection.url)} did not answer within ${Math.round(options.timeoutMs / 1000)} s.`
           : describeConnectError(lastError, connection.url),
+        lastError === undefined || isSocketError(lastError),
       );
     }, options.timeoutMs);
     const cleanup = () => {
@@ -159,10 +177,10 @@ export function connectClient(connection: MqttConnection, options: ConnectOption
       client.off("error", onError);
       client.off("close", onClose);
     };
-    const fail = (message: string) => {
+    const fail = (message: string, unreachable: boolean) => {
       cleanup();
       client.end(true);
-      reject(new BrokerConnectError(message));
+      reject(new BrokerConnectError(message, { unreachable }));
     };
     const onConnect = () => {
       cleanup();
@@ -173,11 +191,14 @@ export function connectClient(connection: MqttConnection, options: ConnectOption
       const code = (error as { code?: unknown }).code;
       // Refusals by the broker and TLS failures do not get better by retrying.
       if (typeof code === "number" || isTlsError(error) || !options.reconnect)
-        fail(describeConnectError(error, connection.url));
+        fail(describeConnectError(error, connection.url), isSocketError(error));
     };
     const onClose = () => {
       if (!options.reconnect)
-        fail(describeConnectError(lastError ?? new Error("the connection closed"), connection.url));
+        fail(
+          describeConnectError(lastError ?? new Error("the connection closed"), connection.url),
+          lastError === undefined || isSocketError(lastError),
+        );
     };
     client.on("connect", onConnect);
     client.on("error", onError);

@@ -369,6 +369,22 @@ describe("mpota serve and the commands that ask it", () => {
     }
   });
 
+  it('a broker that refuses the CLI\'s login: the reason and the --data advice, not "no server can be reached"', async () => {
+    const t = tempDir();
+    const r = await mpota(["devices", "--mqtt", url, "--data", join(t.dir, "no-server-here")]);
+    t.remove();
+    assert.equal(r.code, 20);
+    assert.match(
+      r.stderr,
+      /^mpota: The broker at mqtt:\/\/127\.0\.0\.1:\d+ (did not authorize this client|refused the user name or password)/,
+    );
+    assert.match(
+      r.stderr,
+      /The CLI found no admin token at .*no-server-here\/admin-token\. .*pass --data DIR/,
+    );
+    assert.doesNotMatch(r.stderr, /No mpota server can be reached|Start it with `mpota serve`/);
+  });
+
   it("answers bad requests with the server's reason and exit code 22", async () => {
     const r = await ask("update", "nosuch", "sensor");
     assert.equal(r.code, 22);

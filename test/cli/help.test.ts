@@ -39,10 +39,33 @@ describe("every command has --help", () => {
         examples++;
         assert.match(line, /--name \S+ --version \S+/, `mpota ${path.join(" ")} --help: ${line}`);
         const update = /mpota update \S+ (\S+)/.exec(line);
-        if (update !== null) assert.match(update[1] as string, /@/, `mpota ${path.join(" ")} --help: ${line}`);
+        if (update !== null)
+          assert.match(update[1] as string, /@/, `mpota ${path.join(" ")} --help: ${line}`);
       }
     }
     assert.ok(examples >= 1, "no help text shows `mpota firmware add`");
+  });
+
+  test("a word after jobs, rollout or firmware that is no command of theirs: exit 2 naming the word and the commands", async () => {
+    const jobs = await runCli(["jobs", "j-3f9a0c12d4"]);
+    assert.equal(jobs.code, 2);
+    assert.match(
+      jobs.stderr,
+      /^error: "j-3f9a0c12d4" is not a command of mpota jobs: give one of list, show, cancel; to see one: mpota jobs show j-3f9a0c12d4\.\n/,
+    );
+    const rollout = await runCli(["rollout", "r-3f9a0c12d4"]);
+    assert.equal(rollout.code, 2);
+    assert.match(
+      rollout.stderr,
+      /"r-3f9a0c12d4" is not a command of mpota rollout: give one of create, list, show, /,
+    );
+    const firmware = await runCli(["firmware", "show", "demo@2.0"]);
+    assert.equal(firmware.code, 2);
+    assert.match(
+      firmware.stderr,
+      /^error: "show" is not a command of mpota firmware: give one of add, list, remove\.\n/,
+    );
+    for (const r of [jobs, rollout, firmware]) assert.doesNotMatch(r.stderr, /too many arguments/);
   });
 
   test("an unknown command exits 2 and says so", async () => {

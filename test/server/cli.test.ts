@@ -385,6 +385,18 @@ describe("mpota serve and the commands that ask it", () => {
     assert.doesNotMatch(r.stderr, /No mpota server can be reached|Start it with `mpota serve`/);
   });
 
+  it("a device provisioned but not yet reporting: devices show says what makes it appear", async () => {
+    await provision("cellar");
+    const r = await ask("devices", "show", "cellar");
+    assert.equal(r.code, 22);
+    assert.equal(
+      r.stderr,
+      'mpota: Device "cellar" is provisioned but has not reported its state yet: put the mpota_config.py that `mpota devices add cellar` wrote on the board with the agent and start it; it appears once its agent publishes its state.\n',
+    );
+    const unknown = await ask("devices", "show", "nobody");
+    assert.match(unknown.stderr, /^mpota: No device "nobody" is known\./);
+  });
+
   it("answers bad requests with the server's reason and exit code 22", async () => {
     const r = await ask("update", "nosuch", "sensor");
     assert.equal(r.code, 22);

@@ -8,6 +8,7 @@ import { systemClock } from "../net/clock.ts";
 import { LINK_PROFILES } from "../net/impairment.ts";
 import { NodeUdpNetwork } from "../net/node-udp.ts";
 import { seededRandom } from "../net/random.ts";
+import { rejectPortInAddress } from "./address-option.ts";
 import { emulateEsp32 } from "./emulate-esp32.ts";
 import type { EmulateCommandOptions, EmulateDeps } from "./emulate-options.ts";
 import { watchProgress } from "./emulate-progress.ts";
@@ -226,6 +227,7 @@ rollback and the deep-sleep trap, and the real agent, which pulls updates
 from the server: mpota emulate --chip esp32 --mqtt mqtt://localhost:1883`,
     )
     .action(async (options: EmulateCommandOptions) => {
+      rejectPortInAddress("--bind", options.bind);
       await emulateCommand(options, io, deps);
     });
 }

@@ -21,6 +21,12 @@ export function describeBindError(error: unknown, address: string, port: number)
       { cause: error },
     );
   }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") {
+    return new EmulatorBindError(
+      `--bind ${address} does not resolve to an address: give one of this machine's addresses, such as 127.0.0.2 (the default) or its LAN address.`,
+      { cause: error },
+    );
+  }
   if (code === "EACCES") {
     return new EmulatorBindError(`Not allowed to bind ${address}:${port}. Use a port above 1023.`, {
       cause: error,

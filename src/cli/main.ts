@@ -29,10 +29,30 @@ export function buildProgram(io: CliIo = processIo): Command {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
     if (!cmd.options.some((o) => o.long === "--verbose"))
       cmd.option("--verbose", "print stack traces with errors");
+    if (cmd.name() === "list" && cmd.parent && cmd.registeredArguments.length === 0) {
+      const parent = cmd.parent;
+      cmd.configureOutput({
+        outputError: (text, write) =>
+          write(/too many arguments for 'list'/.test(text) ? notACommand(parent, cmd.args) : text),
+      });
+    }
     for (const sub of cmd.commands) configure(sub);
   };
   for (const cmd of program.commands) configure(cmd);
   return program;
+}
+
+/**
+ * `mpota jobs j-3f9a` or `mpota firmware show x` land in the default `list`,
+ * whose own complaint ("too many arguments for 'list'") names neither the
+ * word nor the commands there are.
+ */
+function notACommand(parent: Command, args: string[]): string {
+  const word = args[0] ?? "";
+  const names = parent.commands.map((c) => c.name()).filter((n) => n !== "help");
+  const show =
+    names.includes("show") && word !== "show" ? `; to see one: mpota ${parent.name()} show ${word}` : "";
+  return `error: "${word}" is not a command of mpota ${parent.name()}: give one of ${names.join(", ")}${show}.\n`;
 }
 
 /** Runs the CLI; returns the process exit code. */

@@ -16,6 +16,7 @@ import {
   push,
 } from "../transfer/sender.ts";
 import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
+import { rejectPortInAddress } from "./address-option.ts";
 import type { CliIo } from "./io.ts";
 import { DEFAULT_KEY_FILE, loadSigningKey, parseIntegerOption } from "./key-options.ts";
 import { unusualKeyWarning } from "./keys.ts";
@@ -206,6 +207,7 @@ Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped 
 33 --to is not one device (broadcast, multicast, 0.0.0.0, or a name that does not resolve), 2 usage, 3 file problem, 4 key problem, 5 damaged .ota file, 10 firmware refused by the checks.`,
     )
     .action(async (file: string, options: PushCommandOptions) => {
+      rejectPortInAddress("--to", options.to);
       if (options.port < 1 || options.port > 65535)
         throw new UsageError("--port must be between 1 and 65535.");
       await pushCommand(file, options, io);

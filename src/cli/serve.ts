@@ -17,6 +17,7 @@ import { DEFAULT_BROKER_LIMITS } from "../server/mqtt/broker-limits.ts";
 import { loadBrokerTls, selfSignedBrokerTls } from "../server/mqtt/broker-tls.ts";
 import { DEFAULT_MQTTS_PORT } from "../server/mqtt/broker-tls-listener.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
+import { BrokerConnectError } from "../server/mqtt/mqtt-connect.ts";
 import { MpotaServer } from "../server/server.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
@@ -103,6 +104,8 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
           },
         }
       : {}),
+  }).catch((error: unknown) => {
+    throw withExternalBrokerHint(error, broker.kind);
   });
   if (server.newAdminToken) {
     io.err(
@@ -122,6 +125,18 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     io.err("mpota server stopping...\n");
     await server.stop();
   }
+}
+
+/**
+ * A user who gave --mqtt may not know that serve then starts no broker of its
+ * own: when nothing answers at that URL, say so and what to do.
+ */
+function withExternalBrokerHint(error: unknown, kind: "embedded" | "external"): unknown {
+  if (kind !== "external" || !(error instanceof BrokerConnectError) || !error.unreachable) return error;
+  return new BrokerConnectError(
+    `${error.message}\nWith --mqtt, mpota serve uses that broker and starts none of its own: start it (Mosquitto: docs/mosquitto.md), check the URL's host and port, or leave out --mqtt to run the embedded broker.`,
+    { cause: error, unreachable: true },
+  );
 }
 
 /** Resolves at the first SIGINT or SIGTERM. */

@@ -309,7 +309,7 @@ Example:
   mpota simulate --devices 3 --esp32 1 --pico-w 1   # an ESP8266, an ESP32, a Pico W
   mpota simulate --write-esp32-firmware new-esp32.bin --seed 2
   mpota simulate --write-bootloader yaota8266.bin --key priv.key   # synthetic: never flash it
-  mpota firmware add new.bin && mpota update sim-1 new.bin`,
+  mpota firmware add new.bin --name demo --version 2.0 && mpota update sim-1 demo@2.0`,
     )
     .action(async (options: SimulateCommandOptions) => {
       await simulateCommand(options, io, deps);

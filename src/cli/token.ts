@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { adminTokenPath, rotateAdminToken } from "../server/http/admin-token.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
@@ -20,7 +21,14 @@ export function tokenRotateCommand(options: TokenOptions, io: CliIo): void {
 
 /** `mpota token show-path`: where the admin token is (not the token itself). */
 export function tokenShowPathCommand(options: TokenOptions, io: CliIo): void {
-  io.out(`${adminTokenPath(options.data)}\n`);
+  const path = adminTokenPath(options.data);
+  io.out(`${path}\n`);
+  // The path alone looks like an answer; `cat "$(mpota token show-path)"` would then fail with a bare "No such file".
+  if (!existsSync(path)) {
+    io.err(
+      `There is no admin token at ${path} yet: \`mpota serve\` makes it on its first start in its data directory. Pass the --data DIR your server uses (here: ${options.data}).\n`,
+    );
+  }
 }
 
 export function registerTokenCommand(program: Command, io: CliIo): void {

@@ -2,8 +2,15 @@ import type { Command } from "commander";
 import { MpotaError } from "../errors.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import type { JobProgressMessage, JobView } from "../server/api/api.ts";
+import { RequestError } from "../server/base/request-error.ts";
 import type { BridgeClient } from "../server/bridge/bridge-client.ts";
-import { addBridgeOptions, type BridgeCommandOptions, printJson, withBridge } from "./devices.ts";
+import {
+  addBridgeOptions,
+  type BridgeCommandOptions,
+  printJson,
+  relativeTime,
+  withBridge,
+} from "./devices.ts";
 import type { CliIo } from "./io.ts";
 import { deviceFetches, isAppJob, phaseWord, releaseWords } from "./job-words.ts";
 import { progressText } from "./jobs.ts";
@@ -53,6 +60,18 @@ async function follow(
   }
 }
 
+/** When the device was last seen, if its last status says offline; an unknown device is the update's to report. */
+async function offlineSince(bridge: BridgeClient, id: string): Promise<number | undefined> {
+  try {
+    const device = await bridge.request("device", { id });
+    return device.status === "offline" ? device.lastSeen : undefined;
+  } catch (error) {
+    // A refusal (no such device) is the update's to report, in its own words.
+    if (error instanceof RequestError) return undefined;
+    throw error;
+  }
+}
+
 export async function updateCommand(
   device: string,
   firmware: string,
@@ -60,6 +79,10 @@ export async function updateCommand(
   io: CliIo,
 ): Promise<JobView> {
   return withBridge(options, async (bridge) => {
+    // "An awake device takes it now" reads as a promise; for a device that
+    // went offline the job waits, and the user should know it will. Asked
+    // before the update, so that --follow subscribes without delay.
+    const offline = options.json ? undefined : await offlineSince(bridge, device);
     const job = await bridge.request("update", {
       device,
       firmware,
@@ -71,6 +94,9 @@ export async function updateCommand(
       io.out(
         `Job ${job.id}: update ${job.device} to ${releaseWords(job.firmware, job)} (${job.firmware.id}).\n` +
           "The command is retained on the broker: an awake device takes it now, a sleeping one at its next wake.\n" +
+          (offline === undefined
+            ? ""
+            : `${job.device} is offline (last seen ${relativeTime(offline)}): the job waits until it connects again; \`mpota jobs cancel ${job.id}\` withdraws it.\n`) +
           (isAppJob(job, job)
             ? "The board fetches the signed manifest and only the files it does not hold; the others it stages from its own flash. Progress counts the files staged.\n"
             : "") +

@@ -5,7 +5,7 @@ export function describeBindError(error: unknown, address: string, port: number)
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "EADDRINUSE") {
     return new SimulatorError(
-      `UDP port ${port} on ${address} is already in use (another simulator, emulator or receiver?). Stop it, or start the fleet at another address.`,
+      `UDP port ${port} on ${address} is already in use (another simulator, emulator or receiver?). Stop it, or start the fleet at another address (\`mpota simulate --first-address 127.0.2.1\`, for example).`,
       { cause: error },
     );
   }

@@ -71,6 +71,81 @@ describe("mpota push: only one device's unicast address", () => {
   }
 });
 
+describe("mpota push --to with a port in it", () => {
+  for (const [target, fix] of [
+    ["127.0.0.57:8266", "--to 127.0.0.57 --port 8266"],
+    ["127.0.0.57:99999", "--to 127.0.0.57 --port 99999"],
+    ["esp-kitchen.local:8266", "--to esp-kitchen.local --port 8266"],
+    ["[fe80::1]:8266", "--to fe80::1 --port 8266"],
+  ] as const) {
+    test(`--to ${target}: exit 2 naming --port, not "does not resolve"`, async () => {
+      const r = await runCliProcess(["push", "firmware-ota.bin", "--to", target, "--wait", "1"], {
+        cwd: tmp.dir,
+      });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--to takes an address without a port/);
+      assert.ok(r.stderr.includes(`use ${fix}`), r.stderr);
+      assert.doesNotMatch(r.stderr, /does not resolve|pushing|waiting for/);
+      assertNoInternalError(r.stderr);
+    });
+  }
+});
+
+describe("mpota emulate --bind that is not an address of this machine", () => {
+  test("--bind 127.0.0.60:8266: exit 2 naming --port, not an internal error", async () => {
+    const r = await runCliProcess(
+      ["emulate", "--key", "priv.key", "--bind", "127.0.0.60:8266", "--no-console"],
+      {
+        cwd: tmp.dir,
+      },
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--bind takes an address without a port: use --bind 127\.0\.0\.60 --port 8266/);
+    assertNoInternalError(r.stderr);
+  });
+
+  test("--bind nosuchhost.invalid: exit 7 saying it does not resolve and what to give", async () => {
+    const r = await runCliProcess(
+      ["emulate", "--key", "priv.key", "--bind", "nosuchhost.invalid", "--no-console"],
+      {
+        cwd: tmp.dir,
+      },
+    );
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(
+      r.stderr,
+      /--bind nosuchhost\.invalid does not resolve to an address: give one of this machine's addresses/,
+    );
+    assertNoInternalError(r.stderr);
+  });
+});
+
+describe("mpota serve on an address that is not this machine's", () => {
+  // 192.0.2.7 is TEST-NET-1 (RFC 5737): never configured on a machine.
+  for (const [option, code, words] of [
+    [
+      "--mqtt-host",
+      21,
+      /cannot listen on 192\.0\.2\.7:0: 192\.0\.2\.7 is not an address of this machine\. Give one of its addresses with --mqtt-host, or 0\.0\.0\.0/,
+    ],
+    [
+      "--http-host",
+      29,
+      /cannot listen on 192\.0\.2\.7:0: 192\.0\.2\.7 is not an address of this machine\. Give one of its addresses with --http-host/,
+    ],
+  ] as const) {
+    test(`${option} 192.0.2.7: exit ${code} naming ${option}`, async () => {
+      const args = ["serve", "--data", file(`data-${option.slice(2)}`), "--mqtt-host", "127.0.0.1"];
+      args.push("--mqtt-port", "0", "--http-port", "0", option, "192.0.2.7");
+      const r = await runCliProcess(args, { cwd: tmp.dir });
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stderr, words);
+      assert.doesNotMatch(r.stderr, /EADDRNOTAVAIL|Pick another with --http-port/);
+      assertNoInternalError(r.stderr);
+    });
+  }
+});
+
 describe("files larger than any flash are refused from their size", () => {
   for (const args of [
     ["check", "huge.bin", "--flash-size", "1M"],

@@ -45,7 +45,7 @@ describe("the app release kind: checkDevice by what the device reports", () => {
 
   it("refuses an agent that does not report its app, another board, another .mpy version or arch, too little room", () => {
     assert.throws(() => appKind.checkDevice(bytecode, state(undefined, 2), S), {
-      message: `${S}: the device reports contract v2 without its app (the state's "app"), so it cannot fetch an app release. Install the current agent (device/ of mpota) on it first.`,
+      message: `${S}: the device reports contract v2 without its app (the state's "app"): mpota's app loader is not on the board, so it cannot fetch an app release. Copy the app modules and examples/app_main.py as main.py to it beside the agent (device/README.md, "Apps") and restart it.`,
     });
     assert.throws(() => appKind.checkDevice(bytecode, state({ board: "rp2" }), S), {
       message: `${S}: thermostat 1.4.0 is for esp32, esp8266; the device is a rp2 board. Add the release again with --board rp2 if its files run there.`,

@@ -335,7 +335,7 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await eventually(async () => (await s.server.storage.devices.get("app-8"))?.state !== undefined, "app-8");
     await assert.rejects(bridge.request("update", { device: "app-8", firmware: "thermostat@1.4.1" }), {
       message:
-        'thermostat 1.4.1 for app-8: the device reports contract v2 without its app (the state\'s "app"), so it cannot fetch an app release. Install the current agent (device/ of mpota) on it first.',
+        'thermostat 1.4.1 for app-8: the device reports contract v2 without its app (the state\'s "app"): mpota\'s app loader is not on the board, so it cannot fetch an app release. Copy the app modules and examples/app_main.py as main.py to it beside the agent (device/README.md, "Apps") and restart it.',
     });
   });
 

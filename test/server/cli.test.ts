@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command, CommanderError } from "commander";
@@ -322,6 +324,32 @@ describe("mpota serve and the commands that ask it", () => {
     assert.match(gone.stderr, /has already been cancelled/);
   });
 
+  it("says that an offline device takes the update only when it connects again", async () => {
+    const attic = await MqttDevice.connect(url, "attic", "mpota", await provision("attic"));
+    await attic.state({ fw: imageIdentity(v1), ip: "192.168.1.42" });
+    await attic.status("offline");
+    await eventually(async () => /\nattic +offline/.test((await ask("devices")).stdout), "attic offline");
+    const r = await ask("update", "attic", "sensor@2.0");
+    assert.equal(r.code, 0, r.stderr);
+    const id = /^Job (j-[0-9a-f]+): /.exec(r.stdout)?.[1];
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `\nattic is offline \\(last seen \\d+ s ago\\): the job waits until it connects again; \`mpota jobs cancel ${id}\` withdraws it\\.\n`,
+      ),
+    );
+    assert.equal((await ask("jobs", "cancel", id as string)).code, 0);
+    // An online device gets no such line.
+    await attic.status("online");
+    await eventually(async () => /\nattic +online/.test((await ask("devices")).stdout), "attic online");
+    const online = await ask("update", "attic", "sensor@2.0");
+    assert.equal(online.code, 0, online.stderr);
+    assert.doesNotMatch(online.stdout, /offline/);
+    const second = /^Job (j-[0-9a-f]+): /.exec(online.stdout)?.[1] as string;
+    assert.equal((await ask("jobs", "cancel", second)).code, 0);
+    await attic.close();
+  });
+
   it("follows an update to its end", async () => {
     const twin = new DeviceTwin({ url, id: "kitchen", image: v1, mqttOptions: await provision("kitchen") });
     await twin.start();
@@ -339,6 +367,34 @@ describe("mpota serve and the commands that ask it", () => {
     } finally {
       await twin.close();
     }
+  });
+
+  it('a broker that refuses the CLI\'s login: the reason and the --data advice, not "no server can be reached"', async () => {
+    const t = tempDir();
+    const r = await mpota(["devices", "--mqtt", url, "--data", join(t.dir, "no-server-here")]);
+    t.remove();
+    assert.equal(r.code, 20);
+    assert.match(
+      r.stderr,
+      /^mpota: The broker at mqtt:\/\/127\.0\.0\.1:\d+ (did not authorize this client|refused the user name or password)/,
+    );
+    assert.match(
+      r.stderr,
+      /The CLI found no admin token at .*no-server-here\/admin-token\. .*pass --data DIR/,
+    );
+    assert.doesNotMatch(r.stderr, /No mpota server can be reached|Start it with `mpota serve`/);
+  });
+
+  it("a device provisioned but not yet reporting: devices show says what makes it appear", async () => {
+    await provision("cellar");
+    const r = await ask("devices", "show", "cellar");
+    assert.equal(r.code, 22);
+    assert.equal(
+      r.stderr,
+      'mpota: Device "cellar" is provisioned but has not reported its state yet: put the mpota_config.py that `mpota devices add cellar` wrote on the board with the agent and start it; it appears once its agent publishes its state.\n',
+    );
+    const unknown = await ask("devices", "show", "nobody");
+    assert.match(unknown.stderr, /^mpota: No device "nobody" is known\./);
   });
 
   it("answers bad requests with the server's reason and exit code 22", async () => {
@@ -362,6 +418,58 @@ describe("the commands without a server", () => {
       r.stderr,
       `mpota: Nothing accepts connections at ${url} (connection refused).\nNo mpota server can be reached through ${url}. Start it with \`mpota serve\` (or \`npm start\` in the mpota folder), or pass --mqtt URL for the broker your server uses.\n`,
     );
+  });
+
+  it("explain that what answers at --mqtt is not a broker (the dashboard's port)", async () => {
+    const http = createServer((_request, response) => response.end("dashboard"));
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    const { port } = http.address() as AddressInfo;
+    try {
+      const r = await mpota(["devices", "--mqtt", `mqtt://127.0.0.1:${port}`, "--timeout", "2"]);
+      assert.equal(r.code, 20);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^mpota: Cannot connect to the broker at mqtt://127\\.0\\.0\\.1:${port}: what answers there does not speak MQTT \\(.+\\)\\. Is that the dashboard's HTTP port\\? Give the broker's port`,
+        ),
+      );
+    } finally {
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    }
+  });
+
+  it("serve --mqtt with nothing at that URL: says it starts no broker of its own, and what to do", async () => {
+    const logs = new LogCapture("silent");
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: logs.logger });
+    const url = broker.url;
+    await broker.close();
+    const t = tempDir();
+    try {
+      const data = seededDataDir(join(t.dir, "data"));
+      const key = fixturePath("reference/priv-pkcs1.key");
+      const r = await mpota([
+        "serve",
+        "--data",
+        data,
+        "--mqtt",
+        url,
+        "--key",
+        key,
+        "--no-http",
+        "--log-level",
+        "silent",
+      ]);
+      assert.equal(r.code, 20, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `mpota: Nothing accepts connections at ${url.replace(/\./g, "\\.")} \\(connection refused\\)\\.\nWith --mqtt, mpota serve uses that broker and starts none of its own: start it \\(Mosquitto: docs/mosquitto\\.md\\), check the URL's host and port, or leave out --mqtt to run the embedded broker\\.\n$`,
+        ),
+      );
+    } finally {
+      t.remove();
+    }
   });
 
   it("explain that the broker runs but no server answers", async () => {

@@ -189,7 +189,7 @@ describe("a fleet against a real broker", () => {
         assert.ok(error instanceof SimulatorError);
         assert.equal(
           error.message,
-          `UDP port 8266 on ${taken} is already in use (another simulator, emulator or receiver?). Stop it, or start the fleet at another address.`,
+          `UDP port 8266 on ${taken} is already in use (another simulator, emulator or receiver?). Stop it, or start the fleet at another address (\`mpota simulate --first-address 127.0.2.1\`, for example).`,
         );
         return true;
       });

@@ -87,9 +87,12 @@ export class BridgeClient {
     try {
       client = await connectClient(options.connection, { timeoutMs, reconnect: false });
     } catch (error) {
-      if (error instanceof BrokerConnectError) {
+      // A broker that answered and refused this client says why itself; the
+      // server may well run behind it, so "start it" would mislead.
+      if (error instanceof BrokerConnectError && error.unreachable) {
         throw new BrokerConnectError(
           `${error.message}\nNo mpota server can be reached through ${safeUrl(options.connection.url)}. ${START_HINT}, or pass --mqtt URL for the broker your server uses.`,
+          { cause: error, unreachable: true },
         );
       }
       throw error;

@@ -156,11 +156,19 @@ export function bridgeHandlers(deps: BridgeHandlerDeps): BridgeHandlers {
     device: async (request) => {
       const id = stringField(request, "id", "the device id");
       const device = await storage.devices.get(id);
-      if (!device)
+      if (!device) {
+        // Right after `mpota devices add` the id is provisioned but not yet a device: say what makes it one.
+        if ((await storage.credentials.get(id)) !== undefined) {
+          throw new RequestError(
+            `Device "${id}" is provisioned but has not reported its state yet: put the mpota_config.py that \`mpota devices add ${id}\` wrote on the board with the agent and start it; it appears once its agent publishes its state.`,
+            { notFound: true },
+          );
+        }
         throw new RequestError(
           `No device "${shorten(id)}" is known. \`mpota devices\` lists the known ones.`,
           { notFound: true },
         );
+      }
       const limit = optionalInteger(request, "history", 0, 1000) ?? 20;
       const [firmware, history, jobs] = await Promise.all([
         firmwareIndex(),

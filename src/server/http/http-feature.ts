@@ -218,7 +218,9 @@ export class HttpFeature {
       const onError = (error: NodeJS.ErrnoException) => {
         reject(
           new HttpListenError(
-            `The dashboard cannot listen on ${this.host}:${this.port}: ${error.code === "EADDRINUSE" ? "the port is in use (another mpota serve?)" : error.message}. Pick another with --http-port.`,
+            error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
+              ? `The dashboard cannot listen on ${this.host}:${this.port}: ${this.host} is not an address of this machine. Give one of its addresses with --http-host (127.0.0.1, the default, keeps it to this machine).`
+              : `The dashboard cannot listen on ${this.host}:${this.port}: ${error.code === "EADDRINUSE" ? "the port is in use (another mpota serve?)" : error.message}. Pick another with --http-port.`,
           ),
         );
       };

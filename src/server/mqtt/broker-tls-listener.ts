@@ -73,6 +73,7 @@ export class TlsListener {
     const advice = {
       inUse: `Port ${port} on ${host} is in use (another MQTT broker with TLS, such as Mosquitto, or another \`mpota serve\`?). Give the embedded broker's TLS listener another port with --mqtts-port.`,
       portOption: "--mqtts-port",
+      hostOption: "--mqtts-host",
       how: "with TLS on",
     };
     await listenWithAdvice(server, port, host, advice, (message) => new BrokerTlsError(message));

@@ -86,6 +86,7 @@ export class EmbeddedBroker {
     const advice = {
       inUse: `Port ${port} on ${host} is in use: another MQTT broker (Mosquitto?) or another \`mpota serve\` runs there. Use that broker with --mqtt mqtt://localhost:${port}, or give the embedded broker another port with --mqtt-port.`,
       portOption: "--mqtt-port",
+      hostOption: "--mqtt-host",
       how: "on",
     };
     try {

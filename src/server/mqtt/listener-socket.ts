@@ -13,6 +13,8 @@ export interface ListenAdvice {
   inUse: string;
   /** The option that picks another port (`--mqtt-port`). */
   portOption: string;
+  /** The option that picks the address (`--mqtt-host`). */
+  hostOption: string;
   /** How it listens, for the message of any other failure ("on", "with TLS on"). */
   how: string;
 }
@@ -50,7 +52,9 @@ export async function listenWithAdvice(
         ? advice.inUse
         : code === "EACCES"
           ? `Not allowed to listen on port ${port} on ${host}. Pick a port above 1023 with ${advice.portOption}.`
-          : `The embedded MQTT broker cannot listen ${advice.how} ${host}:${port}: ${(error as Error).message}`,
+          : code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_AGAIN"
+            ? `The embedded MQTT broker cannot listen ${advice.how} ${host}:${port}: ${host} is not an address of this machine. Give one of its addresses with ${advice.hostOption}, or 0.0.0.0 for all of them.`
+            : `The embedded MQTT broker cannot listen ${advice.how} ${host}:${port}: ${(error as Error).message}`,
     );
   }
 }

@@ -7,6 +7,17 @@ import { EXIT_CODES } from "../../exit-codes.ts";
 /** The broker could not be reached or refused the connection. */
 export class BrokerConnectError extends MpotaError {
   override readonly exitCode: number = EXIT_CODES.brokerConnect.code;
+  /**
+   * No broker answered at the URL (refused, unresolved, unreachable, silent),
+   * as against one that answered and refused this client: only then is
+   * "start the broker" the advice.
+   */
+  readonly unreachable: boolean;
+
+  constructor(message: string, options: { cause?: unknown; unreachable?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.unreachable = options.unreachable === true;
+  }
 }
 
 /** How to reach a broker: the embedded one or an external one such as Mosquitto. */
@@ -121,7 +132,24 @@ export function describeConnectError(error: unknown, url: string): string {
   if (isTlsError(error)) {
     return `The TLS connection to ${where} failed: ${e?.message}. Give the CA that signed the broker's certificate with --mqtt-ca (or --mqtt-insecure for a test broker).`;
   }
+  if (code === undefined && isPacketParseError(error)) {
+    // The usual cause is the dashboard's port: an HTTP reply read as MQTT
+    // ("Invalid header flag bits, must be 0x0 for puback packet").
+    return `Cannot connect to the broker at ${where}: what answers there does not speak MQTT (${e?.message}). Is that the dashboard's HTTP port? Give the broker's port: \`mpota serve\` prints it ("MQTT broker: mqtt://..."; --mqtt-port, 1883 by default).`;
+  }
   return `Cannot connect to the broker at ${where}: ${(error as Error)?.message ?? String(error)}.`;
+}
+
+/** An error of MQTT.js's packet parser: the bytes that came back are not MQTT. */
+function isPacketParseError(error: unknown): boolean {
+  const message = (error as { message?: unknown } | undefined)?.message;
+  return typeof message === "string" && /packet|^Invalid |^Malformed /i.test(message);
+}
+
+/** A failure of the socket itself (ECONNREFUSED, ENOTFOUND, EHOSTUNREACH ...): nothing that speaks MQTT answered. */
+function isSocketError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && !isTlsError(error);
 }
 
 function isTlsError(error: unknown): boolean {
@@ -140,6 +168,7 @@ export function connectClient(connection: MqttConnection, options: ConnectOption
         lastError === undefined
           ? `The broker at ${safeUrl(connection.url)} did not answer within ${Math.round(options.timeoutMs / 1000)} s.`
           : describeConnectError(lastError, connection.url),
+        lastError === undefined || isSocketError(lastError),
       );
     }, options.timeoutMs);
     const cleanup = () => {
@@ -148,10 +177,10 @@ export function connectClient(connection: MqttConnection, options: ConnectOption
       client.off("error", onError);
       client.off("close", onClose);
     };
-    const fail = (message: string) => {
+    const fail = (message: string, unreachable: boolean) => {
       cleanup();
       client.end(true);
-      reject(new BrokerConnectError(message));
+      reject(new BrokerConnectError(message, { unreachable }));
     };
     const onConnect = () => {
       cleanup();
@@ -162,11 +191,14 @@ export function connectClient(connection: MqttConnection, options: ConnectOption
       const code = (error as { code?: unknown }).code;
       // Refusals by the broker and TLS failures do not get better by retrying.
       if (typeof code === "number" || isTlsError(error) || !options.reconnect)
-        fail(describeConnectError(error, connection.url));
+        fail(describeConnectError(error, connection.url), isSocketError(error));
     };
     const onClose = () => {
       if (!options.reconnect)
-        fail(describeConnectError(lastError ?? new Error("the connection closed"), connection.url));
+        fail(
+          describeConnectError(lastError ?? new Error("the connection closed"), connection.url),
+          lastError === undefined || isSocketError(lastError),
+        );
     };
     client.on("connect", onConnect);
     client.on("error", onError);

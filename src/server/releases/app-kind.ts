@@ -109,7 +109,7 @@ export const appKind: ReleaseKind = {
     const manifest = appManifestOf(artifact, source);
     if (state.v < 3 || state.app === undefined) {
       throw new RequestError(
-        `${source}: the device reports contract v${state.v} without its app (the state's "app"), so it cannot fetch an app release. Install the current agent (device/ of mpota) on it first.`,
+        `${source}: the device reports contract v${state.v} without its app (the state's "app"): mpota's app loader is not on the board, so it cannot fetch an app release. Copy the app modules and examples/app_main.py as main.py to it beside the agent (device/README.md, "Apps") and restart it.`,
       );
     }
     const app = state.app;

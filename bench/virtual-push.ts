@@ -30,7 +30,7 @@ export interface VirtualRun {
   key: SigningKey;
   tuning?: PushTuning;
   /** Model B's readings of the link (jitter around the delay, bursty loss), and its oracle hook. */
-  modelB?: Pick<ModelBOptions, "jitter" | "burst" | "observe">;
+  modelB?: Pick<ModelBOptions, "jitter" | "burst" | "observe" | "eraseMs">;
   /** Another sender in place of mpota's (bench/oracle-sender.ts); 256-byte blocks only. */
   sender?: VirtualSender;
   /** The emulator's costs where they differ from the spec's model (a slower flash). */
@@ -168,7 +168,7 @@ export async function runVirtualPush(run: VirtualRun): Promise<VirtualResult> {
     await clock.advance(500);
     const floorMs =
       run.model === "model-b"
-        ? modelBFloorMs(image.length, block)
+        ? modelBFloorMs(image.length, block, run.modelB?.eraseMs)
         : deviceFloorMs(image.length, block, run.timing);
     return {
       seconds,

@@ -100,7 +100,15 @@ export async function openCore(options: ServerOptions, logger: Logger, features:
   // The command key signs every command to a device (devices hold its public half in CMD_KEYS).
   const keyRing = options.commandKey ? new CommandKeyRing(options.commandKey) : CommandKeyRing.load(dataDir);
   for (const k of keyRing.trusted()) if (k.warning) logger.warn({ path: k.path }, k.warning);
-  const { broker, connection } = await startBroker(options, topics, storage, ensured.path, logger, features);
+  const { broker, connection } = await startBroker(
+    options,
+    topics,
+    storage,
+    ensured.path,
+    logger,
+    features,
+    clock,
+  );
   const link = await MqttLink.connect(
     connection,
     {
@@ -152,6 +160,7 @@ async function startBroker(
   adminTokenPath: string,
   logger: Logger,
   features: FeatureList,
+  clock: Clock,
 ): Promise<{ broker: EmbeddedBroker | undefined; connection: MqttConnection }> {
   const choice = options.broker ?? { kind: "embedded" };
   if (choice.kind === "external") return { broker: undefined, connection: choice.connection };
@@ -174,5 +183,15 @@ async function startBroker(
     ...(choice.limits ? { limits: choice.limits } : {}),
   });
   await features.start(running("broker", () => broker.close()));
+  // A new embedded broker holds no sessions and no retained messages, and the
+  // wills of the devices connected to the old one died with it: those stored
+  // as online are not, until they connect again (the devices inbox is not
+  // subscribed yet, so a device that connects meanwhile is seen after this).
+  const offline = await storage.devices.markOnlineOffline(clock.now());
+  if (offline > 0)
+    logger.info(
+      { devices: offline },
+      "devices stored as online are offline until they connect to this broker",
+    );
   return { broker, connection: { url: broker.localUrl, username: SERVER_USERNAME, password: serverSecret } };
 }

@@ -65,6 +65,15 @@ export class PostgresDeviceStore implements DeviceStore {
     );
   }
 
+  async markOnlineOffline(at: number): Promise<number> {
+    return this.db.sql("marking devices offline", (sql) =>
+      sql.run(
+        "UPDATE devices SET status = 'offline', status_at = $1, next_wake_at = NULL WHERE status = 'online'",
+        [at],
+      ),
+    );
+  }
+
   async get(id: string): Promise<DeviceRecord | undefined> {
     const row = await this.db.sql("reading a device", (sql) =>
       sql.one("SELECT * FROM devices WHERE id = $1", [id]),

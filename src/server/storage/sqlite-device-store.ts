@@ -59,6 +59,14 @@ export class SqliteDeviceStore implements DeviceStore {
     return deviceFromRow(row);
   }
 
+  async markOnlineOffline(at: number): Promise<number> {
+    return this.db
+      .prepare(
+        "UPDATE devices SET status = 'offline', status_at = ?, next_wake_at = NULL WHERE status = 'online'",
+      )
+      .run(at).changes;
+  }
+
   async get(id: string): Promise<DeviceRecord | undefined> {
     const row = this.db.prepare("SELECT * FROM devices WHERE id = ?").get(id);
     return row && deviceFromRow(row);

@@ -115,6 +115,13 @@ export interface DeviceStore {
     at: number;
     nextWakeAt: number | null;
   }): Promise<DeviceRecord>;
+  /**
+   * Every device stored as online becomes offline at `at` (its last-seen time
+   * stays): the embedded broker has just started, so none of them is
+   * connected, and the wills that would have said so died with the old one.
+   * Returns how many changed.
+   */
+  markOnlineOffline(at: number): Promise<number>;
   get(id: string): Promise<DeviceRecord | undefined>;
   list(): Promise<DeviceRecord[]>;
   /** Up to `limit` devices with ids after `after` (all when undefined), by id: one page of the list. */

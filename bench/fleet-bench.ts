@@ -14,6 +14,9 @@
 //          --setups sqlite,pg1,pg2,pg3 (the rollout rows: one server on SQLite with its
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
+// MPOTA_BENCH_DIAG=DIR: each server writes a CPU profile into DIR when it stops, and the
+// ESP32 row has it write heap snapshots (after a full GC) before and after its rollout
+// (the snapshots take seconds and double the RSS for a while: its figures are not comparable).
 import { type ChildProcess, spawn } from "node:child_process";
 import { createPublicKey } from "node:crypto";
 import {
@@ -22,6 +25,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -92,6 +96,7 @@ interface ServerProcess {
   /** The dashboard and API (no auth, loopback). */
   http: string;
   dataDir: string;
+  pid: number;
   stats(): Promise<{ cpuSeconds: number; rssBytes: number; maxRssBytes: number }>;
   stop(): Promise<void>;
 }
@@ -155,8 +160,12 @@ async function startServer(config: {
   const nodeFlags = (readFileSync(bin, "utf8").split("\n")[0] ?? "")
     .split(/\s+/)
     .filter((a) => a.startsWith("--"));
+  const diag = process.env.MPOTA_BENCH_DIAG;
   const args = [
     ...nodeFlags,
+    ...(diag
+      ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${diag}`, "--cpu-prof", `--cpu-prof-dir=${diag}`]
+      : []),
     bin,
     "serve",
     "--data",
@@ -206,6 +215,7 @@ async function startServer(config: {
     adminUrl: config.mqtt ? url : admin.toString().replace(/\/$/, ""),
     http,
     dataDir: config.dataDir,
+    pid,
     stats: async () => processStats(pid),
     async stop() {
       child.kill("SIGTERM");
@@ -580,6 +590,8 @@ async function esp32Row(keyFile: string) {
   for (let i = 0; i < devices.length; i += 50)
     await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
   await checkedIn(bridge, fw1, ESP32_DEVICES, "ESP32s");
+  const diag = process.env.MPOTA_BENCH_DIAG;
+  if (diag) await heapSnapshot(server, diag, "before");
   const before = await stats(deployment);
   const started = Date.now();
   const created = await bridge.request("rollout/create", {
@@ -612,6 +624,8 @@ async function esp32Row(keyFile: string) {
     }
   }
   const after = await stats(deployment);
+  const jobs = await bridge.request("jobs", { limit: ESP32_DEVICES * 2 });
+  if (diag) await heapSnapshot(server, diag, "after");
   const lastDone = Math.max(...end.devices.map((d) => d.finishedAt ?? 0));
   const minutes = (lastDone - (end.startedAt ?? started)) / 60_000;
   const bytes = devices.reduce((sum, d) => sum + d.bytesFetched, 0);
@@ -634,11 +648,65 @@ async function esp32Row(keyFile: string) {
     serverRssBeforeMB: mb(before.rssBytes),
     serverRssDuringMB: { p50: mb(quantile(sortedRss, 0.5)), max: mb(peakRss) },
     serverPeakRssMB: mb(Math.max(peakRss, after.maxRssBytes)),
+    turn: turnShares(end, jobs),
   };
   await bridge.close();
   await Promise.all(devices.map((d) => d.close()));
   await deployment.stop();
   return row;
+}
+
+/**
+ * Where a slot's time goes (seconds, mean and p90): a device's job from its
+ * creation to its end (command, ack, fetch, boot, state), and the wait of a
+ * freed slot until the next device's job exists (the engine's next look,
+ * then the jobs it creates one after another). Taken in the largest group,
+ * whose k-th job after the first CONCURRENCY takes the slot of its k-th job
+ * to end.
+ */
+function turnShares(
+  end: RolloutDetail,
+  jobs: Array<{ id: string; createdAt: number; finishedAt: number | null }>,
+) {
+  const byId = new Map(jobs.map((j) => [j.id, j]));
+  const sizes = new Map<number, number>();
+  for (const d of end.devices) sizes.set(d.group, (sizes.get(d.group) ?? 0) + 1);
+  const largest = [...sizes].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const group = end.devices
+    .filter((d) => d.group === largest)
+    .map((d) => byId.get(d.job ?? ""))
+    .filter((j) => j?.finishedAt != null) as Array<{ createdAt: number; finishedAt: number }>;
+  const created = group.map((j) => j.createdAt).sort((a, b) => a - b);
+  const ended = group.map((j) => j.finishedAt).sort((a, b) => a - b);
+  const waits = created.slice(CONCURRENCY).map((at, k) => (at - (ended[k] as number)) / 1000);
+  const lives = group.map((j) => (j.finishedAt - j.createdAt) / 1000);
+  const summary = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mean = xs.reduce((sum, x) => sum + x, 0) / Math.max(1, xs.length);
+    return { mean: Math.round(mean * 100) / 100, p90: quantile(sorted, 0.9) };
+  };
+  return { jobSeconds: summary(lives), freedSlotWaitSeconds: summary(waits) };
+}
+
+/** Has the server write a heap snapshot (after a full GC) into `dir`, renamed `<label>.heapsnapshot`. */
+async function heapSnapshot(server: ServerProcess, dir: string, label: string): Promise<void> {
+  const known = new Set(readdirSync(dir));
+  const rss = processStats(server.pid).rssBytes;
+  process.kill(server.pid, "SIGUSR2");
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const made = readdirSync(dir).find((f) => f.endsWith(".heapsnapshot") && !known.has(f));
+    if (made === undefined) continue;
+    const size = () => readFileSync(join(dir, made)).length;
+    let last = -1;
+    while (size() !== last) {
+      last = size();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    renameSync(join(dir, made), join(dir, `${label}.heapsnapshot`));
+    console.log(`  heap snapshot ${label}: RSS ${mb(rss)} MB before it`);
+    return;
+  }
 }
 
 async function registryRow(keyFile: string) {

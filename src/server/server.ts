@@ -271,6 +271,8 @@ async function startFleet(
     maxConcurrentPushes: options.maxConcurrentPushes ?? DEFAULT_MAX_CONCURRENT_PUSHES,
     refreshState: (deviceId): Promise<boolean> => inbox.refreshState(deviceId),
     signer: new CommandSigner(storage, keyRing),
+    // Called only once the runner has started, which is after `rollouts` below is made.
+    onJobEnded: () => rollouts.jobEnded(),
   });
   const keyRollout = new CommandKeyRollout({
     storage,

@@ -35,6 +35,8 @@ export interface JobLedgerOptions {
   kindOf: (job: JobRecord) => Promise<ReleaseKind>;
   /** The words of the job's delivery ("pushing again", "following the device's fetch again"). */
   wordsOf: (job: JobRecord) => Promise<DeliveryWords>;
+  /** Told of every job that ended (succeeded, failed, cancelled), once it is stored. */
+  onJobEnded?: (job: JobRecord) => void;
 }
 
 /**
@@ -156,6 +158,7 @@ export class JobLedger {
     });
     await this.o.link.publish(this.o.topics.device(job.deviceId, "cmd"), "", { retain: true });
     this.signed.delete(job.id);
+    this.o.onJobEnded?.(done);
     return done;
   }
 

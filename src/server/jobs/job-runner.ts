@@ -63,6 +63,8 @@ export interface JobRunnerOptions {
   refreshState?: (deviceId: string) => Promise<boolean>;
   /** Signs every command the runner publishes (contract v2). */
   signer: CommandSigner;
+  /** Told of every job that ended, once it is stored (a rollout gives the freed slot its next device). */
+  onJobEnded?: (job: JobRecord) => void;
 }
 
 /** Pause between tries to take a job's lease that is held elsewhere. */

@@ -21,6 +21,21 @@ function sourceOf(principal: Principal, address: string): string {
 }
 
 /**
+ * The payload in memory of its own. Aedes keeps a retained message for as
+ * long as it runs, and a payload as it comes is a slice of a larger buffer:
+ * the socket's read (up to 64 KiB) or Node's 8 KiB pool. One such slice
+ * keeps all of its buffer alive: a job's progress message of 300 bytes,
+ * retained after its job ended, held about 3.5 KiB (1,000 ESP32 jobs held
+ * 3.5 MB; bench/fleet-bench.ts --esp32).
+ */
+function unshared(payload: Buffer): Buffer {
+  if (payload.length === 0 || payload.length === payload.buffer.byteLength) return payload;
+  const own = Buffer.allocUnsafeSlow(payload.length);
+  payload.copy(own);
+  return own;
+}
+
+/**
  * The embedded broker's checks, as Aedes hooks: authentication, publish and
  * subscribe rights per principal (BrokerAccess), the packet limit per
  * principal (a {@link PacketGuard} in front of each connection) and the
@@ -155,6 +170,7 @@ export class BrokerHooks {
     }
     const stamped = this.access.stampCaller(principal, packet.topic, payload);
     if (stamped) packet.payload = stamped;
+    if (packet.retain && Buffer.isBuffer(packet.payload)) packet.payload = unshared(packet.payload);
     callback(null);
   }
 

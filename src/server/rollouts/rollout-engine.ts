@@ -23,6 +23,13 @@ import { rolloutDetail, rolloutView } from "./rollout-views.ts";
 const ACTIVE: readonly RolloutState[] = ["scheduled", "running", "paused"];
 
 /**
+ * How long after a job ends the rollouts are looked at: the jobs that end
+ * meanwhile (dozens a second in a large rollout) are recorded in one look,
+ * rather than one look each over every device row.
+ */
+export const JOB_ENDED_LOOK_MS = 100;
+
+/**
  * Drives rollouts: a feature with start() and stop(), over storage and the
  * job runner. Every look at a rollout (under its lease, so one instance at
  * a time drives it) records finished jobs, applies timeouts and
@@ -61,6 +68,16 @@ export class RolloutEngine extends ScheduledFeature {
   /** Looks at every rollout at once (after a request, or in tests). */
   kick(): void {
     this.scheduler.kick(0);
+  }
+
+  /**
+   * A job ended: its rollout (if any) has a free slot, which its next
+   * device gets at the next look, soon rather than at the next poll. The
+   * look finds nothing to do when the job was no rollout's, or when another
+   * instance holds its rollout (that one's poll gives the slot away).
+   */
+  jobEnded(): void {
+    this.scheduler.kick(JOB_ENDED_LOOK_MS);
   }
 
   // ---- requests -------------------------------------------------------------

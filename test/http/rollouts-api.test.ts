@@ -395,7 +395,7 @@ describe("rollouts over the HTTP API", () => {
     assert.equal(aborted.body.counts.cancelled, 2);
     const again = await call(s, "POST", `/api/v1/rollouts/${id}/abort`);
     assert.equal(again.status, 400);
-    assert.match(again.body.error, /has ended \(aborted: Aborted by hand\.\); there is nothing to abort/);
+    assert.match(again.body.error, /has ended \(aborted: Aborted by hand\); there is nothing to abort/);
     const detail = await call(s, "GET", `/api/v1/rollouts/${id}`);
     assert.deepEqual(
       [...detail.body.events].reverse().map((e: { kind: string }) => e.kind),

@@ -134,7 +134,7 @@ describe("mpota rollout", () => {
     assert.equal(again.code, 22);
     assert.match(
       again.stderr,
-      /^mpota: Rollout r-\w+ has ended \(aborted: Aborted by hand\.\); there is nothing to abort\.\n$/,
+      /^mpota: Rollout r-\w+ has ended \(aborted: Aborted by hand\); there is nothing to abort\.\n$/,
     );
   });
 

@@ -111,7 +111,7 @@ describe("rollout controls end to end", () => {
     assert.ok(busy && flashHolds(busy, V2));
     await assert.rejects(
       rig.bridge.request("rollout/resume", { id: created.id }),
-      /has ended \(aborted: Aborted by hand\.\); there is nothing to resume/,
+      /has ended \(aborted: Aborted by hand\); there is nothing to resume/,
     );
   });
 

@@ -199,7 +199,7 @@ describe("rollout plans", () => {
           FIRMWARE,
           1000,
         ),
-      { message: "All 1 selected device already runs sensor 2.0: there is nothing to roll out." },
+      { message: "The selected device (a-there) already runs sensor 2.0: there is nothing to roll out." },
     );
   });
 });

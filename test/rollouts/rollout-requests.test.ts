@@ -63,7 +63,7 @@ describe("rollout requests over the bridge", () => {
     await refused({ firmware: "sensor", line: "lamp" }, /^No device runs a firmware of the line "lamp"/);
     await refused(
       { firmware: "sensor@2.0", devices: ["k5"] },
-      /^All 1 selected device already runs sensor 2\.0: there is nothing to roll out\.$/,
+      /^The selected device \(k5\) already runs sensor 2\.0: there is nothing to roll out\.$/,
     );
     await assert.rejects(
       bridge.request("rollout/show", { id: "r-none" }),

@@ -367,4 +367,11 @@ describe("a rollout's step", () => {
     assert.equal(result.patch.reason, "2 of 4 devices verified on sensor 2.0; 1 failed; 1 skipped.");
     assert.equal(result.patch.finishedAt, T0 + 10_000);
   });
+
+  it("a rollout of one device completes saying so in the singular", () => {
+    const r = rollout([group(1)]);
+    const result = step(r, [device("c", 0, "scheduled", { phase: "succeeded" })]);
+    assert.equal(result.patch.state, "completed");
+    assert.equal(result.patch.reason, "The one device verified on sensor 2.0.");
+  });
 });

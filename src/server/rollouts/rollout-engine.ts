@@ -209,7 +209,7 @@ export class RolloutEngine extends ScheduledFeature {
   private refuseEnded(r: RolloutRecord, what: string): void {
     if (r.state === "completed" || r.state === "aborted") {
       throw new RequestError(
-        `Rollout ${r.id} has ended (${r.state}${r.reason ? `: ${r.reason}` : ""}); there is nothing to ${what}.`,
+        `Rollout ${r.id} has ended (${r.state}${r.reason ? `: ${r.reason.replace(/\.$/, "")}` : ""}); there is nothing to ${what}.`,
       );
     }
   }

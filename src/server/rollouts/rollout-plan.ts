@@ -106,7 +106,7 @@ export function planRollout(
   }
   if (update.length === 0) {
     throw new RequestError(
-      `All ${already.length} selected device${already.length === 1 ? "" : "s"} already run${already.length === 1 ? "s" : ""} ${target.name} ${target.version}: there is nothing to roll out.`,
+      `${already.length === 1 ? `The selected device (${already[0]?.id}) already runs` : `All ${already.length} selected devices already run`} ${target.name} ${target.version}: there is nothing to roll out.`,
     );
   }
   if (input.selector.kind !== "devices") {

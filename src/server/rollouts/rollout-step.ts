@@ -314,7 +314,7 @@ export function planStep(input: StepInput): StepResult {
           const skipped = counts.reduce((sum, k) => sum + k.skipped, 0);
           const summary =
             done === total
-              ? `All ${total} device${total === 1 ? "" : "s"} verified on ${r.firmwareName} ${r.firmwareVersion}.`
+              ? `${total === 1 ? "The one device" : `All ${total} devices`} verified on ${r.firmwareName} ${r.firmwareVersion}.`
               : `${done} of ${total} devices verified on ${r.firmwareName} ${r.firmwareVersion}${failed > 0 ? `; ${failed} failed` : ""}${skipped > 0 ? `; ${skipped} skipped` : ""}.`;
           setState(
             "completed",

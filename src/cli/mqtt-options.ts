@@ -22,13 +22,20 @@ export interface MqttCliOptions {
 
 /** Adds --mqtt, credentials, TLS files and --base to a command. */
 export function addMqttOptions(command: Command, role: "server" | "client"): Command {
+  // The client commands take MPOTA_MQTT, as --data takes MPOTA_DATA: a server
+  // on another port then needs no --mqtt on every command. Not serve: a
+  // variable left in the shell must not switch it off its embedded broker.
+  const mqtt =
+    role === "server"
+      ? new Option(
+          "--mqtt <url>",
+          "use this broker instead of the embedded one (mqtt://host:1883, mqtts://host:8883)",
+        )
+      : new Option("--mqtt <url>", `the broker the server uses (default ${DEFAULT_CLIENT_URL})`).env(
+          "MPOTA_MQTT",
+        );
   return command
-    .option(
-      "--mqtt <url>",
-      role === "server"
-        ? "use this broker instead of the embedded one (mqtt://host:1883, mqtts://host:8883)"
-        : `the broker the server uses (default ${DEFAULT_CLIENT_URL})`,
-    )
+    .addOption(mqtt)
     .option("--mqtt-username <name>", "user name for the broker")
     .addOption(
       new Option("--mqtt-password <password>", "password for the broker (or set MPOTA_MQTT_PASSWORD)").env(

@@ -232,6 +232,30 @@ describe("mpota serve and the commands that ask it", () => {
     await dev.close();
   });
 
+  it("takes the broker and the data directory from MPOTA_MQTT and MPOTA_DATA, so a server on another port needs no --mqtt", async () => {
+    const saved = { mqtt: process.env.MPOTA_MQTT, data: process.env.MPOTA_DATA };
+    try {
+      // Without them the CLI asks mqtt://localhost:1883, where no server of this test listens.
+      process.env.MPOTA_MQTT = url;
+      process.env.MPOTA_DATA = data;
+      const r = await mpota(["devices", "--json"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(Array.isArray(JSON.parse(r.stdout)));
+      // A flag still wins over the variable.
+      const flag = await mpota(["devices", "--json", "--mqtt", "mqtt://127.0.0.1:9", "--timeout", "2"]);
+      assert.notEqual(flag.code, 0);
+      assert.match(flag.stderr, /127\.0\.0\.1:9/);
+    } finally {
+      for (const [name, value] of [
+        ["MPOTA_MQTT", saved.mqtt],
+        ["MPOTA_DATA", saved.data],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   it("shows the app a board runs, and the loader's reason after a rollback", async () => {
     const id = "a".repeat(64);
     const why = "rolled back thermostat 1.0.1: main.py line 3: NameError: name 'sensr' isn't defined";

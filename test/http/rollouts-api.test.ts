@@ -403,6 +403,16 @@ describe("rollouts over the HTTP API", () => {
     );
   });
 
+  test("with no page open, a rollout's or a job's change reads nothing", () => {
+    const events = s.server.http?.rolloutEvents;
+    assert.ok(events);
+    assert.equal(s.server.http?.stream.clientCount, 0);
+    events.changed("r-0123456789");
+    events.jobChanged();
+    // A page would have had the views looked at 200 ms later; with none, nothing is planned.
+    assert.equal(events.busy, false);
+  });
+
   test("a rollout created over HTTP runs to completion; the stream carries its views; the CLI shows the same numbers", async () => {
     const stream = await openStream(s);
     try {

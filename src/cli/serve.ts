@@ -312,7 +312,7 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       `
 Devices follow the MQTT contract in docs/mqtt.md (<base>/<id>/state, status, cmd, ack).
 Tools and people use <base>/bridge/request/<name> and <base>/bridge/response/<name>;
-job progress is retained on <base>/bridge/jobs/<job>.
+job progress is retained on <base>/bridge/jobs/<job> until a day after the job ended.
 State lives in SQLite (<data>/mpota.db) unless --db or MPOTA_DB names a PostgreSQL database
 (postgres://USER:PASSWORD@HOST:5432/DATABASE), which several servers can share; migrations run
 at start (\`mpota db status|migrate\`), and an unreachable database is waited for (--db-wait).

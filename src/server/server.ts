@@ -273,6 +273,8 @@ async function startFleet(
     signer: new CommandSigner(storage, keyRing),
     // Called only once the runner has started, which is after `rollouts` below is made.
     onJobEnded: () => rollouts.jobEnded(),
+    // A new embedded broker holds no retained progress of jobs that ended before it started.
+    ...(core.broker !== undefined ? { progressClearedBefore: clock.now() - timings.progressKeptMs } : {}),
   });
   const keyRollout = new CommandKeyRollout({
     storage,

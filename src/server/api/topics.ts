@@ -36,7 +36,8 @@ export interface TopicMap {
   "<base>/bridge/devices": { from: "server"; retained: true; payload: BridgeDeviceEntry[] };
   "<base>/bridge/request/<name>": { from: "client"; retained: false; payload: BridgeRequest };
   "<base>/bridge/response/<name>": { from: "server"; retained: false; payload: BridgeResponse };
-  "<base>/bridge/jobs/<job>": { from: "server"; retained: true; payload: JobProgressMessage };
+  /** "" once the job ended long enough ago (JobTimings.progressKeptMs): the retained message is cleared. */
+  "<base>/bridge/jobs/<job>": { from: "server"; retained: true; payload: JobProgressMessage | "" };
   "<base>/bridge/rollouts/<rollout>": { from: "server"; retained: true; payload: RolloutProgressMessage };
   /** Home Assistant's MQTT update entity per device; `<ha>` is its discovery prefix (default `homeassistant`). */
   "<ha>/update/<id>/config": { from: "server"; retained: true; payload: HaUpdateConfig | "" };
@@ -173,11 +174,11 @@ export class Topics {
     return topic<"<base>/bridge/response/<name>">(`${this.base}/bridge/response/${group}/+`);
   }
 
-  jobProgress(jobId: string): Topic<JobProgressMessage> {
+  jobProgress(jobId: string): Topic<JobProgressMessage | ""> {
     return topic<"<base>/bridge/jobs/<job>">(`${this.base}/bridge/jobs/${jobId}`);
   }
 
-  get allJobProgress(): Topic<JobProgressMessage> {
+  get allJobProgress(): Topic<JobProgressMessage | ""> {
     return topic<"<base>/bridge/jobs/<job>">(`${this.base}/bridge/jobs/+`);
   }
 

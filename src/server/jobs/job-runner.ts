@@ -65,7 +65,18 @@ export interface JobRunnerOptions {
   signer: CommandSigner;
   /** Told of every job that ended, once it is stored (a rollout gives the freed slot its next device). */
   onJobEnded?: (job: JobRecord) => void;
+  /**
+   * Jobs that ended before this time have no retained progress to clear
+   * (default 0: all of them may): an embedded broker that just started
+   * holds none from before.
+   */
+  progressClearedBefore?: number;
 }
+
+/** Retained progress messages cleared in one look at most; the rest wait for the next. */
+const PROGRESS_CLEAR_BATCH = 500;
+/** How often the jobs that ended long enough ago are looked for. */
+const PROGRESS_CLEAR_EVERY_MS = 10 * 60_000;
 
 /** Pause between tries to take a job's lease that is held elsewhere. */
 const LEASE_RETRY_MS = 25;
@@ -83,9 +94,13 @@ export class JobRunner extends ScheduledFeature {
   private readonly pushes: JobPushes;
   protected readonly scheduler: DueScheduler;
   private readonly messages: JobMessages;
+  /** Jobs that ended before this have had their retained progress cleared. */
+  private progressClearedUntil: number;
+  private nextProgressClearAt = 0;
 
   constructor(private readonly o: JobRunnerOptions) {
     super();
+    this.progressClearedUntil = o.progressClearedBefore ?? 0;
     const wordsOf = (job: JobRecord) => this.wordsOf(job);
     const kindOf = (job: JobRecord) => this.o.library.kindOf(job.firmwareId);
     this.ledger = new JobLedger({ ...o, fetchCommand: (job) => this.fetchCommand(job), kindOf, wordsOf });
@@ -296,6 +311,7 @@ export class JobRunner extends ScheduledFeature {
   /** Leases the jobs whose time has come and moves each; returns how long to sleep. */
   private async runDue(): Promise<number> {
     if (this.stopped) return this.o.timings.pollMs;
+    await this.clearOldProgress();
     const full = this.pushes.full;
     const due = await this.o.storage.jobs.claimDue({
       owner: this.o.owner,
@@ -311,6 +327,38 @@ export class JobRunner extends ScheduledFeature {
     }
     const next = await this.o.storage.jobs.nextDueAt();
     return full || next === null ? this.o.timings.pollMs : Math.max(10, next - this.now);
+  }
+
+  /**
+   * Clears the retained progress of the jobs that ended more than
+   * progressKeptMs ago, a batch a look. Every instance does it (clearing
+   * twice is harmless); a broker that cannot be reached leaves it for later.
+   */
+  private async clearOldProgress(): Promise<void> {
+    const now = this.now;
+    if (now < this.nextProgressClearAt) return;
+    const { progressKeptMs } = this.o.timings;
+    const to = now - progressKeptMs;
+    const ended = await this.o.storage.jobs.endedBetween({
+      from: this.progressClearedUntil,
+      to,
+      limit: PROGRESS_CLEAR_BATCH,
+    });
+    try {
+      for (const job of ended)
+        await this.o.link.publish(this.o.topics.jobProgress(job.id), "", { retain: true });
+    } catch (error) {
+      this.o.logger.debug({ err: (error as Error).message }, "old job progress not cleared yet");
+      return;
+    }
+    const last = ended.at(-1);
+    if (ended.length < PROGRESS_CLEAR_BATCH || last === undefined) {
+      this.progressClearedUntil = to;
+      this.nextProgressClearAt = now + Math.min(PROGRESS_CLEAR_EVERY_MS, progressKeptMs / 4);
+    } else {
+      // The next batch starts at the last one's end time (those at that time are cleared again), and moves on.
+      this.progressClearedUntil = Math.max(last.finishedAt, this.progressClearedUntil + 1);
+    }
   }
 
   private stepFailed(jobId: string, error: unknown): void {

@@ -24,6 +24,12 @@ export interface JobTimings {
   pollMs: number;
   /** Progress messages during a push, at most this often. */
   progressIntervalMs: number;
+  /**
+   * How long a job's retained progress message stays on the broker after the
+   * job ended; then it is cleared (the job's record stays in storage), so the
+   * broker's retained messages do not grow with every job ever run.
+   */
+  progressKeptMs: number;
 }
 
 export const DEFAULT_JOB_TIMINGS: JobTimings = {
@@ -38,6 +44,7 @@ export const DEFAULT_JOB_TIMINGS: JobTimings = {
   leaseMs: 30_000,
   pollMs: 1000,
   progressIntervalMs: 500,
+  progressKeptMs: 24 * 3600_000,
 };
 
 export const DEFAULT_MAX_ATTEMPTS = 5;

@@ -3,6 +3,7 @@ import { checkLease } from "./lease-check.ts";
 import { bindPositional } from "./patch-columns.ts";
 import type { PostgresDb as Db, Sql } from "./postgres-connection.ts";
 import type {
+  EndedJob,
   JobCreateResult,
   JobListFilter,
   JobRecord,
@@ -84,6 +85,17 @@ export class PostgresJobStore implements JobStore {
     const text = `SELECT * FROM jobs ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY created_at DESC, ord DESC LIMIT $${params.length}`;
     return (await this.db.sql("listing jobs", (sql) => sql.rows(text, params))).map(jobFromRow);
+  }
+
+  async endedBetween(input: { from: number; to: number; limit: number }): Promise<EndedJob[]> {
+    const rows = await this.db.sql("listing ended jobs", (sql) =>
+      sql.rows<{ id: string; finished_at: string | number }>(
+        `SELECT id, finished_at FROM jobs WHERE finished_at >= $1 AND finished_at < $2
+         ORDER BY finished_at, id LIMIT $3`,
+        [input.from, input.to, input.limit],
+      ),
+    );
+    return rows.map((row) => ({ id: row.id, finishedAt: Number(row.finished_at) }));
   }
 
   async activeForDevice(deviceId: string): Promise<JobRecord | undefined> {

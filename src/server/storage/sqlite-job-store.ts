@@ -3,6 +3,7 @@ import { checkLease } from "./lease-check.ts";
 import { bindNamed } from "./patch-columns.ts";
 import type { SqliteDatabase as Db, SqlRow as Row } from "./sqlite-database.ts";
 import type {
+  EndedJob,
   JobCreateResult,
   JobListFilter,
   JobRecord,
@@ -103,6 +104,16 @@ export class SqliteJobStore implements JobStore {
       .prepare(sql)
       .all(...params, filter.limit ?? -1)
       .map(jobFromRow);
+  }
+
+  async endedBetween(input: { from: number; to: number; limit: number }): Promise<EndedJob[]> {
+    return this.db
+      .prepare(
+        `SELECT id, finished_at FROM jobs WHERE finished_at >= ? AND finished_at < ?
+         ORDER BY finished_at, id LIMIT ?`,
+      )
+      .all(input.from, input.to, input.limit)
+      .map((row) => ({ id: String(row.id), finishedAt: Number(row.finished_at) }));
   }
 
   async activeForDevice(deviceId: string): Promise<JobRecord | undefined> {

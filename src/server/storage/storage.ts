@@ -263,6 +263,12 @@ export type NewJobStep = Omit<JobStep, "seq" | "jobId">;
 
 export type JobCreateResult = { ok: true; job: JobRecord } | { ok: false; active: JobRecord };
 
+/** A job that ended, and when. */
+export interface EndedJob {
+  id: string;
+  finishedAt: number;
+}
+
 export interface JobListFilter {
   deviceId?: string;
   active?: boolean;
@@ -276,6 +282,11 @@ export interface JobStore {
   /** Newest first. */
   list(filter?: JobListFilter): Promise<JobRecord[]>;
   activeForDevice(deviceId: string): Promise<JobRecord | undefined>;
+  /**
+   * Up to `limit` jobs that ended at `from` or later and before `to`, in the
+   * order they ended: the ones whose retained progress is cleared next.
+   */
+  endedBetween(input: { from: number; to: number; limit: number }): Promise<EndedJob[]>;
   /** Oldest first. */
   steps(jobId: string): Promise<JobStep[]>;
   /** The earliest time `claimDue` may return a job (due and its lease free), or null when no job is due at all. */

@@ -243,6 +243,16 @@ export function defineStorageSuite(
       );
     });
 
+    it("lists the jobs that ended in a time range, in the order they ended", async () => {
+      // j-1 ended at 9100; j-3 is active (no end time).
+      assert.deepEqual(await storage.jobs.endedBetween({ from: 0, to: 9100, limit: 10 }), []);
+      assert.deepEqual(await storage.jobs.endedBetween({ from: 9100, to: 9101, limit: 10 }), [
+        { id: "j-1", finishedAt: 9100 },
+      ]);
+      assert.deepEqual(await storage.jobs.endedBetween({ from: 0, to: 1e15, limit: 0 }), []);
+      assert.deepEqual(await storage.jobs.endedBetween({ from: 9101, to: 1e15, limit: 10 }), []);
+    });
+
     it("gives up every lease of an owner at once", async () => {
       await storage.jobs.claimDue({ owner: "C", now: 9400, leaseMs: 60_000, limit: 10 });
       assert.equal((await storage.jobs.get("j-3"))?.leaseOwner, "C");

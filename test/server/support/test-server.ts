@@ -49,6 +49,7 @@ export const FAST_TIMINGS: JobTimings = {
   leaseMs: 3000,
   pollMs: 50,
   progressIntervalMs: 50,
+  progressKeptMs: 24 * 3600_000,
 };
 
 export function tempDir(prefix = "mpota-server-"): { dir: string; remove: () => void } {

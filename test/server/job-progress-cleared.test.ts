@@ -6,9 +6,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { openStorage } from "../../src/server/storage/open-storage.ts";
+import type { JobStore, Storage } from "../../src/server/storage/storage.ts";
 import { buildMicroPythonImage } from "../support/images.ts";
 import { MqttDevice } from "./support/mqtt-device.ts";
-import { startTestServer, type TestServer, tempDir } from "./support/test-server.ts";
+import { startTestServer, type TestServer, tempDir, testDatabase } from "./support/test-server.ts";
 import { eventually } from "./support/wait.ts";
 
 /** The payloads a new subscriber gets on `topic` within `ms`: the retained one, if any, and what follows. */
@@ -87,5 +89,60 @@ describe("a job's retained progress after the job ended", () => {
     assert.equal(JSON.parse(still[0] as string).job, active.id);
     // The job itself stays in storage.
     assert.equal((await bridge.request("job", { id: ended.id })).state, "cancelled");
+  });
+});
+
+describe("clearing old progress that fails", () => {
+  const t = tempDir("mpota-progress-clear-fails-");
+  let s: TestServer;
+  let storage: Storage;
+  let looks = 0;
+
+  before(async () => {
+    storage = await openStorage({ dataDir: t.dir, db: await testDatabase(t.dir) });
+    // The query for ended jobs breaks (a bug or a damaged table); every other call works.
+    const jobs = new Proxy(storage.jobs, {
+      get(target, key) {
+        if (key !== "endedBetween") return Reflect.get(target, key);
+        return () => {
+          looks += 1;
+          return Promise.reject(new Error("no such column: finished_at (test)"));
+        };
+      },
+    }) as JobStore;
+    const broken = new Proxy(storage, {
+      get: (target, key) => (key === "jobs" ? jobs : Reflect.get(target, key)),
+    });
+    s = await startTestServer(t.dir, { storage: broken, timings: { progressKeptMs: 1000 } });
+    await s.server.library.add({
+      bytes: buildMicroPythonImage({ size: 40_000, seed: 6 }),
+      name: "sensor",
+      version: "1.0",
+    });
+  });
+  after(async () => {
+    await s.stop();
+    await storage.close();
+    t.remove();
+  });
+
+  it("does not hold up due jobs: the device still gets its command, and the failure is logged", async () => {
+    const bridge = await BridgeClient.connect({ connection: { url: s.url } });
+    const dev = await MqttDevice.connect(s.url, "pump");
+    try {
+      await dev.state({ fw: "2".repeat(32), ip: "192.168.4.31" });
+      await eventually(
+        async () => (await bridge.request("devices", {})).some((d) => d.id === "pump"),
+        "pump known",
+      );
+      const job = await bridge.request("update", { device: "pump", firmware: "sensor@1.0" });
+      const command = await dev.command();
+      assert.ok(command !== "" && command.job === job.id, "the update command reaches the device");
+      assert.ok(looks >= 1, "the clearing was tried");
+      assert.ok(s.logs.warnings().includes("old job progress not cleared yet"), s.logs.warnings().join("\n"));
+    } finally {
+      await dev.close();
+      await bridge.close();
+    }
   });
 });

@@ -24,6 +24,7 @@ import {
   LeaseLostError,
   type Storage,
   StorageError,
+  StorageUnavailableError,
 } from "../storage/storage.ts";
 import { isTerminal, type JobPhase } from "../storage/types.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
@@ -97,6 +98,8 @@ export class JobRunner extends ScheduledFeature {
   /** Jobs that ended before this have had their retained progress cleared. */
   private progressClearedUntil: number;
   private nextProgressClearAt = 0;
+  /** The clearing under way, beside the looks: a slow broker or a failing query must not hold up due jobs. */
+  private progressClearing: Promise<void> | undefined;
 
   constructor(private readonly o: JobRunnerOptions) {
     super();
@@ -196,6 +199,7 @@ export class JobRunner extends ScheduledFeature {
 
   /** Stops pushes at stop; their jobs are resumed by the next start. */
   protected override async stopWork(): Promise<void> {
+    await this.progressClearing;
     await this.pushes.stop();
   }
 
@@ -311,7 +315,7 @@ export class JobRunner extends ScheduledFeature {
   /** Leases the jobs whose time has come and moves each; returns how long to sleep. */
   private async runDue(): Promise<number> {
     if (this.stopped) return this.o.timings.pollMs;
-    await this.clearOldProgress();
+    this.startProgressClearing();
     const full = this.pushes.full;
     const due = await this.o.storage.jobs.claimDue({
       owner: this.o.owner,
@@ -329,14 +333,27 @@ export class JobRunner extends ScheduledFeature {
     return full || next === null ? this.o.timings.pollMs : Math.max(10, next - this.now);
   }
 
+  /** Starts clearing old progress when it is time and none is under way; its failure is logged, not the look's. */
+  private startProgressClearing(): void {
+    if (this.progressClearing || this.now < this.nextProgressClearAt) return;
+    this.progressClearing = this.clearOldProgress()
+      .catch((error: unknown) => {
+        // Storage that cannot be reached is the scheduler's to report; the clearing tries again at the next look.
+        const level = error instanceof StorageUnavailableError ? "debug" : "warn";
+        this.o.logger[level]({ err: (error as Error).message }, "old job progress not cleared yet");
+      })
+      .finally(() => {
+        this.progressClearing = undefined;
+      });
+  }
+
   /**
    * Clears the retained progress of the jobs that ended more than
-   * progressKeptMs ago, a batch a look. Every instance does it (clearing
+   * progressKeptMs ago, a batch a time. Every instance does it (clearing
    * twice is harmless); a broker that cannot be reached leaves it for later.
    */
   private async clearOldProgress(): Promise<void> {
     const now = this.now;
-    if (now < this.nextProgressClearAt) return;
     const { progressKeptMs } = this.o.timings;
     const to = now - progressKeptMs;
     const ended = await this.o.storage.jobs.endedBetween({

@@ -243,6 +243,27 @@ describe("app pull (contract v3): a scripted board against the real server", () 
     await bridge.request("job/cancel", { id: job.id }).catch(() => undefined);
   });
 
+  it("a board that comes back without its app loader before the next try fails the job saying what to copy", async () => {
+    const b = await board("app-10");
+    const job = await bridge.request("update", { device: "app-10", firmware: "thermostat@1.4.1" });
+    await appCommand(b);
+    await b.mqtt.ack({ job: job.id, ready: true, pull: true });
+    await phase(job.id, "pushing");
+    await b.mqtt.ack({ job: job.id, error: "OSError: [Errno 113] EHOSTUNREACH", final: false });
+    await phase(job.id, "retrying");
+    // Its owner put a main.py without the loader on it: the state it reports has no app.
+    await b.mqtt.publish(
+      "state",
+      JSON.stringify({ v: 3, fw: "c".repeat(32), ip: "127.0.0.1", seq: 0, chip: "esp32" }),
+    );
+    const end = await jobEnd(bridge, job.id);
+    assert.equal(end.state, "failed");
+    assert.equal(
+      end.error,
+      'Device app-10 reports contract v3 without its app (the state\'s "app"): mpota\'s app loader is no longer on the board, so it cannot fetch an app release. Copy the app modules and examples/app_main.py as main.py to it beside the agent (device/README.md, "Apps") and restart it. Gave up after 1 try. When the cause is fixed, run `mpota update app-10 thermostat@1.4.1` again.',
+    );
+  });
+
   it("a battery low mid-fetch says to charge the board, and that it keeps what it staged", async () => {
     const b = await board("app-low");
     const job = await bridge.request("update", { device: "app-low", firmware: "thermostat@1.4.1" });

@@ -96,7 +96,8 @@ function cannotTake(op: FetchCommand["op"], state: DeviceState | null | undefine
     return `contract v${state.v}${state.chip ? ` on ${state.chip}` : " without a chip"}; an ESP32 image is fetched by the v3 agent's pull (contract v3 on an ESP32). Install the current agent (device/) on it first.`;
   }
   if (op === "app" && (state.v !== 3 || state.app === undefined)) {
-    return `contract v${state.v} without its app (the state's "app"); an app is fetched by the v3 agent with the app modules. Install the current agent (device/) on it first.`;
+    // The job was taken while the board reported its app; it has since come back without the loader.
+    return `contract v${state.v} without its app (the state's "app"): mpota's app loader is no longer on the board, so it cannot fetch an app release. Copy the app modules and examples/app_main.py as main.py to it beside the agent (device/README.md, "Apps") and restart it.`;
   }
   return undefined;
 }

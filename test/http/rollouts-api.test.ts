@@ -403,14 +403,35 @@ describe("rollouts over the HTTP API", () => {
     );
   });
 
-  test("with no page open, a rollout's or a job's change reads nothing", () => {
+  test("with no page open, a rollout's or a job's change reads nothing", async () => {
     const events = s.server.http?.rolloutEvents;
     assert.ok(events);
     assert.equal(s.server.http?.stream.clientCount, 0);
-    events.changed("r-0123456789");
-    events.jobChanged();
-    // A page would have had the views looked at 200 ms later; with none, nothing is planned.
-    assert.equal(events.busy, false);
+    // Count the rollout reads the events make (the engine reads too, but no rollout runs here yet).
+    const store = s.server.storage.rollouts;
+    const { list } = store;
+    let reads = 0;
+    store.list = (...args) => {
+      reads += 1;
+      return list.apply(store, args);
+    };
+    try {
+      events.changed("r-0123456789");
+      events.jobChanged();
+      // A page would have had the views looked at 200 ms later; with none, nothing is read.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(reads, 0);
+      // The count does see reads: with a page open, the same change is looked at.
+      const stream = await openStream(s);
+      try {
+        events.jobChanged();
+        await eventually(() => reads > 0, "the rollouts read for the open page");
+      } finally {
+        await stream.close();
+      }
+    } finally {
+      store.list = list;
+    }
   });
 
   test("a rollout created over HTTP runs to completion; the stream carries its views; the CLI shows the same numbers", async () => {

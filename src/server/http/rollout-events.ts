@@ -82,11 +82,6 @@ export class RolloutEvents {
     await this.flushing;
   }
 
-  /** Whether a look is planned or under way. */
-  get busy(): boolean {
-    return this.timer !== undefined || this.flushing !== undefined;
-  }
-
   /**
    * With no page open there is nobody to tell, and nothing is read: in a
    * large rollout a look at every watched rollout each 200 ms cost about a

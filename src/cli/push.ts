@@ -11,9 +11,12 @@ import {
   COMPAT_TUNING,
   DEFAULT_TUNING,
   DeviceSilentError,
+  MAX_WINDOW,
   type PushResult,
   type PushSource,
   push,
+  SMALL_WINDOW,
+  tuningWithWindow,
 } from "../transfer/sender.ts";
 import { firstImagePacket, imageFileSource, isOtaFile, otaFileSource } from "../transfer/sources.ts";
 import { rejectPortInAddress } from "./address-option.ts";
@@ -39,6 +42,7 @@ interface PushCommandOptions extends PreflightCliOptions {
   key?: string;
   block?: BlockChoice;
   compat?: boolean;
+  window?: number;
   wait: number;
   json?: boolean;
 }
@@ -74,6 +78,10 @@ async function chooseAutoBlock(
   }
   return { block, lastSeq: probe.lastSeq };
 }
+
+/** The push line's note of a window the user chose. */
+const inFlight = (options: PushCommandOptions) =>
+  options.window !== undefined ? `, at most ${options.window} datagrams in flight` : "";
 
 export async function pushCommand(file: string, options: PushCommandOptions, io: CliIo): Promise<PushResult> {
   // A target that cannot be one device fails before any file is read.
@@ -118,7 +126,7 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
       source = ota;
       if (!options.json) {
         io.err(
-          `pushing ${file} (canned: ${ota.summary.dataPackets} datagrams of up to ${ota.summary.blockSize} bytes, checksum OK) to ${target}\n`,
+          `pushing ${file} (canned: ${ota.summary.dataPackets} datagrams of up to ${ota.summary.blockSize} bytes, checksum OK) to ${target}${inFlight(options)}\n`,
         );
       }
     } else {
@@ -141,7 +149,7 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
       source = await imageFileSource(file, signingKey, block);
       if (!options.json) {
         io.err(
-          `pushing ${file} (${source.totalBytes} bytes, signed on the fly with a ${signingKey.bits}-bit key, ${block}-byte blocks) to ${target}${options.compat ? " in --compat mode" : ""}\n`,
+          `pushing ${file} (${source.totalBytes} bytes, signed on the fly with a ${signingKey.bits}-bit key, ${block}-byte blocks) to ${target}${options.compat ? " in --compat mode" : ""}${inFlight(options)}\n`,
         );
       }
     }
@@ -150,7 +158,11 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
       device,
       clock: systemClock,
       source,
-      tuning: options.compat ? COMPAT_TUNING : DEFAULT_TUNING,
+      tuning: options.compat
+        ? COMPAT_TUNING
+        : options.window !== undefined
+          ? tuningWithWindow(options.window)
+          : DEFAULT_TUNING,
       waitMs,
       firstSeq,
       onEvent: progress.handle,
@@ -187,6 +199,11 @@ export function registerPushCommand(program: Command, io: CliIo): void {
     )
     .option("--compat", "behave exactly like the reference client: one datagram in flight, 0.3 s timeout")
     .option(
+      "--window <n>",
+      `most datagrams in flight, 1 to ${MAX_WINDOW} (default ${DEFAULT_TUNING.maxWindow}, for a receiver that queues 7 while it writes a sector)`,
+      parseIntegerOption("--window"),
+    )
+    .option(
       "--wait <seconds>",
       "how long to wait for the device to answer at all",
       parseIntegerOption("--wait"),
@@ -200,6 +217,8 @@ export function registerPushCommand(program: Command, io: CliIo): void {
       `
 Larger blocks are faster (fewer datagrams for the receiver to log), but some
 networks drop datagrams of 549 bytes or more; --block auto finds out.
+A device whose pushes keep stopping may queue fewer datagrams than mpota counts on
+(an overflow can hang yaota8266): try --window ${SMALL_WINDOW}, which fits the smallest queue known (4).
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); the result to stdout.
 Before anything is sent the firmware is checked (mpota check): an OTA build, an intact
 MD5 trailer, and room in the device's flash (--flash-size, default 1M).
@@ -210,6 +229,13 @@ Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped 
       rejectPortInAddress("--to", options.to);
       if (options.port < 1 || options.port > 65535)
         throw new UsageError("--port must be between 1 and 65535.");
+      if (options.window !== undefined) {
+        if (options.compat)
+          throw new UsageError(
+            "--window and --compat together: --compat keeps one datagram in flight, as the reference client does. Give one of them.",
+          );
+        tuningWithWindow(options.window);
+      }
       await pushCommand(file, options, io);
     });
 }

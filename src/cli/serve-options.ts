@@ -26,6 +26,7 @@ export interface ServeOptions extends MqttCliOptions {
   ackTimeout?: number;
   maxAttempts: number;
   maxPushes: number;
+  pushWindow?: number;
   logLevel: string;
   logJson?: boolean;
   httpPort?: number;

@@ -10,6 +10,7 @@ import { DEFAULT_HTTP_HOST } from "../server/http/http-feature.ts";
 import { type JobTimings, MAX_CONCURRENT_PUSHES as MAX_PUSHES } from "../server/jobs/job-timings.ts";
 import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
 import type { BrokerChoice } from "../server/server-options.ts";
+import { tuningWithWindow } from "../transfer/sender.ts";
 import { brokerTlsRequest } from "./broker-tls-request.ts";
 import { httpLimitOptions, httpWanted } from "./http-limit-options.ts";
 import { mqttConnection } from "./mqtt-options.ts";
@@ -49,6 +50,8 @@ export function serverSettings(options: ServeOptions) {
       `--max-pushes must be between 1 and ${MAX_PUSHES}: each push keeps a UDP socket and a device's receiver busy, and they share one WiFi.`,
     );
   checkBlockSize(options.block);
+  const pushTuning =
+    options.pushWindow !== undefined ? tuningWithWindow(options.pushWindow, "--push-window") : undefined;
   checkBaseTopic(options.base);
   const allowNetworks =
     options.allowNet && options.allowNet.length > 0 ? options.allowNet : DEFAULT_ALLOWED_NETWORKS;
@@ -76,7 +79,17 @@ export function serverSettings(options: ServeOptions) {
   if (options.verifyTimeout !== undefined) timings.verifyTimeoutMs = options.verifyTimeout * 1000;
   if (options.ackTimeout !== undefined) timings.ackTimeoutMs = options.ackTimeout * 1000;
   const deviceUrl = deviceUrlOf(options);
-  return { broker, allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits, deviceUrl };
+  return {
+    broker,
+    allowNetworks,
+    timings,
+    sharedGroup,
+    brokerTls,
+    httpLimits,
+    deviceLimits,
+    deviceUrl,
+    pushTuning,
+  };
 }
 
 /** --device-url: an http(s) URL short enough that `<url>/device/firmware/<fw>` fits a signed pull command. */

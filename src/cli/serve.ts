@@ -20,6 +20,7 @@ import { DEFAULT_MQTT_PORT } from "../server/mqtt/embedded-broker.ts";
 import { BrokerConnectError } from "../server/mqtt/mqtt-connect.ts";
 import { MpotaServer } from "../server/server.ts";
 import { DEFAULT_DATA_DIR } from "../server/server-options.ts";
+import { DEFAULT_TUNING, MAX_WINDOW, SMALL_WINDOW } from "../transfer/sender.ts";
 import { dbOption, dbWaitOption } from "./db.ts";
 import { httpWanted } from "./http-limit-options.ts";
 import type { CliIo } from "./io.ts";
@@ -43,7 +44,8 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     ...(options.firmwareDir !== undefined ? { firmwareDir: options.firmwareDir } : {}),
   });
   const settings = serverSettings(options);
-  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits, deviceUrl } = settings;
+  const { allowNetworks, timings, sharedGroup, brokerTls, httpLimits, deviceLimits, deviceUrl, pushTuning } =
+    settings;
   const { key, note } = loadServerKey(options.key, io, httpWanted(options));
   let certificate: ServedCertificate | undefined;
   let broker = settings.broker;
@@ -84,6 +86,7 @@ export async function serveCommand(options: ServeOptions, io: CliIo, stop: Promi
     maxConcurrentPushes: options.maxPushes,
     deviceLimits,
     block: options.block,
+    ...(pushTuning ? { pushTuning } : {}),
     logger,
     ...(httpWanted(options)
       ? {
@@ -224,6 +227,11 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       "pushes this server sends at once, all jobs and rollouts together (a rollout's own limit applies within it)",
       parseIntegerOption("--max-pushes"),
       DEFAULT_MAX_CONCURRENT_PUSHES,
+    )
+    .option(
+      "--push-window <n>",
+      `most datagrams in flight in each UDP push, 1 to ${MAX_WINDOW} (default ${DEFAULT_TUNING.maxWindow}; ${SMALL_WINDOW} for devices whose receiver queues fewer than 7 while it writes a sector)`,
+      parseIntegerOption("--push-window"),
     )
     .option(
       "--shared-group <name>",

@@ -1,8 +1,13 @@
+import { UsageError } from "../errors.ts";
 import { END_PACKET_COUNT } from "../protocol/image-packets.ts";
 
 /** How the sender paces, windows and times out; the reference client's values and mpota's. */
 export interface PushTuning {
-  /** Largest number of datagrams in flight. The receiver buffers about 7 while busy. */
+  /**
+   * Largest number of datagrams in flight. While the receiver writes a
+   * sector it takes nothing, so this many, and the one it was handling,
+   * must fit its receive queue: 6 for the 7 the spec's model holds.
+   */
   maxWindow: number;
   /** Starting window. */
   initialWindow: number;
@@ -60,3 +65,27 @@ export const DEFAULT_TUNING: PushTuning = {
   endGapMs: 50,
   paceFactor: 1.05,
 };
+
+/** A window that a 4-datagram receive queue, the smallest the spec's evidence gives, holds. */
+export const SMALL_WINDOW = 3;
+
+/** The most `--window` takes: the spec's largest receive queue (16 datagrams) less the one being handled. */
+export const MAX_WINDOW = 15;
+
+/**
+ * mpota's tuning with at most `window` datagrams in flight, for a receiver
+ * that holds fewer than the model's 7 while it writes a sector (by code
+ * reading, an overflow of that queue may hang yaota8266).
+ */
+export function tuningWithWindow(window: number, option = "--window"): PushTuning {
+  if (!Number.isInteger(window) || window < 1 || window > MAX_WINDOW) {
+    throw new UsageError(
+      `${option} must be a whole number from 1 to ${MAX_WINDOW}: the datagrams in flight, which the device's receive queue must hold while it writes a sector (default ${DEFAULT_TUNING.maxWindow}, for a queue of 7).`,
+    );
+  }
+  return {
+    ...DEFAULT_TUNING,
+    maxWindow: window,
+    initialWindow: Math.min(DEFAULT_TUNING.initialWindow, window),
+  };
+}

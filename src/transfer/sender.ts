@@ -4,12 +4,19 @@ import { decodeAck, SECTOR_SIZE, type SignedPacket, withSeq } from "../protocol/
 import { AckClock } from "./ack-clock.ts";
 import { InFlight } from "./in-flight.ts";
 import { DeviceSilentError, DeviceStoppedError, PushError, SILENT_CAUSES } from "./push-errors.ts";
-import { DEFAULT_TUNING, type PushTuning } from "./push-tuning.ts";
+import { DEFAULT_TUNING, type PushTuning, SMALL_WINDOW } from "./push-tuning.ts";
 import type { PushEvent, PushOptions, PushResult, PushStats } from "./push-types.ts";
 
 // The sender's public surface stays importable from here.
 export { DeviceSilentError, DeviceStoppedError, PushError } from "./push-errors.ts";
-export { COMPAT_TUNING, DEFAULT_TUNING, type PushTuning } from "./push-tuning.ts";
+export {
+  COMPAT_TUNING,
+  DEFAULT_TUNING,
+  MAX_WINDOW,
+  type PushTuning,
+  SMALL_WINDOW,
+  tuningWithWindow,
+} from "./push-tuning.ts";
 export type { PushEvent, PushOptions, PushResult, PushSource, PushStats } from "./push-types.ts";
 
 interface Sent {
@@ -239,6 +246,13 @@ export class PushSession {
     return this.ackClock.handledWithinMs(Math.ceil((queued * block) / SECTOR_SIZE));
   }
 
+  /** A receiver whose queue overflows may hang (spec): after a stall, say how to keep fewer datagrams in flight. */
+  private smallerQueueHint(): string {
+    const { maxWindow } = this.tuning;
+    if (maxWindow <= SMALL_WINDOW) return "";
+    return `\nIf pushes to it keep stopping, its receiver may hold fewer datagrams than the ${maxWindow + 1} this push counted on while it writes a sector (an overflow can hang yaota8266): push with --window ${SMALL_WINDOW} (mpota serve: --push-window ${SMALL_WINDOW}).`;
+  }
+
   private armTimer(ms: number): void {
     this.timer?.cancel();
     this.timer = this.options.clock.setTimer(ms, () => this.onTimeout());
@@ -283,7 +297,7 @@ export class PushSession {
       const offset = this.window[0]?.offset ?? this.ackedBytes;
       this.fail(
         new DeviceStoppedError(
-          `${device.address}:${device.port} stopped answering at offset ${offset} of ${this.options.source.totalBytes} (no acknowledgement for ${Math.round((now - this.lastProgressAt) / 1000)} s). It may have rebooted, lost WiFi or power.\nDo not try to resume: after such a stall the yaota8266 receiver keeps a stale buffer and would write a shifted, corrupt image. Put the device into OTA mode again (reset it, or trigger OTA from MicroPython) and push the whole image again.`,
+          `${device.address}:${device.port} stopped answering at offset ${offset} of ${this.options.source.totalBytes} (no acknowledgement for ${Math.round((now - this.lastProgressAt) / 1000)} s). It may have rebooted, lost WiFi or power.\nDo not try to resume: after such a stall the yaota8266 receiver keeps a stale buffer and would write a shifted, corrupt image. Put the device into OTA mode again (reset it, or trigger OTA from MicroPython) and push the whole image again.${this.smallerQueueHint()}`,
         ),
       );
       return;

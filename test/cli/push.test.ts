@@ -89,6 +89,11 @@ describe("mpota push (real process, real loopback UDP, emulated device)", () => 
     assert.match(r.stdout, /\d+ retransmitted/);
   });
 
+  test("--window 3, for a receiver that queues fewer datagrams: the push says so and lands byte-exact", async () => {
+    const r = await pushAndCheck("firmware-ota.bin", "busy", ["--window", "3"]);
+    assert.match(r.stderr, /256-byte blocks\) to 127\.0\.\d+\.2:\d+, at most 3 datagrams in flight\n/);
+  });
+
   test("--json prints one event per line ending with done", async () => {
     const r = await pushAndCheck("firmware-ota.bin", undefined, ["--json", "--block", "1024"]);
     const events = r.stdout
@@ -163,6 +168,21 @@ describe("mpota push (real process, real loopback UDP, emulated device)", () => 
         /Key file nokey\.pem does not exist/,
       ],
       [["push", "nothere.bin", "--to", "127.0.0.1"], 3, /nothere\.bin does not exist/],
+      [
+        ["push", "firmware-ota.bin", "--to", "127.0.0.1", "--window", "0"],
+        2,
+        /--window must be a whole number from 1 to 15: the datagrams in flight, which the device's receive queue must hold while it writes a sector \(default 6, for a queue of 7\)\./,
+      ],
+      [
+        ["push", "firmware-ota.bin", "--to", "127.0.0.1", "--window", "16"],
+        2,
+        /--window must be a whole number/,
+      ],
+      [
+        ["push", "firmware-ota.bin", "--to", "127.0.0.1", "--window", "2", "--compat"],
+        2,
+        /--window and --compat together: --compat keeps one datagram in flight/,
+      ],
     ];
     for (const [args, code, message] of cases) {
       const r = await runCli(args, { cwd: tmp.dir });

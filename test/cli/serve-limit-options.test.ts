@@ -35,6 +35,10 @@ describe("mpota serve: broker and registry limits", () => {
     const plain = serverSettings(options({}));
     assert.equal(plain.broker.kind === "embedded" && plain.broker.limits, undefined);
     assert.deepEqual(plain.deviceLimits, {});
+    assert.equal(plain.pushTuning, undefined);
+    // --push-window: the server's UDP pushes keep at most that many datagrams in flight.
+    const small = serverSettings(options({ pushWindow: 3 }));
+    assert.deepEqual([small.pushTuning?.maxWindow, small.pushTuning?.initialWindow], [3, 2]);
   });
 
   test("out of range, or the embedded broker's limits with another broker, is a usage error that says why", () => {
@@ -44,6 +48,7 @@ describe("mpota serve: broker and registry limits", () => {
       [{ mqttMaxConnections: 3 }, /--mqtt-max-connections must be between 16 and 1000000/],
       [{ maxDevices: 0 }, /--max-devices must be between 1 and 1000000/],
       [{ newDevicesPerMinute: 0 }, /--new-devices-per-minute must be between 1/],
+      [{ pushWindow: 16 }, /^--push-window must be a whole number from 1 to 15: the datagrams in flight/],
       [
         { mqtt: "mqtt://broker:1883", mqttMaxPacket: 4096 },
         /bound the embedded broker; with --mqtt URL .*\(Mosquitto: message_size_limit/,

@@ -57,7 +57,7 @@ function filesFromRow(row: Row): Pick<JobProgress, "files" | "of"> {
  * it rides with: the bytes are the job's progress, the files only say it
  * in other words. The columns' CHECK refuses the rest.
  */
-export function storedFiles(progress: JobProgress): [number, number] | [null, null] {
+function storedFiles(progress: JobProgress): [number, number] | [null, null] {
   const { files, of } = progress;
   const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
   if (!count(files) || !count(of) || files > of || of > MAX_REPORT_FILES) return [null, null];

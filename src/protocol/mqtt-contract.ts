@@ -123,7 +123,7 @@ const FW_PATTERN = /^[0-9a-fA-F]{32}$/;
 const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const CHIP_PATTERN = /^[a-z0-9]{1,16}$/;
 /** The most files an app report may count: an app release's limit (src/apps/app-manifest.ts). */
-const MAX_REPORT_FILES = 256;
+export const MAX_REPORT_FILES = 256;
 const PARTITION_LABEL_PATTERN = /^[A-Za-z0-9_]{1,16}$/;
 /** Largest image a pull report may count: 16 MiB, the largest ESP32 flash. */
 export const MAX_PULL_BYTES = 16 * 1024 * 1024;

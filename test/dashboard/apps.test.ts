@@ -169,7 +169,7 @@ describe("the dashboard's app releases", { skip: SKIP }, () => {
     await page.locator('tr[data-device="hall"] .badge-rollback').waitFor();
   });
 
-  test("an app update from the device page: files and bytes while the board fetches; a rollback fails the job with the loader's reason", async () => {
+  test("an app update from the device page: files and bytes while the board fetches, after a reload too; a rollback fails the job with the loader's reason", async () => {
     await page.goto(`${s.base}/#/device/hall`);
     await page.getByLabel("App release to install").waitFor();
     await page.getByRole("button", { name: "Update app" }).click();
@@ -186,10 +186,17 @@ describe("the dashboard's app releases", { skip: SKIP }, () => {
     await hall.ack({ job: command.job, ready: true, pull: true });
     await hall.ack({ job: command.job, got: 1000, total: release.bytes, files: 1, of: 3 });
     const job = page.locator(`.job[data-job="${command.job}"]`).first();
-    await job
-      .locator(".app-numbers")
-      .getByText(`1 of 3 files · 1000 B of ${(release.bytes / 1024).toFixed(1)} KiB`)
-      .waitFor();
+    const numbers = `1 of 3 files · 1000 B of ${(release.bytes / 1024).toFixed(1)} KiB`;
+    await job.locator(".app-numbers").getByText(numbers).waitFor();
+    // The stored job has them too (the API's job view), so a page opened now shows them before the
+    // board's next report.
+    const stored = await eventually(async () => {
+      const view = (await call(s, "GET", `/api/v1/jobs/${command.job}`)).body;
+      return view.files === 1 ? view : undefined;
+    }, "the stored job to count the files");
+    assert.deepEqual([stored.files, stored.of, stored.bytes, stored.state], [1, 3, 1000, "pushing"]);
+    await page.reload();
+    await job.locator(".app-numbers").getByText(numbers).waitFor();
     assert.equal(await job.locator(".job-state").textContent(), "device fetching the changed files");
     assert.equal(await job.locator(".job-target").textContent(), "app thermostat 1.1");
     await hall.ack({

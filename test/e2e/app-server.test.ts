@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type AppKey, defaultAppKeyPath, loadAppKey } from "../../src/apps/app-key.ts";
+import { progressText } from "../../src/cli/jobs.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
 import { SimulatedDevice } from "../../src/simulator/simulated-device.ts";
 import { SimulatedEsp32Device } from "../../src/simulator/simulated-esp32-device.ts";
@@ -165,7 +166,20 @@ describe("server + real MicroPython agent + emulated ESP32 and ESP8266: app upda
     // APP_WAKE_MS 0: each wake's time is over after one fetched file.
     const d = await board("app-e2e-sleepy", { sleepSeconds: 1, config: { APP_WAKE_MS: 0 } });
     const job = await bridge.request("update", { device: "app-e2e-sleepy", firmware: "thermostat@1.0.0" });
+    // While the board sleeps between wakes, the stored job (what `mpota jobs`, the API and a page
+    // opened now read, from this instance or another) counts the files staged so far.
+    const between = await eventually(
+      async () => {
+        const j = (await bridge.request("jobs", { device: "app-e2e-sleepy" })).find((x) => x.id === job.id);
+        return j?.state === "pushing" && (j.files ?? 0) > 0 && (j.files ?? 0) < 20 ? j : undefined;
+      },
+      "the stored job to count the files staged",
+      60_000,
+    );
+    assert.equal(between.of, 20);
+    assert.match(progressText(between), /^\d+ of 20 files staged \(\d+\.\d of \d+\.\d KiB\)$/);
     const end = await jobEnd(bridge, job.id, 120_000);
+    assert.deepEqual([end.files, end.of], [20, 20], "the stored job keeps the files of its fetch");
     assert.equal(end.state, "succeeded", end.error ?? "");
     assert.equal(new Set(served(job.id)).size, 21, "each file once");
     assert.ok(d.agent.output.includes("thermostat 1.0.0 1.0.0"));

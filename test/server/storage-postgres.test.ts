@@ -99,7 +99,7 @@ describe("PostgreSQL storage", skip, () => {
       rows,
       POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, description: m.description })),
     );
-    assert.equal(POSTGRES_SCHEMA_VERSION, 6);
+    assert.equal(POSTGRES_SCHEMA_VERSION, 7);
   });
 
   it("migrates once when several instances start together", async () => {
@@ -357,7 +357,62 @@ describe("PostgreSQL storage", skip, () => {
     );
     assert.deepEqual(
       rows.map((r) => r.version),
-      [1, 2, 3, 4, 5, 6],
+      [1, 2, 3, 4, 5, 6, 7],
+    );
+  });
+
+  it("upgrades a version-6 database in place: its jobs keep their bytes and count no files until an app's progress is stored", async () => {
+    const url = await freshDatabase();
+    const old = await openPostgresStorage(url, {
+      migrations: POSTGRES_MIGRATIONS.filter((m) => m.version <= 6),
+    });
+    await old.close();
+    // A job in the middle of its fetch, as version 6 stored it: bytes only.
+    await adminQuery(
+      `INSERT INTO jobs (id, device_id, firmware_id, firmware_name, firmware_version, firmware_size, phase, attempt,
+         max_attempts, created_at, updated_at, lease_owner, lease_expires_at, progress_bytes, progress_total, progress_rate)
+       VALUES ('j-old', 'board', $1, 'thermostat', '1.4.1', 1400, 'pushing', 1, 3, 1, 2, 'A', 99999, 2048, 61440, 900)`,
+      ["c".repeat(32)],
+      dbName(url),
+    );
+    await adminQuery(
+      "INSERT INTO job_steps (job_id, at, kind, message) VALUES ('j-old', 1, 'created', 'Created.')",
+      [],
+      dbName(url),
+    );
+
+    const storage = await openPostgresStorage(url);
+    try {
+      const job = await storage.jobs.get("j-old");
+      assert.deepEqual(job?.progress, { bytes: 2048, total: 61440, rate: 900, retransmits: 0 });
+      assert.equal(job?.phase, "pushing");
+      assert.deepEqual(
+        (await storage.jobs.steps("j-old")).map((s) => s.message),
+        ["Created."],
+      );
+      const progress = { bytes: 4096, total: 61440, rate: 950, retransmits: 0, files: 5, of: 20 };
+      await storage.jobs.update({ id: "j-old", owner: "A", now: 3, patch: { progress } });
+      assert.deepEqual((await storage.jobs.get("j-old"))?.progress, progress);
+    } finally {
+      await storage.close();
+    }
+    const rows = await adminQuery<{ version: number }>(
+      "SELECT version FROM schema_migrations ORDER BY version",
+      [],
+      dbName(url),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      [1, 2, 3, 4, 5, 6, 7],
+    );
+    // The columns refuse a count no device report carries, whoever writes it.
+    await assert.rejects(
+      adminQuery("UPDATE jobs SET progress_files = 21, progress_of = 20", [], dbName(url)),
+      /violates check constraint/,
+    );
+    await assert.rejects(
+      adminQuery("UPDATE jobs SET progress_of = NULL", [], dbName(url)),
+      /violates check constraint/,
     );
   });
 
@@ -703,7 +758,7 @@ describe("mpota db", skip, () => {
     assert.match(
       before.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n  6  when each device's stored state was received\n$`,
+        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n  6  when each device's stored state was received\n  7  the files of an app job's progress\n$`,
       ),
     );
     assert.ok(!before.stdout.includes(TEST_PASSWORD));
@@ -713,7 +768,7 @@ describe("mpota db", skip, () => {
     assert.match(
       migrated.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nSchema version 6: up to date\\.\n$`,
+        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nApplied migration 7: the files of an app job's progress\nSchema version 7: up to date\\.\n$`,
       ),
     );
 
@@ -779,14 +834,14 @@ describe("mpota db", skip, () => {
       assert.equal(parsed.schemaVersion, 0);
       assert.deepEqual(
         parsed.pending.map((m: { version: number }) => m.version),
-        [1, 2, 3, 4, 5, 6],
+        [1, 2, 3, 4, 5, 6, 7],
       );
       const migrated = await runCli(["db", "migrate", "--data", t.dir]);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.match(migrated.stdout, /^Database: SQLite .*mpota\.db\nApplied migration 1: /);
       assert.match(
         migrated.stdout,
-        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nSchema version 6: up to date\.\n$/,
+        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nApplied migration 7: the files of an app job's progress\nSchema version 7: up to date\.\n$/,
       );
       const bad = await runCli(["db", "status", "--db", "mysql://root:hunter2@db/mpota"]);
       assert.equal(bad.code, 2);

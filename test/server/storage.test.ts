@@ -85,6 +85,55 @@ describe("SQLite storage", () => {
     }
   });
 
+  it("upgrades a version-6 database in place: its jobs keep their bytes and count no files until an app's progress is stored", async () => {
+    const t = tempDir();
+    try {
+      const db = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 6)) db.exec(m.sql);
+      db.pragma("user_version = 6");
+      // A job in the middle of its fetch, as version 6 stored it: bytes only.
+      db.prepare(
+        `INSERT INTO jobs (id, device_id, firmware_id, firmware_name, firmware_version, firmware_size, phase, attempt,
+           max_attempts, created_at, updated_at, lease_owner, lease_expires_at, progress_bytes, progress_total, progress_rate)
+         VALUES ('j-old', 'board', ?, 'thermostat', '1.4.1', 1400, 'pushing', 1, 3, 1, 2, 'A', 99999, 2048, 61440, 900)`,
+      ).run("c".repeat(32));
+      db.prepare(
+        "INSERT INTO job_steps (job_id, at, kind, message) VALUES ('j-old', 1, 'created', 'Created.')",
+      ).run();
+      db.close();
+
+      const storage = await openSqliteStorage(t.dir);
+      try {
+        const old = await storage.jobs.get("j-old");
+        assert.deepEqual(old?.progress, { bytes: 2048, total: 61440, rate: 900, retransmits: 0 });
+        assert.equal(old?.phase, "pushing");
+        assert.deepEqual(
+          (await storage.jobs.steps("j-old")).map((s) => s.message),
+          ["Created."],
+        );
+        const progress = { bytes: 4096, total: 61440, rate: 950, retransmits: 0, files: 5, of: 20 };
+        await storage.jobs.update({ id: "j-old", owner: "A", now: 3, patch: { progress } });
+        assert.deepEqual((await storage.jobs.get("j-old"))?.progress, progress);
+      } finally {
+        await storage.close();
+      }
+      const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
+      assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION);
+      // The columns refuse a count no device report carries, whoever writes it.
+      assert.throws(
+        () => check.prepare("UPDATE jobs SET progress_files = 21, progress_of = 20").run(),
+        /CHECK constraint failed/,
+      );
+      assert.throws(
+        () => check.prepare("UPDATE jobs SET progress_of = NULL").run(),
+        /CHECK constraint failed/,
+      );
+      check.close();
+    } finally {
+      t.remove();
+    }
+  });
+
   it("upgrades a version-3 database in place: its data is kept, credentials and audit start empty", async () => {
     const t = tempDir();
     try {
@@ -112,7 +161,7 @@ describe("SQLite storage", () => {
       }
       const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
       assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION);
-      assert.equal(SQLITE_SCHEMA_VERSION, 6);
+      assert.equal(SQLITE_SCHEMA_VERSION, 7);
       check.close();
     } finally {
       t.remove();

@@ -131,6 +131,9 @@ export interface JobView {
   /** Bytes per second of the last push. */
   rate: number;
   retransmits: number;
+  /** An app's fetch: files staged of the release's (`bytes`/`total` are its bytes staged), as the progress topic says. */
+  files?: number;
+  of?: number;
   /** The address of the push (the one the device reported), "ip:port". */
   target: string | null;
   /**

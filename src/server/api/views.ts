@@ -16,6 +16,12 @@ export function jobPercent(job: JobRecord): number {
   return total > 0 ? Math.min(100, Math.floor((bytes * 100) / total)) : 0;
 }
 
+/** An app job's files staged of the release's, when its progress counts them. */
+function filesOf(job: JobRecord): { files?: number; of?: number } {
+  const { files, of } = job.progress;
+  return files !== undefined && of !== undefined ? { files, of } : {};
+}
+
 export function jobView(job: JobRecord): JobView {
   return {
     id: job.id,
@@ -34,6 +40,7 @@ export function jobView(job: JobRecord): JobView {
     total: job.progress.total,
     rate: job.progress.rate,
     retransmits: job.progress.retransmits,
+    ...filesOf(job),
     target: job.targetIp === null ? null : `${job.targetIp}:${job.targetPort}`,
     error: job.error,
     createdAt: job.createdAt,
@@ -58,9 +65,7 @@ export function jobProgressMessage(job: JobRecord, at: number): JobProgressMessa
     total: job.progress.total,
     rate: job.progress.rate,
     retransmits: job.progress.retransmits,
-    ...(job.progress.files !== undefined && job.progress.of !== undefined
-      ? { files: job.progress.files, of: job.progress.of }
-      : {}),
+    ...filesOf(job),
     attempt: job.attempt,
     maxAttempts: job.maxAttempts,
     error: job.error,

@@ -95,6 +95,15 @@ export class JobLedger {
     });
   }
 
+  /**
+   * Stores the progress of a delivery under way, without a step or a
+   * message (the caller published it): what a page opened later, or another
+   * instance, lists until the delivery ends. Throws LeaseLostError.
+   */
+  async storeProgress(job: JobRecord, progress: JobRecord["progress"]): Promise<void> {
+    await this.o.storage.jobs.update({ id: job.id, owner: this.o.owner, now: this.now, patch: { progress } });
+  }
+
   /** Changes a job this instance holds, and publishes its progress message. */
   async update(
     job: JobRecord,

@@ -139,6 +139,8 @@ export class JobPushes {
     const { timings, ledger, logger } = this.o;
     let lastPublish = 0;
     let live: DeliveryProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
+    // Stores one after the other, so an older progress never lands over a newer one or the outcome.
+    let storing = Promise.resolve();
     const renew = this.renewWhilePushing(job, abort);
     let outcome: DeliveryOutcome;
     try {
@@ -157,6 +159,17 @@ export class JobPushes {
           if (now - lastPublish < timings.progressIntervalMs && p.bytes < p.total) return;
           lastPublish = now;
           ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
+          // An app's fetch is also stored as it goes, so a page opened meanwhile (or on another
+          // instance) lists its files staged: a board reports once a file it fetched, or every
+          // 8 files or 64 KiB, a few hundred reports at most. A firmware's push and an ESP32's
+          // pull keep what they had: their progress is stored when they end.
+          if (p.files === undefined) return;
+          storing = storing.then(() =>
+            ledger.storeProgress(job, p).catch((error: unknown) => {
+              // The lease is renewed apart from this and stops the delivery when it is lost.
+              logger.warn({ job: job.id, err: (error as Error).message }, "job progress not stored");
+            }),
+          );
         },
         // Read once the lease is being renewed: the delivery asks only when the device fetches.
         commandAt: () =>
@@ -182,6 +195,7 @@ export class JobPushes {
     } finally {
       renew.cancel();
     }
+    await storing;
     if (outcome.kind === "aborted") {
       // The server is stopping: leave the job in "pushing" for whoever takes it next.
       await ledger.release(job.id).catch(() => undefined);

@@ -1,5 +1,6 @@
+import { MAX_REPORT_FILES } from "../../protocol/mqtt-contract.ts";
 import { asIs, type Bind, type PatchColumns, setClause } from "./patch-columns.ts";
-import type { JobPatch, JobRecord, JobStep, NewJobStep } from "./storage.ts";
+import type { JobPatch, JobProgress, JobRecord, JobStep, NewJobStep } from "./storage.ts";
 import type { JobPhase } from "./types.ts";
 
 /** The rows of `jobs` and `job_steps` as records, and job patches as SET clauses, for both backends. */
@@ -34,8 +35,33 @@ export function jobFromRow(row: Row): JobRecord {
       total: row.progress_total as number,
       rate: row.progress_rate as number,
       retransmits: row.progress_retransmits as number,
+      ...filesFromRow(row),
     },
   };
+}
+
+/** An app job's files staged of the release's, when stored (both columns or neither). */
+function filesFromRow(row: Row): Pick<JobProgress, "files" | "of"> {
+  const files = row.progress_files;
+  const of = row.progress_of;
+  // PostgreSQL's driver gives INTEGER as a number, as SQLite's does; a row from before has NULLs.
+  if (files === null || files === undefined || of === null || of === undefined) return {};
+  return { files: Number(files), of: Number(of) };
+}
+
+/**
+ * The files count to store: both or neither, whole numbers with
+ * 0 <= files <= of <= the most files a release holds, as the device's
+ * report was checked (protocol/mqtt-contract.ts). Anything else is stored
+ * as no count (NULL), as a firmware job's, rather than failing the change
+ * it rides with: the bytes are the job's progress, the files only say it
+ * in other words. The columns' CHECK refuses the rest.
+ */
+function storedFiles(progress: JobProgress): [number, number] | [null, null] {
+  const { files, of } = progress;
+  const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (!count(files) || !count(of) || files > of || of > MAX_REPORT_FILES) return [null, null];
+  return [files, of];
 }
 
 export function stepFromRow(row: Row): JobStep {
@@ -54,7 +80,7 @@ export function stepValues(jobId: string, step: NewJobStep): Array<string | numb
   return [jobId, step.at, step.kind, step.message, step.data === null ? null : JSON.stringify(step.data)];
 }
 
-/** Column of each patchable field but progress (four columns). */
+/** Column of each patchable field but progress (six columns). */
 const JOB_COLUMNS: PatchColumns<Exclude<keyof JobPatch, "progress">> = {
   phase: ["phase", asIs],
   attempt: ["attempt", asIs],
@@ -79,6 +105,10 @@ export function jobPatchSets(patch: JobPatch, bind: Bind): string[] {
       `progress_rate = ${bind("pRate", progress.rate)}`,
       `progress_retransmits = ${bind("pRetransmits", progress.retransmits)}`,
     );
+    // Every progress written sets the count too: one without files (a firmware's, or the
+    // start of a try) leaves none of an earlier try behind.
+    const [files, of] = storedFiles(progress);
+    sets.push(`progress_files = ${bind("pFiles", files)}`, `progress_of = ${bind("pOf", of)}`);
   }
   return sets;
 }

@@ -272,5 +272,16 @@ ALTER TABLE firmware ADD COLUMN kind TEXT;
 ALTER TABLE devices ADD COLUMN state_received_at ${d.time};
 `,
     },
+    {
+      version: 7,
+      description: "the files of an app job's progress",
+      // NULL for a job whose progress counts no files (firmware) and for rows from before. A row
+      // has both or neither, 0 <= files <= of: job-rows.ts writes nothing else.
+      sql: `
+ALTER TABLE jobs ADD COLUMN progress_of INTEGER CHECK (progress_of >= 0);
+ALTER TABLE jobs ADD COLUMN progress_files INTEGER
+  CHECK ((progress_files IS NULL) = (progress_of IS NULL) AND progress_files >= 0 AND progress_files <= progress_of);
+`,
+    },
   ];
 }

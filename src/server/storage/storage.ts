@@ -186,7 +186,7 @@ export interface JobProgress {
   /** Bytes per second of the last push. */
   rate: number;
   retransmits: number;
-  /** An app's fetch: files staged of the release's; live on the progress topic only (not stored). */
+  /** An app's fetch: files staged of the release's (stored while it runs and after; none for a firmware). */
   files?: number;
   of?: number;
 }

@@ -310,6 +310,69 @@ export function defineStorageSuite(
       assert.deepEqual(await storage.jobs.leases(30_500), []);
     });
 
+    it("keeps an app job's files staged with its bytes, and stores nonsense counts as none", async () => {
+      await storage.jobs.create(newJob("j-20", "dev20", 40_000), step("created", 40_000));
+      await storage.jobs.claim({ id: "j-20", owner: "F", now: 40_000, leaseMs: 10_000 });
+      const progress = (extra: object) => ({
+        bytes: 2048,
+        total: 61_440,
+        rate: 900,
+        retransmits: 0,
+        ...extra,
+      });
+      const stored = async (extra: object) => {
+        await storage.jobs.update({
+          id: "j-20",
+          owner: "F",
+          now: 40_100,
+          patch: { progress: progress(extra) },
+        });
+        return (await storage.jobs.get("j-20"))?.progress;
+      };
+      assert.deepEqual(await stored({ files: 3, of: 20 }), progress({ files: 3, of: 20 }));
+      assert.deepEqual(
+        (await storage.jobs.list({ deviceId: "dev20" })).map((j) => j.progress),
+        [progress({ files: 3, of: 20 })],
+      );
+      assert.deepEqual(
+        (await storage.jobs.activeForDevice("dev20"))?.progress,
+        progress({ files: 3, of: 20 }),
+      );
+      assert.deepEqual(await stored({ files: 0, of: 0 }), progress({ files: 0, of: 0 }));
+      assert.deepEqual(await stored({ files: 256, of: 256 }), progress({ files: 256, of: 256 }));
+      // Counts no device report can carry (protocol/mqtt-contract.ts) are stored as none, bytes kept.
+      for (const nonsense of [
+        { files: -1, of: 20 },
+        { files: 1.5, of: 20 },
+        { files: 21, of: 20 },
+        { files: 3, of: 257 },
+        { files: 3, of: 2 ** 53 },
+        { files: 3 },
+        { of: 20 },
+        { files: "3", of: "20" },
+        { files: Number.NaN, of: 20 },
+      ]) {
+        await stored({ files: 3, of: 20 });
+        assert.deepEqual(await stored(nonsense), progress({}), JSON.stringify(nonsense));
+      }
+      // A progress without files (a new try's start) leaves none of the last try's behind.
+      await stored({ files: 3, of: 20 });
+      assert.deepEqual(await stored({}), progress({}));
+      await storage.jobs.update({
+        id: "j-20",
+        owner: "F",
+        now: 40_200,
+        patch: {
+          phase: "succeeded",
+          finishedAt: 40_200,
+          dueAt: null,
+          progress: progress({ files: 20, of: 20 }),
+        },
+        release: true,
+      });
+      assert.deepEqual((await storage.jobs.get("j-20"))?.progress, progress({ files: 20, of: 20 }));
+    });
+
     it("lists firmware newest first, in insertion order within one millisecond", async () => {
       const base = {
         name: "lamp",

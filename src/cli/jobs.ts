@@ -44,6 +44,9 @@ export function progressText(j: ProgressFields, how: DeliveryFacts = j as Delive
     }
     return `${j.percent}% of ${kib(j.total)}${j.rate > 0 ? ` at ${kib(j.rate)}/s` : ""}`;
   }
+  // An app's stored job keeps the files its board had staged when the fetch broke off.
+  if (app && j.files !== undefined && j.of !== undefined && j.files > 0)
+    return `${j.files} of ${j.of} files staged (last fetch)`;
   return j.bytes > 0 ? `${j.percent}% (last ${deviceFetches(how, app) ? "fetch" : "push"})` : "-";
 }
 

@@ -51,10 +51,22 @@ describe("a job's progress in `mpota jobs` and `mpota update --follow`", () => {
       ),
       "20 of 20 files staged (18.6 KiB)",
     );
-    // `mpota jobs` reads the stored job, which keeps bytes but not files.
+    // A job stored before its first report with files says bytes.
     assert.equal(
       progressText({ state: "pushing", percent: 50, bytes: 9_525, total: 19_050, rate: 0 }, how),
       "50% of 18.6 KiB staged",
+    );
+    // Waiting for its next try, the stored job still says what the board had staged.
+    assert.equal(
+      progressText(
+        { state: "retrying", percent: 50, bytes: 9_525, total: 19_050, rate: 0, files: 7, of: 20 },
+        how,
+      ),
+      "7 of 20 files staged (last fetch)",
+    );
+    assert.equal(
+      progressText({ state: "retrying", percent: 50, bytes: 9_525, total: 19_050, rate: 0 }, how),
+      "50% (last fetch)",
     );
     assert.equal(
       progressText({ state: "succeeded", percent: 100, bytes: 1, total: 1, rate: 0, files: 20, of: 20 }),

@@ -27,6 +27,8 @@ export interface EmulateCommandOptions {
   pktWaitMs?: number;
   idleRebootMs?: number;
   baud?: number;
+  /** Datagrams the receiver queues while busy (writing a sector); more are lost. */
+  receiveQueue?: number;
   appOffset?: number;
   boot: "ota" | "normal";
   rtcMagic: boolean;

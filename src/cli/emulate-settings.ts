@@ -45,4 +45,9 @@ export function checkOptions(
   }
   if (settings.gpioMask > 0xffffffff) throw new UsageError("--gpio-mask must fit in 32 bits.");
   if (options.progressEvery < 1) throw new UsageError("--progress-every must be at least 1 sector.");
+  const queue = options.receiveQueue;
+  if (queue !== undefined && (queue < 1 || queue > 16))
+    throw new UsageError(
+      `--receive-queue must be from 1 to 16 (the spec's evidence gives 4 to 16; the model holds 7), not ${queue}.`,
+    );
 }

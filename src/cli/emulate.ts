@@ -2,6 +2,7 @@
 import { type Command, Option } from "commander";
 import { EmulatedDevice, OTA_PORT } from "../emulator/device.ts";
 import { type Flash, openFlash } from "../emulator/flash.ts";
+import { DEFAULT_TIMING } from "../emulator/timing.ts";
 import { UsageError } from "../errors.ts";
 import { checkFlashSize, formatFlashSize } from "../firmware/flash-layout.ts";
 import { systemClock } from "../net/clock.ts";
@@ -52,14 +53,22 @@ export async function emulateCommand(
     link: options.link,
     rtcMagic: options.rtcMagic,
     logger: log.entry,
+    ...(options.receiveQueue !== undefined ? { timing: { receiveQueue: options.receiveQueue } } : {}),
   });
   const cleanups: Array<() => void> = [];
   try {
     watchProgress(device, log, options, cleanups);
     const where = options.flash ? `flash file ${options.flash}` : "flash in memory";
-    const describe = `${formatFlashSize(flashSize)} ${where}, link ${options.link}, BAUD_RATE ${settings.baudRate}, PKT_WAIT_MS ${settings.pktWaitMs}, IDLE_REBOOT_MS ${settings.idleRebootMs}, GPIO_MASK 0x${settings.gpioMask.toString(16)}, GPIO_WAIT_MS ${settings.gpioWaitMs}`;
+    const describe = `${formatFlashSize(flashSize)} ${where}, link ${options.link}, BAUD_RATE ${settings.baudRate}, PKT_WAIT_MS ${settings.pktWaitMs}, IDLE_REBOOT_MS ${settings.idleRebootMs}, GPIO_MASK 0x${settings.gpioMask.toString(16)}, GPIO_WAIT_MS ${settings.gpioWaitMs}, receive queue ${options.receiveQueue ?? DEFAULT_TIMING.receiveQueue}`;
     if (options.json)
-      log.emit({ type: "start", flashSize, flash: options.flash ?? null, link: options.link, settings });
+      log.emit({
+        type: "start",
+        flashSize,
+        flash: options.flash ?? null,
+        link: options.link,
+        settings,
+        receiveQueue: options.receiveQueue ?? DEFAULT_TIMING.receiveQueue,
+      });
     else log.line(`emulating yaota8266: ${describe}`);
     try {
       await device.powerOn();
@@ -172,6 +181,11 @@ export function registerEmulateCommand(program: Command, io: CliIo, deps: Emulat
       "--baud <rate>",
       "BAUD_RATE of the receiver's log; it paces reception (0 = ROM default 74880)",
       parseIntegerOption("--baud"),
+    )
+    .option(
+      "--receive-queue <n>",
+      `datagrams the receiver queues while it writes a sector, 1 to 16; more are lost (default ${DEFAULT_TIMING.receiveQueue}; try 4 with push --window)`,
+      parseIntegerOption("--receive-queue"),
     )
     .option(
       "--app-offset <offset>",

@@ -530,6 +530,30 @@ describe("a broker that goes silent mid-session", () => {
       await broker.publish(`mpota/${id}/cmd`, "", true);
     });
   }
+
+  test("a loop that publishes at QoS 1 right after each poll keeps its connection: the ack's wait reads the PINGRESP, and the ack counts as the broker's answer", async () => {
+    const main = [
+      "from mpota_agent import Agent",
+      "a = Agent()",
+      "n = 0",
+      "while True:",
+      "    if a.poll(100):",
+      "        n += 1",
+      "        a.publish('n', n, False, 1)",
+    ].join("\n");
+    const d = device({ id: "qos1-loop-1", keepalive: 1, main });
+    let pings = 0;
+    let connects = 0;
+    d.on("packet", (p) => {
+      if (p.type === MqttPacketType.PINGREQ) pings++;
+      if (p.type === MqttPacketType.CONNECT) connects++;
+    });
+    const sixth = d.waitFor("packet", () => pings >= 6, 20_000);
+    await d.powerOn();
+    await sixth;
+    assert.equal(connects, 1, d.output.join("\n"));
+    assert.ok(!d.output.some((l) => l.includes("connection lost")), d.output.join("\n"));
+  });
 });
 
 describe("ota.start() and keepalive", () => {

@@ -1,8 +1,9 @@
-# mpota device agent, MQTT contract v2 (v3 on the ESP32, mpota_pull.py, and
-# with the app loader, mpota_appget.py). What it needs: README.md.
+# mpota's device agent, MQTT contract v2 (v3: mpota_pull, mpota_appget).
+# What it needs: README.md.
 import gc
 import json
 import os
+import select
 import sys
 import time
 
@@ -28,9 +29,8 @@ WAKE = ("power", "wdt", "other", "wdt", "soft", "deepsleep", "hard")
 
 
 def firmware_id(offset=0x3C000):
-    # The MD5 trailer of the running image, as yaota8266 checks it at boot:
-    # a u32 size at offset+0x8ffc, then 16 bytes at offset+size. None if
-    # there is no plausible image (wrong MAIN_APP_OFFSET, erased flash).
+    # The image's MD5 trailer as yaota8266 checks it: a u32 size at
+    # offset+0x8ffc, 16 bytes at offset+size. None: no plausible image.
     try:
         size = int.from_bytes(esp.flash_read(offset + 0x8FFC, 4), "little")
         if size <= 0x9000 or size > 800000:
@@ -106,15 +106,13 @@ class Agent:
 
     def checkin(self):
         # Reports state and status=online, waits CMD_WAIT_MS for a retained
-        # command (an update does not return: the device resets). True when
-        # online, False (printed) if not.
+        # command (an update resets). True if online, else False (printed).
         try:
             self._online()
             self._wait(self._c("CMD_WAIT_MS", 500))
             self._act()
         except Exception as e:
-            print("mpota: offline:", repr(e))
-            self._drop()
+            self._drop("offline:", e)
         return self.up
 
     def publish(self, sub, value, retain=False, qos=0):
@@ -124,11 +122,10 @@ class Agent:
         if not isinstance(value, (str, bytes)):
             value = json.dumps(value)
         try:
-            self.mq.publish(self.base + sub, value, retain, qos)
+            self._pub(sub, value, retain, qos)
             return True
         except Exception as e:
-            print("mpota: publish failed:", repr(e))
-            self._drop()
+            self._drop("publish failed:", e)
             return False
 
     def sleep(self, seconds=None):
@@ -148,25 +145,25 @@ class Agent:
         machine.deepsleep(int(s * 1000))
 
     def poll(self, ms=0):
-        # For an always-on loop: (re)connects, pings, acts on commands. ms > 0
-        # waits up to ms for a message. False while offline (retried every RETRY_MS).
+        # An always-on loop's step: (re)connects, pings, acts on commands; waits
+        # up to ms for one. False while offline (retried every RETRY_MS).
         try:
             if not self.up:
                 if time.ticks_diff(time.ticks_ms(), self._retry) < 0:
                     return False
                 self._online()
-            if ms:
-                self._wait(ms)
-            else:
-                self.mq.check_msg()
+            self._wait(ms)
             if self.ka and time.ticks_diff(time.ticks_ms(), self._ping) >= self.ka * 500:
+                # Two pings unanswered: nothing for 1.5 x KEEPALIVE, MQTT's rule for a broker.
+                if self._n > 1:
+                    raise OSError("no ping answer")
                 self.mq.ping()
+                self._n += 1
                 self._ping = time.ticks_ms()
             self._act()
             return True
         except Exception as e:
-            print("mpota: connection lost:", repr(e))
-            self._drop()
+            self._drop("connection lost:", e)
             self._retry = time.ticks_add(time.ticks_ms(), self._c("RETRY_MS", 5000))
             return False
 
@@ -175,8 +172,10 @@ class Agent:
             if not self.poll(1000):
                 time.sleep_ms(100)
 
-    def _pub(self, sub, msg, retain=False):
-        self.mq.publish(self.base + sub, msg, retain, 1)
+    def _pub(self, sub, msg, retain=False, qos=1):
+        self.mq.publish(self.base + sub, msg, retain, qos)
+        if qos:  # acked: the broker is there (its wait may have read a PINGRESP)
+            self._n = 0
 
     def _online(self):
         w = self.wlan
@@ -196,6 +195,7 @@ class Agent:
         except TypeError:  # umqtt.simple frozen before v1.25: no timeout
             self.mq.connect()
         self.up = True
+        self._n = 0
         self._ping = time.ticks_ms()
         self.mq.subscribe(self.base + "cmd", 1)
         self._pub("state", self._state(), True)
@@ -241,20 +241,14 @@ class Agent:
         self.cmd = msg
 
     def _wait(self, ms):
-        # Waits up to ms for a command without busy looping (socket timeout).
+        # Reads what comes within ms, up to a command. wait_msg() tells no
+        # PINGRESP from nothing: a byte to read is the broker's sign of life.
+        p = select.poll()
+        p.register(self.mq.sock, 1)  # POLLIN
         end = time.ticks_add(time.ticks_ms(), ms)
-        s = self.mq.sock
-        try:
-            while self.cmd is None:
-                left = time.ticks_diff(end, time.ticks_ms())
-                if left <= 0:
-                    break
-                s.settimeout(left / 1000)
-                self.mq.wait_msg()
-        except OSError as e:
-            if e.args[0] != 110:  # ETIMEDOUT: the window is over
-                raise
-        s.setblocking(True)
+        while self.cmd is None and p.poll(max(0, time.ticks_diff(end, time.ticks_ms()))):
+            self._n = 0
+            self.mq.check_msg()
 
     def _act(self):
         m = self.cmd
@@ -335,7 +329,8 @@ class Agent:
             return "no room: %d > %d bytes" % (size, room)
         return None
 
-    def _drop(self):
+    def _drop(self, what, e):
+        print("mpota:", what, repr(e))
         self.up = False
         try:
             self.mq.sock.close()

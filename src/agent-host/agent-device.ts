@@ -326,6 +326,8 @@ export class AgentDevice extends EventEmitter<AgentDeviceEvents> {
           return { value: this.sockets.write(request.id, Buffer.from(request.data, "hex")) };
         case "sock_read":
           return await this.sockets.read(request.id, request.length, request.timeoutMs, request.once);
+        case "sock_poll":
+          return { value: await this.sockets.poll(request.id, request.events, request.waitMs) };
         case "sock_close":
           this.sockets.close(request.id);
           return { value: null };

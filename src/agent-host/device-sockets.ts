@@ -16,6 +16,9 @@ export const Errno = {
   EINPROGRESS: 115,
 } as const;
 
+/** select.poll's event bits (MicroPython's MP_STREAM_POLL_*). */
+export const Poll = { IN: 1, OUT: 4, ERR: 8, HUP: 16, NVAL: 32 } as const;
+
 /** getaddrinfo() failure as the ESP8266 port raises it: `OSError: -2`. */
 const LOOKUP_FAILED = -2;
 
@@ -185,6 +188,30 @@ export class DeviceSockets {
       if (timeoutMs === 0) return { value: null };
       if (!(await s.waitForChange(timeoutMs))) return { errno: Errno.ETIMEDOUT };
     }
+  }
+
+  /**
+   * select.poll's question for one socket (MP_STREAM_POLL): which of
+   * `events` are ready, answered as modlwip's ioctl does (IN with data
+   * waiting, OUT while connected, HUP before the connect and after a reset,
+   * ERR after another error, IN and OUT once the peer closed, NVAL once
+   * closed). With none ready, it first waits up to `waitMs` for a change.
+   */
+  async poll(id: number, events: number, waitMs: number): Promise<number> {
+    const s = this.sockets.get(id);
+    if (!s) return Poll.NVAL;
+    const ready = (): number => {
+      const data = events & Poll.IN && s.buffer.length > 0 ? Poll.IN : 0;
+      if (!s.socket) return data | Poll.HUP;
+      if (s.errno === Errno.ECONNRESET) return data | (events & Poll.OUT) | Poll.HUP;
+      if (s.errno) return data | Poll.ERR;
+      if (s.ended) return events & (Poll.IN | Poll.OUT);
+      return data | (events & Poll.OUT && !s.socket.connecting ? Poll.OUT : 0);
+    };
+    const now = ready();
+    if (now || waitMs <= 0) return now;
+    await s.waitForChange(waitMs);
+    return ready();
   }
 
   /** Closes the socket the way lwip does on close(): FIN after what was written. */

@@ -112,6 +112,7 @@ async function runBoot(boot: BootRequest, loadMicroPython: LoadMicroPython): Pro
     sock_write: (id: number, data: string) => call({ op: "sock_write", id, data }),
     sock_read: (id: number, length: number, timeoutMs: number, once: boolean) =>
       call({ op: "sock_read", id, length, timeoutMs, once }),
+    sock_poll: (id: number, events: number, waitMs: number) => call({ op: "sock_poll", id, events, waitMs }),
     sock_close: (id: number) => call({ op: "sock_close", id }),
     ...forwardCalls(call),
   });

@@ -121,6 +121,7 @@ class WLAN:
 
 const socket = `import _mpota_host as _h
 from binascii import hexlify, unhexlify
+from io import IOBase
 
 AF_INET = 2
 SOCK_STREAM = 1
@@ -138,12 +139,25 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
     return [(AF_INET, SOCK_STREAM, IPPROTO_TCP, "", (r, port))]
 
 
-class socket:
+# A stream (IOBase) so that the port's own select.poll works on it.
+class socket(IOBase):
     def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=0):
         if type != SOCK_STREAM:
             raise OSError(95)  # the simulated device has TCP only
         self._id = _h.sock_new()
         self._t = -1  # ms; -1 blocking, 0 non-blocking
+        self._w = 0  # ms the host may wait in the next poll question
+
+    def ioctl(self, req, arg):
+        # select.poll asks (MP_STREAM_POLL, 3) which events of arg are ready,
+        # again and again until one is or its time is out: the port spins. The
+        # first ask is answered at once; after it the host waits up to 20 ms
+        # for a change, so a waiting poll does not spin the bridge.
+        if req != 3:
+            return -22  # EINVAL, as modlwip answers what it does not do
+        w = self._w
+        self._w = 20
+        return _h.sock_poll(self._id, arg, w)
 
     def settimeout(self, t):
         self._t = -1 if t is None else int(t * 1000)
@@ -160,6 +174,7 @@ class socket:
             raise OSError(e)
 
     def write(self, buf, a=None, b=None):
+        self._w = 0
         if isinstance(buf, str):
             buf = buf.encode()
         if b is not None:
@@ -178,6 +193,7 @@ class socket:
         self.write(buf)
 
     def _get(self, n, once):
+        self._w = 0
         r = _h.sock_read(self._id, n, self._t, once)
         if isinstance(r, int):
             raise OSError(r)

@@ -48,6 +48,7 @@ export type HostCall =
   | { op: "sock_connect"; id: number; host: string; port: number; timeoutMs: number }
   | { op: "sock_write"; id: number; data: string }
   | { op: "sock_read"; id: number; length: number; timeoutMs: number; once: boolean }
+  | { op: "sock_poll"; id: number; events: number; waitMs: number }
   | { op: "sock_close"; id: number }
   | { op: "fs"; name: FsCallName; args: Array<string | number> }
   | { op: "esp32"; name: Esp32CallName; args: Array<string | number> };

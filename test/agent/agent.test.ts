@@ -454,6 +454,108 @@ describe("a broker that takes the connection and never answers", () => {
   });
 });
 
+describe("a broker that goes silent mid-session", () => {
+  // The broker stops answering without closing the connection (its process stopped while its
+  // host's kernel still takes the bytes, or a NAT that dropped the flow). umqtt.simple's
+  // wait_msg() and check_msg() return None for a PINGRESP as for nothing, so the agent counts
+  // any byte it can read as the broker's sign of life. Its pings go out half a keep-alive
+  // apart on its own clock; after two with nothing back (1.5 keep-alives of silence, MQTT's
+  // rule for a broker) it drops the connection and connects again.
+  const relays: MuteRelay[] = [];
+  afterEach(async () => {
+    await Promise.all(relays.splice(0).map((r) => r.close()));
+  });
+
+  // umqtt.simple 1.5 and later, frozen from v1.25: connect()'s timeout covers the connect and
+  // its CONNACK only; every read after it waits for good. mpota's client under another name.
+  const frozen = {
+    "lib/umqtt_mpota.py": readFileSync(join(DEVICE_DIR, "lib/umqtt/simple.py"), "utf8"),
+    "lib/umqtt/simple.py": [
+      "from umqtt_mpota import MQTTClient as _C",
+      "",
+      "",
+      "class MQTTClient(_C):",
+      "    def connect(self, clean_session=True, timeout=None):",
+      "        r = _C.connect(self, clean_session, timeout)",
+      "        self.t = None",
+      "        return r",
+      "",
+    ].join("\n"),
+  };
+
+  for (const [client, files] of [
+    ["mpota's own umqtt.simple", undefined],
+    ["a frozen-like umqtt.simple (timeout on the connect only)", frozen],
+  ] as const) {
+    test(`with ${client}: the agent notices after two unanswered pings, connects again, reports online, and a command then reaches it`, async () => {
+      const relay = await MuteRelay.start(broker.url);
+      relays.push(relay);
+      const id = files ? "silent-frozen-1" : "silent-own-1";
+      const d = device({
+        id,
+        broker: relay.url,
+        keepalive: 1,
+        config: { RETRY_MS: 100 },
+        ...(files ? { files } : {}),
+      });
+      // What the device sends from the moment the broker went silent.
+      let after: number[] | undefined;
+      d.on("packet", (p) => {
+        if (after) after.push(p.type);
+        // Right after one of its pings: that ping's answer never comes.
+        else if (p.type === MqttPacketType.PINGREQ && broker.on(`mpota/${id}/status`).includes("online")) {
+          relay.silence();
+          after = [];
+        }
+      });
+      const again = d.waitFor(
+        "published",
+        (m) => m.topic === `mpota/${id}/status` && m.payload.toString() === "online" && after !== undefined,
+        20_000,
+      );
+      await d.powerOn();
+      await again;
+      // One more ping, both unanswered, then a new connection: no third ping on the silent one.
+      const connect = (after ?? []).indexOf(MqttPacketType.CONNECT);
+      assert.deepEqual((after ?? []).slice(0, connect), [MqttPacketType.PINGREQ]);
+      assert.ok(d.output.includes("mpota: connection lost: OSError('no ping answer',)"), d.output.join("\n"));
+      // The broker saw it go (the last will) and come back, with its state reported again.
+      assert.deepEqual(await broker.seenCount(`mpota/${id}/status`, 3), ["online", "offline", "online"]);
+      assert.equal(d.published.filter((m) => m.topic === `mpota/${id}/state`).length, 2);
+      const ota = d.waitFor("ota");
+      await broker.publish(`mpota/${id}/cmd`, cmd(id, "j-back", otherFw), true);
+      await ota;
+      assert.equal(JSON.parse(await broker.seen(`mpota/${id}/ack`)).job, "j-back");
+      assert.equal(d.boots, 1, "no reset until the command: the same loop went on");
+      await broker.publish(`mpota/${id}/cmd`, "", true);
+    });
+  }
+
+  test("a loop that publishes at QoS 1 right after each poll keeps its connection: the ack's wait reads the PINGRESP, and the ack counts as the broker's answer", async () => {
+    const main = [
+      "from mpota_agent import Agent",
+      "a = Agent()",
+      "n = 0",
+      "while True:",
+      "    if a.poll(100):",
+      "        n += 1",
+      "        a.publish('n', n, False, 1)",
+    ].join("\n");
+    const d = device({ id: "qos1-loop-1", keepalive: 1, main });
+    let pings = 0;
+    let connects = 0;
+    d.on("packet", (p) => {
+      if (p.type === MqttPacketType.PINGREQ) pings++;
+      if (p.type === MqttPacketType.CONNECT) connects++;
+    });
+    const sixth = d.waitFor("packet", () => pings >= 6, 20_000);
+    await d.powerOn();
+    await sixth;
+    assert.equal(connects, 1, d.output.join("\n"));
+    assert.ok(!d.output.some((l) => l.includes("connection lost")), d.output.join("\n"));
+  });
+});
+
 describe("ota.start() and keepalive", () => {
   test("ota.start() writes b'yaotaota' to RTC memory and resets; the caller decides what boots next", async () => {
     const main = [

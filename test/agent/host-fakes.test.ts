@@ -212,7 +212,13 @@ describe("socket", () => {
           "except OSError as e:",
           "    print('timeout', e.args[0])",
           "s.setblocking(True)",
+          // The port's select.poll works on them: nothing to read yet, then the echo.
+          "import select",
+          "p = select.poll()",
+          "p.register(s, select.POLLIN)",
+          "print(p.poll(50))",
           "s.write(b'xxping', 2, 4)",
+          "print(p.poll(5000) == [(s, select.POLLIN)])",
           "print(s.read(4))",
           "s.close()",
           "try:",
@@ -226,7 +232,16 @@ describe("socket", () => {
           "    print('refused', e.args[0])",
         ].join("\n"),
       );
-      assert.deepEqual(output, ["127.0.0.1", "None", "timeout 110", "b'ping'", "closed 9", "refused 104"]);
+      assert.deepEqual(output, [
+        "127.0.0.1",
+        "None",
+        "timeout 110",
+        "[]",
+        "True",
+        "b'ping'",
+        "closed 9",
+        "refused 104",
+      ]);
     } finally {
       echo.close();
     }

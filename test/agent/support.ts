@@ -187,7 +187,8 @@ export class CommandSigner {
  * each connection and never answers (a hung broker, or one whose host is gone
  * with the connection half open); otherwise it pipes to the broker, or with
  * `answerBytes` set passes only that many of the broker's bytes on a new
- * connection and then nothing (a broker that hangs mid-session).
+ * connection and then nothing (a broker that hangs mid-session). `silence()`
+ * makes the connections open at that moment go quiet both ways.
  */
 export class MuteRelay {
   mute = false;
@@ -195,6 +196,7 @@ export class MuteRelay {
   /** Connections taken while mute. */
   muted = 0;
   private readonly held = new Set<Socket>();
+  private readonly silencers = new Set<() => void>();
 
   private constructor(
     private readonly server: Server,
@@ -221,18 +223,39 @@ export class MuteRelay {
       return;
     }
     let left = this.answerBytes ?? Number.POSITIVE_INFINITY;
+    let quiet = false;
+    const silence = () => {
+      quiet = true;
+      left = 0;
+    };
+    this.silencers.add(silence);
     const up = connect(port, "127.0.0.1");
     // Once mute, the broker closing its side (its keep-alive ran out) does not reach the device.
     up.on("close", () => {
       if (left > 0) client.destroy();
     });
     up.on("error", () => undefined);
-    client.on("close", () => up.destroy());
-    client.pipe(up);
+    client.on("close", () => {
+      this.silencers.delete(silence);
+      up.destroy();
+    });
+    client.on("data", (chunk: Buffer) => {
+      if (!quiet) up.write(chunk);
+    });
     up.on("data", (chunk: Buffer) => {
       if (left > 0) client.write(chunk.subarray(0, left));
       left -= chunk.length;
     });
+  }
+
+  /**
+   * The connections open now go quiet both ways, as a broker process that
+   * stopped while its host's kernel still takes the bytes, or a NAT that
+   * dropped the flow: what the device sends is taken and dropped, nothing
+   * answers, and nothing is closed. New connections pass as before.
+   */
+  silence(): void {
+    for (const s of this.silencers) s();
   }
 
   /** How many connections are open now (a device that gave up has closed its one). */

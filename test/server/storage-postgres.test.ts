@@ -21,7 +21,7 @@ import {
   TEST_PASSWORD,
   urlWithLogin,
 } from "../support/postgres.ts";
-import { defineStorageSuite } from "./support/storage-suite.ts";
+import { checkJobFromVersion6, defineStorageSuite } from "./support/storage-suite.ts";
 import { startTestServer, tempDir } from "./support/test-server.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -383,16 +383,7 @@ describe("PostgreSQL storage", skip, () => {
 
     const storage = await openPostgresStorage(url);
     try {
-      const job = await storage.jobs.get("j-old");
-      assert.deepEqual(job?.progress, { bytes: 2048, total: 61440, rate: 900, retransmits: 0 });
-      assert.equal(job?.phase, "pushing");
-      assert.deepEqual(
-        (await storage.jobs.steps("j-old")).map((s) => s.message),
-        ["Created."],
-      );
-      const progress = { bytes: 4096, total: 61440, rate: 950, retransmits: 0, files: 5, of: 20 };
-      await storage.jobs.update({ id: "j-old", owner: "A", now: 3, patch: { progress } });
-      assert.deepEqual((await storage.jobs.get("j-old"))?.progress, progress);
+      await checkJobFromVersion6(storage);
     } finally {
       await storage.close();
     }

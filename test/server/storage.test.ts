@@ -6,7 +6,7 @@ import { openSqlite } from "../../src/server/storage/sqlite-driver.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from "../../src/server/storage/sqlite-migrations.ts";
 import { openSqliteStorage, SQLITE_FILE_NAME } from "../../src/server/storage/sqlite-storage.ts";
 import { SchemaTooNewError } from "../../src/server/storage/storage.ts";
-import { defineStorageSuite, state } from "./support/storage-suite.ts";
+import { checkJobFromVersion6, defineStorageSuite, state } from "./support/storage-suite.ts";
 import { tempDir } from "./support/test-server.ts";
 
 defineStorageSuite("SQLite", async () => {
@@ -104,16 +104,7 @@ describe("SQLite storage", () => {
 
       const storage = await openSqliteStorage(t.dir);
       try {
-        const old = await storage.jobs.get("j-old");
-        assert.deepEqual(old?.progress, { bytes: 2048, total: 61440, rate: 900, retransmits: 0 });
-        assert.equal(old?.phase, "pushing");
-        assert.deepEqual(
-          (await storage.jobs.steps("j-old")).map((s) => s.message),
-          ["Created."],
-        );
-        const progress = { bytes: 4096, total: 61440, rate: 950, retransmits: 0, files: 5, of: 20 };
-        await storage.jobs.update({ id: "j-old", owner: "A", now: 3, patch: { progress } });
-        assert.deepEqual((await storage.jobs.get("j-old"))?.progress, progress);
+        await checkJobFromVersion6(storage);
       } finally {
         await storage.close();
       }

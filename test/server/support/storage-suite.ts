@@ -768,3 +768,21 @@ export function defineStorageSuite(
     }
   });
 }
+
+/**
+ * The job a version-6 database held in the middle of an app fetch ("j-old",
+ * bytes only, lease owner A) reads back whole after migration 7, and then
+ * stores a files count with its bytes. Both databases' migration tests.
+ */
+export async function checkJobFromVersion6(storage: Storage): Promise<void> {
+  const job = await storage.jobs.get("j-old");
+  assert.deepEqual(job?.progress, { bytes: 2048, total: 61440, rate: 900, retransmits: 0 });
+  assert.equal(job?.phase, "pushing");
+  assert.deepEqual(
+    (await storage.jobs.steps("j-old")).map((s) => s.message),
+    ["Created."],
+  );
+  const progress = { bytes: 4096, total: 61440, rate: 950, retransmits: 0, files: 5, of: 20 };
+  await storage.jobs.update({ id: "j-old", owner: "A", now: 3, patch: { progress } });
+  assert.deepEqual((await storage.jobs.get("j-old"))?.progress, progress);
+}

@@ -11,6 +11,22 @@ import type { CheckedRelease, ReleaseKind, UploadOptions } from "./release-kind.
 
 export const ESP32_APP = "esp32-app";
 
+/**
+ * The chip of each artifact a device's job was checked against. Parsing
+ * walks and hashes the whole image (milliseconds for 1.5 MiB), and every
+ * job of a rollout checks the same bytes (the release cache keeps them);
+ * bytes read again (a changed file) are parsed again.
+ */
+const chips = new WeakMap<Uint8Array, ReturnType<typeof parseEsp32AppImage>["chip"]>();
+
+function chipOf(artifact: Uint8Array, source: string): ReturnType<typeof parseEsp32AppImage>["chip"] {
+  const known = chips.get(artifact);
+  if (known !== undefined) return known;
+  const chip = parseEsp32AppImage(artifact, source).chip;
+  chips.set(artifact, chip);
+  return chip;
+}
+
 /** An ESP32 release stores its chip ("esp32", "esp32s3") as its `build`: that is how its rows are known. */
 const ESP32_BUILDS = new Set<string | null>(ESP32_CHIPS.map((c) => c.name));
 
@@ -88,7 +104,7 @@ export const esp32AppKind: ReleaseKind = {
    * that is no ESP32 was refused before (`chips`, jobs/job-request.ts).
    */
   checkDevice(artifact: Uint8Array, state: DeviceState, source: string): void {
-    const chip = parseEsp32AppImage(artifact, source).chip;
+    const chip = chipOf(artifact, source);
     if (state.v < 3 || state.chip === undefined) {
       throw new RequestError(
         `${source}: the device reports contract v${state.v}${state.chip ? "" : " without its chip"}, so it cannot fetch an ${chip.label} image into its other slot. Install the current agent (device/ of mpota, contract v3) on it first; an ESP8266 cannot run an ${chip.label} image at all.`,

@@ -12,7 +12,7 @@ export async function startDevice(
   r: RolloutRecord,
   s: DeviceStart,
   now: number,
-): Promise<{ patch: RolloutDevicePatch; event: NewRolloutEvent }> {
+): Promise<{ patch: RolloutDevicePatch; event: NewRolloutEvent; job?: JobRecord }> {
   const group = s.group;
   const scheduled = (job: JobRecord, message: string) => ({
     patch: {
@@ -26,6 +26,7 @@ export async function startDevice(
       reason: null,
     },
     event: { at: now, kind: "device-turn", message, data: { device: s.deviceId, job: job.id, group } },
+    job,
   });
   const failed = (reason: string) => ({
     patch: { deviceId: s.deviceId, state: "failed" as const, finishedAt: now, fromFw: s.fromFw, reason },

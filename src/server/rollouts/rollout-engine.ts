@@ -13,7 +13,7 @@ import type {
   RolloutRecord,
   RolloutState,
 } from "../storage/rollout-store.ts";
-import { type FirmwareRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
+import { type FirmwareRecord, type JobRecord, LeaseLostError, type Storage } from "../storage/storage.ts";
 import { createRollout } from "./rollout-creation.ts";
 import { startDevice } from "./rollout-device-turn.ts";
 import type { RolloutEngineOptions } from "./rollout-engine-options.ts";
@@ -300,9 +300,12 @@ export class RolloutEngine extends ScheduledFeature {
     if (this.stopped) return;
     const { storage } = this.o;
     const r = (await storage.rollouts.get(held.id)) ?? held;
+    // The rollout's rows are read once a look: what it publishes after its changes is this read
+    // with those changes laid over it (a second read cost as much again, every look, in a large rollout).
+    const snapshot = await storage.rollouts.snapshot(r.id);
     const devices = runningOfRelease(
       this.o.library.kinds.of(await storage.firmware.get(r.firmwareId)),
-      await storage.rollouts.snapshot(r.id),
+      snapshot,
     );
     const names = new Map<string, FirmwareName>(
       (await storage.firmware.list()).map((f) => [f.id, { name: f.name, version: f.version }]),
@@ -310,9 +313,11 @@ export class RolloutEngine extends ScheduledFeature {
     const step = planStep({ rollout: r, devices, now: this.now, firmware: names });
     const patches: RolloutDevicePatch[] = [...step.devices];
     const events: NewRolloutEvent[] = [...step.events];
+    /** The jobs this look cancelled or gave out, by device: as a fresh read would show them. */
+    const jobs = new Map<string, JobRecord>();
     for (const c of step.cancel) {
       try {
-        await this.o.jobs.cancel(c.jobId);
+        jobs.set(c.deviceId, await this.o.jobs.cancel(c.jobId));
       } catch (error) {
         if (!(error instanceof RequestError)) throw error;
         // The device took the command meanwhile: the push goes ahead, and its outcome is recorded next time.
@@ -326,6 +331,7 @@ export class RolloutEngine extends ScheduledFeature {
       const started = await startDevice(this.o, r, s, this.now);
       patches.push(started.patch);
       events.push(started.event);
+      if (started.job) jobs.set(s.deviceId, started.job);
     }
     const changed = patches.length > 0 || events.length > 0 || Object.keys(step.patch).length > 0;
     if (!changed) return;
@@ -360,7 +366,7 @@ export class RolloutEngine extends ScheduledFeature {
       this.kick();
     }
     const after = (await storage.rollouts.get(r.id)) as RolloutRecord;
-    await this.publish(after, await storage.rollouts.snapshot(r.id));
+    await this.publish(after, withChanges(snapshot, patches, jobs));
   }
 
   private async publish(r: RolloutRecord, devices: readonly RolloutDeviceSnapshot[]): Promise<void> {
@@ -385,5 +391,40 @@ function runningOfRelease(
     // Only the fields the kind reads: an app's id (the snapshot holds no more of the state).
     const seen = running({ fw: d.device.fw ?? "", ...(d.device.app ? { app: { id: d.device.app } } : {}) });
     return { ...d, device: { ...d.device, fw: seen.identity ?? "" } };
+  });
+}
+
+/**
+ * The rollout's devices after a look: the look's read with its device
+ * patches and the jobs it cancelled or gave out laid over it, as a read
+ * after the look's update shows them (bar jobs another part of the server
+ * moved on meanwhile, which the next look publishes).
+ */
+function withChanges(
+  devices: readonly RolloutDeviceSnapshot[],
+  patches: readonly RolloutDevicePatch[],
+  jobs: ReadonlyMap<string, JobRecord>,
+): RolloutDeviceSnapshot[] {
+  if (patches.length === 0 && jobs.size === 0) return [...devices];
+  const byDevice = new Map<string, RolloutDevicePatch[]>();
+  for (const p of patches) byDevice.set(p.deviceId, [...(byDevice.get(p.deviceId) ?? []), p]);
+  return devices.map((d) => {
+    const own = byDevice.get(d.deviceId);
+    const job = jobs.get(d.deviceId);
+    if (own === undefined && job === undefined) return d;
+    const changed: RolloutDeviceSnapshot = { ...d };
+    for (const { deviceId: _, ...fields } of own ?? []) Object.assign(changed, fields);
+    if (job !== undefined && changed.jobId === job.id) {
+      changed.job = {
+        phase: job.phase,
+        error: job.error,
+        finishedAt: job.finishedAt,
+        firmwareId: job.firmwareId,
+      };
+    } else if (changed.jobId !== d.jobId) {
+      // Its job was taken off it (a device whose turn is given back): a read joins no job.
+      changed.job = null;
+    }
+    return changed;
   });
 }

@@ -126,6 +126,7 @@ export function planStep(input: StepInput): StepResult {
   });
   // A working copy: decisions later in the step see the outcomes recorded earlier in it.
   const work = new Map(input.devices.map((d) => [d.deviceId, { ...d }]));
+  const stored = new Map(input.devices.map((d) => [d.deviceId, d]));
   const patched = new Map<string, RolloutDevicePatch>();
   const setDevice = (deviceId: string, patch: Omit<RolloutDevicePatch, "deviceId">) => {
     const entry = work.get(deviceId);
@@ -355,7 +356,7 @@ export function planStep(input: StepInput): StepResult {
         CANCELLABLE_PHASES.includes(d.job.phase) &&
         !cancelling.has(d.deviceId)
       ) {
-        const original = input.devices.find((x) => x.deviceId === d.deviceId) as RolloutDeviceSnapshot;
+        const original = stored.get(d.deviceId) as RolloutDeviceSnapshot;
         if (state === "paused") {
           cancel(
             original,

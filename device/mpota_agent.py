@@ -154,7 +154,7 @@ class Agent:
                 self._online()
             self._wait(ms)
             if self.ka and time.ticks_diff(time.ticks_ms(), self._ping) >= self.ka * 500:
-                # Two pings unanswered: nothing for 1.5 x KEEPALIVE, MQTT's rule for a broker.
+                # 2 pings unanswered: 1.5 x KEEPALIVE silent (MQTT's rule)
                 if self._n > 1:
                     raise OSError("no ping answer")
                 self.mq.ping()
@@ -173,8 +173,10 @@ class Agent:
                 time.sleep_ms(100)
 
     def _pub(self, sub, msg, retain=False, qos=1):
+        # frozen umqtt.simple: no PUBACK timeout
+        self.mq.sock.settimeout(self.ka or 60)
         self.mq.publish(self.base + sub, msg, retain, qos)
-        if qos:  # acked: the broker is there (its wait may have read a PINGRESP)
+        if qos:  # acked: the broker is there (it may have read a PINGRESP)
             self._n = 0
 
     def _online(self):
@@ -297,7 +299,7 @@ class Agent:
         return c["op"] == "app" and self.ap is not None and self._apps("fields", c)
 
     def _resume(self):
-        # An unfinished fetch (cut link, power cut, wake's end) goes on after its back-off.
+        # An unfinished fetch (cut link, power, wake's end) goes on after back-off.
         if self.p:
             self.p.resume()
         j = self.aj

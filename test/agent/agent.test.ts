@@ -466,8 +466,10 @@ describe("a broker that goes silent mid-session", () => {
     await Promise.all(relays.splice(0).map((r) => r.close()));
   });
 
-  // umqtt.simple 1.5 and later, frozen from v1.25: connect()'s timeout covers the connect and
-  // its CONNACK only; every read after it waits for good. mpota's client under another name.
+  // umqtt.simple 1.5 and later, frozen from v1.25: connect() leaves its timeout on the socket,
+  // every wait_msg() makes the socket blocking after its first byte, and the waits for an
+  // acknowledgement set no timeout of their own: after the first message every read waits
+  // for good unless the caller sets one. mpota's client under another name, with those rules.
   const frozen = {
     "lib/umqtt_mpota.py": readFileSync(join(DEVICE_DIR, "lib/umqtt/simple.py"), "utf8"),
     "lib/umqtt/simple.py": [
@@ -475,10 +477,17 @@ describe("a broker that goes silent mid-session", () => {
       "",
       "",
       "class MQTTClient(_C):",
-      "    def connect(self, clean_session=True, timeout=None):",
-      "        r = _C.connect(self, clean_session, timeout)",
-      "        self.t = None",
-      "        return r",
+      "    def _await(self, kind, pid):",
+      "        while True:",
+      "            self.wait_msg()",
+      "            a = self._ack",
+      "            if a and a[0] == kind and a[1] == pid:",
+      "                self._ack = None",
+      "                return a[2]",
+      "",
+      "    def wait_msg(self):",
+      "        self.t = None  # the first read keeps the socket's timeout; blocking after it",
+      "        return _C.wait_msg(self)",
       "",
     ].join("\n"),
   };
@@ -530,6 +539,42 @@ describe("a broker that goes silent mid-session", () => {
       await broker.publish(`mpota/${id}/cmd`, "", true);
     });
   }
+
+  test("with a frozen-like umqtt.simple, a broker that goes silent before a QoS 1 publish fails it after KEEPALIVE; the agent connects again", async () => {
+    const main = [
+      "from mpota_agent import Agent",
+      "a = Agent()",
+      "n = 0",
+      "while True:",
+      "    if a.poll(100):",
+      "        n += 1",
+      "        a.publish('n', n, False, 1)",
+    ].join("\n");
+    const relay = await MuteRelay.start(broker.url);
+    relays.push(relay);
+    const id = "silent-pub-1";
+    const d = device({ id, broker: relay.url, keepalive: 1, main, config: { RETRY_MS: 100 }, files: frozen });
+    let silenced = false;
+    d.on("published", (m) => {
+      // The third count goes out and its PUBACK never comes.
+      if (!silenced && m.topic === `mpota/${id}/n` && m.payload.toString() === "3") {
+        relay.silence();
+        silenced = true;
+      }
+    });
+    const again = d.waitFor(
+      "published",
+      (m) => m.topic === `mpota/${id}/status` && m.payload.toString() === "online" && silenced,
+      20_000,
+    );
+    await d.powerOn();
+    await again;
+    assert.ok(
+      d.output.some((l) => l.startsWith("mpota: publish failed: OSError(110")),
+      d.output.join("\n"),
+    );
+    assert.deepEqual(await broker.seenCount(`mpota/${id}/status`, 3), ["online", "offline", "online"]);
+  });
 
   test("a loop that publishes at QoS 1 right after each poll keeps its connection: the ack's wait reads the PINGRESP, and the ack counts as the broker's answer", async () => {
     const main = [

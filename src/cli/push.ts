@@ -14,6 +14,7 @@ import {
   MAX_WINDOW,
   type PushResult,
   type PushSource,
+  type PushTuning,
   push,
   SMALL_WINDOW,
   tuningWithWindow,
@@ -83,7 +84,18 @@ async function chooseAutoBlock(
 const inFlight = (options: PushCommandOptions) =>
   options.window !== undefined ? `, at most ${options.window} datagrams in flight` : "";
 
+/** The sender's tuning the options ask for; a bad --window, or one with --compat, is a usage error. */
+function pushTuning(options: PushCommandOptions): PushTuning {
+  if (options.window === undefined) return options.compat ? COMPAT_TUNING : DEFAULT_TUNING;
+  if (options.compat)
+    throw new UsageError(
+      "--window and --compat together: --compat keeps one datagram in flight, as the reference client does. Give one of them.",
+    );
+  return tuningWithWindow(options.window);
+}
+
 export async function pushCommand(file: string, options: PushCommandOptions, io: CliIo): Promise<PushResult> {
+  const tuning = pushTuning(options);
   // A target that cannot be one device fails before any file is read.
   const device = { address: await resolvePushTarget(options.to), port: options.port };
   const canned = await isOtaFile(file).catch(() => false);
@@ -158,11 +170,7 @@ export async function pushCommand(file: string, options: PushCommandOptions, io:
       device,
       clock: systemClock,
       source,
-      tuning: options.compat
-        ? COMPAT_TUNING
-        : options.window !== undefined
-          ? tuningWithWindow(options.window)
-          : DEFAULT_TUNING,
+      tuning,
       waitMs,
       firstSeq,
       onEvent: progress.handle,
@@ -229,13 +237,6 @@ Exit codes: 0 sent, 30 push failed, 31 device never answered, 32 device stopped 
       rejectPortInAddress("--to", options.to);
       if (options.port < 1 || options.port > 65535)
         throw new UsageError("--port must be between 1 and 65535.");
-      if (options.window !== undefined) {
-        if (options.compat)
-          throw new UsageError(
-            "--window and --compat together: --compat keeps one datagram in flight, as the reference client does. Give one of them.",
-          );
-        tuningWithWindow(options.window);
-      }
       await pushCommand(file, options, io);
     });
 }

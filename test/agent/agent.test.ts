@@ -492,6 +492,17 @@ describe("a broker that goes silent mid-session", () => {
     ].join("\n"),
   };
 
+  // A main loop that counts on `n` at QoS 1 after each poll.
+  const qos1Loop = [
+    "from mpota_agent import Agent",
+    "a = Agent()",
+    "n = 0",
+    "while True:",
+    "    if a.poll(100):",
+    "        n += 1",
+    "        a.publish('n', n, False, 1)",
+  ].join("\n");
+
   for (const [client, files] of [
     ["mpota's own umqtt.simple", undefined],
     ["a frozen-like umqtt.simple (timeout on the connect only)", frozen],
@@ -541,19 +552,17 @@ describe("a broker that goes silent mid-session", () => {
   }
 
   test("with a frozen-like umqtt.simple, a broker that goes silent before a QoS 1 publish fails it after KEEPALIVE; the agent connects again", async () => {
-    const main = [
-      "from mpota_agent import Agent",
-      "a = Agent()",
-      "n = 0",
-      "while True:",
-      "    if a.poll(100):",
-      "        n += 1",
-      "        a.publish('n', n, False, 1)",
-    ].join("\n");
     const relay = await MuteRelay.start(broker.url);
     relays.push(relay);
     const id = "silent-pub-1";
-    const d = device({ id, broker: relay.url, keepalive: 1, main, config: { RETRY_MS: 100 }, files: frozen });
+    const d = device({
+      id,
+      broker: relay.url,
+      keepalive: 1,
+      main: qos1Loop,
+      config: { RETRY_MS: 100 },
+      files: frozen,
+    });
     let silenced = false;
     d.on("published", (m) => {
       // The third count goes out and its PUBACK never comes.
@@ -577,16 +586,7 @@ describe("a broker that goes silent mid-session", () => {
   });
 
   test("a loop that publishes at QoS 1 right after each poll keeps its connection: the ack's wait reads the PINGRESP, and the ack counts as the broker's answer", async () => {
-    const main = [
-      "from mpota_agent import Agent",
-      "a = Agent()",
-      "n = 0",
-      "while True:",
-      "    if a.poll(100):",
-      "        n += 1",
-      "        a.publish('n', n, False, 1)",
-    ].join("\n");
-    const d = device({ id: "qos1-loop-1", keepalive: 1, main });
+    const d = device({ id: "qos1-loop-1", keepalive: 1, main: qos1Loop });
     let pings = 0;
     let connects = 0;
     d.on("packet", (p) => {

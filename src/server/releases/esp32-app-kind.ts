@@ -17,9 +17,10 @@ export const ESP32_APP = "esp32-app";
  * job of a rollout checks the same bytes (the release cache keeps them);
  * bytes read again (a changed file) are parsed again.
  */
-const chips = new WeakMap<Uint8Array, ReturnType<typeof parseEsp32AppImage>["chip"]>();
+type Chip = ReturnType<typeof parseEsp32AppImage>["chip"];
+const chips = new WeakMap<Uint8Array, Chip>();
 
-function chipOf(artifact: Uint8Array, source: string): ReturnType<typeof parseEsp32AppImage>["chip"] {
+function chipOf(artifact: Uint8Array, source: string): Chip {
   const known = chips.get(artifact);
   if (known !== undefined) return known;
   const chip = parseEsp32AppImage(artifact, source).chip;

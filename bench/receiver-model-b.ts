@@ -39,6 +39,8 @@ export interface ModelBOptions {
   burst?: { length: number };
   /** Erasing a 4 KiB sector, when the flash is slower than the spec's model (50 ms). */
   eraseMs?: number;
+  /** Datagrams the receive queue holds while the receiver is busy, when not the spec's model's 7. */
+  slots?: number;
   /**
    * Told what became of each datagram that reached the receiver's link, for
    * bench/oracle-sender.ts only: no real sender sees this. Called at the time
@@ -211,7 +213,7 @@ export class ModelBReceiver {
     if (this.finished) return;
     this.counts.received++;
     if (this.busy) {
-      if (this.ring.length >= RX_SLOTS) {
+      if (this.ring.length >= (this.options.slots ?? RX_SLOTS)) {
         this.counts.queueOverflows++;
         this.options.observe?.({ kind: "overflow", seq: seqOf(data) });
       } else this.ring.push({ data, from });

@@ -30,7 +30,7 @@ export interface VirtualRun {
   key: SigningKey;
   tuning?: PushTuning;
   /** Model B's readings of the link (jitter around the delay, bursty loss), and its oracle hook. */
-  modelB?: Pick<ModelBOptions, "jitter" | "burst" | "observe" | "eraseMs">;
+  modelB?: Pick<ModelBOptions, "jitter" | "burst" | "observe" | "eraseMs" | "slots">;
   /** Another sender in place of mpota's (bench/oracle-sender.ts); 256-byte blocks only. */
   sender?: VirtualSender;
   /** The emulator's costs where they differ from the spec's model (a slower flash). */

@@ -3,7 +3,8 @@
 // spec's timing model and the `lan` link on its own loopback address, a mix of
 // always-on and sleepy), one rollout of a 128 KiB firmware across all of
 // them. Then a registry row: many devices reporting state over MQTT only.
-// Results: bench/results/fleet-<devices>.json and .svg.
+// Results: bench/results/fleet-<devices>.json and .svg (a run of some rows updates those
+// rows there; MPOTA_BENCH_DIAG's runs write into its directory instead).
 //
 // Options: --devices N (1000)
 //          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
@@ -21,6 +22,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createPublicKey } from "node:crypto";
 import {
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -898,12 +900,37 @@ try {
         `bridge request p50 ${registry.requestLatencyMs.p50.toFixed(1)} ms, p95 ${registry.requestLatencyMs.p95.toFixed(1)} ms`,
     );
   }
-  const out = new URL("./results/", import.meta.url).pathname;
+  // A diagnostic run's figures are not comparable (profiles, heap snapshots): they go beside them.
+  const out = process.env.MPOTA_BENCH_DIAG || new URL("./results/", import.meta.url).pathname;
   mkdirSync(out, { recursive: true });
   const name = rollout ? `fleet-${DEVICES}` : esp32 ? `esp32-fleet-${ESP32_DEVICES}` : `registry-${REGISTRY}`;
+  // A run of some rows (--setups, --esp32 0, --registry 0) replaces those and keeps the rest,
+  // each with the date it was measured.
+  const file = join(out, `${name}.json`);
+  const before = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : {};
+  const date = new Date().toISOString();
+  const setupOf = (r: { deployment: string; instances: number }) => `${r.deployment}/${r.instances}`;
+  const ran = new Set(rows.map(setupOf));
+  const rollouts = [
+    ...((before.rollouts ?? []) as Array<{ deployment: string; instances: number }>)
+      .filter((r) => !ran.has(setupOf(r)))
+      .map((r) => ({ date: before.date, ...r })),
+    ...rows.map((r) => ({ date, ...r })),
+  ];
   writeFileSync(
-    join(out, `${name}.json`),
-    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, rollouts: rows, esp32, registry }, null, 2)}\n`,
+    file,
+    `${JSON.stringify(
+      {
+        date,
+        node: process.version,
+        cpus: (await import("node:os")).cpus().length,
+        rollouts,
+        esp32: esp32 ? { date, ...esp32 } : (before.esp32 ?? null),
+        registry: registry ? { date, ...registry } : (before.registry ?? null),
+      },
+      null,
+      2,
+    )}\n`,
   );
   if (rollout) writeFileSync(join(out, `${name}.svg`), chart(rollout));
   console.log(`Figures: bench/results/${name}.json${rollout ? `, bench/results/${name}.svg` : ""}`);

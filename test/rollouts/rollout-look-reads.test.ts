@@ -4,10 +4,12 @@ import { connectAsync } from "mqtt";
 import { VirtualClock } from "../../src/net/clock.ts";
 import type { RolloutView } from "../../src/server/api/rollout-api.ts";
 import { BridgeClient } from "../../src/server/bridge/bridge-client.ts";
+import { JOB_ENDED_LOOK_MS } from "../../src/server/rollouts/rollout-engine.ts";
 import { openStorage } from "../../src/server/storage/open-storage.ts";
 import type { RolloutStore } from "../../src/server/storage/rollout-store.ts";
 import type { Storage } from "../../src/server/storage/storage.ts";
 import { startTestServer, type TestServer, tempDir, testDatabase } from "../server/support/test-server.ts";
+import { eventually } from "../server/support/wait.ts";
 import { ID1, V1, V2 } from "./support.ts";
 
 /** The storage with the reads of a rollout's device rows counted. */
@@ -148,4 +150,31 @@ describe("a rollout's look reads its devices once", () => {
       await bridge.request("rollout/abort", { id: r.id });
     });
   }
+  it("a look that finds a job ended and gives its slot to the next device reads the rows once and publishes what a fresh read shows", async () => {
+    const ids = await fleet("ended", 6);
+    const r = await bridge.request("rollout/create", {
+      firmware: "sensor@2.0",
+      devices: ids,
+      groups: "rest",
+      concurrency: 2,
+      errorThreshold: 100,
+    });
+    const first = (await bridge.request("rollout/show", { id: r.id })).devices.filter((d) => d.job !== null);
+    assert.equal(first.length, 2);
+    const before = { ...reads };
+    // The owner cancels one device's job; the rollout looks JOB_ENDED_LOOK_MS later. That look
+    // fails the device (an outcome) and gives its slot to the next (a new job), both laid over its read.
+    await bridge.request("job/cancel", { id: first[0]?.job as string });
+    await clock.advance(JOB_ENDED_LOOK_MS);
+    const seen = await eventually(async () => {
+      const p = await progress(r.id);
+      return p.counts.failed === 1 ? p : undefined;
+    }, "the look after the job ended");
+    assert.deepEqual([reads.snapshots - before.snapshots, reads.rows - before.rows], [1, 6], "the look");
+    const fresh = await bridge.request("rollout/show", { id: r.id });
+    assert.equal(fresh.devices.find((d) => d.device === first[0]?.device)?.status, "failed");
+    assert.deepEqual([fresh.counts.scheduled, fresh.counts.pending, fresh.counts.failed], [2, 3, 1]);
+    assert.deepEqual(seen, shown(fresh));
+    await bridge.request("rollout/abort", { id: r.id });
+  });
 });

@@ -20,10 +20,13 @@ const B_SHA = createHash("sha256").update(B).digest("hex");
 const SET_BOOT = "set_boot refused the image: OSError(-5379) ESP_ERR_OTA_VALIDATE_FAILED";
 
 /** A server with its HTTP listener (the device route) on a free loopback port, and the two ESP32 releases. */
-async function startPullServer(dir: string, http: { port?: number } = {}): Promise<TestServer> {
+async function startPullServer(
+  dir: string,
+  o: { port?: number; stallMs?: number } = {},
+): Promise<TestServer> {
   const s = await startTestServer(dir, {
-    http: { host: "127.0.0.1", port: http.port ?? 0 },
-    pullStallMs: 400,
+    http: { host: "127.0.0.1", port: o.port ?? 0 },
+    pullStallMs: o.stallMs ?? 400,
   });
   for (const [bytes, version] of [
     [A, "1.0"],
@@ -321,6 +324,37 @@ describe("ESP32 jobs speak of the device's fetch, not of a push to OTA mode", ()
       `Device esp-7 came back running ${A_ID}, not ${B_ID} (board 2.0): the new image did not take (the device booted its old slot without reporting a rollback; a deep sleep right after set_boot boots the old slot again). Gave up after 1 try. When the cause is fixed, run \`mpota update esp-7 board@2.0\` again.`,
     );
     for (const step of end.steps) assert.doesNotMatch(step.message, ESP8266_WORDS, step.kind);
+    await dev.close();
+  });
+});
+
+describe("ESP32 pull: the progress while the device fetches", () => {
+  const t = tempDir("mpota-esp32-progress-");
+  let s: TestServer;
+  let bridge: BridgeClient;
+
+  before(async () => {
+    s = await startPullServer(t.dir, { stallMs: 15_000 });
+    bridge = await BridgeClient.connect({ connection: { url: s.url } });
+  });
+  after(async () => {
+    await bridge.close();
+    await s.stop();
+    t.remove();
+  });
+
+  it("is stored as it goes: a page opened mid-pull (here, or on another instance) shows the bytes fetched", async () => {
+    const { dev, job, cmd } = await pulling(s, bridge, "esp-p");
+    await dev.fetch(cmd, { stopAfter: 70_000 });
+    // The device reported 65536 bytes; the job is still following its fetch.
+    const shown = await eventually(async () => {
+      const stored = await s.server.storage.jobs.get(job.id);
+      return stored?.progress.bytes === 65_536 ? stored : undefined;
+    }, "the progress stored");
+    assert.equal(shown.phase, "pushing");
+    const view = await bridge.request("job", { id: job.id });
+    assert.deepEqual([view.state, view.bytes, view.total, view.percent], ["pushing", 65_536, B.length, 21]);
+    await bridge.request("job/cancel", { id: job.id }).catch(() => undefined);
     await dev.close();
   });
 });

@@ -12,6 +12,12 @@ import { targetText } from "./job-advice.ts";
 import type { JobLedger } from "./job-ledger.ts";
 import type { JobTimings } from "./job-timings.ts";
 
+/**
+ * While a firmware's push or an ESP32's pull runs, its progress is stored at
+ * most this often (ms), its first message at once; each store is a commit.
+ */
+const PROGRESS_STORE_MS = 5000;
+
 export interface JobPushesOptions {
   ledger: JobLedger;
   library: FirmwareLibrary;
@@ -138,6 +144,7 @@ export class JobPushes {
   ): Promise<void> {
     const { timings, ledger, logger } = this.o;
     let lastPublish = 0;
+    let lastStore = Number.NEGATIVE_INFINITY;
     let live: DeliveryProgress = { bytes: 0, total: job.firmwareSize, rate: 0, retransmits: 0 };
     // Stores one after the other, so an older progress never lands over a newer one or the outcome.
     let storing = Promise.resolve();
@@ -159,11 +166,12 @@ export class JobPushes {
           if (now - lastPublish < timings.progressIntervalMs && p.bytes < p.total) return;
           lastPublish = now;
           ledger.publishProgress({ ...job, progress: p }, 0).catch(() => undefined);
-          // An app's fetch is also stored as it goes, so a page opened meanwhile (or on another
-          // instance) lists its files staged: a board reports once a file it fetched, or every
-          // 8 files or 64 KiB, a few hundred reports at most. A firmware's push and an ESP32's
-          // pull keep what they had: their progress is stored when they end.
-          if (p.files === undefined) return;
+          // Also stored as it goes, so a page opened meanwhile (or on another instance) lists it:
+          // an app's fetch with each message (its files staged: a board reports once a file it
+          // fetched, or every 8 files or 64 KiB, a few hundred reports at most), a firmware's push
+          // or an ESP32's pull at most every PROGRESS_STORE_MS (a push's messages come twice a second).
+          if (p.files === undefined && now - lastStore < PROGRESS_STORE_MS) return;
+          lastStore = now;
           storing = storing.then(() =>
             ledger.storeProgress(job, p).catch((error: unknown) => {
               // The lease is renewed apart from this and stops the delivery when it is lost.

@@ -11,7 +11,6 @@
 // Results: bench/results/app-update.json.
 import { spawnSync } from "node:child_process";
 import { generateKeyPairSync, sign } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { defaultAppKeyPath, loadAppKey } from "../src/apps/app-key.ts";
 import { rsaNumbers } from "../src/protocol/rsa-numbers.ts";
@@ -26,6 +25,7 @@ import { addressPool, FAST, key, provisioned, SHORT_GPIO } from "../test/simulat
 import { addAppRelease, twentyFiles } from "../test/support/app-releases.ts";
 import { freshInterpreter } from "../test/support/device-interpreter.ts";
 import { buildEsp32AppImage } from "../test/support/esp32-image.ts";
+import { writeResults } from "./results-file.ts";
 import { type LinkModel, shapedLink } from "./shaped-link.ts";
 
 const LAN: LinkModel = { delayMs: 2, bytesPerSecond: 1_000_000 };
@@ -37,7 +37,7 @@ const appFiles = (version: string, changed?: number) =>
 
 export interface AppRow {
   board: "esp32" | "esp8266";
-  what: "first install" | "one-file change";
+  what: (typeof APP_STEPS)[number];
   link: LinkModel;
   seconds: number;
   appBytes: number;
@@ -246,10 +246,12 @@ export function appHeap(): Record<string, number> | null {
   };
 }
 
+/** The boards of the app rows, and what each row measures on each. */
+const BOARDS = ["esp32", "esp8266"] as const;
+const APP_STEPS = ["first install", "one-file change"] as const;
+
 export async function runAppBench(only: string[]): Promise<void> {
-  const boards = (["esp32", "esp8266"] as const).filter(
-    (b) => only.length === 0 || only.some((o) => `app ${b}`.includes(o)),
-  );
+  const boards = BOARDS.filter((b) => only.length === 0 || only.some((o) => `app ${b}`.includes(o)));
   if (boards.length === 0) return;
   // First, so that a check that cannot be measured stops the bench before the long rows.
   process.stderr.write("running: the agent's signature check ... ");
@@ -284,17 +286,19 @@ export async function runAppBench(only: string[]): Promise<void> {
   console.log(
     `one command signature check (RSA 2048, e = 65537) by the agent: ${verify.median} us (median of ${VERIFY_RUNS} runs of ${VERIFY_CHECKS} after ${VERIFY_WARMUP} not counted, MicroPython wasm on this machine; runs ${verify.runs.join(", ")} us)`,
   );
-  const dir = new URL("./results/", import.meta.url);
-  mkdirSync(dir, { recursive: true });
-  const meta = {
-    date: new Date().toISOString(),
-    node: process.version,
-    loadAverage: loadavg(),
+  const rowKey = (r: { board: string; what: string }) => `${r.board}, ${r.what}`;
+  writeResults(
+    "app-update.json",
+    {
+      node: process.version,
+      loadAverage: loadavg(),
+      heap,
+      verifyMicros: verify.median,
+      verifyRunsMicros: verify.runs,
+    },
     rows,
-    heap,
-    verifyMicros: verify.median,
-    verifyRunsMicros: verify.runs,
-  };
-  writeFileSync(new URL("app-update.json", dir), `${JSON.stringify(meta, null, 2)}\n`);
+    rowKey,
+    BOARDS.flatMap((board) => APP_STEPS.map((what) => rowKey({ board, what }))),
+  );
   console.log("written: bench/results/app-update.json");
 }

@@ -6,7 +6,7 @@
 // booted and reported), against the model's floor. Results:
 // bench/results/esp32-pull.json.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { DEVICE_DIR } from "../src/agent-host/agent-files.ts";
@@ -25,6 +25,7 @@ import { FAST_TIMINGS, startTestServer, tempDir } from "../test/server/support/t
 import { eventually } from "../test/server/support/wait.ts";
 import { provisioned } from "../test/simulator/support.ts";
 import { buildEsp32AppImage, esp32Identity } from "../test/support/esp32-image.ts";
+import { writeResults } from "./results-file.ts";
 import { type LinkModel, shapedLink } from "./shaped-link.ts";
 
 /** The OTA variant's slot is 0x180000 bytes; real builds come close to it. */
@@ -218,17 +219,18 @@ export async function runEsp32Bench(only: string[]): Promise<void> {
       `agent heap (test/agent/pull-heap.test.ts): mpota_pull keeps ${heap.residentBytes} B after import; a ${heap.imageBytes}-byte transfer allocates ${heap.transferBytes} B in all, on top of its 4096-byte block buffer`,
     );
   }
-  const dir = new URL("./results/", import.meta.url);
-  mkdirSync(dir, { recursive: true });
-  const meta = {
-    date: new Date().toISOString(),
-    node: process.version,
-    // The rows' wall time moves with the machine's load; this says what it was.
-    loadAverage: loadavg(),
-    timing: ESP32_TYPICAL,
-    rows: results,
-    heap,
-  };
-  writeFileSync(new URL("esp32-pull.json", dir), `${JSON.stringify(meta, null, 2)}\n`);
+  writeResults(
+    "esp32-pull.json",
+    {
+      node: process.version,
+      // The rows' wall time moves with the machine's load; this says what it was.
+      loadAverage: loadavg(),
+      timing: ESP32_TYPICAL,
+      heap,
+    },
+    results,
+    (r) => r.name,
+    ESP32_ROWS.map((r) => r.name),
+  );
   console.log("written: bench/results/esp32-pull.json");
 }

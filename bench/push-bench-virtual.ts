@@ -6,11 +6,11 @@
 // of some rows updates those rows there).
 //
 //   node --import tsx bench/push-bench-virtual.ts [row-name-substring...]
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { LINK_PROFILES, type LinkProfile } from "../src/net/impairment.ts";
 import { seededRandom } from "../src/net/random.ts";
 import { generateKeyPair } from "../src/protocol/rsa-key.ts";
 import { type PushTuning, tuningWithWindow } from "../src/transfer/push-tuning.ts";
+import { writeResults } from "./results-file.ts";
 import { type ReceiverModel, runVirtualPush, type VirtualResult, type VirtualRun } from "./virtual-push.ts";
 
 const IMAGE_SIZE = 600 * 1024;
@@ -170,20 +170,11 @@ for (const row of selected) {
     );
   }
 }
-// A run of some rows replaces those rows' cells and keeps the others'.
-const file = new URL("./results/push-virtual.json", import.meta.url);
-mkdirSync(new URL(".", file), { recursive: true });
-const ran = new Set(out.map((c) => `${c.row}\u0000${c.model}`));
-const kept: typeof out = existsSync(file)
-  ? (JSON.parse(readFileSync(file, "utf8")).rows as typeof out).filter(
-      (c) => !ran.has(`${c.row}\u0000${c.model}`),
-    )
-  : [];
-const order = rows.map((r) => r.name);
-const all = [...kept, ...out]
-  .filter((c) => order.includes(c.row))
-  .sort((a, b) => order.indexOf(a.row) - order.indexOf(b.row) || a.model.localeCompare(b.model));
-writeFileSync(
-  file,
-  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, imageBytes: IMAGE_SIZE, seeds: SEEDS, rows: all }, null, 2)}\n`,
+const cellKey = (c: { row: string; model: ReceiverModel }) => `${c.row} / ${c.model}`;
+writeResults(
+  "push-virtual.json",
+  { node: process.version, imageBytes: IMAGE_SIZE, seeds: SEEDS },
+  out,
+  cellKey,
+  rows.flatMap((r) => r.models.map((model) => cellKey({ row: r.name, model }))),
 );

@@ -4,7 +4,7 @@
 // Then the ESP32 rows (bench/esp32-pull-bench.ts): `npm run bench -- esp32`
 // runs those alone; and the app rows (bench/app-update-bench.ts): `npm run
 // bench -- app`.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { deviceFloorMs } from "../src/emulator/timing.ts";
 import { systemClock } from "../src/net/clock.ts";
@@ -16,6 +16,7 @@ import { probeBlockSize } from "../src/transfer/block-probe.ts";
 import { COMPAT_TUNING, DEFAULT_TUNING, push } from "../src/transfer/sender.ts";
 import { runAppBench } from "./app-update-bench.ts";
 import { runEsp32Bench } from "./esp32-pull-bench.ts";
+import { writeResults } from "./results-file.ts";
 
 const IMAGE_SIZE = 600 * 1024;
 
@@ -233,16 +234,14 @@ async function main(): Promise<void> {
       .join("  ");
   console.log(fmt(header));
   for (const l of lines) console.log(fmt(l));
-  const dir = new URL("./results/", import.meta.url);
-  mkdirSync(dir, { recursive: true });
-  const meta = {
-    date: new Date().toISOString(),
-    node: process.version,
-    imageBytes: IMAGE_SIZE,
-    rows: results,
-  };
-  writeFileSync(new URL("push.json", dir), `${JSON.stringify(meta, null, 2)}\n`);
-  writeFileSync(new URL("push.svg", dir), svgChart(results));
+  const all = writeResults(
+    "push.json",
+    { node: process.version, imageBytes: IMAGE_SIZE },
+    results,
+    (r) => r.name,
+    rows.map((r) => r.name),
+  );
+  writeFileSync(new URL("./results/push.svg", import.meta.url), svgChart(all));
   console.log("written: bench/results/push.json, bench/results/push.svg");
   await runEsp32Bench(only);
   await runAppBench(only);

@@ -205,7 +205,9 @@ export class JobPushes {
     }
     await storing;
     if (outcome.kind === "aborted") {
-      // The server is stopping: leave the job in "pushing" for whoever takes it next.
+      // The server is stopping: leave the job in "pushing" for whoever takes it next, showing how
+      // far this push came (a lost lease refuses the store: the job is another instance's by now).
+      await ledger.storeProgress(job, live).catch(() => undefined);
       await ledger.release(job.id).catch(() => undefined);
       return;
     }

@@ -22,7 +22,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createPublicKey } from "node:crypto";
 import {
   copyFileSync,
-  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -51,6 +50,7 @@ import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synth
 import { freshDatabase, startPostgresCluster } from "../test/support/postgres.ts";
 import { BenchDevice } from "./fleet-device.ts";
 import { BenchEsp32Device } from "./fleet-esp32-device.ts";
+import { mergeRows, readResults } from "./results-file.ts";
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -907,16 +907,14 @@ try {
   // A run of some rows (--setups, --esp32 0, --registry 0) replaces those and keeps the rest,
   // each with the date it was measured.
   const file = join(out, `${name}.json`);
-  const before = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : {};
+  const before = readResults(file);
   const date = new Date().toISOString();
-  const setupOf = (r: { deployment: string; instances: number }) => `${r.deployment}/${r.instances}`;
-  const ran = new Set(rows.map(setupOf));
-  const rollouts = [
-    ...((before.rollouts ?? []) as Array<{ deployment: string; instances: number }>)
-      .filter((r) => !ran.has(setupOf(r)))
-      .map((r) => ({ date: before.date, ...r })),
-    ...rows.map((r) => ({ date, ...r })),
-  ];
+  const rollouts = mergeRows(
+    { date: before.date, rows: before.rollouts },
+    rows,
+    (r: { deployment: string; instances: number }) => `${r.deployment}/${r.instances}`,
+    date,
+  );
   writeFileSync(
     file,
     `${JSON.stringify(

@@ -177,4 +177,44 @@ describe("a rollout's look reads its devices once", () => {
     assert.deepEqual(seen, shown(fresh));
     await bridge.request("rollout/abort", { id: r.id });
   });
+
+  it("a job the owner cancels just before a pause fails its device: the resume gives it no new job", async () => {
+    const ids = await fleet("called-off", 4);
+    const r = await bridge.request("rollout/create", {
+      firmware: "sensor@2.0",
+      devices: ids,
+      groups: "rest",
+      concurrency: 2,
+      errorThreshold: 100,
+    });
+    const first = (await bridge.request("rollout/show", { id: r.id })).devices.filter((d) => d.job !== null);
+    const [owned, other] = [first[0], first[1]];
+    assert.ok(owned && other);
+    // The clock stands still, so the pause's look is the first to see the cancelled job.
+    await bridge.request("job/cancel", { id: owned.job as string });
+    const paused = await bridge.request("rollout/pause", { id: r.id });
+    assert.equal(paused.state, "paused");
+    const after = await bridge.request("rollout/show", { id: r.id });
+    const row = (v: typeof after, id: string) => v.devices.find((d) => d.device === id);
+    assert.equal(row(after, owned.device)?.status, "failed");
+    assert.equal(row(after, owned.device)?.reason, `Its job ${owned.job} was cancelled outside the rollout.`);
+    // The other device's job, which the pause took back, waits again with the devices not started.
+    assert.equal(row(after, other.device)?.status, "pending");
+    assert.deepEqual([after.counts.failed, after.counts.pending, after.counts.scheduled], [1, 3, 0]);
+    // Each job's history says who ended it.
+    const ended = async (id: string) => {
+      const job = await bridge.request("job", { id });
+      return [job.state, job.steps.at(-1)?.message];
+    };
+    assert.deepEqual(await ended(owned.job as string), ["cancelled", "Cancelled on request."]);
+    assert.deepEqual(await ended(other.job as string), ["cancelled", "Taken back by its rollout."]);
+
+    await bridge.request("rollout/resume", { id: r.id });
+    const resumed = await bridge.request("rollout/show", { id: r.id });
+    assert.equal(resumed.state, "running");
+    assert.equal(row(resumed, owned.device)?.status, "failed");
+    assert.equal(row(resumed, owned.device)?.job, owned.job);
+    assert.deepEqual([resumed.counts.failed, resumed.counts.scheduled, resumed.counts.pending], [1, 2, 1]);
+    await bridge.request("rollout/abort", { id: r.id });
+  });
 });

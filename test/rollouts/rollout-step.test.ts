@@ -6,7 +6,7 @@ import type {
   RolloutGroupPlan,
   RolloutRecord,
 } from "../../src/server/storage/rollout-store.ts";
-import type { JobPhase } from "../../src/server/storage/types.ts";
+import type { JobCanceller, JobPhase } from "../../src/server/storage/types.ts";
 
 // The engine's decisions as a pure function of storage and time: minutes and
 // hours of a rollout's life are checked here without waiting for them.
@@ -70,6 +70,7 @@ function device(
     deadlineAt?: number;
     sleepy?: boolean;
     error?: string;
+    cancelledBy?: JobCanceller;
   } = {},
 ): RolloutDeviceSnapshot {
   return {
@@ -86,7 +87,13 @@ function device(
     finishedAt: null,
     reason: null,
     job: o.phase
-      ? { phase: o.phase, error: o.error ?? null, finishedAt: T0 + 5000, firmwareId: FW_NEW }
+      ? {
+          phase: o.phase,
+          error: o.error ?? null,
+          cancelledBy: o.cancelledBy ?? null,
+          finishedAt: T0 + 5000,
+          firmwareId: FW_NEW,
+        }
       : null,
     device: { fw: o.fw ?? FW_OLD, app: null, sleep: o.sleep ?? 0, lastSeen: T0 },
   };
@@ -351,6 +358,24 @@ describe("a rollout's step", () => {
     );
     assert.deepEqual(result.start, []);
     assert.deepEqual(result.patch, {});
+  });
+
+  it("paused: a job cancelled on request fails its device; one the rollout took back waits again", () => {
+    const r = rollout([group(3)], { state: "paused", pauseKind: "manual" });
+    const result = step(r, [
+      device("owner", 0, "scheduled", { phase: "cancelled", cancelledBy: "request" }),
+      device("taken", 0, "scheduled", { phase: "cancelled", cancelledBy: "rollout" }),
+      device("old", 0, "scheduled", { phase: "cancelled" }),
+    ]);
+    assert.deepEqual(statesOf(result), { owner: "failed", taken: "pending", old: "pending" });
+    assert.equal(
+      result.devices.find((d) => d.deviceId === "owner")?.reason,
+      "Its job j-owner was cancelled outside the rollout.",
+    );
+    assert.deepEqual(
+      result.events.map((e) => [e.kind, e.data?.device]),
+      [["device-failed", "owner"]],
+    );
   });
 
   it("completes when the last group passed and no device is open, with a summary", () => {

@@ -235,7 +235,7 @@ describe("the rollout migration", () => {
       }
       const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
       assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION);
-      assert.equal(SQLITE_SCHEMA_VERSION, 7);
+      assert.equal(SQLITE_SCHEMA_VERSION, 8);
       check.close();
     } finally {
       t.remove();

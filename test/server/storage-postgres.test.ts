@@ -99,7 +99,7 @@ describe("PostgreSQL storage", skip, () => {
       rows,
       POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, description: m.description })),
     );
-    assert.equal(POSTGRES_SCHEMA_VERSION, 7);
+    assert.equal(POSTGRES_SCHEMA_VERSION, 8);
   });
 
   it("migrates once when several instances start together", async () => {
@@ -357,7 +357,7 @@ describe("PostgreSQL storage", skip, () => {
     );
     assert.deepEqual(
       rows.map((r) => r.version),
-      [1, 2, 3, 4, 5, 6, 7],
+      [1, 2, 3, 4, 5, 6, 7, 8],
     );
   });
 
@@ -394,7 +394,7 @@ describe("PostgreSQL storage", skip, () => {
     );
     assert.deepEqual(
       rows.map((r) => r.version),
-      [1, 2, 3, 4, 5, 6, 7],
+      [1, 2, 3, 4, 5, 6, 7, 8],
     );
     // The columns refuse a count no device report carries, whoever writes it.
     await assert.rejects(
@@ -403,6 +403,10 @@ describe("PostgreSQL storage", skip, () => {
     );
     await assert.rejects(
       adminQuery("UPDATE jobs SET progress_of = NULL", [], dbName(url)),
+      /violates check constraint/,
+    );
+    await assert.rejects(
+      adminQuery("UPDATE jobs SET cancelled_by = 'someone'", [], dbName(url)),
       /violates check constraint/,
     );
   });
@@ -749,7 +753,7 @@ describe("mpota db", skip, () => {
     assert.match(
       before.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n  6  when each device's stored state was received\n  7  the files of an app job's progress\n$`,
+        `^Database: PostgreSQL ${label}\nSchema version: 0 \\(empty: nothing created yet\\); this mpota: ${POSTGRES_SCHEMA_VERSION}\nPending migrations \\(\`mpota db migrate\` applies them; \`mpota serve\` does at start\\):\n  1  devices, state history, firmware, jobs and job steps\n  2  device tags, rollouts, their devices and events\n  3  server instances, shared settings and firmware images\n  4  device credentials and the audit log\n  5  the kind of each release\n  6  when each device's stored state was received\n  7  the files of an app job's progress\n  8  who cancelled each cancelled job\n$`,
       ),
     );
     assert.ok(!before.stdout.includes(TEST_PASSWORD));
@@ -759,7 +763,7 @@ describe("mpota db", skip, () => {
     assert.match(
       migrated.stdout,
       new RegExp(
-        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nApplied migration 7: the files of an app job's progress\nSchema version 7: up to date\\.\n$`,
+        `^Database: PostgreSQL ${label}\nApplied migration 1: devices, state history, firmware, jobs and job steps\nApplied migration 2: device tags, rollouts, their devices and events\nApplied migration 3: server instances, shared settings and firmware images\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nApplied migration 7: the files of an app job's progress\nApplied migration 8: who cancelled each cancelled job\nSchema version 8: up to date\\.\n$`,
       ),
     );
 
@@ -825,14 +829,14 @@ describe("mpota db", skip, () => {
       assert.equal(parsed.schemaVersion, 0);
       assert.deepEqual(
         parsed.pending.map((m: { version: number }) => m.version),
-        [1, 2, 3, 4, 5, 6, 7],
+        [1, 2, 3, 4, 5, 6, 7, 8],
       );
       const migrated = await runCli(["db", "migrate", "--data", t.dir]);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.match(migrated.stdout, /^Database: SQLite .*mpota\.db\nApplied migration 1: /);
       assert.match(
         migrated.stdout,
-        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nApplied migration 7: the files of an app job's progress\nSchema version 7: up to date\.\n$/,
+        /Applied migration 3: server instances and shared settings\nApplied migration 4: device credentials and the audit log\nApplied migration 5: the kind of each release\nApplied migration 6: when each device's stored state was received\nApplied migration 7: the files of an app job's progress\nApplied migration 8: who cancelled each cancelled job\nSchema version 8: up to date\.\n$/,
       );
       const bad = await runCli(["db", "status", "--db", "mysql://root:hunter2@db/mpota"]);
       assert.equal(bad.code, 2);

@@ -119,6 +119,10 @@ describe("SQLite storage", () => {
         () => check.prepare("UPDATE jobs SET progress_of = NULL").run(),
         /CHECK constraint failed/,
       );
+      assert.throws(
+        () => check.prepare("UPDATE jobs SET cancelled_by = 'someone'").run(),
+        /CHECK constraint failed/,
+      );
       check.close();
     } finally {
       t.remove();
@@ -152,7 +156,7 @@ describe("SQLite storage", () => {
       }
       const check = openSqlite(join(t.dir, SQLITE_FILE_NAME));
       assert.equal(check.pragma("user_version"), SQLITE_SCHEMA_VERSION);
-      assert.equal(SQLITE_SCHEMA_VERSION, 7);
+      assert.equal(SQLITE_SCHEMA_VERSION, 8);
       check.close();
     } finally {
       t.remove();

@@ -12,7 +12,7 @@ import { type DeliveryWords, secondsText } from "../deliveries/delivery-words.ts
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import { type ReleaseKind, rolledBackOf, runningOf } from "../releases/release-kind.ts";
 import type { JobPatch, JobRecord, NewJobStep, RetryMode, Storage } from "../storage/storage.ts";
-import type { JobPhase } from "../storage/types.ts";
+import type { JobCanceller, JobPhase } from "../storage/types.ts";
 import type { CommandSigner } from "../trust/command-signer.ts";
 import { gaveUpMessage } from "./job-advice.ts";
 import type { JobTimings } from "./job-timings.ts";
@@ -160,8 +160,24 @@ export class JobLedger {
     error: string | null,
     ...steps: NewJobStep[]
   ): Promise<JobRecord> {
+    return this.end(job, { phase, error }, steps);
+  }
+
+  /** Ends a job that has not reached the device: cancelled on request, or taken back by a rollout. */
+  cancel(job: JobRecord, by: JobCanceller): Promise<JobRecord> {
+    const message = by === "request" ? "Cancelled on request." : "Taken back by its rollout.";
+    return this.end(job, { phase: "cancelled", error: null, cancelledBy: by }, [
+      this.step("cancelled", message),
+    ]);
+  }
+
+  private async end(
+    job: JobRecord,
+    outcome: Pick<JobPatch, "phase" | "error" | "cancelledBy">,
+    steps: NewJobStep[],
+  ): Promise<JobRecord> {
     const done = await this.update(job, {
-      patch: { phase, error, dueAt: null, finishedAt: this.now, attempt: job.attempt },
+      patch: { ...outcome, dueAt: null, finishedAt: this.now, attempt: job.attempt },
       steps,
       release: true,
     });

@@ -26,7 +26,7 @@ import {
   StorageError,
   StorageUnavailableError,
 } from "../storage/storage.ts";
-import { isTerminal, type JobPhase } from "../storage/types.ts";
+import { isTerminal, type JobCanceller, type JobPhase } from "../storage/types.ts";
 import { type CommandSigner, CommandSigningError } from "../trust/command-signer.ts";
 import { noAckMessage } from "./job-advice.ts";
 import { JobLedger } from "./job-ledger.ts";
@@ -260,8 +260,8 @@ export class JobRunner extends ScheduledFeature {
     return result.job;
   }
 
-  /** Cancels a job that has not reached the device yet. */
-  async cancel(jobId: string): Promise<JobRecord> {
+  /** Cancels a job that has not reached the device yet, on someone's request or for a rollout taking it back. */
+  async cancel(jobId: string, by: JobCanceller = "request"): Promise<JobRecord> {
     const job = typeof jobId === "string" ? await this.o.storage.jobs.get(jobId) : undefined;
     if (!job)
       throw new RequestError(`There is no job "${shorten(jobId)}". \`mpota jobs\` lists them.`, {
@@ -285,13 +285,8 @@ export class JobRunner extends ScheduledFeature {
           `Job ${job.id} cannot be cancelled now: it is ${claimed.phase} (the device has taken the command and ${(await this.wordsOf(claimed)).busy}). Cancelling would leave the device without a retry path; wait for the job to finish.`,
         );
       }
-      const done = await this.ledger.finish(
-        claimed,
-        "cancelled",
-        null,
-        this.ledger.step("cancelled", "Cancelled on request."),
-      );
-      this.o.logger.info({ job: job.id }, "job cancelled");
+      const done = await this.ledger.cancel(claimed, by);
+      this.o.logger.info({ job: job.id, by }, "job cancelled");
       return done;
     });
   }

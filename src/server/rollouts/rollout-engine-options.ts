@@ -6,11 +6,13 @@ import type { JobCreateOptions } from "../jobs/job-request.ts";
 import type { MqttLink } from "../mqtt/mqtt-link.ts";
 import type { FirmwareLibrary } from "../releases/firmware-library.ts";
 import type { FirmwareRecord, JobRecord, Storage } from "../storage/storage.ts";
+import type { JobCanceller } from "../storage/types.ts";
 
 /** What a rollout needs of the job runner: it creates and cancels the per-device jobs, and nothing else. */
 export interface RolloutJobs {
   create(deviceId: string, firmwareRef: string, options: JobCreateOptions): Promise<JobRecord>;
-  cancel(jobId: string): Promise<JobRecord>;
+  /** Takes a job back (`by`: "rollout"), so that a look tells it from a job someone else cancelled. */
+  cancel(jobId: string, by: JobCanceller): Promise<JobRecord>;
 }
 
 export interface RolloutEngineOptions {

@@ -317,7 +317,7 @@ export class RolloutEngine extends ScheduledFeature {
     const jobs = new Map<string, JobRecord>();
     for (const c of step.cancel) {
       try {
-        jobs.set(c.deviceId, await this.o.jobs.cancel(c.jobId));
+        jobs.set(c.deviceId, await this.o.jobs.cancel(c.jobId, "rollout"));
       } catch (error) {
         if (!(error instanceof RequestError)) throw error;
         // The device took the command meanwhile: the push goes ahead, and its outcome is recorded next time.
@@ -418,6 +418,7 @@ function withChanges(
       changed.job = {
         phase: job.phase,
         error: job.error,
+        cancelledBy: job.cancelledBy,
         finishedAt: job.finishedAt,
         firmwareId: job.firmwareId,
       };

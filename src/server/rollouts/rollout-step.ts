@@ -200,7 +200,10 @@ export function planStep(input: StepInput): StepResult {
         }),
       );
     } else if (job.phase === "cancelled") {
-      if (state === "paused") {
+      // Taken back by a pause whose own patch was not stored (the server stopped between the two):
+      // pending again. A job cancelled on request fails the device, paused or not, or the
+      // resume would give it a new job the owner had just called off.
+      if (state === "paused" && job.cancelledBy !== "request") {
         setDevice(d.deviceId, {
           state: "pending",
           jobId: null,

@@ -23,6 +23,7 @@ export function jobFromRow(row: Row): JobRecord {
     targetPort: row.target_port as number | null,
     dueAt: row.due_at as number | null,
     error: row.error as string | null,
+    cancelledBy: (row.cancelled_by ?? null) as JobRecord["cancelledBy"],
     createdAt: row.created_at as number,
     updatedAt: row.updated_at as number,
     finishedAt: row.finished_at as number | null,
@@ -80,7 +81,7 @@ export function stepValues(jobId: string, step: NewJobStep): Array<string | numb
   return [jobId, step.at, step.kind, step.message, step.data === null ? null : JSON.stringify(step.data)];
 }
 
-/** Column of each patchable field but progress (six columns). */
+/** Column of each patchable field but progress. */
 const JOB_COLUMNS: PatchColumns<Exclude<keyof JobPatch, "progress">> = {
   phase: ["phase", asIs],
   attempt: ["attempt", asIs],
@@ -89,6 +90,7 @@ const JOB_COLUMNS: PatchColumns<Exclude<keyof JobPatch, "progress">> = {
   targetPort: ["target_port", asIs],
   dueAt: ["due_at", asIs],
   error: ["error", asIs],
+  cancelledBy: ["cancelled_by", asIs],
   finishedAt: ["finished_at", asIs],
   ackedAt: ["acked_at", asIs],
   pushedAt: ["pushed_at", asIs],

@@ -129,7 +129,8 @@ export class PostgresRolloutStore implements RolloutStore {
   async snapshot(id: string): Promise<RolloutDeviceSnapshot[]> {
     const rows = await this.db.sql("reading a rollout's devices", (sql) =>
       sql.rows(
-        `SELECT rd.*, j.phase AS job_phase, j.error AS job_error, j.finished_at AS job_finished_at,
+        `SELECT rd.*, j.phase AS job_phase, j.error AS job_error, j.cancelled_by AS job_cancelled_by,
+           j.finished_at AS job_finished_at,
            j.firmware_id AS job_firmware_id, d.state::json ->> 'fw' AS device_fw, d.state::json -> 'app' ->> 'id' AS device_app,
            CASE WHEN json_typeof(d.state::json -> 'sleep') = 'number'
              THEN (d.state::json ->> 'sleep')::double precision END AS device_sleep,

@@ -13,7 +13,7 @@ import type {
   RolloutRecord,
   RolloutState,
 } from "./rollout-store.ts";
-import type { JobPhase } from "./types.ts";
+import type { JobCanceller, JobPhase } from "./types.ts";
 
 /**
  * The rows of the rollout tables as records and back, for both backends.
@@ -97,6 +97,7 @@ export function snapshotFromRow(row: Row): RolloutDeviceSnapshot {
         : {
             phase: row.job_phase as JobPhase,
             error: row.job_error as string | null,
+            cancelledBy: (row.job_cancelled_by ?? null) as JobCanceller | null,
             finishedAt: row.job_finished_at as number | null,
             firmwareId: row.job_firmware_id as string,
           },

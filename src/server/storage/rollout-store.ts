@@ -1,4 +1,4 @@
-import type { HeldLease, JobPhase } from "./types.ts";
+import type { HeldLease, JobCanceller, JobPhase } from "./types.ts";
 
 /**
  * What the server keeps about rollouts and device tags, as part of the
@@ -153,7 +153,13 @@ export type NewRolloutDevice = Pick<RolloutDeviceRecord, "deviceId" | "group" | 
 
 /** A device of a rollout with what the engine needs to decide: its job and its last report. */
 export interface RolloutDeviceSnapshot extends RolloutDeviceRecord {
-  job: { phase: JobPhase; error: string | null; finishedAt: number | null; firmwareId: string } | null;
+  job: {
+    phase: JobPhase;
+    error: string | null;
+    cancelledBy: JobCanceller | null;
+    finishedAt: number | null;
+    firmwareId: string;
+  } | null;
   /** `app`: the app release it reports (contract v3: its manifest's SHA-256), for a rollout of an app. */
   device: { fw: string | null; app: string | null; sleep: number; lastSeen: number } | null;
 }

@@ -283,5 +283,15 @@ ALTER TABLE jobs ADD COLUMN progress_files INTEGER
   CHECK ((progress_files IS NULL) = (progress_of IS NULL) AND progress_files >= 0 AND progress_files <= progress_of);
 `,
     },
+    {
+      version: 8,
+      description: "who cancelled each cancelled job",
+      // 'request': someone asked (mpota jobs cancel, the dashboard); 'rollout': a rollout took the
+      // job back (paused, aborted, timed out). NULL for every other job and for rows from before,
+      // which rollouts read as their own, as they did before the column.
+      sql: `
+ALTER TABLE jobs ADD COLUMN cancelled_by TEXT CHECK (cancelled_by IN ('request', 'rollout'));
+`,
+    },
   ];
 }

@@ -153,7 +153,8 @@ export class SqliteRolloutStore implements RolloutStore {
   async snapshot(id: string): Promise<RolloutDeviceSnapshot[]> {
     const rows = this.db
       .prepare(
-        `SELECT rd.*, j.phase AS job_phase, j.error AS job_error, j.finished_at AS job_finished_at,
+        `SELECT rd.*, j.phase AS job_phase, j.error AS job_error, j.cancelled_by AS job_cancelled_by,
+           j.finished_at AS job_finished_at,
            j.firmware_id AS job_firmware_id, json_extract(d.state, '$.fw') AS device_fw, json_extract(d.state, '$.app.id') AS device_app,
            json_extract(d.state, '$.sleep') AS device_sleep, d.last_seen AS device_last_seen
          FROM rollout_devices rd

@@ -2,7 +2,7 @@ import { MpotaError } from "../../errors.ts";
 import { EXIT_CODES } from "../../exit-codes.ts";
 import type { DeviceState, DeviceStatus } from "../../protocol/mqtt-contract.ts";
 import type { DeviceTagStore, RolloutStore } from "./rollout-store.ts";
-import type { HeldLease, JobPhase } from "./types.ts";
+import type { HeldLease, JobCanceller, JobPhase } from "./types.ts";
 
 /**
  * Everything the server keeps, behind one asynchronous interface. SQLite
@@ -210,6 +210,8 @@ export interface JobRecord {
   dueAt: number | null;
   /** Why the last attempt or the job failed, with what to do. */
   error: string | null;
+  /** Who cancelled the job: someone's request, or a rollout taking it back (null: not cancelled, or cancelled before this was stored). */
+  cancelledBy: JobCanceller | null;
   createdAt: number;
   updatedAt: number;
   finishedAt: number | null;
@@ -242,6 +244,7 @@ export type JobPatch = Partial<
     | "targetPort"
     | "dueAt"
     | "error"
+    | "cancelledBy"
     | "finishedAt"
     | "ackedAt"
     | "pushedAt"

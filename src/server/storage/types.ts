@@ -25,6 +25,9 @@ export type JobPhase =
   | "failed"
   | "cancelled";
 
+/** Who cancels a job: a request (the CLI, the dashboard, the bridge) or a rollout taking its job back. */
+export type JobCanceller = "request" | "rollout";
+
 export const TERMINAL_PHASES: readonly JobPhase[] = ["succeeded", "failed", "cancelled"];
 export const ACTIVE_PHASES: readonly JobPhase[] = [
   "queued",

@@ -771,8 +771,8 @@ export function defineStorageSuite(
 
 /**
  * The job a version-6 database held in the middle of an app fetch ("j-old",
- * bytes only, lease owner A) reads back whole after migration 7, and then
- * stores a files count with its bytes. Both databases' migration tests.
+ * bytes only, lease owner A) reads back whole after migrations 7 and 8, and
+ * then stores a files count with its bytes, and who cancelled it. Both databases' migration tests.
  */
 export async function checkJobFromVersion6(storage: Storage): Promise<void> {
   const job = await storage.jobs.get("j-old");
@@ -785,4 +785,14 @@ export async function checkJobFromVersion6(storage: Storage): Promise<void> {
   const progress = { bytes: 4096, total: 61440, rate: 950, retransmits: 0, files: 5, of: 20 };
   await storage.jobs.update({ id: "j-old", owner: "A", now: 3, patch: { progress } });
   assert.deepEqual((await storage.jobs.get("j-old"))?.progress, progress);
+  // Migration 8: nobody is said to have cancelled a job from before, until one is cancelled.
+  assert.equal(job?.cancelledBy, null);
+  await storage.jobs.update({
+    id: "j-old",
+    owner: "A",
+    now: 4,
+    patch: { phase: "cancelled", cancelledBy: "rollout", finishedAt: 4 },
+  });
+  const cancelled = await storage.jobs.get("j-old");
+  assert.deepEqual([cancelled?.phase, cancelled?.cancelledBy], ["cancelled", "rollout"]);
 }

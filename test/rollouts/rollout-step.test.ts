@@ -360,6 +360,15 @@ describe("a rollout's step", () => {
     assert.deepEqual(result.patch, {});
   });
 
+  it("aborted: a job cancelled on request fails its device; one the rollout took back is cancelled", () => {
+    const r = rollout([group(3)], { state: "aborted", reason: "Aborted by hand." });
+    const result = step(r, [
+      device("owner", 0, "scheduled", { phase: "cancelled", cancelledBy: "request" }),
+      device("taken", 0, "scheduled", { phase: "cancelled", cancelledBy: "rollout" }),
+    ]);
+    assert.deepEqual(statesOf(result), { owner: "failed", taken: "cancelled" });
+  });
+
   it("paused: a job cancelled on request fails its device; one the rollout took back waits again", () => {
     const r = rollout([group(3)], { state: "paused", pauseKind: "manual" });
     const result = step(r, [

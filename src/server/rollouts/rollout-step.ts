@@ -200,10 +200,12 @@ export function planStep(input: StepInput): StepResult {
         }),
       );
     } else if (job.phase === "cancelled") {
-      // Taken back by a pause whose own patch was not stored (the server stopped between the two):
-      // pending again. A job cancelled on request fails the device, paused or not, or the
-      // resume would give it a new job the owner had just called off.
-      if (state === "paused" && job.cancelledBy !== "request") {
+      // Taken back by a pause or an abort whose own patch was not stored (the server stopped
+      // between the two): pending again, or cancelled. A job cancelled on request fails the
+      // device whatever the rollout's state, or a resume would give it a new job the owner had
+      // just called off.
+      const taken = job.cancelledBy !== "request";
+      if (state === "paused" && taken) {
         setDevice(d.deviceId, {
           state: "pending",
           jobId: null,
@@ -211,7 +213,7 @@ export function planStep(input: StepInput): StepResult {
           deadlineAt: null,
           reason: null,
         });
-      } else if (state === "aborted") {
+      } else if (state === "aborted" && taken) {
         setDevice(d.deviceId, {
           state: "cancelled",
           finishedAt: now,

@@ -20,7 +20,7 @@
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
 // MPOTA_BENCH_DIAG=DIR: each server writes a CPU profile into DIR when it stops, and the
-// ESP32 row has it write heap snapshots (after a full GC) before and after its rollout
+// ESP32 and app rows have it write heap snapshots (after a full GC) before and after their rollout
 // (the snapshots take seconds and double the RSS for a while: its figures are not comparable).
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
@@ -777,6 +777,8 @@ async function appRollout(deployment: Deployment) {
         );
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
+    const diag = process.env.MPOTA_BENCH_DIAG;
+    if (diag) await heapSnapshot(server, diag, "apps-before");
     const before = await stats(deployment);
     const started = Date.now();
     const created = await bridge.request("rollout/create", {
@@ -816,6 +818,7 @@ async function appRollout(deployment: Deployment) {
     if (failure)
       throw new Error(`a board refused what the server sent, so this run measures nothing: ${failure}`);
     const jobs = await bridge.request("jobs", { limit: APP_DEVICES * 2 });
+    if (diag) await heapSnapshot(server, diag, "apps-after");
     const lastDone = Math.max(...end.devices.map((d) => d.finishedAt ?? 0));
     const minutes = (lastDone - (end.startedAt ?? started)) / 60_000;
     const sum = (f: (d: BenchAppDevice) => number) => devices.reduce((total, d) => total + f(d), 0);

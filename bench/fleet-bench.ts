@@ -4,7 +4,8 @@
 // always-on and sleepy), one rollout of a 128 KiB firmware across all of
 // them. Then a registry row: many devices reporting state over MQTT only.
 // Results: bench/results/fleet-<devices>.json and .svg (a run of some rows updates those
-// rows there; MPOTA_BENCH_DIAG's runs write into its directory instead).
+// rows there; without the rollout rows, esp32-fleet-<N>.json or app-fleet-<N>.json;
+// MPOTA_BENCH_DIAG's runs write into its directory instead).
 //
 // Options: --devices N (1000)
 //          --concurrency N (50)  --sleepy-share F (0.2)  --sleep S (20)
@@ -12,14 +13,17 @@
 //          --image-kib K (128)
 //          --esp32 N (200; 0 skips the row): ESP32s (contract v3, scripted) that pull a
 //          1.5 MiB release over HTTP from one server on SQLite, in a rollout
+//          --apps N (200; 0 skips the row): Pico W boards (contract v3, op app, scripted) that
+//          take a signed app release of 20 files over HTTP from one server on SQLite, fetching
+//          only the 2 files that changed, in a rollout
 //          --setups sqlite,pg1,pg2,pg3 (the rollout rows: one server on SQLite with its
 //          embedded broker; 1-3 instances on a throwaway PostgreSQL and Mosquitto)
 //          (--devices 0 skips the rollout rows)
 // MPOTA_BENCH_DIAG=DIR: each server writes a CPU profile into DIR when it stops, and the
-// ESP32 row has it write heap snapshots (after a full GC) before and after its rollout
+// ESP32 and app rows have it write heap snapshots (after a full GC) before and after their rollout
 // (the snapshots take seconds and double the RSS for a while: its figures are not comparable).
 import { type ChildProcess, spawn } from "node:child_process";
-import { createPublicKey } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import {
   copyFileSync,
   mkdirSync,
@@ -34,6 +38,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectAsync, type MqttClient } from "mqtt";
+import type { SignedAppManifest } from "../src/apps/app-manifest.ts";
+import { signAppManifest } from "../src/apps/app-signature.ts";
 import { DEFAULT_TIMING, deviceFloorMs } from "../src/emulator/timing.ts";
 import { NodeUdpNetwork } from "../src/net/node-udp.ts";
 import { seededRandom } from "../src/net/random.ts";
@@ -48,6 +54,7 @@ import { loopbackAddresses, sleepyIndexes } from "../src/simulator/fleet.ts";
 import { buildEsp32AppImage, esp32Identity } from "../src/simulator/synthetic-esp32-app.ts";
 import { buildSyntheticFirmware, firmwareIdentity } from "../src/simulator/synthetic-firmware.ts";
 import { freshDatabase, startPostgresCluster } from "../test/support/postgres.ts";
+import { BenchAppDevice } from "./fleet-app-device.ts";
 import { BenchDevice } from "./fleet-device.ts";
 import { BenchEsp32Device } from "./fleet-esp32-device.ts";
 import { mergeRows, readResults } from "./results-file.ts";
@@ -76,6 +83,13 @@ const ESP32_DEVICES = Math.floor(option("esp32", 200));
 const ESP32_IMAGE_BYTES = 0x180000 - 4096;
 /** From `machine.reset()` to the new firmware's first state (a typical ESP32 boot and WiFi join). */
 const ESP32_BOOT_MS = 2000;
+const APP_DEVICES = Math.floor(option("apps", 200));
+/** The app: 20 files of 3 KiB (a few KiB each, as ESP8266 and Pico W apps are); the new release changes 2. */
+const APP_FILES = 20;
+const APP_FILE_BYTES = 3072;
+const APP_CHANGED = [3, 11];
+/** From `machine.reset()` to the new app's first state (a Pico W's boot and WiFi join). */
+const APP_BOOT_MS = 2000;
 const BLOCK = 256;
 /** Rollout rows: "sqlite" (one server, embedded broker), "pg1", "pg2", "pg3" (instances on PostgreSQL + Mosquitto). */
 const SETUPS = (() => {
@@ -658,6 +672,190 @@ async function esp32Row(keyFile: string) {
   return row;
 }
 
+/** The app's files: main.py and m01..m19.py of APP_FILE_BYTES each; `version` changes the modules of APP_CHANGED. */
+function appFiles(version: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  const body = (head: string) =>
+    Buffer.from(`${head}DATA = "${"x".repeat(APP_FILE_BYTES - head.length - 10)}"\n`);
+  files.set("main.py", body("import m01, m03, m11\nprint('thermostat', m03.V, m11.V)\n"));
+  for (let i = 1; i < APP_FILES; i++) {
+    const v = APP_CHANGED.includes(i) ? version : "1.0.0";
+    files.set(`m${String(i).padStart(2, "0")}.py`, body(`V = "${v}"\nI = ${i}\n`));
+  }
+  return files;
+}
+
+/** Signs a release of `files` with the owner's app key and adds it, files and all, through the bridge's app/add. */
+async function addApp(
+  bridge: BridgeClient,
+  appKey: KeyObject,
+  version: string,
+  files: ReadonlyMap<string, Buffer>,
+): Promise<SignedAppManifest> {
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+  const manifest = signAppManifest(
+    {
+      name: "thermostat",
+      version,
+      boards: ["esp32", "esp8266", "rp2"],
+      mpy: undefined,
+      files: [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha(bytes) })),
+    },
+    appKey,
+  );
+  await bridge.request("app/add", {
+    manifest: manifest.bytes.toString("base64"),
+    files: Object.fromEntries([...files.values()].map((b) => [sha(b), b.toString("base64")])),
+  });
+  return manifest;
+}
+
+/**
+ * App updates (contract v3, op app): one rollout of a signed 20-file app
+ * release to APP_DEVICES scripted Pico W boards, CONCURRENCY at a time,
+ * against one server on SQLite. Each board runs the release before, so it
+ * fetches the manifest and the 2 files that changed. What it shows is the
+ * server's side of an app fleet: CPU and memory per device, and the HTTP
+ * requests it answers (each with a device login and a job lookup).
+ */
+async function appRow(keyFile: string) {
+  console.log(`\n== App updates: ${APP_DEVICES} Pico W boards, SQLite, embedded broker, 1 instance`);
+  const deployment = await sqliteDeployment(keyFile);
+  try {
+    return await appRollout(deployment);
+  } finally {
+    await deployment.stop();
+  }
+}
+
+async function appRollout(deployment: Deployment) {
+  const server = deployment.servers[0] as ServerProcess;
+  const bridge = await BridgeClient.connect({ connection: { url: deployment.adminUrl }, timeoutMs: 60_000 });
+  // The owner's app key, kept off the server (`mpota app add --key`): the boards trust its modulus.
+  const appKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+  const v1 = appFiles("1.0.0");
+  const v2 = appFiles("1.1.0");
+  const m1 = await addApp(bridge, appKey, "1.0.0", v1);
+  const m2 = await addApp(bridge, appKey, "1.1.0", v2);
+  const changed = m2.files.filter((f) => !m1.files.some((g) => g.sha256 === f.sha256 && g.path === f.path));
+  const ids = Array.from({ length: APP_DEVICES }, (_, i) => `pico-${i + 1}`);
+  const secrets = await provision(bridge, ids);
+  const commandKey = createPublicKey(readFileSync(join(server.dataDir, COMMAND_KEY_FILE)));
+  const publicAppKey = createPublicKey(appKey);
+  // The MicroPython build a Pico W reports as its fw (mpota_rp2.ident).
+  const fw = createHash("sha256")
+    .update("v1.27.0 on 2025-12-09; Raspberry Pi Pico W with RP2040")
+    .digest("hex");
+  const updates = new Map<string, number>();
+  const devices = ids.map(
+    (id) =>
+      new BenchAppDevice({
+        id,
+        url: deployment.url,
+        password: secrets.get(id) as string,
+        commandKey,
+        appKey: publicAppKey,
+        app: { name: m1.name, version: m1.version, id: m1.id, files: m1.files },
+        free: 600 * 1024,
+        fw: fw.slice(0, 32),
+        bootMs: APP_BOOT_MS,
+        onBoot: (app) => {
+          if (app === m2.id) updates.set(id, (updates.get(id) ?? 0) + 1);
+        },
+      }),
+  );
+  const broken = () => devices.find((d) => d.failure !== undefined)?.failure;
+  try {
+    for (let i = 0; i < devices.length; i += 50)
+      await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
+    for (const since = Date.now(); ; ) {
+      const list = await bridge.request("devices", {});
+      if (list.filter((d) => d.app?.id === m1.id).length === APP_DEVICES) break;
+      if (Date.now() - since > 120_000)
+        throw new Error(
+          `only ${list.length} of ${APP_DEVICES} boards checked in within 2 minutes: see the server's log above`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    const diag = process.env.MPOTA_BENCH_DIAG;
+    if (diag) await heapSnapshot(server, diag, "apps-before");
+    const before = await stats(deployment);
+    const started = Date.now();
+    const created = await bridge.request("rollout/create", {
+      firmware: `${m2.name}@${m2.version}`,
+      line: m2.name,
+      groups: "1,10%,rest",
+      successThreshold: 95,
+      errorThreshold: 10,
+      concurrency: CONCURRENCY,
+    });
+    console.log(
+      `Rollout ${created.id}: app ${m2.name} ${m2.version} (${m2.files.length} files, ${m2.total} bytes; ${changed.length} changed) to ${APP_DEVICES} boards, groups ${created.groups.map((g) => g.size).join(" + ")}, concurrency ${CONCURRENCY}`,
+    );
+    let end: RolloutDetail;
+    let peakRss = 0;
+    const rssDuring: number[] = [];
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const failure = broken();
+      if (failure)
+        throw new Error(`a board refused what the server sent, so this run measures nothing: ${failure}`);
+      const r = await bridge.request("rollout/show", { id: created.id, events: 0 });
+      const now = (await stats(deployment)).rssBytes;
+      peakRss = Math.max(peakRss, now);
+      rssDuring.push(now);
+      if (rssDuring.length % 10 === 1)
+        console.log(
+          `  ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  scheduled ${r.counts.scheduled}  fetching ${r.counts.pushing}  verifying ${r.counts.verifying}  done ${r.counts.done}  failed ${r.counts.failed}  server RSS ${mb(now)} MB`,
+        );
+      if (r.state !== "running") {
+        end = r;
+        break;
+      }
+    }
+    const after = await stats(deployment);
+    const failure = broken();
+    if (failure)
+      throw new Error(`a board refused what the server sent, so this run measures nothing: ${failure}`);
+    const jobs = await bridge.request("jobs", { limit: APP_DEVICES * 2 });
+    if (diag) await heapSnapshot(server, diag, "apps-after");
+    const lastDone = Math.max(...end.devices.map((d) => d.finishedAt ?? 0));
+    const minutes = (lastDone - (end.startedAt ?? started)) / 60_000;
+    const sum = (f: (d: BenchAppDevice) => number) => devices.reduce((total, d) => total + f(d), 0);
+    const requests = sum((d) => d.httpRequests);
+    const sortedRss = [...rssDuring].sort((a, b) => a - b);
+    const cpu = after.cpuSeconds - before.cpuSeconds;
+    return {
+      devices: APP_DEVICES,
+      concurrency: CONCURRENCY,
+      appFiles: m2.files.length,
+      appBytes: m2.total,
+      changedFiles: changed.length,
+      manifestBytes: m2.bytes.length,
+      bootMs: APP_BOOT_MS,
+      state: end.state,
+      reason: end.reason,
+      verified: end.counts.done,
+      failed: end.counts.failed + end.counts.overdue,
+      devicesPerMinute: end.counts.done / minutes,
+      filesServed: sum((d) => d.filesFetched),
+      bytesServed: sum((d) => d.bytesFetched),
+      httpRequests: requests,
+      httpRequestsPerDevice: requests / Math.max(1, end.counts.done),
+      devicesUpdatedTwice: [...updates.values()].filter((n) => n > 1).length,
+      serverCpuSeconds: cpu,
+      serverCpuMsPerDevice: (cpu * 1000) / Math.max(1, end.counts.done),
+      serverRssBeforeMB: mb(before.rssBytes),
+      serverRssDuringMB: { p50: mb(quantile(sortedRss, 0.5)), max: mb(peakRss) },
+      serverPeakRssMB: mb(Math.max(peakRss, after.maxRssBytes)),
+      turn: turnShares(end, jobs),
+    };
+  } finally {
+    await bridge.close();
+    await Promise.all(devices.map((d) => d.close()));
+  }
+}
+
 /**
  * Where a slot's time goes (seconds, mean and p90): a device's job from its
  * creation to its end (command, ack, fetch, boot, state), and the wait of a
@@ -891,6 +1089,14 @@ try {
         `  server: ${esp32.serverCpuSeconds.toFixed(1)} CPU s (${esp32.serverCpuMsPerDevice.toFixed(0)} ms a device), RSS ${esp32.serverRssBeforeMB} MB before, ${esp32.serverRssDuringMB.p50} MB median and ${esp32.serverRssDuringMB.max} MB at most during the rollout (peak ${esp32.serverPeakRssMB} MB)`,
     );
   }
+  const apps = APP_DEVICES > 0 ? await appRow(keyFile) : null;
+  if (apps) {
+    console.log(
+      `App updates: ${apps.state}, ${apps.verified} verified, ${apps.failed} failed, ${apps.devicesUpdatedTwice} updated twice; ${apps.devicesPerMinute.toFixed(1)} devices/min; ` +
+        `${apps.filesServed} files and ${(apps.bytesServed / 1024).toFixed(0)} KiB served (manifests included) in ${apps.httpRequests} HTTP requests, ${apps.httpRequestsPerDevice.toFixed(1)} a device\n` +
+        `  server: ${apps.serverCpuSeconds.toFixed(1)} CPU s (${apps.serverCpuMsPerDevice.toFixed(0)} ms a device), RSS ${apps.serverRssBeforeMB} MB before, ${apps.serverRssDuringMB.p50} MB median and ${apps.serverRssDuringMB.max} MB at most during the rollout (peak ${apps.serverPeakRssMB} MB)`,
+    );
+  }
   const registry = REGISTRY > 0 ? await registryRow(keyFile) : null;
   if (registry) {
     const m = registry.messageLatencyMs;
@@ -903,8 +1109,14 @@ try {
   // A diagnostic run's figures are not comparable (profiles, heap snapshots): they go beside them.
   const out = process.env.MPOTA_BENCH_DIAG || new URL("./results/", import.meta.url).pathname;
   mkdirSync(out, { recursive: true });
-  const name = rollout ? `fleet-${DEVICES}` : esp32 ? `esp32-fleet-${ESP32_DEVICES}` : `registry-${REGISTRY}`;
-  // A run of some rows (--setups, --esp32 0, --registry 0) replaces those and keeps the rest,
+  const name = rollout
+    ? `fleet-${DEVICES}`
+    : esp32
+      ? `esp32-fleet-${ESP32_DEVICES}`
+      : apps
+        ? `app-fleet-${APP_DEVICES}`
+        : `registry-${REGISTRY}`;
+  // A run of some rows (--setups, --esp32 0, --apps 0, --registry 0) replaces those and keeps the rest,
   // each with the date it was measured.
   const file = join(out, `${name}.json`);
   const before = readResults(file);
@@ -924,6 +1136,7 @@ try {
         cpus: (await import("node:os")).cpus().length,
         rollouts,
         esp32: esp32 ? { date, ...esp32 } : (before.esp32 ?? null),
+        apps: apps ? { date, ...apps } : (before.apps ?? null),
         registry: registry ? { date, ...registry } : (before.registry ?? null),
       },
       null,

@@ -415,6 +415,36 @@ async function checkedIn(bridge: BridgeClient, fw: string, count: number, what: 
   }
 }
 
+/**
+ * Follows a rollout of devices that fetch their release (the ESP32 and app
+ * rows) each second until it stops running, printing its progress every 10
+ * s and sampling the server's RSS; `check` runs first each second (a row
+ * stops there when a board refused what it was sent).
+ */
+async function watchPulls(
+  bridge: BridgeClient,
+  deployment: Deployment,
+  id: string,
+  started: number,
+  check: () => void = () => undefined,
+): Promise<{ end: RolloutDetail; peakRss: number; rssDuring: number[] }> {
+  let peakRss = 0;
+  const rssDuring: number[] = [];
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    check();
+    const r = await bridge.request("rollout/show", { id, events: 0 });
+    const now = (await stats(deployment)).rssBytes;
+    peakRss = Math.max(peakRss, now);
+    rssDuring.push(now);
+    if (rssDuring.length % 10 === 1)
+      console.log(
+        `  ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  scheduled ${r.counts.scheduled}  fetching ${r.counts.pushing}  verifying ${r.counts.verifying}  done ${r.counts.done}  failed ${r.counts.failed}  server RSS ${mb(now)} MB`,
+      );
+    if (r.state !== "running") return { end: r, peakRss, rssDuring };
+  }
+}
+
 async function rolloutRow(deployment: Deployment, key: ReturnType<typeof generateKeyPair>["key"]) {
   console.log(`\n== ${deployment.label}`);
   const bridge = await BridgeClient.connect({ connection: { url: deployment.adminUrl }, timeoutMs: 60_000 });
@@ -621,24 +651,7 @@ async function esp32Row(keyFile: string) {
   console.log(
     `Rollout ${created.id}: ${ESP32_DEVICES} ESP32s, groups ${created.groups.map((g) => g.size).join(" + ")}, concurrency ${CONCURRENCY}`,
   );
-  let end: RolloutDetail;
-  let peakRss = 0;
-  const rssDuring: number[] = [];
-  for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const r = await bridge.request("rollout/show", { id: created.id, events: 0 });
-    const now = (await stats(deployment)).rssBytes;
-    peakRss = Math.max(peakRss, now);
-    rssDuring.push(now);
-    if (rssDuring.length % 10 === 1)
-      console.log(
-        `  ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  scheduled ${r.counts.scheduled}  fetching ${r.counts.pushing}  verifying ${r.counts.verifying}  done ${r.counts.done}  failed ${r.counts.failed}  server RSS ${mb(now)} MB`,
-      );
-    if (r.state !== "running") {
-      end = r;
-      break;
-    }
-  }
+  const { end, peakRss, rssDuring } = await watchPulls(bridge, deployment, created.id, started);
   const after = await stats(deployment);
   const jobs = await bridge.request("jobs", { limit: ESP32_DEVICES * 2 });
   if (diag) await heapSnapshot(server, diag, "after");
@@ -792,27 +805,11 @@ async function appRollout(deployment: Deployment) {
     console.log(
       `Rollout ${created.id}: app ${m2.name} ${m2.version} (${m2.files.length} files, ${m2.total} bytes; ${changed.length} changed) to ${APP_DEVICES} boards, groups ${created.groups.map((g) => g.size).join(" + ")}, concurrency ${CONCURRENCY}`,
     );
-    let end: RolloutDetail;
-    let peakRss = 0;
-    const rssDuring: number[] = [];
-    for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+    const { end, peakRss, rssDuring } = await watchPulls(bridge, deployment, created.id, started, () => {
       const failure = broken();
       if (failure)
         throw new Error(`a board refused what the server sent, so this run measures nothing: ${failure}`);
-      const r = await bridge.request("rollout/show", { id: created.id, events: 0 });
-      const now = (await stats(deployment)).rssBytes;
-      peakRss = Math.max(peakRss, now);
-      rssDuring.push(now);
-      if (rssDuring.length % 10 === 1)
-        console.log(
-          `  ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  scheduled ${r.counts.scheduled}  fetching ${r.counts.pushing}  verifying ${r.counts.verifying}  done ${r.counts.done}  failed ${r.counts.failed}  server RSS ${mb(now)} MB`,
-        );
-      if (r.state !== "running") {
-        end = r;
-        break;
-      }
-    }
+    });
     const after = await stats(deployment);
     const failure = broken();
     if (failure)
